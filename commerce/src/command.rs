@@ -1,0 +1,201 @@
+//! Commands: every write to the authoritative state, as it travels through the log, and the
+//! outcome of applying one. A command is applied at one version (its log index), atomically and
+//! at most once: the `Proposal` envelope carries the id that makes a retry a no-op.
+
+use crate::catalog::Product;
+use crate::escrow::{Demand, EscrowError, GrantPolicy, StockOp};
+use crate::id::{CustomerGroup, EdgeId, OrderId, PriceListId, PromotionId, SkuId};
+use crate::market::Market;
+use crate::money::Currency;
+use crate::order::{Order, OrderError, OrderRequest, OrderStatus};
+use crate::pricing::{PriceList, Promotion, Tier};
+
+/// Changes one price batch may hold (a bound on one log entry's size and apply time).
+pub const PRICE_BATCH_MAX: usize = 10_000;
+/// Changes one stock batch may hold.
+pub const STOCK_BATCH_MAX: usize = 10_000;
+/// Orders one commit batch from an edge may hold.
+pub const COMMIT_BATCH_MAX: usize = 1_000;
+
+/// One price to set.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceChange {
+    pub sku: SkuId,
+    pub currency: Currency,
+    pub amount_minor: i64,
+    /// The list to set it in; by default the implicit list of the currency and group
+    /// (`base-USD`, `member-USD`).
+    #[serde(default)]
+    pub list: Option<PriceListId>,
+    #[serde(default)]
+    pub customer_group: Option<CustomerGroup>,
+    #[serde(default)]
+    pub tiers: Vec<Tier>,
+}
+
+/// One stock change.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct StockChange {
+    pub sku: SkuId,
+    pub op: StockOp,
+}
+
+/// Every write to the authoritative state.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub enum Command {
+    UpsertProduct(Product),
+    UpsertMarket(Market),
+    UpsertPriceList(PriceList),
+    UpsertPromotion(Promotion),
+    DeletePromotion(PromotionId),
+    /// All of the changes or none.
+    PriceBatch(Vec<PriceChange>),
+    /// All of the changes or none.
+    StockBatch(Vec<StockChange>),
+    /// Grants `edge` units of `sku` sized by `grant_size(demand, pool, policy)`.
+    Grant {
+        edge: EdgeId,
+        sku: SkuId,
+        demand: Demand,
+        policy: GrantPolicy,
+    },
+    /// `edge` gives back units of its grant (it has already taken them off its own books).
+    ReturnGrant { edge: EdgeId, sku: SkuId, units: u64 },
+    /// Orders `edge` accepted from its grants, committed each by its order id.
+    CommitOrders { edge: EdgeId, orders: Vec<Order> },
+    /// An order allocated from the central pool (no grant left at the edge, or placed through
+    /// the admin API), priced at `at_ms` of the proposal.
+    CentralOrder {
+        order_id: OrderId,
+        idempotency_key: Option<String>,
+        request: OrderRequest,
+        region: String,
+        edge: Option<EdgeId>,
+    },
+}
+
+impl Command {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::UpsertProduct(_) => "upsert_product",
+            Command::UpsertMarket(_) => "upsert_market",
+            Command::UpsertPriceList(_) => "upsert_price_list",
+            Command::UpsertPromotion(_) => "upsert_promotion",
+            Command::DeletePromotion(_) => "delete_promotion",
+            Command::PriceBatch(_) => "price_batch",
+            Command::StockBatch(_) => "stock_batch",
+            Command::Grant { .. } => "grant",
+            Command::ReturnGrant { .. } => "return_grant",
+            Command::CommitOrders { .. } => "commit_orders",
+            Command::CentralOrder { .. } => "central_order",
+        }
+    }
+}
+
+/// A command as proposed to the log.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Proposal {
+    /// Makes a retry of the same command a no-op: derived from the caller's Idempotency-Key
+    /// where there is one, random otherwise.
+    pub command_id: [u8; 16],
+    /// Digest of what the caller asked for, to tell a retry (same digest) from a different
+    /// request that reuses an Idempotency-Key (different digest).
+    pub fingerprint: [u8; 16],
+    /// The proposer's clock (unix ms). Apply uses this, never its own clock, so that every
+    /// replica computes the same result.
+    pub at_ms: i64,
+    pub command: Command,
+}
+
+/// Why a command was refused at apply. Nothing of it was written. `kind` is stable (it becomes
+/// the problem `type` at the HTTP layer); `detail` is for people.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Rejection {
+    pub kind: RejectKind,
+    pub detail: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectKind {
+    /// The command is malformed or breaks a rule on its own.
+    Invalid,
+    UnknownSku,
+    UnknownPriceList,
+    UnknownMarket,
+    UnknownPromotion,
+    /// It contradicts existing state (a SKU owned by another product, a list of another
+    /// currency).
+    Conflict,
+    /// A stock decrease would cut into units held in edge grants (invariant I2).
+    HeldInGrants,
+    OutOfStock,
+    NotSoldInMarket,
+    NoPrice,
+    Quantity,
+    /// The Idempotency-Key was used before for a different request.
+    IdempotencyKeyReused,
+}
+
+impl Rejection {
+    pub fn new(kind: RejectKind, detail: impl Into<String>) -> Self {
+        Rejection {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<EscrowError> for Rejection {
+    fn from(e: EscrowError) -> Self {
+        let kind = match e {
+            EscrowError::TooLarge(_) => RejectKind::Invalid,
+            EscrowError::HeldInGrants { .. } => RejectKind::HeldInGrants,
+            EscrowError::OutOfStock { .. } => RejectKind::OutOfStock,
+        };
+        Rejection::new(kind, e.to_string())
+    }
+}
+
+impl From<OrderError> for Rejection {
+    fn from(e: OrderError) -> Self {
+        use crate::pricing::PricingError;
+        let kind = match &e {
+            OrderError::UnknownSku(_) => RejectKind::UnknownSku,
+            OrderError::Quantity { .. } | OrderError::Pricing(PricingError::BadQuantity(_)) => {
+                RejectKind::Quantity
+            }
+            OrderError::NotSoldInMarket { .. } => RejectKind::NotSoldInMarket,
+            OrderError::Pricing(PricingError::NoPrice { .. }) => RejectKind::NoPrice,
+            _ => RejectKind::Invalid,
+        };
+        Rejection::new(kind, e.to_string())
+    }
+}
+
+/// What happened to one order of a `CommitOrders` batch.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct OrderResult {
+    pub order_id: OrderId,
+    pub status: OrderStatus,
+    /// The version at which it committed (or was rejected), possibly by an earlier batch.
+    pub version: u64,
+    /// `true` when this batch found it already decided and changed nothing.
+    pub duplicate: bool,
+    pub reject_reason: Option<String>,
+}
+
+/// The result of applying one command.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub enum Outcome {
+    /// Written at `version`.
+    Applied { version: u64 },
+    Granted { version: u64, units: u64 },
+    Returned { version: u64, units: u64 },
+    Orders { version: u64, results: Vec<OrderResult> },
+    /// A central order: committed now, or found committed before under its id or key.
+    Order { order: Box<Order>, duplicate: bool },
+    Rejected(Rejection),
+}

@@ -1,0 +1,321 @@
+//! Escrow arithmetic (the demarcation protocol): how a SKU's stock is split between units
+//! already sold, units granted to edges, and the central pool, and how grants are sized.
+//!
+//! Invariant I2 holds for every `Inventory` after every operation here:
+//! `committed + granted_total <= stocked`, where `stocked` is adds minus removals. Every
+//! operation that would break it is refused (or clamped, for grants) and leaves the inventory
+//! unchanged; the property tests drive arbitrary interleavings to show it.
+
+use std::collections::BTreeMap;
+
+use crate::id::EdgeId;
+
+/// Largest stock figure accepted (a trillion units); keeps every sum far from `u64::MAX`.
+pub const STOCK_MAX: u64 = 1_000_000_000_000;
+
+/// A change to a SKU's stock, as an admin sends it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StockOp {
+    /// The seller now holds this many unsold units (including units in outstanding grants).
+    Set(u64),
+    /// Units received.
+    Add(u64),
+    /// Units written off (damaged, sold elsewhere).
+    Remove(u64),
+}
+
+/// Why an escrow operation was refused. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum EscrowError {
+    #[error("stock figure {0} is above the limit of {STOCK_MAX}")]
+    TooLarge(u64),
+    #[error(
+        "cannot lower unsold stock to {wanted}: {granted} units are held in edge grants and {pool} are in the central pool; wait for grants to come back"
+    )]
+    HeldInGrants { wanted: u64, granted: u64, pool: u64 },
+    #[error("out of stock: {wanted} wanted, {available} available")]
+    OutOfStock { wanted: u64, available: u64 },
+}
+
+/// A SKU's stock at a core.
+#[derive(Clone, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Inventory {
+    /// Units ever made sellable: adds minus removals.
+    pub stocked: u64,
+    /// Units in committed orders.
+    pub committed: u64,
+    /// Units granted to each edge and not yet sold or returned.
+    pub granted: BTreeMap<EdgeId, u64>,
+}
+
+/// Where the units of an edge order came from when it committed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CommitSource {
+    pub from_grant: u64,
+    pub from_pool: u64,
+}
+
+impl Inventory {
+    pub fn granted_total(&self) -> u64 {
+        self.granted.values().sum()
+    }
+
+    /// Unsold units, wherever they are (pool and grants).
+    pub fn on_hand(&self) -> u64 {
+        self.stocked.saturating_sub(self.committed)
+    }
+
+    /// Units in the central pool: neither sold nor granted.
+    pub fn available(&self) -> u64 {
+        self.on_hand().saturating_sub(self.granted_total())
+    }
+
+    /// Invariant I2.
+    pub fn holds_i2(&self) -> bool {
+        self.committed
+            .checked_add(self.granted_total())
+            .is_some_and(|used| used <= self.stocked)
+    }
+
+    /// Applies a stock change, or refuses it whole if it would break I2.
+    pub fn apply_stock(&mut self, op: StockOp) -> Result<(), EscrowError> {
+        let granted = self.granted_total();
+        let new_stocked = match op {
+            StockOp::Set(n) => {
+                if n > STOCK_MAX {
+                    return Err(EscrowError::TooLarge(n));
+                }
+                if n < granted {
+                    return Err(EscrowError::HeldInGrants {
+                        wanted: n,
+                        granted,
+                        pool: self.available(),
+                    });
+                }
+                self.committed + n
+            }
+            StockOp::Add(n) => {
+                let s = self.stocked.saturating_add(n);
+                if n > STOCK_MAX || s - self.committed > STOCK_MAX {
+                    return Err(EscrowError::TooLarge(n));
+                }
+                s
+            }
+            StockOp::Remove(n) => {
+                let pool = self.available();
+                if n > pool {
+                    return Err(EscrowError::HeldInGrants {
+                        wanted: self.on_hand().saturating_sub(n),
+                        granted,
+                        pool,
+                    });
+                }
+                self.stocked - n
+            }
+        };
+        self.stocked = new_stocked;
+        debug_assert!(self.holds_i2());
+        Ok(())
+    }
+
+    /// Grants up to `units` from the pool to `edge`; returns how many were granted.
+    pub fn grant(&mut self, edge: &EdgeId, units: u64) -> u64 {
+        let n = units.min(self.available());
+        if n > 0 {
+            *self.granted.entry(edge.clone()).or_default() += n;
+        }
+        debug_assert!(self.holds_i2());
+        n
+    }
+
+    /// Takes back up to `units` of `edge`'s grant into the pool; returns how many came back.
+    pub fn return_grant(&mut self, edge: &EdgeId, units: u64) -> u64 {
+        let Some(held) = self.granted.get_mut(edge) else {
+            return 0;
+        };
+        let n = units.min(*held);
+        *held -= n;
+        if *held == 0 {
+            self.granted.remove(edge);
+        }
+        n
+    }
+
+    /// Commits `units` sold by `edge` from its grant. An honest edge never sells more than its
+    /// grant; if one does (its grant was lost with its disk), the rest comes from the pool, and
+    /// if the pool is short too the commit is refused rather than oversold.
+    pub fn commit_from_grant(
+        &mut self,
+        edge: &EdgeId,
+        units: u64,
+    ) -> Result<CommitSource, EscrowError> {
+        let held = self.granted.get(edge).copied().unwrap_or(0);
+        let from_grant = units.min(held);
+        let from_pool = units - from_grant;
+        let available = self.available();
+        if from_pool > available {
+            return Err(EscrowError::OutOfStock {
+                wanted: units,
+                available: held + available,
+            });
+        }
+        self.return_grant(edge, from_grant);
+        self.committed += units;
+        debug_assert!(self.holds_i2());
+        Ok(CommitSource {
+            from_grant,
+            from_pool,
+        })
+    }
+
+    /// Commits `units` of a centrally allocated order from the pool.
+    pub fn commit_central(&mut self, units: u64) -> Result<(), EscrowError> {
+        let available = self.available();
+        if units > available {
+            return Err(EscrowError::OutOfStock {
+                wanted: units,
+                available,
+            });
+        }
+        self.committed += units;
+        debug_assert!(self.holds_i2());
+        Ok(())
+    }
+}
+
+/// Recent demand an edge observed for one SKU.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Demand {
+    /// Units sold in the window.
+    pub units: u64,
+    /// Length of the window.
+    pub window_ms: u64,
+}
+
+/// How large grants are. It travels inside the grant command, so every replica sizes a grant
+/// the same way whatever its own configuration says.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantPolicy {
+    /// A grant covers this much time of the edge's recent demand.
+    pub horizon_ms: u64,
+    /// Smallest grant worth making: an edge with no demand yet still gets this many.
+    pub min_units: u64,
+    /// Largest single grant, whatever the demand.
+    pub max_units: u64,
+    /// At most this share of the pool goes to one grant, so one busy edge cannot starve the
+    /// others (basis points).
+    pub max_share_bps: u32,
+    /// At or below this many units in the pool, no more grants: edges sell centrally, where
+    /// the last units are allocated one order at a time.
+    pub low_stock_units: u64,
+}
+
+impl Default for GrantPolicy {
+    fn default() -> Self {
+        GrantPolicy {
+            // 30 s of demand per grant: an edge asks again a few times a minute at steady load.
+            horizon_ms: 30_000,
+            min_units: 1,
+            max_units: 1_000,
+            // A quarter of the pool: with 3 edges per region and 3 regions, the pool still holds
+            // most of the stock after every edge took a grant.
+            max_share_bps: 2_500,
+            low_stock_units: 10,
+        }
+    }
+}
+
+/// Units to grant an edge with `demand` out of a pool of `pool` units. Zero when the pool is at
+/// or below `low_stock_units`; otherwise the demand over the horizon, at least `min_units`, at
+/// most `max_units`, a `max_share_bps` share of the pool, and what lies above the low-stock line.
+pub fn grant_size(demand: Demand, pool: u64, policy: &GrantPolicy) -> u64 {
+    if pool <= policy.low_stock_units {
+        return 0;
+    }
+    let wanted = if demand.window_ms == 0 {
+        0
+    } else {
+        let num = u128::from(demand.units) * u128::from(policy.horizon_ms);
+        u64::try_from(num.div_ceil(u128::from(demand.window_ms))).unwrap_or(u64::MAX)
+    };
+    let share = u64::try_from(u128::from(pool) * u128::from(policy.max_share_bps) / 10_000)
+        .unwrap_or(u64::MAX);
+    wanted
+        .max(policy.min_units)
+        .min(policy.max_units)
+        .min(share)
+        .min(pool - policy.low_stock_units)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edge(s: &str) -> EdgeId {
+        EdgeId::new(s).unwrap()
+    }
+
+    #[test]
+    fn stock_ops_keep_i2() {
+        let mut inv = Inventory::default();
+        inv.apply_stock(StockOp::Set(10)).unwrap();
+        assert_eq!(inv.grant(&edge("a"), 6), 6);
+        assert_eq!(inv.available(), 4);
+        // Cannot set unsold stock below what edges hold.
+        assert!(matches!(
+            inv.apply_stock(StockOp::Set(5)),
+            Err(EscrowError::HeldInGrants { granted: 6, .. })
+        ));
+        assert!(inv.apply_stock(StockOp::Remove(5)).is_err());
+        inv.apply_stock(StockOp::Remove(4)).unwrap();
+        assert_eq!(inv.available(), 0);
+        assert_eq!(inv.commit_from_grant(&edge("a"), 2).unwrap().from_grant, 2);
+        assert_eq!(inv.on_hand(), 4);
+        inv.apply_stock(StockOp::Set(4)).unwrap();
+        assert_eq!(inv.return_grant(&edge("a"), 100), 4);
+        assert!(inv.granted.is_empty());
+        assert!(inv.holds_i2());
+        assert!(inv.apply_stock(StockOp::Add(STOCK_MAX + 1)).is_err());
+    }
+
+    #[test]
+    fn commit_beyond_grant_uses_pool_or_refuses() {
+        let mut inv = Inventory::default();
+        inv.apply_stock(StockOp::Set(5)).unwrap();
+        inv.grant(&edge("a"), 2);
+        let src = inv.commit_from_grant(&edge("a"), 4).unwrap();
+        assert_eq!((src.from_grant, src.from_pool), (2, 2));
+        assert!(inv.commit_from_grant(&edge("a"), 2).is_err());
+        assert_eq!(inv.committed, 4);
+        assert!(inv.commit_central(1).is_ok());
+        assert!(inv.commit_central(1).is_err());
+    }
+
+    #[test]
+    fn grant_sizing() {
+        let p = GrantPolicy::default();
+        // 10 units over 10 s → 30 units for 30 s.
+        let d = Demand {
+            units: 10,
+            window_ms: 10_000,
+        };
+        assert_eq!(grant_size(d, 10_000, &p), 30);
+        // No demand yet: the minimum.
+        assert_eq!(grant_size(Demand::default(), 10_000, &p), 1);
+        // Huge demand: the cap.
+        let hot = Demand {
+            units: 1_000_000,
+            window_ms: 1_000,
+        };
+        assert_eq!(grant_size(hot, 1_000_000, &p), 1_000);
+        // Bounded by a share of the pool, shrinking with it.
+        assert_eq!(grant_size(hot, 400, &p), 100);
+        assert_eq!(grant_size(hot, 40, &p), 10);
+        assert_eq!(grant_size(hot, 12, &p), 2);
+        // Zero at low stock.
+        assert_eq!(grant_size(hot, 10, &p), 0);
+        assert_eq!(grant_size(hot, 0, &p), 0);
+    }
+}

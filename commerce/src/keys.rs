@@ -1,0 +1,141 @@
+//! The key layout of the authoritative store: one ordered byte keyspace, a one-byte tag per
+//! record kind, then the record's id. Ids never contain `0x00` (see `id::check_id`), so it
+//! separates the parts of compound keys and keeps their byte order equal to tuple order.
+//! Numbers are big-endian so that byte order is numeric order.
+//!
+//! | tag | key                          | value                       |
+//! |-----|------------------------------|-----------------------------|
+//! | `M` | `M` name                     | metadata (applied index, format) |
+//! | `P` | `P` product id               | `Product`                   |
+//! | `L` | `L` price list id            | `PriceList`                 |
+//! | `K` | `K` market id                | `Market`                    |
+//! | `R` | `R` sku `0` price list id    | `PriceEntry`                |
+//! | `N` | `N` promotion id             | `Promotion`                 |
+//! | `I` | `I` sku                      | `Inventory`                 |
+//! | `O` | `O` order id                 | `Order`                     |
+//! | `C` | `C` version(8) seq(4)        | order id (commit order)     |
+//! | `Y` | `Y` customer `0` key         | order id (Idempotency-Key)  |
+//! | `D` | `D` command id(16)           | dedup record of a command   |
+//! | `V` | `V` version(8)               | command id applied there    |
+
+use crate::id::{CustomerId, OrderId, PriceListId, ProductId, PromotionId, SkuId};
+use crate::id::MarketId;
+
+pub const META: u8 = b'M';
+pub const PRODUCT: u8 = b'P';
+pub const PRICE_LIST: u8 = b'L';
+pub const MARKET: u8 = b'K';
+pub const PRICE: u8 = b'R';
+pub const PROMOTION: u8 = b'N';
+pub const INVENTORY: u8 = b'I';
+pub const ORDER: u8 = b'O';
+pub const COMMIT_SEQ: u8 = b'C';
+pub const IDEMPOTENCY: u8 = b'Y';
+pub const DEDUP: u8 = b'D';
+pub const DEDUP_BY_VERSION: u8 = b'V';
+
+/// The last applied log index (the store's version).
+pub const META_APPLIED: &[u8] = b"Mapplied";
+/// The format of the stored values; a store written by a newer format is refused.
+pub const META_FORMAT: &[u8] = b"Mformat";
+
+fn tagged(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len = 1 + parts.iter().map(|p| p.len() + 1).sum::<usize>();
+    let mut k = Vec::with_capacity(len);
+    k.push(tag);
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+pub fn product(id: &ProductId) -> Vec<u8> {
+    tagged(PRODUCT, &[id.as_str().as_bytes()])
+}
+
+pub fn price_list(id: &PriceListId) -> Vec<u8> {
+    tagged(PRICE_LIST, &[id.as_str().as_bytes()])
+}
+
+pub fn market(id: &MarketId) -> Vec<u8> {
+    tagged(MARKET, &[id.as_str().as_bytes()])
+}
+
+pub fn price(sku: &SkuId, list: &PriceListId) -> Vec<u8> {
+    tagged(PRICE, &[sku.as_str().as_bytes(), list.as_str().as_bytes()])
+}
+
+pub fn promotion(id: &PromotionId) -> Vec<u8> {
+    tagged(PROMOTION, &[id.as_str().as_bytes()])
+}
+
+pub fn inventory(sku: &SkuId) -> Vec<u8> {
+    tagged(INVENTORY, &[sku.as_str().as_bytes()])
+}
+
+pub fn order(id: &OrderId) -> Vec<u8> {
+    tagged(ORDER, &[id.as_str().as_bytes()])
+}
+
+pub fn commit_seq(version: u64, seq: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(13);
+    k.push(COMMIT_SEQ);
+    k.extend_from_slice(&version.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Splits a commit-sequence key back into (version, seq).
+pub fn parse_commit_seq(key: &[u8]) -> Option<(u64, u32)> {
+    match key {
+        [COMMIT_SEQ, rest @ ..] if rest.len() == 12 => Some((
+            u64::from_be_bytes(rest[..8].try_into().ok()?),
+            u32::from_be_bytes(rest[8..].try_into().ok()?),
+        )),
+        _ => None,
+    }
+}
+
+/// Idempotency-Keys are scoped to the customer, as payment APIs scope them to the account: two
+/// shoppers who both send "1" place two orders.
+pub fn idempotency(customer: &CustomerId, key: &str) -> Vec<u8> {
+    tagged(IDEMPOTENCY, &[customer.as_str().as_bytes(), key.as_bytes()])
+}
+
+pub fn dedup(command_id: &[u8; 16]) -> Vec<u8> {
+    tagged(DEDUP, &[command_id])
+}
+
+pub fn dedup_by_version(version: u64) -> Vec<u8> {
+    tagged(DEDUP_BY_VERSION, &[&version.to_be_bytes()])
+}
+
+/// `[start, end)` covering every key with `tag`.
+pub fn tag_range(tag: u8) -> (Vec<u8>, Vec<u8>) {
+    (vec![tag], vec![tag + 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compound_keys_sort_as_tuples() {
+        let a = SkuId::new("A").unwrap();
+        let ab = SkuId::new("AB").unwrap();
+        let z = PriceListId::new("z").unwrap();
+        let b = PriceListId::new("b").unwrap();
+        // ("A", "z") < ("AB", "b") even though "Az" > "ABb" byte-wise without a separator.
+        assert!(price(&a, &z) < price(&ab, &b));
+        assert!(commit_seq(1, 9) < commit_seq(2, 0));
+        assert!(commit_seq(256, 0) > commit_seq(255, 7));
+        assert_eq!(parse_commit_seq(&commit_seq(77, 3)), Some((77, 3)));
+        assert_eq!(parse_commit_seq(b"Cxx"), None);
+        let (lo, hi) = tag_range(ORDER);
+        let k = order(&OrderId::new("o-1").unwrap());
+        assert!(lo <= k && k < hi);
+    }
+}

@@ -1,0 +1,461 @@
+//! Orders: what a shopper asks for (`OrderRequest`), the checks it must pass, how it is priced,
+//! and the record that is stored and replicated (`Order`).
+
+use std::collections::HashSet;
+
+use crate::catalog::{Category, QTY_MAX, Sku, truncate};
+use crate::id::{CustomerGroup, CustomerId, EdgeId, OrderId, SkuId};
+use crate::market::Country;
+use crate::money::{Currency, Money};
+use crate::pricing::{OrderDiscount, PriceBook, PriceContext, PriceStep, PricingError};
+
+/// Lines one order may have. A bound on the work one request can cause, generous for B2B.
+pub const ORDER_LINES_MAX: usize = 100;
+pub const ADDRESS_LINE_MAX_BYTES: usize = 200;
+pub const CITY_MAX_BYTES: usize = 100;
+pub const POSTAL_CODE_MAX_BYTES: usize = 20;
+/// Longest Idempotency-Key accepted (Stripe and the IETF draft both sit well under this).
+pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 128;
+
+/// Where an order ships to.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipTo {
+    pub country: Country,
+    pub line1: String,
+    pub city: String,
+    pub postal_code: String,
+}
+
+/// One line of an order request.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineRequest {
+    pub sku: SkuId,
+    pub qty: u32,
+}
+
+/// An order as a shopper or buyer submits it.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    pub customer_id: CustomerId,
+    /// The customer's group (member, wholesale, ...), for group prices and promotions.
+    #[serde(default)]
+    pub customer_group: Option<CustomerGroup>,
+    pub currency: Currency,
+    pub lines: Vec<LineRequest>,
+    pub ship_to: ShipTo,
+}
+
+/// Why an order request is refused before any stock is touched. Each variant is a stable
+/// problem `type` at the HTTP layer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    #[error("an order has 1 to {ORDER_LINES_MAX} lines, got {0}")]
+    LineCount(usize),
+    #[error("sku {0} appears on more than one line")]
+    DuplicateLine(SkuId),
+    #[error("unknown sku {0}")]
+    UnknownSku(SkuId),
+    #[error("sku {sku}: quantity {qty} is outside {min}..={max}")]
+    Quantity {
+        sku: SkuId,
+        qty: u32,
+        min: u32,
+        max: u32,
+    },
+    #[error("ship_to: {0}")]
+    Address(String),
+    #[error("no market ships to {country} in {currency}")]
+    NotSoldInMarket { country: Country, currency: Currency },
+    #[error(transparent)]
+    Pricing(#[from] PricingError),
+    #[error("inconsistent order: {0}")]
+    Inconsistent(String),
+}
+
+impl ShipTo {
+    fn validate(&self) -> Result<(), OrderError> {
+        let field = |name: &str, v: &str, max: usize| {
+            if v.trim().is_empty() || v.len() > max {
+                Err(OrderError::Address(format!(
+                    "{name} must be 1 to {max} bytes, got {:?}",
+                    truncate(v, 40)
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        field("line1", &self.line1, ADDRESS_LINE_MAX_BYTES)?;
+        field("city", &self.city, CITY_MAX_BYTES)?;
+        field("postal_code", &self.postal_code, POSTAL_CODE_MAX_BYTES)
+    }
+}
+
+/// A priced line.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct OrderLine {
+    pub sku: SkuId,
+    pub qty: u32,
+    pub unit_price: Money,
+    pub total: Money,
+    pub breakdown: Vec<PriceStep>,
+}
+
+/// The full price of an order request.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PricedOrder {
+    pub lines: Vec<OrderLine>,
+    pub subtotal: Money,
+    pub discount: Option<OrderDiscount>,
+    pub total: Money,
+    /// Largest version among the price inputs used (invariant I4).
+    pub price_version: u64,
+}
+
+/// What the order validator needs to know of one SKU.
+pub struct SkuFacts<'a> {
+    pub sku: &'a Sku,
+    pub category: &'a Category,
+}
+
+/// Checks an order request against the catalog and markets and prices it. `lookup` finds a SKU
+/// and its product's category. No stock is looked at: that is escrow's job.
+pub fn price_order<'a>(
+    req: &OrderRequest,
+    lookup: impl Fn(&SkuId) -> Option<SkuFacts<'a>>,
+    book: &PriceBook,
+    now_ms: i64,
+) -> Result<PricedOrder, OrderError> {
+    if req.lines.is_empty() || req.lines.len() > ORDER_LINES_MAX {
+        return Err(OrderError::LineCount(req.lines.len()));
+    }
+    req.ship_to.validate()?;
+    let country = req.ship_to.country;
+    if !book.sells(country, req.currency) {
+        return Err(OrderError::NotSoldInMarket {
+            country,
+            currency: req.currency,
+        });
+    }
+    let ctx = PriceContext {
+        currency: req.currency,
+        customer_group: req.customer_group.as_ref(),
+        country: Some(country),
+        now_ms,
+    };
+    let mut seen = HashSet::with_capacity(req.lines.len());
+    let mut lines = Vec::with_capacity(req.lines.len());
+    let mut subtotal = Money::zero(req.currency);
+    let mut price_version = 0;
+    for l in &req.lines {
+        if !seen.insert(&l.sku) {
+            return Err(OrderError::DuplicateLine(l.sku.clone()));
+        }
+        let facts = lookup(&l.sku).ok_or_else(|| OrderError::UnknownSku(l.sku.clone()))?;
+        let (min, max) = (facts.sku.min_order_qty, facts.sku.max_order_qty.min(QTY_MAX));
+        if l.qty < min || l.qty > max {
+            return Err(OrderError::Quantity {
+                sku: l.sku.clone(),
+                qty: l.qty,
+                min,
+                max,
+            });
+        }
+        let q = book.quote(&l.sku, facts.category, l.qty, &ctx)?;
+        subtotal = subtotal
+            .checked_add(q.total)
+            .map_err(|_| PricingError::Overflow)?;
+        price_version = price_version.max(q.price_version);
+        lines.push(OrderLine {
+            sku: q.sku,
+            qty: q.qty,
+            unit_price: q.unit_price,
+            total: q.total,
+            breakdown: q.breakdown,
+        });
+    }
+    let discount = book.order_discount(subtotal, &ctx).map(|(d, v)| {
+        price_version = price_version.max(v);
+        d
+    });
+    let off = discount.as_ref().map_or(0, |d| d.off.amount_minor);
+    let total = Money::new(subtotal.amount_minor - off, req.currency);
+    Ok(PricedOrder {
+        lines,
+        subtotal,
+        discount,
+        total,
+        price_version,
+    })
+}
+
+/// Where an order is in its life.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Accepted at an edge from its grant, durable there, not yet committed at a core.
+    Accepted,
+    /// Committed in the core's log.
+    Committed,
+    /// Refused at commit (see `reject_reason`); its units were never counted as sold.
+    Rejected,
+}
+
+/// Where an order was taken.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Origin {
+    pub region: String,
+    /// The edge that accepted it from its grant; `None` for an order allocated centrally.
+    pub edge: Option<EdgeId>,
+}
+
+/// An order as stored and replicated.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Order {
+    pub order_id: OrderId,
+    pub idempotency_key: Option<String>,
+    pub customer_id: CustomerId,
+    pub customer_group: Option<CustomerGroup>,
+    pub currency: Currency,
+    pub ship_to: ShipTo,
+    pub lines: Vec<OrderLine>,
+    pub subtotal: Money,
+    pub discount: Option<OrderDiscount>,
+    pub total: Money,
+    pub price_version: u64,
+    pub origin: Origin,
+    pub accepted_at_ms: i64,
+    pub status: OrderStatus,
+    /// Store version at which the order committed (or was rejected).
+    pub commit_version: Option<u64>,
+    pub reject_reason: Option<String>,
+}
+
+impl Order {
+    /// Assembles the record of an accepted order from its request and price.
+    pub fn accepted(
+        order_id: OrderId,
+        idempotency_key: Option<String>,
+        req: OrderRequest,
+        priced: PricedOrder,
+        origin: Origin,
+        accepted_at_ms: i64,
+    ) -> Order {
+        Order {
+            order_id,
+            idempotency_key,
+            customer_id: req.customer_id,
+            customer_group: req.customer_group,
+            currency: req.currency,
+            ship_to: req.ship_to,
+            lines: priced.lines,
+            subtotal: priced.subtotal,
+            discount: priced.discount,
+            total: priced.total,
+            price_version: priced.price_version,
+            origin,
+            accepted_at_ms,
+            status: OrderStatus::Accepted,
+            commit_version: None,
+            reject_reason: None,
+        }
+    }
+
+    /// Units per SKU this order takes.
+    pub fn units(&self) -> impl Iterator<Item = (&SkuId, u32)> {
+        self.lines.iter().map(|l| (&l.sku, l.qty))
+    }
+
+    /// Structural checks on an order that arrives already priced (from an edge): bounded, one
+    /// line per SKU, quantities in range, totals adding up. The price itself is the edge's
+    /// promise to the shopper and is kept as given.
+    pub fn check_shape(&self) -> Result<(), OrderError> {
+        if self.lines.is_empty() || self.lines.len() > ORDER_LINES_MAX {
+            return Err(OrderError::LineCount(self.lines.len()));
+        }
+        self.ship_to.validate()?;
+        if let Some(k) = &self.idempotency_key {
+            check_idempotency_key(k).map_err(OrderError::Address)?;
+        }
+        let mut seen = HashSet::with_capacity(self.lines.len());
+        let mut subtotal = Money::zero(self.currency);
+        for l in &self.lines {
+            if !seen.insert(&l.sku) {
+                return Err(OrderError::DuplicateLine(l.sku.clone()));
+            }
+            if l.qty == 0 || l.qty > QTY_MAX {
+                return Err(OrderError::Quantity {
+                    sku: l.sku.clone(),
+                    qty: l.qty,
+                    min: 1,
+                    max: QTY_MAX,
+                });
+            }
+            let line_total = l.unit_price.checked_mul(l.qty);
+            if l.unit_price.amount_minor < 0
+                || l.unit_price.currency != self.currency
+                || line_total != Ok(l.total)
+            {
+                return Err(OrderError::Inconsistent(format!(
+                    "line {}: unit price times quantity is not the line total",
+                    l.sku
+                )));
+            }
+            subtotal = subtotal
+                .checked_add(l.total)
+                .map_err(|_| PricingError::Overflow)?;
+        }
+        let off = self.discount.as_ref().map_or(0, |d| d.off.amount_minor);
+        if subtotal != self.subtotal
+            || !(0..=subtotal.amount_minor).contains(&off)
+            || self.total.amount_minor != subtotal.amount_minor - off
+            || self.total.currency != self.currency
+        {
+            return Err(OrderError::Inconsistent(
+                "subtotal, discount and total do not add up".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks an Idempotency-Key: 1 to 128 bytes of visible ASCII.
+pub fn check_idempotency_key(key: &str) -> Result<(), String> {
+    if key.is_empty()
+        || key.len() > IDEMPOTENCY_KEY_MAX_BYTES
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(format!(
+            "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX_BYTES} visible ASCII characters"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::Market;
+    use crate::pricing::tests::{book, c, sku};
+    use crate::{MarketId, ProductId, catalog::Product};
+
+    fn product() -> Product {
+        serde_json::from_str(
+            r#"{"id":"P","title":"Shirt","category":"apparel/shirts",
+                "skus":[{"sku":"S","min_order_qty":1,"max_order_qty":500},
+                        {"sku":"T","min_order_qty":2,"max_order_qty":4}]}"#,
+        )
+        .unwrap()
+    }
+
+    fn request(lines: &[(&str, u32)]) -> OrderRequest {
+        OrderRequest {
+            customer_id: CustomerId::new("c-1").unwrap(),
+            customer_group: None,
+            currency: c("USD"),
+            lines: lines
+                .iter()
+                .map(|(s, q)| LineRequest {
+                    sku: sku(s),
+                    qty: *q,
+                })
+                .collect(),
+            ship_to: ShipTo {
+                country: Country::new("SG").unwrap(),
+                line1: "1 Raffles Place".into(),
+                city: "Singapore".into(),
+                postal_code: "048616".into(),
+            },
+        }
+    }
+
+    fn priced(req: &OrderRequest) -> Result<PricedOrder, OrderError> {
+        let p = product();
+        let _ = ProductId::new("P");
+        let mut b = book();
+        b.upsert_market(Market {
+            id: MarketId::new("sea").unwrap(),
+            countries: [Country::new("SG").unwrap()].into(),
+            currencies: [c("USD")].into(),
+        });
+        let lookup = |s: &SkuId| {
+            p.sku(s).map(|sku| SkuFacts {
+                sku,
+                category: &p.category,
+            })
+        };
+        // `lookup` borrows `p`; pricing finishes before `p` goes away.
+        price_order(req, lookup, &b, 0)
+    }
+
+    #[test]
+    fn prices_a_valid_order() {
+        let o = priced(&request(&[("S", 10)])).unwrap();
+        assert_eq!(o.total.amount_minor, 9000);
+        assert_eq!(o.price_version, 3);
+    }
+
+    #[test]
+    fn refuses_bad_orders() {
+        assert_eq!(priced(&request(&[])), Err(OrderError::LineCount(0)));
+        assert!(matches!(
+            priced(&request(&[("S", 1), ("S", 2)])),
+            Err(OrderError::DuplicateLine(_))
+        ));
+        assert!(matches!(
+            priced(&request(&[("Z", 1)])),
+            Err(OrderError::UnknownSku(_))
+        ));
+        assert!(matches!(
+            priced(&request(&[("S", 0)])),
+            Err(OrderError::Quantity { .. })
+        ));
+        assert!(matches!(
+            priced(&request(&[("T", 5)])),
+            Err(OrderError::Quantity { max: 4, .. })
+        ));
+        // T has no price at all.
+        assert!(matches!(
+            priced(&request(&[("T", 2)])),
+            Err(OrderError::Pricing(PricingError::NoPrice { .. }))
+        ));
+        let mut r = request(&[("S", 1)]);
+        r.ship_to.country = Country::new("US").unwrap();
+        assert!(matches!(
+            priced(&r),
+            Err(OrderError::NotSoldInMarket { .. })
+        ));
+        let mut r = request(&[("S", 1)]);
+        r.ship_to.city = String::new();
+        assert!(matches!(priced(&r), Err(OrderError::Address(_))));
+        let many: Vec<(&str, u32)> = (0..101).map(|_| ("S", 1)).collect();
+        assert_eq!(priced(&request(&many)), Err(OrderError::LineCount(101)));
+    }
+
+    #[test]
+    fn shape_check_catches_tampered_totals() {
+        let req = request(&[("S", 10)]);
+        let p = priced(&req).unwrap();
+        let origin = Origin {
+            region: "r".into(),
+            edge: None,
+        };
+        let mut o = Order::accepted(OrderId::new("o").unwrap(), None, req, p, origin, 0);
+        assert!(o.check_shape().is_ok());
+        o.total.amount_minor += 1;
+        assert!(o.check_shape().is_err());
+        o.total.amount_minor -= 1;
+        o.lines[0].qty = 11;
+        assert!(o.check_shape().is_err());
+    }
+
+    #[test]
+    fn idempotency_keys() {
+        assert!(check_idempotency_key("abc-123").is_ok());
+        assert!(check_idempotency_key("").is_err());
+        assert!(check_idempotency_key("a b").is_err());
+        assert!(check_idempotency_key(&"k".repeat(129)).is_err());
+    }
+}

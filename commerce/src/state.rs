@@ -1,0 +1,87 @@
+//! The commerce state one process holds in memory: the catalog (products and the SKU index),
+//! the price book and, at a core, every SKU's inventory. Mutators here keep the indexes
+//! consistent; deciding *whether* a change is allowed is the caller's job (the core's state
+//! machine), using the rules of the other modules.
+
+use std::collections::HashMap;
+
+use crate::catalog::{Category, Product, Sku};
+use crate::escrow::Inventory;
+use crate::id::{ProductId, SkuId};
+use crate::order::SkuFacts;
+use crate::pricing::PriceBook;
+
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    products: HashMap<ProductId, Product>,
+    /// Which product owns each SKU.
+    sku_owner: HashMap<SkuId, ProductId>,
+    pub book: PriceBook,
+    inventory: HashMap<SkuId, Inventory>,
+}
+
+impl State {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn product(&self, id: &ProductId) -> Option<&Product> {
+        self.products.get(id)
+    }
+
+    pub fn products(&self) -> impl Iterator<Item = &Product> {
+        self.products.values()
+    }
+
+    pub fn product_count(&self) -> usize {
+        self.products.len()
+    }
+
+    pub fn sku_count(&self) -> usize {
+        self.sku_owner.len()
+    }
+
+    /// The product that owns `sku`.
+    pub fn owner(&self, sku: &SkuId) -> Option<&ProductId> {
+        self.sku_owner.get(sku)
+    }
+
+    /// A SKU with its product's category.
+    pub fn sku(&self, sku: &SkuId) -> Option<(&Sku, &Category)> {
+        let p = self.products.get(self.sku_owner.get(sku)?)?;
+        Some((p.sku(sku)?, &p.category))
+    }
+
+    /// What order validation needs to know of a SKU.
+    pub fn sku_facts(&self, sku: &SkuId) -> Option<SkuFacts<'_>> {
+        self.sku(sku).map(|(sku, category)| SkuFacts { sku, category })
+    }
+
+    /// Inserts or replaces a product. SKUs the old version had and the new one lacks stop
+    /// belonging to it (their prices and stock stay, so that re-adding a SKU restores them).
+    pub fn upsert_product(&mut self, product: Product) {
+        if let Some(old) = self.products.get(&product.id) {
+            for s in &old.skus {
+                if self.sku_owner.get(&s.sku) == Some(&product.id) {
+                    self.sku_owner.remove(&s.sku);
+                }
+            }
+        }
+        for s in &product.skus {
+            self.sku_owner.insert(s.sku.clone(), product.id.clone());
+        }
+        self.products.insert(product.id.clone(), product);
+    }
+
+    pub fn inventory(&self, sku: &SkuId) -> Option<&Inventory> {
+        self.inventory.get(sku)
+    }
+
+    pub fn inventories(&self) -> impl Iterator<Item = (&SkuId, &Inventory)> {
+        self.inventory.iter()
+    }
+
+    pub fn set_inventory(&mut self, sku: SkuId, inv: Inventory) {
+        self.inventory.insert(sku, inv);
+    }
+}
