@@ -21,7 +21,9 @@ pub const CATEGORY_SEGMENT_MAX_BYTES: usize = 32;
 
 /// A category path, `/`-separated from the root: `apparel/shoes/running`. A promotion on
 /// `apparel` applies to every product whose category lies under it.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Category(String);
 
@@ -41,7 +43,9 @@ impl Category {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
             {
-                return Err(bad("segments use lower-case ASCII letters, digits, '-' and '_'"));
+                return Err(bad(
+                    "segments use lower-case ASCII letters, digits, '-' and '_'",
+                ));
             }
         }
         Ok(Category(s))
@@ -136,7 +140,9 @@ impl Product {
             if !seen.insert(&s.sku) {
                 return bad(format!("sku {} appears twice", s.sku));
             }
-            if s.min_order_qty == 0 || s.min_order_qty > s.max_order_qty || s.max_order_qty > QTY_MAX
+            if s.min_order_qty == 0
+                || s.min_order_qty > s.max_order_qty
+                || s.max_order_qty > QTY_MAX
             {
                 return bad(format!(
                     "sku {}: need 1 <= min_order_qty <= max_order_qty <= {QTY_MAX}",
@@ -150,7 +156,9 @@ impl Product {
                 ));
             }
             for (k, v) in &s.attributes {
-                if k.is_empty() || k.len() > ATTRIBUTE_NAME_MAX_BYTES || v.len() > ATTRIBUTE_VALUE_MAX_BYTES
+                if k.is_empty()
+                    || k.len() > ATTRIBUTE_NAME_MAX_BYTES
+                    || v.len() > ATTRIBUTE_VALUE_MAX_BYTES
                 {
                     return bad(format!(
                         "sku {}: attribute names are 1 to {ATTRIBUTE_NAME_MAX_BYTES} bytes, values at most {ATTRIBUTE_VALUE_MAX_BYTES}",

@@ -61,9 +61,16 @@ pub enum Command {
         policy: GrantPolicy,
     },
     /// `edge` gives back units of its grant (it has already taken them off its own books).
-    ReturnGrant { edge: EdgeId, sku: SkuId, units: u64 },
+    ReturnGrant {
+        edge: EdgeId,
+        sku: SkuId,
+        units: u64,
+    },
     /// Orders `edge` accepted from its grants, committed each by its order id.
-    CommitOrders { edge: EdgeId, orders: Vec<Order> },
+    CommitOrders {
+        edge: EdgeId,
+        orders: Vec<Order>,
+    },
     /// An order allocated from the central pool (no grant left at the edge, or placed through
     /// the admin API), priced at `at_ms` of the proposal.
     CentralOrder {
@@ -191,11 +198,25 @@ pub struct OrderResult {
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     /// Written at `version`.
-    Applied { version: u64 },
-    Granted { version: u64, units: u64 },
-    Returned { version: u64, units: u64 },
-    Orders { version: u64, results: Vec<OrderResult> },
+    Applied {
+        version: u64,
+    },
+    Granted {
+        version: u64,
+        units: u64,
+    },
+    Returned {
+        version: u64,
+        units: u64,
+    },
+    Orders {
+        version: u64,
+        results: Vec<OrderResult>,
+    },
     /// A central order: committed now, or found committed before under its id or key.
-    Order { order: Box<Order>, duplicate: bool },
+    Order {
+        order: Box<Order>,
+        duplicate: bool,
+    },
     Rejected(Rejection),
 }

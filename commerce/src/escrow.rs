@@ -33,7 +33,11 @@ pub enum EscrowError {
     #[error(
         "cannot lower unsold stock to {wanted}: {granted} units are held in edge grants and {pool} are in the central pool; wait for grants to come back"
     )]
-    HeldInGrants { wanted: u64, granted: u64, pool: u64 },
+    HeldInGrants {
+        wanted: u64,
+        granted: u64,
+        pool: u64,
+    },
     #[error("out of stock: {wanted} wanted, {available} available")]
     OutOfStock { wanted: u64, available: u64 },
 }

@@ -14,7 +14,9 @@ pub enum IdError {
     Empty { kind: &'static str },
     #[error("{kind} is longer than {ID_MAX_BYTES} bytes")]
     TooLong { kind: &'static str },
-    #[error("{kind} may only contain ASCII letters, digits and '-', '_', '.', ':' (found {found:?})")]
+    #[error(
+        "{kind} may only contain ASCII letters, digits and '-', '_', '.', ':' (found {found:?})"
+    )]
     BadChar { kind: &'static str, found: char },
 }
 

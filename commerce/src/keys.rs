@@ -18,8 +18,7 @@
 //! | `D` | `D` command id(16)           | dedup record of a command   |
 //! | `V` | `V` version(8)               | command id applied there    |
 
-use crate::id::{CustomerId, OrderId, PriceListId, ProductId, PromotionId, SkuId};
-use crate::id::MarketId;
+use crate::id::{CustomerId, MarketId, OrderId, PriceListId, ProductId, PromotionId, SkuId};
 
 pub const META: u8 = b'M';
 pub const PRODUCT: u8 = b'P';
@@ -113,6 +112,20 @@ pub fn dedup_by_version(version: u64) -> Vec<u8> {
     tagged(DEDUP_BY_VERSION, &[&version.to_be_bytes()])
 }
 
+/// The SKU and price-list id of a price key.
+pub fn parse_price(key: &[u8]) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(&[PRICE])?;
+    let sep = rest.iter().position(|b| *b == 0)?;
+    let sku = std::str::from_utf8(&rest[..sep]).ok()?;
+    let list = std::str::from_utf8(&rest[sep + 1..]).ok()?;
+    Some((sku, list))
+}
+
+/// The id in a key made of one tag and one id (products, inventory, ...).
+pub fn parse_single(tag: u8, key: &[u8]) -> Option<&str> {
+    std::str::from_utf8(key.strip_prefix(&[tag])?).ok()
+}
+
 /// `[start, end)` covering every key with `tag`.
 pub fn tag_range(tag: u8) -> (Vec<u8>, Vec<u8>) {
     (vec![tag], vec![tag + 1])
@@ -134,6 +147,9 @@ mod tests {
         assert!(commit_seq(256, 0) > commit_seq(255, 7));
         assert_eq!(parse_commit_seq(&commit_seq(77, 3)), Some((77, 3)));
         assert_eq!(parse_commit_seq(b"Cxx"), None);
+        assert_eq!(parse_price(&price(&a, &z)), Some(("A", "z")));
+        assert_eq!(parse_single(INVENTORY, &inventory(&ab)), Some("AB"));
+        assert_eq!(parse_single(INVENTORY, b"Px"), None);
         let (lo, hi) = tag_range(ORDER);
         let k = order(&OrderId::new("o-1").unwrap());
         assert!(lo <= k && k < hi);

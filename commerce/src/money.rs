@@ -272,8 +272,14 @@ mod tests {
     fn formats_minor_units() {
         assert_eq!(usd().format_minor(1999), "19.99");
         assert_eq!(usd().format_minor(-5), "-0.05");
-        assert_eq!(Currency::from_code("JPY").unwrap().format_minor(1999), "1999");
-        assert_eq!(Currency::from_code("KWD").unwrap().format_minor(1500), "1.500");
+        assert_eq!(
+            Currency::from_code("JPY").unwrap().format_minor(1999),
+            "1999"
+        );
+        assert_eq!(
+            Currency::from_code("KWD").unwrap().format_minor(1500),
+            "1.500"
+        );
     }
 
     #[test]
@@ -304,12 +310,18 @@ mod tests {
     #[test]
     fn checked_arithmetic() {
         let a = Money::new(i64::MAX, usd());
-        assert_eq!(a.checked_add(Money::new(1, usd())), Err(MoneyError::Overflow));
+        assert_eq!(
+            a.checked_add(Money::new(1, usd())),
+            Err(MoneyError::Overflow)
+        );
         let jpy = Currency::from_code("JPY").unwrap();
         assert!(matches!(
             Money::new(1, usd()).checked_add(Money::new(1, jpy)),
             Err(MoneyError::CurrencyMismatch(..))
         ));
-        assert_eq!(Money::new(3, usd()).checked_mul(4).unwrap().amount_minor, 12);
+        assert_eq!(
+            Money::new(3, usd()).checked_mul(4).unwrap().amount_minor,
+            12
+        );
     }
 }

@@ -68,7 +68,10 @@ pub enum OrderError {
     #[error("ship_to: {0}")]
     Address(String),
     #[error("no market ships to {country} in {currency}")]
-    NotSoldInMarket { country: Country, currency: Currency },
+    NotSoldInMarket {
+        country: Country,
+        currency: Currency,
+    },
     #[error(transparent)]
     Pricing(#[from] PricingError),
     #[error("inconsistent order: {0}")]
@@ -154,7 +157,10 @@ pub fn price_order<'a>(
             return Err(OrderError::DuplicateLine(l.sku.clone()));
         }
         let facts = lookup(&l.sku).ok_or_else(|| OrderError::UnknownSku(l.sku.clone()))?;
-        let (min, max) = (facts.sku.min_order_qty, facts.sku.max_order_qty.min(QTY_MAX));
+        let (min, max) = (
+            facts.sku.min_order_qty,
+            facts.sku.max_order_qty.min(QTY_MAX),
+        );
         if l.qty < min || l.qty > max {
             return Err(OrderError::Quantity {
                 sku: l.sku.clone(),

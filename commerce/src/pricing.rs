@@ -186,10 +186,13 @@ impl Discount {
     /// currency. Never more than `amount`.
     fn off(&self, amount: i64, currency: Currency) -> Option<i64> {
         match self {
-            Discount::PercentOffBps(bps) => {
-                mul_div(amount, i64::from(*bps), i64::from(BPS_FULL), Rounding::HalfEven)
-                    .map(|off| off.clamp(0, amount))
-            }
+            Discount::PercentOffBps(bps) => mul_div(
+                amount,
+                i64::from(*bps),
+                i64::from(BPS_FULL),
+                Rounding::HalfEven,
+            )
+            .map(|off| off.clamp(0, amount)),
             Discount::AmountOff(m) if m.currency == currency => Some(m.amount_minor.min(amount)),
             Discount::AmountOff(_) => None,
         }
@@ -275,7 +278,9 @@ fn market_applies(
 ) -> bool {
     match want {
         None => true,
-        Some(m) => country.is_some_and(|c| markets.get(m).is_some_and(|m| m.countries.contains(&c))),
+        Some(m) => {
+            country.is_some_and(|c| markets.get(m).is_some_and(|m| m.countries.contains(&c)))
+        }
     }
 }
 
@@ -457,7 +462,14 @@ impl PriceBook {
         };
 
         // 1. The lowest applicable list price at this quantity.
-        let mut best: Option<(i64, (bool, bool), &PriceEntry, Option<&Tier>)> = None;
+        struct Candidate<'e> {
+            unit: i64,
+            /// Sorts "more specific" first: (no group, no market) is least specific.
+            generic: (bool, bool),
+            entry: &'e PriceEntry,
+            tier: Option<&'e Tier>,
+        }
+        let mut best: Option<Candidate<'_>> = None;
         for entry in self.prices(sku) {
             let Some(list) = self.lists.get(&entry.list) else {
                 continue;
@@ -466,17 +478,25 @@ impl PriceBook {
                 continue;
             }
             let (unit, tier) = entry.unit_at(qty);
-            // Specificity sorts "more specific" first: (no group, no market) is least specific.
-            let specific = (list.customer_group.is_none(), list.market.is_none());
-            let better = match &best {
-                None => true,
-                Some((u, s, e, _)) => (unit, specific, &entry.list) < (*u, *s, &e.list),
-            };
+            let generic = (list.customer_group.is_none(), list.market.is_none());
+            let better = best
+                .as_ref()
+                .is_none_or(|b| (unit, generic, &entry.list) < (b.unit, b.generic, &b.entry.list));
             if better {
-                best = Some((unit, specific, entry, tier));
+                best = Some(Candidate {
+                    unit,
+                    generic,
+                    entry,
+                    tier,
+                });
             }
         }
-        let (list_unit, _, entry, tier) = best.ok_or_else(no_price)?;
+        let Candidate {
+            unit: list_unit,
+            entry,
+            tier,
+            ..
+        } = best.ok_or_else(no_price)?;
 
         // 2. The one line promotion that takes most off.
         let mut promo: Option<(i64, bool, &Promotion)> = None;
@@ -745,7 +765,10 @@ pub(crate) mod tests {
         let mut later = ctx("USD");
         later.now_ms = 2_000;
         assert_eq!(
-            b.quote(&sku("S"), &cat(), 1, &later).unwrap().unit_price.amount_minor,
+            b.quote(&sku("S"), &cat(), 1, &later)
+                .unwrap()
+                .unit_price
+                .amount_minor,
             500
         );
         b.upsert_promotion(promo(
@@ -784,19 +807,28 @@ pub(crate) mod tests {
             },
         );
         assert_eq!(
-            b.quote(&sku("S"), &cat(), 1, &ctx("USD")).unwrap().unit_price.amount_minor,
+            b.quote(&sku("S"), &cat(), 1, &ctx("USD"))
+                .unwrap()
+                .unit_price
+                .amount_minor,
             1000
         );
         let mut sg = ctx("USD");
         sg.country = Some(Country::new("SG").unwrap());
         assert_eq!(
-            b.quote(&sku("S"), &cat(), 1, &sg).unwrap().unit_price.amount_minor,
+            b.quote(&sku("S"), &cat(), 1, &sg)
+                .unwrap()
+                .unit_price
+                .amount_minor,
             700
         );
         let mut us = ctx("USD");
         us.country = Some(Country::new("US").unwrap());
         assert_eq!(
-            b.quote(&sku("S"), &cat(), 1, &us).unwrap().unit_price.amount_minor,
+            b.quote(&sku("S"), &cat(), 1, &us)
+                .unwrap()
+                .unit_price
+                .amount_minor,
             1000
         );
     }
@@ -825,7 +857,10 @@ pub(crate) mod tests {
         assert_eq!(d.off.amount_minor, 1_000); // 10.00 beats 5 % of 100.00
         let (d, _) = b.order_discount(Money::new(40_000, usd), &x).unwrap();
         assert_eq!(d.off.amount_minor, 2_000); // 5 % of 400.00 beats 10.00
-        assert!(b.order_discount(Money::new(40_000, c("EUR")), &ctx("EUR")).is_none());
+        assert!(
+            b.order_discount(Money::new(40_000, c("EUR")), &ctx("EUR"))
+                .is_none()
+        );
     }
 
     #[test]
@@ -847,22 +882,40 @@ pub(crate) mod tests {
     #[test]
     fn promotion_validation() {
         let usd = c("USD");
-        assert!(promo("a", PromotionTarget::Sku(sku("S")), Discount::PercentOffBps(0))
+        assert!(
+            promo(
+                "a",
+                PromotionTarget::Sku(sku("S")),
+                Discount::PercentOffBps(0)
+            )
             .validate()
-            .is_err());
-        assert!(promo("a", PromotionTarget::Sku(sku("S")), Discount::PercentOffBps(10_001))
+            .is_err()
+        );
+        assert!(
+            promo(
+                "a",
+                PromotionTarget::Sku(sku("S")),
+                Discount::PercentOffBps(10_001)
+            )
             .validate()
-            .is_err());
-        assert!(promo(
+            .is_err()
+        );
+        assert!(
+            promo(
+                "a",
+                PromotionTarget::Order {
+                    min_subtotal: Money::new(1, usd)
+                },
+                Discount::AmountOff(Money::new(1, c("EUR")))
+            )
+            .validate()
+            .is_err()
+        );
+        let mut p = promo(
             "a",
-            PromotionTarget::Order {
-                min_subtotal: Money::new(1, usd)
-            },
-            Discount::AmountOff(Money::new(1, c("EUR")))
-        )
-        .validate()
-        .is_err());
-        let mut p = promo("a", PromotionTarget::Sku(sku("S")), Discount::PercentOffBps(10));
+            PromotionTarget::Sku(sku("S")),
+            Discount::PercentOffBps(10),
+        );
         p.valid_from_ms = Some(5);
         p.valid_until_ms = Some(5);
         assert!(p.validate().is_err());

@@ -3,7 +3,7 @@
 //! consistent; deciding *whether* a change is allowed is the caller's job (the core's state
 //! machine), using the rules of the other modules.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::catalog::{Category, Product, Sku};
 use crate::escrow::Inventory;
@@ -13,7 +13,8 @@ use crate::pricing::PriceBook;
 
 #[derive(Clone, Debug, Default)]
 pub struct State {
-    products: HashMap<ProductId, Product>,
+    /// Ordered by id, so listings page with a cursor.
+    products: BTreeMap<ProductId, Product>,
     /// Which product owns each SKU.
     sku_owner: HashMap<SkuId, ProductId>,
     pub book: PriceBook,
@@ -29,8 +30,13 @@ impl State {
         self.products.get(id)
     }
 
-    pub fn products(&self) -> impl Iterator<Item = &Product> {
-        self.products.values()
+    /// Products in id order, starting after `after` if given.
+    pub fn products_after(&self, after: Option<&ProductId>) -> impl Iterator<Item = &Product> {
+        use std::ops::Bound;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.products
+            .range::<ProductId, _>((lower, Bound::Unbounded))
+            .map(|(_, p)| p)
     }
 
     pub fn product_count(&self) -> usize {
@@ -54,7 +60,8 @@ impl State {
 
     /// What order validation needs to know of a SKU.
     pub fn sku_facts(&self, sku: &SkuId) -> Option<SkuFacts<'_>> {
-        self.sku(sku).map(|(sku, category)| SkuFacts { sku, category })
+        self.sku(sku)
+            .map(|(sku, category)| SkuFacts { sku, category })
     }
 
     /// Inserts or replaces a product. SKUs the old version had and the new one lacks stop

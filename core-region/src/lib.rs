@@ -1,1 +1,17 @@
+//! One core region: the authoritative store (`store`, with redb and FoundationDB backends), the
+//! commerce state machine that applies the log to it exactly once (`machine`), the log driver
+//! that batches writes (`sequencer`), the admin API (`api`), configuration and start-up.
+//!
+//! Only this crate writes the authoritative store. It depends on `commerce` for every rule and
+//! on `replication` for encoding; nothing here decides a price or a grant size on its own.
 
+#![deny(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod failpoint;
+pub mod machine;
+pub mod sample;
+pub mod sequencer;
+pub mod server;
+pub mod store;

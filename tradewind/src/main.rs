@@ -1,1 +1,138 @@
-fn main() {}
+//! `tradewind`: the one binary users run. Each subcommand is a thin shell over a library crate.
+
+#![forbid(unsafe_code)]
+
+mod catalog;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tradewind",
+    version,
+    about = "Edge-distributed multi-region commerce mesh"
+)]
+struct Cli {
+    /// Log as JSON lines instead of text (logs go to stderr; RUST_LOG filters them).
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one core region (store, state machine, admin API).
+    Core {
+        /// The core's TOML config (see examples/core.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Check the config and exit.
+        #[arg(long)]
+        check_config: bool,
+    },
+    /// Work with catalogs through a core's admin API.
+    Catalog {
+        #[command(subcommand)]
+        command: catalog::CatalogCommand,
+    },
+    /// Admin tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a new random admin token and the digest to put in a config's admin.token_sha256.
+    New,
+    /// Print the digest of a token given on standard input.
+    Hash,
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops this process");
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match cli.command {
+        Command::Core {
+            config,
+            check_config,
+        } => {
+            let cfg = core_region::config::CoreConfig::load(&config)?;
+            if check_config {
+                println!("{}: ok (region {})", config.display(), cfg.region);
+                return Ok(());
+            }
+            let region = cfg.region.clone();
+            runtime()?.block_on(core_region::server::serve(cfg, shutdown_signal(), |s| {
+                // One line on stdout that scripts and tests wait for.
+                println!(
+                    "tradewind core ready: region={region} admin=http://{} version={}",
+                    s.admin, s.version
+                );
+            }))?;
+            Ok(())
+        }
+        Command::Catalog { command } => runtime()?.block_on(catalog::run(command)),
+        Command::Token { command } => {
+            match command {
+                TokenCommand::New => {
+                    let (token, digest) = core_region::api::auth::new_token();
+                    println!("token:  {token}");
+                    println!("sha256: {digest}");
+                    println!("(put the sha256 line in admin.token_sha256; keep the token secret)");
+                }
+                TokenCommand::Hash => {
+                    let mut token = String::new();
+                    std::io::stdin()
+                        .read_line(&mut token)
+                        .context("reading the token from standard input")?;
+                    println!("{}", core_region::api::auth::sha256_hex(token.trim()));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

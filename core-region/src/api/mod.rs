@@ -1,0 +1,257 @@
+//! The admin API of a core region (DESIGN §3): catalog, prices, stock, orders and escrow writes
+//! go through the log; reads come from the in-memory state or the store. Every route but
+//! `/healthz` needs a bearer token; every error is a problem document (`problem`).
+
+pub mod auth;
+mod catalog;
+mod orders;
+pub mod problem;
+mod stock;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use commerce::command::{Command, Outcome, Proposal};
+use commerce::escrow::GrantPolicy;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use tokio::sync::RwLock;
+
+use crate::machine::StateMachine;
+use crate::sequencer::{ProposeError, Sequencer};
+use crate::store::Store;
+use auth::TokenSet;
+use problem::{Problem, ProblemType};
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub region: String,
+    pub machine: Arc<RwLock<StateMachine>>,
+    pub store: Arc<dyn Store>,
+    pub sequencer: Sequencer,
+    pub tokens: Arc<TokenSet>,
+    pub grant_policy: GrantPolicy,
+    /// How long a write may wait for the log before the caller is told to retry.
+    pub write_timeout: Duration,
+    /// Unix ms when this process started, for `/admin/v1/cluster`.
+    pub started_at_ms: i64,
+}
+
+/// Builds the admin router.
+pub fn router(state: AppState, body_max_bytes: usize) -> Router {
+    let admin = Router::new()
+        .merge(catalog::routes())
+        .merge(stock::routes())
+        .merge(orders::routes())
+        .route("/admin/v1/cluster", get(cluster))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(admin)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_max_bytes))
+        .with_state(state)
+}
+
+async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !s.tokens.accepts_header(header) {
+        return Problem::new(
+            ProblemType::Unauthorized,
+            "send Authorization: Bearer <admin token>",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+async fn not_found() -> Problem {
+    Problem::new(ProblemType::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        ProblemType::MethodNotAllowed,
+        "this route does not take that method",
+    )
+}
+
+async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let version = s.machine.read().await.applied();
+    Json(serde_json::json!({"status": "ok", "region": s.region, "version": version}))
+}
+
+async fn cluster(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let version = s.machine.read().await.applied();
+    // One member until regions replicate: this region leads itself, with no lag.
+    Json(serde_json::json!({
+        "leader": s.region,
+        "term": 1,
+        "version": version,
+        "members": [{
+            "region": s.region,
+            "role": "leader",
+            "applied_version": version,
+            "lag_ms": 0,
+        }],
+        "started_at_ms": s.started_at_ms,
+    }))
+}
+
+/// A JSON body whose every rejection is a problem document.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| Body(v))
+            .map_err(Problem::from)
+    }
+}
+
+/// Query parameters whose rejection is a problem document.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(Problem::from)
+    }
+}
+
+/// A path parameter whose rejection is a problem document.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(Problem::from)
+    }
+}
+
+/// The Idempotency-Key header, checked; `None` when absent.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let k = v
+        .to_str()
+        .map_err(|_| Problem::new(ProblemType::BadRequest, "Idempotency-Key must be ASCII"))?;
+    commerce::order::check_idempotency_key(k)
+        .map_err(|e| Problem::new(ProblemType::BadRequest, e))?;
+    Ok(Some(k.to_owned()))
+}
+
+fn digest16(parts: &[&[u8]]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    let full = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// Proposes `command` for `route` and waits for its outcome. With an Idempotency-Key the
+/// command id is derived from (route, key), so a retry is recognised; without one it is random.
+pub async fn submit(
+    s: &AppState,
+    route: &str,
+    key: Option<&str>,
+    command: Command,
+) -> Result<Outcome, Problem> {
+    let encoded = replication::codec::encode(crate::store::RECORD_FORMAT, &command)
+        .map_err(|e| Problem::new(ProblemType::Internal, e.to_string()))?;
+    let command_id = match key {
+        Some(k) => digest16(&[route.as_bytes(), k.as_bytes()]),
+        None => rand::random(),
+    };
+    let proposal = Proposal {
+        command_id,
+        fingerprint: digest16(&[route.as_bytes(), &encoded]),
+        at_ms: now_ms(),
+        command,
+    };
+    let outcome = tokio::time::timeout(s.write_timeout, s.sequencer.propose(proposal))
+        .await
+        .map_err(|_| {
+            Problem::new(
+                ProblemType::Timeout,
+                "the write did not finish in time and may still be applied; retry with the same Idempotency-Key",
+            )
+        })?
+        .map_err(|e| match e {
+            ProposeError::Overloaded => {
+                Problem::new(ProblemType::Overloaded, e.to_string()).retry_after(1)
+            }
+            ProposeError::Unavailable(_) => {
+                Problem::new(ProblemType::Unavailable, e.to_string()).retry_after(1)
+            }
+        })?;
+    match outcome {
+        Outcome::Rejected(r) => Err(r.into()),
+        o => Ok(o),
+    }
+}
+
+/// `{"version": N}` for a write that answers nothing else.
+pub fn version_reply(outcome: &Outcome) -> Response {
+    let version = match outcome {
+        Outcome::Applied { version }
+        | Outcome::Granted { version, .. }
+        | Outcome::Returned { version, .. }
+        | Outcome::Orders { version, .. } => *version,
+        Outcome::Order { order, .. } => order.commit_version.unwrap_or(0),
+        Outcome::Rejected(_) => 0,
+    };
+    (
+        StatusCode::OK,
+        Json(serde_json::json!({ "version": version })),
+    )
+        .into_response()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Page size bounds for listings.
+pub const PAGE_DEFAULT: usize = 100;
+pub const PAGE_MAX: usize = 1_000;
+
+pub fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
+    match limit.unwrap_or(PAGE_DEFAULT) {
+        n @ 1..=PAGE_MAX => Ok(n),
+        n => Err(Problem::new(
+            ProblemType::BadRequest,
+            format!("limit must be 1 to {PAGE_MAX}, got {n}"),
+        )),
+    }
+}

@@ -1,0 +1,145 @@
+//! Order routes: central orders placed at the core, edge order commits, and order reads.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use commerce::command::{Command, Outcome};
+use commerce::order::{Order, OrderRequest};
+use commerce::{EdgeId, OrderId};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::problem::{Problem, ProblemType};
+use super::stock::unexpected;
+use super::{AppState, Body, Path, Query, idempotency_key, page_limit, submit};
+use crate::machine::{CommitCursor, orders_after, read_order};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/v1/orders", post(place_order).get(list_orders))
+        .route("/admin/v1/orders/{id}", get(get_order))
+        .route("/admin/v1/escrow/commits", post(commit_orders))
+}
+
+/// The id of a central order is derived from (customer, Idempotency-Key): a retry names the
+/// same order even after the command's dedup record is long gone.
+fn central_order_id(req: &OrderRequest, key: &str) -> OrderId {
+    let mut h = Sha256::new();
+    h.update(req.customer_id.as_str().as_bytes());
+    h.update([0]);
+    h.update(key.as_bytes());
+    let hex: String = h.finalize()[..10]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    OrderId::new(format!("c-{hex}")).expect("hex is id characters")
+}
+
+async fn place_order(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Body(req): Body<OrderRequest>,
+) -> Result<Response, Problem> {
+    let key = idempotency_key(&headers)?.ok_or_else(|| {
+        Problem::new(
+            ProblemType::MissingIdempotencyKey,
+            "orders need an Idempotency-Key header, so that a retry never places a second order",
+        )
+    })?;
+    let command = Command::CentralOrder {
+        order_id: central_order_id(&req, &key),
+        idempotency_key: Some(key.clone()),
+        request: req,
+        region: s.region.clone(),
+        edge: None,
+    };
+    match submit(&s, "orders", Some(&key), command).await? {
+        Outcome::Order { order, duplicate } => {
+            let mut res = (StatusCode::CREATED, Json(order)).into_response();
+            if duplicate {
+                res.headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            Ok(res)
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+async fn get_order(
+    State(s): State<AppState>,
+    Path(id): Path<OrderId>,
+) -> Result<Json<Order>, Problem> {
+    let store = s.store.clone();
+    let lookup = id.clone();
+    let found = tokio::task::spawn_blocking(move || read_order(&*store, &lookup))
+        .await
+        .map_err(|e| Problem::new(ProblemType::Internal, e.to_string()))??;
+    found
+        .map(Json)
+        .ok_or_else(|| Problem::new(ProblemType::NotFound, format!("no order {id}")))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderPage {
+    /// The `next` of the previous page: `<version>.<seq>`.
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+fn parse_cursor(s: &str) -> Option<CommitCursor> {
+    let (v, seq) = s.split_once('.')?;
+    Some((v.parse().ok()?, seq.parse().ok()?))
+}
+
+async fn list_orders(
+    State(s): State<AppState>,
+    Query(q): Query<OrderPage>,
+) -> Result<Json<Value>, Problem> {
+    let limit = page_limit(q.limit)?;
+    let after = match q.after.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(parse_cursor(c).ok_or_else(|| {
+            Problem::new(
+                ProblemType::BadRequest,
+                "after must be the `next` cursor of a previous page",
+            )
+        })?),
+    };
+    let store = s.store.clone();
+    let (items, last) = tokio::task::spawn_blocking(move || orders_after(&*store, after, limit))
+        .await
+        .map_err(|e| Problem::new(ProblemType::Internal, e.to_string()))??;
+    let next = last
+        .filter(|_| items.len() == limit)
+        .map(|(v, seq)| format!("{v}.{seq}"));
+    Ok(Json(json!({ "items": items, "next": next })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitBody {
+    edge: EdgeId,
+    orders: Vec<Order>,
+}
+
+async fn commit_orders(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Body(b): Body<CommitBody>,
+) -> Result<Json<Value>, Problem> {
+    let key = idempotency_key(&headers)?;
+    let command = Command::CommitOrders {
+        edge: b.edge,
+        orders: b.orders,
+    };
+    match submit(&s, "commits", key.as_deref(), command).await? {
+        Outcome::Orders { version, results } => {
+            Ok(Json(json!({ "version": version, "results": results })))
+        }
+        other => Err(unexpected(&other)),
+    }
+}

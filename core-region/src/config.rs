@@ -1,0 +1,206 @@
+//! The core's configuration: one TOML file, units in the names, unknown keys refused, relative
+//! paths taken from the file's own directory (so a config means the same wherever it is run
+//! from). `tradewind core --config FILE --check-config` runs `CoreConfig::load` and stops.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use commerce::escrow::GrantPolicy;
+
+use crate::api::auth::TokenSet;
+use crate::sequencer::SequencerLimits;
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoreConfig {
+    /// This region's name, e.g. `cn-shanghai`.
+    pub region: String,
+    pub store: StoreConfig,
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub sequencer: SequencerLimits,
+    /// How large the escrow grants this core makes are.
+    #[serde(default)]
+    pub grant_policy: GrantPolicy,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// An embedded redb file (the default backend).
+    Redb { path: PathBuf },
+    /// A FoundationDB cluster (needs a build with `--features foundationdb`).
+    Foundationdb {
+        cluster_file: PathBuf,
+        /// Every key of this region lives under this prefix.
+        key_prefix: String,
+    },
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin API (port 0 picks a free port; the chosen one is printed).
+    pub listen: SocketAddr,
+    /// SHA-256 digests (hex) of the bearer tokens allowed in; `tradewind token new` makes one.
+    pub token_sha256: Vec<String>,
+    /// Largest request body.
+    #[serde(default = "default_body_max_bytes")]
+    pub body_max_bytes: usize,
+    /// How long a write may wait for the log before the caller is told to retry.
+    #[serde(default = "default_write_timeout_ms")]
+    pub write_timeout_ms: u64,
+}
+
+/// 16 MiB: a full price batch of 10,000 changes with tiers is about 2 MB of JSON.
+fn default_body_max_bytes() -> usize {
+    16 * 1024 * 1024
+}
+
+/// 10 s: a write normally takes milliseconds; this only fires when the store is stuck.
+fn default_write_timeout_ms() -> u64 {
+    10_000
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl CoreConfig {
+    /// Reads, parses and checks a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let mut c: CoreConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if let StoreConfig::Redb { path } = &mut c.store
+            && path.is_relative()
+        {
+            *path = base.join(&*path);
+        }
+        if let StoreConfig::Foundationdb { cluster_file, .. } = &mut c.store
+            && cluster_file.is_relative()
+        {
+            *cluster_file = base.join(&*cluster_file);
+        }
+        c.check().map_err(|message| ConfigError::Invalid {
+            path: shown,
+            message,
+        })?;
+        Ok(c)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        commerce::id::check_id("region", &self.region).map_err(|e| e.to_string())?;
+        if self.admin.token_sha256.is_empty() {
+            return Err("admin.token_sha256 is empty: no one could use the admin API".into());
+        }
+        TokenSet::from_hex(&self.admin.token_sha256).map_err(|e| e.to_string())?;
+        if !(1024..=1 << 30).contains(&self.admin.body_max_bytes) {
+            return Err("admin.body_max_bytes must be 1 KiB to 1 GiB".into());
+        }
+        if !(100..=600_000).contains(&self.admin.write_timeout_ms) {
+            return Err("admin.write_timeout_ms must be 100 to 600000".into());
+        }
+        let s = &self.sequencer;
+        if s.queue_max == 0 || s.batch_commands_max == 0 || s.batch_items_max == 0 {
+            return Err("sequencer limits must be positive".into());
+        }
+        let g = &self.grant_policy;
+        if g.max_share_bps > 10_000 || g.horizon_ms == 0 || g.min_units > g.max_units {
+            return Err(
+                "grant_policy: need horizon_ms > 0, min_units <= max_units, max_share_bps <= 10000"
+                    .into(),
+            );
+        }
+        if let StoreConfig::Foundationdb { key_prefix, .. } = &self.store {
+            if key_prefix.is_empty() {
+                return Err("store.key_prefix must not be empty: regions would share keys".into());
+            }
+            if !cfg!(feature = "foundationdb") {
+                return Err(
+                    "store.backend = \"foundationdb\" needs a build with --features foundationdb"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("core.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const GOOD: &str = r#"
+region = "cn-shanghai"
+[store]
+backend = "redb"
+path = "data/core.redb"
+[admin]
+listen = "127.0.0.1:0"
+token_sha256 = ["0000000000000000000000000000000000000000000000000000000000000000"]
+"#;
+
+    #[test]
+    fn loads_and_resolves_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = CoreConfig::load(&write(dir.path(), GOOD)).unwrap();
+        let StoreConfig::Redb { path } = &c.store else {
+            panic!("redb expected")
+        };
+        assert_eq!(path, &dir.path().join("data/core.redb"));
+        assert_eq!(c.grant_policy, GrantPolicy::default());
+    }
+
+    #[test]
+    fn refuses_bad_configs() {
+        let dir = tempfile::tempdir().unwrap();
+        for (bad, why) in [
+            (
+                GOOD.replace("region = \"cn-shanghai\"", "region = \"a b\""),
+                "region",
+            ),
+            (
+                GOOD.replace("[admin]", "[admin]\ntypo = 1"),
+                "unknown field",
+            ),
+            (GOOD.replace("[\"0000", "[\"zz00"), "SHA-256"),
+            (
+                GOOD.replace("backend = \"redb\"", "backend = \"sqlite\""),
+                "variant",
+            ),
+            (
+                GOOD.replace("[admin]", "[admin]\nwrite_timeout_ms = 1"),
+                "write_timeout_ms",
+            ),
+        ] {
+            let err = CoreConfig::load(&write(dir.path(), &bad))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        assert!(CoreConfig::load(&dir.path().join("missing.toml")).is_err());
+    }
+}

@@ -1,0 +1,215 @@
+//! The FoundationDB backend (cargo feature `foundationdb`): each region's core keeps its rows
+//! under a key prefix of an FDB cluster.
+//!
+//! `commit` runs in `Database::run`, FoundationDB's retry loop, so conflicts and transient
+//! errors are retried with the client's backoff. The one hard case is a commit whose result was
+//! lost (`commit_unknown_result`, "maybe committed"): the loop runs the closure again, and the
+//! closure must not apply the batch twice. It doesn't, because the batch is fenced by the
+//! applied index written in the same transaction: if a retry finds the index already at
+//! `to_applied`, the earlier attempt committed and the retry writes nothing.
+
+use std::sync::Arc;
+
+use foundationdb::options::{DatabaseOption, StreamingMode};
+use foundationdb::{Database, FdbBindingError, KeySelector, RangeOption};
+use futures::executor::block_on;
+
+use super::{Op, RECORD_FORMAT, Rows, Store, StoreError, WriteBatch, decode_applied};
+use commerce::keys::{META_APPLIED, META_FORMAT};
+
+/// How long one FDB transaction may take, retries included, before `commit` fails. FDB itself
+/// caps a transaction at 5 s; without a timeout an unreachable cluster would block forever.
+const TRANSACTION_TIMEOUT_MS: i32 = 10_000;
+
+/// The FDB client's network thread. Exactly one per process; it must be dropped before the
+/// process exits, so the owner (the `core` command) holds it for its whole run.
+pub struct FdbNetwork(#[allow(dead_code)] foundationdb::api::NetworkAutoStop);
+
+impl FdbNetwork {
+    pub fn start() -> Self {
+        // SAFETY: `boot` is unsafe only because the returned guard must be dropped before the
+        // process exits; the caller owns this value for the life of the process and drops it
+        // on return from `main`.
+        #[allow(unsafe_code)]
+        let guard = unsafe { foundationdb::boot() };
+        FdbNetwork(guard)
+    }
+}
+
+pub struct FdbStore {
+    db: Arc<Database>,
+    prefix: Vec<u8>,
+}
+
+fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+/// The error a closure returns when the fence does not match; carried through the retry loop as
+/// a custom (non-retryable) error.
+#[derive(Debug, thiserror::Error)]
+#[error("fenced: expected applied index {expected}, found {found}")]
+struct Fenced {
+    expected: u64,
+    found: u64,
+}
+
+fn store_error(e: FdbBindingError) -> StoreError {
+    if let FdbBindingError::CustomError(inner) = &e
+        && let Some(f) = inner.downcast_ref::<Fenced>()
+    {
+        return StoreError::Fenced {
+            expected: f.expected,
+            found: f.found,
+        };
+    }
+    io(e)
+}
+
+impl FdbStore {
+    /// Connects to the cluster named by `cluster_file` and keeps every key under `prefix`.
+    pub fn open(
+        _network: &FdbNetwork,
+        cluster_file: &str,
+        prefix: &[u8],
+    ) -> Result<Self, StoreError> {
+        let db = Database::from_path(cluster_file).map_err(io)?;
+        db.set_option(DatabaseOption::TransactionTimeout(TRANSACTION_TIMEOUT_MS))
+            .map_err(io)?;
+        let store = FdbStore {
+            db: Arc::new(db),
+            prefix: prefix.to_vec(),
+        };
+        let format_key = store.key(META_FORMAT);
+        let found = block_on(store.db.run(|trx, _maybe_committed| {
+            let format_key = format_key.clone();
+            async move {
+                let v = trx.get(&format_key, false).await?;
+                match v.as_deref() {
+                    None => {
+                        trx.set(&format_key, &[RECORD_FORMAT]);
+                        Ok(None)
+                    }
+                    Some(raw) => Ok(Some(raw.to_vec())),
+                }
+            }
+        }))
+        .map_err(store_error)?;
+        match found.as_deref() {
+            None => Ok(store),
+            Some([f]) if *f == RECORD_FORMAT => Ok(store),
+            Some(other) => Err(StoreError::Format {
+                found: format!("{other:?}"),
+            }),
+        }
+    }
+
+    fn key(&self, k: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.prefix.len() + k.len());
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(k);
+        out
+    }
+}
+
+impl Store for FdbStore {
+    fn applied(&self) -> Result<u64, StoreError> {
+        let raw = self.get(META_APPLIED)?;
+        decode_applied(raw.as_deref())
+    }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let full: Vec<Vec<u8>> = keys.iter().map(|k| self.key(k)).collect();
+        block_on(self.db.run(|trx, _| {
+            let full = full.clone();
+            async move {
+                // Issue every read before awaiting any: FDB pipelines them.
+                let reads: Vec<_> = full.iter().map(|k| trx.get(k, false)).collect();
+                let mut out = Vec::with_capacity(reads.len());
+                for r in reads {
+                    out.push(r.await?.map(|v| v.to_vec()));
+                }
+                Ok(out)
+            }
+        }))
+        .map_err(store_error)
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Rows, StoreError> {
+        let (begin, end) = (self.key(start), self.key(end));
+        let prefix_len = self.prefix.len();
+        block_on(self.db.run(|trx, _| {
+            let (begin, end) = (begin.clone(), end.clone());
+            async move {
+                let mut rows = Rows::new();
+                let mut opt = RangeOption {
+                    limit: Some(limit),
+                    mode: StreamingMode::WantAll,
+                    ..RangeOption::from((
+                        KeySelector::first_greater_or_equal(begin),
+                        KeySelector::first_greater_or_equal(end),
+                    ))
+                };
+                let mut iteration = 1;
+                loop {
+                    let kvs = trx.get_range(&opt, iteration, false).await?;
+                    for kv in kvs.iter() {
+                        rows.push((kv.key()[prefix_len..].to_vec(), kv.value().to_vec()));
+                    }
+                    if rows.len() >= limit {
+                        rows.truncate(limit);
+                        break;
+                    }
+                    match opt.next_range(&kvs) {
+                        Some(next) => opt = next,
+                        None => break,
+                    }
+                    iteration += 1;
+                }
+                Ok(rows)
+            }
+        }))
+        .map_err(store_error)
+    }
+
+    fn commit(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        let applied_key = self.key(META_APPLIED);
+        let ops: Vec<Op> = batch
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::Put(k, v) => Op::Put(self.key(k), v.clone()),
+                Op::Delete(k) => Op::Delete(self.key(k)),
+            })
+            .collect();
+        let (from, to) = (batch.from_applied, batch.to_applied);
+        block_on(self.db.run(|trx, maybe_committed| {
+            let applied_key = applied_key.clone();
+            let ops = &ops;
+            async move {
+                let raw = trx.get(&applied_key, false).await?;
+                let found = decode_applied(raw.as_deref())
+                    .map_err(|e| FdbBindingError::CustomError(Box::new(e)))?;
+                if bool::from(maybe_committed) && found == to {
+                    // The previous attempt did commit; its reply was lost. Write nothing.
+                    return Ok(());
+                }
+                if found != from {
+                    return Err(FdbBindingError::CustomError(Box::new(Fenced {
+                        expected: from,
+                        found,
+                    })));
+                }
+                for op in ops {
+                    match op {
+                        Op::Put(k, v) => trx.set(k, v),
+                        Op::Delete(k) => trx.clear(k),
+                    }
+                }
+                trx.set(&applied_key, &to.to_be_bytes());
+                Ok(())
+            }
+        }))
+        .map_err(store_error)
+    }
+}

@@ -1,0 +1,725 @@
+//! The admin API over real HTTP on a loopback port: round trips of every kind of write, and bad
+//! input of every kind answered with a problem document while nothing is written.
+
+use std::time::Duration;
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "tw_test_token";
+
+struct Core {
+    base: String,
+    http: Client,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Core {
+    async fn start(body_max_bytes: usize) -> Core {
+        let dir = tempfile::tempdir().unwrap();
+        let digest = core_region::api::auth::sha256_hex(TOKEN);
+        let toml = format!(
+            r#"
+region = "test-region"
+[store]
+backend = "redb"
+path = "core.redb"
+[admin]
+listen = "127.0.0.1:0"
+token_sha256 = ["{digest}"]
+body_max_bytes = {body_max_bytes}
+"#
+        );
+        let path = dir.path().join("core.toml");
+        std::fs::write(&path, toml).unwrap();
+        let config = core_region::config::CoreConfig::load(&path).unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            core_region::server::serve(
+                config,
+                async {
+                    let _ = stop_rx.await;
+                },
+                |s| {
+                    let _ = ready_tx.send(s.admin);
+                },
+            )
+            .await
+            .unwrap();
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(10), ready_rx)
+            .await
+            .expect("core ready within 10 s")
+            .unwrap();
+        Core {
+            base: format!("http://{addr}"),
+            http: Client::new(),
+            _dir: dir,
+            stop: Some(stop_tx),
+            task: Some(task),
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.raw(method, path, body.map(|b| b.to_string()), &[])
+            .await
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let is_problem = res
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v == "application/problem+json");
+        let text = res.text().await.unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            assert!(is_problem, "{status} without a problem document: {v}");
+            assert_eq!(v["status"], status.as_u16(), "{v}");
+            assert!(
+                v["type"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("https://tradewind.dev/problems/")
+            );
+        }
+        (status, v)
+    }
+
+    async fn version(&self) -> u64 {
+        self.call(Method::GET, "/admin/v1/cluster", None).await.1["version"]
+            .as_u64()
+            .unwrap()
+    }
+
+    async fn seed(&self) {
+        let (s, _) = self
+            .call(
+                Method::PUT,
+                "/admin/v1/markets/sea",
+                Some(json!({"id": "sea", "countries": ["SG"], "currencies": ["SGD", "USD"]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, v) = self
+            .call(
+                Method::PUT,
+                "/admin/v1/products/P-1",
+                Some(
+                    json!({"id": "P-1", "title": "Trail runner", "category": "apparel/shoes",
+                    "skus": [{"sku": "S-40", "attributes": {"size": "40"}, "max_order_qty": 5},
+                             {"sku": "S-41", "attributes": {"size": "41"}}]}),
+                ),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, v) = self
+            .call(
+                Method::POST,
+                "/admin/v1/prices",
+                Some(json!({"changes": [
+                    {"sku": "S-40", "currency": "USD", "amount_minor": 12000,
+                     "tiers": [{"min_qty": 3, "amount_minor": 11000}]},
+                    {"sku": "S-41", "currency": "USD", "amount_minor": 12000},
+                    {"sku": "S-40", "currency": "USD", "amount_minor": 10000, "customer_group": "member"}
+                ]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, v) = self
+            .call(
+                Method::POST,
+                "/admin/v1/stock",
+                Some(json!({"changes": [{"sku": "S-40", "set": 10}, {"sku": "S-41", "set": 2}]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+}
+
+/// A bad request: method, path, body, headers, and the status and problem type it must get.
+type Case<'a> = (
+    Method,
+    &'a str,
+    Option<String>,
+    Vec<(&'a str, &'a str)>,
+    StatusCode,
+    &'a str,
+);
+
+fn order_body(sku: &str, qty: u64) -> String {
+    json!({"customer_id": "cust-1", "currency": "USD", "lines": [{"sku": sku, "qty": qty}],
+           "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"}})
+    .to_string()
+}
+
+#[tokio::test]
+async fn writes_and_reads_round_trip() {
+    let core = Core::start(1 << 20).await;
+    core.seed().await;
+    let (s, p) = core.call(Method::GET, "/admin/v1/products/P-1", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(p["skus"][0]["attributes"]["size"], "40");
+    let (_, page) = core
+        .call(Method::GET, "/admin/v1/products?limit=1", None)
+        .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let (_, q) = core
+        .call(
+            Method::GET,
+            "/admin/v1/skus/S-40/quote?qty=3&currency=USD",
+            None,
+        )
+        .await;
+    assert_eq!(
+        q["total"],
+        json!({"amount_minor": 33000, "currency": "USD"})
+    );
+    let (_, q) = core
+        .call(
+            Method::GET,
+            "/admin/v1/skus/S-40/quote?qty=1&currency=USD&customer_group=member",
+            None,
+        )
+        .await;
+    assert_eq!(q["unit_price"]["amount_minor"], 10000);
+
+    // A central order: priced, allocated, stored; a retry with the key returns the same order.
+    let key = [("idempotency-key", "order-1")];
+    let (s, o) = core
+        .raw(
+            Method::POST,
+            "/admin/v1/orders",
+            Some(order_body("S-40", 2)),
+            &key,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    assert_eq!(o["status"], "committed");
+    assert_eq!(o["total"]["amount_minor"], 24000);
+    let res = core
+        .http
+        .post(format!("{}/admin/v1/orders", core.base))
+        .bearer_auth(TOKEN)
+        .header("idempotency-key", "order-1")
+        .header("content-type", "application/json")
+        .body(order_body("S-40", 2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["idempotent-replayed"], "true");
+    let again: Value = res.json().await.unwrap();
+    assert_eq!(again["order_id"], o["order_id"]);
+    let (_, inv) = core
+        .call(Method::GET, "/admin/v1/inventory/S-40", None)
+        .await;
+    assert_eq!(
+        (
+            inv["on_hand"].as_u64(),
+            inv["committed"].as_u64(),
+            inv["available"].as_u64()
+        ),
+        (Some(8), Some(2), Some(8))
+    );
+    let (s, _) = core
+        .call(
+            Method::GET,
+            &format!("/admin/v1/orders/{}", o["order_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, list) = core
+        .call(Method::GET, "/admin/v1/orders?limit=10", None)
+        .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+
+    // Escrow: a grant out of a pool well above the low-stock line, then returned.
+    let (s, _) = core
+        .call(
+            Method::POST,
+            "/admin/v1/stock",
+            Some(json!({"changes": [{"sku": "S-40", "add": 100}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, g) = core
+        .call(
+            Method::POST,
+            "/admin/v1/escrow/grants",
+            Some(json!({"edge": "sg-1", "sku": "S-40", "demand_units": 0, "window_ms": 0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{g}");
+    assert_eq!(g["units"], 1);
+    let (_, inv) = core
+        .call(Method::GET, "/admin/v1/inventory/S-40", None)
+        .await;
+    assert_eq!(inv["granted"]["sg-1"], 1);
+    let (s, r) = core
+        .call(
+            Method::POST,
+            "/admin/v1/escrow/returns",
+            Some(json!({"edge": "sg-1", "sku": "S-40", "units": 1})),
+        )
+        .await;
+    assert_eq!((s, r["units"].as_u64()), (StatusCode::OK, Some(1)));
+
+    // Promotions and price lists.
+    let (s, v) = core
+        .call(
+            Method::PUT,
+            "/admin/v1/promotions/shoes-10",
+            Some(json!({"id": "shoes-10", "target": {"category": "apparel"},
+                        "discount": {"percent_off_bps": 1000}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, q) = core
+        .call(Method::GET, "/admin/v1/skus/S-41/quote?currency=USD", None)
+        .await;
+    assert_eq!(q["unit_price"]["amount_minor"], 10800);
+    let (s, _) = core
+        .call(Method::DELETE, "/admin/v1/promotions/shoes-10", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = core
+        .call(Method::DELETE, "/admin/v1/promotions/shoes-10", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    core.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_problem_and_writes_nothing() {
+    let core = Core::start(64 * 1024).await;
+    core.seed().await;
+    let before = core.version().await;
+    let prices = "/admin/v1/prices";
+    let price = |v: Value| Some(json!({"changes": [v]}).to_string());
+    let cases: Vec<Case<'_>> = vec![
+        (
+            Method::POST,
+            prices,
+            Some("{\"changes\": [".into()),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+        ),
+        (
+            Method::POST,
+            prices,
+            Some("[]".into()),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::POST,
+            prices,
+            Some(format!(
+                "{{\"changes\": [{}]}}",
+                "{\"sku\":\"S-40\",\"currency\":\"USD\",\"amount_minor\":1},"
+                    .repeat(3000)
+                    .trim_end_matches(',')
+            )),
+            vec![],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+        ),
+        (
+            Method::POST,
+            prices,
+            price(json!({"sku": "S-40", "currency": "USD", "amount_minor": 5, "colour": "red"})),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::POST,
+            prices,
+            price(json!({"sku": "NOPE", "currency": "USD", "amount_minor": 5})),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-sku",
+        ),
+        (
+            Method::POST,
+            prices,
+            price(json!({"sku": "S-40", "currency": "ABC", "amount_minor": 5})),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::POST,
+            prices,
+            price(json!({"sku": "S-40", "currency": "USD", "amount_minor": 0})),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::POST,
+            prices,
+            price(json!({"sku": "S-40", "currency": "USD", "amount_minor": -100})),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::POST,
+            prices,
+            price(json!({"sku": "S-40", "currency": "USD", "amount_minor": 1e30})),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::POST,
+            prices,
+            price(json!({"sku": "S-40", "currency": "USD", "amount_minor": 9.99})),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::POST,
+            prices,
+            price(json!({"sku": "S-40", "currency": "USD", "amount_minor": 5_000_000_000_000i64})),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::POST,
+            prices,
+            price(
+                json!({"sku": "S-40", "currency": "USD", "amount_minor": 500, "tiers": [{"min_qty": 5, "amount_minor": 600}]}),
+            ),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::POST,
+            prices,
+            Some("{\"changes\": []}".into()),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/stock",
+            Some(json!({"changes": [{"sku": "S-40", "set": -1}]}).to_string()),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/stock",
+            Some(json!({"changes": [{"sku": "S-40", "set": 1, "add": 1}]}).to_string()),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/stock",
+            Some(json!({"changes": [{"sku": "S-40", "add": 2_000_000_000_000u64}]}).to_string()),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/stock",
+            Some(json!({"changes": [{"sku": "S-40", "remove": 11}]}).to_string()),
+            vec![],
+            StatusCode::CONFLICT,
+            "held-in-grants",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/stock",
+            Some(
+                json!({"changes": [{"sku": "S-40", "set": 5}, {"sku": "NOPE", "set": 1}]})
+                    .to_string(),
+            ),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-sku",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/orders",
+            Some(order_body("S-40", 1)),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "missing-idempotency-key",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/orders",
+            Some(order_body("S-40", 0)),
+            vec![("idempotency-key", "b1")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad-quantity",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/orders",
+            Some(order_body("S-40", 6)),
+            vec![("idempotency-key", "b2")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad-quantity",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/orders",
+            Some(order_body("S-40", 4_294_967_296)),
+            vec![("idempotency-key", "b3")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/orders",
+            Some(order_body("NOPE", 1)),
+            vec![("idempotency-key", "b4")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-sku",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/orders",
+            Some(order_body("S-41", 3)),
+            vec![("idempotency-key", "b5")],
+            StatusCode::CONFLICT,
+            "out-of-stock",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/orders",
+            Some(order_body("S-40", 1).replace("\"SG\"", "\"US\"")),
+            vec![("idempotency-key", "b6")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not-sold-in-market",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/orders",
+            Some(order_body("S-40", 1).replace("USD", "SGD")),
+            vec![("idempotency-key", "b7")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no-price",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/orders",
+            Some(order_body("S-40", 1)),
+            vec![("idempotency-key", "has space")],
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        (
+            Method::PUT,
+            "/admin/v1/products/P-2",
+            Some(
+                json!({"id": "P-3", "title": "x", "category": "a", "skus": [{"sku": "Z"}]})
+                    .to_string(),
+            ),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::PUT,
+            "/admin/v1/products/P-2",
+            Some(
+                json!({"id": "P-2", "title": "x", "category": "a", "skus": [{"sku": "S-40"}]})
+                    .to_string(),
+            ),
+            vec![],
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
+        (
+            Method::PUT,
+            "/admin/v1/products/bad%20id",
+            Some("{}".into()),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        (
+            Method::GET,
+            "/admin/v1/orders?limit=100000",
+            None,
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        (
+            Method::GET,
+            "/admin/v1/orders?after=garbage",
+            None,
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        (
+            Method::GET,
+            "/admin/v1/skus/S-40/quote?currency=USD&qty=0",
+            None,
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad-quantity",
+        ),
+        (
+            Method::GET,
+            "/admin/v1/inventory/NOPE",
+            None,
+            vec![],
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
+        (
+            Method::DELETE,
+            "/admin/v1/stock",
+            None,
+            vec![],
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+        ),
+    ];
+    for (method, path, body, headers, status, kind) in cases {
+        let shown = format!(
+            "{method} {path} {}",
+            body.as_deref()
+                .unwrap_or("")
+                .chars()
+                .take(120)
+                .collect::<String>()
+        );
+        let (s, v) = core.raw(method, path, body, &headers).await;
+        assert_eq!(s, status, "{shown}: {v}");
+        assert_eq!(
+            v["type"],
+            format!("https://tradewind.dev/problems/{kind}"),
+            "{shown}"
+        );
+    }
+    // Some refusals happen at apply and consume a log index; none of them wrote anything.
+    let (_, inv) = core
+        .call(Method::GET, "/admin/v1/inventory/S-40", None)
+        .await;
+    assert_eq!(
+        (inv["on_hand"].as_u64(), inv["committed"].as_u64()),
+        (Some(10), Some(0))
+    );
+    let (_, stored) = core.call(Method::GET, "/admin/v1/prices/S-40", None).await;
+    assert_eq!(stored["prices"][0]["amount_minor"], 12000);
+    let (_, list) = core.call(Method::GET, "/admin/v1/orders", None).await;
+    assert!(list["items"].as_array().unwrap().is_empty());
+    assert!(
+        core.call(Method::GET, "/admin/v1/products/P-2", None)
+            .await
+            .0
+            == StatusCode::NOT_FOUND
+    );
+
+    // Wrong content type, and missing or wrong tokens.
+    let res = core
+        .http
+        .post(format!("{}{prices}", core.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    for auth in [
+        None,
+        Some("Bearer nope"),
+        Some("tw_test_token"),
+        Some("Basic dHc6dHc="),
+    ] {
+        let mut req = core
+            .http
+            .post(format!("{}{prices}", core.base))
+            .header("content-type", "application/json")
+            .body(
+                json!({"changes": [{"sku": "S-40", "currency": "USD", "amount_minor": 1}]})
+                    .to_string(),
+            );
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(res.headers()["www-authenticate"], "Bearer");
+    }
+    let after = core.version().await;
+    let (_, stored) = core.call(Method::GET, "/admin/v1/prices/S-40", None).await;
+    assert_eq!(stored["prices"][0]["amount_minor"], 12000);
+    assert!(after >= before);
+    core.stop().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_for_another_request_is_refused() {
+    let core = Core::start(1 << 20).await;
+    core.seed().await;
+    let key = [("idempotency-key", "stock-7")];
+    let body = |n: u64| Some(json!({"changes": [{"sku": "S-41", "add": n}]}).to_string());
+    let (s, first) = core
+        .raw(Method::POST, "/admin/v1/stock", body(3), &key)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, again) = core
+        .raw(Method::POST, "/admin/v1/stock", body(3), &key)
+        .await;
+    assert_eq!((s, &again), (StatusCode::OK, &first));
+    let (s, v) = core
+        .raw(Method::POST, "/admin/v1/stock", body(4), &key)
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        v["type"],
+        "https://tradewind.dev/problems/idempotency-key-reused"
+    );
+    let (_, inv) = core
+        .call(Method::GET, "/admin/v1/inventory/S-41", None)
+        .await;
+    assert_eq!(inv["on_hand"], 5);
+    core.stop().await;
+}
