@@ -397,12 +397,13 @@ impl PriceBook {
         self.prices.len()
     }
 
-    /// Sets a SKU's price in one list, replacing what that list held for it.
+    /// Sets a SKU's price in one list, replacing what that list held for it. Entries stay
+    /// ordered by list id, so the book is the same however it was built (live or reloaded).
     pub fn set_price(&mut self, sku: SkuId, entry: PriceEntry) {
         let entries = self.prices.entry(sku).or_default();
-        match entries.iter_mut().find(|e| e.list == entry.list) {
-            Some(e) => *e = entry,
-            None => entries.push(entry),
+        match entries.binary_search_by(|e| e.list.cmp(&entry.list)) {
+            Ok(i) => entries[i] = entry,
+            Err(i) => entries.insert(i, entry),
         }
     }
 

@@ -42,7 +42,10 @@ pub struct Started {
 enum Backend {
     Redb,
     #[cfg(feature = "foundationdb")]
-    Fdb(crate::store::fdb::FdbNetwork),
+    Fdb(
+        #[expect(dead_code, reason = "held for its Drop, which stops the FDB network")]
+        crate::store::fdb::FdbNetwork,
+    ),
 }
 
 fn open_store(config: &StoreConfig) -> Result<(Arc<dyn Store>, Backend), StartError> {

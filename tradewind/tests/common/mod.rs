@@ -1,0 +1,130 @@
+//! Real `tradewind` processes for tests: a config in a temp dir, the binary started on port 0,
+//! its ready line awaited with a deadline, SIGKILL on demand and on drop.
+
+#![allow(dead_code)] // each test file uses a different part of this
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const TOKEN: &str = "tw_process_test_token";
+
+/// How long a core may take to open its store and listen.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tradewind")
+}
+
+/// Writes a core config for `dir` (data in `dir/data`), listening on a free port.
+pub fn write_config(dir: &Path) -> PathBuf {
+    let digest = core_region::api::auth::sha256_hex(TOKEN);
+    let path = dir.join("core.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+region = "test-region"
+[store]
+backend = "redb"
+path = "data/core.redb"
+[admin]
+listen = "127.0.0.1:0"
+token_sha256 = ["{digest}"]
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+pub fn store_path(dir: &Path) -> PathBuf {
+    dir.join("data/core.redb")
+}
+
+pub struct CoreProcess {
+    child: Child,
+    pub admin: String,
+}
+
+impl CoreProcess {
+    /// Starts `tradewind core --config <config>` with extra environment, and waits until it
+    /// prints its ready line.
+    pub fn start(config: &Path, env: &[(&str, &str)]) -> CoreProcess {
+        let mut cmd = Command::new(bin());
+        cmd.args(["core", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn tradewind core");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("admin=").nth(1) {
+                    let url = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send(url);
+                }
+            }
+        });
+        let admin = match rx.recv_timeout(READY_DEADLINE) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("core did not print its ready line within {READY_DEADLINE:?}");
+            }
+        };
+        CoreProcess { child, admin }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit on its own (a failpoint), up to a deadline.
+    pub fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "core still running after {deadline:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.wait_exit(Duration::from_secs(30))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.admin)
+    }
+}
+
+impl Drop for CoreProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}

@@ -1,0 +1,279 @@
+//! A real `tradewind core` process: it keeps everything across SIGKILL and restart, and a
+//! crash in the middle of a large batch leaves all of the batch or none of it.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{CoreProcess, TOKEN, client, store_path, write_config};
+use core_region::machine::StateMachine;
+use core_region::store::redb::RedbStore;
+use serde_json::{Value, json};
+
+const SKUS_PER_PRODUCT: usize = 200;
+/// A full price batch: the largest one command may carry.
+const BATCH: usize = 10_000;
+
+fn sku(i: usize) -> String {
+    format!("S-{i:05}")
+}
+
+/// 50 products of 200 SKUs each, every SKU priced at `amount`.
+async fn seed(core: &CoreProcess, amount: i64) {
+    let http = client();
+    for p in 0..BATCH / SKUS_PER_PRODUCT {
+        let skus: Vec<Value> = (0..SKUS_PER_PRODUCT)
+            .map(|i| json!({"sku": sku(p * SKUS_PER_PRODUCT + i)}))
+            .collect();
+        let res = http
+            .put(core.url(&format!("/admin/v1/products/P-{p}")))
+            .bearer_auth(TOKEN)
+            .json(&json!({"id": format!("P-{p}"), "title": "Bolt", "category": "industrial", "skus": skus}))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    }
+    let res = price_batch(core, amount, "seed").await.unwrap();
+    assert!(res.status().is_success());
+}
+
+async fn price_batch(
+    core: &CoreProcess,
+    amount: i64,
+    key: &str,
+) -> reqwest::Result<reqwest::Response> {
+    let changes: Vec<Value> = (0..BATCH)
+        .map(|i| json!({"sku": sku(i), "currency": "USD", "amount_minor": amount}))
+        .collect();
+    client()
+        .post(core.url("/admin/v1/prices"))
+        .bearer_auth(TOKEN)
+        .header("idempotency-key", key)
+        .json(&json!({ "changes": changes }))
+        .send()
+        .await
+}
+
+/// Opens the store file of a stopped core, as a restart does, and returns the set of USD base
+/// amounts its SKUs have, and the applied version.
+fn amounts_on_disk(dir: &Path) -> (BTreeSet<i64>, u64) {
+    let store = Arc::new(RedbStore::open(&store_path(dir)).unwrap());
+    let m = StateMachine::open(store).unwrap();
+    let amounts = (0..BATCH)
+        .map(|i| {
+            let s = commerce::SkuId::new(sku(i)).unwrap();
+            m.state().book.prices(&s)[0].amount_minor
+        })
+        .collect();
+    (amounts, m.applied())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_in_the_middle_of_a_batch_leaves_none_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut core = CoreProcess::start(&config, &[]);
+    seed(&core, 100).await;
+    core.kill();
+
+    // The process dies with half of the batch's rows written into the file, uncommitted.
+    let mut core = CoreProcess::start(
+        &config,
+        &[("TRADEWIND_FAILPOINT", "store.commit.mid_write:5000")],
+    );
+    assert!(
+        price_batch(&core, 200, "crash-1").await.is_err(),
+        "the process should have died"
+    );
+    assert!(!core.wait_exit(Duration::from_secs(30)).success());
+    let (amounts, _) = amounts_on_disk(dir.path());
+    assert_eq!(amounts, BTreeSet::from([100]), "none of the batch");
+    drop(core);
+
+    // The process dies after the commit, before anyone heard of it.
+    let mut core = CoreProcess::start(
+        &config,
+        &[("TRADEWIND_FAILPOINT", "sequencer.after_apply:5000")],
+    );
+    assert!(
+        price_batch(&core, 300, "crash-2").await.is_err(),
+        "the process should have died"
+    );
+    assert!(!core.wait_exit(Duration::from_secs(30)).success());
+    let (amounts, version) = amounts_on_disk(dir.path());
+    assert_eq!(amounts, BTreeSet::from([300]), "all of the batch");
+    drop(core);
+
+    // The client retries with the same key: the first outcome, not a second application.
+    let core = CoreProcess::start(&config, &[]);
+    let res = price_batch(&core, 300, "crash-2").await.unwrap();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["version"], version, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_any_moment_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut core = CoreProcess::start(&config, &[]);
+    seed(&core, 1).await;
+    core.kill();
+    drop(core);
+
+    // How long one batch takes here, from send to reply: kills are spread around it.
+    let core = CoreProcess::start(&config, &[]);
+    let started = std::time::Instant::now();
+    assert!(
+        price_batch(&core, 2, "timing")
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let batch_ms = started.elapsed().as_millis() as u64;
+    drop(core);
+
+    let seed_value: u64 = std::env::var("TRADEWIND_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand_seed);
+    println!("batch takes {batch_ms} ms; kill order seeded with TRADEWIND_TEST_SEED={seed_value}");
+    // Kills at 10 % to 160 % of the batch time, in a seeded order.
+    let mut fractions = [10u64, 30, 50, 70, 90, 110, 130, 160];
+    let mut rng = seed_value;
+    for i in (1..fractions.len()).rev() {
+        rng = rng
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        fractions.swap(i, (rng >> 33) as usize % (i + 1));
+    }
+    let mut outcomes = Vec::new();
+    let mut expected_old = 2;
+    for (round, pct) in fractions.into_iter().enumerate() {
+        let delay_ms = batch_ms * pct / 100;
+        let new = 1_000 + round as i64;
+        let mut core = CoreProcess::start(&config, &[]);
+        let admin = core.admin.clone();
+        let send = tokio::spawn(async move {
+            let changes: Vec<Value> = (0..BATCH)
+                .map(|i| json!({"sku": sku(i), "currency": "USD", "amount_minor": new}))
+                .collect();
+            client()
+                .post(format!("{admin}/admin/v1/prices"))
+                .bearer_auth(TOKEN)
+                .json(&json!({ "changes": changes }))
+                .send()
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        core.kill();
+        let _ = send.await;
+        drop(core);
+        let (amounts, _) = amounts_on_disk(dir.path());
+        let all = amounts == BTreeSet::from([new]);
+        let none = amounts == BTreeSet::from([expected_old]);
+        assert!(
+            all || none,
+            "round {round} (kill after {delay_ms} ms): mixed amounts {amounts:?}"
+        );
+        if all {
+            expected_old = new;
+        }
+        outcomes.push((delay_ms, if all { "all" } else { "none" }));
+    }
+    println!("kill delay → outcome: {outcomes:?}");
+    // The store is healthy afterwards: a core starts on it and takes writes.
+    let core = CoreProcess::start(&config, &[]);
+    assert!(
+        price_batch(&core, 7, "after")
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+}
+
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_core_keeps_everything_across_kill_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut core = CoreProcess::start(&config, &[]);
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "catalog",
+            "load-sample",
+            "--admin",
+            &core.admin,
+            "--products",
+            "1000",
+        ])
+        .env("TRADEWIND_ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let http = client();
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            let res = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
+            assert!(res.status().is_success(), "{}", res.status());
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let order = http
+        .post(core.url("/admin/v1/orders"))
+        .bearer_auth(TOKEN)
+        .header("idempotency-key", "restart-1")
+        .json(&json!({"customer_id": "c-9", "currency": "JPY",
+            "lines": [{"sku": "P-00000-WHITE-S", "qty": 1}, {"sku": "P-00003-BLACK", "qty": 2}],
+            "ship_to": {"country": "JP", "line1": "1-1 Marunouchi", "city": "Tokyo", "postal_code": "100-0005"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), 201, "{}", order.text().await.unwrap());
+    let order: Value = order.json().await.unwrap();
+    let before = (
+        get(core.url("/admin/v1/cluster")).await["version"].clone(),
+        get(core.url("/admin/v1/products?limit=1000")).await,
+        get(core.url("/admin/v1/prices/P-00040-WHITE-M")).await,
+        get(core.url("/admin/v1/inventory/P-00003-BLACK")).await,
+        get(core.url("/admin/v1/promotions")).await,
+        get(core.url("/admin/v1/orders")).await,
+    );
+    assert_eq!(before.1["items"].as_array().unwrap().len(), 1000);
+    assert_eq!(before.5["items"][0]["order_id"], order["order_id"]);
+
+    core.kill();
+    let mut core = CoreProcess::start(&config, &[]);
+    let after = (
+        get(core.url("/admin/v1/cluster")).await["version"].clone(),
+        get(core.url("/admin/v1/products?limit=1000")).await,
+        get(core.url("/admin/v1/prices/P-00040-WHITE-M")).await,
+        get(core.url("/admin/v1/inventory/P-00003-BLACK")).await,
+        get(core.url("/admin/v1/promotions")).await,
+        get(core.url("/admin/v1/orders")).await,
+    );
+    assert_eq!(before.0, after.0, "version");
+    assert!(before.1 == after.1, "products differ after restart");
+    assert_eq!(before.2, after.2, "prices");
+    assert_eq!(before.3, after.3, "inventory");
+    assert_eq!(before.4, after.4, "promotions");
+    assert_eq!(before.5, after.5, "orders");
+    // And a clean stop on SIGTERM.
+    assert!(core.terminate().success());
+}
