@@ -23,10 +23,13 @@ pub enum CatalogCommand {
         #[arg(long, default_value_t = 1_000)]
         products: usize,
         /// Seed of the generator: the same seed gives the same catalog.
-        #[arg(long, default_value_t = 42)]
+        #[arg(long, default_value_t = SAMPLE_SEED)]
         seed: u64,
     },
 }
+
+/// The seed used unless one is given.
+pub const SAMPLE_SEED: u64 = 42;
 
 /// Products written at once: enough to fill a group commit, few enough to be polite.
 const PRODUCTS_IN_FLIGHT: usize = 32;
@@ -91,6 +94,16 @@ pub async fn run(command: CatalogCommand) -> anyhow::Result<()> {
         products,
         seed,
     } = command;
+    load_sample(&admin, token, products, seed).await
+}
+
+/// Writes the sample catalog of `products` products from `seed` to the core at `admin`.
+pub async fn load_sample(
+    admin: &str,
+    token: String,
+    products: usize,
+    seed: u64,
+) -> anyhow::Result<()> {
     if products == 0 || products > 1_000_000 {
         bail!("--products must be 1 to 1000000");
     }

@@ -33,6 +33,13 @@ enum Command {
         /// Check the config and exit.
         #[arg(long)]
         check_config: bool,
+        /// Once serving, load the sample catalog through the admin API (idempotent: a restart
+        /// with this flag changes nothing).
+        #[arg(long)]
+        load_sample: bool,
+        /// Products in the sample catalog.
+        #[arg(long, default_value_t = 1_000, requires = "load_sample")]
+        sample_products: usize,
     },
     /// Work with catalogs through a core's admin API.
     Catalog {
@@ -92,12 +99,21 @@ fn main() -> anyhow::Result<()> {
         Command::Core {
             config,
             check_config,
+            load_sample,
+            sample_products,
         } => {
-            let cfg = core_region::config::CoreConfig::load(&config)?;
+            let mut cfg = core_region::config::CoreConfig::load(&config)?;
             if check_config {
                 println!("{}: ok (region {})", config.display(), cfg.region);
                 return Ok(());
             }
+            // The sample is loaded through the real admin API, with a token that lives only in
+            // this process.
+            let loader_token = load_sample.then(|| {
+                let (token, digest) = core_region::api::auth::new_token();
+                cfg.admin.token_sha256.push(digest);
+                token
+            });
             let region = cfg.region.clone();
             runtime()?.block_on(core_region::server::serve(cfg, shutdown_signal(), |s| {
                 // One line on stdout that scripts and tests wait for.
@@ -105,6 +121,21 @@ fn main() -> anyhow::Result<()> {
                     "tradewind core ready: region={region} admin=http://{} version={}",
                     s.admin, s.version
                 );
+                if let Some(token) = loader_token {
+                    let admin = format!("http://{}", s.admin);
+                    tokio::spawn(async move {
+                        if let Err(e) = catalog::load_sample(
+                            &admin,
+                            token,
+                            sample_products,
+                            catalog::SAMPLE_SEED,
+                        )
+                        .await
+                        {
+                            tracing::error!(error = %e, "loading the sample catalog failed");
+                        }
+                    });
+                }
             }))?;
             Ok(())
         }
