@@ -13,6 +13,10 @@ use crate::id::EdgeId;
 /// Largest stock figure accepted (a trillion units); keeps every sum far from `u64::MAX`.
 pub const STOCK_MAX: u64 = 1_000_000_000_000;
 
+/// Edges that may hold a grant of one SKU at once. Far above any real mesh (a few edges per
+/// region), and it keeps one SKU's inventory record small enough for every store backend.
+pub const GRANT_HOLDERS_MAX: usize = 256;
+
 /// A change to a SKU's stock, as an admin sends it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -123,8 +127,12 @@ impl Inventory {
         Ok(())
     }
 
-    /// Grants up to `units` from the pool to `edge`; returns how many were granted.
+    /// Grants up to `units` from the pool to `edge`; returns how many were granted (none to a
+    /// new holder once `GRANT_HOLDERS_MAX` edges hold grants).
     pub fn grant(&mut self, edge: &EdgeId, units: u64) -> u64 {
+        if !self.granted.contains_key(edge) && self.granted.len() >= GRANT_HOLDERS_MAX {
+            return 0;
+        }
         let n = units.min(self.available());
         if n > 0 {
             *self.granted.entry(edge.clone()).or_default() += n;

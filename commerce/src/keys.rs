@@ -13,7 +13,7 @@
 //! | `N` | `N` promotion id             | `Promotion`                 |
 //! | `I` | `I` sku                      | `Inventory`                 |
 //! | `O` | `O` order id                 | `Order`                     |
-//! | `C` | `C` version(8) seq(4)        | order id (commit order)     |
+//! | `C` | `C` version(8)               | ids of the orders decided at that version, in order |
 //! | `Y` | `Y` customer `0` key         | order id (Idempotency-Key)  |
 //! | `D` | `D` command id(16)           | dedup record of a command   |
 //! | `V` | `V` version(8)               | command id applied there    |
@@ -28,7 +28,7 @@ pub const PRICE: u8 = b'R';
 pub const PROMOTION: u8 = b'N';
 pub const INVENTORY: u8 = b'I';
 pub const ORDER: u8 = b'O';
-pub const COMMIT_SEQ: u8 = b'C';
+pub const COMMIT_LOG: u8 = b'C';
 pub const IDEMPOTENCY: u8 = b'Y';
 pub const DEDUP: u8 = b'D';
 pub const DEDUP_BY_VERSION: u8 = b'V';
@@ -37,6 +37,9 @@ pub const DEDUP_BY_VERSION: u8 = b'V';
 pub const META_APPLIED: &[u8] = b"Mapplied";
 /// The format of the stored values; a store written by a newer format is refused.
 pub const META_FORMAT: &[u8] = b"Mformat";
+/// A random token of the last committed batch, for backends whose commits can be "maybe
+/// committed": a retry that finds its own token knows it already committed.
+pub const META_BATCH_TOKEN: &[u8] = b"Mbatch_token";
 
 fn tagged(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len() + 1).sum::<usize>();
@@ -79,21 +82,16 @@ pub fn order(id: &OrderId) -> Vec<u8> {
     tagged(ORDER, &[id.as_str().as_bytes()])
 }
 
-pub fn commit_seq(version: u64, seq: u32) -> Vec<u8> {
-    let mut k = Vec::with_capacity(13);
-    k.push(COMMIT_SEQ);
-    k.extend_from_slice(&version.to_be_bytes());
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+/// The commit log: one row per version that decided orders, listing them in order. One row per
+/// batch rather than one per order keeps an order commit at three rows.
+pub fn commit_log(version: u64) -> Vec<u8> {
+    tagged(COMMIT_LOG, &[&version.to_be_bytes()])
 }
 
-/// Splits a commit-sequence key back into (version, seq).
-pub fn parse_commit_seq(key: &[u8]) -> Option<(u64, u32)> {
+/// The version of a commit-log key.
+pub fn parse_commit_log(key: &[u8]) -> Option<u64> {
     match key {
-        [COMMIT_SEQ, rest @ ..] if rest.len() == 12 => Some((
-            u64::from_be_bytes(rest[..8].try_into().ok()?),
-            u32::from_be_bytes(rest[8..].try_into().ok()?),
-        )),
+        [COMMIT_LOG, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
         _ => None,
     }
 }
@@ -143,10 +141,10 @@ mod tests {
         let b = PriceListId::new("b").unwrap();
         // ("A", "z") < ("AB", "b") even though "Az" > "ABb" byte-wise without a separator.
         assert!(price(&a, &z) < price(&ab, &b));
-        assert!(commit_seq(1, 9) < commit_seq(2, 0));
-        assert!(commit_seq(256, 0) > commit_seq(255, 7));
-        assert_eq!(parse_commit_seq(&commit_seq(77, 3)), Some((77, 3)));
-        assert_eq!(parse_commit_seq(b"Cxx"), None);
+        assert!(commit_log(1) < commit_log(2));
+        assert!(commit_log(256) > commit_log(255));
+        assert_eq!(parse_commit_log(&commit_log(77)), Some(77));
+        assert_eq!(parse_commit_log(b"Cxx"), None);
         assert_eq!(parse_price(&price(&a, &z)), Some(("A", "z")));
         assert_eq!(parse_single(INVENTORY, &inventory(&ab)), Some("AB"));
         assert_eq!(parse_single(INVENTORY, b"Px"), None);

@@ -288,6 +288,13 @@ impl Order {
         let mut seen = HashSet::with_capacity(self.lines.len());
         let mut subtotal = Money::zero(self.currency);
         for l in &self.lines {
+            // List price, tier, promotion: a longer breakdown did not come from this engine.
+            if l.breakdown.len() > 3 {
+                return Err(OrderError::Inconsistent(format!(
+                    "line {}: more than 3 price steps",
+                    l.sku
+                )));
+            }
             if !seen.insert(&l.sku) {
                 return Err(OrderError::DuplicateLine(l.sku.clone()));
             }
@@ -314,6 +321,15 @@ impl Order {
                 .map_err(|_| PricingError::Overflow)?;
         }
         let off = self.discount.as_ref().map_or(0, |d| d.off.amount_minor);
+        if self
+            .discount
+            .as_ref()
+            .is_some_and(|d| d.off.currency != self.currency)
+        {
+            return Err(OrderError::Inconsistent(
+                "discount in another currency".into(),
+            ));
+        }
         if subtotal != self.subtotal
             || !(0..=subtotal.amount_minor).contains(&off)
             || self.total.amount_minor != subtotal.amount_minor - off
@@ -324,6 +340,43 @@ impl Order {
             ));
         }
         Ok(())
+    }
+}
+
+impl Order {
+    /// A minimal record of an order refused at commit, small whatever the order carried: no
+    /// lines, a bounded address and reason, and no key unless it is a valid one.
+    pub fn rejected_stub(&self, reason: &str, version: u64) -> Order {
+        let cut = |s: &str, max: usize| truncate(s, max).to_owned();
+        Order {
+            order_id: self.order_id.clone(),
+            idempotency_key: self
+                .idempotency_key
+                .clone()
+                .filter(|k| check_idempotency_key(k).is_ok()),
+            customer_id: self.customer_id.clone(),
+            customer_group: self.customer_group.clone(),
+            currency: self.currency,
+            ship_to: ShipTo {
+                country: self.ship_to.country,
+                line1: cut(&self.ship_to.line1, ADDRESS_LINE_MAX_BYTES),
+                city: cut(&self.ship_to.city, CITY_MAX_BYTES),
+                postal_code: cut(&self.ship_to.postal_code, POSTAL_CODE_MAX_BYTES),
+            },
+            lines: Vec::new(),
+            subtotal: Money::zero(self.currency),
+            discount: None,
+            total: Money::zero(self.currency),
+            price_version: self.price_version,
+            origin: Origin {
+                region: cut(&self.origin.region, 64),
+                edge: self.origin.edge.clone(),
+            },
+            accepted_at_ms: self.accepted_at_ms,
+            status: OrderStatus::Rejected,
+            commit_version: Some(version),
+            reject_reason: Some(cut(reason, 512)),
+        }
     }
 }
 

@@ -118,8 +118,16 @@ impl CoreConfig {
             return Err("admin.write_timeout_ms must be 100 to 600000".into());
         }
         let s = &self.sequencer;
-        if s.queue_max == 0 || s.batch_commands_max == 0 || s.batch_items_max == 0 {
-            return Err("sequencer limits must be positive".into());
+        if s.queue_max == 0
+            || s.batch_commands_max == 0
+            || s.batch_items_max == 0
+            || s.batch_bytes_max < crate::api::COMMAND_MAX_BYTES
+            || s.queue_bytes_max < s.batch_bytes_max
+        {
+            return Err(format!(
+                "sequencer limits must be positive, with batch_bytes_max >= {} and queue_bytes_max >= batch_bytes_max",
+                crate::api::COMMAND_MAX_BYTES
+            ));
         }
         let g = &self.grant_policy;
         if g.max_share_bps > 10_000 || g.horizon_ms == 0 || g.min_units > g.max_units {

@@ -27,7 +27,9 @@ use commerce::command::{
 };
 use commerce::escrow::{Demand, GrantPolicy, Inventory, STOCK_MAX, grant_size};
 use commerce::keys;
-use commerce::order::{Order, OrderRequest, OrderStatus, Origin, price_order};
+use commerce::order::{
+    Order, OrderRequest, OrderStatus, Origin, check_idempotency_key, price_order,
+};
 use commerce::pricing::{PriceEntry, PriceList, Promotion, PromotionTarget};
 use commerce::state::State;
 use commerce::{
@@ -142,6 +144,49 @@ impl Batch<'_> {
 
     fn read_decoded<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         self.read(key)?.map(|v| decode(key, &v)).transpose()
+    }
+}
+
+/// The rows and inventory changes of one command, all encoded before any of them reaches the
+/// batch or memory: a command that cannot be stored whole leaves nothing behind.
+#[derive(Default)]
+struct Staged {
+    rows: Vec<(Vec<u8>, Vec<u8>)>,
+    inventories: Vec<(SkuId, Inventory)>,
+}
+
+impl Staged {
+    fn row<T: Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<(), Rejection> {
+        self.rows.push((key, encode(value)?));
+        Ok(())
+    }
+
+    fn raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.rows.push((key, value));
+    }
+
+    /// Stages changed inventories, in SKU order so that every replica writes the same rows.
+    fn inventories(&mut self, touched: HashMap<&SkuId, Inventory>) -> Result<(), Rejection> {
+        let mut touched: Vec<(&SkuId, Inventory)> = touched.into_iter().collect();
+        touched.sort_by(|a, b| a.0.cmp(b.0));
+        for (sku, inv) in touched {
+            debug_assert!(inv.holds_i2());
+            self.row(keys::inventory(sku), &inv)?;
+            self.inventories.push((sku.clone(), inv));
+        }
+        Ok(())
+    }
+
+    /// Stages an order under its id and its (customer, Idempotency-Key).
+    fn order(&mut self, order: &Order) -> Result<(), Rejection> {
+        self.row(keys::order(&order.order_id), order)?;
+        if let Some(k) = &order.idempotency_key {
+            self.raw(
+                keys::idempotency(&order.customer_id, k),
+                order.order_id.as_str().as_bytes().to_vec(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -628,16 +673,25 @@ impl StateMachine {
         Ok(Outcome::Applied { version })
     }
 
+    /// Writes what a command staged into the batch and into memory.
+    fn commit_staged(&mut self, batch: &mut Batch<'_>, staged: Staged) {
+        for (k, v) in staged.rows {
+            batch.put(k, v);
+        }
+        for (sku, inv) in staged.inventories {
+            self.state.set_inventory(sku, inv);
+        }
+    }
+
+    /// Stages and writes changed inventories (a command that changes nothing else).
     fn write_inventories(
         &mut self,
         batch: &mut Batch<'_>,
         touched: HashMap<&SkuId, Inventory>,
     ) -> Result<(), Rejection> {
-        for (sku, inv) in touched {
-            debug_assert!(inv.holds_i2());
-            batch.put(keys::inventory(sku), encode(&inv)?);
-            self.state.set_inventory(sku.clone(), inv);
-        }
+        let mut staged = Staged::default();
+        staged.inventories(touched)?;
+        self.commit_staged(batch, staged);
         Ok(())
     }
 
@@ -679,30 +733,6 @@ impl StateMachine {
         Ok(Outcome::Returned { version, units })
     }
 
-    /// Stores `order` as decided at `version` (committed or rejected), indexed by commit order
-    /// and by its Idempotency-Key.
-    fn store_order(
-        &self,
-        batch: &mut Batch<'_>,
-        version: u64,
-        seq: u32,
-        order: &Order,
-    ) -> Result<(), Rejection> {
-        let bytes = encode(order)?;
-        batch.put(keys::order(&order.order_id), bytes);
-        batch.put(
-            keys::commit_seq(version, seq),
-            order.order_id.as_str().as_bytes().to_vec(),
-        );
-        if let Some(k) = &order.idempotency_key {
-            batch.put(
-                keys::idempotency(&order.customer_id, k),
-                order.order_id.as_str().as_bytes().to_vec(),
-            );
-        }
-        Ok(())
-    }
-
     /// The order already stored under an id or under (customer, key), if any.
     fn existing_order(
         &self,
@@ -736,16 +766,30 @@ impl StateMachine {
                 format!("a commit batch has 1 to {COMMIT_BATCH_MAX} orders"),
             ));
         }
+        let mut staged = Staged::default();
         let mut touched: HashMap<&SkuId, Inventory> = HashMap::new();
-        let mut results = Vec::with_capacity(orders.len());
-        let mut seq = 0u32;
+        let mut results: Vec<OrderResult> = Vec::with_capacity(orders.len());
+        // Orders decided by this command, by id and by (customer, key): a batch may repeat one.
+        let mut here: HashMap<&OrderId, usize> = HashMap::new();
+        let mut here_keys: HashMap<(&CustomerId, &str), usize> = HashMap::new();
+        let mut logged: Vec<OrderId> = Vec::with_capacity(orders.len());
         for o in orders {
-            if let Some(prev) = self.existing_order(
-                batch,
-                &o.order_id,
-                &o.customer_id,
-                o.idempotency_key.as_deref(),
-            )? {
+            let key = o
+                .idempotency_key
+                .as_deref()
+                .filter(|k| check_idempotency_key(k).is_ok());
+            let earlier = here
+                .get(&o.order_id)
+                .or_else(|| key.and_then(|k| here_keys.get(&(&o.customer_id, k))));
+            if let Some(&i) = earlier {
+                let first = &results[i];
+                results.push(OrderResult {
+                    duplicate: true,
+                    ..first.clone()
+                });
+                continue;
+            }
+            if let Some(prev) = self.existing_order(batch, &o.order_id, &o.customer_id, key)? {
                 // Committed before (a forwarder retry, or the same key through another edge).
                 results.push(OrderResult {
                     order_id: prev.order_id,
@@ -756,27 +800,41 @@ impl StateMachine {
                 });
                 continue;
             }
-            let decided = self.decide_edge_order(&mut touched, edge, o);
+            let decided = self.decide_edge_order(&touched, edge, o);
             let mut order = o.clone();
             order.commit_version = Some(version);
-            match decided {
-                Ok(()) => order.status = OrderStatus::Committed,
+            order.reject_reason = None;
+            let units = match decided {
+                Ok(units) => {
+                    order.status = OrderStatus::Committed;
+                    match staged.order(&order) {
+                        Ok(()) => Some(units),
+                        Err(r) => {
+                            order = o.rejected_stub(&r.detail, version);
+                            None
+                        }
+                    }
+                }
                 Err(reason) => {
+                    order = o.rejected_stub(&reason, version);
+                    None
+                }
+            };
+            match units {
+                Some(units) => touched.extend(units),
+                None => {
+                    let reason = order.reject_reason.clone().unwrap_or_default();
                     tracing::warn!(order = %o.order_id, %edge, %reason, "edge order rejected at commit");
-                    order.status = OrderStatus::Rejected;
-                    order.reject_reason = Some(reason);
+                    if let Err(r) = staged.order(&order) {
+                        return Ok(Err(r));
+                    }
                 }
             }
-            if let Err(r) = self.store_order(batch, version, seq, &order) {
-                // Too large to store: keep a rejected stub so the edge learns the outcome.
-                order.lines.truncate(1);
-                order.status = OrderStatus::Rejected;
-                order.reject_reason = Some(r.detail);
-                if self.store_order(batch, version, seq, &order).is_err() {
-                    continue;
-                }
+            here.insert(&o.order_id, results.len());
+            if let Some(k) = key {
+                here_keys.insert((&o.customer_id, k), results.len());
             }
-            seq += 1;
+            logged.push(order.order_id.clone());
             results.push(OrderResult {
                 order_id: order.order_id,
                 status: order.status,
@@ -785,20 +843,27 @@ impl StateMachine {
                 reject_reason: order.reject_reason,
             });
         }
-        if let Err(r) = self.write_inventories(batch, touched) {
+        if let Err(r) = staged.inventories(touched) {
             return Ok(Err(r));
         }
+        if !logged.is_empty()
+            && let Err(r) = staged.row(keys::commit_log(version), &logged)
+        {
+            return Ok(Err(r));
+        }
+        self.commit_staged(batch, staged);
         Ok(Ok(Outcome::Orders { version, results }))
     }
 
-    /// Checks an edge order and takes its units from the edge's grants (in `touched`), all
-    /// lines or none. `Err` is the reason it is rejected.
+    /// Checks an edge order and works out its units from the edge's grants (on top of what
+    /// this batch already took, in `touched`), all lines or none. Returns the changed
+    /// inventories, or the reason the order is rejected.
     fn decide_edge_order<'o>(
         &self,
-        touched: &mut HashMap<&'o SkuId, Inventory>,
+        touched: &HashMap<&'o SkuId, Inventory>,
         edge: &EdgeId,
         o: &'o Order,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<(&'o SkuId, Inventory)>, String> {
         if o.origin.edge.as_ref() != Some(edge) {
             return Err(format!(
                 "order names edge {:?}, batch came from {edge}",
@@ -817,8 +882,7 @@ impl StateMachine {
                 .map_err(|e| format!("sku {sku}: {e}"))?;
             staged.push((sku, inv));
         }
-        touched.extend(staged);
-        Ok(())
+        Ok(staged)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -832,6 +896,11 @@ impl StateMachine {
         request: &OrderRequest,
         origin: Origin,
     ) -> Result<Exec, StoreError> {
+        if let Some(k) = key
+            && let Err(e) = check_idempotency_key(k)
+        {
+            return Ok(reject(RejectKind::Invalid, e));
+        }
         if let Some(prev) = self.existing_order(batch, order_id, &request.customer_id, key)? {
             if !same_request(&prev, request) {
                 return Ok(reject(
@@ -871,12 +940,15 @@ impl StateMachine {
         );
         order.status = OrderStatus::Committed;
         order.commit_version = Some(version);
-        if let Err(r) = self.store_order(batch, version, 0, &order) {
+        let mut staged = Staged::default();
+        let staging = staged
+            .order(&order)
+            .and_then(|()| staged.inventories(touched))
+            .and_then(|()| staged.row(keys::commit_log(version), &std::slice::from_ref(order_id)));
+        if let Err(r) = staging {
             return Ok(Err(r));
         }
-        if let Err(r) = self.write_inventories(batch, touched) {
-            return Ok(Err(r));
-        }
+        self.commit_staged(batch, staged);
         Ok(Ok(Outcome::Order {
             order: Box::new(order),
             duplicate: false,
@@ -911,7 +983,9 @@ fn prefetch_keys(entries: &[LogEntry], retain: u64) -> Vec<Vec<u8>> {
             Command::CommitOrders { orders, .. } => {
                 for o in orders.iter().take(COMMIT_BATCH_MAX) {
                     out.push(keys::order(&o.order_id));
-                    if let Some(k) = &o.idempotency_key {
+                    if let Some(k) = o.idempotency_key.as_deref()
+                        && check_idempotency_key(k).is_ok()
+                    {
                         out.push(keys::idempotency(&o.customer_id, k));
                     }
                 }
@@ -923,7 +997,9 @@ fn prefetch_keys(entries: &[LogEntry], retain: u64) -> Vec<Vec<u8>> {
                 ..
             } => {
                 out.push(keys::order(order_id));
-                if let Some(k) = idempotency_key {
+                if let Some(k) = idempotency_key.as_deref()
+                    && check_idempotency_key(k).is_ok()
+                {
                     out.push(keys::idempotency(&request.customer_id, k));
                 }
             }
@@ -939,33 +1015,51 @@ pub fn read_order(store: &dyn Store, id: &OrderId) -> Result<Option<Order>, Stor
     store.get(&key)?.map(|v| decode(&key, &v)).transpose()
 }
 
-/// A position in commit order: the version an order committed at and its place in that entry.
+/// A position in commit order: the version an order was decided at and its place there.
 pub type CommitCursor = (u64, u32);
 
-/// Up to `limit` orders in commit order after `after`, with the cursor of the last one.
+/// Commit-log rows read per page while listing orders.
+const LOG_PAGE_ROWS: usize = 64;
+
+/// Up to `limit` decided orders in commit order after `after`, with the cursor of the last one.
 pub fn orders_after(
     store: &dyn Store,
     after: Option<CommitCursor>,
     limit: usize,
 ) -> Result<(Vec<Order>, Option<CommitCursor>), StoreError> {
-    let start = match after {
-        Some((v, s)) => {
-            let mut k = keys::commit_seq(v, s);
-            k.push(0);
-            k
+    let mut from = keys::commit_log(after.map_or(0, |(v, _)| v));
+    let end = [keys::COMMIT_LOG + 1];
+    let mut picked: Vec<(CommitCursor, Vec<u8>)> = Vec::with_capacity(limit);
+    'pages: loop {
+        let rows = store.scan(&from, &end, LOG_PAGE_ROWS)?;
+        for (k, v) in &rows {
+            let version =
+                keys::parse_commit_log(k).ok_or_else(|| StoreError::corrupt(k, "bad log key"))?;
+            let ids: Vec<OrderId> = decode(k, v)?;
+            for (seq, id) in ids.iter().enumerate() {
+                let at = (version, seq as u32);
+                if after.is_some_and(|a| at <= a) {
+                    continue;
+                }
+                picked.push((at, keys::order(id)));
+                if picked.len() == limit {
+                    break 'pages;
+                }
+            }
         }
-        None => vec![keys::COMMIT_SEQ],
-    };
-    let rows = store.scan(&start, &[keys::COMMIT_SEQ + 1], limit)?;
-    let last = rows.last().and_then(|(k, _)| keys::parse_commit_seq(k));
-    let order_keys: Vec<Vec<u8>> = rows
-        .iter()
-        .map(|(_, id)| [&[keys::ORDER][..], id].concat())
-        .collect();
-    let mut orders = Vec::with_capacity(rows.len());
+        match rows.last() {
+            Some((k, _)) if rows.len() == LOG_PAGE_ROWS => {
+                from = k.clone();
+                from.push(0);
+            }
+            _ => break,
+        }
+    }
+    let order_keys: Vec<Vec<u8>> = picked.iter().map(|(_, k)| k.clone()).collect();
+    let mut orders = Vec::with_capacity(picked.len());
     for (k, v) in order_keys.iter().zip(store.get_many(&order_keys)?) {
-        let v = v.ok_or_else(|| StoreError::corrupt(k, "commit index names a missing order"))?;
+        let v = v.ok_or_else(|| StoreError::corrupt(k, "commit log names a missing order"))?;
         orders.push(decode(k, &v)?);
     }
-    Ok((orders, last))
+    Ok((orders, picked.last().map(|(at, _)| *at)))
 }

@@ -235,6 +235,13 @@ async fn writes_and_reads_round_trip() {
     assert_eq!(res.headers()["idempotent-replayed"], "true");
     let again: Value = res.json().await.unwrap();
     assert_eq!(again["order_id"], o["order_id"]);
+    // Keys are per customer: another shopper's "order-1" is another order.
+    let other = order_body("S-40", 1).replace("cust-1", "cust-2");
+    let (s, o2) = core
+        .raw(Method::POST, "/admin/v1/orders", Some(other), &key)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{o2}");
+    assert_ne!(o2["order_id"], o["order_id"]);
     let (_, inv) = core
         .call(Method::GET, "/admin/v1/inventory/S-40", None)
         .await;
@@ -244,7 +251,7 @@ async fn writes_and_reads_round_trip() {
             inv["committed"].as_u64(),
             inv["available"].as_u64()
         ),
-        (Some(8), Some(2), Some(8))
+        (Some(7), Some(3), Some(7))
     );
     let (s, _) = core
         .call(
@@ -257,7 +264,23 @@ async fn writes_and_reads_round_trip() {
     let (_, list) = core
         .call(Method::GET, "/admin/v1/orders?limit=10", None)
         .await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let ids: Vec<&Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| &o["order_id"])
+        .collect();
+    assert_eq!(ids, [&o["order_id"], &o2["order_id"]]);
+    // Paging with the cursor gives the second order alone.
+    let (_, first) = core
+        .call(Method::GET, "/admin/v1/orders?limit=1", None)
+        .await;
+    let next = first["next"].as_str().unwrap().to_owned();
+    let (_, rest) = core
+        .call(Method::GET, &format!("/admin/v1/orders?after={next}"), None)
+        .await;
+    assert_eq!(rest["items"][0]["order_id"], o2["order_id"]);
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
 
     // Escrow: a grant out of a pool well above the low-stock line, then returned.
     let (s, _) = core

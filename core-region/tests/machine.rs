@@ -501,3 +501,65 @@ fn state_survives_reopen() {
         .unwrap();
     assert_eq!(q.total.amount_minor, 2_000);
 }
+
+#[test]
+fn a_malformed_edge_order_is_rejected_once_and_takes_nothing() {
+    let mut h = Harness::new();
+    let edge = EdgeId::new("sg-1").unwrap();
+    let policy = GrantPolicy {
+        low_stock_units: 0,
+        max_share_bps: 10_000,
+        ..GrantPolicy::default()
+    };
+    h.run(Command::Grant {
+        edge: edge.clone(),
+        sku: sku("S-RED"),
+        demand: Demand {
+            units: 4,
+            window_ms: 30_000,
+        },
+        policy,
+    });
+    let mut bad = edge_order(&h, "e-bad", &edge, &[("S-RED", 2)]);
+    // A breakdown no pricing engine produced, and a reason the edge has no say in.
+    let step = bad.lines[0].breakdown[0].clone();
+    bad.lines[0].breakdown = vec![step; 5_000];
+    bad.reject_reason = Some("x".repeat(89_000));
+    let good = edge_order(&h, "e-good", &edge, &[("S-RED", 1)]);
+    let batch = vec![bad.clone(), good.clone(), bad.clone(), good.clone()];
+    let Outcome::Orders { results, .. } = h.run(Command::CommitOrders {
+        edge: edge.clone(),
+        orders: batch.clone(),
+    }) else {
+        panic!()
+    };
+    let summary: Vec<(OrderStatus, bool)> =
+        results.iter().map(|r| (r.status, r.duplicate)).collect();
+    assert_eq!(
+        summary,
+        [
+            (OrderStatus::Rejected, false),
+            (OrderStatus::Committed, false),
+            (OrderStatus::Rejected, true),
+            (OrderStatus::Committed, true),
+        ]
+    );
+    // Only the good order's unit left the grant.
+    let inv = h.inv("S-RED");
+    assert_eq!((inv.committed, inv.granted[&edge]), (1, 3));
+    // A retry of the whole batch changes nothing.
+    let Outcome::Orders { results, .. } = h.run(Command::CommitOrders {
+        edge: edge.clone(),
+        orders: batch,
+    }) else {
+        panic!()
+    };
+    assert!(results.iter().all(|r| r.duplicate));
+    assert_eq!(h.inv("S-RED"), inv);
+    let stored = read_order(&**h.m().store(), &OrderId::new("e-bad").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, OrderStatus::Rejected);
+    assert!(stored.lines.is_empty());
+    assert!(stored.reject_reason.unwrap().len() <= 512);
+}

@@ -194,6 +194,11 @@ async fn post_prices(
     Body(body): Body<PriceBatch>,
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
+    super::check_batch_len(
+        "price",
+        body.changes.len(),
+        commerce::command::PRICE_BATCH_MAX,
+    )?;
     let o = submit(
         &s,
         "prices",

@@ -177,6 +177,10 @@ fn digest16(parts: &[&[u8]]) -> [u8; 16] {
     out
 }
 
+/// Largest encoded command one request may propose: well inside what one store transaction
+/// takes on every backend (a full price batch of 10,000 changes is under 1 MiB).
+pub const COMMAND_MAX_BYTES: usize = 2 * 1024 * 1024;
+
 /// Proposes `command` for `route` and waits for its outcome. With an Idempotency-Key the
 /// command id is derived from (route, key), so a retry is recognised; without one it is random.
 pub async fn submit(
@@ -187,6 +191,17 @@ pub async fn submit(
 ) -> Result<Outcome, Problem> {
     let encoded = replication::codec::encode(crate::store::RECORD_FORMAT, &command)
         .map_err(|e| Problem::new(ProblemType::Internal, e.to_string()))?;
+    if encoded.len() > COMMAND_MAX_BYTES {
+        return Err(Problem::new(
+            ProblemType::BodyTooLarge,
+            format!(
+                "this {} is {} bytes encoded, over the limit of {COMMAND_MAX_BYTES}; split it",
+                command.kind(),
+                encoded.len()
+            ),
+        ));
+    }
+    let bytes = encoded.len();
     let command_id = match key {
         Some(k) => digest16(&[route.as_bytes(), k.as_bytes()]),
         None => rand::random(),
@@ -197,7 +212,7 @@ pub async fn submit(
         at_ms: now_ms(),
         command,
     };
-    let outcome = tokio::time::timeout(s.write_timeout, s.sequencer.propose(proposal))
+    let outcome = tokio::time::timeout(s.write_timeout, s.sequencer.propose(proposal, bytes))
         .await
         .map_err(|_| {
             Problem::new(
@@ -240,6 +255,17 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Refuses a batch with no items or more than `max` before it is queued.
+pub fn check_batch_len(what: &str, len: usize, max: usize) -> Result<(), Problem> {
+    if len == 0 || len > max {
+        return Err(Problem::new(
+            ProblemType::InvalidBody,
+            format!("a {what} batch has 1 to {max} changes, got {len}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Page size bounds for listings.

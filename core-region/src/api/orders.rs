@@ -48,14 +48,16 @@ async fn place_order(
             "orders need an Idempotency-Key header, so that a retry never places a second order",
         )
     })?;
+    // Keys are scoped to the customer, as the order's own key index is.
+    let scoped = format!("{}\u{0}{key}", req.customer_id);
     let command = Command::CentralOrder {
         order_id: central_order_id(&req, &key),
-        idempotency_key: Some(key.clone()),
+        idempotency_key: Some(key),
         request: req,
         region: s.region.clone(),
         edge: None,
     };
-    match submit(&s, "orders", Some(&key), command).await? {
+    match submit(&s, "orders", Some(&scoped), command).await? {
         Outcome::Order { order, duplicate } => {
             let mut res = (StatusCode::CREATED, Json(order)).into_response();
             if duplicate {
@@ -132,6 +134,15 @@ async fn commit_orders(
     Body(b): Body<CommitBody>,
 ) -> Result<Json<Value>, Problem> {
     let key = idempotency_key(&headers)?;
+    if b.orders.is_empty() || b.orders.len() > commerce::command::COMMIT_BATCH_MAX {
+        return Err(Problem::new(
+            ProblemType::InvalidBody,
+            format!(
+                "a commit batch has 1 to {} orders",
+                commerce::command::COMMIT_BATCH_MAX
+            ),
+        ));
+    }
     let command = Command::CommitOrders {
         edge: b.edge,
         orders: b.orders,

@@ -45,6 +45,11 @@ async fn post_stock(
     Body(body): Body<StockBatch>,
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
+    super::check_batch_len(
+        "stock",
+        body.changes.len(),
+        commerce::command::STOCK_BATCH_MAX,
+    )?;
     let changes = body
         .changes
         .into_iter()

@@ -4,9 +4,11 @@
 //! `commit` runs in `Database::run`, FoundationDB's retry loop, so conflicts and transient
 //! errors are retried with the client's backoff. The one hard case is a commit whose result was
 //! lost (`commit_unknown_result`, "maybe committed"): the loop runs the closure again, and the
-//! closure must not apply the batch twice. It doesn't, because the batch is fenced by the
-//! applied index written in the same transaction: if a retry finds the index already at
-//! `to_applied`, the earlier attempt committed and the retry writes nothing.
+//! closure must not apply the batch twice. It doesn't, because every batch writes, in the same
+//! transaction, the new applied index and a random token of its own: a retry that finds both
+//! already there knows an earlier attempt of this very batch committed, and writes nothing. The
+//! token (rather than the loop's `MaybeCommitted` flag, which only describes the latest failed
+//! attempt) also covers a maybe-committed attempt followed by an ordinary retryable error.
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use foundationdb::{Database, FdbBindingError, KeySelector, RangeOption};
 use futures::executor::block_on;
 
 use super::{Op, RECORD_FORMAT, Rows, Store, StoreError, WriteBatch, decode_applied};
-use commerce::keys::{META_APPLIED, META_FORMAT};
+use commerce::keys::{META_APPLIED, META_BATCH_TOKEN, META_FORMAT};
 
 /// How long one FDB transaction may take, retries included, before `commit` fails. FDB itself
 /// caps a transaction at 5 s; without a timeout an unreachable cluster would block forever.
@@ -174,6 +176,8 @@ impl Store for FdbStore {
 
     fn commit(&self, batch: &WriteBatch) -> Result<(), StoreError> {
         let applied_key = self.key(META_APPLIED);
+        let token_key = self.key(META_BATCH_TOKEN);
+        let token: [u8; 16] = rand::random();
         let ops: Vec<Op> = batch
             .ops
             .iter()
@@ -183,15 +187,16 @@ impl Store for FdbStore {
             })
             .collect();
         let (from, to) = (batch.from_applied, batch.to_applied);
-        block_on(self.db.run(|trx, maybe_committed| {
-            let applied_key = applied_key.clone();
+        block_on(self.db.run(|trx, _maybe_committed| {
+            let (applied_key, token_key) = (applied_key.clone(), token_key.clone());
             let ops = &ops;
             async move {
-                let raw = trx.get(&applied_key, false).await?;
-                let found = decode_applied(raw.as_deref())
+                let (applied, last_token) =
+                    futures::try_join!(trx.get(&applied_key, false), trx.get(&token_key, false))?;
+                let found = decode_applied(applied.as_deref())
                     .map_err(|e| FdbBindingError::CustomError(Box::new(e)))?;
-                if bool::from(maybe_committed) && found == to {
-                    // The previous attempt did commit; its reply was lost. Write nothing.
+                if found == to && last_token.as_deref() == Some(token.as_slice()) {
+                    // An earlier attempt of this batch committed; its reply was lost.
                     return Ok(());
                 }
                 if found != from {
@@ -207,6 +212,7 @@ impl Store for FdbStore {
                     }
                 }
                 trx.set(&applied_key, &to.to_be_bytes());
+                trx.set(&token_key, &token);
                 Ok(())
             }
         }))
