@@ -353,9 +353,10 @@ fn main() {
         prices.push(run_prices(&mut m, round as i64));
         raw_1000.push(run_raw_redb(PRICE_BATCH, PRICE_BATCHES_PER_RUN, 40, round));
         orders.push(run_orders(&mut m, round));
-        // An order commit writes about 4 rows (order, commit index, key index, inventory)
-        // of ~150 bytes on average: the baseline writes 400 rows per commit.
-        raw_100.push(run_raw_redb(ORDER_BATCH * 4, ORDER_BATCHES_PER_RUN, 150, round) / 4.0);
+        // An order commit here writes 3 rows (the order, its key index, its SKU's inventory) of
+        // ~160 bytes on average, plus one commit-log row per batch: the baseline writes 300
+        // rows of 160 bytes per commit.
+        raw_100.push(run_raw_redb(ORDER_BATCH * 3, ORDER_BATCHES_PER_RUN, 160, round) / 3.0);
         http.push(run_http_prices(4, 25));
         eprintln!("run {} done", round + 1);
     }

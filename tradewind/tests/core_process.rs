@@ -72,6 +72,23 @@ fn amounts_on_disk(dir: &Path) -> (BTreeSet<i64>, u64) {
     (amounts, m.applied())
 }
 
+/// Sends a full price batch to a core armed with `failpoint`, waits for it to die, and reads
+/// what its store holds afterwards.
+async fn crash_during_batch(
+    config: &Path,
+    failpoint: &str,
+    amount: i64,
+    key: &str,
+) -> (BTreeSet<i64>, u64) {
+    let mut core = CoreProcess::start(config, &[("TRADEWIND_FAILPOINT", failpoint)]);
+    assert!(
+        price_batch(&core, amount, key).await.is_err(),
+        "the process should have died at {failpoint}"
+    );
+    assert!(!core.wait_exit(Duration::from_secs(30)).success());
+    amounts_on_disk(config.parent().unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_in_the_middle_of_a_batch_leaves_none_of_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,32 +98,14 @@ async fn a_crash_in_the_middle_of_a_batch_leaves_none_of_it() {
     core.kill();
 
     // The process dies with half of the batch's rows written into the file, uncommitted.
-    let mut core = CoreProcess::start(
-        &config,
-        &[("TRADEWIND_FAILPOINT", "store.commit.mid_write:5000")],
-    );
-    assert!(
-        price_batch(&core, 200, "crash-1").await.is_err(),
-        "the process should have died"
-    );
-    assert!(!core.wait_exit(Duration::from_secs(30)).success());
-    let (amounts, _) = amounts_on_disk(dir.path());
+    let (amounts, _) =
+        crash_during_batch(&config, "store.commit.mid_write:5000", 200, "crash-1").await;
     assert_eq!(amounts, BTreeSet::from([100]), "none of the batch");
-    drop(core);
 
     // The process dies after the commit, before anyone heard of it.
-    let mut core = CoreProcess::start(
-        &config,
-        &[("TRADEWIND_FAILPOINT", "sequencer.after_apply:5000")],
-    );
-    assert!(
-        price_batch(&core, 300, "crash-2").await.is_err(),
-        "the process should have died"
-    );
-    assert!(!core.wait_exit(Duration::from_secs(30)).success());
-    let (amounts, version) = amounts_on_disk(dir.path());
+    let (amounts, version) =
+        crash_during_batch(&config, "sequencer.after_apply:5000", 300, "crash-2").await;
     assert_eq!(amounts, BTreeSet::from([300]), "all of the batch");
-    drop(core);
 
     // The client retries with the same key: the first outcome, not a second application.
     let core = CoreProcess::start(&config, &[]);
