@@ -219,6 +219,15 @@ fn run_orders(m: &mut Machine, round: usize) -> f64 {
             }
         })
         .collect();
+    if round == 0
+        && let Command::CommitOrders { orders, .. } = &batches[0]
+    {
+        let order = replication::codec::encode(1, &orders[0]).unwrap().len();
+        let inventory = replication::codec::encode(1, m.m.state().inventory(&sku(0)).unwrap())
+            .unwrap()
+            .len();
+        eprintln!("an order record is {order} bytes, an inventory record {inventory} bytes");
+    }
     let start = Instant::now();
     for c in batches {
         m.apply(c);
@@ -226,25 +235,58 @@ fn run_orders(m: &mut Machine, round: usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Rows per second of raw redb: `commits` fsynced commits of `rows` rows of `value_bytes` each.
-fn run_raw_redb(rows: usize, commits: usize, value_bytes: usize, round: usize) -> f64 {
+/// One kind of row a baseline commit writes: how many, how large, and whether each is a new
+/// key (an order) or an overwrite of one of `SKUS` existing keys (a price, an inventory).
+struct RowKind {
+    per_commit: usize,
+    value_bytes: usize,
+    fresh: bool,
+}
+
+/// Commits per second of raw redb: `commits` fsynced commits of the given rows, into a file that
+/// already holds `SKUS` keys of each overwritten kind, as the state machine's file does.
+fn run_raw_redb(kinds: &[RowKind], commits: usize, round: usize) -> f64 {
     const T: TableDefinition<&[u8], &[u8]> = TableDefinition::new("t");
     let dir = bench_dir();
     let db = Database::create(dir.path().join("raw.redb")).unwrap();
-    let value = vec![7u8; value_bytes];
+    let key = |kind: usize, fresh: bool, n: usize| {
+        if fresh {
+            format!("{kind}-new-{round}-{n:09}")
+        } else {
+            format!("{kind}-sku-{:06}", n % SKUS)
+        }
+    };
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(T).unwrap();
+        for (k, kind) in kinds.iter().enumerate().filter(|(_, k)| !k.fresh) {
+            for n in 0..SKUS {
+                t.insert(
+                    key(k, false, n).as_bytes(),
+                    vec![0u8; kind.value_bytes].as_slice(),
+                )
+                .unwrap();
+            }
+        }
+    }
+    txn.commit().unwrap();
+    let values: Vec<Vec<u8>> = kinds.iter().map(|k| vec![7u8; k.value_bytes]).collect();
     let start = Instant::now();
     for c in 0..commits {
         let txn = db.begin_write().unwrap();
         {
             let mut t = txn.open_table(T).unwrap();
-            for r in 0..rows {
-                let key = format!("R{:06}-{round}-{c}-{r}", (c * rows + r) % SKUS);
-                t.insert(key.as_bytes(), value.as_slice()).unwrap();
+            for (k, kind) in kinds.iter().enumerate() {
+                for r in 0..kind.per_commit {
+                    let n = c * kind.per_commit + r;
+                    t.insert(key(k, kind.fresh, n).as_bytes(), values[k].as_slice())
+                        .unwrap();
+                }
             }
         }
         txn.commit().unwrap();
     }
-    (rows * commits) as f64 / start.elapsed().as_secs_f64()
+    commits as f64 / start.elapsed().as_secs_f64()
 }
 
 /// Price changes per second through the admin API: `clients` concurrent HTTP clients posting
@@ -351,12 +393,36 @@ fn main() {
     for round in 0..RUNS {
         // Interleave the subject and its baseline so that both see the same machine weather.
         prices.push(run_prices(&mut m, round as i64));
-        raw_1000.push(run_raw_redb(PRICE_BATCH, PRICE_BATCHES_PER_RUN, 40, round));
+        // A price change overwrites one ~40-byte row of an existing SKU.
+        let price_rows = [RowKind {
+            per_commit: PRICE_BATCH,
+            value_bytes: 40,
+            fresh: false,
+        }];
+        let commits = run_raw_redb(&price_rows, PRICE_BATCHES_PER_RUN, round);
+        raw_1000.push(commits * PRICE_BATCH as f64);
         orders.push(run_orders(&mut m, round));
-        // An order commit here writes 3 rows (the order, its key index, its SKU's inventory) of
-        // ~160 bytes on average, plus one commit-log row per batch: the baseline writes 300
-        // rows of 160 bytes per commit.
-        raw_100.push(run_raw_redb(ORDER_BATCH * 3, ORDER_BATCHES_PER_RUN, 160, round) / 3.0);
+        // An edge order commit writes its order (~420 bytes) and its key index (~20 bytes) as
+        // new rows, and overwrites its SKU's inventory (~40 bytes).
+        let order_rows = [
+            RowKind {
+                per_commit: ORDER_BATCH,
+                value_bytes: 420,
+                fresh: true,
+            },
+            RowKind {
+                per_commit: ORDER_BATCH,
+                value_bytes: 20,
+                fresh: true,
+            },
+            RowKind {
+                per_commit: ORDER_BATCH,
+                value_bytes: 40,
+                fresh: false,
+            },
+        ];
+        let commits = run_raw_redb(&order_rows, ORDER_BATCHES_PER_RUN, round);
+        raw_100.push(commits * ORDER_BATCH as f64);
         http.push(run_http_prices(4, 25));
         eprintln!("run {} done", round + 1);
     }
@@ -373,12 +439,12 @@ fn main() {
     );
     println!("  price changes, batches of 1,000, state machine : {p:>10.0} /s");
     println!(
-        "  raw redb rows, commits of 1,000 (baseline)     : {r1:>10.0} /s   ratio {:.2}",
+        "  raw redb, the same rows per 1,000 (baseline)   : {r1:>10.0} /s   ratio {:.2}",
         p / r1
     );
     println!("  order commits, batches of 100, state machine   : {o:>10.0} /s");
     println!(
-        "  raw redb, 400-row commits per 100 (baseline)   : {r2:>10.0} /s   ratio {:.2}",
+        "  raw redb, the same rows per 100 (baseline)     : {r2:>10.0} /s   ratio {:.2}",
         o / r2
     );
     println!("  price changes via admin API, 4 HTTP clients    : {h:>10.0} /s");
