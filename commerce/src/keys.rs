@@ -14,7 +14,7 @@
 //! | `I` | `I` sku                      | `Inventory`                 |
 //! | `O` | `O` order id                 | `Order`                     |
 //! | `C` | `C` version(8)               | ids of the orders decided at that version, in order |
-//! | `Y` | `Y` customer `0` key         | order id (Idempotency-Key)  |
+//! | `Y` | `Y` customer `0` key         | order id, for a keyed order whose id is not `order_id_for(customer, key)` |
 //! | `D` | `D` command id(16)           | dedup record of a command   |
 //! | `V` | `V` version(8)               | command id applied there    |
 

@@ -16,7 +16,7 @@ use std::time::Instant;
 use commerce::command::{Command, PriceChange, Proposal};
 use commerce::escrow::{Demand, GrantPolicy, StockOp};
 use commerce::order::{LineRequest, Order, OrderRequest, Origin, ShipTo, price_order};
-use commerce::{Country, Currency, CustomerId, EdgeId, Market, MarketId, OrderId, Product, SkuId};
+use commerce::{Country, Currency, CustomerId, EdgeId, Market, MarketId, Product, SkuId};
 use core_region::machine::{LogEntry, StateMachine};
 use core_region::store::redb::RedbStore;
 use redb::{Database, TableDefinition};
@@ -200,9 +200,15 @@ fn run_orders(m: &mut Machine, round: usize) -> f64 {
                     };
                     let priced =
                         price_order(&req, |s| state.sku_facts(s), &state.book, 1_000).unwrap();
+                    // Shoppers' keys are random; an order's id is the one its key names.
+                    let key = format!(
+                        "{:032x}",
+                        (k as u128 + ((round as u128) << 64))
+                            .wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+                    );
                     Order::accepted(
-                        OrderId::new(format!("sg-1-{round}-{k}")).unwrap(),
-                        Some(format!("key-{round}-{k}")),
+                        commerce::order::order_id_for(&req.customer_id, &key),
+                        Some(key),
                         req,
                         priced,
                         Origin {
@@ -251,11 +257,15 @@ struct RawRedb {
 
 const RAW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("t");
 
+/// Keys of the baseline's rows: new ones scattered like order ids derived from shoppers' keys,
+/// overwritten ones cycling through the SKUs.
 fn raw_key(kind: usize, fresh: bool, round: usize, n: usize) -> String {
-    if fresh {
-        format!("{kind}-new-{round}-{n:09}")
-    } else {
-        format!("{kind}-sku-{:06}", n % SKUS)
+    match (fresh, kind) {
+        (true, _) => format!(
+            "{kind}-new-{:016x}",
+            (n as u64 ^ (round as u64) << 40).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ),
+        (false, _) => format!("{kind}-sku-{:06}", n % SKUS),
     }
 }
 
@@ -285,14 +295,19 @@ impl RawRedb {
         let values: Vec<Vec<u8>> = kinds.iter().map(|k| vec![7u8; k.value_bytes]).collect();
         let start = Instant::now();
         for c in 0..commits {
+            // Sorted, as the state machine's backend inserts them: the best case for a B-tree.
+            let mut rows: Vec<(String, usize)> = Vec::new();
+            for (k, kind) in kinds.iter().enumerate() {
+                for r in 0..kind.per_commit {
+                    rows.push((raw_key(k, kind.fresh, round, c * kind.per_commit + r), k));
+                }
+            }
+            rows.sort_unstable();
             let txn = self.db.begin_write().unwrap();
             {
                 let mut t = txn.open_table(RAW).unwrap();
-                for (k, kind) in kinds.iter().enumerate() {
-                    for r in 0..kind.per_commit {
-                        let key = raw_key(k, kind.fresh, round, c * kind.per_commit + r);
-                        t.insert(key.as_bytes(), values[k].as_slice()).unwrap();
-                    }
+                for (key, k) in &rows {
+                    t.insert(key.as_bytes(), values[*k].as_slice()).unwrap();
                 }
             }
             txn.commit().unwrap();
@@ -409,18 +424,13 @@ fn main() {
         value_bytes: 20,
         fresh: false,
     }];
-    // An edge order commit writes its order (~150 bytes for one line) and its key index
-    // (~20 bytes) as new rows, and overwrites its SKU's inventory (~15 bytes); the sizes are
-    // printed below from the real records.
+    // An edge order commit writes its order (~160 bytes for one line) under a random id (the
+    // digest of the shopper's key) and overwrites its SKU's inventory (~15 bytes); the sizes
+    // are printed below from the real records.
     let order_rows = [
         RowKind {
             per_commit: ORDER_BATCH,
-            value_bytes: 150,
-            fresh: true,
-        },
-        RowKind {
-            per_commit: ORDER_BATCH,
-            value_bytes: 20,
+            value_bytes: 160,
             fresh: true,
         },
         RowKind {

@@ -28,12 +28,13 @@ use commerce::command::{
 use commerce::escrow::{Demand, GrantPolicy, Inventory, STOCK_MAX, grant_size};
 use commerce::keys;
 use commerce::order::{
-    Order, OrderRequest, OrderStatus, Origin, check_idempotency_key, price_order,
+    Order, OrderRequest, OrderStatus, Origin, check_idempotency_key, order_id_for, price_order,
 };
 use commerce::pricing::{PriceEntry, PriceList, Promotion, PromotionTarget};
 use commerce::state::State;
 use commerce::{
-    CustomerId, EdgeId, Market, MarketId, OrderId, PriceListId, Product, PromotionId, SkuId,
+    Currency, CustomerGroup, CustomerId, EdgeId, Market, MarketId, OrderId, PriceListId, Product,
+    PromotionId, SkuId,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -177,10 +178,13 @@ impl Staged {
         Ok(())
     }
 
-    /// Stages an order under its id and its (customer, Idempotency-Key).
+    /// Stages an order under its id, and under its (customer, Idempotency-Key) when the id is
+    /// not the one the key names already (`order_id_for`).
     fn order(&mut self, order: &Order) -> Result<(), Rejection> {
         self.row(keys::order(&order.order_id), order)?;
-        if let Some(k) = &order.idempotency_key {
+        if let Some(k) = &order.idempotency_key
+            && order_id_for(&order.customer_id, k) != order.order_id
+        {
             self.raw(
                 keys::idempotency(&order.customer_id, k),
                 order.order_id.as_str().as_bytes().to_vec(),
@@ -558,9 +562,13 @@ impl StateMachine {
                 format!("a price batch has 1 to {PRICE_BATCH_MAX} changes"),
             );
         }
-        // Validate everything first: the batch is applied whole or not at all.
+        // Validate and encode everything first: the batch is applied whole or not at all.
         let mut new_lists: BTreeMap<PriceListId, PriceList> = BTreeMap::new();
+        // The implicit list of each (currency, group) met so far, resolved once per batch.
+        let mut implicit_ids: HashMap<(Currency, Option<&CustomerGroup>), PriceListId> =
+            HashMap::new();
         let mut seen: HashSet<(&SkuId, PriceListId)> = HashSet::with_capacity(changes.len());
+        let mut rows = Vec::with_capacity(changes.len());
         let mut entries = Vec::with_capacity(changes.len());
         for (i, c) in changes.iter().enumerate() {
             let at = |detail: String| format!("changes[{i}] (sku {}): {detail}", c.sku);
@@ -590,30 +598,30 @@ impl StateMachine {
                     }
                     id.clone()
                 }
-                None => {
-                    let implicit = PriceList::implicit(c.currency, c.customer_group.as_ref());
-                    match self
-                        .state
-                        .book
-                        .list(&implicit.id)
-                        .or_else(|| new_lists.get(&implicit.id))
-                    {
-                        Some(existing) if existing != &implicit => {
-                            return reject(
-                                RejectKind::Conflict,
-                                at(format!(
-                                    "price list {} exists with other settings; name it with \"list\"",
-                                    implicit.id
-                                )),
-                            );
+                None => match implicit_ids.get(&(c.currency, c.customer_group.as_ref())) {
+                    Some(id) => id.clone(),
+                    None => {
+                        let implicit = PriceList::implicit(c.currency, c.customer_group.as_ref());
+                        match self.state.book.list(&implicit.id) {
+                            Some(existing) if existing != &implicit => {
+                                return reject(
+                                    RejectKind::Conflict,
+                                    at(format!(
+                                        "price list {} exists with other settings; name it with \"list\"",
+                                        implicit.id
+                                    )),
+                                );
+                            }
+                            Some(_) => {}
+                            None => {
+                                new_lists.insert(implicit.id.clone(), implicit.clone());
+                            }
                         }
-                        Some(_) => {}
-                        None => {
-                            new_lists.insert(implicit.id.clone(), implicit.clone());
-                        }
+                        implicit_ids
+                            .insert((c.currency, c.customer_group.as_ref()), implicit.id.clone());
+                        implicit.id
                     }
-                    implicit.id
-                }
+                },
             };
             let entry = PriceEntry {
                 list: list.clone(),
@@ -624,10 +632,11 @@ impl StateMachine {
             entry
                 .validate()
                 .map_err(|e| Rejection::new(RejectKind::Invalid, at(e)))?;
-            if !seen.insert((&c.sku, list.clone())) {
+            rows.push((keys::price(&c.sku, &list), encode(&entry)?));
+            if !seen.insert((&c.sku, list)) {
                 return reject(
                     RejectKind::Invalid,
-                    at(format!("sku {} appears twice for list {list}", c.sku)),
+                    at(format!("sku {} appears twice for one list", c.sku)),
                 );
             }
             entries.push((c.sku.clone(), entry));
@@ -636,8 +645,10 @@ impl StateMachine {
             batch.put(keys::price_list(&id), encode(&list)?);
             self.state.book.upsert_list(list);
         }
+        for (k, v) in rows {
+            batch.put(k, v);
+        }
         for (sku, entry) in entries {
-            batch.put(keys::price(&sku, &entry.list), encode(&entry)?);
             self.state.book.set_price(sku, entry);
         }
         Ok(Outcome::Applied { version })
@@ -741,11 +752,18 @@ impl StateMachine {
         customer: &CustomerId,
         key: Option<&str>,
     ) -> Result<Option<Order>, StoreError> {
-        let okey = keys::order(id);
-        if let Some(o) = batch.read_decoded::<Order>(&okey)? {
+        if let Some(o) = batch.read_decoded::<Order>(&keys::order(id))? {
             return Ok(Some(o));
         }
         let Some(k) = key else { return Ok(None) };
+        // The order this key names wherever it was placed, and the one an order under another
+        // id recorded for it.
+        let derived = order_id_for(customer, k);
+        if &derived != id
+            && let Some(o) = batch.read_decoded::<Order>(&keys::order(&derived))?
+        {
+            return Ok(Some(o));
+        }
         let Some(other) = batch.read(&keys::idempotency(customer, k))? else {
             return Ok(None);
         };
@@ -982,12 +1000,12 @@ fn prefetch_keys(entries: &[LogEntry], retain: u64) -> Vec<Vec<u8>> {
         match &e.proposal.command {
             Command::CommitOrders { orders, .. } => {
                 for o in orders.iter().take(COMMIT_BATCH_MAX) {
-                    out.push(keys::order(&o.order_id));
-                    if let Some(k) = o.idempotency_key.as_deref()
-                        && check_idempotency_key(k).is_ok()
-                    {
-                        out.push(keys::idempotency(&o.customer_id, k));
-                    }
+                    prefetch_order(
+                        &mut out,
+                        &o.order_id,
+                        &o.customer_id,
+                        o.idempotency_key.as_deref(),
+                    );
                 }
             }
             Command::CentralOrder {
@@ -996,17 +1014,29 @@ fn prefetch_keys(entries: &[LogEntry], retain: u64) -> Vec<Vec<u8>> {
                 request,
                 ..
             } => {
-                out.push(keys::order(order_id));
-                if let Some(k) = idempotency_key.as_deref()
-                    && check_idempotency_key(k).is_ok()
-                {
-                    out.push(keys::idempotency(&request.customer_id, k));
-                }
+                prefetch_order(
+                    &mut out,
+                    order_id,
+                    &request.customer_id,
+                    idempotency_key.as_deref(),
+                );
             }
             _ => {}
         }
     }
     out
+}
+
+/// The keys `existing_order` reads for one order.
+fn prefetch_order(out: &mut Vec<Vec<u8>>, id: &OrderId, customer: &CustomerId, key: Option<&str>) {
+    out.push(keys::order(id));
+    if let Some(k) = key.filter(|k| check_idempotency_key(k).is_ok()) {
+        let derived = order_id_for(customer, k);
+        if &derived != id {
+            out.push(keys::order(&derived));
+        }
+        out.push(keys::idempotency(customer, k));
+    }
 }
 
 /// Reads one order from the store.

@@ -563,3 +563,64 @@ fn a_malformed_edge_order_is_rejected_once_and_takes_nothing() {
     assert!(stored.lines.is_empty());
     assert!(stored.reject_reason.unwrap().len() <= 512);
 }
+
+#[test]
+fn one_key_commits_once_across_edges_and_the_core() {
+    let mut h = Harness::new();
+    let (sg, my) = (EdgeId::new("sg-1").unwrap(), EdgeId::new("my-1").unwrap());
+    let policy = GrantPolicy {
+        low_stock_units: 0,
+        max_share_bps: 10_000,
+        ..GrantPolicy::default()
+    };
+    for edge in [&sg, &my] {
+        h.run(Command::Grant {
+            edge: edge.clone(),
+            sku: sku("S-RED"),
+            demand: Demand {
+                units: 3,
+                window_ms: 30_000,
+            },
+            policy,
+        });
+    }
+    // The shopper's order, accepted at one edge under the id its key names.
+    let customer = CustomerId::new("cust-1").unwrap();
+    let id = commerce::order::order_id_for(&customer, "k-42");
+    let mut first = edge_order(&h, id.as_str(), &sg, &[("S-RED", 1)]);
+    first.idempotency_key = Some("k-42".into());
+    let Outcome::Orders { results, .. } = h.run(Command::CommitOrders {
+        edge: sg.clone(),
+        orders: vec![first],
+    }) else {
+        panic!()
+    };
+    assert!(!results[0].duplicate);
+    // The same key retried at another edge, under another id: the same order.
+    let mut retry = edge_order(&h, "my-1-0001", &my, &[("S-RED", 1)]);
+    retry.idempotency_key = Some("k-42".into());
+    let Outcome::Orders { results, .. } = h.run(Command::CommitOrders {
+        edge: my.clone(),
+        orders: vec![retry],
+    }) else {
+        panic!()
+    };
+    assert!(results[0].duplicate);
+    assert_eq!(results[0].order_id, id);
+    // And at the core, centrally.
+    let out = h.run(Command::CentralOrder {
+        order_id: id.clone(),
+        idempotency_key: Some("k-42".into()),
+        request: request(&[("S-RED", 1)]),
+        region: "r1".into(),
+        edge: None,
+    });
+    assert!(matches!(
+        out,
+        Outcome::Order {
+            duplicate: true,
+            ..
+        }
+    ));
+    assert_eq!(h.inv("S-RED").committed, 1);
+}

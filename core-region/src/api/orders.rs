@@ -6,10 +6,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use commerce::command::{Command, Outcome};
-use commerce::order::{Order, OrderRequest};
+use commerce::order::{Order, OrderRequest, order_id_for};
 use commerce::{EdgeId, OrderId};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::problem::{Problem, ProblemType};
 use super::stock::unexpected;
@@ -21,20 +20,6 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/orders", post(place_order).get(list_orders))
         .route("/admin/v1/orders/{id}", get(get_order))
         .route("/admin/v1/escrow/commits", post(commit_orders))
-}
-
-/// The id of a central order is derived from (customer, Idempotency-Key): a retry names the
-/// same order even after the command's dedup record is long gone.
-fn central_order_id(req: &OrderRequest, key: &str) -> OrderId {
-    let mut h = Sha256::new();
-    h.update(req.customer_id.as_str().as_bytes());
-    h.update([0]);
-    h.update(key.as_bytes());
-    let hex: String = h.finalize()[..10]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    OrderId::new(format!("c-{hex}")).expect("hex is id characters")
 }
 
 async fn place_order(
@@ -51,7 +36,7 @@ async fn place_order(
     // Keys are scoped to the customer, as the order's own key index is.
     let scoped = format!("{}\u{0}{key}", req.customer_id);
     let command = Command::CentralOrder {
-        order_id: central_order_id(&req, &key),
+        order_id: order_id_for(&req.customer_id, &key),
         idempotency_key: Some(key),
         request: req,
         region: s.region.clone(),

@@ -49,6 +49,12 @@ impl RedbStore {
     }
 }
 
+fn op_key(op: &Op) -> &[u8] {
+    match op {
+        Op::Put(k, _) | Op::Delete(k) => k,
+    }
+}
+
 impl Store for RedbStore {
     fn applied(&self) -> Result<u64, StoreError> {
         let raw = self.get(META_APPLIED)?;
@@ -86,8 +92,12 @@ impl Store for RedbStore {
                     found,
                 });
             }
-            let half = batch.ops.len() / 2;
-            for (i, op) in batch.ops.iter().enumerate() {
+            // B-tree inserts in key order touch each page once; the sort is stable, so two
+            // operations on one key keep their order.
+            let mut ops: Vec<&Op> = batch.ops.iter().collect();
+            ops.sort_by(|a, b| op_key(a).cmp(op_key(b)));
+            let half = ops.len() / 2;
+            for (i, op) in ops.into_iter().enumerate() {
                 if i == half {
                     // A crash here leaves half a batch written to the file and uncommitted.
                     failpoint::hit("store.commit.mid_write", batch.ops.len());
