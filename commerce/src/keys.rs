@@ -14,11 +14,10 @@
 //! | `I` | `I` sku                      | `Inventory`                 |
 //! | `O` | `O` order id                 | `Order`                     |
 //! | `C` | `C` version(8)               | ids of the orders decided at that version, in order |
-//! | `Y` | `Y` customer `0` key         | order id, for a keyed order whose id is not `order_id_for(customer, key)` |
 //! | `D` | `D` command id(16)           | dedup record of a command   |
 //! | `V` | `V` version(8)               | command id applied there    |
 
-use crate::id::{CustomerId, MarketId, OrderId, PriceListId, ProductId, PromotionId, SkuId};
+use crate::id::{MarketId, OrderId, PriceListId, ProductId, PromotionId, SkuId};
 
 pub const META: u8 = b'M';
 pub const PRODUCT: u8 = b'P';
@@ -29,7 +28,6 @@ pub const PROMOTION: u8 = b'N';
 pub const INVENTORY: u8 = b'I';
 pub const ORDER: u8 = b'O';
 pub const COMMIT_LOG: u8 = b'C';
-pub const IDEMPOTENCY: u8 = b'Y';
 pub const DEDUP: u8 = b'D';
 pub const DEDUP_BY_VERSION: u8 = b'V';
 
@@ -94,12 +92,6 @@ pub fn parse_commit_log(key: &[u8]) -> Option<u64> {
         [COMMIT_LOG, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
         _ => None,
     }
-}
-
-/// Idempotency-Keys are scoped to the customer, as payment APIs scope them to the account: two
-/// shoppers who both send "1" place two orders.
-pub fn idempotency(customer: &CustomerId, key: &str) -> Vec<u8> {
-    tagged(IDEMPOTENCY, &[customer.as_str().as_bytes(), key.as_bytes()])
 }
 
 pub fn dedup(command_id: &[u8; 16]) -> Vec<u8> {

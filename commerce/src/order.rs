@@ -274,8 +274,9 @@ impl Order {
         self.lines.iter().map(|l| (&l.sku, l.qty))
     }
 
-    /// Structural checks on an order that arrives already priced (from an edge): bounded, one
-    /// line per SKU, quantities in range, totals adding up. The price itself is the edge's
+    /// Structural checks on an order that arrives already priced (from an edge): bounded, its id
+    /// the one its Idempotency-Key names, one line per SKU, quantities in range, totals adding
+    /// up. The price itself is the edge's
     /// promise to the shopper and is kept as given.
     pub fn check_shape(&self) -> Result<(), OrderError> {
         if self.lines.is_empty() || self.lines.len() > ORDER_LINES_MAX {
@@ -283,7 +284,14 @@ impl Order {
         }
         self.ship_to.validate()?;
         if let Some(k) = &self.idempotency_key {
-            check_idempotency_key(k).map_err(OrderError::Address)?;
+            check_idempotency_key(k).map_err(OrderError::Inconsistent)?;
+            // One key, one id, wherever the order was taken: that is what makes a key commit
+            // at most once.
+            if order_id_for(&self.customer_id, k) != self.order_id {
+                return Err(OrderError::Inconsistent(
+                    "the order id is not the one its Idempotency-Key names".into(),
+                ));
+            }
         }
         let mut seen = HashSet::with_capacity(self.lines.len());
         let mut subtotal = Money::zero(self.currency);
@@ -382,8 +390,13 @@ impl Order {
 
 /// The id of the order `customer` places under Idempotency-Key `key`. Every edge and core
 /// derives the same id, so a key retried anywhere names one order and commits at most once
-/// (I3) without a separate key index. 128 bits of SHA-256: unguessable, so no shopper can aim a
-/// key at somebody else's order.
+/// (I3) without a separate key index. The digest is SHA-256, unguessable, so no shopper can aim
+/// a key at somebody else's order.
+///
+/// A key that starts with a time, a UUIDv7 or a ULID (what the API recommends), gives an id that
+/// starts with that time: `o-<ms, 12 hex>-<digest, 20 hex>`. Orders then reach the store in
+/// roughly the order of their ids, and a B-tree takes them side by side instead of one random
+/// page each. Any other key gives `o-<digest, 32 hex>`.
 pub fn order_id_for(customer: &CustomerId, key: &str) -> OrderId {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -391,13 +404,54 @@ pub fn order_id_for(customer: &CustomerId, key: &str) -> OrderId {
     h.update([0]);
     h.update(key.as_bytes());
     let digest = h.finalize();
-    let mut id = String::with_capacity(34);
+    let hex = |bytes: &[u8], out: &mut String| {
+        for b in bytes {
+            out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+            out.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
+        }
+    };
+    let mut id = String::with_capacity(35);
     id.push_str("o-");
-    for b in &digest[..16] {
-        id.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-        id.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
+    match key_time_ms(key) {
+        Some(ms) => {
+            id.push_str(&format!("{ms:012x}-"));
+            hex(&digest[..10], &mut id);
+        }
+        None => hex(&digest[..16], &mut id),
     }
     OrderId::new(id).expect("hex digits are id characters")
+}
+
+/// The unix-ms time at the start of a UUIDv7 or ULID key, if the key is one.
+pub fn key_time_ms(key: &str) -> Option<u64> {
+    let b = key.as_bytes();
+    // UUIDv7: 8-4-4-4-12 hex digits, version nibble 7; the first 48 bits are the time.
+    if b.len() == 36
+        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+        && b[14] == b'7'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| [8, 13, 18, 23].contains(&i) || c.is_ascii_hexdigit())
+    {
+        let hex: String = key[..8].chars().chain(key[9..13].chars()).collect();
+        return u64::from_str_radix(&hex, 16).ok();
+    }
+    // ULID: 26 Crockford base32 digits; the first 10 are the time (48 bits, so the first
+    // digit is at most 7).
+    const CROCKFORD: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    if b.len() == 26 {
+        let mut ms: u64 = 0;
+        for (i, c) in b.iter().enumerate() {
+            let d = CROCKFORD
+                .iter()
+                .position(|x| *x == c.to_ascii_uppercase())?;
+            if i < 10 {
+                ms = ms * 32 + d as u64;
+            }
+        }
+        return (b[0] <= b'7').then_some(ms);
+    }
+    None
 }
 
 /// Checks an Idempotency-Key: 1 to 128 bytes of visible ASCII.
@@ -539,6 +593,22 @@ mod tests {
         assert_ne!(a, order_id_for(&c2, "k"));
         assert_ne!(a, order_id_for(&c1, "k2"));
         assert_eq!(a.as_str().len(), 34);
+        // Time-led keys give time-led ids.
+        let v7 = "01932c07-a6b3-7d2e-9f00-1a2b3c4d5e6f";
+        assert_eq!(key_time_ms(v7), Some(0x0193_2c07_a6b3));
+        let id = order_id_for(&c1, v7);
+        assert!(id.as_str().starts_with("o-01932c07a6b3-"), "{id}");
+        assert_eq!(id.as_str().len(), 35);
+        let later = order_id_for(&c2, "01932c07-a6b4-7000-8000-000000000000");
+        assert!(later > id);
+        assert_eq!(
+            key_time_ms("01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+            Some(1_469_922_850_259)
+        );
+        assert_eq!(key_time_ms("81ARZ3NDEKTSV4RRFFQ69G5FAV"), None);
+        // A UUIDv4 is not time-led.
+        assert_eq!(key_time_ms("9b2e4f0a-1c3d-4e5f-8a7b-6c5d4e3f2a1b"), None);
+        assert_eq!(key_time_ms("ILLEGAL-ULID-CHARS-UUUUUUU"), None);
     }
 
     #[test]

@@ -18,8 +18,10 @@ use commerce::escrow::{Demand, GrantPolicy, StockOp};
 use commerce::order::{LineRequest, Order, OrderRequest, Origin, ShipTo, price_order};
 use commerce::{Country, Currency, CustomerId, EdgeId, Market, MarketId, Product, SkuId};
 use core_region::machine::{LogEntry, StateMachine};
+use core_region::sequencer::{Sequencer, SequencerLimits};
 use core_region::store::redb::RedbStore;
 use redb::{Database, TableDefinition};
+use tokio::sync::RwLock;
 
 const RUNS: usize = 5;
 const SKUS: usize = 10_000;
@@ -27,6 +29,8 @@ const PRICE_BATCH: usize = 1_000;
 const PRICE_BATCHES_PER_RUN: usize = 200;
 const ORDER_BATCH: usize = 100;
 const ORDER_BATCHES_PER_RUN: usize = 400;
+/// Edges forwarding at once in the concurrent order benchmark.
+const FORWARDERS: usize = 4;
 
 fn bench_dir() -> tempfile::TempDir {
     match std::env::var_os("TRADEWIND_BENCH_DIR") {
@@ -45,7 +49,8 @@ fn sku(i: usize) -> SkuId {
 
 struct Machine {
     _dir: tempfile::TempDir,
-    m: StateMachine,
+    /// Shared with the log driver in the concurrent-forwarder runs.
+    m: Arc<RwLock<StateMachine>>,
     next_command: u64,
 }
 
@@ -55,7 +60,7 @@ impl Machine {
         let store = Arc::new(RedbStore::open(&dir.path().join("core.redb")).unwrap());
         let mut m = Machine {
             _dir: dir,
-            m: StateMachine::open(store).unwrap(),
+            m: Arc::new(RwLock::new(StateMachine::open(store).unwrap())),
             next_command: 0,
         };
         m.seed();
@@ -68,7 +73,8 @@ impl Machine {
 
     /// Applies commands as consecutive log entries in one durable commit.
     fn apply_many(&mut self, commands: Vec<Command>) {
-        let first = self.m.applied() + 1;
+        let mut m = self.m.blocking_write();
+        let first = m.applied() + 1;
         let entries: Vec<LogEntry> = commands
             .into_iter()
             .enumerate()
@@ -87,7 +93,7 @@ impl Machine {
                 }
             })
             .collect();
-        for out in self.m.apply(&entries).unwrap() {
+        for out in m.apply(&entries).unwrap() {
             assert!(
                 !matches!(out, commerce::command::Outcome::Rejected(_)),
                 "{out:?}"
@@ -125,23 +131,31 @@ impl Machine {
                     .collect(),
             ));
         }
-        // Grants for every run of the order benchmark, 1,000 grant commands per commit.
-        let per_sku = (RUNS * ORDER_BATCHES_PER_RUN * ORDER_BATCH / SKUS + 1) as u64;
-        let grants: Vec<Command> = (0..SKUS)
-            .map(|i| Command::Grant {
-                edge: EdgeId::new("sg-1").unwrap(),
-                sku: sku(i),
-                demand: Demand::default(),
-                policy: GrantPolicy {
-                    min_units: per_sku,
-                    ..GrantPolicy::default()
-                },
+        // Grants for every run of the order benchmarks: each edge gets enough of every SKU,
+        // 1,000 grant commands per commit.
+        let per_sku = (RUNS * 3 * ORDER_BATCHES_PER_RUN * ORDER_BATCH / SKUS + 1) as u64;
+        let grants: Vec<Command> = (0..FORWARDERS)
+            .flat_map(|e| {
+                (0..SKUS).map(move |i| Command::Grant {
+                    edge: edge(e),
+                    sku: sku(i),
+                    demand: Demand::default(),
+                    policy: GrantPolicy {
+                        min_units: per_sku,
+                        max_units: per_sku,
+                        ..GrantPolicy::default()
+                    },
+                })
             })
             .collect();
         for chunk in grants.chunks(1_000) {
             self.apply_many(chunk.to_vec());
         }
     }
+}
+
+fn edge(e: usize) -> EdgeId {
+    EdgeId::new(format!("edge-{e}")).unwrap()
 }
 
 fn price(i: usize, amount: i64) -> PriceChange {
@@ -173,12 +187,23 @@ fn run_prices(m: &mut Machine, round: i64) -> f64 {
     (PRICE_BATCHES_PER_RUN * PRICE_BATCH) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Edge order commits per second, durably applied in batches of 100.
-fn run_orders(m: &mut Machine, round: usize) -> f64 {
-    let edge = EdgeId::new("sg-1").unwrap();
-    let n = ORDER_BATCHES_PER_RUN * ORDER_BATCH;
-    let state = m.m.state();
-    let batches: Vec<Command> = (0..ORDER_BATCHES_PER_RUN)
+/// What Idempotency-Keys the shoppers of a benchmark send. The order id derives from the key
+/// (`order_id_for`), so this decides where each order lands in the store's B-tree.
+#[derive(Clone, Copy)]
+enum Keys {
+    /// UUIDv7, as the API recommends: time-led, so ids arrive roughly in order.
+    UuidV7,
+    /// UUIDv4: random, so every order is a random B-tree insert.
+    UuidV4,
+}
+
+/// `batches` commit batches of 100 orders accepted at `edge`, each order one unit of a SKU.
+fn order_batches(m: &Machine, edge: &EdgeId, batches: usize, keys: Keys) -> Vec<Command> {
+    // Shoppers' clocks: 50 orders a millisecond across the mesh, from a fixed instant.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let m = m.m.blocking_read();
+    let state = m.state();
+    (0..batches)
         .map(|b| {
             let orders = (0..ORDER_BATCH)
                 .map(|i| {
@@ -200,14 +225,32 @@ fn run_orders(m: &mut Machine, round: usize) -> f64 {
                     };
                     let priced =
                         price_order(&req, |s| state.sku_facts(s), &state.book, 1_000).unwrap();
-                    // Shoppers' keys are random; an order's id is the one its key names.
-                    let key = format!(
-                        "{:032x}",
-                        (k as u128 + ((round as u128) << 64))
-                            .wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
-                    );
+                    let r: u128 = rand::random();
+                    let key = match keys {
+                        Keys::UuidV7 => {
+                            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let ms = 1_764_000_000_000 + n / 50;
+                            format!(
+                                "{:08x}-{:04x}-7{:03x}-{:04x}-{:012x}",
+                                ms >> 16,
+                                ms & 0xffff,
+                                r & 0xfff,
+                                0x8000 | (r >> 12) & 0x3fff,
+                                (r >> 26) & 0xffff_ffff_ffff
+                            )
+                        }
+                        Keys::UuidV4 => format!(
+                            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+                            r & 0xffff_ffff,
+                            (r >> 32) & 0xffff,
+                            (r >> 48) & 0xfff,
+                            0x8000 | (r >> 60) & 0x3fff,
+                            (r >> 74) & 0xffff_ffff_ffff
+                        ),
+                    };
+                    let id = commerce::order::order_id_for(&req.customer_id, &key);
                     Order::accepted(
-                        commerce::order::order_id_for(&req.customer_id, &key),
+                        id,
                         Some(key),
                         req,
                         priced,
@@ -224,29 +267,99 @@ fn run_orders(m: &mut Machine, round: usize) -> f64 {
                 orders,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Edge order commits per second applied straight to the state machine, one batch of 100 per
+/// durable commit.
+fn run_orders(m: &mut Machine, round: usize, keys: Keys) -> f64 {
+    let batches = order_batches(m, &edge(0), ORDER_BATCHES_PER_RUN, keys);
     if round == 0
+        && matches!(keys, Keys::UuidV7)
         && let Command::CommitOrders { orders, .. } = &batches[0]
     {
         let order = replication::codec::encode(1, &orders[0]).unwrap().len();
-        let inventory = replication::codec::encode(1, m.m.state().inventory(&sku(0)).unwrap())
-            .unwrap()
-            .len();
+        let inventory = {
+            let g = m.m.blocking_read();
+            replication::codec::encode(1, g.state().inventory(&sku(0)).unwrap())
+                .unwrap()
+                .len()
+        };
         eprintln!("an order record is {order} bytes, an inventory record {inventory} bytes");
     }
     let start = Instant::now();
     for c in batches {
         m.apply(c);
     }
-    n as f64 / start.elapsed().as_secs_f64()
+    (ORDER_BATCHES_PER_RUN * ORDER_BATCH) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// One kind of row a baseline commit writes: how many, how large, and whether each is a new
-/// key (an order) or an overwrite of one of `SKUS` existing keys (a price, an inventory).
+/// Edge order commits per second through the log driver, from `FORWARDERS` edges forwarding
+/// batches of 100 at once: the driver's group commit puts several batches in one durable commit.
+fn run_orders_concurrent(m: &Machine) -> f64 {
+    let per_edge = ORDER_BATCHES_PER_RUN / FORWARDERS;
+    let work: Vec<Vec<(Proposal, usize)>> = (0..FORWARDERS)
+        .map(|e| {
+            order_batches(m, &edge(e), per_edge, Keys::UuidV7)
+                .into_iter()
+                .map(|command| {
+                    let bytes = replication::codec::encode(1, &command).unwrap().len();
+                    let id: [u8; 16] = rand::random();
+                    let p = Proposal {
+                        command_id: id,
+                        fingerprint: id,
+                        at_ms: 1_000,
+                        command,
+                    };
+                    (p, bytes)
+                })
+                .collect()
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let machine = Arc::clone(&m.m);
+    rt.block_on(async move {
+        let log = Sequencer::start(machine, SequencerLimits::default());
+        let start = Instant::now();
+        let tasks: Vec<_> = work
+            .into_iter()
+            .map(|batches| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    for (p, bytes) in batches {
+                        let out = log.propose(p, bytes).await.unwrap();
+                        assert!(matches!(out, commerce::command::Outcome::Orders { .. }));
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        (per_edge * FORWARDERS * ORDER_BATCH) as f64 / start.elapsed().as_secs_f64()
+    })
+}
+
+/// Where a baseline's rows land in the key space.
+#[derive(Clone, Copy)]
+enum Placement {
+    /// New keys in rising order (orders under time-led ids).
+    Rising,
+    /// New keys scattered at random (orders under random ids).
+    Scattered,
+    /// Overwrites of `SKUS` existing keys (prices, inventory).
+    Overwrite,
+}
+
+/// One kind of row a baseline commit writes: how many, how large, and where.
 struct RowKind {
     per_commit: usize,
     value_bytes: usize,
-    fresh: bool,
+    placement: Placement,
 }
 
 /// A raw redb file that, like the state machine's, lives through every run and grows with it.
@@ -257,15 +370,14 @@ struct RawRedb {
 
 const RAW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("t");
 
-/// Keys of the baseline's rows: new ones scattered like order ids derived from shoppers' keys,
-/// overwritten ones cycling through the SKUs.
-fn raw_key(kind: usize, fresh: bool, round: usize, n: usize) -> String {
-    match (fresh, kind) {
-        (true, _) => format!(
+fn raw_key(kind: usize, placement: Placement, round: usize, n: usize) -> String {
+    match placement {
+        Placement::Rising => format!("{kind}-new-{round:03}-{n:012}"),
+        Placement::Scattered => format!(
             "{kind}-new-{:016x}",
             (n as u64 ^ (round as u64) << 40).wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ),
-        (false, _) => format!("{kind}-sku-{:06}", n % SKUS),
+        Placement::Overwrite => format!("{kind}-sku-{:06}", n % SKUS),
     }
 }
 
@@ -278,11 +390,16 @@ impl RawRedb {
         let txn = db.begin_write().unwrap();
         {
             let mut t = txn.open_table(RAW).unwrap();
-            for (k, kind) in kinds.iter().enumerate().filter(|(_, k)| !k.fresh) {
-                for n in 0..SKUS {
-                    let value = vec![0u8; kind.value_bytes];
-                    t.insert(raw_key(k, false, 0, n).as_bytes(), value.as_slice())
+            for (k, kind) in kinds.iter().enumerate() {
+                if let Placement::Overwrite = kind.placement {
+                    for n in 0..SKUS {
+                        let value = vec![0u8; kind.value_bytes];
+                        t.insert(
+                            raw_key(k, kind.placement, 0, n).as_bytes(),
+                            value.as_slice(),
+                        )
                         .unwrap();
+                    }
                 }
             }
         }
@@ -299,7 +416,10 @@ impl RawRedb {
             let mut rows: Vec<(String, usize)> = Vec::new();
             for (k, kind) in kinds.iter().enumerate() {
                 for r in 0..kind.per_commit {
-                    rows.push((raw_key(k, kind.fresh, round, c * kind.per_commit + r), k));
+                    rows.push((
+                        raw_key(k, kind.placement, round, c * kind.per_commit + r),
+                        k,
+                    ));
                 }
             }
             rows.sort_unstable();
@@ -412,66 +532,73 @@ fn main() {
     // `cargo bench` passes `--bench`; a filter argument is accepted and ignored.
     let started = Instant::now();
     let mut m = Machine::new();
-    let mut prices = Vec::new();
-    let mut raw_1000 = Vec::new();
-    let mut orders = Vec::new();
-    let mut raw_100 = Vec::new();
-    let mut http = Vec::new();
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); 9];
     // A price change overwrites one row of an existing SKU (~20 bytes: the entry's list, amount
     // and version).
     let price_rows = [RowKind {
         per_commit: PRICE_BATCH,
         value_bytes: 20,
-        fresh: false,
+        placement: Placement::Overwrite,
     }];
-    // An edge order commit writes its order (~160 bytes for one line) under a random id (the
-    // digest of the shopper's key) and overwrites its SKU's inventory (~15 bytes); the sizes
-    // are printed below from the real records.
-    let order_rows = [
-        RowKind {
-            per_commit: ORDER_BATCH,
-            value_bytes: 160,
-            fresh: true,
-        },
-        RowKind {
-            per_commit: ORDER_BATCH,
-            value_bytes: 15,
-            fresh: false,
-        },
-    ];
+    // An edge order commit writes its order (~200 bytes for one line, printed below from a real
+    // record) under the id its key names, and overwrites its SKU's inventory.
+    let order_rows = |batches: usize, placement: Placement| {
+        [
+            RowKind {
+                per_commit: ORDER_BATCH * batches,
+                value_bytes: 200,
+                placement,
+            },
+            RowKind {
+                per_commit: ORDER_BATCH * batches,
+                value_bytes: 40,
+                placement: Placement::Overwrite,
+            },
+        ]
+    };
     let raw_prices = RawRedb::new(&price_rows);
-    let raw_orders = RawRedb::new(&order_rows);
+    let raw_orders = RawRedb::new(&order_rows(1, Placement::Rising));
+    let per_batch = ORDER_BATCH as f64;
     for round in 0..RUNS {
-        // Interleave the subject and its baseline so that both see the same machine weather.
-        prices.push(run_prices(&mut m, round as i64));
-        raw_1000
-            .push(raw_prices.run(&price_rows, PRICE_BATCHES_PER_RUN, round) * PRICE_BATCH as f64);
-        orders.push(run_orders(&mut m, round));
-        raw_100
-            .push(raw_orders.run(&order_rows, ORDER_BATCHES_PER_RUN, round) * ORDER_BATCH as f64);
-        http.push(run_http_prices(4, 25));
+        // Interleave each subject and its baseline so that both see the same machine weather.
+        rates[0].push(run_prices(&mut m, round as i64));
+        let commits = PRICE_BATCHES_PER_RUN;
+        rates[1].push(raw_prices.run(&price_rows, commits, round) * PRICE_BATCH as f64);
+        rates[2].push(run_orders(&mut m, round, Keys::UuidV7));
+        let rows = order_rows(1, Placement::Rising);
+        rates[3].push(raw_orders.run(&rows, ORDER_BATCHES_PER_RUN, round) * per_batch);
+        rates[4].push(run_orders(&mut m, round, Keys::UuidV4));
+        let rows = order_rows(1, Placement::Scattered);
+        rates[5].push(raw_orders.run(&rows, ORDER_BATCHES_PER_RUN, round) * per_batch);
+        rates[6].push(run_orders_concurrent(&m));
+        let rows = order_rows(FORWARDERS, Placement::Rising);
+        let commits = ORDER_BATCHES_PER_RUN / FORWARDERS;
+        rates[7].push(raw_orders.run(&rows, commits, round + RUNS) * per_batch * FORWARDERS as f64);
+        rates[8].push(run_http_prices(4, 25));
         eprintln!("run {} done", round + 1);
     }
-    let (p, r1, o, r2, h) = (
-        median(prices),
-        median(raw_1000),
-        median(orders),
-        median(raw_100),
-        median(http),
-    );
+    let med: Vec<f64> = rates.into_iter().map(median).collect();
     println!(
-        "median of {RUNS} runs ({:.0} s in all):",
+        "median of {RUNS} runs ({:.0} s in all), per second:",
         started.elapsed().as_secs_f64()
     );
-    println!("  price changes, batches of 1,000, state machine : {p:>10.0} /s");
-    println!(
-        "  raw redb, the same rows per 1,000 (baseline)   : {r1:>10.0} /s   ratio {:.2}",
-        p / r1
+    let pair = |what: &str, subject: f64, baseline: f64| {
+        println!("  {what:<58} {subject:>9.0}");
+        println!(
+            "    baseline: raw redb, the same rows per commit           {baseline:>9.0}   ratio {:.2}",
+            subject / baseline
+        );
+    };
+    pair("price changes, batches of 1,000", med[0], med[1]);
+    pair("order commits, batches of 100, UUIDv7 keys", med[2], med[3]);
+    pair("order commits, batches of 100, UUIDv4 keys", med[4], med[5]);
+    pair(
+        "order commits, batches of 100, 4 edges at once via the log",
+        med[6],
+        med[7],
     );
-    println!("  order commits, batches of 100, state machine   : {o:>10.0} /s");
     println!(
-        "  raw redb, the same rows per 100 (baseline)     : {r2:>10.0} /s   ratio {:.2}",
-        o / r2
+        "  {:<58} {:>9.0}",
+        "price changes via the admin API, 4 HTTP clients", med[8]
     );
-    println!("  price changes via admin API, 4 HTTP clients    : {h:>10.0} /s");
 }

@@ -7,8 +7,9 @@
 //! - **by command id**: every state-changing command leaves a dedup record (its outcome) under its
 //!   command id, derived from the caller's Idempotency-Key, so a retry after a lost reply
 //!   returns the first outcome instead of applying again (kept for `DEDUP_RETAIN_VERSIONS`);
-//! - **by order id and Idempotency-Key**: an order is stored under its id and its
-//!   (customer, key), forever; committing it again finds it and changes nothing.
+//! - **by order id**: an order is stored under its id forever; committing it again finds it and
+//!   changes nothing. An order placed under an Idempotency-Key must carry the id that key names
+//!   (`order_id_for(customer, key)`), so one key is one id wherever it was retried.
 //!
 //! Apply is deterministic: it reads only the state, the entry and the proposer's clock in the
 //! entry, so every replica of a log computes the same state. A command is validated whole
@@ -33,8 +34,8 @@ use commerce::order::{
 use commerce::pricing::{PriceEntry, PriceList, Promotion, PromotionTarget};
 use commerce::state::State;
 use commerce::{
-    Currency, CustomerGroup, CustomerId, EdgeId, Market, MarketId, OrderId, PriceListId, Product,
-    PromotionId, SkuId,
+    Currency, CustomerGroup, EdgeId, Market, MarketId, OrderId, PriceListId, Product, PromotionId,
+    SkuId,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -117,7 +118,7 @@ struct Batch<'s> {
 fn read_back(key: &[u8]) -> bool {
     matches!(
         key.first(),
-        Some(&keys::ORDER | &keys::IDEMPOTENCY | &keys::DEDUP | &keys::DEDUP_BY_VERSION)
+        Some(&keys::ORDER | &keys::DEDUP | &keys::DEDUP_BY_VERSION)
     )
 }
 
@@ -162,10 +163,6 @@ impl Staged {
         Ok(())
     }
 
-    fn raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.rows.push((key, value));
-    }
-
     /// Stages changed inventories, in SKU order so that every replica writes the same rows.
     fn inventories(&mut self, touched: HashMap<&SkuId, Inventory>) -> Result<(), Rejection> {
         let mut touched: Vec<(&SkuId, Inventory)> = touched.into_iter().collect();
@@ -178,19 +175,9 @@ impl Staged {
         Ok(())
     }
 
-    /// Stages an order under its id, and under its (customer, Idempotency-Key) when the id is
-    /// not the one the key names already (`order_id_for`).
+    /// Stages an order under its id.
     fn order(&mut self, order: &Order) -> Result<(), Rejection> {
-        self.row(keys::order(&order.order_id), order)?;
-        if let Some(k) = &order.idempotency_key
-            && order_id_for(&order.customer_id, k) != order.order_id
-        {
-            self.raw(
-                keys::idempotency(&order.customer_id, k),
-                order.order_id.as_str().as_bytes().to_vec(),
-            );
-        }
-        Ok(())
+        self.row(keys::order(&order.order_id), order)
     }
 }
 
@@ -744,31 +731,9 @@ impl StateMachine {
         Ok(Outcome::Returned { version, units })
     }
 
-    /// The order already stored under an id or under (customer, key), if any.
-    fn existing_order(
-        &self,
-        batch: &Batch<'_>,
-        id: &OrderId,
-        customer: &CustomerId,
-        key: Option<&str>,
-    ) -> Result<Option<Order>, StoreError> {
-        if let Some(o) = batch.read_decoded::<Order>(&keys::order(id))? {
-            return Ok(Some(o));
-        }
-        let Some(k) = key else { return Ok(None) };
-        // The order this key names wherever it was placed, and the one an order under another
-        // id recorded for it.
-        let derived = order_id_for(customer, k);
-        if &derived != id
-            && let Some(o) = batch.read_decoded::<Order>(&keys::order(&derived))?
-        {
-            return Ok(Some(o));
-        }
-        let Some(other) = batch.read(&keys::idempotency(customer, k))? else {
-            return Ok(None);
-        };
-        let okey = [&[keys::ORDER][..], &other].concat();
-        batch.read_decoded::<Order>(&okey)
+    /// The order already stored under `id`, if any.
+    fn existing_order(&self, batch: &Batch<'_>, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        batch.read_decoded::<Order>(&keys::order(id))
     }
 
     fn commit_orders(
@@ -787,19 +752,11 @@ impl StateMachine {
         let mut staged = Staged::default();
         let mut touched: HashMap<&SkuId, Inventory> = HashMap::new();
         let mut results: Vec<OrderResult> = Vec::with_capacity(orders.len());
-        // Orders decided by this command, by id and by (customer, key): a batch may repeat one.
+        // Orders decided by this command: a batch may repeat one.
         let mut here: HashMap<&OrderId, usize> = HashMap::new();
-        let mut here_keys: HashMap<(&CustomerId, &str), usize> = HashMap::new();
         let mut logged: Vec<OrderId> = Vec::with_capacity(orders.len());
         for o in orders {
-            let key = o
-                .idempotency_key
-                .as_deref()
-                .filter(|k| check_idempotency_key(k).is_ok());
-            let earlier = here
-                .get(&o.order_id)
-                .or_else(|| key.and_then(|k| here_keys.get(&(&o.customer_id, k))));
-            if let Some(&i) = earlier {
+            if let Some(&i) = here.get(&o.order_id) {
                 let first = &results[i];
                 results.push(OrderResult {
                     duplicate: true,
@@ -807,8 +764,8 @@ impl StateMachine {
                 });
                 continue;
             }
-            if let Some(prev) = self.existing_order(batch, &o.order_id, &o.customer_id, key)? {
-                // Committed before (a forwarder retry, or the same key through another edge).
+            if let Some(prev) = self.existing_order(batch, &o.order_id)? {
+                // Decided before: a forwarder retry, or the same key through another edge.
                 results.push(OrderResult {
                     order_id: prev.order_id,
                     status: prev.status,
@@ -849,9 +806,6 @@ impl StateMachine {
                 }
             }
             here.insert(&o.order_id, results.len());
-            if let Some(k) = key {
-                here_keys.insert((&o.customer_id, k), results.len());
-            }
             logged.push(order.order_id.clone());
             results.push(OrderResult {
                 order_id: order.order_id,
@@ -914,12 +868,18 @@ impl StateMachine {
         request: &OrderRequest,
         origin: Origin,
     ) -> Result<Exec, StoreError> {
-        if let Some(k) = key
-            && let Err(e) = check_idempotency_key(k)
-        {
-            return Ok(reject(RejectKind::Invalid, e));
+        if let Some(k) = key {
+            if let Err(e) = check_idempotency_key(k) {
+                return Ok(reject(RejectKind::Invalid, e));
+            }
+            if &order_id_for(&request.customer_id, k) != order_id {
+                return Ok(reject(
+                    RejectKind::Invalid,
+                    "the order id is not the one its Idempotency-Key names",
+                ));
+            }
         }
-        if let Some(prev) = self.existing_order(batch, order_id, &request.customer_id, key)? {
+        if let Some(prev) = self.existing_order(batch, order_id)? {
             if !same_request(&prev, request) {
                 return Ok(reject(
                     RejectKind::IdempotencyKeyReused,
@@ -999,44 +959,18 @@ fn prefetch_keys(entries: &[LogEntry], retain: u64) -> Vec<Vec<u8>> {
         }
         match &e.proposal.command {
             Command::CommitOrders { orders, .. } => {
-                for o in orders.iter().take(COMMIT_BATCH_MAX) {
-                    prefetch_order(
-                        &mut out,
-                        &o.order_id,
-                        &o.customer_id,
-                        o.idempotency_key.as_deref(),
-                    );
-                }
-            }
-            Command::CentralOrder {
-                order_id,
-                idempotency_key,
-                request,
-                ..
-            } => {
-                prefetch_order(
-                    &mut out,
-                    order_id,
-                    &request.customer_id,
-                    idempotency_key.as_deref(),
+                out.extend(
+                    orders
+                        .iter()
+                        .take(COMMIT_BATCH_MAX)
+                        .map(|o| keys::order(&o.order_id)),
                 );
             }
+            Command::CentralOrder { order_id, .. } => out.push(keys::order(order_id)),
             _ => {}
         }
     }
     out
-}
-
-/// The keys `existing_order` reads for one order.
-fn prefetch_order(out: &mut Vec<Vec<u8>>, id: &OrderId, customer: &CustomerId, key: Option<&str>) {
-    out.push(keys::order(id));
-    if let Some(k) = key.filter(|k| check_idempotency_key(k).is_ok()) {
-        let derived = order_id_for(customer, k);
-        if &derived != id {
-            out.push(keys::order(&derived));
-        }
-        out.push(keys::idempotency(customer, k));
-    }
 }
 
 /// Reads one order from the store.

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use commerce::command::{Command, Outcome, PriceChange, Proposal, RejectKind, StockChange};
 use commerce::escrow::{Demand, GrantPolicy, StockOp};
-use commerce::order::{LineRequest, Order, OrderRequest, OrderStatus, Origin, ShipTo, price_order};
+use commerce::order::{
+    LineRequest, Order, OrderRequest, OrderStatus, Origin, ShipTo, order_id_for, price_order,
+};
 use commerce::{Country, Currency, CustomerId, EdgeId, Market, MarketId, OrderId, Product, SkuId};
 use core_region::machine::{LogEntry, MachineError, StateMachine, orders_after, read_order};
 use core_region::store::redb::RedbStore;
@@ -180,13 +182,14 @@ fn rejected(o: &Outcome) -> RejectKind {
     }
 }
 
-fn edge_order(h: &Harness, id: &str, edge: &EdgeId, lines: &[(&str, u32)]) -> Order {
+/// An order accepted at `edge` under the Idempotency-Key `key`, so under the id that key names.
+fn edge_order(h: &Harness, key: &str, edge: &EdgeId, lines: &[(&str, u32)]) -> Order {
     let req = request(lines);
     let state = h.m().state();
     let priced = price_order(&req, |s| state.sku_facts(s), &state.book, 1_000).unwrap();
     Order::accepted(
-        OrderId::new(id).unwrap(),
-        Some(format!("key-{id}")),
+        order_id_for(&req.customer_id, key),
+        Some(key.to_owned()),
         req,
         priced,
         Origin {
@@ -393,29 +396,28 @@ fn edge_orders_commit_once_against_their_grant() {
     // Every decided order is readable and listed in commit order.
     h.reopen();
     let store = h.m().store().clone();
-    let o = read_order(&*store, &OrderId::new("e-2").unwrap())
-        .unwrap()
-        .unwrap();
+    let id = |key: &str| order_id_for(&CustomerId::new("cust-1").unwrap(), key);
+    let o = read_order(&*store, &id("e-2")).unwrap().unwrap();
     assert_eq!(o.status, OrderStatus::Committed);
     let (page, cursor) = orders_after(&*store, None, 2).unwrap();
-    let ids: Vec<&str> = page.iter().map(|o| o.order_id.as_str()).collect();
-    assert_eq!(ids, ["e-1", "e-2"]);
+    let ids: Vec<&OrderId> = page.iter().map(|o| &o.order_id).collect();
+    assert_eq!(ids, [&id("e-1"), &id("e-2")]);
     let (rest, _) = orders_after(&*store, cursor, 10).unwrap();
     assert_eq!(rest.len(), 1);
-    assert_eq!(rest[0].order_id.as_str(), "e-3");
+    assert_eq!(rest[0].order_id, id("e-3"));
 }
 
 #[test]
 fn central_orders_are_priced_allocated_and_idempotent() {
     let mut h = Harness::new();
-    let central = |req: OrderRequest, id: &str, key: &str| Command::CentralOrder {
-        order_id: OrderId::new(id).unwrap(),
+    let central = |req: OrderRequest, key: &str| Command::CentralOrder {
+        order_id: order_id_for(&req.customer_id, key),
         idempotency_key: Some(key.into()),
         request: req,
         region: "r1".into(),
         edge: None,
     };
-    let out = h.run(central(request(&[("S-BLUE", 2)]), "c-1", "k1"));
+    let out = h.run(central(request(&[("S-BLUE", 2)]), "k1"));
     let Outcome::Order { order, duplicate } = out else {
         panic!("{out:?}")
     };
@@ -425,7 +427,7 @@ fn central_orders_are_priced_allocated_and_idempotent() {
     assert!(order.price_version > 0);
     assert_eq!(h.inv("S-BLUE").available(), 1);
     // Same key, same request (even under a fresh command id): the same order, nothing taken.
-    let out = h.run(central(request(&[("S-BLUE", 2)]), "c-1", "k1"));
+    let out = h.run(central(request(&[("S-BLUE", 2)]), "k1"));
     assert!(matches!(
         out,
         Outcome::Order {
@@ -435,20 +437,16 @@ fn central_orders_are_priced_allocated_and_idempotent() {
     ));
     assert_eq!(h.inv("S-BLUE").available(), 1);
     // Same key, another request.
-    let out = h.run(central(request(&[("S-BLUE", 1)]), "c-2", "k1"));
+    let out = h.run(central(request(&[("S-BLUE", 1)]), "k1"));
     assert_eq!(rejected(&out), RejectKind::IdempotencyKeyReused);
     // Out of stock: refused whole, nothing taken from the other line either.
-    let out = h.run(central(
-        request(&[("S-RED", 1), ("S-BLUE", 2)]),
-        "c-3",
-        "k3",
-    ));
+    let out = h.run(central(request(&[("S-RED", 1), ("S-BLUE", 2)]), "k3"));
     assert_eq!(rejected(&out), RejectKind::OutOfStock);
     assert_eq!(h.inv("S-RED").available(), 10);
     let mut far = request(&[("S-RED", 1)]);
     far.ship_to.country = Country::new("US").unwrap();
     assert_eq!(
-        rejected(&h.run(central(far, "c-4", "k4"))),
+        rejected(&h.run(central(far, "k4"))),
         RejectKind::NotSoldInMarket
     );
 }
@@ -556,7 +554,7 @@ fn a_malformed_edge_order_is_rejected_once_and_takes_nothing() {
     };
     assert!(results.iter().all(|r| r.duplicate));
     assert_eq!(h.inv("S-RED"), inv);
-    let stored = read_order(&**h.m().store(), &OrderId::new("e-bad").unwrap())
+    let stored = read_order(&**h.m().store(), &bad.order_id)
         .unwrap()
         .unwrap();
     assert_eq!(stored.status, OrderStatus::Rejected);
@@ -585,10 +583,8 @@ fn one_key_commits_once_across_edges_and_the_core() {
         });
     }
     // The shopper's order, accepted at one edge under the id its key names.
-    let customer = CustomerId::new("cust-1").unwrap();
-    let id = commerce::order::order_id_for(&customer, "k-42");
-    let mut first = edge_order(&h, id.as_str(), &sg, &[("S-RED", 1)]);
-    first.idempotency_key = Some("k-42".into());
+    let first = edge_order(&h, "k-42", &sg, &[("S-RED", 1)]);
+    let id = first.order_id.clone();
     let Outcome::Orders { results, .. } = h.run(Command::CommitOrders {
         edge: sg.clone(),
         orders: vec![first],
@@ -596,18 +592,35 @@ fn one_key_commits_once_across_edges_and_the_core() {
         panic!()
     };
     assert!(!results[0].duplicate);
-    // The same key retried at another edge, under another id: the same order.
-    let mut retry = edge_order(&h, "my-1-0001", &my, &[("S-RED", 1)]);
-    retry.idempotency_key = Some("k-42".into());
+    // The same key retried at another edge names the same order: a duplicate.
+    let retry = edge_order(&h, "k-42", &my, &[("S-RED", 1)]);
     let Outcome::Orders { results, .. } = h.run(Command::CommitOrders {
         edge: my.clone(),
-        orders: vec![retry],
+        orders: vec![retry.clone()],
     }) else {
         panic!()
     };
     assert!(results[0].duplicate);
     assert_eq!(results[0].order_id, id);
-    // And at the core, centrally.
+    // An edge that names a keyed order otherwise is refused: one key, one id.
+    let mut stray = retry;
+    stray.order_id = OrderId::new("my-1-0001").unwrap();
+    let Outcome::Orders { results, .. } = h.run(Command::CommitOrders {
+        edge: my.clone(),
+        orders: vec![stray],
+    }) else {
+        panic!()
+    };
+    assert_eq!(results[0].status, OrderStatus::Rejected);
+    // And at the core, centrally; under another id it is refused.
+    let out = h.run(Command::CentralOrder {
+        order_id: OrderId::new("c-other").unwrap(),
+        idempotency_key: Some("k-42".into()),
+        request: request(&[("S-RED", 1)]),
+        region: "r1".into(),
+        edge: None,
+    });
+    assert_eq!(rejected(&out), RejectKind::Invalid);
     let out = h.run(Command::CentralOrder {
         order_id: id.clone(),
         idempotency_key: Some("k-42".into()),
