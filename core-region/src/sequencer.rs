@@ -95,6 +95,16 @@ impl Sequencer {
         }
     }
 
+    /// Proposals waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Encoded bytes of the proposals waiting in the queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Acquire)
+    }
+
     /// Proposes a command of `bytes` encoded bytes and waits until it is applied durably.
     pub async fn propose(&self, proposal: Proposal, bytes: usize) -> Result<Outcome, ProposeError> {
         let queued = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
