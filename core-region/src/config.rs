@@ -50,6 +50,10 @@ pub struct AdminConfig {
     /// How long a write may wait for the log before the caller is told to retry.
     #[serde(default = "default_write_timeout_ms")]
     pub write_timeout_ms: u64,
+    /// How long one request may take in all, reading its body included: a client that sends
+    /// slowly or never finishes is cut off instead of holding a connection forever.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
 }
 
 /// 16 MiB: a full price batch of 10,000 changes with tiers is about 2 MB of JSON.
@@ -60,6 +64,11 @@ fn default_body_max_bytes() -> usize {
 /// 10 s: a write normally takes milliseconds; this only fires when the store is stuck.
 fn default_write_timeout_ms() -> u64 {
     10_000
+}
+
+/// 30 s: room for a 16 MiB body on a slow link and a write that waits its full 10 s.
+fn default_request_timeout_ms() -> u64 {
+    30_000
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +125,12 @@ impl CoreConfig {
         }
         if !(100..=600_000).contains(&self.admin.write_timeout_ms) {
             return Err("admin.write_timeout_ms must be 100 to 600000".into());
+        }
+        if !(self.admin.write_timeout_ms..=600_000).contains(&self.admin.request_timeout_ms) {
+            return Err(
+                "admin.request_timeout_ms must be at least write_timeout_ms and at most 600000"
+                    .into(),
+            );
         }
         let s = &self.sequencer;
         if s.queue_max == 0
@@ -202,6 +217,10 @@ token_sha256 = ["000000000000000000000000000000000000000000000000000000000000000
             (
                 GOOD.replace("[admin]", "[admin]\nwrite_timeout_ms = 1"),
                 "write_timeout_ms",
+            ),
+            (
+                GOOD.replace("[admin]", "[admin]\nrequest_timeout_ms = 50"),
+                "request_timeout_ms",
             ),
         ] {
             let err = CoreConfig::load(&write(dir.path(), &bad))

@@ -128,7 +128,11 @@ pub async fn serve(
     })?;
     tracing::info!(%admin, "admin API listening");
     on_ready(Started { admin, version });
-    let app = api::router(state, config.admin.body_max_bytes);
+    let app = api::router(
+        state,
+        config.admin.body_max_bytes,
+        Duration::from_millis(config.admin.request_timeout_ms),
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -18,6 +18,11 @@ struct Core {
 
 impl Core {
     async fn start(body_max_bytes: usize) -> Core {
+        Self::start_with(body_max_bytes, "").await
+    }
+
+    /// Starts a core with extra lines for its `[admin]` table.
+    async fn start_with(body_max_bytes: usize, admin_extra: &str) -> Core {
         let dir = tempfile::tempdir().unwrap();
         let digest = core_region::api::auth::sha256_hex(TOKEN);
         let toml = format!(
@@ -30,6 +35,7 @@ path = "core.redb"
 listen = "127.0.0.1:0"
 token_sha256 = ["{digest}"]
 body_max_bytes = {body_max_bytes}
+{admin_extra}
 "#
         );
         let path = dir.path().join("core.toml");
@@ -744,5 +750,41 @@ async fn an_idempotency_key_reused_for_another_request_is_refused() {
         .call(Method::GET, "/admin/v1/inventory/S-41", None)
         .await;
     assert_eq!(inv["on_hand"], 5);
+    core.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let core = Core::start_with(1 << 20, "write_timeout_ms = 200\nrequest_timeout_ms = 400").await;
+    let addr = core.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /admin/v1/prices HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n\
+         content-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"changes\": ["
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    // Everyone else is served meanwhile.
+    let (s, _) = core.call(Method::GET, "/admin/v1/cluster", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = slow.read(&mut buf).await.unwrap();
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled request");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.contains("https://tradewind.dev/problems/request-timeout"),
+        "{text}"
+    );
     core.stop().await;
 }

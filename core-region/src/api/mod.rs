@@ -46,7 +46,7 @@ pub struct AppState {
 }
 
 /// Builds the admin router.
-pub fn router(state: AppState, body_max_bytes: usize) -> Router {
+pub fn router(state: AppState, body_max_bytes: usize, request_timeout: Duration) -> Router {
     let admin = Router::new()
         .merge(catalog::routes())
         .merge(stock::routes())
@@ -59,7 +59,26 @@ pub fn router(state: AppState, body_max_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_max_bytes))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            limit_time(request_timeout, req, next)
+        }))
         .with_state(state)
+}
+
+/// Answers 408 when a request, body included, takes longer than `limit`. A write already
+/// proposed keeps going; its caller retries with the same Idempotency-Key.
+async fn limit_time(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => Problem::new(
+            ProblemType::RequestTimeout,
+            format!(
+                "the request did not complete within {} ms",
+                limit.as_millis()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {

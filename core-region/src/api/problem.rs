@@ -36,6 +36,7 @@ pub enum ProblemType {
     Overloaded,
     Unavailable,
     Timeout,
+    RequestTimeout,
     Internal,
 }
 
@@ -130,6 +131,11 @@ impl ProblemType {
                 "timeout",
                 S::GATEWAY_TIMEOUT,
                 "The write did not finish in time",
+            ),
+            RequestTimeout => (
+                "request-timeout",
+                S::REQUEST_TIMEOUT,
+                "The request took too long to arrive",
             ),
             Internal => ("internal", S::INTERNAL_SERVER_ERROR, "Internal error"),
         }
