@@ -2,7 +2,8 @@
 //! I2) under any interleaving of grants, sales, returns and stock changes, and the pricing
 //! engine never goes negative, never charges more per unit for more units, and never stacks
 //! promotions beyond the documented precedence. Failing cases are shrunk and their seeds kept
-//! in `proptest-regressions/`, so a failure replays with plain `cargo test`.
+//! next to this file (`properties.proptest-regressions`), so a failure replays with plain
+//! `cargo test`.
 
 use std::collections::BTreeMap;
 

@@ -27,7 +27,7 @@ pub struct CoreConfig {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
 pub enum StoreConfig {
-    /// An embedded redb file (the default backend).
+    /// An embedded redb file: the backend used everywhere FoundationDB is not.
     Redb { path: PathBuf },
     /// A FoundationDB cluster (needs a build with `--features foundationdb`).
     Foundationdb {

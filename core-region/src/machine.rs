@@ -4,9 +4,11 @@
 //! Exactly once, three ways:
 //! - **by index**: the store records the applied index in the same transaction as the rows of a
 //!   batch; entries at or below it are skipped, so replaying a log after a crash is harmless;
-//! - **by command id**: every state-changing command leaves a dedup record (its outcome) under its
-//!   command id, derived from the caller's Idempotency-Key, so a retry after a lost reply
-//!   returns the first outcome instead of applying again (kept for `DEDUP_RETAIN_VERSIONS`);
+//! - **by command id**: every command that changed state leaves a dedup record (its outcome)
+//!   under its command id, derived from the caller's Idempotency-Key, so a retry after a lost
+//!   reply returns the first outcome instead of applying again (kept for
+//!   `DEDUP_RETAIN_VERSIONS`). A refused command leaves none, so the same request may be sent
+//!   again once the state allows it; edge commits leave none, being idempotent by order id;
 //! - **by order id**: an order is stored under its id forever; committing it again finds it and
 //!   changes nothing. An order placed under an Idempotency-Key must carry the id that key names
 //!   (`order_id_for(customer, key)`), so one key is one id wherever it was retried.
@@ -109,7 +111,7 @@ pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreE
 struct Batch<'s> {
     store: &'s dyn Store,
     ops: Vec<Op>,
-    /// Keys of kinds that are read back (orders, keys, dedup), as written in this batch.
+    /// Keys of kinds that are read back (orders, dedup records), as written in this batch.
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Values read ahead in one snapshot, so a batch of orders costs one read transaction.
     prefetched: HashMap<Vec<u8>, Option<Vec<u8>>>,

@@ -1,5 +1,6 @@
-//! The admin API over real HTTP on a loopback port: round trips of every kind of write, and bad
-//! input of every kind answered with a problem document while nothing is written.
+//! The admin API over real HTTP on a loopback port: round trips of each kind of write, and bad
+//! input (malformed, oversized, invalid, unknown, slow, unauthenticated) answered with a problem
+//! document while nothing is written.
 
 use std::time::Duration;
 
@@ -178,6 +179,30 @@ type Case<'a> = (
     &'a str,
 );
 
+/// An order an edge accepted from its grant: one unit of `sku` at `unit_minor` USD.
+fn edge_order(key: &str, edge: &str, sku: &str, unit_minor: i64) -> Value {
+    let customer = commerce::CustomerId::new("cust-1").unwrap();
+    let money = json!({"amount_minor": unit_minor, "currency": "USD"});
+    json!({
+        "order_id": commerce::order::order_id_for(&customer, key),
+        "idempotency_key": key,
+        "customer_id": customer,
+        "customer_group": null,
+        "currency": "USD",
+        "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"},
+        "lines": [{"sku": sku, "qty": 1, "unit_price": money, "total": money, "breakdown": []}],
+        "subtotal": money,
+        "discount": null,
+        "total": money,
+        "price_version": 3,
+        "origin": {"region": "ap-singapore", "edge": edge},
+        "accepted_at_ms": 0,
+        "status": "accepted",
+        "commit_version": null,
+        "reject_reason": null
+    })
+}
+
 fn order_body(sku: &str, qty: u64) -> String {
     json!({"customer_id": "cust-1", "currency": "USD", "lines": [{"sku": sku, "qty": qty}],
            "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"}})
@@ -306,18 +331,83 @@ async fn writes_and_reads_round_trip() {
         .await;
     assert_eq!(s, StatusCode::OK, "{g}");
     assert_eq!(g["units"], 1);
+    let (s, g) = core
+        .call(
+            Method::POST,
+            "/admin/v1/escrow/grants",
+            Some(json!({"edge": "sg-1", "sku": "S-40", "demand_units": 0, "window_ms": 0})),
+        )
+        .await;
+    assert_eq!((s, g["units"].as_u64()), (StatusCode::OK, Some(1)));
     let (_, inv) = core
         .call(Method::GET, "/admin/v1/inventory/S-40", None)
         .await;
-    assert_eq!(inv["granted"]["sg-1"], 1);
+    assert_eq!(inv["granted"]["sg-1"], 2);
+    // The edge sold one unit from its grant; its forwarder commits the order (twice: a retry).
+    let order = edge_order(
+        "019a0000-0000-7000-8000-000000000001",
+        "sg-1",
+        "S-40",
+        12000,
+    );
+    for duplicate in [false, true] {
+        let (s, c) = core
+            .call(
+                Method::POST,
+                "/admin/v1/escrow/commits",
+                Some(json!({"edge": "sg-1", "orders": [order]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+        assert_eq!(c["results"][0]["status"], "committed");
+        assert_eq!(c["results"][0]["duplicate"], duplicate);
+    }
     let (s, r) = core
         .call(
             Method::POST,
             "/admin/v1/escrow/returns",
-            Some(json!({"edge": "sg-1", "sku": "S-40", "units": 1})),
+            Some(json!({"edge": "sg-1", "sku": "S-40", "units": 5})),
         )
         .await;
     assert_eq!((s, r["units"].as_u64()), (StatusCode::OK, Some(1)));
+    let (_, inv) = core
+        .call(Method::GET, "/admin/v1/inventory/S-40", None)
+        .await;
+    assert_eq!(inv["granted"], json!({}));
+    assert_eq!(inv["committed"], 4);
+
+    // A price list for one market: its price applies to destinations in that market only.
+    let (s, v) = core
+        .call(
+            Method::PUT,
+            "/admin/v1/price-lists/sea-launch",
+            Some(json!({"id": "sea-launch", "currency": "USD", "market": "sea"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = core
+        .call(
+            Method::POST,
+            "/admin/v1/prices",
+            Some(json!({"changes": [{"sku": "S-41", "currency": "USD", "amount_minor": 9000, "list": "sea-launch"}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let quote = |country: &'static str| {
+        let core = &core;
+        async move {
+            core.call(
+                Method::GET,
+                &format!("/admin/v1/skus/S-41/quote?currency=USD&country={country}"),
+                None,
+            )
+            .await
+            .1["unit_price"]["amount_minor"]
+                .clone()
+        }
+    };
+    assert_eq!(quote("SG").await, 9000);
+    assert_eq!(quote("US").await, 12000);
 
     // Promotions and price lists.
     let (s, v) = core
@@ -454,6 +544,38 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
             vec![],
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-body",
+        ),
+        (
+            Method::POST,
+            prices,
+            price(json!({"sku": "S-40", "currency": "USD", "amount_minor": 5, "list": "nope"})),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-price-list",
+        ),
+        (
+            Method::PUT,
+            "/admin/v1/price-lists/eu",
+            Some(json!({"id": "eu", "currency": "EUR", "market": "nope"}).to_string()),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-market",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/escrow/commits",
+            Some(json!({"edge": "sg-1", "orders": []}).to_string()),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        (
+            Method::DELETE,
+            "/admin/v1/promotions/none-such",
+            None,
+            vec![],
+            StatusCode::NOT_FOUND,
+            "unknown-promotion",
         ),
         (
             Method::POST,

@@ -19,7 +19,7 @@ pub enum CatalogCommand {
         /// Admin bearer token.
         #[arg(long, env = "TRADEWIND_ADMIN_TOKEN", hide_env_values = true)]
         token: String,
-        /// Number of products (each has 1 to 15 SKUs).
+        /// Number of products (each has 1 to 12 SKUs).
         #[arg(long, default_value_t = 1_000)]
         products: usize,
         /// Seed of the generator: the same seed gives the same catalog.

@@ -33,7 +33,7 @@ async fn place_order(
             "orders need an Idempotency-Key header, so that a retry never places a second order",
         )
     })?;
-    // Keys are scoped to the customer, as the order's own key index is.
+    // Keys are scoped to the customer, as order ids are (`order_id_for`).
     let scoped = format!("{}\u{0}{key}", req.customer_id);
     let command = Command::CentralOrder {
         order_id: order_id_for(&req.customer_id, &key),
