@@ -46,7 +46,7 @@ use crate::store::{Op, RECORD_FORMAT, RowVisitor, Store, StoreError, VALUE_MAX_B
 
 /// How many versions a command's dedup record is kept: a retry with the same Idempotency-Key
 /// within this many later commands gets the first outcome back. Orders do not depend on it:
-/// their ids and keys are kept forever.
+/// they are kept forever under their ids, which their keys name.
 pub const DEDUP_RETAIN_VERSIONS: u64 = 1_000_000;
 
 /// Rows read per page when loading the state at open.
