@@ -73,26 +73,22 @@ impl Machine {
 
     /// Applies commands as consecutive log entries in one durable commit.
     fn apply_many(&mut self, commands: Vec<Command>) {
-        let mut m = self.m.blocking_write();
-        let first = m.applied() + 1;
-        let entries: Vec<LogEntry> = commands
+        let proposals = commands
             .into_iter()
-            .enumerate()
-            .map(|(i, command)| {
+            .map(|command| {
                 self.next_command += 1;
                 let mut id = [0u8; 16];
                 id[..8].copy_from_slice(&self.next_command.to_be_bytes());
-                LogEntry {
-                    index: first + i as u64,
-                    proposal: Proposal {
-                        command_id: id,
-                        fingerprint: id,
-                        at_ms: 1_000,
-                        command,
-                    },
+                Proposal {
+                    command_id: id,
+                    fingerprint: id,
+                    at_ms: 1_000,
+                    command,
                 }
             })
             .collect();
+        let mut m = self.m.blocking_write();
+        let entries = LogEntry::numbered(m.applied() + 1, proposals);
         for out in m.apply(&entries).unwrap() {
             assert!(
                 !matches!(out, commerce::command::Outcome::Rejected(_)),

@@ -59,6 +59,17 @@ pub struct LogEntry {
     pub proposal: Proposal,
 }
 
+impl LogEntry {
+    /// `proposals` as consecutive entries from index `first`.
+    pub fn numbered(first: u64, proposals: Vec<Proposal>) -> Vec<LogEntry> {
+        proposals
+            .into_iter()
+            .zip(first..)
+            .map(|(proposal, index)| LogEntry { index, proposal })
+            .collect()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
     #[error(transparent)]

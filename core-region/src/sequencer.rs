@@ -167,15 +167,7 @@ async fn run(
         let m = Arc::clone(&machine);
         let applied = tokio::task::spawn_blocking(move || {
             let mut m = m.blocking_write();
-            let first = m.applied() + 1;
-            let entries: Vec<LogEntry> = proposals
-                .into_iter()
-                .enumerate()
-                .map(|(i, proposal)| LogEntry {
-                    index: first + i as u64,
-                    proposal,
-                })
-                .collect();
+            let entries = LogEntry::numbered(m.applied() + 1, proposals);
             let out = m.apply(&entries);
             if out.is_ok() {
                 // A crash here: the batch is durable but no caller has heard of it.

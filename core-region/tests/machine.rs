@@ -74,15 +74,7 @@ impl Harness {
     }
 
     fn apply(&mut self, proposals: Vec<Proposal>) -> Vec<Outcome> {
-        let first = self.m().applied() + 1;
-        let entries: Vec<LogEntry> = proposals
-            .into_iter()
-            .enumerate()
-            .map(|(i, proposal)| LogEntry {
-                index: first + i as u64,
-                proposal,
-            })
-            .collect();
+        let entries = LogEntry::numbered(self.m().applied() + 1, proposals);
         self.m_mut().apply(&entries).unwrap()
     }
 
@@ -132,6 +124,24 @@ impl Harness {
             self.run(Command::StockBatch(stock)),
             Outcome::Applied { .. }
         ));
+    }
+
+    /// Grants `edge` exactly `units` of `sku` (if the pool has them): demand over the grant
+    /// horizon, no low-stock line, no share cap.
+    fn grant(&mut self, edge: &EdgeId, s: &str, units: u64) -> Outcome {
+        self.run(Command::Grant {
+            edge: edge.clone(),
+            sku: sku(s),
+            demand: Demand {
+                units,
+                window_ms: 30_000,
+            },
+            policy: GrantPolicy {
+                low_stock_units: 0,
+                max_share_bps: 10_000,
+                ..GrantPolicy::default()
+            },
+        })
     }
 
     fn inv(&self, s: &str) -> commerce::escrow::Inventory {
@@ -336,20 +346,7 @@ fn stock_held_in_grants_cannot_be_removed() {
 fn edge_orders_commit_once_against_their_grant() {
     let mut h = Harness::new();
     let edge = EdgeId::new("sg-1").unwrap();
-    let policy = GrantPolicy {
-        low_stock_units: 0,
-        max_share_bps: 10_000,
-        ..GrantPolicy::default()
-    };
-    h.run(Command::Grant {
-        edge: edge.clone(),
-        sku: sku("S-RED"),
-        demand: Demand {
-            units: 4,
-            window_ms: 30_000,
-        },
-        policy,
-    });
+    h.grant(&edge, "S-RED", 4);
     assert_eq!(h.inv("S-RED").granted[&edge], 4);
     let o1 = edge_order(&h, "e-1", &edge, &[("S-RED", 3)]);
     let o2 = edge_order(&h, "e-2", &edge, &[("S-RED", 2), ("S-BLUE", 1)]);
@@ -504,20 +501,7 @@ fn state_survives_reopen() {
 fn a_malformed_edge_order_is_rejected_once_and_takes_nothing() {
     let mut h = Harness::new();
     let edge = EdgeId::new("sg-1").unwrap();
-    let policy = GrantPolicy {
-        low_stock_units: 0,
-        max_share_bps: 10_000,
-        ..GrantPolicy::default()
-    };
-    h.run(Command::Grant {
-        edge: edge.clone(),
-        sku: sku("S-RED"),
-        demand: Demand {
-            units: 4,
-            window_ms: 30_000,
-        },
-        policy,
-    });
+    h.grant(&edge, "S-RED", 4);
     let mut bad = edge_order(&h, "e-bad", &edge, &[("S-RED", 2)]);
     // A breakdown no pricing engine produced, and a reason the edge has no say in.
     let step = bad.lines[0].breakdown[0].clone();
@@ -566,21 +550,8 @@ fn a_malformed_edge_order_is_rejected_once_and_takes_nothing() {
 fn one_key_commits_once_across_edges_and_the_core() {
     let mut h = Harness::new();
     let (sg, my) = (EdgeId::new("sg-1").unwrap(), EdgeId::new("my-1").unwrap());
-    let policy = GrantPolicy {
-        low_stock_units: 0,
-        max_share_bps: 10_000,
-        ..GrantPolicy::default()
-    };
     for edge in [&sg, &my] {
-        h.run(Command::Grant {
-            edge: edge.clone(),
-            sku: sku("S-RED"),
-            demand: Demand {
-                units: 3,
-                window_ms: 30_000,
-            },
-            policy,
-        });
+        h.grant(edge, "S-RED", 3);
     }
     // The shopper's order, accepted at one edge under the id its key names.
     let first = edge_order(&h, "k-42", &sg, &[("S-RED", 1)]);

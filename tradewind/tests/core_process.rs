@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,25 +37,32 @@ async fn seed(core: &CoreProcess, amount: i64) {
             .unwrap();
         assert!(res.status().is_success(), "{}", res.text().await.unwrap());
     }
-    let res = price_batch(core, amount, "seed").await.unwrap();
+    let res = price_batch(&core.admin, amount, "seed").await.unwrap();
     assert!(res.status().is_success());
 }
 
-async fn price_batch(
-    core: &CoreProcess,
-    amount: i64,
-    key: &str,
-) -> reqwest::Result<reqwest::Response> {
+/// Sets every SKU's USD price to `amount` in one full batch.
+async fn price_batch(admin: &str, amount: i64, key: &str) -> reqwest::Result<reqwest::Response> {
     let changes: Vec<Value> = (0..BATCH)
         .map(|i| json!({"sku": sku(i), "currency": "USD", "amount_minor": amount}))
         .collect();
     client()
-        .post(core.url("/admin/v1/prices"))
+        .post(format!("{admin}/admin/v1/prices"))
         .bearer_auth(TOKEN)
         .header("idempotency-key", key)
         .json(&json!({ "changes": changes }))
         .send()
         .await
+}
+
+/// A core's directory with its config and the seeded catalog at `amount`, the core stopped.
+async fn seeded(amount: i64) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut core = CoreProcess::start(&config, &[]);
+    seed(&core, amount).await;
+    core.kill();
+    (dir, config)
 }
 
 /// Opens the store file of a stopped core, as a restart does, and returns the set of USD base
@@ -82,7 +89,7 @@ async fn crash_during_batch(
 ) -> (BTreeSet<i64>, u64) {
     let mut core = CoreProcess::start(config, &[("TRADEWIND_FAILPOINT", failpoint)]);
     assert!(
-        price_batch(&core, amount, key).await.is_err(),
+        price_batch(&core.admin, amount, key).await.is_err(),
         "the process should have died at {failpoint}"
     );
     assert!(!core.wait_exit(Duration::from_secs(30)).success());
@@ -91,11 +98,7 @@ async fn crash_during_batch(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_in_the_middle_of_a_batch_leaves_none_of_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
-    let mut core = CoreProcess::start(&config, &[]);
-    seed(&core, 100).await;
-    core.kill();
+    let (_dir, config) = seeded(100).await;
 
     // The process dies with half of the batch's rows written into the file, uncommitted.
     let (amounts, _) =
@@ -109,25 +112,20 @@ async fn a_crash_in_the_middle_of_a_batch_leaves_none_of_it() {
 
     // The client retries with the same key: the first outcome, not a second application.
     let core = CoreProcess::start(&config, &[]);
-    let res = price_batch(&core, 300, "crash-2").await.unwrap();
+    let res = price_batch(&core.admin, 300, "crash-2").await.unwrap();
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["version"], version, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_any_moment_is_all_or_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
-    let mut core = CoreProcess::start(&config, &[]);
-    seed(&core, 1).await;
-    core.kill();
-    drop(core);
+    let (dir, config) = seeded(1).await;
 
     // How long one batch takes here, from send to reply: kills are spread around it.
     let core = CoreProcess::start(&config, &[]);
     let started = std::time::Instant::now();
     assert!(
-        price_batch(&core, 2, "timing")
+        price_batch(&core.admin, 2, "timing")
             .await
             .unwrap()
             .status()
@@ -157,17 +155,8 @@ async fn sigkill_at_any_moment_is_all_or_nothing() {
         let new = 1_000 + round as i64;
         let mut core = CoreProcess::start(&config, &[]);
         let admin = core.admin.clone();
-        let send = tokio::spawn(async move {
-            let changes: Vec<Value> = (0..BATCH)
-                .map(|i| json!({"sku": sku(i), "currency": "USD", "amount_minor": new}))
-                .collect();
-            client()
-                .post(format!("{admin}/admin/v1/prices"))
-                .bearer_auth(TOKEN)
-                .json(&json!({ "changes": changes }))
-                .send()
-                .await
-        });
+        let key = format!("round-{round}");
+        let send = tokio::spawn(async move { price_batch(&admin, new, &key).await });
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         core.kill();
         let _ = send.await;
@@ -188,7 +177,7 @@ async fn sigkill_at_any_moment_is_all_or_nothing() {
     // The store is healthy afterwards: a core starts on it and takes writes.
     let core = CoreProcess::start(&config, &[]);
     assert!(
-        price_batch(&core, 7, "after")
+        price_batch(&core.admin, 7, "after")
             .await
             .unwrap()
             .status()
