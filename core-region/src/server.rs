@@ -22,7 +22,7 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("state: {0}")]
     Machine(#[from] MachineError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,

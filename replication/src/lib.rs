@@ -1,10 +1,19 @@
 //! The mesh's wire protocol and transport.
 //!
-//! Today this holds the versioned codec of every record the core stores; the frames regions and
-//! edges exchange will use it too. Consensus between core regions and the change feed to edges will land
-//! here too. This crate never names a commerce type: it moves and stores opaque, versioned
-//! values that its callers define.
+//! - `codec`: versioned bincode records, the format of everything the core stores and every
+//!   frame regions and edges exchange;
+//! - `certs` and `tls`: the deployment CA, node certificates, and TLS 1.3 with mutual
+//!   authentication, where a peer's identity is the node name its certificate carries;
+//! - `frame` and `transport`: length-delimited, versioned frames over QUIC streams, one
+//!   request and one reply per stream.
+//!
+//! This crate never names a commerce type: it moves and stores opaque, versioned values that
+//! its callers define.
 
 #![forbid(unsafe_code)]
 
+pub mod certs;
 pub mod codec;
+pub mod frame;
+pub mod tls;
+pub mod transport;

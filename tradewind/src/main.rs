@@ -51,6 +51,34 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The deployment CA and node certificates for mutual TLS between regions and edges.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a CA and one certificate per node in a new directory.
+    Init {
+        /// Directory to write ca.pem, ca.key and <node>.pem / <node>.key into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Core regions, comma-separated (e.g. cn-shanghai,ap-singapore,us-east).
+        #[arg(long, value_delimiter = ',', required = true)]
+        regions: Vec<String>,
+        /// Edge nodes, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        edges: Vec<String>,
+    },
+    /// Issue a certificate for one more node, signed by the CA in the directory.
+    Add {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        node: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -92,9 +120,20 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The chain of causes, one line; no backtrace for an operator's mistake.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Core {
             config,
@@ -140,6 +179,28 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Catalog { command } => runtime()?.block_on(catalog::run(command)),
+        Command::Certs { command } => {
+            match command {
+                CertsCommand::Init {
+                    out,
+                    regions,
+                    edges,
+                } => {
+                    let nodes: Vec<String> = regions.into_iter().chain(edges).collect();
+                    replication::certs::init(&out, &nodes)?;
+                    println!(
+                        "{}: ca.pem, ca.key (keep it safe) and certificates for {}",
+                        out.display(),
+                        nodes.join(", ")
+                    );
+                }
+                CertsCommand::Add { dir, node } => {
+                    replication::certs::issue_node(&dir, &node)?;
+                    println!("{}: {node}.pem and {node}.key", dir.display());
+                }
+            }
+            Ok(())
+        }
         Command::Token { command } => {
             match command {
                 TokenCommand::New => {

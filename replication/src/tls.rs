@@ -1,0 +1,107 @@
+//! TLS for the mesh: TLS 1.3 only, the ring provider, mutual authentication against the
+//! deployment CA. A peer's identity is the one DNS name of its CA-signed certificate.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+use crate::certs::{CertError, check_node_name};
+
+/// The ALPN protocol of the mesh: a peer speaking anything else is refused in the handshake.
+pub const ALPN: &[u8] = b"tradewind-mesh/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    #[error("{path}: {why}")]
+    Pem { path: String, why: String },
+    #[error("tls: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client verifier: {0}")]
+    Verifier(String),
+}
+
+/// One node's credentials: the CA it trusts, its certificate and key, and its name.
+#[derive(Clone, Debug)]
+pub struct NodeTls {
+    pub node: String,
+    ca: CertificateDer<'static>,
+    cert: CertificateDer<'static>,
+    key: Arc<PrivateKeyDer<'static>>,
+}
+
+fn pem_err(path: &Path, e: impl std::fmt::Display) -> TlsError {
+    TlsError::Pem {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl NodeTls {
+    /// Loads `ca.pem`, `<node>.pem` and `<node>.key` from a certificate directory.
+    pub fn load(dir: &Path, node: &str) -> Result<Self, TlsError> {
+        check_node_name(node)?;
+        let ca_path = dir.join("ca.pem");
+        let cert_path = dir.join(format!("{node}.pem"));
+        let key_path = dir.join(format!("{node}.key"));
+        Ok(NodeTls {
+            node: node.to_owned(),
+            ca: CertificateDer::from_pem_file(&ca_path).map_err(|e| pem_err(&ca_path, e))?,
+            cert: CertificateDer::from_pem_file(&cert_path).map_err(|e| pem_err(&cert_path, e))?,
+            key: Arc::new(
+                PrivateKeyDer::from_pem_file(&key_path).map_err(|e| pem_err(&key_path, e))?,
+            ),
+        })
+    }
+
+    fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone())?;
+        Ok(Arc::new(roots))
+    }
+
+    /// The server side: demands a client certificate signed by the CA.
+    pub fn server_config(&self) -> Result<ServerConfig, TlsError> {
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider())
+            .build()
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![self.cert.clone()], self.key.clone_key())?;
+        config.alpn_protocols = vec![ALPN.to_vec()];
+        Ok(config)
+    }
+
+    /// The client side: trusts only the CA and presents this node's certificate.
+    pub fn client_config(&self) -> Result<ClientConfig, TlsError> {
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(self.roots()?)
+            .with_client_auth_cert(vec![self.cert.clone()], self.key.clone_key())?;
+        config.alpn_protocols = vec![ALPN.to_vec()];
+        Ok(config)
+    }
+}
+
+/// The node name a verified peer certificate carries: its single DNS subject alternative name.
+/// Called only on certificates the TLS handshake has already verified against the CA.
+pub fn peer_name(chain: &[CertificateDer<'_>]) -> Option<String> {
+    let leaf = chain.first()?;
+    let cert = webpki::EndEntityCert::try_from(leaf).ok()?;
+    let mut names = cert.valid_dns_names();
+    let name = names.next()?;
+    if names.next().is_some() || check_node_name(name).is_err() {
+        return None;
+    }
+    Some(name.to_owned())
+}

@@ -1,0 +1,282 @@
+//! The mesh's transport: request/reply over QUIC (quinn) with mutual TLS. One QUIC endpoint per
+//! node serves and calls; every call is one bidirectional stream carrying one request frame and
+//! one reply frame. Connections to a peer are reused, and re-made when they break.
+//!
+//! A peer is known by the node name of its verified certificate, never by what it says. Bad
+//! input from a connected peer (garbage, a truncated or oversized frame, another protocol
+//! version) is refused on that stream with a logged reason; the connection and every other
+//! peer are served on. A connection without a certificate of the deployment CA never gets past
+//! the handshake.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{Endpoint, VarInt};
+use rustls::pki_types::CertificateDer;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::frame::{self, FRAME_MAX_BYTES, FrameError};
+use crate::tls::{NodeTls, TlsError, peer_name};
+
+/// Streams one peer may have open at once: bounds the work one peer can queue on a node.
+const STREAMS_PER_CONNECTION: u32 = 256;
+/// A connection with no traffic for this long is closed. Keep-alives (below) keep healthy
+/// connections open across the 250 ms round trips of inter-region links.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
+
+/// Application error code on a stream refused for bad input.
+const REFUSED: VarInt = VarInt::from_u32(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("bind {addr}: {why}")]
+    Bind {
+        addr: SocketAddr,
+        why: std::io::Error,
+    },
+    #[error("connect to {peer} at {addr}: {why}")]
+    Connect {
+        peer: String,
+        addr: SocketAddr,
+        why: String,
+    },
+    #[error("call to {peer}: {why}")]
+    Call { peer: String, why: FrameError },
+    #[error("{peer} refused the request: {reason}")]
+    Refused { peer: String, reason: String },
+    #[error("call to {peer} timed out after {after:?}")]
+    Timeout { peer: String, after: Duration },
+}
+
+/// What a reply frame carries: the handler's answer, or why the request was refused.
+#[derive(Serialize, Deserialize)]
+enum Reply<T> {
+    Ok(T),
+    Refused(String),
+}
+
+/// Answers requests from peers.
+pub trait Handler: Send + Sync + 'static {
+    type Request: DeserializeOwned + Send + 'static;
+    type Response: Serialize + Send + 'static;
+
+    /// Answers `request` from the peer named `peer` (the name its certificate carries).
+    fn handle(
+        &self,
+        peer: &str,
+        request: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send;
+}
+
+/// One node's endpoint.
+pub struct Transport {
+    endpoint: Endpoint,
+    node: String,
+    max_frame: usize,
+    connections: Mutex<HashMap<(String, SocketAddr), quinn::Connection>>,
+}
+
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(VarInt::from_u32(STREAMS_PER_CONNECTION))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .max_idle_timeout(Some(
+            IDLE_TIMEOUT
+                .try_into()
+                .expect("10 s is a valid idle timeout"),
+        ))
+        .keep_alive_interval(Some(KEEP_ALIVE));
+    Arc::new(t)
+}
+
+impl Transport {
+    /// Binds a QUIC endpoint on `addr` (port 0 picks one) that serves and calls as `tls.node`.
+    pub fn bind(addr: SocketAddr, tls: &NodeTls) -> Result<Self, TransportError> {
+        let server_crypto = QuicServerConfig::try_from(tls.server_config()?)
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server.transport_config(transport_config());
+        let client_crypto = QuicClientConfig::try_from(tls.client_config()?)
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client.transport_config(transport_config());
+        let mut endpoint =
+            Endpoint::server(server, addr).map_err(|why| TransportError::Bind { addr, why })?;
+        endpoint.set_default_client_config(client);
+        Ok(Transport {
+            endpoint,
+            node: tls.node.clone(),
+            max_frame: FRAME_MAX_BYTES,
+            connections: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Sets the largest frame this endpoint reads (requests it serves, replies it receives).
+    pub fn with_max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    async fn connection(
+        &self,
+        peer: &str,
+        addr: SocketAddr,
+    ) -> Result<quinn::Connection, TransportError> {
+        let key = (peer.to_owned(), addr);
+        let mut conns = self.connections.lock().await;
+        if let Some(c) = conns.get(&key)
+            && c.close_reason().is_none()
+        {
+            return Ok(c.clone());
+        }
+        let connect_err = |why: String| TransportError::Connect {
+            peer: peer.to_owned(),
+            addr,
+            why,
+        };
+        // The server name is the peer's node name: the handshake fails unless its certificate,
+        // signed by our CA, carries exactly that name.
+        let conn = self
+            .endpoint
+            .connect(addr, peer)
+            .map_err(|e| connect_err(e.to_string()))?
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
+        conns.insert(key, conn.clone());
+        Ok(conn)
+    }
+
+    /// Sends `request` to `peer` at `addr` and waits for its reply, at most `timeout`.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        peer: &str,
+        addr: SocketAddr,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, TransportError> {
+        let call_err = |why: FrameError| TransportError::Call {
+            peer: peer.to_owned(),
+            why,
+        };
+        let request = frame::encode(request).map_err(call_err)?;
+        let attempt = async {
+            let conn = self.connection(peer, addr).await?;
+            let (mut send, mut recv) =
+                conn.open_bi().await.map_err(|e| TransportError::Connect {
+                    peer: peer.to_owned(),
+                    addr,
+                    why: e.to_string(),
+                })?;
+            frame::write(&mut send, &request).await.map_err(call_err)?;
+            match frame::read::<Reply<Resp>>(&mut recv, self.max_frame).await {
+                Ok(Reply::Ok(r)) => Ok(r),
+                Ok(Reply::Refused(reason)) => Err(TransportError::Refused {
+                    peer: peer.to_owned(),
+                    reason,
+                }),
+                Err(e) => Err(call_err(e)),
+            }
+        };
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .map_err(|_| TransportError::Timeout {
+                peer: peer.to_owned(),
+                after: timeout,
+            })?
+    }
+
+    /// Serves `handler` until the endpoint closes.
+    pub fn serve<H: Handler>(&self, handler: Arc<H>) -> tokio::task::JoinHandle<()> {
+        let endpoint = self.endpoint.clone();
+        let max_frame = self.max_frame;
+        tokio::spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                let handler = Arc::clone(&handler);
+                tokio::spawn(async move {
+                    let remote = incoming.remote_address();
+                    let conn = match incoming.await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!(%remote, error = %e, "refused a connection");
+                            return;
+                        }
+                    };
+                    let Some(peer) = conn
+                        .peer_identity()
+                        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+                        .and_then(|chain| peer_name(&chain))
+                    else {
+                        tracing::warn!(%remote, "refused a connection: no usable node name in its certificate");
+                        conn.close(REFUSED, b"no node name in certificate");
+                        return;
+                    };
+                    serve_connection(conn, Arc::<str>::from(peer), handler, max_frame).await;
+                });
+            }
+        })
+    }
+
+    /// Closes every connection and the endpoint.
+    pub fn close(&self) {
+        self.endpoint.close(VarInt::from_u32(0), b"closing");
+    }
+}
+
+async fn serve_connection<H: Handler>(
+    conn: quinn::Connection,
+    peer: Arc<str>,
+    handler: Arc<H>,
+    max_frame: usize,
+) {
+    loop {
+        let (mut send, mut recv) = match conn.accept_bi().await {
+            Ok(s) => s,
+            Err(_) => return, // the peer went away; it reconnects when it needs to
+        };
+        let handler = Arc::clone(&handler);
+        let peer = Arc::clone(&peer);
+        tokio::spawn(async move {
+            match frame::read::<H::Request>(&mut recv, max_frame).await {
+                Ok(request) => {
+                    let response = handler.handle(&peer, request).await;
+                    let sent = match frame::encode(&Reply::Ok(response)) {
+                        Ok(bytes) => frame::write(&mut send, &bytes).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = sent {
+                        tracing::debug!(%peer, error = %e, "could not send a reply");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "refused a request");
+                    let refusal = frame::encode(&Reply::<()>::Refused(e.to_string()));
+                    let sent = match refusal {
+                        Ok(bytes) => frame::write(&mut send, &bytes).await,
+                        Err(e) => Err(e),
+                    };
+                    if sent.is_err() {
+                        let _ = send.reset(REFUSED);
+                    }
+                    let _ = recv.stop(REFUSED);
+                }
+            }
+        });
+    }
+}

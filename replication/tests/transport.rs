@@ -1,0 +1,213 @@
+//! The QUIC transport between real endpoints on loopback: mutual TLS against the deployment CA,
+//! identities taken from certificates, and bad input from a connected peer refused on its own
+//! stream while everyone else is served.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicClientConfig;
+use replication::certs;
+use replication::frame::{self, PROTOCOL_VERSION};
+use replication::tls::NodeTls;
+use replication::transport::{Handler, Transport, TransportError};
+use serde::{Deserialize, Serialize};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Answers with the caller's name as its certificate says, and the message.
+struct Echo;
+
+impl Handler for Echo {
+    type Request = String;
+    type Response = (String, String);
+
+    async fn handle(&self, peer: &str, request: String) -> (String, String) {
+        (peer.to_owned(), request)
+    }
+}
+
+/// The reply envelope as it travels (mirrors the transport's private type).
+#[derive(Debug, Serialize, Deserialize)]
+enum Reply<T> {
+    Ok(T),
+    Refused(String),
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+struct Mesh {
+    dir: tempfile::TempDir,
+    nodes: Vec<(Transport, SocketAddr)>,
+}
+
+fn mesh(names: &[&str]) -> Mesh {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    certs::init(dir.path(), &names).unwrap();
+    let nodes = names
+        .iter()
+        .map(|n| {
+            let t = Transport::bind(loopback(), &NodeTls::load(dir.path(), n).unwrap()).unwrap();
+            t.serve(Arc::new(Echo));
+            let addr = t.local_addr().unwrap();
+            (t, addr)
+        })
+        .collect();
+    Mesh { dir, nodes }
+}
+
+#[tokio::test]
+async fn peers_call_each_other_under_their_certified_names() {
+    let m = mesh(&["cn-shanghai", "ap-singapore", "us-east"]);
+    for (i, (from, _)) in m.nodes.iter().enumerate() {
+        for (j, (to, addr)) in m.nodes.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            let (seen, msg): (String, String) = from
+                .call(to.node(), *addr, &format!("hello {j}"), TIMEOUT)
+                .await
+                .unwrap();
+            assert_eq!(seen, from.node());
+            assert_eq!(msg, format!("hello {j}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_node_of_another_ca_or_under_another_name_is_refused() {
+    let m = mesh(&["cn-shanghai", "ap-singapore"]);
+    let (_, target) = &m.nodes[1];
+    // Same node name, certificate from another deployment's CA.
+    let other = tempfile::tempdir().unwrap();
+    certs::init(other.path(), &["cn-shanghai".to_owned()]).unwrap();
+    let intruder = Transport::bind(
+        loopback(),
+        &NodeTls::load(other.path(), "cn-shanghai").unwrap(),
+    )
+    .unwrap();
+    let r: Result<(String, String), _> = intruder
+        .call("ap-singapore", *target, &"let me in".to_owned(), TIMEOUT)
+        .await;
+    assert!(matches!(r, Err(TransportError::Connect { .. })), "{r:?}");
+    // A real node that expects a name the target's certificate does not carry.
+    let (honest, _) = &m.nodes[0];
+    let r: Result<(String, String), _> = honest
+        .call("us-east", *target, &"who are you".to_owned(), TIMEOUT)
+        .await;
+    assert!(matches!(r, Err(TransportError::Connect { .. })), "{r:?}");
+    // The target serves everyone else as before.
+    let (seen, _): (String, String) = honest
+        .call("ap-singapore", *target, &"still there?".to_owned(), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(seen, "cn-shanghai");
+}
+
+/// Sends raw bytes on a fresh stream of a properly authenticated connection and returns what
+/// comes back, if anything.
+async fn raw(conn: &quinn::Connection, bytes: &[u8]) -> Option<Vec<u8>> {
+    let (mut send, mut recv) = conn.open_bi().await.ok()?;
+    send.write_all(bytes).await.ok()?;
+    send.finish().ok()?;
+    recv.read_to_end(1 << 20).await.ok()
+}
+
+fn refusal(answer: Option<Vec<u8>>) -> String {
+    let answer = answer.expect("an answer to a bad frame");
+    match frame::decode_body::<Reply<()>>(&answer[4..]).unwrap() {
+        Reply::Refused(reason) => reason,
+        Reply::Ok(()) => panic!("bad frame accepted"),
+    }
+}
+
+#[tokio::test]
+async fn bad_frames_are_refused_on_their_stream_and_the_peer_is_served_on() {
+    let m = mesh(&["cn-shanghai", "ap-singapore"]);
+    let (_, target) = &m.nodes[1];
+    // A raw connection with valid credentials, to send what a well-behaved transport never would.
+    let tls = NodeTls::load(m.dir.path(), "cn-shanghai").unwrap();
+    let mut client = quinn::Endpoint::client(loopback()).unwrap();
+    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+        QuicClientConfig::try_from(tls.client_config().unwrap()).unwrap(),
+    )));
+    let conn = client
+        .connect(*target, "ap-singapore")
+        .unwrap()
+        .await
+        .unwrap();
+
+    let garbage = refusal(raw(&conn, &[0, 0, 0, 5, 0xde, 0xad, 0xbe, 0xef, 0x01]).await);
+    assert!(garbage.contains("version"), "{garbage}");
+    let huge = refusal(raw(&conn, &u32::MAX.to_be_bytes()).await);
+    assert!(huge.contains("over the limit"), "{huge}");
+    let mut wrong_version = frame::encode(&"hi".to_owned()).unwrap();
+    wrong_version[4] = PROTOCOL_VERSION + 1;
+    let wrong = refusal(raw(&conn, &wrong_version).await);
+    assert!(wrong.contains("unknown format version"), "{wrong}");
+    let truncated = refusal(raw(&conn, &[0, 0, 0, 100, PROTOCOL_VERSION, 1, 2]).await);
+    assert!(truncated.contains("stream"), "{truncated}");
+    // The right version, but not a string: two bytes that are not UTF-8.
+    let not_utf8 = refusal(raw(&conn, &[0, 0, 0, 4, PROTOCOL_VERSION, 2, 0xC3, 0x28]).await);
+    assert!(not_utf8.contains("malformed"), "{not_utf8}");
+
+    // The same connection, and everyone else, are still served.
+    let ok = raw(&conn, &frame::encode(&"fine".to_owned()).unwrap())
+        .await
+        .unwrap();
+    match frame::decode_body::<Reply<(String, String)>>(&ok[4..]).unwrap() {
+        Reply::Ok((peer, msg)) => {
+            assert_eq!((peer.as_str(), msg.as_str()), ("cn-shanghai", "fine"))
+        }
+        Reply::Refused(r) => panic!("{r}"),
+    }
+    let (honest, _) = &m.nodes[0];
+    let _: (String, String) = honest
+        .call("ap-singapore", *target, &"and me".to_owned(), TIMEOUT)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_dead_peer_is_an_error_in_bounded_time_and_a_restarted_one_is_reached_again() {
+    let Mesh { dir, mut nodes } = mesh(&["cn-shanghai", "ap-singapore"]);
+    let (target, addr) = nodes.pop().unwrap();
+    let (caller, _) = &nodes[0];
+    let _: (String, String) = caller
+        .call("ap-singapore", addr, &"1".to_owned(), TIMEOUT)
+        .await
+        .unwrap();
+    target.close();
+    drop(target);
+    let r: Result<(String, String), _> = caller
+        .call(
+            "ap-singapore",
+            addr,
+            &"2".to_owned(),
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(r.is_err());
+    // The node comes back on the same address, as a restarted process does, and the caller
+    // connects afresh. The closed endpoint lets go of its socket once its tasks notice.
+    let tls = NodeTls::load(dir.path(), "ap-singapore").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let back = loop {
+        match Transport::bind(addr, &tls) {
+            Ok(t) => break t,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    back.serve(Arc::new(Echo));
+    let (seen, _): (String, String) = caller
+        .call("ap-singapore", addr, &"3".to_owned(), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(seen, "cn-shanghai");
+}
