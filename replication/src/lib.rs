@@ -5,7 +5,9 @@
 //! - `certs` and `tls`: the deployment CA, node certificates, and TLS 1.3 with mutual
 //!   authentication, where a peer's identity is the node name its certificate carries;
 //! - `frame` and `transport`: length-delimited, versioned frames over QUIC streams, one
-//!   request and one reply per stream.
+//!   request and one reply per stream;
+//! - `raft`: consensus between core regions (openraft), its log in redb, its state machine in
+//!   the application, its RPCs over the transport.
 //!
 //! This crate never names a commerce type: it moves and stores opaque, versioned values that
 //! its callers define.
@@ -15,5 +17,6 @@
 pub mod certs;
 pub mod codec;
 pub mod frame;
+pub mod raft;
 pub mod tls;
 pub mod transport;

@@ -1,0 +1,216 @@
+//! The Raft log and vote, in a redb file of their own: one table of entries keyed by index, one
+//! of metadata (vote, committed, last purged). Every append is one transaction, fsynced before
+//! Raft is told the entries are durable.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{AnyError, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Entry, Mesh, NodeId};
+use crate::codec;
+
+const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const PURGED: &str = "last_purged";
+
+/// Format byte of every value in the log file.
+const LOG_FORMAT: u8 = 1;
+
+/// The log store; cheap to clone (replication streams each get one as their reader).
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+fn read_err(e: impl ToString) -> StorageError<NodeId> {
+    StorageIOError::read_logs(AnyError::error(e.to_string())).into()
+}
+
+fn write_err(e: impl ToString) -> StorageError<NodeId> {
+    StorageIOError::write_logs(AnyError::error(e.to_string())).into()
+}
+
+fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError<NodeId>> {
+    codec::encode(LOG_FORMAT, v).map_err(write_err)
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StorageError<NodeId>> {
+    codec::decode(LOG_FORMAT, b).map_err(read_err)
+}
+
+impl LogStore {
+    /// Opens (or creates) the log file.
+    pub fn open(path: &Path) -> Result<Self, StorageError<NodeId>> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(write_err)?;
+        }
+        let db =
+            Database::create(path).map_err(|e| write_err(format!("{}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(write_err)?;
+        txn.open_table(ENTRIES).map_err(write_err)?;
+        txn.open_table(META).map_err(write_err)?;
+        txn.commit().map_err(write_err)?;
+        Ok(LogStore { db: Arc::new(db) })
+    }
+
+    fn get_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError<NodeId>> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let t = txn.open_table(META).map_err(read_err)?;
+        let v = t.get(key).map_err(read_err)?;
+        v.map(|v| dec(v.value())).transpose()
+    }
+
+    fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError<NodeId>> {
+        let bytes = enc(value)?;
+        let txn = self.db.begin_write().map_err(write_err)?;
+        {
+            let mut t = txn.open_table(META).map_err(write_err)?;
+            t.insert(key, bytes.as_slice()).map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+
+    fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let t = txn.open_table(ENTRIES).map_err(read_err)?;
+        match t.last().map_err(read_err)? {
+            Some((_, v)) => Ok(Some(dec::<Entry>(v.value())?.log_id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes the entries in `range` in one transaction, and records `purged` if given.
+    fn remove(
+        &self,
+        range: impl RangeBounds<u64>,
+        purged: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let txn = self.db.begin_write().map_err(write_err)?;
+        {
+            let mut t = txn.open_table(ENTRIES).map_err(write_err)?;
+            t.retain_in(range, |_, _| false).map_err(write_err)?;
+            if let Some(p) = purged {
+                let bytes = enc(&p)?;
+                let mut m = txn.open_table(META).map_err(write_err)?;
+                m.insert(PURGED, bytes.as_slice()).map_err(write_err)?;
+            }
+        }
+        txn.commit().map_err(write_err)
+    }
+}
+
+impl RaftLogReader<Mesh> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError<NodeId>> {
+        let db = Arc::clone(&self.db);
+        let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(read_err)?;
+            let t = txn.open_table(ENTRIES).map_err(read_err)?;
+            let mut out = Vec::new();
+            for item in t.range::<u64>((start, end)).map_err(read_err)? {
+                let (_, v) = item.map_err(read_err)?;
+                out.push(dec::<Entry>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(read_err)?
+    }
+}
+
+impl RaftLogStorage<Mesh> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<Mesh>, StorageError<NodeId>> {
+        let purged: Option<LogId<NodeId>> = self.get_meta(PURGED)?;
+        let last = self.last_entry_id()?.or(purged);
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.put_meta(VOTE, vote)
+            .map_err(|e| StorageIOError::write_vote(AnyError::error(e.to_string())).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        self.get_meta(VOTE)
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        self.put_meta(COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        Ok(self.get_meta::<Option<LogId<NodeId>>>(COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<Mesh>,
+    ) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let rows: Vec<(u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| Ok((e.log_id.index, enc(&e)?)))
+            .collect::<Result<_, StorageError<NodeId>>>()?;
+        let db = Arc::clone(&self.db);
+        let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            {
+                let mut t = txn.open_table(ENTRIES).map_err(|e| e.to_string())?;
+                for (index, bytes) in &rows {
+                    t.insert(*index, bytes.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            // Durability::Immediate (redb's default): fsynced when commit returns.
+            txn.commit().map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(write_err)?;
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.clone())));
+                Err(write_err(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.remove((Bound::Included(log_id.index), Bound::Unbounded), None)
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.remove(..=log_id.index, Some(log_id))
+    }
+}

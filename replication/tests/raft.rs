@@ -1,0 +1,341 @@
+//! Three (or five) Raft members over real QUIC on loopback, each with a small durable key-value
+//! application in its own redb file: elections, forwarded writes, failover, catch-up by log and
+//! by snapshot, and no commits without a majority.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use replication::certs;
+use replication::raft::{App, AppEntry, Member, NodeId, Payload, RaftNode, Timing, WriteError};
+use replication::tls::NodeTls;
+use replication::transport::Transport;
+
+const KV: TableDefinition<&str, &str> = TableDefinition::new("kv");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// A key-value store: a payload `key=value` sets a key; the reply is the entry's index.
+struct Kv {
+    db: Database,
+}
+
+impl Kv {
+    fn open(path: &Path) -> Self {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(KV).unwrap();
+        txn.open_table(META).unwrap();
+        txn.commit().unwrap();
+        Kv { db }
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        let txn = self.db.begin_read().unwrap();
+        let t = txn.open_table(KV).unwrap();
+        t.get(key).unwrap().map(|v| v.value().to_owned())
+    }
+
+    fn len(&self) -> usize {
+        let txn = self.db.begin_read().unwrap();
+        let t = txn.open_table(KV).unwrap();
+        t.iter().unwrap().count()
+    }
+}
+
+impl App for Kv {
+    fn apply(&self, entries: Vec<AppEntry>, meta: Vec<u8>) -> Result<Vec<Payload>, String> {
+        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        let mut replies = Vec::new();
+        {
+            let mut t = txn.open_table(KV).map_err(|e| e.to_string())?;
+            for e in &entries {
+                if let Some(p) = &e.payload {
+                    let s = String::from_utf8(p.0.clone()).map_err(|e| e.to_string())?;
+                    let (k, v) = s.split_once('=').ok_or("not key=value")?;
+                    t.insert(k, v).map_err(|e| e.to_string())?;
+                }
+                replies.push(Payload(e.index.to_string().into_bytes()));
+            }
+            let mut m = txn.open_table(META).map_err(|e| e.to_string())?;
+            m.insert("raft", meta.as_slice())
+                .map_err(|e| e.to_string())?;
+        }
+        txn.commit().map_err(|e| e.to_string())?;
+        Ok(replies)
+    }
+
+    fn meta(&self) -> Result<Option<Vec<u8>>, String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let t = txn.open_table(META).map_err(|e| e.to_string())?;
+        Ok(t.get("raft")
+            .map_err(|e| e.to_string())?
+            .map(|v| v.value().to_vec()))
+    }
+
+    fn snapshot(&self) -> Result<(Vec<u8>, Vec<u8>), String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let t = txn.open_table(KV).map_err(|e| e.to_string())?;
+        let mut rows = Vec::new();
+        for item in t.iter().map_err(|e| e.to_string())? {
+            let (k, v) = item.map_err(|e| e.to_string())?;
+            rows.push(format!("{}={}", k.value(), v.value()));
+        }
+        let m = txn.open_table(META).map_err(|e| e.to_string())?;
+        let meta = m
+            .get("raft")
+            .map_err(|e| e.to_string())?
+            .map(|v| v.value().to_vec())
+            .unwrap_or_default();
+        Ok((rows.join("\n").into_bytes(), meta))
+    }
+
+    fn install(&self, snapshot: &[u8], meta: Vec<u8>) -> Result<(), String> {
+        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        {
+            let mut t = txn.open_table(KV).map_err(|e| e.to_string())?;
+            t.retain(|_, _| false).map_err(|e| e.to_string())?;
+            let text = String::from_utf8(snapshot.to_vec()).map_err(|e| e.to_string())?;
+            for line in text.lines() {
+                let (k, v) = line.split_once('=').ok_or("bad snapshot line")?;
+                t.insert(k, v).map_err(|e| e.to_string())?;
+            }
+            let mut m = txn.open_table(META).map_err(|e| e.to_string())?;
+            m.insert("raft", meta.as_slice())
+                .map_err(|e| e.to_string())?;
+        }
+        txn.commit().map_err(|e| e.to_string())
+    }
+}
+
+/// Fast timing for loopback: elections in tens of milliseconds.
+fn timing() -> Timing {
+    Timing {
+        heartbeat_ms: 50,
+        election_min_ms: 250,
+        election_max_ms: 400,
+        snapshot_every_entries: 20,
+        keep_entries: 5,
+    }
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    members: BTreeMap<NodeId, Member>,
+    nodes: BTreeMap<NodeId, (RaftNode, Arc<Kv>)>,
+}
+
+fn name(id: NodeId) -> String {
+    format!("core-{id}")
+}
+
+fn free_udp_addr() -> SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap()
+}
+
+impl Cluster {
+    async fn start(n: u64) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (1..=n).map(name).collect();
+        certs::init(dir.path(), &names).unwrap();
+        let members: BTreeMap<NodeId, Member> = (1..=n)
+            .map(|id| {
+                (
+                    id,
+                    Member {
+                        name: name(id),
+                        raft_addr: free_udp_addr().to_string(),
+                        admin_url: String::new(),
+                    },
+                )
+            })
+            .collect();
+        let mut c = Cluster {
+            dir,
+            members,
+            nodes: BTreeMap::new(),
+        };
+        for id in 1..=n {
+            c.up(id).await;
+        }
+        c
+    }
+
+    fn data(&self, id: NodeId) -> PathBuf {
+        self.dir.path().join(name(id))
+    }
+
+    /// Starts (or restarts) member `id` on its address, with its files.
+    async fn up(&mut self, id: NodeId) {
+        std::fs::create_dir_all(self.data(id)).unwrap();
+        let tls = NodeTls::load(self.dir.path(), &name(id)).unwrap();
+        let addr: SocketAddr = self.members[&id].raft_addr.parse().unwrap();
+        // A just-closed endpoint may hold its port for a moment.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let transport = loop {
+            match Transport::bind(addr, &tls) {
+                Ok(t) => break t,
+                Err(e) => {
+                    assert!(tokio::time::Instant::now() < deadline, "{e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        let app = Arc::new(Kv::open(&self.data(id).join("state.redb")));
+        let node = RaftNode::start(
+            id,
+            self.members.clone(),
+            &self.data(id).join("log.redb"),
+            Arc::clone(&app),
+            Arc::new(transport),
+            timing(),
+        )
+        .await
+        .unwrap();
+        self.nodes.insert(id, (node, app));
+    }
+
+    /// Stops member `id` (its process dies, as far as the others can tell).
+    async fn down(&mut self, id: NodeId) {
+        let (node, _) = self.nodes.remove(&id).unwrap();
+        node.shutdown().await;
+    }
+
+    /// Waits until some live member leads and every live member knows it.
+    async fn leader(&self) -> NodeId {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let seen: Vec<Option<NodeId>> = self
+                .nodes
+                .values()
+                .map(|(n, _)| n.metrics().current_leader)
+                .collect();
+            if let Some(Some(l)) = seen.first()
+                && seen.iter().all(|s| s == &Some(*l))
+                && self.nodes.contains_key(l)
+            {
+                return *l;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no agreed leader: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn write(&self, via: NodeId, kv: &str) -> Result<u64, WriteError> {
+        let (node, _) = &self.nodes[&via];
+        let reply = node
+            .write(Payload(kv.as_bytes().to_vec()), Duration::from_secs(10))
+            .await?;
+        Ok(String::from_utf8(reply.0).unwrap().parse().unwrap())
+    }
+
+    /// Waits until member `id` has applied up to `index`.
+    async fn applied(&self, id: NodeId, index: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let m = self.nodes[&id].0.metrics();
+            if m.last_applied.is_some_and(|l| l.index >= index) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "member {id} stuck at {:?}, wanted {index}",
+                m.last_applied
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_at_any_member_commit_everywhere() {
+    let c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let mut last = 0;
+    for id in 1..=3 {
+        last = c.write(id, &format!("k{id}=v{id}")).await.unwrap();
+    }
+    for id in 1..=3 {
+        c.applied(id, last).await;
+        let kv = &c.nodes[&id].1;
+        assert_eq!(kv.get("k1").as_deref(), Some("v1"));
+        assert_eq!(kv.get("k3").as_deref(), Some("v3"));
+    }
+    assert!(c.nodes.contains_key(&leader));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_dies_another_commits_and_nothing_committed_is_lost() {
+    let mut c = Cluster::start(3).await;
+    let old = c.leader().await;
+    let mut last = 0;
+    for i in 0..10 {
+        last = c.write(old, &format!("before{i}=x")).await.unwrap();
+    }
+    c.down(old).await;
+    let new = c.leader().await;
+    assert_ne!(new, old);
+    let after = c.write(new, "after=y").await.unwrap();
+    assert!(after > last);
+    // The old leader comes back and catches up; nothing committed before it died is lost.
+    c.up(old).await;
+    c.applied(old, after).await;
+    for id in 1..=3 {
+        let kv = &c.nodes[&id].1;
+        for i in 0..10 {
+            assert_eq!(
+                kv.get(&format!("before{i}")).as_deref(),
+                Some("x"),
+                "member {id}"
+            );
+        }
+        c.applied(id, after).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_away_for_long_catches_up_from_a_snapshot() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let away = (1..=3).find(|id| *id != leader).unwrap();
+    c.down(away).await;
+    let mut last = 0;
+    for i in 0..100 {
+        last = c.write(leader, &format!("k{i:03}=v{i}")).await.unwrap();
+    }
+    // Far more entries than the log keeps behind its snapshots (5): only a snapshot helps.
+    c.up(away).await;
+    c.applied(away, last).await;
+    let kv = &c.nodes[&away].1;
+    assert_eq!(kv.len(), 100);
+    assert_eq!(kv.get("k099").as_deref(), Some("v99"));
+    let m = c.nodes[&away].0.metrics();
+    assert!(m.snapshot.is_some(), "caught up without a snapshot? {m:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_without_a_majority_cannot_commit() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let others: Vec<NodeId> = (1..=3).filter(|id| *id != leader).collect();
+    for id in &others {
+        c.down(*id).await;
+    }
+    // The leader alone: its write is not committed, and says so in bounded time.
+    let (node, kv) = &c.nodes[&leader];
+    let r = node
+        .write(Payload(b"lonely=1".to_vec()), Duration::from_secs(2))
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(kv.get("lonely"), None);
+    // With a majority back, writes commit again.
+    c.up(others[0]).await;
+    let l = c.leader().await;
+    c.write(l, "together=1").await.unwrap();
+}
