@@ -35,6 +35,8 @@ pub const DEDUP_BY_VERSION: u8 = b'V';
 pub const META_APPLIED: &[u8] = b"Mapplied";
 /// The format of the stored values; a store written by a newer format is refused.
 pub const META_FORMAT: &[u8] = b"Mformat";
+/// The replication log's record of what the store has applied (opaque to the store).
+pub const META_REPLICATION: &[u8] = b"Mreplication";
 /// A random token of the last committed batch, for backends whose commits can be "maybe
 /// committed": a retry that finds its own token knows it already committed.
 pub const META_BATCH_TOKEN: &[u8] = b"Mbatch_token";

@@ -52,11 +52,12 @@ pub const DEDUP_RETAIN_VERSIONS: u64 = 1_000_000;
 /// Rows read per page when loading the state at open.
 const LOAD_PAGE_ROWS: usize = 4_096;
 
-/// One log entry: a proposal at its index (the version it will be applied at).
+/// One log entry at its index (the version it is applied at): a proposal, or nothing (the log's
+/// own entries, such as a new leader's first entry or a membership change, take an index too).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LogEntry {
     pub index: u64,
-    pub proposal: Proposal,
+    pub proposal: Option<Proposal>,
 }
 
 impl LogEntry {
@@ -65,7 +66,10 @@ impl LogEntry {
         proposals
             .into_iter()
             .zip(first..)
-            .map(|(proposal, index)| LogEntry { index, proposal })
+            .map(|(proposal, index)| LogEntry {
+                index,
+                proposal: Some(proposal),
+            })
             .collect()
     }
 }
@@ -283,6 +287,16 @@ impl StateMachine {
     /// Applies `entries` (consecutive indexes) in one store transaction and returns one outcome
     /// per entry. Entries at or below the applied index are not applied again.
     pub fn apply(&mut self, entries: &[LogEntry]) -> Result<Vec<Outcome>, MachineError> {
+        self.apply_with(entries, None)
+    }
+
+    /// `apply`, also storing `meta` (the log's own record of what was applied, opaque here) in
+    /// the same transaction, so that the two never disagree after a crash.
+    pub fn apply_with(
+        &mut self,
+        entries: &[LogEntry],
+        meta: Option<Vec<u8>>,
+    ) -> Result<Vec<Outcome>, MachineError> {
         if self.poisoned {
             return Err(MachineError::Poisoned);
         }
@@ -295,9 +309,6 @@ impl StateMachine {
         for e in old {
             outcomes.push(self.replayed(e)?);
         }
-        if fresh.is_empty() {
-            return Ok(outcomes);
-        }
         for (i, e) in fresh.iter().enumerate() {
             if e.index != self.applied + 1 + i as u64 {
                 return Err(MachineError::Gap {
@@ -306,7 +317,10 @@ impl StateMachine {
                 });
             }
         }
-        match self.apply_fresh(fresh) {
+        if fresh.is_empty() && meta.is_none() {
+            return Ok(outcomes);
+        }
+        match self.apply_fresh(fresh, meta) {
             Ok(mut fresh_outcomes) => {
                 outcomes.append(&mut fresh_outcomes);
                 Ok(outcomes)
@@ -322,14 +336,21 @@ impl StateMachine {
 
     /// The outcome of an entry applied before, as far as the dedup table still knows it.
     fn replayed(&self, e: &LogEntry) -> Result<Outcome, MachineError> {
-        let key = keys::dedup(&e.proposal.command_id);
+        let Some(p) = &e.proposal else {
+            return Ok(Outcome::Applied { version: e.index });
+        };
+        let key = keys::dedup(&p.command_id);
         Ok(match self.store.get(&key)? {
             Some(v) => decode::<DedupRecord>(&key, &v)?.outcome,
             None => Outcome::Applied { version: e.index },
         })
     }
 
-    fn apply_fresh(&mut self, fresh: &[LogEntry]) -> Result<Vec<Outcome>, StoreError> {
+    fn apply_fresh(
+        &mut self,
+        fresh: &[LogEntry],
+        meta: Option<Vec<u8>>,
+    ) -> Result<Vec<Outcome>, StoreError> {
         let store = Arc::clone(&self.store);
         let prefetch = prefetch_keys(fresh, self.dedup_retain_versions);
         let values = store.get_many(&prefetch)?;
@@ -341,7 +362,14 @@ impl StateMachine {
         };
         let mut outcomes = Vec::with_capacity(fresh.len());
         for e in fresh {
-            outcomes.push(self.apply_entry(&mut batch, e)?);
+            outcomes.push(match &e.proposal {
+                Some(p) => self.apply_entry(&mut batch, e.index, p)?,
+                None => Outcome::Applied { version: e.index },
+            });
+            self.prune_dedup(&mut batch, e.index)?;
+        }
+        if let Some(meta) = meta {
+            batch.put(keys::META_REPLICATION.to_vec(), meta);
         }
         let last = fresh.last().map_or(self.applied, |e| e.index);
         store.commit(&WriteBatch {
@@ -353,8 +381,49 @@ impl StateMachine {
         Ok(outcomes)
     }
 
-    fn apply_entry(&mut self, batch: &mut Batch<'_>, e: &LogEntry) -> Result<Outcome, StoreError> {
-        let p = &e.proposal;
+    /// The log's record stored with the last `apply_with`.
+    pub fn replication_meta(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.get(keys::META_REPLICATION)
+    }
+
+    /// Every row of the region's store, from one consistent read: what another region needs to
+    /// become this one.
+    pub fn dump(&self) -> Result<crate::store::Rows, StoreError> {
+        self.store.dump()
+    }
+
+    /// Becomes the region `rows` were dumped from (`dump`), with the log's record `meta`, and
+    /// reloads the in-memory state from them.
+    pub fn install(
+        &mut self,
+        mut rows: crate::store::Rows,
+        meta: Vec<u8>,
+    ) -> Result<(), MachineError> {
+        let format = rows
+            .iter()
+            .find(|(k, _)| k.as_slice() == keys::META_FORMAT)
+            .map(|(_, v)| v.clone());
+        if format.as_deref() != Some(&[RECORD_FORMAT][..]) {
+            return Err(StoreError::Format {
+                found: format!("{format:?} in a snapshot"),
+            }
+            .into());
+        }
+        rows.retain(|(k, _)| k.as_slice() != keys::META_REPLICATION);
+        rows.push((keys::META_REPLICATION.to_vec(), meta));
+        rows.sort();
+        let installed = self.store.replace_all(&rows);
+        // Whether or not it took, the store is the truth: reload from it.
+        self.reload()?;
+        installed.map_err(Into::into)
+    }
+
+    fn apply_entry(
+        &mut self,
+        batch: &mut Batch<'_>,
+        index: u64,
+        p: &Proposal,
+    ) -> Result<Outcome, StoreError> {
         let dkey = keys::dedup(&p.command_id);
         let outcome = match batch.read_decoded::<DedupRecord>(&dkey)? {
             Some(rec) if rec.fingerprint == p.fingerprint => match rec.outcome {
@@ -374,7 +443,7 @@ impl StateMachine {
             )),
             None => {
                 let outcome = self
-                    .execute(batch, e.index, p)?
+                    .execute(batch, index, p)?
                     .unwrap_or_else(Outcome::Rejected);
                 // Refusals change nothing and leave no record: the same request may be sent again
                 // once the state allows it. Edge commits are idempotent by order id already.
@@ -382,21 +451,25 @@ impl StateMachine {
                     && !matches!(outcome, Outcome::Rejected(_));
                 if keep {
                     let rec = DedupRecord {
-                        version: e.index,
+                        version: index,
                         fingerprint: p.fingerprint,
                         outcome: outcome.clone(),
                     };
                     if let Ok(bytes) = encode(&rec) {
                         batch.put(dkey, bytes);
-                        batch.put(keys::dedup_by_version(e.index), p.command_id.to_vec());
+                        batch.put(keys::dedup_by_version(index), p.command_id.to_vec());
                     }
                 }
                 outcome
             }
         };
-        // Forget the dedup record of the command `DEDUP_RETAIN_VERSIONS` back, one per entry, so
-        // the table stays bounded at that many records.
-        if let Some(old) = e.index.checked_sub(self.dedup_retain_versions) {
+        Ok(outcome)
+    }
+
+    /// Forgets the dedup record of the command `DEDUP_RETAIN_VERSIONS` before `index`. Called
+    /// for every entry, so the table stays bounded at that many records.
+    fn prune_dedup(&self, batch: &mut Batch<'_>, index: u64) -> Result<(), StoreError> {
+        if let Some(old) = index.checked_sub(self.dedup_retain_versions) {
             let vkey = keys::dedup_by_version(old);
             if let Some(id) = batch.read(&vkey)?
                 && let Ok(id) = <[u8; 16]>::try_from(id.as_slice())
@@ -405,7 +478,7 @@ impl StateMachine {
                 batch.delete(vkey);
             }
         }
-        Ok(outcome)
+        Ok(())
     }
 
     /// Executes one command at `version`. `Ok(Err(_))` is a refusal; `Err(_)` a store failure.
@@ -966,11 +1039,12 @@ fn same_request(order: &Order, req: &OrderRequest) -> bool {
 fn prefetch_keys(entries: &[LogEntry], retain: u64) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for e in entries {
-        out.push(keys::dedup(&e.proposal.command_id));
         if let Some(old) = e.index.checked_sub(retain) {
             out.push(keys::dedup_by_version(old));
         }
-        match &e.proposal.command {
+        let Some(p) = &e.proposal else { continue };
+        out.push(keys::dedup(&p.command_id));
+        match &p.command {
             Command::CommitOrders { orders, .. } => {
                 out.extend(
                     orders

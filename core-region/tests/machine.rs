@@ -246,7 +246,7 @@ fn replayed_log_entries_are_skipped_and_gaps_refused() {
     }]));
     let entry = LogEntry {
         index: applied + 1,
-        proposal: p,
+        proposal: Some(p),
     };
     h.m_mut().apply(std::slice::from_ref(&entry)).unwrap();
     // A log replayed from the start after a crash: nothing applies twice.
@@ -257,7 +257,7 @@ fn replayed_log_entries_are_skipped_and_gaps_refused() {
     ));
     let gap = LogEntry {
         index: h.m().applied() + 2,
-        proposal: p,
+        proposal: Some(p),
     };
     assert!(matches!(
         h.m_mut().apply(&[gap]),

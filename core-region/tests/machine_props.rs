@@ -211,12 +211,12 @@ fn seed(m: &mut StateMachine) {
         .enumerate()
         .map(|(i, command)| LogEntry {
             index: i as u64 + 1,
-            proposal: Proposal {
+            proposal: Some(Proposal {
                 command_id: [200 + i as u8; 16],
                 fingerprint: [0; 16],
                 at_ms: 0,
                 command,
-            },
+            }),
         })
         .collect();
     m.apply(&entries).unwrap();
@@ -255,7 +255,7 @@ proptest! {
                     let id = ((i + k) as u128).to_be_bytes();
                     LogEntry {
                         index: first + k as u64,
-                        proposal: Proposal { command_id: id, fingerprint: id, at_ms: 0, command: command(&m, op) },
+                        proposal: Some(Proposal { command_id: id, fingerprint: id, at_ms: 0, command: command(&m, op) }),
                     }
                 })
                 .collect();

@@ -106,6 +106,45 @@ impl FdbStore {
         }
     }
 
+    /// Rows with full keys in `[begin, end)`, up to `limit`, in one transaction, with the
+    /// prefix taken off their keys.
+    fn scan_raw(&self, begin: Vec<u8>, end: Vec<u8>, limit: usize) -> Result<Rows, StoreError> {
+        let prefix_len = self.prefix.len();
+        block_on(self.db.run(|trx, _| {
+            let (begin, end) = (begin.clone(), end.clone());
+            async move {
+                let mut rows = Rows::new();
+                let mut opt = RangeOption {
+                    // FoundationDB takes its limit as a C int: "everything" is no limit.
+                    limit: (limit < i32::MAX as usize).then_some(limit),
+                    mode: StreamingMode::WantAll,
+                    ..RangeOption::from((
+                        KeySelector::first_greater_or_equal(begin),
+                        KeySelector::first_greater_or_equal(end),
+                    ))
+                };
+                let mut iteration = 1;
+                loop {
+                    let kvs = trx.get_range(&opt, iteration, false).await?;
+                    for kv in kvs.iter() {
+                        rows.push((kv.key()[prefix_len..].to_vec(), kv.value().to_vec()));
+                    }
+                    if rows.len() >= limit {
+                        rows.truncate(limit);
+                        break;
+                    }
+                    match opt.next_range(&kvs) {
+                        Some(next) => opt = next,
+                        None => break,
+                    }
+                    iteration += 1;
+                }
+                Ok(rows)
+            }
+        }))
+        .map_err(store_error)
+    }
+
     fn key(&self, k: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.prefix.len() + k.len());
         out.extend_from_slice(&self.prefix);
@@ -138,42 +177,8 @@ impl Store for FdbStore {
     }
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Rows, StoreError> {
-        let (begin, end) = (self.key(start), self.key(end));
-        let prefix_len = self.prefix.len();
-        block_on(self.db.run(|trx, _| {
-            let (begin, end) = (begin.clone(), end.clone());
-            async move {
-                let mut rows = Rows::new();
-                let mut opt = RangeOption {
-                    limit: Some(limit),
-                    mode: StreamingMode::WantAll,
-                    ..RangeOption::from((
-                        KeySelector::first_greater_or_equal(begin),
-                        KeySelector::first_greater_or_equal(end),
-                    ))
-                };
-                let mut iteration = 1;
-                loop {
-                    let kvs = trx.get_range(&opt, iteration, false).await?;
-                    for kv in kvs.iter() {
-                        rows.push((kv.key()[prefix_len..].to_vec(), kv.value().to_vec()));
-                    }
-                    if rows.len() >= limit {
-                        rows.truncate(limit);
-                        break;
-                    }
-                    match opt.next_range(&kvs) {
-                        Some(next) => opt = next,
-                        None => break,
-                    }
-                    iteration += 1;
-                }
-                Ok(rows)
-            }
-        }))
-        .map_err(store_error)
+        self.scan_raw(self.key(start), self.key(end), limit)
     }
-
     fn commit(&self, batch: &WriteBatch) -> Result<(), StoreError> {
         let applied_key = self.key(META_APPLIED);
         let token_key = self.key(META_BATCH_TOKEN);
@@ -213,6 +218,38 @@ impl Store for FdbStore {
                 }
                 trx.set(&applied_key, &to.to_be_bytes());
                 trx.set(&token_key, &token);
+                Ok(())
+            }
+        }))
+        .map_err(store_error)
+    }
+
+    fn dump(&self) -> Result<Rows, StoreError> {
+        // One read transaction (FoundationDB bounds it to 5 s): a region whose state takes
+        // longer to read needs its snapshots taken in pieces.
+        let mut end = self.prefix.clone();
+        end.push(0xff);
+        let (begin, end) = (self.prefix.clone(), end);
+        self.scan_raw(begin, end, usize::MAX)
+    }
+
+    fn replace_all(&self, rows: &Rows) -> Result<(), StoreError> {
+        // One transaction: FoundationDB takes at most 10 MB in one, which bounds the size of a
+        // snapshot this backend can install atomically.
+        let mut end = self.prefix.clone();
+        end.push(0xff);
+        let prefix = self.prefix.clone();
+        let rows: Vec<(Vec<u8>, Vec<u8>)> =
+            rows.iter().map(|(k, v)| (self.key(k), v.clone())).collect();
+        block_on(self.db.run(|trx, _maybe_committed| {
+            let (prefix, end, rows) = (&prefix, &end, &rows);
+            async move {
+                // Clearing and rewriting the same rows is idempotent, so a retry after a
+                // maybe-committed attempt is harmless.
+                trx.clear_range(prefix, end);
+                for (k, v) in rows {
+                    trx.set(k, v);
+                }
                 Ok(())
             }
         }))

@@ -82,6 +82,13 @@ pub trait Store: Send + Sync + 'static {
     /// Applies `batch` atomically and durably, or not at all.
     fn commit(&self, batch: &WriteBatch) -> Result<(), StoreError>;
 
+    /// Every row, read from one consistent snapshot (a replication snapshot of the region).
+    fn dump(&self) -> Result<Rows, StoreError>;
+
+    /// Replaces every row with `rows`, atomically and durably (installing a snapshot taken by
+    /// `dump` on another region).
+    fn replace_all(&self, rows: &Rows) -> Result<(), StoreError>;
+
     /// One value.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.get_many(&[key.to_vec()])?.pop().flatten())

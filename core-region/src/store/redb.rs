@@ -116,6 +116,29 @@ impl Store for RedbStore {
         }
         txn.commit().map_err(io)
     }
+
+    fn dump(&self) -> Result<Rows, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(KV).map_err(io)?;
+        let mut rows = Vec::new();
+        for item in t.iter().map_err(io)? {
+            let (k, v) = item.map_err(io)?;
+            rows.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(rows)
+    }
+
+    fn replace_all(&self, rows: &Rows) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(io)?;
+        {
+            let mut t = txn.open_table(KV).map_err(io)?;
+            t.retain(|_, _| false).map_err(io)?;
+            for (k, v) in rows {
+                t.insert(k.as_slice(), v.as_slice()).map_err(io)?;
+            }
+        }
+        txn.commit().map_err(io)
+    }
 }
 
 #[cfg(test)]
