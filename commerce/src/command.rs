@@ -83,6 +83,16 @@ pub enum Command {
 }
 
 impl Command {
+    /// How many items (prices, stock changes, orders) the command carries; 1 for the others.
+    pub fn items(&self) -> usize {
+        match self {
+            Command::PriceBatch(v) => v.len(),
+            Command::StockBatch(v) => v.len(),
+            Command::CommitOrders { orders, .. } => orders.len(),
+            _ => 1,
+        }
+    }
+
     /// A short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

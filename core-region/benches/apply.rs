@@ -1,11 +1,13 @@
 //! Durable apply throughput of the commerce state machine on a real redb file, each commit
-//! fsynced, against a baseline measured in the same run: raw redb commits of the same number of
-//! rows of the same size, which is the floor any state machine on this disk pays.
+//! fsynced, against a baseline measured in the same run: raw redb commits of the same rows,
+//! which is the floor any state machine on this disk pays.
 //!
 //! - price changes in batches of 1,000 (one command, one commit each);
-//! - edge order commits in batches of 100 (one command, one commit each);
-//! - the same price batches through the admin API over HTTP, 4 clients at once (JSON parsing,
-//!   the log driver's group commit and the reply included).
+//! - edge order commits in batches of 100 (one command, one commit each), under time-led
+//!   (UUIDv7) and random (UUIDv4) Idempotency-Keys;
+//! - edge order commits from 4 edges at once through admission and the Raft log of a region
+//!   (a fsynced log append, then the fsynced apply);
+//! - price batches through the admin API over HTTP, 4 clients at once (JSON, Raft, reply).
 //!
 //! Run: `cargo bench -p core-region --bench apply` (prints medians of 5 runs and the ratios).
 //! Set `TRADEWIND_BENCH_DIR` to put the files on another disk (default: the system temp dir).
@@ -18,9 +20,11 @@ use commerce::escrow::{Demand, GrantPolicy, StockOp};
 use commerce::order::{LineRequest, Order, OrderRequest, Origin, ShipTo, price_order};
 use commerce::{Country, Currency, CustomerId, EdgeId, Market, MarketId, Product, SkuId};
 use core_region::machine::{LogEntry, StateMachine};
-use core_region::sequencer::{Sequencer, SequencerLimits};
+use core_region::replicated::CoreApp;
 use core_region::store::redb::RedbStore;
+use core_region::writes::{WriteLimits, Writes};
 use redb::{Database, TableDefinition};
+use replication::raft::{Member, RaftNode, Timing};
 use tokio::sync::RwLock;
 
 const RUNS: usize = 5;
@@ -98,56 +102,62 @@ impl Machine {
     }
 
     fn seed(&mut self) {
-        for p in 0..SKUS / 200 {
-            let skus: Vec<serde_json::Value> = (0..200)
-                .map(|i| serde_json::json!({"sku": sku(p * 200 + i)}))
-                .collect();
-            let product: Product = serde_json::from_value(serde_json::json!({
-                "id": format!("P-{p}"), "title": "Bolt", "category": "industrial/fasteners", "skus": skus
-            }))
-            .unwrap();
-            self.apply(Command::UpsertProduct(product));
+        for c in catalog() {
+            self.apply(c);
         }
-        self.apply(Command::UpsertMarket(Market {
-            id: MarketId::new("sea").unwrap(),
-            countries: [Country::new("SG").unwrap()].into(),
-            currencies: [usd()].into(),
-        }));
-        for chunk in (0..SKUS).collect::<Vec<_>>().chunks(PRICE_BATCH) {
-            self.apply(Command::PriceBatch(
-                chunk.iter().map(|i| price(*i, 1_000)).collect(),
-            ));
-            self.apply(Command::StockBatch(
-                chunk
-                    .iter()
-                    .map(|i| commerce::command::StockChange {
-                        sku: sku(*i),
-                        op: StockOp::Set(1_000_000_000),
-                    })
-                    .collect(),
-            ));
-        }
-        // Grants for every run of the order benchmarks: each edge gets enough of every SKU,
-        // 1,000 grant commands per commit.
-        let per_sku = (RUNS * 3 * ORDER_BATCHES_PER_RUN * ORDER_BATCH / SKUS + 1) as u64;
-        let grants: Vec<Command> = (0..FORWARDERS)
-            .flat_map(|e| {
-                (0..SKUS).map(move |i| Command::Grant {
-                    edge: edge(e),
-                    sku: sku(i),
-                    demand: Demand::default(),
-                    policy: GrantPolicy {
-                        min_units: per_sku,
-                        max_units: per_sku,
-                        ..GrantPolicy::default()
-                    },
-                })
+        // Grants for every run of the order benchmarks, 1,000 grant commands per commit.
+        let per_sku = (RUNS * 2 * ORDER_BATCHES_PER_RUN * ORDER_BATCH / SKUS + 1) as u64;
+        let grants: Vec<Command> = (0..SKUS)
+            .map(|i| Command::Grant {
+                edge: edge(0),
+                sku: sku(i),
+                demand: Demand::default(),
+                policy: GrantPolicy {
+                    min_units: per_sku,
+                    max_units: per_sku,
+                    ..GrantPolicy::default()
+                },
             })
             .collect();
         for chunk in grants.chunks(1_000) {
             self.apply_many(chunk.to_vec());
         }
     }
+}
+
+/// The catalog every benchmark runs on: 10,000 SKUs in 50 products, priced and stocked.
+fn catalog() -> Vec<Command> {
+    let mut out = Vec::new();
+    for p in 0..SKUS / 200 {
+        let skus: Vec<serde_json::Value> = (0..200)
+            .map(|i| serde_json::json!({"sku": sku(p * 200 + i)}))
+            .collect();
+        let product: Product = serde_json::from_value(serde_json::json!({
+            "id": format!("P-{p}"), "title": "Bolt", "category": "industrial/fasteners", "skus": skus
+        }))
+        .unwrap();
+        out.push(Command::UpsertProduct(product));
+    }
+    out.push(Command::UpsertMarket(Market {
+        id: MarketId::new("sea").unwrap(),
+        countries: [Country::new("SG").unwrap()].into(),
+        currencies: [usd()].into(),
+    }));
+    for chunk in (0..SKUS).collect::<Vec<_>>().chunks(PRICE_BATCH) {
+        out.push(Command::PriceBatch(
+            chunk.iter().map(|i| price(*i, 1_000)).collect(),
+        ));
+        out.push(Command::StockBatch(
+            chunk
+                .iter()
+                .map(|i| commerce::command::StockChange {
+                    sku: sku(*i),
+                    op: StockOp::Set(1_000_000_000),
+                })
+                .collect(),
+        ));
+    }
+    out
 }
 
 fn edge(e: usize) -> EdgeId {
@@ -194,10 +204,15 @@ enum Keys {
 }
 
 /// `batches` commit batches of 100 orders accepted at `edge`, each order one unit of a SKU.
-fn order_batches(m: &Machine, edge: &EdgeId, batches: usize, keys: Keys) -> Vec<Command> {
+fn order_batches(
+    m: &RwLock<StateMachine>,
+    edge: &EdgeId,
+    batches: usize,
+    keys: Keys,
+) -> Vec<Command> {
     // Shoppers' clocks: 50 orders a millisecond across the mesh, from a fixed instant.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let m = m.m.blocking_read();
+    let m = m.blocking_read();
     let state = m.state();
     (0..batches)
         .map(|b| {
@@ -269,7 +284,7 @@ fn order_batches(m: &Machine, edge: &EdgeId, batches: usize, keys: Keys) -> Vec<
 /// Edge order commits per second applied straight to the state machine, one batch of 100 per
 /// durable commit.
 fn run_orders(m: &mut Machine, round: usize, keys: Keys) -> f64 {
-    let batches = order_batches(m, &edge(0), ORDER_BATCHES_PER_RUN, keys);
+    let batches = order_batches(&m.m, &edge(0), ORDER_BATCHES_PER_RUN, keys);
     if round == 0
         && matches!(keys, Keys::UuidV7)
         && let Command::CommitOrders { orders, .. } = &batches[0]
@@ -290,44 +305,100 @@ fn run_orders(m: &mut Machine, round: usize, keys: Keys) -> f64 {
     (ORDER_BATCHES_PER_RUN * ORDER_BATCH) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Edge order commits per second through the log driver, from `FORWARDERS` edges forwarding
-/// batches of 100 at once: the driver's group commit puts several batches in one durable commit.
-fn run_orders_concurrent(m: &Machine) -> f64 {
+/// A region as it runs: a group of one, writes going through admission and the Raft log (an
+/// fsynced log append, then the fsynced apply), on its own files and runtime.
+struct LogRegion {
+    rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+    machine: Arc<RwLock<StateMachine>>,
+    writes: Writes,
+}
+
+impl LogRegion {
+    fn new() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = bench_dir();
+        let store = Arc::new(RedbStore::open(&dir.path().join("core.redb")).unwrap());
+        let machine = Arc::new(RwLock::new(StateMachine::open(store).unwrap()));
+        let members = std::collections::BTreeMap::from([(
+            1,
+            Member {
+                name: "bench".into(),
+                raft_addr: String::new(),
+                admin_url: String::new(),
+            },
+        )]);
+        let app = Arc::new(CoreApp::new(Arc::clone(&machine)));
+        let node = rt
+            .block_on(RaftNode::start(
+                1,
+                members,
+                &dir.path().join("raft-log.redb"),
+                app,
+                None,
+                Timing::default(),
+            ))
+            .unwrap();
+        let writes = Writes::new(Arc::new(node), WriteLimits::default());
+        let region = LogRegion {
+            rt,
+            _dir: dir,
+            machine,
+            writes,
+        };
+        for c in catalog() {
+            region.propose(proposal(c));
+        }
+        region
+    }
+
+    fn propose(&self, p: Proposal) -> commerce::command::Outcome {
+        self.rt
+            .block_on(self.writes.propose(&p, std::time::Duration::from_secs(30)))
+            .unwrap()
+    }
+}
+
+fn proposal(command: Command) -> Proposal {
+    let id: [u8; 16] = rand::random();
+    Proposal {
+        command_id: id,
+        fingerprint: id,
+        at_ms: 1_000,
+        command,
+    }
+}
+
+/// Edge order commits per second through admission and the Raft log, from `FORWARDERS` edges
+/// forwarding batches of 100 at once. (Without grants, the units come from the pool: the same
+/// rows.)
+fn run_orders_via_log(r: &LogRegion) -> f64 {
     let per_edge = ORDER_BATCHES_PER_RUN / FORWARDERS;
-    let work: Vec<Vec<(Proposal, usize)>> = (0..FORWARDERS)
+    let work: Vec<Vec<Proposal>> = (0..FORWARDERS)
         .map(|e| {
-            order_batches(m, &edge(e), per_edge, Keys::UuidV7)
+            order_batches(&r.machine, &edge(e), per_edge, Keys::UuidV7)
                 .into_iter()
-                .map(|command| {
-                    let bytes = replication::codec::encode(1, &command).unwrap().len();
-                    let id: [u8; 16] = rand::random();
-                    let p = Proposal {
-                        command_id: id,
-                        fingerprint: id,
-                        at_ms: 1_000,
-                        command,
-                    };
-                    (p, bytes)
-                })
+                .map(proposal)
                 .collect()
         })
         .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let machine = Arc::clone(&m.m);
-    rt.block_on(async move {
-        let log = Sequencer::start(machine, SequencerLimits::default());
+    let writes = r.writes.clone();
+    r.rt.block_on(async move {
         let start = Instant::now();
         let tasks: Vec<_> = work
             .into_iter()
             .map(|batches| {
-                let log = log.clone();
+                let w = writes.clone();
                 tokio::spawn(async move {
-                    for (p, bytes) in batches {
-                        let out = log.propose(p, bytes).await.unwrap();
+                    for p in batches {
+                        let out = w
+                            .propose(&p, std::time::Duration::from_secs(30))
+                            .await
+                            .unwrap();
                         assert!(matches!(out, commerce::command::Outcome::Orders { .. }));
                     }
                 })
@@ -528,6 +599,7 @@ fn main() {
     // `cargo bench` passes `--bench`; a filter argument is accepted and ignored.
     let started = Instant::now();
     let mut m = Machine::new();
+    let via_log = LogRegion::new();
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); 9];
     // A price change overwrites one row of an existing SKU (~20 bytes: the entry's list, amount
     // and version).
@@ -566,7 +638,7 @@ fn main() {
         rates[4].push(run_orders(&mut m, round, Keys::UuidV4));
         let rows = order_rows(1, Placement::Scattered);
         rates[5].push(raw_orders.run(&rows, ORDER_BATCHES_PER_RUN, round) * per_batch);
-        rates[6].push(run_orders_concurrent(&m));
+        rates[6].push(run_orders_via_log(&via_log));
         let rows = order_rows(FORWARDERS, Placement::Rising);
         let commits = ORDER_BATCHES_PER_RUN / FORWARDERS;
         rates[7].push(raw_orders.run(&rows, commits, round + RUNS) * per_batch * FORWARDERS as f64);

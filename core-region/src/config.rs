@@ -2,13 +2,15 @@
 //! paths taken from the file's own directory (so a config means the same wherever it is run
 //! from). `tradewind core --config FILE --check-config` runs `CoreConfig::load` and stops.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use commerce::escrow::GrantPolicy;
 
 use crate::api::auth::TokenSet;
-use crate::sequencer::SequencerLimits;
+use crate::writes::WriteLimits;
+use replication::raft::{Member, NodeId, Timing};
 
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,11 +20,49 @@ pub struct CoreConfig {
     pub store: StoreConfig,
     pub admin: AdminConfig,
     #[serde(default)]
-    pub sequencer: SequencerLimits,
+    pub writes: WriteLimits,
+    /// The region group. Without this section the region is a group of one: it replicates to
+    /// no one and needs no certificates.
+    #[serde(default)]
+    pub raft: Option<RaftConfig>,
     /// How large the escrow grants this core makes are.
     #[serde(default)]
     pub grant_policy: GrantPolicy,
 }
+
+/// This region's place in the group of core regions.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftConfig {
+    /// This region's id in `members`.
+    pub node_id: NodeId,
+    /// Where this region takes Raft traffic (QUIC); port 0 picks one.
+    pub listen: SocketAddr,
+    /// The deployment's certificates (`tradewind certs init`): `ca.pem`, `<region>.pem` and
+    /// `<region>.key`.
+    pub certs_dir: PathBuf,
+    /// The Raft log (a redb file). By default next to a redb store, as `raft-log.redb`.
+    #[serde(default)]
+    pub log_path: Option<PathBuf>,
+    /// The initial voters, this region among them (3 or 5 regions; 1 works, alone).
+    pub members: Vec<MemberConfig>,
+    #[serde(default)]
+    pub timing: Timing,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    pub id: NodeId,
+    /// The region's name, as in its certificate.
+    pub name: String,
+    pub raft_addr: String,
+    pub admin_url: String,
+}
+
+/// Voters a group may have: one per region, and more than seven regions would make every
+/// commit wait on a distant majority.
+pub const MEMBERS_MAX: usize = 7;
 
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
@@ -107,6 +147,16 @@ impl CoreConfig {
         {
             *cluster_file = base.join(&*cluster_file);
         }
+        if let Some(r) = &mut c.raft {
+            if r.certs_dir.is_relative() {
+                r.certs_dir = base.join(&r.certs_dir);
+            }
+            if let Some(p) = &mut r.log_path
+                && p.is_relative()
+            {
+                *p = base.join(&*p);
+            }
+        }
         c.check().map_err(|message| ConfigError::Invalid {
             path: shown,
             message,
@@ -132,18 +182,17 @@ impl CoreConfig {
                     .into(),
             );
         }
-        let s = &self.sequencer;
-        if s.queue_max == 0
-            || s.batch_commands_max == 0
-            || s.batch_items_max == 0
-            || s.batch_bytes_max < crate::api::COMMAND_MAX_BYTES
-            || s.queue_bytes_max < s.batch_bytes_max
-        {
+        let w = &self.writes;
+        if w.inflight_max == 0 || w.inflight_bytes_max < crate::api::COMMAND_MAX_BYTES {
             return Err(format!(
-                "sequencer limits must be positive, with batch_bytes_max >= {} and queue_bytes_max >= batch_bytes_max",
+                "writes: need inflight_max > 0 and inflight_bytes_max >= {}",
                 crate::api::COMMAND_MAX_BYTES
             ));
         }
+        if let Some(r) = &self.raft {
+            check_raft(&self.region, r)?;
+        }
+        self.raft_log_path()?;
         let g = &self.grant_policy;
         if g.max_share_bps > 10_000 || g.horizon_ms == 0 || g.min_units > g.max_units {
             return Err(
@@ -163,6 +212,86 @@ impl CoreConfig {
             }
         }
         Ok(())
+    }
+}
+
+fn check_raft(region: &str, r: &RaftConfig) -> Result<(), String> {
+    if r.members.is_empty() || r.members.len() > MEMBERS_MAX {
+        return Err(format!("raft.members: 1 to {MEMBERS_MAX} regions"));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut names = std::collections::BTreeSet::new();
+    for m in &r.members {
+        replication::certs::check_node_name(&m.name).map_err(|e| format!("raft.members: {e}"))?;
+        if !ids.insert(m.id) || !names.insert(m.name.as_str()) {
+            return Err(format!(
+                "raft.members: id {} or name {} appears twice",
+                m.id, m.name
+            ));
+        }
+        m.raft_addr
+            .parse::<SocketAddr>()
+            .map_err(|e| format!("raft.members: {}: raft_addr {:?}: {e}", m.name, m.raft_addr))?;
+    }
+    match r.members.iter().find(|m| m.id == r.node_id) {
+        Some(me) if me.name == region => Ok(()),
+        Some(me) => Err(format!(
+            "raft.node_id {} is {} in raft.members, but this region is {region}",
+            r.node_id, me.name
+        )),
+        None => Err(format!("raft.node_id {} is not in raft.members", r.node_id)),
+    }
+}
+
+impl CoreConfig {
+    /// Where the Raft log lives.
+    pub fn raft_log_path(&self) -> Result<PathBuf, String> {
+        if let Some(p) = self.raft.as_ref().and_then(|r| r.log_path.clone()) {
+            return Ok(p);
+        }
+        match &self.store {
+            StoreConfig::Redb { path } => Ok(path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("raft-log.redb")),
+            StoreConfig::Foundationdb { .. } => Err(
+                "with store.backend = \"foundationdb\", set raft.log_path (a local file)".into(),
+            ),
+        }
+    }
+
+    /// This region's id and the group's initial voters. Without a `[raft]` section: a group of
+    /// one, this region.
+    pub fn members(&self) -> (NodeId, BTreeMap<NodeId, Member>) {
+        match &self.raft {
+            Some(r) => (
+                r.node_id,
+                r.members
+                    .iter()
+                    .map(|m| {
+                        (
+                            m.id,
+                            Member {
+                                name: m.name.clone(),
+                                raft_addr: m.raft_addr.clone(),
+                                admin_url: m.admin_url.clone(),
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
+            None => (
+                1,
+                BTreeMap::from([(
+                    1,
+                    Member {
+                        name: self.region.clone(),
+                        raft_addr: String::new(),
+                        admin_url: format!("http://{}", self.admin.listen),
+                    },
+                )]),
+            ),
+        }
     }
 }
 

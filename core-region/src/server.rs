@@ -9,12 +9,17 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::RwLock;
 
+use replication::raft::RaftNode;
+use replication::tls::NodeTls;
+use replication::transport::Transport;
+
 use crate::api::auth::TokenSet;
 use crate::api::{self, AppState};
 use crate::config::{CoreConfig, StoreConfig};
 use crate::machine::{MachineError, StateMachine};
-use crate::sequencer::Sequencer;
+use crate::replicated::CoreApp;
 use crate::store::{Store, StoreError};
+use crate::writes::Writes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -35,6 +40,8 @@ pub enum StartError {
 #[derive(Debug, Clone, Copy)]
 pub struct Started {
     pub admin: SocketAddr,
+    /// Where it takes Raft traffic, when it is part of a group of several regions.
+    pub raft: Option<SocketAddr>,
     pub version: u64,
 }
 
@@ -79,6 +86,17 @@ fn open_store(config: &StoreConfig) -> Result<(Arc<dyn Store>, Backend), StartEr
     }
 }
 
+/// Binds the QUIC endpoint of a region that has a `[raft]` section.
+fn bind_transport(config: &CoreConfig) -> Result<Option<Arc<Transport>>, StartError> {
+    let Some(r) = &config.raft else {
+        return Ok(None);
+    };
+    let tls = NodeTls::load(&r.certs_dir, &config.region)
+        .map_err(|e| StartError::Other(format!("raft certificates: {e}")))?;
+    let t = Transport::bind(r.listen, &tls).map_err(|e| StartError::Other(e.to_string()))?;
+    Ok(Some(Arc::new(t)))
+}
+
 /// Serves a core until `shutdown` resolves. `on_ready` is called once the admin API listens.
 pub async fn serve(
     config: CoreConfig,
@@ -103,14 +121,36 @@ pub async fn serve(
         "state loaded"
     );
     let machine = Arc::new(RwLock::new(machine));
-    let sequencer = Sequencer::start(Arc::clone(&machine), config.sequencer);
+    let transport = bind_transport(&config)?;
+    let raft_addr = match &transport {
+        Some(t) => Some(
+            t.local_addr()
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let (id, members) = config.members();
+    let log_path = config.raft_log_path().map_err(StartError::Other)?;
+    let timing = config.raft.as_ref().map(|r| r.timing).unwrap_or_default();
+    let node = RaftNode::start(
+        id,
+        members,
+        &log_path,
+        Arc::new(CoreApp::new(Arc::clone(&machine))),
+        transport,
+        timing,
+    )
+    .await
+    .map_err(|e| StartError::Other(e.to_string()))?;
+    let node = Arc::new(node);
+    let writes = Writes::new(Arc::clone(&node), config.writes);
     let tokens = TokenSet::from_hex(&config.admin.token_sha256)
         .map_err(|e| StartError::Other(e.to_string()))?;
     let state = AppState {
         region: config.region.clone(),
         machine,
         store,
-        sequencer,
+        writes,
         tokens: Arc::new(tokens),
         grant_policy: config.grant_policy,
         write_timeout: Duration::from_millis(config.admin.write_timeout_ms),
@@ -126,8 +166,12 @@ pub async fn serve(
         addr: config.admin.listen,
         source,
     })?;
-    tracing::info!(%admin, "admin API listening");
-    on_ready(Started { admin, version });
+    tracing::info!(%admin, ?raft_addr, "admin API listening");
+    on_ready(Started {
+        admin,
+        raft: raft_addr,
+        version,
+    });
     let app = api::router(
         state,
         config.admin.body_max_bytes,
@@ -137,6 +181,10 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
-    tracing::info!("admin API stopped; core shut down cleanly");
+    tracing::info!("admin API stopped; stopping raft");
+    if let Ok(node) = Arc::try_unwrap(node) {
+        node.shutdown().await;
+    }
+    tracing::info!("core shut down cleanly");
     Ok(())
 }

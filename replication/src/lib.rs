@@ -16,6 +16,7 @@
 
 pub mod certs;
 pub mod codec;
+pub mod failpoint;
 pub mod frame;
 pub mod raft;
 pub mod tls;

@@ -190,7 +190,7 @@ impl Cluster {
             self.members.clone(),
             &self.data(id).join("log.redb"),
             Arc::clone(&app),
-            Arc::new(transport),
+            Some(Arc::new(transport)),
             timing(),
         )
         .await

@@ -156,8 +156,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let region = cfg.region.clone();
             runtime()?.block_on(core_region::server::serve(cfg, shutdown_signal(), |s| {
                 // One line on stdout that scripts and tests wait for.
+                let raft = s.raft.map_or_else(|| "none".to_owned(), |a| a.to_string());
                 println!(
-                    "tradewind core ready: region={region} admin=http://{} version={}",
+                    "tradewind core ready: region={region} admin=http://{} raft={raft} version={}",
                     s.admin, s.version
                 );
                 if let Some(token) = loader_token {

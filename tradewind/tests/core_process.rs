@@ -80,7 +80,7 @@ fn amounts_on_disk(dir: &Path) -> (BTreeSet<i64>, u64) {
 }
 
 /// Sends a full price batch to a core armed with `failpoint`, waits for it to die, and reads
-/// what its store holds afterwards.
+/// what its store holds afterwards (before any restart).
 async fn crash_during_batch(
     config: &Path,
     failpoint: &str,
@@ -96,23 +96,78 @@ async fn crash_during_batch(
     amounts_on_disk(config.parent().unwrap())
 }
 
+/// Restarts the core and waits until it has applied everything its log holds (a committed entry
+/// it had not applied before it died is applied now), then stops it and reads its store.
+async fn after_restart(config: &Path) -> (BTreeSet<i64>, u64) {
+    let mut core = CoreProcess::start(config, &[]);
+    // A group of one commits what its log holds once it has elected itself: wait until the
+    // applied version stops moving past the election.
+    let http = client();
+    let mut last = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: Value = http
+            .get(core.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let cluster: Value = http
+            .get(core.url("/admin/v1/cluster"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let leads = cluster["leader"].as_str().is_some();
+        if leads && last == Some(v["version"].clone()) {
+            break;
+        }
+        last = Some(v["version"].clone());
+        assert!(tokio::time::Instant::now() < deadline, "core never settled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    core.kill();
+    amounts_on_disk(config.parent().unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_in_the_middle_of_a_batch_leaves_none_of_it() {
+async fn a_crash_anywhere_in_a_batch_leaves_all_of_it_or_none() {
     let (_dir, config) = seeded(100).await;
 
-    // The process dies with half of the batch's rows written into the file, uncommitted.
+    // Dies while appending the batch to its log: never committed, so none of it, ever.
     let (amounts, _) =
-        crash_during_batch(&config, "store.commit.mid_write:5000", 200, "crash-1").await;
+        crash_during_batch(&config, "raft.log.before_commit:100000", 200, "crash-1").await;
     assert_eq!(amounts, BTreeSet::from([100]), "none of the batch");
+    assert_eq!(
+        after_restart(&config).await.0,
+        BTreeSet::from([100]),
+        "none after restart"
+    );
 
-    // The process dies after the commit, before anyone heard of it.
+    // Dies halfway through writing the batch's rows into its store: not one row of it is
+    // there; the batch is committed in the log, so the restarted core applies all of it.
+    let (amounts, _) =
+        crash_during_batch(&config, "store.commit.mid_write:5000", 300, "crash-2").await;
+    assert_eq!(amounts, BTreeSet::from([100]), "no half batch in the store");
+    assert_eq!(
+        after_restart(&config).await.0,
+        BTreeSet::from([300]),
+        "all after restart"
+    );
+
+    // Dies after applying, before anyone heard of it: all of it.
     let (amounts, version) =
-        crash_during_batch(&config, "sequencer.after_apply:5000", 300, "crash-2").await;
-    assert_eq!(amounts, BTreeSet::from([300]), "all of the batch");
+        crash_during_batch(&config, "apply.after_commit:5000", 400, "crash-3").await;
+    assert_eq!(amounts, BTreeSet::from([400]), "all of the batch");
 
     // The client retries with the same key: the first outcome, not a second application.
     let core = CoreProcess::start(&config, &[]);
-    let res = price_batch(&core.admin, 300, "crash-2").await.unwrap();
+    let res = price_batch(&core.admin, 400, "crash-3").await.unwrap();
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["version"], version, "{body}");
 }
@@ -161,7 +216,15 @@ async fn sigkill_at_any_moment_is_all_or_nothing() {
         core.kill();
         let _ = send.await;
         drop(core);
-        let (amounts, _) = amounts_on_disk(dir.path());
+        // What the store holds right after the kill, and once the log's committed entries are
+        // applied by a restart: each all of a batch or none of it.
+        let (at_kill, _) = amounts_on_disk(dir.path());
+        assert_eq!(
+            at_kill.len(),
+            1,
+            "round {round}: mixed amounts right after the kill"
+        );
+        let (amounts, _) = after_restart(&config).await;
         let all = amounts == BTreeSet::from([new]);
         let none = amounts == BTreeSet::from([expected_old]);
         assert!(

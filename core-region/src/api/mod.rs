@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::RwLock;
 
 use crate::machine::StateMachine;
-use crate::sequencer::{ProposeError, Sequencer};
 use crate::store::Store;
+use crate::writes::{ProposeError, Writes};
 use auth::TokenSet;
 use problem::{Problem, ProblemType};
 
@@ -36,7 +36,8 @@ pub struct AppState {
     pub region: String,
     pub machine: Arc<RwLock<StateMachine>>,
     pub store: Arc<dyn Store>,
-    pub sequencer: Sequencer,
+    /// Where writes enter the region group's log.
+    pub writes: Writes,
     pub tokens: Arc<TokenSet>,
     pub grant_policy: GrantPolicy,
     /// How long a write may wait for the log before the caller is told to retry.
@@ -52,6 +53,11 @@ pub fn router(state: AppState, body_max_bytes: usize, request_timeout: Duration)
         .merge(stock::routes())
         .merge(orders::routes())
         .route("/admin/v1/cluster", get(cluster))
+        .route("/admin/v1/cluster/members", axum::routing::post(add_member))
+        .route(
+            "/admin/v1/cluster/members/{id}",
+            axum::routing::delete(remove_member),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
@@ -112,21 +118,95 @@ async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok", "region": s.region, "version": version}))
 }
 
+/// The region group as its leader sees it (asked of the leader when this region does not lead).
 async fn cluster(State(s): State<AppState>) -> Json<serde_json::Value> {
-    let version = s.machine.read().await.applied();
-    // One member until regions replicate: this region leads itself, with no lag.
+    let v = s.writes.node().view(Duration::from_secs(2)).await;
+    let members: Vec<serde_json::Value> = v
+        .members
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "region": m.name,
+                "id": m.id,
+                "role": m.role,
+                "applied_version": m.applied_version,
+                "lag_ms": m.lag_ms,
+                "raft_addr": m.raft_addr,
+                "admin_url": m.admin_url,
+            })
+        })
+        .collect();
     Json(serde_json::json!({
-        "leader": s.region,
-        "term": 1,
-        "version": version,
-        "members": [{
-            "region": s.region,
-            "role": "leader",
-            "applied_version": version,
-            "lag_ms": 0,
-        }],
+        "leader": v.leader,
+        "term": v.term,
+        "version": v.version,
+        "members": members,
+        "answered_by": v.answered_by,
         "started_at_ms": s.started_at_ms,
     }))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewMember {
+    id: replication::raft::NodeId,
+    name: String,
+    raft_addr: String,
+    admin_url: String,
+    /// A voter takes part in commits; a learner only follows.
+    #[serde(default = "yes")]
+    voter: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn membership_problem(e: replication::raft::MembershipError) -> Problem {
+    match e {
+        replication::raft::MembershipError::NotLeader(_) => {
+            Problem::new(ProblemType::NotLeader, e.to_string())
+        }
+        replication::raft::MembershipError::Refused(_) => {
+            Problem::new(ProblemType::Conflict, e.to_string())
+        }
+    }
+}
+
+/// Adds a region to the group: it catches up as a learner, then votes.
+async fn add_member(
+    State(s): State<AppState>,
+    Body(m): Body<NewMember>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    replication::certs::check_node_name(&m.name)
+        .map_err(|e| Problem::new(ProblemType::InvalidBody, e.to_string()))?;
+    m.raft_addr
+        .parse::<std::net::SocketAddr>()
+        .map_err(|e| Problem::new(ProblemType::InvalidBody, format!("raft_addr: {e}")))?;
+    let member = replication::raft::Member {
+        name: m.name,
+        raft_addr: m.raft_addr,
+        admin_url: m.admin_url,
+    };
+    s.writes
+        .node()
+        .add_member(m.id, member, m.voter)
+        .await
+        .map_err(membership_problem)?;
+    Ok(cluster(State(s)).await)
+}
+
+/// Removes a region from the group.
+async fn remove_member(
+    State(s): State<AppState>,
+    Path(id): Path<replication::raft::NodeId>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    s.writes
+        .node()
+        .remove_member(id)
+        .await
+        .map_err(membership_problem)?;
+    Ok(cluster(State(s)).await)
 }
 
 /// A JSON body whose every rejection is a problem document.
@@ -220,7 +300,6 @@ pub async fn submit(
             ),
         ));
     }
-    let bytes = encoded.len();
     let command_id = match key {
         Some(k) => digest16(&[route.as_bytes(), k.as_bytes()]),
         None => rand::random(),
@@ -231,19 +310,19 @@ pub async fn submit(
         at_ms: now_ms(),
         command,
     };
-    let outcome = tokio::time::timeout(s.write_timeout, s.sequencer.propose(proposal, bytes))
+    let outcome = s
+        .writes
+        .propose(&proposal, s.write_timeout)
         .await
-        .map_err(|_| {
-            Problem::new(
-                ProblemType::Timeout,
-                "the write did not finish in time and may still be applied; retry with the same Idempotency-Key",
-            )
-        })?
         .map_err(|e| match e {
             ProposeError::Overloaded => {
                 Problem::new(ProblemType::Overloaded, e.to_string()).retry_after(1)
             }
-            ProposeError::Unavailable(_) => {
+            ProposeError::Timeout(_) => Problem::new(
+                ProblemType::Timeout,
+                "the write did not commit in time and may still; retry with the same Idempotency-Key",
+            ),
+            ProposeError::NoLeader(_) | ProposeError::Unavailable(_) => {
                 Problem::new(ProblemType::Unavailable, e.to_string()).retry_after(1)
             }
         })?;

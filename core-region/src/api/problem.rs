@@ -28,6 +28,7 @@ pub enum ProblemType {
     UnknownMarket,
     UnknownPromotion,
     Conflict,
+    NotLeader,
     HeldInGrants,
     OutOfStock,
     NotSoldInMarket,
@@ -96,6 +97,11 @@ impl ProblemType {
             UnknownMarket => ("unknown-market", S::UNPROCESSABLE_ENTITY, "Unknown market"),
             UnknownPromotion => ("unknown-promotion", S::NOT_FOUND, "Unknown promotion"),
             Conflict => ("conflict", S::CONFLICT, "Conflicts with existing data"),
+            NotLeader => (
+                "not-leader",
+                S::MISDIRECTED_REQUEST,
+                "Send this to the region that leads the group",
+            ),
             HeldInGrants => (
                 "held-in-grants",
                 S::CONFLICT,

@@ -6,8 +6,8 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{Op, RECORD_FORMAT, Rows, Store, StoreError, WriteBatch, decode_applied};
-use crate::failpoint;
 use commerce::keys::{META_APPLIED, META_FORMAT};
+use replication::failpoint;
 
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 

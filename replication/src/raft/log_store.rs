@@ -62,6 +62,11 @@ impl LogStore {
         Ok(LogStore { db: Arc::new(db) })
     }
 
+    /// The last log id known committed (what Raft recorded with `save_committed`).
+    pub fn committed(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        Ok(self.get_meta::<Option<LogId<NodeId>>>(COMMITTED)?.flatten())
+    }
+
     fn get_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError<NodeId>> {
         let txn = self.db.begin_read().map_err(read_err)?;
         let t = txn.open_table(META).map_err(read_err)?;
@@ -69,9 +74,20 @@ impl LogStore {
         v.map(|v| dec(v.value())).transpose()
     }
 
-    fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError<NodeId>> {
+    /// Writes one metadata value; `durable` ones are fsynced before this returns, the others
+    /// reach the disk with the next durable commit.
+    fn put_meta<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        durable: bool,
+    ) -> Result<(), StorageError<NodeId>> {
         let bytes = enc(value)?;
-        let txn = self.db.begin_write().map_err(write_err)?;
+        let mut txn = self.db.begin_write().map_err(write_err)?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(write_err)?;
+        }
         {
             let mut t = txn.open_table(META).map_err(write_err)?;
             t.insert(key, bytes.as_slice()).map_err(write_err)?;
@@ -108,7 +124,37 @@ impl LogStore {
     }
 }
 
+/// Most bytes of entries one read returns for replication: an AppendEntries message stays well
+/// inside the transport's frame limit however large single commands are.
+const REPLICATION_READ_MAX_BYTES: usize = 8 * 1024 * 1024;
+
 impl RaftLogReader<Mesh> for LogStore {
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError<NodeId>> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(read_err)?;
+            let t = txn.open_table(ENTRIES).map_err(read_err)?;
+            let mut out = Vec::new();
+            let mut bytes = 0;
+            for item in t.range(start..end).map_err(read_err)? {
+                let (_, v) = item.map_err(read_err)?;
+                // At least one entry, so replication always makes progress.
+                if !out.is_empty() && bytes + v.value().len() > REPLICATION_READ_MAX_BYTES {
+                    break;
+                }
+                bytes += v.value().len();
+                out.push(dec::<Entry>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(read_err)?
+    }
+
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
@@ -147,7 +193,8 @@ impl RaftLogStorage<Mesh> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.put_meta(VOTE, vote)
+        // A vote must survive a crash, or a member could vote twice in one term.
+        self.put_meta(VOTE, vote, true)
             .map_err(|e| StorageIOError::write_vote(AnyError::error(e.to_string())).into())
     }
 
@@ -159,7 +206,9 @@ impl RaftLogStorage<Mesh> for LogStore {
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
-        self.put_meta(COMMITTED, &committed)
+        // Only a hint for a faster restart (what is committed can always be learnt again from
+        // the group), so it rides on the next fsync instead of paying one of its own.
+        self.put_meta(COMMITTED, &committed, false)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
@@ -189,6 +238,11 @@ impl RaftLogStorage<Mesh> for LogStore {
                         .map_err(|e| e.to_string())?;
                 }
             }
+            // A crash here: the entries never became durable, so they were never committed.
+            crate::failpoint::hit(
+                "raft.log.before_commit",
+                rows.iter().map(|(_, b)| b.len()).sum(),
+            );
             // Durability::Immediate (redb's default): fsynced when commit returns.
             txn.commit().map_err(|e| e.to_string())
         })

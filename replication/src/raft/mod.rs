@@ -105,6 +105,8 @@ pub enum MeshRequest {
     InstallSnapshot(InstallSnapshotRequest<Mesh>),
     /// A command a member forwards to the leader.
     Write(Payload),
+    /// The group as the leader sees it.
+    View,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -113,6 +115,43 @@ pub enum MeshResponse {
     Vote(Result<VoteResponse<NodeId>, String>),
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, String>),
     Write(Result<Payload, WriteError>),
+    View(Box<ClusterView>),
+    Refused(String),
+}
+
+/// The group as one member sees it (the leader sees the most: how far each member is).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    pub leader: Option<String>,
+    pub term: u64,
+    /// The last entry applied by the member that answers.
+    pub version: u64,
+    pub members: Vec<MemberView>,
+    /// Which member answered.
+    pub answered_by: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub id: NodeId,
+    pub name: String,
+    /// `leader`, `follower` or `learner`.
+    pub role: String,
+    /// How far the member's log is known to match the leader's (its own last applied entry
+    /// when it answers for itself).
+    pub applied_version: Option<u64>,
+    /// How old the oldest entry is that the member has not acknowledged (0 when caught up).
+    pub lag_ms: Option<u64>,
+    pub raft_addr: String,
+    pub admin_url: String,
+}
+
+/// Why a membership change was not made.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MembershipError {
+    #[error("this member does not lead; ask the leader ({0})")]
+    NotLeader(String),
+    #[error("{0}")]
     Refused(String),
 }
 
@@ -123,9 +162,15 @@ pub enum WriteError {
     /// majority); retry with the same command.
     #[error("no leader: {0}")]
     NoLeader(String),
+    /// Not committed in the time given; it may still commit, so retry with the same command.
+    #[error("not committed in time: {0}")]
+    Timeout(String),
     #[error("the group is unavailable: {0}")]
     Unavailable(String),
 }
+
+/// How long a starting member may take to apply what its log holds committed.
+const STARTUP_APPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Raft timing, in milliseconds (see the module docs for why these defaults).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +228,7 @@ pub enum StartError {
 /// Answers other members' messages.
 struct MeshHandler {
     raft: Raft<Mesh>,
+    lag: Arc<LagTracker>,
     /// Members as configured: a message's claimed sender must be the node its certificate names.
     known: BTreeMap<NodeId, Member>,
 }
@@ -246,6 +292,7 @@ impl Handler for MeshHandler {
                         .map_err(|e| e.to_string()),
                 )
             }
+            MeshRequest::View => MeshResponse::View(Box::new(view(&self.raft, &self.lag))),
             MeshRequest::Write(payload) => {
                 let known = self.known.values().any(|m| m.name == peer)
                     || self
@@ -262,6 +309,107 @@ impl Handler for MeshHandler {
                 MeshResponse::Write(write_local(&self.raft, payload).await)
             }
         }
+    }
+}
+
+/// Records when each log index was reached, so that a member's lag can be told in time: the
+/// age of the oldest entry it has not acknowledged.
+pub struct LagTracker {
+    samples: std::sync::Mutex<std::collections::VecDeque<(u64, tokio::time::Instant)>>,
+}
+
+/// Samples kept: at one per metrics change, minutes of history at full write speed.
+const LAG_SAMPLES_MAX: usize = 8_192;
+
+impl LagTracker {
+    fn start(raft: &Raft<Mesh>) -> Arc<Self> {
+        let tracker = Arc::new(LagTracker {
+            samples: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        });
+        let mut rx = raft.metrics();
+        let t = Arc::clone(&tracker);
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let last = rx.borrow().last_log_index;
+                if let Some(i) = last {
+                    t.record(i, tokio::time::Instant::now());
+                }
+            }
+        });
+        tracker
+    }
+
+    fn record(&self, index: u64, at: tokio::time::Instant) {
+        let mut s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        if s.back().is_none_or(|(i, _)| *i < index) {
+            s.push_back((index, at));
+            if s.len() > LAG_SAMPLES_MAX {
+                s.pop_front();
+            }
+        }
+    }
+
+    /// Milliseconds since the first entry after `matched` was appended here.
+    fn lag_ms(&self, matched: Option<u64>) -> u64 {
+        let s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let matched = matched.unwrap_or(0);
+        match s.iter().find(|(i, _)| *i > matched) {
+            Some((_, at)) => at.elapsed().as_millis() as u64,
+            None => 0,
+        }
+    }
+}
+
+/// The group as this member sees it.
+fn view(raft: &Raft<Mesh>, lag: &LagTracker) -> ClusterView {
+    let m = raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+    let members = membership
+        .nodes()
+        .map(|(id, node)| {
+            let role = if Some(*id) == m.current_leader {
+                "leader"
+            } else if voters.contains(id) {
+                "follower"
+            } else {
+                "learner"
+            };
+            let (applied_version, lag_ms) = if *id == m.id {
+                (
+                    m.last_applied.map(|l| l.index),
+                    (Some(*id) == m.current_leader).then_some(0),
+                )
+            } else {
+                match m.replication.as_ref().and_then(|r| r.get(id)) {
+                    Some(matched) => {
+                        let matched = matched.map(|l| l.index);
+                        (matched, Some(lag.lag_ms(matched)))
+                    }
+                    None => (None, None),
+                }
+            };
+            MemberView {
+                id: *id,
+                name: node.name.clone(),
+                role: role.into(),
+                applied_version,
+                lag_ms,
+                raft_addr: node.raft_addr.clone(),
+                admin_url: node.admin_url.clone(),
+            }
+        })
+        .collect();
+    ClusterView {
+        leader: m
+            .current_leader
+            .and_then(|l| membership.get_node(&l).map(|n| n.name.clone())),
+        term: m.current_term,
+        version: m.last_applied.map_or(0, |l| l.index),
+        members,
+        answered_by: membership
+            .get_node(&m.id)
+            .map_or_else(|| m.id.to_string(), |n| n.name.clone()),
     }
 }
 
@@ -283,45 +431,78 @@ async fn write_local(raft: &Raft<Mesh>, payload: Payload) -> Result<Payload, Wri
 pub struct RaftNode {
     pub raft: Raft<Mesh>,
     pub id: NodeId,
-    transport: Arc<Transport>,
-    serving: tokio::task::JoinHandle<()>,
+    transport: Option<Arc<Transport>>,
+    serving: Option<tokio::task::JoinHandle<()>>,
+    lag: Arc<LagTracker>,
     /// How long one forwarded write may take.
     forward_timeout: Duration,
 }
 
 impl RaftNode {
     /// Starts member `id` of a group whose initial voters are `members`, with its log in
-    /// `log_path`, its state in `app`, and its traffic on `transport` (which it now serves).
-    /// A fresh group is initialized with `members`; every member may do so, with the same list.
+    /// `log_path`, its state in `app`, and its traffic on `transport` (which it now serves; a
+    /// group of one member needs none). A fresh group is initialized with `members`; every
+    /// member may do so, with the same list.
     pub async fn start<A: App>(
         id: NodeId,
         members: BTreeMap<NodeId, Member>,
         log_path: &Path,
         app: Arc<A>,
-        transport: Arc<Transport>,
+        transport: Option<Arc<Transport>>,
         timing: Timing,
     ) -> Result<Self, StartError> {
         let config = Arc::new(timing.config("tradewind").map_err(StartError::Config)?);
         let log = LogStore::open(log_path).map_err(|e| StartError::Log(e.to_string()))?;
+        let committed = log
+            .committed()
+            .map_err(|e| StartError::Log(e.to_string()))?;
         let network = Network {
-            transport: Arc::clone(&transport),
+            transport: transport.clone(),
         };
         let raft = Raft::new(id, config, network, log, StateMachine::new(app))
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let serving = transport.serve(Arc::new(MeshHandler {
-            raft: raft.clone(),
-            known: members.clone(),
-        }));
-        match raft.initialize(members).await {
-            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-            Err(e) => return Err(StartError::Raft(e.to_string())),
+        let lag = LagTracker::start(&raft);
+        let serving = transport.as_ref().map(|t| {
+            t.serve(Arc::new(MeshHandler {
+                raft: raft.clone(),
+                lag: Arc::clone(&lag),
+                known: members.clone(),
+            }))
+        });
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if !initialized {
+            match raft.initialize(members).await {
+                // Another member initialized the group first: the same group.
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(StartError::Raft(e.to_string())),
+            }
+        }
+        // Entries this member knew committed before it stopped are applied before it serves:
+        // a restarted region answers with all it had, never with less.
+        if let Some(c) = committed {
+            let mut rx = raft.metrics();
+            let caught_up = tokio::time::timeout(
+                STARTUP_APPLY_TIMEOUT,
+                rx.wait_for(|m| m.last_applied.is_some_and(|l| l.index >= c.index)),
+            )
+            .await;
+            if !matches!(caught_up, Ok(Ok(_))) {
+                return Err(StartError::Raft(format!(
+                    "could not apply the log's committed entries up to {} within {STARTUP_APPLY_TIMEOUT:?}",
+                    c.index
+                )));
+            }
         }
         Ok(RaftNode {
             raft,
             id,
             transport,
             serving,
+            lag,
             forward_timeout: Duration::from_secs(10),
         })
     }
@@ -344,7 +525,7 @@ impl RaftNode {
             let result = tokio::time::timeout_at(deadline, attempt)
                 .await
                 .unwrap_or_else(|_| {
-                    Err(WriteError::Unavailable(format!(
+                    Err(WriteError::Timeout(format!(
                         "not committed within {patience:?}: no majority reachable?"
                     )))
                 });
@@ -376,8 +557,11 @@ impl RaftNode {
         let addr = member.raft_addr.parse().map_err(|e| {
             WriteError::Unavailable(format!("leader address {}: {e}", member.raft_addr))
         })?;
-        match self
+        let transport = self
             .transport
+            .as_ref()
+            .ok_or_else(|| WriteError::NoLeader("a group of one has no other leader".into()))?;
+        match transport
             .call::<_, MeshResponse>(
                 &member.name,
                 addr,
@@ -400,10 +584,124 @@ impl RaftNode {
         self.raft.metrics().borrow().clone()
     }
 
+    /// The group as the leader sees it: asked of the leader when this member does not lead,
+    /// this member's own view when the leader cannot be reached.
+    pub async fn view(&self, timeout: Duration) -> ClusterView {
+        let own = view(&self.raft, &self.lag);
+        let m = self.metrics();
+        let leader = match m.current_leader {
+            Some(l) if l != self.id => m.membership_config.membership().get_node(&l).cloned(),
+            _ => return own,
+        };
+        let (Some(leader), Some(transport)) = (leader, &self.transport) else {
+            return own;
+        };
+        let Ok(addr) = leader.raft_addr.parse() else {
+            return own;
+        };
+        match transport
+            .call::<_, MeshResponse>(&leader.name, addr, &MeshRequest::View, timeout)
+            .await
+        {
+            Ok(MeshResponse::View(v)) => *v,
+            _ => own,
+        }
+    }
+
+    /// Adds a region: first as a learner that catches up, then, if `voter`, as a voter. Only
+    /// the leader changes the membership.
+    pub async fn add_member(
+        &self,
+        id: NodeId,
+        member: Member,
+        voter: bool,
+    ) -> Result<(), MembershipError> {
+        self.leading()?;
+        self.raft
+            .add_learner(id, member, true)
+            .await
+            .map_err(|e| self.membership_error(e))?;
+        if voter {
+            let mut voters: std::collections::BTreeSet<NodeId> = self
+                .metrics()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .collect();
+            voters.insert(id);
+            self.raft
+                .change_membership(voters, false)
+                .await
+                .map_err(|e| self.membership_error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a region from the group (voter or learner).
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), MembershipError> {
+        self.leading()?;
+        let membership = self.metrics().membership_config.membership().clone();
+        if !membership.nodes().any(|(n, _)| *n == id) {
+            return Err(MembershipError::Refused(format!("{id} is not a member")));
+        }
+        let voters: std::collections::BTreeSet<NodeId> =
+            membership.voter_ids().filter(|v| *v != id).collect();
+        if voters.is_empty() {
+            return Err(MembershipError::Refused(
+                "the last voter cannot be removed".into(),
+            ));
+        }
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| self.membership_error(e))?;
+        self.raft
+            .change_membership(
+                openraft::ChangeMembers::RemoveNodes([id].into_iter().collect()),
+                false,
+            )
+            .await
+            .map_err(|e| self.membership_error(e))?;
+        Ok(())
+    }
+
+    fn leading(&self) -> Result<(), MembershipError> {
+        let m = self.metrics();
+        match m.current_leader {
+            Some(l) if l == self.id => Ok(()),
+            Some(l) => Err(MembershipError::NotLeader(
+                m.membership_config
+                    .membership()
+                    .get_node(&l)
+                    .map_or_else(|| format!("node {l}"), |n| n.admin_url.clone()),
+            )),
+            None => Err(MembershipError::NotLeader("none elected yet".into())),
+        }
+    }
+
+    fn membership_error(
+        &self,
+        e: RaftError<NodeId, ClientWriteError<NodeId, Member>>,
+    ) -> MembershipError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                MembershipError::NotLeader(
+                    f.leader_node
+                        .map_or_else(|| "unknown".into(), |n| n.admin_url),
+                )
+            }
+            other => MembershipError::Refused(other.to_string()),
+        }
+    }
+
     /// Stops Raft and the transport.
     pub async fn shutdown(self) {
         let _ = self.raft.shutdown().await;
-        self.transport.close();
-        self.serving.abort();
+        if let Some(t) = &self.transport {
+            t.close();
+        }
+        if let Some(s) = self.serving {
+            s.abort();
+        }
     }
 }

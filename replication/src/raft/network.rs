@@ -14,15 +14,16 @@ use openraft::raft::{
 use super::{Member, Mesh, MeshRequest, MeshResponse, NodeId};
 use crate::transport::{Transport, TransportError};
 
-/// Makes one `Peer` per target node.
+/// Makes one `Peer` per target node. A group of one member has no transport: it never calls
+/// anyone.
 #[derive(Clone)]
 pub struct Network {
-    pub transport: Arc<Transport>,
+    pub transport: Option<Arc<Transport>>,
 }
 
 /// The connection to one member.
 pub struct Peer {
-    transport: Arc<Transport>,
+    transport: Option<Arc<Transport>>,
     member: Member,
 }
 
@@ -31,7 +32,7 @@ impl RaftNetworkFactory<Mesh> for Network {
 
     async fn new_client(&mut self, _target: NodeId, node: &Member) -> Peer {
         Peer {
-            transport: Arc::clone(&self.transport),
+            transport: self.transport.clone(),
             member: node.clone(),
         }
     }
@@ -56,8 +57,12 @@ impl Peer {
             .parse()
             .map_err(|e: std::net::AddrParseError| RPCError::Unreachable(Unreachable::new(&e)))?;
         let timeout = option.hard_ttl().max(Duration::from_millis(1));
-        match self
-            .transport
+        let Some(transport) = &self.transport else {
+            return Err(RPCError::Unreachable(Unreachable::new(&Remote(
+                "this member has no transport (a group of one)".into(),
+            ))));
+        };
+        match transport
             .call::<_, MeshResponse>(&self.member.name, addr, &request, timeout)
             .await
         {

@@ -1,7 +1,7 @@
 //! Crash points: places where a test may ask the process to die, to prove that what is on disk
-//! afterwards is all of a batch or none of it. Set `TRADEWIND_FAILPOINT=<name>[:<min_ops>]` in
+//! afterwards is all of a batch or none of it. Set `TRADEWIND_FAILPOINT=<name>[:<min>]` in
 //! the environment of a real process; when execution reaches `<name>` with a batch of at least
-//! `<min_ops>` operations, the process aborts on the spot (no unwinding, no flushing, like a
+//! `<min>` operations (or bytes, as the place says), the process aborts on the spot (no unwinding, no flushing, like a
 //! power cut as far as this process is concerned). Unset, a failpoint costs one load of a
 //! cached `None`.
 

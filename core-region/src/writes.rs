@@ -1,0 +1,128 @@
+//! Where writes enter the log: bounded admission in front of the region group's Raft.
+//!
+//! A proposal is admitted while fewer than `inflight_max` proposals and `inflight_bytes_max`
+//! encoded bytes are in flight; past that the caller is told at once to come back (503 with
+//! Retry-After), never queued without bound. Admitted proposals go to the Raft leader (here, or
+//! forwarded to another region) and return when committed and applied; Raft batches what is in
+//! flight, so throughput is not one fsync per command.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use commerce::command::{Outcome, Proposal};
+use replication::raft::{RaftNode, WriteError};
+
+use crate::replicated;
+
+/// Limits of admission.
+#[derive(Clone, Copy, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WriteLimits {
+    pub inflight_max: usize,
+    pub inflight_bytes_max: usize,
+}
+
+impl Default for WriteLimits {
+    fn default() -> Self {
+        WriteLimits {
+            // A few seconds of admin traffic at full speed; beyond that callers should back off.
+            inflight_max: 4_096,
+            // 256 MiB of encoded commands: bounded memory whatever the callers send.
+            inflight_bytes_max: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a proposal got no outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    #[error("too many writes in flight; retry after a moment")]
+    Overloaded,
+    #[error("no leader can be reached now (election under way, or this region is cut off): {0}")]
+    NoLeader(String),
+    #[error("the write did not commit in time and may still: {0}")]
+    Timeout(String),
+    #[error("the log is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The handle writers use.
+#[derive(Clone)]
+pub struct Writes {
+    node: Arc<RaftNode>,
+    count: Arc<AtomicUsize>,
+    bytes: Arc<AtomicUsize>,
+    limits: WriteLimits,
+}
+
+/// Gives back what an admitted proposal held, however the proposal ends.
+struct Admitted<'a> {
+    w: &'a Writes,
+    bytes: usize,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.w.count.fetch_sub(1, Ordering::AcqRel);
+        self.w.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+impl Writes {
+    pub fn new(node: Arc<RaftNode>, limits: WriteLimits) -> Self {
+        Writes {
+            node,
+            count: Arc::new(AtomicUsize::new(0)),
+            bytes: Arc::new(AtomicUsize::new(0)),
+            limits,
+        }
+    }
+
+    pub fn node(&self) -> &Arc<RaftNode> {
+        &self.node
+    }
+
+    /// Proposals in flight.
+    pub fn inflight(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Encoded bytes of the proposals in flight.
+    pub fn inflight_bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    fn admit(&self, bytes: usize) -> Result<Admitted<'_>, ProposeError> {
+        let count = self.count.fetch_add(1, Ordering::AcqRel);
+        let held = self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        let admitted = Admitted { w: self, bytes };
+        // One proposal is always let through, however large: the API bounds its size.
+        if count >= self.limits.inflight_max
+            || (held > 0 && held + bytes > self.limits.inflight_bytes_max)
+        {
+            return Err(ProposeError::Overloaded);
+        }
+        Ok(admitted)
+    }
+
+    /// Proposes and waits, at most `timeout`, until the proposal is committed and applied.
+    pub async fn propose(
+        &self,
+        proposal: &Proposal,
+        timeout: Duration,
+    ) -> Result<Outcome, ProposeError> {
+        let payload = replicated::payload(proposal).map_err(ProposeError::Unavailable)?;
+        let _admitted = self.admit(payload.0.len())?;
+        let reply = self
+            .node
+            .write(payload, timeout)
+            .await
+            .map_err(|e| match e {
+                WriteError::NoLeader(why) => ProposeError::NoLeader(why),
+                WriteError::Timeout(why) => ProposeError::Timeout(why),
+                WriteError::Unavailable(why) => ProposeError::Unavailable(why),
+            })?;
+        replicated::outcome(&reply).map_err(ProposeError::Unavailable)
+    }
+}
