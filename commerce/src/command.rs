@@ -93,6 +93,28 @@ impl Command {
         }
     }
 
+    /// The command as its caller asked for it, without what the receiving region added (which
+    /// region took it): the same request sent to two regions must look the same to
+    /// Idempotency-Key checks.
+    pub fn as_requested(&self) -> Command {
+        match self {
+            Command::CentralOrder {
+                order_id,
+                idempotency_key,
+                request,
+                edge,
+                ..
+            } => Command::CentralOrder {
+                order_id: order_id.clone(),
+                idempotency_key: idempotency_key.clone(),
+                request: request.clone(),
+                region: String::new(),
+                edge: edge.clone(),
+            },
+            other => other.clone(),
+        }
+    }
+
     /// A short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -304,9 +304,12 @@ pub async fn submit(
         Some(k) => digest16(&[route.as_bytes(), k.as_bytes()]),
         None => rand::random(),
     };
+    let requested =
+        replication::codec::encode(crate::store::RECORD_FORMAT, &command.as_requested())
+            .map_err(|e| Problem::new(ProblemType::Internal, e.to_string()))?;
     let proposal = Proposal {
         command_id,
-        fingerprint: digest16(&[route.as_bytes(), &encoded]),
+        fingerprint: digest16(&[route.as_bytes(), &requested]),
         at_ms: now_ms(),
         command,
     };

@@ -124,9 +124,10 @@ impl LogStore {
     }
 }
 
-/// Most bytes of entries one read returns for replication: an AppendEntries message stays well
-/// inside the transport's frame limit however large single commands are.
-const REPLICATION_READ_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// Most bytes of entries one read returns for replication (one entry is always returned, however
+/// large): an AppendEntries message stays inside the transport's frame limit, and inside the one
+/// heartbeat interval openraft gives it, on a slow inter-region link.
+const REPLICATION_READ_MAX_BYTES: usize = 1024 * 1024;
 
 impl RaftLogReader<Mesh> for LogStore {
     async fn limited_get_log_entries(

@@ -7,13 +7,14 @@
 //!
 //! # Timing (defaults, for inter-region round trips up to 250 ms)
 //!
-//! - heartbeat every 150 ms: a follower hears from the leader several times per election
-//!   timeout even when each heartbeat takes 125 ms to arrive;
-//! - election timeout drawn from 700–1,000 ms: above heartbeat plus one-way delay plus jitter,
-//!   so a healthy leader is not deposed by a slow link;
-//! - after a leader dies: at most 1,000 ms until a follower stands, one round trip (≤ 250 ms)
+//! - heartbeat every 300 ms. openraft also gives each AppendEntries exactly one heartbeat
+//!   interval to come back, so it must exceed the slowest round trip (250 ms) plus the
+//!   follower's fsync; replication reads are capped at 1 MiB per message for the same reason;
+//! - election timeout drawn from 900–1,300 ms: three heartbeats and more, so a healthy leader
+//!   behind a slow link is not deposed;
+//! - after a leader dies: at most 1,300 ms until a follower stands, one round trip (≤ 250 ms)
 //!   to win the vote, one more to commit the new leader's first entry: writes flow again within
-//!   about 1.5 s, inside the 2 s the mesh promises.
+//!   about 1.8 s at worst, inside the 2 s the mesh promises.
 
 // openraft's traits return its `StorageError`, a large type whose size is not ours to choose.
 #![allow(clippy::result_large_err)]
@@ -188,9 +189,9 @@ pub struct Timing {
 impl Default for Timing {
     fn default() -> Self {
         Timing {
-            heartbeat_ms: 150,
-            election_min_ms: 700,
-            election_max_ms: 1_000,
+            heartbeat_ms: 300,
+            election_min_ms: 900,
+            election_max_ms: 1_300,
             snapshot_every_entries: 10_000,
             keep_entries: 2_000,
         }
@@ -206,8 +207,10 @@ impl Timing {
             election_timeout_max: self.election_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
             max_in_snapshot_log_to_keep: self.keep_entries,
-            // A snapshot chunk per RPC: well under the transport's frame limit.
-            snapshot_max_chunk_size: 4 * 1024 * 1024,
+            // A snapshot chunk per RPC: well under the transport's frame limit, and a few
+            // seconds at most on a slow inter-region link.
+            snapshot_max_chunk_size: 1024 * 1024,
+            install_snapshot_timeout: 10_000,
             ..Config::default()
         }
         .validate()
@@ -518,7 +521,17 @@ impl RaftNode {
             let attempt = async {
                 match leader {
                     Some(l) if l == self.id => write_local(&self.raft, payload.clone()).await,
-                    Some(l) => self.forward(l, payload.clone()).await,
+                    Some(l) => {
+                        // A leader that dies takes its connections down only when they time
+                        // out: stop waiting on it as soon as the group elects another.
+                        let mut rx = self.raft.metrics();
+                        tokio::select! {
+                            r = self.forward(l, payload.clone()) => r,
+                            _ = rx.wait_for(|m| m.current_leader != Some(l)) => {
+                                Err(WriteError::NoLeader(format!("leader {l} was replaced")))
+                            }
+                        }
+                    }
                     None => Err(WriteError::NoLeader("no leader known".into())),
                 }
             };

@@ -40,6 +40,80 @@ token_sha256 = ["{digest}"]
     path
 }
 
+/// The regions of a test group.
+pub const REGIONS: [&str; 3] = ["cn-shanghai", "ap-singapore", "us-east"];
+
+/// A free port on loopback (TCP for admin APIs, UDP for Raft): bound, read, released.
+pub fn free_port(udp: bool) -> u16 {
+    if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+}
+
+/// Writes certificates and one config per region of a group of `REGIONS`, each region in
+/// `dir/<region>/`, and returns the config paths (member ids are 1, 2, 3 in `REGIONS` order).
+pub fn write_group(dir: &Path) -> Vec<PathBuf> {
+    let names: Vec<String> = REGIONS.iter().map(|s| s.to_string()).collect();
+    replication::certs::init(&dir.join("certs"), &names).unwrap();
+    let ports: Vec<(u16, u16)> = REGIONS
+        .iter()
+        .map(|_| (free_port(false), free_port(true)))
+        .collect();
+    let members: String = REGIONS
+        .iter()
+        .zip(&ports)
+        .enumerate()
+        .map(|(i, (name, (admin, raft)))| {
+            format!(
+                "[[raft.members]]\nid = {}\nname = \"{name}\"\nraft_addr = \"127.0.0.1:{raft}\"\nadmin_url = \"http://127.0.0.1:{admin}\"\n",
+                i + 1
+            )
+        })
+        .collect();
+    let digest = core_region::api::auth::sha256_hex(TOKEN);
+    REGIONS
+        .iter()
+        .zip(&ports)
+        .enumerate()
+        .map(|(i, (name, (admin, raft)))| {
+            let region_dir = dir.join(name);
+            std::fs::create_dir_all(&region_dir).unwrap();
+            let path = region_dir.join("core.toml");
+            std::fs::write(
+                &path,
+                format!(
+                    r#"
+region = "{name}"
+[store]
+backend = "redb"
+path = "data/core.redb"
+[admin]
+listen = "127.0.0.1:{admin}"
+token_sha256 = ["{digest}"]
+[raft]
+node_id = {id}
+listen = "127.0.0.1:{raft}"
+certs_dir = "../certs"
+{members}"#,
+                    id = i + 1
+                ),
+            )
+            .unwrap();
+            path
+        })
+        .collect()
+}
+
 pub fn store_path(dir: &Path) -> PathBuf {
     dir.join("data/core.redb")
 }
@@ -47,6 +121,22 @@ pub fn store_path(dir: &Path) -> PathBuf {
 pub struct CoreProcess {
     child: Child,
     pub admin: String,
+}
+
+impl CoreProcess {
+    fn signal(&self, s: nix::sys::signal::Signal) -> nix::Result<()> {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), s)
+    }
+
+    /// SIGSTOP: the process is frozen, as if cut off from everyone.
+    pub fn freeze(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP).unwrap();
+    }
+
+    /// SIGCONT: the frozen process runs on.
+    pub fn thaw(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT).unwrap();
+    }
 }
 
 impl CoreProcess {
@@ -118,6 +208,9 @@ impl CoreProcess {
 
 impl Drop for CoreProcess {
     fn drop(&mut self) {
+        // SIGKILL ends a frozen process too; thawing first is harmless (and may find the
+        // process gone already).
+        let _ = self.signal(nix::sys::signal::Signal::SIGCONT);
         self.kill();
     }
 }

@@ -1,0 +1,296 @@
+//! Three core regions as real processes, replicating over QUIC with mutual TLS on loopback: the
+//! leader killed and another region committing, nothing committed lost, a killed region
+//! catching up, a region cut off from the others unable to commit alone, and an order retried
+//! across a failover committed once.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{CoreProcess, REGIONS, TOKEN, client, write_group};
+use serde_json::{Value, json};
+
+struct Group {
+    _dir: tempfile::TempDir,
+    configs: Vec<PathBuf>,
+    cores: Vec<Option<CoreProcess>>,
+}
+
+impl Group {
+    fn start() -> Group {
+        let dir = tempfile::tempdir().unwrap();
+        let configs = write_group(dir.path());
+        let cores = configs
+            .iter()
+            .map(|c| Some(CoreProcess::start(c, &[])))
+            .collect();
+        Group {
+            _dir: dir,
+            configs,
+            cores,
+        }
+    }
+
+    fn core(&self, i: usize) -> &CoreProcess {
+        self.cores[i].as_ref().expect("region is up")
+    }
+
+    async fn cluster(&self, i: usize) -> Value {
+        get(self.core(i), "/admin/v1/cluster").await
+    }
+
+    /// Waits until some region leads, seen from region `ask`, and returns its index.
+    async fn leader(&self, ask: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let c = self.cluster(ask).await;
+            if let Some(name) = c["leader"].as_str()
+                && let Some(i) = REGIONS.iter().position(|r| *r == name)
+                && self.cores[i].is_some()
+            {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "no leader: {c}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until region `i` has applied `version`.
+    async fn applied(&self, i: usize, version: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let h: Value = client()
+                .get(self.core(i).url("/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if h["version"].as_u64().unwrap_or(0) >= version {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} stuck at {h}", REGIONS[i]);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn get(core: &CoreProcess, path: &str) -> Value {
+    let res = client()
+        .get(core.url(path))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    res.json().await.unwrap()
+}
+
+async fn post(core: &CoreProcess, path: &str, key: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(core.url(path))
+        .bearer_auth(TOKEN)
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn put(core: &CoreProcess, path: &str, body: &Value) -> Value {
+    let res = client()
+        .put(core.url(path))
+        .bearer_auth(TOKEN)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    res.json().await.unwrap()
+}
+
+fn order(key_sku: &str) -> Value {
+    json!({"customer_id": "c-1", "currency": "USD", "lines": [{"sku": key_sku, "qty": 1}],
+           "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"}})
+}
+
+/// A catalog of one product with one SKU, written at region `via` (any region takes writes).
+async fn seed(g: &Group, via: usize) -> u64 {
+    put(
+        g.core(via),
+        "/admin/v1/markets/sea",
+        &json!({"id": "sea", "countries": ["SG"], "currencies": ["USD"]}),
+    )
+    .await;
+    put(
+        g.core(via),
+        "/admin/v1/products/P-1",
+        &json!({"id": "P-1", "title": "Kettle", "category": "home", "skus": [{"sku": "S-1"}]}),
+    )
+    .await;
+    let r = post(
+        g.core(via),
+        "/admin/v1/prices",
+        "seed-price",
+        &json!({"changes": [{"sku": "S-1", "currency": "USD", "amount_minor": 2500}]}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    let r = post(
+        g.core(via),
+        "/admin/v1/stock",
+        "seed-stock",
+        &json!({"changes": [{"sku": "S-1", "set": 1000}]}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    r.json::<Value>().await.unwrap()["version"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_dies_another_region_commits_and_nothing_is_lost() {
+    let mut g = Group::start();
+    let leader = g.leader(0).await;
+    let follower = (leader + 1) % 3;
+    // Writes at a follower are forwarded to the leader.
+    let mut version = seed(&g, follower).await;
+    let mut orders = Vec::new();
+    for i in 0..5 {
+        let r = post(
+            g.core(follower),
+            "/admin/v1/orders",
+            &format!("019a0000-0000-7000-8000-00000000000{i}"),
+            &order("S-1"),
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+        let o: Value = r.json().await.unwrap();
+        version = version.max(o["commit_version"].as_u64().unwrap());
+        orders.push(o["order_id"].clone());
+    }
+    // Every region has it all.
+    for i in 0..3 {
+        g.applied(i, version).await;
+    }
+    // The leader's process is killed; another region takes writes.
+    let killed_at = Instant::now();
+    g.cores[leader].take().unwrap().kill();
+    let survivor = (leader + 1) % 3;
+    let mut committed = None;
+    while committed.is_none() {
+        let r = post(
+            g.core(survivor),
+            "/admin/v1/stock",
+            "after-failover",
+            &json!({"changes": [{"sku": "S-1", "add": 1}]}),
+        )
+        .await;
+        if r.status().is_success() {
+            committed = Some(killed_at.elapsed());
+        } else {
+            assert!(
+                killed_at.elapsed() < Duration::from_secs(30),
+                "no write after failover: {}",
+                r.status()
+            );
+        }
+    }
+    println!(
+        "first write committed {:?} after the leader was killed",
+        committed.unwrap()
+    );
+    let new_leader = g.leader(survivor).await;
+    assert_ne!(new_leader, leader);
+    // Nothing committed before the failover is lost.
+    let list = get(g.core(survivor), "/admin/v1/orders?limit=100").await;
+    let ids: Vec<&Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| &o["order_id"])
+        .collect();
+    for o in &orders {
+        assert!(ids.contains(&o), "order {o} lost");
+    }
+    // The killed region comes back and catches up.
+    g.cores[leader] = Some(CoreProcess::start(&g.configs[leader], &[]));
+    let latest = g.cluster(survivor).await["version"].as_u64().unwrap();
+    g.applied(leader, latest).await;
+    let inv = get(g.core(leader), "/admin/v1/inventory/S-1").await;
+    assert_eq!(
+        (inv["on_hand"].as_u64(), inv["committed"].as_u64()),
+        (Some(996), Some(5))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_cut_off_cannot_commit_alone_and_an_order_retried_across_failover_commits_once() {
+    let g = Group::start();
+    let leader = g.leader(0).await;
+    seed(&g, leader).await;
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+
+    // The leader is cut off from both others: it cannot commit alone.
+    for i in &others {
+        g.core(*i).freeze();
+    }
+    let r = post(
+        g.core(leader),
+        "/admin/v1/orders",
+        "019a0000-0000-7000-8000-0000000000aa",
+        &order("S-1"),
+    )
+    .await;
+    assert!(
+        r.status().is_server_error(),
+        "committed without a majority: {}",
+        r.status()
+    );
+    // The others come back: the group recovers, the cut region rejoins, and the same order,
+    // retried at another region, commits exactly once.
+    for i in &others {
+        g.core(*i).thaw();
+    }
+    let retry_at = others[0];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let placed = loop {
+        let r = post(
+            g.core(retry_at),
+            "/admin/v1/orders",
+            "019a0000-0000-7000-8000-0000000000aa",
+            &order("S-1"),
+        )
+        .await;
+        if r.status() == 201 {
+            break r.json::<Value>().await.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order never committed: {}",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Once more, at a third region, after everyone settled: the same order, nothing taken twice.
+    let again = post(
+        g.core(others[1]),
+        "/admin/v1/orders",
+        "019a0000-0000-7000-8000-0000000000aa",
+        &order("S-1"),
+    )
+    .await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["order_id"], placed["order_id"]);
+    let version = g.cluster(retry_at).await["version"].as_u64().unwrap();
+    for (i, region) in REGIONS.iter().enumerate() {
+        g.applied(i, version).await;
+        let inv = get(g.core(i), "/admin/v1/inventory/S-1").await;
+        assert_eq!(inv["committed"], 1, "region {region}");
+    }
+}
