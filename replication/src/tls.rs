@@ -63,6 +63,16 @@ impl NodeTls {
         })
     }
 
+    /// The key this node's stateless resets are made with. It is derived from the node's
+    /// private key, so a node restarted on the same address can reset the connections its
+    /// previous process had: a peer still holding one learns at its next packet that it is
+    /// gone, instead of calling into it until the idle timeout.
+    pub fn reset_key(&self) -> ring::hmac::Key {
+        let node_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.key.secret_der());
+        let derived = ring::hmac::sign(&node_key, b"tradewind quic stateless reset key");
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
+    }
+
     fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.clone())?;

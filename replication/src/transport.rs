@@ -26,10 +26,13 @@ use crate::tls::{NodeTls, TlsError, peer_name};
 
 /// Streams one peer may have open at once: bounds the work one peer can queue on a node.
 const STREAMS_PER_CONNECTION: u32 = 256;
-/// A connection with no traffic for this long is closed. Keep-alives (below) keep healthy
-/// connections open across the 250 ms round trips of inter-region links.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// A connection that has heard nothing from its peer for this long is closed, so one to a peer
+/// that died is not kept for calls that would only time out. Keep-alives (below) keep healthy
+/// connections open across the 250 ms round trips of inter-region links; a peer that restarted
+/// answers them with a stateless reset (see `NodeTls::reset_key`), closing the old connection
+/// sooner still.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
 
 /// Application error code on a stream refused for bad input.
 const REFUSED: VarInt = VarInt::from_u32(1);
@@ -92,7 +95,7 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
         .max_idle_timeout(Some(
             IDLE_TIMEOUT
                 .try_into()
-                .expect("10 s is a valid idle timeout"),
+                .expect("3 s is a valid idle timeout"),
         ))
         .keep_alive_interval(Some(KEEP_ALIVE));
     Arc::new(t)
@@ -109,8 +112,15 @@ impl Transport {
             .map_err(|e| TlsError::Verifier(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
         client.transport_config(transport_config());
-        let mut endpoint =
-            Endpoint::server(server, addr).map_err(|why| TransportError::Bind { addr, why })?;
+        let bind_err = |why| TransportError::Bind { addr, why };
+        let socket = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
+        let mut endpoint = Endpoint::new(
+            quinn::EndpointConfig::new(Arc::new(tls.reset_key())),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_err)?;
         endpoint.set_default_client_config(client);
         Ok(Transport {
             endpoint,
@@ -140,8 +150,7 @@ impl Transport {
         addr: SocketAddr,
     ) -> Result<quinn::Connection, TransportError> {
         let key = (peer.to_owned(), addr);
-        let mut conns = self.connections.lock().await;
-        if let Some(c) = conns.get(&key)
+        if let Some(c) = self.connections.lock().await.get(&key)
             && c.close_reason().is_none()
         {
             return Ok(c.clone());
@@ -151,7 +160,9 @@ impl Transport {
             addr,
             why,
         };
-        // The server name is the peer's node name: the handshake fails unless its certificate,
+        // The lock is not held while connecting: a peer that does not answer must not hold up
+        // calls to everyone else. (Two calls may connect at once; the last one is kept.) The
+        // server name is the peer's node name: the handshake fails unless its certificate,
         // signed by our CA, carries exactly that name.
         let conn = self
             .endpoint
@@ -159,7 +170,7 @@ impl Transport {
             .map_err(|e| connect_err(e.to_string()))?
             .await
             .map_err(|e| connect_err(e.to_string()))?;
-        conns.insert(key, conn.clone());
+        self.connections.lock().await.insert(key, conn.clone());
         Ok(conn)
     }
 

@@ -113,9 +113,24 @@ async fn method_not_allowed() -> Problem {
     )
 }
 
+/// This region's own view, without asking anyone: its applied version, the leader it knows
+/// and the term.
 async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
     let version = s.machine.read().await.applied();
-    Json(serde_json::json!({"status": "ok", "region": s.region, "version": version}))
+    let m = s.writes.node().metrics();
+    let leader = m.current_leader.and_then(|l| {
+        m.membership_config
+            .membership()
+            .get_node(&l)
+            .map(|n| n.name.clone())
+    });
+    Json(serde_json::json!({
+        "status": "ok",
+        "region": s.region,
+        "version": version,
+        "leader": leader,
+        "term": m.current_term,
+    }))
 }
 
 /// The region group as its leader sees it (asked of the leader when this region does not lead).

@@ -10,11 +10,14 @@
 //! - heartbeat every 300 ms. openraft also gives each AppendEntries exactly one heartbeat
 //!   interval to come back, so it must exceed the slowest round trip (250 ms) plus the
 //!   follower's fsync; replication reads are capped at 1 MiB per message for the same reason;
-//! - election timeout drawn from 900–1,300 ms: three heartbeats and more, so a healthy leader
-//!   behind a slow link is not deposed;
-//! - after a leader dies: at most 1,300 ms until a follower stands, one round trip (≤ 250 ms)
-//!   to win the vote, one more to commit the new leader's first entry: writes flow again within
-//!   about 1.8 s at worst, inside the 2 s the mesh promises.
+//! - election timeout drawn from 600–800 ms: two heartbeats and more, so one late heartbeat does
+//!   not depose a healthy leader;
+//! - after a leader dies, a follower still honours its lease (openraft: the maximum election
+//!   timeout since the last heartbeat, 800 ms) and refuses the first candidate that stands
+//!   before it runs out; that candidate stands again after another 600–800 ms and wins, and one
+//!   more round trip commits the new leader's first entry. Writes flow again about 1.8 s after
+//!   the leader's process is killed on loopback (BENCHMARKS.md), about 0.5 s more with 250 ms
+//!   round trips.
 
 // openraft's traits return its `StorageError`, a large type whose size is not ours to choose.
 #![allow(clippy::result_large_err)]
@@ -190,8 +193,8 @@ impl Default for Timing {
     fn default() -> Self {
         Timing {
             heartbeat_ms: 300,
-            election_min_ms: 900,
-            election_max_ms: 1_300,
+            election_min_ms: 600,
+            election_max_ms: 800,
             snapshot_every_entries: 10_000,
             keep_entries: 2_000,
         }
@@ -437,8 +440,6 @@ pub struct RaftNode {
     transport: Option<Arc<Transport>>,
     serving: Option<tokio::task::JoinHandle<()>>,
     lag: Arc<LagTracker>,
-    /// How long one forwarded write may take.
-    forward_timeout: Duration,
 }
 
 impl RaftNode {
@@ -506,7 +507,6 @@ impl RaftNode {
             transport,
             serving,
             lag,
-            forward_timeout: Duration::from_secs(10),
         })
     }
 
@@ -526,7 +526,7 @@ impl RaftNode {
                         // out: stop waiting on it as soon as the group elects another.
                         let mut rx = self.raft.metrics();
                         tokio::select! {
-                            r = self.forward(l, payload.clone()) => r,
+                            r = self.forward(l, payload.clone(), deadline) => r,
                             _ = rx.wait_for(|m| m.current_leader != Some(l)) => {
                                 Err(WriteError::NoLeader(format!("leader {l} was replaced")))
                             }
@@ -555,7 +555,13 @@ impl RaftNode {
         }
     }
 
-    async fn forward(&self, leader: NodeId, payload: Payload) -> Result<Payload, WriteError> {
+    /// Sends `payload` to `leader` to commit, waiting at most until the caller's `deadline`.
+    async fn forward(
+        &self,
+        leader: NodeId,
+        payload: Payload,
+        deadline: tokio::time::Instant,
+    ) -> Result<Payload, WriteError> {
         let member = self
             .raft
             .metrics()
@@ -579,7 +585,7 @@ impl RaftNode {
                 &member.name,
                 addr,
                 &MeshRequest::Write(payload),
-                self.forward_timeout,
+                deadline.saturating_duration_since(tokio::time::Instant::now()),
             )
             .await
         {

@@ -1,0 +1,303 @@
+//! Three core regions as real processes (the release binary) on loopback, replicating with Raft
+//! over QUIC: replicated write throughput, durable in every region's store, and failover time
+//! from SIGKILL of the leader's process to the first write committed at another region.
+//!
+//! Run: `cargo bench -p tradewind --bench cluster`. Baselines in the same run: the same
+//! throughput loads against a single region (no replication), and the latency of one write in
+//! steady state.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{CoreProcess, TOKEN, client, write_group};
+use serde_json::{Value, json};
+
+const SKUS: usize = 10_000;
+const PRICE_BATCH: usize = 1_000;
+const ORDER_BATCH: usize = 100;
+const CLIENTS: usize = 4;
+const FAILOVERS: usize = 7;
+
+fn sku(i: usize) -> String {
+    format!("S-{i:05}")
+}
+
+async fn send(method: reqwest::Method, url: String, body: &Value) -> Value {
+    let res = client()
+        .request(method, &url)
+        .bearer_auth(TOKEN)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let v: Value = res.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{url}: {status} {v}");
+    v
+}
+
+async fn seed(admin: &str) {
+    send(
+        reqwest::Method::PUT,
+        format!("{admin}/admin/v1/markets/sea"),
+        &json!({"id": "sea", "countries": ["SG"], "currencies": ["USD"]}),
+    )
+    .await;
+    for p in 0..SKUS / 200 {
+        let skus: Vec<Value> = (0..200).map(|i| json!({"sku": sku(p * 200 + i)})).collect();
+        send(
+            reqwest::Method::PUT,
+            format!("{admin}/admin/v1/products/P-{p}"),
+            &json!({"id": format!("P-{p}"), "title": "Bolt", "category": "industrial", "skus": skus}),
+        )
+        .await;
+    }
+    for chunk in (0..SKUS).collect::<Vec<_>>().chunks(PRICE_BATCH) {
+        let prices: Vec<Value> = chunk
+            .iter()
+            .map(|i| json!({"sku": sku(*i), "currency": "USD", "amount_minor": 1000}))
+            .collect();
+        send(
+            reqwest::Method::POST,
+            format!("{admin}/admin/v1/prices"),
+            &json!({"changes": prices}),
+        )
+        .await;
+        let stock: Vec<Value> = chunk
+            .iter()
+            .map(|i| json!({"sku": sku(*i), "set": 1_000_000_000u64}))
+            .collect();
+        send(
+            reqwest::Method::POST,
+            format!("{admin}/admin/v1/stock"),
+            &json!({"changes": stock}),
+        )
+        .await;
+    }
+}
+
+async fn version(admin: &str) -> u64 {
+    let v: Value = client()
+        .get(format!("{admin}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["version"].as_u64().unwrap_or(0)
+}
+
+/// Waits until every region has applied `target`.
+async fn everywhere(admins: &[String], target: u64) {
+    for a in admins {
+        while version(a).await < target {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// Per second: `CLIENTS` clients send `bodies` to `path` at region `at`; timed until the last
+/// write is applied in every region of `admins`.
+async fn load(
+    at: &str,
+    admins: &[String],
+    path: &str,
+    bodies: Vec<Vec<Value>>,
+    items: usize,
+) -> f64 {
+    let start = Instant::now();
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .map(|bs| {
+            let url = format!("{at}{path}");
+            tokio::spawn(async move {
+                let mut last = 0;
+                for b in bs {
+                    let v = send(reqwest::Method::POST, url.clone(), &b).await;
+                    last = last.max(v["version"].as_u64().unwrap_or(0));
+                }
+                last
+            })
+        })
+        .collect();
+    let mut last = 0;
+    for t in tasks {
+        last = last.max(t.await.unwrap());
+    }
+    everywhere(admins, last).await;
+    items as f64 / start.elapsed().as_secs_f64()
+}
+
+fn price_bodies(round: usize) -> Vec<Vec<Value>> {
+    (0..CLIENTS)
+        .map(|c| {
+            (0..SKUS / PRICE_BATCH)
+                .map(|b| {
+                    let changes: Vec<Value> = (0..PRICE_BATCH)
+                        .map(|i| json!({"sku": sku((b * PRICE_BATCH + i) % SKUS), "currency": "USD", "amount_minor": 1000 + round * 10 + c}))
+                        .collect();
+                    json!({ "changes": changes })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Orders from `CLIENTS` edges, each `batches` batches of 100, under UUIDv7 keys.
+fn order_bodies(round: usize, batches: usize) -> Vec<Vec<Value>> {
+    (0..CLIENTS)
+        .map(|e| {
+            (0..batches)
+                .map(|b| {
+                    let orders: Vec<Value> = (0..ORDER_BATCH)
+                        .map(|i| {
+                            let n = ((round * CLIENTS + e) * batches + b) * ORDER_BATCH + i;
+                            let ms = 1_764_000_000_000u64 + n as u64;
+                            let key = format!(
+                                "{:08x}-{:04x}-7000-8000-{:012x}",
+                                ms >> 16,
+                                ms & 0xffff,
+                                n
+                            );
+                            let customer = commerce::CustomerId::new("cust").unwrap();
+                            let money = json!({"amount_minor": 1000, "currency": "USD"});
+                            json!({
+                                "order_id": commerce::order::order_id_for(&customer, &key),
+                                "idempotency_key": key, "customer_id": "cust", "customer_group": null,
+                                "currency": "USD",
+                                "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"},
+                                "lines": [{"sku": sku(n % SKUS), "qty": 1, "unit_price": money, "total": money, "breakdown": []}],
+                                "subtotal": money, "discount": null, "total": money, "price_version": 1,
+                                "origin": {"region": "bench", "edge": format!("edge-{e}")},
+                                "accepted_at_ms": 0, "status": "accepted", "commit_version": null, "reject_reason": null
+                            })
+                        })
+                        .collect();
+                    json!({"edge": format!("edge-{e}"), "orders": orders})
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The region that leads, asked of region `ask`; `None` while there is none.
+async fn leader_name(admin: &str) -> Option<String> {
+    let res = client()
+        .get(format!("{admin}/admin/v1/cluster"))
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    let v: Value = res.json().await.ok()?;
+    v["leader"].as_str().map(str::to_owned)
+}
+
+/// The region that leads, waiting out an election.
+async fn current_leader(admin: &str) -> String {
+    loop {
+        if let Some(l) = leader_name(admin).await {
+            return l;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One small write at `admin`, retried until it commits; returns when it did.
+async fn write_until_committed(admin: &str, n: usize) -> Instant {
+    loop {
+        let res = client()
+            .post(format!("{admin}/admin/v1/stock"))
+            .bearer_auth(TOKEN)
+            .header("idempotency-key", format!("failover-{n}"))
+            .json(&json!({"changes": [{"sku": sku(0), "add": 1}]}))
+            .send()
+            .await;
+        if res.is_ok_and(|r| r.status().is_success()) {
+            return Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let configs = write_group(dir.path());
+        let mut cores: Vec<Option<CoreProcess>> =
+            configs.iter().map(|c| Some(CoreProcess::start(c, &[]))).collect();
+        let admins: Vec<String> = cores.iter().map(|c| c.as_ref().unwrap().admin.clone()).collect();
+        let names = common::REGIONS;
+        current_leader(&admins[0]).await;
+        seed(&admins[0]).await;
+
+        // The baseline: one region alone, same loads.
+        let solo_dir = tempfile::tempdir().unwrap();
+        let solo = CoreProcess::start(&common::write_config(solo_dir.path()), &[]);
+        seed(&solo.admin).await;
+        let solo_admins = vec![solo.admin.clone()];
+
+        let (mut prices, mut prices_solo, mut orders, mut orders_solo) = (vec![], vec![], vec![], vec![]);
+        let order_batches = 25;
+        for round in 0..5 {
+            let lead = current_leader(&admins[0]).await;
+            let at = &admins[names.iter().position(|n| *n == lead).unwrap()];
+            let items = CLIENTS * SKUS;
+            prices.push(load(at, &admins, "/admin/v1/prices", price_bodies(round), items).await);
+            prices_solo.push(load(&solo.admin, &solo_admins, "/admin/v1/prices", price_bodies(round), items).await);
+            let items = CLIENTS * order_batches * ORDER_BATCH;
+            orders.push(load(at, &admins, "/admin/v1/escrow/commits", order_bodies(round, order_batches), items).await);
+            orders_solo.push(load(&solo.admin, &solo_admins, "/admin/v1/escrow/commits", order_bodies(round, order_batches), items).await);
+            eprintln!("throughput round {} done", round + 1);
+        }
+        drop(solo);
+
+        // Steady-state latency of one write, the baseline of failover.
+        let mut steady = Vec::new();
+        for n in 0..20 {
+            let start = Instant::now();
+            write_until_committed(&admins[0], 100_000 + n).await;
+            steady.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+
+        let mut failovers = Vec::new();
+        for n in 0..FAILOVERS {
+            let lead = current_leader(&admins[0]).await;
+            let li = names.iter().position(|x| *x == lead).unwrap();
+            let other = (li + 1) % 3;
+            let killed = Instant::now();
+            cores[li].take().unwrap().kill();
+            let committed = write_until_committed(&admins[other], n).await;
+            let ms = (committed - killed).as_secs_f64() * 1000.0;
+            eprintln!("failover {}: leader {lead} killed, first write at {} after {ms:.0} ms", n + 1, names[other]);
+            failovers.push(ms);
+            // Back to three regions, caught up, before the next run.
+            cores[li] = Some(CoreProcess::start(&configs[li], &[]));
+            let target = version(&admins[other]).await;
+            everywhere(&admins, target).await;
+        }
+
+        println!("3 regions on loopback, medians of 5 runs (failover: of {FAILOVERS}), per second unless noted:");
+        println!("  price changes, batches of 1,000, {CLIENTS} clients, durable in all 3 regions: {:>9.0}", median(prices.clone()));
+        println!("    baseline: one region alone:                                          {:>9.0}   ratio {:.2}", median(prices_solo.clone()), median(prices) / median(prices_solo));
+        println!("  order commits, batches of 100, {CLIENTS} edges, durable in all 3 regions:     {:>9.0}", median(orders.clone()));
+        println!("    baseline: one region alone:                                          {:>9.0}   ratio {:.2}", median(orders_solo.clone()), median(orders) / median(orders_solo));
+        let mut sorted = failovers.clone();
+        sorted.sort_by(f64::total_cmp);
+        println!("  failover, SIGKILL of the leader to the first write committed elsewhere (ms): median {:.0}, min {:.0}, max {:.0}", median(failovers), sorted[0], sorted[sorted.len() - 1]);
+        println!("    baseline: one write in steady state (ms): median {:.1}", median(steady));
+    });
+}
