@@ -63,14 +63,27 @@ impl NodeTls {
         })
     }
 
-    /// The key this node's stateless resets are made with. It is derived from the node's
-    /// private key, so a node restarted on the same address can reset the connections its
-    /// previous process had: a peer still holding one learns at its next packet that it is
-    /// gone, instead of calling into it until the idle timeout.
-    pub fn reset_key(&self) -> ring::hmac::Key {
+    /// A secret of this node's for `purpose`, derived from its private key: the same in every
+    /// process that runs as this node, known to no other.
+    fn derived_secret(&self, purpose: &[u8]) -> ring::hmac::Tag {
         let node_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.key.secret_der());
-        let derived = ring::hmac::sign(&node_key, b"tradewind quic stateless reset key");
-        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
+        ring::hmac::sign(&node_key, purpose)
+    }
+
+    /// The key this node's QUIC stateless resets are made with, and the key its connection ids
+    /// are checked with. Both are the same in every process that runs as this node, so one
+    /// restarted on the same address recognises the connections its previous process had and
+    /// resets them: a peer still holding one learns at its next packet that it is gone, instead
+    /// of calling into it until the idle timeout.
+    pub fn restart_keys(&self) -> (ring::hmac::Key, u64) {
+        let reset = self.derived_secret(b"tradewind quic stateless reset key");
+        let cid = self.derived_secret(b"tradewind quic connection id key");
+        let mut cid_key = [0u8; 8];
+        cid_key.copy_from_slice(&cid.as_ref()[..8]);
+        (
+            ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset.as_ref()),
+            u64::from_le_bytes(cid_key),
+        )
     }
 
     fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {

@@ -29,7 +29,7 @@ const STREAMS_PER_CONNECTION: u32 = 256;
 /// A connection that has heard nothing from its peer for this long is closed, so one to a peer
 /// that died is not kept for calls that would only time out. Keep-alives (below) keep healthy
 /// connections open across the 250 ms round trips of inter-region links; a peer that restarted
-/// answers them with a stateless reset (see `NodeTls::reset_key`), closing the old connection
+/// answers them with a stateless reset (see `NodeTls::restart_keys`), closing the old connection
 /// sooner still.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
@@ -114,13 +114,14 @@ impl Transport {
         client.transport_config(transport_config());
         let bind_err = |why| TransportError::Bind { addr, why };
         let socket = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
-        let mut endpoint = Endpoint::new(
-            quinn::EndpointConfig::new(Arc::new(tls.reset_key())),
-            Some(server),
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )
-        .map_err(bind_err)?;
+        let (reset_key, cid_key) = tls.restart_keys();
+        let mut config = quinn::EndpointConfig::new(Arc::new(reset_key));
+        config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
+        let mut endpoint =
+            Endpoint::new(config, Some(server), socket, Arc::new(quinn::TokioRuntime))
+                .map_err(bind_err)?;
         endpoint.set_default_client_config(client);
         Ok(Transport {
             endpoint,

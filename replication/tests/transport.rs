@@ -211,3 +211,67 @@ async fn a_dead_peer_is_an_error_in_bounded_time_and_a_restarted_one_is_reached_
         .unwrap();
     assert_eq!(seen, "cn-shanghai");
 }
+
+/// A node killed without a word (its process gone, nothing sent) and restarted on the same
+/// address resets the connections its predecessor had, so a caller holding one learns at once
+/// that it is dead instead of waiting on it until the idle timeout.
+#[tokio::test]
+async fn a_killed_peer_restarted_on_its_address_resets_its_old_connections() {
+    let Mesh { dir, nodes } = mesh(&["cn-shanghai"]);
+    let (caller, _) = &nodes[0];
+    certs::issue_node(dir.path(), "ap-singapore").unwrap();
+    let tls = NodeTls::load(dir.path(), "ap-singapore").unwrap();
+    // The peer runs on a runtime of its own, so that it can vanish mid-connection the way a
+    // killed process does: its tasks dropped, no close sent.
+    let peer_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let peer_tls = tls.clone();
+    peer_rt.spawn(async move {
+        let t = Transport::bind(loopback(), &peer_tls).unwrap();
+        t.serve(Arc::new(Echo));
+        tx.send(t.local_addr().unwrap()).unwrap();
+        std::future::pending::<()>().await;
+        drop(t);
+    });
+    let addr = rx.await.unwrap();
+    let _: (String, String) = caller
+        .call("ap-singapore", addr, &"1".to_owned(), TIMEOUT)
+        .await
+        .unwrap();
+    peer_rt.shutdown_background();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let back = loop {
+        match Transport::bind(addr, &tls) {
+            Ok(t) => break t,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    back.serve(Arc::new(Echo));
+    // Without the reset the cached connection would swallow this call until its timeout (the
+    // connection's idle timeout, 3 s, is longer).
+    let first: Result<(String, String), _> = caller
+        .call(
+            "ap-singapore",
+            addr,
+            &"2".to_owned(),
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(
+        !matches!(first, Err(TransportError::Timeout { .. })),
+        "the old connection was not reset: {first:?}"
+    );
+    let (seen, msg): (String, String) = caller
+        .call("ap-singapore", addr, &"3".to_owned(), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!((seen.as_str(), msg.as_str()), ("cn-shanghai", "3"));
+}

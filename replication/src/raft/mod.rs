@@ -10,14 +10,14 @@
 //! - heartbeat every 300 ms. openraft also gives each AppendEntries exactly one heartbeat
 //!   interval to come back, so it must exceed the slowest round trip (250 ms) plus the
 //!   follower's fsync; replication reads are capped at 1 MiB per message for the same reason;
-//! - election timeout drawn from 600–800 ms: two heartbeats and more, so one late heartbeat does
-//!   not depose a healthy leader;
-//! - after a leader dies, a follower still honours its lease (openraft: the maximum election
-//!   timeout since the last heartbeat, 800 ms) and refuses the first candidate that stands
-//!   before it runs out; that candidate stands again after another 600–800 ms and wins, and one
-//!   more round trip commits the new leader's first entry. Writes flow again about 1.8 s after
-//!   the leader's process is killed on loopback (BENCHMARKS.md), about 0.5 s more with 250 ms
-//!   round trips.
+//! - election timeout drawn from 450–600 ms. A follower of a known leader also honours that
+//!   leader's lease (openraft: the maximum election timeout, 600 ms) and stands only when lease
+//!   and election timeout have both passed since the last heartbeat: 1,050–1,200 ms, three
+//!   heartbeats and more, so late heartbeats do not depose a healthy leader;
+//! - after a leader dies: 1,050–1,200 ms after its last heartbeat a follower stands, one round
+//!   trip wins the vote, one more commits the new leader's first entry, and a write forwarded
+//!   from another region takes a third. On loopback writes flow again about 1.5 s after the
+//!   leader's process is killed (BENCHMARKS.md), with 200 ms round trips under 2 s.
 
 // openraft's traits return its `StorageError`, a large type whose size is not ours to choose.
 #![allow(clippy::result_large_err)]
@@ -193,8 +193,8 @@ impl Default for Timing {
     fn default() -> Self {
         Timing {
             heartbeat_ms: 300,
-            election_min_ms: 600,
-            election_max_ms: 800,
+            election_min_ms: 450,
+            election_max_ms: 600,
             snapshot_every_entries: 10_000,
             keep_entries: 2_000,
         }
