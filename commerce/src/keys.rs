@@ -118,6 +118,16 @@ pub fn parse_single(tag: u8, key: &[u8]) -> Option<&str> {
     std::str::from_utf8(key.strip_prefix(&[tag])?).ok()
 }
 
+/// The kinds of record edges mirror through the change feed: what they need to list the
+/// catalog, quote prices and sell from their grants (an inventory row carries every edge's
+/// grant of its SKU). In the order a store is loaded.
+pub const MIRRORED: [u8; 6] = [MARKET, PRICE_LIST, PRODUCT, PRICE, PROMOTION, INVENTORY];
+
+/// Whether edges mirror the row under `key`.
+pub fn mirrored(key: &[u8]) -> bool {
+    key.first().is_some_and(|t| MIRRORED.contains(t))
+}
+
 /// `[start, end)` covering every key with `tag`.
 pub fn tag_range(tag: u8) -> (Vec<u8>, Vec<u8>) {
     (vec![tag], vec![tag + 1])

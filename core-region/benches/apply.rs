@@ -340,6 +340,7 @@ impl LogRegion {
                 &dir.path().join("raft-log.redb"),
                 app,
                 None,
+                None,
                 Timing::default(),
             ))
             .unwrap();

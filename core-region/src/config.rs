@@ -10,6 +10,7 @@ use commerce::escrow::GrantPolicy;
 
 use crate::api::auth::TokenSet;
 use crate::writes::WriteLimits;
+use replication::feed::FeedLimits;
 use replication::raft::{Member, NodeId, Timing};
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -28,6 +29,9 @@ pub struct CoreConfig {
     /// How large the escrow grants this core makes are.
     #[serde(default)]
     pub grant_policy: GrantPolicy,
+    /// The change feed edges follow, served on the `[raft]` endpoint: its history and queues.
+    #[serde(default)]
+    pub feed: FeedLimits,
 }
 
 /// This region's place in the group of core regions.
@@ -189,6 +193,7 @@ impl CoreConfig {
                 crate::api::COMMAND_MAX_BYTES
             ));
         }
+        self.feed.check()?;
         if let Some(r) = &self.raft {
             check_raft(&self.region, r)?;
         }

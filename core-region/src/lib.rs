@@ -1,7 +1,8 @@
 //! One core region: the authoritative store (`store`, with redb and FoundationDB backends), the
 //! commerce state machine that applies the log to it exactly once (`machine`), the state
-//! machine as the application of the regions' Raft group (`replicated`), bounded admission of
-//! writes into that log (`writes`), the admin API (`api`), configuration and start-up.
+//! machine as the application of the regions' Raft group (`replicated`), the change feed edges
+//! follow (`feed`), bounded admission of writes into that log (`writes`), the admin API
+//! (`api`), configuration and start-up.
 //!
 //! Only this crate writes the authoritative store. It depends on `commerce` for every rule and
 //! on `replication` for encoding; nothing here decides a price or a grant size on its own.
@@ -10,6 +11,7 @@
 
 pub mod api;
 pub mod config;
+pub mod feed;
 pub mod machine;
 pub mod replicated;
 pub mod sample;

@@ -34,15 +34,16 @@ use commerce::order::{
     Order, OrderRequest, OrderStatus, Origin, check_idempotency_key, order_id_for, price_order,
 };
 use commerce::pricing::{PriceEntry, PriceList, Promotion, PromotionTarget};
-use commerce::state::State;
+use commerce::state::{RowCodec, State};
 use commerce::{
     Currency, CustomerGroup, EdgeId, Market, MarketId, OrderId, PriceListId, Product, PromotionId,
     SkuId,
 };
+use replication::feed::Feed;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::store::{Op, RECORD_FORMAT, RowVisitor, Store, StoreError, VALUE_MAX_BYTES, WriteBatch};
+use crate::store::{Op, RECORD_FORMAT, Store, StoreError, VALUE_MAX_BYTES, WriteBatch};
 
 /// How many versions a command's dedup record is kept: a retry with the same Idempotency-Key
 /// within this many later commands gets the first outcome back. Orders do not depend on it:
@@ -98,6 +99,8 @@ pub struct StateMachine {
     applied: u64,
     poisoned: bool,
     dedup_retain_versions: u64,
+    /// Where the mirrored rows each version changed are published, once committed.
+    feed: Option<Arc<Feed>>,
 }
 
 /// Encodes a record for the store, refusing one over the size every backend accepts.
@@ -119,6 +122,15 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Rejection> {
 /// Decodes a stored record.
 pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     replication::codec::decode(RECORD_FORMAT, bytes).map_err(|e| StoreError::corrupt(key, e))
+}
+
+/// The store's record codec, for `State::load_row`.
+pub struct Records;
+
+impl RowCodec for Records {
+    fn decode<T: DeserializeOwned>(&self, _key: &[u8], value: &[u8]) -> Result<T, String> {
+        replication::codec::decode(RECORD_FORMAT, value).map_err(|e| e.to_string())
+    }
 }
 
 /// Rows written by one `apply`, readable back before they commit (a later entry of the same
@@ -202,6 +214,22 @@ fn reject<T>(kind: RejectKind, detail: impl Into<String>) -> Result<T, Rejection
     Err(Rejection::new(kind, detail))
 }
 
+/// Publishes the mirrored rows of each version; `ends` says where each version's ops end.
+fn publish(feed: &Feed, ends: &[(u64, usize)], ops: Vec<Op>) {
+    let mut ops = ops.into_iter().enumerate().peekable();
+    for &(version, end) in ends {
+        let mut rows = Vec::new();
+        while let Some((_, op)) = ops.next_if(|(i, _)| *i < end) {
+            match op {
+                Op::Put(k, v) if keys::mirrored(&k) => rows.push((k, Some(v))),
+                Op::Delete(k) if keys::mirrored(&k) => rows.push((k, None)),
+                _ => {}
+            }
+        }
+        feed.publish(version, rows);
+    }
+}
+
 /// The outcome of executing one command: `Err` is a deterministic refusal.
 type Exec = Result<Outcome, Rejection>;
 
@@ -214,6 +242,7 @@ impl StateMachine {
             applied: 0,
             poisoned: false,
             dedup_retain_versions: DEDUP_RETAIN_VERSIONS,
+            feed: None,
         };
         m.reload()?;
         Ok(m)
@@ -221,6 +250,13 @@ impl StateMachine {
 
     /// Overrides `DEDUP_RETAIN_VERSIONS`. Every replica of a log must use the same value; only
     /// tests, which need to see pruning happen, change it.
+    /// Publishes to `feed` the mirrored rows (`keys::MIRRORED`) each applied version changes,
+    /// once they are committed, in version order. Published while the machine is held, so a
+    /// snapshot read of the store is never newer than what the feed has published.
+    pub fn set_feed(&mut self, feed: Arc<Feed>) {
+        self.feed = Some(feed);
+    }
+
     pub fn with_dedup_retain_versions(mut self, versions: u64) -> Self {
         self.dedup_retain_versions = versions.max(1);
         self
@@ -244,40 +280,14 @@ impl StateMachine {
         let store = Arc::clone(&self.store);
         let mut state = State::new();
         let applied = store.applied()?;
-        let load = |tag: u8, f: &mut RowVisitor<'_>| {
+        for tag in keys::MIRRORED {
             let (lo, hi) = keys::tag_range(tag);
-            store.for_each(&lo, &hi, LOAD_PAGE_ROWS, f)
-        };
-        load(keys::MARKET, &mut |k, v| {
-            state.book.upsert_market(decode::<Market>(k, v)?);
-            Ok(())
-        })?;
-        load(keys::PRICE_LIST, &mut |k, v| {
-            state.book.upsert_list(decode::<PriceList>(k, v)?);
-            Ok(())
-        })?;
-        load(keys::PRODUCT, &mut |k, v| {
-            state.upsert_product(decode::<Product>(k, v)?);
-            Ok(())
-        })?;
-        load(keys::PRICE, &mut |k, v| {
-            let sku = keys::parse_price(k)
-                .and_then(|(sku, _)| SkuId::new(sku).ok())
-                .ok_or_else(|| StoreError::corrupt(k, "bad price key"))?;
-            state.book.set_price(sku, decode::<PriceEntry>(k, v)?);
-            Ok(())
-        })?;
-        load(keys::PROMOTION, &mut |k, v| {
-            state.book.upsert_promotion(decode::<Promotion>(k, v)?);
-            Ok(())
-        })?;
-        load(keys::INVENTORY, &mut |k, v| {
-            let sku = keys::parse_single(keys::INVENTORY, k)
-                .and_then(|s| SkuId::new(s).ok())
-                .ok_or_else(|| StoreError::corrupt(k, "bad inventory key"))?;
-            state.set_inventory(sku, decode::<Inventory>(k, v)?);
-            Ok(())
-        })?;
+            store.for_each(&lo, &hi, LOAD_PAGE_ROWS, &mut |k, v| {
+                state
+                    .load_row(k, Some(v), &Records)
+                    .map_err(|e| StoreError::corrupt(k, e))
+            })?;
+        }
         self.state = state;
         self.applied = applied;
         self.poisoned = false;
@@ -361,23 +371,30 @@ impl StateMachine {
             prefetched: prefetch.into_iter().zip(values).collect(),
         };
         let mut outcomes = Vec::with_capacity(fresh.len());
+        // Where each entry's rows end in `batch.ops`.
+        let mut ends = Vec::with_capacity(fresh.len());
         for e in fresh {
             outcomes.push(match &e.proposal {
                 Some(p) => self.apply_entry(&mut batch, e.index, p)?,
                 None => Outcome::Applied { version: e.index },
             });
             self.prune_dedup(&mut batch, e.index)?;
+            ends.push((e.index, batch.ops.len()));
         }
         if let Some(meta) = meta {
             batch.put(keys::META_REPLICATION.to_vec(), meta);
         }
         let last = fresh.last().map_or(self.applied, |e| e.index);
-        store.commit(&WriteBatch {
+        let write = WriteBatch {
             from_applied: self.applied,
             to_applied: last,
             ops: batch.ops,
-        })?;
+        };
+        store.commit(&write)?;
         self.applied = last;
+        if let Some(feed) = &self.feed {
+            publish(feed, &ends, write.ops);
+        }
         Ok(outcomes)
     }
 
@@ -389,7 +406,7 @@ impl StateMachine {
     /// Every row of the region's store, from one consistent read: what another region needs to
     /// become this one.
     pub fn dump(&self) -> Result<crate::store::Rows, StoreError> {
-        self.store.dump()
+        self.store.dump(&[crate::store::all_keys()])
     }
 
     /// Becomes the region `rows` were dumped from (`dump`), with the log's record `meta`, and
@@ -415,6 +432,10 @@ impl StateMachine {
         let installed = self.store.replace_all(&rows);
         // Whether or not it took, the store is the truth: reload from it.
         self.reload()?;
+        if let Some(feed) = &self.feed {
+            // The feed's history describes the store that was replaced.
+            feed.reset(self.applied);
+        }
         installed.map_err(Into::into)
     }
 

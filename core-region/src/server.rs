@@ -1,5 +1,6 @@
-//! Runs one core region: opens the store, loads the state machine, starts the log driver and
-//! serves the admin API until the shutdown future resolves, then drains in-flight requests.
+//! Runs one core region: opens the store, loads the state machine, joins the region group
+//! (Raft, and the change feed on the same QUIC endpoint) and serves the admin API until the
+//! shutdown future resolves, then drains in-flight requests.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::RwLock;
 
+use replication::feed::Feed;
 use replication::raft::RaftNode;
 use replication::tls::NodeTls;
 use replication::transport::Transport;
@@ -16,6 +18,7 @@ use replication::transport::Transport;
 use crate::api::auth::TokenSet;
 use crate::api::{self, AppState};
 use crate::config::{CoreConfig, StoreConfig};
+use crate::feed::StoreSnapshots;
 use crate::machine::{MachineError, StateMachine};
 use crate::replicated::CoreApp;
 use crate::store::{Store, StoreError};
@@ -120,8 +123,20 @@ pub async fn serve(
         skus = machine.state().sku_count(),
         "state loaded"
     );
-    let machine = Arc::new(RwLock::new(machine));
+    // Edges follow the feed on the region's QUIC endpoint; a region without one has no feed.
     let transport = bind_transport(&config)?;
+    let feed = transport.as_ref().map(|_| {
+        Arc::new(Feed::new(
+            version,
+            config.feed,
+            Arc::new(StoreSnapshots::new(Arc::clone(&store))),
+        ))
+    });
+    let mut machine = machine;
+    if let Some(feed) = &feed {
+        machine.set_feed(Arc::clone(feed));
+    }
+    let machine = Arc::new(RwLock::new(machine));
     let raft_addr = match &transport {
         Some(t) => Some(
             t.local_addr()
@@ -138,6 +153,7 @@ pub async fn serve(
         &log_path,
         Arc::new(CoreApp::new(Arc::clone(&machine))),
         transport,
+        feed,
         timing,
     )
     .await

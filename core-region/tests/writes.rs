@@ -68,6 +68,7 @@ async fn region(limits: WriteLimits) -> Region {
         &dir.path().join("raft-log.redb"),
         Arc::new(CoreApp::new(Arc::clone(&machine))),
         None,
+        None,
         timing,
     )
     .await

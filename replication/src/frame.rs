@@ -48,8 +48,15 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
 
 /// Writes one encoded frame (`encode`) and finishes the stream.
 pub async fn write(send: &mut quinn::SendStream, frame: &[u8]) -> Result<(), FrameError> {
-    send.write_all(frame).await?;
+    self::send(send, frame).await?;
     send.finish()?;
+    Ok(())
+}
+
+/// Writes one encoded frame of a stream of frames, waiting while the peer's flow control is
+/// full.
+pub async fn send(send: &mut quinn::SendStream, frame: &[u8]) -> Result<(), FrameError> {
+    send.write_all(frame).await?;
     Ok(())
 }
 
@@ -58,15 +65,29 @@ pub async fn read<T: DeserializeOwned>(
     recv: &mut quinn::RecvStream,
     max: usize,
 ) -> Result<T, FrameError> {
+    read_next(recv, max)
+        .await?
+        .ok_or(FrameError::Read(quinn::ReadExactError::FinishedEarly(0)))
+}
+
+/// Reads the next frame of a stream of frames, at most `max` bytes; `None` when the sender
+/// finished the stream between two frames.
+pub async fn read_next<T: DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<Option<T>, FrameError> {
     let mut len = [0u8; 4];
-    recv.read_exact(&mut len).await?;
+    match recv.read_exact(&mut len).await {
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        r => r?,
+    }
     let len = u32::from_be_bytes(len) as usize;
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await?;
-    decode_body(&body)
+    decode_body(&body).map(Some)
 }
 
 #[cfg(test)]

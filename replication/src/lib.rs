@@ -5,9 +5,11 @@
 //! - `certs` and `tls`: the deployment CA, node certificates, and TLS 1.3 with mutual
 //!   authentication, where a peer's identity is the node name its certificate carries;
 //! - `frame` and `transport`: length-delimited, versioned frames over QUIC streams, one
-//!   request and one reply per stream;
+//!   request per stream, answered with one reply or a stream of them;
 //! - `raft`: consensus between core regions (openraft), its log in redb, its state machine in
-//!   the application, its RPCs over the transport.
+//!   the application, its RPCs over the transport;
+//! - `feed`: the change feed from a core to the edges that follow it: bounded history,
+//!   snapshots when a subscriber is too far behind, heartbeats, resume.
 //!
 //! This crate never names a commerce type: it moves and stores opaque, versioned values that
 //! its callers define.
@@ -17,6 +19,7 @@
 pub mod certs;
 pub mod codec;
 pub mod failpoint;
+pub mod feed;
 pub mod frame;
 pub mod raft;
 pub mod tls;

@@ -77,7 +77,63 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         peer: &str,
         request: Self::Request,
-    ) -> impl Future<Output = Self::Response> + Send;
+    ) -> impl Future<Output = Answer<Self::Response>> + Send;
+}
+
+/// How a request is answered: with one reply, or with a stream of them.
+pub enum Answer<R> {
+    Reply(R),
+    /// Frames made by `stream_frame` (of `R`), sent in order as they arrive; the stream ends
+    /// when the sender is dropped. The channel's bound is the backpressure: while the peer
+    /// reads slowly, whoever feeds the channel waits.
+    Stream(tokio::sync::mpsc::Receiver<StreamFrame>),
+}
+
+/// One encoded reply of a stream: encoded once, it can go to any number of streams.
+#[derive(Clone, Debug)]
+pub struct StreamFrame(Arc<[u8]>);
+
+impl StreamFrame {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Encodes `reply` as a frame of a stream (`Answer::Stream`), read by `Stream::next`.
+pub fn stream_frame<R: Serialize>(reply: &R) -> Result<StreamFrame, FrameError> {
+    frame::encode(&Reply::Ok(reply)).map(|bytes| StreamFrame(bytes.into()))
+}
+
+/// The receiving end of a streamed answer.
+pub struct Stream {
+    peer: String,
+    recv: quinn::RecvStream,
+    /// Kept open: finishing or dropping it would tell the server we are gone.
+    _send: quinn::SendStream,
+    max_frame: usize,
+}
+
+impl Stream {
+    /// The next reply; `None` once the server ended the stream.
+    pub async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, TransportError> {
+        let call_err = |why: FrameError| TransportError::Call {
+            peer: self.peer.clone(),
+            why,
+        };
+        match frame::read_next::<Reply<T>>(&mut self.recv, self.max_frame).await {
+            Ok(Some(Reply::Ok(r))) => Ok(Some(r)),
+            Ok(Some(Reply::Refused(reason))) => Err(TransportError::Refused {
+                peer: self.peer.clone(),
+                reason,
+            }),
+            Ok(None) => Ok(None),
+            Err(e) => Err(call_err(e)),
+        }
+    }
 }
 
 /// One node's endpoint.
@@ -214,6 +270,48 @@ impl Transport {
             })?
     }
 
+    /// Sends `request` to `peer` at `addr` and returns the stream of its answers (the peer's
+    /// handler answers `Answer::Stream`). Connecting and sending take at most `timeout`; how
+    /// long to wait for each answer is the caller's choice.
+    pub async fn open_stream<Req: Serialize>(
+        &self,
+        peer: &str,
+        addr: SocketAddr,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Stream, TransportError> {
+        let request = frame::encode(request).map_err(|why| TransportError::Call {
+            peer: peer.to_owned(),
+            why,
+        })?;
+        let attempt = async {
+            let conn = self.connection(peer, addr).await?;
+            let (mut send, recv) = conn.open_bi().await.map_err(|e| TransportError::Connect {
+                peer: peer.to_owned(),
+                addr,
+                why: e.to_string(),
+            })?;
+            frame::send(&mut send, &request)
+                .await
+                .map_err(|why| TransportError::Call {
+                    peer: peer.to_owned(),
+                    why,
+                })?;
+            Ok(Stream {
+                peer: peer.to_owned(),
+                recv,
+                _send: send,
+                max_frame: self.max_frame,
+            })
+        };
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .map_err(|_| TransportError::Timeout {
+                peer: peer.to_owned(),
+                after: timeout,
+            })?
+    }
+
     /// Serves `handler` until the endpoint closes.
     pub fn serve<H: Handler>(&self, handler: Arc<H>) -> tokio::task::JoinHandle<()> {
         let endpoint = self.endpoint.clone();
@@ -267,10 +365,23 @@ async fn serve_connection<H: Handler>(
         tokio::spawn(async move {
             match frame::read::<H::Request>(&mut recv, max_frame).await {
                 Ok(request) => {
-                    let response = handler.handle(&peer, request).await;
-                    let sent = match frame::encode(&Reply::Ok(response)) {
-                        Ok(bytes) => frame::write(&mut send, &bytes).await,
-                        Err(e) => Err(e),
+                    let sent = match handler.handle(&peer, request).await {
+                        Answer::Reply(response) => match frame::encode(&Reply::Ok(response)) {
+                            Ok(bytes) => frame::write(&mut send, &bytes).await,
+                            Err(e) => Err(e),
+                        },
+                        Answer::Stream(mut frames) => {
+                            let mut sent = Ok(());
+                            while let Some(f) = frames.recv().await {
+                                sent = frame::send(&mut send, &f.0).await;
+                                if sent.is_err() {
+                                    break;
+                                }
+                            }
+                            // Dropping `frames` tells its feeder the peer is gone.
+                            drop(frames);
+                            sent.and_then(|()| send.finish().map_err(FrameError::from))
+                        }
                     };
                     if let Err(e) = sent {
                         tracing::debug!(%peer, error = %e, "could not send a reply");

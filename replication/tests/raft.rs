@@ -191,6 +191,7 @@ impl Cluster {
             &self.data(id).join("log.redb"),
             Arc::clone(&app),
             Some(Arc::new(transport)),
+            None,
             timing(),
         )
         .await

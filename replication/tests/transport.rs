@@ -10,20 +10,35 @@ use quinn::crypto::rustls::QuicClientConfig;
 use replication::certs;
 use replication::frame::{self, PROTOCOL_VERSION};
 use replication::tls::NodeTls;
-use replication::transport::{Handler, Transport, TransportError};
+use replication::transport::{Answer, Handler, Transport, TransportError, stream_frame};
 use serde::{Deserialize, Serialize};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Answers with the caller's name as its certificate says, and the message.
+/// Answers with the caller's name as its certificate says, and the message; `count N` is
+/// answered with a stream of N replies.
 struct Echo;
 
 impl Handler for Echo {
     type Request = String;
     type Response = (String, String);
 
-    async fn handle(&self, peer: &str, request: String) -> (String, String) {
-        (peer.to_owned(), request)
+    async fn handle(&self, peer: &str, request: String) -> Answer<(String, String)> {
+        if let Some(n) = request.strip_prefix("count ") {
+            let n: usize = n.parse().unwrap();
+            let (tx, rx) = tokio::sync::mpsc::channel(2);
+            let peer = peer.to_owned();
+            tokio::spawn(async move {
+                for i in 0..n {
+                    let f = stream_frame(&(peer.clone(), i.to_string())).unwrap();
+                    if tx.send(f).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            return Answer::Stream(rx);
+        }
+        Answer::Reply((peer.to_owned(), request))
     }
 }
 
@@ -75,6 +90,30 @@ async fn peers_call_each_other_under_their_certified_names() {
             assert_eq!(msg, format!("hello {j}"));
         }
     }
+}
+
+#[tokio::test]
+async fn a_streamed_answer_arrives_whole_and_in_order_then_ends() {
+    let m = mesh(&["cn-shanghai", "us-east"]);
+    let (caller, _) = &m.nodes[0];
+    let (callee, addr) = &m.nodes[1];
+    // Far more than the server's channel and the stream's flow-control window hold at once.
+    let n = 20_000;
+    let mut stream = caller
+        .open_stream(callee.node(), *addr, &format!("count {n}"), TIMEOUT)
+        .await
+        .unwrap();
+    for i in 0..n {
+        let (seen, msg): (String, String) = stream.next().await.unwrap().unwrap();
+        assert_eq!((seen.as_str(), msg), ("cn-shanghai", i.to_string()));
+    }
+    assert!(stream.next::<(String, String)>().await.unwrap().is_none());
+    // The connection serves plain calls alongside.
+    let (_, msg): (String, String) = caller
+        .call(callee.node(), *addr, &"after".to_owned(), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(msg, "after");
 }
 
 #[tokio::test]

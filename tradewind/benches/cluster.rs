@@ -1,10 +1,11 @@
 //! Three core regions as real processes (the release binary) on loopback, replicating with Raft
 //! over QUIC: replicated write throughput, durable in every region's store, and failover time
-//! from SIGKILL of the leader's process to the first write committed at another region.
+//! from SIGKILL of the leader's process to the first write committed at another region, and the
+//! change feed's latency from a price change at the leader to an edge of another region.
 //!
 //! Run: `cargo bench -p tradewind --bench cluster`. Baselines in the same run: the same
-//! throughput loads against a single region (no replication), and the latency of one write in
-//! steady state.
+//! throughput loads against a single region (no replication), the latency of one write in
+//! steady state, and of the same price change until the leader answers.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -21,6 +22,8 @@ const ORDER_BATCH: usize = 250;
 /// Concurrent clients: admin tools sending price batches, or edges forwarding their outboxes.
 const CLIENTS: usize = 16;
 const FAILOVERS: usize = 7;
+/// Price changes timed through the feed: enough for a p99 that is not the maximum.
+const FEED_SAMPLES: usize = 500;
 
 fn sku(i: usize) -> String {
     format!("S-{i:05}")
@@ -208,6 +211,14 @@ fn order_bodies(round: usize, batches: usize) -> Vec<Vec<Value>> {
         .collect()
 }
 
+/// The `q` quantile (nearest rank).
+fn percentile(v: &[f64], q: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -290,6 +301,30 @@ fn main() {
         }
         drop(solo);
 
+        // Feed: an edge of a region that does not lead follows that region's feed; price
+        // changes go to the leader one at a time.
+        let lead = current_leader(&admins[0]).await;
+        let li = names.iter().position(|n| *n == lead).unwrap();
+        let home = (li + 1) % 3;
+        let (edge, _follower) = common::follow_feed(
+            &dir.path().join("certs"),
+            "bench-edge-1",
+            vec![replication::feed::Core {
+                name: names[home].into(),
+                addr: cores[home].as_ref().unwrap().quic.unwrap(),
+            }],
+        );
+        edge.applied(version(&admins[home]).await, Duration::from_secs(60)).await;
+        let (mut feed_ms, mut write_ms) = (Vec::new(), Vec::new());
+        for n in 0..FEED_SAMPLES {
+            let body = json!({"changes": [{"sku": sku(n % SKUS), "currency": "USD", "amount_minor": 5000 + n}]});
+            let start = Instant::now();
+            let v = send(reqwest::Method::POST, format!("{}/admin/v1/prices", admins[li]), &body).await;
+            write_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+            edge.applied(v["version"].as_u64().unwrap(), Duration::from_secs(10)).await;
+            feed_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+
         // Steady-state latency of one write, the baseline of failover.
         let mut steady = Vec::new();
         for n in 0..20 {
@@ -324,5 +359,7 @@ fn main() {
         sorted.sort_by(f64::total_cmp);
         println!("  failover, SIGKILL of the leader to the first write committed elsewhere (ms): median {:.0}, min {:.0}, max {:.0}", median(failovers), sorted[0], sorted[sorted.len() - 1]);
         println!("    baseline: one write in steady state (ms): median {:.1}", median(steady));
+        println!("  feed, a price change sent to the leader until applied by an edge of another region (ms, {FEED_SAMPLES} changes): p50 {:.1}, p99 {:.1}", percentile(&feed_ms, 0.50), percentile(&feed_ms, 0.99));
+        println!("    baseline: the same write until the leader answers (ms): p50 {:.1}, p99 {:.1}", percentile(&write_ms, 0.50), percentile(&write_ms, 0.99));
     });
 }

@@ -1,14 +1,16 @@
 //! Three core regions as real processes, replicating over QUIC with mutual TLS on loopback: the
 //! leader killed and another region committing, nothing committed lost, a killed region
-//! catching up, a region cut off from the others unable to commit alone, and an order retried
-//! across a failover committed once.
+//! catching up, a region cut off from the others unable to commit alone, an order retried
+//! across a failover committed once, and edges following a region's change feed through the
+//! loss of that region.
 
 mod common;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{CoreProcess, REGIONS, TOKEN, client, write_group};
+use common::{CoreProcess, REGIONS, SharedMirror, TOKEN, client, follow_feed, write_group};
+use replication::feed::Core;
 use serde_json::{Value, json};
 
 struct Group {
@@ -29,6 +31,21 @@ impl Group {
             _dir: dir,
             configs,
             cores,
+        }
+    }
+
+    fn certs(&self) -> PathBuf {
+        self._dir.path().join("certs")
+    }
+
+    /// Region `i`'s feed, as an edge finds it.
+    fn feed(&self, i: usize) -> Core {
+        Core {
+            name: REGIONS[i].into(),
+            addr: self
+                .core(i)
+                .quic
+                .expect("a region of a group has a QUIC endpoint"),
         }
     }
 
@@ -293,4 +310,79 @@ async fn a_region_cut_off_cannot_commit_alone_and_an_order_retried_across_failov
         let inv = get(g.core(i), "/admin/v1/inventory/S-1").await;
         assert_eq!(inv["committed"], 1, "region {region}");
     }
+}
+
+/// The USD price of S-1 and the units of S-1 available, as an edge's mirror holds them.
+fn mirrored(m: &SharedMirror) -> (Option<i64>, Option<u64>) {
+    let sku = commerce::SkuId::new("S-1").unwrap();
+    m.with(|m| {
+        (
+            m.state.book.prices(&sku).first().map(|p| p.amount_minor),
+            m.state.inventory(&sku).map(|i| i.available()),
+        )
+    })
+}
+
+async fn set_price(g: &Group, via: usize, key: &str, amount: i64) -> u64 {
+    let r = post(
+        g.core(via),
+        "/admin/v1/prices",
+        key,
+        &json!({"changes": [{"sku": "S-1", "currency": "USD", "amount_minor": amount}]}),
+    )
+    .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    r.json::<Value>().await.unwrap()["version"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edges_follow_a_regions_feed_through_its_loss_and_a_restarted_region_sends_a_snapshot() {
+    const WAIT: Duration = Duration::from_secs(20);
+    let mut g = Group::start();
+    let leader = g.leader(0).await;
+    let home = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let version = seed(&g, leader).await;
+    // An edge of the home region follows it (and the others when it is gone).
+    let (edge, _follower) = follow_feed(
+        &g.certs(),
+        "edge-home-1",
+        vec![g.feed(home), g.feed(other), g.feed(leader)],
+    );
+    edge.applied(version, WAIT).await;
+    assert_eq!(mirrored(&edge), (Some(2500), Some(1000)));
+    // The region started with the group, so its history reaches back to the start: no snapshot.
+    assert_eq!(edge.with(|m| m.snapshots), 0);
+    // A price changed at the leader reaches the edge of another region.
+    let v = set_price(&g, leader, "price-1", 2300).await;
+    edge.applied(v, WAIT).await;
+    assert_eq!(mirrored(&edge).0, Some(2300));
+
+    // The edge's region dies: the edge goes on with another region's feed, from where it was.
+    g.cores[home].take().unwrap().kill();
+    let v = set_price(&g, leader, "price-2", 2100).await;
+    edge.applied(v, WAIT).await;
+    assert_eq!(mirrored(&edge).0, Some(2100));
+    assert_eq!(
+        edge.with(|m| m.snapshots),
+        0,
+        "resumed from its version, not resent it all"
+    );
+
+    // The region comes back. Its feed's history begins at its restart, so an edge that holds
+    // nothing gets a snapshot, and then the same state as the edge that never stopped.
+    g.cores[home] = Some(CoreProcess::start(&g.configs[home], &[]));
+    let v = set_price(&g, leader, "price-3", 1900).await;
+    g.applied(home, v).await;
+    let (fresh, _fresh_follower) = follow_feed(&g.certs(), "edge-home-2", vec![g.feed(home)]);
+    fresh.applied(v, WAIT).await;
+    edge.applied(v, WAIT).await;
+    assert_eq!(fresh.with(|m| m.snapshots), 1);
+    assert_eq!(mirrored(&fresh), (Some(1900), Some(1000)));
+    assert_eq!(mirrored(&edge), mirrored(&fresh));
+    let products = |m: &SharedMirror| m.with(|m| (m.state.product_count(), m.state.sku_count()));
+    assert_eq!(products(&fresh), (1, 1));
+    assert_eq!(products(&edge), products(&fresh));
 }

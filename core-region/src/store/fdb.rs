@@ -16,7 +16,7 @@ use foundationdb::options::{DatabaseOption, StreamingMode};
 use foundationdb::{Database, FdbBindingError, KeySelector, RangeOption};
 use futures::executor::block_on;
 
-use super::{Op, RECORD_FORMAT, Rows, Store, StoreError, WriteBatch, decode_applied};
+use super::{KeyRange, Op, RECORD_FORMAT, Rows, Store, StoreError, WriteBatch, decode_applied};
 use commerce::keys::{META_APPLIED, META_BATCH_TOKEN, META_FORMAT};
 
 /// How long one FDB transaction may take, retries included, before `commit` fails. FDB itself
@@ -109,18 +109,23 @@ impl FdbStore {
     /// Rows with full keys in `[begin, end)`, up to `limit`, in one transaction, with the
     /// prefix taken off their keys.
     fn scan_raw(&self, begin: Vec<u8>, end: Vec<u8>, limit: usize) -> Result<Rows, StoreError> {
+        self.scan_ranges(&[(begin, end)], limit)
+    }
+
+    /// Up to `limit` rows of each of the raw `ranges`, all in one transaction (one snapshot).
+    fn scan_ranges(&self, ranges: &[KeyRange], limit: usize) -> Result<Rows, StoreError> {
         let prefix_len = self.prefix.len();
-        block_on(self.db.run(|trx, _| {
-            let (begin, end) = (begin.clone(), end.clone());
-            async move {
-                let mut rows = Rows::new();
+        block_on(self.db.run(|trx, _| async move {
+            let mut rows = Rows::new();
+            for (begin, end) in ranges {
+                let from = rows.len();
                 let mut opt = RangeOption {
                     // FoundationDB takes its limit as a C int: "everything" is no limit.
                     limit: (limit < i32::MAX as usize).then_some(limit),
                     mode: StreamingMode::WantAll,
                     ..RangeOption::from((
-                        KeySelector::first_greater_or_equal(begin),
-                        KeySelector::first_greater_or_equal(end),
+                        KeySelector::first_greater_or_equal(begin.clone()),
+                        KeySelector::first_greater_or_equal(end.clone()),
                     ))
                 };
                 let mut iteration = 1;
@@ -129,8 +134,8 @@ impl FdbStore {
                     for kv in kvs.iter() {
                         rows.push((kv.key()[prefix_len..].to_vec(), kv.value().to_vec()));
                     }
-                    if rows.len() >= limit {
-                        rows.truncate(limit);
+                    if rows.len() - from >= limit {
+                        rows.truncate(from + limit);
                         break;
                     }
                     match opt.next_range(&kvs) {
@@ -139,8 +144,8 @@ impl FdbStore {
                     }
                     iteration += 1;
                 }
-                Ok(rows)
             }
+            Ok(rows)
         }))
         .map_err(store_error)
     }
@@ -224,13 +229,14 @@ impl Store for FdbStore {
         .map_err(store_error)
     }
 
-    fn dump(&self) -> Result<Rows, StoreError> {
+    fn dump(&self, ranges: &[KeyRange]) -> Result<Rows, StoreError> {
         // One read transaction (FoundationDB bounds it to 5 s): a region whose state takes
         // longer to read needs its snapshots taken in pieces.
-        let mut end = self.prefix.clone();
-        end.push(0xff);
-        let (begin, end) = (self.prefix.clone(), end);
-        self.scan_raw(begin, end, usize::MAX)
+        let ranges: Vec<KeyRange> = ranges
+            .iter()
+            .map(|(start, end)| (self.key(start), self.key(end)))
+            .collect();
+        self.scan_ranges(&ranges, usize::MAX)
     }
 
     fn replace_all(&self, rows: &Rows) -> Result<(), StoreError> {

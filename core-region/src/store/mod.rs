@@ -22,6 +22,14 @@ pub const RECORD_FORMAT: u8 = 1;
 /// backend keeps a store movable between them.
 pub const VALUE_MAX_BYTES: usize = 90_000;
 
+/// Keys `start <= key < end`.
+pub type KeyRange = (Vec<u8>, Vec<u8>);
+
+/// Every key of the store (every key begins with an ASCII tag).
+pub fn all_keys() -> KeyRange {
+    (Vec::new(), vec![0xff])
+}
+
 /// One change in a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
@@ -82,8 +90,9 @@ pub trait Store: Send + Sync + 'static {
     /// Applies `batch` atomically and durably, or not at all.
     fn commit(&self, batch: &WriteBatch) -> Result<(), StoreError>;
 
-    /// Every row, read from one consistent snapshot (a replication snapshot of the region).
-    fn dump(&self) -> Result<Rows, StoreError>;
+    /// The rows in `ranges` (ascending, not overlapping), read from one consistent snapshot:
+    /// every row for a replication snapshot of the region, the mirrored ones for the feed.
+    fn dump(&self, ranges: &[KeyRange]) -> Result<Rows, StoreError>;
 
     /// Replaces every row with `rows`, atomically and durably (installing a snapshot taken by
     /// `dump` on another region).

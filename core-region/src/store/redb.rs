@@ -5,7 +5,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Op, RECORD_FORMAT, Rows, Store, StoreError, WriteBatch, decode_applied};
+use super::{KeyRange, Op, RECORD_FORMAT, Rows, Store, StoreError, WriteBatch, decode_applied};
 use commerce::keys::{META_APPLIED, META_FORMAT};
 use replication::failpoint;
 
@@ -117,13 +117,15 @@ impl Store for RedbStore {
         txn.commit().map_err(io)
     }
 
-    fn dump(&self) -> Result<Rows, StoreError> {
+    fn dump(&self, ranges: &[KeyRange]) -> Result<Rows, StoreError> {
         let txn = self.db.begin_read().map_err(io)?;
         let t = txn.open_table(KV).map_err(io)?;
         let mut rows = Vec::new();
-        for item in t.iter().map_err(io)? {
-            let (k, v) = item.map_err(io)?;
-            rows.push((k.value().to_vec(), v.value().to_vec()));
+        for (start, end) in ranges {
+            for item in t.range(start.as_slice()..end.as_slice()).map_err(io)? {
+                let (k, v) = item.map_err(io)?;
+                rows.push((k.value().to_vec(), v.value().to_vec()));
+            }
         }
         Ok(rows)
     }

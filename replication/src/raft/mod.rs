@@ -44,7 +44,8 @@ pub use log_store::LogStore;
 pub use network::Network;
 pub use state_machine::{RaftMeta, StateMachine};
 
-use crate::transport::{Handler, Transport};
+use crate::feed::{Feed, FeedMessage, Subscribe};
+use crate::transport::{Answer, Handler, Transport};
 
 pub type NodeId = u64;
 
@@ -111,6 +112,8 @@ pub enum MeshRequest {
     Write(Payload),
     /// The group as the leader sees it.
     View,
+    /// Follow this member's change feed (any node of the deployment may: edges do).
+    Subscribe(Subscribe),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -121,6 +124,8 @@ pub enum MeshResponse {
     Write(Result<Payload, WriteError>),
     View(Box<ClusterView>),
     Refused(String),
+    /// One message of a change feed's stream.
+    Feed(FeedMessage),
 }
 
 /// The group as one member sees it (the leader sees the most: how far each member is).
@@ -237,7 +242,12 @@ struct MeshHandler {
     lag: Arc<LagTracker>,
     /// Members as configured: a message's claimed sender must be the node its certificate names.
     known: BTreeMap<NodeId, Member>,
+    feed: Option<Arc<Feed>>,
 }
+
+/// Feed messages waiting to be sent to one subscriber: little, since the feed's own queue,
+/// bounded in bytes, is where a slow subscriber's backlog belongs.
+const FEED_STREAM_FRAMES: usize = 4;
 
 impl MeshHandler {
     /// The name of node `id`, from the current membership or the configured members.
@@ -264,7 +274,23 @@ impl Handler for MeshHandler {
     type Request = MeshRequest;
     type Response = MeshResponse;
 
-    async fn handle(&self, peer: &str, request: MeshRequest) -> MeshResponse {
+    async fn handle(&self, peer: &str, request: MeshRequest) -> Answer<MeshResponse> {
+        match request {
+            MeshRequest::Subscribe(sub) => match &self.feed {
+                Some(feed) => {
+                    let (tx, rx) = tokio::sync::mpsc::channel(FEED_STREAM_FRAMES);
+                    tokio::spawn(Arc::clone(feed).serve(peer.to_owned(), sub.from_version, tx));
+                    Answer::Stream(rx)
+                }
+                None => Answer::Reply(MeshResponse::Refused("this node has no feed".into())),
+            },
+            request => Answer::Reply(self.answer(peer, request).await),
+        }
+    }
+}
+
+impl MeshHandler {
+    async fn answer(&self, peer: &str, request: MeshRequest) -> MeshResponse {
         let refuse = |why: String| {
             tracing::warn!(%peer, %why, "refused a raft message");
             MeshResponse::Refused(why)
@@ -314,6 +340,7 @@ impl Handler for MeshHandler {
                 }
                 MeshResponse::Write(write_local(&self.raft, payload).await)
             }
+            MeshRequest::Subscribe(_) => refuse("a subscription is a stream".into()),
         }
     }
 }
@@ -445,14 +472,15 @@ pub struct RaftNode {
 impl RaftNode {
     /// Starts member `id` of a group whose initial voters are `members`, with its log in
     /// `log_path`, its state in `app`, and its traffic on `transport` (which it now serves; a
-    /// group of one member needs none). A fresh group is initialized with `members`; every
-    /// member may do so, with the same list.
+    /// group of one member needs none), where subscribers may follow `feed`. A fresh group is
+    /// initialized with `members`; every member may do so, with the same list.
     pub async fn start<A: App>(
         id: NodeId,
         members: BTreeMap<NodeId, Member>,
         log_path: &Path,
         app: Arc<A>,
         transport: Option<Arc<Transport>>,
+        feed: Option<Arc<Feed>>,
         timing: Timing,
     ) -> Result<Self, StartError> {
         let config = Arc::new(timing.config("tradewind").map_err(StartError::Config)?);
@@ -472,6 +500,7 @@ impl RaftNode {
                 raft: raft.clone(),
                 lag: Arc::clone(&lag),
                 known: members.clone(),
+                feed,
             }))
         });
         let initialized = raft

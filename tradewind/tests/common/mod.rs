@@ -121,6 +121,8 @@ pub fn store_path(dir: &Path) -> PathBuf {
 pub struct CoreProcess {
     child: Child,
     pub admin: String,
+    /// Its QUIC endpoint (Raft and the change feed), when it has one.
+    pub quic: Option<std::net::SocketAddr>,
 }
 
 impl CoreProcess {
@@ -159,18 +161,23 @@ impl CoreProcess {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("admin=").nth(1) {
                     let url = rest.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = tx.send(url);
+                    let quic = line
+                        .split("raft=")
+                        .nth(1)
+                        .and_then(|r| r.split_whitespace().next())
+                        .and_then(|a| a.parse().ok());
+                    let _ = tx.send((url, quic));
                 }
             }
         });
-        let admin = match rx.recv_timeout(READY_DEADLINE) {
-            Ok(url) => url,
+        let (admin, quic) = match rx.recv_timeout(READY_DEADLINE) {
+            Ok(ready) => ready,
             Err(_) => {
                 let _ = child.kill();
                 panic!("core did not print its ready line within {READY_DEADLINE:?}");
             }
         };
-        CoreProcess { child, admin }
+        CoreProcess { child, admin, quic }
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -220,4 +227,104 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
+}
+
+/// An edge's mirror of a region's change feed, in memory: the commerce state its rows make,
+/// loaded the way a core loads its store (`State::load_row`).
+#[derive(Default)]
+pub struct EdgeMirror {
+    pub state: commerce::state::State,
+    pub version: u64,
+    pub snapshots: usize,
+    pub changes: usize,
+}
+
+/// An `EdgeMirror` that a feed follower fills while a test watches it.
+#[derive(Clone)]
+pub struct SharedMirror {
+    pub inner: std::sync::Arc<std::sync::Mutex<EdgeMirror>>,
+    applied: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl SharedMirror {
+    pub fn new() -> Self {
+        SharedMirror {
+            inner: Default::default(),
+            applied: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
+
+    /// Waits until the mirror has applied `version`, at most `deadline`.
+    pub async fn applied(&self, version: u64, deadline: Duration) {
+        let mut rx = self.applied.subscribe();
+        let reached = tokio::time::timeout(deadline, rx.wait_for(|v| *v >= version))
+            .await
+            .is_ok();
+        assert!(
+            reached,
+            "the mirror did not reach version {version} within {deadline:?} (at {})",
+            *self.applied.borrow()
+        );
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&EdgeMirror) -> T) -> T {
+        f(&self.inner.lock().unwrap())
+    }
+
+    fn load(
+        state: &mut commerce::state::State,
+        rows: Vec<replication::feed::Row>,
+    ) -> Result<(), String> {
+        for (k, v) in rows {
+            state.load_row(&k, v.as_deref(), &core_region::machine::Records)?;
+        }
+        Ok(())
+    }
+}
+
+impl replication::feed::Mirror for SharedMirror {
+    fn version(&self) -> u64 {
+        self.inner.lock().unwrap().version
+    }
+
+    fn install(&mut self, version: u64, rows: Vec<replication::feed::Row>) -> Result<(), String> {
+        let mut state = commerce::state::State::new();
+        Self::load(&mut state, rows)?;
+        let mut m = self.inner.lock().unwrap();
+        m.state = state;
+        m.version = version;
+        m.snapshots += 1;
+        drop(m);
+        self.applied.send_replace(version);
+        Ok(())
+    }
+
+    fn apply(&mut self, version: u64, rows: Vec<replication::feed::Row>) -> Result<(), String> {
+        let mut m = self.inner.lock().unwrap();
+        Self::load(&mut m.state, rows)?;
+        m.version = version;
+        m.changes += 1;
+        drop(m);
+        self.applied.send_replace(version);
+        Ok(())
+    }
+}
+
+/// Follows the feeds of `cores` (the first that answers, then the next) into a new mirror,
+/// as the edge node `edge`, whose certificate is made in `certs`.
+pub fn follow_feed(
+    certs: &Path,
+    edge: &str,
+    cores: Vec<replication::feed::Core>,
+) -> (SharedMirror, tokio::task::JoinHandle<()>) {
+    replication::certs::issue_node(certs, edge).unwrap();
+    let tls = replication::tls::NodeTls::load(certs, edge).unwrap();
+    let transport =
+        replication::transport::Transport::bind("127.0.0.1:0".parse().unwrap(), &tls).unwrap();
+    let mirror = SharedMirror::new();
+    let mut m = mirror.clone();
+    let task = tokio::spawn(async move {
+        replication::feed::follow_cores(&transport, &cores, &mut m, Duration::from_secs(2)).await;
+    });
+    (mirror, task)
 }
