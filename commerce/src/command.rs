@@ -115,6 +115,14 @@ impl Command {
         }
     }
 
+    /// Whether applying this command leaves a dedup record under its command id (when it
+    /// changed state), so that a retry gets the first outcome. Edge commits leave none: each of
+    /// their orders is idempotent by its id already, and a batch's record would be as large as
+    /// the batch.
+    pub fn keeps_dedup_record(&self) -> bool {
+        !matches!(self, Command::CommitOrders { .. })
+    }
+
     /// A short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -467,9 +467,9 @@ impl StateMachine {
                     .execute(batch, index, p)?
                     .unwrap_or_else(Outcome::Rejected);
                 // Refusals change nothing and leave no record: the same request may be sent again
-                // once the state allows it. Edge commits are idempotent by order id already.
-                let keep = !matches!(p.command, Command::CommitOrders { .. })
-                    && !matches!(outcome, Outcome::Rejected(_));
+                // once the state allows it.
+                let keep =
+                    p.command.keeps_dedup_record() && !matches!(outcome, Outcome::Rejected(_));
                 if keep {
                     let rec = DedupRecord {
                         version: index,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use commerce::command::{Outcome, Proposal};
-use replication::raft::{RaftNode, WriteError};
+use replication::raft::{Payload, RaftNode, WriteError};
 
 use crate::replicated;
 
@@ -113,6 +113,15 @@ impl Writes {
         timeout: Duration,
     ) -> Result<Outcome, ProposeError> {
         let payload = replicated::payload(proposal).map_err(ProposeError::Unavailable)?;
+        self.propose_payload(payload, timeout).await
+    }
+
+    /// `propose`, for a proposal already encoded (`replicated::payload`).
+    pub async fn propose_payload(
+        &self,
+        payload: Payload,
+        timeout: Duration,
+    ) -> Result<Outcome, ProposeError> {
         let _admitted = self.admit(payload.0.len())?;
         let reply = self
             .node
