@@ -41,6 +41,94 @@ pub struct StockChange {
     pub op: StockOp,
 }
 
+/// The codec version of what edges and core regions say to each other over the mesh: an
+/// `EdgeWrite`, answered with an `Outcome`.
+pub const EDGE_WIRE_FORMAT: u8 = 1;
+
+/// A write an edge sends a core region over the mesh. Which edge sends it is not in it: the
+/// region takes that from the edge's certificate, so an edge speaks only for itself.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct EdgeWrite {
+    /// The edge's key for this write, where it has one: the same write sent again, through
+    /// any region, is applied once (as an Idempotency-Key at the admin API).
+    pub key: Option<String>,
+    pub request: EdgeRequest,
+}
+
+/// What an edge may ask of the core.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub enum EdgeRequest {
+    /// Orders the edge accepted from its grants (its outbox), committed each by its order id.
+    Commit(Vec<Order>),
+    /// Units of `sku`, sized from the edge's demand by the region's grant policy.
+    Grant { sku: SkuId, demand: Demand },
+    /// Units of a grant the edge gives back.
+    Return { sku: SkuId, units: u64 },
+    /// An order the edge has no grant left for, allocated from the central pool; the shopper's
+    /// Idempotency-Key makes it one order however often it is sent.
+    CentralOrder {
+        idempotency_key: String,
+        request: OrderRequest,
+    },
+}
+
+impl EdgeWrite {
+    /// What can be told wrong before the write is proposed: its keys, and a commit batch of 1
+    /// to `COMMIT_BATCH_MAX` orders.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(k) = &self.key {
+            crate::order::check_idempotency_key(k)?;
+        }
+        match &self.request {
+            EdgeRequest::Commit(orders) if orders.is_empty() || orders.len() > COMMIT_BATCH_MAX => {
+                Err(format!("a commit batch has 1 to {COMMIT_BATCH_MAX} orders"))
+            }
+            EdgeRequest::CentralOrder {
+                idempotency_key, ..
+            } => crate::order::check_idempotency_key(idempotency_key),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl EdgeRequest {
+    /// The command this request from `edge` stands for at `region`, under the region's grant
+    /// `policy`; with the route and key its command id is derived from, the same as the admin
+    /// API's for the same write.
+    pub fn into_command(
+        self,
+        edge: EdgeId,
+        region: &str,
+        policy: GrantPolicy,
+        key: Option<String>,
+    ) -> (&'static str, Option<String>, Command) {
+        match self {
+            EdgeRequest::Commit(orders) => ("commits", key, Command::CommitOrders { edge, orders }),
+            EdgeRequest::Grant { sku, demand } => (
+                "grants",
+                key,
+                Command::Grant {
+                    edge,
+                    sku,
+                    demand,
+                    policy,
+                },
+            ),
+            EdgeRequest::Return { sku, units } => {
+                ("returns", key, Command::ReturnGrant { edge, sku, units })
+            }
+            EdgeRequest::CentralOrder {
+                idempotency_key,
+                request,
+            } => {
+                let (scoped, command) =
+                    Command::central_order(request, idempotency_key, region.to_owned(), Some(edge));
+                ("orders", Some(scoped), command)
+            }
+        }
+    }
+}
+
 /// Every write to the authoritative state.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Command {
@@ -83,6 +171,27 @@ pub enum Command {
 }
 
 impl Command {
+    /// An order for the central pool under the shopper's Idempotency-Key `key`, taken by
+    /// `region` (through `edge`, when one sent it), and the key scoped as its command id is
+    /// derived: keys belong to a customer, as order ids do (`order_id_for`), so the same key
+    /// sent through any edge or region places one order.
+    pub fn central_order(
+        request: OrderRequest,
+        key: String,
+        region: String,
+        edge: Option<EdgeId>,
+    ) -> (String, Command) {
+        let scoped = format!("{}\u{0}{key}", request.customer_id);
+        let command = Command::CentralOrder {
+            order_id: crate::order::order_id_for(&request.customer_id, &key),
+            idempotency_key: Some(key),
+            request,
+            region,
+            edge,
+        };
+        (scoped, command)
+    }
+
     /// How many items (prices, stock changes, orders) the command carries; 1 for the others.
     pub fn items(&self) -> usize {
         match self {
@@ -93,23 +202,22 @@ impl Command {
         }
     }
 
-    /// The command as its caller asked for it, without what the receiving region added (which
-    /// region took it): the same request sent to two regions must look the same to
-    /// Idempotency-Key checks.
+    /// The command as its caller asked for it, without what the receiving side added (which
+    /// region, through which edge): the same request sent through two regions or edges, as a
+    /// shopper's retry after a failover is, must look the same to Idempotency-Key checks.
     pub fn as_requested(&self) -> Command {
         match self {
             Command::CentralOrder {
                 order_id,
                 idempotency_key,
                 request,
-                edge,
                 ..
             } => Command::CentralOrder {
                 order_id: order_id.clone(),
                 idempotency_key: idempotency_key.clone(),
                 request: request.clone(),
                 region: String::new(),
-                edge: edge.clone(),
+                edge: None,
             },
             other => other.clone(),
         }

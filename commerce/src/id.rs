@@ -28,11 +28,15 @@ pub fn check_id(kind: &'static str, s: &str) -> Result<(), IdError> {
     if s.len() > ID_MAX_BYTES {
         return Err(IdError::TooLong { kind });
     }
+    // Bytes, not chars: every allowed character is ASCII, and ids are checked on every decode.
     match s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')))
     {
-        Some(found) => Err(IdError::BadChar { kind, found }),
+        Some(at) => Err(IdError::BadChar {
+            kind,
+            found: s[at..].chars().next().unwrap_or('?'),
+        }),
         None => Ok(()),
     }
 }

@@ -187,10 +187,10 @@ impl CoreConfig {
             );
         }
         let w = &self.writes;
-        if w.inflight_max == 0 || w.inflight_bytes_max < crate::api::COMMAND_MAX_BYTES {
+        if w.inflight_max == 0 || w.inflight_bytes_max < crate::writes::COMMAND_MAX_BYTES {
             return Err(format!(
                 "writes: need inflight_max > 0 and inflight_bytes_max >= {}",
-                crate::api::COMMAND_MAX_BYTES
+                crate::writes::COMMAND_MAX_BYTES
             ));
         }
         self.feed.check()?;

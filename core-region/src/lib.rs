@@ -1,7 +1,8 @@
 //! One core region: the authoritative store (`store`, with redb and FoundationDB backends), the
 //! commerce state machine that applies the log to it exactly once (`machine`), the state
 //! machine as the application of the regions' Raft group (`replicated`), the change feed edges
-//! follow (`feed`), bounded admission of writes into that log (`writes`), the admin API
+//! follow (`feed`), bounded admission of writes into that log (`writes`), the writes edges
+//! send over the mesh (`edges`), the admin API
 //! (`api`), configuration and start-up.
 //!
 //! Only this crate writes the authoritative store. It depends on `commerce` for every rule and
@@ -11,6 +12,7 @@
 
 pub mod api;
 pub mod config;
+pub mod edges;
 pub mod feed;
 pub mod machine;
 pub mod replicated;

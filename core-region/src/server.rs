@@ -160,6 +160,12 @@ pub async fn serve(
     .map_err(|e| StartError::Other(e.to_string()))?;
     let node = Arc::new(node);
     let writes = Writes::new(Arc::clone(&node), config.writes);
+    node.accept_submissions(Arc::new(crate::edges::EdgeWrites {
+        writes: writes.clone(),
+        region: config.region.clone(),
+        policy: config.grant_policy,
+        timeout: Duration::from_millis(config.admin.write_timeout_ms),
+    }));
     let tokens = TokenSet::from_hex(&config.admin.token_sha256)
         .map_err(|e| StartError::Other(e.to_string()))?;
     let state = AppState {
@@ -170,7 +176,7 @@ pub async fn serve(
         tokens: Arc::new(tokens),
         grant_policy: config.grant_policy,
         write_timeout: Duration::from_millis(config.admin.write_timeout_ms),
-        started_at_ms: api::now_ms(),
+        started_at_ms: crate::writes::now_ms(),
     };
     let listener = TcpListener::bind(config.admin.listen)
         .await

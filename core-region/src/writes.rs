@@ -10,10 +10,37 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use commerce::command::{Outcome, Proposal};
+use commerce::command::{Command, Outcome, Proposal};
 use replication::raft::{Payload, RaftNode, WriteError};
 
 use crate::replicated;
+use crate::store::RECORD_FORMAT;
+
+/// Largest encoded command one request may propose: well inside what one store transaction
+/// takes on every backend (a full price batch of 10,000 changes is under 1 MiB).
+pub const COMMAND_MAX_BYTES: usize = 2 * 1024 * 1024;
+
+/// The proposer's clock, unix milliseconds: the one clock a command is applied by.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The first 16 bytes of SHA-256 over `parts`, each prefixed by its length (so that no two
+/// different lists of parts run together into the same input).
+fn digest16(parts: &[&[u8]]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    let full = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
 
 /// Limits of admission.
 #[derive(Clone, Copy, Debug, serde::Deserialize, serde::Serialize)]
@@ -37,6 +64,8 @@ impl Default for WriteLimits {
 /// Why a proposal got no outcome.
 #[derive(Debug, thiserror::Error)]
 pub enum ProposeError {
+    #[error("{0}")]
+    TooLarge(String),
     #[error("too many writes in flight; retry after a moment")]
     Overloaded,
     #[error("no leader can be reached now (election under way, or this region is cut off): {0}")]
@@ -106,6 +135,46 @@ impl Writes {
         Ok(admitted)
     }
 
+    /// Proposes `command` for `route` (what kind of write it is: "prices", "commits") and
+    /// waits, at most `timeout`, for its outcome. With an idempotency `key` the command id is
+    /// derived from (route, key), so a retry is recognised; without one it is random.
+    pub async fn submit(
+        &self,
+        route: &str,
+        key: Option<&str>,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<Outcome, ProposeError> {
+        let command_id = match key {
+            Some(k) => digest16(&[route.as_bytes(), k.as_bytes()]),
+            None => rand::random(),
+        };
+        // The fingerprint tells a retry from another request under the same key, which only
+        // matters where a dedup record keeps it.
+        let fingerprint = if command.keeps_dedup_record() {
+            let requested = replication::codec::encode(RECORD_FORMAT, &command.as_requested())
+                .map_err(|e| ProposeError::Unavailable(e.to_string()))?;
+            digest16(&[route.as_bytes(), &requested])
+        } else {
+            [0; 16]
+        };
+        let (kind, items) = (command.kind(), command.items());
+        let proposal = Proposal {
+            command_id,
+            fingerprint,
+            at_ms: now_ms(),
+            command,
+        };
+        let payload = replicated::payload(&proposal).map_err(ProposeError::Unavailable)?;
+        if payload.0.len() > COMMAND_MAX_BYTES {
+            return Err(ProposeError::TooLarge(format!(
+                "this {kind} of {items} items is {} bytes encoded, over the limit of {COMMAND_MAX_BYTES}; split it",
+                payload.0.len()
+            )));
+        }
+        self.propose_payload(payload, timeout).await
+    }
+
     /// Proposes and waits, at most `timeout`, until the proposal is committed and applied.
     pub async fn propose(
         &self,
@@ -130,7 +199,10 @@ impl Writes {
             .map_err(|e| match e {
                 WriteError::NoLeader(why) => ProposeError::NoLeader(why),
                 WriteError::Timeout(why) => ProposeError::Timeout(why),
-                WriteError::Unavailable(why) => ProposeError::Unavailable(why),
+                WriteError::Unavailable(why) | WriteError::Refused(why) => {
+                    ProposeError::Unavailable(why)
+                }
+                WriteError::Overloaded(_) => ProposeError::Overloaded,
             })?;
         replicated::outcome(&reply).map_err(ProposeError::Unavailable)
     }

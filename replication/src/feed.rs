@@ -35,6 +35,32 @@ use crate::transport::{StreamFrame, Transport, TransportError, stream_frame};
 /// A stored row: its key and its new value, or `None` where it was deleted.
 pub type Row = (Vec<u8>, Option<Vec<u8>>);
 
+/// Rows with their keys and values as byte strings: bincode encodes them as it does byte
+/// sequences, at the cost of a copy rather than of a call per byte.
+mod row_bytes {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    use super::Row;
+
+    pub fn serialize<S: Serializer>(rows: &[Row], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(rows.len()))?;
+        for (key, value) in rows {
+            seq.serialize_element(&(Bytes::new(key), value.as_deref().map(Bytes::new)))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Row>, D::Error> {
+        let rows: Vec<(ByteBuf, Option<ByteBuf>)> = Vec::deserialize(d)?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, v)| (k.into_vec(), v.map(ByteBuf::into_vec)))
+            .collect())
+    }
+}
+
 /// What a subscriber asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscribe {
@@ -49,11 +75,16 @@ pub enum FeedMessage {
     /// the subscriber replaces its rows with them when the `last` one has come.
     Snapshot {
         version: u64,
+        #[serde(with = "row_bytes")]
         rows: Vec<Row>,
         last: bool,
     },
     /// The rows changed at `version`.
-    Changes { version: u64, rows: Vec<Row> },
+    Changes {
+        version: u64,
+        #[serde(with = "row_bytes")]
+        rows: Vec<Row>,
+    },
     /// Nothing to send; the core has applied up to `version`.
     Heartbeat { version: u64 },
 }

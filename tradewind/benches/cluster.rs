@@ -10,9 +10,15 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{CoreProcess, TOKEN, client, write_group};
+use commerce::command::{EDGE_WIRE_FORMAT, EdgeRequest, EdgeWrite, Outcome};
+use common::{CoreProcess, TOKEN, client, edge_order, mesh_node, write_group, write_group_of};
+use replication::raft::Payload;
+use replication::transport::Transport;
 use serde_json::{Value, json};
 
 const SKUS: usize = 10_000;
@@ -104,17 +110,27 @@ async fn everywhere(admins: &[String], target: u64) {
     }
 }
 
-/// Per second: one client per element of `bodies` sends its bodies in turn to `path` at region
-/// `at`; timed until the last write is applied in every region of `admins`. Bodies are encoded
-/// before the clock starts and sent over pooled connections, so that the load generator, which
-/// shares the machine with the regions, spends as little of it as it can.
-async fn load(
-    at: &str,
-    admins: &[String],
-    path: &str,
-    bodies: Vec<Vec<Value>>,
-    items: usize,
-) -> f64 {
+/// How a load reaches a region: the admin API (HTTP/JSON, as admin tools send), or the mesh
+/// (QUIC/bincode, as edges send), one edge per client.
+#[derive(Clone)]
+enum Via {
+    Http(String),
+    Mesh(Vec<Edge>),
+}
+
+/// An edge and the region it sends to.
+#[derive(Clone)]
+struct Edge {
+    node: Arc<Transport>,
+    region: String,
+    addr: SocketAddr,
+}
+
+/// Per second: one client per element of `bodies` sends its bodies in turn `via`; timed until
+/// the last write is applied in every region of `admins`. Bodies are encoded before the clock
+/// starts and sent over pooled connections, so that the load generator, which shares the
+/// machine with the regions, spends as little of it as it can.
+async fn load(via: &Via, admins: &[String], bodies: Vec<Vec<Value>>, items: usize) -> f64 {
     #[derive(serde::Deserialize)]
     struct Committed {
         version: u64,
@@ -122,30 +138,50 @@ async fn load(
     let http = client();
     let bodies: Vec<Vec<Vec<u8>>> = bodies
         .iter()
-        .map(|bs| bs.iter().map(|b| serde_json::to_vec(b).unwrap()).collect())
+        .map(|bs| bs.iter().map(|b| encode(via, b)).collect())
         .collect();
     let start = Instant::now();
     let tasks: Vec<_> = bodies
         .into_iter()
-        .map(|bs| {
-            let url = format!("{at}{path}");
-            let http = http.clone();
+        .enumerate()
+        .map(|(client, bs)| {
+            let (http, via) = (http.clone(), via.clone());
             tokio::spawn(async move {
                 let mut last = 0;
                 for b in bs {
-                    let res = http
-                        .post(&url)
-                        .bearer_auth(TOKEN)
-                        .header("content-type", "application/json")
-                        .body(b)
-                        .send()
-                        .await
-                        .unwrap();
-                    let status = res.status();
-                    let body = res.bytes().await.unwrap();
-                    assert!(status.is_success(), "{url}: {status} {body:?}");
-                    let c: Committed = serde_json::from_slice(&body).unwrap();
-                    last = last.max(c.version);
+                    let version = match &via {
+                        Via::Http(url) => {
+                            let res = http
+                                .post(url)
+                                .bearer_auth(TOKEN)
+                                .header("content-type", "application/json")
+                                .body(b)
+                                .send()
+                                .await
+                                .unwrap();
+                            let status = res.status();
+                            let body = res.bytes().await.unwrap();
+                            assert!(status.is_success(), "{url}: {status} {body:?}");
+                            serde_json::from_slice::<Committed>(&body).unwrap().version
+                        }
+                        Via::Mesh(edges) => {
+                            let e = &edges[client];
+                            let reply = replication::raft::submit(
+                                &e.node,
+                                &e.region,
+                                e.addr,
+                                Payload(b),
+                                Duration::from_secs(30),
+                            )
+                            .await
+                            .unwrap();
+                            match replication::codec::decode(EDGE_WIRE_FORMAT, &reply.0).unwrap() {
+                                Outcome::Orders { version, .. } => version,
+                                other => panic!("{other:?}"),
+                            }
+                        }
+                    };
+                    last = last.max(version);
                 }
                 last
             })
@@ -157,6 +193,22 @@ async fn load(
     }
     everywhere(admins, last).await;
     items as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `body` (an admin API body) as `via` sends it.
+fn encode(via: &Via, body: &Value) -> Vec<u8> {
+    match via {
+        Via::Http(_) => serde_json::to_vec(body).unwrap(),
+        Via::Mesh(..) => {
+            let orders: Vec<commerce::order::Order> =
+                serde_json::from_value(body["orders"].clone()).unwrap();
+            let write = EdgeWrite {
+                key: None,
+                request: EdgeRequest::Commit(orders),
+            };
+            replication::codec::encode(EDGE_WIRE_FORMAT, &write).unwrap()
+        }
+    }
 }
 
 fn price_bodies(round: usize) -> Vec<Vec<Value>> {
@@ -174,7 +226,8 @@ fn price_bodies(round: usize) -> Vec<Vec<Value>> {
         .collect()
 }
 
-/// Orders from `CLIENTS` edges, each `batches` batches of `ORDER_BATCH`, under UUIDv7 keys.
+/// Orders from `CLIENTS` edges (`edge-0`, ...), each `batches` batches of `ORDER_BATCH`, under
+/// UUIDv7 keys.
 fn order_bodies(round: usize, batches: usize) -> Vec<Vec<Value>> {
     (0..CLIENTS)
         .map(|e| {
@@ -190,18 +243,7 @@ fn order_bodies(round: usize, batches: usize) -> Vec<Vec<Value>> {
                                 ms & 0xffff,
                                 n
                             );
-                            let customer = commerce::CustomerId::new("cust").unwrap();
-                            let money = json!({"amount_minor": 1000, "currency": "USD"});
-                            json!({
-                                "order_id": commerce::order::order_id_for(&customer, &key),
-                                "idempotency_key": key, "customer_id": "cust", "customer_group": null,
-                                "currency": "USD",
-                                "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"},
-                                "lines": [{"sku": sku(n % SKUS), "qty": 1, "unit_price": money, "total": money, "breakdown": []}],
-                                "subtotal": money, "discount": null, "total": money, "price_version": 1,
-                                "origin": {"region": "bench", "edge": format!("edge-{e}")},
-                                "accepted_at_ms": 0, "status": "accepted", "commit_version": null, "reject_reason": null
-                            })
+                            edge_order(&format!("edge-{e}"), &key, &sku(n % SKUS))
                         })
                         .collect();
                     json!({"edge": format!("edge-{e}"), "orders": orders})
@@ -280,23 +322,42 @@ fn main() {
         current_leader(&admins[0]).await;
         seed(&admins[0]).await;
 
-        // The baseline: one region alone, same loads.
+        // The baseline: one region alone (a group of one), same loads.
         let solo_dir = tempfile::tempdir().unwrap();
-        let solo = CoreProcess::start(&common::write_config(solo_dir.path()), &[]);
+        let solo = CoreProcess::start(&write_group_of(solo_dir.path(), &["solo"])[0], &[]);
+        current_leader(&solo.admin).await;
         seed(&solo.admin).await;
         let solo_admins = vec![solo.admin.clone()];
 
-        let (mut prices, mut prices_solo, mut orders, mut orders_solo) = (vec![], vec![], vec![], vec![]);
+        // Edges, each with its own certificate. An edge's forwarder follows the leader, so the
+        // edges send to the region that leads.
+        let edges = |certs: &Path| -> Vec<Arc<Transport>> {
+            (0..CLIENTS).map(|e| Arc::new(mesh_node(certs, &format!("edge-{e}")))).collect()
+        };
+        let to = |nodes: &[Arc<Transport>], region: &str, addr: SocketAddr| {
+            Via::Mesh(nodes.iter().map(|n| Edge { node: Arc::clone(n), region: region.into(), addr }).collect())
+        };
+        let (group_edges, solo_edges) = (edges(&dir.path().join("certs")), edges(&solo_dir.path().join("certs")));
+        let solo_mesh = to(&solo_edges, "solo", solo.quic.unwrap());
+
+        let (mut prices, mut prices_solo) = (vec![], vec![]);
+        let (mut orders, mut orders_solo, mut orders_http, mut orders_http_solo) = (vec![], vec![], vec![], vec![]);
         let order_batches = 10;
         for round in 0..5 {
             let lead = current_leader(&admins[0]).await;
-            let at = &admins[names.iter().position(|n| *n == lead).unwrap()];
+            let li = names.iter().position(|n| *n == lead).unwrap();
+            let at = |path: &str| Via::Http(format!("{}{path}", admins[li]));
+            let solo_at = |path: &str| Via::Http(format!("{}{path}", solo.admin));
             let items = CLIENTS * SKUS;
-            prices.push(load(at, &admins, "/admin/v1/prices", price_bodies(round), items).await);
-            prices_solo.push(load(&solo.admin, &solo_admins, "/admin/v1/prices", price_bodies(round), items).await);
+            prices.push(load(&at("/admin/v1/prices"), &admins, price_bodies(round), items).await);
+            prices_solo.push(load(&solo_at("/admin/v1/prices"), &solo_admins, price_bodies(round), items).await);
             let items = CLIENTS * order_batches * ORDER_BATCH;
-            orders.push(load(at, &admins, "/admin/v1/escrow/commits", order_bodies(round, order_batches), items).await);
-            orders_solo.push(load(&solo.admin, &solo_admins, "/admin/v1/escrow/commits", order_bodies(round, order_batches), items).await);
+            let mesh = to(&group_edges, &lead, cores[li].as_ref().unwrap().quic.unwrap());
+            // Each round commits new orders: four rounds of bodies for the four loads.
+            orders.push(load(&mesh, &admins, order_bodies(4 * round, order_batches), items).await);
+            orders_solo.push(load(&solo_mesh, &solo_admins, order_bodies(4 * round + 1, order_batches), items).await);
+            orders_http.push(load(&at("/admin/v1/escrow/commits"), &admins, order_bodies(4 * round + 2, order_batches), items).await);
+            orders_http_solo.push(load(&solo_at("/admin/v1/escrow/commits"), &solo_admins, order_bodies(4 * round + 3, order_batches), items).await);
             eprintln!("throughput round {} done", round + 1);
         }
         drop(solo);
@@ -353,8 +414,10 @@ fn main() {
         println!("3 regions on loopback, medians of 5 runs (failover: of {FAILOVERS}), per second unless noted:");
         println!("  price changes, batches of 1,000, {CLIENTS} clients, durable in all 3 regions: {:>9.0}", median(prices.clone()));
         println!("    baseline: one region alone:                                          {:>9.0}   ratio {:.2}", median(prices_solo.clone()), median(prices) / median(prices_solo));
-        println!("  order commits, batches of {ORDER_BATCH}, {CLIENTS} edges, durable in all 3 regions:     {:>9.0}", median(orders.clone()));
+        println!("  order commits from {CLIENTS} edges over the mesh, batches of {ORDER_BATCH}, durable in all 3:  {:>9.0}", median(orders.clone()));
         println!("    baseline: one region alone:                                          {:>9.0}   ratio {:.2}", median(orders_solo.clone()), median(orders) / median(orders_solo));
+        println!("  the same through the admin API (HTTP/JSON), durable in all 3 regions:  {:>9.0}", median(orders_http.clone()));
+        println!("    baseline: one region alone:                                          {:>9.0}   ratio {:.2}", median(orders_http_solo.clone()), median(orders_http) / median(orders_http_solo));
         let mut sorted = failovers.clone();
         sorted.sort_by(f64::total_cmp);
         println!("  failover, SIGKILL of the leader to the first write committed elsewhere (ms): median {:.0}, min {:.0}, max {:.0}", median(failovers), sorted[0], sorted[sorted.len() - 1]);

@@ -124,6 +124,11 @@ async fn shutdown_signal() {
 }
 
 fn main() -> std::process::ExitCode {
+    // No transparent huge pages for this process: the allocator asks for them, and then every
+    // fresh 2 MiB page is zeroed whole on its first touch, a sixth of a replicating region's CPU
+    // under order load, while the process uses a few KiB of it (BENCHMARKS.md, replication).
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let cli = Cli::parse();
     init_logging(cli.log_json);
     match run(cli) {

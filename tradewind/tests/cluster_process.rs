@@ -1,16 +1,23 @@
 //! Three core regions as real processes, replicating over QUIC with mutual TLS on loopback: the
 //! leader killed and another region committing, nothing committed lost, a killed region
 //! catching up, a region cut off from the others unable to commit alone, an order retried
-//! across a failover committed once, and edges following a region's change feed through the
-//! loss of that region.
+//! across a failover committed once, edges following a region's change feed through the loss
+//! of that region, and edges writing over the mesh, each only for itself.
 
 mod common;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{CoreProcess, REGIONS, SharedMirror, TOKEN, client, follow_feed, write_group};
+use commerce::command::{EdgeRequest, EdgeWrite, Outcome};
+use commerce::escrow::Demand;
+use commerce::order::OrderStatus;
+use common::{
+    CoreProcess, REGIONS, SharedMirror, TOKEN, client, edge_order, edge_write, follow_feed,
+    mesh_node, write_group,
+};
 use replication::feed::Core;
+use replication::raft::{Payload, WriteError};
 use serde_json::{Value, json};
 
 struct Group {
@@ -385,4 +392,135 @@ async fn edges_follow_a_regions_feed_through_its_loss_and_a_restarted_region_sen
     let products = |m: &SharedMirror| m.with(|m| (m.state.product_count(), m.state.sku_count()));
     assert_eq!(products(&fresh), (1, 1));
     assert_eq!(products(&edge), products(&fresh));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edges_write_over_the_mesh_at_any_region_each_only_for_itself() {
+    let g = Group::start();
+    let lead = g.leader(0).await;
+    seed(&g, lead).await;
+    let at = (lead + 1) % 3;
+    let core = g.feed(at);
+    let edge = mesh_node(&g.certs(), "edge-sg-1");
+    let write = |key: Option<&str>, request| EdgeWrite {
+        key: key.map(str::to_owned),
+        request,
+    };
+
+    // A grant, sized by the region's policy, asked of a region that does not lead.
+    let demand = Demand {
+        units: 10,
+        window_ms: 1_000,
+    };
+    let grant = write(
+        Some("g-1"),
+        EdgeRequest::Grant {
+            sku: commerce::SkuId::new("S-1").unwrap(),
+            demand,
+        },
+    );
+    let Ok(Outcome::Granted { units, .. }) = edge_write(&edge, &core.name, core.addr, &grant).await
+    else {
+        panic!("no grant");
+    };
+    assert!(units > 0);
+
+    // Orders from that grant commit once; the same batch again is answered as duplicates.
+    let orders: Vec<commerce::order::Order> = (0..3)
+        .map(|i| serde_json::from_value(edge_order("edge-sg-1", &format!("k-{i}"), "S-1")).unwrap())
+        .collect();
+    let commit = write(None, EdgeRequest::Commit(orders.clone()));
+    for duplicate in [false, true] {
+        let Ok(Outcome::Orders { results, .. }) =
+            edge_write(&edge, &core.name, core.addr, &commit).await
+        else {
+            panic!("no commit");
+        };
+        assert!(
+            results
+                .iter()
+                .all(|r| r.status == OrderStatus::Committed && r.duplicate == duplicate),
+            "{results:?}"
+        );
+    }
+    let id = orders[0].order_id.as_str();
+    let o = get(g.core(lead), &format!("/admin/v1/orders/{id}")).await;
+    assert_eq!(o["status"], "committed", "{o}");
+
+    // An edge speaks only for itself: an order another edge accepted is refused at commit.
+    let other: commerce::order::Order =
+        serde_json::from_value(edge_order("edge-other", "k-x", "S-1")).unwrap();
+    let Ok(Outcome::Orders { results, .. }) = edge_write(
+        &edge,
+        &core.name,
+        core.addr,
+        &write(None, EdgeRequest::Commit(vec![other])),
+    )
+    .await
+    else {
+        panic!("no answer");
+    };
+    assert_eq!(results[0].status, OrderStatus::Rejected, "{results:?}");
+
+    // A central order through the edge and the same Idempotency-Key at the admin API: one order.
+    let request: commerce::order::OrderRequest = serde_json::from_value(order("S-1")).unwrap();
+    let central = write(
+        None,
+        EdgeRequest::CentralOrder {
+            idempotency_key: "central-1".into(),
+            request,
+        },
+    );
+    let Ok(Outcome::Order {
+        order: first,
+        duplicate: false,
+    }) = edge_write(&edge, &core.name, core.addr, &central).await
+    else {
+        panic!("no central order");
+    };
+    let again = post(g.core(lead), "/admin/v1/orders", "central-1", &order("S-1")).await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["order_id"], first.order_id.as_str());
+
+    // What is not an edge write, or not a valid one, is refused with the reason, and the
+    // region goes on serving.
+    let transport_refusal = replication::raft::submit(
+        &edge,
+        &core.name,
+        core.addr,
+        Payload(b"garbage".to_vec()),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        matches!(transport_refusal, Err(WriteError::Refused(ref why)) if why.contains("not an edge write")),
+        "{transport_refusal:?}"
+    );
+    let empty = edge_write(
+        &edge,
+        &core.name,
+        core.addr,
+        &write(None, EdgeRequest::Commit(vec![])),
+    )
+    .await;
+    assert!(
+        matches!(empty, Err(WriteError::Refused(ref why)) if why.contains("1 to")),
+        "{empty:?}"
+    );
+    let bad_key = edge_write(
+        &edge,
+        &core.name,
+        core.addr,
+        &write(Some("a key with spaces"), EdgeRequest::Commit(orders)),
+    )
+    .await;
+    assert!(
+        matches!(bad_key, Err(WriteError::Refused(_))),
+        "{bad_key:?}"
+    );
+    assert!(matches!(
+        edge_write(&edge, &core.name, core.addr, &grant).await,
+        Ok(Outcome::Granted { .. })
+    ));
 }

@@ -245,7 +245,7 @@ async fn quote(
         currency: q.currency,
         customer_group: q.customer_group.as_ref(),
         country: q.country,
-        now_ms: super::now_ms(),
+        now_ms: crate::writes::now_ms(),
     };
     m.state()
         .book

@@ -19,10 +19,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use commerce::command::{Command, Outcome, Proposal};
+use commerce::command::{Command, Outcome};
 use commerce::escrow::GrantPolicy;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use tokio::sync::RwLock;
 
 use crate::machine::StateMachine;
@@ -314,67 +313,20 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     Ok(Some(k.to_owned()))
 }
 
-fn digest16(parts: &[&[u8]]) -> [u8; 16] {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p);
-    }
-    let full = h.finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&full[..16]);
-    out
-}
-
-/// Largest encoded command one request may propose: well inside what one store transaction
-/// takes on every backend (a full price batch of 10,000 changes is under 1 MiB).
-pub const COMMAND_MAX_BYTES: usize = 2 * 1024 * 1024;
-
-/// Proposes `command` for `route` and waits for its outcome. With an Idempotency-Key the
-/// command id is derived from (route, key), so a retry is recognised; without one it is random.
+/// Proposes `command` for `route` and waits for its outcome (`Writes::submit`); a refusal at
+/// apply is an error, as every other failure, with its problem type.
 pub async fn submit(
     s: &AppState,
     route: &str,
     key: Option<&str>,
     command: Command,
 ) -> Result<Outcome, Problem> {
-    let command_id = match key {
-        Some(k) => digest16(&[route.as_bytes(), k.as_bytes()]),
-        None => rand::random(),
-    };
-    // The fingerprint tells a retry from another request under the same key, which only
-    // matters where a dedup record keeps it.
-    let fingerprint = if command.keeps_dedup_record() {
-        let requested =
-            replication::codec::encode(crate::store::RECORD_FORMAT, &command.as_requested())
-                .map_err(|e| Problem::new(ProblemType::Internal, e.to_string()))?;
-        digest16(&[route.as_bytes(), &requested])
-    } else {
-        [0; 16]
-    };
-    let (kind, items) = (command.kind(), command.items());
-    let proposal = Proposal {
-        command_id,
-        fingerprint,
-        at_ms: now_ms(),
-        command,
-    };
-    let payload = crate::replicated::payload(&proposal)
-        .map_err(|e| Problem::new(ProblemType::Internal, e))?;
-    if payload.0.len() > COMMAND_MAX_BYTES {
-        return Err(Problem::new(
-            ProblemType::BodyTooLarge,
-            format!(
-                "this {kind} of {items} items is {} bytes encoded, over the limit of {COMMAND_MAX_BYTES}; split it",
-                payload.0.len()
-            ),
-        ));
-    }
     let outcome = s
         .writes
-        .propose_payload(payload, s.write_timeout)
+        .submit(route, key, command, s.write_timeout)
         .await
         .map_err(|e| match e {
+            ProposeError::TooLarge(_) => Problem::new(ProblemType::BodyTooLarge, e.to_string()),
             ProposeError::Overloaded => {
                 Problem::new(ProblemType::Overloaded, e.to_string()).retry_after(1)
             }
@@ -407,12 +359,6 @@ pub fn version_reply(outcome: &Outcome) -> Response {
         Json(serde_json::json!({ "version": version })),
     )
         .into_response()
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Refuses a batch with no items or more than `max` before it is queued.

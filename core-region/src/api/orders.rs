@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use commerce::command::{Command, Outcome};
-use commerce::order::{Order, OrderRequest, order_id_for};
+use commerce::order::{Order, OrderRequest};
 use commerce::{EdgeId, OrderId};
 use serde_json::{Value, json};
 
@@ -33,15 +33,7 @@ async fn place_order(
             "orders need an Idempotency-Key header, so that a retry never places a second order",
         )
     })?;
-    // Keys are scoped to the customer, as order ids are (`order_id_for`).
-    let scoped = format!("{}\u{0}{key}", req.customer_id);
-    let command = Command::CentralOrder {
-        order_id: order_id_for(&req.customer_id, &key),
-        idempotency_key: Some(key),
-        request: req,
-        region: s.region.clone(),
-        edge: None,
-    };
+    let (scoped, command) = Command::central_order(req, key, s.region.clone(), None);
     match submit(&s, "orders", Some(&scoped), command).await? {
         Outcome::Order { order, duplicate } => {
             let mut res = (StatusCode::CREATED, Json(order)).into_response();

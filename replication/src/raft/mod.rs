@@ -25,6 +25,7 @@
 mod log_store;
 mod network;
 mod state_machine;
+mod submit;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -43,6 +44,7 @@ use serde::{Deserialize, Serialize};
 pub use log_store::LogStore;
 pub use network::Network;
 pub use state_machine::{RaftMeta, StateMachine};
+pub use submit::{Submissions, SubmitFuture, submit};
 
 use crate::feed::{Feed, FeedMessage, Subscribe};
 use crate::transport::{Answer, Handler, Transport};
@@ -64,9 +66,11 @@ impl fmt::Display for Member {
     }
 }
 
-/// An opaque command or reply.
+/// An opaque command or reply. Its bytes are (de)serialized as one byte string rather than
+/// byte by byte, which bincode encodes the same way: the log's format is unchanged, and a
+/// 100 KiB command costs a copy instead of 100,000 calls.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Payload(pub Vec<u8>);
+pub struct Payload(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 openraft::declare_raft_types!(
     /// The type configuration of the mesh's Raft group.
@@ -114,6 +118,9 @@ pub enum MeshRequest {
     View,
     /// Follow this member's change feed (any node of the deployment may: edges do).
     Subscribe(Subscribe),
+    /// A write from a node that is not a member (an edge), for the application to vet and
+    /// propose (`Submissions`); answered with `MeshResponse::Write`.
+    Submit(Payload),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -176,6 +183,12 @@ pub enum WriteError {
     Timeout(String),
     #[error("the group is unavailable: {0}")]
     Unavailable(String),
+    /// Too many writes in flight at the region asked; retry after a moment.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    /// Not a write the sender may make, or not one at all; retrying it changes nothing.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// How long a starting member may take to apply what its log holds committed.
@@ -243,6 +256,7 @@ struct MeshHandler {
     /// Members as configured: a message's claimed sender must be the node its certificate names.
     known: BTreeMap<NodeId, Member>,
     feed: Option<Arc<Feed>>,
+    submissions: Arc<std::sync::OnceLock<Arc<dyn Submissions>>>,
 }
 
 /// Feed messages waiting to be sent to one subscriber: little, since the feed's own queue,
@@ -340,6 +354,10 @@ impl MeshHandler {
                 }
                 MeshResponse::Write(write_local(&self.raft, payload).await)
             }
+            MeshRequest::Submit(payload) => match self.submissions.get() {
+                Some(s) => MeshResponse::Write(s.submit(peer.to_owned(), payload).await),
+                None => refuse("this member takes no submissions".into()),
+            },
             MeshRequest::Subscribe(_) => refuse("a subscription is a stream".into()),
         }
     }
@@ -467,6 +485,7 @@ pub struct RaftNode {
     transport: Option<Arc<Transport>>,
     serving: Option<tokio::task::JoinHandle<()>>,
     lag: Arc<LagTracker>,
+    submissions: Arc<std::sync::OnceLock<Arc<dyn Submissions>>>,
 }
 
 impl RaftNode {
@@ -495,12 +514,14 @@ impl RaftNode {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let lag = LagTracker::start(&raft);
+        let submissions = Arc::new(std::sync::OnceLock::new());
         let serving = transport.as_ref().map(|t| {
             t.serve(Arc::new(MeshHandler {
                 raft: raft.clone(),
                 lag: Arc::clone(&lag),
                 known: members.clone(),
                 feed,
+                submissions: Arc::clone(&submissions),
             }))
         });
         let initialized = raft
@@ -536,7 +557,14 @@ impl RaftNode {
             transport,
             serving,
             lag,
+            submissions,
         })
+    }
+
+    /// Takes writes from nodes that are not members through `s` from now on (until then they
+    /// are refused); the first call wins.
+    pub fn accept_submissions(&self, s: Arc<dyn Submissions>) {
+        let _ = self.submissions.set(s);
     }
 
     /// Commits `payload` through the leader, wherever it is: proposed here if this member
@@ -751,5 +779,20 @@ impl RaftNode {
         if let Some(s) = self.serving {
             s.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Payload;
+
+    /// Logs written before payloads were byte strings must read the same.
+    #[test]
+    fn a_payload_encodes_as_the_byte_sequence_it_was() {
+        let bytes: Vec<u8> = (0..=255).cycle().take(1_000).collect();
+        let now = crate::codec::encode(1, &Payload(bytes.clone())).unwrap();
+        assert_eq!(now, crate::codec::encode(1, &bytes).unwrap());
+        let back: Payload = crate::codec::decode(1, &now).unwrap();
+        assert_eq!(back.0, bytes);
     }
 }

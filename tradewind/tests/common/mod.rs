@@ -63,13 +63,18 @@ pub fn free_port(udp: bool) -> u16 {
 /// Writes certificates and one config per region of a group of `REGIONS`, each region in
 /// `dir/<region>/`, and returns the config paths (member ids are 1, 2, 3 in `REGIONS` order).
 pub fn write_group(dir: &Path) -> Vec<PathBuf> {
-    let names: Vec<String> = REGIONS.iter().map(|s| s.to_string()).collect();
+    write_group_of(dir, &REGIONS)
+}
+
+/// `write_group` for the regions `regions`.
+pub fn write_group_of(dir: &Path, regions: &[&str]) -> Vec<PathBuf> {
+    let names: Vec<String> = regions.iter().map(|s| s.to_string()).collect();
     replication::certs::init(&dir.join("certs"), &names).unwrap();
-    let ports: Vec<(u16, u16)> = REGIONS
+    let ports: Vec<(u16, u16)> = regions
         .iter()
         .map(|_| (free_port(false), free_port(true)))
         .collect();
-    let members: String = REGIONS
+    let members: String = regions
         .iter()
         .zip(&ports)
         .enumerate()
@@ -81,7 +86,7 @@ pub fn write_group(dir: &Path) -> Vec<PathBuf> {
         })
         .collect();
     let digest = core_region::api::auth::sha256_hex(TOKEN);
-    REGIONS
+    regions
         .iter()
         .zip(&ports)
         .enumerate()
@@ -317,14 +322,51 @@ pub fn follow_feed(
     edge: &str,
     cores: Vec<replication::feed::Core>,
 ) -> (SharedMirror, tokio::task::JoinHandle<()>) {
-    replication::certs::issue_node(certs, edge).unwrap();
-    let tls = replication::tls::NodeTls::load(certs, edge).unwrap();
-    let transport =
-        replication::transport::Transport::bind("127.0.0.1:0".parse().unwrap(), &tls).unwrap();
+    let transport = mesh_node(certs, edge);
     let mirror = SharedMirror::new();
     let mut m = mirror.clone();
     let task = tokio::spawn(async move {
         replication::feed::follow_cores(&transport, &cores, &mut m, Duration::from_secs(2)).await;
     });
     (mirror, task)
+}
+
+/// An order as edge `edge` accepted it from its grants (one unit of `sku` at 10.00 USD under
+/// Idempotency-Key `key`), in the JSON of the admin API's commit batches.
+pub fn edge_order(edge: &str, key: &str, sku: &str) -> serde_json::Value {
+    let customer = commerce::CustomerId::new("cust").unwrap();
+    let money = serde_json::json!({"amount_minor": 1000, "currency": "USD"});
+    serde_json::json!({
+        "order_id": commerce::order::order_id_for(&customer, key),
+        "idempotency_key": key, "customer_id": "cust", "customer_group": null,
+        "currency": "USD",
+        "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"},
+        "lines": [{"sku": sku, "qty": 1, "unit_price": money, "total": money, "breakdown": []}],
+        "subtotal": money, "discount": null, "total": money, "price_version": 1,
+        "origin": {"region": "edge", "edge": edge},
+        "accepted_at_ms": 0, "status": "accepted", "commit_version": null, "reject_reason": null
+    })
+}
+
+/// A node named `name` of the deployment whose certificates are in `certs` (issued here), on
+/// its own QUIC endpoint: how an edge meets the core regions.
+pub fn mesh_node(certs: &Path, name: &str) -> replication::transport::Transport {
+    replication::certs::issue_node(certs, name).unwrap();
+    let tls = replication::tls::NodeTls::load(certs, name).unwrap();
+    replication::transport::Transport::bind("127.0.0.1:0".parse().unwrap(), &tls).unwrap()
+}
+
+/// Sends `write` as edge `transport` to region `name` at `addr`; the region's outcome, or why
+/// it gave none.
+pub async fn edge_write(
+    transport: &replication::transport::Transport,
+    name: &str,
+    addr: std::net::SocketAddr,
+    write: &commerce::command::EdgeWrite,
+) -> Result<commerce::command::Outcome, replication::raft::WriteError> {
+    let fmt = commerce::command::EDGE_WIRE_FORMAT;
+    let payload = replication::raft::Payload(replication::codec::encode(fmt, write).unwrap());
+    let reply =
+        replication::raft::submit(transport, name, addr, payload, Duration::from_secs(30)).await?;
+    Ok(replication::codec::decode(fmt, &reply.0).unwrap())
 }
