@@ -11,7 +11,7 @@ use commerce::escrow::GrantPolicy;
 use crate::api::auth::TokenSet;
 use crate::writes::WriteLimits;
 use replication::feed::FeedLimits;
-use replication::raft::{Member, NodeId, Timing};
+use replication::raft::{Member, Members, NodeId, Timing};
 
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,7 +48,8 @@ pub struct RaftConfig {
     /// The Raft log (a redb file). By default next to a redb store, as `raft-log.redb`.
     #[serde(default)]
     pub log_path: Option<PathBuf>,
-    /// The initial voters, this region among them (3 or 5 regions; 1 works, alone).
+    /// The regions the group is formed with, this region among them: 3 or 5 voters (1 works,
+    /// alone), and learners (`voter = false`), which the first leader adds once.
     pub members: Vec<MemberConfig>,
     #[serde(default)]
     pub timing: Timing,
@@ -62,11 +63,21 @@ pub struct MemberConfig {
     pub name: String,
     pub raft_addr: String,
     pub admin_url: String,
+    /// A learner (`false`) receives the log and never votes: a region far away that should not
+    /// slow commits down, or one being prepared to vote.
+    #[serde(default = "voter_default")]
+    pub voter: bool,
+}
+
+fn voter_default() -> bool {
+    true
 }
 
 /// Voters a group may have: one per region, and more than seven regions would make every
 /// commit wait on a distant majority.
-pub const MEMBERS_MAX: usize = 7;
+pub const VOTERS_MAX: usize = 7;
+/// Members, voters and learners, a group may have: every one of them is sent the whole log.
+pub const MEMBERS_MAX: usize = 16;
 
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
@@ -221,8 +232,11 @@ impl CoreConfig {
 }
 
 fn check_raft(region: &str, r: &RaftConfig) -> Result<(), String> {
-    if r.members.is_empty() || r.members.len() > MEMBERS_MAX {
-        return Err(format!("raft.members: 1 to {MEMBERS_MAX} regions"));
+    let voters = r.members.iter().filter(|m| m.voter).count();
+    if voters == 0 || voters > VOTERS_MAX || r.members.len() > MEMBERS_MAX {
+        return Err(format!(
+            "raft.members: 1 to {VOTERS_MAX} voters and {MEMBERS_MAX} members in all"
+        ));
     }
     let mut ids = std::collections::BTreeSet::new();
     let mut names = std::collections::BTreeSet::new();
@@ -265,26 +279,31 @@ impl CoreConfig {
         }
     }
 
-    /// This region's id and the group's initial voters. Without a `[raft]` section: a group of
-    /// one, this region.
-    pub fn members(&self) -> (NodeId, BTreeMap<NodeId, Member>) {
+    /// This region's id and the members the group is formed with. Without a `[raft]` section:
+    /// a group of one, this region.
+    pub fn members(&self) -> (NodeId, Members) {
         match &self.raft {
-            Some(r) => (
-                r.node_id,
-                r.members
-                    .iter()
-                    .map(|m| {
-                        (
-                            m.id,
-                            Member {
+            Some(r) => {
+                let (voters, learners): (Vec<&MemberConfig>, Vec<&MemberConfig>) =
+                    r.members.iter().partition(|m| m.voter);
+                let map = |ms: Vec<&MemberConfig>| -> BTreeMap<NodeId, Member> {
+                    ms.into_iter()
+                        .map(|m| {
+                            let member = Member {
                                 name: m.name.clone(),
                                 raft_addr: m.raft_addr.clone(),
                                 admin_url: m.admin_url.clone(),
-                            },
-                        )
-                    })
-                    .collect(),
-            ),
+                            };
+                            (m.id, member)
+                        })
+                        .collect()
+                };
+                let members = Members {
+                    voters: map(voters),
+                    learners: map(learners),
+                };
+                (r.node_id, members)
+            }
             None => (
                 1,
                 BTreeMap::from([(
@@ -294,7 +313,8 @@ impl CoreConfig {
                         raft_addr: String::new(),
                         admin_url: format!("http://{}", self.admin.listen),
                     },
-                )]),
+                )])
+                .into(),
             ),
         }
     }
@@ -363,5 +383,38 @@ token_sha256 = ["000000000000000000000000000000000000000000000000000000000000000
             assert!(err.contains(why), "{why}: {err}");
         }
         assert!(CoreConfig::load(&dir.path().join("missing.toml")).is_err());
+    }
+
+    fn group(learner_flags: &[bool]) -> String {
+        let members: String = learner_flags
+            .iter()
+            .enumerate()
+            .map(|(i, voter)| {
+                let name = if i == 0 { "cn-shanghai".to_owned() } else { format!("r-{i}") };
+                format!(
+                    "[[raft.members]]\nid = {}\nname = \"{name}\"\nraft_addr = \"127.0.0.1:{}\"\nadmin_url = \"http://127.0.0.1:1\"\nvoter = {voter}\n",
+                    i + 1,
+                    7000 + i
+                )
+            })
+            .collect();
+        format!(
+            "{GOOD}[raft]\nnode_id = 1\nlisten = \"127.0.0.1:0\"\ncerts_dir = \"certs\"\n{members}"
+        )
+    }
+
+    #[test]
+    fn members_are_voters_unless_they_say_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = CoreConfig::load(&write(dir.path(), &group(&[true, true, true, false]))).unwrap();
+        let (id, m) = c.members();
+        assert_eq!(id, 1);
+        assert_eq!(m.voters.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(m.learners.keys().copied().collect::<Vec<_>>(), vec![4]);
+        let all_learners = group(&[false, false, false]);
+        let err = CoreConfig::load(&write(dir.path(), &all_learners)).unwrap_err();
+        assert!(err.to_string().contains("1 to 7 voters"), "{err}");
+        let err = CoreConfig::load(&write(dir.path(), &group(&[true; 8]))).unwrap_err();
+        assert!(err.to_string().contains("1 to 7 voters"), "{err}");
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use replication::certs;
-use replication::raft::{App, AppEntry, Member, NodeId, Payload, RaftNode, Timing, WriteError};
+use replication::raft::{
+    App, AppEntry, Member, Members, NodeId, Payload, RaftNode, Timing, WriteError,
+};
 use replication::tls::NodeTls;
 use replication::transport::Transport;
 
@@ -124,6 +126,8 @@ fn timing() -> Timing {
 struct Cluster {
     dir: tempfile::TempDir,
     members: BTreeMap<NodeId, Member>,
+    /// Members with ids up to this one vote; the others are learners.
+    voters: u64,
     nodes: BTreeMap<NodeId, (RaftNode, Arc<Kv>)>,
 }
 
@@ -138,6 +142,12 @@ fn free_udp_addr() -> SocketAddr {
 
 impl Cluster {
     async fn start(n: u64) -> Cluster {
+        Cluster::start_with_learners(n, 0).await
+    }
+
+    /// `voters` voting members (ids 1..) and `learners` more (the ids after), all from config.
+    async fn start_with_learners(voters: u64, learners: u64) -> Cluster {
+        let n = voters + learners;
         let dir = tempfile::tempdir().unwrap();
         let names: Vec<String> = (1..=n).map(name).collect();
         certs::init(dir.path(), &names).unwrap();
@@ -156,6 +166,7 @@ impl Cluster {
         let mut c = Cluster {
             dir,
             members,
+            voters,
             nodes: BTreeMap::new(),
         };
         for id in 1..=n {
@@ -185,9 +196,14 @@ impl Cluster {
             }
         };
         let app = Arc::new(Kv::open(&self.data(id).join("state.redb")));
+        let (voters, learners) = self
+            .members
+            .clone()
+            .into_iter()
+            .partition(|(id, _)| *id <= self.voters);
         let node = RaftNode::start(
             id,
-            self.members.clone(),
+            Members { voters, learners },
             &self.data(id).join("log.redb"),
             Arc::clone(&app),
             Some(Arc::new(transport)),
@@ -339,4 +355,45 @@ async fn a_member_without_a_majority_cannot_commit() {
     c.up(others[0]).await;
     let l = c.leader().await;
     c.write(l, "together=1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learners_from_config_follow_the_log_and_never_make_a_majority() {
+    let mut c = Cluster::start_with_learners(3, 1).await;
+    let leader = c.leader().await;
+    let m = c.nodes[&leader].0.metrics();
+    let membership = m.membership_config.membership();
+    assert_eq!(membership.voter_ids().collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(membership.learner_ids().collect::<Vec<_>>(), vec![4]);
+    // A learner's writes are forwarded, and it applies the log like everyone.
+    let last = c.write(4, "from=learner").await.unwrap();
+    c.applied(4, last).await;
+    assert_eq!(c.nodes[&4].1.get("from").as_deref(), Some("learner"));
+
+    // One voter and the learner are no majority.
+    let others: Vec<NodeId> = (1..=3).filter(|id| *id != leader).collect();
+    for id in &others {
+        c.down(*id).await;
+    }
+    let r = c.nodes[&leader]
+        .0
+        .write(Payload(b"minority=1".to_vec()), Duration::from_secs(2))
+        .await;
+    assert!(r.is_err(), "{r:?}");
+
+    // Restarted, the group is the same: the learner is not added a second time.
+    for id in &others {
+        c.up(*id).await;
+    }
+    let l = c.leader().await;
+    let last = c.write(l, "again=1").await.unwrap();
+    c.applied(4, last).await;
+    let m = c.nodes[&l].0.metrics();
+    assert_eq!(
+        m.membership_config
+            .membership()
+            .learner_ids()
+            .collect::<Vec<_>>(),
+        vec![4]
+    );
 }

@@ -66,6 +66,25 @@ impl fmt::Display for Member {
     }
 }
 
+/// The members a group is formed with: voters, and learners that receive the log and never
+/// vote (a region far away that should not slow commits, or one being prepared). Learners are
+/// added by the first leader, once, when the group is new; later changes go through the admin
+/// API. A map of members alone is a group of voters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Members {
+    pub voters: BTreeMap<NodeId, Member>,
+    pub learners: BTreeMap<NodeId, Member>,
+}
+
+impl From<BTreeMap<NodeId, Member>> for Members {
+    fn from(voters: BTreeMap<NodeId, Member>) -> Self {
+        Members {
+            voters,
+            learners: BTreeMap::new(),
+        }
+    }
+}
+
 /// An opaque command or reply. Its bytes are (de)serialized as one byte string rather than
 /// byte by byte, which bincode encodes the same way: the log's format is unchanged, and a
 /// 100 KiB command costs a copy instead of 100,000 calls.
@@ -478,6 +497,43 @@ async fn write_local(raft: &Raft<Mesh>, payload: Payload) -> Result<Payload, Wri
     }
 }
 
+/// Adds the learners a group was formed with, once: when this member leads while the
+/// membership is still the one the group was initialized with (its log index 0). After that
+/// the membership is the operators' (a learner they removed is not added back); ends when the
+/// membership has moved on or Raft stops.
+async fn add_initial_learners(raft: Raft<Mesh>, id: NodeId, learners: BTreeMap<NodeId, Member>) {
+    let mut rx = raft.metrics();
+    loop {
+        let (leads, moved_on) = {
+            let m = rx.borrow_and_update();
+            // Not yet initialized (or metrics not yet showing it) reads as no log id: wait.
+            let moved_on = m.membership_config.log_id().is_some_and(|l| l.index > 0);
+            (m.current_leader == Some(id), moved_on)
+        };
+        if moved_on {
+            return;
+        }
+        if leads {
+            match raft
+                .change_membership(openraft::ChangeMembers::AddNodes(learners.clone()), true)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(learners = ?learners.keys().collect::<Vec<_>>(), "added the configured learners");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not add the configured learners yet");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// A running member.
 pub struct RaftNode {
     pub raft: Raft<Mesh>,
@@ -495,13 +551,19 @@ impl RaftNode {
     /// initialized with `members`; every member may do so, with the same list.
     pub async fn start<A: App>(
         id: NodeId,
-        members: BTreeMap<NodeId, Member>,
+        members: impl Into<Members>,
         log_path: &Path,
         app: Arc<A>,
         transport: Option<Arc<Transport>>,
         feed: Option<Arc<Feed>>,
         timing: Timing,
     ) -> Result<Self, StartError> {
+        let Members { voters, learners } = members.into();
+        let known: BTreeMap<NodeId, Member> = voters
+            .iter()
+            .chain(&learners)
+            .map(|(id, m)| (*id, m.clone()))
+            .collect();
         let config = Arc::new(timing.config("tradewind").map_err(StartError::Config)?);
         let log = LogStore::open(log_path).map_err(|e| StartError::Log(e.to_string()))?;
         let committed = log
@@ -519,7 +581,7 @@ impl RaftNode {
             t.serve(Arc::new(MeshHandler {
                 raft: raft.clone(),
                 lag: Arc::clone(&lag),
-                known: members.clone(),
+                known,
                 feed,
                 submissions: Arc::clone(&submissions),
             }))
@@ -528,12 +590,17 @@ impl RaftNode {
             .is_initialized()
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        if !initialized {
-            match raft.initialize(members).await {
+        // Voters form the group (any of them may, with the same list); a learner waits to be
+        // added.
+        if !initialized && voters.contains_key(&id) {
+            match raft.initialize(voters).await {
                 // Another member initialized the group first: the same group.
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => return Err(StartError::Raft(e.to_string())),
             }
+        }
+        if !learners.is_empty() {
+            tokio::spawn(add_initial_learners(raft.clone(), id, learners));
         }
         // Entries this member knew committed before it stopped are applied before it serves:
         // a restarted region answers with all it had, never with less.
