@@ -13,8 +13,9 @@ use commerce::{
 };
 use serde_json::{Value, json};
 
-use super::problem::{Problem, ProblemType};
-use super::{AppState, Body, Path, Query, idempotency_key, page_limit, submit, version_reply};
+use super::{AppState, page_limit, submit, version_reply};
+use http_api::{Body, Path, Query, idempotency_key};
+use http_api::{Problem, ProblemType};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -5,30 +5,26 @@
 pub mod auth;
 mod catalog;
 mod orders;
-pub mod problem;
 mod stock;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use commerce::command::{Command, Outcome};
 use commerce::escrow::GrantPolicy;
-use serde::de::DeserializeOwned;
 use tokio::sync::RwLock;
 
 use crate::machine::StateMachine;
 use crate::store::Store;
 use crate::writes::{ProposeError, Writes};
 use auth::TokenSet;
-use problem::{Problem, ProblemType};
+use http_api::{Body, Path, Problem, ProblemType};
 
 /// Everything a handler needs.
 #[derive(Clone)]
@@ -59,32 +55,11 @@ pub fn router(state: AppState, body_max_bytes: usize, request_timeout: Duration)
             axum::routing::delete(remove_member),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .merge(admin)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_max_bytes))
-        .layer(middleware::from_fn(move |req: Request, next: Next| {
-            limit_time(request_timeout, req, next)
-        }))
-        .with_state(state)
-}
-
-/// Answers 408 when a request, body included, takes longer than `limit`. A write already
-/// proposed keeps going; its caller retries with the same Idempotency-Key.
-async fn limit_time(limit: Duration, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(res) => res,
-        Err(_) => Problem::new(
-            ProblemType::RequestTimeout,
-            format!(
-                "the request did not complete within {} ms",
-                limit.as_millis()
-            ),
-        )
-        .into_response(),
-    }
+        .layer(DefaultBodyLimit::max(body_max_bytes));
+    http_api::limits::finish(routes, request_timeout).with_state(state)
 }
 
 async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
@@ -100,17 +75,6 @@ async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> R
         .into_response();
     }
     next.run(req).await
-}
-
-async fn not_found() -> Problem {
-    Problem::new(ProblemType::NotFound, "no such route")
-}
-
-async fn method_not_allowed() -> Problem {
-    Problem::new(
-        ProblemType::MethodNotAllowed,
-        "this route does not take that method",
-    )
 }
 
 /// This region's own view, without asking anyone: its applied version, the leader it knows
@@ -222,95 +186,6 @@ async fn remove_member(
         .await
         .map_err(membership_problem)?;
     Ok(cluster(State(s)).await)
-}
-
-/// A JSON body whose every rejection is a problem document.
-pub struct Body<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
-    type Rejection = Problem;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        if !json_content_type(req.headers()) {
-            // axum's verdict on the content type, and its problem.
-            return Json::<T>::from_request(req, state)
-                .await
-                .map(|Json(v)| Body(v))
-                .map_err(Problem::from);
-        }
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| Problem::from(JsonRejection::from(e)))?;
-        // A plain parse first: axum's names the path of a bad field, which costs a third of
-        // the parse of a large batch. Only a body that fails is parsed again, for that message.
-        match serde_json::from_slice(&bytes) {
-            Ok(v) => Ok(Body(v)),
-            Err(_) => Json::<T>::from_bytes(&bytes)
-                .map(|Json(v)| Body(v))
-                .map_err(Problem::from),
-        }
-    }
-}
-
-/// `application/json` or `application/<something>+json`, as axum's `Json` takes.
-fn json_content_type(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || essence
-            .strip_prefix("application/")
-            .is_some_and(|sub| sub.ends_with("+json"))
-}
-
-/// Query parameters whose rejection is a problem document.
-pub struct Query<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(v)| Query(v))
-            .map_err(Problem::from)
-    }
-}
-
-/// A path parameter whose rejection is a problem document.
-pub struct Path<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(v)| Path(v))
-            .map_err(Problem::from)
-    }
-}
-
-/// The Idempotency-Key header, checked; `None` when absent.
-pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
-    let Some(v) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let k = v
-        .to_str()
-        .map_err(|_| Problem::new(ProblemType::BadRequest, "Idempotency-Key must be ASCII"))?;
-    commerce::order::check_idempotency_key(k)
-        .map_err(|e| Problem::new(ProblemType::BadRequest, e))?;
-    Ok(Some(k.to_owned()))
 }
 
 /// Proposes `command` for `route` and waits for its outcome (`Writes::submit`); a refusal at

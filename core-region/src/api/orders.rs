@@ -10,10 +10,11 @@ use commerce::order::{Order, OrderRequest};
 use commerce::{EdgeId, OrderId};
 use serde_json::{Value, json};
 
-use super::problem::{Problem, ProblemType};
 use super::stock::unexpected;
-use super::{AppState, Body, Path, Query, idempotency_key, page_limit, submit};
+use super::{AppState, page_limit, submit};
 use crate::machine::{CommitCursor, orders_after, read_order};
+use http_api::{Body, Path, Query, idempotency_key};
+use http_api::{Problem, ProblemType};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -12,8 +12,9 @@ use commerce::escrow::{Demand, StockOp};
 use commerce::{EdgeId, SkuId};
 use serde_json::{Value, json};
 
-use super::problem::{Problem, ProblemType};
-use super::{AppState, Body, Path, idempotency_key, submit, version_reply};
+use super::{AppState, submit, version_reply};
+use http_api::{Body, Path, idempotency_key};
+use http_api::{Problem, ProblemType};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

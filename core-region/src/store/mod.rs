@@ -137,3 +137,10 @@ pub(crate) fn decode_applied(raw: Option<&[u8]>) -> Result<u64, StoreError> {
         }),
     }
 }
+
+impl From<StoreError> for http_api::Problem {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store read failed");
+        http_api::Problem::new(http_api::ProblemType::Unavailable, e.to_string()).retry_after(1)
+    }
+}

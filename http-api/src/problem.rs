@@ -1,5 +1,6 @@
-//! RFC 9457 problem documents: every error the admin API returns is one of these, with a stable
-//! `type` that clients may match on. The catalogue of types is `ProblemType`; README.md lists it.
+//! RFC 9457 problem documents: every error the mesh's HTTP APIs return is one of these, with a
+//! stable `type` that clients may match on. The catalogue of types is `ProblemType`; README.md
+//! lists it.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -244,12 +245,5 @@ impl From<QueryRejection> for Problem {
 impl From<PathRejection> for Problem {
     fn from(r: PathRejection) -> Self {
         Problem::new(ProblemType::BadRequest, r.body_text())
-    }
-}
-
-impl From<crate::store::StoreError> for Problem {
-    fn from(e: crate::store::StoreError) -> Self {
-        tracing::error!(error = %e, "store read failed");
-        Problem::new(ProblemType::Unavailable, e.to_string()).retry_after(1)
     }
 }
