@@ -93,8 +93,10 @@ impl EdgeWrite {
 
 impl EdgeRequest {
     /// The command this request from `edge` stands for at `region`, under the region's grant
-    /// `policy`; with the route and key its command id is derived from, the same as the admin
-    /// API's for the same write.
+    /// `policy`; with the route and key its command id is derived from. An edge's own keys are
+    /// scoped to the edge (two edges may both number their grant requests from 1); a central
+    /// order's key is the shopper's, scoped to the customer as at the admin API, so a retry
+    /// through any edge or region is the same order.
     pub fn into_command(
         self,
         edge: EdgeId,
@@ -102,6 +104,7 @@ impl EdgeRequest {
         policy: GrantPolicy,
         key: Option<String>,
     ) -> (&'static str, Option<String>, Command) {
+        let key = key.map(|k| format!("{edge}\u{0}{k}"));
         match self {
             EdgeRequest::Commit(orders) => ("commits", key, Command::CommitOrders { edge, orders }),
             EdgeRequest::Grant { sku, demand } => (

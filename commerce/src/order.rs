@@ -240,6 +240,21 @@ pub struct Order {
 }
 
 impl Order {
+    /// Whether `req` asks for this order again (a retry), rather than for something else under
+    /// the same Idempotency-Key.
+    pub fn is_retry_of(&self, req: &OrderRequest) -> bool {
+        self.customer_id == req.customer_id
+            && self.customer_group == req.customer_group
+            && self.currency == req.currency
+            && self.ship_to == req.ship_to
+            && self.lines.len() == req.lines.len()
+            && self
+                .lines
+                .iter()
+                .zip(&req.lines)
+                .all(|(a, b)| a.sku == b.sku && a.qty == b.qty)
+    }
+
     /// Assembles the record of an accepted order from its request and price.
     pub fn accepted(
         order_id: OrderId,

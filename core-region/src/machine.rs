@@ -987,7 +987,7 @@ impl StateMachine {
             }
         }
         if let Some(prev) = self.existing_order(batch, order_id)? {
-            if !same_request(&prev, request) {
+            if !prev.is_retry_of(request) {
                 return Ok(reject(
                     RejectKind::IdempotencyKeyReused,
                     format!(
@@ -1039,21 +1039,6 @@ impl StateMachine {
             duplicate: false,
         }))
     }
-}
-
-/// Whether a stored order is what `req` asks for (a retry) or something else under the same
-/// Idempotency-Key.
-fn same_request(order: &Order, req: &OrderRequest) -> bool {
-    order.customer_id == req.customer_id
-        && order.customer_group == req.customer_group
-        && order.currency == req.currency
-        && order.ship_to == req.ship_to
-        && order.lines.len() == req.lines.len()
-        && order
-            .lines
-            .iter()
-            .zip(&req.lines)
-            .all(|(a, b)| a.sku == b.sku && a.qty == b.qty)
 }
 
 /// Keys a batch will read, fetched in one snapshot up front.

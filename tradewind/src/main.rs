@@ -44,6 +44,15 @@ enum Command {
         #[arg(long, default_value_t = 1_000, requires = "load_sample")]
         sample_products: usize,
     },
+    /// Run one edge node (storefront API, local order intake from escrow grants).
+    Edge {
+        /// The edge's TOML config (see examples/cluster/ap-singapore-1.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Check the config and exit.
+        #[arg(long)]
+        check_config: bool,
+    },
     /// Work with catalogs through a core's admin API.
     Catalog {
         #[command(subcommand)]
@@ -184,6 +193,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         }
                     });
                 }
+            }))?;
+            Ok(())
+        }
+        Command::Edge {
+            config,
+            check_config,
+        } => {
+            let cfg = edge_node::config::EdgeConfig::load(&config)?;
+            if check_config {
+                println!(
+                    "{}: ok (edge {} of {})",
+                    config.display(),
+                    cfg.name,
+                    cfg.region
+                );
+                return Ok(());
+            }
+            let (name, region) = (cfg.name.clone(), cfg.region.clone());
+            runtime()?.block_on(edge_node::server::serve(cfg, shutdown_signal(), |s| {
+                // One line on stdout that scripts and tests wait for.
+                println!(
+                    "tradewind edge ready: edge={name} region={region} http=http://{}",
+                    s.http
+                );
             }))?;
             Ok(())
         }

@@ -14,7 +14,7 @@ use commerce::escrow::Demand;
 use commerce::order::OrderStatus;
 use common::{
     CoreProcess, REGIONS, SharedMirror, TOKEN, client, edge_order, edge_write, follow_feed,
-    mesh_node, write_group,
+    mesh_node, order, write_group,
 };
 use replication::feed::Core;
 use replication::raft::{Payload, WriteError};
@@ -123,56 +123,9 @@ async fn post(core: &CoreProcess, path: &str, key: &str, body: &Value) -> reqwes
         .unwrap()
 }
 
-async fn put(core: &CoreProcess, path: &str, body: &Value) -> Value {
-    let res = client()
-        .put(core.url(path))
-        .bearer_auth(TOKEN)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success(), "{path}: {}", res.status());
-    res.json().await.unwrap()
-}
-
-fn order(key_sku: &str) -> Value {
-    json!({"customer_id": "c-1", "currency": "USD", "lines": [{"sku": key_sku, "qty": 1}],
-           "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"}})
-}
-
 /// A catalog of one product with one SKU, written at region `via` (any region takes writes).
 async fn seed(g: &Group, via: usize) -> u64 {
-    put(
-        g.core(via),
-        "/admin/v1/markets/sea",
-        &json!({"id": "sea", "countries": ["SG"], "currencies": ["USD"]}),
-    )
-    .await;
-    put(
-        g.core(via),
-        "/admin/v1/products/P-1",
-        &json!({"id": "P-1", "title": "Kettle", "category": "home", "skus": [{"sku": "S-1"}]}),
-    )
-    .await;
-    let r = post(
-        g.core(via),
-        "/admin/v1/prices",
-        "seed-price",
-        &json!({"changes": [{"sku": "S-1", "currency": "USD", "amount_minor": 2500}]}),
-    )
-    .await;
-    assert!(r.status().is_success());
-    let r = post(
-        g.core(via),
-        "/admin/v1/stock",
-        "seed-stock",
-        &json!({"changes": [{"sku": "S-1", "set": 1000}]}),
-    )
-    .await;
-    assert!(r.status().is_success());
-    r.json::<Value>().await.unwrap()["version"]
-        .as_u64()
-        .unwrap()
+    common::seed(&g.core(via).admin, 1000).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,14 +123,46 @@ pub fn store_path(dir: &Path) -> PathBuf {
     dir.join("data/core.redb")
 }
 
-pub struct CoreProcess {
+/// A child process of the binary, killed (SIGKILL) when dropped.
+pub struct Proc {
     child: Child,
-    pub admin: String,
-    /// Its QUIC endpoint (Raft and the change feed), when it has one.
-    pub quic: Option<std::net::SocketAddr>,
 }
 
-impl CoreProcess {
+impl Proc {
+    /// Starts the binary with `args` and extra environment, and waits until a line of its
+    /// stdout gives `ready` something.
+    fn spawn<T: Send + 'static>(
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+        ready: impl Fn(&str) -> Option<T> + Send + 'static,
+    ) -> (Proc, T) {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .env("RUST_LOG", "warn,openraft=off")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn tradewind");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(r) = ready(&line) {
+                    let _ = tx.send(r);
+                }
+            }
+        });
+        match rx.recv_timeout(READY_DEADLINE) {
+            Ok(r) => (Proc { child }, r),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("{args:?} did not print its ready line within {READY_DEADLINE:?}");
+            }
+        }
+    }
+
     fn signal(&self, s: nix::sys::signal::Signal) -> nix::Result<()> {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), s)
     }
@@ -143,46 +175,6 @@ impl CoreProcess {
     /// SIGCONT: the frozen process runs on.
     pub fn thaw(&self) {
         self.signal(nix::sys::signal::Signal::SIGCONT).unwrap();
-    }
-}
-
-impl CoreProcess {
-    /// Starts `tradewind core --config <config>` with extra environment, and waits until it
-    /// prints its ready line.
-    pub fn start(config: &Path, env: &[(&str, &str)]) -> CoreProcess {
-        let mut cmd = Command::new(bin());
-        cmd.args(["core", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn tradewind core");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("admin=").nth(1) {
-                    let url = rest.split_whitespace().next().unwrap_or("").to_owned();
-                    let quic = line
-                        .split("raft=")
-                        .nth(1)
-                        .and_then(|r| r.split_whitespace().next())
-                        .and_then(|a| a.parse().ok());
-                    let _ = tx.send((url, quic));
-                }
-            }
-        });
-        let (admin, quic) = match rx.recv_timeout(READY_DEADLINE) {
-            Ok(ready) => ready,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("core did not print its ready line within {READY_DEADLINE:?}");
-            }
-        };
-        CoreProcess { child, admin, quic }
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -200,7 +192,7 @@ impl CoreProcess {
             }
             assert!(
                 start.elapsed() < deadline,
-                "core still running after {deadline:?}"
+                "process still running after {deadline:?}"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -208,9 +200,57 @@ impl CoreProcess {
 
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
         self.wait_exit(Duration::from_secs(30))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SIGKILL ends a frozen process too; thawing first is harmless (and may find the
+        // process gone already).
+        let _ = self.signal(nix::sys::signal::Signal::SIGCONT);
+        self.kill();
+    }
+}
+
+/// `tradewind core`, running.
+pub struct CoreProcess {
+    proc: Proc,
+    pub admin: String,
+    /// Its QUIC endpoint (Raft and the change feed), when it has one.
+    pub quic: Option<std::net::SocketAddr>,
+}
+
+impl std::ops::Deref for CoreProcess {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for CoreProcess {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
+}
+
+impl CoreProcess {
+    /// Starts `tradewind core --config <config>` with extra environment, and waits until it
+    /// prints its ready line.
+    pub fn start(config: &Path, env: &[(&str, &str)]) -> CoreProcess {
+        let args = ["core".as_ref(), "--config".as_ref(), config.as_os_str()];
+        let (proc, (admin, quic)) = Proc::spawn(&args, env, |line| {
+            let rest = line.split("admin=").nth(1)?;
+            let url = rest.split_whitespace().next().unwrap_or("").to_owned();
+            let quic = line
+                .split("raft=")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|a| a.parse().ok());
+            Some((url, quic))
+        });
+        CoreProcess { proc, admin, quic }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -218,13 +258,68 @@ impl CoreProcess {
     }
 }
 
-impl Drop for CoreProcess {
-    fn drop(&mut self) {
-        // SIGKILL ends a frozen process too; thawing first is harmless (and may find the
-        // process gone already).
-        let _ = self.signal(nix::sys::signal::Signal::SIGCONT);
-        self.kill();
+/// `tradewind edge`, running.
+pub struct EdgeProcess {
+    proc: Proc,
+    pub http: String,
+}
+
+impl std::ops::Deref for EdgeProcess {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
     }
+}
+
+impl std::ops::DerefMut for EdgeProcess {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
+}
+
+impl EdgeProcess {
+    /// Starts `tradewind edge --config <config>` and waits until it prints its ready line.
+    pub fn start(config: &Path) -> EdgeProcess {
+        let args = ["edge".as_ref(), "--config".as_ref(), config.as_os_str()];
+        let (proc, http) = Proc::spawn(&args, &[], |line| {
+            let rest = line.split("http=").nth(1)?;
+            Some(rest.split_whitespace().next().unwrap_or("").to_owned())
+        });
+        EdgeProcess { proc, http }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.http)
+    }
+}
+
+/// Writes the config of edge `name` of `region` in `dir` (its outbox in `dir/data`), with a
+/// certificate from the deployment CA in `certs`, following `cores` (name, QUIC address) in
+/// that order.
+pub fn write_edge_config(
+    dir: &Path,
+    certs: &Path,
+    name: &str,
+    region: &str,
+    cores: &[(&str, std::net::SocketAddr)],
+) -> PathBuf {
+    if !certs.join(format!("{name}.pem")).exists() {
+        replication::certs::issue_node(certs, name).unwrap();
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let cores: String = cores
+        .iter()
+        .map(|(n, a)| format!("[[cores]]\nname = \"{n}\"\nquic = \"{a}\"\n"))
+        .collect();
+    let path = dir.join("edge.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "region = \"{region}\"\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ncerts_dir = {certs:?}\noutbox_path = \"data/outbox.redb\"\n{cores}"
+        ),
+    )
+    .unwrap();
+    path
 }
 
 pub fn client() -> reqwest::Client {
@@ -369,4 +464,58 @@ pub async fn edge_write(
     let reply =
         replication::raft::submit(transport, name, addr, payload, Duration::from_secs(30)).await?;
     Ok(replication::codec::decode(fmt, &reply.0).unwrap())
+}
+
+/// An order request for one unit of `sku` (the API's JSON).
+pub fn order(sku: &str) -> serde_json::Value {
+    serde_json::json!({"customer_id": "c-1", "currency": "USD", "lines": [{"sku": sku, "qty": 1}],
+           "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"}})
+}
+
+/// Writes a catalog of one product `P-1` with one SKU `S-1` at 25.00 USD, sold to SG, with
+/// `units` in stock, through the admin API at `admin`; the version of the last write.
+pub async fn seed(admin: &str, units: u64) -> u64 {
+    let send = |method: reqwest::Method, path: &str, key: &str, body: serde_json::Value| {
+        let req = client()
+            .request(method, format!("{admin}{path}"))
+            .bearer_auth(TOKEN)
+            .header("idempotency-key", key)
+            .json(&body);
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status();
+            let v: serde_json::Value = res.json().await.unwrap();
+            assert!(status.is_success(), "{status} {v}");
+            v
+        }
+    };
+    send(
+        reqwest::Method::PUT,
+        "/admin/v1/markets/sea",
+        "seed-market",
+        serde_json::json!({"id": "sea", "countries": ["SG"], "currencies": ["USD"]}),
+    )
+    .await;
+    send(
+        reqwest::Method::PUT,
+        "/admin/v1/products/P-1",
+        "seed-product",
+        serde_json::json!({"id": "P-1", "title": "Kettle", "category": "home", "skus": [{"sku": "S-1"}]}),
+    )
+    .await;
+    send(
+        reqwest::Method::POST,
+        "/admin/v1/prices",
+        "seed-price",
+        serde_json::json!({"changes": [{"sku": "S-1", "currency": "USD", "amount_minor": 2500}]}),
+    )
+    .await;
+    let v = send(
+        reqwest::Method::POST,
+        "/admin/v1/stock",
+        "seed-stock",
+        serde_json::json!({"changes": [{"sku": "S-1", "set": units}]}),
+    )
+    .await;
+    v["version"].as_u64().unwrap()
 }

@@ -1,0 +1,515 @@
+//! The storefront API (DESIGN §3), answered from the edge's mirror of its region and its own
+//! outbox: products, quotes and availability from memory; orders accepted from this edge's
+//! grants, durably, before the answer; central orders (no grant left) sent to the core while
+//! the shopper waits. Reads carry the mirror's version, and say when the edge has heard from no
+//! core for longer than its bound. Every error is a problem document.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use commerce::command::{EdgeRequest, EdgeWrite, Outcome, Rejection};
+use commerce::order::{Order, OrderRequest, Origin, order_id_for, price_order};
+use commerce::pricing::PriceContext;
+use commerce::{Country, Currency, CustomerGroup, EdgeId, OrderId, ProductId, SkuId};
+use http_api::{Body, Path, Problem, ProblemType, Query, idempotency_key};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::cores::Cores;
+use crate::forwarder::ForwardStats;
+use crate::grants::DemandBook;
+use crate::metrics::Metrics;
+use crate::mirror::Catalog;
+use crate::outbox::{Intake, Outbox, OutboxError};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct Edge {
+    pub region: String,
+    pub edge: EdgeId,
+    pub catalog: Catalog,
+    pub outbox: Outbox,
+    pub cores: Cores,
+    pub demand: Arc<DemandBook>,
+    /// SKUs sold here, for the grant keeper to look at.
+    pub refill: mpsc::Sender<SkuId>,
+    pub metrics: Arc<Metrics>,
+    pub forward: Arc<ForwardStats>,
+    pub stale_after: Duration,
+    pub central_timeout: Duration,
+    /// Turned off on shutdown: no new orders while the outbox drains and grants go back.
+    pub accepting: Arc<AtomicBool>,
+}
+
+pub fn router(edge: Edge, body_max_bytes: usize, request_timeout: Duration) -> Router {
+    let routes = Router::new()
+        .route("/v1/products", get(list_products))
+        .route("/v1/products/{id}", get(get_product))
+        .route("/v1/skus/{sku}/quote", get(quote))
+        .route("/v1/orders", axum::routing::post(place_order))
+        .route("/v1/orders/{id}", get(get_order))
+        .route("/v1/status", get(status))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(body_max_bytes));
+    http_api::limits::finish(routes, request_timeout).with_state(edge)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Edge {
+    /// Milliseconds since a core was last heard from; `None` if none ever was.
+    fn staleness_ms(&self) -> Option<u64> {
+        self.catalog.silence().map(|d| d.as_millis() as u64)
+    }
+
+    fn stale(&self) -> bool {
+        self.staleness_ms()
+            .is_none_or(|ms| ms > self.stale_after.as_millis() as u64)
+    }
+
+    /// The headers every read carries: the version it was read at, and staleness.
+    fn read_headers(&self, h: &mut HeaderMap) {
+        h.insert(
+            "x-tradewind-version",
+            HeaderValue::from(self.catalog.version()),
+        );
+        if self.stale() {
+            h.insert("x-tradewind-stale", HeaderValue::from_static("true"));
+            if let Some(ms) = self.staleness_ms() {
+                h.insert("x-tradewind-staleness-ms", HeaderValue::from(ms));
+            }
+        }
+    }
+
+    fn has_catalog(&self) -> Result<(), Problem> {
+        if self.catalog.version() == 0 {
+            return Err(Problem::new(
+                ProblemType::Unavailable,
+                "this edge has not received its region's catalog yet",
+            )
+            .retry_after(1));
+        }
+        Ok(())
+    }
+}
+
+/// Products in a page, largest first.
+const PAGE_MAX: usize = 100;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProductQuery {
+    limit: Option<usize>,
+    cursor: Option<ProductId>,
+    currency: Option<Currency>,
+    customer_group: Option<CustomerGroup>,
+    country: Option<Country>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ViewQuery {
+    currency: Option<Currency>,
+    customer_group: Option<CustomerGroup>,
+    country: Option<Country>,
+}
+
+/// A product as shoppers see it: each SKU with its unit price in the asked currency (when
+/// there is one) and the units this edge can sell (its grants and the central pool).
+fn product_view(
+    e: &Edge,
+    state: &commerce::state::State,
+    p: &commerce::catalog::Product,
+    currency: Option<Currency>,
+    group: Option<&CustomerGroup>,
+    country: Option<Country>,
+) -> Value {
+    let now = now_ms();
+    let skus: Vec<Value> = p
+        .skus
+        .iter()
+        .map(|s| {
+            let price = currency.and_then(|currency| {
+                let ctx = PriceContext {
+                    currency,
+                    customer_group: group,
+                    country,
+                    now_ms: now,
+                };
+                state
+                    .book
+                    .quote(&s.sku, &p.category, 1, &ctx)
+                    .ok()
+                    .map(|q| q.unit_price)
+            });
+            let pool = state.inventory(&s.sku).map_or(0, |i| i.available());
+            json!({
+                "sku": s.sku,
+                "attributes": s.attributes,
+                "min_order_qty": s.min_order_qty,
+                "max_order_qty": s.max_order_qty,
+                "price": price,
+                "available": pool + e.outbox.units(&s.sku),
+            })
+        })
+        .collect();
+    json!({"id": p.id, "title": p.title, "category": p.category, "skus": skus})
+}
+
+async fn list_products(
+    State(e): State<Edge>,
+    Query(q): Query<ProductQuery>,
+) -> Result<Response, Problem> {
+    e.has_catalog()?;
+    let limit = q.limit.unwrap_or(20).clamp(1, PAGE_MAX);
+    let (items, next) = {
+        let state = e.catalog.read();
+        let page: Vec<&commerce::catalog::Product> = state
+            .products_after(q.cursor.as_ref())
+            .take(limit)
+            .collect();
+        let next = (page.len() == limit)
+            .then(|| page.last().map(|p| p.id.clone()))
+            .flatten();
+        let items: Vec<Value> = page
+            .into_iter()
+            .map(|p| {
+                product_view(
+                    &e,
+                    &state,
+                    p,
+                    q.currency,
+                    q.customer_group.as_ref(),
+                    q.country,
+                )
+            })
+            .collect();
+        (items, next)
+    };
+    let mut res = axum::Json(json!({"items": items, "next_cursor": next})).into_response();
+    e.read_headers(res.headers_mut());
+    Ok(res)
+}
+
+async fn get_product(
+    State(e): State<Edge>,
+    Path(id): Path<ProductId>,
+    Query(q): Query<ViewQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    e.has_catalog()?;
+    let body = {
+        let state = e.catalog.read();
+        let p = state
+            .product(&id)
+            .ok_or_else(|| Problem::new(ProblemType::NotFound, format!("no product {id}")))?;
+        let view = product_view(
+            &e,
+            &state,
+            p,
+            q.currency,
+            q.customer_group.as_ref(),
+            q.country,
+        );
+        serde_json::to_vec(&view).map_err(|e| Problem::new(ProblemType::Internal, e.to_string()))?
+    };
+    // The ETag is the body's digest: the same bytes, the same tag, whatever version they were
+    // read at.
+    let mut h = std::hash::DefaultHasher::new();
+    body.hash(&mut h);
+    let etag = format!("\"{:016x}\"", h.finish());
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut res = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response()
+    };
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    e.read_headers(res.headers_mut());
+    Ok(res)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuoteQuery {
+    qty: Option<u32>,
+    currency: Currency,
+    customer_group: Option<CustomerGroup>,
+    country: Option<Country>,
+}
+
+async fn quote(
+    State(e): State<Edge>,
+    Path(sku): Path<SkuId>,
+    Query(q): Query<QuoteQuery>,
+) -> Result<Response, Problem> {
+    e.has_catalog()?;
+    let quote = {
+        let state = e.catalog.read();
+        let (_, category) = state
+            .sku(&sku)
+            .ok_or_else(|| Problem::new(ProblemType::UnknownSku, format!("no sku {sku}")))?;
+        let ctx = PriceContext {
+            currency: q.currency,
+            customer_group: q.customer_group.as_ref(),
+            country: q.country,
+            now_ms: now_ms(),
+        };
+        state
+            .book
+            .quote(&sku, category, q.qty.unwrap_or(1), &ctx)
+            .map_err(|err| Problem::from(Rejection::from(commerce::order::OrderError::from(err))))?
+    };
+    let mut res = axum::Json(quote).into_response();
+    e.read_headers(res.headers_mut());
+    Ok(res)
+}
+
+/// An order as the storefront answers it: the order, and where it was taken.
+fn order_reply(e: &Edge, status: StatusCode, order: &Order, replayed: bool) -> Response {
+    let mut v = serde_json::to_value(order).unwrap_or(Value::Null);
+    if let Some(m) = v.as_object_mut() {
+        m.insert("region".into(), json!(e.region));
+        m.insert("edge".into(), json!(e.edge));
+    }
+    let mut res = (status, axum::Json(v)).into_response();
+    if replayed {
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    res
+}
+
+fn outbox_problem(err: OutboxError) -> Problem {
+    match err {
+        OutboxError::Overloaded => {
+            Problem::new(ProblemType::Overloaded, err.to_string()).retry_after(1)
+        }
+        OutboxError::Store(_) => {
+            Problem::new(ProblemType::Unavailable, err.to_string()).retry_after(1)
+        }
+    }
+}
+
+async fn place_order(
+    State(e): State<Edge>,
+    headers: HeaderMap,
+    Body(req): Body<OrderRequest>,
+) -> Result<Response, Problem> {
+    let started = std::time::Instant::now();
+    let key = idempotency_key(&headers)?.ok_or_else(|| {
+        Problem::new(
+            ProblemType::MissingIdempotencyKey,
+            "orders need an Idempotency-Key header, so that a retry never places a second order",
+        )
+    })?;
+    if !e.accepting.load(Ordering::Acquire) {
+        return Err(Problem::new(
+            ProblemType::Unavailable,
+            "this edge is shutting down; send the order to another",
+        )
+        .retry_after(1));
+    }
+    e.has_catalog()?;
+    let order_id = order_id_for(&req.customer_id, &key);
+    let ob = e.outbox.clone();
+    let id = order_id.clone();
+    let known = tokio::task::spawn_blocking(move || ob.order(&id))
+        .await
+        .map_err(|err| Problem::new(ProblemType::Internal, err.to_string()))?
+        .map_err(outbox_problem)?;
+    if let Some(prev) = known {
+        return replay(&e, &prev, &req);
+    }
+    let now = now_ms();
+    let order = {
+        let state = e.catalog.read();
+        let priced = price_order(&req, |s| state.sku_facts(s), &state.book, now)
+            .map_err(|err| Problem::from(Rejection::from(err)))?;
+        let origin = Origin {
+            region: e.region.clone(),
+            edge: Some(e.edge.clone()),
+        };
+        Order::accepted(
+            order_id,
+            Some(key.clone()),
+            req.clone(),
+            priced,
+            origin,
+            now,
+        )
+    };
+    for (sku, qty) in order.units() {
+        e.demand.record(sku, u64::from(qty));
+        // A full queue drops the hint; the SKU is looked at again with its next order.
+        let _ = e.refill.try_send(sku.clone());
+    }
+    let res = match e.outbox.accept(order).await.map_err(outbox_problem)? {
+        Intake::Accepted(o) => {
+            e.metrics.accepted(started.elapsed());
+            Ok(order_reply(&e, StatusCode::CREATED, &o, false))
+        }
+        Intake::Existing(prev) => replay(&e, &prev, &req),
+        Intake::NoGrant => central(&e, key, req).await,
+    };
+    if res.is_err() {
+        e.metrics.refused();
+    }
+    res
+}
+
+/// The answer to an order id seen before: the order, or a refusal when the key was used for
+/// another request.
+fn replay(e: &Edge, prev: &Order, req: &OrderRequest) -> Result<Response, Problem> {
+    if !prev.is_retry_of(req) {
+        return Err(Problem::new(
+            ProblemType::IdempotencyKeyReused,
+            format!(
+                "Idempotency-Key already used by order {} for a different request",
+                prev.order_id
+            ),
+        ));
+    }
+    Ok(order_reply(e, StatusCode::OK, prev, true))
+}
+
+/// No grant here holds the order's units: the core allocates from its pool while the shopper
+/// waits, or answers out of stock.
+async fn central(e: &Edge, key: String, req: OrderRequest) -> Result<Response, Problem> {
+    let write = EdgeWrite {
+        key: None,
+        request: EdgeRequest::CentralOrder {
+            idempotency_key: key,
+            request: req,
+        },
+    };
+    let unreachable = |why: String| {
+        Problem::new(
+            ProblemType::Unavailable,
+            format!("no grant here holds these units, and no core took the order: {why}"),
+        )
+        .retry_after(1)
+    };
+    let outcome = tokio::time::timeout(e.central_timeout, e.cores.write(&write, e.central_timeout))
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+        .map_err(|err| unreachable(err.to_string()))?;
+    match outcome {
+        Outcome::Order { order, duplicate } => {
+            let ob = e.outbox.clone();
+            let o = (*order).clone();
+            // Kept for GET /v1/orders/{id} and retries here; the core has it whatever happens.
+            match tokio::task::spawn_blocking(move || ob.record(&o)).await {
+                Ok(Ok(())) => {}
+                _ => tracing::warn!(order = %order.order_id, "central order not recorded locally"),
+            }
+            e.metrics.central();
+            let status = if duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            Ok(order_reply(e, status, &order, duplicate))
+        }
+        Outcome::Rejected(r) => Err(Problem::from(r)),
+        other => Err(Problem::new(
+            ProblemType::Internal,
+            format!("unexpected answer from the core: {other:?}"),
+        )),
+    }
+}
+
+async fn get_order(State(e): State<Edge>, Path(id): Path<OrderId>) -> Result<Response, Problem> {
+    let ob = e.outbox.clone();
+    let found = tokio::task::spawn_blocking(move || ob.order(&id))
+        .await
+        .map_err(|err| Problem::new(ProblemType::Internal, err.to_string()))?
+        .map_err(outbox_problem)?;
+    match found {
+        Some(o) => Ok(order_reply(&e, StatusCode::OK, &o, false)),
+        None => Err(Problem::new(
+            ProblemType::NotFound,
+            "no such order at this edge",
+        )),
+    }
+}
+
+fn status_json(e: &Edge) -> Value {
+    json!({
+        "region": e.region,
+        "edge": e.edge,
+        "applied_version": e.catalog.version(),
+        "core_connected": !e.stale(),
+        "staleness_ms": e.staleness_ms(),
+        "stale_after_ms": e.stale_after.as_millis() as u64,
+        "outbox_pending": e.outbox.pending_count(),
+        "accepting": e.accepting.load(Ordering::Acquire),
+    })
+}
+
+async fn status(State(e): State<Edge>) -> axum::Json<Value> {
+    axum::Json(status_json(&e))
+}
+
+/// 200 while this edge can sell with a current catalog; 503 (with the same document) when it
+/// has heard from no core for longer than its bound, has no catalog yet, or is shutting down:
+/// the geo-router sends shoppers elsewhere.
+async fn healthz(State(e): State<Edge>) -> Response {
+    let ok = !e.stale() && e.catalog.version() > 0 && e.accepting.load(Ordering::Acquire);
+    let mut v = status_json(&e);
+    v["status"] = json!(if ok { "ok" } else { "degraded" });
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(v)).into_response()
+}
+
+async fn metrics(State(e): State<Edge>) -> Response {
+    let units: u64 = e
+        .outbox
+        .all_units()
+        .map(|v| v.iter().map(|(_, n)| n).sum())
+        .unwrap_or(0);
+    let text = e.metrics.render(&crate::metrics::Gauges {
+        outbox_pending: e.outbox.pending_count(),
+        intake_queued: e.outbox.queued(),
+        grant_units: units,
+        feed_version: e.catalog.version(),
+        staleness_ms: e.staleness_ms(),
+        forward: &e.forward,
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        text,
+    )
+        .into_response()
+}

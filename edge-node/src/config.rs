@@ -1,0 +1,209 @@
+//! The edge's configuration: one TOML file, units in the names, unknown keys refused, relative
+//! paths taken from the file's own directory. `tradewind edge --config FILE --check-config` runs
+//! `EdgeConfig::load` and stops.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use commerce::EdgeId;
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// The region this edge serves, e.g. `ap-singapore`.
+    pub region: String,
+    /// This edge's name: its certificate's, and the edge id the core knows it by.
+    pub name: String,
+    /// The storefront API's address (port 0 picks one; the chosen one is printed).
+    pub listen: SocketAddr,
+    /// The deployment's certificates (`tradewind certs init`): `ca.pem`, `<name>.pem`,
+    /// `<name>.key`.
+    pub certs_dir: PathBuf,
+    /// This edge's durable outbox (a redb file): accepted orders until a core has them, and
+    /// the units of its grants.
+    pub outbox_path: PathBuf,
+    /// The core regions' QUIC endpoints, this edge's own region first: the feed is followed
+    /// and writes are sent to the first that answers.
+    pub cores: Vec<CoreAddr>,
+    /// Past this long without a word from any core, reads are marked stale (they go on), and
+    /// `/healthz` reports it.
+    #[serde(default = "default_stale_after_ms")]
+    pub stale_after_ms: u64,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub grants: GrantSettings,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoreAddr {
+    /// The region's name, as in its certificate.
+    pub name: String,
+    pub quic: SocketAddr,
+}
+
+/// Bounds on what one client may ask.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body.
+    pub body_max_bytes: usize,
+    /// How long one request may take in all, its body included.
+    pub request_timeout_ms: u64,
+    /// Orders waiting for the outbox's next commit; past this, 503 at once.
+    pub intake_queue: usize,
+    /// How long a central order (no grant left) may wait for the core.
+    pub central_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // An order of 100 lines is about 10 KiB of JSON.
+            body_max_bytes: 64 * 1024,
+            request_timeout_ms: 10_000,
+            intake_queue: 8_192,
+            central_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// When the edge asks for grants.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantSettings {
+    /// A SKU sold here in the last `window_ms` whose units here fell to this many or fewer is
+    /// refilled; the core sizes the grant from that demand.
+    pub refill_at_units: u64,
+    pub window_ms: u64,
+}
+
+impl Default for GrantSettings {
+    fn default() -> Self {
+        GrantSettings {
+            refill_at_units: 2,
+            window_ms: 10_000,
+        }
+    }
+}
+
+fn default_stale_after_ms() -> u64 {
+    5_000
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// Core regions an edge may list.
+pub const CORES_MAX: usize = 16;
+
+impl EdgeConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let mut c: EdgeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut c.certs_dir, &mut c.outbox_path] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        c.check().map_err(|message| ConfigError::Invalid {
+            path: shown,
+            message,
+        })?;
+        Ok(c)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        replication::certs::check_node_name(&self.region).map_err(|e| format!("region: {e}"))?;
+        replication::certs::check_node_name(&self.name).map_err(|e| format!("name: {e}"))?;
+        EdgeId::new(self.name.as_str()).map_err(|e| format!("name: {e}"))?;
+        if self.cores.is_empty() || self.cores.len() > CORES_MAX {
+            return Err(format!("cores: 1 to {CORES_MAX} core regions"));
+        }
+        for c in &self.cores {
+            replication::certs::check_node_name(&c.name).map_err(|e| format!("cores: {e}"))?;
+        }
+        let l = &self.limits;
+        if l.body_max_bytes < 1024 || l.request_timeout_ms < 100 || l.intake_queue == 0 {
+            return Err(
+                "limits: body_max_bytes >= 1024, request_timeout_ms >= 100, intake_queue > 0"
+                    .into(),
+            );
+        }
+        if self.grants.window_ms == 0 {
+            return Err("grants.window_ms: more than 0".into());
+        }
+        Ok(())
+    }
+
+    pub fn edge_id(&self) -> EdgeId {
+        EdgeId::new(self.name.as_str()).expect("checked at load")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+region = "ap-singapore"
+name = "ap-singapore-1"
+listen = "127.0.0.1:0"
+certs_dir = "certs"
+outbox_path = "data/outbox.redb"
+[[cores]]
+name = "ap-singapore"
+quic = "127.0.0.1:7102"
+"#;
+
+    #[test]
+    fn loads_resolves_paths_and_refuses_bad_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("edge.toml");
+        std::fs::write(&p, GOOD).unwrap();
+        let c = EdgeConfig::load(&p).unwrap();
+        assert_eq!(c.outbox_path, dir.path().join("data/outbox.redb"));
+        assert_eq!(c.edge_id().as_str(), "ap-singapore-1");
+        for (bad, why) in [
+            (
+                GOOD.replace("name = \"ap-singapore-1\"", "name = \"a b\""),
+                "name",
+            ),
+            (
+                GOOD.replace("[[cores]]", "typo = 1\n[[cores]]"),
+                "unknown field",
+            ),
+            (
+                GOOD.replace(
+                    "[[cores]]\nname = \"ap-singapore\"\nquic = \"127.0.0.1:7102\"\n",
+                    "",
+                ),
+                "missing field `cores`",
+            ),
+            (format!("{GOOD}[limits]\nbody_max_bytes = 10\n"), "limits"),
+        ] {
+            std::fs::write(&p, &bad).unwrap();
+            let err = EdgeConfig::load(&p).unwrap_err().to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! How the edge reaches the core regions: its writes (`EdgeWrite`) over the mesh to the first
+//! core that answers, starting with the one that answered last (its own region's, normally);
+//! that core forwards to the leader, wherever it is. A core that cannot be reached, or has no
+//! leader to forward to, is passed over for the next.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use commerce::command::{EDGE_WIRE_FORMAT, EdgeWrite, Outcome};
+use replication::feed::Core;
+use replication::raft::{Payload, WriteError};
+use replication::transport::Transport;
+
+#[derive(Clone)]
+pub struct Cores {
+    transport: Arc<Transport>,
+    cores: Arc<Vec<Core>>,
+    /// The core that answered last.
+    current: Arc<AtomicUsize>,
+}
+
+impl Cores {
+    pub fn new(transport: Arc<Transport>, cores: Vec<Core>) -> Self {
+        Cores {
+            transport,
+            cores: Arc::new(cores),
+            current: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn list(&self) -> &[Core] {
+        &self.cores
+    }
+
+    pub fn transport(&self) -> &Arc<Transport> {
+        &self.transport
+    }
+
+    /// Sends `write`, giving each core at most `per_core`; the outcome, or the last core's
+    /// reason. A refusal (the write itself is wrong) or an overloaded core is not tried
+    /// elsewhere.
+    pub async fn write(
+        &self,
+        write: &EdgeWrite,
+        per_core: Duration,
+    ) -> Result<Outcome, WriteError> {
+        let bytes = replication::codec::encode(EDGE_WIRE_FORMAT, write)
+            .map_err(|e| WriteError::Refused(e.to_string()))?;
+        let start = self.current.load(Ordering::Relaxed);
+        let n = self.cores.len();
+        let mut last = WriteError::Unavailable("no core configured".into());
+        for i in 0..n {
+            let at = (start + i) % n;
+            let core = &self.cores[at];
+            let payload = Payload(bytes.clone());
+            match replication::raft::submit(
+                &self.transport,
+                &core.name,
+                core.addr,
+                payload,
+                per_core,
+            )
+            .await
+            {
+                Ok(reply) => {
+                    self.current.store(at, Ordering::Relaxed);
+                    return replication::codec::decode(EDGE_WIRE_FORMAT, &reply.0)
+                        .map_err(|e| WriteError::Unavailable(format!("{}: {e}", core.name)));
+                }
+                Err(e @ (WriteError::Refused(_) | WriteError::Overloaded(_))) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(core = %core.name, error = %e, "core did not take a write; trying the next");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+}

@@ -1,0 +1,434 @@
+//! The edge's durable state, one redb file: every order it accepted or placed (by order id),
+//! the accepted ones no core has acknowledged yet (in acceptance order), the units of its
+//! grants it may still sell, and the grant requests in flight.
+//!
+//! Intake is group commit: orders wait in a bounded queue for the writer thread, which takes
+//! what has gathered, checks and takes each order's units from the grants, writes the orders,
+//! and commits once (fsync) for all of them before any is answered. An order is acknowledged
+//! only once it is on disk; a failed commit answers every order of it with an error and has
+//! written none.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use commerce::command::OrderResult;
+use commerce::order::{Order, OrderStatus};
+use commerce::{OrderId, SkuId};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// Order id → the order as this edge knows it (encoded).
+const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
+/// Acceptance sequence → order id, for orders no core has acknowledged.
+const PENDING: TableDefinition<u64, &str> = TableDefinition::new("pending");
+/// SKU → units of this edge's grants it may still sell.
+const UNITS: TableDefinition<&str, u64> = TableDefinition::new("units");
+/// SKU → the key of a grant request sent and not yet answered (sent again with it).
+const GRANT_REQUESTS: TableDefinition<&str, &str> = TableDefinition::new("grant_requests");
+/// Return key → the SKU and units taken off this edge's books and not yet known returned.
+const RETURNS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("returns");
+/// Counters: the next key number for grant requests and returns.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The encoding of stored orders.
+const FORMAT: u8 = 1;
+
+/// Orders one commit takes from the queue at most.
+const GROUP_MAX: usize = 1_024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("the outbox is unavailable: {0}")]
+    Store(String),
+    #[error("too many orders waiting for the outbox; retry in a moment")]
+    Overloaded,
+}
+
+fn store<E: std::fmt::Display>(e: E) -> OutboxError {
+    OutboxError::Store(e.to_string())
+}
+
+/// How intake went for one order.
+#[derive(Debug)]
+pub enum Intake {
+    /// Written, its units taken from the grants.
+    Accepted(Order),
+    /// This order id was taken before: the order as it is now.
+    Existing(Order),
+    /// The grants here do not hold its units: sell it centrally.
+    NoGrant,
+}
+
+struct Request {
+    order: Order,
+    reply: oneshot::Sender<Result<Intake, OutboxError>>,
+}
+
+/// The outbox, shared by the API, the forwarder and the grant keeper.
+#[derive(Clone)]
+pub struct Outbox {
+    db: Arc<Database>,
+    queue: mpsc::Sender<Request>,
+    /// Woken when orders are added to the pending list.
+    pub pending_added: Arc<Notify>,
+    /// Orders waiting in the queue (for /metrics).
+    queued: Arc<AtomicU64>,
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox at `path` and starts its writer thread, which takes at
+    /// most `queue` orders waiting.
+    pub fn open(path: &Path, queue: usize) -> Result<Outbox, OutboxError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(store)?;
+        }
+        let db = Database::create(path).map_err(|e| store(format!("{}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(store)?;
+        txn.open_table(ORDERS).map_err(store)?;
+        txn.open_table(PENDING).map_err(store)?;
+        txn.open_table(UNITS).map_err(store)?;
+        txn.open_table(GRANT_REQUESTS).map_err(store)?;
+        txn.open_table(RETURNS).map_err(store)?;
+        txn.open_table(META).map_err(store)?;
+        txn.commit().map_err(store)?;
+        let (tx, rx) = mpsc::channel(queue);
+        let outbox = Outbox {
+            db: Arc::new(db),
+            queue: tx,
+            pending_added: Arc::new(Notify::new()),
+            queued: Arc::new(AtomicU64::new(0)),
+        };
+        let writer = outbox.clone();
+        std::thread::Builder::new()
+            .name("outbox-writer".into())
+            .spawn(move || writer.write_loop(rx))
+            .map_err(store)?;
+        Ok(outbox)
+    }
+
+    /// Takes `order` in: durable, with its units taken from the grants, before this returns.
+    pub async fn accept(&self, order: Order) -> Result<Intake, OutboxError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .try_send(Request { order, reply })
+            .map_err(|_| OutboxError::Overloaded)?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        answer
+            .await
+            .map_err(|_| OutboxError::Store("the outbox writer stopped".into()))?
+    }
+
+    fn write_loop(self, mut rx: mpsc::Receiver<Request>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut group = vec![first];
+            while group.len() < GROUP_MAX {
+                match rx.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(_) => break,
+                }
+            }
+            self.queued.fetch_sub(group.len() as u64, Ordering::Relaxed);
+            match self.write_group(&group) {
+                Ok(results) => {
+                    let added = results.iter().any(|r| matches!(r, Intake::Accepted(_)));
+                    for (req, result) in group.into_iter().zip(results) {
+                        let _ = req.reply.send(Ok(result));
+                    }
+                    if added {
+                        self.pending_added.notify_one();
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, orders = group.len(), "outbox commit failed; none of its orders was accepted");
+                    for req in group {
+                        let _ = req.reply.send(Err(OutboxError::Store(e.to_string())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One transaction for a group of orders; nothing of it is written unless all is.
+    fn write_group(&self, group: &[Request]) -> Result<Vec<Intake>, OutboxError> {
+        let txn = self.db.begin_write().map_err(store)?;
+        let mut results = Vec::with_capacity(group.len());
+        {
+            let mut orders = txn.open_table(ORDERS).map_err(store)?;
+            let mut pending = txn.open_table(PENDING).map_err(store)?;
+            let mut units = txn.open_table(UNITS).map_err(store)?;
+            let mut seq = pending.last().map_err(store)?.map_or(0, |(k, _)| k.value());
+            for req in group {
+                let o = &req.order;
+                if let Some(prev) = orders.get(o.order_id.as_str()).map_err(store)? {
+                    results.push(Intake::Existing(decode(prev.value())?));
+                    continue;
+                }
+                let mut held = Vec::with_capacity(o.lines.len());
+                for (sku, qty) in o.units() {
+                    let have = units
+                        .get(sku.as_str())
+                        .map_err(store)?
+                        .map_or(0, |v| v.value());
+                    held.push((sku, have, u64::from(qty)));
+                }
+                if held.iter().any(|(_, have, want)| have < want) {
+                    results.push(Intake::NoGrant);
+                    continue;
+                }
+                for (sku, have, want) in held {
+                    units.insert(sku.as_str(), have - want).map_err(store)?;
+                }
+                orders
+                    .insert(o.order_id.as_str(), encode(o)?.as_slice())
+                    .map_err(store)?;
+                seq += 1;
+                pending.insert(seq, o.order_id.as_str()).map_err(store)?;
+                results.push(Intake::Accepted(o.clone()));
+            }
+        }
+        txn.commit().map_err(store)?;
+        Ok(results)
+    }
+
+    /// The order `id`, as this edge knows it.
+    pub fn order(&self, id: &OrderId) -> Result<Option<Order>, OutboxError> {
+        let txn = self.db.begin_read().map_err(store)?;
+        let t = txn.open_table(ORDERS).map_err(store)?;
+        t.get(id.as_str())
+            .map_err(store)?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// Records an order decided elsewhere (a central order the core placed for this edge).
+    pub fn record(&self, order: &Order) -> Result<(), OutboxError> {
+        let txn = self.db.begin_write().map_err(store)?;
+        {
+            let mut t = txn.open_table(ORDERS).map_err(store)?;
+            t.insert(order.order_id.as_str(), encode(order)?.as_slice())
+                .map_err(store)?;
+        }
+        txn.commit().map_err(store)
+    }
+
+    /// Up to `max` orders no core has acknowledged, oldest first.
+    pub fn pending(&self, max: usize) -> Result<Vec<Order>, OutboxError> {
+        let txn = self.db.begin_read().map_err(store)?;
+        let pending = txn.open_table(PENDING).map_err(store)?;
+        let orders = txn.open_table(ORDERS).map_err(store)?;
+        let mut out = Vec::new();
+        for item in pending.iter().map_err(store)?.take(max) {
+            let (_, id) = item.map_err(store)?;
+            let o = orders.get(id.value()).map_err(store)?.ok_or_else(|| {
+                OutboxError::Store(format!("pending order {} missing", id.value()))
+            })?;
+            out.push(decode(o.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Orders no core has acknowledged.
+    pub fn pending_count(&self) -> u64 {
+        let Ok(txn) = self.db.begin_read() else {
+            return 0;
+        };
+        txn.open_table(PENDING)
+            .and_then(|t| t.len().map_err(Into::into))
+            .unwrap_or(0)
+    }
+
+    /// Orders waiting for the next commit.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Records what a core decided for orders it was sent: each leaves the pending list with
+    /// its status and version. A rejected order's units go back to the grants: the core did
+    /// not take them from this edge's grant.
+    pub fn settle(&self, results: &[OrderResult]) -> Result<(), OutboxError> {
+        let txn = self.db.begin_write().map_err(store)?;
+        {
+            let mut orders = txn.open_table(ORDERS).map_err(store)?;
+            let mut pending = txn.open_table(PENDING).map_err(store)?;
+            let mut units = txn.open_table(UNITS).map_err(store)?;
+            let decided: std::collections::HashMap<&str, &OrderResult> =
+                results.iter().map(|r| (r.order_id.as_str(), r)).collect();
+            let mut settled = Vec::new();
+            for item in pending.iter().map_err(store)? {
+                let (seq, id) = item.map_err(store)?;
+                if decided.contains_key(id.value()) {
+                    settled.push((seq.value(), id.value().to_owned()));
+                }
+            }
+            for (seq, id) in settled {
+                pending.remove(seq).map_err(store)?;
+                let r = decided[id.as_str()];
+                let Some(mut o) = orders
+                    .get(id.as_str())
+                    .map_err(store)?
+                    .map(|v| decode(v.value()))
+                    .transpose()?
+                else {
+                    continue;
+                };
+                let was_accepted = o.status == OrderStatus::Accepted;
+                o.status = r.status;
+                o.commit_version = Some(r.version);
+                o.reject_reason = r.reject_reason.clone();
+                if was_accepted && r.status == OrderStatus::Rejected {
+                    for (sku, qty) in o.units() {
+                        let have = units
+                            .get(sku.as_str())
+                            .map_err(store)?
+                            .map_or(0, |v| v.value());
+                        units
+                            .insert(sku.as_str(), have + u64::from(qty))
+                            .map_err(store)?;
+                    }
+                }
+                orders
+                    .insert(id.as_str(), encode(&o)?.as_slice())
+                    .map_err(store)?;
+            }
+        }
+        txn.commit().map_err(store)
+    }
+
+    /// Units of `sku` this edge may still sell from its grants.
+    pub fn units(&self, sku: &SkuId) -> u64 {
+        let Ok(txn) = self.db.begin_read() else {
+            return 0;
+        };
+        txn.open_table(UNITS)
+            .ok()
+            .and_then(|t| t.get(sku.as_str()).ok().flatten().map(|v| v.value()))
+            .unwrap_or(0)
+    }
+
+    /// Every SKU with units held here, and how many.
+    pub fn all_units(&self) -> Result<Vec<(SkuId, u64)>, OutboxError> {
+        let txn = self.db.begin_read().map_err(store)?;
+        let t = txn.open_table(UNITS).map_err(store)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(store)? {
+            let (k, v) = item.map_err(store)?;
+            if v.value() > 0
+                && let Ok(sku) = SkuId::new(k.value())
+            {
+                out.push((sku, v.value()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The key of the grant request for `sku` in flight, or a new one made durable first (so
+    /// that a request whose answer was lost is sent again under the same key, and the core
+    /// grants once).
+    pub fn grant_request_key(&self, sku: &SkuId) -> Result<String, OutboxError> {
+        let txn = self.db.begin_write().map_err(store)?;
+        let key = {
+            let mut reqs = txn.open_table(GRANT_REQUESTS).map_err(store)?;
+            if let Some(k) = reqs.get(sku.as_str()).map_err(store)? {
+                return Ok(k.value().to_owned());
+            }
+            let key = format!("grant-{}", next_number(&txn)?);
+            reqs.insert(sku.as_str(), key.as_str()).map_err(store)?;
+            key
+        };
+        txn.commit().map_err(store)?;
+        Ok(key)
+    }
+
+    /// Grant requests sent and not yet answered: (SKU, key).
+    pub fn open_grant_requests(&self) -> Result<Vec<(SkuId, String)>, OutboxError> {
+        let txn = self.db.begin_read().map_err(store)?;
+        let t = txn.open_table(GRANT_REQUESTS).map_err(store)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(store)? {
+            let (k, v) = item.map_err(store)?;
+            if let Ok(sku) = SkuId::new(k.value()) {
+                out.push((sku, v.value().to_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `units` of `sku` granted by the answer to the request in flight: added, and the request
+    /// closed, together.
+    pub fn granted(&self, sku: &SkuId, units: u64) -> Result<(), OutboxError> {
+        let txn = self.db.begin_write().map_err(store)?;
+        {
+            let mut t = txn.open_table(UNITS).map_err(store)?;
+            let have = t.get(sku.as_str()).map_err(store)?.map_or(0, |v| v.value());
+            t.insert(sku.as_str(), have.saturating_add(units))
+                .map_err(store)?;
+            let mut reqs = txn.open_table(GRANT_REQUESTS).map_err(store)?;
+            reqs.remove(sku.as_str()).map_err(store)?;
+        }
+        txn.commit().map_err(store)
+    }
+
+    /// Takes every unit of `sku` off this edge's books to give back, under a new key, durably
+    /// before anything is sent: units are never sold here once the core may have them back.
+    /// `None` when there are none.
+    pub fn begin_return(&self, sku: &SkuId) -> Result<Option<(String, u64)>, OutboxError> {
+        let txn = self.db.begin_write().map_err(store)?;
+        let out = {
+            let mut t = txn.open_table(UNITS).map_err(store)?;
+            let have = t.get(sku.as_str()).map_err(store)?.map_or(0, |v| v.value());
+            if have == 0 {
+                None
+            } else {
+                t.insert(sku.as_str(), 0).map_err(store)?;
+                let key = format!("return-{}", next_number(&txn)?);
+                let mut r = txn.open_table(RETURNS).map_err(store)?;
+                r.insert(key.as_str(), (sku.as_str(), have))
+                    .map_err(store)?;
+                Some((key, have))
+            }
+        };
+        txn.commit().map_err(store)?;
+        Ok(out)
+    }
+
+    /// Returns taken off the books and not yet known returned: (key, SKU, units).
+    pub fn open_returns(&self) -> Result<Vec<(String, SkuId, u64)>, OutboxError> {
+        let txn = self.db.begin_read().map_err(store)?;
+        let t = txn.open_table(RETURNS).map_err(store)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(store)? {
+            let (k, v) = item.map_err(store)?;
+            let (sku, units) = v.value();
+            if let Ok(sku) = SkuId::new(sku) {
+                out.push((k.value().to_owned(), sku, units));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The core has the return `key`.
+    pub fn returned(&self, key: &str) -> Result<(), OutboxError> {
+        let txn = self.db.begin_write().map_err(store)?;
+        {
+            let mut r = txn.open_table(RETURNS).map_err(store)?;
+            r.remove(key).map_err(store)?;
+        }
+        txn.commit().map_err(store)
+    }
+}
+
+fn next_number(txn: &redb::WriteTransaction) -> Result<u64, OutboxError> {
+    let mut meta = txn.open_table(META).map_err(store)?;
+    let n = meta.get("key").map_err(store)?.map_or(0, |v| v.value()) + 1;
+    meta.insert("key", n).map_err(store)?;
+    Ok(n)
+}
+
+fn encode(o: &Order) -> Result<Vec<u8>, OutboxError> {
+    replication::codec::encode(FORMAT, o).map_err(store)
+}
+
+fn decode(bytes: &[u8]) -> Result<Order, OutboxError> {
+    replication::codec::decode(FORMAT, bytes).map_err(store)
+}

@@ -1,0 +1,158 @@
+//! Start-up and shutdown of an edge: its mesh identity, the feed it follows, the outbox, the
+//! forwarder and grant keeper, and the storefront API. On shutdown it stops taking orders (reads
+//! go on), sends what its outbox holds, gives its grants back, then stops.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use replication::feed::Core;
+use replication::tls::NodeTls;
+use replication::transport::Transport;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::api::{Edge, router};
+use crate::config::EdgeConfig;
+use crate::cores::Cores;
+use crate::forwarder::{self, ForwardStats};
+use crate::grants::{self, DemandBook};
+use crate::metrics::Metrics;
+use crate::mirror::Catalog;
+use crate::outbox::Outbox;
+
+/// A feed that says nothing for this long is given up for the next core (heartbeats come
+/// every 500 ms by default).
+const FEED_SILENCE: Duration = Duration::from_secs(2);
+/// On shutdown: how long the outbox may take to reach a core, and the grants to go back.
+const DRAIN: Duration = Duration::from_secs(5);
+const RETURN: Duration = Duration::from_secs(5);
+
+/// Where a started edge listens.
+pub struct Started {
+    pub http: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(String);
+
+fn fail<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> StartError + '_ {
+    move |e| StartError(format!("{what}: {e}"))
+}
+
+/// Serves an edge until `shutdown` resolves. `on_ready` is called once the API listens.
+pub async fn serve(
+    config: EdgeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(Started),
+) -> Result<(), StartError> {
+    let tls = NodeTls::load(&config.certs_dir, &config.name).map_err(fail("certificates"))?;
+    // The edge only calls out: any port on the storefront's address.
+    let transport = Transport::bind(SocketAddr::new(config.listen.ip(), 0), &tls)
+        .map_err(fail("QUIC endpoint"))?;
+    let transport = Arc::new(transport);
+    let cores: Vec<Core> = config
+        .cores
+        .iter()
+        .map(|c| Core {
+            name: c.name.clone(),
+            addr: c.quic,
+        })
+        .collect();
+    let path = config.outbox_path.clone();
+    let queue = config.limits.intake_queue;
+    let outbox = tokio::task::spawn_blocking(move || Outbox::open(&path, queue))
+        .await
+        .map_err(fail("outbox"))?
+        .map_err(fail("outbox"))?;
+
+    let catalog = Catalog::default();
+    let follow = {
+        let (transport, cores, mut mirror) =
+            (Arc::clone(&transport), cores.clone(), catalog.clone());
+        tokio::spawn(async move {
+            replication::feed::follow_cores(&transport, &cores, &mut mirror, FEED_SILENCE).await;
+        })
+    };
+    let link = Cores::new(Arc::clone(&transport), cores);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let forward = Arc::new(ForwardStats::default());
+    let forwarding = tokio::spawn(forwarder::run(
+        outbox.clone(),
+        link.clone(),
+        Arc::clone(&forward),
+        stop_rx,
+    ));
+    let demand = Arc::new(DemandBook::new(Duration::from_millis(
+        config.grants.window_ms,
+    )));
+    let (refill, refills) = mpsc::channel(grants::QUEUE);
+    let keeping = tokio::spawn(grants::run(
+        outbox.clone(),
+        link.clone(),
+        Arc::clone(&demand),
+        config.grants,
+        refills,
+    ));
+
+    let accepting = Arc::new(AtomicBool::new(true));
+    let edge = Edge {
+        region: config.region.clone(),
+        edge: config.edge_id(),
+        catalog,
+        outbox: outbox.clone(),
+        cores: link.clone(),
+        demand,
+        refill,
+        metrics: Arc::new(Metrics::default()),
+        forward,
+        stale_after: Duration::from_millis(config.stale_after_ms),
+        central_timeout: Duration::from_millis(config.limits.central_timeout_ms),
+        accepting: Arc::clone(&accepting),
+    };
+    let app = router(
+        edge,
+        config.limits.body_max_bytes,
+        Duration::from_millis(config.limits.request_timeout_ms),
+    );
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(fail(&format!("listen on {}", config.listen)))?;
+    let http = listener.local_addr().map_err(fail("listen"))?;
+    on_ready(Started { http });
+    tracing::info!(edge = %config.name, %http, "storefront API listening");
+
+    let wind_down = {
+        let (outbox, link) = (outbox.clone(), link.clone());
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new orders; sending the outbox, returning grants");
+            accepting.store(false, Ordering::Release);
+            let drained = tokio::time::timeout(DRAIN, async {
+                while outbox.pending_count() > 0 || outbox.queued() > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(
+                    pending = outbox.pending_count(),
+                    "outbox not drained in time; sent after the next start"
+                );
+            }
+            grants::return_all(&outbox, &link, RETURN).await;
+        }
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(wind_down)
+        .await
+        .map_err(fail("storefront API"))?;
+    let _ = stop_tx.send(true);
+    let _ = forwarding.await;
+    keeping.abort();
+    follow.abort();
+    tracing::info!("edge stopped");
+    Ok(())
+}

@@ -1,0 +1,387 @@
+//! Edges and cores as real processes on loopback: the storefront from an edge's mirror, orders
+//! accepted from its grants and committed at the core, orders accepted while the core is down
+//! and committed once it is back, an edge killed with orders in its outbox forwarding them
+//! after restart, one Idempotency-Key sent 100 times at once making one order, and buyers at
+//! three edges never getting more units than there are.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{
+    CoreProcess, EdgeProcess, REGIONS, TOKEN, client, order, seed, write_edge_config, write_group,
+    write_group_of,
+};
+use serde_json::Value;
+
+async fn get_json(url: &str) -> (u16, Value) {
+    let res = client().get(url).bearer_auth(TOKEN).send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Places an order for one unit of S-1 at `edge` under `key`: the status and the body.
+async fn place(edge: &EdgeProcess, key: &str) -> (u16, Value) {
+    let res = client()
+        .post(edge.url("/v1/orders"))
+        .header("idempotency-key", key)
+        .json(&order("S-1"))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until `check` holds, polling, at most `deadline`.
+async fn eventually<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    while !check().await {
+        assert!(Instant::now() < end, "{what}: not within {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `edge` is healthy (it has its region's catalog and hears from a core).
+async fn ready(edge: &EdgeProcess) {
+    eventually("edge healthy", Duration::from_secs(30), || async {
+        get_json(&edge.url("/healthz")).await.0 == 200
+    })
+    .await;
+}
+
+/// Places orders until one is accepted from the edge's own grant (the first go to the core
+/// while the grant keeper asks for one); returns how many it took.
+async fn until_granted(edge: &EdgeProcess, prefix: &str) -> usize {
+    for n in 0..200 {
+        let (status, body) = place(edge, &format!("{prefix}-{n}")).await;
+        assert!(status == 201, "{status} {body}");
+        if body["status"] == "accepted" {
+            return n + 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no grant arrived");
+}
+
+async fn committed_at_core(core: &CoreProcess, order_id: &str) -> bool {
+    let (status, o) = get_json(&core.url(&format!("/admin/v1/orders/{order_id}"))).await;
+    status == 200 && o["status"] == "committed"
+}
+
+fn edge_in(dir: &Path, core: &CoreProcess, region: &str, name: &str) -> std::path::PathBuf {
+    write_edge_config(
+        &dir.join(name),
+        &dir.join("certs"),
+        name,
+        region,
+        &[(region, core.quic.unwrap())],
+    )
+}
+
+/// Units the edge may sell from its grants, from its metrics.
+async fn grant_units(edge: &EdgeProcess) -> u64 {
+    let text = client()
+        .get(edge.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("tradewind_edge_grant_units "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One region alone (a group of one, with its QUIC endpoint), seeded with `units` of S-1.
+async fn solo(dir: &Path, units: u64) -> (std::path::PathBuf, CoreProcess) {
+    let config = write_group_of(dir, &["solo"]).remove(0);
+    let core = CoreProcess::start(&config, &[]);
+    eventually("a leader", Duration::from_secs(30), || async {
+        get_json(&core.url("/healthz")).await.1["leader"].is_string()
+    })
+    .await;
+    seed(&core.admin, units).await;
+    (config, core)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storefront_serves_the_regions_catalog_and_orders_commit_at_the_core() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = write_group(dir.path());
+    let cores: Vec<CoreProcess> = configs.iter().map(|c| CoreProcess::start(c, &[])).collect();
+    // Any region takes writes; the edge follows the second region's feed first.
+    seed(&cores[0].admin, 1_000).await;
+    let order_of_cores: Vec<(&str, std::net::SocketAddr)> = [1, 0, 2]
+        .iter()
+        .map(|&i| (REGIONS[i], cores[i].quic.unwrap()))
+        .collect();
+    let config = write_edge_config(
+        &dir.path().join("edge"),
+        &dir.path().join("certs"),
+        "ap-singapore-1",
+        REGIONS[1],
+        &order_of_cores,
+    );
+    let edge = EdgeProcess::start(&config);
+    ready(&edge).await;
+
+    let res = client()
+        .get(edge.url("/v1/products/P-1?currency=USD"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let etag = res.headers()["etag"].clone();
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["skus"][0]["price"]["amount_minor"], 2500, "{p}");
+    assert_eq!(p["skus"][0]["available"], 1000, "{p}");
+    let again = client()
+        .get(edge.url("/v1/products/P-1?currency=USD"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let (status, list) = get_json(&edge.url("/v1/products?limit=10&currency=USD")).await;
+    assert_eq!(
+        (status, list["items"][0]["id"].as_str()),
+        (200, Some("P-1"))
+    );
+    let (status, q) = get_json(&edge.url("/v1/skus/S-1/quote?qty=3&currency=USD")).await;
+    assert_eq!(
+        (status, &q["total"]["amount_minor"]),
+        (200, &Value::from(7500))
+    );
+
+    // The first orders go to the core (no grant yet); once the grant arrives they are
+    // accepted here, and the forwarder commits them.
+    until_granted(&edge, "first").await;
+    let (status, o) = place(&edge, "local-1").await;
+    assert_eq!(status, 201, "{o}");
+    assert_eq!(o["status"], "accepted");
+    assert_eq!(o["edge"], "ap-singapore-1");
+    assert!(o["price_version"].as_u64().unwrap() > 0);
+    let id = o["order_id"].as_str().unwrap().to_owned();
+    eventually("committed at the core", Duration::from_secs(20), || {
+        committed_at_core(&cores[2], &id)
+    })
+    .await;
+    eventually(
+        "committed as the edge sees it",
+        Duration::from_secs(20),
+        || async {
+            get_json(&edge.url(&format!("/v1/orders/{id}"))).await.1["status"] == "committed"
+        },
+    )
+    .await;
+
+    // The same key again: the same order. Bad input: problem documents.
+    let (status, same) = place(&edge, "local-1").await;
+    assert_eq!((status, &same["order_id"]), (200, &Value::from(id.clone())));
+    let res = client()
+        .post(edge.url("/v1/orders"))
+        .json(&order("S-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let p: Value = res.json().await.unwrap();
+    assert!(
+        p["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("missing-idempotency-key"),
+        "{p}"
+    );
+    let mut unknown = order("NOPE");
+    unknown["lines"][0]["sku"] = "NOPE".into();
+    let res = client()
+        .post(edge.url("/v1/orders"))
+        .header("idempotency-key", "bad-1")
+        .json(&unknown)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let metrics = client()
+        .get(edge.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tradewind_edge_orders_accepted_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_taken_while_the_core_is_down_and_kept_through_an_edge_crash_commit_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let (core_config, mut core) = solo(dir.path(), 1_000).await;
+    let edge_config = edge_in(dir.path(), &core, "solo", "solo-1");
+    let mut edge = EdgeProcess::start(&edge_config);
+    ready(&edge).await;
+    // Demand grows the grants: sell until the edge holds a few units.
+    until_granted(&edge, "warm").await;
+    let mut n = 0;
+    while grant_units(&edge).await < 3 {
+        place(&edge, &format!("more-{n}")).await;
+        n += 1;
+        assert!(n < 200, "grants stay small");
+    }
+
+    // The core dies; the edge goes on selling from its grants.
+    core.kill();
+    let mut accepted = Vec::new();
+    for i in 0..3 {
+        let (status, o) = place(&edge, &format!("down-{i}")).await;
+        assert_eq!(
+            (status, &o["status"]),
+            (201, &Value::from("accepted")),
+            "{o}"
+        );
+        accepted.push(o["order_id"].as_str().unwrap().to_owned());
+    }
+    // Nothing left here and no core: a clear refusal, not an acknowledgement.
+    while grant_units(&edge).await > 0 {
+        let (status, o) = place(&edge, &format!("drain-{}", accepted.len())).await;
+        assert_eq!(status, 201, "{o}");
+        accepted.push(o["order_id"].as_str().unwrap().to_owned());
+    }
+    let (status, p) = place(&edge, "no-grant").await;
+    assert_eq!(status, 503, "{p}");
+
+    // The edge is killed with its outbox full; both come back; every order commits once.
+    edge.kill();
+    let core = CoreProcess::start(&core_config, &[]);
+    let edge = EdgeProcess::start(&edge_config);
+    for id in &accepted {
+        eventually(
+            "committed after the restarts",
+            Duration::from_secs(30),
+            || committed_at_core(&core, id),
+        )
+        .await;
+    }
+    eventually("the outbox drained", Duration::from_secs(30), || async {
+        get_json(&edge.url("/v1/status")).await.1["outbox_pending"] == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_idempotency_key_sent_a_hundred_times_at_once_makes_one_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_config, core) = solo(dir.path(), 1_000).await;
+    let edge = EdgeProcess::start(&edge_in(dir.path(), &core, "solo", "solo-1"));
+    ready(&edge).await;
+    until_granted(&edge, "warm").await;
+    let tries: Vec<_> = (0..100)
+        .map(|_| {
+            let url = edge.url("/v1/orders");
+            tokio::spawn(async move {
+                let res = client()
+                    .post(url)
+                    .header("idempotency-key", "the-same-key")
+                    .json(&order("S-1"))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = res.status().as_u16();
+                (status, res.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut created = 0;
+    for t in tries {
+        let (status, o) = t.await.unwrap();
+        assert!(status == 200 || status == 201, "{status} {o}");
+        created += usize::from(status == 201);
+        ids.insert(o["order_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(created, 1);
+    let id = ids.into_iter().next().unwrap();
+    eventually("committed", Duration::from_secs(20), || {
+        committed_at_core(&core, &id)
+    })
+    .await;
+    let (_, inv) = get_json(&core.url("/admin/v1/inventory/S-1")).await;
+    // The warm-up orders and this one: one unit each.
+    let (_, orders) = get_json(&core.url("/admin/v1/orders?limit=1000")).await;
+    let units = orders["items"].as_array().unwrap().len() as u64;
+    assert_eq!(inv["committed"], units, "{inv}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buyers_at_three_edges_never_get_more_than_the_ten_units_in_stock() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = write_group(dir.path());
+    let cores: Vec<CoreProcess> = configs.iter().map(|c| CoreProcess::start(c, &[])).collect();
+    seed(&cores[0].admin, 10).await;
+    let edges: Vec<EdgeProcess> = (0..3)
+        .map(|i| {
+            EdgeProcess::start(&edge_in(
+                dir.path(),
+                &cores[i],
+                REGIONS[i],
+                &format!("{}-1", REGIONS[i]),
+            ))
+        })
+        .collect();
+    for e in &edges {
+        ready(e).await;
+    }
+    // Ten buyers at each edge, each for one unit, all at once.
+    let tries: Vec<_> = edges
+        .iter()
+        .enumerate()
+        .flat_map(|(e, edge)| {
+            (0..10).map(move |b| {
+                let url = edge.url("/v1/orders");
+                tokio::spawn(async move {
+                    let res = client()
+                        .post(url)
+                        .header("idempotency-key", format!("buyer-{e}-{b}"))
+                        .json(&order("S-1"))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = res.status().as_u16();
+                    (status, res.json::<Value>().await.unwrap())
+                })
+            })
+        })
+        .collect();
+    let mut sold = Vec::new();
+    for t in tries {
+        let (status, o) = t.await.unwrap();
+        match status {
+            201 => sold.push(o["order_id"].as_str().unwrap().to_owned()),
+            409 | 503 => {}
+            _ => panic!("{status} {o}"),
+        }
+    }
+    assert!(sold.len() <= 10, "{} units sold of 10", sold.len());
+    for id in &sold {
+        eventually("every sold unit committed", Duration::from_secs(30), || {
+            committed_at_core(&cores[0], id)
+        })
+        .await;
+    }
+    let (_, inv) = get_json(&cores[0].url("/admin/v1/inventory/S-1")).await;
+    assert_eq!(inv["committed"], sold.len() as u64, "{inv}");
+    assert!(inv["committed"].as_u64().unwrap() <= 10);
+}
