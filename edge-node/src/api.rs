@@ -48,7 +48,8 @@ pub struct Edge {
     pub accepting: Arc<AtomicBool>,
 }
 
-pub fn router(edge: Edge, body_max_bytes: usize, request_timeout: Duration) -> Router {
+pub fn router(edge: Edge, limits: &crate::config::Limits) -> Router {
+    let limiter = crate::ratelimit::RateLimiter::new(limits.client_rate_per_s, limits.client_burst);
     let routes = Router::new()
         .route("/v1/products", get(list_products))
         .route("/v1/products/{id}", get(get_product))
@@ -58,8 +59,13 @@ pub fn router(edge: Edge, body_max_bytes: usize, request_timeout: Duration) -> R
         .route("/v1/status", get(status))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(body_max_bytes));
-    http_api::limits::finish(routes, request_timeout).with_state(edge)
+        .layer(DefaultBodyLimit::max(limits.body_max_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            crate::ratelimit::limit,
+        ));
+    let timeout = Duration::from_millis(limits.request_timeout_ms);
+    http_api::limits::finish(routes, timeout).with_state(edge)
 }
 
 fn now_ms() -> i64 {

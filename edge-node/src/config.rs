@@ -55,6 +55,10 @@ pub struct Limits {
     pub intake_queue: usize,
     /// How long a central order (no grant left) may wait for the core.
     pub central_timeout_ms: u64,
+    /// Requests per second one client address may make, and the burst it may make at once;
+    /// past them, 429 with Retry-After.
+    pub client_rate_per_s: u32,
+    pub client_burst: u32,
 }
 
 impl Default for Limits {
@@ -65,6 +69,10 @@ impl Default for Limits {
             request_timeout_ms: 10_000,
             intake_queue: 8_192,
             central_timeout_ms: 5_000,
+            // A shopper's browser makes tens of requests a second at most; a whole office
+            // behind one address, a few hundred.
+            client_rate_per_s: 500,
+            client_burst: 1_000,
         }
     }
 }
@@ -143,11 +151,13 @@ impl EdgeConfig {
             replication::certs::check_node_name(&c.name).map_err(|e| format!("cores: {e}"))?;
         }
         let l = &self.limits;
-        if l.body_max_bytes < 1024 || l.request_timeout_ms < 100 || l.intake_queue == 0 {
-            return Err(
-                "limits: body_max_bytes >= 1024, request_timeout_ms >= 100, intake_queue > 0"
-                    .into(),
-            );
+        if l.body_max_bytes < 1024
+            || l.request_timeout_ms < 100
+            || l.intake_queue == 0
+            || l.client_rate_per_s == 0
+            || l.client_burst == 0
+        {
+            return Err("limits: body_max_bytes >= 1024, request_timeout_ms >= 100, intake_queue, client_rate_per_s and client_burst > 0".into());
         }
         if self.grants.window_ms == 0 {
             return Err("grants.window_ms: more than 0".into());

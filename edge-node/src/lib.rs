@@ -8,7 +8,8 @@
 //! (`forwarder`), where each order commits once by its id. With no grant left an order is sent
 //! to the core while the shopper waits (central mode). The grant keeper asks for grants as
 //! SKUs sell and gives them back on shutdown (`grants`). Writes reach the core over the mesh
-//! (`cores`); the API is `api`, its counters `metrics`, start-up `server`.
+//! (`cores`); the API is `api`, its counters `metrics`, its per-client token bucket
+//! `ratelimit`, start-up `server`.
 //!
 //! The edge never imports the core: it speaks to it only through `replication`'s mesh and
 //! `commerce`'s types.
@@ -23,4 +24,5 @@ pub mod grants;
 pub mod metrics;
 pub mod mirror;
 pub mod outbox;
+pub mod ratelimit;
 pub mod server;

@@ -112,11 +112,7 @@ pub async fn serve(
         central_timeout: Duration::from_millis(config.limits.central_timeout_ms),
         accepting: Arc::clone(&accepting),
     };
-    let app = router(
-        edge,
-        config.limits.body_max_bytes,
-        Duration::from_millis(config.limits.request_timeout_ms),
-    );
+    let app = router(edge, &config.limits).into_make_service_with_connect_info::<SocketAddr>();
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(fail(&format!("listen on {}", config.listen)))?;

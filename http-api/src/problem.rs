@@ -36,6 +36,7 @@ pub enum ProblemType {
     NoPrice,
     Quantity,
     Overloaded,
+    RateLimited,
     Unavailable,
     Timeout,
     RequestTimeout,
@@ -128,6 +129,11 @@ impl ProblemType {
                 "overloaded",
                 S::SERVICE_UNAVAILABLE,
                 "Too many writes in flight",
+            ),
+            RateLimited => (
+                "rate-limited",
+                S::TOO_MANY_REQUESTS,
+                "Too many requests from this client",
             ),
             Unavailable => (
                 "unavailable",

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    CoreProcess, EdgeProcess, REGIONS, TOKEN, client, order, seed, write_edge_config, write_group,
-    write_group_of,
+    CoreProcess, EdgeProcess, REGIONS, TOKEN, client, order, seed, write_edge_config,
+    write_edge_config_with, write_group, write_group_of,
 };
 use serde_json::Value;
 
@@ -384,4 +384,196 @@ async fn buyers_at_three_edges_never_get_more_than_the_ten_units_in_stock() {
     let (_, inv) = get_json(&cores[0].url("/admin/v1/inventory/S-1")).await;
     assert_eq!(inv["committed"], sold.len() as u64, "{inv}");
     assert!(inv["committed"].as_u64().unwrap() <= 10);
+}
+
+/// The problem `type` slug of a response, and its status.
+async fn problem(res: reqwest::Response) -> (u16, String) {
+    let status = res.status().as_u16();
+    let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(ct, "application/problem+json", "{p}");
+    let slug = p["type"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    (status, slug)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_problem_document_and_the_edge_serves_everyone_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_config, core) = solo(dir.path(), 1_000).await;
+    let config = write_edge_config_with(
+        &dir.path().join("edge"),
+        &dir.path().join("certs"),
+        "solo-1",
+        "solo",
+        &[("solo", core.quic.unwrap())],
+        "[limits]\nrequest_timeout_ms = 500\nclient_rate_per_s = 20\nclient_burst = 40\n",
+    );
+    let edge = EdgeProcess::start(&config);
+    ready(&edge).await;
+    let post = |body: reqwest::Body, key: Option<&str>| {
+        let mut req = client()
+            .post(edge.url("/v1/orders"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        async move { problem(req.send().await.unwrap()).await }
+    };
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut o = order("S-1");
+        f(&mut o);
+        reqwest::Body::from(o.to_string())
+    };
+    let cases: Vec<(reqwest::Body, Option<&str>, u16, &str)> = vec![
+        (
+            vec![b' '; 70 * 1024].into(),
+            Some("k1"),
+            413,
+            "body-too-large",
+        ),
+        (
+            "{\"customer_id\": ".into(),
+            Some("k2"),
+            400,
+            "malformed-json",
+        ),
+        (
+            with(&|o| o["colour"] = "red".into()),
+            Some("k3"),
+            422,
+            "invalid-body",
+        ),
+        (
+            with(&|o| o["lines"][0]["qty"] = 0.into()),
+            Some("k4"),
+            422,
+            "bad-quantity",
+        ),
+        (
+            with(&|o| o["lines"][0]["qty"] = 4_294_967_295u64.into()),
+            Some("k5"),
+            422,
+            "bad-quantity",
+        ),
+        (
+            with(&|o| o["lines"][0]["qty"] = (-1).into()),
+            Some("k6"),
+            422,
+            "invalid-body",
+        ),
+        (
+            with(&|o| o["lines"][0]["sku"] = "NOPE".into()),
+            Some("k7"),
+            422,
+            "unknown-sku",
+        ),
+        (
+            with(&|o| o["currency"] = "EUR".into()),
+            Some("k8"),
+            422,
+            "not-sold-in-market",
+        ),
+        (with(&|_| {}), None, 400, "missing-idempotency-key"),
+        (with(&|_| {}), Some("a key with spaces"), 400, "bad-request"),
+    ];
+    for (body, key, status, slug) in cases {
+        assert_eq!(post(body, key).await, (status, slug.to_owned()), "{slug}");
+    }
+    let (status, slug) = problem(
+        client()
+            .get(edge.url("/v1/products/NOPE"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, slug.as_str()), (404, "not-found"));
+    let (status, slug) = problem(
+        client()
+            .get(edge.url("/v1/products?limit=x"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, slug.as_str()), (400, "bad-request"));
+
+    // A client that never finishes its body is cut off.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut slow = tokio::net::TcpStream::connect(edge.http.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    slow.write_all(b"POST /v1/orders HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nidempotency-key: slow\r\ncontent-length: 100\r\n\r\n{\"cus")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // One address flooding: 429 with Retry-After; another address is served meanwhile.
+    let flood: Vec<u16> = futures_statuses(&edge, "127.0.0.1", 100).await;
+    assert!(flood.contains(&429), "{flood:?}");
+    let other = futures_statuses(&edge, "127.0.0.2", 1).await;
+    assert_eq!(other, vec![200]);
+    let res = client().get(edge.url("/v1/status")).send().await.unwrap();
+    if res.status() == 429 {
+        assert!(res.headers().contains_key("retry-after"));
+    }
+}
+
+/// Statuses of `n` status reads sent at once from `from`.
+async fn futures_statuses(edge: &EdgeProcess, from: &str, n: usize) -> Vec<u16> {
+    let http = reqwest::Client::builder()
+        .local_address(from.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (http, url) = (http.clone(), edge.url("/v1/status"));
+            tokio::spawn(async move { http.get(url).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_forwards_the_outbox_and_gives_the_grants_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_config, core) = solo(dir.path(), 1_000).await;
+    let mut edge = EdgeProcess::start(&edge_in(dir.path(), &core, "solo", "solo-1"));
+    ready(&edge).await;
+    until_granted(&edge, "warm").await;
+    let (_, inv) = get_json(&core.url("/admin/v1/inventory/S-1")).await;
+    assert!(inv["granted"]["solo-1"].as_u64().unwrap_or(0) > 0, "{inv}");
+    assert!(edge.terminate().success());
+    let (_, inv) = get_json(&core.url("/admin/v1/inventory/S-1")).await;
+    assert_eq!(inv["granted"]["solo-1"].as_u64().unwrap_or(0), 0, "{inv}");
+    let (_, orders) = get_json(&core.url("/admin/v1/orders?limit=1000")).await;
+    assert!(
+        orders["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["status"] == "committed")
+    );
+    assert_eq!(
+        inv["committed"],
+        orders["items"].as_array().unwrap().len() as u64,
+        "{inv}"
+    );
 }

@@ -303,6 +303,18 @@ pub fn write_edge_config(
     region: &str,
     cores: &[(&str, std::net::SocketAddr)],
 ) -> PathBuf {
+    write_edge_config_with(dir, certs, name, region, cores, "")
+}
+
+/// `write_edge_config`, with `extra` TOML (sections) at the end.
+pub fn write_edge_config_with(
+    dir: &Path,
+    certs: &Path,
+    name: &str,
+    region: &str,
+    cores: &[(&str, std::net::SocketAddr)],
+    extra: &str,
+) -> PathBuf {
     if !certs.join(format!("{name}.pem")).exists() {
         replication::certs::issue_node(certs, name).unwrap();
     }
@@ -315,7 +327,7 @@ pub fn write_edge_config(
     std::fs::write(
         &path,
         format!(
-            "region = \"{region}\"\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ncerts_dir = {certs:?}\noutbox_path = \"data/outbox.redb\"\n{cores}"
+            "region = \"{region}\"\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ncerts_dir = {certs:?}\noutbox_path = \"data/outbox.redb\"\n{cores}{extra}"
         ),
     )
     .unwrap();

@@ -1,0 +1,97 @@
+//! A token bucket per client address: one client flooding the edge is answered 429 with
+//! Retry-After, and everyone else is served as before. The table of clients is bounded; when
+//! full, clients whose buckets have refilled (idle ones) are forgotten first.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_api::{Problem, ProblemType};
+
+/// Clients tracked at once.
+const CLIENTS_MAX: usize = 65_536;
+
+#[derive(Clone)]
+pub struct RateLimiter {
+    /// Tokens added per second, and the most a bucket holds.
+    rate: f64,
+    burst: f64,
+    buckets: Arc<Mutex<HashMap<IpAddr, (f64, Instant)>>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        RateLimiter {
+            rate: f64::from(per_second.max(1)),
+            burst: f64::from(burst.max(1)),
+            buckets: Arc::default(),
+        }
+    }
+
+    /// Takes a token for `client`; when there is none, the seconds until there is.
+    pub fn take(&self, client: IpAddr) -> Result<(), u32> {
+        let now = Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if b.len() >= CLIENTS_MAX && !b.contains_key(&client) {
+            let (rate, burst) = (self.rate, self.burst);
+            b.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
+            if b.len() >= CLIENTS_MAX {
+                // Every tracked client is busy: the newcomer waits like a busy one.
+                return Err(1);
+            }
+        }
+        let (tokens, at) = b.entry(client).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.rate).ceil().max(1.0) as u32)
+        }
+    }
+}
+
+/// The middleware: a request without a token is answered 429 at once.
+pub async fn limit(
+    State(limiter): State<RateLimiter>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match limiter.take(peer.ip()) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => Problem::new(
+            ProblemType::RateLimited,
+            format!(
+                "over {} requests per second from this address",
+                limiter.rate
+            ),
+        )
+        .retry_after(wait)
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_gets_its_burst_then_waits_while_others_are_served() {
+        let l = RateLimiter::new(10, 5);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..5 {
+            assert_eq!(l.take(a), Ok(()));
+        }
+        assert_eq!(l.take(a), Err(1));
+        assert_eq!(l.take(b), Ok(()));
+    }
+}
