@@ -216,4 +216,14 @@ quic = "127.0.0.1:7102"
             assert!(err.contains(why), "{why}: {err}");
         }
     }
+
+    #[test]
+    fn the_example_edges_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster");
+        for region in ["cn-shanghai", "ap-singapore", "us-east"] {
+            let c = EdgeConfig::load(&dir.join(format!("{region}-1.toml"))).unwrap();
+            assert_eq!((c.region.as_str(), c.cores[0].name.as_str()), (region, region));
+            assert_eq!(c.cores.len(), 3);
+        }
+    }
 }
