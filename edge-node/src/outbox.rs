@@ -22,6 +22,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
 /// Acceptance sequence → order id, for orders no core has acknowledged.
 const PENDING: TableDefinition<u64, &str> = TableDefinition::new("pending");
+/// Decision sequence → order id, of orders a core has decided: the oldest are forgotten past
+/// `DECIDED_KEPT`, so the outbox stays bounded.
+const DECIDED: TableDefinition<u64, &str> = TableDefinition::new("decided");
 /// SKU → units of this edge's grants it may still sell.
 const UNITS: TableDefinition<&str, u64> = TableDefinition::new("units");
 /// SKU → the key of a grant request sent and not yet answered (sent again with it).
@@ -33,6 +36,11 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The encoding of stored orders.
 const FORMAT: u8 = 1;
+
+/// Decided orders kept for retries and `GET /v1/orders/{id}` (about 1 KiB each). A retry of an
+/// order forgotten here is priced and accepted again, and the core answers it as the duplicate
+/// it is; the units it took here stay unsold, never oversold.
+const DECIDED_KEPT: u64 = 1_000_000;
 
 /// Orders one commit takes from the queue at most.
 const GROUP_MAX: usize = 1_024;
@@ -65,60 +73,14 @@ struct Request {
     reply: oneshot::Sender<Result<Intake, OutboxError>>,
 }
 
-/// The outbox, shared by the API, the forwarder and the grant keeper.
-#[derive(Clone)]
-pub struct Outbox {
+/// The thread that commits intake.
+struct Writer {
     db: Arc<Database>,
-    queue: mpsc::Sender<Request>,
-    /// Woken when orders are added to the pending list.
-    pub pending_added: Arc<Notify>,
-    /// Orders waiting in the queue (for /metrics).
+    pending_added: Arc<Notify>,
     queued: Arc<AtomicU64>,
 }
 
-impl Outbox {
-    /// Opens (or creates) the outbox at `path` and starts its writer thread, which takes at
-    /// most `queue` orders waiting.
-    pub fn open(path: &Path, queue: usize) -> Result<Outbox, OutboxError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(store)?;
-        }
-        let db = Database::create(path).map_err(|e| store(format!("{}: {e}", path.display())))?;
-        let txn = db.begin_write().map_err(store)?;
-        txn.open_table(ORDERS).map_err(store)?;
-        txn.open_table(PENDING).map_err(store)?;
-        txn.open_table(UNITS).map_err(store)?;
-        txn.open_table(GRANT_REQUESTS).map_err(store)?;
-        txn.open_table(RETURNS).map_err(store)?;
-        txn.open_table(META).map_err(store)?;
-        txn.commit().map_err(store)?;
-        let (tx, rx) = mpsc::channel(queue);
-        let outbox = Outbox {
-            db: Arc::new(db),
-            queue: tx,
-            pending_added: Arc::new(Notify::new()),
-            queued: Arc::new(AtomicU64::new(0)),
-        };
-        let writer = outbox.clone();
-        std::thread::Builder::new()
-            .name("outbox-writer".into())
-            .spawn(move || writer.write_loop(rx))
-            .map_err(store)?;
-        Ok(outbox)
-    }
-
-    /// Takes `order` in: durable, with its units taken from the grants, before this returns.
-    pub async fn accept(&self, order: Order) -> Result<Intake, OutboxError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .try_send(Request { order, reply })
-            .map_err(|_| OutboxError::Overloaded)?;
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        answer
-            .await
-            .map_err(|_| OutboxError::Store("the outbox writer stopped".into()))?
-    }
-
+impl Writer {
     fn write_loop(self, mut rx: mpsc::Receiver<Request>) {
         while let Some(first) = rx.blocking_recv() {
             let mut group = vec![first];
@@ -191,6 +153,75 @@ impl Outbox {
         Ok(results)
     }
 
+}
+
+/// The outbox, shared by the API, the forwarder and the grant keeper.
+#[derive(Clone)]
+pub struct Outbox {
+    db: Arc<Database>,
+    queue: mpsc::Sender<Request>,
+    /// Woken when orders are added to the pending list.
+    pub pending_added: Arc<Notify>,
+    /// Orders waiting in the queue (for /metrics).
+    queued: Arc<AtomicU64>,
+    /// Decided orders kept (`DECIDED_KEPT` but in tests).
+    kept: u64,
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox at `path` and starts its writer thread, which takes at
+    /// most `queue` orders waiting.
+    pub fn open(path: &Path, queue: usize) -> Result<Outbox, OutboxError> {
+        Self::open_keeping(path, queue, DECIDED_KEPT)
+    }
+
+    fn open_keeping(path: &Path, queue: usize, kept: u64) -> Result<Outbox, OutboxError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(store)?;
+        }
+        let db = Database::create(path).map_err(|e| store(format!("{}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(store)?;
+        txn.open_table(ORDERS).map_err(store)?;
+        txn.open_table(PENDING).map_err(store)?;
+        txn.open_table(DECIDED).map_err(store)?;
+        txn.open_table(UNITS).map_err(store)?;
+        txn.open_table(GRANT_REQUESTS).map_err(store)?;
+        txn.open_table(RETURNS).map_err(store)?;
+        txn.open_table(META).map_err(store)?;
+        txn.commit().map_err(store)?;
+        let (tx, rx) = mpsc::channel(queue);
+        let outbox = Outbox {
+            db: Arc::new(db),
+            queue: tx,
+            pending_added: Arc::new(Notify::new()),
+            queued: Arc::new(AtomicU64::new(0)),
+            kept,
+        };
+        // The writer holds no sender: once every handle is dropped it ends, and closes the file.
+        let writer = Writer {
+            db: Arc::clone(&outbox.db),
+            pending_added: Arc::clone(&outbox.pending_added),
+            queued: Arc::clone(&outbox.queued),
+        };
+        std::thread::Builder::new()
+            .name("outbox-writer".into())
+            .spawn(move || writer.write_loop(rx))
+            .map_err(store)?;
+        Ok(outbox)
+    }
+
+    /// Takes `order` in: durable, with its units taken from the grants, before this returns.
+    pub async fn accept(&self, order: Order) -> Result<Intake, OutboxError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .try_send(Request { order, reply })
+            .map_err(|_| OutboxError::Overloaded)?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        answer
+            .await
+            .map_err(|_| OutboxError::Store("the outbox writer stopped".into()))?
+    }
+
     /// The order `id`, as this edge knows it.
     pub fn order(&self, id: &OrderId) -> Result<Option<Order>, OutboxError> {
         let txn = self.db.begin_read().map_err(store)?;
@@ -208,6 +239,7 @@ impl Outbox {
             let mut t = txn.open_table(ORDERS).map_err(store)?;
             t.insert(order.order_id.as_str(), encode(order)?.as_slice())
                 .map_err(store)?;
+            remember_decided(&txn, &mut t, &[order.order_id.as_str()], self.kept)?;
         }
         txn.commit().map_err(store)
     }
@@ -255,6 +287,7 @@ impl Outbox {
             let decided: std::collections::HashMap<&str, &OrderResult> =
                 results.iter().map(|r| (r.order_id.as_str(), r)).collect();
             let mut settled = Vec::new();
+            let mut decided_ids = Vec::new();
             for item in pending.iter().map_err(store)? {
                 let (seq, id) = item.map_err(store)?;
                 if decided.contains_key(id.value()) {
@@ -290,7 +323,10 @@ impl Outbox {
                 orders
                     .insert(id.as_str(), encode(&o)?.as_slice())
                     .map_err(store)?;
+                decided_ids.push(id);
             }
+            let ids: Vec<&str> = decided_ids.iter().map(String::as_str).collect();
+            remember_decided(&txn, &mut orders, &ids, self.kept)?;
         }
         txn.commit().map_err(store)
     }
@@ -418,6 +454,31 @@ impl Outbox {
     }
 }
 
+/// Adds `ids` to the decided orders and forgets the oldest past `kept`.
+fn remember_decided(
+    txn: &redb::WriteTransaction,
+    orders: &mut redb::Table<&str, &[u8]>,
+    ids: &[&str],
+    kept: u64,
+) -> Result<(), OutboxError> {
+    let mut decided = txn.open_table(DECIDED).map_err(store)?;
+    let mut seq = decided
+        .last()
+        .map_err(store)?
+        .map_or(0, |(k, _)| k.value());
+    for id in ids {
+        seq += 1;
+        decided.insert(seq, *id).map_err(store)?;
+    }
+    while decided.len().map_err(store)? > kept {
+        let Some((_, id)) = decided.pop_first().map_err(store)? else {
+            break;
+        };
+        orders.remove(id.value()).map_err(store)?;
+    }
+    Ok(())
+}
+
 fn next_number(txn: &redb::WriteTransaction) -> Result<u64, OutboxError> {
     let mut meta = txn.open_table(META).map_err(store)?;
     let n = meta.get("key").map_err(store)?.map_or(0, |v| v.value()) + 1;
@@ -431,4 +492,115 @@ fn encode(o: &Order) -> Result<Vec<u8>, OutboxError> {
 
 fn decode(bytes: &[u8]) -> Result<Order, OutboxError> {
     replication::codec::decode(FORMAT, bytes).map_err(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commerce::command::OrderResult;
+
+    fn order(key: &str, qty: u32) -> Order {
+        let customer = commerce::CustomerId::new("c").unwrap();
+        let money = serde_json::json!({"amount_minor": 100, "currency": "USD"});
+        serde_json::from_value(serde_json::json!({
+            "order_id": commerce::order::order_id_for(&customer, key),
+            "idempotency_key": key, "customer_id": "c", "customer_group": null, "currency": "USD",
+            "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"},
+            "lines": [{"sku": "S-1", "qty": qty, "unit_price": money, "total": money, "breakdown": []}],
+            "subtotal": money, "discount": null, "total": money, "price_version": 1,
+            "origin": {"region": "r", "edge": "e"}, "accepted_at_ms": 0, "status": "accepted",
+            "commit_version": null, "reject_reason": null
+        }))
+        .unwrap()
+    }
+
+    fn result(o: &Order, status: OrderStatus) -> OrderResult {
+        OrderResult {
+            order_id: o.order_id.clone(),
+            status,
+            version: 7,
+            duplicate: false,
+            reject_reason: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn intake_takes_units_settles_and_forgets_the_oldest_decided() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.redb");
+        let ob = Outbox::open_keeping(&path, 16, 2).unwrap();
+        let sku = SkuId::new("S-1").unwrap();
+        assert!(matches!(ob.accept(order("a", 1)).await, Ok(Intake::NoGrant)));
+        let key = ob.grant_request_key(&sku).unwrap();
+        assert_eq!(ob.grant_request_key(&sku).unwrap(), key, "one request in flight");
+        ob.granted(&sku, 3).unwrap();
+        assert!(ob.open_grant_requests().unwrap().is_empty());
+        // Concurrent orders share commits; the grant holds three units, no more.
+        let tries = (0..5).map(|i| {
+            let ob = ob.clone();
+            async move { ob.accept(order(&format!("k{i}"), 1)).await }
+        });
+        let results = concurrently(tries).await;
+        let accepted: Vec<Order> = results
+            .into_iter()
+            .filter_map(|r| match r {
+                Ok(Intake::Accepted(o)) => Some(o),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(accepted.len(), 3);
+        assert_eq!(ob.units(&sku), 0);
+        assert!(matches!(ob.accept(accepted[0].clone()).await, Ok(Intake::Existing(_))));
+        assert_eq!(ob.pending(10).unwrap().len(), 3);
+
+        // A rejected order gives its unit back; the decided are kept two at most.
+        let verdicts = vec![
+            result(&accepted[0], OrderStatus::Committed),
+            result(&accepted[1], OrderStatus::Rejected),
+            result(&accepted[2], OrderStatus::Committed),
+        ];
+        ob.settle(&verdicts).unwrap();
+        assert_eq!(ob.pending_count(), 0);
+        assert_eq!(ob.units(&sku), 1);
+        let kept: Vec<Order> = accepted
+            .iter()
+            .filter_map(|o| ob.order(&o.order_id).unwrap())
+            .collect();
+        assert_eq!(kept.len(), 2, "the oldest decided is forgotten");
+        for k in &kept {
+            let verdict = verdicts.iter().find(|v| v.order_id == k.order_id).unwrap();
+            assert_eq!((k.status, k.commit_version), (verdict.status, Some(7)));
+        }
+
+        // A return is off the books before it is sent, and stays open until answered.
+        let (rkey, units) = ob.begin_return(&sku).unwrap().unwrap();
+        assert_eq!((units, ob.units(&sku)), (1, 0));
+        drop(ob);
+        // The writer thread lets go of the file once the last handle is gone.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let ob = loop {
+            match Outbox::open(&path, 16) {
+                Ok(ob) => break ob,
+                Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        assert_eq!(ob.open_returns().unwrap(), vec![(rkey.clone(), sku.clone(), 1)]);
+        ob.returned(&rkey).unwrap();
+        assert!(ob.open_returns().unwrap().is_empty());
+    }
+
+    /// Runs the futures concurrently and collects their outputs in order.
+    async fn concurrently<F>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let handles: Vec<_> = fs.map(tokio::spawn).collect();
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap());
+        }
+        out
+    }
 }
