@@ -342,33 +342,34 @@ async fn place_order(
     }
     e.has_catalog()?;
     let order_id = order_id_for(&req.customer_id, &key);
-    let ob = e.outbox.clone();
-    let id = order_id.clone();
-    let known = tokio::task::spawn_blocking(move || ob.order(&id))
-        .await
-        .map_err(|err| Problem::new(ProblemType::Internal, err.to_string()))?
-        .map_err(outbox_problem)?;
-    if let Some(prev) = known {
-        return replay(&e, &prev, &req);
-    }
+    // A retry is found by the outbox's writer (`Intake::Existing`): no read on the way in.
     let now = now_ms();
-    let order = {
+    let priced = {
         let state = e.catalog.read();
-        let priced = price_order(&req, |s| state.sku_facts(s), &state.book, now)
-            .map_err(|err| Problem::from(Rejection::from(err)))?;
-        let origin = Origin {
-            region: e.region.clone(),
-            edge: Some(e.edge.clone()),
-        };
-        Order::accepted(
-            order_id,
-            Some(key.clone()),
-            req.clone(),
-            priced,
-            origin,
-            now,
-        )
+        price_order(&req, |s| state.sku_facts(s), &state.book, now)
     };
+    let priced = match priced {
+        Ok(p) => p,
+        Err(err) => {
+            // Prices or the catalog may have changed since the first attempt: a retry of an
+            // order taken before is still answered with it.
+            let ob = e.outbox.clone();
+            let id = order_id.clone();
+            let known = tokio::task::spawn_blocking(move || ob.order(&id))
+                .await
+                .map_err(|err| Problem::new(ProblemType::Internal, err.to_string()))?
+                .map_err(outbox_problem)?;
+            return match known {
+                Some(prev) => replay(&e, &prev, &req),
+                None => Err(Problem::from(Rejection::from(err))),
+            };
+        }
+    };
+    let origin = Origin {
+        region: e.region.clone(),
+        edge: Some(e.edge.clone()),
+    };
+    let order = Order::accepted(order_id, Some(key.clone()), req.clone(), priced, origin, now);
     for (sku, qty) in order.units() {
         e.demand.record(sku, u64::from(qty));
         // A full queue drops the hint; the SKU is looked at again with its next order.

@@ -81,10 +81,14 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrantSettings {
-    /// A SKU sold here in the last `window_ms` whose units here fell to this many or fewer is
-    /// refilled; the core sizes the grant from that demand.
+    /// A SKU sold here in the last `window_ms` whose units here fell to this many or fewer, or
+    /// to less than `lead_ms` of its demand, is refilled; the core sizes the grant from that
+    /// demand.
     pub refill_at_units: u64,
     pub window_ms: u64,
+    /// Ask this long before the units would run out at the current demand, so that a grant
+    /// arrives before the last unit is sold.
+    pub lead_ms: u64,
 }
 
 impl Default for GrantSettings {
@@ -92,6 +96,7 @@ impl Default for GrantSettings {
         GrantSettings {
             refill_at_units: 2,
             window_ms: 10_000,
+            lead_ms: 2_000,
         }
     }
 }
@@ -222,7 +227,10 @@ quic = "127.0.0.1:7102"
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster");
         for region in ["cn-shanghai", "ap-singapore", "us-east"] {
             let c = EdgeConfig::load(&dir.join(format!("{region}-1.toml"))).unwrap();
-            assert_eq!((c.region.as_str(), c.cores[0].name.as_str()), (region, region));
+            assert_eq!(
+                (c.region.as_str(), c.cores[0].name.as_str()),
+                (region, region)
+            );
             assert_eq!(c.cores.len(), 3);
         }
     }

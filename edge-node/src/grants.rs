@@ -99,14 +99,23 @@ pub async fn run(
         }
     }
     finish_returns(&outbox, &cores).await;
-    while let Some(sku) = skus.recv().await {
-        let ob = outbox.clone();
-        let s = sku.clone();
-        let held = tokio::task::spawn_blocking(move || ob.units(&s))
-            .await
-            .unwrap_or(0);
-        if held <= settings.refill_at_units {
-            request(&outbox, &cores, &demand, &sku).await;
+    while let Some(first) = skus.recv().await {
+        // Every order names its SKUs: look at each once however often it was named since.
+        let mut batch = std::collections::BTreeSet::from([first]);
+        while let Ok(sku) = skus.try_recv() {
+            batch.insert(sku);
+        }
+        for sku in batch {
+            let ob = outbox.clone();
+            let s = sku.clone();
+            let held = tokio::task::spawn_blocking(move || ob.units(&s))
+                .await
+                .unwrap_or(0);
+            let d = demand.demand(&sku);
+            let lead = d.units.saturating_mul(settings.lead_ms) / d.window_ms.max(1);
+            if held <= settings.refill_at_units.max(lead) {
+                request(&outbox, &cores, &demand, &sku).await;
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Edges and cores as real processes on loopback: the storefront from an edge's mirror, orders
 //! accepted from its grants and committed at the core, orders accepted while the core is down
 //! and committed once it is back, an edge killed with orders in its outbox forwarding them
-//! after restart, one Idempotency-Key sent 100 times at once making one order, and buyers at
-//! three edges never getting more units than there are.
+//! after restart, one Idempotency-Key sent 100 times at once making one order, buyers at three
+//! edges never getting more units than there are, an edge cut off from its core serving stale
+//! reads and selling from its grants, bad input, and a graceful shutdown.
 
 mod common;
 
@@ -576,4 +577,47 @@ async fn a_graceful_shutdown_forwards_the_outbox_and_gives_the_grants_back() {
         orders["items"].as_array().unwrap().len() as u64,
         "{inv}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_that_hears_from_no_core_serves_stale_reads_and_sells_from_its_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_config, core) = solo(dir.path(), 1_000).await;
+    let config = write_edge_config_with(
+        &dir.path().join("edge"),
+        &dir.path().join("certs"),
+        "solo-1",
+        "solo",
+        &[("solo", core.quic.unwrap())],
+        "stale_after_ms = 1000\n",
+    );
+    let edge = EdgeProcess::start(&config);
+    ready(&edge).await;
+    until_granted(&edge, "warm").await;
+    let fresh = client().get(edge.url("/v1/products/P-1")).send().await.unwrap();
+    assert!(!fresh.headers().contains_key("x-tradewind-stale"));
+
+    // The core freezes: past the bound the edge says it is stale, and keeps serving.
+    core.freeze();
+    eventually("stale", Duration::from_secs(10), || async {
+        get_json(&edge.url("/healthz")).await.0 == 503
+    })
+    .await;
+    let (_, status) = get_json(&edge.url("/v1/status")).await;
+    assert_eq!(status["core_connected"], false, "{status}");
+    assert!(status["staleness_ms"].as_u64().unwrap() > 1000, "{status}");
+    let res = client().get(edge.url("/v1/products/P-1")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tradewind-stale"], "true");
+    let (status, o) = place(&edge, "while-stale").await;
+    assert_eq!((status, &o["status"]), (201, &Value::from("accepted")), "{o}");
+
+    // The core runs on: fresh again, and the order commits.
+    core.thaw();
+    eventually("fresh", Duration::from_secs(10), || async {
+        get_json(&edge.url("/healthz")).await.0 == 200
+    })
+    .await;
+    let id = o["order_id"].as_str().unwrap().to_owned();
+    eventually("committed", Duration::from_secs(20), || committed_at_core(&core, &id)).await;
 }

@@ -136,7 +136,17 @@ impl Proc {
         env: &[(&str, &str)],
         ready: impl Fn(&str) -> Option<T> + Send + 'static,
     ) -> (Proc, T) {
-        let mut cmd = Command::new(bin());
+        Self::spawn_program(Path::new(bin()), args, env, ready)
+    }
+
+    /// `spawn`, of another program.
+    pub fn spawn_program<T: Send + 'static>(
+        program: &Path,
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+        ready: impl Fn(&str) -> Option<T> + Send + 'static,
+    ) -> (Proc, T) {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env("RUST_LOG", "warn,openraft=off")
             .stdout(Stdio::piped())
@@ -306,7 +316,7 @@ pub fn write_edge_config(
     write_edge_config_with(dir, certs, name, region, cores, "")
 }
 
-/// `write_edge_config`, with `extra` TOML (sections) at the end.
+/// `write_edge_config`, with `extra` TOML (keys, then sections) before the cores.
 pub fn write_edge_config_with(
     dir: &Path,
     certs: &Path,
@@ -327,7 +337,7 @@ pub fn write_edge_config_with(
     std::fs::write(
         &path,
         format!(
-            "region = \"{region}\"\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ncerts_dir = {certs:?}\noutbox_path = \"data/outbox.redb\"\n{cores}{extra}"
+            "region = \"{region}\"\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ncerts_dir = {certs:?}\noutbox_path = \"data/outbox.redb\"\n{extra}\n{cores}"
         ),
     )
     .unwrap();
