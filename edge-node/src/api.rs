@@ -470,6 +470,7 @@ fn status_json(e: &Edge) -> Value {
         "region": e.region,
         "edge": e.edge,
         "applied_version": e.catalog.version(),
+        "version_lag": e.catalog.lag(),
         "core_connected": !e.stale(),
         "staleness_ms": e.staleness_ms(),
         "stale_after_ms": e.stale_after.as_millis() as u64,
@@ -508,6 +509,7 @@ async fn metrics(State(e): State<Edge>) -> Response {
         intake_queued: e.outbox.queued(),
         grant_units: units,
         feed_version: e.catalog.version(),
+        feed_lag: e.catalog.lag(),
         staleness_ms: e.staleness_ms(),
         forward: &e.forward,
     });

@@ -25,6 +25,7 @@ pub struct Gauges<'a> {
     pub intake_queued: u64,
     pub grant_units: u64,
     pub feed_version: u64,
+    pub feed_lag: u64,
     pub staleness_ms: Option<u64>,
     pub forward: &'a ForwardStats,
 }
@@ -135,6 +136,11 @@ impl Metrics {
             "tradewind_edge_feed_version",
             "The version of the region's state this edge has applied.",
             g.feed_version.to_string(),
+        );
+        gauge(
+            "tradewind_edge_feed_lag_versions",
+            "Versions the core has applied that this edge has not.",
+            g.feed_lag.to_string(),
         );
         gauge(
             "tradewind_edge_staleness_seconds",

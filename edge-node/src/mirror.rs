@@ -31,6 +31,8 @@ pub struct Catalog {
     version: Arc<watch::Sender<u64>>,
     /// When a core last said anything (a change, a snapshot or a heartbeat).
     heard: Arc<watch::Sender<Option<Instant>>>,
+    /// The newest version a core said it has applied.
+    latest: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Catalog {
@@ -39,6 +41,7 @@ impl Default for Catalog {
             state: Arc::default(),
             version: Arc::new(watch::channel(0).0),
             heard: Arc::new(watch::channel(None).0),
+            latest: Arc::default(),
         }
     }
 }
@@ -50,6 +53,13 @@ impl Catalog {
 
     pub fn version(&self) -> u64 {
         *self.version.borrow()
+    }
+
+    /// Versions the core has applied that this mirror has not (its lag).
+    pub fn lag(&self) -> u64 {
+        self.latest
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(self.version())
     }
 
     /// How long since a core was last heard from; `None` if none ever was.
@@ -74,6 +84,12 @@ impl Catalog {
 
     fn applied(&self, version: u64) {
         self.version.send_replace(version);
+        self.heard(version);
+    }
+
+    fn heard(&self, version: u64) {
+        self.latest
+            .fetch_max(version, std::sync::atomic::Ordering::Relaxed);
         self.heard.send_replace(Some(Instant::now()));
     }
 }
@@ -101,7 +117,7 @@ impl Mirror for Catalog {
         Ok(())
     }
 
-    fn heartbeat(&mut self, _version: u64) {
-        self.heard.send_replace(Some(Instant::now()));
+    fn heartbeat(&mut self, version: u64) {
+        self.heard(version);
     }
 }
