@@ -1,6 +1,8 @@
-//! The edge's durable state, one redb file: every order it accepted or placed (by order id),
-//! the accepted ones no core has acknowledged yet (in acceptance order), the units of its
-//! grants it may still sell, and the grant requests in flight.
+//! The edge's durable state, one redb file: every order it accepted or placed, in the order it
+//! took them (an append-only table: a commit writes a page or two, not one random page per
+//! order), which of them no core has acknowledged yet, the units of its grants it may still
+//! sell, and the grant requests and returns in flight. Which sequence holds an order id is kept
+//! in memory, rebuilt from the file at open.
 //!
 //! Intake is group commit: orders wait in a bounded queue for the writer thread, which takes
 //! what has gathered, checks and takes each order's units from the grants, writes the orders,
@@ -8,9 +10,10 @@
 //! only once it is on disk; a failed commit answers every order of it with an error and has
 //! written none.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use commerce::command::OrderResult;
 use commerce::order::{Order, OrderStatus};
@@ -18,13 +21,10 @@ use commerce::{OrderId, SkuId};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-/// Order id → the order as this edge knows it (encoded).
-const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
-/// Acceptance sequence → order id, for orders no core has acknowledged.
-const PENDING: TableDefinition<u64, &str> = TableDefinition::new("pending");
-/// Decision sequence → order id, of orders a core has decided: the oldest are forgotten past
-/// `DECIDED_KEPT`, so the outbox stays bounded.
-const DECIDED: TableDefinition<u64, &str> = TableDefinition::new("decided");
+/// Sequence → (order id, the order as this edge knows it, encoded), in the order taken.
+const ORDERS: TableDefinition<u64, (&str, &[u8])> = TableDefinition::new("orders");
+/// Sequences of the orders no core has acknowledged.
+const PENDING: TableDefinition<u64, ()> = TableDefinition::new("pending");
 /// SKU → units of this edge's grants it may still sell.
 const UNITS: TableDefinition<&str, u64> = TableDefinition::new("units");
 /// SKU → the key of a grant request sent and not yet answered (sent again with it).
@@ -37,10 +37,11 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The encoding of stored orders.
 const FORMAT: u8 = 1;
 
-/// Decided orders kept for retries and `GET /v1/orders/{id}` (about 1 KiB each). A retry of an
-/// order forgotten here is priced and accepted again, and the core answers it as the duplicate
-/// it is; the units it took here stay unsold, never oversold.
-const DECIDED_KEPT: u64 = 1_000_000;
+/// Orders kept for retries and `GET /v1/orders/{id}` (about 1 KiB each on disk, 100 bytes in
+/// memory); the oldest decided ones are forgotten past this. A retry of an order forgotten here
+/// is priced and accepted again, and the core answers it as the duplicate it is; the units it
+/// took here stay unsold, never oversold.
+const KEPT: u64 = 200_000;
 
 /// Orders one commit takes from the queue at most.
 const GROUP_MAX: usize = 1_024;
@@ -73,9 +74,18 @@ struct Request {
     reply: oneshot::Sender<Result<Intake, OutboxError>>,
 }
 
+/// Order id → its sequence in `ORDERS`. Changed only after the commit that made it true.
+type Index = Arc<Mutex<HashMap<OrderId, u64>>>;
+
+fn lock(index: &Index) -> std::sync::MutexGuard<'_, HashMap<OrderId, u64>> {
+    index.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The thread that commits intake.
 struct Writer {
     db: Arc<Database>,
+    index: Index,
+    kept: u64,
     pending_added: Arc<Notify>,
     queued: Arc<AtomicU64>,
 }
@@ -90,7 +100,8 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.queued.fetch_sub(group.len() as u64, Ordering::Relaxed);
+            self.queued
+                .fetch_sub(group.len() as u64, Ordering::Relaxed);
             match self.write_group(&group) {
                 Ok(results) => {
                     let added = results.iter().any(|r| matches!(r, Intake::Accepted(_)));
@@ -115,23 +126,30 @@ impl Writer {
     fn write_group(&self, group: &[Request]) -> Result<Vec<Intake>, OutboxError> {
         let txn = self.db.begin_write().map_err(store)?;
         let mut results = Vec::with_capacity(group.len());
+        let mut added: Vec<(OrderId, u64)> = Vec::new();
         {
             let mut orders = txn.open_table(ORDERS).map_err(store)?;
             let mut pending = txn.open_table(PENDING).map_err(store)?;
             let mut units = txn.open_table(UNITS).map_err(store)?;
-            let mut seq = pending.last().map_err(store)?.map_or(0, |(k, _)| k.value());
+            let mut seq = last_seq(&orders)?;
             for req in group {
                 let o = &req.order;
-                if let Some(prev) = orders.get(o.order_id.as_str()).map_err(store)? {
-                    results.push(Intake::Existing(decode(prev.value())?));
+                let known = lock(&self.index).get(&o.order_id).copied().or_else(|| {
+                    // The same id twice in one group.
+                    added.iter().find(|(id, _)| id == &o.order_id).map(|(_, s)| *s)
+                });
+                if let Some(at) = known {
+                    let prev = match orders.get(at).map_err(store)? {
+                        Some(v) => decode(v.value().1)?,
+                        // Accepted earlier in this group: that order.
+                        None => o.clone(),
+                    };
+                    results.push(Intake::Existing(prev));
                     continue;
                 }
                 let mut held = Vec::with_capacity(o.lines.len());
                 for (sku, qty) in o.units() {
-                    let have = units
-                        .get(sku.as_str())
-                        .map_err(store)?
-                        .map_or(0, |v| v.value());
+                    let have = units.get(sku.as_str()).map_err(store)?.map_or(0, |v| v.value());
                     held.push((sku, have, u64::from(qty)));
                 }
                 if held.iter().any(|(_, have, want)| have < want) {
@@ -141,38 +159,71 @@ impl Writer {
                 for (sku, have, want) in held {
                     units.insert(sku.as_str(), have - want).map_err(store)?;
                 }
-                orders
-                    .insert(o.order_id.as_str(), encode(o)?.as_slice())
-                    .map_err(store)?;
                 seq += 1;
-                pending.insert(seq, o.order_id.as_str()).map_err(store)?;
+                orders
+                    .insert(seq, (o.order_id.as_str(), encode(o)?.as_slice()))
+                    .map_err(store)?;
+                pending.insert(seq, ()).map_err(store)?;
+                added.push((o.order_id.clone(), seq));
                 results.push(Intake::Accepted(o.clone()));
             }
         }
+        let forgotten = forget_oldest(&txn, self.kept)?;
         txn.commit().map_err(store)?;
+        let mut index = lock(&self.index);
+        for id in forgotten {
+            index.remove(&id);
+        }
+        index.extend(added);
         Ok(results)
     }
+}
 
+/// The last sequence used (0 when none).
+fn last_seq(orders: &redb::Table<u64, (&str, &[u8])>) -> Result<u64, OutboxError> {
+    Ok(orders.last().map_err(store)?.map_or(0, |(k, _)| k.value()))
+}
+
+/// Forgets the oldest orders past `kept`, as long as they are decided (a pending order is
+/// never forgotten); returns their ids.
+fn forget_oldest(txn: &redb::WriteTransaction, kept: u64) -> Result<Vec<OrderId>, OutboxError> {
+    let mut orders = txn.open_table(ORDERS).map_err(store)?;
+    let pending = txn.open_table(PENDING).map_err(store)?;
+    let mut forgotten = Vec::new();
+    while orders.len().map_err(store)? > kept {
+        let Some(first) = orders.first().map_err(store)?.map(|(k, _)| k.value()) else {
+            break;
+        };
+        if pending.get(first).map_err(store)?.is_some() {
+            break;
+        }
+        if let Some((_, v)) = orders.pop_first().map_err(store)?
+            && let Ok(id) = OrderId::new(v.value().0)
+        {
+            forgotten.push(id);
+        }
+    }
+    Ok(forgotten)
 }
 
 /// The outbox, shared by the API, the forwarder and the grant keeper.
 #[derive(Clone)]
 pub struct Outbox {
     db: Arc<Database>,
+    index: Index,
+    kept: u64,
     queue: mpsc::Sender<Request>,
     /// Woken when orders are added to the pending list.
     pub pending_added: Arc<Notify>,
     /// Orders waiting in the queue (for /metrics).
     queued: Arc<AtomicU64>,
-    /// Decided orders kept (`DECIDED_KEPT` but in tests).
-    kept: u64,
 }
 
 impl Outbox {
     /// Opens (or creates) the outbox at `path` and starts its writer thread, which takes at
     /// most `queue` orders waiting.
     pub fn open(path: &Path, queue: usize) -> Result<Outbox, OutboxError> {
-        Self::open_keeping(path, queue, DECIDED_KEPT)
+        Self::open_keeping(path, queue, KEPT)
     }
 
     fn open_keeping(path: &Path, queue: usize, kept: u64) -> Result<Outbox, OutboxError> {
@@ -183,23 +234,35 @@ impl Outbox {
         let txn = db.begin_write().map_err(store)?;
         txn.open_table(ORDERS).map_err(store)?;
         txn.open_table(PENDING).map_err(store)?;
-        txn.open_table(DECIDED).map_err(store)?;
         txn.open_table(UNITS).map_err(store)?;
         txn.open_table(GRANT_REQUESTS).map_err(store)?;
         txn.open_table(RETURNS).map_err(store)?;
         txn.open_table(META).map_err(store)?;
         txn.commit().map_err(store)?;
+        let mut index = HashMap::new();
+        {
+            let txn = db.begin_read().map_err(store)?;
+            let orders = txn.open_table(ORDERS).map_err(store)?;
+            for item in orders.iter().map_err(store)? {
+                let (k, v) = item.map_err(store)?;
+                let id = OrderId::new(v.value().0).map_err(store)?;
+                index.insert(id, k.value());
+            }
+        }
         let (tx, rx) = mpsc::channel(queue);
         let outbox = Outbox {
             db: Arc::new(db),
+            index: Arc::new(Mutex::new(index)),
+            kept,
             queue: tx,
             pending_added: Arc::new(Notify::new()),
             queued: Arc::new(AtomicU64::new(0)),
-            kept,
         };
         // The writer holds no sender: once every handle is dropped it ends, and closes the file.
         let writer = Writer {
             db: Arc::clone(&outbox.db),
+            index: Arc::clone(&outbox.index),
+            kept,
             pending_added: Arc::clone(&outbox.pending_added),
             queued: Arc::clone(&outbox.queued),
         };
@@ -224,24 +287,38 @@ impl Outbox {
 
     /// The order `id`, as this edge knows it.
     pub fn order(&self, id: &OrderId) -> Result<Option<Order>, OutboxError> {
+        let Some(seq) = lock(&self.index).get(id).copied() else {
+            return Ok(None);
+        };
         let txn = self.db.begin_read().map_err(store)?;
         let t = txn.open_table(ORDERS).map_err(store)?;
-        t.get(id.as_str())
+        t.get(seq)
             .map_err(store)?
-            .map(|v| decode(v.value()))
+            .map(|v| decode(v.value().1))
             .transpose()
     }
 
     /// Records an order decided elsewhere (a central order the core placed for this edge).
     pub fn record(&self, order: &Order) -> Result<(), OutboxError> {
         let txn = self.db.begin_write().map_err(store)?;
-        {
+        let seq = {
             let mut t = txn.open_table(ORDERS).map_err(store)?;
-            t.insert(order.order_id.as_str(), encode(order)?.as_slice())
+            let seq = match lock(&self.index).get(&order.order_id) {
+                Some(s) => *s,
+                None => last_seq(&t)? + 1,
+            };
+            t.insert(seq, (order.order_id.as_str(), encode(order)?.as_slice()))
                 .map_err(store)?;
-            remember_decided(&txn, &mut t, &[order.order_id.as_str()], self.kept)?;
+            seq
+        };
+        let forgotten = forget_oldest(&txn, self.kept)?;
+        txn.commit().map_err(store)?;
+        let mut index = lock(&self.index);
+        for id in forgotten {
+            index.remove(&id);
         }
-        txn.commit().map_err(store)
+        index.insert(order.order_id.clone(), seq);
+        Ok(())
     }
 
     /// Up to `max` orders no core has acknowledged, oldest first.
@@ -251,11 +328,12 @@ impl Outbox {
         let orders = txn.open_table(ORDERS).map_err(store)?;
         let mut out = Vec::new();
         for item in pending.iter().map_err(store)?.take(max) {
-            let (_, id) = item.map_err(store)?;
-            let o = orders.get(id.value()).map_err(store)?.ok_or_else(|| {
-                OutboxError::Store(format!("pending order {} missing", id.value()))
-            })?;
-            out.push(decode(o.value())?);
+            let (seq, _) = item.map_err(store)?;
+            let o = orders
+                .get(seq.value())
+                .map_err(store)?
+                .ok_or_else(|| OutboxError::Store(format!("pending order {} missing", seq.value())))?;
+            out.push(decode(o.value().1)?);
         }
         Ok(out)
     }
@@ -279,54 +357,43 @@ impl Outbox {
     /// its status and version. A rejected order's units go back to the grants: the core did
     /// not take them from this edge's grant.
     pub fn settle(&self, results: &[OrderResult]) -> Result<(), OutboxError> {
+        let seqs: Vec<(u64, &OrderResult)> = {
+            let index = lock(&self.index);
+            results
+                .iter()
+                .filter_map(|r| index.get(&r.order_id).map(|s| (*s, r)))
+                .collect()
+        };
         let txn = self.db.begin_write().map_err(store)?;
         {
             let mut orders = txn.open_table(ORDERS).map_err(store)?;
             let mut pending = txn.open_table(PENDING).map_err(store)?;
             let mut units = txn.open_table(UNITS).map_err(store)?;
-            let decided: std::collections::HashMap<&str, &OrderResult> =
-                results.iter().map(|r| (r.order_id.as_str(), r)).collect();
-            let mut settled = Vec::new();
-            let mut decided_ids = Vec::new();
-            for item in pending.iter().map_err(store)? {
-                let (seq, id) = item.map_err(store)?;
-                if decided.contains_key(id.value()) {
-                    settled.push((seq.value(), id.value().to_owned()));
+            for (seq, r) in seqs {
+                if pending.remove(seq).map_err(store)?.is_none() {
+                    continue;
                 }
-            }
-            for (seq, id) in settled {
-                pending.remove(seq).map_err(store)?;
-                let r = decided[id.as_str()];
                 let Some(mut o) = orders
-                    .get(id.as_str())
+                    .get(seq)
                     .map_err(store)?
-                    .map(|v| decode(v.value()))
+                    .map(|v| decode(v.value().1))
                     .transpose()?
                 else {
                     continue;
                 };
-                let was_accepted = o.status == OrderStatus::Accepted;
                 o.status = r.status;
                 o.commit_version = Some(r.version);
                 o.reject_reason = r.reject_reason.clone();
-                if was_accepted && r.status == OrderStatus::Rejected {
+                if r.status == OrderStatus::Rejected {
                     for (sku, qty) in o.units() {
-                        let have = units
-                            .get(sku.as_str())
-                            .map_err(store)?
-                            .map_or(0, |v| v.value());
-                        units
-                            .insert(sku.as_str(), have + u64::from(qty))
-                            .map_err(store)?;
+                        let have = units.get(sku.as_str()).map_err(store)?.map_or(0, |v| v.value());
+                        units.insert(sku.as_str(), have + u64::from(qty)).map_err(store)?;
                     }
                 }
                 orders
-                    .insert(id.as_str(), encode(&o)?.as_slice())
+                    .insert(seq, (o.order_id.as_str(), encode(&o)?.as_slice()))
                     .map_err(store)?;
-                decided_ids.push(id);
             }
-            let ids: Vec<&str> = decided_ids.iter().map(String::as_str).collect();
-            remember_decided(&txn, &mut orders, &ids, self.kept)?;
         }
         txn.commit().map_err(store)
     }
@@ -454,31 +521,6 @@ impl Outbox {
     }
 }
 
-/// Adds `ids` to the decided orders and forgets the oldest past `kept`.
-fn remember_decided(
-    txn: &redb::WriteTransaction,
-    orders: &mut redb::Table<&str, &[u8]>,
-    ids: &[&str],
-    kept: u64,
-) -> Result<(), OutboxError> {
-    let mut decided = txn.open_table(DECIDED).map_err(store)?;
-    let mut seq = decided
-        .last()
-        .map_err(store)?
-        .map_or(0, |(k, _)| k.value());
-    for id in ids {
-        seq += 1;
-        decided.insert(seq, *id).map_err(store)?;
-    }
-    while decided.len().map_err(store)? > kept {
-        let Some((_, id)) = decided.pop_first().map_err(store)? else {
-            break;
-        };
-        orders.remove(id.value()).map_err(store)?;
-    }
-    Ok(())
-}
-
 fn next_number(txn: &redb::WriteTransaction) -> Result<u64, OutboxError> {
     let mut meta = txn.open_table(META).map_err(store)?;
     let n = meta.get("key").map_err(store)?.map_or(0, |v| v.value()) + 1;
@@ -566,7 +608,16 @@ mod tests {
             .iter()
             .filter_map(|o| ob.order(&o.order_id).unwrap())
             .collect();
-        assert_eq!(kept.len(), 2, "the oldest decided is forgotten");
+        assert_eq!(kept.len(), 3, "forgotten only when the next order is written");
+        // The next write keeps two orders: the newest, and the last accepted.
+        let central = order("central", 1);
+        ob.record(&central).unwrap();
+        assert!(ob.order(&central.order_id).unwrap().is_some());
+        let kept: Vec<Order> = accepted
+            .iter()
+            .filter_map(|o| ob.order(&o.order_id).unwrap())
+            .collect();
+        assert_eq!(kept.len(), 1, "the oldest decided are forgotten");
         for k in &kept {
             let verdict = verdicts.iter().find(|v| v.order_id == k.order_id).unwrap();
             assert_eq!((k.status, k.commit_version), (verdict.status, Some(7)));
@@ -586,6 +637,9 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         };
         assert_eq!(ob.open_returns().unwrap(), vec![(rkey.clone(), sku.clone(), 1)]);
+        // Which order is where is read back from the file.
+        assert_eq!(ob.order(&central.order_id).unwrap(), Some(central.clone()));
+        assert_eq!(ob.order(&kept[0].order_id).unwrap().map(|o| o.status), Some(kept[0].status));
         ob.returned(&rkey).unwrap();
         assert!(ob.open_returns().unwrap().is_empty());
     }
