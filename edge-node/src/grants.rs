@@ -19,6 +19,8 @@ use crate::cores::Cores;
 use crate::outbox::Outbox;
 
 const PER_CORE: Duration = Duration::from_secs(5);
+/// Grant requests in flight at once.
+const ASKING_MAX: usize = 8;
 /// SKUs waiting to be looked at; a full queue drops the newest (it is looked at next time).
 pub const QUEUE: usize = 4_096;
 /// SKUs whose demand is tracked at once; the oldest are forgotten past this.
@@ -105,6 +107,8 @@ pub async fn run(
         while let Ok(sku) = skus.try_recv() {
             batch.insert(sku);
         }
+        // Requests go out side by side (each waits a commit at the core), a few at a time.
+        let mut asking = tokio::task::JoinSet::new();
         for sku in batch {
             let ob = outbox.clone();
             let s = sku.clone();
@@ -114,9 +118,14 @@ pub async fn run(
             let d = demand.demand(&sku);
             let lead = d.units.saturating_mul(settings.lead_ms) / d.window_ms.max(1);
             if held <= settings.refill_at_units.max(lead) {
-                request(&outbox, &cores, &demand, &sku).await;
+                if asking.len() >= ASKING_MAX {
+                    asking.join_next().await;
+                }
+                let (outbox, cores, demand) = (outbox.clone(), cores.clone(), Arc::clone(&demand));
+                asking.spawn(async move { request(&outbox, &cores, &demand, &sku).await });
             }
         }
+        asking.join_all().await;
     }
 }
 
