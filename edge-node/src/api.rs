@@ -29,9 +29,18 @@ use crate::metrics::Metrics;
 use crate::mirror::Catalog;
 use crate::outbox::{Intake, Outbox, OutboxError};
 
-/// What every handler shares.
+/// What every handler shares (one reference count per request).
 #[derive(Clone)]
-pub struct Edge {
+pub struct Edge(pub Arc<EdgeParts>);
+
+impl std::ops::Deref for Edge {
+    type Target = EdgeParts;
+    fn deref(&self) -> &EdgeParts {
+        &self.0
+    }
+}
+
+pub struct EdgeParts {
     pub region: String,
     pub edge: EdgeId,
     pub catalog: Catalog,
@@ -295,7 +304,37 @@ async fn quote(
     Ok(res)
 }
 
-/// An order as the storefront answers it: the order, and where it was taken.
+/// The answer to a placed order (DESIGN §3): what the shopper needs, not the whole record
+/// (`GET /v1/orders/{id}` has that).
+fn placed_reply(e: &Edge, status: StatusCode, order: &Order, replayed: bool) -> Response {
+    #[derive(serde::Serialize)]
+    struct Placed<'a> {
+        order_id: &'a OrderId,
+        status: commerce::order::OrderStatus,
+        total: &'a commerce::Money,
+        price_version: u64,
+        commit_version: Option<u64>,
+        region: &'a str,
+        edge: &'a EdgeId,
+    }
+    let placed = Placed {
+        order_id: &order.order_id,
+        status: order.status,
+        total: &order.total,
+        price_version: order.price_version,
+        commit_version: order.commit_version,
+        region: &e.region,
+        edge: &e.edge,
+    };
+    let mut res = (status, axum::Json(placed)).into_response();
+    if replayed {
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    res
+}
+
+/// An order as the storefront shows it: the order, and where it was taken.
 fn order_reply(e: &Edge, status: StatusCode, order: &Order, replayed: bool) -> Response {
     let mut v = serde_json::to_value(order).unwrap_or(Value::Null);
     if let Some(m) = v.as_object_mut() {
@@ -378,7 +417,7 @@ async fn place_order(
     let res = match e.outbox.accept(order).await.map_err(outbox_problem)? {
         Intake::Accepted(o) => {
             e.metrics.accepted(started.elapsed());
-            Ok(order_reply(&e, StatusCode::CREATED, &o, false))
+            Ok(placed_reply(&e, StatusCode::CREATED, &o, false))
         }
         Intake::Existing(prev) => replay(&e, &prev, &req),
         Intake::NoGrant => central(&e, key, req).await,
@@ -401,7 +440,7 @@ fn replay(e: &Edge, prev: &Order, req: &OrderRequest) -> Result<Response, Proble
             ),
         ));
     }
-    Ok(order_reply(e, StatusCode::OK, prev, true))
+    Ok(placed_reply(e, StatusCode::OK, prev, true))
 }
 
 /// No grant here holds the order's units: the core allocates from its pool while the shopper
@@ -440,7 +479,7 @@ async fn central(e: &Edge, key: String, req: OrderRequest) -> Result<Response, P
             } else {
                 StatusCode::CREATED
             };
-            Ok(order_reply(e, status, &order, duplicate))
+            Ok(placed_reply(e, status, &order, duplicate))
         }
         Outcome::Rejected(r) => Err(Problem::from(r)),
         other => Err(Problem::new(

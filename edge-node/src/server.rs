@@ -13,7 +13,7 @@ use replication::transport::Transport;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::api::{Edge, router};
+use crate::api::{Edge, EdgeParts, router};
 use crate::config::EdgeConfig;
 use crate::cores::Cores;
 use crate::forwarder::{self, ForwardStats};
@@ -98,7 +98,7 @@ pub async fn serve(
     ));
 
     let accepting = Arc::new(AtomicBool::new(true));
-    let edge = Edge {
+    let edge = Edge(Arc::new(EdgeParts {
         region: config.region.clone(),
         edge: config.edge_id(),
         catalog,
@@ -111,7 +111,7 @@ pub async fn serve(
         stale_after: Duration::from_millis(config.stale_after_ms),
         central_timeout: Duration::from_millis(config.limits.central_timeout_ms),
         accepting: Arc::clone(&accepting),
-    };
+    }));
     let app = router(edge, &config.limits).into_make_service_with_connect_info::<SocketAddr>();
     let listener = TcpListener::bind(config.listen)
         .await
