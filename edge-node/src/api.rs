@@ -408,7 +408,14 @@ async fn place_order(
         region: e.region.clone(),
         edge: Some(e.edge.clone()),
     };
-    let order = Order::accepted(order_id, Some(key.clone()), req.clone(), priced, origin, now);
+    let order = Order::accepted(
+        order_id,
+        Some(key.clone()),
+        req.clone(),
+        priced,
+        origin,
+        now,
+    );
     for (sku, qty) in order.units() {
         e.demand.record(sku, u64::from(qty));
         // A full queue drops the hint; the SKU is looked at again with its next order.

@@ -100,8 +100,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.queued
-                .fetch_sub(group.len() as u64, Ordering::Relaxed);
+            self.queued.fetch_sub(group.len() as u64, Ordering::Relaxed);
             match self.write_group(&group) {
                 Ok(results) => {
                     let added = results.iter().any(|r| matches!(r, Intake::Accepted(_)));
@@ -136,7 +135,10 @@ impl Writer {
                 let o = &req.order;
                 let known = lock(&self.index).get(&o.order_id).copied().or_else(|| {
                     // The same id twice in one group.
-                    added.iter().find(|(id, _)| id == &o.order_id).map(|(_, s)| *s)
+                    added
+                        .iter()
+                        .find(|(id, _)| id == &o.order_id)
+                        .map(|(_, s)| *s)
                 });
                 if let Some(at) = known {
                     let prev = match orders.get(at).map_err(store)? {
@@ -149,7 +151,10 @@ impl Writer {
                 }
                 let mut held = Vec::with_capacity(o.lines.len());
                 for (sku, qty) in o.units() {
-                    let have = units.get(sku.as_str()).map_err(store)?.map_or(0, |v| v.value());
+                    let have = units
+                        .get(sku.as_str())
+                        .map_err(store)?
+                        .map_or(0, |v| v.value());
                     held.push((sku, have, u64::from(qty)));
                 }
                 if held.iter().any(|(_, have, want)| have < want) {
@@ -329,10 +334,9 @@ impl Outbox {
         let mut out = Vec::new();
         for item in pending.iter().map_err(store)?.take(max) {
             let (seq, _) = item.map_err(store)?;
-            let o = orders
-                .get(seq.value())
-                .map_err(store)?
-                .ok_or_else(|| OutboxError::Store(format!("pending order {} missing", seq.value())))?;
+            let o = orders.get(seq.value()).map_err(store)?.ok_or_else(|| {
+                OutboxError::Store(format!("pending order {} missing", seq.value()))
+            })?;
             out.push(decode(o.value().1)?);
         }
         Ok(out)
@@ -386,8 +390,13 @@ impl Outbox {
                 o.reject_reason = r.reject_reason.clone();
                 if r.status == OrderStatus::Rejected {
                     for (sku, qty) in o.units() {
-                        let have = units.get(sku.as_str()).map_err(store)?.map_or(0, |v| v.value());
-                        units.insert(sku.as_str(), have + u64::from(qty)).map_err(store)?;
+                        let have = units
+                            .get(sku.as_str())
+                            .map_err(store)?
+                            .map_or(0, |v| v.value());
+                        units
+                            .insert(sku.as_str(), have + u64::from(qty))
+                            .map_err(store)?;
                     }
                 }
                 orders
@@ -572,9 +581,16 @@ mod tests {
         let path = dir.path().join("outbox.redb");
         let ob = Outbox::open_keeping(&path, 16, 2).unwrap();
         let sku = SkuId::new("S-1").unwrap();
-        assert!(matches!(ob.accept(order("a", 1)).await, Ok(Intake::NoGrant)));
+        assert!(matches!(
+            ob.accept(order("a", 1)).await,
+            Ok(Intake::NoGrant)
+        ));
         let key = ob.grant_request_key(&sku).unwrap();
-        assert_eq!(ob.grant_request_key(&sku).unwrap(), key, "one request in flight");
+        assert_eq!(
+            ob.grant_request_key(&sku).unwrap(),
+            key,
+            "one request in flight"
+        );
         ob.granted(&sku, 3).unwrap();
         assert!(ob.open_grant_requests().unwrap().is_empty());
         // Concurrent orders share commits; the grant holds three units, no more.
@@ -592,7 +608,10 @@ mod tests {
             .collect();
         assert_eq!(accepted.len(), 3);
         assert_eq!(ob.units(&sku), 0);
-        assert!(matches!(ob.accept(accepted[0].clone()).await, Ok(Intake::Existing(_))));
+        assert!(matches!(
+            ob.accept(accepted[0].clone()).await,
+            Ok(Intake::Existing(_))
+        ));
         assert_eq!(ob.pending(10).unwrap().len(), 3);
 
         // A rejected order gives its unit back; the decided are kept two at most.
@@ -608,7 +627,11 @@ mod tests {
             .iter()
             .filter_map(|o| ob.order(&o.order_id).unwrap())
             .collect();
-        assert_eq!(kept.len(), 3, "forgotten only when the next order is written");
+        assert_eq!(
+            kept.len(),
+            3,
+            "forgotten only when the next order is written"
+        );
         // The next write keeps two orders: the newest, and the last accepted.
         let central = order("central", 1);
         ob.record(&central).unwrap();
@@ -636,10 +659,16 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         };
-        assert_eq!(ob.open_returns().unwrap(), vec![(rkey.clone(), sku.clone(), 1)]);
+        assert_eq!(
+            ob.open_returns().unwrap(),
+            vec![(rkey.clone(), sku.clone(), 1)]
+        );
         // Which order is where is read back from the file.
         assert_eq!(ob.order(&central.order_id).unwrap(), Some(central.clone()));
-        assert_eq!(ob.order(&kept[0].order_id).unwrap().map(|o| o.status), Some(kept[0].status));
+        assert_eq!(
+            ob.order(&kept[0].order_id).unwrap().map(|o| o.status),
+            Some(kept[0].status)
+        );
         ob.returned(&rkey).unwrap();
         assert!(ob.open_returns().unwrap().is_empty());
     }

@@ -594,7 +594,11 @@ async fn an_edge_that_hears_from_no_core_serves_stale_reads_and_sells_from_its_g
     let edge = EdgeProcess::start(&config);
     ready(&edge).await;
     until_granted(&edge, "warm").await;
-    let fresh = client().get(edge.url("/v1/products/P-1")).send().await.unwrap();
+    let fresh = client()
+        .get(edge.url("/v1/products/P-1"))
+        .send()
+        .await
+        .unwrap();
     assert!(!fresh.headers().contains_key("x-tradewind-stale"));
 
     // The core freezes: past the bound the edge says it is stale, and keeps serving.
@@ -606,11 +610,19 @@ async fn an_edge_that_hears_from_no_core_serves_stale_reads_and_sells_from_its_g
     let (_, status) = get_json(&edge.url("/v1/status")).await;
     assert_eq!(status["core_connected"], false, "{status}");
     assert!(status["staleness_ms"].as_u64().unwrap() > 1000, "{status}");
-    let res = client().get(edge.url("/v1/products/P-1")).send().await.unwrap();
+    let res = client()
+        .get(edge.url("/v1/products/P-1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-tradewind-stale"], "true");
     let (status, o) = place(&edge, "while-stale").await;
-    assert_eq!((status, &o["status"]), (201, &Value::from("accepted")), "{o}");
+    assert_eq!(
+        (status, &o["status"]),
+        (201, &Value::from("accepted")),
+        "{o}"
+    );
 
     // The core runs on: fresh again, and the order commits.
     core.thaw();
@@ -619,5 +631,8 @@ async fn an_edge_that_hears_from_no_core_serves_stale_reads_and_sells_from_its_g
     })
     .await;
     let id = o["order_id"].as_str().unwrap().to_owned();
-    eventually("committed", Duration::from_secs(20), || committed_at_core(&core, &id)).await;
+    eventually("committed", Duration::from_secs(20), || {
+        committed_at_core(&core, &id)
+    })
+    .await;
 }
