@@ -4,7 +4,6 @@
 //! the shopper waits. Reads carry the mirror's version, and say when the edge has heard from no
 //! core for longer than its bound. Every error is a problem document.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -22,6 +21,7 @@ use http_api::{Body, Path, Problem, ProblemType, Query, idempotency_key};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::cache::{ProductCache, Rendered, ViewKey};
 use crate::cores::Cores;
 use crate::forwarder::ForwardStats;
 use crate::grants::DemandBook;
@@ -51,6 +51,8 @@ pub struct EdgeParts {
     pub refill: mpsc::Sender<SkuId>,
     pub metrics: Arc<Metrics>,
     pub forward: Arc<ForwardStats>,
+    /// Rendered products.
+    pub cache: ProductCache,
     pub stale_after: Duration,
     pub central_timeout: Duration,
     /// Turned off on shutdown: no new orders while the outbox drains and grants go back.
@@ -225,26 +227,32 @@ async fn get_product(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     e.has_catalog()?;
-    let body = {
-        let state = e.catalog.read();
-        let p = state
-            .product(&id)
-            .ok_or_else(|| Problem::new(ProblemType::NotFound, format!("no product {id}")))?;
-        let view = product_view(
-            &e,
-            &state,
-            p,
-            q.currency,
-            q.customer_group.as_ref(),
-            q.country,
-        );
-        serde_json::to_vec(&view).map_err(|e| Problem::new(ProblemType::Internal, e.to_string()))?
+    let key = ViewKey {
+        generation: e.catalog.generation(&id),
+        product: id,
+        currency: q.currency,
+        group: q.customer_group,
+        country: q.country,
     };
-    // The ETag is the body's digest: the same bytes, the same tag, whatever version they were
-    // read at.
-    let mut h = std::hash::DefaultHasher::new();
-    body.hash(&mut h);
-    let etag = format!("\"{:016x}\"", h.finish());
+    let render = {
+        let (e, key) = (e.clone(), key.clone());
+        async move {
+            let state = e.catalog.read();
+            let p = state.product(&key.product).ok_or_else(|| {
+                Problem::new(ProblemType::NotFound, format!("no product {}", key.product))
+            })?;
+            let view = product_view(&e, &state, p, key.currency, key.group.as_ref(), key.country);
+            serde_json::to_vec(&view)
+                .map(Rendered::new)
+                .map_err(|err| Problem::new(ProblemType::Internal, err.to_string()))
+        }
+    };
+    let rendered = e
+        .cache
+        .get(key, render)
+        .await
+        .map_err(|p| Problem::new(p.kind, p.detail.clone()))?;
+    let etag = rendered.etag.to_str().unwrap_or("");
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -257,13 +265,12 @@ async fn get_product(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
-            body,
+            rendered.body.clone(),
         )
             .into_response()
     };
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        res.headers_mut().insert(header::ETAG, v);
-    }
+    res.headers_mut()
+        .insert(header::ETAG, rendered.etag.clone());
     e.read_headers(res.headers_mut());
     Ok(res)
 }
@@ -545,17 +552,14 @@ async fn healthz(State(e): State<Edge>) -> Response {
 }
 
 async fn metrics(State(e): State<Edge>) -> Response {
-    let units: u64 = e
-        .outbox
-        .all_units()
-        .map(|v| v.iter().map(|(_, n)| n).sum())
-        .unwrap_or(0);
+    let units: u64 = e.outbox.all_units().iter().map(|(_, n)| n).sum();
     let text = e.metrics.render(&crate::metrics::Gauges {
         outbox_pending: e.outbox.pending_count(),
         intake_queued: e.outbox.queued(),
         grant_units: units,
         feed_version: e.catalog.version(),
         feed_lag: e.catalog.lag(),
+        cache: e.cache.counts(),
         staleness_ms: e.staleness_ms(),
         forward: &e.forward,
     });

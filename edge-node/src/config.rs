@@ -33,6 +33,28 @@ pub struct EdgeConfig {
     pub limits: Limits,
     #[serde(default)]
     pub grants: GrantSettings,
+    #[serde(default)]
+    pub cache: CacheSettings,
+}
+
+/// The rendered products kept in memory.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// Bytes of rendered products kept at most.
+    pub product_bytes: u64,
+    /// A rendering is redone after this long at most (the units this edge holds show in
+    /// `available` within it); catalog and price changes from the feed take effect at once.
+    pub ttl_ms: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            product_bytes: 64 * 1024 * 1024,
+            ttl_ms: 1_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]

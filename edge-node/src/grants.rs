@@ -110,11 +110,7 @@ pub async fn run(
         // Requests go out side by side (each waits a commit at the core), a few at a time.
         let mut asking = tokio::task::JoinSet::new();
         for sku in batch {
-            let ob = outbox.clone();
-            let s = sku.clone();
-            let held = tokio::task::spawn_blocking(move || ob.units(&s))
-                .await
-                .unwrap_or(0);
+            let held = outbox.units(&sku);
             let d = demand.demand(&sku);
             let lead = d.units.saturating_mul(settings.lead_ms) / d.window_ms.max(1);
             if held <= settings.refill_at_units.max(lead) {
@@ -174,13 +170,7 @@ async fn request(outbox: &Outbox, cores: &Cores, demand: &DemandBook, sku: &SkuI
 /// Gives every unit this edge holds back to the core (graceful shutdown), within `deadline`.
 pub async fn return_all(outbox: &Outbox, cores: &Cores, deadline: Duration) {
     let work = async {
-        let ob = outbox.clone();
-        let held = tokio::task::spawn_blocking(move || ob.all_units())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        for (sku, _) in held {
+        for (sku, _) in outbox.all_units() {
             let ob = outbox.clone();
             let _ = tokio::task::spawn_blocking(move || ob.begin_return(&sku)).await;
         }

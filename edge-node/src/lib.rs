@@ -8,7 +8,7 @@
 //! (`forwarder`), where each order commits once by its id. With no grant left an order is sent
 //! to the core while the shopper waits (central mode). The grant keeper asks for grants as
 //! SKUs sell and gives them back on shutdown (`grants`). Writes reach the core over the mesh
-//! (`cores`); the API is `api`, its counters `metrics`, its per-client token bucket
+//! (`cores`); the API is `api`, its rendered products `cache`, its counters `metrics`, its per-client token bucket
 //! `ratelimit`, start-up `server`.
 //!
 //! The edge never imports the core: it speaks to it only through `replication`'s mesh and
@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod cache;
 pub mod config;
 pub mod cores;
 pub mod forwarder;

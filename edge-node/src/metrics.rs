@@ -26,6 +26,8 @@ pub struct Gauges<'a> {
     pub grant_units: u64,
     pub feed_version: u64,
     pub feed_lag: u64,
+    /// Product cache (hits, misses).
+    pub cache: (u64, u64),
     pub staleness_ms: Option<u64>,
     pub forward: &'a ForwardStats,
 }
@@ -92,6 +94,16 @@ impl Metrics {
             "tradewind_edge_forward_failures_total",
             "Outbox batches no core took.",
             load(&g.forward.failures),
+        );
+        counter(
+            "tradewind_edge_product_cache_hits_total",
+            "Product reads answered from the cache.",
+            g.cache.0,
+        );
+        counter(
+            "tradewind_edge_product_cache_misses_total",
+            "Product reads rendered from the mirror.",
+            g.cache.1,
         );
         let name = "tradewind_edge_intake_seconds";
         let _ = writeln!(

@@ -5,6 +5,8 @@
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
+use commerce::ProductId;
+use commerce::keys;
 use commerce::state::{RowCodec, State};
 use replication::feed::{Mirror, Row};
 use serde::de::DeserializeOwned;
@@ -33,6 +35,16 @@ pub struct Catalog {
     heard: Arc<watch::Sender<Option<Instant>>>,
     /// The newest version a core said it has applied.
     latest: Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped whenever something every product's view may depend on changes (a market, a price
+    /// list, a promotion, a snapshot), and per product when its own rows change: what rendered
+    /// views are keyed by, so that a change makes them unreachable at once.
+    generations: Arc<Generations>,
+}
+
+#[derive(Default)]
+struct Generations {
+    all: std::sync::atomic::AtomicU64,
+    product: std::sync::Mutex<std::collections::HashMap<ProductId, u64>>,
 }
 
 impl Default for Catalog {
@@ -42,6 +54,7 @@ impl Default for Catalog {
             version: Arc::new(watch::channel(0).0),
             heard: Arc::new(watch::channel(None).0),
             latest: Arc::default(),
+            generations: Arc::default(),
         }
     }
 }
@@ -53,6 +66,43 @@ impl Catalog {
 
     pub fn version(&self) -> u64 {
         *self.version.borrow()
+    }
+
+    /// The generation of `product`'s view: it changes whenever what the view shows may have.
+    pub fn generation(&self, product: &ProductId) -> (u64, u64) {
+        let g = &self.generations;
+        let own = g
+            .product
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(product)
+            .copied()
+            .unwrap_or(0);
+        (g.all.load(std::sync::atomic::Ordering::Acquire), own)
+    }
+
+    /// Moves the generations on for what `rows` changed in `state`.
+    fn changed(&self, state: &State, rows: &[Row]) {
+        let g = &self.generations;
+        let mut products = g.product.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, _) in rows {
+            let owner = match key.first() {
+                Some(&keys::PRODUCT) => {
+                    keys::parse_single(keys::PRODUCT, key).and_then(|id| ProductId::new(id).ok())
+                }
+                Some(&keys::PRICE) => keys::parse_price(key).and_then(|(sku, _)| owner(state, sku)),
+                Some(&keys::INVENTORY) => {
+                    keys::parse_single(keys::INVENTORY, key).and_then(|sku| owner(state, sku))
+                }
+                _ => {
+                    g.all.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    continue;
+                }
+            };
+            if let Some(p) = owner {
+                *products.entry(p).or_default() += 1;
+            }
+        }
     }
 
     /// Versions the core has applied that this mirror has not (its lag).
@@ -104,15 +154,20 @@ impl Mirror for Catalog {
         let mut state = State::new();
         Self::load(&mut state, rows)?;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = state;
+        self.generations
+            .all
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.applied(version);
         Ok(())
     }
 
     fn apply(&mut self, version: u64, rows: Vec<Row>) -> Result<(), String> {
-        Self::load(
-            &mut self.state.write().unwrap_or_else(|p| p.into_inner()),
-            rows,
-        )?;
+        let keys: Vec<Row> = rows.iter().map(|(k, _)| (k.clone(), None)).collect();
+        {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            Self::load(&mut state, rows)?;
+            self.changed(&state, &keys);
+        }
         self.applied(version);
         Ok(())
     }
@@ -120,4 +175,10 @@ impl Mirror for Catalog {
     fn heartbeat(&mut self, version: u64) {
         self.heard(version);
     }
+}
+
+/// The product a SKU belongs to, in `state`.
+fn owner(state: &State, sku: &str) -> Option<ProductId> {
+    let sku = commerce::SkuId::new(sku).ok()?;
+    state.owner(&sku).cloned()
 }

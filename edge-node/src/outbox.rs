@@ -77,6 +77,17 @@ struct Request {
 /// Order id → its sequence in `ORDERS`. Changed only after the commit that made it true.
 type Index = Arc<Mutex<HashMap<OrderId, u64>>>;
 
+/// SKU → the units in `UNITS`, read without a transaction. Changed only after the commit that
+/// made it true.
+type Units = Arc<Mutex<HashMap<SkuId, u64>>>;
+
+fn set_units(units: &Units, changed: Vec<(SkuId, u64)>) {
+    let mut u = units.lock().unwrap_or_else(|p| p.into_inner());
+    for (sku, n) in changed {
+        u.insert(sku, n);
+    }
+}
+
 fn lock(index: &Index) -> std::sync::MutexGuard<'_, HashMap<OrderId, u64>> {
     index.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -85,6 +96,7 @@ fn lock(index: &Index) -> std::sync::MutexGuard<'_, HashMap<OrderId, u64>> {
 struct Writer {
     db: Arc<Database>,
     index: Index,
+    units: Units,
     kept: u64,
     pending_added: Arc<Notify>,
     queued: Arc<AtomicU64>,
@@ -126,6 +138,7 @@ impl Writer {
         let txn = self.db.begin_write().map_err(store)?;
         let mut results = Vec::with_capacity(group.len());
         let mut added: Vec<(OrderId, u64)> = Vec::new();
+        let mut changed: Vec<(SkuId, u64)> = Vec::new();
         {
             let mut orders = txn.open_table(ORDERS).map_err(store)?;
             let mut pending = txn.open_table(PENDING).map_err(store)?;
@@ -163,6 +176,7 @@ impl Writer {
                 }
                 for (sku, have, want) in held {
                     units.insert(sku.as_str(), have - want).map_err(store)?;
+                    changed.push((sku.clone(), have - want));
                 }
                 seq += 1;
                 orders
@@ -180,6 +194,7 @@ impl Writer {
             index.remove(&id);
         }
         index.extend(added);
+        set_units(&self.units, changed);
         Ok(results)
     }
 }
@@ -216,6 +231,7 @@ fn forget_oldest(txn: &redb::WriteTransaction, kept: u64) -> Result<Vec<OrderId>
 pub struct Outbox {
     db: Arc<Database>,
     index: Index,
+    units: Units,
     kept: u64,
     queue: mpsc::Sender<Request>,
     /// Woken when orders are added to the pending list.
@@ -244,7 +260,7 @@ impl Outbox {
         txn.open_table(RETURNS).map_err(store)?;
         txn.open_table(META).map_err(store)?;
         txn.commit().map_err(store)?;
-        let mut index = HashMap::new();
+        let (mut index, mut units) = (HashMap::new(), HashMap::new());
         {
             let txn = db.begin_read().map_err(store)?;
             let orders = txn.open_table(ORDERS).map_err(store)?;
@@ -253,11 +269,17 @@ impl Outbox {
                 let id = OrderId::new(v.value().0).map_err(store)?;
                 index.insert(id, k.value());
             }
+            let t = txn.open_table(UNITS).map_err(store)?;
+            for item in t.iter().map_err(store)? {
+                let (k, v) = item.map_err(store)?;
+                units.insert(SkuId::new(k.value()).map_err(store)?, v.value());
+            }
         }
         let (tx, rx) = mpsc::channel(queue);
         let outbox = Outbox {
             db: Arc::new(db),
             index: Arc::new(Mutex::new(index)),
+            units: Arc::new(Mutex::new(units)),
             kept,
             queue: tx,
             pending_added: Arc::new(Notify::new()),
@@ -267,6 +289,7 @@ impl Outbox {
         let writer = Writer {
             db: Arc::clone(&outbox.db),
             index: Arc::clone(&outbox.index),
+            units: Arc::clone(&outbox.units),
             kept,
             pending_added: Arc::clone(&outbox.pending_added),
             queued: Arc::clone(&outbox.queued),
@@ -369,6 +392,7 @@ impl Outbox {
                 .collect()
         };
         let txn = self.db.begin_write().map_err(store)?;
+        let mut changed: Vec<(SkuId, u64)> = Vec::new();
         {
             let mut orders = txn.open_table(ORDERS).map_err(store)?;
             let mut pending = txn.open_table(PENDING).map_err(store)?;
@@ -397,6 +421,7 @@ impl Outbox {
                         units
                             .insert(sku.as_str(), have + u64::from(qty))
                             .map_err(store)?;
+                        changed.push((sku.clone(), have + u64::from(qty)));
                     }
                 }
                 orders
@@ -404,34 +429,24 @@ impl Outbox {
                     .map_err(store)?;
             }
         }
-        txn.commit().map_err(store)
+        txn.commit().map_err(store)?;
+        set_units(&self.units, changed);
+        Ok(())
     }
 
     /// Units of `sku` this edge may still sell from its grants.
     pub fn units(&self, sku: &SkuId) -> u64 {
-        let Ok(txn) = self.db.begin_read() else {
-            return 0;
-        };
-        txn.open_table(UNITS)
-            .ok()
-            .and_then(|t| t.get(sku.as_str()).ok().flatten().map(|v| v.value()))
-            .unwrap_or(0)
+        let u = self.units.lock().unwrap_or_else(|p| p.into_inner());
+        u.get(sku).copied().unwrap_or(0)
     }
 
     /// Every SKU with units held here, and how many.
-    pub fn all_units(&self) -> Result<Vec<(SkuId, u64)>, OutboxError> {
-        let txn = self.db.begin_read().map_err(store)?;
-        let t = txn.open_table(UNITS).map_err(store)?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(store)? {
-            let (k, v) = item.map_err(store)?;
-            if v.value() > 0
-                && let Ok(sku) = SkuId::new(k.value())
-            {
-                out.push((sku, v.value()));
-            }
-        }
-        Ok(out)
+    pub fn all_units(&self) -> Vec<(SkuId, u64)> {
+        let u = self.units.lock().unwrap_or_else(|p| p.into_inner());
+        u.iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(s, n)| (s.clone(), *n))
+            .collect()
     }
 
     /// The key of the grant request for `sku` in flight, or a new one made durable first (so
@@ -470,15 +485,18 @@ impl Outbox {
     /// closed, together.
     pub fn granted(&self, sku: &SkuId, units: u64) -> Result<(), OutboxError> {
         let txn = self.db.begin_write().map_err(store)?;
-        {
+        let now = {
             let mut t = txn.open_table(UNITS).map_err(store)?;
             let have = t.get(sku.as_str()).map_err(store)?.map_or(0, |v| v.value());
             t.insert(sku.as_str(), have.saturating_add(units))
                 .map_err(store)?;
             let mut reqs = txn.open_table(GRANT_REQUESTS).map_err(store)?;
             reqs.remove(sku.as_str()).map_err(store)?;
-        }
-        txn.commit().map_err(store)
+            have.saturating_add(units)
+        };
+        txn.commit().map_err(store)?;
+        set_units(&self.units, vec![(sku.clone(), now)]);
+        Ok(())
     }
 
     /// Takes every unit of `sku` off this edge's books to give back, under a new key, durably
@@ -501,6 +519,7 @@ impl Outbox {
             }
         };
         txn.commit().map_err(store)?;
+        set_units(&self.units, vec![(sku.clone(), 0)]);
         Ok(out)
     }
 

@@ -108,6 +108,10 @@ pub async fn serve(
         refill,
         metrics: Arc::new(Metrics::default()),
         forward,
+        cache: crate::cache::ProductCache::new(
+            config.cache.product_bytes,
+            Duration::from_millis(config.cache.ttl_ms),
+        ),
         stale_after: Duration::from_millis(config.stale_after_ms),
         central_timeout: Duration::from_millis(config.limits.central_timeout_ms),
         accepting: Arc::clone(&accepting),

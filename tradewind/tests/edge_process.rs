@@ -151,6 +151,20 @@ async fn the_storefront_serves_the_regions_catalog_and_orders_commit_at_the_core
         .await
         .unwrap();
     assert_eq!(again.status(), 304);
+    // A price change at the core reaches the edge's rendering through the feed.
+    let res = client()
+        .post(cores[2].url("/admin/v1/prices"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"changes": [{"sku": "S-1", "currency": "USD", "amount_minor": 2600}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    eventually("the new price at the edge", Duration::from_secs(10), || async {
+        get_json(&edge.url("/v1/products/P-1?currency=USD")).await.1["skus"][0]["price"]["amount_minor"]
+            == 2600
+    })
+    .await;
     let (status, list) = get_json(&edge.url("/v1/products?limit=10&currency=USD")).await;
     assert_eq!(
         (status, list["items"][0]["id"].as_str()),
@@ -159,7 +173,7 @@ async fn the_storefront_serves_the_regions_catalog_and_orders_commit_at_the_core
     let (status, q) = get_json(&edge.url("/v1/skus/S-1/quote?qty=3&currency=USD")).await;
     assert_eq!(
         (status, &q["total"]["amount_minor"]),
-        (200, &Value::from(7500))
+        (200, &Value::from(7800))
     );
 
     // The first orders go to the core (no grant yet); once the grant arrives they are
