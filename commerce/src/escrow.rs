@@ -55,6 +55,10 @@ pub struct Inventory {
     pub committed: u64,
     /// Units granted to each edge and not yet sold or returned.
     pub granted: BTreeMap<EdgeId, u64>,
+    /// The core asks the edges to give their grants back: a grant was refused because the pool
+    /// ran low (`GrantPolicy::low_stock_units`), so the last units are sold centrally, one order
+    /// at a time. Cleared when stock is added or no grant is left.
+    pub recall: bool,
 }
 
 /// Where the units of an edge order came from when it committed.
@@ -122,6 +126,10 @@ impl Inventory {
                 self.stocked - n
             }
         };
+        if new_stocked > self.stocked {
+            // More to sell: grants may be asked for again.
+            self.recall = false;
+        }
         self.stocked = new_stocked;
         debug_assert!(self.holds_i2());
         Ok(())
@@ -150,6 +158,20 @@ impl Inventory {
         *held -= n;
         if *held == 0 {
             self.granted.remove(edge);
+        }
+        if self.granted.is_empty() {
+            self.recall = false;
+        }
+        n
+    }
+
+    /// A grant for `edge` of `size` units (`grant_size`), out of a pool that `low_stock`
+    /// says is nearly gone when `size` is 0: the edges are then asked to give their grants back
+    /// (`recall`). Returns the units granted.
+    pub fn grant_or_recall(&mut self, edge: &EdgeId, size: u64, low_stock: bool) -> u64 {
+        let n = self.grant(edge, size);
+        if n == 0 && low_stock && !self.granted.is_empty() {
+            self.recall = true;
         }
         n
     }
@@ -263,6 +285,30 @@ pub fn grant_size(demand: Demand, pool: u64, policy: &GrantPolicy) -> u64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_grant_refused_for_low_stock_recalls_the_others_until_stock_comes_back() {
+        let (a, b) = (EdgeId::new("a").unwrap(), EdgeId::new("b").unwrap());
+        let mut inv = Inventory::default();
+        inv.apply_stock(StockOp::Set(20)).unwrap();
+        assert_eq!(inv.grant_or_recall(&a, 12, false), 12);
+        assert!(!inv.recall);
+        // The pool (8) is low: nothing for b, and a is asked to give its units back.
+        assert_eq!(inv.grant_or_recall(&b, 0, true), 0);
+        assert!(inv.recall);
+        inv.return_grant(&a, 5);
+        assert!(inv.recall, "still held by a");
+        inv.return_grant(&a, 7);
+        assert!(!inv.recall, "nothing left to recall");
+        // Asked again, then stock added: grants may be asked for again.
+        inv.grant_or_recall(&a, 3, false);
+        inv.grant_or_recall(&b, 0, true);
+        assert!(inv.recall);
+        inv.apply_stock(StockOp::Add(100)).unwrap();
+        assert!(!inv.recall);
+        assert!(inv.holds_i2());
+    }
+
     use super::*;
 
     fn edge(s: &str) -> EdgeId {

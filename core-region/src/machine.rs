@@ -813,10 +813,12 @@ impl StateMachine {
         if policy.max_share_bps > 10_000 || policy.max_units > STOCK_MAX || policy.horizon_ms == 0 {
             return reject(RejectKind::Invalid, "grant policy out of range");
         }
-        let mut inv = self.state.inventory(sku).cloned().unwrap_or_default();
+        let before = self.state.inventory(sku).cloned().unwrap_or_default();
+        let mut inv = before.clone();
+        let low_stock = inv.available() <= policy.low_stock_units;
         let size = grant_size(demand, inv.available(), policy);
-        let units = inv.grant(edge, size);
-        if units > 0 {
+        let units = inv.grant_or_recall(edge, size, low_stock);
+        if inv != before {
             self.write_inventories(batch, HashMap::from([(sku, inv)]))?;
         }
         Ok(Outcome::Granted { version, units })
@@ -830,9 +832,10 @@ impl StateMachine {
         sku: &SkuId,
         units: u64,
     ) -> Exec {
-        let mut inv = self.state.inventory(sku).cloned().unwrap_or_default();
+        let before = self.state.inventory(sku).cloned().unwrap_or_default();
+        let mut inv = before.clone();
         let units = inv.return_grant(edge, units);
-        if units > 0 {
+        if inv != before {
             self.write_inventories(batch, HashMap::from([(sku, inv)]))?;
         }
         Ok(Outcome::Returned { version, units })

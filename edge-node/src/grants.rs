@@ -1,6 +1,7 @@
 //! The grant keeper: asks the core for units of a SKU this edge sells once it holds few of
 //! them (the core sizes the grant from the edge's demand, under its policy, and gives none when
-//! stock runs low), and gives every unit back on a graceful shutdown. Each request is made
+//! stock runs low), gives back the units of a SKU the core recalls (stock ran low), and every
+//! unit on a graceful shutdown. Each request is made
 //! durable with its key before it is sent, and sent again with the same key until answered: a
 //! lost answer never grants twice, and a return never leaves units on both sides' books.
 
@@ -16,9 +17,13 @@ use tokio::time::Instant;
 
 use crate::config::GrantSettings;
 use crate::cores::Cores;
+use crate::metrics::Metrics;
+use crate::mirror::Catalog;
 use crate::outbox::Outbox;
 
 const PER_CORE: Duration = Duration::from_secs(5);
+/// How often the units held are checked against the core's recalls.
+const RECALL_CHECK: Duration = Duration::from_millis(500);
 /// Grant requests in flight at once.
 const ASKING_MAX: usize = 8;
 /// SKUs waiting to be looked at; a full queue drops the newest (it is looked at next time).
@@ -86,10 +91,13 @@ impl DemandBook {
 }
 
 /// Runs until the queue's senders are gone: first the requests and returns an earlier run
-/// left open, then every SKU it is told of.
+/// left open, then every SKU it is told of; and every `RECALL_CHECK` it gives back the units
+/// of the SKUs the core recalls (stock ran low: the last units are sold centrally).
 pub async fn run(
     outbox: Outbox,
     cores: Cores,
+    catalog: Catalog,
+    metrics: Arc<Metrics>,
     demand: Arc<DemandBook>,
     settings: GrantSettings,
     mut skus: mpsc::Receiver<SkuId>,
@@ -100,8 +108,20 @@ pub async fn run(
             request(&outbox, &cores, &demand, &sku).await;
         }
     }
-    finish_returns(&outbox, &cores).await;
-    while let Some(first) = skus.recv().await {
+    finish_returns(&outbox, &cores, &metrics).await;
+    let mut recalls = tokio::time::interval(RECALL_CHECK);
+    recalls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            sku = skus.recv() => match sku {
+                Some(sku) => sku,
+                None => return,
+            },
+            _ = recalls.tick() => {
+                give_back_recalled(&outbox, &cores, &catalog, &metrics).await;
+                continue;
+            }
+        };
         // Every order names its SKUs: look at each once however often it was named since.
         let mut batch = std::collections::BTreeSet::from([first]);
         while let Ok(sku) = skus.try_recv() {
@@ -113,7 +133,8 @@ pub async fn run(
             let held = outbox.units(&sku);
             let d = demand.demand(&sku);
             let lead = d.units.saturating_mul(settings.lead_ms) / d.window_ms.max(1);
-            if held <= settings.refill_at_units.max(lead) {
+            let recalled = catalog.read().inventory(&sku).is_some_and(|i| i.recall);
+            if held <= settings.refill_at_units.max(lead) && !recalled {
                 if asking.len() >= ASKING_MAX {
                     asking.join_next().await;
                 }
@@ -123,6 +144,27 @@ pub async fn run(
         }
         asking.join_all().await;
     }
+}
+
+/// Gives back every unit held of the SKUs the core recalls.
+async fn give_back_recalled(outbox: &Outbox, cores: &Cores, catalog: &Catalog, metrics: &Metrics) {
+    let recalled: Vec<SkuId> = {
+        let state = catalog.read();
+        outbox
+            .all_units()
+            .into_iter()
+            .filter(|(sku, _)| state.inventory(sku).is_some_and(|i| i.recall))
+            .map(|(sku, _)| sku)
+            .collect()
+    };
+    if recalled.is_empty() {
+        return;
+    }
+    for sku in recalled {
+        let ob = outbox.clone();
+        let _ = tokio::task::spawn_blocking(move || ob.begin_return(&sku)).await;
+    }
+    finish_returns(outbox, cores, metrics).await;
 }
 
 /// Asks for a grant of `sku`; whether the core answered.
@@ -168,13 +210,13 @@ async fn request(outbox: &Outbox, cores: &Cores, demand: &DemandBook, sku: &SkuI
 }
 
 /// Gives every unit this edge holds back to the core (graceful shutdown), within `deadline`.
-pub async fn return_all(outbox: &Outbox, cores: &Cores, deadline: Duration) {
+pub async fn return_all(outbox: &Outbox, cores: &Cores, metrics: &Metrics, deadline: Duration) {
     let work = async {
         for (sku, _) in outbox.all_units() {
             let ob = outbox.clone();
             let _ = tokio::task::spawn_blocking(move || ob.begin_return(&sku)).await;
         }
-        finish_returns(outbox, cores).await;
+        finish_returns(outbox, cores, metrics).await;
     };
     if tokio::time::timeout(deadline, work).await.is_err() {
         tracing::warn!("returns not all answered in time; sent again at the next start");
@@ -182,7 +224,7 @@ pub async fn return_all(outbox: &Outbox, cores: &Cores, deadline: Duration) {
 }
 
 /// Sends every return taken off the books and not yet known returned.
-async fn finish_returns(outbox: &Outbox, cores: &Cores) {
+async fn finish_returns(outbox: &Outbox, cores: &Cores, metrics: &Metrics) {
     let ob = outbox.clone();
     let Ok(Ok(open)) = tokio::task::spawn_blocking(move || ob.open_returns()).await else {
         return;
@@ -199,6 +241,7 @@ async fn finish_returns(outbox: &Outbox, cores: &Cores) {
             Ok(Outcome::Returned { .. } | Outcome::Rejected(_)) => {
                 let ob = outbox.clone();
                 let _ = tokio::task::spawn_blocking(move || ob.returned(&key)).await;
+                metrics.returned(units);
                 tracing::info!(%sku, units, "grant returned");
             }
             Ok(other) => tracing::warn!(%sku, outcome = ?other, "unexpected answer to a return"),

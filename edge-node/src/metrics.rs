@@ -14,6 +14,7 @@ pub struct Metrics {
     accepted: AtomicU64,
     central: AtomicU64,
     refused: AtomicU64,
+    returned_units: AtomicU64,
     /// Accepted orders by latency bucket; the last is +Inf.
     buckets: [AtomicU64; BUCKETS_MS.len() + 1],
     latency_us_sum: AtomicU64,
@@ -51,6 +52,11 @@ impl Metrics {
         self.central.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Units of grants given back to the core (recalled, or on shutdown).
+    pub fn returned(&self, units: u64) {
+        self.returned_units.fetch_add(units, Ordering::Relaxed);
+    }
+
     /// An order refused (bad input, out of stock, unavailable).
     pub fn refused(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);
@@ -79,6 +85,11 @@ impl Metrics {
             "tradewind_edge_orders_refused_total",
             "Orders refused.",
             load(&self.refused),
+        );
+        counter(
+            "tradewind_edge_grant_units_returned_total",
+            "Units of grants given back to the core (recalled, or on shutdown).",
+            load(&self.returned_units),
         );
         counter(
             "tradewind_edge_orders_committed_total",

@@ -89,9 +89,12 @@ pub async fn serve(
         config.grants.window_ms,
     )));
     let (refill, refills) = mpsc::channel(grants::QUEUE);
+    let metrics = Arc::new(Metrics::default());
     let keeping = tokio::spawn(grants::run(
         outbox.clone(),
         link.clone(),
+        catalog.clone(),
+        Arc::clone(&metrics),
         Arc::clone(&demand),
         config.grants,
         refills,
@@ -106,7 +109,7 @@ pub async fn serve(
         cores: link.clone(),
         demand,
         refill,
-        metrics: Arc::new(Metrics::default()),
+        metrics: Arc::clone(&metrics),
         forward,
         cache: crate::cache::ProductCache::new(
             config.cache.product_bytes,
@@ -125,7 +128,7 @@ pub async fn serve(
     tracing::info!(edge = %config.name, %http, "storefront API listening");
 
     let wind_down = {
-        let (outbox, link) = (outbox.clone(), link.clone());
+        let (outbox, link, metrics) = (outbox.clone(), link.clone(), Arc::clone(&metrics));
         async move {
             shutdown.await;
             tracing::info!("shutting down: no new orders; sending the outbox, returning grants");
@@ -142,7 +145,7 @@ pub async fn serve(
                     "outbox not drained in time; sent after the next start"
                 );
             }
-            grants::return_all(&outbox, &link, RETURN).await;
+            grants::return_all(&outbox, &link, &metrics, RETURN).await;
         }
     };
     axum::serve(listener, app)

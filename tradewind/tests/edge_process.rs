@@ -650,3 +650,75 @@ async fn an_edge_that_hears_from_no_core_serves_stale_reads_and_sells_from_its_g
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_stock_runs_low_the_core_recalls_the_grants_and_the_last_units_sell_centrally() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_config, core) = solo(dir.path(), 40).await;
+    let edge = EdgeProcess::start(&edge_in(dir.path(), &core, "solo", "solo-1"));
+    ready(&edge).await;
+    until_granted(&edge, "warm").await;
+    let mut n = 0;
+    while grant_units(&edge).await < 2 {
+        place(&edge, &format!("more-{n}")).await;
+        n += 1;
+        assert!(n < 200, "grants stay small");
+    }
+    // Stock taken away until the pool is nearly gone: the next grant request is refused and
+    // the core recalls the grants.
+    let (_, inv) = get_json(&core.url("/admin/v1/inventory/S-1")).await;
+    let pool = inv["available"].as_u64().unwrap();
+    let res = client()
+        .post(core.url("/admin/v1/stock"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"changes": [{"sku": "S-1", "remove": pool - 5}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    // Another edge asks for a grant: refused, the pool being low, and the grants are recalled.
+    let res = client()
+        .post(core.url("/admin/v1/escrow/grants"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"edge": "solo-2", "sku": "S-1", "demand_units": 50, "window_ms": 1000}))
+        .send()
+        .await
+        .unwrap();
+    let g: Value = res.json().await.unwrap();
+    assert_eq!(g["units"], 0, "{g}");
+    let (_, inv) = get_json(&core.url("/admin/v1/inventory/S-1")).await;
+    assert_eq!(inv["recall"], true, "{inv}");
+    eventually("the grant given back", Duration::from_secs(20), || async {
+        let (_, inv) = get_json(&core.url("/admin/v1/inventory/S-1")).await;
+        inv["granted"].as_object().is_some_and(|g| g.is_empty())
+    })
+    .await;
+    // The edge gave units back before it had sold them all: the core recalled them.
+    let metrics = client()
+        .get(edge.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let returned: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tradewind_edge_grant_units_returned_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(returned > 0, "{metrics}");
+    // Now every order goes to the core, which sells the last units and then says no.
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let (status, o) = place(&edge, &format!("last-{i}")).await;
+        assert!(status == 201 || status == 409, "{status} {o}");
+        if status == 201 {
+            assert_eq!(o["status"], "committed", "{o}");
+        }
+        statuses.push(status);
+    }
+    assert!(statuses.contains(&409), "{statuses:?}");
+    let (_, inv) = get_json(&core.url("/admin/v1/inventory/S-1")).await;
+    assert_eq!(inv["available"], 0, "{inv}");
+}

@@ -90,6 +90,7 @@ async fn inventory(
         "committed": inv.committed,
         "granted": granted,
         "available": inv.available(),
+        "recall": inv.recall,
         "version": m.applied(),
     })))
 }
