@@ -313,7 +313,9 @@ fn main() {
             eprintln!("read run {} done", r + 1);
         }
         if let Some((mut child, _)) = static_server {
-            let _ = child.kill();
+            // SIGTERM: the master stops its workers too (SIGKILL would leave them running).
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
             let _ = child.wait();
         }
 
