@@ -321,6 +321,18 @@ pub struct Quote {
     pub price_version: u64,
 }
 
+/// What a quote asks for (the query of the APIs' quote routes).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteRequest {
+    /// Units; 1 when absent.
+    pub qty: Option<u32>,
+    pub currency: Currency,
+    pub customer_group: Option<CustomerGroup>,
+    /// The destination, for market lists.
+    pub country: Option<Country>,
+}
+
 /// An order-level discount that was applied.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct OrderDiscount {

@@ -62,6 +62,25 @@ impl State {
     }
 
     /// What order validation needs to know of a SKU.
+    /// The price of `req.qty` units of `sku` for `req` at `now_ms`.
+    pub fn quote(
+        &self,
+        sku: &SkuId,
+        req: &crate::pricing::QuoteRequest,
+        now_ms: i64,
+    ) -> Result<crate::pricing::Quote, crate::order::OrderError> {
+        let (_, category) = self
+            .sku(sku)
+            .ok_or_else(|| crate::order::OrderError::UnknownSku(sku.clone()))?;
+        let ctx = crate::pricing::PriceContext {
+            currency: req.currency,
+            customer_group: req.customer_group.as_ref(),
+            country: req.country,
+            now_ms,
+        };
+        Ok(self.book.quote(sku, category, req.qty.unwrap_or(1), &ctx)?)
+    }
+
     pub fn sku_facts(&self, sku: &SkuId) -> Option<SkuFacts<'_>> {
         self.sku(sku)
             .map(|(sku, category)| SkuFacts { sku, category })

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use commerce::command::{EdgeRequest, EdgeWrite, Outcome, Rejection};
 use commerce::order::{Order, OrderRequest, Origin, order_id_for, price_order};
-use commerce::pricing::PriceContext;
+use commerce::pricing::{PriceContext, QuoteRequest};
 use commerce::{Country, Currency, CustomerGroup, EdgeId, OrderId, ProductId, SkuId};
 use http_api::{Body, Path, Problem, ProblemType, Query, idempotency_key};
 use serde_json::{Value, json};
@@ -275,37 +275,17 @@ async fn get_product(
     Ok(res)
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QuoteQuery {
-    qty: Option<u32>,
-    currency: Currency,
-    customer_group: Option<CustomerGroup>,
-    country: Option<Country>,
-}
-
 async fn quote(
     State(e): State<Edge>,
     Path(sku): Path<SkuId>,
-    Query(q): Query<QuoteQuery>,
+    Query(q): Query<QuoteRequest>,
 ) -> Result<Response, Problem> {
     e.has_catalog()?;
-    let quote = {
-        let state = e.catalog.read();
-        let (_, category) = state
-            .sku(&sku)
-            .ok_or_else(|| Problem::new(ProblemType::UnknownSku, format!("no sku {sku}")))?;
-        let ctx = PriceContext {
-            currency: q.currency,
-            customer_group: q.customer_group.as_ref(),
-            country: q.country,
-            now_ms: now_ms(),
-        };
-        state
-            .book
-            .quote(&sku, category, q.qty.unwrap_or(1), &ctx)
-            .map_err(|err| Problem::from(Rejection::from(commerce::order::OrderError::from(err))))?
-    };
+    let quote = e
+        .catalog
+        .read()
+        .quote(&sku, &q, now_ms())
+        .map_err(|err| Problem::from(Rejection::from(err)))?;
     let mut res = axum::Json(quote).into_response();
     e.read_headers(res.headers_mut());
     Ok(res)

@@ -75,18 +75,27 @@ async fn committed_at_core(core: &CoreProcess, order_id: &str) -> bool {
     status == 200 && o["status"] == "committed"
 }
 
-fn edge_in(dir: &Path, core: &CoreProcess, region: &str, name: &str) -> std::path::PathBuf {
-    write_edge_config(
+/// The config of edge `name` of `region`, following `core` alone, with `extra` TOML (keys, then
+/// sections).
+fn edge_in(
+    dir: &Path,
+    core: &CoreProcess,
+    region: &str,
+    name: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    write_edge_config_with(
         &dir.join(name),
         &dir.join("certs"),
         name,
         region,
         &[(region, core.quic.unwrap())],
+        extra,
     )
 }
 
-/// Units the edge may sell from its grants, from its metrics.
-async fn grant_units(edge: &EdgeProcess) -> u64 {
+/// The value of counter or gauge `name` in the edge's metrics.
+async fn metric(edge: &EdgeProcess, name: &str) -> u64 {
     let text = client()
         .get(edge.url("/metrics"))
         .send()
@@ -96,9 +105,14 @@ async fn grant_units(edge: &EdgeProcess) -> u64 {
         .await
         .unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix("tradewind_edge_grant_units "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Units the edge may sell from its grants.
+async fn grant_units(edge: &EdgeProcess) -> u64 {
+    metric(edge, "tradewind_edge_grant_units").await
 }
 
 /// One region alone (a group of one, with its QUIC endpoint), seeded with `units` of S-1.
@@ -244,7 +258,7 @@ async fn the_storefront_serves_the_regions_catalog_and_orders_commit_at_the_core
 async fn orders_taken_while_the_core_is_down_and_kept_through_an_edge_crash_commit_later() {
     let dir = tempfile::tempdir().unwrap();
     let (core_config, mut core) = solo(dir.path(), 1_000).await;
-    let edge_config = edge_in(dir.path(), &core, "solo", "solo-1");
+    let edge_config = edge_in(dir.path(), &core, "solo", "solo-1", "");
     let mut edge = EdgeProcess::start(&edge_config);
     ready(&edge).await;
     // Demand grows the grants: sell until the edge holds a few units.
@@ -299,7 +313,7 @@ async fn orders_taken_while_the_core_is_down_and_kept_through_an_edge_crash_comm
 async fn one_idempotency_key_sent_a_hundred_times_at_once_makes_one_order() {
     let dir = tempfile::tempdir().unwrap();
     let (_config, core) = solo(dir.path(), 1_000).await;
-    let edge = EdgeProcess::start(&edge_in(dir.path(), &core, "solo", "solo-1"));
+    let edge = EdgeProcess::start(&edge_in(dir.path(), &core, "solo", "solo-1", ""));
     ready(&edge).await;
     until_granted(&edge, "warm").await;
     let tries: Vec<_> = (0..100)
@@ -353,6 +367,7 @@ async fn buyers_at_three_edges_never_get_more_than_the_ten_units_in_stock() {
                 &cores[i],
                 REGIONS[i],
                 &format!("{}-1", REGIONS[i]),
+                "",
             ))
         })
         .collect();
@@ -421,12 +436,11 @@ async fn problem(res: reqwest::Response) -> (u16, String) {
 async fn bad_input_gets_a_problem_document_and_the_edge_serves_everyone_else() {
     let dir = tempfile::tempdir().unwrap();
     let (_config, core) = solo(dir.path(), 1_000).await;
-    let config = write_edge_config_with(
-        &dir.path().join("edge"),
-        &dir.path().join("certs"),
-        "solo-1",
+    let config = edge_in(
+        dir.path(),
+        &core,
         "solo",
-        &[("solo", core.quic.unwrap())],
+        "solo-1",
         "[limits]\nrequest_timeout_ms = 500\nclient_rate_per_s = 20\nclient_burst = 40\n",
     );
     let edge = EdgeProcess::start(&config);
@@ -570,7 +584,7 @@ async fn futures_statuses(edge: &EdgeProcess, from: &str, n: usize) -> Vec<u16> 
 async fn a_graceful_shutdown_forwards_the_outbox_and_gives_the_grants_back() {
     let dir = tempfile::tempdir().unwrap();
     let (_config, core) = solo(dir.path(), 1_000).await;
-    let mut edge = EdgeProcess::start(&edge_in(dir.path(), &core, "solo", "solo-1"));
+    let mut edge = EdgeProcess::start(&edge_in(dir.path(), &core, "solo", "solo-1", ""));
     ready(&edge).await;
     until_granted(&edge, "warm").await;
     let (_, inv) = get_json(&core.url("/admin/v1/inventory/S-1")).await;
@@ -597,12 +611,11 @@ async fn a_graceful_shutdown_forwards_the_outbox_and_gives_the_grants_back() {
 async fn an_edge_that_hears_from_no_core_serves_stale_reads_and_sells_from_its_grants() {
     let dir = tempfile::tempdir().unwrap();
     let (_config, core) = solo(dir.path(), 1_000).await;
-    let config = write_edge_config_with(
-        &dir.path().join("edge"),
-        &dir.path().join("certs"),
-        "solo-1",
+    let config = edge_in(
+        dir.path(),
+        &core,
         "solo",
-        &[("solo", core.quic.unwrap())],
+        "solo-1",
         "stale_after_ms = 1000\n",
     );
     let edge = EdgeProcess::start(&config);
@@ -655,7 +668,7 @@ async fn an_edge_that_hears_from_no_core_serves_stale_reads_and_sells_from_its_g
 async fn when_stock_runs_low_the_core_recalls_the_grants_and_the_last_units_sell_centrally() {
     let dir = tempfile::tempdir().unwrap();
     let (_config, core) = solo(dir.path(), 40).await;
-    let edge = EdgeProcess::start(&edge_in(dir.path(), &core, "solo", "solo-1"));
+    let edge = EdgeProcess::start(&edge_in(dir.path(), &core, "solo", "solo-1", ""));
     ready(&edge).await;
     until_granted(&edge, "warm").await;
     let mut n = 0;
@@ -694,20 +707,8 @@ async fn when_stock_runs_low_the_core_recalls_the_grants_and_the_last_units_sell
     })
     .await;
     // The edge gave units back before it had sold them all: the core recalled them.
-    let metrics = client()
-        .get(edge.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let returned: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("tradewind_edge_grant_units_returned_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    assert!(returned > 0, "{metrics}");
+    let returned = metric(&edge, "tradewind_edge_grant_units_returned_total").await;
+    assert!(returned > 0);
     // Now every order goes to the core, which sells the last units and then says no.
     let mut statuses = Vec::new();
     for i in 0..10 {

@@ -6,11 +6,9 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use commerce::command::{Command, PriceChange};
-use commerce::pricing::{PriceContext, PriceList, Promotion};
-use commerce::{
-    Country, Currency, CustomerGroup, Market, MarketId, PriceListId, Product, ProductId,
-    PromotionId, SkuId,
-};
+use commerce::order::OrderError;
+use commerce::pricing::{PriceList, Promotion, QuoteRequest};
+use commerce::{Market, MarketId, PriceListId, Product, ProductId, PromotionId, SkuId};
 use serde_json::{Value, json};
 
 use super::{AppState, page_limit, submit, version_reply};
@@ -223,36 +221,17 @@ async fn get_prices(
     ))
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QuoteQuery {
-    qty: Option<u32>,
-    currency: Currency,
-    customer_group: Option<CustomerGroup>,
-    country: Option<Country>,
-}
-
 async fn quote(
     State(s): State<AppState>,
     Path(sku): Path<SkuId>,
-    Query(q): Query<QuoteQuery>,
+    Query(q): Query<QuoteRequest>,
 ) -> Result<Json<commerce::pricing::Quote>, Problem> {
     let m = s.machine.read().await;
-    let (_, category) = m
-        .state()
-        .sku(&sku)
-        .ok_or_else(|| Problem::new(ProblemType::NotFound, format!("no sku {sku}")))?;
-    let ctx = PriceContext {
-        currency: q.currency,
-        customer_group: q.customer_group.as_ref(),
-        country: q.country,
-        now_ms: crate::writes::now_ms(),
-    };
-    m.state()
-        .book
-        .quote(&sku, category, q.qty.unwrap_or(1), &ctx)
-        .map(Json)
-        .map_err(|e| {
-            commerce::command::Rejection::from(commerce::order::OrderError::from(e)).into()
-        })
+    match m.state().quote(&sku, &q, crate::writes::now_ms()) {
+        Ok(quote) => Ok(Json(quote)),
+        Err(OrderError::UnknownSku(_)) => {
+            Err(Problem::new(ProblemType::NotFound, format!("no sku {sku}")))
+        }
+        Err(e) => Err(commerce::command::Rejection::from(e).into()),
+    }
 }
