@@ -115,16 +115,35 @@ async fn grant_units(edge: &EdgeProcess) -> u64 {
     metric(edge, "tradewind_edge_grant_units").await
 }
 
-/// One region alone (a group of one, with its QUIC endpoint), seeded with `units` of S-1.
-async fn solo(dir: &Path, units: u64) -> (std::path::PathBuf, CoreProcess) {
-    let config = write_group_of(dir, &["solo"]).remove(0);
-    let core = CoreProcess::start(&config, &[]);
+/// One region alone (a group of one, with its QUIC endpoint) seeded with `units` of S-1, and
+/// its edge `solo-1` (config `extra`), healthy.
+struct Solo {
+    _dir: tempfile::TempDir,
+    core_config: std::path::PathBuf,
+    core: CoreProcess,
+    edge_config: std::path::PathBuf,
+    edge: EdgeProcess,
+}
+
+async fn solo(units: u64, extra: &str) -> Solo {
+    let dir = tempfile::tempdir().unwrap();
+    let core_config = write_group_of(dir.path(), &["solo"]).remove(0);
+    let core = CoreProcess::start(&core_config, &[]);
     eventually("a leader", Duration::from_secs(30), || async {
         get_json(&core.url("/healthz")).await.1["leader"].is_string()
     })
     .await;
     seed(&core.admin, units).await;
-    (config, core)
+    let edge_config = edge_in(dir.path(), &core, "solo", "solo-1", extra);
+    let edge = EdgeProcess::start(&edge_config);
+    ready(&edge).await;
+    Solo {
+        _dir: dir,
+        core_config,
+        core,
+        edge_config,
+        edge,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,11 +275,13 @@ async fn the_storefront_serves_the_regions_catalog_and_orders_commit_at_the_core
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_taken_while_the_core_is_down_and_kept_through_an_edge_crash_commit_later() {
-    let dir = tempfile::tempdir().unwrap();
-    let (core_config, mut core) = solo(dir.path(), 1_000).await;
-    let edge_config = edge_in(dir.path(), &core, "solo", "solo-1", "");
-    let mut edge = EdgeProcess::start(&edge_config);
-    ready(&edge).await;
+    let Solo {
+        _dir,
+        core_config,
+        mut core,
+        edge_config,
+        mut edge,
+    } = solo(1_000, "").await;
     // Demand grows the grants: sell until the edge holds a few units.
     until_granted(&edge, "warm").await;
     let mut n = 0;
@@ -311,10 +332,9 @@ async fn orders_taken_while_the_core_is_down_and_kept_through_an_edge_crash_comm
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_idempotency_key_sent_a_hundred_times_at_once_makes_one_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_config, core) = solo(dir.path(), 1_000).await;
-    let edge = EdgeProcess::start(&edge_in(dir.path(), &core, "solo", "solo-1", ""));
-    ready(&edge).await;
+    let Solo {
+        _dir, core, edge, ..
+    } = solo(1_000, "").await;
     until_granted(&edge, "warm").await;
     let tries: Vec<_> = (0..100)
         .map(|_| {
@@ -434,17 +454,11 @@ async fn problem(res: reqwest::Response) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_problem_document_and_the_edge_serves_everyone_else() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_config, core) = solo(dir.path(), 1_000).await;
-    let config = edge_in(
-        dir.path(),
-        &core,
-        "solo",
-        "solo-1",
+    let Solo { _dir, edge, .. } = solo(
+        1_000,
         "[limits]\nrequest_timeout_ms = 500\nclient_rate_per_s = 20\nclient_burst = 40\n",
-    );
-    let edge = EdgeProcess::start(&config);
-    ready(&edge).await;
+    )
+    .await;
     let post = |body: reqwest::Body, key: Option<&str>| {
         let mut req = client()
             .post(edge.url("/v1/orders"))
@@ -582,10 +596,12 @@ async fn futures_statuses(edge: &EdgeProcess, from: &str, n: usize) -> Vec<u16> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_forwards_the_outbox_and_gives_the_grants_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_config, core) = solo(dir.path(), 1_000).await;
-    let mut edge = EdgeProcess::start(&edge_in(dir.path(), &core, "solo", "solo-1", ""));
-    ready(&edge).await;
+    let Solo {
+        _dir,
+        core,
+        mut edge,
+        ..
+    } = solo(1_000, "").await;
     until_granted(&edge, "warm").await;
     let (_, inv) = get_json(&core.url("/admin/v1/inventory/S-1")).await;
     assert!(inv["granted"]["solo-1"].as_u64().unwrap_or(0) > 0, "{inv}");
@@ -609,17 +625,9 @@ async fn a_graceful_shutdown_forwards_the_outbox_and_gives_the_grants_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_that_hears_from_no_core_serves_stale_reads_and_sells_from_its_grants() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_config, core) = solo(dir.path(), 1_000).await;
-    let config = edge_in(
-        dir.path(),
-        &core,
-        "solo",
-        "solo-1",
-        "stale_after_ms = 1000\n",
-    );
-    let edge = EdgeProcess::start(&config);
-    ready(&edge).await;
+    let Solo {
+        _dir, core, edge, ..
+    } = solo(1_000, "stale_after_ms = 1000\n").await;
     until_granted(&edge, "warm").await;
     let fresh = client()
         .get(edge.url("/v1/products/P-1"))
@@ -666,10 +674,9 @@ async fn an_edge_that_hears_from_no_core_serves_stale_reads_and_sells_from_its_g
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_stock_runs_low_the_core_recalls_the_grants_and_the_last_units_sell_centrally() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_config, core) = solo(dir.path(), 40).await;
-    let edge = EdgeProcess::start(&edge_in(dir.path(), &core, "solo", "solo-1", ""));
-    ready(&edge).await;
+    let Solo {
+        _dir, core, edge, ..
+    } = solo(40, "").await;
     until_granted(&edge, "warm").await;
     let mut n = 0;
     while grant_units(&edge).await < 2 {
