@@ -460,12 +460,9 @@ async fn central(e: &Edge, key: String, req: OrderRequest) -> Result<Response, P
         .map_err(|err| unreachable(err.to_string()))?;
     match outcome {
         Outcome::Order { order, duplicate } => {
-            let ob = e.outbox.clone();
-            let o = (*order).clone();
             // Kept for GET /v1/orders/{id} and retries here; the core has it whatever happens.
-            match tokio::task::spawn_blocking(move || ob.record(&o)).await {
-                Ok(Ok(())) => {}
-                _ => tracing::warn!(order = %order.order_id, "central order not recorded locally"),
+            if let Err(err) = e.outbox.record((*order).clone()).await {
+                tracing::warn!(order = %order.order_id, error = %err, "central order not recorded locally");
             }
             e.metrics.central();
             let status = if duplicate {

@@ -69,9 +69,8 @@ pub async fn run(
                     .iter()
                     .filter(|r| r.status == commerce::order::OrderStatus::Rejected)
                     .count();
-                let ob = outbox.clone();
-                match tokio::task::spawn_blocking(move || ob.settle(&results)).await {
-                    Ok(Ok(())) => {
+                match outbox.settle(results).await {
+                    Ok(()) => {
                         stats
                             .committed
                             .fetch_add((n - rejected) as u64, Ordering::Relaxed);
@@ -79,7 +78,6 @@ pub async fn run(
                         backoff = BACKOFF_MIN;
                     }
                     // Sent again later: the core answers it as duplicates, with the same fate.
-                    Ok(Err(e)) => tracing::error!(error = %e, "cannot record committed orders"),
                     Err(e) => tracing::error!(error = %e, "cannot record committed orders"),
                 }
                 if rejected > 0 {

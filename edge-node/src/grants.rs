@@ -161,19 +161,15 @@ async fn give_back_recalled(outbox: &Outbox, cores: &Cores, catalog: &Catalog, m
         return;
     }
     for sku in recalled {
-        let ob = outbox.clone();
-        let _ = tokio::task::spawn_blocking(move || ob.begin_return(&sku)).await;
+        let _ = outbox.begin_return(&sku).await;
     }
     finish_returns(outbox, cores, metrics).await;
 }
 
 /// Asks for a grant of `sku`; whether the core answered.
 async fn request(outbox: &Outbox, cores: &Cores, demand: &DemandBook, sku: &SkuId) -> bool {
-    let ob = outbox.clone();
-    let s = sku.clone();
-    let key = match tokio::task::spawn_blocking(move || ob.grant_request_key(&s)).await {
-        Ok(Ok(k)) => k,
-        _ => return false,
+    let Ok(key) = outbox.grant_request_key(sku).await else {
+        return false;
     };
     let write = EdgeWrite {
         key: Some(key),
@@ -198,14 +194,12 @@ async fn request(outbox: &Outbox, cores: &Cores, demand: &DemandBook, sku: &SkuI
             return false;
         }
     };
-    let ob = outbox.clone();
-    let s = sku.clone();
-    match tokio::task::spawn_blocking(move || ob.granted(&s, units)).await {
-        Ok(Ok(())) => {
+    match outbox.granted(sku, units).await {
+        Ok(()) => {
             tracing::debug!(%sku, units, "granted");
             true
         }
-        _ => false,
+        Err(_) => false,
     }
 }
 
@@ -213,8 +207,7 @@ async fn request(outbox: &Outbox, cores: &Cores, demand: &DemandBook, sku: &SkuI
 pub async fn return_all(outbox: &Outbox, cores: &Cores, metrics: &Metrics, deadline: Duration) {
     let work = async {
         for (sku, _) in outbox.all_units() {
-            let ob = outbox.clone();
-            let _ = tokio::task::spawn_blocking(move || ob.begin_return(&sku)).await;
+            let _ = outbox.begin_return(&sku).await;
         }
         finish_returns(outbox, cores, metrics).await;
     };
@@ -239,8 +232,7 @@ async fn finish_returns(outbox: &Outbox, cores: &Cores, metrics: &Metrics) {
         };
         match cores.write(&write, PER_CORE).await {
             Ok(Outcome::Returned { .. } | Outcome::Rejected(_)) => {
-                let ob = outbox.clone();
-                let _ = tokio::task::spawn_blocking(move || ob.returned(&key)).await;
+                let _ = outbox.returned(&key).await;
                 metrics.returned(units);
                 tracing::info!(%sku, units, "grant returned");
             }

@@ -1,16 +1,20 @@
 //! The edge's durable state, one redb file: every order it accepted or placed, in the order it
 //! took them (an append-only table: a commit writes a page or two, not one random page per
-//! order), which of them no core has acknowledged yet, the units of its grants it may still
-//! sell, and the grant requests and returns in flight. Which sequence holds an order id is kept
-//! in memory, rebuilt from the file at open.
+//! order), what the core decided for each, the units of its grants it may still sell, and the
+//! grant requests and returns in flight. Memory keeps which sequence holds an order id, which
+//! orders no core has decided yet (those without a verdict), and the units, rebuilt from the
+//! file at open.
 //!
 //! Intake is group commit: orders wait in a bounded queue for the writer thread, which takes
 //! what has gathered, checks and takes each order's units from the grants, writes the orders,
 //! and commits once (fsync) for all of them before any is answered. An order is acknowledged
 //! only once it is on disk; a failed commit answers every order of it with an error and has
-//! written none.
+//! written none. Every other write (the core's verdicts on forwarded orders, grant requests and
+//! answers, returns, central orders) goes through the same queue and rides in the same commits:
+//! one writer, one fsync for whatever has gathered. A verdict is a small row of its own, so an
+//! order is written once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,8 +27,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Sequence → (order id, the order as this edge knows it, encoded), in the order taken.
 const ORDERS: TableDefinition<u64, (&str, &[u8])> = TableDefinition::new("orders");
-/// Sequences of the orders no core has acknowledged.
-const PENDING: TableDefinition<u64, ()> = TableDefinition::new("pending");
+/// Sequence → what the core decided for an order: (status, commit version, reject reason or
+/// ""). It overrides what the stored order says; an order without one is pending.
+const VERDICTS: TableDefinition<u64, (u8, Option<u64>, &str)> = TableDefinition::new("verdicts");
 /// SKU → units of this edge's grants it may still sell.
 const UNITS: TableDefinition<&str, u64> = TableDefinition::new("units");
 /// SKU → the key of a grant request sent and not yet answered (sent again with it).
@@ -46,7 +51,7 @@ const KEPT: u64 = 200_000;
 /// Orders one commit takes from the queue at most.
 const GROUP_MAX: usize = 1_024;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum OutboxError {
     #[error("the outbox is unavailable: {0}")]
     Store(String),
@@ -69,41 +74,165 @@ pub enum Intake {
     NoGrant,
 }
 
-struct Request {
-    order: Order,
-    reply: oneshot::Sender<Result<Intake, OutboxError>>,
+/// What memory keeps of the file, read without a transaction. Changed only after the commit
+/// that made it true.
+#[derive(Default)]
+struct Known {
+    /// Order id → its sequence in `ORDERS`.
+    index: HashMap<OrderId, u64>,
+    /// Sequences of the orders no core has decided yet, oldest first.
+    pending: BTreeSet<u64>,
+    /// SKU → the units in `UNITS`.
+    units: HashMap<SkuId, u64>,
 }
 
-/// Order id → its sequence in `ORDERS`. Changed only after the commit that made it true.
-type Index = Arc<Mutex<HashMap<OrderId, u64>>>;
+type Shared = Arc<Mutex<Known>>;
 
-/// SKU → the units in `UNITS`, read without a transaction. Changed only after the commit that
-/// made it true.
-type Units = Arc<Mutex<HashMap<SkuId, u64>>>;
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
-fn set_units(units: &Units, changed: Vec<(SkuId, u64)>) {
-    let mut u = units.lock().unwrap_or_else(|p| p.into_inner());
-    for (sku, n) in changed {
-        u.insert(sku, n);
+fn status_code(s: OrderStatus) -> u8 {
+    match s {
+        OrderStatus::Accepted => 0,
+        OrderStatus::Committed => 1,
+        OrderStatus::Rejected => 2,
     }
 }
 
-fn lock(index: &Index) -> std::sync::MutexGuard<'_, HashMap<OrderId, u64>> {
-    index.lock().unwrap_or_else(|p| p.into_inner())
+fn status_of(code: u8) -> Result<OrderStatus, OutboxError> {
+    match code {
+        0 => Ok(OrderStatus::Accepted),
+        1 => Ok(OrderStatus::Committed),
+        2 => Ok(OrderStatus::Rejected),
+        _ => Err(OutboxError::Store(format!("unknown order status {code}"))),
+    }
 }
 
-/// The thread that commits intake.
+/// The tables, open for one group commit.
+struct Tables<'t> {
+    orders: redb::Table<'t, u64, (&'static str, &'static [u8])>,
+    verdicts: redb::Table<'t, u64, (u8, Option<u64>, &'static str)>,
+    units: redb::Table<'t, &'static str, u64>,
+    grant_requests: redb::Table<'t, &'static str, &'static str>,
+    returns: redb::Table<'t, &'static str, (&'static str, u64)>,
+    meta: redb::Table<'t, &'static str, u64>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Self, OutboxError> {
+        Ok(Tables {
+            orders: txn.open_table(ORDERS).map_err(store)?,
+            verdicts: txn.open_table(VERDICTS).map_err(store)?,
+            units: txn.open_table(UNITS).map_err(store)?,
+            grant_requests: txn.open_table(GRANT_REQUESTS).map_err(store)?,
+            returns: txn.open_table(RETURNS).map_err(store)?,
+            meta: txn.open_table(META).map_err(store)?,
+        })
+    }
+
+    fn units_of(&self, sku: &SkuId) -> Result<u64, OutboxError> {
+        Ok(self
+            .units
+            .get(sku.as_str())
+            .map_err(store)?
+            .map_or(0, |v| v.value()))
+    }
+
+    fn set_units(&mut self, c: &mut Changes, sku: &SkuId, n: u64) -> Result<(), OutboxError> {
+        self.units.insert(sku.as_str(), n).map_err(store)?;
+        c.units.push((sku.clone(), n));
+        Ok(())
+    }
+
+    /// A new number for a grant request or return key.
+    fn next_number(&mut self) -> Result<u64, OutboxError> {
+        let n = self
+            .meta
+            .get("key")
+            .map_err(store)?
+            .map_or(0, |v| v.value())
+            + 1;
+        self.meta.insert("key", n).map_err(store)?;
+        Ok(n)
+    }
+
+    /// Forgets the oldest orders past `kept`, as long as they are decided (a pending order is
+    /// never forgotten); returns their ids.
+    fn forget_oldest(&mut self, c: &Changes, kept: u64) -> Result<Vec<OrderId>, OutboxError> {
+        let excess = self.orders.len().map_err(store)?.saturating_sub(kept);
+        let mut forgotten = Vec::new();
+        for _ in 0..excess {
+            let Some(first) = self.orders.first().map_err(store)?.map(|(k, _)| k.value()) else {
+                break;
+            };
+            if c.is_pending(first) {
+                break;
+            }
+            self.verdicts.remove(first).map_err(store)?;
+            if let Some((_, v)) = self.orders.pop_first().map_err(store)?
+                && let Ok(id) = OrderId::new(v.value().0)
+            {
+                forgotten.push(id);
+            }
+        }
+        Ok(forgotten)
+    }
+}
+
+/// What a commit changes that memory mirrors once it is durable.
+struct Changes {
+    known: Shared,
+    /// The last sequence used in `ORDERS`.
+    seq: u64,
+    /// Order ids written, with their sequence.
+    indexed: HashMap<OrderId, u64>,
+    /// Orders added to the pending list, and taken off it.
+    added: Vec<u64>,
+    decided: HashSet<u64>,
+    /// New unit counts.
+    units: Vec<(SkuId, u64)>,
+}
+
+impl Changes {
+    /// The sequence of `id`, in the file or earlier in this commit.
+    fn seq_of(&self, id: &OrderId) -> Option<u64> {
+        match self.indexed.get(id) {
+            Some(seq) => Some(*seq),
+            None => lock(&self.known).index.get(id).copied(),
+        }
+    }
+
+    /// Whether the order at `seq` waits for a verdict, as of this point in the commit.
+    fn is_pending(&self, seq: u64) -> bool {
+        !self.decided.contains(&seq)
+            && (self.added.contains(&seq) || lock(&self.known).pending.contains(&seq))
+    }
+}
+
+/// Answers a write once its commit is known.
+type Finish = Box<dyn FnOnce(Result<(), &OutboxError>) + Send>;
+
+/// One write, run inside the writer's transaction. On error it has answered its caller, and
+/// the whole commit fails.
+type Step =
+    Box<dyn for<'t> FnOnce(&mut Tables<'t>, &mut Changes) -> Result<Finish, OutboxError> + Send>;
+
+/// Sent when the writer stopped, or dropped a write because another in its commit failed.
+fn writer_gone<T>(_: T) -> OutboxError {
+    OutboxError::Store("the outbox did not take the write; see the edge's log".into())
+}
+
+/// The thread that commits every write.
 struct Writer {
     db: Arc<Database>,
-    index: Index,
-    units: Units,
+    known: Shared,
     kept: u64,
     pending_added: Arc<Notify>,
-    queued: Arc<AtomicU64>,
 }
 
 impl Writer {
-    fn write_loop(self, mut rx: mpsc::Receiver<Request>) {
+    fn write_loop(self, mut rx: mpsc::Receiver<Step>) {
         while let Some(first) = rx.blocking_recv() {
             let mut group = vec![first];
             while group.len() < GROUP_MAX {
@@ -112,128 +241,94 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.queued.fetch_sub(group.len() as u64, Ordering::Relaxed);
-            match self.write_group(&group) {
-                Ok(results) => {
-                    let added = results.iter().any(|r| matches!(r, Intake::Accepted(_)));
-                    for (req, result) in group.into_iter().zip(results) {
-                        let _ = req.reply.send(Ok(result));
-                    }
-                    if added {
-                        self.pending_added.notify_one();
-                    }
-                }
+            let n = group.len();
+            let mut finishes = Vec::with_capacity(n);
+            let outcome = self.write_group(group, &mut finishes);
+            match &outcome {
+                Ok(()) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, orders = group.len(), "outbox commit failed; none of its orders was accepted");
-                    for req in group {
-                        let _ = req.reply.send(Err(OutboxError::Store(e.to_string())));
-                    }
+                    tracing::error!(error = %e, writes = n, "outbox commit failed; none of its writes was made")
                 }
+            }
+            for finish in finishes {
+                finish(outcome.as_ref().map(|_| ()));
             }
         }
     }
 
-    /// One transaction for a group of orders; nothing of it is written unless all is.
-    fn write_group(&self, group: &[Request]) -> Result<Vec<Intake>, OutboxError> {
+    /// One transaction for a group of writes; nothing of it is written unless all is.
+    fn write_group(&self, group: Vec<Step>, finishes: &mut Vec<Finish>) -> Result<(), OutboxError> {
         let txn = self.db.begin_write().map_err(store)?;
-        let mut results = Vec::with_capacity(group.len());
-        let mut added: Vec<(OrderId, u64)> = Vec::new();
-        let mut changed: Vec<(SkuId, u64)> = Vec::new();
-        {
-            let mut orders = txn.open_table(ORDERS).map_err(store)?;
-            let mut pending = txn.open_table(PENDING).map_err(store)?;
-            let mut units = txn.open_table(UNITS).map_err(store)?;
-            let mut seq = last_seq(&orders)?;
-            for req in group {
-                let o = &req.order;
-                let known = lock(&self.index).get(&o.order_id).copied().or_else(|| {
-                    // The same id twice in one group.
-                    added
-                        .iter()
-                        .find(|(id, _)| id == &o.order_id)
-                        .map(|(_, s)| *s)
-                });
-                if let Some(at) = known {
-                    let prev = match orders.get(at).map_err(store)? {
-                        Some(v) => decode(v.value().1)?,
-                        // Accepted earlier in this group: that order.
-                        None => o.clone(),
-                    };
-                    results.push(Intake::Existing(prev));
-                    continue;
-                }
-                let mut held = Vec::with_capacity(o.lines.len());
-                for (sku, qty) in o.units() {
-                    let have = units
-                        .get(sku.as_str())
-                        .map_err(store)?
-                        .map_or(0, |v| v.value());
-                    held.push((sku, have, u64::from(qty)));
-                }
-                if held.iter().any(|(_, have, want)| have < want) {
-                    results.push(Intake::NoGrant);
-                    continue;
-                }
-                for (sku, have, want) in held {
-                    units.insert(sku.as_str(), have - want).map_err(store)?;
-                    changed.push((sku.clone(), have - want));
-                }
-                seq += 1;
-                orders
-                    .insert(seq, (o.order_id.as_str(), encode(o)?.as_slice()))
-                    .map_err(store)?;
-                pending.insert(seq, ()).map_err(store)?;
-                added.push((o.order_id.clone(), seq));
-                results.push(Intake::Accepted(o.clone()));
-            }
-        }
-        let forgotten = forget_oldest(&txn, self.kept)?;
-        txn.commit().map_err(store)?;
-        let mut index = lock(&self.index);
-        for id in forgotten {
-            index.remove(&id);
-        }
-        index.extend(added);
-        set_units(&self.units, changed);
-        Ok(results)
-    }
-}
-
-/// The last sequence used (0 when none).
-fn last_seq(orders: &redb::Table<u64, (&str, &[u8])>) -> Result<u64, OutboxError> {
-    Ok(orders.last().map_err(store)?.map_or(0, |(k, _)| k.value()))
-}
-
-/// Forgets the oldest orders past `kept`, as long as they are decided (a pending order is
-/// never forgotten); returns their ids.
-fn forget_oldest(txn: &redb::WriteTransaction, kept: u64) -> Result<Vec<OrderId>, OutboxError> {
-    let mut orders = txn.open_table(ORDERS).map_err(store)?;
-    let pending = txn.open_table(PENDING).map_err(store)?;
-    let mut forgotten = Vec::new();
-    while orders.len().map_err(store)? > kept {
-        let Some(first) = orders.first().map_err(store)?.map(|(k, _)| k.value()) else {
-            break;
+        let mut c = Changes {
+            known: Arc::clone(&self.known),
+            seq: 0,
+            indexed: HashMap::new(),
+            added: Vec::new(),
+            decided: HashSet::new(),
+            units: Vec::new(),
         };
-        if pending.get(first).map_err(store)?.is_some() {
-            break;
-        }
-        if let Some((_, v)) = orders.pop_first().map_err(store)?
-            && let Ok(id) = OrderId::new(v.value().0)
+        let forgotten = {
+            let mut t = Tables::open(&txn)?;
+            c.seq = t
+                .orders
+                .last()
+                .map_err(store)?
+                .map_or(0, |(k, _)| k.value());
+            for step in group {
+                finishes.push(step(&mut t, &mut c)?);
+            }
+            t.forget_oldest(&c, self.kept)?
+        };
+        txn.commit().map_err(store)?;
+        let added = !c.added.is_empty();
         {
-            forgotten.push(id);
+            let mut k = lock(&self.known);
+            for id in forgotten {
+                k.index.remove(&id);
+            }
+            k.index.extend(c.indexed);
+            k.pending.extend(c.added);
+            for seq in c.decided {
+                k.pending.remove(&seq);
+            }
+            k.units.extend(c.units);
         }
+        if added {
+            self.pending_added.notify_one();
+        }
+        Ok(())
     }
-    Ok(forgotten)
+}
+
+/// The order at `seq`, with the core's verdict on it when there is one.
+fn read_order(
+    orders: &impl ReadableTable<u64, (&'static str, &'static [u8])>,
+    verdicts: &impl ReadableTable<u64, (u8, Option<u64>, &'static str)>,
+    seq: u64,
+) -> Result<Option<Order>, OutboxError> {
+    let Some(mut o) = orders
+        .get(seq)
+        .map_err(store)?
+        .map(|v| decode(v.value().1))
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    if let Some(v) = verdicts.get(seq).map_err(store)? {
+        let (status, version, reason) = v.value();
+        o.status = status_of(status)?;
+        o.commit_version = version;
+        o.reject_reason = (!reason.is_empty()).then(|| reason.to_owned());
+    }
+    Ok(Some(o))
 }
 
 /// The outbox, shared by the API, the forwarder and the grant keeper.
 #[derive(Clone)]
 pub struct Outbox {
     db: Arc<Database>,
-    index: Index,
-    units: Units,
-    kept: u64,
-    queue: mpsc::Sender<Request>,
+    known: Shared,
+    queue: mpsc::Sender<Step>,
     /// Woken when orders are added to the pending list.
     pub pending_added: Arc<Notify>,
     /// Orders waiting in the queue (for /metrics).
@@ -242,7 +337,7 @@ pub struct Outbox {
 
 impl Outbox {
     /// Opens (or creates) the outbox at `path` and starts its writer thread, which takes at
-    /// most `queue` orders waiting.
+    /// most `queue` writes waiting.
     pub fn open(path: &Path, queue: usize) -> Result<Outbox, OutboxError> {
         Self::open_keeping(path, queue, KEPT)
     }
@@ -253,34 +348,35 @@ impl Outbox {
         }
         let db = Database::create(path).map_err(|e| store(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(store)?;
-        txn.open_table(ORDERS).map_err(store)?;
-        txn.open_table(PENDING).map_err(store)?;
-        txn.open_table(UNITS).map_err(store)?;
-        txn.open_table(GRANT_REQUESTS).map_err(store)?;
-        txn.open_table(RETURNS).map_err(store)?;
-        txn.open_table(META).map_err(store)?;
+        Tables::open(&txn)?;
         txn.commit().map_err(store)?;
-        let (mut index, mut units) = (HashMap::new(), HashMap::new());
+        let mut known = Known::default();
         {
             let txn = db.begin_read().map_err(store)?;
             let orders = txn.open_table(ORDERS).map_err(store)?;
+            let verdicts = txn.open_table(VERDICTS).map_err(store)?;
             for item in orders.iter().map_err(store)? {
                 let (k, v) = item.map_err(store)?;
-                let id = OrderId::new(v.value().0).map_err(store)?;
-                index.insert(id, k.value());
+                let (seq, (id, bytes)) = (k.value(), v.value());
+                known.index.insert(OrderId::new(id).map_err(store)?, seq);
+                if verdicts.get(seq).map_err(store)?.is_none()
+                    && decode(bytes)?.status == OrderStatus::Accepted
+                {
+                    known.pending.insert(seq);
+                }
             }
             let t = txn.open_table(UNITS).map_err(store)?;
             for item in t.iter().map_err(store)? {
                 let (k, v) = item.map_err(store)?;
-                units.insert(SkuId::new(k.value()).map_err(store)?, v.value());
+                known
+                    .units
+                    .insert(SkuId::new(k.value()).map_err(store)?, v.value());
             }
         }
         let (tx, rx) = mpsc::channel(queue);
         let outbox = Outbox {
             db: Arc::new(db),
-            index: Arc::new(Mutex::new(index)),
-            units: Arc::new(Mutex::new(units)),
-            kept,
+            known: Arc::new(Mutex::new(known)),
             queue: tx,
             pending_added: Arc::new(Notify::new()),
             queued: Arc::new(AtomicU64::new(0)),
@@ -288,11 +384,9 @@ impl Outbox {
         // The writer holds no sender: once every handle is dropped it ends, and closes the file.
         let writer = Writer {
             db: Arc::clone(&outbox.db),
-            index: Arc::clone(&outbox.index),
-            units: Arc::clone(&outbox.units),
+            known: Arc::clone(&outbox.known),
             kept,
             pending_added: Arc::clone(&outbox.pending_added),
-            queued: Arc::clone(&outbox.queued),
         };
         std::thread::Builder::new()
             .name("outbox-writer".into())
@@ -301,78 +395,114 @@ impl Outbox {
         Ok(outbox)
     }
 
-    /// Takes `order` in: durable, with its units taken from the grants, before this returns.
-    pub async fn accept(&self, order: Order) -> Result<Intake, OutboxError> {
+    /// `f` run in the writer's next commit; its result once that commit is durable.
+    fn step<T, F>(f: F) -> (Step, oneshot::Receiver<Result<T, OutboxError>>)
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&mut Tables<'t>, &mut Changes) -> Result<T, OutboxError> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .try_send(Request { order, reply })
-            .map_err(|_| OutboxError::Overloaded)?;
+        let step: Step = Box::new(move |t, c| match f(t, c) {
+            Ok(v) => Ok(Box::new(move |committed: Result<(), &OutboxError>| {
+                let _ = reply.send(committed.map(|()| v).map_err(Clone::clone));
+            })),
+            Err(e) => {
+                let _ = reply.send(Err(e.clone()));
+                Err(e)
+            }
+        });
+        (step, answer)
+    }
+
+    /// Runs `f` in the writer's next commit, waiting for room in the queue.
+    async fn write<T, F>(&self, f: F) -> Result<T, OutboxError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&mut Tables<'t>, &mut Changes) -> Result<T, OutboxError> + Send + 'static,
+    {
+        let (step, answer) = Self::step(f);
+        self.queue.send(step).await.map_err(writer_gone)?;
+        answer.await.map_err(writer_gone)?
+    }
+
+    /// Takes `order` in: durable, with its units taken from the grants, before this returns.
+    /// A full queue refuses it at once.
+    pub async fn accept(&self, order: Order) -> Result<Intake, OutboxError> {
+        let queued = Arc::clone(&self.queued);
+        let (step, answer) = Self::step(move |t, c| {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            take_in(t, c, order)
+        });
         self.queued.fetch_add(1, Ordering::Relaxed);
-        answer
-            .await
-            .map_err(|_| OutboxError::Store("the outbox writer stopped".into()))?
+        if self.queue.try_send(step).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(OutboxError::Overloaded);
+        }
+        answer.await.map_err(writer_gone)?
     }
 
     /// The order `id`, as this edge knows it.
     pub fn order(&self, id: &OrderId) -> Result<Option<Order>, OutboxError> {
-        let Some(seq) = lock(&self.index).get(id).copied() else {
+        let Some(seq) = lock(&self.known).index.get(id).copied() else {
             return Ok(None);
         };
         let txn = self.db.begin_read().map_err(store)?;
-        let t = txn.open_table(ORDERS).map_err(store)?;
-        t.get(seq)
-            .map_err(store)?
-            .map(|v| decode(v.value().1))
-            .transpose()
+        let orders = txn.open_table(ORDERS).map_err(store)?;
+        let verdicts = txn.open_table(VERDICTS).map_err(store)?;
+        read_order(&orders, &verdicts, seq)
     }
 
     /// Records an order decided elsewhere (a central order the core placed for this edge).
-    pub fn record(&self, order: &Order) -> Result<(), OutboxError> {
-        let txn = self.db.begin_write().map_err(store)?;
-        let seq = {
-            let mut t = txn.open_table(ORDERS).map_err(store)?;
-            let seq = match lock(&self.index).get(&order.order_id) {
-                Some(s) => *s,
-                None => last_seq(&t)? + 1,
+    pub async fn record(&self, order: Order) -> Result<(), OutboxError> {
+        self.write(move |t, c| {
+            let seq = match c.seq_of(&order.order_id) {
+                Some(s) => s,
+                None => {
+                    c.seq += 1;
+                    c.seq
+                }
             };
-            t.insert(seq, (order.order_id.as_str(), encode(order)?.as_slice()))
+            t.orders
+                .insert(seq, (order.order_id.as_str(), encode(&order)?.as_slice()))
                 .map_err(store)?;
-            seq
-        };
-        let forgotten = forget_oldest(&txn, self.kept)?;
-        txn.commit().map_err(store)?;
-        let mut index = lock(&self.index);
-        for id in forgotten {
-            index.remove(&id);
-        }
-        index.insert(order.order_id.clone(), seq);
-        Ok(())
+            let reason = order.reject_reason.as_deref().unwrap_or("");
+            t.verdicts
+                .insert(
+                    seq,
+                    (status_code(order.status), order.commit_version, reason),
+                )
+                .map_err(store)?;
+            c.decided.insert(seq);
+            c.indexed.insert(order.order_id, seq);
+            Ok(())
+        })
+        .await
     }
 
-    /// Up to `max` orders no core has acknowledged, oldest first.
+    /// Up to `max` orders no core has decided, oldest first.
     pub fn pending(&self, max: usize) -> Result<Vec<Order>, OutboxError> {
+        let seqs: Vec<u64> = lock(&self.known)
+            .pending
+            .iter()
+            .take(max)
+            .copied()
+            .collect();
         let txn = self.db.begin_read().map_err(store)?;
-        let pending = txn.open_table(PENDING).map_err(store)?;
         let orders = txn.open_table(ORDERS).map_err(store)?;
-        let mut out = Vec::new();
-        for item in pending.iter().map_err(store)?.take(max) {
-            let (seq, _) = item.map_err(store)?;
-            let o = orders.get(seq.value()).map_err(store)?.ok_or_else(|| {
-                OutboxError::Store(format!("pending order {} missing", seq.value()))
-            })?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let o = orders
+                .get(seq)
+                .map_err(store)?
+                .ok_or_else(|| OutboxError::Store(format!("pending order {seq} missing")))?;
             out.push(decode(o.value().1)?);
         }
         Ok(out)
     }
 
-    /// Orders no core has acknowledged.
+    /// Orders no core has decided.
     pub fn pending_count(&self) -> u64 {
-        let Ok(txn) = self.db.begin_read() else {
-            return 0;
-        };
-        txn.open_table(PENDING)
-            .and_then(|t| t.len().map_err(Into::into))
-            .unwrap_or(0)
+        lock(&self.known).pending.len() as u64
     }
 
     /// Orders waiting for the next commit.
@@ -381,69 +511,48 @@ impl Outbox {
     }
 
     /// Records what a core decided for orders it was sent: each leaves the pending list with
-    /// its status and version. A rejected order's units go back to the grants: the core did
-    /// not take them from this edge's grant.
-    pub fn settle(&self, results: &[OrderResult]) -> Result<(), OutboxError> {
-        let seqs: Vec<(u64, &OrderResult)> = {
-            let index = lock(&self.index);
-            results
-                .iter()
-                .filter_map(|r| index.get(&r.order_id).map(|s| (*s, r)))
-                .collect()
-        };
-        let txn = self.db.begin_write().map_err(store)?;
-        let mut changed: Vec<(SkuId, u64)> = Vec::new();
-        {
-            let mut orders = txn.open_table(ORDERS).map_err(store)?;
-            let mut pending = txn.open_table(PENDING).map_err(store)?;
-            let mut units = txn.open_table(UNITS).map_err(store)?;
-            for (seq, r) in seqs {
-                if pending.remove(seq).map_err(store)?.is_none() {
-                    continue;
-                }
-                let Some(mut o) = orders
-                    .get(seq)
-                    .map_err(store)?
-                    .map(|v| decode(v.value().1))
-                    .transpose()?
-                else {
+    /// its status and version, and a rejected order's units go back to the grants (the core
+    /// did not take them from this edge's grant).
+    pub async fn settle(&self, results: Vec<OrderResult>) -> Result<(), OutboxError> {
+        self.write(move |t, c| {
+            for r in results {
+                let Some(seq) = c.seq_of(&r.order_id) else {
                     continue;
                 };
-                o.status = r.status;
-                o.commit_version = Some(r.version);
-                o.reject_reason = r.reject_reason.clone();
-                if r.status == OrderStatus::Rejected {
-                    for (sku, qty) in o.units() {
-                        let have = units
-                            .get(sku.as_str())
-                            .map_err(store)?
-                            .map_or(0, |v| v.value());
-                        units
-                            .insert(sku.as_str(), have + u64::from(qty))
-                            .map_err(store)?;
-                        changed.push((sku.clone(), have + u64::from(qty)));
-                    }
+                if !c.is_pending(seq) {
+                    continue;
                 }
-                orders
-                    .insert(seq, (o.order_id.as_str(), encode(&o)?.as_slice()))
+                c.decided.insert(seq);
+                let reason = r.reject_reason.as_deref().unwrap_or("");
+                t.verdicts
+                    .insert(seq, (status_code(r.status), Some(r.version), reason))
                     .map_err(store)?;
+                if r.status != OrderStatus::Rejected {
+                    continue;
+                }
+                let Some(o) = read_order(&t.orders, &t.verdicts, seq)? else {
+                    continue;
+                };
+                for (sku, qty) in o.units() {
+                    let have = t.units_of(sku)?;
+                    t.set_units(c, sku, have + u64::from(qty))?;
+                }
             }
-        }
-        txn.commit().map_err(store)?;
-        set_units(&self.units, changed);
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// Units of `sku` this edge may still sell from its grants.
     pub fn units(&self, sku: &SkuId) -> u64 {
-        let u = self.units.lock().unwrap_or_else(|p| p.into_inner());
-        u.get(sku).copied().unwrap_or(0)
+        lock(&self.known).units.get(sku).copied().unwrap_or(0)
     }
 
     /// Every SKU with units held here, and how many.
     pub fn all_units(&self) -> Vec<(SkuId, u64)> {
-        let u = self.units.lock().unwrap_or_else(|p| p.into_inner());
-        u.iter()
+        lock(&self.known)
+            .units
+            .iter()
             .filter(|(_, n)| **n > 0)
             .map(|(s, n)| (s.clone(), *n))
             .collect()
@@ -452,19 +561,19 @@ impl Outbox {
     /// The key of the grant request for `sku` in flight, or a new one made durable first (so
     /// that a request whose answer was lost is sent again under the same key, and the core
     /// grants once).
-    pub fn grant_request_key(&self, sku: &SkuId) -> Result<String, OutboxError> {
-        let txn = self.db.begin_write().map_err(store)?;
-        let key = {
-            let mut reqs = txn.open_table(GRANT_REQUESTS).map_err(store)?;
-            if let Some(k) = reqs.get(sku.as_str()).map_err(store)? {
+    pub async fn grant_request_key(&self, sku: &SkuId) -> Result<String, OutboxError> {
+        let sku = sku.clone();
+        self.write(move |t, _| {
+            if let Some(k) = t.grant_requests.get(sku.as_str()).map_err(store)? {
                 return Ok(k.value().to_owned());
             }
-            let key = format!("grant-{}", next_number(&txn)?);
-            reqs.insert(sku.as_str(), key.as_str()).map_err(store)?;
-            key
-        };
-        txn.commit().map_err(store)?;
-        Ok(key)
+            let key = format!("grant-{}", t.next_number()?);
+            t.grant_requests
+                .insert(sku.as_str(), key.as_str())
+                .map_err(store)?;
+            Ok(key)
+        })
+        .await
     }
 
     /// Grant requests sent and not yet answered: (SKU, key).
@@ -483,44 +592,35 @@ impl Outbox {
 
     /// `units` of `sku` granted by the answer to the request in flight: added, and the request
     /// closed, together.
-    pub fn granted(&self, sku: &SkuId, units: u64) -> Result<(), OutboxError> {
-        let txn = self.db.begin_write().map_err(store)?;
-        let now = {
-            let mut t = txn.open_table(UNITS).map_err(store)?;
-            let have = t.get(sku.as_str()).map_err(store)?.map_or(0, |v| v.value());
-            t.insert(sku.as_str(), have.saturating_add(units))
-                .map_err(store)?;
-            let mut reqs = txn.open_table(GRANT_REQUESTS).map_err(store)?;
-            reqs.remove(sku.as_str()).map_err(store)?;
-            have.saturating_add(units)
-        };
-        txn.commit().map_err(store)?;
-        set_units(&self.units, vec![(sku.clone(), now)]);
-        Ok(())
+    pub async fn granted(&self, sku: &SkuId, units: u64) -> Result<(), OutboxError> {
+        let sku = sku.clone();
+        self.write(move |t, c| {
+            let have = t.units_of(&sku)?;
+            t.set_units(c, &sku, have.saturating_add(units))?;
+            t.grant_requests.remove(sku.as_str()).map_err(store)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Takes every unit of `sku` off this edge's books to give back, under a new key, durably
     /// before anything is sent: units are never sold here once the core may have them back.
     /// `None` when there are none.
-    pub fn begin_return(&self, sku: &SkuId) -> Result<Option<(String, u64)>, OutboxError> {
-        let txn = self.db.begin_write().map_err(store)?;
-        let out = {
-            let mut t = txn.open_table(UNITS).map_err(store)?;
-            let have = t.get(sku.as_str()).map_err(store)?.map_or(0, |v| v.value());
+    pub async fn begin_return(&self, sku: &SkuId) -> Result<Option<(String, u64)>, OutboxError> {
+        let sku = sku.clone();
+        self.write(move |t, c| {
+            let have = t.units_of(&sku)?;
             if have == 0 {
-                None
-            } else {
-                t.insert(sku.as_str(), 0).map_err(store)?;
-                let key = format!("return-{}", next_number(&txn)?);
-                let mut r = txn.open_table(RETURNS).map_err(store)?;
-                r.insert(key.as_str(), (sku.as_str(), have))
-                    .map_err(store)?;
-                Some((key, have))
+                return Ok(None);
             }
-        };
-        txn.commit().map_err(store)?;
-        set_units(&self.units, vec![(sku.clone(), 0)]);
-        Ok(out)
+            t.set_units(c, &sku, 0)?;
+            let key = format!("return-{}", t.next_number()?);
+            t.returns
+                .insert(key.as_str(), (sku.as_str(), have))
+                .map_err(store)?;
+            Ok(Some((key, have)))
+        })
+        .await
     }
 
     /// Returns taken off the books and not yet known returned: (key, SKU, units).
@@ -539,21 +639,41 @@ impl Outbox {
     }
 
     /// The core has the return `key`.
-    pub fn returned(&self, key: &str) -> Result<(), OutboxError> {
-        let txn = self.db.begin_write().map_err(store)?;
-        {
-            let mut r = txn.open_table(RETURNS).map_err(store)?;
-            r.remove(key).map_err(store)?;
-        }
-        txn.commit().map_err(store)
+    pub async fn returned(&self, key: &str) -> Result<(), OutboxError> {
+        let key = key.to_owned();
+        self.write(move |t, _| {
+            t.returns.remove(key.as_str()).map_err(store)?;
+            Ok(())
+        })
+        .await
     }
 }
 
-fn next_number(txn: &redb::WriteTransaction) -> Result<u64, OutboxError> {
-    let mut meta = txn.open_table(META).map_err(store)?;
-    let n = meta.get("key").map_err(store)?.map_or(0, |v| v.value()) + 1;
-    meta.insert("key", n).map_err(store)?;
-    Ok(n)
+/// Intake of one order: the order as it was when its id was taken before, no grant, or
+/// written with its units taken.
+fn take_in(t: &mut Tables<'_>, c: &mut Changes, o: Order) -> Result<Intake, OutboxError> {
+    if let Some(at) = c.seq_of(&o.order_id) {
+        // Written earlier in this commit when the file does not have it yet: that order.
+        let prev = read_order(&t.orders, &t.verdicts, at)?;
+        return Ok(Intake::Existing(prev.unwrap_or(o)));
+    }
+    let mut held = Vec::with_capacity(o.lines.len());
+    for (sku, qty) in o.units() {
+        held.push((sku, t.units_of(sku)?, u64::from(qty)));
+    }
+    if held.iter().any(|(_, have, want)| have < want) {
+        return Ok(Intake::NoGrant);
+    }
+    for (sku, have, want) in held {
+        t.set_units(c, sku, have - want)?;
+    }
+    c.seq += 1;
+    t.orders
+        .insert(c.seq, (o.order_id.as_str(), encode(&o)?.as_slice()))
+        .map_err(store)?;
+    c.indexed.insert(o.order_id.clone(), c.seq);
+    c.added.push(c.seq);
+    Ok(Intake::Accepted(o))
 }
 
 fn encode(o: &Order) -> Result<Vec<u8>, OutboxError> {
@@ -604,13 +724,13 @@ mod tests {
             ob.accept(order("a", 1)).await,
             Ok(Intake::NoGrant)
         ));
-        let key = ob.grant_request_key(&sku).unwrap();
+        let key = ob.grant_request_key(&sku).await.unwrap();
         assert_eq!(
-            ob.grant_request_key(&sku).unwrap(),
+            ob.grant_request_key(&sku).await.unwrap(),
             key,
             "one request in flight"
         );
-        ob.granted(&sku, 3).unwrap();
+        ob.granted(&sku, 3).await.unwrap();
         assert!(ob.open_grant_requests().unwrap().is_empty());
         // Concurrent orders share commits; the grant holds three units, no more.
         let tries = (0..5).map(|i| {
@@ -639,7 +759,7 @@ mod tests {
             result(&accepted[1], OrderStatus::Rejected),
             result(&accepted[2], OrderStatus::Committed),
         ];
-        ob.settle(&verdicts).unwrap();
+        ob.settle(verdicts.clone()).await.unwrap();
         assert_eq!(ob.pending_count(), 0);
         assert_eq!(ob.units(&sku), 1);
         let kept: Vec<Order> = accepted
@@ -648,12 +768,12 @@ mod tests {
             .collect();
         assert_eq!(
             kept.len(),
-            3,
-            "forgotten only when the next order is written"
+            2,
+            "the oldest decided past the bound are forgotten"
         );
         // The next write keeps two orders: the newest, and the last accepted.
         let central = order("central", 1);
-        ob.record(&central).unwrap();
+        ob.record(central.clone()).await.unwrap();
         assert!(ob.order(&central.order_id).unwrap().is_some());
         let kept: Vec<Order> = accepted
             .iter()
@@ -666,18 +786,10 @@ mod tests {
         }
 
         // A return is off the books before it is sent, and stays open until answered.
-        let (rkey, units) = ob.begin_return(&sku).unwrap().unwrap();
+        let (rkey, units) = ob.begin_return(&sku).await.unwrap().unwrap();
         assert_eq!((units, ob.units(&sku)), (1, 0));
         drop(ob);
-        // The writer thread lets go of the file once the last handle is gone.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let ob = loop {
-            match Outbox::open(&path, 16) {
-                Ok(ob) => break ob,
-                Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        };
+        let ob = reopen(&path).await;
         assert_eq!(
             ob.open_returns().unwrap(),
             vec![(rkey.clone(), sku.clone(), 1)]
@@ -688,8 +800,34 @@ mod tests {
             ob.order(&kept[0].order_id).unwrap().map(|o| o.status),
             Some(kept[0].status)
         );
-        ob.returned(&rkey).unwrap();
+        ob.returned(&rkey).await.unwrap();
         assert!(ob.open_returns().unwrap().is_empty());
+
+        // What waits for a verdict is known again after a restart; a central order never does.
+        assert_eq!(ob.pending_count(), 0);
+        ob.granted(&sku, 1).await.unwrap();
+        let late = order("late", 1);
+        assert!(matches!(
+            ob.accept(late.clone()).await,
+            Ok(Intake::Accepted(_))
+        ));
+        drop(ob);
+        let ob = reopen(&path).await;
+        assert_eq!(ob.pending_count(), 1);
+        assert_eq!(ob.pending(10).unwrap(), vec![late]);
+    }
+
+    /// The outbox at `path` opened again; the writer thread lets go of the file once the last
+    /// handle is gone.
+    async fn reopen(path: &Path) -> Outbox {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Outbox::open(path, 16) {
+                Ok(ob) => return ob,
+                Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// Runs the futures concurrently and collects their outputs in order.

@@ -5,11 +5,11 @@
 //! Then product reads: a 2 KiB product from the edge's cache, against nginx serving the same
 //! bytes as a static file.
 //!
-//! Run: `scripts/bench-edge.sh` (it installs nginx from Debian first), or `cargo bench -p
-//! tradewind --bench edge` (reads without the nginx baseline when nginx is missing). The load
-//! generator runs on the same machine. The intake baseline is this benchmark's own binary
-//! started as a trivial server (`TRADEWIND_BENCH_TRIVIAL=1`): an axum handler that answers every
-//! POST with a fixed 201.
+//! The load generator is wrk on the same machine (`scripts/wrk/load.lua` gives each order its
+//! own Idempotency-Key, a UUIDv7 as the API recommends). Run: `scripts/bench-edge.sh`, which
+//! installs wrk and nginx from Debian first. The intake baseline is this benchmark's own binary started as a trivial server
+//! (`TRADEWIND_BENCH_TRIVIAL=1`): an axum handler that answers every POST with a fixed 201.
+//! `TRADEWIND_BENCH_HOLD=1` sets everything up, prints the addresses and waits (for profiling).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -19,8 +19,11 @@ use std::time::{Duration, Instant};
 use common::{CoreProcess, EdgeProcess, client, write_edge_config_with, write_group_of};
 use serde_json::{Value, json};
 
-/// Shoppers sending orders at once, each waiting for its answer before the next.
-const SHOPPERS: usize = 64;
+/// Shoppers at once, each sending its next request when the last is answered: intake is
+/// measured at each of these.
+const SHOPPERS: [usize; 2] = [64, 128];
+/// Shoppers of the product reads.
+const READERS: usize = 64;
 const SKUS: usize = 100;
 /// SKUs of the product read: its JSON is about 2 KiB.
 const READ_SKUS: usize = 12;
@@ -143,88 +146,63 @@ fn nginx(dir: &std::path::Path, body: &[u8]) -> Option<(std::process::Child, Str
 }
 
 /// What one run measured.
-struct Run {
-    per_s: f64,
+#[derive(serde::Deserialize)]
+struct Report {
+    requests: u64,
+    seconds: f64,
     p50_ms: f64,
     p99_ms: f64,
-    /// Answers that were not 201 accepted from a grant (central orders, refusals).
-    other: usize,
+    /// Non-2xx answers, timeouts and broken connections.
+    errors: u64,
 }
 
-/// What a shopper sends: an order (a new Idempotency-Key each time) or a read.
-#[derive(Clone, Copy)]
-enum Ask<'a> {
-    Order { tag: &'a str },
-    Read,
+impl Report {
+    fn per_s(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
 }
 
-/// `SHOPPERS` shoppers send `ask` to `url` for `for_`, each waiting for its answer before the
-/// next. An order counts as other unless accepted from a grant; a read unless 200.
-async fn load(url: &str, ask: Ask<'_>, for_: Duration) -> Run {
-    let bodies: Vec<axum::body::Bytes> = (0..SKUS)
-        .map(|i| {
-            json!({"customer_id": "bench", "currency": "USD", "lines": [{"sku": sku(i), "qty": 1}],
-                   "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"}})
-                .to_string()
-                .into()
-        })
-        .collect();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(SHOPPERS)
-        .build()
+/// wrk with `shoppers` connections on `url` for `for_`: orders when `orders` names the run (its
+/// keys are the run's own), else GETs of `url`.
+fn wrk(url: &str, orders: Option<u16>, shoppers: usize, for_: Duration) -> Report {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/wrk/load.lua");
+    let mut cmd = std::process::Command::new("wrk");
+    cmd.args(["-t2", "--timeout", "10s", "-s", script])
+        .arg(format!("-c{shoppers}"))
+        .arg(format!("-d{}s", for_.as_secs()))
+        .arg(url)
+        .env("TRADEWIND_WRK_SKUS", SKUS.to_string());
+    if let Some(run) = orders {
+        cmd.env("TRADEWIND_WRK_ORDERS", run.to_string());
+    }
+    let out = cmd
+        .output()
+        .expect("wrk is not installed: scripts/bench-edge.sh installs it");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("wrk-report "))
+        .unwrap_or_else(|| {
+            panic!(
+                "no report from wrk: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    serde_json::from_str(line).unwrap()
+}
+
+/// A run of orders at the edge: the report, and how many were not accepted from a grant (sent
+/// centrally, refused, or failed), from the edge's own counters.
+async fn intake(edge: &EdgeProcess, run: u16, shoppers: usize, for_: Duration) -> (Report, u64) {
+    const ACCEPTED: &str = "tradewind_edge_orders_accepted_total";
+    let before = edge.metric(ACCEPTED).await;
+    let url = edge.url("/v1/orders");
+    let report = tokio::task::spawn_blocking(move || wrk(&url, Some(run), shoppers, for_))
+        .await
         .unwrap();
-    let tag = match ask {
-        Ask::Order { tag } => Some(tag.to_owned()),
-        Ask::Read => None,
-    };
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..SHOPPERS)
-        .map(|s| {
-            let (http, url, bodies, tag) =
-                (http.clone(), url.to_owned(), bodies.clone(), tag.clone());
-            tokio::spawn(async move {
-                let (mut lat, mut other) = (Vec::new(), 0);
-                let mut n = 0usize;
-                while start.elapsed() < for_ {
-                    let t = Instant::now();
-                    let req = match &tag {
-                        Some(tag) => http
-                            .post(&url)
-                            .header("content-type", "application/json")
-                            .header("idempotency-key", format!("{tag}-{s}-{n}"))
-                            .body(bodies[(s * 7 + n) % SKUS].clone()),
-                        None => http.get(&url),
-                    };
-                    let res = req.send().await.unwrap();
-                    let status = res.status();
-                    let body = res.bytes().await.unwrap();
-                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                    let ok = match tag {
-                        Some(_) => status == 201 && body.windows(10).any(|w| w == b"\"accepted\""),
-                        None => status == 200,
-                    };
-                    other += usize::from(!ok);
-                    n += 1;
-                }
-                (lat, other)
-            })
-        })
-        .collect();
-    let (mut lat, mut other) = (Vec::new(), 0);
-    for t in tasks {
-        let (l, o) = t.await.unwrap();
-        lat.extend(l);
-        other += o;
-    }
-    let took = start.elapsed().as_secs_f64();
-    lat.sort_by(f64::total_cmp);
-    let pct = |q: f64| lat[((q * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1];
-    Run {
-        per_s: lat.len() as f64 / took,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        other,
-    }
+    let accepted = edge.metric(ACCEPTED).await - before;
+    let other = report.requests.saturating_sub(accepted);
+    (report, other)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -277,20 +255,35 @@ fn main() {
             |line| Some(line.split("http=").nth(1)?.trim().to_owned()),
         );
 
-        // Demand builds the edge's grants; then the runs, alternating edge and baseline.
-        let orders = edge.url("/v1/orders");
-        // Until almost every order is taken from a grant (the first of each SKU go central).
-        for w in 0.. {
-            let r = load(&orders, Ask::Order { tag: &format!("warmup{w}") }, WARMUP).await;
-            if r.other * 100 <= r.per_s as usize || w == 10 {
+        // Demand builds the edge's grants: the load goes on until almost every order is taken
+        // from a grant (the first of each SKU go central).
+        for w in 0..10 {
+            let (r, other) = intake(&edge, w, SHOPPERS[1], WARMUP).await;
+            if other * 100 <= r.requests {
                 break;
             }
         }
-        let (mut e, mut t) = (Vec::new(), Vec::new());
-        for r in 0..RUNS {
-            e.push(load(&orders, Ask::Order { tag: &format!("run{r}") }, RUN).await);
-            t.push(load(&format!("{}/v1/orders", trivial.1), Ask::Order { tag: "trivial" }, RUN).await);
-            eprintln!("run {} done", r + 1);
+        if std::env::var_os("TRADEWIND_BENCH_HOLD").is_some() {
+            println!("hold edge={} trivial={}", edge.url(""), trivial.1);
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        let trivial_orders = format!("{}/v1/orders", trivial.1);
+        let mut intake_rows = Vec::new();
+        for (i, shoppers) in SHOPPERS.into_iter().enumerate() {
+            let (mut e, mut t, mut others) = (Vec::new(), Vec::new(), 0);
+            for r in 0..RUNS {
+                let (report, other) = intake(&edge, 100 + 10 * i as u16 + r as u16, shoppers, RUN).await;
+                others += other;
+                e.push(report);
+                let url = trivial_orders.clone();
+                t.push(
+                    tokio::task::spawn_blocking(move || wrk(&url, Some(999), shoppers, RUN))
+                        .await
+                        .unwrap(),
+                );
+                eprintln!("{shoppers} shoppers: run {} done", r + 1);
+            }
+            intake_rows.push((shoppers, e, t, others));
         }
         // Product reads: the edge's cached rendering against nginx serving the same bytes.
         let read_url = edge.url("/v1/products/R-1?currency=USD");
@@ -306,9 +299,11 @@ fn main() {
         }
         let (mut er, mut nr) = (Vec::new(), Vec::new());
         for r in 0..RUNS {
-            er.push(load(&read_url, Ask::Read, RUN).await);
+            let url = read_url.clone();
+            er.push(tokio::task::spawn_blocking(move || wrk(&url, None, READERS, RUN)).await.unwrap());
             if let Some((_, url)) = &static_server {
-                nr.push(load(url, Ask::Read, RUN).await);
+                let url = url.clone();
+                nr.push(tokio::task::spawn_blocking(move || wrk(&url, None, READERS, RUN)).await.unwrap());
             }
             eprintln!("read run {} done", r + 1);
         }
@@ -319,39 +314,41 @@ fn main() {
             let _ = child.wait();
         }
 
-        let m = |v: &[Run], f: fn(&Run) -> f64| median(v.iter().map(f).collect());
-        println!("one edge, {SHOPPERS} shoppers at once, medians of {RUNS} runs of {RUN:?}:");
+        let m = |v: &[Report], f: fn(&Report) -> f64| median(v.iter().map(f).collect());
+        println!("one edge, medians of {RUNS} runs of {RUN:?}, load from wrk on the same machine:");
+        for (shoppers, e, t, others) in &intake_rows {
+            println!(
+                "  {shoppers} shoppers: durable order intake: {:>8.0} orders/s, p50 {:.2} ms, p99 {:.2} ms ({others} answers not accepted from a grant, {} errors)",
+                m(e, Report::per_s),
+                m(e, |r| r.p50_ms),
+                m(e, |r| r.p99_ms),
+                e.iter().map(|r| r.errors).sum::<u64>()
+            );
+            println!(
+                "    baseline, a trivial axum handler: {:>8.0} requests/s, p50 {:.2} ms, p99 {:.2} ms   ratio {:.2}",
+                m(t, Report::per_s),
+                m(t, |r| r.p50_ms),
+                m(t, |r| r.p99_ms),
+                m(e, Report::per_s) / m(t, Report::per_s)
+            );
+        }
         println!(
-            "  durable order intake: {:>8.0} orders/s, p50 {:.2} ms, p99 {:.2} ms ({} of all answers not accepted from a grant)",
-            m(&e, |r| r.per_s),
-            m(&e, |r| r.p50_ms),
-            m(&e, |r| r.p99_ms),
-            e.iter().map(|r| r.other).sum::<usize>()
-        );
-        println!(
-            "  baseline, a trivial axum handler: {:>8.0} requests/s, p50 {:.2} ms, p99 {:.2} ms   ratio {:.2}",
-            m(&t, |r| r.per_s),
-            m(&t, |r| r.p50_ms),
-            m(&t, |r| r.p99_ms),
-            m(&e, |r| r.per_s) / m(&t, |r| r.per_s)
-        );
-        println!(
-            "  a product read ({} bytes of JSON) from the edge's cache: {:>8.0} requests/s, p50 {:.2} ms, p99 {:.2} ms ({} not 200)",
+            "  {READERS} readers: a product read ({} bytes of JSON) from the edge's cache: {:>8.0} requests/s, p50 {:.2} ms, p99 {:.2} ms ({} errors)",
             body.len(),
-            m(&er, |r| r.per_s),
+            m(&er, Report::per_s),
             m(&er, |r| r.p50_ms),
             m(&er, |r| r.p99_ms),
-            er.iter().map(|r| r.other).sum::<usize>()
+            er.iter().map(|r| r.errors).sum::<u64>()
         );
         if nr.is_empty() {
             println!("    baseline: nginx not installed (scripts/bench-edge.sh installs it)");
         } else {
             println!(
                 "    baseline: nginx serving the same bytes as a static file: {:>8.0} requests/s, p50 {:.2} ms, p99 {:.2} ms   ratio {:.2}",
-                m(&nr, |r| r.per_s),
+                m(&nr, Report::per_s),
                 m(&nr, |r| r.p50_ms),
                 m(&nr, |r| r.p99_ms),
-                m(&er, |r| r.per_s) / m(&nr, |r| r.per_s)
+                m(&er, Report::per_s) / m(&nr, Report::per_s)
             );
         }
         drop(trivial);

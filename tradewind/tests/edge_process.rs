@@ -94,25 +94,9 @@ fn edge_in(
     )
 }
 
-/// The value of counter or gauge `name` in the edge's metrics.
-async fn metric(edge: &EdgeProcess, name: &str) -> u64 {
-    let text = client()
-        .get(edge.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Units the edge may sell from its grants.
 async fn grant_units(edge: &EdgeProcess) -> u64 {
-    metric(edge, "tradewind_edge_grant_units").await
+    edge.metric("tradewind_edge_grant_units").await
 }
 
 /// One region alone (a group of one, with its QUIC endpoint) seeded with `units` of S-1, and
@@ -714,7 +698,9 @@ async fn when_stock_runs_low_the_core_recalls_the_grants_and_the_last_units_sell
     })
     .await;
     // The edge gave units back before it had sold them all: the core recalled them.
-    let returned = metric(&edge, "tradewind_edge_grant_units_returned_total").await;
+    let returned = edge
+        .metric("tradewind_edge_grant_units_returned_total")
+        .await;
     assert!(returned > 0);
     // Now every order goes to the core, which sells the last units and then says no.
     let mut statuses = Vec::new();

@@ -301,6 +301,22 @@ impl EdgeProcess {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.http)
     }
+
+    /// The value of counter or gauge `name` in the edge's metrics (0 when absent).
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 /// Writes the config of edge `name` of `region` in `dir` (its outbox in `dir/data`), with a
