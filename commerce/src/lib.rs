@@ -19,6 +19,8 @@ pub mod market;
 pub mod money;
 pub mod order;
 pub mod pricing;
+#[cfg(feature = "openapi")]
+mod schema;
 pub mod state;
 
 pub use catalog::{Category, Product, Sku};

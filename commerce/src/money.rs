@@ -141,6 +141,7 @@ impl<'de> serde::Deserialize<'de> for Currency {
 
 /// An amount of one currency, in its minor units.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Money {
     pub amount_minor: i64,
     pub currency: Currency,

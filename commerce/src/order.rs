@@ -20,6 +20,7 @@ pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 128;
 /// Where an order ships to.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShipTo {
     pub country: Country,
     pub line1: String,
@@ -30,6 +31,7 @@ pub struct ShipTo {
 /// One line of an order request.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LineRequest {
     pub sku: SkuId,
     pub qty: u32,
@@ -38,6 +40,7 @@ pub struct LineRequest {
 /// An order as a shopper or buyer submits it.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderRequest {
     pub customer_id: CustomerId,
     /// The customer's group (member, wholesale, ...), for group prices and promotions.
@@ -98,6 +101,7 @@ impl ShipTo {
 
 /// A priced line.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderLine {
     pub sku: SkuId,
     pub qty: u32,
@@ -200,6 +204,7 @@ pub fn price_order<'a>(
 /// Where an order is in its life.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum OrderStatus {
     /// Accepted at an edge from its grant, durable there, not yet committed at a core.
     Accepted,
@@ -211,6 +216,7 @@ pub enum OrderStatus {
 
 /// Where an order was taken.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Origin {
     pub region: String,
     /// The edge that accepted it from its grant; `None` for an order allocated centrally.
@@ -219,6 +225,7 @@ pub struct Origin {
 
 /// An order as stored and replicated.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Order {
     pub order_id: OrderId,
     pub idempotency_key: Option<String>,

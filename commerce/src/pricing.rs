@@ -298,6 +298,7 @@ pub struct PriceContext<'a> {
 /// One step of how a unit price came about.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PriceStep {
     /// The winning list's base unit price.
     ListPrice { list: PriceListId, unit_minor: i64 },
@@ -312,6 +313,7 @@ pub enum PriceStep {
 
 /// The price of `qty` units of one SKU.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Quote {
     pub sku: SkuId,
     pub qty: u32,
@@ -324,6 +326,11 @@ pub struct Quote {
 /// What a quote asks for (the query of the APIs' quote routes).
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
 pub struct QuoteRequest {
     /// Units; 1 when absent.
     pub qty: Option<u32>,
@@ -335,6 +342,7 @@ pub struct QuoteRequest {
 
 /// An order-level discount that was applied.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderDiscount {
     pub promotion: PromotionId,
     pub off: Money,

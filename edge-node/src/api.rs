@@ -3,23 +3,29 @@
 //! grants, durably, before the answer; central orders (no grant left) sent to the core while
 //! the shopper waits. Reads carry the mirror's version, and say when the edge has heard from no
 //! core for longer than its bound. Every error is a problem document.
+//!
+//! Each route is declared once, with its OpenAPI description (`#[utoipa::path]`), and the
+//! router and the description served at `/openapi.json` are built from the same declarations.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::{Extension, Router};
+use commerce::catalog::Category;
 use commerce::command::{EdgeRequest, EdgeWrite, Outcome, Rejection};
-use commerce::order::{Order, OrderRequest, Origin, order_id_for, price_order};
-use commerce::pricing::{PriceContext, QuoteRequest};
-use commerce::{Country, Currency, CustomerGroup, EdgeId, OrderId, ProductId, SkuId};
-use http_api::{Body, Path, Problem, ProblemType, Query, idempotency_key};
-use serde_json::{Value, json};
+use commerce::order::{Order, OrderRequest, OrderStatus, Origin, order_id_for, price_order};
+use commerce::pricing::{PriceContext, Quote, QuoteRequest};
+use commerce::{Country, Currency, CustomerGroup, EdgeId, Money, OrderId, ProductId, SkuId};
+use http_api::{Body, Path, Problem, ProblemDocument, ProblemType, Query, idempotency_key};
 use tokio::sync::mpsc;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::cache::{ProductCache, Rendered, ViewKey};
 use crate::cores::Cores;
@@ -59,17 +65,53 @@ pub struct EdgeParts {
     pub accepting: Arc<AtomicBool>,
 }
 
+/// The description's frame; the paths and schemas come from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tradewind storefront API",
+        description = "What an edge serves shoppers: products, prices and availability from \
+            memory, and orders accepted from its escrow grants. Errors are RFC 9457 problem \
+            documents (application/problem+json) with a stable `type`."
+    ),
+    tags(
+        (name = "catalog", description = "Products, prices and availability, from the edge's mirror of its region."),
+        (name = "orders", description = "Orders, accepted here from this edge's grants or placed at the core."),
+        (name = "operations", description = "Health, status and metrics, for the geo-router and operators."),
+    )
+)]
+struct Storefront;
+
+/// The OpenAPI description as served.
+#[derive(Clone)]
+struct Described(axum::body::Bytes);
+
+/// The storefront's routes, and their OpenAPI description.
+fn routes() -> (Router<Edge>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(Storefront::openapi())
+        .routes(routes!(list_products))
+        .routes(routes!(get_product))
+        .routes(routes!(quote))
+        .routes(routes!(place_order))
+        .routes(routes!(get_order))
+        .routes(routes!(status))
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .split_for_parts()
+}
+
+/// The storefront's OpenAPI 3.1 description.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
 pub fn router(edge: Edge, limits: &crate::config::Limits) -> Router {
     let limiter = crate::ratelimit::RateLimiter::new(limits.client_rate_per_s, limits.client_burst);
-    let routes = Router::new()
-        .route("/v1/products", get(list_products))
-        .route("/v1/products/{id}", get(get_product))
-        .route("/v1/skus/{sku}/quote", get(quote))
-        .route("/v1/orders", axum::routing::post(place_order))
-        .route("/v1/orders/{id}", get(get_order))
-        .route("/v1/status", get(status))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    let (routes, doc) = routes();
+    let described = Described(doc.to_json().unwrap_or_default().into());
+    let routes = routes
+        .layer(Extension(described))
         .layer(DefaultBodyLimit::max(limits.body_max_bytes))
         .layer(axum::middleware::from_fn_with_state(
             limiter,
@@ -125,22 +167,65 @@ impl Edge {
 /// Products in a page, largest first.
 const PAGE_MAX: usize = 100;
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ProductQuery {
+    /// Products in the page: 1 to 100, 20 when absent.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
+    /// The `next_cursor` of the page before.
     cursor: Option<ProductId>,
+    /// Prices in this currency; none when absent.
     currency: Option<Currency>,
+    /// The shopper's customer group, for group prices.
     customer_group: Option<CustomerGroup>,
+    /// The destination, for market prices.
     country: Option<Country>,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ViewQuery {
+    /// Prices in this currency; none when absent.
     currency: Option<Currency>,
+    /// The shopper's customer group, for group prices.
     customer_group: Option<CustomerGroup>,
+    /// The destination, for market prices.
     country: Option<Country>,
+}
+
+/// A SKU as shoppers see it.
+#[derive(serde::Serialize, ToSchema)]
+struct SkuView {
+    sku: SkuId,
+    /// Variant attributes: `{"colour": "red", "size": "M"}`.
+    attributes: BTreeMap<String, String>,
+    min_order_qty: u32,
+    max_order_qty: u32,
+    /// The unit price of one unit in the asked currency; absent without a currency, null when
+    /// there is none for this shopper and destination.
+    price: Option<Money>,
+    /// Units this edge can sell: its grants and the region's central pool.
+    available: u64,
+}
+
+/// A product as shoppers see it.
+#[derive(serde::Serialize, ToSchema)]
+struct ProductView {
+    id: ProductId,
+    title: String,
+    category: Category,
+    skus: Vec<SkuView>,
+}
+
+/// A page of products, in id order.
+#[derive(serde::Serialize, ToSchema)]
+struct ProductPage {
+    items: Vec<ProductView>,
+    /// Where the next page starts; null on the last page.
+    next_cursor: Option<ProductId>,
 }
 
 /// A product as shoppers see it: each SKU with its unit price in the asked currency (when
@@ -152,9 +237,9 @@ fn product_view(
     currency: Option<Currency>,
     group: Option<&CustomerGroup>,
     country: Option<Country>,
-) -> Value {
+) -> ProductView {
     let now = now_ms();
-    let skus: Vec<Value> = p
+    let skus = p
         .skus
         .iter()
         .map(|s| {
@@ -172,19 +257,39 @@ fn product_view(
                     .map(|q| q.unit_price)
             });
             let pool = state.inventory(&s.sku).map_or(0, |i| i.available());
-            json!({
-                "sku": s.sku,
-                "attributes": s.attributes,
-                "min_order_qty": s.min_order_qty,
-                "max_order_qty": s.max_order_qty,
-                "price": price,
-                "available": pool + e.outbox.units(&s.sku),
-            })
+            SkuView {
+                sku: s.sku.clone(),
+                attributes: s.attributes.clone(),
+                min_order_qty: s.min_order_qty,
+                max_order_qty: s.max_order_qty,
+                price,
+                available: pool + e.outbox.units(&s.sku),
+            }
         })
         .collect();
-    json!({"id": p.id, "title": p.title, "category": p.category, "skus": skus})
+    ProductView {
+        id: p.id.clone(),
+        title: p.title.clone(),
+        category: p.category.clone(),
+        skus,
+    }
 }
 
+/// Lists products, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/products",
+    tag = "catalog",
+    params(ProductQuery),
+    responses(
+        (status = OK, description = "A page of products.", body = ProductPage, headers(
+            ("x-tradewind-version" = u64, description = "The region's version this was read at."),
+            ("x-tradewind-stale" = bool, description = "Present when the edge has heard from no core for longer than its bound."),
+        )),
+        (status = BAD_REQUEST, description = "A bad query.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = SERVICE_UNAVAILABLE, description = "No catalog yet.", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 async fn list_products(
     State(e): State<Edge>,
     Query(q): Query<ProductQuery>,
@@ -200,7 +305,7 @@ async fn list_products(
         let next = (page.len() == limit)
             .then(|| page.last().map(|p| p.id.clone()))
             .flatten();
-        let items: Vec<Value> = page
+        let items: Vec<ProductView> = page
             .into_iter()
             .map(|p| {
                 product_view(
@@ -215,11 +320,33 @@ async fn list_products(
             .collect();
         (items, next)
     };
-    let mut res = axum::Json(json!({"items": items, "next_cursor": next})).into_response();
+    let page = ProductPage {
+        items,
+        next_cursor: next,
+    };
+    let mut res = axum::Json(page).into_response();
     e.read_headers(res.headers_mut());
     Ok(res)
 }
 
+/// One product, with its SKUs' prices and availability.
+#[utoipa::path(
+    get,
+    path = "/v1/products/{id}",
+    tag = "catalog",
+    params(("id" = ProductId, Path, description = "The product."), ViewQuery,
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of a copy held: 304 while it is current.")),
+    responses(
+        (status = OK, description = "The product.", body = ProductView, headers(
+            ("etag" = String, description = "Names this rendering; send it back in If-None-Match."),
+            ("x-tradewind-version" = u64, description = "The region's version this was read at."),
+        )),
+        (status = NOT_MODIFIED, description = "The copy held is current."),
+        (status = NOT_FOUND, description = "No such product.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = BAD_REQUEST, description = "A bad id or query.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = SERVICE_UNAVAILABLE, description = "No catalog yet.", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 async fn get_product(
     State(e): State<Edge>,
     Path(id): Path<ProductId>,
@@ -275,6 +402,19 @@ async fn get_product(
     Ok(res)
 }
 
+/// The price of a quantity of one SKU, with how it came about.
+#[utoipa::path(
+    get,
+    path = "/v1/skus/{sku}/quote",
+    tag = "catalog",
+    params(("sku" = SkuId, Path, description = "The SKU."), QuoteRequest),
+    responses(
+        (status = OK, description = "The quote.", body = Quote),
+        (status = BAD_REQUEST, description = "A bad SKU or query.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = UNPROCESSABLE_ENTITY, description = "Unknown SKU, no price, not sold there, or a quantity out of range.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = SERVICE_UNAVAILABLE, description = "No catalog yet.", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 async fn quote(
     State(e): State<Edge>,
     Path(sku): Path<SkuId>,
@@ -291,19 +431,24 @@ async fn quote(
     Ok(res)
 }
 
-/// The answer to a placed order (DESIGN §3): what the shopper needs, not the whole record
-/// (`GET /v1/orders/{id}` has that).
+/// The answer to a placed order: what the shopper needs, not the whole record (`GET
+/// /v1/orders/{id}` has that).
+#[derive(serde::Serialize, ToSchema)]
+struct Placed<'a> {
+    order_id: &'a OrderId,
+    /// `accepted` here from a grant (durable at this edge, committed at a core soon after), or
+    /// `committed` when placed at the core.
+    status: OrderStatus,
+    total: &'a Money,
+    /// The price version the order was priced at.
+    price_version: u64,
+    /// The region's version it committed at, once it has.
+    commit_version: Option<u64>,
+    region: &'a str,
+    edge: &'a EdgeId,
+}
+
 fn placed_reply(e: &Edge, status: StatusCode, order: &Order, replayed: bool) -> Response {
-    #[derive(serde::Serialize)]
-    struct Placed<'a> {
-        order_id: &'a OrderId,
-        status: commerce::order::OrderStatus,
-        total: &'a commerce::Money,
-        price_version: u64,
-        commit_version: Option<u64>,
-        region: &'a str,
-        edge: &'a EdgeId,
-    }
     let placed = Placed {
         order_id: &order.order_id,
         status: order.status,
@@ -322,18 +467,12 @@ fn placed_reply(e: &Edge, status: StatusCode, order: &Order, replayed: bool) -> 
 }
 
 /// An order as the storefront shows it: the order, and where it was taken.
-fn order_reply(e: &Edge, status: StatusCode, order: &Order, replayed: bool) -> Response {
-    let mut v = serde_json::to_value(order).unwrap_or(Value::Null);
-    if let Some(m) = v.as_object_mut() {
-        m.insert("region".into(), json!(e.region));
-        m.insert("edge".into(), json!(e.edge));
-    }
-    let mut res = (status, axum::Json(v)).into_response();
-    if replayed {
-        res.headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    res
+#[derive(serde::Serialize, ToSchema)]
+struct OrderView<'a> {
+    #[serde(flatten)]
+    order: &'a Order,
+    region: &'a str,
+    edge: &'a EdgeId,
 }
 
 fn outbox_problem(err: OutboxError) -> Problem {
@@ -347,6 +486,31 @@ fn outbox_problem(err: OutboxError) -> Problem {
     }
 }
 
+/// Places an order.
+///
+/// Accepted here from this edge's grants, durably, before the answer; or, when no grant here
+/// holds its units, placed at the core while the shopper waits. The same Idempotency-Key from
+/// the same customer always names the same order.
+#[utoipa::path(
+    post,
+    path = "/v1/orders",
+    tag = "orders",
+    params(("Idempotency-Key" = String, Header,
+        description = "1 to 128 visible ASCII characters; a UUIDv7 or ULID is best. Required: a retry under the same key returns the first result.")),
+    request_body(content = OrderRequest, content_type = "application/json"),
+    responses(
+        (status = CREATED, description = "Placed.", body = Placed),
+        (status = OK, description = "Placed before under this key: the same order.", body = Placed, headers(
+            ("idempotent-replayed" = bool, description = "Always true."))),
+        (status = BAD_REQUEST, description = "Malformed JSON, or no Idempotency-Key.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = CONFLICT, description = "Out of stock.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = PAYLOAD_TOO_LARGE, description = "The body is too large.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = UNSUPPORTED_MEDIA_TYPE, description = "Not application/json.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = UNPROCESSABLE_ENTITY, description = "An invalid order (unknown fields or SKUs, quantities, currency or destination), or the key used for another order.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = TOO_MANY_REQUESTS, description = "Over this client's rate.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = SERVICE_UNAVAILABLE, description = "Overloaded, shutting down, no catalog yet, or no core reachable for a central order; retry after Retry-After.", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 async fn place_order(
     State(e): State<Edge>,
     headers: HeaderMap,
@@ -480,6 +644,17 @@ async fn central(e: &Edge, key: String, req: OrderRequest) -> Result<Response, P
     }
 }
 
+/// An order taken or placed at this edge, as it is now.
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}",
+    tag = "orders",
+    params(("id" = OrderId, Path, description = "The order.")),
+    responses(
+        (status = OK, description = "The order, and where it was taken.", body = OrderView),
+        (status = NOT_FOUND, description = "No such order at this edge.", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 async fn get_order(State(e): State<Edge>, Path(id): Path<OrderId>) -> Result<Response, Problem> {
     let ob = e.outbox.clone();
     let found = tokio::task::spawn_blocking(move || ob.order(&id))
@@ -487,7 +662,14 @@ async fn get_order(State(e): State<Edge>, Path(id): Path<OrderId>) -> Result<Res
         .map_err(|err| Problem::new(ProblemType::Internal, err.to_string()))?
         .map_err(outbox_problem)?;
     match found {
-        Some(o) => Ok(order_reply(&e, StatusCode::OK, &o, false)),
+        Some(o) => {
+            let view = OrderView {
+                order: &o,
+                region: &e.region,
+                edge: &e.edge,
+            };
+            Ok(axum::Json(view).into_response())
+        }
         None => Err(Problem::new(
             ProblemType::NotFound,
             "no such order at this edge",
@@ -495,39 +677,113 @@ async fn get_order(State(e): State<Edge>, Path(id): Path<OrderId>) -> Result<Res
     }
 }
 
-fn status_json(e: &Edge) -> Value {
-    json!({
-        "region": e.region,
-        "edge": e.edge,
-        "applied_version": e.catalog.version(),
-        "version_lag": e.catalog.lag(),
-        "core_connected": !e.stale(),
-        "staleness_ms": e.staleness_ms(),
-        "stale_after_ms": e.stale_after.as_millis() as u64,
-        "outbox_pending": e.outbox.pending_count(),
-        "accepting": e.accepting.load(Ordering::Acquire),
-    })
+/// Where this edge stands.
+#[derive(serde::Serialize, ToSchema)]
+struct EdgeStatus {
+    region: String,
+    edge: EdgeId,
+    /// The region's version this edge's mirror has applied.
+    applied_version: u64,
+    /// Versions the region has that this edge has not applied yet.
+    version_lag: u64,
+    /// Whether a core was heard from within `stale_after_ms`.
+    core_connected: bool,
+    /// Milliseconds since a core was last heard from; null if none ever was.
+    staleness_ms: Option<u64>,
+    stale_after_ms: u64,
+    /// Orders accepted here that no core has decided yet.
+    outbox_pending: u64,
+    /// False while shutting down.
+    accepting: bool,
 }
 
-async fn status(State(e): State<Edge>) -> axum::Json<Value> {
-    axum::Json(status_json(&e))
+/// `/healthz`: the status, and the verdict.
+#[derive(serde::Serialize, ToSchema)]
+struct Health {
+    /// `ok`, or `degraded` (stale, no catalog, or shutting down).
+    status: &'static str,
+    #[serde(flatten)]
+    edge: EdgeStatus,
 }
 
-/// 200 while this edge can sell with a current catalog; 503 (with the same document) when it
-/// has heard from no core for longer than its bound, has no catalog yet, or is shutting down:
-/// the geo-router sends shoppers elsewhere.
+fn edge_status(e: &Edge) -> EdgeStatus {
+    EdgeStatus {
+        region: e.region.clone(),
+        edge: e.edge.clone(),
+        applied_version: e.catalog.version(),
+        version_lag: e.catalog.lag(),
+        core_connected: !e.stale(),
+        staleness_ms: e.staleness_ms(),
+        stale_after_ms: e.stale_after.as_millis() as u64,
+        outbox_pending: e.outbox.pending_count(),
+        accepting: e.accepting.load(Ordering::Acquire),
+    }
+}
+
+/// Where this edge stands: its region's version, staleness, and the outbox.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "operations",
+    responses((status = OK, description = "This edge's status.", body = EdgeStatus))
+)]
+async fn status(State(e): State<Edge>) -> axum::Json<EdgeStatus> {
+    axum::Json(edge_status(&e))
+}
+
+/// Whether this edge can take shoppers.
+///
+/// 200 while it can sell with a current catalog; 503 (with the same document) when it has
+/// heard from no core for longer than its bound, has no catalog yet, or is shutting down: the
+/// geo-router sends shoppers elsewhere.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = OK, description = "Serving with a current catalog.", body = Health),
+        (status = SERVICE_UNAVAILABLE, description = "Stale, no catalog yet, or shutting down.", body = Health),
+    )
+)]
 async fn healthz(State(e): State<Edge>) -> Response {
     let ok = !e.stale() && e.catalog.version() > 0 && e.accepting.load(Ordering::Acquire);
-    let mut v = status_json(&e);
-    v["status"] = json!(if ok { "ok" } else { "degraded" });
+    let health = Health {
+        status: if ok { "ok" } else { "degraded" },
+        edge: edge_status(&e),
+    };
     let code = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, axum::Json(v)).into_response()
+    (code, axum::Json(health)).into_response()
 }
 
+/// This description.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = OK, description = "The storefront API's OpenAPI 3.1 description.", content_type = "application/json"))
+)]
+async fn openapi_json(Extension(d): Extension<Described>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        d.0,
+    )
+        .into_response()
+}
+
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = OK, description = "Counters, gauges and histograms in the Prometheus text format.", content_type = "text/plain"))
+)]
 async fn metrics(State(e): State<Edge>) -> Response {
     let units: u64 = e.outbox.all_units().iter().map(|(_, n)| n).sum();
     let text = e.metrics.render(&crate::metrics::Gauges {

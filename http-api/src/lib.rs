@@ -9,4 +9,4 @@ pub mod limits;
 pub mod problem;
 
 pub use extract::{Body, Path, Query, idempotency_key};
-pub use problem::{Problem, ProblemType};
+pub use problem::{Problem, ProblemDocument, ProblemType};

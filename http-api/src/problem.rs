@@ -155,6 +155,21 @@ impl ProblemType {
     }
 }
 
+/// An RFC 9457 problem document as it is sent (`application/problem+json`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ProblemDocument {
+    /// `https://tradewind.dev/problems/<slug>`: the stable part clients match on.
+    #[serde(rename = "type")]
+    #[schema(format = "uri")]
+    pub type_: String,
+    /// A short summary of the kind of problem.
+    pub title: &'static str,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+}
+
 /// A problem document ready to send.
 #[derive(Debug)]
 pub struct Problem {
@@ -185,12 +200,12 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let (slug, status, title) = self.kind.info();
-        let body = serde_json::json!({
-            "type": format!("{TYPE_BASE}{slug}"),
-            "title": title,
-            "status": status.as_u16(),
-            "detail": self.detail,
-        });
+        let body = ProblemDocument {
+            type_: format!("{TYPE_BASE}{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: self.detail,
+        };
         let mut res = (status, Json(body)).into_response();
         let h = res.headers_mut();
         h.insert(

@@ -716,3 +716,135 @@ async fn when_stock_runs_low_the_core_recalls_the_grants_and_the_last_units_sell
     let (_, inv) = get_json(&core.url("/admin/v1/inventory/S-1")).await;
     assert_eq!(inv["available"], 0, "{inv}");
 }
+
+/// The properties an object of schema `schema` may have, and those it must, following `$ref`s
+/// into `spec`'s components and `allOf` (what a flattened struct becomes).
+fn schema_properties(spec: &Value, schema: &Value) -> (Vec<String>, Vec<String>) {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/schemas/");
+        return schema_properties(spec, &spec["components"]["schemas"][name]);
+    }
+    let (mut may, mut must) = (Vec::new(), Vec::new());
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        let (m, r) = schema_properties(spec, part);
+        may.extend(m);
+        must.extend(r);
+    }
+    may.extend(
+        schema["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.clone()),
+    );
+    must.extend(
+        schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned)),
+    );
+    (may, must)
+}
+
+/// The OpenAPI description at /openapi.json is in step with the routes: every operation it
+/// names, called with sample values, is served (never the router's "no such route" or "method
+/// not allowed"), answers with a status the description lists for it, and a JSON answer has
+/// exactly the properties its schema names. Nothing else is routed: the router and the
+/// description are built from the same declarations (`edge_node::api::routes`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_description_is_in_step_with_the_routes() {
+    let s = solo(1_000, "").await;
+    let (status, spec) = get_json(&s.edge.url("/openapi.json")).await;
+    assert_eq!(status, 200);
+    assert_eq!(spec["openapi"], "3.1.0", "{spec}");
+    let (status, placed) = place(&s.edge, "openapi-order").await;
+    assert_eq!(status, 201, "{placed}");
+    let order_id = placed["order_id"].as_str().unwrap().to_owned();
+
+    let mut served = Vec::new();
+    for (template, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = if template.starts_with("/v1/orders") {
+                order_id.as_str()
+            } else {
+                "P-1"
+            };
+            let path = template.replace("{id}", id).replace("{sku}", "S-1");
+            assert!(
+                !path.contains('{'),
+                "no sample for a parameter of {template}"
+            );
+            let mut req =
+                client().request(method.to_uppercase().parse().unwrap(), s.edge.url(&path));
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                match (p["in"].as_str().unwrap(), p["required"] == true) {
+                    ("query", true) => {
+                        assert_eq!(name, "currency", "no sample for query parameter {name}");
+                        req = req.query(&[(name, "USD")]);
+                    }
+                    ("header", true) => {
+                        assert_eq!(name, "Idempotency-Key", "no sample for header {name}");
+                        req = req.header(name, format!("openapi-{method}-{template}"));
+                    }
+                    _ => {}
+                }
+            }
+            if op["requestBody"].is_object() {
+                req = req.json(&order("S-1"));
+            }
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            let json = res
+                .headers()
+                .get("content-type")
+                .is_some_and(|v| v.to_str().unwrap_or("").contains("json"));
+            let body: Value = if json {
+                res.json().await.unwrap()
+            } else {
+                Value::Null
+            };
+            let what = format!("{} {template}: {status} {body}", method.to_uppercase());
+            assert!(
+                status != 405 && !(status == 404 && body["detail"] == "no such route"),
+                "documented but not routed: {what}"
+            );
+            let documented = &op["responses"][status.to_string()];
+            assert!(
+                documented.is_object(),
+                "answered with an undocumented status: {what}"
+            );
+            let schema = &documented["content"]["application/json"]["schema"];
+            if schema.is_object() && path != "/openapi.json" {
+                let (may, must) = schema_properties(&spec, schema);
+                let got: Vec<&String> = body.as_object().unwrap().keys().collect();
+                for k in &got {
+                    assert!(may.contains(k), "property {k} not in the schema: {what}");
+                }
+                for k in &must {
+                    assert!(
+                        body.get(k).is_some(),
+                        "required property {k} missing: {what}"
+                    );
+                }
+            }
+            served.push(format!("{} {template}", method.to_uppercase()));
+        }
+    }
+    served.sort();
+    assert_eq!(
+        served,
+        [
+            "GET /healthz",
+            "GET /metrics",
+            "GET /openapi.json",
+            "GET /v1/orders/{id}",
+            "GET /v1/products",
+            "GET /v1/products/{id}",
+            "GET /v1/skus/{sku}/quote",
+            "GET /v1/status",
+            "POST /v1/orders",
+        ]
+    );
+}
