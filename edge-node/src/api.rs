@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Router};
 use commerce::catalog::Category;
 use commerce::command::{EdgeRequest, EdgeWrite, Outcome, Rejection};
 use commerce::order::{Order, OrderRequest, OrderStatus, Origin, order_id_for, price_order};
@@ -82,10 +82,6 @@ pub struct EdgeParts {
 )]
 struct Storefront;
 
-/// The OpenAPI description as served.
-#[derive(Clone)]
-struct Described(axum::body::Bytes);
-
 /// The storefront's routes, and their OpenAPI description.
 fn routes() -> (Router<Edge>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(Storefront::openapi())
@@ -108,10 +104,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn router(edge: Edge, limits: &crate::config::Limits) -> Router {
     let limiter = crate::ratelimit::RateLimiter::new(limits.client_rate_per_s, limits.client_burst);
-    let (routes, doc) = routes();
-    let described = Described(doc.to_json().unwrap_or_default().into());
-    let routes = routes
-        .layer(Extension(described))
+    let routes = routes()
+        .0
         .layer(DefaultBodyLimit::max(limits.body_max_bytes))
         .layer(axum::middleware::from_fn_with_state(
             limiter,
@@ -766,13 +760,15 @@ async fn healthz(State(e): State<Edge>) -> Response {
     tag = "operations",
     responses((status = OK, description = "The storefront API's OpenAPI 3.1 description.", content_type = "application/json"))
 )]
-async fn openapi_json(Extension(d): Extension<Described>) -> Response {
+async fn openapi_json() -> Response {
+    static DESCRIBED: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
+    let body = DESCRIBED.get_or_init(|| openapi().to_json().unwrap_or_default().into());
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        d.0,
+        body.clone(),
     )
         .into_response()
 }
