@@ -1,6 +1,11 @@
 //! Start-up and shutdown of an edge: its mesh identity, the feed it follows, the outbox, the
 //! forwarder and grant keeper, and the storefront API. On shutdown it stops taking orders (reads
 //! go on), sends what its outbox holds, gives its grants back, then stops.
+//!
+//! The storefront is served as nginx serves: one thread per core, each with a runtime of its own
+//! accepting from the same listening socket, so that a connection lives on one thread, with no
+//! work stealing and no cross-thread wake-ups between its requests. The feed, the forwarder and
+//! the grant keeper run on the caller's runtime.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +15,6 @@ use std::time::Duration;
 use replication::feed::Core;
 use replication::tls::NodeTls;
 use replication::transport::Transport;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::api::{Edge, EdgeParts, router};
@@ -25,6 +29,8 @@ use crate::outbox::Outbox;
 /// A feed that says nothing for this long is given up for the next core (heartbeats come
 /// every 500 ms by default).
 const FEED_SILENCE: Duration = Duration::from_secs(2);
+/// Threads serving the storefront, at most (one per core up to this).
+const HTTP_THREADS_MAX: usize = 8;
 /// On shutdown: how long the outbox may take to reach a core, and the grants to go back.
 const DRAIN: Duration = Duration::from_secs(5);
 const RETURN: Duration = Duration::from_secs(5);
@@ -119,13 +125,41 @@ pub async fn serve(
         central_timeout: Duration::from_millis(config.limits.central_timeout_ms),
         accepting: Arc::clone(&accepting),
     }));
-    let app = router(edge, &config.limits).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let app = router(edge, &config.limits);
+    let listener = std::net::TcpListener::bind(config.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(fail(&format!("listen on {}", config.listen)))?;
     let http = listener.local_addr().map_err(fail("listen"))?;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(HTTP_THREADS_MAX);
+    let (serving_tx, serving) = watch::channel(true);
+    let mut servers = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let listener = listener.try_clone().map_err(fail("listen"))?;
+        let (app, mut serving) = (app.clone(), serving.clone());
+        let server = std::thread::Builder::new()
+            .name(format!("http-{i}"))
+            .spawn(move || -> std::io::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = serving.wait_for(|on| !on).await;
+                        })
+                        .await
+                })
+            })
+            .map_err(fail("start the storefront's threads"))?;
+        servers.push(server);
+    }
+    drop(listener);
     on_ready(Started { http });
-    tracing::info!(edge = %config.name, %http, "storefront API listening");
+    tracing::info!(edge = %config.name, %http, threads, "storefront API listening");
 
     let wind_down = {
         let (outbox, link, metrics) = (outbox.clone(), link.clone(), Arc::clone(&metrics));
@@ -148,10 +182,20 @@ pub async fn serve(
             grants::return_all(&outbox, &link, &metrics, RETURN).await;
         }
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(wind_down)
-        .await
-        .map_err(fail("storefront API"))?;
+    wind_down.await;
+    let _ = serving_tx.send(false);
+    let ended = tokio::task::spawn_blocking(move || {
+        servers
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("panicked")))
+            })
+            .collect::<Result<Vec<()>, _>>()
+    })
+    .await
+    .map_err(fail("storefront API"))?;
+    ended.map_err(fail("storefront API"))?;
     let _ = stop_tx.send(true);
     let _ = forwarding.await;
     keeping.abort();
