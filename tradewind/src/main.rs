@@ -3,6 +3,9 @@
 #![forbid(unsafe_code)]
 
 mod catalog;
+mod demo;
+mod mesh;
+mod status;
 
 use std::path::PathBuf;
 
@@ -28,6 +31,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a whole mesh on this machine: regions on 127.0.N.1, each with its core and edges,
+    /// the sample catalog loaded; Ctrl-C stops it, and the next start finds the data again.
+    Demo(demo::DemoArgs),
+    /// The mesh at a glance: leader, versions and lag, each edge's health, outbox and grants.
+    Status {
+        /// The mesh.json a running demo wrote.
+        #[arg(long, default_value = ".tradewind/demo/mesh.json")]
+        mesh: PathBuf,
+    },
     /// Run one core region (store, state machine, admin API).
     Core {
         /// The core's TOML config (see examples/core.toml).
@@ -140,6 +152,7 @@ fn main() -> std::process::ExitCode {
     let _ = nix::sys::prctl::set_thp_disable(true);
     let cli = Cli::parse();
     init_logging(cli.log_json);
+    exit_with_parent();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -150,8 +163,23 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// A part started by `tradewind demo` reads its standard input, a pipe from the demo, until it
+/// closes: then the demo is gone, however it went, and the part shuts itself down as on SIGTERM.
+fn exit_with_parent() {
+    if std::env::var_os("TRADEWIND_EXIT_WITH_PARENT").is_none() {
+        return;
+    }
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGTERM);
+    });
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo(args) => runtime()?.block_on(demo::run(args, shutdown_signal())),
+        Command::Status { mesh } => runtime()?.block_on(status::run(&mesh)),
         Command::Core {
             config,
             check_config,

@@ -131,7 +131,7 @@ pub struct Proc {
 impl Proc {
     /// Starts the binary with `args` and extra environment, and waits until a line of its
     /// stdout gives `ready` something.
-    fn spawn<T: Send + 'static>(
+    pub fn spawn<T: Send + 'static>(
         args: &[&std::ffi::OsStr],
         env: &[(&str, &str)],
         ready: impl Fn(&str) -> Option<T> + Send + 'static,

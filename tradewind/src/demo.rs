@@ -1,0 +1,583 @@
+//! `tradewind demo`: a whole mesh on loopback, as child processes of this one (DESIGN §3).
+//!
+//! Region N (from 1) listens on 127.0.N.1 with the same port layout as every other region:
+//! `base + 101` the core's admin API, `base + 102` its QUIC endpoint (Raft, forwarded writes,
+//! the feed edges follow), `base + 111 + k` its k-th edge. The state directory keeps the
+//! certificates, the admin token, each part's config and data, and the logs, so that a restart
+//! finds the mesh as it was; `--fresh` starts it over. The sample catalog is loaded once.
+//!
+//! Children are started with a pipe as their standard input and `TRADEWIND_EXIT_WITH_PARENT`:
+//! when this process dies, however it dies, the pipe closes and each child shuts itself down.
+//! Ctrl-C or SIGTERM stops the edges (they send their outboxes and give their grants back),
+//! then the cores.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::sync::mpsc;
+
+use crate::mesh::{Mesh, MeshCore, MeshEdge, MeshRegion};
+
+/// Region names, in order; the demo runs the first `--regions` of them.
+pub const REGION_NAMES: [&str; 5] = [
+    "cn-shanghai",
+    "ap-singapore",
+    "us-east",
+    "eu-west",
+    "sa-east",
+];
+/// Edges one region may have in the demo (their ports sit between the core's and the next
+/// component's).
+pub const EDGES_PER_REGION_MAX: usize = 9;
+/// How long a part may take to print its ready line (a core opens its store and log).
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+/// How long the group may take to elect a leader, and an edge to receive its catalog.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(60);
+/// How long the parts may take to stop after SIGTERM (an edge drains its outbox and returns its
+/// grants, 10 s at most) before they are killed.
+const STOP_DEADLINE: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Wan {
+    /// Regions reach each other directly.
+    None,
+}
+
+impl Wan {
+    fn name(self) -> &'static str {
+        match self {
+            Wan::None => "none",
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Core regions (one Raft voter each): 1 to 5.
+    #[arg(long, default_value_t = 3)]
+    regions: usize,
+    /// Edges in each region: 1 to 9.
+    #[arg(long, default_value_t = 1)]
+    edges_per_region: usize,
+    /// The port layout starts here (admin API at +101, QUIC at +102, edges from +111).
+    #[arg(long, default_value_t = 7000)]
+    base_port: u16,
+    /// Certificates, token, configs, data and logs of the mesh; kept between runs.
+    #[arg(long, default_value = ".tradewind/demo")]
+    state_dir: PathBuf,
+    /// How inter-region links are made.
+    #[arg(long, value_enum, default_value_t = Wan::None)]
+    wan: Wan,
+    /// Wipe the state directory first.
+    #[arg(long)]
+    fresh: bool,
+    /// Products in the sample catalog loaded at the first start.
+    #[arg(long, default_value_t = 1_000)]
+    sample_products: usize,
+}
+
+/// Where each part of one region listens.
+struct RegionLayout {
+    name: &'static str,
+    admin: SocketAddr,
+    quic: SocketAddr,
+    edges: Vec<(String, SocketAddr)>,
+}
+
+fn layout(args: &DemoArgs) -> anyhow::Result<Vec<RegionLayout>> {
+    if !(1..=REGION_NAMES.len()).contains(&args.regions) {
+        bail!("--regions must be 1 to {}", REGION_NAMES.len());
+    }
+    if !(1..=EDGES_PER_REGION_MAX).contains(&args.edges_per_region) {
+        bail!("--edges-per-region must be 1 to {EDGES_PER_REGION_MAX}");
+    }
+    let port = |offset: usize| -> anyhow::Result<u16> {
+        u16::try_from(usize::from(args.base_port) + offset)
+            .ok()
+            .filter(|p| *p >= 1024)
+            .with_context(|| format!("--base-port {} puts ports out of range", args.base_port))
+    };
+    (0..args.regions)
+        .map(|i| {
+            let ip = Ipv4Addr::new(127, 0, i as u8 + 1, 1);
+            let at = |p: u16| SocketAddr::new(ip.into(), p);
+            Ok(RegionLayout {
+                name: REGION_NAMES[i],
+                admin: at(port(101)?),
+                quic: at(port(102)?),
+                edges: (0..args.edges_per_region)
+                    .map(|k| Ok((format!("{}-{}", REGION_NAMES[i], k + 1), at(port(111 + k)?))))
+                    .collect::<anyhow::Result<_>>()?,
+            })
+        })
+        .collect()
+}
+
+/// Every port of the layout is free, or a clear error names the one that is not.
+fn check_ports(regions: &[RegionLayout]) -> anyhow::Result<()> {
+    for r in regions {
+        let in_use = |what: String, addr: SocketAddr| {
+            move |e: std::io::Error| {
+                anyhow::anyhow!(
+                    "{addr} ({what}) is in use or cannot be bound: {e}; stop what holds it or pick another --base-port"
+                )
+            }
+        };
+        std::net::TcpListener::bind(r.admin)
+            .map_err(in_use(format!("admin API of {}", r.name), r.admin))?;
+        std::net::UdpSocket::bind(r.quic).map_err(in_use(format!("QUIC of {}", r.name), r.quic))?;
+        for (name, addr) in &r.edges {
+            std::net::TcpListener::bind(addr).map_err(in_use(format!("edge {name}"), *addr))?;
+        }
+    }
+    Ok(())
+}
+
+/// The layout a state directory was made with: a restart must keep it (the group's membership,
+/// with its addresses, is in the Raft log).
+fn layout_record(args: &DemoArgs) -> String {
+    format!(
+        "regions={} edges_per_region={} base_port={}\n",
+        args.regions, args.edges_per_region, args.base_port
+    )
+}
+
+/// The state directory ready for this layout: certificates, the admin token (made once and
+/// kept), and the record of the layout. Returns the token.
+fn prepare(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<String> {
+    let dir = &args.state_dir;
+    if args.fresh && dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("wiping {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir.join("logs"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let record = dir.join("layout");
+    let want = layout_record(args);
+    match std::fs::read_to_string(&record) {
+        Ok(had) if had != want => bail!(
+            "{} holds a mesh made with {}; start it the same way, or add --fresh to start over",
+            dir.display(),
+            had.trim()
+        ),
+        Ok(_) => {}
+        Err(_) => std::fs::write(&record, &want)?,
+    }
+    let certs = dir.join("certs");
+    if !certs.join("ca.pem").exists() {
+        let nodes: Vec<String> = regions
+            .iter()
+            .flat_map(|r| {
+                std::iter::once(r.name.to_owned()).chain(r.edges.iter().map(|(n, _)| n.clone()))
+            })
+            .collect();
+        replication::certs::init(&certs, &nodes).context("making the mesh's certificates")?;
+    }
+    let token_file = dir.join("admin-token");
+    let token = match std::fs::read_to_string(&token_file) {
+        Ok(t) => t.trim().to_owned(),
+        Err(_) => {
+            let (token, _) = core_region::api::auth::new_token();
+            write_private(&token_file, &token)?;
+            token
+        }
+    };
+    Ok(token)
+}
+
+/// Writes a file only its owner may read.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn core_toml(regions: &[RegionLayout], me: usize, digest: &str) -> String {
+    let r = &regions[me];
+    let members: String = regions
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            format!(
+                "[[raft.members]]\nid = {}\nname = \"{}\"\nraft_addr = \"{}\"\nadmin_url = \"http://{}\"\n\n",
+                i + 1,
+                m.name,
+                m.quic,
+                m.admin
+            )
+        })
+        .collect();
+    format!(
+        "# Written by `tradewind demo`; rewritten at every start.\nregion = \"{name}\"\n\n[store]\nbackend = \"redb\"\npath = \"core.redb\"\n\n[admin]\nlisten = \"{admin}\"\ntoken_sha256 = [\"{digest}\"]\n\n[raft]\nnode_id = {id}\nlisten = \"{quic}\"\ncerts_dir = \"../certs\"\n\n{members}",
+        name = r.name,
+        admin = r.admin,
+        quic = r.quic,
+        id = me + 1,
+    )
+}
+
+/// An edge follows its own region's core first, then the others in order.
+fn edge_toml(regions: &[RegionLayout], region: usize, name: &str, listen: SocketAddr) -> String {
+    let cores: String = std::iter::once(&regions[region])
+        .chain(
+            regions
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != region)
+                .map(|(_, r)| r),
+        )
+        .map(|r| {
+            format!(
+                "[[cores]]\nname = \"{}\"\nquic = \"{}\"\n\n",
+                r.name, r.quic
+            )
+        })
+        .collect();
+    format!(
+        "# Written by `tradewind demo`; rewritten at every start.\nregion = \"{region}\"\nname = \"{name}\"\nlisten = \"{listen}\"\ncerts_dir = \"../certs\"\noutbox_path = \"outbox.redb\"\nstale_after_ms = 5000\n\n{cores}",
+        region = regions[region].name,
+    )
+}
+
+/// One part of the mesh, running.
+struct Part {
+    name: String,
+    process: Child,
+    /// Held open: when this process dies the pipe closes and the part stops itself.
+    _lifeline: Option<ChildStdin>,
+    log: PathBuf,
+}
+
+impl Part {
+    /// Starts `tradewind <args>` and waits for its ready line (the part of it after `key=`
+    /// for each of `keys`).
+    async fn start(
+        name: &str,
+        args: &[&str],
+        log: PathBuf,
+        prefix: &'static str,
+    ) -> anyhow::Result<(Part, String)> {
+        let exe = std::env::current_exe().context("finding this program")?;
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let mut process = Command::new(exe)
+            .args(args)
+            .env("TRADEWIND_EXIT_WITH_PARENT", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let lifeline = process.stdin.take();
+        let stdout = process.stdout.take().context("the child's output")?;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with(prefix) {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let part = Part {
+            name: name.to_owned(),
+            process,
+            _lifeline: lifeline,
+            log,
+        };
+        match tokio::time::timeout(READY_DEADLINE, rx.recv()).await {
+            Ok(Some(line)) => Ok((part, line)),
+            Ok(None) => bail!(
+                "{name} stopped before it was ready; see {}",
+                part.log.display()
+            ),
+            Err(_) => bail!(
+                "{name} was not ready within {READY_DEADLINE:?}; see {}",
+                part.log.display()
+            ),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.process.try_wait(), Ok(None))
+    }
+}
+
+/// The value of `key=` in a ready line.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// Stops every part: SIGTERM, edges first (they still need a core to send their outboxes to),
+/// then SIGKILL for what has not stopped by the deadline.
+async fn stop_all(parts: &mut [Part]) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    for p in parts.iter().rev() {
+        let _ = kill(Pid::from_raw(p.pid() as i32), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_DEADLINE;
+    loop {
+        let mut running = 0;
+        for p in parts.iter_mut() {
+            running += usize::from(p.running());
+        }
+        if running == 0 {
+            return;
+        }
+        if Instant::now() > deadline {
+            for p in parts.iter_mut() {
+                if p.running() {
+                    eprintln!("{} did not stop in time; killing it", p.name);
+                    let _ = p.process.kill();
+                    let _ = p.process.wait();
+                }
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs the demo until `shutdown` resolves (or a part stops by itself).
+pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let regions = layout(&args)?;
+    check_ports(&regions)?;
+    let token = prepare(&args, &regions)?;
+    let digest = core_region::api::auth::sha256_hex(&token);
+    let dir = std::fs::canonicalize(&args.state_dir)?;
+    // Parts are started in order and stopped in reverse: cores, then edges.
+    let mut parts: Vec<Part> = Vec::new();
+    let result = async {
+        let mut cores = Vec::new();
+        for (i, r) in regions.iter().enumerate() {
+            let home = dir.join(r.name);
+            std::fs::create_dir_all(&home)?;
+            let config = home.join("core.toml");
+            std::fs::write(&config, core_toml(&regions, i, &digest))?;
+            let config = config.to_string_lossy().into_owned();
+            let log = dir.join("logs").join(format!("{}.log", r.name));
+            let (part, line) = Part::start(
+                r.name,
+                &["core", "--config", &config],
+                log,
+                "tradewind core ready:",
+            )
+            .await?;
+            let admin_url = field(&line, "admin").unwrap_or_default().to_owned();
+            cores.push(MeshCore {
+                admin_url,
+                quic: r.quic.to_string(),
+                pid: part.pid(),
+            });
+            parts.push(part);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        let leader = wait_for_leader(&http, &cores).await?;
+        let marker = dir.join("catalog-loaded");
+        if !marker.exists() {
+            println!(
+                "loading the sample catalog ({} products) at {leader}...",
+                args.sample_products
+            );
+            crate::catalog::load_sample(
+                &cores[0].admin_url,
+                token.clone(),
+                args.sample_products,
+                crate::catalog::SAMPLE_SEED,
+            )
+            .await
+            .context("loading the sample catalog")?;
+            std::fs::write(&marker, format!("{} products\n", args.sample_products))?;
+        }
+        let mut mesh_regions = Vec::new();
+        for (i, (r, core)) in regions.iter().zip(cores).enumerate() {
+            let mut edges = Vec::new();
+            for (name, listen) in &r.edges {
+                let home = dir.join(name);
+                std::fs::create_dir_all(&home)?;
+                let config = home.join("edge.toml");
+                std::fs::write(&config, edge_toml(&regions, i, name, *listen))?;
+                let config = config.to_string_lossy().into_owned();
+                let log = dir.join("logs").join(format!("{name}.log"));
+                let (part, line) = Part::start(
+                    name,
+                    &["edge", "--config", &config],
+                    log,
+                    "tradewind edge ready:",
+                )
+                .await?;
+                edges.push(MeshEdge {
+                    name: name.clone(),
+                    url: field(&line, "http").unwrap_or_default().to_owned(),
+                    pid: part.pid(),
+                });
+                parts.push(part);
+            }
+            mesh_regions.push(MeshRegion {
+                name: r.name.to_owned(),
+                core,
+                edges,
+            });
+        }
+        for e in mesh_regions.iter().flat_map(|r| &r.edges) {
+            wait_until(&format!("edge {} to have its catalog", e.name), || async {
+                http.get(format!("{}/healthz", e.url))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            })
+            .await?;
+        }
+        let mesh = Mesh {
+            admin_token: token.clone(),
+            regions: mesh_regions,
+            wan: args.wan.name().to_owned(),
+            pid: std::process::id(),
+        };
+        let mesh_path = dir.join("mesh.json");
+        mesh.save(&mesh_path)?;
+        let sku = example_sku(&http, &mesh.regions[0].edges[0].url).await;
+        print_endpoints(&mesh, &mesh_path, &dir, &sku, started.elapsed());
+        // One line that scripts and tests wait for.
+        println!("tradewind demo ready: mesh={}", mesh_path.display());
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        stop_all(&mut parts).await;
+        return Err(e);
+    }
+    tokio::pin!(shutdown);
+    let outcome = loop {
+        tokio::select! {
+            _ = &mut shutdown => break Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        if let Some(p) = parts.iter_mut().find_map(|p| (!p.running()).then_some(p)) {
+            break Err(anyhow::anyhow!(
+                "{} stopped by itself; stopping the mesh (see {})",
+                p.name,
+                p.log.display()
+            ));
+        }
+    };
+    println!("stopping the mesh...");
+    stop_all(&mut parts).await;
+    let _ = std::fs::remove_file(dir.join("mesh.json"));
+    outcome
+}
+
+/// Polls `check` until it holds, for `SETTLE_DEADLINE` at most.
+async fn wait_until<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + SETTLE_DEADLINE;
+    while !check().await {
+        if Instant::now() > deadline {
+            bail!("waited {SETTLE_DEADLINE:?} for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// The region that leads, once one does.
+async fn wait_for_leader(http: &reqwest::Client, cores: &[MeshCore]) -> anyhow::Result<String> {
+    let deadline = Instant::now() + SETTLE_DEADLINE;
+    loop {
+        for c in cores {
+            let health: Option<serde_json::Value> =
+                match http.get(format!("{}/healthz", c.admin_url)).send().await {
+                    Ok(r) => r.json().await.ok(),
+                    Err(_) => None,
+                };
+            if let Some(l) = health.as_ref().and_then(|h| h["leader"].as_str()) {
+                return Ok(l.to_owned());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the regions elected no leader within {SETTLE_DEADLINE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A SKU of the catalog sold in USD, for the example order.
+async fn example_sku(http: &reqwest::Client, edge: &str) -> String {
+    let page: Option<serde_json::Value> = match http
+        .get(format!("{edge}/v1/products?limit=1&currency=USD"))
+        .send()
+        .await
+    {
+        Ok(r) => r.json().await.ok(),
+        Err(_) => None,
+    };
+    page.as_ref()
+        .and_then(|p| p["items"][0]["skus"][0]["sku"].as_str())
+        .unwrap_or("<a sku>")
+        .to_owned()
+}
+
+fn print_endpoints(mesh: &Mesh, mesh_path: &Path, dir: &Path, sku: &str, took: Duration) {
+    println!();
+    println!(
+        "Tradewind demo: {} regions, ready in {:.1} s",
+        mesh.regions.len(),
+        took.as_secs_f64()
+    );
+    for r in &mesh.regions {
+        println!("  {:<14} core admin {}", r.name, r.core.admin_url);
+        for e in &r.edges {
+            println!("  {:<14} edge {:<16} {}", "", e.name, e.url);
+        }
+    }
+    let edge = &mesh.regions[0].edges[0].url;
+    let admin = &mesh.regions[0].core.admin_url;
+    println!();
+    println!("  admin token    {}", mesh.admin_token);
+    println!("  mesh           {}", mesh_path.display());
+    println!("  logs           {}", dir.join("logs").display());
+    println!();
+    println!("Try:");
+    println!("  curl -s '{edge}/v1/products?limit=2&currency=USD'");
+    println!(
+        "  curl -s -X POST {edge}/v1/orders -H 'content-type: application/json' -H \"idempotency-key: $(cat /proc/sys/kernel/random/uuid)\" \\\n    -d '{{\"customer_id\": \"c-1\", \"currency\": \"USD\", \"lines\": [{{\"sku\": \"{sku}\", \"qty\": 1}}], \"ship_to\": {{\"country\": \"SG\", \"line1\": \"1 Raffles Place\", \"city\": \"Singapore\", \"postal_code\": \"048616\"}}}}'"
+    );
+    println!(
+        "  curl -s -H 'authorization: Bearer {}' {admin}/admin/v1/cluster",
+        mesh.admin_token
+    );
+    println!(
+        "  cargo run --release -- status --mesh {}",
+        mesh_path.display()
+    );
+    println!();
+    println!(
+        "Ctrl-C stops every part; the data stays in {} for the next start.",
+        dir.display()
+    );
+}

@@ -1,0 +1,54 @@
+//! `mesh.json` (DESIGN §3): what a running demo is made of, where each part listens and which
+//! process it is. `demo` writes it once every part is ready; `status` (and the drills) read it.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Mesh {
+    pub admin_token: String,
+    pub regions: Vec<MeshRegion>,
+    /// How inter-region links are made: `none` (direct) or `realistic` (through the fault proxy).
+    pub wan: String,
+    /// The demo's own process.
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MeshRegion {
+    pub name: String,
+    pub core: MeshCore,
+    pub edges: Vec<MeshEdge>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MeshCore {
+    pub admin_url: String,
+    pub quic: String,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MeshEdge {
+    pub name: String,
+    pub url: String,
+    pub pid: u32,
+}
+
+impl Mesh {
+    pub fn load(path: &Path) -> anyhow::Result<Mesh> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {} (is the demo running?)", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a mesh.json", path.display()))
+    }
+
+    /// Written whole or not at all: readers never see half a file.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    }
+}

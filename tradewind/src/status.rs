@@ -1,0 +1,110 @@
+//! `tradewind status --mesh FILE`: the mesh at a glance. The group as the cores see it (leader,
+//! term, each region's role, applied version and lag), and each edge's health, version, lag,
+//! outbox and grant units, read from the running parts themselves.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::mesh::Mesh;
+
+async fn get(http: &reqwest::Client, url: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let mut req = http.get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.ok()?;
+    let status = res.status().as_u16();
+    Some((status, res.text().await.ok()?))
+}
+
+/// The value of `name` in a Prometheus text page.
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+pub async fn run(mesh_path: &Path) -> anyhow::Result<()> {
+    let mesh = Mesh::load(mesh_path)?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    // The group, from the first core that answers.
+    let mut cluster: Option<Value> = None;
+    for r in &mesh.regions {
+        let url = format!("{}/admin/v1/cluster", r.core.admin_url);
+        if let Some((200, body)) = get(&http, &url, Some(&mesh.admin_token)).await {
+            cluster = serde_json::from_str(&body).ok();
+            break;
+        }
+    }
+    match &cluster {
+        Some(c) => println!(
+            "group: leader {}, term {}, version {}",
+            c["leader"].as_str().unwrap_or("none"),
+            c["term"],
+            c["version"]
+        ),
+        None => println!("group: no core answers"),
+    }
+    println!();
+    println!(
+        "{:<16} {:<9} {:>9} {:>8}  {:<7} {:>9} {:>5} {:>7} {:>7}",
+        "region / edge", "role", "applied", "lag", "health", "version", "lag", "outbox", "grants"
+    );
+    for r in &mesh.regions {
+        let member = cluster.as_ref().and_then(|c| {
+            c["members"]
+                .as_array()?
+                .iter()
+                .find(|m| m["region"] == r.name.as_str())
+                .cloned()
+        });
+        let (role, applied, lag) = match &member {
+            Some(m) => (
+                m["role"].as_str().unwrap_or("?").to_owned(),
+                m["applied_version"].to_string(),
+                format!("{} ms", m["lag_ms"]),
+            ),
+            None => ("down".to_owned(), "-".into(), "-".into()),
+        };
+        println!("{:<16} {:<9} {:>9} {:>8}", r.name, role, applied, lag);
+        let mut units_total = 0;
+        for e in &r.edges {
+            let health = get(&http, &format!("{}/healthz", e.url), None).await;
+            let (verdict, version, lag, pending) = match &health {
+                Some((code, body)) => {
+                    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+                    (
+                        if *code == 200 { "ok" } else { "degraded" },
+                        v["applied_version"].to_string(),
+                        v["version_lag"].to_string(),
+                        v["outbox_pending"].to_string(),
+                    )
+                }
+                None => ("down", "-".into(), "-".into(), "-".into()),
+            };
+            let units = match get(&http, &format!("{}/metrics", e.url), None).await {
+                Some((200, text)) => metric(&text, "tradewind_edge_grant_units"),
+                _ => None,
+            };
+            units_total += units.unwrap_or(0);
+            println!(
+                "  {:<14} {:<9} {:>9} {:>8}  {:<7} {:>9} {:>5} {:>7} {:>7}",
+                e.name,
+                "edge",
+                "",
+                "",
+                verdict,
+                version,
+                lag,
+                pending,
+                units.map_or_else(|| "-".to_owned(), |u| u.to_string())
+            );
+        }
+        println!("  {:<14} {:>69}", "grant units", units_total);
+    }
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! `tradewind demo` as a user runs it: three regions with an edge each on 127.0.N.1, the sample
+//! catalog, orders at every edge committing at the core, a price change reaching every edge,
+//! the parts stopping when the demo is killed, and a restart that finds the data again.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Proc, client, order};
+use serde_json::{Value, json};
+
+/// A base port whose demo ports are all free on the three regions' addresses.
+fn free_base_port() -> u16 {
+    let seed = std::process::id() as u16;
+    (0..200u16)
+        .map(|i| 20_000 + (seed.wrapping_add(i * 97) % 400) * 100)
+        .find(|base| {
+            (1..=3u8).all(|n| {
+                let ip = std::net::Ipv4Addr::new(127, 0, n, 1);
+                std::net::TcpListener::bind((ip, base + 101)).is_ok()
+                    && std::net::UdpSocket::bind((ip, base + 102)).is_ok()
+                    && std::net::TcpListener::bind((ip, base + 111)).is_ok()
+            })
+        })
+        .expect("a free base port")
+}
+
+fn start_demo(state: &Path, base: u16) -> (Proc, Value) {
+    let base = base.to_string();
+    let args = [
+        "demo",
+        "--regions",
+        "3",
+        "--edges-per-region",
+        "1",
+        "--base-port",
+        &base,
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--wan",
+        "none",
+        "--sample-products",
+        "100",
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    let (demo, mesh_path) = Proc::spawn(&args, &[], |line| {
+        Some(line.strip_prefix("tradewind demo ready: mesh=")?.to_owned())
+    });
+    let mesh: Value = serde_json::from_str(&std::fs::read_to_string(mesh_path).unwrap()).unwrap();
+    (demo, mesh)
+}
+
+fn pids(mesh: &Value) -> Vec<i32> {
+    mesh["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            std::iter::once(r["core"]["pid"].as_i64().unwrap() as i32).chain(
+                r["edges"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["pid"].as_i64().unwrap() as i32),
+            )
+        })
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    // Signal 0 checks for the process; a zombie is gone for our purposes.
+    let running = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    running
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
+}
+
+async fn until<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    while !check().await {
+        assert!(Instant::now() < end, "{what}: not within {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_mesh_takes_orders_everywhere_spreads_prices_and_stops_with_its_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("demo");
+    let base = free_base_port();
+    let (mut demo, mesh) = start_demo(&state, base);
+    let token = mesh["admin_token"].as_str().unwrap().to_owned();
+    let regions = mesh["regions"].as_array().unwrap().clone();
+    assert_eq!(regions.len(), 3);
+    for (i, r) in regions.iter().enumerate() {
+        let want = format!("http://127.0.{}.1:{}", i + 1, base + 111);
+        assert_eq!(r["edges"][0]["url"], want.as_str());
+    }
+    let edges: Vec<String> = regions
+        .iter()
+        .map(|r| r["edges"][0]["url"].as_str().unwrap().to_owned())
+        .collect();
+    let admin = |i: usize| regions[i]["core"]["admin_url"].as_str().unwrap().to_owned();
+
+    // A SKU of the sample catalog, as the first edge lists it.
+    let page: Value = client()
+        .get(format!("{}/v1/products?limit=1&currency=USD", edges[0]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sku = page["items"][0]["skus"][0]["sku"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // An order at every edge commits at the core.
+    let mut ids = Vec::new();
+    for (i, e) in edges.iter().enumerate() {
+        let mut body = order(&sku);
+        body["customer_id"] = json!(format!("demo-{i}"));
+        let res = client()
+            .post(format!("{e}/v1/orders"))
+            .header("idempotency-key", format!("demo-order-{i}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let placed: Value = res.json().await.unwrap();
+        assert_eq!(status, 201, "{e}: {placed}");
+        ids.push(placed["order_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        until("the order committed", Duration::from_secs(20), || async {
+            let res = client()
+                .get(format!("{}/admin/v1/orders/{id}", admin(1)))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            res.status() == 200 && res.json::<Value>().await.unwrap()["status"] == "committed"
+        })
+        .await;
+    }
+
+    // A price change, sent to any region, reaches every edge.
+    let res = client()
+        .post(format!("{}/admin/v1/prices", admin(2)))
+        .bearer_auth(&token)
+        .json(&json!({"changes": [{"sku": sku, "currency": "USD", "amount_minor": 123}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    for e in &edges {
+        until(
+            "the new price at every edge",
+            Duration::from_secs(10),
+            || async {
+                let q: Value = client()
+                    .get(format!("{e}/v1/skus/{sku}/quote?currency=USD"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                q["breakdown"][0]["list_price"]["unit_minor"] == 123
+            },
+        )
+        .await;
+    }
+
+    // Killed outright, the demo takes every part with it.
+    let parts = pids(&mesh);
+    demo.kill();
+    until(
+        "every part gone with the demo",
+        Duration::from_secs(30),
+        || async { parts.iter().all(|p| !alive(*p)) },
+    )
+    .await;
+
+    // Started again on the same state, the mesh has its orders; SIGTERM stops it cleanly.
+    let (mut demo, mesh) = start_demo(&state, base);
+    let admin0 = mesh["regions"][0]["core"]["admin_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for id in &ids {
+        until("the order still there", Duration::from_secs(20), || async {
+            let res = client()
+                .get(format!("{admin0}/admin/v1/orders/{id}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            res.status() == 200
+        })
+        .await;
+    }
+    let parts = pids(&mesh);
+    assert!(demo.terminate().success());
+    assert!(
+        parts.iter().all(|p| !alive(*p)),
+        "parts left after the demo stopped"
+    );
+}
