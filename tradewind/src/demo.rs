@@ -8,8 +8,9 @@
 //!
 //! Children are started with a pipe as their standard input and `TRADEWIND_EXIT_WITH_PARENT`:
 //! when this process dies, however it dies, the pipe closes and each child shuts itself down.
-//! Ctrl-C or SIGTERM stops the edges (they send their outboxes and give their grants back),
-//! then the cores.
+//! A part that dies (killed in a drill, say) stays down, and the demo says so; SIGUSR1 starts
+//! every stopped part again and rewrites `mesh.json` with their new pids. Ctrl-C or SIGTERM
+//! stops the edges (they send their outboxes and give their grants back), then the cores.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -253,18 +254,21 @@ fn edge_toml(regions: &[RegionLayout], region: usize, name: &str, listen: Socket
 /// One part of the mesh, running.
 struct Part {
     name: String,
+    args: Vec<String>,
+    prefix: &'static str,
     process: Child,
+    /// Whether its stopping was reported.
+    reported: bool,
     /// Held open: when this process dies the pipe closes and the part stops itself.
     _lifeline: Option<ChildStdin>,
     log: PathBuf,
 }
 
 impl Part {
-    /// Starts `tradewind <args>` and waits for its ready line (the part of it after `key=`
-    /// for each of `keys`).
+    /// Starts `tradewind <args>` and waits for its ready line, which starts with `prefix`.
     async fn start(
         name: &str,
-        args: &[&str],
+        args: Vec<String>,
         log: PathBuf,
         prefix: &'static str,
     ) -> anyhow::Result<(Part, String)> {
@@ -275,7 +279,7 @@ impl Part {
             .open(&log)
             .with_context(|| format!("opening {}", log.display()))?;
         let mut process = Command::new(exe)
-            .args(args)
+            .args(&args)
             .env("TRADEWIND_EXIT_WITH_PARENT", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -294,7 +298,10 @@ impl Part {
         });
         let part = Part {
             name: name.to_owned(),
+            args,
+            prefix,
             process,
+            reported: false,
             _lifeline: lifeline,
             log,
         };
@@ -317,6 +324,14 @@ impl Part {
 
     fn running(&mut self) -> bool {
         matches!(self.process.try_wait(), Ok(None))
+    }
+
+    /// The same part, started again.
+    async fn restart(&mut self) -> anyhow::Result<()> {
+        let (p, _) =
+            Part::start(&self.name, self.args.clone(), self.log.clone(), self.prefix).await?;
+        *self = p;
+        Ok(())
     }
 }
 
@@ -378,7 +393,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
             let log = dir.join("logs").join(format!("{}.log", r.name));
             let (part, line) = Part::start(
                 r.name,
-                &["core", "--config", &config],
+                strings(&["core", "--config", &config]),
                 log,
                 "tradewind core ready:",
             )
@@ -423,7 +438,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
                 let log = dir.join("logs").join(format!("{name}.log"));
                 let (part, line) = Part::start(
                     name,
-                    &["edge", "--config", &config],
+                    strings(&["edge", "--config", &config]),
                     log,
                     "tradewind edge ready:",
                 )
@@ -462,31 +477,86 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
         print_endpoints(&mesh, &mesh_path, &dir, &sku, started.elapsed());
         // One line that scripts and tests wait for.
         println!("tradewind demo ready: mesh={}", mesh_path.display());
-        anyhow::Ok(())
+        anyhow::Ok(mesh)
     }
     .await;
-    if let Err(e) = result {
-        stop_all(&mut parts).await;
-        return Err(e);
-    }
-    tokio::pin!(shutdown);
-    let outcome = loop {
-        tokio::select! {
-            _ = &mut shutdown => break Ok(()),
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-        }
-        if let Some(p) = parts.iter_mut().find_map(|p| (!p.running()).then_some(p)) {
-            break Err(anyhow::anyhow!(
-                "{} stopped by itself; stopping the mesh (see {})",
-                p.name,
-                p.log.display()
-            ));
+    let mut mesh = match result {
+        Ok(m) => m,
+        Err(e) => {
+            stop_all(&mut parts).await;
+            return Err(e);
         }
     };
+    let mesh_path = dir.join("mesh.json");
+    let outcome = supervise(&mut parts, &mut mesh, &mesh_path, shutdown).await;
     println!("stopping the mesh...");
     stop_all(&mut parts).await;
-    let _ = std::fs::remove_file(dir.join("mesh.json"));
+    let _ = std::fs::remove_file(&mesh_path);
     outcome
+}
+
+fn strings(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Until `shutdown`: reports a part that stops, and on SIGUSR1 starts every stopped part again.
+async fn supervise(
+    parts: &mut [Part],
+    mesh: &mut Mesh,
+    mesh_path: &Path,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut usr1 = signal(SignalKind::user_defined1()).context("watching SIGUSR1")?;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = usr1.recv() => {
+                for p in parts.iter_mut() {
+                    if p.running() {
+                        continue;
+                    }
+                    match p.restart().await {
+                        Ok(()) => {
+                            println!("{} started again (pid {})", p.name, p.pid());
+                            set_pid(mesh, &p.name, p.pid());
+                        }
+                        Err(e) => println!("{} did not start again: {e:#}", p.name),
+                    }
+                }
+                mesh.save(mesh_path)?;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        for p in parts.iter_mut() {
+            if !p.reported
+                && let Ok(Some(status)) = p.process.try_wait()
+            {
+                p.reported = true;
+                println!(
+                    "{} stopped ({status}); `kill -USR1 {}` starts every stopped part again (log: {})",
+                    p.name,
+                    std::process::id(),
+                    p.log.display()
+                );
+            }
+        }
+    }
+}
+
+/// Records the new pid of part `name` in `mesh`.
+fn set_pid(mesh: &mut Mesh, name: &str, pid: u32) {
+    for r in &mut mesh.regions {
+        if r.name == name {
+            r.core.pid = pid;
+        }
+        for e in &mut r.edges {
+            if e.name == name {
+                e.pid = pid;
+            }
+        }
+    }
 }
 
 /// Polls `check` until it holds, for `SETTLE_DEADLINE` at most.

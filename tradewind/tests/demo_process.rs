@@ -179,6 +179,62 @@ async fn a_demo_mesh_takes_orders_everywhere_spreads_prices_and_stops_with_its_p
         .await;
     }
 
+    // The leader's core killed: another region leads; SIGUSR1 to the demo starts it again.
+    let cluster: Value = client()
+        .get(format!("{}/admin/v1/cluster", admin(0)))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let leader = cluster["leader"].as_str().unwrap().to_owned();
+    let down = regions
+        .iter()
+        .position(|r| r["name"] == leader.as_str())
+        .unwrap();
+    let survivor = admin((down + 1) % 3);
+    let old_pid = regions[down]["core"]["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    until("another region leads", Duration::from_secs(20), || async {
+        let h: Option<Value> = match client().get(format!("{survivor}/healthz")).send().await {
+            Ok(r) => r.json().await.ok(),
+            Err(_) => None,
+        };
+        h.is_some_and(|h| h["leader"].is_string() && h["leader"] != leader.as_str())
+    })
+    .await;
+    demo.signal(nix::sys::signal::Signal::SIGUSR1).unwrap();
+    let mesh_path = state.join("mesh.json");
+    let mut mesh = mesh.clone();
+    until(
+        "the killed core started again",
+        Duration::from_secs(30),
+        || {
+            let text = std::fs::read_to_string(&mesh_path).unwrap_or_default();
+            if let Ok(m) = serde_json::from_str::<Value>(&text) {
+                mesh = m;
+            }
+            let pid = mesh["regions"][down]["core"]["pid"].as_i64().unwrap_or(0) as i32;
+            let url = admin(down);
+            async move {
+                pid != old_pid
+                    && alive(pid)
+                    && client()
+                        .get(format!("{url}/healthz"))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == 200)
+            }
+        },
+    )
+    .await;
+
     // Killed outright, the demo takes every part with it.
     let parts = pids(&mesh);
     demo.kill();

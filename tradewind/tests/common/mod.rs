@@ -173,7 +173,7 @@ impl Proc {
         }
     }
 
-    fn signal(&self, s: nix::sys::signal::Signal) -> nix::Result<()> {
+    pub fn signal(&self, s: nix::sys::signal::Signal) -> nix::Result<()> {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), s)
     }
 
