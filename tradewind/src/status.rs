@@ -40,20 +40,23 @@ pub async fn run(mesh_path: &Path) -> anyhow::Result<()> {
             break;
         }
     }
+    use std::fmt::Write as _;
+    let mut out = String::new();
     match &cluster {
-        Some(c) => println!(
+        Some(c) => writeln!(
+            out,
             "group: leader {}, term {}, version {}",
             c["leader"].as_str().unwrap_or("none"),
             c["term"],
             c["version"]
-        ),
-        None => println!("group: no core answers"),
+        )?,
+        None => writeln!(out, "group: no core answers")?,
     }
-    println!();
-    println!(
-        "{:<16} {:<9} {:>9} {:>8}  {:<7} {:>9} {:>5} {:>7} {:>7}",
-        "region / edge", "role", "applied", "lag", "health", "version", "lag", "outbox", "grants"
-    );
+    writeln!(
+        out,
+        "\n{:<16} {:<9} {:>8} {:>7}   {:<8} {:>8} {:>4} {:>6} {:>7}",
+        "region", "role", "applied", "lag", "health", "version", "lag", "outbox", "grants"
+    )?;
     for r in &mesh.regions {
         let member = cluster.as_ref().and_then(|c| {
             c["members"]
@@ -66,13 +69,12 @@ pub async fn run(mesh_path: &Path) -> anyhow::Result<()> {
             Some(m) => (
                 m["role"].as_str().unwrap_or("?").to_owned(),
                 m["applied_version"].to_string(),
-                format!("{} ms", m["lag_ms"]),
+                format!("{}ms", m["lag_ms"]),
             ),
             None => ("down".to_owned(), "-".into(), "-".into()),
         };
-        println!("{:<16} {:<9} {:>9} {:>8}", r.name, role, applied, lag);
-        let mut units_total = 0;
-        for e in &r.edges {
+        write!(out, "{:<16} {:<9} {:>8} {:>7}", r.name, role, applied, lag)?;
+        for (i, e) in r.edges.iter().enumerate() {
             let health = get(&http, &format!("{}/healthz", e.url), None).await;
             let (verdict, version, lag, pending) = match &health {
                 Some((code, body)) => {
@@ -87,24 +89,26 @@ pub async fn run(mesh_path: &Path) -> anyhow::Result<()> {
                 None => ("down", "-".into(), "-".into(), "-".into()),
             };
             let units = match get(&http, &format!("{}/metrics", e.url), None).await {
-                Some((200, text)) => metric(&text, "tradewind_edge_grant_units"),
-                _ => None,
+                Some((200, text)) => metric(&text, "tradewind_edge_grant_units")
+                    .map_or_else(|| "-".to_owned(), |u| u.to_string()),
+                _ => "-".to_owned(),
             };
-            units_total += units.unwrap_or(0);
-            println!(
-                "  {:<14} {:<9} {:>9} {:>8}  {:<7} {:>9} {:>5} {:>7} {:>7}",
-                e.name,
-                "edge",
-                "",
-                "",
-                verdict,
-                version,
-                lag,
-                pending,
-                units.map_or_else(|| "-".to_owned(), |u| u.to_string())
-            );
+            if i > 0 {
+                write!(out, "{:<44}", "")?;
+            }
+            writeln!(
+                out,
+                "   {:<8} {:>8} {:>4} {:>6} {:>7}   {} {}",
+                verdict, version, lag, pending, units, e.name, e.url
+            )?;
         }
-        println!("  {:<14} {:>69}", "grant units", units_total);
+        if r.edges.is_empty() {
+            writeln!(out)?;
+        }
     }
-    Ok(())
+    // A reader that stops early (`| head`) is no error.
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
