@@ -53,6 +53,10 @@ pub struct RaftConfig {
     pub members: Vec<MemberConfig>,
     #[serde(default)]
     pub timing: Timing,
+    /// Members reached at another address than the one they advertise: member name → address
+    /// (a WAN proxy in between, a NAT). Only this region uses these.
+    #[serde(default)]
+    pub routes: BTreeMap<String, SocketAddr>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -251,6 +255,15 @@ fn check_raft(region: &str, r: &RaftConfig) -> Result<(), String> {
         m.raft_addr
             .parse::<SocketAddr>()
             .map_err(|e| format!("raft.members: {}: raft_addr {:?}: {e}", m.name, m.raft_addr))?;
+    }
+    if let Some(name) = r
+        .routes
+        .keys()
+        .find(|n| !names.contains(n.as_str()) || *n == region)
+    {
+        return Err(format!(
+            "raft.routes: {name} is not another member of the group"
+        ));
     }
     match r.members.iter().find(|m| m.id == r.node_id) {
         Some(me) if me.name == region => Ok(()),

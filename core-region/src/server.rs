@@ -96,7 +96,9 @@ fn bind_transport(config: &CoreConfig) -> Result<Option<Arc<Transport>>, StartEr
     };
     let tls = NodeTls::load(&r.certs_dir, &config.region)
         .map_err(|e| StartError::Other(format!("raft certificates: {e}")))?;
-    let t = Transport::bind(r.listen, &tls).map_err(|e| StartError::Other(e.to_string()))?;
+    let t = Transport::bind(r.listen, &tls)
+        .map_err(|e| StartError::Other(e.to_string()))?
+        .with_routes(r.routes.clone().into_iter().collect());
     Ok(Some(Arc::new(t)))
 }
 

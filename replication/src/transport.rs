@@ -142,6 +142,9 @@ pub struct Transport {
     node: String,
     max_frame: usize,
     connections: Mutex<HashMap<(String, SocketAddr), quinn::Connection>>,
+    /// Peers reached somewhere else than at the address they are called at: through a WAN
+    /// proxy or a NAT.
+    routes: HashMap<String, SocketAddr>,
 }
 
 fn transport_config() -> Arc<quinn::TransportConfig> {
@@ -184,7 +187,15 @@ impl Transport {
             node: tls.node.clone(),
             max_frame: FRAME_MAX_BYTES,
             connections: Mutex::new(HashMap::new()),
+            routes: HashMap::new(),
         })
+    }
+
+    /// Reaches each named peer at its route instead of the address it is called at (the one a
+    /// group's membership advertises): a link through a WAN proxy or a NAT.
+    pub fn with_routes(mut self, routes: HashMap<String, SocketAddr>) -> Self {
+        self.routes = routes;
+        self
     }
 
     /// Sets the largest frame this endpoint reads (requests it serves, replies it receives).
@@ -206,6 +217,7 @@ impl Transport {
         peer: &str,
         addr: SocketAddr,
     ) -> Result<quinn::Connection, TransportError> {
+        let addr = self.routes.get(peer).copied().unwrap_or(addr);
         let key = (peer.to_owned(), addr);
         if let Some(c) = self.connections.lock().await.get(&key)
             && c.close_reason().is_none()
