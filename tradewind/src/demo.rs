@@ -2,7 +2,10 @@
 //!
 //! Region N (from 1) listens on 127.0.N.1 with the same port layout as every other region:
 //! `base + 101` the core's admin API, `base + 102` its QUIC endpoint (Raft, forwarded writes,
-//! the feed edges follow), `base + 111 + k` its k-th edge. The state directory keeps the
+//! the feed edges follow), `base + 111 + k` its k-th edge. With `--wan realistic` a fault proxy
+//! (its API on 127.0.0.1, `base + 50`) carries every link from region N to region M, listening
+//! on N's address at `base + 201 + M` with the round trip of the real regions; cores reach each
+//! other through it (`[raft.routes]`), and edges reach other regions' cores through it. The state directory keeps the
 //! certificates, the admin token, each part's config and data, and the logs, so that a restart
 //! finds the mesh as it was; `--fresh` starts it over. The sample catalog is loaded once.
 //!
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 
-use crate::mesh::{Mesh, MeshCore, MeshEdge, MeshRegion};
+use crate::mesh::{Mesh, MeshCore, MeshEdge, MeshLink, MeshProxy, MeshRegion};
 
 /// Region names, in order; the demo runs the first `--regions` of them.
 pub const REGION_NAMES: [&str; 5] = [
@@ -46,12 +49,16 @@ const STOP_DEADLINE: Duration = Duration::from_secs(20);
 pub enum Wan {
     /// Regions reach each other directly.
     None,
+    /// Every link between regions goes through the fault proxy, with the round trips of the
+    /// real regions (`rtt_ms`).
+    Realistic,
 }
 
 impl Wan {
     fn name(self) -> &'static str {
         match self {
             Wan::None => "none",
+            Wan::Realistic => "realistic",
         }
     }
 }
@@ -87,6 +94,30 @@ struct RegionLayout {
     admin: SocketAddr,
     quic: SocketAddr,
     edges: Vec<(String, SocketAddr)>,
+    /// With `--wan realistic`: where the link to each region (by index) listens, on this
+    /// region's address.
+    links: Vec<SocketAddr>,
+}
+
+/// The round trip between two of the demo's regions, as between the real ones (ms).
+pub fn rtt_ms(a: usize, b: usize) -> u64 {
+    // cn-shanghai, ap-singapore, us-east, eu-west, sa-east.
+    const RTT: [[u64; 5]; 5] = [
+        [0, 35, 200, 180, 300],
+        [35, 0, 220, 160, 330],
+        [200, 220, 0, 80, 120],
+        [180, 160, 80, 0, 190],
+        [300, 330, 120, 190, 0],
+    ];
+    RTT[a][b]
+}
+
+/// The fault proxy's API address.
+fn proxy_api(args: &DemoArgs) -> SocketAddr {
+    SocketAddr::new(
+        Ipv4Addr::LOCALHOST.into(),
+        args.base_port.saturating_add(50),
+    )
 }
 
 fn layout(args: &DemoArgs) -> anyhow::Result<Vec<RegionLayout>> {
@@ -113,14 +144,23 @@ fn layout(args: &DemoArgs) -> anyhow::Result<Vec<RegionLayout>> {
                 edges: (0..args.edges_per_region)
                     .map(|k| Ok((format!("{}-{}", REGION_NAMES[i], k + 1), at(port(111 + k)?))))
                     .collect::<anyhow::Result<_>>()?,
+                links: (0..args.regions)
+                    .map(|to| Ok(at(port(201 + to)?)))
+                    .collect::<anyhow::Result<_>>()?,
             })
         })
         .collect()
 }
 
 /// Every port of the layout is free, or a clear error names the one that is not.
-fn check_ports(regions: &[RegionLayout]) -> anyhow::Result<()> {
-    for r in regions {
+fn check_ports(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<()> {
+    if args.wan == Wan::Realistic {
+        let api = proxy_api(args);
+        std::net::TcpListener::bind(api).map_err(|e| {
+            anyhow::anyhow!("{api} (the fault proxy's API) is in use or cannot be bound: {e}; pick another --base-port")
+        })?;
+    }
+    for (i, r) in regions.iter().enumerate() {
         let in_use = |what: String, addr: SocketAddr| {
             move |e: std::io::Error| {
                 anyhow::anyhow!(
@@ -133,6 +173,12 @@ fn check_ports(regions: &[RegionLayout]) -> anyhow::Result<()> {
         std::net::UdpSocket::bind(r.quic).map_err(in_use(format!("QUIC of {}", r.name), r.quic))?;
         for (name, addr) in &r.edges {
             std::net::TcpListener::bind(addr).map_err(in_use(format!("edge {name}"), *addr))?;
+        }
+        if args.wan == Wan::Realistic {
+            for (to, addr) in r.links.iter().enumerate().filter(|(to, _)| *to != i) {
+                let what = format!("link {} -> {}", r.name, regions[to].name);
+                std::net::UdpSocket::bind(addr).map_err(in_use(what, *addr))?;
+            }
         }
     }
     Ok(())
@@ -204,8 +250,32 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn core_toml(regions: &[RegionLayout], me: usize, digest: &str) -> String {
+/// Where region `from` reaches region `to`'s core: directly, or through their link.
+fn reach(wan: Wan, regions: &[RegionLayout], from: usize, to: usize) -> SocketAddr {
+    match wan {
+        Wan::Realistic if from != to => regions[from].links[to],
+        _ => regions[to].quic,
+    }
+}
+
+fn core_toml(wan: Wan, regions: &[RegionLayout], me: usize, digest: &str) -> String {
     let r = &regions[me];
+    let routes: String = match wan {
+        Wan::None => String::new(),
+        Wan::Realistic => {
+            let lines: String = (0..regions.len())
+                .filter(|to| *to != me)
+                .map(|to| {
+                    format!(
+                        "\"{}\" = \"{}\"\n",
+                        regions[to].name,
+                        reach(wan, regions, me, to)
+                    )
+                })
+                .collect();
+            format!("[raft.routes]\n# Through the fault proxy's links.\n{lines}\n")
+        }
+    };
     let members: String = regions
         .iter()
         .enumerate()
@@ -220,7 +290,7 @@ fn core_toml(regions: &[RegionLayout], me: usize, digest: &str) -> String {
         })
         .collect();
     format!(
-        "# Written by `tradewind demo`; rewritten at every start.\nregion = \"{name}\"\n\n[store]\nbackend = \"redb\"\npath = \"core.redb\"\n\n[admin]\nlisten = \"{admin}\"\ntoken_sha256 = [\"{digest}\"]\n\n[raft]\nnode_id = {id}\nlisten = \"{quic}\"\ncerts_dir = \"../certs\"\n\n{members}",
+        "# Written by `tradewind demo`; rewritten at every start.\nregion = \"{name}\"\n\n[store]\nbackend = \"redb\"\npath = \"core.redb\"\n\n[admin]\nlisten = \"{admin}\"\ntoken_sha256 = [\"{digest}\"]\n\n[raft]\nnode_id = {id}\nlisten = \"{quic}\"\ncerts_dir = \"../certs\"\n\n{routes}{members}",
         name = r.name,
         admin = r.admin,
         quic = r.quic,
@@ -229,19 +299,20 @@ fn core_toml(regions: &[RegionLayout], me: usize, digest: &str) -> String {
 }
 
 /// An edge follows its own region's core first, then the others in order.
-fn edge_toml(regions: &[RegionLayout], region: usize, name: &str, listen: SocketAddr) -> String {
-    let cores: String = std::iter::once(&regions[region])
-        .chain(
-            regions
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != region)
-                .map(|(_, r)| r),
-        )
-        .map(|r| {
+fn edge_toml(
+    wan: Wan,
+    regions: &[RegionLayout],
+    region: usize,
+    name: &str,
+    listen: SocketAddr,
+) -> String {
+    let cores: String = std::iter::once(region)
+        .chain((0..regions.len()).filter(|i| *i != region))
+        .map(|to| {
             format!(
                 "[[cores]]\nname = \"{}\"\nquic = \"{}\"\n\n",
-                r.name, r.quic
+                regions[to].name,
+                reach(wan, regions, region, to)
             )
         })
         .collect();
@@ -376,19 +447,23 @@ async fn stop_all(parts: &mut [Part]) {
 pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let started = Instant::now();
     let regions = layout(&args)?;
-    check_ports(&regions)?;
+    check_ports(&args, &regions)?;
     let token = prepare(&args, &regions)?;
     let digest = core_region::api::auth::sha256_hex(&token);
     let dir = std::fs::canonicalize(&args.state_dir)?;
-    // Parts are started in order and stopped in reverse: cores, then edges.
+    // Parts are started in order and stopped in reverse: the proxy, cores, then edges.
     let mut parts: Vec<Part> = Vec::new();
     let result = async {
+        let proxy = match args.wan {
+            Wan::None => None,
+            Wan::Realistic => Some(start_proxy(&args, &regions, &dir, &mut parts).await?),
+        };
         let mut cores = Vec::new();
         for (i, r) in regions.iter().enumerate() {
             let home = dir.join(r.name);
             std::fs::create_dir_all(&home)?;
             let config = home.join("core.toml");
-            std::fs::write(&config, core_toml(&regions, i, &digest))?;
+            std::fs::write(&config, core_toml(args.wan, &regions, i, &digest))?;
             let config = config.to_string_lossy().into_owned();
             let log = dir.join("logs").join(format!("{}.log", r.name));
             let (part, line) = Part::start(
@@ -433,7 +508,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
                 let home = dir.join(name);
                 std::fs::create_dir_all(&home)?;
                 let config = home.join("edge.toml");
-                std::fs::write(&config, edge_toml(&regions, i, name, *listen))?;
+                std::fs::write(&config, edge_toml(args.wan, &regions, i, name, *listen))?;
                 let config = config.to_string_lossy().into_owned();
                 let log = dir.join("logs").join(format!("{name}.log"));
                 let (part, line) = Part::start(
@@ -469,6 +544,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
             admin_token: token.clone(),
             regions: mesh_regions,
             wan: args.wan.name().to_owned(),
+            proxy,
             pid: std::process::id(),
         };
         let mesh_path = dir.join("mesh.json");
@@ -545,8 +621,79 @@ async fn supervise(
     }
 }
 
+/// The fault proxy with a link from every region to every other, started as a part.
+async fn start_proxy(
+    args: &DemoArgs,
+    regions: &[RegionLayout],
+    dir: &Path,
+    parts: &mut Vec<Part>,
+) -> anyhow::Result<MeshProxy> {
+    use chaos_tests::proxy::{LinkSpec, Protocol, ProxyConfig, Shape};
+    let mut links = Vec::new();
+    let mut specs = Vec::new();
+    for (a, from) in regions.iter().enumerate() {
+        for (b, to) in regions.iter().enumerate().filter(|(b, _)| *b != a) {
+            let rtt = rtt_ms(a, b);
+            let name = format!("{}->{}", from.name, to.name);
+            specs.push(LinkSpec {
+                name: name.clone(),
+                protocol: Protocol::Udp,
+                listen: from.links[b],
+                target: to.quic,
+                // Each direction carries half the round trip.
+                shape: Shape {
+                    latency_ms: rtt / 2,
+                    jitter_ms: (rtt / 40).max(1),
+                    ..Shape::default()
+                },
+            });
+            links.push(MeshLink {
+                name,
+                from: from.name.to_owned(),
+                to: to.name.to_owned(),
+                listen: from.links[b].to_string(),
+                target: to.quic.to_string(),
+                rtt_ms: rtt,
+            });
+        }
+    }
+    let home = dir.join(PROXY);
+    std::fs::create_dir_all(&home)?;
+    let config = home.join("proxy.toml");
+    let text = toml::to_string(&ProxyConfig {
+        api: proxy_api(args),
+        links: specs,
+    })?;
+    std::fs::write(
+        &config,
+        format!("# Written by `tradewind demo`; rewritten at every start.\n{text}"),
+    )?;
+    let config = config.to_string_lossy().into_owned();
+    let log = dir.join("logs").join(format!("{PROXY}.log"));
+    let (part, line) = Part::start(
+        PROXY,
+        strings(&["fault-proxy", "--config", &config]),
+        log,
+        "tradewind fault-proxy ready:",
+    )
+    .await?;
+    let proxy = MeshProxy {
+        api: field(&line, "api").unwrap_or_default().to_owned(),
+        pid: part.pid(),
+        links,
+    };
+    parts.push(part);
+    Ok(proxy)
+}
+
+/// The fault proxy's name among the parts.
+const PROXY: &str = "fault-proxy";
+
 /// Records the new pid of part `name` in `mesh`.
 fn set_pid(mesh: &mut Mesh, name: &str, pid: u32) {
+    if let Some(p) = mesh.proxy.as_mut().filter(|_| name == PROXY) {
+        p.pid = pid;
+    }
     for r in &mut mesh.regions {
         if r.name == name {
             r.core.pid = pid;

@@ -65,6 +65,17 @@ enum Command {
         #[arg(long)]
         check_config: bool,
     },
+    /// The fault proxy: links between regions with latency, jitter, loss, bandwidth limits and
+    /// cuts, changed at runtime through its HTTP API (the demo's `--wan realistic` runs one).
+    FaultProxy {
+        /// Its TOML config: `api = "127.0.0.1:PORT"` and `[[links]]` (name, protocol, listen,
+        /// target, shape).
+        #[arg(long)]
+        config: PathBuf,
+        /// Check the config and exit.
+        #[arg(long)]
+        check_config: bool,
+    },
     /// Work with catalogs through a core's admin API.
     Catalog {
         #[command(subcommand)]
@@ -245,6 +256,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "tradewind edge ready: edge={name} region={region} http=http://{}",
                     s.http
                 );
+            }))?;
+            Ok(())
+        }
+        Command::FaultProxy {
+            config,
+            check_config,
+        } => {
+            let cfg = chaos_tests::proxy::ProxyConfig::load(&config).map_err(anyhow::Error::msg)?;
+            if check_config {
+                println!("{}: ok ({} links)", config.display(), cfg.links.len());
+                return Ok(());
+            }
+            runtime()?.block_on(chaos_tests::proxy::serve(cfg, shutdown_signal(), |s| {
+                // One line on stdout that scripts and tests wait for.
+                println!("tradewind fault-proxy ready: api=http://{}", s.api);
             }))?;
             Ok(())
         }

@@ -11,6 +11,9 @@ pub struct Mesh {
     pub regions: Vec<MeshRegion>,
     /// How inter-region links are made: `none` (direct) or `realistic` (through the fault proxy).
     pub wan: String,
+    /// The fault proxy every inter-region link goes through (with `--wan realistic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<MeshProxy>,
     /// The demo's own process.
     pub pid: u32,
 }
@@ -20,6 +23,25 @@ pub struct MeshRegion {
     pub name: String,
     pub core: MeshCore,
     pub edges: Vec<MeshEdge>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MeshProxy {
+    /// Its control API: `GET /v1/links`, `PUT /v1/links/{name}`.
+    pub api: String,
+    pub pid: u32,
+    pub links: Vec<MeshLink>,
+}
+
+/// The link from one region to another: `from`'s core and edges reach `to`'s core through it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MeshLink {
+    pub name: String,
+    pub from: String,
+    pub to: String,
+    pub listen: String,
+    pub target: String,
+    pub rtt_ms: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -1,6 +1,8 @@
 //! `tradewind demo` as a user runs it: three regions with an edge each on 127.0.N.1, the sample
 //! catalog, orders at every edge committing at the core, a price change reaching every edge,
-//! the parts stopping when the demo is killed, and a restart that finds the data again.
+//! with regions linked directly and through the fault proxy with real round trips; the leader's
+//! core killed and started again; the parts stopping when the demo is killed, and a restart
+//! that finds the data again.
 
 mod common;
 
@@ -10,23 +12,28 @@ use std::time::{Duration, Instant};
 use common::{Proc, client, order};
 use serde_json::{Value, json};
 
+/// One demo at a time: each is seven processes on a machine of two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A base port whose demo ports are all free on the three regions' addresses.
 fn free_base_port() -> u16 {
     let seed = std::process::id() as u16;
     (0..200u16)
         .map(|i| 20_000 + (seed.wrapping_add(i * 97) % 400) * 100)
         .find(|base| {
-            (1..=3u8).all(|n| {
-                let ip = std::net::Ipv4Addr::new(127, 0, n, 1);
-                std::net::TcpListener::bind((ip, base + 101)).is_ok()
-                    && std::net::UdpSocket::bind((ip, base + 102)).is_ok()
-                    && std::net::TcpListener::bind((ip, base + 111)).is_ok()
-            })
+            std::net::TcpListener::bind(("127.0.0.1", base + 50)).is_ok()
+                && (1..=3u8).all(|n| {
+                    let ip = std::net::Ipv4Addr::new(127, 0, n, 1);
+                    std::net::TcpListener::bind((ip, base + 101)).is_ok()
+                        && std::net::UdpSocket::bind((ip, base + 102)).is_ok()
+                        && std::net::TcpListener::bind((ip, base + 111)).is_ok()
+                        && (1..=3).all(|m| std::net::UdpSocket::bind((ip, base + 200 + m)).is_ok())
+                })
         })
         .expect("a free base port")
 }
 
-fn start_demo(state: &Path, base: u16) -> (Proc, Value) {
+fn start_demo(state: &Path, base: u16, wan: &str) -> (Proc, Value) {
     let base = base.to_string();
     let args = [
         "demo",
@@ -39,7 +46,7 @@ fn start_demo(state: &Path, base: u16) -> (Proc, Value) {
         "--state-dir",
         state.to_str().unwrap(),
         "--wan",
-        "none",
+        wan,
         "--sample-products",
         "100",
     ];
@@ -88,12 +95,9 @@ where
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_demo_mesh_takes_orders_everywhere_spreads_prices_and_stops_with_its_parent() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("demo");
-    let base = free_base_port();
-    let (mut demo, mesh) = start_demo(&state, base);
+/// Orders at every edge commit at the core, and a price change sent to one region reaches every
+/// edge. Returns the orders' ids.
+async fn orders_and_prices_arrive_everywhere(mesh: &Value, base: u16) -> Vec<String> {
     let token = mesh["admin_token"].as_str().unwrap().to_owned();
     let regions = mesh["regions"].as_array().unwrap().clone();
     assert_eq!(regions.len(), 3);
@@ -178,6 +182,20 @@ async fn a_demo_mesh_takes_orders_everywhere_spreads_prices_and_stops_with_its_p
         )
         .await;
     }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_mesh_takes_orders_everywhere_spreads_prices_and_stops_with_its_parent() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("demo");
+    let base = free_base_port();
+    let (mut demo, mesh) = start_demo(&state, base, "none");
+    let ids = orders_and_prices_arrive_everywhere(&mesh, base).await;
+    let token = mesh["admin_token"].as_str().unwrap().to_owned();
+    let regions = mesh["regions"].as_array().unwrap().clone();
+    let admin = |i: usize| regions[i]["core"]["admin_url"].as_str().unwrap().to_owned();
 
     // The leader's core killed: another region leads; SIGUSR1 to the demo starts it again.
     let cluster: Value = client()
@@ -246,7 +264,7 @@ async fn a_demo_mesh_takes_orders_everywhere_spreads_prices_and_stops_with_its_p
     .await;
 
     // Started again on the same state, the mesh has its orders; SIGTERM stops it cleanly.
-    let (mut demo, mesh) = start_demo(&state, base);
+    let (mut demo, mesh) = start_demo(&state, base, "none");
     let admin0 = mesh["regions"][0]["core"]["admin_url"]
         .as_str()
         .unwrap()
@@ -263,6 +281,43 @@ async fn a_demo_mesh_takes_orders_everywhere_spreads_prices_and_stops_with_its_p
         })
         .await;
     }
+    let parts = pids(&mesh);
+    assert!(demo.terminate().success());
+    assert!(
+        parts.iter().all(|p| !alive(*p)),
+        "parts left after the demo stopped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_mesh_over_realistic_links_takes_orders_and_spreads_prices() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base_port();
+    let (mut demo, mesh) = start_demo(&dir.path().join("demo"), base, "realistic");
+    assert_eq!(mesh["wan"], "realistic");
+    orders_and_prices_arrive_everywhere(&mesh, base).await;
+    // Every link between regions went through the proxy, with the round trips of the real
+    // regions.
+    let api = mesh["proxy"]["api"].as_str().unwrap();
+    let links: Value = client()
+        .get(format!("{api}/v1/links"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let links = links["links"].as_array().unwrap();
+    assert_eq!(links.len(), 6);
+    for l in links {
+        assert!(l["packets"].as_u64().unwrap() > 0, "{l}");
+    }
+    let shanghai_virginia = links
+        .iter()
+        .find(|l| l["name"] == "cn-shanghai->us-east")
+        .unwrap();
+    assert_eq!(shanghai_virginia["shape"]["latency_ms"], 100);
     let parts = pids(&mesh);
     assert!(demo.terminate().success());
     assert!(
