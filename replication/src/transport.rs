@@ -141,11 +141,14 @@ pub struct Transport {
     endpoint: Endpoint,
     node: String,
     max_frame: usize,
-    connections: Mutex<HashMap<(String, SocketAddr), quinn::Connection>>,
+    connections: Arc<Mutex<HashMap<(String, SocketAddr), quinn::Connection>>>,
     /// Peers reached somewhere else than at the address they are called at: through a WAN
     /// proxy or a NAT.
     routes: HashMap<String, SocketAddr>,
 }
+
+/// A new connection's congestion window: a round trip's worth of a Raft batch.
+const INITIAL_WINDOW_BYTES: u64 = 1024 * 1024;
 
 fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
@@ -157,6 +160,13 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
                 .expect("3 s is a valid idle timeout"),
         ))
         .keep_alive_interval(Some(KEEP_ALIVE));
+    // Links between regions are long (up to a quarter of a second there and back) and a Raft
+    // call must finish within a heartbeat: a batch of entries has to go out in one round trip,
+    // not in the several that slow start from the internet's default window would take. The
+    // mesh is a private set of known peers, not the open internet.
+    let mut cubic = quinn::congestion::CubicConfig::default();
+    cubic.initial_window(INITIAL_WINDOW_BYTES);
+    t.congestion_controller_factory(Arc::new(cubic));
     Arc::new(t)
 }
 
@@ -186,7 +196,7 @@ impl Transport {
             endpoint,
             node: tls.node.clone(),
             max_frame: FRAME_MAX_BYTES,
-            connections: Mutex::new(HashMap::new()),
+            connections: Arc::new(Mutex::new(HashMap::new())),
             routes: HashMap::new(),
         })
     }
@@ -233,14 +243,23 @@ impl Transport {
         // calls to everyone else. (Two calls may connect at once; the last one is kept.) The
         // server name is the peer's node name: the handshake fails unless its certificate,
         // signed by our CA, carries exactly that name.
-        let conn = self
+        let connecting = self
             .endpoint
             .connect(addr, peer)
-            .map_err(|e| connect_err(e.to_string()))?
-            .await
             .map_err(|e| connect_err(e.to_string()))?;
-        self.connections.lock().await.insert(key, conn.clone());
-        Ok(conn)
+        // The handshake goes on, and its connection is kept, even when the caller stops
+        // waiting: over a link whose round trip is near a call's time limit (a far region,
+        // whose heartbeat is the limit), a handshake dropped with each timed-out call would
+        // never finish.
+        let connections = Arc::clone(&self.connections);
+        tokio::spawn(async move {
+            let conn = connecting.await?;
+            connections.lock().await.insert(key, conn.clone());
+            Ok::<_, quinn::ConnectionError>(conn)
+        })
+        .await
+        .map_err(|e| connect_err(e.to_string()))?
+        .map_err(|e| connect_err(e.to_string()))
     }
 
     /// Sends `request` to `peer` at `addr` and waits for its reply, at most `timeout`.

@@ -31,8 +31,8 @@ pub enum CatalogCommand {
 /// The seed used unless one is given.
 pub const SAMPLE_SEED: u64 = 42;
 
-/// Products written at once: enough to fill a group commit, few enough to be polite.
-const PRODUCTS_IN_FLIGHT: usize = 32;
+/// Requests in flight at once: enough to fill a group commit, few enough to be polite.
+const IN_FLIGHT: usize = 32;
 /// Changes per price or stock request.
 const CHUNK: usize = 1_000;
 /// Attempts per request when the core answers 503 or cannot be reached.
@@ -122,53 +122,40 @@ pub async fn load_sample(
         |kind: &str, n: &dyn std::fmt::Display| format!("sample-{seed}-{products}-{kind}-{n}");
     use reqwest::Method;
 
-    for m in &catalog.markets {
+    // Phase by phase (lists before the prices on them, products before their prices and
+    // stock); within a phase nothing depends on anything else, so requests go out side by side:
+    // over a WAN, one at a time would wait a round trip each.
+    let markets = catalog.markets.iter().map(|m| {
         let path = format!("/admin/v1/markets/{}", m.id);
-        admin
-            .send(Method::PUT, &path, &key("market", &m.id), &json!(m))
-            .await?;
-    }
-    for l in &catalog.price_lists {
+        (Method::PUT, path, key("market", &m.id), json!(m))
+    });
+    send_all(&admin, markets).await?;
+    let lists = catalog.price_lists.iter().map(|l| {
         let path = format!("/admin/v1/price-lists/{}", l.id);
-        admin
-            .send(Method::PUT, &path, &key("list", &l.id), &json!(l))
-            .await?;
-    }
-    let mut tasks = JoinSet::new();
-    for (i, p) in catalog.products.iter().enumerate() {
-        if tasks.len() >= PRODUCTS_IN_FLIGHT
-            && let Some(done) = tasks.join_next().await
-        {
-            done??;
-        }
-        let (a, path, k, body) = (
-            admin.clone(),
-            format!("/admin/v1/products/{}", p.id),
-            key("product", &i),
-            json!(p),
-        );
-        tasks.spawn(async move { a.send(Method::PUT, &path, &k, &body).await });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-    }
-    for (i, chunk) in catalog.prices.chunks(CHUNK).enumerate() {
-        admin
-            .send(
-                Method::POST,
-                "/admin/v1/prices",
-                &key("prices", &i),
-                &json!({ "changes": chunk }),
-            )
-            .await?;
-    }
-    for p in &catalog.promotions {
+        (Method::PUT, path, key("list", &l.id), json!(l))
+    });
+    send_all(&admin, lists).await?;
+    let products = catalog.products.iter().enumerate().map(|(i, p)| {
+        let path = format!("/admin/v1/products/{}", p.id);
+        (Method::PUT, path, key("product", &i), json!(p))
+    });
+    send_all(&admin, products).await?;
+    let prices = catalog.prices.chunks(CHUNK).enumerate().map(|(i, chunk)| {
+        let body = json!({ "changes": chunk });
+        (
+            Method::POST,
+            "/admin/v1/prices".to_owned(),
+            key("prices", &i),
+            body,
+        )
+    });
+    send_all(&admin, prices).await?;
+    let promotions = catalog.promotions.iter().map(|p| {
         let path = format!("/admin/v1/promotions/{}", p.id);
-        admin
-            .send(Method::PUT, &path, &key("promo", &p.id), &json!(p))
-            .await?;
-    }
-    for (i, chunk) in catalog.stock.chunks(CHUNK).enumerate() {
+        (Method::PUT, path, key("promo", &p.id), json!(p))
+    });
+    send_all(&admin, promotions).await?;
+    let stock = catalog.stock.chunks(CHUNK).enumerate().map(|(i, chunk)| {
         let changes: Vec<serde_json::Value> = chunk
             .iter()
             .map(|c| match c.op {
@@ -177,15 +164,15 @@ pub async fn load_sample(
                 commerce::escrow::StockOp::Remove(n) => json!({"sku": c.sku, "remove": n}),
             })
             .collect();
-        admin
-            .send(
-                Method::POST,
-                "/admin/v1/stock",
-                &key("stock", &i),
-                &json!({ "changes": changes }),
-            )
-            .await?;
-    }
+        let body = json!({ "changes": changes });
+        (
+            Method::POST,
+            "/admin/v1/stock".to_owned(),
+            key("stock", &i),
+            body,
+        )
+    });
+    send_all(&admin, stock).await?;
     let skus: usize = catalog.products.iter().map(|p| p.skus.len()).sum();
     println!(
         "loaded sample catalog (seed {seed}): {} markets, {} products, {skus} skus, {} prices, {} promotions, stock for {} skus in {:.1} s",
@@ -196,5 +183,27 @@ pub async fn load_sample(
         catalog.stock.len(),
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Sends `requests` (method, path, Idempotency-Key, body), `IN_FLIGHT` at a time; the first
+/// failure is the answer.
+async fn send_all(
+    admin: &Admin,
+    requests: impl Iterator<Item = (reqwest::Method, String, String, serde_json::Value)>,
+) -> anyhow::Result<()> {
+    let mut tasks = JoinSet::new();
+    for (method, path, key, body) in requests {
+        if tasks.len() >= IN_FLIGHT
+            && let Some(done) = tasks.join_next().await
+        {
+            done??;
+        }
+        let a = admin.clone();
+        tasks.spawn(async move { a.send(method, &path, &key, &body).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
     Ok(())
 }

@@ -491,8 +491,13 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
                 "loading the sample catalog ({} products) at {leader}...",
                 args.sample_products
             );
+            // At the leader: a write sent elsewhere would cross a link more, to be forwarded.
+            let at = regions
+                .iter()
+                .position(|r| r.name == leader)
+                .map_or(&cores[0].admin_url, |i| &cores[i].admin_url);
             crate::catalog::load_sample(
-                &cores[0].admin_url,
+                at,
                 token.clone(),
                 args.sample_products,
                 crate::catalog::SAMPLE_SEED,

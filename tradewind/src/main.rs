@@ -137,22 +137,31 @@ fn init_logging(json: bool) {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops this process");
-            let _ = ctrl_c.await;
-            return;
+/// A future that resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called
+/// (inside the runtime, before the work starts), so that a signal that comes early is neither
+/// lost nor fatal.
+fn shutdown_signal(rt: &tokio::runtime::Runtime) -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let _inside = rt.enter();
+    let signals = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        match signals {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM and SIGINT; only SIGKILL stops this process");
+                std::future::pending::<()>().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
+        tracing::info!("shutdown requested");
     }
-    tracing::info!("shutdown requested");
 }
 
 fn main() -> std::process::ExitCode {
@@ -189,7 +198,11 @@ fn exit_with_parent() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Demo(args) => runtime()?.block_on(demo::run(args, shutdown_signal())),
+        Command::Demo(args) => {
+            let rt = runtime()?;
+            let stop = shutdown_signal(&rt);
+            rt.block_on(demo::run(args, stop))
+        }
         Command::Status { mesh } => runtime()?.block_on(status::run(&mesh)),
         Command::Core {
             config,
@@ -210,7 +223,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 token
             });
             let region = cfg.region.clone();
-            runtime()?.block_on(core_region::server::serve(cfg, shutdown_signal(), |s| {
+            let rt = runtime()?;
+            let stop = shutdown_signal(&rt);
+            rt.block_on(core_region::server::serve(cfg, stop, |s| {
                 // One line on stdout that scripts and tests wait for.
                 let raft = s.raft.map_or_else(|| "none".to_owned(), |a| a.to_string());
                 println!(
@@ -250,7 +265,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             let (name, region) = (cfg.name.clone(), cfg.region.clone());
-            runtime()?.block_on(edge_node::server::serve(cfg, shutdown_signal(), |s| {
+            let rt = runtime()?;
+            let stop = shutdown_signal(&rt);
+            rt.block_on(edge_node::server::serve(cfg, stop, |s| {
                 // One line on stdout that scripts and tests wait for.
                 println!(
                     "tradewind edge ready: edge={name} region={region} http=http://{}",
@@ -268,7 +285,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}: ok ({} links)", config.display(), cfg.links.len());
                 return Ok(());
             }
-            runtime()?.block_on(chaos_tests::proxy::serve(cfg, shutdown_signal(), |s| {
+            let rt = runtime()?;
+            let stop = shutdown_signal(&rt);
+            rt.block_on(chaos_tests::proxy::serve(cfg, stop, |s| {
                 // One line on stdout that scripts and tests wait for.
                 println!("tradewind fault-proxy ready: api=http://{}", s.api);
             }))?;
