@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Proc, client};
+use common::{Proc, edge_urls, first_sku, get_value, start_demo};
 use serde_json::{Value, json};
 
 const STARTS: usize = 3;
@@ -24,26 +24,12 @@ const RTT_MS: [[u64; 3]; 3] = [[0, 35, 200], [35, 0, 220], [200, 220, 0]];
 /// Starts the demo; the seconds until its ready line, and the mesh.
 fn start(state: &Path, base: u16, wan: &str, fresh: bool) -> (Proc, f64, Value) {
     let base = base.to_string();
-    let mut args = vec![
-        "demo",
-        "--base-port",
-        &base,
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--wan",
-        wan,
-    ];
+    let state = state.to_str().unwrap();
+    let mut args = vec!["--base-port", &base, "--state-dir", state, "--wan", wan];
     if fresh {
         args.push("--fresh");
     }
-    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-    let t = Instant::now();
-    let (demo, mesh_path) = Proc::spawn(&args, &[], |line| {
-        Some(line.strip_prefix("tradewind demo ready: mesh=")?.to_owned())
-    });
-    let took = t.elapsed().as_secs_f64();
-    let mesh = serde_json::from_str(&std::fs::read_to_string(mesh_path).unwrap()).unwrap();
-    (demo, took, mesh)
+    start_demo(&args)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -62,15 +48,7 @@ async fn price_propagation(mesh: &Value) -> (usize, Vec<Vec<f64>>) {
     let token = mesh["admin_token"].as_str().unwrap();
     let regions = mesh["regions"].as_array().unwrap();
     let admin0 = regions[0]["core"]["admin_url"].as_str().unwrap();
-    let cluster: Value = client()
-        .get(format!("{admin0}/admin/v1/cluster"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cluster = get_value(&format!("{admin0}/admin/v1/cluster"), Some(token)).await;
     let leader = REGIONS
         .iter()
         .position(|r| cluster["leader"] == *r)
@@ -79,22 +57,8 @@ async fn price_propagation(mesh: &Value) -> (usize, Vec<Vec<f64>>) {
         .as_str()
         .unwrap()
         .to_owned();
-    let edges: Vec<String> = regions
-        .iter()
-        .map(|r| r["edges"][0]["url"].as_str().unwrap().to_owned())
-        .collect();
-    let page: Value = client()
-        .get(format!("{}/v1/products?limit=1&currency=USD", edges[0]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let sku = page["items"][0]["skus"][0]["sku"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let edges = edge_urls(mesh);
+    let sku = first_sku(&edges[0]).await;
     let http = reqwest::Client::new();
     let mut arrivals = vec![Vec::new(); edges.len()];
     for i in 0..PRICE_CHANGES {

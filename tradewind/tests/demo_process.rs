@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Proc, client, order};
+use common::{Proc, client, edge_urls, first_sku, get_value, order, start_demo};
 use serde_json::{Value, json};
 
 /// One demo at a time: each is seven processes on a machine of two cores.
@@ -33,10 +33,9 @@ fn free_base_port() -> u16 {
         .expect("a free base port")
 }
 
-fn start_demo(state: &Path, base: u16, wan: &str) -> (Proc, Value) {
+fn start(state: &Path, base: u16, wan: &str) -> (Proc, Value) {
     let base = base.to_string();
-    let args = [
-        "demo",
+    let (demo, _, mesh) = start_demo(&[
         "--regions",
         "3",
         "--edges-per-region",
@@ -49,12 +48,7 @@ fn start_demo(state: &Path, base: u16, wan: &str) -> (Proc, Value) {
         wan,
         "--sample-products",
         "100",
-    ];
-    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-    let (demo, mesh_path) = Proc::spawn(&args, &[], |line| {
-        Some(line.strip_prefix("tradewind demo ready: mesh=")?.to_owned())
-    });
-    let mesh: Value = serde_json::from_str(&std::fs::read_to_string(mesh_path).unwrap()).unwrap();
+    ]);
     (demo, mesh)
 }
 
@@ -105,25 +99,9 @@ async fn orders_and_prices_arrive_everywhere(mesh: &Value, base: u16) -> Vec<Str
         let want = format!("http://127.0.{}.1:{}", i + 1, base + 111);
         assert_eq!(r["edges"][0]["url"], want.as_str());
     }
-    let edges: Vec<String> = regions
-        .iter()
-        .map(|r| r["edges"][0]["url"].as_str().unwrap().to_owned())
-        .collect();
+    let edges = edge_urls(mesh);
     let admin = |i: usize| regions[i]["core"]["admin_url"].as_str().unwrap().to_owned();
-
-    // A SKU of the sample catalog, as the first edge lists it.
-    let page: Value = client()
-        .get(format!("{}/v1/products?limit=1&currency=USD", edges[0]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let sku = page["items"][0]["skus"][0]["sku"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sku = first_sku(&edges[0]).await;
 
     // An order at every edge commits at the core.
     let mut ids = Vec::new();
@@ -169,14 +147,7 @@ async fn orders_and_prices_arrive_everywhere(mesh: &Value, base: u16) -> Vec<Str
             "the new price at every edge",
             Duration::from_secs(10),
             || async {
-                let q: Value = client()
-                    .get(format!("{e}/v1/skus/{sku}/quote?currency=USD"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let q = get_value(&format!("{e}/v1/skus/{sku}/quote?currency=USD"), None).await;
                 q["breakdown"][0]["list_price"]["unit_minor"] == 123
             },
         )
@@ -191,22 +162,14 @@ async fn a_demo_mesh_takes_orders_everywhere_spreads_prices_and_stops_with_its_p
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("demo");
     let base = free_base_port();
-    let (mut demo, mesh) = start_demo(&state, base, "none");
+    let (mut demo, mesh) = start(&state, base, "none");
     let ids = orders_and_prices_arrive_everywhere(&mesh, base).await;
     let token = mesh["admin_token"].as_str().unwrap().to_owned();
     let regions = mesh["regions"].as_array().unwrap().clone();
     let admin = |i: usize| regions[i]["core"]["admin_url"].as_str().unwrap().to_owned();
 
     // The leader's core killed: another region leads; SIGUSR1 to the demo starts it again.
-    let cluster: Value = client()
-        .get(format!("{}/admin/v1/cluster", admin(0)))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cluster = get_value(&format!("{}/admin/v1/cluster", admin(0)), Some(&token)).await;
     let leader = cluster["leader"].as_str().unwrap().to_owned();
     let down = regions
         .iter()
@@ -264,7 +227,7 @@ async fn a_demo_mesh_takes_orders_everywhere_spreads_prices_and_stops_with_its_p
     .await;
 
     // Started again on the same state, the mesh has its orders; SIGTERM stops it cleanly.
-    let (mut demo, mesh) = start_demo(&state, base, "none");
+    let (mut demo, mesh) = start(&state, base, "none");
     let admin0 = mesh["regions"][0]["core"]["admin_url"]
         .as_str()
         .unwrap()
@@ -294,20 +257,13 @@ async fn a_demo_mesh_over_realistic_links_takes_orders_and_spreads_prices() {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let base = free_base_port();
-    let (mut demo, mesh) = start_demo(&dir.path().join("demo"), base, "realistic");
+    let (mut demo, mesh) = start(&dir.path().join("demo"), base, "realistic");
     assert_eq!(mesh["wan"], "realistic");
     orders_and_prices_arrive_everywhere(&mesh, base).await;
     // Every link between regions went through the proxy, with the round trips of the real
     // regions.
     let api = mesh["proxy"]["api"].as_str().unwrap();
-    let links: Value = client()
-        .get(format!("{api}/v1/links"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let links = get_value(&format!("{api}/v1/links"), None).await;
     let links = links["links"].as_array().unwrap();
     assert_eq!(links.len(), 6);
     for l in links {

@@ -557,3 +557,47 @@ pub async fn seed(admin: &str, units: u64) -> u64 {
     .await;
     v["version"].as_u64().unwrap()
 }
+
+/// `tradewind demo` with `args`, until its ready line: the process, the seconds that took, and
+/// the mesh.json it wrote.
+pub fn start_demo(args: &[&str]) -> (Proc, f64, serde_json::Value) {
+    let args: Vec<&std::ffi::OsStr> = std::iter::once("demo")
+        .chain(args.iter().copied())
+        .map(|a| a.as_ref())
+        .collect();
+    let t = std::time::Instant::now();
+    let (demo, mesh_path) = Proc::spawn(&args, &[], |line| {
+        Some(line.strip_prefix("tradewind demo ready: mesh=")?.to_owned())
+    });
+    let took = t.elapsed().as_secs_f64();
+    let mesh = serde_json::from_str(&std::fs::read_to_string(mesh_path).unwrap()).unwrap();
+    (demo, took, mesh)
+}
+
+/// GET `url`, with `token` as bearer when there is one: the JSON answer.
+pub async fn get_value(url: &str, token: Option<&str>) -> serde_json::Value {
+    let mut req = client().get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
+/// The storefront of each region's first edge, in a mesh.json.
+pub fn edge_urls(mesh: &serde_json::Value) -> Vec<String> {
+    mesh["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["edges"][0]["url"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A SKU of the catalog: the first the storefront at `edge` lists.
+pub async fn first_sku(edge: &str) -> String {
+    let page = get_value(&format!("{edge}/v1/products?limit=1&currency=USD"), None).await;
+    page["items"][0]["skus"][0]["sku"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
