@@ -7,9 +7,9 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Proc, client, edge_urls, first_sku, get_value, order, start_demo};
+use common::{Proc, client, edge_urls, eventually, first_sku, get_value, order, start_demo};
 use serde_json::{Value, json};
 
 /// One demo at a time: each is seven processes on a machine of two cores.
@@ -77,18 +77,6 @@ fn alive(pid: i32) -> bool {
             .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
 }
 
-async fn until<F, Fut>(what: &str, deadline: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let end = Instant::now() + deadline;
-    while !check().await {
-        assert!(Instant::now() < end, "{what}: not within {deadline:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Orders at every edge commit at the core, and a price change sent to one region reaches every
 /// edge. Returns the orders' ids.
 async fn orders_and_prices_arrive_everywhere(mesh: &Value, base: u16) -> Vec<String> {
@@ -121,7 +109,7 @@ async fn orders_and_prices_arrive_everywhere(mesh: &Value, base: u16) -> Vec<Str
         ids.push(placed["order_id"].as_str().unwrap().to_owned());
     }
     for id in &ids {
-        until("the order committed", Duration::from_secs(20), || async {
+        eventually("the order committed", Duration::from_secs(20), || async {
             let res = client()
                 .get(format!("{}/admin/v1/orders/{id}", admin(1)))
                 .bearer_auth(&token)
@@ -143,7 +131,7 @@ async fn orders_and_prices_arrive_everywhere(mesh: &Value, base: u16) -> Vec<Str
         .unwrap();
     assert!(res.status().is_success(), "{}", res.text().await.unwrap());
     for e in &edges {
-        until(
+        eventually(
             "the new price at every edge",
             Duration::from_secs(10),
             || async {
@@ -182,7 +170,7 @@ async fn a_demo_mesh_takes_orders_everywhere_spreads_prices_and_stops_with_its_p
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    until("another region leads", Duration::from_secs(20), || async {
+    eventually("another region leads", Duration::from_secs(20), || async {
         let h: Option<Value> = match client().get(format!("{survivor}/healthz")).send().await {
             Ok(r) => r.json().await.ok(),
             Err(_) => None,
@@ -193,7 +181,7 @@ async fn a_demo_mesh_takes_orders_everywhere_spreads_prices_and_stops_with_its_p
     demo.signal(nix::sys::signal::Signal::SIGUSR1).unwrap();
     let mesh_path = state.join("mesh.json");
     let mut mesh = mesh.clone();
-    until(
+    eventually(
         "the killed core started again",
         Duration::from_secs(30),
         || {
@@ -219,7 +207,7 @@ async fn a_demo_mesh_takes_orders_everywhere_spreads_prices_and_stops_with_its_p
     // Killed outright, the demo takes every part with it.
     let parts = pids(&mesh);
     demo.kill();
-    until(
+    eventually(
         "every part gone with the demo",
         Duration::from_secs(30),
         || async { parts.iter().all(|p| !alive(*p)) },
@@ -233,7 +221,7 @@ async fn a_demo_mesh_takes_orders_everywhere_spreads_prices_and_stops_with_its_p
         .unwrap()
         .to_owned();
     for id in &ids {
-        until("the order still there", Duration::from_secs(20), || async {
+        eventually("the order still there", Duration::from_secs(20), || async {
             let res = client()
                 .get(format!("{admin0}/admin/v1/orders/{id}"))
                 .bearer_auth(&token)

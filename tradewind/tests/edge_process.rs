@@ -8,10 +8,10 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
-    CoreProcess, EdgeProcess, REGIONS, TOKEN, client, order, seed, write_edge_config,
+    CoreProcess, EdgeProcess, REGIONS, TOKEN, client, eventually, order, seed, write_edge_config,
     write_edge_config_with, write_group, write_group_of,
 };
 use serde_json::Value;
@@ -33,19 +33,6 @@ async fn place(edge: &EdgeProcess, key: &str) -> (u16, Value) {
         .unwrap();
     let status = res.status().as_u16();
     (status, res.json().await.unwrap_or(Value::Null))
-}
-
-/// Waits until `check` holds, polling, at most `deadline`.
-async fn eventually<F, Fut>(what: &str, deadline: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let end = Instant::now() + deadline;
-    while !check().await {
-        assert!(Instant::now() < end, "{what}: not within {deadline:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Waits until `edge` is healthy (it has its region's catalog and hears from a core).

@@ -601,3 +601,19 @@ pub async fn first_sku(edge: &str) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// Waits until `check` holds, polling, at most `deadline`.
+pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = std::time::Instant::now() + deadline;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < end,
+            "{what}: not within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
