@@ -269,3 +269,51 @@ async fn a_demo_mesh_over_realistic_links_takes_orders_and_spreads_prices() {
         "parts left after the demo stopped"
     );
 }
+
+/// A port of the layout in use, or a state directory made with another layout, is a clear
+/// error before anything starts.
+#[test]
+fn a_port_in_use_or_another_layout_is_refused_with_its_reason() {
+    let _one = ONE_AT_A_TIME.blocking_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("demo");
+    let base = free_base_port();
+    let held = std::net::TcpListener::bind(("127.0.2.1", base + 101)).unwrap();
+    let demo = |base: u16, regions: &str| {
+        std::process::Command::new(common::bin())
+            .args([
+                "demo",
+                "--regions",
+                regions,
+                "--base-port",
+                &base.to_string(),
+            ])
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .unwrap()
+    };
+    let out = demo(base, "3");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let port = format!(
+        "127.0.2.1:{} (admin API of ap-singapore) is in use",
+        base + 101
+    );
+    assert!(err.contains(&port), "{err}");
+    drop(held);
+
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("layout"),
+        format!("regions=1 edges_per_region=1 base_port={base}\n"),
+    )
+    .unwrap();
+    let out = demo(base, "3");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("start it the same way, or add --fresh"),
+        "{err}"
+    );
+}
