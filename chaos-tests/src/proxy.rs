@@ -225,6 +225,14 @@ async fn udp_link(link: Arc<Link>, front: std::net::UdpSocket) -> std::io::Resul
         out: Packets,
         line: Line,
         seen: Instant,
+        /// Relays the target's answers; it ends with the session (dropping `out` ends the
+        /// other direction).
+        answers: tokio::task::JoinHandle<()>,
+    }
+    impl Drop for Session {
+        fn drop(&mut self) {
+            self.answers.abort();
+        }
     }
     let mut sessions: HashMap<SocketAddr, Session> = HashMap::new();
     let mut buf = vec![0u8; DATAGRAM_MAX];
@@ -252,7 +260,7 @@ async fn udp_link(link: Arc<Link>, front: std::net::UdpSocket) -> std::io::Resul
                     }
                 })
             };
-            {
+            let answers = {
                 let (upstream, link) = (Arc::clone(&upstream), Arc::clone(&link));
                 tokio::spawn(async move {
                     let mut line = Line::new(link);
@@ -267,8 +275,8 @@ async fn udp_link(link: Arc<Link>, front: std::net::UdpSocket) -> std::io::Resul
                             return;
                         }
                     }
-                });
-            }
+                })
+            };
             let (out, _) = delay_line(move |bytes| {
                 let upstream = Arc::clone(&upstream);
                 async move {
@@ -282,6 +290,7 @@ async fn udp_link(link: Arc<Link>, front: std::net::UdpSocket) -> std::io::Resul
                     out,
                     line: Line::new(Arc::clone(&link)),
                     seen: Instant::now(),
+                    answers,
                 },
             );
         }
