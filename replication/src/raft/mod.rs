@@ -24,6 +24,7 @@
 
 mod log_store;
 mod network;
+mod rush;
 mod state_machine;
 mod submit;
 
@@ -572,10 +573,14 @@ impl RaftNode {
         let network = Network {
             transport: transport.clone(),
         };
+        let tail_reader = log.clone();
         let raft = Raft::new(id, config, network, log, StateMachine::new(app))
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let lag = LagTracker::start(&raft);
+        if let Some(t) = &transport {
+            rush::start(raft.clone(), tail_reader, Arc::clone(t));
+        }
         let submissions = Arc::new(std::sync::OnceLock::new());
         let serving = transport.as_ref().map(|t| {
             t.serve(Arc::new(MeshHandler {

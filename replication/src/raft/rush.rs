@@ -1,0 +1,111 @@
+//! A short tail of the log rushed to a slow follower, beside openraft's replication stream.
+//!
+//! openraft 0.9 keeps one AppendEntries in flight per follower, and the commit index of an entry
+//! reaches a follower only with the call after the one that carried the entry. Over a long link
+//! (a far region, 200 ms and more there and back) a write then shows at that region two round
+//! trips after it was made, more when a heartbeat was in flight when it was written. So when a
+//! follower's stream has not moved for `STALLED` and it lacks only a short tail of the log, the
+//! leader also sends it that tail with the commit index, outside the stream: the follower
+//! appends what it lacks and applies what is committed about one way after the commit.
+//!
+//! This is what the stream would send anyway, under the same vote, and Raft takes an entry twice
+//! as once. A follower that cannot take it (a gap before it, a newer leader) says no, and the
+//! answer is dropped; the stream goes on as before. A tail is rushed again when the log or the
+//! commit index moves (the entry first, then word that it committed). Bounded: short tails only,
+//! a few rushes in flight per follower, and none on a link fast enough for the stream to keep
+//! up.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::raft::AppendEntriesRequest;
+use openraft::storage::RaftLogReader;
+use openraft::{LogId, Raft, ServerState};
+use tokio::time::Instant;
+
+use super::log_store::LogStore;
+use super::{Mesh, MeshRequest, MeshResponse, NodeId};
+use crate::transport::Transport;
+
+/// A follower whose stream has not moved for this long, while the log has, is rushed.
+const STALLED: Duration = Duration::from_millis(30);
+/// Tails longer than this are left to the stream (a follower catching up, heavy load).
+const TAIL_MAX_ENTRIES: u64 = 16;
+/// Rushes in flight to one follower at most.
+const IN_FLIGHT_MAX: usize = 4;
+/// How long one rush may take.
+const RUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Checked this often, and whenever the leader's metrics move.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Runs while `raft` does: rushes the tail to stalled followers while this member leads.
+pub fn start(raft: Raft<Mesh>, log: LogStore, transport: Arc<Transport>) {
+    tokio::spawn(async move {
+        let mut metrics = raft.metrics();
+        // Per follower: what the stream had matched and since when, the (last entry, commit)
+        // last rushed, and the rushes in flight.
+        let mut seen: BTreeMap<NodeId, (Option<LogId<NodeId>>, Instant)> = BTreeMap::new();
+        let mut rushed: BTreeMap<NodeId, (u64, Option<LogId<NodeId>>)> = BTreeMap::new();
+        let mut rushing: BTreeMap<NodeId, Vec<tokio::task::JoinHandle<()>>> = BTreeMap::new();
+        loop {
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            let m = metrics.borrow().clone();
+            let (ServerState::Leader, Some(repl), Some(last)) =
+                (m.state, m.replication.as_ref(), m.last_log_index)
+            else {
+                seen.clear();
+                continue;
+            };
+            let now = Instant::now();
+            for (&target, &matched) in repl.iter().filter(|(t, _)| **t != m.id) {
+                let since = match seen.get(&target) {
+                    Some((had, at)) if *had == matched => *at,
+                    _ => {
+                        seen.insert(target, (matched, now));
+                        now
+                    }
+                };
+                let from = matched.map_or(0, |l| l.index + 1);
+                let flying = rushing.entry(target).or_default();
+                flying.retain(|h| !h.is_finished());
+                if from > last
+                    || last - from + 1 > TAIL_MAX_ENTRIES
+                    || now - since < STALLED
+                    || flying.len() >= IN_FLIGHT_MAX
+                    || rushed.get(&target) == Some(&(last, m.last_applied))
+                {
+                    continue;
+                }
+                let Some(member) = m.membership_config.membership().get_node(&target).cloned()
+                else {
+                    continue;
+                };
+                let Ok(addr) = member.raft_addr.parse() else {
+                    continue;
+                };
+                let mut reader = log.clone();
+                let Ok(entries) = reader.try_get_log_entries(from..=last).await else {
+                    continue;
+                };
+                let request = MeshRequest::AppendEntries(AppendEntriesRequest {
+                    vote: m.vote,
+                    prev_log_id: matched,
+                    entries,
+                    leader_commit: m.last_applied,
+                });
+                let transport = Arc::clone(&transport);
+                rushed.insert(target, (last, m.last_applied));
+                flying.push(tokio::spawn(async move {
+                    // The answer changes nothing here: the stream learns the same on its own.
+                    let _ = transport
+                        .call::<_, MeshResponse>(&member.name, addr, &request, RUSH_TIMEOUT)
+                        .await;
+                }));
+            }
+        }
+    });
+}
