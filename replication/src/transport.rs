@@ -222,6 +222,14 @@ impl Transport {
         &self.node
     }
 
+    /// The round trip to `peer` at `addr` (or its route), as the open connection to it
+    /// measures it; `None` without one.
+    pub async fn rtt(&self, peer: &str, addr: SocketAddr) -> Option<Duration> {
+        let addr = self.routes.get(peer).copied().unwrap_or(addr);
+        let key = (peer.to_owned(), addr);
+        self.connections.lock().await.get(&key).map(|c| c.rtt())
+    }
+
     async fn connection(
         &self,
         peer: &str,

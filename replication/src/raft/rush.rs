@@ -12,8 +12,8 @@
 //! as once. A follower that cannot take it (a gap before it, a newer leader) says no, and the
 //! answer is dropped; the stream goes on as before. A tail is rushed again when the log or the
 //! commit index moves (the entry first, then word that it committed). Bounded: short tails only,
-//! a few rushes in flight per follower, and none on a link fast enough for the stream to keep
-//! up.
+//! a few rushes in flight per follower, and only over long links (`LONG_LINK`): on a short one
+//! the stream keeps up, and a rush would only make the follower write its entries twice.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +30,8 @@ use crate::transport::Transport;
 
 /// A follower whose stream has not moved for this long, while the log has, is rushed.
 const STALLED: Duration = Duration::from_millis(30);
+/// A follower this far away, there and back, or further, may be rushed.
+const LONG_LINK: Duration = Duration::from_millis(50);
 /// Tails longer than this are left to the stream (a follower catching up, heavy load).
 const TAIL_MAX_ENTRIES: u64 = 16;
 /// Rushes in flight to one follower at most.
@@ -87,6 +89,13 @@ pub fn start(raft: Raft<Mesh>, log: LogStore, transport: Arc<Transport>) {
                 let Ok(addr) = member.raft_addr.parse() else {
                     continue;
                 };
+                if transport
+                    .rtt(&member.name, addr)
+                    .await
+                    .is_none_or(|rtt| rtt < LONG_LINK)
+                {
+                    continue;
+                }
                 let mut reader = log.clone();
                 let Ok(entries) = reader.try_get_log_entries(from..=last).await else {
                     continue;
