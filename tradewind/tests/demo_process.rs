@@ -156,6 +156,26 @@ async fn a_demo_mesh_takes_orders_everywhere_spreads_prices_and_stops_with_its_p
     let regions = mesh["regions"].as_array().unwrap().clone();
     let admin = |i: usize| regions[i]["core"]["admin_url"].as_str().unwrap().to_owned();
 
+    // `tradewind status` shows the group, every region and its edge.
+    let out = std::process::Command::new(common::bin())
+        .arg("status")
+        .arg("--mesh")
+        .arg(state.join("mesh.json"))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(table.starts_with("group: leader "), "{table}");
+    for r in &regions {
+        let name = r["name"].as_str().unwrap();
+        let row = table.lines().find(|l| l.starts_with(name)).unwrap();
+        assert!(row.contains(" ok "), "{table}");
+        assert!(
+            row.contains("leader") || row.contains("follower"),
+            "{table}"
+        );
+    }
+
     // The leader's core killed: another region leads; SIGUSR1 to the demo starts it again.
     let cluster = get_value(&format!("{}/admin/v1/cluster", admin(0)), Some(&token)).await;
     let leader = cluster["leader"].as_str().unwrap().to_owned();
