@@ -766,9 +766,10 @@ async fn example_sku(http: &reqwest::Client, edge: &str) -> String {
 
 fn print_endpoints(mesh: &Mesh, mesh_path: &Path, dir: &Path, sku: &str, took: Duration) {
     println!();
+    let n = mesh.regions.len();
     println!(
-        "Tradewind demo: {} regions, ready in {:.1} s",
-        mesh.regions.len(),
+        "Tradewind demo: {n} region{}, ready in {:.1} s",
+        if n == 1 { "" } else { "s" },
         took.as_secs_f64()
     );
     for r in &mesh.regions {

@@ -94,7 +94,7 @@ pub async fn run(mesh_path: &Path) -> anyhow::Result<()> {
                 _ => "-".to_owned(),
             };
             if i > 0 {
-                write!(out, "{:<44}", "")?;
+                write!(out, "{:<43}", "")?;
             }
             writeln!(
                 out,
