@@ -162,7 +162,20 @@ impl Line {
         }
     }
 
-    /// When a packet of `len` bytes sent now arrives; `None` when it is dropped.
+    /// Waits while more than `BACKLOG_MAX` waits behind the bandwidth limit: a lossless link
+    /// (TCP) slows its sender down instead of dropping.
+    async fn room(&self) {
+        let shape = self.link.shape();
+        if shape.bandwidth_bytes_per_s > 0
+            && !shape.cut
+            && let Some(at) = self.busy_until.checked_sub(BACKLOG_MAX)
+        {
+            tokio::time::sleep_until(at).await;
+        }
+    }
+
+    /// When a packet of `len` bytes sent now arrives; `None` when it is dropped (a lossy link
+    /// drops at random and past its backlog; any link drops while cut).
     fn schedule(&mut self, len: usize, lossy: bool) -> Option<Instant> {
         let shape = self.link.shape();
         let c = &self.link.counters;
@@ -174,7 +187,7 @@ impl Line {
         let mut departs = now;
         if shape.bandwidth_bytes_per_s > 0 {
             let start = self.busy_until.max(now);
-            if start - now > BACKLOG_MAX {
+            if lossy && start - now > BACKLOG_MAX {
                 c.dropped.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
@@ -265,7 +278,14 @@ async fn udp_link(link: Arc<Link>, front: std::net::UdpSocket) -> std::io::Resul
                 tokio::spawn(async move {
                     let mut line = Line::new(link);
                     let mut buf = vec![0u8; DATAGRAM_MAX];
-                    while let Ok(n) = upstream.recv(&mut buf).await {
+                    loop {
+                        let n = match upstream.recv(&mut buf).await {
+                            Ok(n) => n,
+                            // The target was down a moment (ICMP port unreachable): it answers
+                            // again once it is back.
+                            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                            Err(_) => return,
+                        };
                         if let Some(at) = line.schedule(n, true)
                             && back.try_send((at, buf[..n].to_vec())).is_err()
                         {
@@ -361,7 +381,8 @@ async fn pump(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        // TCP loses nothing: a chunk waits its turn however full the line is.
+        // TCP loses nothing: a chunk waits for room behind the bandwidth limit.
+        line.room().await;
         let sent = match line.schedule(n, false) {
             Some(at) => out.send((at, buf[..n].to_vec())).await.is_ok(),
             None => !link.shape().cut,

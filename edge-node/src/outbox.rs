@@ -428,15 +428,26 @@ impl Outbox {
     /// Takes `order` in: durable, with its units taken from the grants, before this returns.
     /// A full queue refuses it at once.
     pub async fn accept(&self, order: Order) -> Result<Intake, OutboxError> {
-        let queued = Arc::clone(&self.queued);
+        // Counted while queued: the count goes down when the step runs, or is dropped unrun
+        // (a full queue, a commit that failed before it).
+        struct Queued(Arc<AtomicU64>);
+        impl Drop for Queued {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let queued = Queued(Arc::clone(&self.queued));
         let (step, answer) = Self::step(move |t, c| {
-            queued.fetch_sub(1, Ordering::Relaxed);
+            drop(queued);
             take_in(t, c, order)
         });
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.queue.try_send(step).is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(OutboxError::Overloaded);
+        match self.queue.try_send(step) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(OutboxError::Overloaded),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(OutboxError::Store("the outbox writer stopped".into()));
+            }
         }
         answer.await.map_err(writer_gone)?
     }

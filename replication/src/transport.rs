@@ -227,7 +227,12 @@ impl Transport {
     pub async fn rtt(&self, peer: &str, addr: SocketAddr) -> Option<Duration> {
         let addr = self.routes.get(peer).copied().unwrap_or(addr);
         let key = (peer.to_owned(), addr);
-        self.connections.lock().await.get(&key).map(|c| c.rtt())
+        self.connections
+            .lock()
+            .await
+            .get(&key)
+            .filter(|c| c.close_reason().is_none())
+            .map(|c| c.rtt())
     }
 
     async fn connection(

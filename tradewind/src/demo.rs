@@ -17,6 +17,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -236,7 +237,7 @@ fn prepare(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<String> 
 }
 
 /// Writes a file only its owner may read.
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -349,7 +350,10 @@ impl Part {
             .append(true)
             .open(&log)
             .with_context(|| format!("opening {}", log.display()))?;
+        // A group of its own: Ctrl-C in the terminal reaches the demo alone, which stops the
+        // parts in order.
         let mut process = Command::new(exe)
+            .process_group(0)
             .args(&args)
             .env("TRADEWIND_EXIT_WITH_PARENT", "1")
             .stdin(Stdio::piped())
@@ -393,6 +397,16 @@ impl Part {
         self.process.id()
     }
 
+    /// When it stops: edges first (they still need a core to send their outboxes to and take
+    /// their grants back), then cores, then the proxy between them.
+    fn stop_order(&self) -> u8 {
+        match self.args.first().map(String::as_str) {
+            Some("edge") => 0,
+            Some("core") => 1,
+            _ => 2,
+        }
+    }
+
     fn running(&mut self) -> bool {
         matches!(self.process.try_wait(), Ok(None))
     }
@@ -412,39 +426,45 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// Stops every part: SIGTERM, edges first (they still need a core to send their outboxes to),
-/// then SIGKILL for what has not stopped by the deadline.
+/// Stops every part, a kind at a time (`Part::stop_order`): SIGTERM, then SIGKILL for what has
+/// not stopped by the deadline.
 async fn stop_all(parts: &mut [Part]) {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
-    for p in parts.iter().rev() {
-        let _ = kill(Pid::from_raw(p.pid() as i32), Signal::SIGTERM);
-    }
-    let deadline = Instant::now() + STOP_DEADLINE;
-    loop {
-        let mut running = 0;
-        for p in parts.iter_mut() {
-            running += usize::from(p.running());
-        }
-        if running == 0 {
-            return;
-        }
-        if Instant::now() > deadline {
-            for p in parts.iter_mut() {
-                if p.running() {
-                    eprintln!("{} did not stop in time; killing it", p.name);
-                    let _ = p.process.kill();
-                    let _ = p.process.wait();
-                }
+    for order in 0..=2 {
+        // A part already stopped is not signalled: its pid may be someone else's by now.
+        for p in parts.iter_mut().filter(|p| p.stop_order() == order) {
+            if p.running() {
+                let _ = kill(Pid::from_raw(p.pid() as i32), Signal::SIGTERM);
             }
-            return;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let deadline = Instant::now() + STOP_DEADLINE;
+        loop {
+            let mut running = 0;
+            for p in parts.iter_mut().filter(|p| p.stop_order() == order) {
+                running += usize::from(p.running());
+            }
+            if running == 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                for p in parts.iter_mut().filter(|p| p.stop_order() == order) {
+                    if p.running() {
+                        eprintln!("{} did not stop in time; killing it", p.name);
+                        let _ = p.process.kill();
+                        let _ = p.process.wait();
+                    }
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
-/// Runs the demo until `shutdown` resolves (or a part stops by itself).
+/// Runs the demo until `shutdown` resolves (also while it starts).
 pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
     let started = Instant::now();
     let regions = layout(&args)?;
     check_ports(&args, &regions)?;
@@ -453,7 +473,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
     let dir = std::fs::canonicalize(&args.state_dir)?;
     // Parts are started in order and stopped in reverse: the proxy, cores, then edges.
     let mut parts: Vec<Part> = Vec::new();
-    let result = async {
+    let startup = async {
         let proxy = match args.wan {
             Wan::None => None,
             Wan::Realistic => Some(start_proxy(&args, &regions, &dir, &mut parts).await?),
@@ -559,8 +579,11 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
         // One line that scripts and tests wait for.
         println!("tradewind demo ready: mesh={}", mesh_path.display());
         anyhow::Ok(mesh)
-    }
-    .await;
+    };
+    let result = tokio::select! {
+        r = startup => r,
+        _ = &mut shutdown => Err(anyhow::anyhow!("stopped before the mesh was ready")),
+    };
     let mut mesh = match result {
         Ok(m) => m,
         Err(e) => {
@@ -569,7 +592,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     };
     let mesh_path = dir.join("mesh.json");
-    let outcome = supervise(&mut parts, &mut mesh, &mesh_path, shutdown).await;
+    let outcome = supervise(&mut parts, &mut mesh, &mesh_path, &mut shutdown).await;
     println!("stopping the mesh...");
     stop_all(&mut parts).await;
     let _ = std::fs::remove_file(&mesh_path);

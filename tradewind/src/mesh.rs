@@ -66,11 +66,11 @@ impl Mesh {
             .with_context(|| format!("{} is not a mesh.json", path.display()))
     }
 
-    /// Written whole or not at all: readers never see half a file.
+    /// Written whole or not at all (readers never see half a file), readable by its owner
+    /// alone: it holds the admin token.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
+        crate::demo::write_private(&tmp, &serde_json::to_string_pretty(self)?)?;
         std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
     }
 }

@@ -25,7 +25,7 @@ use openraft::{LogId, Raft, ServerState};
 use tokio::time::Instant;
 
 use super::log_store::LogStore;
-use super::{Mesh, MeshRequest, MeshResponse, NodeId};
+use super::{Entry, Mesh, MeshRequest, MeshResponse, NodeId};
 use crate::transport::Transport;
 
 /// A follower whose stream has not moved for this long, while the log has, is rushed.
@@ -64,14 +64,15 @@ pub fn start(raft: Raft<Mesh>, log: LogStore, transport: Arc<Transport>) {
             };
             let now = Instant::now();
             for (&target, &matched) in repl.iter().filter(|(t, _)| **t != m.id) {
+                let from = matched.map_or(0, |l| l.index + 1);
+                // Stalled is measured from when the follower last moved or was caught up.
                 let since = match seen.get(&target) {
-                    Some((had, at)) if *had == matched => *at,
+                    Some((had, at)) if *had == matched && from <= last => *at,
                     _ => {
                         seen.insert(target, (matched, now));
                         now
                     }
                 };
-                let from = matched.map_or(0, |l| l.index + 1);
                 let flying = rushing.entry(target).or_default();
                 flying.retain(|h| !h.is_finished());
                 if from > last
@@ -96,14 +97,23 @@ pub fn start(raft: Raft<Mesh>, log: LogStore, transport: Arc<Transport>) {
                 {
                     continue;
                 }
-                let mut reader = log.clone();
-                let Ok(entries) = reader.try_get_log_entries(from..=last).await else {
+                let Some(entries) = tail(&log, matched, last).await else {
                     continue;
                 };
+                // Still the leader it was when the tail was chosen: a tail read after a change
+                // of leader is not sent under the old vote.
+                let still = {
+                    let now = metrics.borrow();
+                    now.state == ServerState::Leader && now.vote == m.vote
+                };
+                if !still {
+                    continue;
+                }
                 let request = MeshRequest::AppendEntries(AppendEntriesRequest {
                     vote: m.vote,
                     prev_log_id: matched,
                     entries,
+                    // What the leader has applied, which never passes what is committed.
                     leader_commit: m.last_applied,
                 });
                 let transport = Arc::clone(&transport);
@@ -117,4 +127,29 @@ pub fn start(raft: Raft<Mesh>, log: LogStore, transport: Arc<Transport>) {
             }
         }
     });
+}
+
+/// The entries after `matched` up to `last` (fewer when they are large: the read is bounded in
+/// bytes), read together with the entry at `matched` and checked against it: `None` unless the
+/// log still holds exactly `matched` and what follows it without a gap (the log may have been
+/// purged or rewritten since the metrics were read).
+async fn tail(log: &LogStore, matched: Option<LogId<NodeId>>, last: u64) -> Option<Vec<Entry>> {
+    let start = matched.map_or(0, |m| m.index);
+    let mut read = log
+        .clone()
+        .limited_get_log_entries(start, last + 1)
+        .await
+        .ok()?;
+    if let Some(m) = matched {
+        if read.first().map(|e| e.log_id) != Some(m) {
+            return None;
+        }
+        read.remove(0);
+    }
+    let from = matched.map_or(0, |m| m.index + 1);
+    let contiguous = read
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.log_id.index == from + i as u64);
+    (contiguous && !read.is_empty()).then_some(read)
 }
