@@ -1,7 +1,9 @@
 //! Faults for Tradewind's drills. `proxy`: the fault proxy that makes links between regions
 //! behave like a WAN (latency, jitter, loss, bandwidth) and cuts them (partitions), changed at
-//! runtime through a small HTTP API.
+//! runtime through a small HTTP API. `checker`: what a drill proves, the commerce invariants
+//! checked against the history of what shoppers were told and the core's final state.
 
 #![forbid(unsafe_code)]
 
+pub mod checker;
 pub mod proxy;

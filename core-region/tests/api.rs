@@ -278,11 +278,12 @@ async fn writes_and_reads_round_trip() {
         .await;
     assert_eq!(
         (
+            inv["stocked"].as_u64(),
             inv["on_hand"].as_u64(),
             inv["committed"].as_u64(),
             inv["available"].as_u64()
         ),
-        (Some(7), Some(3), Some(7))
+        (Some(10), Some(7), Some(3), Some(7))
     );
     let (s, _) = core
         .call(

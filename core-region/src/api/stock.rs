@@ -86,6 +86,7 @@ async fn inventory(
     let granted: BTreeMap<&str, u64> = inv.granted.iter().map(|(e, n)| (e.as_str(), *n)).collect();
     Ok(Json(json!({
         "sku": sku,
+        "stocked": inv.stocked,
         "on_hand": inv.on_hand(),
         "committed": inv.committed,
         "granted": granted,
