@@ -2,8 +2,10 @@
 //! behave like a WAN (latency, jitter, loss, bandwidth) and cuts them (partitions), changed at
 //! runtime through a small HTTP API. `checker`: what a drill proves, the commerce invariants
 //! checked against the history of what shoppers were told and the core's final state.
+//! `workload`: the shoppers whose orders make that history, and the reading of the final state.
 
 #![forbid(unsafe_code)]
 
 pub mod checker;
 pub mod proxy;
+pub mod workload;

@@ -337,3 +337,58 @@ fn a_port_in_use_or_another_layout_is_refused_with_its_reason() {
         "{err}"
     );
 }
+
+/// The drills' machinery on a quiet demo: shoppers at every edge for a few seconds, their
+/// history, the core's final state once the outboxes are empty, and a clean bill from the
+/// checker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_on_a_healthy_mesh_passes_the_checker() {
+    use chaos_tests::{checker, workload};
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base_port();
+    let (mut demo, mesh) = start(&dir.path().join("demo"), base, "none");
+    let token = mesh["admin_token"].as_str().unwrap().to_owned();
+    let edges = edge_urls(&mesh);
+    let page = get_value(
+        &format!("{}/v1/products?limit=5&currency=USD", edges[0]),
+        None,
+    )
+    .await;
+    let skus: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["skus"][0]["sku"].as_str().unwrap().to_owned())
+        .collect();
+    let w = workload::Workload {
+        edges: edges.clone(),
+        shoppers_per_edge: 2,
+        hot: skus[0].clone(),
+        skus: skus.clone(),
+        hot_percent: 50,
+    };
+    let path = dir.path().join("history.jsonl");
+    let (history, writer) = workload::history_writer(&path).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shoppers = tokio::spawn(workload::run(w, history, stopped));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.send(true).unwrap();
+    let counts = shoppers.await.unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(counts.acked > 0 && counts.unanswered == 0, "{counts:?}");
+    for e in &edges {
+        eventually("the outbox sent", Duration::from_secs(20), || async {
+            get_value(&format!("{e}/v1/status"), None).await["outbox_pending"] == 0
+        })
+        .await;
+    }
+    let admin = mesh["regions"][0]["core"]["admin_url"].as_str().unwrap();
+    let state = workload::final_state(admin, &token, &skus).await.unwrap();
+    let history = workload::read_history(&path).unwrap();
+    assert_eq!(history.len() as u64, 2 * counts.attempted);
+    let v = checker::check(&history, &state);
+    assert!(v.ok(), "{v:?}");
+    assert!(state.orders.len() as u64 >= counts.acked);
+    assert!(demo.terminate().success());
+}

@@ -1,0 +1,254 @@
+//! A drill's workload and what it learns: shoppers at every edge placing orders (a UUIDv7
+//! Idempotency-Key each, as the API recommends; one hot SKU takes a share of them), each order
+//! and each answer recorded with its time in the history (JSON lines, `checker::Event`); and,
+//! once the mesh is quiet, the core's final state, read through the admin API.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::checker::{Event, FinalInventory, FinalOrder, FinalState, Line};
+
+/// History events waiting to be written.
+const HISTORY_QUEUE: usize = 65_536;
+/// How long one request may take before it counts as unanswered.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Orders per page when reading the core's orders.
+const PAGE: usize = 1_000;
+
+/// What the shoppers do.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// Storefront URLs, one per edge.
+    pub edges: Vec<String>,
+    pub shoppers_per_edge: usize,
+    /// SKUs to buy, all sold in USD to SG.
+    pub skus: Vec<String>,
+    /// This SKU takes `hot_percent` of the orders.
+    pub hot: String,
+    pub hot_percent: u32,
+}
+
+/// What the shoppers were told, counted.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Counts {
+    pub attempted: u64,
+    pub acked: u64,
+    pub refused: u64,
+    pub unanswered: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A UUIDv7: the time in milliseconds, then random bits.
+pub fn uuid_v7() -> String {
+    let ms = now_ms();
+    let r: u128 = rand::random();
+    format!(
+        "{:08x}-{:04x}-7{:03x}-{:04x}-{:012x}",
+        ms >> 16,
+        ms & 0xffff,
+        (r >> 116) & 0xfff,
+        0x8000 | ((r >> 100) & 0x3fff),
+        r & 0xffff_ffff_ffff
+    )
+}
+
+/// Writes history events, one JSON line each, to `path` (on a thread of its own) until every
+/// sender is gone; join the thread to know the file is complete.
+pub fn history_writer(
+    path: &Path,
+) -> std::io::Result<(
+    mpsc::Sender<Event>,
+    std::thread::JoinHandle<std::io::Result<()>>,
+)> {
+    use std::io::Write;
+    let file = std::fs::File::create(path)?;
+    let (tx, mut rx) = mpsc::channel::<Event>(HISTORY_QUEUE);
+    let writer = std::thread::Builder::new()
+        .name("history".into())
+        .spawn(move || {
+            let mut out = std::io::BufWriter::new(file);
+            while let Some(e) = rx.blocking_recv() {
+                serde_json::to_writer(&mut out, &e)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()
+        })?;
+    Ok((tx, writer))
+}
+
+/// Reads a history file back.
+pub fn read_history(path: &Path) -> std::io::Result<Vec<Event>> {
+    let text = std::fs::read_to_string(path)?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(std::io::Error::other))
+        .collect()
+}
+
+/// Runs the shoppers until `stop` turns true; every order and answer goes to `history`.
+pub async fn run(w: Workload, history: mpsc::Sender<Event>, stop: watch::Receiver<bool>) -> Counts {
+    let http = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .unwrap_or_default();
+    let counts = Arc::new([
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+    ]);
+    let mut shoppers = tokio::task::JoinSet::new();
+    for (e, edge) in w.edges.iter().enumerate() {
+        for s in 0..w.shoppers_per_edge {
+            let (http, w, history, stop, counts) = (
+                http.clone(),
+                w.clone(),
+                history.clone(),
+                stop.clone(),
+                Arc::clone(&counts),
+            );
+            let (edge, customer) = (edge.clone(), format!("drill-{e}-{s}"));
+            shoppers.spawn(async move {
+                while !*stop.borrow() {
+                    let sku = if rand::random_range(0..100) < w.hot_percent || w.skus.is_empty() {
+                        w.hot.clone()
+                    } else {
+                        w.skus[rand::random_range(0..w.skus.len())].clone()
+                    };
+                    let key = uuid_v7();
+                    let lines = vec![Line { sku, qty: 1 }];
+                    let _ = history
+                        .send(Event::Order {
+                            at_ms: now_ms(),
+                            edge: edge.clone(),
+                            customer: customer.clone(),
+                            key: key.clone(),
+                            lines: lines.clone(),
+                        })
+                        .await;
+                    counts[0].fetch_add(1, Ordering::Relaxed);
+                    let body = serde_json::json!({
+                        "customer_id": customer, "currency": "USD",
+                        "lines": lines.iter().map(|l| serde_json::json!({"sku": l.sku, "qty": l.qty})).collect::<Vec<_>>(),
+                        "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"},
+                    });
+                    let res = http
+                        .post(format!("{edge}/v1/orders"))
+                        .header("idempotency-key", &key)
+                        .json(&body)
+                        .send()
+                        .await;
+                    let (status, order_id, problem) = match res {
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            let v: serde_json::Value = r.json().await.unwrap_or_default();
+                            (
+                                status,
+                                v["order_id"].as_str().map(str::to_owned),
+                                v["type"].as_str().map(str::to_owned),
+                            )
+                        }
+                        Err(_) => (0, None, None),
+                    };
+                    let slot = match status {
+                        200 | 201 => 1,
+                        0 => 3,
+                        _ => 2,
+                    };
+                    counts[slot].fetch_add(1, Ordering::Relaxed);
+                    let _ = history
+                        .send(Event::OrderAnswer {
+                            at_ms: now_ms(),
+                            customer: customer.clone(),
+                            key,
+                            status,
+                            order_id,
+                            problem,
+                        })
+                        .await;
+                }
+            });
+        }
+    }
+    while shoppers.join_next().await.is_some() {}
+    Counts {
+        attempted: counts[0].load(Ordering::Relaxed),
+        acked: counts[1].load(Ordering::Relaxed),
+        refused: counts[2].load(Ordering::Relaxed),
+        unanswered: counts[3].load(Ordering::Relaxed),
+    }
+}
+
+/// Every decided order and the inventory of `skus`, from the core at `admin`.
+pub async fn final_state(admin: &str, token: &str, skus: &[String]) -> anyhow::Result<FinalState> {
+    let http = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()?;
+    let get = |url: String| {
+        let req = http.get(url).bearer_auth(token);
+        async move {
+            let res = req.send().await?.error_for_status()?;
+            anyhow::Ok(res.json::<serde_json::Value>().await?)
+        }
+    };
+    let mut orders = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = get(format!(
+            "{admin}/admin/v1/orders?limit={PAGE}&after={after}"
+        ))
+        .await?;
+        for o in page["items"].as_array().into_iter().flatten() {
+            orders.push(FinalOrder {
+                order_id: o["order_id"].as_str().unwrap_or_default().to_owned(),
+                status: o["status"].as_str().unwrap_or_default().to_owned(),
+                customer_id: o["customer_id"].as_str().unwrap_or_default().to_owned(),
+                idempotency_key: o["idempotency_key"].as_str().map(str::to_owned),
+                lines: serde_json::from_value(o["lines"].clone()).unwrap_or_default(),
+                price_version: o["price_version"].as_u64(),
+            });
+        }
+        match page["next"].as_str() {
+            Some(n) => after = n.to_owned(),
+            None => break,
+        }
+    }
+    let mut inventory = Vec::new();
+    for sku in skus {
+        let i = get(format!("{admin}/admin/v1/inventory/{sku}")).await?;
+        inventory.push(FinalInventory {
+            sku: sku.clone(),
+            stocked: i["stocked"].as_u64().unwrap_or(0),
+            committed: i["committed"].as_u64().unwrap_or(0),
+            granted: i["granted"]
+                .as_object()
+                .map_or(0, |g| g.values().filter_map(|v| v.as_u64()).sum()),
+        });
+    }
+    Ok(FinalState { orders, inventory })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_are_uuid_v7_led_by_the_time() {
+        let k = super::uuid_v7();
+        let b = k.as_bytes();
+        assert_eq!(k.len(), 36, "{k}");
+        assert!([8, 13, 18, 23].iter().all(|&i| b[i] == b'-'), "{k}");
+        assert_eq!(b[14], b'7', "{k}");
+        assert!(matches!(b[19], b'8' | b'9' | b'a' | b'b'), "{k}");
+        let ms = u64::from_str_radix(&format!("{}{}", &k[..8], &k[9..13]), 16).unwrap();
+        assert!(super::now_ms().abs_diff(ms) < 10_000);
+        assert_ne!(super::uuid_v7(), k);
+    }
+}
