@@ -16,6 +16,8 @@ use crate::checker::{Event, FinalInventory, FinalOrder, FinalState, Line};
 const HISTORY_QUEUE: usize = 65_536;
 /// How long one request may take before it counts as unanswered.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a shopper waits after an edge did not answer, or answered 5xx.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Orders per page when reading the core's orders.
 const PAGE: usize = 1_000;
 
@@ -164,6 +166,10 @@ pub async fn run(w: Workload, history: mpsc::Sender<Event>, stop: watch::Receive
                         0 => 3,
                         _ => 2,
                     };
+                    // A shopper whose edge is down or overloaded tries again a moment later.
+                    if status == 0 || status >= 500 {
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
                     counts[slot].fetch_add(1, Ordering::Relaxed);
                     let _ = history
                         .send(Event::OrderAnswer {

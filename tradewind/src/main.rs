@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod catalog;
+mod chaos;
 mod demo;
 mod mesh;
 mod status;
@@ -34,6 +35,11 @@ enum Command {
     /// Run a whole mesh on this machine: regions on 127.0.N.1, each with its core and edges,
     /// the sample catalog loaded; Ctrl-C stops it, and the next start finds the data again.
     Demo(demo::DemoArgs),
+    /// Failover drills on a running demo, checked against the commerce invariants.
+    Chaos {
+        #[command(subcommand)]
+        drill: chaos::Drill,
+    },
     /// The mesh at a glance: leader, versions and lag, each edge's health, outbox and grants.
     Status {
         /// The mesh.json a running demo wrote.
@@ -204,6 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(demo::run(args, stop))
         }
         Command::Status { mesh } => runtime()?.block_on(status::run(&mesh)),
+        Command::Chaos { drill } => runtime()?.block_on(chaos::run(drill)),
         Command::Core {
             config,
             check_config,

@@ -392,3 +392,49 @@ async fn a_workload_on_a_healthy_mesh_passes_the_checker() {
     assert!(state.orders.len() as u64 >= counts.acked);
     assert!(demo.terminate().success());
 }
+
+/// `tradewind chaos region-outage` on a demo: the leader's region killed under load and started
+/// again; the report says the mesh recovered and no invariant broke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_outage_drill_recovers_and_breaks_no_invariant() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("demo");
+    let base = free_base_port();
+    let (mut demo, _) = start(&state, base, "none");
+    let report = dir.path().join("report.json");
+    let (mesh, file) = (state.join("mesh.json"), report.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::bin())
+            .args(["chaos", "region-outage", "--phase-s", "2", "--mesh"])
+            .arg(mesh)
+            .arg("--report")
+            .arg(file)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{summary}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(
+        (
+            &r["lost_acked_orders"],
+            &r["duplicate_orders"],
+            &r["oversold_units"]
+        ),
+        (&json!(0), &json!(0), &json!(0)),
+        "{r}"
+    );
+    assert!(
+        r["rto_ms"].as_u64().is_some() && r["orders_acked"].as_u64().unwrap() > 0,
+        "{r}"
+    );
+    assert!(demo.terminate().success());
+}
