@@ -166,8 +166,9 @@ pub async fn run(w: Workload, history: mpsc::Sender<Event>, stop: watch::Receive
                         0 => 3,
                         _ => 2,
                     };
-                    // A shopper whose edge is down or overloaded tries again a moment later.
-                    if status == 0 || status >= 500 {
+                    // A shopper whose edge is down, overloaded or asks it to slow down (429) tries
+                    // again a moment later.
+                    if status == 0 || status == 429 || status >= 500 {
                         tokio::time::sleep(RETRY_PAUSE).await;
                     }
                     counts[slot].fetch_add(1, Ordering::Relaxed);

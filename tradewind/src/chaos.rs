@@ -269,10 +269,23 @@ async fn region_outage(args: DrillArgs, region: Option<String>) -> anyhow::Resul
     let state = workload::final_state(&survivor.core.admin_url, &token, &skus).await?;
     let events = workload::read_history(&history_path)?;
     let v = checker::check(&events, &state);
+    // This drill's orders: the core also holds every order placed before it.
+    let keys: std::collections::BTreeSet<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            checker::Event::Order { key, .. } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
     let committed = state
         .orders
         .iter()
         .filter(|o| o.status == "committed")
+        .filter(|o| {
+            o.idempotency_key
+                .as_deref()
+                .is_some_and(|k| keys.contains(k))
+        })
         .count();
     let ok = v.ok() && rto_ms.is_some();
     let report = json!({
