@@ -230,14 +230,7 @@ async fn the_storefront_serves_the_regions_catalog_and_orders_commit_at_the_core
         .await
         .unwrap();
     assert_eq!(res.status(), 422);
-    let metrics = client()
-        .get(edge.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = edge.metrics().await;
     assert!(
         metrics.contains("tradewind_edge_orders_accepted_total"),
         "{metrics}"

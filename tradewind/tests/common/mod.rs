@@ -302,17 +302,23 @@ impl EdgeProcess {
         format!("{}{path}", self.http)
     }
 
-    /// The value of counter or gauge `name` in the edge's metrics (0 when absent).
-    pub async fn metric(&self, name: &str) -> u64 {
-        let text = client()
+    /// The edge's metrics page.
+    pub async fn metrics(&self) -> String {
+        client()
             .get(self.url("/metrics"))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines()
+            .unwrap()
+    }
+
+    /// The value of counter or gauge `name` in the edge's metrics (0 when absent).
+    pub async fn metric(&self, name: &str) -> u64 {
+        self.metrics()
+            .await
+            .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
