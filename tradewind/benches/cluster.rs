@@ -16,7 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use commerce::command::{EDGE_WIRE_FORMAT, EdgeRequest, EdgeWrite, Outcome};
-use common::{CoreProcess, TOKEN, client, edge_order, mesh_node, write_group, write_group_of};
+use common::{
+    CoreProcess, TOKEN, client, edge_order, median, mesh_node, percentile, write_group,
+    write_group_of,
+};
 use replication::raft::Payload;
 use replication::transport::Transport;
 use serde_json::{Value, json};
@@ -251,19 +254,6 @@ fn order_bodies(round: usize, batches: usize) -> Vec<Vec<Value>> {
                 .collect()
         })
         .collect()
-}
-
-/// The `q` quantile (nearest rank).
-fn percentile(v: &[f64], q: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// The region that leads, asked of region `ask`; `None` while there is none.

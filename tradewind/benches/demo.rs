@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Proc, edge_urls, first_sku, get_value, start_demo};
+use common::{Proc, edge_urls, first_sku, get_value, median, percentile, start_demo};
 use serde_json::{Value, json};
 
 const STARTS: usize = 3;
@@ -30,16 +30,6 @@ fn start(state: &Path, base: u16, wan: &str, fresh: bool) -> (Proc, f64, Value) 
         args.push("--fresh");
     }
     start_demo(&args)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn pct(v: &mut [f64], q: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
 }
 
 /// Milliseconds from sending a price change to the leader until each edge quotes it, for
@@ -143,14 +133,14 @@ fn main() {
         "  --wan realistic: {PRICE_CHANGES} price changes sent to the leader ({}), until each edge quotes them:",
         REGIONS[leader]
     );
-    for (k, mut a) in arrivals.into_iter().enumerate() {
+    for (k, a) in arrivals.into_iter().enumerate() {
         let rtt = RTT_MS[leader][k];
         println!(
             "    edge of {:<13} p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms   bound: round trip {rtt} ms + 100 = {} ms",
             REGIONS[k],
-            pct(&mut a, 0.50),
-            pct(&mut a, 0.99),
-            pct(&mut a, 1.0),
+            percentile(&a, 0.50),
+            percentile(&a, 0.99),
+            percentile(&a, 1.0),
             rtt + 100
         );
     }

@@ -16,7 +16,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{CoreProcess, EdgeProcess, client, write_edge_config_with, write_group_of};
+use common::{CoreProcess, EdgeProcess, client, median, write_edge_config_with, write_group_of};
 use serde_json::{Value, json};
 
 /// Shoppers at once, each sending its next request when the last is answered: intake is
@@ -203,11 +203,6 @@ async fn intake(edge: &EdgeProcess, run: u16, shoppers: usize, for_: Duration) -
     let accepted = edge.metric(ACCEPTED).await - before;
     let other = report.requests.saturating_sub(accepted);
     (report, other)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {
