@@ -40,6 +40,38 @@ pub enum Event {
         order_id: Option<String>,
         problem: Option<String>,
     },
+    /// A shopper's read at an edge (a product page or a quote), answered with `status` (0: no
+    /// answer) after `took_ms`.
+    Browse {
+        at_ms: u64,
+        edge: String,
+        status: u16,
+        took_ms: u64,
+    },
+    /// An admin's write (a price or stock change) at the core `core`; `status` 0 when no core
+    /// answered.
+    Admin {
+        at_ms: u64,
+        core: String,
+        what: String,
+        status: u16,
+    },
+    /// The drill's write probe, started at `at_ms`: whether it committed, and when it finished.
+    Probe {
+        at_ms: u64,
+        took_ms: u64,
+        ok: bool,
+    },
+    /// What the mesh said about itself: the leader as a core that is not down sees it, the
+    /// members the leader reports a second or more behind, the largest lag of a member no fault
+    /// of the drill took down, and the edges that report no core.
+    Observe {
+        at_ms: u64,
+        leader: Option<String>,
+        lagging: Vec<String>,
+        max_lag_ms: Option<u64>,
+        edges_disconnected: Vec<String>,
+    },
     /// A fault injected, and its heal.
     Fault {
         at_ms: u64,

@@ -3,9 +3,11 @@
 //! runtime through a small HTTP API. `checker`: what a drill proves, the commerce invariants
 //! checked against the history of what shoppers were told and the core's final state.
 //! `workload`: the shoppers whose orders make that history, and the reading of the final state.
+//! `report`: what the history measured (detect, rto, errors, lag) and its timeline.
 
 #![forbid(unsafe_code)]
 
 pub mod checker;
 pub mod proxy;
+pub mod report;
 pub mod workload;

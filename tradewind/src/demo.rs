@@ -2,10 +2,12 @@
 //!
 //! Region N (from 1) listens on 127.0.N.1 with the same port layout as every other region:
 //! `base + 101` the core's admin API, `base + 102` its QUIC endpoint (Raft, forwarded writes,
-//! the feed edges follow), `base + 111 + k` its k-th edge. With `--wan realistic` a fault proxy
-//! (its API on 127.0.0.1, `base + 50`) carries every link from region N to region M, listening
-//! on N's address at `base + 201 + M` with the round trip of the real regions; cores reach each
-//! other through it (`[raft.routes]`), and edges reach other regions' cores through it. The state directory keeps the
+//! the feed edges follow), `base + 111 + k` its k-th edge. A fault proxy (its API on
+//! 127.0.0.1, `base + 50`) carries every link from region N to region M, listening on N's
+//! address at `base + 201 + M`: with `--wan realistic` with the round trip of the real regions,
+//! with `--wan none` with no delay of its own, so that drills can cut or slow any link. Cores
+//! reach each other through it (`[raft.routes]`), and edges reach other regions' cores through
+//! it. The state directory keeps the
 //! certificates, the admin token, each part's config and data, and the logs, so that a restart
 //! finds the mesh as it was; `--fresh` starts it over. The sample catalog is loaded once.
 //!
@@ -48,7 +50,7 @@ const STOP_DEADLINE: Duration = Duration::from_secs(20);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Wan {
-    /// Regions reach each other directly.
+    /// Links between regions add no delay of their own.
     None,
     /// Every link between regions goes through the fault proxy, with the round trips of the
     /// real regions (`rtt_ms`).
@@ -95,8 +97,7 @@ struct RegionLayout {
     admin: SocketAddr,
     quic: SocketAddr,
     edges: Vec<(String, SocketAddr)>,
-    /// With `--wan realistic`: where the link to each region (by index) listens, on this
-    /// region's address.
+    /// Where the link to each region (by index) listens, on this region's address.
     links: Vec<SocketAddr>,
 }
 
@@ -155,12 +156,10 @@ fn layout(args: &DemoArgs) -> anyhow::Result<Vec<RegionLayout>> {
 
 /// Every port of the layout is free, or a clear error names the one that is not.
 fn check_ports(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<()> {
-    if args.wan == Wan::Realistic {
-        let api = proxy_api(args);
-        std::net::TcpListener::bind(api).map_err(|e| {
-            anyhow::anyhow!("{api} (the fault proxy's API) is in use or cannot be bound: {e}; pick another --base-port")
-        })?;
-    }
+    let api = proxy_api(args);
+    std::net::TcpListener::bind(api).map_err(|e| {
+        anyhow::anyhow!("{api} (the fault proxy's API) is in use or cannot be bound: {e}; pick another --base-port")
+    })?;
     for (i, r) in regions.iter().enumerate() {
         let in_use = |what: String, addr: SocketAddr| {
             move |e: std::io::Error| {
@@ -175,11 +174,9 @@ fn check_ports(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<()> 
         for (name, addr) in &r.edges {
             std::net::TcpListener::bind(addr).map_err(in_use(format!("edge {name}"), *addr))?;
         }
-        if args.wan == Wan::Realistic {
-            for (to, addr) in r.links.iter().enumerate().filter(|(to, _)| *to != i) {
-                let what = format!("link {} -> {}", r.name, regions[to].name);
-                std::net::UdpSocket::bind(addr).map_err(in_use(what, *addr))?;
-            }
+        for (to, addr) in r.links.iter().enumerate().filter(|(to, _)| *to != i) {
+            let what = format!("link {} -> {}", r.name, regions[to].name);
+            std::net::UdpSocket::bind(addr).map_err(in_use(what, *addr))?;
         }
     }
     Ok(())
@@ -251,32 +248,28 @@ pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where region `from` reaches region `to`'s core: directly, or through their link.
-fn reach(wan: Wan, regions: &[RegionLayout], from: usize, to: usize) -> SocketAddr {
-    match wan {
-        Wan::Realistic if from != to => regions[from].links[to],
-        _ => regions[to].quic,
+/// Where region `from` reaches region `to`'s core: its own directly, another through their link.
+fn reach(regions: &[RegionLayout], from: usize, to: usize) -> SocketAddr {
+    if from == to {
+        regions[to].quic
+    } else {
+        regions[from].links[to]
     }
 }
 
-fn core_toml(wan: Wan, regions: &[RegionLayout], me: usize, digest: &str) -> String {
+fn core_toml(regions: &[RegionLayout], me: usize, digest: &str) -> String {
     let r = &regions[me];
-    let routes: String = match wan {
-        Wan::None => String::new(),
-        Wan::Realistic => {
-            let lines: String = (0..regions.len())
-                .filter(|to| *to != me)
-                .map(|to| {
-                    format!(
-                        "\"{}\" = \"{}\"\n",
-                        regions[to].name,
-                        reach(wan, regions, me, to)
-                    )
-                })
-                .collect();
-            format!("[raft.routes]\n# Through the fault proxy's links.\n{lines}\n")
-        }
-    };
+    let routes: String = (0..regions.len())
+        .filter(|to| *to != me)
+        .map(|to| {
+            format!(
+                "\"{}\" = \"{}\"\n",
+                regions[to].name,
+                reach(regions, me, to)
+            )
+        })
+        .collect();
+    let routes = format!("[raft.routes]\n# Through the fault proxy's links.\n{routes}\n");
     let members: String = regions
         .iter()
         .enumerate()
@@ -300,20 +293,14 @@ fn core_toml(wan: Wan, regions: &[RegionLayout], me: usize, digest: &str) -> Str
 }
 
 /// An edge follows its own region's core first, then the others in order.
-fn edge_toml(
-    wan: Wan,
-    regions: &[RegionLayout],
-    region: usize,
-    name: &str,
-    listen: SocketAddr,
-) -> String {
+fn edge_toml(regions: &[RegionLayout], region: usize, name: &str, listen: SocketAddr) -> String {
     let cores: String = std::iter::once(region)
         .chain((0..regions.len()).filter(|i| *i != region))
         .map(|to| {
             format!(
                 "[[cores]]\nname = \"{}\"\nquic = \"{}\"\n\n",
                 regions[to].name,
-                reach(wan, regions, region, to)
+                reach(regions, region, to)
             )
         })
         .collect();
@@ -345,6 +332,10 @@ impl Part {
         prefix: &'static str,
     ) -> anyhow::Result<(Part, String)> {
         let exe = std::env::current_exe().context("finding this program")?;
+        // The program this process runs, even when a rebuild has replaced the file since it
+        // started (a part restarted later must be the same version as the rest of the mesh).
+        let image = Path::new("/proc/self/exe");
+        let program = if image.exists() { image } else { exe.as_path() };
         let err = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -352,7 +343,8 @@ impl Part {
             .with_context(|| format!("opening {}", log.display()))?;
         // A group of its own: Ctrl-C in the terminal reaches the demo alone, which stops the
         // parts in order.
-        let mut process = Command::new(exe)
+        let mut process = Command::new(program)
+            .arg0(&exe)
             .process_group(0)
             .args(&args)
             .env("TRADEWIND_EXIT_WITH_PARENT", "1")
@@ -474,16 +466,13 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
     // Parts are started in order and stopped in reverse: the proxy, cores, then edges.
     let mut parts: Vec<Part> = Vec::new();
     let startup = async {
-        let proxy = match args.wan {
-            Wan::None => None,
-            Wan::Realistic => Some(start_proxy(&args, &regions, &dir, &mut parts).await?),
-        };
+        let proxy = Some(start_proxy(&args, &regions, &dir, &mut parts).await?);
         let mut cores = Vec::new();
         for (i, r) in regions.iter().enumerate() {
             let home = dir.join(r.name);
             std::fs::create_dir_all(&home)?;
             let config = home.join("core.toml");
-            std::fs::write(&config, core_toml(args.wan, &regions, i, &digest))?;
+            std::fs::write(&config, core_toml(&regions, i, &digest))?;
             let config = config.to_string_lossy().into_owned();
             let log = dir.join("logs").join(format!("{}.log", r.name));
             let (part, line) = Part::start(
@@ -533,7 +522,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
                 let home = dir.join(name);
                 std::fs::create_dir_all(&home)?;
                 let config = home.join("edge.toml");
-                std::fs::write(&config, edge_toml(args.wan, &regions, i, name, *listen))?;
+                std::fs::write(&config, edge_toml(&regions, i, name, *listen))?;
                 let config = config.to_string_lossy().into_owned();
                 let log = dir.join("logs").join(format!("{name}.log"));
                 let (part, line) = Part::start(
@@ -661,7 +650,10 @@ async fn start_proxy(
     let mut specs = Vec::new();
     for (a, from) in regions.iter().enumerate() {
         for (b, to) in regions.iter().enumerate().filter(|(b, _)| *b != a) {
-            let rtt = rtt_ms(a, b);
+            let rtt = match args.wan {
+                Wan::None => 0,
+                Wan::Realistic => rtt_ms(a, b),
+            };
             let name = format!("{}->{}", from.name, to.name);
             specs.push(LinkSpec {
                 name: name.clone(),
@@ -671,7 +663,7 @@ async fn start_proxy(
                 // Each direction carries half the round trip.
                 shape: Shape {
                     latency_ms: rtt / 2,
-                    jitter_ms: (rtt / 40).max(1),
+                    jitter_ms: if rtt == 0 { 0 } else { (rtt / 40).max(1) },
                     ..Shape::default()
                 },
             });

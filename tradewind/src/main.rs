@@ -210,7 +210,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(demo::run(args, stop))
         }
         Command::Status { mesh } => runtime()?.block_on(status::run(&mesh)),
-        Command::Chaos { drill } => runtime()?.block_on(chaos::run(drill)),
+        Command::Chaos { drill } => {
+            let rt = runtime()?;
+            let stop = shutdown_signal(&rt);
+            rt.block_on(chaos::run(drill, stop))
+        }
         Command::Core {
             config,
             check_config,

@@ -6,51 +6,16 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{Proc, client, edge_urls, eventually, first_sku, get_value, order, start_demo};
+use common::{
+    client, edge_urls, eventually, first_sku, free_base_port, get_value, order,
+    start_small_demo as start,
+};
 use serde_json::{Value, json};
 
-/// One demo at a time: each is seven processes on a machine of two cores.
+/// One demo at a time: each is eight processes on a machine of two cores.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A base port whose demo ports are all free on the three regions' addresses.
-fn free_base_port() -> u16 {
-    let seed = std::process::id() as u16;
-    (0..200u16)
-        .map(|i| 20_000 + (seed.wrapping_add(i * 97) % 400) * 100)
-        .find(|base| {
-            std::net::TcpListener::bind(("127.0.0.1", base + 50)).is_ok()
-                && (1..=3u8).all(|n| {
-                    let ip = std::net::Ipv4Addr::new(127, 0, n, 1);
-                    std::net::TcpListener::bind((ip, base + 101)).is_ok()
-                        && std::net::UdpSocket::bind((ip, base + 102)).is_ok()
-                        && std::net::TcpListener::bind((ip, base + 111)).is_ok()
-                        && (1..=3).all(|m| std::net::UdpSocket::bind((ip, base + 200 + m)).is_ok())
-                })
-        })
-        .expect("a free base port")
-}
-
-fn start(state: &Path, base: u16, wan: &str) -> (Proc, Value) {
-    let base = base.to_string();
-    let (demo, _, mesh) = start_demo(&[
-        "--regions",
-        "3",
-        "--edges-per-region",
-        "1",
-        "--base-port",
-        &base,
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--wan",
-        wan,
-        "--sample-products",
-        "100",
-    ]);
-    (demo, mesh)
-}
 
 fn pids(mesh: &Value) -> Vec<i32> {
     mesh["regions"]
@@ -336,105 +301,4 @@ fn a_port_in_use_or_another_layout_is_refused_with_its_reason() {
         err.contains("start it the same way, or add --fresh"),
         "{err}"
     );
-}
-
-/// The drills' machinery on a quiet demo: shoppers at every edge for a few seconds, their
-/// history, the core's final state once the outboxes are empty, and a clean bill from the
-/// checker.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_workload_on_a_healthy_mesh_passes_the_checker() {
-    use chaos_tests::{checker, workload};
-    let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let base = free_base_port();
-    let (mut demo, mesh) = start(&dir.path().join("demo"), base, "none");
-    let token = mesh["admin_token"].as_str().unwrap().to_owned();
-    let edges = edge_urls(&mesh);
-    let page = get_value(
-        &format!("{}/v1/products?limit=5&currency=USD", edges[0]),
-        None,
-    )
-    .await;
-    let skus: Vec<String> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["skus"][0]["sku"].as_str().unwrap().to_owned())
-        .collect();
-    let w = workload::Workload {
-        edges: edges.clone(),
-        shoppers_per_edge: 2,
-        hot: skus[0].clone(),
-        skus: skus.clone(),
-        hot_percent: 50,
-    };
-    let path = dir.path().join("history.jsonl");
-    let (history, writer) = workload::history_writer(&path).unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let shoppers = tokio::spawn(workload::run(w, history, stopped));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.send(true).unwrap();
-    let counts = shoppers.await.unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(counts.acked > 0 && counts.unanswered == 0, "{counts:?}");
-    for e in &edges {
-        eventually("the outbox sent", Duration::from_secs(20), || async {
-            get_value(&format!("{e}/v1/status"), None).await["outbox_pending"] == 0
-        })
-        .await;
-    }
-    let admin = mesh["regions"][0]["core"]["admin_url"].as_str().unwrap();
-    let state = workload::final_state(admin, &token, &skus).await.unwrap();
-    let history = workload::read_history(&path).unwrap();
-    assert_eq!(history.len() as u64, 2 * counts.attempted);
-    let v = checker::check(&history, &state);
-    assert!(v.ok(), "{v:?}");
-    assert!(state.orders.len() as u64 >= counts.acked);
-    assert!(demo.terminate().success());
-}
-
-/// `tradewind chaos region-outage` on a demo: the leader's region killed under load and started
-/// again; the report says the mesh recovered and no invariant broke.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_region_outage_drill_recovers_and_breaks_no_invariant() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("demo");
-    let base = free_base_port();
-    let (mut demo, _) = start(&state, base, "none");
-    let report = dir.path().join("report.json");
-    let (mesh, file) = (state.join("mesh.json"), report.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(common::bin())
-            .args(["chaos", "region-outage", "--phase-s", "2", "--mesh"])
-            .arg(mesh)
-            .arg("--report")
-            .arg(file)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let summary = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{summary}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(
-        (
-            &r["lost_acked_orders"],
-            &r["duplicate_orders"],
-            &r["oversold_units"]
-        ),
-        (&json!(0), &json!(0), &json!(0)),
-        "{r}"
-    );
-    assert!(
-        r["rto_ms"].as_u64().is_some() && r["orders_acked"].as_u64().unwrap() > 0,
-        "{r}"
-    );
-    assert!(demo.terminate().success());
 }

@@ -421,9 +421,8 @@ impl LagTracker {
     }
 
     /// Milliseconds since the first entry after `matched` was appended here.
-    fn lag_ms(&self, matched: Option<u64>) -> u64 {
+    fn lag_ms(&self, matched: u64) -> u64 {
         let s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        let matched = matched.unwrap_or(0);
         match s.iter().find(|(i, _)| *i > matched) {
             Some((_, at)) => at.elapsed().as_millis() as u64,
             None => 0,
@@ -453,9 +452,11 @@ fn view(raft: &Raft<Mesh>, lag: &LagTracker) -> ClusterView {
                 )
             } else {
                 match m.replication.as_ref().and_then(|r| r.get(id)) {
+                    // A leader learns what a follower holds from its first answer: until then
+                    // the lag is unknown, not as old as the log.
                     Some(matched) => {
                         let matched = matched.map(|l| l.index);
-                        (matched, Some(lag.lag_ms(matched)))
+                        (matched, matched.map(|m| lag.lag_ms(m)))
                     }
                     None => (None, None),
                 }

@@ -580,6 +580,44 @@ pub fn start_demo(args: &[&str]) -> (Proc, f64, serde_json::Value) {
     (demo, took, mesh)
 }
 
+/// A base port whose demo ports are all free on the three regions' addresses.
+pub fn free_base_port() -> u16 {
+    let seed = std::process::id() as u16;
+    (0..200u16)
+        .map(|i| 20_000 + (seed.wrapping_add(i * 97) % 400) * 100)
+        .find(|base| {
+            std::net::TcpListener::bind(("127.0.0.1", base + 50)).is_ok()
+                && (1..=3u8).all(|n| {
+                    let ip = std::net::Ipv4Addr::new(127, 0, n, 1);
+                    std::net::TcpListener::bind((ip, base + 101)).is_ok()
+                        && std::net::UdpSocket::bind((ip, base + 102)).is_ok()
+                        && std::net::TcpListener::bind((ip, base + 111)).is_ok()
+                        && (1..=3).all(|m| std::net::UdpSocket::bind((ip, base + 200 + m)).is_ok())
+                })
+        })
+        .expect("a free base port")
+}
+
+/// A demo of three regions with an edge each and a catalog of 100 products, with `wan` links.
+pub fn start_small_demo(state: &Path, base: u16, wan: &str) -> (Proc, serde_json::Value) {
+    let base = base.to_string();
+    let (demo, _, mesh) = start_demo(&[
+        "--regions",
+        "3",
+        "--edges-per-region",
+        "1",
+        "--base-port",
+        &base,
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--wan",
+        wan,
+        "--sample-products",
+        "100",
+    ]);
+    (demo, mesh)
+}
+
 /// GET `url`, with `token` as bearer when there is one: the JSON answer.
 pub async fn get_value(url: &str, token: Option<&str>) -> serde_json::Value {
     let mut req = client().get(url);

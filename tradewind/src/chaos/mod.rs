@@ -1,0 +1,801 @@
+//! `tradewind chaos <drill> --mesh FILE`: failover drills on a running demo (DESIGN §3).
+//!
+//! A drill stocks the SKUs it sells, starts shoppers at every edge (browsing and ordering) and
+//! admins (changing prices, adding stock), a write probe and a monitor; after a phase of calm it
+//! injects its fault, keeps it for a phase (and until writes commit again), heals it, runs a
+//! phase more, lets the mesh go quiet (every outbox sent), then reads the core's final state and
+//! reports what the checker finds (I1–I4) with what the history measured: JSON report, SVG
+//! timeline and history in `<state-dir>/drills/<drill>-<time>/` (and `--report FILE`), a summary
+//! on stdout. It aborts and heals when more orders fail than the error budget allows, and heals
+//! on any way out, Ctrl-C included (`faults`).
+
+mod faults;
+mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use chaos_tests::checker::{self, Event};
+use chaos_tests::{report, workload};
+use serde_json::{Value, json};
+
+use crate::mesh::Mesh;
+use faults::Faults;
+use watch::{client, get_json};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Drill {
+    /// SIGKILL everything of one region (by default the leader's), then start it again.
+    RegionOutage {
+        #[command(flatten)]
+        common: DrillArgs,
+        /// The region to take down; the leader's when absent.
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// SIGKILL the current leader's core, start it again, and do it again.
+    LeaderKill {
+        #[command(flatten)]
+        common: DrillArgs,
+        /// How many leaders to kill, one after the other.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+        times: u32,
+    },
+    /// Cut one region (by default the leader's) off from the others through the fault proxy.
+    Partition {
+        #[command(flatten)]
+        common: DrillArgs,
+        /// The region to cut off; the leader's when absent.
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// SIGKILL one edge under load (by default the first of the leader's region), then start it
+    /// again.
+    EdgeCrash {
+        #[command(flatten)]
+        common: DrillArgs,
+        #[arg(long)]
+        edge: Option<String>,
+    },
+    /// Add round-trip time to the links between two regions (by default the leader's and the
+    /// next one).
+    SlowLink {
+        #[command(flatten)]
+        common: DrillArgs,
+        /// The two regions, as `a,b`.
+        #[arg(long, value_delimiter = ',', num_args = 2)]
+        between: Vec<String>,
+        /// Round-trip time added, in milliseconds.
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        add_ms: u64,
+    },
+    /// A new SKU with few units, and buyers at every edge asking for many times more.
+    FlashSale {
+        #[command(flatten)]
+        common: DrillArgs,
+        /// Units on sale.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        units: u64,
+        /// Orders placed, as a multiple of the units.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100))]
+        oversubscribe: u64,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DrillArgs {
+    /// The mesh.json of a running demo.
+    #[arg(long, default_value = ".tradewind/demo/mesh.json")]
+    mesh: PathBuf,
+    /// Where to write the JSON report (it is also written next to the drill's history).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Seconds of load before the fault, with the fault, and after the heal.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    phase_s: u64,
+    /// Shoppers at each edge.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    shoppers_per_edge: u64,
+    /// Abort and heal when more than this share of orders fail (no answer, 5xx) over 5 s.
+    #[arg(long, default_value_t = 0.5)]
+    error_budget: f64,
+}
+
+/// Longest a drill waits for writes to come back, or for the mesh to go quiet.
+const SETTLE: Duration = Duration::from_secs(60);
+/// SKUs the shoppers buy (from the catalog's first page), and stock added to each so that
+/// orders are refused for the fault, not because the SKUs sold out.
+const SKUS: usize = 5;
+const DRILL_STOCK: u64 = 1_000_000;
+
+/// A line of progress on stdout. A closed stdout (the reader went away) must not stop a drill
+/// halfway through its heal, so write errors are ignored.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Drill {
+    fn name(&self) -> &'static str {
+        match self {
+            Drill::RegionOutage { .. } => "region-outage",
+            Drill::LeaderKill { .. } => "leader-kill",
+            Drill::Partition { .. } => "partition",
+            Drill::EdgeCrash { .. } => "edge-crash",
+            Drill::SlowLink { .. } => "slow-link",
+            Drill::FlashSale { .. } => "flash-sale",
+        }
+    }
+
+    fn common(&self) -> &DrillArgs {
+        match self {
+            Drill::RegionOutage { common, .. }
+            | Drill::LeaderKill { common, .. }
+            | Drill::Partition { common, .. }
+            | Drill::EdgeCrash { common, .. }
+            | Drill::SlowLink { common, .. }
+            | Drill::FlashSale { common, .. } => common,
+        }
+    }
+}
+
+/// A drill under way: the mesh, its faults, and the clock the fault phases keep.
+struct Run {
+    mesh: Mesh,
+    faults: Faults,
+    phase: Duration,
+    /// The start of the last probe write that committed.
+    last_ok: Arc<AtomicU64>,
+    /// Set (with the reason) when the error budget is spent.
+    abort: tokio::sync::watch::Receiver<Option<String>>,
+}
+
+/// Why a fault phase ended early.
+struct Aborted(String);
+
+impl Run {
+    /// Waits `d`, or less if the drill aborts.
+    async fn pause(&mut self, d: Duration) -> Result<(), Aborted> {
+        let sleep = tokio::time::sleep(d);
+        tokio::pin!(sleep);
+        loop {
+            if let Some(why) = self.abort.borrow().clone() {
+                return Err(Aborted(why));
+            }
+            tokio::select! {
+                _ = &mut sleep => return Ok(()),
+                r = self.abort.changed() => if r.is_err() { sleep.as_mut().await; return Ok(()) },
+            }
+        }
+    }
+
+    /// Keeps the fault for a phase, and on until a write that started after `fault_at`
+    /// committed (for `SETTLE` at most).
+    async fn hold(&mut self, fault_at: u64) -> Result<(), Aborted> {
+        let started = Instant::now();
+        self.pause(self.phase).await?;
+        while self.last_ok.load(Ordering::Relaxed) < fault_at && started.elapsed() < SETTLE {
+            self.pause(Duration::from_millis(50)).await?;
+        }
+        Ok(())
+    }
+
+    /// The region that leads now, as the first core that answers says.
+    async fn leader(&self) -> anyhow::Result<String> {
+        let http = client(Duration::from_secs(2));
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            for r in &self.faults.current().regions {
+                if let Some(l) = get_json(&http, &format!("{}/healthz", r.core.admin_url), None)
+                    .await
+                    .and_then(|h| h["leader"].as_str().map(str::to_owned))
+                {
+                    return Ok(l);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("no core reports a leader");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn region(&self, name: &str) -> anyhow::Result<&crate::mesh::MeshRegion> {
+        self.mesh
+            .regions
+            .iter()
+            .find(|r| r.name == name)
+            .with_context(|| {
+                let names: Vec<&str> = self.mesh.regions.iter().map(|r| r.name.as_str()).collect();
+                format!("no region {name}; the mesh has {}", names.join(", "))
+            })
+    }
+}
+
+/// What a drill did, beyond the common report.
+#[derive(Default)]
+struct Outcome {
+    details: serde_json::Map<String, Value>,
+    /// A drill's own verdict (the checker's comes on top).
+    failures: Vec<String>,
+}
+
+pub async fn run(drill: Drill, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let args = drill.common();
+    if !(0.0..=1.0).contains(&args.error_budget) {
+        bail!("--error-budget is a share of orders, 0 to 1");
+    }
+    let mesh = Mesh::load(&args.mesh)?;
+    let state_dir = args.mesh.parent().unwrap_or(Path::new("."));
+    let dir = state_dir
+        .join("drills")
+        .join(format!("{}-{}", drill.name(), now_ms()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let history_path = dir.join("history.jsonl");
+    let (history, writer) = workload::history_writer(&history_path)?;
+    let down = watch::Down::default();
+    let faults = Faults::new(args.mesh.clone(), mesh.clone(), down, history.clone());
+    let (abort_tx, abort) = tokio::sync::watch::channel(None);
+    let mut run = Run {
+        mesh,
+        faults,
+        phase: Duration::from_secs(args.phase_s),
+        last_ok: Arc::new(AtomicU64::new(0)),
+        abort,
+    };
+    tokio::pin!(shutdown);
+    let result = tokio::select! {
+        r = drive(&drill, &mut run, history, abort_tx) => r,
+        _ = &mut shutdown => Err(anyhow::anyhow!("interrupted")),
+    };
+    // Whatever happened, nothing stays killed or cut.
+    let healed = run.faults.heal().await;
+    let (outcome, counts, aborted) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            healed.context("healing the mesh")?;
+            return Err(e.context(format!(
+                "the {} drill stopped; the mesh is healed",
+                drill.name()
+            )));
+        }
+    };
+    healed.context("healing the mesh")?;
+    run.faults.close_history();
+    tokio::task::spawn_blocking(move || writer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the history writer failed"))??;
+    conclude(&drill, &run, &dir, &history_path, outcome, counts, aborted).await
+}
+
+/// The drill from setup to heal; returns what it found, the shoppers' counts, and why it
+/// aborted if it did. The history sender is dropped when it returns.
+async fn drive(
+    drill: &Drill,
+    run: &mut Run,
+    history: tokio::sync::mpsc::Sender<Event>,
+    abort_tx: tokio::sync::watch::Sender<Option<String>>,
+) -> anyhow::Result<(Outcome, workload::Counts, Option<String>)> {
+    let args = drill.common();
+    let mut outcome = Outcome::default();
+    let edges: Vec<String> = run
+        .mesh
+        .regions
+        .iter()
+        .flat_map(|r| r.edges.iter().map(|e| e.url.clone()))
+        .collect();
+    let cores: Vec<String> = run
+        .mesh
+        .regions
+        .iter()
+        .map(|r| r.core.admin_url.clone())
+        .collect();
+    let leader = run.leader().await?;
+    let mut w = workload::Workload {
+        edges,
+        shoppers_per_edge: args.shoppers_per_edge as usize,
+        skus: Vec::new(),
+        hot: String::new(),
+        hot_percent: 30,
+        browse_percent: 30,
+        max_orders: None,
+        admin: Some(workload::AdminLoad {
+            cores: cores.clone(),
+            token: run.mesh.admin_token.clone(),
+            every: Duration::from_millis(500),
+        }),
+    };
+    if let Drill::FlashSale {
+        units,
+        oversubscribe,
+        ..
+    } = drill
+    {
+        let sku = flash_sku(run, &leader, *units).await?;
+        outcome.details.insert("sku".into(), json!(sku));
+        outcome.details.insert("units".into(), json!(units));
+        w.skus = vec![sku.clone()];
+        w.hot = sku;
+        w.hot_percent = 100;
+        w.browse_percent = 10;
+        w.max_orders = Some(units * oversubscribe);
+        w.admin = None;
+    } else {
+        w.skus = stock_drill_skus(run, &leader).await?;
+        w.hot = w.skus[0].clone();
+    }
+    outcome
+        .details
+        .insert("leader_before".into(), json!(leader));
+
+    let live = Arc::new(workload::Live::default());
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let shoppers = tokio::spawn(workload::run(
+        w.clone(),
+        history.clone(),
+        stop.clone(),
+        Arc::clone(&live),
+    ));
+    let probe = tokio::spawn(watch::probe(
+        run.mesh.clone(),
+        run.faults.down.clone(),
+        history.clone(),
+        Arc::clone(&run.last_ok),
+        stop.clone(),
+    ));
+    let monitor = tokio::spawn(watch::monitor(
+        run.mesh.clone(),
+        run.faults.down.clone(),
+        history.clone(),
+        stop.clone(),
+    ));
+    let budget = tokio::spawn(watch::budget(
+        Arc::clone(&live),
+        args.error_budget,
+        abort_tx,
+    ));
+    drop(history);
+
+    let aborted = match faults_of(drill, run, &leader, &mut outcome).await {
+        Ok(()) => None,
+        Err(Aborted(why)) => {
+            say(&format!("aborting: {why}"));
+            Some(why)
+        }
+    };
+    run.faults.heal().await?;
+    if aborted.is_none() && !matches!(drill, Drill::FlashSale { .. }) {
+        let _ = run.pause(run.phase).await;
+    }
+    if let Drill::FlashSale { .. } = drill {
+        // The buyers stop by themselves once every order is placed.
+        let _ = tokio::time::timeout(SETTLE, async {
+            while !shoppers.is_finished() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+    }
+    let _ = stop_tx.send(true);
+    budget.abort();
+    let counts = shoppers.await?;
+    let _ = probe.await;
+    let _ = monitor.await;
+    Ok((outcome, counts, aborted))
+}
+
+/// The drill's faults, from the first phase of calm to the moment before the heal.
+async fn faults_of(
+    drill: &Drill,
+    run: &mut Run,
+    leader: &str,
+    outcome: &mut Outcome,
+) -> Result<(), Aborted> {
+    let fail = |e: anyhow::Error| Aborted(format!("{e:#}"));
+    if !matches!(drill, Drill::FlashSale { .. }) {
+        run.pause(run.phase).await?;
+    }
+    match drill {
+        Drill::RegionOutage { region, .. } => {
+            let victim = region.clone().unwrap_or_else(|| leader.to_owned());
+            run.region(&victim).map_err(fail)?;
+            let at = run
+                .faults
+                .mark(format!("SIGKILL the core and edges of {victim}"))
+                .await;
+            run.faults.kill_region(&victim, true).map_err(fail)?;
+            outcome.details.insert("region".into(), json!(victim));
+            run.hold(at).await
+        }
+        Drill::LeaderKill { times, .. } => {
+            let mut killed = Vec::new();
+            for i in 1..=*times {
+                let leader = run.leader().await.map_err(fail)?;
+                let at = run
+                    .faults
+                    .mark(format!(
+                        "SIGKILL the core of the leader, {leader} ({i} of {times})"
+                    ))
+                    .await;
+                run.faults.kill_region(&leader, false).map_err(fail)?;
+                killed.push(leader);
+                run.hold(at).await?;
+                run.faults.heal().await.map_err(fail)?;
+                // Back in the group before the next kill: the group needs a majority to lose one.
+                run.pause(run.phase).await?;
+            }
+            outcome.details.insert("killed".into(), json!(killed));
+            Ok(())
+        }
+        Drill::Partition { region, .. } => {
+            let victim = region.clone().unwrap_or_else(|| leader.to_owned());
+            run.region(&victim).map_err(fail)?;
+            let at = run
+                .faults
+                .mark(format!("cut {victim} off from every other region"))
+                .await;
+            run.faults.cut_off(&victim).await.map_err(fail)?;
+            outcome.details.insert("region".into(), json!(victim));
+            run.hold(at).await
+        }
+        Drill::EdgeCrash { edge, .. } => {
+            let name = match edge {
+                Some(e) => e.clone(),
+                None => run
+                    .region(leader)
+                    .map_err(fail)?
+                    .edges
+                    .first()
+                    .map(|e| e.name.clone())
+                    .ok_or_else(|| Aborted(format!("{leader} has no edge")))?,
+            };
+            let at = run.faults.mark(format!("SIGKILL edge {name}")).await;
+            run.faults.kill_edge(&name).map_err(fail)?;
+            outcome.details.insert("edge".into(), json!(name));
+            run.hold(at).await
+        }
+        Drill::SlowLink {
+            between, add_ms, ..
+        } => {
+            let (a, b) = match between.as_slice() {
+                [a, b] => (a.clone(), b.clone()),
+                _ => {
+                    let other = run
+                        .mesh
+                        .regions
+                        .iter()
+                        .find(|r| r.name != leader)
+                        .ok_or_else(|| Aborted("a slow link needs two regions".into()))?;
+                    (leader.to_owned(), other.name.clone())
+                }
+            };
+            let links = run
+                .faults
+                .links(|f, t| (f == a && t == b) || (f == b && t == a));
+            if links.is_empty() {
+                return Err(Aborted(format!("no link between {a} and {b}")));
+            }
+            let at = run
+                .faults
+                .mark(format!("add {add_ms} ms round trip between {a} and {b}"))
+                .await;
+            // Each direction of each link carries half the round trip.
+            let half = add_ms / 2;
+            run.faults
+                .reshape(&links, |s| chaos_tests::proxy::Shape {
+                    latency_ms: s.latency_ms + half,
+                    ..s
+                })
+                .await
+                .map_err(fail)?;
+            outcome.details.insert("between".into(), json!([a, b]));
+            run.hold(at).await
+        }
+        Drill::FlashSale { .. } => Ok(()),
+    }
+}
+
+/// The first SKUs of the catalog, with `DRILL_STOCK` more units each (at the leader).
+async fn stock_drill_skus(run: &Run, leader: &str) -> anyhow::Result<Vec<String>> {
+    let http = client(Duration::from_secs(5));
+    let edge = &run.mesh.regions[0].edges[0].url;
+    let page = get_json(
+        &http,
+        &format!("{edge}/v1/products?limit={SKUS}&currency=USD"),
+        None,
+    )
+    .await
+    .context("reading the catalog")?;
+    let skus: Vec<String> = page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["skus"][0]["sku"].as_str().map(str::to_owned))
+        .collect();
+    if skus.is_empty() {
+        bail!("the catalog is empty");
+    }
+    let changes: Vec<Value> = skus
+        .iter()
+        .map(|s| json!({"sku": s, "add": DRILL_STOCK}))
+        .collect();
+    admin_write(run, leader, "stock", &json!({ "changes": changes })).await?;
+    Ok(skus)
+}
+
+/// A product made for the sale: one SKU, a USD price, `units` in stock; returns the SKU once
+/// every edge quotes it.
+async fn flash_sku(run: &Run, leader: &str, units: u64) -> anyhow::Result<String> {
+    let id = format!("flash-{}", now_ms());
+    let sku = format!("{id}-1");
+    let product = json!({"id": id, "title": "Flash sale", "category": "electronics/accessories",
+        "skus": [{"sku": sku, "max_order_qty": 1}]});
+    admin_put(run, leader, &format!("products/{id}"), &product).await?;
+    admin_write(
+        run,
+        leader,
+        "prices",
+        &json!({"changes": [{"sku": sku, "currency": "USD", "amount_minor": 1999}]}),
+    )
+    .await?;
+    admin_write(
+        run,
+        leader,
+        "stock",
+        &json!({"changes": [{"sku": sku, "set": units}]}),
+    )
+    .await?;
+    let http = client(Duration::from_secs(2));
+    let deadline = Instant::now() + SETTLE;
+    for e in run.mesh.regions.iter().flat_map(|r| &r.edges) {
+        let url = format!("{}/v1/skus/{sku}/quote?qty=1&currency=USD", e.url);
+        while !http
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            if Instant::now() > deadline {
+                bail!("{} did not learn of {sku} within {SETTLE:?}", e.name);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(sku)
+}
+
+fn admin_url(run: &Run, region: &str) -> anyhow::Result<String> {
+    Ok(run.region(region)?.core.admin_url.clone())
+}
+
+async fn admin_put(run: &Run, region: &str, path: &str, body: &Value) -> anyhow::Result<()> {
+    admin_send(run, region, reqwest::Method::PUT, path, body).await
+}
+
+async fn admin_write(run: &Run, region: &str, path: &str, body: &Value) -> anyhow::Result<()> {
+    admin_send(run, region, reqwest::Method::POST, path, body).await
+}
+
+async fn admin_send(
+    run: &Run,
+    region: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: &Value,
+) -> anyhow::Result<()> {
+    let url = format!("{}/admin/v1/{path}", admin_url(run, region)?);
+    let res = client(Duration::from_secs(10))
+        .request(method, &url)
+        .bearer_auth(&run.mesh.admin_token)
+        .header("idempotency-key", workload::uuid_v7())
+        .json(body)
+        .send()
+        .await
+        .with_context(|| url.clone())?;
+    if !res.status().is_success() {
+        bail!(
+            "{url}: {} {}",
+            res.status(),
+            res.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// After the heal: waits until every edge has sent its outbox, reads the final state at the
+/// leader, checks, reports.
+async fn conclude(
+    drill: &Drill,
+    run: &Run,
+    dir: &Path,
+    history_path: &Path,
+    mut outcome: Outcome,
+    counts: workload::Counts,
+    aborted: Option<String>,
+) -> anyhow::Result<()> {
+    let args = drill.common();
+    let http = client(Duration::from_secs(2));
+    let mesh = run.faults.current();
+    let deadline = Instant::now() + SETTLE;
+    for e in mesh.regions.iter().flat_map(|r| &r.edges) {
+        while get_json(&http, &format!("{}/v1/status", e.url), None)
+            .await
+            .is_none_or(|s| s["outbox_pending"] != 0)
+        {
+            if Instant::now() > deadline {
+                bail!("edge {} did not send its outbox within {SETTLE:?}", e.name);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let events = workload::read_history(history_path)?;
+    let skus: std::collections::BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Order { lines, .. } => Some(lines.iter().map(|l| l.sku.clone())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let skus: Vec<String> = skus.into_iter().collect();
+    let leader = run.leader().await?;
+    let state = workload::final_state(&admin_url(run, &leader)?, &mesh.admin_token, &skus).await?;
+    let v = checker::check(&events, &state);
+    // This drill's orders: the core also holds every order placed before it.
+    let keys: std::collections::BTreeSet<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Order { key, .. } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    let committed = state
+        .orders
+        .iter()
+        .filter(|o| o.status == "committed")
+        .filter(|o| {
+            o.idempotency_key
+                .as_deref()
+                .is_some_and(|k| keys.contains(k))
+        })
+        .count();
+    let timings = report::faults(&events);
+    let during = report::acked_during_faults(&events);
+    match drill {
+        Drill::Partition { .. } => {
+            let cut = outcome.details["region"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let cut_edges: Vec<String> = run
+                .region(&cut)
+                .map(|r| r.edges.iter().map(|e| e.url.clone()).collect())
+                .unwrap_or_default();
+            let n: u64 = cut_edges.iter().filter_map(|e| during.get(e)).sum();
+            outcome
+                .details
+                .insert("acked_by_cut_edges_during_cut".into(), json!(n));
+            if n == 0 && aborted.is_none() {
+                outcome.failures.push(format!(
+                    "the edges of {cut} accepted no order while cut off"
+                ));
+            }
+        }
+        Drill::FlashSale { .. } => {
+            let sku = outcome.details["sku"].as_str().unwrap_or_default();
+            if let Some(i) = state.inventory.iter().find(|i| i.sku == sku) {
+                outcome.details.insert("sold".into(), json!(i.committed));
+                outcome
+                    .details
+                    .insert("left_in_grants".into(), json!(i.granted));
+                if i.committed < i.stocked {
+                    outcome.failures.push(format!(
+                        "{} of {} units unsold ({} still in edges' grants)",
+                        i.stocked - i.committed,
+                        i.stocked,
+                        i.granted
+                    ));
+                }
+            }
+        }
+        Drill::RegionOutage { .. } | Drill::LeaderKill { .. } => {
+            if timings.iter().any(|t| t.rto_ms.is_none()) {
+                outcome
+                    .failures
+                    .push(format!("writes did not come back within {SETTLE:?}"));
+            }
+        }
+        Drill::EdgeCrash { .. } | Drill::SlowLink { .. } => {}
+    }
+    if let Some(why) = &aborted {
+        outcome.failures.push(format!("aborted: {why}"));
+    }
+    let ok = v.ok() && outcome.failures.is_empty();
+    let worst = |f: fn(&report::FaultTiming) -> Option<u64>| timings.iter().filter_map(f).max();
+    let (detect_ms, rto_ms) = (worst(|t| t.detect_ms), worst(|t| t.rto_ms));
+    let max_lag = report::max_replication_lag_ms(&events);
+    let errors = report::errors_by_kind(&events);
+    let svg_path = dir.join("timeline.svg");
+    std::fs::write(
+        &svg_path,
+        report::svg(&format!("tradewind chaos {}", drill.name()), &events),
+    )?;
+    let mut r = json!({
+        "drill": drill.name(),
+        "fault_injected_at": timings.first().map(|t| t.at_ms),
+        "recovered_at": timings.last().and_then(|t| t.healed_at_ms),
+        "detect_ms": detect_ms,
+        "rto_ms": rto_ms,
+        "faults": timings,
+        "orders_attempted": counts.attempted,
+        "orders_acked": counts.acked,
+        "orders_refused": counts.refused,
+        "orders_failed": counts.failed,
+        "orders_committed": committed,
+        "reads": counts.browsed,
+        "lost_acked_orders": v.lost_acked_orders.len(),
+        "duplicate_orders": v.duplicate_orders.len(),
+        "oversold_units": v.oversold_units,
+        "orders_without_price_version": v.orders_without_price_version.len(),
+        "max_replication_lag_ms": max_lag,
+        "errors_by_kind": errors,
+        "acked_during_fault_by_edge": during,
+        "violations": &v,
+        "failures": outcome.failures,
+        "aborted": aborted,
+        "timeline": report::timeline(&events),
+        "timeline_svg": svg_path.display().to_string(),
+        "history": history_path.display().to_string(),
+        "ok": ok,
+    });
+    if let Some(o) = r.as_object_mut() {
+        o.extend(outcome.details.clone());
+    }
+    let text = serde_json::to_vec_pretty(&r)?;
+    std::fs::write(dir.join("report.json"), &text)?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let ms = |v: Option<u64>| v.map_or("-".into(), |d| d.to_string());
+    println!(
+        "{}: detect {} ms, rto {} ms, largest replication lag {} ms; orders attempted {}, acked {}, committed {}, refused {}, failed {}; lost {}, duplicates {}, oversold units {}, without price version {}",
+        drill.name(),
+        ms(detect_ms),
+        ms(rto_ms),
+        ms(max_lag),
+        counts.attempted,
+        counts.acked,
+        committed,
+        counts.refused,
+        counts.failed,
+        v.lost_acked_orders.len(),
+        v.duplicate_orders.len(),
+        v.oversold_units,
+        v.orders_without_price_version.len(),
+    );
+    for (k, val) in &outcome.details {
+        println!("  {k}: {val}");
+    }
+    for f in &outcome.failures {
+        println!("  FAILED: {f}");
+    }
+    println!(
+        "  report {}, timeline {}: {}",
+        dir.join("report.json").display(),
+        svg_path.display(),
+        if ok { "ok" } else { "VIOLATED" }
+    );
+    if !ok {
+        bail!("the {} drill found violations", drill.name());
+    }
+    Ok(())
+}
