@@ -235,8 +235,9 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The timeline as a self-contained SVG: orders acknowledged, refused and failed per second
-/// above, the largest replication lag below, each fault's window shaded.
+/// The timeline as a self-contained SVG: orders acknowledged, refused and failed, and write
+/// probes not committed, per second above; the largest replication lag below; each fault's
+/// window shaded.
 pub fn svg(title: &str, history: &[Event]) -> String {
     const W: f64 = 900.0;
     const LEFT: f64 = 60.0;
@@ -285,10 +286,11 @@ pub fn svg(title: &str, history: &[Event]) -> String {
         );
     }
     type Series = (&'static str, &'static str, fn(&Second) -> u64);
-    let series: [Series; 3] = [
+    let series: [Series; 4] = [
         ("acknowledged", "#1e8e3e", |s| s.acked),
         ("refused (4xx)", "#f29900", |s| s.refused),
         ("failed (no answer, 5xx)", "#d93025", |s| s.failed),
+        ("write probes not committed", "#9334e6", |s| s.probes_failed),
     ];
     for (i, (name, colour, value)) in series.iter().enumerate() {
         let points: String = seconds
@@ -305,7 +307,7 @@ pub fn svg(title: &str, history: &[Event]) -> String {
             out,
             r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>
 <text x="{:.1}" y="{}" fill="{colour}">{name}</text>"#,
-            LEFT + 10.0 + 220.0 * i as f64,
+            LEFT + 10.0 + 200.0 * i as f64,
             TOP_H + 50.0
         );
     }
@@ -524,7 +526,7 @@ mod tests {
         assert!(drawn.starts_with("<svg"), "{drawn}");
         assert!(drawn.contains("partition &lt;drill&gt;"));
         assert!(drawn.contains("cut &lt;a&gt; &amp; b"));
-        assert_eq!(drawn.matches("<polyline").count(), 4);
+        assert_eq!(drawn.matches("<polyline").count(), 5);
         assert!(drawn.trim_end().ends_with("</svg>"));
         assert!(timeline(&[]).is_empty());
         assert!(svg("empty", &[]).contains("</svg>"));

@@ -384,9 +384,14 @@ impl MeshHandler {
 }
 
 /// Records when each log index was reached, so that a member's lag can be told in time: the
-/// age of the oldest entry it has not acknowledged.
+/// age of the oldest entry it has not acknowledged, and no more than this member has led. A new
+/// leader learns what each follower holds by a binary search over its log (openraft 0.9); until
+/// it ends, what it knows a follower to hold says nothing of the follower's real lag, only that
+/// the leader does not know better yet.
 pub struct LagTracker {
     samples: std::sync::Mutex<std::collections::VecDeque<(u64, tokio::time::Instant)>>,
+    /// The term this member leads and since when.
+    leading: std::sync::Mutex<Option<(u64, tokio::time::Instant)>>,
 }
 
 /// Samples kept: at one per metrics change, minutes of history at full write speed.
@@ -396,14 +401,29 @@ impl LagTracker {
     fn start(raft: &Raft<Mesh>) -> Arc<Self> {
         let tracker = Arc::new(LagTracker {
             samples: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            leading: std::sync::Mutex::new(None),
         });
         let mut rx = raft.metrics();
         let t = Arc::clone(&tracker);
         tokio::spawn(async move {
             while rx.changed().await.is_ok() {
-                let last = rx.borrow().last_log_index;
+                let (last, term, leads) = {
+                    let m = rx.borrow();
+                    (
+                        m.last_log_index,
+                        m.current_term,
+                        m.current_leader == Some(m.id),
+                    )
+                };
+                let now = tokio::time::Instant::now();
                 if let Some(i) = last {
-                    t.record(i, tokio::time::Instant::now());
+                    t.record(i, now);
+                }
+                let mut leading = t.leading.lock().unwrap_or_else(|e| e.into_inner());
+                match (*leading, leads) {
+                    (Some((held, _)), true) if held == term => {}
+                    (_, true) => *leading = Some((term, now)),
+                    (_, false) => *leading = None,
                 }
             }
         });
@@ -420,8 +440,19 @@ impl LagTracker {
         }
     }
 
-    /// Milliseconds since the first entry after `matched` was appended here.
+    /// Milliseconds since the first entry after `matched` was appended here, or since this
+    /// member began to lead if that is less.
     fn lag_ms(&self, matched: u64) -> u64 {
+        let led = self
+            .leading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map_or(u64::MAX, |(_, since)| since.elapsed().as_millis() as u64);
+        self.behind_ms(matched).min(led)
+    }
+
+    /// Milliseconds since the first entry after `matched` was appended here.
+    fn behind_ms(&self, matched: u64) -> u64 {
         let s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         match s.iter().find(|(i, _)| *i > matched) {
             Some((_, at)) => at.elapsed().as_millis() as u64,
@@ -857,7 +888,9 @@ impl RaftNode {
 
 #[cfg(test)]
 mod tests {
-    use super::Payload;
+    use std::time::Duration;
+
+    use super::{LagTracker, Payload};
 
     /// Logs written before payloads were byte strings must read the same.
     #[test]
@@ -867,5 +900,24 @@ mod tests {
         assert_eq!(now, crate::codec::encode(1, &bytes).unwrap());
         let back: Payload = crate::codec::decode(1, &now).unwrap();
         assert_eq!(back.0, bytes);
+    }
+
+    #[test]
+    fn lag_is_the_age_of_the_first_entry_missing_and_at_most_the_time_led() {
+        let t = LagTracker {
+            samples: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            leading: std::sync::Mutex::new(None),
+        };
+        let now = tokio::time::Instant::now();
+        t.record(10, now - Duration::from_secs(30));
+        t.record(20, now - Duration::from_secs(1));
+        // Matched 15: the first entry after it (20) arrived a second ago.
+        assert!((1_000..1_500).contains(&t.lag_ms(15)), "{}", t.lag_ms(15));
+        assert!(t.lag_ms(5) >= 30_000);
+        assert_eq!(t.lag_ms(20), 0);
+        // A leader of two seconds knows no follower to be further behind than that.
+        *t.leading.lock().unwrap() = Some((3, now - Duration::from_secs(2)));
+        assert!((2_000..2_500).contains(&t.lag_ms(5)), "{}", t.lag_ms(5));
+        assert!((1_000..1_500).contains(&t.lag_ms(15)));
     }
 }

@@ -144,13 +144,18 @@ pub async fn monitor(
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        // The leader as the first core that is not down sees it (its own view: quick).
-        let mut leader = None;
+        // The leader as the cores that are not down see it (their own views: quick), in the
+        // highest term any of them knows: a deposed leader may still think it leads.
+        let mut leader: Option<String> = None;
+        let mut term = 0;
         for r in mesh.regions.iter().filter(|r| !is_down(&down, &r.name)) {
             if let Some(h) = get_json(&quick, &format!("{}/healthz", r.core.admin_url), None).await
             {
-                leader = h["leader"].as_str().map(str::to_owned);
-                break;
+                let t = h["term"].as_u64().unwrap_or(0);
+                if t > term || (t == term && leader.is_none()) {
+                    leader = h["leader"].as_str().map(str::to_owned);
+                    term = t;
+                }
             }
         }
         let at_ms = now_ms();
