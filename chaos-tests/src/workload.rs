@@ -63,6 +63,7 @@ pub struct Live {
     pub refused: AtomicU64,
     /// No answer, or a 5xx.
     pub failed: AtomicU64,
+    /// Reads answered 200.
     pub browsed: AtomicU64,
 }
 
@@ -175,7 +176,7 @@ pub async fn run(
             let (shopper, stop) = (shopper.clone(), stop.clone());
             let (edge, customer) = (edge.clone(), format!("drill-{e}-{s}"));
             tasks.spawn(async move {
-                while !*stop.borrow() {
+                while !stopped(&stop) {
                     if rand::random_range(0..100) < shopper.w.browse_percent {
                         shopper.browse(&edge).await;
                         continue;
@@ -192,6 +193,11 @@ pub async fn run(
     }
     while tasks.join_next().await.is_some() {}
     live.counts()
+}
+
+/// Told to stop, or no one left to tell it (the drill is gone).
+fn stopped(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
 }
 
 /// One shopper's means: the client, the plan, where to record and count.
@@ -233,7 +239,9 @@ impl Shopper {
             }
             Err(_) => 0,
         };
-        self.live.browsed.fetch_add(1, Ordering::Relaxed);
+        if status == 200 {
+            self.live.browsed.fetch_add(1, Ordering::Relaxed);
+        }
         let _ = self
             .history
             .send(Event::Browse {
@@ -305,9 +313,10 @@ impl Shopper {
                 problem,
             })
             .await;
-        // A shopper whose edge is down, overloaded or asks it to slow down (429) tries again a
+        // A shopper whose edge is down or overloaded, asks it to slow down (429), or has run out
+        // of stock (409: the edges that still hold units sell them meanwhile) tries again a
         // moment later.
-        if status == 0 || status == 429 || status >= 500 {
+        if matches!(status, 0 | 409 | 429) || status >= 500 {
             tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
@@ -323,7 +332,7 @@ async fn admins(
 ) {
     let mut tick = tokio::time::interval(a.every);
     let mut n: u64 = 0;
-    while !*stop.borrow() {
+    while !stopped(&stop) {
         tick.tick().await;
         if w.skus.is_empty() || a.cores.is_empty() {
             return;

@@ -143,26 +143,29 @@ fn init_logging(json: bool) {
     }
 }
 
-/// A future that resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called
-/// (inside the runtime, before the work starts), so that a signal that comes early is neither
-/// lost nor fatal.
+/// A future that resolves on Ctrl-C, SIGTERM or SIGHUP (the terminal closed, the session
+/// dropped). The handlers are installed when this is called (inside the runtime, before the
+/// work starts), so that a signal that comes early is neither lost nor fatal, and a hang-up
+/// gets the same orderly stop as Ctrl-C (a drill heals the mesh first).
 fn shutdown_signal(rt: &tokio::runtime::Runtime) -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let _inside = rt.enter();
     let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     );
     async move {
         match signals {
-            (Ok(mut term), Ok(mut int)) => {
+            (Ok(mut term), Ok(mut int), Ok(mut hup)) => {
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
+                    _ = hup.recv() => {}
                 }
             }
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM and SIGINT; only SIGKILL stops this process");
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM, SIGINT and SIGHUP; only SIGKILL stops this process");
                 std::future::pending::<()>().await;
             }
         }

@@ -157,6 +157,20 @@ async fn every_drill_heals_the_mesh_on_every_way_out() {
     let mesh_path = state.join("mesh.json");
     let shapes = links(&mesh).await;
 
+    // A region or edge the mesh does not have is refused before anything starts.
+    for args in [
+        &["partition", "--region", "nowhere"][..],
+        &["edge-crash", "--edge", "nowhere-1"],
+        &["slow-link", "--between", "cn-shanghai,cn-shanghai"],
+    ] {
+        let (ok, out, r) = drill(&mesh_path, args).await;
+        assert!(!ok && r.is_none(), "{args:?}: {out}");
+        assert!(
+            out.contains("nowhere") || out.contains("two different"),
+            "{out}"
+        );
+    }
+
     let r = passes(
         &mesh_path,
         &["leader-kill", "--times", "1", "--phase-s", "1"],

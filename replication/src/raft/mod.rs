@@ -440,14 +440,16 @@ impl LagTracker {
         }
     }
 
-    /// Milliseconds since the first entry after `matched` was appended here, or since this
-    /// member began to lead if that is less.
-    fn lag_ms(&self, matched: u64) -> u64 {
-        let led = self
-            .leading
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map_or(u64::MAX, |(_, since)| since.elapsed().as_millis() as u64);
+    /// Milliseconds since the first entry after `matched` was appended here, or, for a leader
+    /// of `term`, since it began to lead if that is less (0 when the term is newer than what
+    /// the tracker has seen yet).
+    fn lag_ms(&self, matched: u64, term: Option<u64>) -> u64 {
+        let leading = *self.leading.lock().unwrap_or_else(|e| e.into_inner());
+        let led = match (term, leading) {
+            (Some(t), Some((held, since))) if held == t => since.elapsed().as_millis() as u64,
+            (Some(_), _) => 0,
+            (None, _) => u64::MAX,
+        };
         self.behind_ms(matched).min(led)
     }
 
@@ -466,6 +468,7 @@ fn view(raft: &Raft<Mesh>, lag: &LagTracker) -> ClusterView {
     let m = raft.metrics().borrow().clone();
     let membership = m.membership_config.membership();
     let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+    let leads = (m.current_leader == Some(m.id)).then_some(m.current_term);
     let members = membership
         .nodes()
         .map(|(id, node)| {
@@ -487,7 +490,7 @@ fn view(raft: &Raft<Mesh>, lag: &LagTracker) -> ClusterView {
                     // the lag is unknown, not as old as the log.
                     Some(matched) => {
                         let matched = matched.map(|l| l.index);
-                        (matched, matched.map(|m| lag.lag_ms(m)))
+                        (matched, matched.map(|i| lag.lag_ms(i, leads)))
                     }
                     None => (None, None),
                 }
@@ -912,12 +915,14 @@ mod tests {
         t.record(10, now - Duration::from_secs(30));
         t.record(20, now - Duration::from_secs(1));
         // Matched 15: the first entry after it (20) arrived a second ago.
-        assert!((1_000..1_500).contains(&t.lag_ms(15)), "{}", t.lag_ms(15));
-        assert!(t.lag_ms(5) >= 30_000);
-        assert_eq!(t.lag_ms(20), 0);
+        assert!((1_000..1_500).contains(&t.lag_ms(15, None)));
+        assert!(t.lag_ms(5, None) >= 30_000);
+        assert_eq!(t.lag_ms(20, None), 0);
         // A leader of two seconds knows no follower to be further behind than that.
         *t.leading.lock().unwrap() = Some((3, now - Duration::from_secs(2)));
-        assert!((2_000..2_500).contains(&t.lag_ms(5)), "{}", t.lag_ms(5));
-        assert!((1_000..1_500).contains(&t.lag_ms(15)));
+        assert!((2_000..2_500).contains(&t.lag_ms(5, Some(3))));
+        assert!((1_000..1_500).contains(&t.lag_ms(15, Some(3))));
+        // A term the tracker has not seen begin yet: the leader has just begun.
+        assert_eq!(t.lag_ms(5, Some(4)), 0);
     }
 }

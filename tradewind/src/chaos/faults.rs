@@ -1,8 +1,8 @@
 //! Faults injected into a running demo, and their undoing. Every fault records how to undo it
-//! before it is made; `heal` undoes all of them (links get their shapes back, killed parts are
-//! started again through the demo), and is safe to call twice: a drill calls it when the fault
-//! has lasted, and again on any way out, Ctrl-C included, so that it never leaves a process
-//! killed or a link cut.
+//! before it is made; `heal` undoes them (links get their shapes back, killed parts are started
+//! again through the demo) and forgets each step only once it is done, so it can be called
+//! again after it was interrupted or failed: a drill calls it when the fault has lasted, and
+//! again on any way out, Ctrl-C included, and says so if something could not be undone.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -23,6 +23,7 @@ const RESTART_DEADLINE: Duration = Duration::from_secs(60);
 /// How often the demo is asked again to start its stopped parts.
 const RESTART_EVERY: Duration = Duration::from_secs(2);
 
+#[derive(Clone, PartialEq)]
 enum Undo {
     /// Start the demo's stopped parts again; wait until these (a region's core by the region's
     /// name, an edge by its own) answer.
@@ -40,8 +41,16 @@ pub struct Faults {
     history: Mutex<Option<mpsc::Sender<Event>>>,
 }
 
-fn signal(pid: u32, s: Signal) -> nix::Result<()> {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), s)
+/// Sends `s` to `pid` if it still runs this program: a pid from `mesh.json` may have ended and
+/// been given to another process since.
+fn signal(pid: u32, s: Signal) -> anyhow::Result<()> {
+    let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg.ends_with(b"tradewind")));
+    if !ours {
+        bail!("process {pid} is not a tradewind process (it has ended)");
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), s)?;
+    Ok(())
 }
 
 impl Faults {
@@ -87,13 +96,13 @@ impl Faults {
     }
 
     /// The mesh as it is now (the demo rewrites it with new pids when it restarts parts).
-    pub fn current(&self) -> Mesh {
-        Mesh::load(&self.mesh_path).unwrap_or_else(|_| self.mesh.clone())
+    pub fn current(&self) -> anyhow::Result<Mesh> {
+        Mesh::load(&self.mesh_path)
     }
 
     /// SIGKILLs region `region`'s core, and its edges too when `edges`.
     pub fn kill_region(&self, region: &str, edges: bool) -> anyhow::Result<()> {
-        let mesh = self.current();
+        let mesh = self.current()?;
         let r = mesh
             .regions
             .iter()
@@ -113,7 +122,7 @@ impl Faults {
 
     /// SIGKILLs edge `name`.
     pub fn kill_edge(&self, name: &str) -> anyhow::Result<()> {
-        let mesh = self.current();
+        let mesh = self.current()?;
         let e = mesh
             .regions
             .iter()
@@ -176,13 +185,13 @@ impl Faults {
             .collect()
     }
 
-    /// Undoes every fault made so far: links first, then killed parts started again; waits
-    /// until they answer. Records the heal (its start) in the history when there was something
-    /// to undo.
+    /// Undoes every fault made so far: links first, then killed parts started again (waiting
+    /// until they answer). Each step is forgotten once done, so a heal interrupted or failed
+    /// part way leaves the rest for the next. Records the heal (its start) in the history when
+    /// there was something to undo.
     pub async fn heal(&self) -> anyhow::Result<()> {
-        let undo: Vec<Undo> =
-            std::mem::take(&mut *self.undo.lock().unwrap_or_else(|p| p.into_inner()));
-        if undo.is_empty() {
+        let steps: Vec<Undo> = self.undo.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if steps.is_empty() {
             return Ok(());
         }
         // The fault window ends here; what follows is the mesh recovering.
@@ -190,50 +199,79 @@ impl Faults {
         super::say("healing");
         self.record(Event::Heal { at_ms }).await;
         let http = client(Duration::from_secs(2));
-        let mut result = Ok(());
-        let mut restart = Vec::new();
+        let mut failed = Vec::new();
         // Last made, first undone: a link changed twice ends with its first shape.
-        for u in undo.into_iter().rev() {
-            match u {
-                Undo::Link(name, shape) => {
-                    let api = self.proxy_api()?;
-                    if let Err(e) = set_link(&http, &api, &name, &shape).await {
-                        result = Err(e);
-                    }
+        for step in steps.iter().rev() {
+            if let Undo::Link(name, shape) = step {
+                match self.proxy_api() {
+                    Ok(api) => match set_link(&http, &api, name, shape).await {
+                        Ok(()) => self.forget(step),
+                        Err(e) => failed.push(format!("{e:#}")),
+                    },
+                    Err(e) => failed.push(format!("{e:#}")),
                 }
-                Undo::Restart(part) => restart.push(part),
             }
         }
+        let restart: Vec<String> = steps
+            .iter()
+            .filter_map(|u| match u {
+                Undo::Restart(part) => Some(part.clone()),
+                Undo::Link(..) => None,
+            })
+            .collect();
         if !restart.is_empty() {
-            // The demo starts again the parts it has seen stop; one killed a moment ago may not
-            // be seen yet, so the request is repeated until they answer.
-            let deadline = Instant::now() + RESTART_DEADLINE;
-            let mut asked = Instant::now() - RESTART_EVERY;
-            while !self.answering(&http, &restart).await {
-                if Instant::now() > deadline {
-                    bail!(
-                        "{} did not come back within {RESTART_DEADLINE:?}",
-                        restart.join(", ")
-                    );
-                }
-                if asked.elapsed() >= RESTART_EVERY {
-                    signal(self.mesh.pid, Signal::SIGUSR1).context(
-                        "asking the demo to start its stopped parts (is it still running?)",
-                    )?;
-                    asked = Instant::now();
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            match self.restart(&http, &restart).await {
+                Ok(()) => steps
+                    .iter()
+                    .filter(|u| matches!(u, Undo::Restart(_)))
+                    .for_each(|u| self.forget(u)),
+                Err(e) => failed.push(format!("{e:#}")),
             }
+        }
+        if !failed.is_empty() {
+            bail!("could not undo every fault: {}", failed.join("; "));
         }
         all_up(&self.down);
         super::say("healed");
-        result
+        Ok(())
+    }
+
+    fn forget(&self, step: &Undo) {
+        let mut undo = self.undo.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = undo.iter().position(|u| u == step) {
+            undo.remove(i);
+        }
+    }
+
+    /// Asks the demo to start its stopped parts until `parts` answer. The demo starts again the
+    /// parts it has seen stop; one killed a moment ago may not be seen yet, so the request is
+    /// repeated.
+    async fn restart(&self, http: &reqwest::Client, parts: &[String]) -> anyhow::Result<()> {
+        let deadline = Instant::now() + RESTART_DEADLINE;
+        let mut asked = Instant::now() - RESTART_EVERY;
+        while !self.answering(http, parts).await {
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not come back within {RESTART_DEADLINE:?}",
+                    parts.join(", ")
+                );
+            }
+            if asked.elapsed() >= RESTART_EVERY {
+                signal(self.mesh.pid, Signal::SIGUSR1)
+                    .context("asking the demo to start its stopped parts (is it still running?)")?;
+                asked = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
     }
 
     /// Whether every named part (a region's core by the region's name, an edge by its own)
-    /// answers its health check.
+    /// answers HTTP at all (a restarted edge says 503 until it has its catalog: it is up).
     async fn answering(&self, http: &reqwest::Client, parts: &[String]) -> bool {
-        let mesh = self.current();
+        let Ok(mesh) = self.current() else {
+            return false;
+        };
         for p in parts {
             let url = mesh
                 .regions

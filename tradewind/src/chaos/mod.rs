@@ -66,7 +66,7 @@ pub enum Drill {
         #[command(flatten)]
         common: DrillArgs,
         /// The two regions, as `a,b`.
-        #[arg(long, value_delimiter = ',', num_args = 2)]
+        #[arg(long, value_delimiter = ',')]
         between: Vec<String>,
         /// Round-trip time added, in milliseconds.
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -179,10 +179,10 @@ impl Run {
     }
 
     /// Keeps the fault for a phase, and on until a write that started after `fault_at`
-    /// committed (for `SETTLE` at most).
+    /// committed (for `SETTLE` more at most).
     async fn hold(&mut self, fault_at: u64) -> Result<(), Aborted> {
-        let started = Instant::now();
         self.pause(self.phase).await?;
+        let started = Instant::now();
         while self.last_ok.load(Ordering::Relaxed) < fault_at && started.elapsed() < SETTLE {
             self.pause(Duration::from_millis(50)).await?;
         }
@@ -194,7 +194,7 @@ impl Run {
         let http = client(Duration::from_secs(2));
         let deadline = Instant::now() + SETTLE;
         loop {
-            for r in &self.faults.current().regions {
+            for r in &self.faults.current()?.regions {
                 if let Some(l) = get_json(&http, &format!("{}/healthz", r.core.admin_url), None)
                     .await
                     .and_then(|h| h["leader"].as_str().map(str::to_owned))
@@ -235,6 +235,7 @@ pub async fn run(drill: Drill, shutdown: impl Future<Output = ()>) -> anyhow::Re
         bail!("--error-budget is a share of orders, 0 to 1");
     }
     let mesh = Mesh::load(&args.mesh)?;
+    check_names(&drill, &mesh)?;
     let state_dir = args.mesh.parent().unwrap_or(Path::new("."));
     let dir = state_dir
         .join("drills")
@@ -257,24 +258,66 @@ pub async fn run(drill: Drill, shutdown: impl Future<Output = ()>) -> anyhow::Re
         r = drive(&drill, &mut run, history, abort_tx) => r,
         _ = &mut shutdown => Err(anyhow::anyhow!("interrupted")),
     };
-    // Whatever happened, nothing stays killed or cut.
+    // Whatever happened, nothing stays killed or cut; or the operator hears what does.
     let healed = run.faults.heal().await;
-    let (outcome, counts, aborted) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            healed.context("healing the mesh")?;
+    let (outcome, counts, aborted) = match (result, healed) {
+        (Ok(r), Ok(())) => r,
+        (Ok(_), Err(h)) => return Err(h.context("healing the mesh")),
+        (Err(e), Ok(())) => {
             return Err(e.context(format!(
                 "the {} drill stopped; the mesh is healed",
                 drill.name()
             )));
         }
+        (Err(e), Err(h)) => {
+            return Err(e.context(format!(
+                "the {} drill stopped, and healing failed too ({h:#}); see `tradewind status` and the fault proxy's /v1/links",
+                drill.name()
+            )));
+        }
     };
-    healed.context("healing the mesh")?;
     run.faults.close_history();
     tokio::task::spawn_blocking(move || writer.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the history writer failed"))??;
     conclude(&drill, &run, &dir, &history_path, outcome, counts, aborted).await
+}
+
+/// The regions and edges a drill names exist, before it stocks or loads anything.
+fn check_names(drill: &Drill, mesh: &Mesh) -> anyhow::Result<()> {
+    let regions: Vec<&str> = mesh.regions.iter().map(|r| r.name.as_str()).collect();
+    let edges: Vec<&str> = mesh
+        .regions
+        .iter()
+        .flat_map(|r| r.edges.iter().map(|e| e.name.as_str()))
+        .collect();
+    let named_regions: Vec<&String> = match drill {
+        Drill::RegionOutage { region, .. } | Drill::Partition { region, .. } => {
+            region.iter().collect()
+        }
+        Drill::SlowLink { between, .. } => between.iter().collect(),
+        _ => Vec::new(),
+    };
+    for r in named_regions {
+        if !regions.contains(&r.as_str()) {
+            bail!("no region {r}; the mesh has {}", regions.join(", "));
+        }
+    }
+    if let Drill::SlowLink { between, .. } = drill
+        && !between.is_empty()
+        && (between.len() != 2 || between[0] == between[1])
+    {
+        bail!("--between names two different regions, as a,b");
+    }
+    if let Drill::EdgeCrash { edge: Some(e), .. } = drill
+        && !edges.contains(&e.as_str())
+    {
+        bail!("no edge {e}; the mesh has {}", edges.join(", "));
+    }
+    if regions.len() < 2 && !matches!(drill, Drill::EdgeCrash { .. } | Drill::FlashSale { .. }) {
+        bail!("the {} drill needs two regions or more", drill.name());
+    }
+    Ok(())
 }
 
 /// The drill from setup to heal; returns what it found, the shoppers' counts, and why it
@@ -376,14 +419,17 @@ async fn drive(
     if aborted.is_none() && !matches!(drill, Drill::FlashSale { .. }) {
         let _ = run.pause(run.phase).await;
     }
+    let mut aborted = aborted;
     if let Drill::FlashSale { .. } = drill {
-        // The buyers stop by themselves once every order is placed.
-        let _ = tokio::time::timeout(SETTLE, async {
-            while !shoppers.is_finished() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        // The buyers stop by themselves once every order is placed (or the budget is spent).
+        let deadline = Instant::now() + SETTLE;
+        while !shoppers.is_finished() && Instant::now() < deadline {
+            if let Err(Aborted(why)) = run.pause(Duration::from_millis(100)).await {
+                say(&format!("aborting: {why}"));
+                aborted = Some(why);
+                break;
             }
-        })
-        .await;
+        }
     }
     let _ = stop_tx.send(true);
     budget.abort();
@@ -408,11 +454,11 @@ async fn faults_of(
         Drill::RegionOutage { region, .. } => {
             let victim = region.clone().unwrap_or_else(|| leader.to_owned());
             run.region(&victim).map_err(fail)?;
+            run.faults.kill_region(&victim, true).map_err(fail)?;
             let at = run
                 .faults
                 .mark(format!("SIGKILL the core and edges of {victim}"))
                 .await;
-            run.faults.kill_region(&victim, true).map_err(fail)?;
             outcome.details.insert("region".into(), json!(victim));
             run.hold(at).await
         }
@@ -420,13 +466,13 @@ async fn faults_of(
             let mut killed = Vec::new();
             for i in 1..=*times {
                 let leader = run.leader().await.map_err(fail)?;
+                run.faults.kill_region(&leader, false).map_err(fail)?;
                 let at = run
                     .faults
                     .mark(format!(
                         "SIGKILL the core of the leader, {leader} ({i} of {times})"
                     ))
                     .await;
-                run.faults.kill_region(&leader, false).map_err(fail)?;
                 killed.push(leader);
                 run.hold(at).await?;
                 run.faults.heal().await.map_err(fail)?;
@@ -439,11 +485,11 @@ async fn faults_of(
         Drill::Partition { region, .. } => {
             let victim = region.clone().unwrap_or_else(|| leader.to_owned());
             run.region(&victim).map_err(fail)?;
+            run.faults.cut_off(&victim).await.map_err(fail)?;
             let at = run
                 .faults
                 .mark(format!("cut {victim} off from every other region"))
                 .await;
-            run.faults.cut_off(&victim).await.map_err(fail)?;
             outcome.details.insert("region".into(), json!(victim));
             run.hold(at).await
         }
@@ -458,8 +504,8 @@ async fn faults_of(
                     .map(|e| e.name.clone())
                     .ok_or_else(|| Aborted(format!("{leader} has no edge")))?,
             };
-            let at = run.faults.mark(format!("SIGKILL edge {name}")).await;
             run.faults.kill_edge(&name).map_err(fail)?;
+            let at = run.faults.mark(format!("SIGKILL edge {name}")).await;
             outcome.details.insert("edge".into(), json!(name));
             run.hold(at).await
         }
@@ -484,10 +530,6 @@ async fn faults_of(
             if links.is_empty() {
                 return Err(Aborted(format!("no link between {a} and {b}")));
             }
-            let at = run
-                .faults
-                .mark(format!("add {add_ms} ms round trip between {a} and {b}"))
-                .await;
             // Each direction of each link carries half the round trip.
             let half = add_ms / 2;
             run.faults
@@ -497,6 +539,10 @@ async fn faults_of(
                 })
                 .await
                 .map_err(fail)?;
+            let at = run
+                .faults
+                .mark(format!("add {add_ms} ms round trip between {a} and {b}"))
+                .await;
             outcome.details.insert("between".into(), json!([a, b]));
             run.hold(at).await
         }
@@ -624,7 +670,7 @@ async fn conclude(
 ) -> anyhow::Result<()> {
     let args = drill.common();
     let http = client(Duration::from_secs(2));
-    let mesh = run.faults.current();
+    let mesh = run.faults.current()?;
     let deadline = Instant::now() + SETTLE;
     for e in mesh.regions.iter().flat_map(|r| &r.edges) {
         while get_json(&http, &format!("{}/v1/status", e.url), None)
@@ -672,8 +718,10 @@ async fn conclude(
     let during = report::acked_during_faults(&events);
     match drill {
         Drill::Partition { .. } => {
-            let cut = outcome.details["region"]
-                .as_str()
+            let cut = outcome
+                .details
+                .get("region")
+                .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
             let cut_edges: Vec<String> = run
@@ -691,7 +739,11 @@ async fn conclude(
             }
         }
         Drill::FlashSale { .. } => {
-            let sku = outcome.details["sku"].as_str().unwrap_or_default();
+            let sku = outcome
+                .details
+                .get("sku")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if let Some(i) = state.inventory.iter().find(|i| i.sku == sku) {
                 outcome.details.insert("sold".into(), json!(i.committed));
                 outcome
@@ -732,7 +784,9 @@ async fn conclude(
     let mut r = json!({
         "drill": drill.name(),
         "fault_injected_at": timings.first().map(|t| t.at_ms),
-        "recovered_at": timings.last().and_then(|t| t.healed_at_ms),
+        // When writes came back after the last fault, and when its heal began.
+        "recovered_at": timings.iter().filter_map(|t| t.rto_ms.map(|r| t.at_ms + r)).max(),
+        "healed_at": timings.last().and_then(|t| t.healed_at_ms),
         "detect_ms": detect_ms,
         "rto_ms": rto_ms,
         "faults": timings,

@@ -158,7 +158,6 @@ pub async fn monitor(
                 }
             }
         }
-        let at_ms = now_ms();
         // Lag as the leader measures it, when the leader is up: a follower would ask the
         // leader, and wait on it when it is gone.
         let (mut lagging, mut max_lag_ms) = (Vec::new(), None);
@@ -203,6 +202,8 @@ pub async fn monitor(
         let mut edges_disconnected: Vec<String> =
             asks.join_all().await.into_iter().flatten().collect();
         edges_disconnected.sort();
+        // When all of it was known: a change counts from when it was seen, not before.
+        let at_ms = now_ms();
         let _ = history
             .send(Event::Observe {
                 at_ms,
@@ -221,7 +222,7 @@ pub async fn budget(live: Arc<Live>, budget: f64, abort: watch::Sender<Option<St
     let step = Duration::from_millis(500);
     let window = (BUDGET_WINDOW.as_millis() / step.as_millis()) as usize;
     let mut seen: std::collections::VecDeque<(u64, u64)> = std::collections::VecDeque::new();
-    loop {
+    while !abort.is_closed() {
         tokio::time::sleep(step).await;
         let c = live.counts();
         let answered = c.acked + c.refused + c.failed;
