@@ -1,6 +1,6 @@
 //! The demo (BENCHMARKS.md, "Demo"): how long `tradewind demo` takes from the command to ready
 //! (every region serving, the catalog loaded, every edge holding it), fresh and restarted, with
-//! regions linked directly and through the fault proxy; and with `--wan realistic`, how long a
+//! links without delay and with the real regions' round trips; and with `--wan realistic`, how long a
 //! price change sent to the leader takes to show at every edge, against the round trip of the
 //! link between the leader's region and the edge's.
 //!

@@ -72,7 +72,7 @@ enum Command {
         check_config: bool,
     },
     /// The fault proxy: links between regions with latency, jitter, loss, bandwidth limits and
-    /// cuts, changed at runtime through its HTTP API (the demo's `--wan realistic` runs one).
+    /// cuts, changed at runtime through its HTTP API (the demo runs one for its links between regions).
     FaultProxy {
         /// Its TOML config: `api = "127.0.0.1:PORT"` and `[[links]]` (name, protocol, listen,
         /// target, shape).

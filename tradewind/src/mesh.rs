@@ -9,9 +9,10 @@ use anyhow::Context;
 pub struct Mesh {
     pub admin_token: String,
     pub regions: Vec<MeshRegion>,
-    /// How inter-region links are made: `none` (direct) or `realistic` (through the fault proxy).
+    /// How inter-region links behave: `none` (no delay of their own) or `realistic` (the real
+    /// regions' round trips).
     pub wan: String,
-    /// The fault proxy every inter-region link goes through (with `--wan realistic`).
+    /// The fault proxy every inter-region link goes through (drills cut and slow links with it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<MeshProxy>,
     /// The demo's own process.

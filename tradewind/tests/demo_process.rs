@@ -1,6 +1,6 @@
 //! `tradewind demo` as a user runs it: three regions with an edge each on 127.0.N.1, the sample
 //! catalog, orders at every edge committing at the core, a price change reaching every edge,
-//! with regions linked directly and through the fault proxy with real round trips; the leader's
+//! with links between regions without delay and with real round trips; the leader's
 //! core killed and started again; the parts stopping when the demo is killed, and a restart
 //! that finds the data again.
 

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{edge_urls, eventually, free_base_port, get_value, start_small_demo as start};
@@ -109,6 +109,16 @@ async fn whole(mesh_path: &Path, shapes: &Value) {
     }
 }
 
+/// A demo to drill on: its directory, its process, its mesh.json and that file's path, and the
+/// fault proxy's links as they were at the start.
+async fn drill_demo() -> (tempfile::TempDir, common::Proc, Value, PathBuf, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("demo");
+    let (demo, mesh) = start(&state, free_base_port(), "none");
+    let shapes = links(&mesh).await;
+    (dir, demo, mesh, state.join("mesh.json"), shapes)
+}
+
 async fn links(mesh: &Value) -> Value {
     get_value(
         &format!("{}/v1/links", mesh["proxy"]["api"].as_str().unwrap()),
@@ -123,11 +133,7 @@ async fn links(mesh: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn region_outage_and_partition_break_no_invariant() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("demo");
-    let (mut demo, mesh) = start(&state, free_base_port(), "none");
-    let mesh_path = state.join("mesh.json");
-    let shapes = links(&mesh).await;
+    let (_dir, mut demo, _, mesh_path, shapes) = drill_demo().await;
 
     let r = passes(&mesh_path, &["region-outage", "--phase-s", "2"]).await;
     assert!(r["rto_ms"].as_u64().is_some(), "{r}");
@@ -151,11 +157,7 @@ async fn region_outage_and_partition_break_no_invariant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_drill_heals_the_mesh_on_every_way_out() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("demo");
-    let (mut demo, mesh) = start(&state, free_base_port(), "none");
-    let mesh_path = state.join("mesh.json");
-    let shapes = links(&mesh).await;
+    let (_dir, mut demo, mesh, mesh_path, shapes) = drill_demo().await;
 
     // A region or edge the mesh does not have is refused before anything starts.
     for args in [
