@@ -113,7 +113,7 @@ pub struct Stream {
     peer: String,
     recv: quinn::RecvStream,
     /// Kept open: finishing or dropping it would tell the server we are gone.
-    _send: quinn::SendStream,
+    _send: Abandoned,
     max_frame: usize,
 }
 
@@ -145,6 +145,38 @@ pub struct Transport {
     /// Peers reached somewhere else than at the address they are called at: through a WAN
     /// proxy or a NAT.
     routes: HashMap<String, SocketAddr>,
+}
+
+/// The sending side of a call, reset (its unsent and unacknowledged bytes dropped) unless the
+/// call got as far as it needed. A quinn stream dropped half-way is finished instead, every byte
+/// still sent: a call that timed out went on taking the link, so the retry of a large Raft
+/// message over a long link waited behind the copies before it, timed out in turn, and a far
+/// follower got nothing for seconds after a failover (DRILLS.md).
+struct Abandoned {
+    stream: quinn::SendStream,
+    kept: bool,
+}
+
+impl Abandoned {
+    fn new(stream: quinn::SendStream) -> Self {
+        Abandoned {
+            stream,
+            kept: false,
+        }
+    }
+
+    /// The call went far enough (its answer came, or its stream is handed on): no reset.
+    fn keep(&mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = self.stream.reset(quinn::VarInt::from_u32(0));
+        }
+    }
 }
 
 /// A new connection's congestion window: a round trip's worth of a Raft batch.
@@ -290,14 +322,18 @@ impl Transport {
         let request = frame::encode(request).map_err(call_err)?;
         let attempt = async {
             let conn = self.connection(peer, addr).await?;
-            let (mut send, mut recv) =
-                conn.open_bi().await.map_err(|e| TransportError::Connect {
-                    peer: peer.to_owned(),
-                    addr,
-                    why: e.to_string(),
-                })?;
-            frame::write(&mut send, &request).await.map_err(call_err)?;
-            match frame::read::<Reply<Resp>>(&mut recv, self.max_frame).await {
+            let (send, mut recv) = conn.open_bi().await.map_err(|e| TransportError::Connect {
+                peer: peer.to_owned(),
+                addr,
+                why: e.to_string(),
+            })?;
+            let mut send = Abandoned::new(send);
+            frame::write(&mut send.stream, &request)
+                .await
+                .map_err(call_err)?;
+            let reply = frame::read::<Reply<Resp>>(&mut recv, self.max_frame).await;
+            send.keep();
+            match reply {
                 Ok(Reply::Ok(r)) => Ok(r),
                 Ok(Reply::Refused(reason)) => Err(TransportError::Refused {
                     peer: peer.to_owned(),
@@ -330,17 +366,19 @@ impl Transport {
         })?;
         let attempt = async {
             let conn = self.connection(peer, addr).await?;
-            let (mut send, recv) = conn.open_bi().await.map_err(|e| TransportError::Connect {
+            let (send, recv) = conn.open_bi().await.map_err(|e| TransportError::Connect {
                 peer: peer.to_owned(),
                 addr,
                 why: e.to_string(),
             })?;
-            frame::send(&mut send, &request)
+            let mut send = Abandoned::new(send);
+            frame::send(&mut send.stream, &request)
                 .await
                 .map_err(|why| TransportError::Call {
                     peer: peer.to_owned(),
                     why,
                 })?;
+            send.keep();
             Ok(Stream {
                 peer: peer.to_owned(),
                 recv,

@@ -126,8 +126,11 @@ impl LogStore {
 
 /// Most bytes of entries one read returns for replication (one entry is always returned, however
 /// large): an AppendEntries message stays inside the transport's frame limit, and inside the one
-/// heartbeat interval openraft gives it, on a slow inter-region link.
-const REPLICATION_READ_MAX_BYTES: usize = 1024 * 1024;
+/// heartbeat interval (300 ms) openraft gives it on a 220 ms link. QUIC paces a window over a
+/// round trip, so a 1 MiB message took most of a round trip to send before the one there and
+/// back: the catch-up of a far follower after a failover timed out message after message
+/// (DRILLS.md).
+const REPLICATION_READ_MAX_BYTES: usize = 256 * 1024;
 
 impl RaftLogReader<Mesh> for LogStore {
     async fn limited_get_log_entries(

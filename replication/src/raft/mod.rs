@@ -9,7 +9,7 @@
 //!
 //! - heartbeat every 300 ms. openraft also gives each AppendEntries exactly one heartbeat
 //!   interval to come back, so it must exceed the slowest round trip (250 ms) plus the
-//!   follower's fsync; replication reads are capped at 1 MiB per message for the same reason;
+//!   follower's fsync; replication reads are capped at 256 KiB per message for the same reason;
 //! - election timeout drawn from 450–600 ms. A follower of a known leader also honours that
 //!   leader's lease (openraft: the maximum election timeout, 600 ms) and stands only when lease
 //!   and election timeout have both passed since the last heartbeat: 1,050–1,200 ms, three
