@@ -38,16 +38,28 @@ const CHUNK: usize = 1_000;
 /// Attempts per request when the core answers 503 or cannot be reached.
 const ATTEMPTS: u32 = 8;
 
+/// A core's admin API, for writes.
 #[derive(Clone)]
-struct Admin {
+pub struct Admin {
     http: reqwest::Client,
     base: String,
     token: String,
 }
 
 impl Admin {
+    /// The admin API at `base` (`http://host:port`), with its bearer token.
+    pub fn new(base: &str, token: String) -> anyhow::Result<Admin> {
+        Ok(Admin {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
     /// Sends one write, retrying (with the same Idempotency-Key) while the core is unavailable.
-    async fn send(
+    pub async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -107,13 +119,7 @@ pub async fn load_sample(
     if products == 0 || products > 1_000_000 {
         bail!("--products must be 1 to 1000000");
     }
-    let admin = Admin {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?,
-        base: admin.trim_end_matches('/').to_owned(),
-        token,
-    };
+    let admin = Admin::new(admin, token)?;
     let started = std::time::Instant::now();
     // A re-run sends the same requests under the same keys: the core answers from its dedup
     // records and changes nothing.

@@ -574,7 +574,8 @@ async fn stock_drill_skus(run: &Run, leader: &str) -> anyhow::Result<Vec<String>
         .iter()
         .map(|s| json!({"sku": s, "add": DRILL_STOCK}))
         .collect();
-    admin_write(run, leader, "stock", &json!({ "changes": changes })).await?;
+    let body = json!({ "changes": changes });
+    admin_write(run, leader, reqwest::Method::POST, "stock", &body).await?;
     Ok(skus)
 }
 
@@ -585,21 +586,19 @@ async fn flash_sku(run: &Run, leader: &str, units: u64) -> anyhow::Result<String
     let sku = format!("{id}-1");
     let product = json!({"id": id, "title": "Flash sale", "category": "electronics/accessories",
         "skus": [{"sku": sku, "max_order_qty": 1}]});
-    admin_put(run, leader, &format!("products/{id}"), &product).await?;
+    let price = json!({"changes": [{"sku": sku, "currency": "USD", "amount_minor": 1999}]});
+    let stock = json!({"changes": [{"sku": sku, "set": units}]});
+    use reqwest::Method;
     admin_write(
         run,
         leader,
-        "prices",
-        &json!({"changes": [{"sku": sku, "currency": "USD", "amount_minor": 1999}]}),
+        Method::PUT,
+        &format!("products/{id}"),
+        &product,
     )
     .await?;
-    admin_write(
-        run,
-        leader,
-        "stock",
-        &json!({"changes": [{"sku": sku, "set": units}]}),
-    )
-    .await?;
+    admin_write(run, leader, Method::POST, "prices", &price).await?;
+    admin_write(run, leader, Method::POST, "stock", &stock).await?;
     let http = client(Duration::from_secs(2));
     let deadline = Instant::now() + SETTLE;
     for e in run.mesh.regions.iter().flat_map(|r| &r.edges) {
@@ -623,38 +622,22 @@ fn admin_url(run: &Run, region: &str) -> anyhow::Result<String> {
     Ok(run.region(region)?.core.admin_url.clone())
 }
 
-async fn admin_put(run: &Run, region: &str, path: &str, body: &Value) -> anyhow::Result<()> {
-    admin_send(run, region, reqwest::Method::PUT, path, body).await
-}
-
-async fn admin_write(run: &Run, region: &str, path: &str, body: &Value) -> anyhow::Result<()> {
-    admin_send(run, region, reqwest::Method::POST, path, body).await
-}
-
-async fn admin_send(
+/// Sends one admin write to `region`'s core, under a key of its own.
+async fn admin_write(
     run: &Run,
     region: &str,
     method: reqwest::Method,
     path: &str,
     body: &Value,
 ) -> anyhow::Result<()> {
-    let url = format!("{}/admin/v1/{path}", admin_url(run, region)?);
-    let res = client(Duration::from_secs(10))
-        .request(method, &url)
-        .bearer_auth(&run.mesh.admin_token)
-        .header("idempotency-key", workload::uuid_v7())
-        .json(body)
-        .send()
+    crate::catalog::Admin::new(&admin_url(run, region)?, run.mesh.admin_token.clone())?
+        .send(
+            method,
+            &format!("/admin/v1/{path}"),
+            &workload::uuid_v7(),
+            body,
+        )
         .await
-        .with_context(|| url.clone())?;
-    if !res.status().is_success() {
-        bail!(
-            "{url}: {} {}",
-            res.status(),
-            res.text().await.unwrap_or_default()
-        );
-    }
-    Ok(())
 }
 
 /// After the heal: waits until every edge has sent its outbox, reads the final state at the
