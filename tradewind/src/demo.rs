@@ -7,7 +7,10 @@
 //! address at `base + 201 + M`: with `--wan realistic` with the round trip of the real regions,
 //! with `--wan none` with no delay of its own, so that drills can cut or slow any link. Cores
 //! reach each other through it (`[raft.routes]`), and edges reach other regions' cores through
-//! it. The state directory keeps the
+//! it. The geo-router listens on 127.0.0.1, DNS (UDP and TCP) at `base + 53` and its HTTP API
+//! at `base + 54`, authoritative for `shop.tradewind.test`; its geo table sends the
+//! documentation prefixes 192.0.2.0/24, 198.51.100.0/24 and 203.0.113.0/24 to the first three
+//! regions (and 2001:db8:N::/48 to region N). The state directory keeps the
 //! certificates, the admin token, each part's config and data, and the logs, so that a restart
 //! finds the mesh as it was; `--fresh` starts it over. The sample catalog is loaded once.
 //!
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 
-use crate::mesh::{Mesh, MeshCore, MeshEdge, MeshLink, MeshProxy, MeshRegion};
+use crate::mesh::{Mesh, MeshCore, MeshEdge, MeshLink, MeshProxy, MeshRegion, MeshRouter};
 
 /// Region names, in order; the demo runs the first `--regions` of them.
 pub const REGION_NAMES: [&str; 5] = [
@@ -40,6 +43,18 @@ pub const REGION_NAMES: [&str; 5] = [
 /// Edges one region may have in the demo (their ports sit between the core's and the next
 /// component's).
 pub const EDGES_PER_REGION_MAX: usize = 9;
+/// Where each of the demo's regions is (latitude, longitude), for the geo-router.
+const REGION_COORDINATES: [(f64, f64); 5] = [
+    (31.23, 121.47),
+    (1.35, 103.82),
+    (38.9, -77.04),
+    (53.35, -6.26),
+    (-23.55, -46.63),
+];
+/// The client networks the demo's geo table gives each region, by index.
+const DOCUMENTATION_PREFIXES: [&str; 3] = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"];
+/// The zone the demo's router is authoritative for.
+pub const ZONE: &str = "shop.tradewind.test";
 /// How long a part may take to print its ready line (a core opens its store and log).
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the group may take to elect a leader, and an edge to receive its catalog.
@@ -122,6 +137,17 @@ fn proxy_api(args: &DemoArgs) -> SocketAddr {
     )
 }
 
+/// The router's DNS address (UDP and TCP), and its HTTP API's.
+fn router_addrs(args: &DemoArgs) -> (SocketAddr, SocketAddr) {
+    let at = |offset: u16| {
+        SocketAddr::new(
+            Ipv4Addr::LOCALHOST.into(),
+            args.base_port.saturating_add(offset),
+        )
+    };
+    (at(53), at(54))
+}
+
 fn layout(args: &DemoArgs) -> anyhow::Result<Vec<RegionLayout>> {
     if !(1..=REGION_NAMES.len()).contains(&args.regions) {
         bail!("--regions must be 1 to {}", REGION_NAMES.len());
@@ -160,6 +186,17 @@ fn check_ports(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<()> 
     std::net::TcpListener::bind(api).map_err(|e| {
         anyhow::anyhow!("{api} (the fault proxy's API) is in use or cannot be bound: {e}; pick another --base-port")
     })?;
+    let (dns, http) = router_addrs(args);
+    let taken = |what: &'static str, addr: SocketAddr| {
+        move |e: std::io::Error| {
+            anyhow::anyhow!(
+                "{addr} ({what}) is in use or cannot be bound: {e}; pick another --base-port"
+            )
+        }
+    };
+    std::net::UdpSocket::bind(dns).map_err(taken("the router's DNS", dns))?;
+    std::net::TcpListener::bind(dns).map_err(taken("the router's DNS", dns))?;
+    std::net::TcpListener::bind(http).map_err(taken("the router's HTTP API", http))?;
     for (i, r) in regions.iter().enumerate() {
         let in_use = |what: String, addr: SocketAddr| {
             move |e: std::io::Error| {
@@ -393,7 +430,8 @@ impl Part {
     /// their grants back), then cores, then the proxy between them.
     fn stop_order(&self) -> u8 {
         match self.args.first().map(String::as_str) {
-            Some("edge") => 0,
+            // The router first: no shopper is sent to an edge that is stopping.
+            Some("edge" | "router") => 0,
             Some("core") => 1,
             _ => 2,
         }
@@ -554,11 +592,13 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
             })
             .await?;
         }
+        let router = Some(start_router(&args, &regions, &dir, &mut parts).await?);
         let mesh = Mesh {
             admin_token: token.clone(),
             regions: mesh_regions,
             wan: args.wan.name().to_owned(),
             proxy,
+            router,
             pid: std::process::id(),
         };
         let mesh_path = dir.join("mesh.json");
@@ -708,11 +748,85 @@ async fn start_proxy(
 
 /// The fault proxy's name among the parts.
 const PROXY: &str = "fault-proxy";
+/// The router's name among the parts.
+const ROUTER: &str = "geo-router";
+
+/// The router's config: every region's edges, checked at their `/healthz`, and the geo table.
+fn router_toml(args: &DemoArgs, regions: &[RegionLayout]) -> String {
+    let (dns, http) = router_addrs(args);
+    let mut networks = String::new();
+    for (i, r) in regions.iter().enumerate() {
+        if let Some(prefix) = DOCUMENTATION_PREFIXES.get(i) {
+            networks += &format!("  {{ cidr = \"{prefix}\", region = \"{}\" }},\n", r.name);
+        }
+        networks += &format!(
+            "  {{ cidr = \"2001:db8:{}::/48\", region = \"{}\" }},\n",
+            i + 1,
+            r.name
+        );
+    }
+    let mut text = format!(
+        "# Written by `tradewind demo`; rewritten at every start.\nzone = \"{ZONE}\"\nnames = [\"@\", \"www\"]\nttl_s = 10\n\n[dns]\nlisten = \"{dns}\"\nnameservers = [{{ name = \"ns1\", addresses = [\"{}\"] }}]\n\n[http]\nlisten = \"{http}\"\n\n[health]\ninterval_ms = 500\ndown_after = 3\nup_after = 2\n\n[geo]\nnetworks = [\n{networks}]\n",
+        dns.ip()
+    );
+    for (i, r) in regions.iter().enumerate() {
+        let (lat, lon) = REGION_COORDINATES[i];
+        let edges: Vec<String> = r
+            .edges
+            .iter()
+            .map(|(name, addr)| {
+                format!(
+                    "  {{ name = \"{name}\", health_url = \"http://{addr}/healthz\", addresses = [\"{}\"] }}",
+                    addr.ip()
+                )
+            })
+            .collect();
+        text += &format!(
+            "\n[[regions]]\nname = \"{}\"\nlatitude = {lat}\nlongitude = {lon}\nedges = [\n{}\n]\n",
+            r.name,
+            edges.join(",\n")
+        );
+    }
+    text
+}
+
+/// The geo-router, started as a part once the edges are up.
+async fn start_router(
+    args: &DemoArgs,
+    regions: &[RegionLayout],
+    dir: &Path,
+    parts: &mut Vec<Part>,
+) -> anyhow::Result<MeshRouter> {
+    let home = dir.join(ROUTER);
+    std::fs::create_dir_all(&home)?;
+    let config = home.join("router.toml");
+    std::fs::write(&config, router_toml(args, regions))?;
+    let config = config.to_string_lossy().into_owned();
+    let log = dir.join("logs").join(format!("{ROUTER}.log"));
+    let (part, line) = Part::start(
+        ROUTER,
+        strings(&["router", "--config", &config]),
+        log,
+        "tradewind router ready:",
+    )
+    .await?;
+    let router = MeshRouter {
+        dns: field(&line, "dns").unwrap_or_default().to_owned(),
+        http: field(&line, "http").unwrap_or_default().to_owned(),
+        zone: ZONE.to_owned(),
+        pid: part.pid(),
+    };
+    parts.push(part);
+    Ok(router)
+}
 
 /// Records the new pid of part `name` in `mesh`.
 fn set_pid(mesh: &mut Mesh, name: &str, pid: u32) {
     if let Some(p) = mesh.proxy.as_mut().filter(|_| name == PROXY) {
         p.pid = pid;
+    }
+    if let Some(r) = mesh.router.as_mut().filter(|_| name == ROUTER) {
+        r.pid = pid;
     }
     for r in &mut mesh.regions {
         if r.name == name {
@@ -795,6 +909,12 @@ fn print_endpoints(mesh: &Mesh, mesh_path: &Path, dir: &Path, sku: &str, took: D
     }
     let edge = &mesh.regions[0].edges[0].url;
     let admin = &mesh.regions[0].core.admin_url;
+    if let Some(r) = &mesh.router {
+        println!(
+            "  {:<14} dns {} (zone {}), http {}",
+            "geo-router", r.dns, r.zone, r.http
+        );
+    }
     println!();
     println!("  admin token    {}", mesh.admin_token);
     println!("  mesh           {}", mesh_path.display());
@@ -809,6 +929,17 @@ fn print_endpoints(mesh: &Mesh, mesh_path: &Path, dir: &Path, sku: &str, took: D
         "  curl -s -H 'authorization: Bearer {}' {admin}/admin/v1/cluster",
         mesh.admin_token
     );
+    if let Some(r) = &mesh.router
+        && let Ok(dns) = r.dns.parse::<SocketAddr>()
+    {
+        println!(
+            "  dig @{} -p {} www.{} A +subnet=198.51.100.0/24",
+            dns.ip(),
+            dns.port(),
+            r.zone
+        );
+        println!("  curl -s '{}/v1/route?ip=203.0.113.7'", r.http);
+    }
     println!(
         "  cargo run --release -- status --mesh {}",
         mesh_path.display()

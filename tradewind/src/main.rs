@@ -71,6 +71,16 @@ enum Command {
         #[arg(long)]
         check_config: bool,
     },
+    /// Run the geo-router: authoritative DNS for the shop zone, answering each shopper with
+    /// the healthy edges of the nearest region, and its HTTP API (`/v1/route`, `/metrics`).
+    Router {
+        /// The router's TOML config (see examples/cluster/router.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Check the config and exit.
+        #[arg(long)]
+        check_config: bool,
+    },
     /// The fault proxy: links between regions with latency, jitter, loss, bandwidth limits and
     /// cuts, changed at runtime through its HTTP API (the demo runs one for its links between regions).
     FaultProxy {
@@ -286,6 +296,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!(
                     "tradewind edge ready: edge={name} region={region} http=http://{}",
                     s.http
+                );
+            }))?;
+            Ok(())
+        }
+        Command::Router {
+            config,
+            check_config,
+        } => {
+            let cfg = geo_router::RouterConfig::load(&config)?;
+            if check_config {
+                geo_router::geo::Geo::new(&cfg)?;
+                println!(
+                    "{}: ok (zone {}, {} regions)",
+                    config.display(),
+                    cfg.zone,
+                    cfg.regions.len()
+                );
+                return Ok(());
+            }
+            let rt = runtime()?;
+            let stop = shutdown_signal(&rt);
+            let zone = cfg.zone.clone();
+            rt.block_on(geo_router::serve(cfg, stop, |s| {
+                // One line on stdout that scripts and tests wait for.
+                println!(
+                    "tradewind router ready: zone={zone} dns={} http=http://{}",
+                    s.dns, s.http
                 );
             }))?;
             Ok(())

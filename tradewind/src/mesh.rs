@@ -15,7 +15,20 @@ pub struct Mesh {
     /// The fault proxy every inter-region link goes through (drills cut and slow links with it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<MeshProxy>,
+    /// The geo-router: authoritative DNS for the shop zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<MeshRouter>,
     /// The demo's own process.
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MeshRouter {
+    /// DNS, UDP and TCP (`127.0.0.1:7053`).
+    pub dns: String,
+    /// Its HTTP API: `/v1/route?ip=`, `/v1/health`, `/metrics`.
+    pub http: String,
+    pub zone: String,
     pub pid: u32,
 }
 

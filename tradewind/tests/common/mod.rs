@@ -587,6 +587,9 @@ pub fn free_base_port() -> u16 {
         .map(|i| 20_000 + (seed.wrapping_add(i * 97) % 400) * 100)
         .find(|base| {
             std::net::TcpListener::bind(("127.0.0.1", base + 50)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", base + 53)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", base + 53)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", base + 54)).is_ok()
                 && (1..=3u8).all(|n| {
                     let ip = std::net::Ipv4Addr::new(127, 0, n, 1);
                     std::net::TcpListener::bind((ip, base + 101)).is_ok()

@@ -1,0 +1,107 @@
+//! The geo-router: authoritative DNS for the shop zone that answers each shopper with the
+//! healthy edges of the region nearest them, and an HTTP API that explains its answers.
+//!
+//! - `config`: the TOML config and its checks.
+//! - `geo`: where a client is (geo table, MaxMind database, default) and the order in which
+//!   regions should serve it, with the ECS scope of that placement.
+//! - `health`: active checks of every edge's `/healthz` and the board of healthy addresses.
+//! - `route`: the one decision, from a client address and the board, that DNS and
+//!   `/v1/route` share.
+//! - `dns`: the answers (hickory-server, UDP and TCP).
+//! - `http`: `/v1/route`, `/v1/health`, `/metrics`, `/healthz`.
+//! - `metrics`: counters.
+//!
+//! It talks to edges over HTTP only, and knows nothing of commerce.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dns;
+pub mod geo;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub use config::RouterConfig;
+
+/// Where a started router listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    pub dns: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// Runs the router until `shutdown` resolves. `on_ready` is called once DNS (UDP and TCP) and
+/// HTTP listen.
+pub async fn serve(
+    config: RouterConfig,
+    shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(Started),
+) -> anyhow::Result<()> {
+    let geo = Arc::new(geo::Geo::new(&config)?);
+    let health = Arc::new(health::Health::new(&config));
+    let metrics = Arc::new(metrics::Metrics::new(config.regions.len()));
+    let authority = dns::Authority::new(
+        &config,
+        Arc::clone(&geo),
+        Arc::clone(&health),
+        Arc::clone(&metrics),
+    )?;
+
+    // UDP first, then TCP on the port UDP got (when the config says port 0).
+    let udp = tokio::net::UdpSocket::bind(config.dns.listen)
+        .await
+        .with_context(|| format!("binding DNS (UDP) on {}", config.dns.listen))?;
+    let dns_addr = udp.local_addr()?;
+    let tcp = tokio::net::TcpListener::bind(dns_addr)
+        .await
+        .with_context(|| format!("binding DNS (TCP) on {dns_addr}"))?;
+    let mut server = hickory_server::Server::new(authority);
+    server.register_socket(udp);
+    server.register_listener(
+        tcp,
+        Duration::from_millis(config.dns.tcp_idle_ms),
+        // Responses queued per TCP connection.
+        16,
+    );
+
+    let http_listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
+    let http_addr = http_listener.local_addr()?;
+    let app = http::router(http::Api {
+        geo,
+        health: Arc::clone(&health),
+        metrics,
+        regions: Arc::new(config.regions.iter().map(|r| r.name.clone()).collect()),
+        ttl_s: config.ttl_s,
+    });
+    let checks = health.spawn_checks()?;
+    let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    on_ready(Started {
+        dns: dns_addr,
+        http: http_addr,
+    });
+    shutdown.await;
+    for c in checks {
+        c.abort();
+    }
+    let _ = stop_http.send(());
+    let _ = server.shutdown_gracefully().await;
+    let _ = http_task.await;
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! The router's DNS answers, asked over real UDP and TCP sockets, and by hickory-resolver.
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use common::*;
+use hickory_server::proto::op::{Edns, ResponseCode};
+use hickory_server::proto::rr::{RData, RecordType};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn each_regions_clients_get_that_regions_edges_with_the_scope_of_their_network() {
+    let r = Router::start("").await;
+    let www = format!("www.{ZONE}.");
+    for (i, subnet) in SUBNETS.iter().enumerate() {
+        for tcp_too in [false, true] {
+            let q = query(&www, RecordType::A, Some(subnet));
+            let a = if tcp_too {
+                tcp(r.dns, &q).await
+            } else {
+                udp(r.dns, &q).await
+            };
+            assert_eq!(a.metadata.response_code, ResponseCode::NoError);
+            assert!(a.metadata.authoritative);
+            assert_eq!(addresses(&a), [ip(EDGE_ADDRS[i])], "{subnet}");
+            assert_eq!(a.answers[0].ttl, 10);
+            assert_eq!(ecs_of(&a), Some((24, 24)), "{subnet}");
+        }
+    }
+    // The apex is a storefront name too; a client address in the subnet (a /32) is placed the
+    // same way, and the answer still holds for its /24.
+    let a = udp(
+        r.dns,
+        &query(&format!("{ZONE}."), RecordType::A, Some("198.51.100.77/32")),
+    )
+    .await;
+    assert_eq!(addresses(&a), [ip(EDGE_ADDRS[1])]);
+    assert_eq!(ecs_of(&a), Some((32, 24)));
+    // AAAA: Singapore's edge has an IPv6 address; Shanghai's has none (NODATA, with the SOA).
+    let a = udp(r.dns, &query(&www, RecordType::AAAA, Some(SUBNETS[1]))).await;
+    assert_eq!(addresses(&a), [ip("::1")]);
+    let a = udp(r.dns, &query(&www, RecordType::AAAA, Some(SUBNETS[0]))).await;
+    assert_eq!(a.metadata.response_code, ResponseCode::NoError);
+    assert!(a.answers.is_empty());
+    assert!(matches!(a.authorities[0].data, RData::SOA(_)));
+    // Without ECS the source address places the client: 127.0.0.1 is in no network, so the
+    // regions in the order listed, and an ECS of source prefix 0 means the same, scope 0.
+    let a = udp(r.dns, &query(&www, RecordType::A, None)).await;
+    assert_eq!(addresses(&a), [ip(EDGE_ADDRS[0])]);
+    let a = udp(r.dns, &query(&www, RecordType::A, Some("0.0.0.0/0"))).await;
+    assert_eq!(addresses(&a), [ip(EDGE_ADDRS[0])]);
+    assert_eq!(ecs_of(&a), Some((0, 0)));
+}
+
+#[tokio::test]
+async fn hickory_resolver_resolves_the_storefront() {
+    use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+    use hickory_resolver::net::runtime::TokioRuntimeProvider;
+    let r = Router::start("").await;
+    let mut ns = NameServerConfig::udp_and_tcp(r.dns.ip());
+    for c in &mut ns.connections {
+        c.port = r.dns.port();
+    }
+    let mut opts = ResolverOpts::default();
+    opts.cache_size = 0;
+    let resolver = hickory_resolver::Resolver::builder_with_config(
+        ResolverConfig::from_name_servers(vec![ns]),
+        TokioRuntimeProvider::default(),
+    )
+    .with_options(opts)
+    .build()
+    .unwrap();
+    let found = resolver.lookup_ip(format!("www.{ZONE}.")).await.unwrap();
+    let found: Vec<IpAddr> = found.iter().collect();
+    assert_eq!(found, [ip(EDGE_ADDRS[0])]);
+    let missing = resolver.lookup_ip(format!("nope.{ZONE}.")).await;
+    assert!(missing.is_err(), "{missing:?}");
+}
+
+#[tokio::test]
+async fn the_zone_has_its_soa_ns_and_negative_answers() {
+    let r = Router::start("").await;
+    let apex = format!("{ZONE}.");
+    let a = udp(r.dns, &query(&apex, RecordType::SOA, None)).await;
+    assert_eq!(a.metadata.response_code, ResponseCode::NoError);
+    let RData::SOA(soa) = &a.answers[0].data else {
+        panic!("{a:?}")
+    };
+    assert_eq!(soa.mname.to_ascii(), format!("ns1.{ZONE}."));
+    assert_eq!(soa.minimum, 10);
+    // NS, with the name server's addresses as glue.
+    let a = udp(r.dns, &query(&apex, RecordType::NS, None)).await;
+    assert!(matches!(&a.answers[0].data, RData::NS(n) if n.0.to_ascii() == format!("ns1.{ZONE}.")));
+    assert_eq!(a.additionals.len(), 2);
+    let a = udp(r.dns, &query(&format!("ns1.{ZONE}."), RecordType::A, None)).await;
+    assert_eq!(addresses(&a), [ip("127.0.0.1")]);
+    // A name the zone does not have: NXDOMAIN with the SOA; a type a name does not have: NODATA.
+    for (name, qtype, code) in [
+        (
+            format!("nope.{ZONE}."),
+            RecordType::A,
+            ResponseCode::NXDomain,
+        ),
+        (
+            format!("a.www.{ZONE}."),
+            RecordType::A,
+            ResponseCode::NXDomain,
+        ),
+        (
+            format!("www.{ZONE}."),
+            RecordType::TXT,
+            ResponseCode::NoError,
+        ),
+        (
+            format!("www.{ZONE}."),
+            RecordType::MX,
+            ResponseCode::NoError,
+        ),
+        (apex.clone(), RecordType::TXT, ResponseCode::NoError),
+    ] {
+        let a = tcp(r.dns, &query(&name, qtype, Some(SUBNETS[2]))).await;
+        assert_eq!(a.metadata.response_code, code, "{name} {qtype}");
+        assert!(a.metadata.authoritative, "{name} {qtype}");
+        assert!(a.answers.is_empty(), "{name} {qtype}");
+        assert!(
+            matches!(a.authorities[0].data, RData::SOA(_)),
+            "{name} {qtype}"
+        );
+        // Nothing in a negative answer depends on where the client is.
+        assert_eq!(ecs_of(&a), Some((24, 0)), "{name} {qtype}");
+    }
+    // Names outside the zone, and the zone's parent: REFUSED, not authoritative.
+    for name in ["example.com.", "tradewind.test.", "."] {
+        let a = udp(r.dns, &query(name, RecordType::A, None)).await;
+        assert_eq!(a.metadata.response_code, ResponseCode::Refused, "{name}");
+        assert!(!a.metadata.authoritative);
+        assert!(a.answers.is_empty());
+    }
+    // Names are matched without regard to case, and the question comes back as asked.
+    let a = udp(
+        r.dns,
+        &query(
+            &format!("WwW.{}.", ZONE.to_uppercase()),
+            RecordType::A,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(addresses(&a), [ip(EDGE_ADDRS[0])]);
+    assert_eq!(
+        a.queries[0].name().to_ascii(),
+        format!("WwW.{}.", ZONE.to_uppercase())
+    );
+    let metrics = reqwest::get(format!("{}/metrics", r.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tradewind_router_dns_responses_total{rcode=\"REFUSED\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tradewind_router_dns_responses_total{rcode=\"NXDOMAIN\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_edge_leaves_the_answers_within_2_s_and_all_dead_fails_open() {
+    let r = Router::start("").await;
+    let www = format!("www.{ZONE}.");
+    let shanghai = query(&www, RecordType::A, Some(SUBNETS[0]));
+    assert_eq!(addresses(&udp(r.dns, &shanghai).await), [ip(EDGE_ADDRS[0])]);
+    // Shanghai's edge dies: its clients go to the nearest other region, Singapore.
+    r.edges[0].kill();
+    let start = std::time::Instant::now();
+    loop {
+        let a = udp(r.dns, &shanghai).await;
+        if addresses(&a) == [ip(EDGE_ADDRS[1])] {
+            break;
+        }
+        assert_eq!(addresses(&a), [ip(EDGE_ADDRS[0])]);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "still answered with the dead edge"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "the answer changed {:?} after the edge died",
+        start.elapsed()
+    );
+    // Singapore's edge loses its cores, then us-east's falls behind: each leaves the answers.
+    r.edges[1].says.lock().unwrap().core_connected = false;
+    r.wait_for(Duration::from_secs(2), |h| h["edges"][1]["up"] == false)
+        .await;
+    assert_eq!(addresses(&udp(r.dns, &shanghai).await), [ip(EDGE_ADDRS[2])]);
+    r.edges[2].says.lock().unwrap().staleness_ms = 60_000;
+    r.wait_for(Duration::from_secs(2), |h| h["edges"][2]["up"] == false)
+        .await;
+    let health = r.health().await;
+    assert!(
+        health["edges"][2]["last"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("stale"),
+        "{health}"
+    );
+    // Nothing is healthy: the nearest region anyway, counted.
+    assert_eq!(addresses(&udp(r.dns, &shanghai).await), [ip(EDGE_ADDRS[0])]);
+    assert_eq!(r.health().await["fail_open_total"], 1);
+    // Singapore's edge reaches its cores again: it comes back after two passes.
+    r.edges[1].says.lock().unwrap().core_connected = true;
+    r.wait_for(Duration::from_secs(2), |h| h["edges"][1]["up"] == true)
+        .await;
+    assert_eq!(addresses(&udp(r.dns, &shanghai).await), [ip(EDGE_ADDRS[1])]);
+}
+
+#[tokio::test]
+async fn v1_route_says_what_dns_answers_and_why() {
+    let r = Router::start("").await;
+    let get = |q: &str| reqwest::get(format!("{}/v1/route?{q}", r.http));
+    let ans: serde_json::Value = get("ip=203.0.113.9").await.unwrap().json().await.unwrap();
+    assert_eq!(ans["region"], "us-east");
+    assert_eq!(ans["client_region"], "us-east");
+    assert_eq!(ans["placed_by"], "table");
+    assert_eq!(ans["network"], "203.0.113.0/24");
+    assert_eq!(ans["scope_prefix"], 24);
+    assert_eq!(ans["a"], serde_json::json!(["127.0.3.1"]));
+    assert_eq!(ans["fail_open"], false);
+    let order: Vec<&str> = ans["order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["region"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["us-east", "cn-shanghai", "ap-singapore"]);
+    let ans: serde_json::Value = get("ip=8.8.8.8").await.unwrap().json().await.unwrap();
+    assert_eq!(ans["placed_by"], "default");
+    for bad in ["ip=banana", "ip=", "", "ip=1.2.3.4.5"] {
+        let res = get(bad).await.unwrap();
+        assert_eq!(res.status(), 400, "{bad}");
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/problem+json",
+            "{bad}"
+        );
+        let doc: serde_json::Value = res.json().await.unwrap();
+        assert!(
+            doc["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://tradewind.dev/problems/"),
+            "{doc}"
+        );
+    }
+    assert_eq!(
+        reqwest::get(format!("{}/nope", r.http))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn malformed_oversized_and_foreign_queries_never_stop_it() {
+    let r = Router::start("").await;
+    let www = format!("www.{ZONE}.");
+    let good = query(&www, RecordType::A, Some(SUBNETS[1]));
+    // Random datagrams, from a seed printed so that a failure can be replayed.
+    let seed: u64 = std::env::var("FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    println!("FUZZ_SEED={seed}");
+    let mut x = seed;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let valid = good.to_vec().unwrap();
+    for i in 0..2_000 {
+        let packet: Vec<u8> = if i % 2 == 0 {
+            // Noise of any length up to 600 bytes.
+            (0..next() % 600).map(|_| next() as u8).collect()
+        } else {
+            // A valid query with a few bytes flipped or cut short.
+            let mut p = valid.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % p.len();
+                p[at] = next() as u8;
+            }
+            p.truncate(1 + (next() as usize) % p.len());
+            p
+        };
+        sock.send_to(&packet, r.dns).await.unwrap();
+    }
+    // An oversized datagram, and a query with two questions (FORMERR).
+    sock.send_to(&vec![0xAB; 65_000], r.dns).await.unwrap();
+    let mut two = good.clone();
+    two.add_query(two.queries[0].clone());
+    let a = hickory_server::proto::op::Message::from_vec(
+        &udp_raw(r.dns, &two.to_vec().unwrap()).await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(a.metadata.response_code, ResponseCode::FormErr);
+    // ECS with address bits past its source prefix: FORMERR (RFC 7871 §6).
+    let mut bad_ecs = query(&www, RecordType::A, Some("192.0.2.0/24"));
+    let mut e = Edns::new();
+    e.options_mut()
+        .insert(hickory_server::proto::rr::rdata::opt::EdnsOption::Subnet(
+            hickory_server::proto::rr::rdata::opt::ClientSubnet::new(ip("192.0.255.0"), 20, 0),
+        ));
+    bad_ecs.set_edns(e);
+    assert_eq!(
+        udp(r.dns, &bad_ecs).await.metadata.response_code,
+        ResponseCode::FormErr
+    );
+    // An EDNS version the router does not speak: BADVERS.
+    let mut v1 = good.clone();
+    let mut e = Edns::new();
+    e.set_version(1);
+    v1.set_edns(e);
+    // (BADVERS shares its code, 16, with BADSIG, which the decoder names it.)
+    assert_eq!(u16::from(udp(r.dns, &v1).await.metadata.response_code), 16);
+    // TCP: a length that promises more than comes, garbage, and a connection that says nothing.
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(r.dns).await.unwrap();
+    s.write_all(&[0xFF, 0xFF]).await.unwrap();
+    s.write_all(&[0u8; 1000]).await.unwrap();
+    drop(s);
+    let mut s = tokio::net::TcpStream::connect(r.dns).await.unwrap();
+    s.write_all(&[
+        0x00, 0x20, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+        23, 24, 25, 26, 27, 28, 29, 30, 31, 32,
+    ])
+    .await
+    .unwrap();
+    let _idle = tokio::net::TcpStream::connect(r.dns).await.unwrap();
+    // Still answering, over both transports.
+    assert_eq!(addresses(&udp(r.dns, &good).await), [ip(EDGE_ADDRS[1])]);
+    assert_eq!(addresses(&tcp(r.dns, &good).await), [ip(EDGE_ADDRS[1])]);
+}
