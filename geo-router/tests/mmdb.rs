@@ -30,7 +30,11 @@ fn control(out: &mut Vec<u8>, kind: u8, size: usize) {
 
 fn encode(v: &V, out: &mut Vec<u8>) {
     let uint = |out: &mut Vec<u8>, kind: u8, n: u64| {
-        let bytes: Vec<u8> = n.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
         control(out, kind, bytes.len());
         out.extend(bytes);
     };
@@ -137,7 +141,10 @@ fn clients_the_table_misses_are_placed_by_the_database() {
             V::Map(vec![
                 (
                     "location",
-                    V::Map(vec![("latitude", V::F64(48.86)), ("longitude", V::F64(2.35))]),
+                    V::Map(vec![
+                        ("latitude", V::F64(48.86)),
+                        ("longitude", V::F64(2.35)),
+                    ]),
                 ),
                 ("country", V::Map(vec![("iso_code", V::Str("FR"))])),
             ]),
@@ -200,8 +207,9 @@ edges = [{ name = "c", health_url = "http://127.0.3.1:1/healthz", addresses = ["
     };
     assert_eq!((latitude, longitude), (48.86, 2.35));
     assert_eq!(geo.order(paris.place).as_slice(), [2, 0, 1]);
-    // The /8 holds the table's 81.2.0.0/16, which goes elsewhere: the scope keeps it out.
-    assert_eq!(paris.scope, 15);
+    // The /8 holds the table's 81.2.0.0/16, which goes elsewhere: the scope, 81.4.0.0/14,
+    // keeps it out.
+    assert_eq!(paris.scope, 14);
     // The table comes first.
     assert_eq!(geo.locate(ip("81.2.3.4")).place, Place::Region(0));
     // A country only: the config's table of countries (any case).
@@ -217,7 +225,11 @@ edges = [{ name = "c", health_url = "http://127.0.3.1:1/healthz", addresses = ["
     // Neither coordinates nor a known country, or not in the database: the default region.
     for other in ["41.1.1.1", "9.9.9.9", "2001:db8::1"] {
         let l = geo.locate(ip(other));
-        assert_eq!((l.place, l.by), (Place::Region(2), PlacedBy::Default), "{other}");
+        assert_eq!(
+            (l.place, l.by),
+            (Place::Region(2), PlacedBy::Default),
+            "{other}"
+        );
     }
 }
 
