@@ -240,21 +240,23 @@ impl RequestHandler for Authority {
                     }
                     _ => request.src().ip(),
                 };
-                let board = self.health.board();
-                let route = Route::new(&self.geo, &board, client);
+                let v6 = qtype == RecordType::AAAA;
+                let route = self.health.with_board(|board| {
+                    let route = Route::new(&self.geo, board, client);
+                    answers.extend(
+                        route
+                            .addresses(board, v6)
+                            .iter()
+                            .map(|ip| address_record(&owner, self.ttl_s, *ip)),
+                    );
+                    route
+                });
                 self.metrics
                     .routed(route.region, route.skipped > 0, route.fail_open);
                 // A source prefix of 0 asks for an answer that does not depend on the subnet.
                 if subnet.as_ref().is_some_and(|s| s.source_prefix() > 0) {
                     scope = route.located.scope;
                 }
-                let v6 = qtype == RecordType::AAAA;
-                answers.extend(
-                    route
-                        .addresses(&board, v6)
-                        .iter()
-                        .map(|ip| address_record(&owner, self.ttl_s, *ip)),
-                );
             }
             (Kind::NameServer(i), RecordType::A | RecordType::AAAA) => {
                 let v6 = qtype == RecordType::AAAA;
@@ -301,6 +303,12 @@ impl RequestHandler for Authority {
 }
 
 impl Authority {
+    /// A query too malformed to parse, answered FORMERR by the UDP loop.
+    pub fn count_malformed(&self) {
+        self.metrics.query(false);
+        self.metrics.answered(ResponseCode::FormErr);
+    }
+
     async fn error<R: ResponseHandler>(
         &self,
         request: &Request,
@@ -339,4 +347,21 @@ fn failed(request: &Request) -> ResponseInfo {
         metadata,
         counts: HeaderCounts::default(),
     })
+}
+
+/// The authority, shared by the UDP loops and hickory-server's TCP listener.
+#[derive(Clone)]
+pub struct Shared(pub Arc<Authority>);
+
+#[async_trait::async_trait]
+impl RequestHandler for Shared {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        self.0
+            .handle_request::<R, T>(request, response_handle)
+            .await
+    }
 }

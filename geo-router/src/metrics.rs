@@ -1,10 +1,11 @@
 //! The router's counters, and `/metrics` in the Prometheus text format.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use hickory_server::proto::op::ResponseCode;
 
+use crate::config::REGIONS_MAX;
 use crate::health::EdgeState;
 
 /// Response codes the router answers with, in the order of `Metrics::rcodes` (the last counts
@@ -13,35 +14,60 @@ const RCODES: [&str; 7] = [
     "NOERROR", "NXDOMAIN", "REFUSED", "FORMERR", "NOTIMP", "BADVERS", "OTHER",
 ];
 
-pub struct Metrics {
+/// Counters of one shard, on cache lines of their own.
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard {
     rcodes: [AtomicU64; RCODES.len()],
     udp: AtomicU64,
     tcp: AtomicU64,
     /// Queries that carried an EDNS Client Subnet the router placed the client by.
     ecs: AtomicU64,
     /// Storefront answers, by the region chosen.
-    answers: Vec<AtomicU64>,
+    answers: [AtomicU64; REGIONS_MAX],
     /// Storefront answers given with no healthy region.
     fail_open: AtomicU64,
     /// Storefront answers that passed over the client's own region.
     failed_over: AtomicU64,
 }
 
+/// Shards of the counters. Each thread counts in its own: cores counting every query on one
+/// shared cache line spend more on moving the line between them than on the answer.
+const SHARDS: usize = 8;
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
+
+pub struct Metrics {
+    shards: Vec<Shard>,
+    regions: usize,
+}
+
 impl Metrics {
     pub fn new(regions: usize) -> Metrics {
         Metrics {
-            rcodes: Default::default(),
-            udp: AtomicU64::new(0),
-            tcp: AtomicU64::new(0),
-            ecs: AtomicU64::new(0),
-            answers: (0..regions).map(|_| AtomicU64::new(0)).collect(),
-            fail_open: AtomicU64::new(0),
-            failed_over: AtomicU64::new(0),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            regions: regions.min(REGIONS_MAX),
         }
     }
 
+    fn mine(&self) -> &Shard {
+        &self.shards[SHARD.with(|s| *s)]
+    }
+
+    fn sum(&self, counter: impl Fn(&Shard) -> &AtomicU64) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| counter(s).load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn query(&self, tcp: bool) {
-        let c = if tcp { &self.tcp } else { &self.udp };
+        let s = self.mine();
+        let c = if tcp { &s.tcp } else { &s.udp };
         c.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -56,95 +82,120 @@ impl Metrics {
             c if u16::from(c) == 16 => 5,
             _ => 6,
         };
-        self.rcodes[i].fetch_add(1, Ordering::Relaxed);
+        self.mine().rcodes[i].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn ecs(&self) {
-        self.ecs.fetch_add(1, Ordering::Relaxed);
+        self.mine().ecs.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn routed(&self, region: usize, skipped: bool, fail_open: bool) {
-        if let Some(c) = self.answers.get(region) {
+        let s = self.mine();
+        if let Some(c) = s.answers.get(region) {
             c.fetch_add(1, Ordering::Relaxed);
         }
         if fail_open {
-            self.fail_open.fetch_add(1, Ordering::Relaxed);
+            s.fail_open.fetch_add(1, Ordering::Relaxed);
         } else if skipped {
-            self.failed_over.fetch_add(1, Ordering::Relaxed);
+            s.failed_over.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     pub fn fail_open_total(&self) -> u64 {
-        self.fail_open.load(Ordering::Relaxed)
+        self.sum(|s| &s.fail_open)
     }
 
     pub fn render(&self, regions: &[String], edges: &[EdgeState]) -> String {
         let mut out = String::new();
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        out.push_str("# HELP tradewind_router_dns_queries_total DNS queries answered, by transport.\n# TYPE tradewind_router_dns_queries_total counter\n");
-        let _ = writeln!(
-            out,
-            "tradewind_router_dns_queries_total{{transport=\"udp\"}} {}",
-            get(&self.udp)
+        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: u64| vec![(String::new(), v)];
+        family(
+            "tradewind_router_dns_queries_total",
+            "counter",
+            "DNS queries answered, by transport.",
+            vec![
+                ("{transport=\"udp\"}".into(), self.sum(|s| &s.udp)),
+                ("{transport=\"tcp\"}".into(), self.sum(|s| &s.tcp)),
+            ],
         );
-        let _ = writeln!(
-            out,
-            "tradewind_router_dns_queries_total{{transport=\"tcp\"}} {}",
-            get(&self.tcp)
+        family(
+            "tradewind_router_dns_responses_total",
+            "counter",
+            "DNS responses, by response code.",
+            RCODES
+                .iter()
+                .enumerate()
+                .map(|(i, code)| (format!("{{rcode=\"{code}\"}}"), self.sum(|s| &s.rcodes[i])))
+                .collect(),
         );
-        out.push_str("# HELP tradewind_router_dns_responses_total DNS responses, by response code.\n# TYPE tradewind_router_dns_responses_total counter\n");
-        for (name, c) in RCODES.iter().zip(&self.rcodes) {
-            let _ = writeln!(
-                out,
-                "tradewind_router_dns_responses_total{{rcode=\"{name}\"}} {}",
-                get(c)
-            );
-        }
-        out.push_str("# HELP tradewind_router_ecs_queries_total Queries placed by their EDNS Client Subnet.\n# TYPE tradewind_router_ecs_queries_total counter\n");
-        let _ = writeln!(out, "tradewind_router_ecs_queries_total {}", get(&self.ecs));
-        out.push_str("# HELP tradewind_router_answers_total Storefront answers, by the region answered with.\n# TYPE tradewind_router_answers_total counter\n");
-        for (name, c) in regions.iter().zip(&self.answers) {
-            let _ = writeln!(
-                out,
-                "tradewind_router_answers_total{{region=\"{name}\"}} {}",
-                get(c)
-            );
-        }
-        out.push_str("# HELP tradewind_router_failed_over_total Storefront answers that passed over the client's first region for having no healthy edge.\n# TYPE tradewind_router_failed_over_total counter\n");
-        let _ = writeln!(
-            out,
-            "tradewind_router_failed_over_total {}",
-            get(&self.failed_over)
+        family(
+            "tradewind_router_ecs_queries_total",
+            "counter",
+            "Queries placed by their EDNS Client Subnet.",
+            one(self.sum(|s| &s.ecs)),
         );
-        out.push_str("# HELP tradewind_router_fail_open_total Storefront answers given while no region had a healthy edge.\n# TYPE tradewind_router_fail_open_total counter\n");
-        let _ = writeln!(
-            out,
-            "tradewind_router_fail_open_total {}",
-            get(&self.fail_open)
+        family(
+            "tradewind_router_answers_total",
+            "counter",
+            "Storefront answers, by the region answered with.",
+            regions
+                .iter()
+                .take(self.regions)
+                .enumerate()
+                .map(|(i, r)| (format!("{{region=\"{r}\"}}"), self.sum(|s| &s.answers[i])))
+                .collect(),
         );
-        out.push_str("# HELP tradewind_router_edge_up Whether an edge is in the answers.\n# TYPE tradewind_router_edge_up gauge\n");
-        for e in edges {
-            let _ = writeln!(
-                out,
-                "tradewind_router_edge_up{{edge=\"{}\",region=\"{}\"}} {}",
-                e.name,
-                e.region,
-                u8::from(e.up)
-            );
-        }
-        out.push_str("# HELP tradewind_router_health_checks_total Health checks of edges, by result.\n# TYPE tradewind_router_health_checks_total counter\n");
-        for e in edges {
-            let _ = writeln!(
-                out,
-                "tradewind_router_health_checks_total{{edge=\"{}\",result=\"pass\"}} {}",
-                e.name, e.checks_passed
-            );
-            let _ = writeln!(
-                out,
-                "tradewind_router_health_checks_total{{edge=\"{}\",result=\"fail\"}} {}",
-                e.name, e.checks_failed
-            );
-        }
+        family(
+            "tradewind_router_failed_over_total",
+            "counter",
+            "Storefront answers that passed over the client's first region for having no healthy edge.",
+            one(self.sum(|s| &s.failed_over)),
+        );
+        family(
+            "tradewind_router_fail_open_total",
+            "counter",
+            "Storefront answers given while no region had a healthy edge.",
+            one(self.fail_open_total()),
+        );
+        family(
+            "tradewind_router_edge_up",
+            "gauge",
+            "Whether an edge is in the answers.",
+            edges
+                .iter()
+                .map(|e| {
+                    (
+                        format!("{{edge=\"{}\",region=\"{}\"}}", e.name, e.region),
+                        u64::from(e.up),
+                    )
+                })
+                .collect(),
+        );
+        family(
+            "tradewind_router_health_checks_total",
+            "counter",
+            "Health checks of edges, by result.",
+            edges
+                .iter()
+                .flat_map(|e| {
+                    [
+                        (
+                            format!("{{edge=\"{}\",result=\"pass\"}}", e.name),
+                            e.checks_passed,
+                        ),
+                        (
+                            format!("{{edge=\"{}\",result=\"fail\"}}", e.name),
+                            e.checks_failed,
+                        ),
+                    ]
+                })
+                .collect(),
+        );
         out
     }
 }

@@ -312,6 +312,26 @@ async fn malformed_oversized_and_foreign_queries_never_stop_it() {
         };
         sock.send_to(&packet, r.dns).await.unwrap();
     }
+    // A header whose question is cut off: FORMERR, to the same id.
+    let a = udp_raw(r.dns, &valid[..14])
+        .await
+        .expect("an answer to a cut query");
+    let a = hickory_server::proto::op::Message::from_vec(&a).unwrap();
+    assert_eq!(
+        (a.metadata.id, a.metadata.response_code),
+        (good.metadata.id, ResponseCode::FormErr)
+    );
+    // An answer sent to it is not answered (two servers must not bounce errors forever).
+    let mut answer = good.clone();
+    answer.metadata.message_type = hickory_server::proto::op::MessageType::Response;
+    let quiet = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    quiet
+        .send_to(&answer.to_vec().unwrap(), r.dns)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let heard = tokio::time::timeout(Duration::from_millis(300), quiet.recv(&mut buf)).await;
+    assert!(heard.is_err(), "answered an answer: {heard:?}");
     // An oversized datagram, and a query with two questions (FORMERR).
     sock.send_to(&vec![0xAB; 65_000], r.dns).await.unwrap();
     let mut two = good.clone();
