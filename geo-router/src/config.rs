@@ -55,6 +55,9 @@ pub struct DnsSettings {
     /// A TCP connection that sends no query for this long is closed.
     #[serde(default = "default_tcp_idle_ms")]
     pub tcp_idle_ms: u64,
+    /// TCP connections at once; more are closed as they arrive.
+    #[serde(default = "default_tcp_connections_max")]
+    pub tcp_connections_max: usize,
     /// The zone's name servers (NS at the apex, with their addresses as glue).
     #[serde(default)]
     pub nameservers: Vec<NameServer>,
@@ -65,6 +68,10 @@ pub struct DnsSettings {
 
 fn default_tcp_idle_ms() -> u64 {
     5_000
+}
+
+fn default_tcp_connections_max() -> usize {
+    1_024
 }
 
 fn default_hostmaster() -> String {
@@ -250,6 +257,9 @@ impl RouterConfig {
         }
         self.name_in_zone(&self.dns.hostmaster)
             .map_err(|e| format!("dns.hostmaster: {e}"))?;
+        if self.dns.tcp_idle_ms < 100 || self.dns.tcp_connections_max == 0 {
+            return Err("dns: tcp_idle_ms >= 100 and tcp_connections_max >= 1".into());
+        }
         if self.ttl_s > 86_400 {
             return Err("ttl_s: at most 86400".into());
         }

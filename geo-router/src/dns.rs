@@ -303,9 +303,9 @@ impl RequestHandler for Authority {
 }
 
 impl Authority {
-    /// A query too malformed to parse, answered FORMERR by the UDP loop.
-    pub fn count_malformed(&self) {
-        self.metrics.query(false);
+    /// A query too malformed to parse, answered FORMERR by the listener.
+    pub fn count_malformed(&self, tcp: bool) {
+        self.metrics.query(tcp);
         self.metrics.answered(ResponseCode::FormErr);
     }
 
@@ -347,21 +347,4 @@ fn failed(request: &Request) -> ResponseInfo {
         metadata,
         counts: HeaderCounts::default(),
     })
-}
-
-/// The authority, shared by the UDP loops and hickory-server's TCP listener.
-#[derive(Clone)]
-pub struct Shared(pub Arc<Authority>);
-
-#[async_trait::async_trait]
-impl RequestHandler for Shared {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        response_handle: R,
-    ) -> ResponseInfo {
-        self.0
-            .handle_request::<R, T>(request, response_handle)
-            .await
-    }
 }

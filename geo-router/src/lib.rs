@@ -8,7 +8,7 @@
 //! - `route`: the one decision, from a client address and the board, that DNS and
 //!   `/v1/route` share.
 //! - `dns`: the answers (a hickory-server `RequestHandler`).
-//! - `udp`: DNS over UDP, a loop per core; TCP is hickory-server's listener.
+//! - `wire`: DNS over UDP (a loop per core) and TCP (bounded connections).
 //! - `http`: `/v1/route`, `/v1/health`, `/metrics`, `/healthz`.
 //! - `metrics`: counters.
 //!
@@ -23,7 +23,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod route;
-pub mod udp;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,23 +61,22 @@ pub async fn serve(
     // A loop per core reads the one UDP socket (2 answered 1.5 times what 1 did; 4, less).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let udp = Arc::new(
-        udp::bind(config.dns.listen)
+        wire::bind_udp(config.dns.listen)
             .with_context(|| format!("binding DNS (UDP) on {}", config.dns.listen))?,
     );
     let dns_addr = udp.local_addr()?;
     let tcp = tokio::net::TcpListener::bind(dns_addr)
         .await
         .with_context(|| format!("binding DNS (TCP) on {dns_addr}"))?;
-    let udp_loops: Vec<_> = (0..cores)
-        .map(|_| tokio::spawn(udp::serve(Arc::clone(&udp), Arc::clone(&authority))))
+    let mut listeners: Vec<_> = (0..cores)
+        .map(|_| tokio::spawn(wire::serve_udp(Arc::clone(&udp), Arc::clone(&authority))))
         .collect();
-    let mut server = hickory_server::Server::new(dns::Shared(authority));
-    server.register_listener(
+    listeners.push(tokio::spawn(wire::serve_tcp(
         tcp,
+        authority,
+        config.dns.tcp_connections_max,
         Duration::from_millis(config.dns.tcp_idle_ms),
-        // Responses queued per TCP connection.
-        16,
-    );
+    )));
 
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -104,11 +103,10 @@ pub async fn serve(
         http: http_addr,
     });
     shutdown.await;
-    for task in checks.into_iter().chain(udp_loops) {
+    for task in checks.into_iter().chain(listeners) {
         task.abort();
     }
     let _ = stop_http.send(());
-    let _ = server.shutdown_gracefully().await;
     let _ = http_task.await;
     Ok(())
 }

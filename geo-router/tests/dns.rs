@@ -378,3 +378,27 @@ async fn malformed_oversized_and_foreign_queries_never_stop_it() {
     assert_eq!(addresses(&udp(r.dns, &good).await), [ip(EDGE_ADDRS[1])]);
     assert_eq!(addresses(&tcp(r.dns, &good).await), [ip(EDGE_ADDRS[1])]);
 }
+
+#[tokio::test]
+async fn tcp_connections_are_bounded_and_idle_ones_closed() {
+    use tokio::io::AsyncReadExt;
+    let r = Router::start("tcp_connections_max = 2\ntcp_idle_ms = 300").await;
+    let q = query(&format!("www.{ZONE}."), RecordType::A, Some(SUBNETS[2]));
+    // Several queries on one connection are answered in turn.
+    let mut s = tokio::net::TcpStream::connect(r.dns).await.unwrap();
+    for _ in 0..3 {
+        let a = ask_on(&mut s, &q).await;
+        assert_eq!(addresses(&a), [ip(EDGE_ADDRS[2])]);
+    }
+    let _second = tokio::net::TcpStream::connect(r.dns).await.unwrap();
+    // A third connection, over the bound, is closed at once.
+    let mut third = tokio::net::TcpStream::connect(r.dns).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(2), third.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    // Idle connections are closed after 300 ms, and their places taken again.
+    let read = tokio::time::timeout(Duration::from_secs(2), s.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(addresses(&tcp(r.dns, &q).await), [ip(EDGE_ADDRS[2])]);
+}

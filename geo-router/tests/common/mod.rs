@@ -90,14 +90,15 @@ impl Drop for Router {
     }
 }
 
-pub fn config(edges: &[HealthServer], extra: &str) -> RouterConfig {
+/// The config, with `dns_extra` lines in its `[dns]` table.
+pub fn config(edges: &[HealthServer], dns_extra: &str) -> RouterConfig {
     let regions: [(&str, f64, f64); 3] = [
         ("cn-shanghai", 31.23, 121.47),
         ("ap-singapore", 1.35, 103.82),
         ("us-east", 38.9, -77.04),
     ];
     let mut text = format!(
-        "zone = \"{ZONE}\"\n{extra}\n[dns]\nlisten = \"127.0.0.1:0\"\nnameservers = [{{ name = \"ns1\", addresses = [\"127.0.0.1\", \"::1\"] }}]\n[http]\nlisten = \"127.0.0.1:0\"\n[health]\ninterval_ms = 100\ntimeout_ms = 300\n[geo]\nnetworks = [\n"
+        "zone = \"{ZONE}\"\n[dns]\nlisten = \"127.0.0.1:0\"\n{dns_extra}\nnameservers = [{{ name = \"ns1\", addresses = [\"127.0.0.1\", \"::1\"] }}]\n[http]\nlisten = \"127.0.0.1:0\"\n[health]\ninterval_ms = 100\ntimeout_ms = 300\n[geo]\nnetworks = [\n"
     );
     for (i, (name, _, _)) in regions.iter().enumerate() {
         text += &format!("  {{ cidr = \"{}\", region = \"{name}\" }},\n", SUBNETS[i]);
@@ -117,12 +118,12 @@ pub fn config(edges: &[HealthServer], extra: &str) -> RouterConfig {
 
 impl Router {
     /// A router over three fresh health servers, once every edge is in the answers.
-    pub async fn start(extra: &str) -> Router {
+    pub async fn start(dns_extra: &str) -> Router {
         let mut edges = Vec::new();
         for _ in 0..3 {
             edges.push(HealthServer::start().await);
         }
-        let cfg = config(&edges, extra);
+        let cfg = config(&edges, dns_extra);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(geo_router::serve(
@@ -225,6 +226,11 @@ pub async fn udp(server: SocketAddr, m: &Message) -> Message {
 
 pub async fn tcp(server: SocketAddr, m: &Message) -> Message {
     let mut s = tokio::net::TcpStream::connect(server).await.unwrap();
+    ask_on(&mut s, m).await
+}
+
+/// One query on an open TCP connection.
+pub async fn ask_on(s: &mut tokio::net::TcpStream, m: &Message) -> Message {
     let bytes = m.to_vec().unwrap();
     s.write_all(&(bytes.len() as u16).to_be_bytes())
         .await
