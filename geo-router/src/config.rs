@@ -13,8 +13,9 @@ use ipnet::IpNet;
 pub const REGIONS_MAX: usize = 32;
 /// Edges one region may list.
 pub const EDGES_PER_REGION_MAX: usize = 64;
-/// Addresses one A or AAAA answer may carry (an answer must fit a 512-byte UDP reply).
-pub const ADDRESSES_PER_ANSWER_MAX: usize = 16;
+/// Addresses of one family a region's edges may have in all: an A or AAAA answer of them all
+/// fits a 512-byte UDP reply (12 AAAA records take 336 bytes).
+pub const ADDRESSES_PER_ANSWER_MAX: usize = 12;
 /// Networks in the geo table.
 pub const NETWORKS_MAX: usize = 100_000;
 
@@ -105,8 +106,9 @@ pub struct HealthSettings {
     pub down_after: u32,
     /// Consecutive successes that put it back.
     pub up_after: u32,
-    /// An edge that has not heard from a core for longer than this is unhealthy, whatever its
-    /// own bound; without it, the edge's own `stale_after_ms` is the bound.
+    /// A bound tighter than the edges' own: an edge that has not heard from a core for longer
+    /// than this is unhealthy. (One past its own `stale_after_ms` reports no core, and is out
+    /// anyway.)
     pub max_staleness_ms: Option<u64>,
 }
 
@@ -301,10 +303,24 @@ impl RouterConfig {
                 if !matches!(url.scheme(), "http" | "https") {
                     return Err(format!("edge {}: health_url must be http(s)", e.name));
                 }
-                if e.addresses.is_empty() || e.addresses.len() > ADDRESSES_PER_ANSWER_MAX {
+                if e.addresses.is_empty() {
+                    return Err(format!("edge {}: at least one address", e.name));
+                }
+            }
+            for v6 in [false, true] {
+                let mut of_family: Vec<&IpAddr> = r
+                    .edges
+                    .iter()
+                    .flat_map(|e| &e.addresses)
+                    .filter(|a| a.is_ipv6() == v6)
+                    .collect();
+                of_family.sort();
+                of_family.dedup();
+                if of_family.len() > ADDRESSES_PER_ANSWER_MAX {
                     return Err(format!(
-                        "edge {}: 1 to {ADDRESSES_PER_ANSWER_MAX} addresses",
-                        e.name
+                        "region {}: at most {ADDRESSES_PER_ANSWER_MAX} IPv{} addresses in all its edges",
+                        r.name,
+                        if v6 { 6 } else { 4 }
                     ));
                 }
             }
@@ -442,7 +458,20 @@ edges = [{ name = "us-east-1", health_url = "http://127.0.3.1:7111/healthz", add
             ),
             (
                 GOOD.replace("addresses = [\"127.0.3.1\"]", "addresses = []"),
-                "addresses",
+                "at least one address",
+            ),
+            (
+                GOOD.replace(
+                    "addresses = [\"127.0.3.1\"]",
+                    &format!(
+                        "addresses = [{}]",
+                        (1..=13)
+                            .map(|i| format!("\"10.0.0.{i}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+                "at most 12 IPv4",
             ),
             (
                 GOOD.replace("http://127.0.3.1:7111/healthz", "ftp://x/"),

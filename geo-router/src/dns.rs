@@ -144,11 +144,9 @@ fn address_record(name: &Name, ttl: u32, ip: IpAddr) -> Record {
 }
 
 /// The one question of a well-formed query, and its client subnet; or the error code to answer,
-/// checked in the order RFCs 1035, 6891 and 7871 ask.
+/// checked in the order RFCs 1035, 6891 and 7871 ask (`wire` drops answers before they come
+/// here). Zone transfers are refused: the zone is made at each query, not kept.
 fn accept(request: &Request) -> Result<(&LowerQuery, Option<ClientSubnet>), ResponseCode> {
-    if request.metadata.message_type != MessageType::Query {
-        return Err(ResponseCode::FormErr);
-    }
     if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
         return Err(ResponseCode::BADVERS);
     }
@@ -159,6 +157,9 @@ fn accept(request: &Request) -> Result<(&LowerQuery, Option<ClientSubnet>), Resp
         .request_info()
         .map_err(|_| ResponseCode::FormErr)?
         .query;
+    if matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR) {
+        return Err(ResponseCode::Refused);
+    }
     let subnet = client_subnet(request.edns.as_ref()).map_err(|()| ResponseCode::FormErr)?;
     Ok((query, subnet))
 }
@@ -168,16 +169,13 @@ fn client_subnet(edns: Option<&Edns>) -> Result<Option<ClientSubnet>, ()> {
     let Some(EdnsOption::Subnet(s)) = edns.and_then(|e| e.option(EdnsCode::Subnet)) else {
         return Ok(None);
     };
-    // Bits past the source prefix must be zero (RFC 7871 §6).
+    // Bits past the source prefix must be zero (RFC 7871 §6). (The decoder refuses a source
+    // prefix longer than the address.)
     let (bits, value) = match s.addr() {
         IpAddr::V4(a) => (32u32, u128::from(u32::from(a))),
         IpAddr::V6(a) => (128u32, u128::from(a)),
     };
-    let source = u32::from(s.source_prefix());
-    if source > bits {
-        return Err(());
-    }
-    let host_bits = bits - source;
+    let host_bits = bits.saturating_sub(u32::from(s.source_prefix()));
     let host_mask = if host_bits == 0 {
         0
     } else {
@@ -303,6 +301,12 @@ impl RequestHandler for Authority {
 }
 
 impl Authority {
+    /// A query whose answer panicked (a bug; the listener goes on).
+    pub fn count_panic(&self) {
+        tracing::error!("answering a DNS query panicked");
+        self.metrics.panicked();
+    }
+
     /// A query too malformed to parse, answered FORMERR by the listener.
     pub fn count_malformed(&self, tcp: bool) {
         self.metrics.query(tcp);
@@ -317,15 +321,9 @@ impl Authority {
         mut response_handle: R,
     ) -> ResponseInfo {
         self.metrics.answered(code);
-        let mut edns = edns.cloned();
-        if code == ResponseCode::BADVERS
-            && let Some(e) = edns.as_mut()
-        {
-            // The high bits of the extended code travel in the OPT record.
-            e.set_rcode_high(code.high());
-        }
-        let response = MessageResponseBuilder::new(&request.queries, edns.as_ref())
-            .error_msg(&request.metadata, code);
+        // (hickory puts the high bits of an extended code, BADVERS's, in the OPT record.)
+        let response =
+            MessageResponseBuilder::new(&request.queries, edns).error_msg(&request.metadata, code);
         match response_handle.send_response(response).await {
             Ok(info) => info,
             Err(e) => {

@@ -243,18 +243,39 @@ impl Geo {
             let net = n.cidr.trunc();
             let value = g.places.len() as u32;
             g.places.push((net, place));
+            // An IPv4-mapped network (`::ffff:a.b.c.d/len`, len >= 96) is its IPv4 network.
             let (v4, addr) = key(net.network());
-            match (v4, net) {
-                (true, IpNet::V4(_)) => g.v4.insert(addr, net.prefix_len(), value),
-                _ => g.v6.insert(addr, net.prefix_len(), value),
+            match net {
+                IpNet::V4(_) => g.v4.insert(addr, net.prefix_len(), value),
+                IpNet::V6(_) if v4 && net.prefix_len() >= 96 => {
+                    g.v4.insert(addr, net.prefix_len() - 96, value)
+                }
+                IpNet::V6(n) => g.v6.insert(u128::from(n.network()), n.prefix_len(), value),
             }
         }
         Ok(g)
     }
 
-    /// Where `ip` is. An IPv4-mapped IPv6 address counts as its IPv4 address.
+    /// Where `ip` is. An IPv4-mapped IPv6 address counts as its IPv4 address (its scope counts
+    /// the 96 bits of the mapping).
     pub fn locate(&self, ip: IpAddr) -> Located {
         let (v4, addr) = key(ip);
+        let mut located = self.locate_in_family(v4, addr, ip);
+        located.scope = match ip {
+            IpAddr::V6(_) if v4 => 96 + located.scope,
+            // An IPv6 answer must not cover the mapped IPv4 addresses, placed by other rules:
+            // one bit past where the address parts from ::ffff:0:0/96.
+            IpAddr::V6(a) => {
+                let parts_at = (u128::from(a) ^ 0xffff_0000_0000).leading_zeros().min(96) as u8;
+                located.scope.max(parts_at + 1).min(128)
+            }
+            IpAddr::V4(_) => located.scope,
+        };
+        located
+    }
+
+    /// `locate` within one family: `addr` holds 32 bits for IPv4, with a scope of at most 32.
+    fn locate_in_family(&self, v4: bool, addr: u128, ip: IpAddr) -> Located {
         let trie = if v4 { &self.v4 } else { &self.v6 };
         let (found, scope) = trie.lookup(addr);
         if let Some((i, _)) = found {
@@ -265,6 +286,7 @@ impl Geo {
                 scope,
             };
         }
+        let bits = trie.bits;
         let mut scope = scope;
         if let Some(db) = &self.database {
             let ip = if v4 {
@@ -273,19 +295,22 @@ impl Geo {
                 ip
             };
             if let Ok(found) = db.lookup(ip) {
-                if let Ok(net) = found.network() {
-                    scope = scope.max(net.prefix());
-                }
+                let net = found
+                    .network()
+                    .ok()
+                    .and_then(|n| IpNet::new(n.network(), n.prefix()).ok());
+                // An IPv6 record holding an IPv4 address holds every IPv4 address.
+                let held = match net {
+                    Some(IpNet::V6(_)) if v4 => 0,
+                    Some(n) => n.prefix_len().min(bits),
+                    None => bits,
+                };
+                scope = scope.max(held);
                 let record: Option<DbRecord> = found.decode().ok().flatten();
                 if let Some(place) = record.and_then(|r| self.place_of(&r)) {
-                    let net = found
-                        .network()
-                        .ok()
-                        .and_then(|n| IpNet::new(n.network(), n.prefix()).ok())
-                        .unwrap_or_else(|| IpNet::from(ip));
                     return Located {
                         place,
-                        by: PlacedBy::Database(net),
+                        by: PlacedBy::Database(net.unwrap_or_else(|| IpNet::from(ip))),
                         scope,
                     };
                 }
@@ -386,15 +411,28 @@ mod tests {
         assert_eq!((l.place, l.scope), (Place::Region(2), 25));
         let l = g.locate(ip("198.51.100.1"));
         assert_eq!((l.place, l.scope), (Place::Region(1), 24));
-        // IPv4-mapped IPv6 is the IPv4 address.
-        assert_eq!(g.locate(ip("::ffff:198.51.100.1")).place, Place::Region(1));
+        // IPv4-mapped IPv6 is the IPv4 address, with the mapping's 96 bits in its scope; a
+        // mapped network in the table is its IPv4 network.
+        let l = g.locate(ip("::ffff:198.51.100.1"));
+        assert_eq!((l.place, l.scope), (Place::Region(1), 96 + 24));
         // Outside every network: the default order, for as far as no network is near.
         let l = g.locate(ip("8.8.8.8"));
         assert_eq!((l.place, l.by), (Place::Nowhere, PlacedBy::Default));
         // 8.0.0.0/7 holds none of the table's networks; 8.0.0.0/6 holds 10.9.0.0/16.
         assert_eq!(l.scope, 7);
+        // An IPv6 client's answer keeps out the mapped IPv4 range: 2001:db8::1 parts from
+        // ::ffff:0:0 at the third bit.
         let l = g.locate(ip("2001:db8::1"));
-        assert_eq!((l.place, l.scope), (Place::Nowhere, 0));
+        assert_eq!((l.place, l.scope), (Place::Nowhere, 3));
+        let mut c = good();
+        c.geo.networks.push(crate::config::NetworkEntry {
+            cidr: "::ffff:8.8.0.0/112".parse().unwrap(),
+            region: Some("us-east".into()),
+            latitude: None,
+            longitude: None,
+        });
+        let g = Geo::new(&c).unwrap();
+        assert_eq!(g.locate(ip("8.8.4.4")).place, Place::Region(2));
     }
 
     #[test]

@@ -29,6 +29,8 @@ struct Shard {
     fail_open: AtomicU64,
     /// Storefront answers that passed over the client's own region.
     failed_over: AtomicU64,
+    /// Queries whose answer panicked.
+    panics: AtomicU64,
 }
 
 /// Shards of the counters. Each thread counts in its own: cores counting every query on one
@@ -101,6 +103,10 @@ impl Metrics {
         }
     }
 
+    pub fn panicked(&self) {
+        self.mine().panics.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn fail_open_total(&self) -> u64 {
         self.sum(|s| &s.fail_open)
     }
@@ -161,6 +167,12 @@ impl Metrics {
             "counter",
             "Storefront answers given while no region had a healthy edge.",
             one(self.fail_open_total()),
+        );
+        family(
+            "tradewind_router_dns_panics_total",
+            "counter",
+            "Queries whose answer panicked (a bug; the listener went on).",
+            one(self.sum(|s| &s.panics)),
         );
         family(
             "tradewind_router_edge_up",

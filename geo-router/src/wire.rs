@@ -12,7 +12,10 @@
 //! query; queries on one connection are answered in turn.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
 use std::time::Duration;
 
 use hickory_server::net::NetError;
@@ -62,8 +65,16 @@ pub async fn serve_udp(socket: Arc<UdpSocket>, authority: Arc<Authority>) {
         if src.port() == 0 || src.ip().is_unspecified() {
             continue;
         }
-        if let Some(answer) = answer(&authority, &buf[..n], src, Protocol::Udp).await {
-            let _ = socket.send_to(&answer, src).await;
+        // A bug that panics on some query costs that query, not the loop.
+        let answered = AssertUnwindSafe(answer(&authority, &buf[..n], src, Protocol::Udp))
+            .catch_unwind()
+            .await;
+        match answered {
+            Ok(Some(answer)) => {
+                let _ = socket.send_to(&answer, src).await;
+            }
+            Ok(None) => {}
+            Err(_) => authority.count_panic(),
         }
     }
 }
@@ -96,7 +107,12 @@ pub async fn serve_tcp(
         let authority = Arc::clone(&authority);
         connections.spawn(async move {
             let _slot = slot;
-            let _ = connection(stream, src, &authority, idle).await;
+            let served = AssertUnwindSafe(connection(stream, src, &authority, idle))
+                .catch_unwind()
+                .await;
+            if served.is_err() {
+                authority.count_panic();
+            }
         });
     }
 }

@@ -215,7 +215,7 @@ async fn a_dead_edge_leaves_the_answers_within_2_s_and_all_dead_fails_open() {
     );
     // Nothing is healthy: the nearest region anyway, counted.
     assert_eq!(addresses(&udp(r.dns, &shanghai).await), [ip(EDGE_ADDRS[0])]);
-    assert_eq!(r.health().await["fail_open_total"], 1);
+    assert!(r.health().await["fail_open_total"].as_u64().unwrap() >= 1);
     // Singapore's edge reaches its cores again: it comes back after two passes.
     r.edges[1].says.lock().unwrap().core_connected = true;
     r.wait_for(Duration::from_secs(2), |h| h["edges"][1]["up"] == true)
@@ -374,15 +374,28 @@ async fn malformed_oversized_and_foreign_queries_never_stop_it() {
     .await
     .unwrap();
     let _idle = tokio::net::TcpStream::connect(r.dns).await.unwrap();
-    // Still answering, over both transports.
+    // Zone transfers are refused.
+    let axfr = tcp(r.dns, &query(&format!("{ZONE}."), RecordType::AXFR, None)).await;
+    assert_eq!(axfr.metadata.response_code, ResponseCode::Refused);
+    // Still answering, over both transports, and nothing panicked.
     assert_eq!(addresses(&udp(r.dns, &good).await), [ip(EDGE_ADDRS[1])]);
     assert_eq!(addresses(&tcp(r.dns, &good).await), [ip(EDGE_ADDRS[1])]);
+    let metrics = reqwest::get(format!("{}/metrics", r.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tradewind_router_dns_panics_total 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn tcp_connections_are_bounded_and_idle_ones_closed() {
     use tokio::io::AsyncReadExt;
-    let r = Router::start("tcp_connections_max = 2\ntcp_idle_ms = 300").await;
+    let r = Router::start("tcp_connections_max = 2\ntcp_idle_ms = 1500").await;
     let q = query(&format!("www.{ZONE}."), RecordType::A, Some(SUBNETS[2]));
     // Several queries on one connection are answered in turn.
     let mut s = tokio::net::TcpStream::connect(r.dns).await.unwrap();
@@ -391,13 +404,13 @@ async fn tcp_connections_are_bounded_and_idle_ones_closed() {
         assert_eq!(addresses(&a), [ip(EDGE_ADDRS[2])]);
     }
     let _second = tokio::net::TcpStream::connect(r.dns).await.unwrap();
-    // A third connection, over the bound, is closed at once.
+    // A third connection, over the bound, is closed at once (well before the idle time).
     let mut third = tokio::net::TcpStream::connect(r.dns).await.unwrap();
     let mut byte = [0u8; 1];
-    let read = tokio::time::timeout(Duration::from_secs(2), third.read(&mut byte)).await;
+    let read = tokio::time::timeout(Duration::from_millis(500), third.read(&mut byte)).await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
-    // Idle connections are closed after 300 ms, and their places taken again.
-    let read = tokio::time::timeout(Duration::from_secs(2), s.read(&mut byte)).await;
+    // Idle connections are closed after 1.5 s, and their places taken again.
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(addresses(&tcp(r.dns, &q).await), [ip(EDGE_ADDRS[2])]);

@@ -430,7 +430,7 @@ impl Part {
     /// their grants back), then cores, then the proxy between them.
     fn stop_order(&self) -> u8 {
         match self.args.first().map(String::as_str) {
-            // The router first: no shopper is sent to an edge that is stopping.
+            // The router with the edges, before the cores.
             Some("edge" | "router") => 0,
             Some("core") => 1,
             _ => 2,
