@@ -125,12 +125,10 @@ impl LogStore {
 }
 
 /// Most bytes of entries one read returns for replication (one entry is always returned, however
-/// large): an AppendEntries message stays inside the transport's frame limit, and inside the one
-/// heartbeat interval (300 ms) openraft gives it on a 220 ms link. QUIC paces a window over a
-/// round trip, so a 1 MiB message took most of a round trip to send before the one there and
-/// back: the catch-up of a far follower after a failover timed out message after message
-/// (DRILLS.md).
-const REPLICATION_READ_MAX_BYTES: usize = 256 * 1024;
+/// large). A message carries at most `network::MESSAGE_ENTRIES_MAX_BYTES` of them; a read may
+/// cover more, so that a new leader's probe (which sends no entries a member already holds)
+/// spans more of the log per round trip (`network.rs`).
+const REPLICATION_READ_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 impl RaftLogReader<Mesh> for LogStore {
     async fn limited_get_log_entries(

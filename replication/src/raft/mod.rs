@@ -43,7 +43,7 @@ use openraft::{Config, Raft, RaftMetrics, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 
 pub use log_store::LogStore;
-pub use network::Network;
+pub use network::{Network, SentEntries};
 pub use state_machine::{RaftMeta, StateMachine};
 pub use submit::{Submissions, SubmitFuture, submit};
 
@@ -578,6 +578,7 @@ pub struct RaftNode {
     serving: Option<tokio::task::JoinHandle<()>>,
     lag: Arc<LagTracker>,
     submissions: Arc<std::sync::OnceLock<Arc<dyn Submissions>>>,
+    sent: Arc<SentEntries>,
 }
 
 impl RaftNode {
@@ -605,8 +606,10 @@ impl RaftNode {
         let committed = log
             .committed()
             .map_err(|e| StartError::Log(e.to_string()))?;
+        let sent = Arc::new(SentEntries::default());
         let network = Network {
             transport: transport.clone(),
+            sent: Arc::clone(&sent),
         };
         let tail_reader = log.clone();
         let raft = Raft::new(id, config, network, log, StateMachine::new(app))
@@ -665,6 +668,7 @@ impl RaftNode {
             serving,
             lag,
             submissions,
+            sent,
         })
     }
 
@@ -765,6 +769,16 @@ impl RaftNode {
 
     pub fn metrics(&self) -> RaftMetrics<NodeId, Member> {
         self.raft.metrics().borrow().clone()
+    }
+
+    /// Entries this member, leading, sent its followers, and those it spared them (they held
+    /// them already).
+    pub fn entries_sent(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        (
+            self.sent.sent.load(Ordering::Relaxed),
+            self.sent.spared.load(Ordering::Relaxed),
+        )
     }
 
     /// The group as the leader sees it: asked of the leader when this member does not lead,
