@@ -156,12 +156,7 @@ async fn the_zone_has_its_soa_ns_and_negative_answers() {
         a.queries[0].name().to_ascii(),
         format!("WwW.{}.", ZONE.to_uppercase())
     );
-    let metrics = reqwest::get(format!("{}/metrics", r.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = r.metrics().await;
     assert!(
         metrics.contains("tradewind_router_dns_responses_total{rcode=\"REFUSED\"} 3"),
         "{metrics}"
@@ -380,12 +375,7 @@ async fn malformed_oversized_and_foreign_queries_never_stop_it() {
     // Still answering, over both transports, and nothing panicked.
     assert_eq!(addresses(&udp(r.dns, &good).await), [ip(EDGE_ADDRS[1])]);
     assert_eq!(addresses(&tcp(r.dns, &good).await), [ip(EDGE_ADDRS[1])]);
-    let metrics = reqwest::get(format!("{}/metrics", r.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = r.metrics().await;
     assert!(
         metrics.contains("tradewind_router_dns_panics_total 0"),
         "{metrics}"

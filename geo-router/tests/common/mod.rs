@@ -154,6 +154,16 @@ impl Router {
         r
     }
 
+    /// The `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.http))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn health(&self) -> serde_json::Value {
         reqwest::get(format!("{}/v1/health", self.http))
             .await
