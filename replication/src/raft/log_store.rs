@@ -127,7 +127,8 @@ impl LogStore {
 /// Most bytes of entries one read returns for replication (one entry is always returned, however
 /// large). A message carries at most `network::MESSAGE_ENTRIES_MAX_BYTES` of them; a read may
 /// cover more, so that a new leader's probe (which sends no entries a member already holds)
-/// spans more of the log per round trip (`network.rs`).
+/// spans more of the log per round trip (`network.rs`). The price: a follower far behind is
+/// caught up with reads of up to 8 MiB for each 256 KiB message sent.
 const REPLICATION_READ_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 impl RaftLogReader<Mesh> for LogStore {

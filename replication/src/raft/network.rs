@@ -14,10 +14,11 @@
 //!   X holds P+1..=X unchanged (Raft's log matching), so the full request would have changed
 //!   nothing up to X: the answer is success up to the highest X held (`Success` or
 //!   `PartialSuccess(X)`). A probe changes nothing but what a full request would have (it may
-//!   truncate entries that conflict with the leader's). When a probe below the first held one
-//!   failed, or none held, the end is found, or left to openraft's own search: for this
-//!   leadership, requests go whole (if none held, this call fails at once, a network error, and
-//!   openraft asks again).
+//!   truncate entries that conflict with the leader's). When a probe above the highest held
+//!   found the member lacking, or none held and some lacked, the end is found, or left to
+//!   openraft's own search: for this leadership, requests go whole (if none held, this call
+//!   fails at once, a network error, and openraft asks again). A probe that got no answer says
+//!   nothing either way.
 //! - **One message carries at most `MESSAGE_ENTRIES_MAX_BYTES` of entries**, the first of them
 //!   always: the rest are left for the next request (a `PartialSuccess` up to the last sent).
 //!   A message must fit one heartbeat (300 ms) over a 220 ms link, where QUIC paces a window
@@ -206,17 +207,23 @@ impl Peer {
             )
         }))
         .await;
-        let mut held = None;
+        // A probe that got no answer (a lost packet, a timeout) says nothing either way.
+        let (mut held, mut lacking, mut failed) = (None, false, None);
         for (at, answer) in points.iter().zip(answers) {
-            match answer? {
-                higher @ AppendEntriesResponse::HigherVote(_) => return Ok(Some(higher)),
-                AppendEntriesResponse::Success => {
-                    held = held.max(Some(*at));
+            match answer {
+                Ok(higher @ AppendEntriesResponse::HigherVote(_)) => return Ok(Some(higher)),
+                Ok(AppendEntriesResponse::Success) => held = held.max(Some(*at)),
+                Ok(AppendEntriesResponse::Conflict | AppendEntriesResponse::PartialSuccess(_)) => {
+                    lacking = true
                 }
-                AppendEntriesResponse::Conflict | AppendEntriesResponse::PartialSuccess(_) => {}
+                Err(e) => failed = failed.or(Some(e)),
             }
         }
         let Some(held) = held else {
+            if let (false, Some(e)) = (lacking, failed) {
+                // Nothing learnt: openraft asks again, and the probes with it.
+                return Err(e);
+            }
             self.found_end = Some(vote);
             return Err(RPCError::Network(NetworkError::new(&Remote(format!(
                 "{} holds none of {} to {top}; the entries go whole from now on",
@@ -224,8 +231,8 @@ impl Peer {
                 points.last().unwrap_or(&top)
             )))));
         };
-        if held != top {
-            // A probe above it failed: the end is between.
+        if held != top && lacking {
+            // A probe above it found the follower lacking: the end is between.
             self.found_end = Some(vote);
         }
         let spared = rpc
