@@ -239,16 +239,14 @@ impl RequestHandler for Authority {
                     _ => request.src().ip(),
                 };
                 let v6 = qtype == RecordType::AAAA;
-                let route = self.health.with_board(|board| {
-                    let route = Route::new(&self.geo, board, client);
-                    answers.extend(
-                        route
-                            .addresses(board, v6)
-                            .iter()
-                            .map(|ip| address_record(&owner, self.ttl_s, *ip)),
-                    );
+                let board = self.health.board();
+                let route = Route::new(&self.geo, &board, client);
+                answers.extend(
                     route
-                });
+                        .addresses(&board, v6)
+                        .iter()
+                        .map(|ip| address_record(&owner, self.ttl_s, *ip)),
+                );
                 self.metrics
                     .routed(route.region, route.skipped > 0, route.fail_open);
                 // A source prefix of 0 asks for an answer that does not depend on the subnet.

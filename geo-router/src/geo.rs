@@ -392,16 +392,21 @@ mod tests {
         s.parse().unwrap()
     }
 
-    #[test]
-    fn the_table_places_clients_by_longest_prefix_with_the_scope_it_holds_for() {
+    /// The test config's geo table, with one more network of `region`.
+    fn with_network(cidr: &str, region: &str) -> Geo {
         let mut c = good();
         c.geo.networks.push(crate::config::NetworkEntry {
-            cidr: "192.0.2.128/25".parse().unwrap(),
-            region: Some("us-east".into()),
+            cidr: cidr.parse().unwrap(),
+            region: Some(region.into()),
             latitude: None,
             longitude: None,
         });
-        let g = Geo::new(&c).unwrap();
+        Geo::new(&c).unwrap()
+    }
+
+    #[test]
+    fn the_table_places_clients_by_longest_prefix_with_the_scope_it_holds_for() {
+        let g = with_network("192.0.2.128/25", "us-east");
         let l = g.locate(ip("192.0.2.7"));
         assert_eq!(l.place, Place::Region(0));
         assert_eq!(l.by, PlacedBy::Table("192.0.2.0/24".parse().unwrap()));
@@ -424,14 +429,7 @@ mod tests {
         // ::ffff:0:0 at the third bit.
         let l = g.locate(ip("2001:db8::1"));
         assert_eq!((l.place, l.scope), (Place::Nowhere, 3));
-        let mut c = good();
-        c.geo.networks.push(crate::config::NetworkEntry {
-            cidr: "::ffff:8.8.0.0/112".parse().unwrap(),
-            region: Some("us-east".into()),
-            latitude: None,
-            longitude: None,
-        });
-        let g = Geo::new(&c).unwrap();
+        let g = with_network("::ffff:8.8.0.0/112", "us-east");
         assert_eq!(g.locate(ip("8.8.4.4")).place, Place::Region(2));
     }
 

@@ -8,7 +8,6 @@
 //! edge rebuilds the board, which DNS queries read without waiting on the checks.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -85,20 +84,7 @@ pub struct Health {
     settings: HealthSettings,
     edges: Mutex<Vec<EdgeState>>,
     board: RwLock<Arc<Board>>,
-    /// Moves on with every new board: a thread's copy of the board is current while this has
-    /// not moved (`with_board`).
-    generation: AtomicU64,
-    /// Which `Health` a thread's copy is of (tests run several routers in one process).
-    id: u64,
     regions: usize,
-}
-
-/// Ids of `Health`s.
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// This thread's copy of a board: (the `Health`'s id, its generation, the board).
-    static BOARD: std::cell::RefCell<Option<(u64, u64, Arc<Board>)>> = const { std::cell::RefCell::new(None) };
 }
 
 impl Health {
@@ -130,8 +116,6 @@ impl Health {
             settings: c.health,
             edges: Mutex::new(edges),
             board: RwLock::new(Arc::new(board)),
-            generation: AtomicU64::new(0),
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             regions: c.regions.len(),
         }
     }
@@ -139,22 +123,6 @@ impl Health {
     /// The current board.
     pub fn board(&self) -> Arc<Board> {
         Arc::clone(&self.board.read().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// `f` of the current board, from this thread's copy while it is current: the DNS path
-    /// reads a counter no one writes between changes, instead of taking the lock and the
-    /// board's reference count, which every core would otherwise write at every query.
-    pub fn with_board<T>(&self, f: impl FnOnce(&Board) -> T) -> T {
-        let generation = self.generation.load(Ordering::Acquire);
-        BOARD.with(|cell| {
-            let mut cached = cell.borrow_mut();
-            match cached.as_ref() {
-                Some((id, g, _)) if *id == self.id && *g == generation => {}
-                _ => *cached = Some((self.id, generation, self.board())),
-            }
-            let (_, _, board) = cached.as_ref().expect("just filled");
-            f(board)
-        })
     }
 
     pub fn edges(&self) -> Vec<EdgeState> {
@@ -192,7 +160,6 @@ impl Health {
         if flip {
             let board = Arc::new(build_board(&edges, self.regions));
             *self.board.write().unwrap_or_else(|e| e.into_inner()) = board;
-            self.generation.fetch_add(1, Ordering::Release);
         }
     }
 

@@ -1,7 +1,7 @@
 //! The router's counters, and `/metrics` in the Prometheus text format.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hickory_server::proto::op::ResponseCode;
 
@@ -14,10 +14,8 @@ const RCODES: [&str; 7] = [
     "NOERROR", "NXDOMAIN", "REFUSED", "FORMERR", "NOTIMP", "BADVERS", "OTHER",
 ];
 
-/// Counters of one shard, on cache lines of their own.
 #[derive(Default)]
-#[repr(align(128))]
-struct Shard {
+struct Counters {
     rcodes: [AtomicU64; RCODES.len()],
     udp: AtomicU64,
     tcp: AtomicU64,
@@ -33,42 +31,25 @@ struct Shard {
     panics: AtomicU64,
 }
 
-/// Shards of the counters. Each thread counts in its own: cores counting every query on one
-/// shared cache line spend more on moving the line between them than on the answer.
-const SHARDS: usize = 8;
-
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
-}
-
 pub struct Metrics {
-    shards: Vec<Shard>,
+    counters: Counters,
     regions: usize,
 }
 
 impl Metrics {
     pub fn new(regions: usize) -> Metrics {
         Metrics {
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            counters: Counters::default(),
             regions: regions.min(REGIONS_MAX),
         }
     }
 
-    fn mine(&self) -> &Shard {
-        &self.shards[SHARD.with(|s| *s)]
-    }
-
-    fn sum(&self, counter: impl Fn(&Shard) -> &AtomicU64) -> u64 {
-        self.shards
-            .iter()
-            .map(|s| counter(s).load(Ordering::Relaxed))
-            .sum()
+    fn read(&self, counter: impl Fn(&Counters) -> &AtomicU64) -> u64 {
+        counter(&self.counters).load(Ordering::Relaxed)
     }
 
     pub fn query(&self, tcp: bool) {
-        let s = self.mine();
+        let s = &self.counters;
         let c = if tcp { &s.tcp } else { &s.udp };
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -84,15 +65,15 @@ impl Metrics {
             c if u16::from(c) == 16 => 5,
             _ => 6,
         };
-        self.mine().rcodes[i].fetch_add(1, Ordering::Relaxed);
+        self.counters.rcodes[i].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn ecs(&self) {
-        self.mine().ecs.fetch_add(1, Ordering::Relaxed);
+        self.counters.ecs.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn routed(&self, region: usize, skipped: bool, fail_open: bool) {
-        let s = self.mine();
+        let s = &self.counters;
         if let Some(c) = s.answers.get(region) {
             c.fetch_add(1, Ordering::Relaxed);
         }
@@ -104,11 +85,11 @@ impl Metrics {
     }
 
     pub fn panicked(&self) {
-        self.mine().panics.fetch_add(1, Ordering::Relaxed);
+        self.counters.panics.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn fail_open_total(&self) -> u64 {
-        self.sum(|s| &s.fail_open)
+        self.read(|s| &s.fail_open)
     }
 
     pub fn render(&self, regions: &[String], edges: &[EdgeState]) -> String {
@@ -125,8 +106,8 @@ impl Metrics {
             "counter",
             "DNS queries answered, by transport.",
             vec![
-                ("{transport=\"udp\"}".into(), self.sum(|s| &s.udp)),
-                ("{transport=\"tcp\"}".into(), self.sum(|s| &s.tcp)),
+                ("{transport=\"udp\"}".into(), self.read(|s| &s.udp)),
+                ("{transport=\"tcp\"}".into(), self.read(|s| &s.tcp)),
             ],
         );
         family(
@@ -136,14 +117,14 @@ impl Metrics {
             RCODES
                 .iter()
                 .enumerate()
-                .map(|(i, code)| (format!("{{rcode=\"{code}\"}}"), self.sum(|s| &s.rcodes[i])))
+                .map(|(i, code)| (format!("{{rcode=\"{code}\"}}"), self.read(|s| &s.rcodes[i])))
                 .collect(),
         );
         family(
             "tradewind_router_ecs_queries_total",
             "counter",
             "Queries placed by their EDNS Client Subnet.",
-            one(self.sum(|s| &s.ecs)),
+            one(self.read(|s| &s.ecs)),
         );
         family(
             "tradewind_router_answers_total",
@@ -153,14 +134,14 @@ impl Metrics {
                 .iter()
                 .take(self.regions)
                 .enumerate()
-                .map(|(i, r)| (format!("{{region=\"{r}\"}}"), self.sum(|s| &s.answers[i])))
+                .map(|(i, r)| (format!("{{region=\"{r}\"}}"), self.read(|s| &s.answers[i])))
                 .collect(),
         );
         family(
             "tradewind_router_failed_over_total",
             "counter",
             "Storefront answers that passed over the client's first region for having no healthy edge.",
-            one(self.sum(|s| &s.failed_over)),
+            one(self.read(|s| &s.failed_over)),
         );
         family(
             "tradewind_router_fail_open_total",
@@ -172,7 +153,7 @@ impl Metrics {
             "tradewind_router_dns_panics_total",
             "counter",
             "Queries whose answer panicked (a bug; the listener went on).",
-            one(self.sum(|s| &s.panics)),
+            one(self.read(|s| &s.panics)),
         );
         family(
             "tradewind_router_edge_up",
