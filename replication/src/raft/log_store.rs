@@ -95,6 +95,38 @@ impl LogStore {
         txn.commit().map_err(write_err)
     }
 
+    /// The id of the entry at `index`, if the log holds it.
+    pub fn log_id_at(&self, index: u64) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let t = txn.open_table(ENTRIES).map_err(read_err)?;
+        match t.get(index).map_err(read_err)? {
+            Some(v) => Ok(Some(dec::<Entry>(v.value())?.log_id)),
+            None => Ok(None),
+        }
+    }
+
+    /// The entries in `range`, in order, as many as fit `max_bytes` as stored (one at least,
+    /// however large, so that replication always makes progress).
+    pub fn entries(
+        &self,
+        range: std::ops::Range<u64>,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, StorageError<NodeId>> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let t = txn.open_table(ENTRIES).map_err(read_err)?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for item in t.range(range).map_err(read_err)? {
+            let (_, v) = item.map_err(read_err)?;
+            if !out.is_empty() && bytes + v.value().len() > max_bytes {
+                break;
+            }
+            bytes += v.value().len();
+            out.push(dec::<Entry>(v.value())?);
+        }
+        Ok(out)
+    }
+
     fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
         let txn = self.db.begin_read().map_err(read_err)?;
         let t = txn.open_table(ENTRIES).map_err(read_err)?;
@@ -137,25 +169,10 @@ impl RaftLogReader<Mesh> for LogStore {
         start: u64,
         end: u64,
     ) -> Result<Vec<Entry>, StorageError<NodeId>> {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || {
-            let txn = db.begin_read().map_err(read_err)?;
-            let t = txn.open_table(ENTRIES).map_err(read_err)?;
-            let mut out = Vec::new();
-            let mut bytes = 0;
-            for item in t.range(start..end).map_err(read_err)? {
-                let (_, v) = item.map_err(read_err)?;
-                // At least one entry, so replication always makes progress.
-                if !out.is_empty() && bytes + v.value().len() > REPLICATION_READ_MAX_BYTES {
-                    break;
-                }
-                bytes += v.value().len();
-                out.push(dec::<Entry>(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(read_err)?
+        let log = self.clone();
+        tokio::task::spawn_blocking(move || log.entries(start..end, REPLICATION_READ_MAX_BYTES))
+            .await
+            .map_err(read_err)?
     }
 
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(

@@ -43,7 +43,7 @@ use openraft::{Config, Raft, RaftMetrics, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 
 pub use log_store::LogStore;
-pub use network::{Network, SentEntries};
+pub use network::{Network, SentCounts, SentEntries};
 pub use state_machine::{RaftMeta, StateMachine};
 pub use submit::{Submissions, SubmitFuture, submit};
 
@@ -607,10 +607,7 @@ impl RaftNode {
             .committed()
             .map_err(|e| StartError::Log(e.to_string()))?;
         let sent = Arc::new(SentEntries::default());
-        let network = Network {
-            transport: transport.clone(),
-            sent: Arc::clone(&sent),
-        };
+        let network = Network::new(transport.clone(), Arc::clone(&sent), log.clone());
         let tail_reader = log.clone();
         let raft = Raft::new(id, config, network, log, StateMachine::new(app))
             .await
@@ -771,14 +768,10 @@ impl RaftNode {
         self.raft.metrics().borrow().clone()
     }
 
-    /// Entries this member, leading, sent its followers, and those it spared them (they held
-    /// them already).
-    pub fn entries_sent(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering;
-        (
-            self.sent.sent.load(Ordering::Relaxed),
-            self.sent.spared.load(Ordering::Relaxed),
-        )
+    /// Entries this member, leading, sent its followers, those it spared them (they held them
+    /// already), and the probes answered.
+    pub fn entries_sent(&self) -> SentCounts {
+        self.sent.counts()
     }
 
     /// The group as the leader sees it: asked of the leader when this member does not lead,
