@@ -267,6 +267,11 @@ impl Transport {
             .map(|c| c.rtt())
     }
 
+    /// Connects to `peer` at `addr` unless a connection is open; keep-alives hold it open.
+    pub async fn warm(&self, peer: &str, addr: SocketAddr) -> Result<(), TransportError> {
+        self.connection(peer, addr).await.map(drop)
+    }
+
     async fn connection(
         &self,
         peer: &str,

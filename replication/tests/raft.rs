@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::{CommittedLeaderId, LogId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use replication::certs;
 use replication::raft::{
-    App, AppEntry, Member, Members, NodeId, Payload, RaftNode, Timing, WriteError,
+    App, AppEntry, Member, Members, MeshRequest, MeshResponse, NodeId, Payload, PreVote, RaftNode,
+    Timing, WriteError,
 };
 use replication::tls::NodeTls;
 use replication::transport::Transport;
@@ -130,6 +132,7 @@ struct Cluster {
     /// Members with ids up to this one vote; the others are learners.
     voters: u64,
     nodes: BTreeMap<NodeId, (RaftNode, Arc<Kv>)>,
+    transports: BTreeMap<NodeId, Arc<Transport>>,
 }
 
 fn name(id: NodeId) -> String {
@@ -174,6 +177,7 @@ impl Cluster {
             members,
             voters,
             nodes: BTreeMap::new(),
+            transports: BTreeMap::new(),
         };
         for id in 1..=n {
             c.up(id).await;
@@ -201,6 +205,8 @@ impl Cluster {
                 }
             }
         };
+        let transport = Arc::new(transport);
+        self.transports.insert(id, Arc::clone(&transport));
         let app = Arc::new(Kv::open(&self.data(id).join("state.redb")));
         let (voters, learners) = self
             .members
@@ -212,7 +218,7 @@ impl Cluster {
             Members { voters, learners },
             &self.data(id).join("log.redb"),
             Arc::clone(&app),
-            Some(Arc::new(transport)),
+            Some(transport),
             None,
             self.timing,
         )
@@ -224,6 +230,8 @@ impl Cluster {
     /// Stops member `id` (its process dies, as far as the others can tell).
     async fn down(&mut self, id: NodeId) {
         let (node, _) = self.nodes.remove(&id).unwrap();
+        // Its endpoint holds the port until the last handle on it is gone.
+        self.transports.remove(&id);
         node.shutdown().await;
     }
 
@@ -399,6 +407,97 @@ async fn word_of_a_commit_carries_the_entries_written_meanwhile() {
     println!("the leader: {sent:?}");
     assert!(sent.carried > 0, "{sent:?}");
     assert!(sent.spared > 0, "{sent:?}");
+}
+
+/// Every member keeps a connection to every other, so that a vote between followers when the
+/// leader dies waits for no handshake (over a far link, one it would not have time for), even
+/// after one of them restarted. A follower never calls a learner (nor, while the leader lives,
+/// another follower): without it, this fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_keeps_a_connection_even_to_a_member_it_never_calls() {
+    let c = Cluster::start_with_learners(3, 1).await;
+    let leader = c.leader().await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let addr: SocketAddr = c.members[&4].raft_addr.parse().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while c.transports[&follower].rtt(&name(4), addr).await.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{follower} never connected to the learner"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A voter asked whether it would vote for a candidate (`stand.rs`) says no while it hears a
+/// leader, and once none is heard, yes only to a candidate whose log is more up to date than
+/// its own, or as up to date from a member listed before it: so a member whose log is behind
+/// never stands while one ahead of it lives, and two equals never split the vote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_vote_is_granted_only_without_a_leader_and_to_a_log_as_up_to_date() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let last = c.write(leader, "k=v").await.unwrap();
+    for id in 1..=3 {
+        c.applied(id, last).await;
+    }
+    let followers: Vec<NodeId> = (1..=3).filter(|id| *id != leader).collect();
+    // The voter is listed before the candidate.
+    let (voter, candidate) = (followers[0], followers[1]);
+    let m = c.nodes[&voter].0.metrics();
+    let equal = Some(LogId::new(
+        CommittedLeaderId::new(m.current_term, leader),
+        m.last_log_index.unwrap(),
+    ));
+    let ahead = Some(LogId::new(
+        CommittedLeaderId::new(1_000, candidate),
+        1_000_000,
+    ));
+    let ask = |asker: Arc<Transport>, to: SocketAddr, last_log| async move {
+        let r = asker
+            .call::<_, MeshResponse>(
+                &name(voter),
+                to,
+                &MeshRequest::PreVote(PreVote {
+                    candidate,
+                    last_log,
+                }),
+                Duration::from_secs(2),
+            )
+            .await
+            .unwrap();
+        match r {
+            MeshResponse::PreVote(yes) => yes,
+            other => panic!("{other:?}"),
+        }
+    };
+    let to: SocketAddr = c.members[&voter].raft_addr.parse().unwrap();
+    assert!(
+        !ask(Arc::clone(&c.transports[&candidate]), to, ahead).await,
+        "granted while hearing a leader"
+    );
+    // The leader and the candidate gone, the voter hears no one. The candidate asks from a
+    // new endpoint under its own certificate.
+    c.down(leader).await;
+    c.down(candidate).await;
+    let tls = NodeTls::load(c.dir.path(), &name(candidate)).unwrap();
+    let asker = Arc::new(Transport::bind(free_udp_addr(), &tls).unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !ask(Arc::clone(&asker), to, ahead).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never granted with no leader heard"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !ask(Arc::clone(&asker), to, None).await,
+        "granted to an empty log"
+    );
+    assert!(
+        !ask(Arc::clone(&asker), to, equal).await,
+        "granted to an equal log from a member listed after it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -127,6 +127,11 @@ impl LogStore {
         Ok(out)
     }
 
+    /// The id of the last entry the log holds or purged.
+    pub fn last_log_id(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        Ok(self.last_entry_id()?.or(self.get_meta(PURGED)?))
+    }
+
     fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
         let txn = self.db.begin_read().map_err(read_err)?;
         let t = txn.open_table(ENTRIES).map_err(read_err)?;
@@ -201,7 +206,7 @@ impl RaftLogStorage<Mesh> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<Mesh>, StorageError<NodeId>> {
         let purged: Option<LogId<NodeId>> = self.get_meta(PURGED)?;
-        let last = self.last_entry_id()?.or(purged);
+        let last = self.last_log_id()?;
         Ok(LogState {
             last_purged_log_id: purged,
             last_log_id: last,

@@ -10,14 +10,16 @@
 //! - heartbeat every 300 ms. openraft also gives each AppendEntries exactly one heartbeat
 //!   interval to come back, so it must exceed the slowest round trip (250 ms) plus the
 //!   follower's fsync; replication reads are capped at 256 KiB per message for the same reason;
-//! - election timeout drawn from 450–600 ms. A follower of a known leader also honours that
-//!   leader's lease (openraft: the maximum election timeout, 600 ms) and stands only when lease
-//!   and election timeout have both passed since the last heartbeat: 1,050–1,200 ms, three
-//!   heartbeats and more, so late heartbeats do not depose a healthy leader;
-//! - after a leader dies: 1,050–1,200 ms after its last heartbeat a follower stands, one round
-//!   trip wins the vote, one more commits the new leader's first entry, and a write forwarded
-//!   from another region takes a third. On loopback writes flow again about 1.5 s after the
-//!   leader's process is killed (BENCHMARKS.md), with 200 ms round trips under 2 s.
+//! - election timeout drawn from 350–450 ms, once per member. A follower of a known leader also
+//!   honours that leader's lease (openraft: the maximum election timeout, 450 ms) and stands
+//!   when lease and election timeout have both passed since the leader was last heard:
+//!   800–900 ms, nearly three heartbeats, so a late heartbeat or two do not depose a healthy
+//!   leader. openraft 0.9 looks only on a tick, every 1.5 heartbeats (450 ms), so a follower
+//!   stands 800–1,350 ms after the leader was last heard;
+//! - after a leader dies: a follower stands, one round trip wins the vote, one more sends each
+//!   voter what it lacks and commits the new leader's first entry (`network.rs`), and the
+//!   writes made meanwhile commit in the next. With 200 ms round trips writes flow again in
+//!   1.5 to 2 s (DRILLS.md).
 
 // openraft's traits return its `StorageError`, a large type whose size is not ours to choose.
 #![allow(clippy::result_large_err)]
@@ -25,6 +27,7 @@
 mod log_store;
 mod network;
 mod rush;
+mod stand;
 mod state_machine;
 mod submit;
 
@@ -44,6 +47,7 @@ use serde::{Deserialize, Serialize};
 
 pub use log_store::LogStore;
 pub use network::{Network, SentCounts, SentEntries};
+pub use stand::PreVote;
 pub use state_machine::{RaftMeta, StateMachine};
 pub use submit::{Submissions, SubmitFuture, submit};
 
@@ -141,6 +145,8 @@ pub enum MeshRequest {
     /// A write from a node that is not a member (an edge), for the application to vet and
     /// propose (`Submissions`); answered with `MeshResponse::Write`.
     Submit(Payload),
+    /// Would the member vote for this candidate (`stand.rs`)?
+    PreVote(stand::PreVote),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -153,6 +159,7 @@ pub enum MeshResponse {
     Refused(String),
     /// One message of a change feed's stream.
     Feed(FeedMessage),
+    PreVote(bool),
 }
 
 /// The group as one member sees it (the leader sees the most: how far each member is).
@@ -231,8 +238,8 @@ impl Default for Timing {
     fn default() -> Self {
         Timing {
             heartbeat_ms: 300,
-            election_min_ms: 450,
-            election_max_ms: 600,
+            election_min_ms: 350,
+            election_max_ms: 450,
             snapshot_every_entries: 10_000,
             keep_entries: 2_000,
         }
@@ -277,6 +284,7 @@ struct MeshHandler {
     known: BTreeMap<NodeId, Member>,
     feed: Option<Arc<Feed>>,
     submissions: Arc<std::sync::OnceLock<Arc<dyn Submissions>>>,
+    elections: Arc<stand::Elections>,
 }
 
 /// Feed messages waiting to be sent to one subscriber: little, since the feed's own queue,
@@ -334,29 +342,40 @@ impl MeshHandler {
                 if let Err(why) = self.check_sender(peer, rpc.vote.leader_id().node_id) {
                     return refuse(why);
                 }
-                MeshResponse::AppendEntries(
-                    self.raft
-                        .append_entries(rpc)
-                        .await
-                        .map_err(|e| e.to_string()),
-                )
+                let r = self.raft.append_entries(rpc).await;
+                if r.as_ref()
+                    .is_ok_and(|r| !matches!(r, AppendEntriesResponse::HigherVote(_)))
+                {
+                    self.elections.heard();
+                }
+                MeshResponse::AppendEntries(r.map_err(|e| e.to_string()))
             }
             MeshRequest::Vote(rpc) => {
                 if let Err(why) = self.check_sender(peer, rpc.vote.leader_id().node_id) {
                     return refuse(why);
                 }
-                MeshResponse::Vote(self.raft.vote(rpc).await.map_err(|e| e.to_string()))
+                let r = self.raft.vote(rpc).await;
+                if r.as_ref().is_ok_and(|r| r.vote_granted) {
+                    self.elections.heard();
+                }
+                MeshResponse::Vote(r.map_err(|e| e.to_string()))
+            }
+            MeshRequest::PreVote(ask) => {
+                if let Err(why) = self.check_sender(peer, ask.candidate) {
+                    return refuse(why);
+                }
+                let me = self.raft.metrics().borrow().id;
+                MeshResponse::PreVote(self.elections.would_vote(&self.raft, me, &ask))
             }
             MeshRequest::InstallSnapshot(rpc) => {
                 if let Err(why) = self.check_sender(peer, rpc.vote.leader_id().node_id) {
                     return refuse(why);
                 }
-                MeshResponse::InstallSnapshot(
-                    self.raft
-                        .install_snapshot(rpc)
-                        .await
-                        .map_err(|e| e.to_string()),
-                )
+                let r = self.raft.install_snapshot(rpc).await;
+                if r.is_ok() {
+                    self.elections.heard();
+                }
+                MeshResponse::InstallSnapshot(r.map_err(|e| e.to_string()))
             }
             MeshRequest::View => MeshResponse::View(Box::new(view(&self.raft, &self.lag))),
             MeshRequest::Write(payload) => {
@@ -519,6 +538,42 @@ fn view(raft: &Raft<Mesh>, lag: &LagTracker) -> ClusterView {
     }
 }
 
+/// How often every member's connection is looked at (and re-made if it closed).
+const KEEP_CONNECTED_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps a connection open to every other member, followers included, for as long as Raft
+/// runs. Followers never call each other until the leader dies; the vote between them would
+/// then wait for a QUIC handshake, a round trip more than a far link leaves within the vote's
+/// time limit (the least election timeout: 350 ms against 2 × 220 ms).
+async fn keep_connected(raft: Raft<Mesh>, transport: Arc<Transport>, id: NodeId) {
+    let mut metrics = raft.metrics();
+    let mut tick = tokio::time::interval(KEEP_CONNECTED_EVERY);
+    loop {
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
+        }
+        let others: Vec<Member> = metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .filter(|(n, _)| **n != id)
+            .map(|(_, m)| m.clone())
+            .collect();
+        // A member that does not answer must not hold up the others: the handshakes go on
+        // in the transport when the wait for them is cut.
+        let warm = others.iter().filter_map(|m| {
+            let addr = m.raft_addr.parse().ok()?;
+            Some(tokio::time::timeout(
+                KEEP_CONNECTED_EVERY,
+                transport.warm(&m.name, addr),
+            ))
+        });
+        futures::future::join_all(warm).await;
+    }
+}
+
 /// Proposes on this node; only a leader accepts.
 async fn write_local(raft: &Raft<Mesh>, payload: Payload) -> Result<Payload, WriteError> {
     match raft.client_write(payload).await {
@@ -609,13 +664,22 @@ impl RaftNode {
         let sent = Arc::new(SentEntries::default());
         let network = Network::new(transport.clone(), Arc::clone(&sent), log.clone());
         let tail_reader = log.clone();
+        let elections = Arc::new(stand::Elections::new(log.clone(), &timing));
         let raft = Raft::new(id, config, network, log, StateMachine::new(app))
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let lag = LagTracker::start(&raft);
         if let Some(t) = &transport {
             rush::start(raft.clone(), tail_reader, Arc::clone(t));
+            tokio::spawn(keep_connected(raft.clone(), Arc::clone(t), id));
         }
+        stand::start(
+            raft.clone(),
+            id,
+            Arc::clone(&elections),
+            transport.clone(),
+            timing,
+        );
         let submissions = Arc::new(std::sync::OnceLock::new());
         let serving = transport.as_ref().map(|t| {
             t.serve(Arc::new(MeshHandler {
@@ -624,6 +688,7 @@ impl RaftNode {
                 known,
                 feed,
                 submissions: Arc::clone(&submissions),
+                elections,
             }))
         });
         let initialized = raft

@@ -1,8 +1,9 @@
 //! `tradewind chaos <drill> --mesh FILE`: failover drills on a running demo (DESIGN §3).
 //!
 //! A drill stocks the SKUs it sells, starts shoppers at every edge (browsing and ordering) and
-//! admins (changing prices, adding stock), a write probe and a monitor; after a phase of calm it
-//! injects its fault, keeps it for a phase (and until writes commit again), heals it, runs a
+//! admins (changing prices, adding stock), a write probe and a monitor; after a phase of calm,
+//! once the mesh is healthy (a leader, no member behind, every edge with a core), it injects
+//! its fault, keeps it for a phase (and until writes commit again), heals it, runs a
 //! phase more, lets the mesh go quiet (every outbox sent), then reads the core's final state and
 //! reports what the checker finds (I1–I4) with what the history measured: JSON report, SVG
 //! timeline and history in `<state-dir>/drills/<drill>-<time>/` (and `--report FILE`), a summary
@@ -155,6 +156,8 @@ struct Run {
     phase: Duration,
     /// The start of the last probe write that committed.
     last_ok: Arc<AtomicU64>,
+    /// Whether the monitor last saw a leader, no member lagging and every edge with a core.
+    healthy: Arc<std::sync::atomic::AtomicBool>,
     /// Set (with the reason) when the error budget is spent.
     abort: tokio::sync::watch::Receiver<Option<String>>,
 }
@@ -185,6 +188,22 @@ impl Run {
         let started = Instant::now();
         while self.last_ok.load(Ordering::Relaxed) < fault_at && started.elapsed() < SETTLE {
             self.pause(Duration::from_millis(50)).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits (`SETTLE` at most) until the mesh is healthy again: a fault is measured from a
+    /// mesh that is whole, not from one still catching up from the last drill.
+    async fn settled(&mut self) -> Result<(), Aborted> {
+        let started = Instant::now();
+        while !self.healthy.load(Ordering::Relaxed) {
+            if started.elapsed() > SETTLE {
+                return Err(Aborted(format!(
+                    "the mesh was not healthy within {SETTLE:?} before the fault (no leader, a \
+                     member a second or more behind, or an edge without a core)"
+                )));
+            }
+            self.pause(Duration::from_millis(100)).await?;
         }
         Ok(())
     }
@@ -251,6 +270,7 @@ pub async fn run(drill: Drill, shutdown: impl Future<Output = ()>) -> anyhow::Re
         faults,
         phase: Duration::from_secs(args.phase_s),
         last_ok: Arc::new(AtomicU64::new(0)),
+        healthy: Arc::default(),
         abort,
     };
     tokio::pin!(shutdown);
@@ -399,6 +419,7 @@ async fn drive(
         run.mesh.clone(),
         run.faults.down.clone(),
         history.clone(),
+        Arc::clone(&run.healthy),
         stop.clone(),
     ));
     let budget = tokio::spawn(watch::budget(
@@ -449,6 +470,7 @@ async fn faults_of(
     let fail = |e: anyhow::Error| Aborted(format!("{e:#}"));
     if !matches!(drill, Drill::FlashSale { .. }) {
         run.pause(run.phase).await?;
+        run.settled().await?;
     }
     match drill {
         Drill::RegionOutage { region, .. } => {
@@ -478,6 +500,7 @@ async fn faults_of(
                 run.faults.heal().await.map_err(fail)?;
                 // Back in the group before the next kill: the group needs a majority to lose one.
                 run.pause(run.phase).await?;
+                run.settled().await?;
             }
             outcome.details.insert("killed".into(), json!(killed));
             Ok(())

@@ -129,11 +129,13 @@ pub async fn probe(
     in_flight.join_all().await;
 }
 
-/// Records what the mesh says about itself every `OBSERVE_EVERY` until `stop`.
+/// Records what the mesh says about itself every `OBSERVE_EVERY` until `stop`, and in `healthy`
+/// whether it has a leader, no member lagging and every edge connected to a core.
 pub async fn monitor(
     mesh: Mesh,
     down: Down,
     history: mpsc::Sender<Event>,
+    healthy: Arc<std::sync::atomic::AtomicBool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let quick = client(Duration::from_millis(500));
@@ -202,6 +204,10 @@ pub async fn monitor(
         let mut edges_disconnected: Vec<String> =
             asks.join_all().await.into_iter().flatten().collect();
         edges_disconnected.sort();
+        healthy.store(
+            leader.is_some() && lagging.is_empty() && edges_disconnected.is_empty(),
+            Ordering::Relaxed,
+        );
         // When all of it was known: a change counts from when it was seen, not before.
         let at_ms = now_ms();
         let _ = history

@@ -1,0 +1,201 @@
+//! When a voter stands for election: on time, and only when a majority would vote for it.
+//!
+//! openraft 0.9 looks at its election timer on a tick, every 1.5 heartbeats (450 ms), and has no
+//! pre-vote. So a follower stood up to 450 ms late, and over long links the follower whose log
+//! was behind (the far region's, which the old leader reached last) often stood first: refused
+//! by the others for its log, it still held its own vote in the new term, refused theirs, and
+//! elections split round after round (DRILLS.md: leaders elected after 2.5 to 5 s). openraft's
+//! own elections are therefore off, and this module stands instead:
+//!
+//! - a voter stands once it has heard no leader for the lease (the maximum election timeout)
+//!   and its election timeout, drawn anew for every try; it looks every `TICK`;
+//! - first it asks the other voters whether they would vote for it (`PreVote`). One would if it
+//!   has heard no leader within the lease itself and the candidate's log is at least as up to
+//!   date as its own (Raft's rule). Only with a majority, itself counted, does it stand
+//!   (`trigger().elect()`), and the election proper is Raft's;
+//! - a try that fails waits its election timeout before the next.
+//!
+//! A voter whose log is behind thus never stands while one ahead of it lives, and never raises
+//! the term for nothing. A pre-vote changes nothing at the voter asked.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use openraft::{LogId, Raft, ServerState};
+use tokio::time::Instant;
+
+use super::log_store::LogStore;
+use super::{Member, Mesh, MeshRequest, MeshResponse, NodeId, Timing};
+use crate::transport::Transport;
+
+/// How often a voter looks whether it is time to stand.
+const TICK: Duration = Duration::from_millis(10);
+
+/// What the election driver and the member's message handler share.
+pub struct Elections {
+    /// When this member last heard a leader (took its AppendEntries or snapshot) or granted a
+    /// vote.
+    heard: Mutex<Instant>,
+    log: LogStore,
+    /// How long a leader heard is trusted to live on: openraft's lease, the maximum election
+    /// timeout.
+    lease: Duration,
+}
+
+impl Elections {
+    pub fn new(log: LogStore, timing: &Timing) -> Self {
+        Elections {
+            heard: Mutex::new(Instant::now()),
+            log,
+            lease: Duration::from_millis(timing.election_max_ms),
+        }
+    }
+
+    /// A leader was heard (or a vote granted): no standing for a while.
+    pub fn heard(&self) {
+        if let Ok(mut h) = self.heard.lock() {
+            *h = Instant::now();
+        }
+    }
+
+    fn heard_at(&self) -> Instant {
+        self.heard.lock().map_or_else(|_| Instant::now(), |h| *h)
+    }
+
+    /// A pre-vote's answer: whether member `me` would vote for `ask`. Not while it leads or
+    /// hears a leader; then for a log more up to date than its own, or as up to date from a
+    /// member listed before it (`NodeId` order). Among equals one candidate is thus preferred
+    /// by all, and two never stand at once to split the vote.
+    pub fn would_vote(&self, raft: &Raft<Mesh>, me: NodeId, ask: &PreVote) -> bool {
+        if raft.metrics().borrow().state == ServerState::Leader
+            || self.heard_at().elapsed() < self.lease
+        {
+            return false;
+        }
+        self.log
+            .last_log_id()
+            .is_ok_and(|mine| ask.last_log > mine || (ask.last_log == mine && ask.candidate < me))
+    }
+}
+
+/// Turns openraft's own elections off and stands for member `id` while `raft` runs.
+pub fn start(
+    raft: Raft<Mesh>,
+    id: NodeId,
+    elections: std::sync::Arc<Elections>,
+    transport: Option<std::sync::Arc<Transport>>,
+    timing: Timing,
+) {
+    raft.runtime_config().elect(false);
+    tokio::spawn(async move {
+        let mut metrics = raft.metrics();
+        let draw = || {
+            Duration::from_millis(rand::random_range(
+                timing.election_min_ms..timing.election_max_ms.max(timing.election_min_ms + 1),
+            ))
+        };
+        let mut timeout = draw();
+        let mut tried: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            let (leads, voters) = {
+                let m = metrics.borrow();
+                let voters: Vec<(NodeId, Member)> = m
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .filter_map(|v| {
+                        let node = m.membership_config.membership().get_node(&v)?;
+                        Some((v, node.clone()))
+                    })
+                    .collect();
+                (m.state == ServerState::Leader, voters)
+            };
+            if leads || !voters.iter().any(|(v, _)| *v == id) {
+                continue;
+            }
+            // Quiet since the lease of the last leader heard ran out, or the last try.
+            let quiet = elections.heard_at() + elections.lease;
+            let quiet = tried.map_or(quiet, |t| t.max(quiet));
+            if Instant::now() < quiet + timeout {
+                continue;
+            }
+            tried = Some(Instant::now());
+            timeout = draw();
+            let others: Vec<Member> = voters
+                .into_iter()
+                .filter(|(v, _)| *v != id)
+                .map(|(_, m)| m)
+                .collect();
+            let ask = PreVote {
+                candidate: id,
+                last_log: elections.log.last_log_id().ok().flatten(),
+            };
+            let wait = Duration::from_millis(timing.election_min_ms);
+            let asked_at = Instant::now();
+            if pre_vote(transport.as_deref(), &others, &ask, wait).await
+                // Meanwhile a leader may have been heard, or a vote granted: then not.
+                && elections.heard_at() < asked_at
+                && raft.metrics().borrow().state != ServerState::Leader
+            {
+                tracing::info!(last_log = ?ask.last_log, "a majority would vote for this member: standing");
+                let _ = raft.trigger().elect().await;
+            }
+        }
+    });
+}
+
+/// A candidate's question to a voter: would it vote for `candidate`, whose log ends at
+/// `last_log`?
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PreVote {
+    pub candidate: NodeId,
+    pub last_log: Option<LogId<NodeId>>,
+}
+
+/// Whether a majority of the voters (`others` and the candidate) would vote for `ask`'s
+/// candidate: answered as soon as a majority said yes, or could no longer. A voter that does
+/// not answer within `wait` would not.
+async fn pre_vote(
+    transport: Option<&Transport>,
+    others: &[Member],
+    ask: &PreVote,
+    wait: Duration,
+) -> bool {
+    use futures::StreamExt;
+    let voters = others.len() + 1;
+    let needed = voters / 2 + 1;
+    let (mut yes, mut unanswered) = (1, others.len());
+    let Some(transport) = transport else {
+        return yes >= needed;
+    };
+    let request = MeshRequest::PreVote(ask.clone());
+    let mut answers: futures::stream::FuturesUnordered<_> = others
+        .iter()
+        .map(|m| {
+            let request = &request;
+            async move {
+                let Ok(addr) = m.raft_addr.parse() else {
+                    return false;
+                };
+                matches!(
+                    transport
+                        .call::<_, MeshResponse>(&m.name, addr, request, wait)
+                        .await,
+                    Ok(MeshResponse::PreVote(true))
+                )
+            }
+        })
+        .collect();
+    while yes < needed && yes + unanswered >= needed {
+        let Some(answer) = answers.next().await else {
+            break;
+        };
+        unanswered -= 1;
+        yes += usize::from(answer);
+    }
+    yes >= needed
+}
