@@ -9,17 +9,16 @@
 //!
 //! - heartbeat every 300 ms. openraft also gives each AppendEntries exactly one heartbeat
 //!   interval to come back, so it must exceed the slowest round trip (250 ms) plus the
-//!   follower's fsync; replication reads are capped at 256 KiB per message for the same reason;
-//! - election timeout drawn from 350–450 ms, once per member. A follower of a known leader also
-//!   honours that leader's lease (openraft: the maximum election timeout, 450 ms) and stands
-//!   when lease and election timeout have both passed since the leader was last heard:
-//!   800–900 ms, nearly three heartbeats, so a late heartbeat or two do not depose a healthy
-//!   leader. openraft 0.9 looks only on a tick, every 1.5 heartbeats (450 ms), so a follower
-//!   stands 800–1,350 ms after the leader was last heard;
-//! - after a leader dies: a follower stands, one round trip wins the vote, one more sends each
+//!   follower's fsync; a message carries at most 256 KiB of entries for the same reason;
+//! - election timeout drawn from 350–450 ms, anew for every try. A voter also honours the
+//!   lease of the leader it heard (the maximum election timeout, 450 ms), and looks to stand
+//!   when lease and election timeout have both passed since a leader was last heard: 800–900
+//!   ms, nearly three heartbeats, so a late heartbeat or two do not depose a healthy leader. It
+//!   stands only after a pre-vote (`stand.rs`);
+//! - after a leader dies: a voter stands, one round trip wins the vote, one more sends each
 //!   voter what it lacks and commits the new leader's first entry (`network.rs`), and the
 //!   writes made meanwhile commit in the next. With 200 ms round trips writes flow again in
-//!   1.5 to 2 s (DRILLS.md).
+//!   1.5 to 1.8 s (DRILLS.md).
 
 // openraft's traits return its `StorageError`, a large type whose size is not ours to choose.
 #![allow(clippy::result_large_err)]
@@ -371,8 +370,10 @@ impl MeshHandler {
                 if let Err(why) = self.check_sender(peer, rpc.vote.leader_id().node_id) {
                     return refuse(why);
                 }
+                let vote = rpc.vote;
                 let r = self.raft.install_snapshot(rpc).await;
-                if r.is_ok() {
+                // Refused (a deposed leader's), the answer carries the newer vote.
+                if r.as_ref().is_ok_and(|r| r.vote <= vote) {
                     self.elections.heard();
                 }
                 MeshResponse::InstallSnapshot(r.map_err(|e| e.to_string()))

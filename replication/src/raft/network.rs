@@ -1,19 +1,20 @@
 //! openraft's network over the mesh transport: Raft RPCs travel as `MeshRequest` frames over
 //! QUIC with mutual TLS, one stream per RPC.
 //!
-//! Three things happen to AppendEntries on the way, all invisible to openraft's protocol:
+//! Four things happen to AppendEntries on the way, all invisible to openraft's protocol:
 //!
 //! - **A new leader sends a member only what it lacks, at once, when the member's vote said
 //!   where its log ended.** A member granting a vote reports its last log id V; it cannot gain
-//!   an entry afterwards but from this leader (one vote a term; a newer leader's messages would
-//!   be answered with its vote). When the leader's own log holds V, the member holds every
+//!   an entry afterwards but from this leader (a leader it votes for later has a greater vote,
+//!   and this leader's messages would be answered with it). When the leader's own log holds V, the member holds every
 //!   entry up to V (Raft's log matching) and none after: a request is answered without a
 //!   message when it lies wholly at or below V (`Success`) or starts above it (`Conflict`),
 //!   and the one that spans V is sent from V on. openraft's search for the end of the member's
 //!   log then costs no round trip, and over a 200 ms link a failover is one round trip shorter
 //!   than with the probes below (DRILLS.md). openraft takes an answer without a message as the
 //!   member's word at that moment; the member gave it with its vote, a moment before.
-//! - **Otherwise, a new leader's probes carry no entries the member already holds.** openraft 0.9 finds
+//! - **Otherwise (a learner, a voter holding a deposed leader's entries), a new leader's probes
+//!   carry no entries the member already holds.** openraft 0.9 finds
 //!   where a member's log ends by a binary search that starts in the middle of the leader's log
 //!   and sends each probe's whole range (upstream issue databendlabs/openraft#2073): over a
 //!   220 ms link, a member that held everything got some 30 messages of entries it had before
@@ -33,6 +34,10 @@
 //!   always: the rest are left for the next request (a `PartialSuccess` up to the last sent).
 //!   A message must fit one heartbeat (300 ms) over a 220 ms link, where QUIC paces a window
 //!   over a round trip.
+//! - **openraft's empty requests carry the entries written meanwhile** (`send_empty`), and its
+//!   next request for them is answered from the acknowledgement (`Search::ahead`): openraft 0.9
+//!   sends word of each new commit index in a message of its own before them, which cost a
+//!   round trip per commit whenever the far follower made the majority.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,6 +98,8 @@ struct Search {
     /// when there are none, so that no entry is sent twice over a long link at once (which
     /// would only queue behind each other there).
     sending: u32,
+    /// The last entry openraft was told the member holds (its `matching`).
+    acked: Option<LogId<NodeId>>,
 }
 
 impl Search {
@@ -103,6 +110,7 @@ impl Search {
             found: false,
             ahead: None,
             sending: 0,
+            acked: None,
         }
     }
 }
@@ -453,78 +461,19 @@ impl Peer {
         ))
     }
 
-    /// An empty request (openraft's heartbeat, or its word of a new commit index) carries,
-    /// once the member's end is found, the entries the leader has after what the member holds.
-    /// openraft 0.9 sends word of a commit on its own, a round trip before the entries written
-    /// meanwhile (DRILLS.md); so they go with it, and openraft's request for them is answered
-    /// from the acknowledgement (`Search::ahead`).
-    async fn send_empty(
+    /// openraft's request, answered from what this leadership knows of the member where it
+    /// can be, sent from where the member's log ends otherwise (see the module docs).
+    async fn append(
         &self,
         mut rpc: AppendEntriesRequest<Mesh>,
-        search: Search,
         option: &RPCOption,
-    ) -> Rpc<AppendEntriesResponse<NodeId>> {
-        let leader = *rpc.vote.leader_id();
-        let mut carried = None;
-        let mut _sending = None;
-        if let (true, 0, Some(prev)) = (
-            search.found,
-            search.sending,
-            rpc.prev_log_id.max(search.ahead),
-        ) {
-            let log = self.log.clone();
-            let from = prev.index + 1;
-            let read = tokio::task::spawn_blocking(move || {
-                log.entries(from..u64::MAX, MESSAGE_ENTRIES_MAX_BYTES)
-            })
-            .await;
-            // A log purged past `prev` leaves a gap: nothing is carried then.
-            if let Ok(Ok(mut more)) = read
-                && more.first().is_some_and(|e| e.log_id.index == from)
-            {
-                more.truncate(message_len(&more));
-                carried = more.last().map(|e| e.log_id);
-                self.sent
-                    .sent
-                    .fetch_add(more.len() as u64, Ordering::Relaxed);
-                self.sent
-                    .carried
-                    .fetch_add(more.len() as u64, Ordering::Relaxed);
-                rpc.prev_log_id = Some(prev);
-                rpc.entries = more;
-                _sending = Some(self.sending(leader));
-            }
-        }
-        let r = self.send_entries(rpc, option).await?;
-        if let (AppendEntriesResponse::Success, Some(last)) = (&r, carried) {
-            self.update(leader, |s| s.ahead = s.ahead.max(Some(last)));
-        }
-        Ok(r)
-    }
-
-    async fn send_entries(
-        &self,
-        rpc: AppendEntriesRequest<Mesh>,
-        option: &RPCOption,
-    ) -> Rpc<AppendEntriesResponse<NodeId>> {
-        match self.call(MeshRequest::AppendEntries(rpc), option).await? {
-            MeshResponse::AppendEntries(r) => self.remote(r),
-            _ => self.unexpected(),
-        }
-    }
-}
-
-impl RaftNetwork<Mesh> for Peer {
-    async fn append_entries(
-        &mut self,
-        mut rpc: AppendEntriesRequest<Mesh>,
-        option: RPCOption,
     ) -> Rpc<AppendEntriesResponse<NodeId>> {
         let search = self.search(&rpc.vote);
         let leader = *rpc.vote.leader_id();
         if rpc.entries.is_empty() {
-            return self.send_empty(rpc, search, &option).await;
+            return self.send_empty(rpc, search, option).await;
         }
+        let asked_prev = rpc.prev_log_id;
         if let Some(r) = self.skip_held(&mut rpc, search.ahead) {
             return Ok(r);
         }
@@ -547,7 +496,7 @@ impl RaftNetwork<Mesh> for Peer {
                     self.update(leader, |s| s.found = true);
                 }
                 VotedEnd::Unknown => {
-                    if let Some(r) = self.probe(&rpc, &option).await? {
+                    if let Some(r) = self.probe(&rpc, option).await? {
                         return Ok(r);
                     }
                 }
@@ -558,13 +507,133 @@ impl RaftNetwork<Mesh> for Peer {
         let cut = (keep < rpc.entries.len()).then(|| rpc.entries[keep - 1].log_id);
         rpc.entries.truncate(keep);
         self.sent.sent.fetch_add(keep as u64, Ordering::Relaxed);
+        let moved = rpc.prev_log_id != asked_prev;
         let _sending = self.sending(leader);
-        match (self.send_entries(rpc, &option).await?, cut) {
+        match (self.send_entries(rpc, option).await?, cut) {
             (AppendEntriesResponse::Success, Some(last_sent)) => {
                 Ok(AppendEntriesResponse::PartialSuccess(Some(last_sent)))
             }
-            (r, _) => Ok(r),
+            (r, _) => self.answer_moved(leader, r, moved),
         }
+    }
+
+    /// The member's answer `r` to a request whose `prev` this layer `moved` from openraft's. A
+    /// conflict there says nothing of openraft's own `prev` and must not reach it as if it did:
+    /// the member lacks what this leadership knew it held (it lost its log, or was replaced),
+    /// so that knowledge is dropped and openraft asks again.
+    fn answer_moved(
+        &self,
+        leader: LeaderId<NodeId>,
+        r: AppendEntriesResponse<NodeId>,
+        moved: bool,
+    ) -> Rpc<AppendEntriesResponse<NodeId>> {
+        if moved && matches!(r, AppendEntriesResponse::Conflict) {
+            self.update(leader, |s| *s = Search::new(leader));
+            return Err(RPCError::Network(NetworkError::new(&Remote(format!(
+                "{} lacks entries this leader knew it held; asking again",
+                self.member.name
+            )))));
+        }
+        Ok(r)
+    }
+
+    /// An empty request (openraft's heartbeat, or its word of a new commit index) carries,
+    /// once the member's end is found, the entries the leader has after what the member holds.
+    /// openraft 0.9 sends word of a commit on its own, a round trip before the entries written
+    /// meanwhile (DRILLS.md); so they go with it, and openraft's request for them is answered
+    /// from the acknowledgement (`Search::ahead`).
+    async fn send_empty(
+        &self,
+        mut rpc: AppendEntriesRequest<Mesh>,
+        search: Search,
+        option: &RPCOption,
+    ) -> Rpc<AppendEntriesResponse<NodeId>> {
+        let leader = *rpc.vote.leader_id();
+        let asked_prev = rpc.prev_log_id;
+        let mut carried = None;
+        let mut _sending = None;
+        if let (true, 0, Some(prev)) = (
+            search.found,
+            search.sending,
+            rpc.prev_log_id.max(search.ahead),
+        ) {
+            let log = self.log.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                log.entries(prev.index..u64::MAX, MESSAGE_ENTRIES_MAX_BYTES)
+            })
+            .await;
+            // The log still holds `prev` (not purged past it, nor rewritten by a newer leader
+            // since this one stepped down), and only this leadership's entries or older go.
+            if let Ok(Ok(read)) = read
+                && read.first().is_some_and(|e| e.log_id == prev)
+            {
+                let mut more: Vec<_> = read
+                    .into_iter()
+                    .skip(1)
+                    .take_while(|e| e.log_id.leader_id.term <= leader.term)
+                    .collect();
+                more.truncate(message_len(&more));
+                if let Some(last) = more.last() {
+                    carried = Some(last.log_id);
+                    self.sent
+                        .sent
+                        .fetch_add(more.len() as u64, Ordering::Relaxed);
+                    self.sent
+                        .carried
+                        .fetch_add(more.len() as u64, Ordering::Relaxed);
+                    rpc.prev_log_id = Some(prev);
+                    rpc.entries = more;
+                    _sending = Some(self.sending(leader));
+                }
+            }
+        }
+        let moved = rpc.prev_log_id != asked_prev;
+        let r = self.send_entries(rpc, option).await?;
+        if let (AppendEntriesResponse::Success, Some(last)) = (&r, carried) {
+            self.update(leader, |s| s.ahead = s.ahead.max(Some(last)));
+        }
+        self.answer_moved(leader, r, moved)
+    }
+
+    async fn send_entries(
+        &self,
+        rpc: AppendEntriesRequest<Mesh>,
+        option: &RPCOption,
+    ) -> Rpc<AppendEntriesResponse<NodeId>> {
+        match self.call(MeshRequest::AppendEntries(rpc), option).await? {
+            MeshResponse::AppendEntries(r) => self.remote(r),
+            _ => self.unexpected(),
+        }
+    }
+}
+
+impl RaftNetwork<Mesh> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<Mesh>,
+        option: RPCOption,
+    ) -> Rpc<AppendEntriesResponse<NodeId>> {
+        let leader = *rpc.vote.leader_id();
+        let asked_last = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
+        // openraft asks below what it was told the member holds only when it started over
+        // with the member (removed and added again): what this leadership knew is void.
+        if self
+            .search(&rpc.vote)
+            .acked
+            .is_some_and(|a| rpc.prev_log_id.is_none_or(|p| p.index < a.index))
+        {
+            self.update(leader, |s| *s = Search::new(leader));
+        }
+        let r = self.append(rpc, &option).await;
+        let acked = match &r {
+            Ok(AppendEntriesResponse::Success) => asked_last,
+            Ok(AppendEntriesResponse::PartialSuccess(upto)) => *upto,
+            _ => None,
+        };
+        if acked.is_some() {
+            self.update(leader, |s| s.acked = s.acked.max(acked));
+        }
+        r
     }
 
     async fn install_snapshot(

@@ -18,6 +18,7 @@
 //! A voter whose log is behind thus never stands while one ahead of it lives, and never raises
 //! the term for nothing. A pre-vote changes nothing at the voter asked.
 
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -30,6 +31,10 @@ use crate::transport::Transport;
 
 /// How often a voter looks whether it is time to stand.
 const TICK: Duration = Duration::from_millis(10);
+/// How long, in leases since it last heard a leader, a voter defers to itself a candidate
+/// whose log is only as up to date as its own, from a member listed after it: long enough to
+/// stand itself (a lease and an election timeout) and be elected.
+const DEFER_LEASES: u32 = 4;
 
 /// What the election driver and the member's message handler share.
 pub struct Elections {
@@ -53,32 +58,33 @@ impl Elections {
 
     /// A leader was heard (or a vote granted): no standing for a while.
     pub fn heard(&self) {
-        if let Ok(mut h) = self.heard.lock() {
-            *h = Instant::now();
-        }
+        *self.heard.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
     fn heard_at(&self) -> Instant {
-        self.heard.lock().map_or_else(|_| Instant::now(), |h| *h)
+        *self.heard.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A pre-vote's answer: whether member `me` would vote for `ask`. Not while it leads or
-    /// hears a leader; then for a log more up to date than its own, or as up to date from a
-    /// member listed before it (`NodeId` order). Among equals one candidate is thus preferred
-    /// by all, and two never stand at once to split the vote.
+    /// hears a leader; then for a log at least as up to date as its own, but for one only as up
+    /// to date from a member listed after it (`NodeId` order) not yet: for `DEFER_LEASES`
+    /// leases it expects to stand and win itself, so that two equals do not stand at once and
+    /// split the vote. After that (it could not win: a one-way broken link) it defers no more.
     pub fn would_vote(&self, raft: &Raft<Mesh>, me: NodeId, ask: &PreVote) -> bool {
-        if raft.metrics().borrow().state == ServerState::Leader
-            || self.heard_at().elapsed() < self.lease
-        {
+        let quiet = self.heard_at().elapsed();
+        if raft.metrics().borrow().state == ServerState::Leader || quiet < self.lease {
             return false;
         }
+        let defer = ask.candidate > me && quiet < self.lease * DEFER_LEASES;
         self.log
             .last_log_id()
-            .is_ok_and(|mine| ask.last_log > mine || (ask.last_log == mine && ask.candidate < me))
+            .is_ok_and(|mine| ask.last_log > mine || (ask.last_log == mine && !defer))
     }
 }
 
-/// Turns openraft's own elections off and stands for member `id` while `raft` runs.
+/// Turns openraft's own elections off and stands for member `id` while `raft` runs; while it
+/// leads, sends heartbeats every `heartbeat_ms` (openraft 0.9 sends them only on its tick,
+/// every 1.5 heartbeats, which a lease of 1.5 heartbeats would not outlast).
 pub fn start(
     raft: Raft<Mesh>,
     id: NodeId,
@@ -94,6 +100,8 @@ pub fn start(
                 timing.election_min_ms..timing.election_max_ms.max(timing.election_min_ms + 1),
             ))
         };
+        let heartbeat = Duration::from_millis(timing.heartbeat_ms);
+        let mut beat = Instant::now();
         let mut timeout = draw();
         let mut tried: Option<Instant> = None;
         loop {
@@ -101,20 +109,24 @@ pub fn start(
                 changed = metrics.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(TICK) => {}
             }
-            let (leads, voters) = {
+            let (leads, voters, configs) = {
                 let m = metrics.borrow();
-                let voters: Vec<(NodeId, Member)> = m
-                    .membership_config
-                    .membership()
+                let membership = m.membership_config.membership();
+                let voters: Vec<(NodeId, Member)> = membership
                     .voter_ids()
-                    .filter_map(|v| {
-                        let node = m.membership_config.membership().get_node(&v)?;
-                        Some((v, node.clone()))
-                    })
+                    .filter_map(|v| Some((v, membership.get_node(&v)?.clone())))
                     .collect();
-                (m.state == ServerState::Leader, voters)
+                let configs = membership.get_joint_config().clone();
+                (m.state == ServerState::Leader, voters, configs)
             };
-            if leads || !voters.iter().any(|(v, _)| *v == id) {
+            if leads {
+                if beat.elapsed() >= heartbeat {
+                    beat = Instant::now();
+                    let _ = raft.trigger().heartbeat().await;
+                }
+                continue;
+            }
+            if !voters.iter().any(|(v, _)| *v == id) {
                 continue;
             }
             // Quiet since the lease of the last leader heard ran out, or the last try.
@@ -125,18 +137,15 @@ pub fn start(
             }
             tried = Some(Instant::now());
             timeout = draw();
-            let others: Vec<Member> = voters
-                .into_iter()
-                .filter(|(v, _)| *v != id)
-                .map(|(_, m)| m)
-                .collect();
+            let others: Vec<(NodeId, Member)> =
+                voters.into_iter().filter(|(v, _)| *v != id).collect();
             let ask = PreVote {
                 candidate: id,
                 last_log: elections.log.last_log_id().ok().flatten(),
             };
             let wait = Duration::from_millis(timing.election_min_ms);
             let asked_at = Instant::now();
-            if pre_vote(transport.as_deref(), &others, &ask, wait).await
+            if pre_vote(transport.as_deref(), &configs, &others, &ask, wait).await
                 // Meanwhile a leader may have been heard, or a vote granted: then not.
                 && elections.heard_at() < asked_at
                 && raft.metrics().borrow().state != ServerState::Leader
@@ -156,46 +165,53 @@ pub struct PreVote {
     pub last_log: Option<LogId<NodeId>>,
 }
 
-/// Whether a majority of the voters (`others` and the candidate) would vote for `ask`'s
-/// candidate: answered as soon as a majority said yes, or could no longer. A voter that does
-/// not answer within `wait` would not.
+/// Whether a majority of every voter configuration (`configs`: one, or two while the
+/// membership changes) would vote for `ask`'s candidate, asking the `others`: answered as soon
+/// as that is so, or can no longer be. A voter that does not answer within `wait` would not.
 async fn pre_vote(
     transport: Option<&Transport>,
-    others: &[Member],
+    configs: &[BTreeSet<NodeId>],
+    others: &[(NodeId, Member)],
     ask: &PreVote,
     wait: Duration,
 ) -> bool {
     use futures::StreamExt;
-    let voters = others.len() + 1;
-    let needed = voters / 2 + 1;
-    let (mut yes, mut unanswered) = (1, others.len());
+    let majority = |ids: &BTreeSet<NodeId>| {
+        configs
+            .iter()
+            .all(|c| c.iter().filter(|v| ids.contains(v)).count() > c.len() / 2)
+    };
+    let mut yes = BTreeSet::from([ask.candidate]);
+    let mut could = yes.clone();
+    could.extend(others.iter().map(|(v, _)| *v));
     let Some(transport) = transport else {
-        return yes >= needed;
+        return majority(&yes);
     };
     let request = MeshRequest::PreVote(ask.clone());
     let mut answers: futures::stream::FuturesUnordered<_> = others
         .iter()
-        .map(|m| {
+        .map(|(v, m)| {
             let request = &request;
             async move {
                 let Ok(addr) = m.raft_addr.parse() else {
-                    return false;
+                    return (*v, false);
                 };
-                matches!(
-                    transport
-                        .call::<_, MeshResponse>(&m.name, addr, request, wait)
-                        .await,
-                    Ok(MeshResponse::PreVote(true))
-                )
+                let r = transport
+                    .call::<_, MeshResponse>(&m.name, addr, request, wait)
+                    .await;
+                (*v, matches!(r, Ok(MeshResponse::PreVote(true))))
             }
         })
         .collect();
-    while yes < needed && yes + unanswered >= needed {
-        let Some(answer) = answers.next().await else {
+    while !majority(&yes) && majority(&could) {
+        let Some((voter, granted)) = answers.next().await else {
             break;
         };
-        unanswered -= 1;
-        yes += usize::from(answer);
+        if granted {
+            yes.insert(voter);
+        } else {
+            could.remove(&voter);
+        }
     }
-    yes >= needed
+    majority(&yes)
 }

@@ -163,6 +163,9 @@ pub async fn monitor(
         // Lag as the leader measures it, when the leader is up: a follower would ask the
         // leader, and wait on it when it is gone.
         let (mut lagging, mut max_lag_ms) = (Vec::new(), None);
+        // Whether all that makes the mesh healthy was seen: an answer that did not come is not
+        // a member caught up, nor an edge connected.
+        let mut seen_all = false;
         let leading = leader
             .as_deref()
             .filter(|l| !is_down(&down, l))
@@ -175,6 +178,7 @@ pub async fn monitor(
             )
             .await
         {
+            seen_all = true;
             for m in c["members"].as_array().into_iter().flatten() {
                 let (Some(region), Some(lag)) = (m["region"].as_str(), m["lag_ms"].as_u64()) else {
                     continue;
@@ -195,17 +199,23 @@ pub async fn monitor(
                 e.name.clone(),
             );
             asks.spawn(async move {
-                get_json(&quick, &url, None)
-                    .await
-                    .is_some_and(|s| s["core_connected"] == false)
-                    .then_some(name)
+                match get_json(&quick, &url, None).await {
+                    Some(s) => (s["core_connected"] == false).then_some((name, true)),
+                    None => Some((name, false)),
+                }
             });
         }
-        let mut edges_disconnected: Vec<String> =
-            asks.join_all().await.into_iter().flatten().collect();
+        let mut edges_disconnected = Vec::new();
+        for (name, answered) in asks.join_all().await.into_iter().flatten() {
+            if answered {
+                edges_disconnected.push(name);
+            } else {
+                seen_all = false;
+            }
+        }
         edges_disconnected.sort();
         healthy.store(
-            leader.is_some() && lagging.is_empty() && edges_disconnected.is_empty(),
+            seen_all && leader.is_some() && lagging.is_empty() && edges_disconnected.is_empty(),
             Ordering::Relaxed,
         );
         // When all of it was known: a change counts from when it was seen, not before.
