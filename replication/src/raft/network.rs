@@ -34,10 +34,11 @@
 //!   always: the rest are left for the next request (a `PartialSuccess` up to the last sent).
 //!   A message must fit one heartbeat (300 ms) over a 220 ms link, where QUIC paces a window
 //!   over a round trip.
-//! - **openraft's empty requests carry the entries written meanwhile** (`send_empty`), and its
-//!   next request for them is answered from the acknowledgement (`Search::ahead`): openraft 0.9
-//!   sends word of each new commit index in a message of its own before them, which cost a
-//!   round trip per commit whenever the far follower made the majority.
+//! - **openraft's empty requests to a member over a long link carry the entries written
+//!   meanwhile** (`send_empty`), and its next request for them is answered from the
+//!   acknowledgement (`Search::ahead`): openraft 0.9 sends word of each new commit index in a
+//!   message of its own before them, which cost a round trip per commit whenever the far
+//!   follower made the majority.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,7 +54,7 @@ use openraft::raft::{
 use openraft::{EntryPayload, LeaderId, LogId, Vote};
 
 use super::log_store::LogStore;
-use super::{Member, Mesh, MeshRequest, MeshResponse, NodeId};
+use super::{LONG_LINK, Member, Mesh, MeshRequest, MeshResponse, NodeId};
 use crate::transport::{Transport, TransportError};
 
 /// Makes one `Peer` per target node. A group of one member has no transport: it never calls
@@ -517,6 +518,17 @@ impl Peer {
         }
     }
 
+    /// Whether the round trip to the member, as the open connection measures it, is long.
+    async fn long_link(&self) -> bool {
+        let (Some(transport), Ok(addr)) = (&self.transport, self.member.raft_addr.parse()) else {
+            return false;
+        };
+        transport
+            .rtt(&self.member.name, addr)
+            .await
+            .is_some_and(|rtt| rtt >= LONG_LINK)
+    }
+
     /// The member's answer `r` to a request whose `prev` this layer `moved` from openraft's. A
     /// conflict there says nothing of openraft's own `prev` and must not reach it as if it did:
     /// the member lacks what this leadership knew it held (it lost its log, or was replaced),
@@ -537,11 +549,12 @@ impl Peer {
         Ok(r)
     }
 
-    /// An empty request (openraft's heartbeat, or its word of a new commit index) carries,
-    /// once the member's end is found, the entries the leader has after what the member holds.
-    /// openraft 0.9 sends word of a commit on its own, a round trip before the entries written
-    /// meanwhile (DRILLS.md); so they go with it, and openraft's request for them is answered
-    /// from the acknowledgement (`Search::ahead`).
+    /// An empty request (openraft's heartbeat, or its word of a new commit index) to a member
+    /// over a long link carries, once the member's end is found, the entries the leader has
+    /// after what the member holds. openraft 0.9 sends word of a commit on its own, a round trip
+    /// before the entries written meanwhile (DRILLS.md); so they go with it, and openraft's
+    /// request for them is answered from the acknowledgement (`Search::ahead`). Over a short
+    /// link the round trip costs less than reading the entries twice (BENCHMARKS.md).
     async fn send_empty(
         &self,
         mut rpc: AppendEntriesRequest<Mesh>,
@@ -552,10 +565,11 @@ impl Peer {
         let asked_prev = rpc.prev_log_id;
         let mut carried = None;
         let mut _sending = None;
-        if let (true, 0, Some(prev)) = (
+        if let (true, 0, Some(prev), true) = (
             search.found,
             search.sending,
             rpc.prev_log_id.max(search.ahead),
+            self.long_link().await,
         ) {
             let log = self.log.clone();
             let read = tokio::task::spawn_blocking(move || {
