@@ -539,11 +539,6 @@ fn view(raft: &Raft<Mesh>, lag: &LagTracker) -> ClusterView {
     }
 }
 
-/// A member this far away, there and back, or further, is worth the extra work that saves a
-/// round trip to it: a tail rushed beside the stream (`rush.rs`), entries carried on empty
-/// messages (`network.rs`). Nearer, a round trip costs less than the work.
-const LONG_LINK: Duration = Duration::from_millis(50);
-
 /// How often every member's connection is looked at (and re-made if it closed).
 const KEEP_CONNECTED_EVERY: Duration = Duration::from_secs(1);
 

@@ -34,7 +34,7 @@
 //!   always: the rest are left for the next request (a `PartialSuccess` up to the last sent).
 //!   A message must fit one heartbeat (300 ms) over a 220 ms link, where QUIC paces a window
 //!   over a round trip.
-//! - **openraft's empty requests to a member over a long link carry the entries written
+//! - **openraft's empty requests to a member in another region carry the entries written
 //!   meanwhile** (`send_empty`), and its next request for them is answered from the
 //!   acknowledgement (`Search::ahead`): openraft 0.9 sends word of each new commit index in a
 //!   message of its own before them, which cost a round trip per commit whenever the far
@@ -54,7 +54,7 @@ use openraft::raft::{
 use openraft::{EntryPayload, LeaderId, LogId, Vote};
 
 use super::log_store::LogStore;
-use super::{LONG_LINK, Member, Mesh, MeshRequest, MeshResponse, NodeId};
+use super::{Member, Mesh, MeshRequest, MeshResponse, NodeId};
 use crate::transport::{Transport, TransportError};
 
 /// Makes one `Peer` per target node. A group of one member has no transport: it never calls
@@ -179,6 +179,13 @@ pub struct Peer {
     log: LogStore,
     searches: Arc<Mutex<HashMap<NodeId, Search>>>,
 }
+
+/// Entries ride on openraft's empty messages to a member at least this far away, there and
+/// back: beyond the work of reading them twice. Over loopback that work cost order commits up
+/// to a tenth (BENCHMARKS.md); between regions, even near ones, a round trip costs far more.
+/// (Carried to the far members only, their logs would run ahead of the near ones' and win
+/// them the elections: DRILLS.md.)
+const CARRY_MIN_RTT: Duration = Duration::from_millis(5);
 
 /// How far back from the last entry of an earlier term the probes reach.
 const PROBE_BACK_MAX: u64 = 128;
@@ -518,7 +525,8 @@ impl Peer {
         }
     }
 
-    /// Whether the round trip to the member, as the open connection measures it, is long.
+    /// Whether the round trip to the member, as the open connection measures it, is worth
+    /// carrying entries over (`CARRY_MIN_RTT`).
     async fn long_link(&self) -> bool {
         let (Some(transport), Ok(addr)) = (&self.transport, self.member.raft_addr.parse()) else {
             return false;
@@ -526,7 +534,7 @@ impl Peer {
         transport
             .rtt(&self.member.name, addr)
             .await
-            .is_some_and(|rtt| rtt >= LONG_LINK)
+            .is_some_and(|rtt| rtt >= CARRY_MIN_RTT)
     }
 
     /// The member's answer `r` to a request whose `prev` this layer `moved` from openraft's. A
@@ -550,11 +558,11 @@ impl Peer {
     }
 
     /// An empty request (openraft's heartbeat, or its word of a new commit index) to a member
-    /// over a long link carries, once the member's end is found, the entries the leader has
+    /// over a link between regions (`CARRY_MIN_RTT`) carries, once the member's end is found, the entries the leader has
     /// after what the member holds. openraft 0.9 sends word of a commit on its own, a round trip
     /// before the entries written meanwhile (DRILLS.md); so they go with it, and openraft's
-    /// request for them is answered from the acknowledgement (`Search::ahead`). Over a short
-    /// link the round trip costs less than reading the entries twice (BENCHMARKS.md).
+    /// request for them is answered from the acknowledgement (`Search::ahead`). Over loopback
+    /// the round trip costs less than reading the entries twice (BENCHMARKS.md).
     async fn send_empty(
         &self,
         mut rpc: AppendEntriesRequest<Mesh>,

@@ -25,11 +25,13 @@ use openraft::{LogId, Raft, ServerState};
 use tokio::time::Instant;
 
 use super::log_store::LogStore;
-use super::{Entry, LONG_LINK, Mesh, MeshRequest, MeshResponse, NodeId};
+use super::{Entry, Mesh, MeshRequest, MeshResponse, NodeId};
 use crate::transport::Transport;
 
 /// A follower whose stream has not moved for this long, while the log has, is rushed.
 const STALLED: Duration = Duration::from_millis(30);
+/// A follower this far away, there and back, or further, may be rushed.
+const LONG_LINK: Duration = Duration::from_millis(50);
 /// Tails longer than this are left to the stream (a follower catching up, heavy load).
 const TAIL_MAX_ENTRIES: u64 = 16;
 /// Rushes in flight to one follower at most.
