@@ -183,8 +183,6 @@ pub struct Peer {
 /// Entries ride on openraft's empty messages to a member at least this far away, there and
 /// back: beyond the work of reading them twice. Over loopback that work cost order commits up
 /// to a tenth (BENCHMARKS.md); between regions, even near ones, a round trip costs far more.
-/// (Carried to the far members only, their logs would run ahead of the near ones' and win
-/// them the elections: DRILLS.md.)
 const CARRY_MIN_RTT: Duration = Duration::from_millis(5);
 
 /// How far back from the last entry of an earlier term the probes reach.
