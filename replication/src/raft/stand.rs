@@ -94,7 +94,7 @@ pub fn start(
 ) {
     raft.runtime_config().elect(false);
     tokio::spawn(async move {
-        let mut metrics = raft.metrics();
+        let metrics = raft.metrics();
         let draw = || {
             Duration::from_millis(rand::random_range(
                 timing.election_min_ms..timing.election_max_ms.max(timing.election_min_ms + 1),
@@ -105,27 +105,27 @@ pub fn start(
         let mut timeout = draw();
         let mut tried: Option<Instant> = None;
         loop {
-            tokio::select! {
-                changed = metrics.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep(TICK) => {}
+            // On the tick only: the metrics move with every commit, far more often.
+            tokio::time::sleep(TICK).await;
+            if metrics.has_changed().is_err() {
+                return;
             }
-            let (leads, voters, configs) = {
-                let m = metrics.borrow();
-                let membership = m.membership_config.membership();
-                let voters: Vec<(NodeId, Member)> = membership
-                    .voter_ids()
-                    .filter_map(|v| Some((v, membership.get_node(&v)?.clone())))
-                    .collect();
-                let configs = membership.get_joint_config().clone();
-                (m.state == ServerState::Leader, voters, configs)
-            };
-            if leads {
+            if metrics.borrow().state == ServerState::Leader {
                 if beat.elapsed() >= heartbeat {
                     beat = Instant::now();
                     let _ = raft.trigger().heartbeat().await;
                 }
                 continue;
             }
+            let (voters, configs) = {
+                let m = metrics.borrow();
+                let membership = m.membership_config.membership();
+                let voters: Vec<(NodeId, Member)> = membership
+                    .voter_ids()
+                    .filter_map(|v| Some((v, membership.get_node(&v)?.clone())))
+                    .collect();
+                (voters, membership.get_joint_config().clone())
+            };
             if !voters.iter().any(|(v, _)| *v == id) {
                 continue;
             }
