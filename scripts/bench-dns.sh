@@ -6,7 +6,9 @@
 # `www.shop.tradewind.test A` for clients in 198.51.100.0/24 (EDNS Client Subnet), both checking
 # the same edges' /healthz. Each round runs dnsperf against each server in turn (alternating which
 # goes first): the saturated rate (100 queries in flight), then latency at a fixed 20,000 queries
-# per second (p50 and p99 of every answer). Prints each round and the medians.
+# per second (p50 and p99 of every answer); then the saturated rate again with every query
+# spelled anew (`-new`: nothing the router's answer cache holds). Prints each round, the CPU
+# each server spent per answer, and the medians.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-5}"
@@ -94,11 +96,32 @@ done
 sleep 5 # gdnsd's first health checks (every 2 s) settle
 
 echo "www.$zone A" >"$work/queries"
+# The same question in 200,000 spellings (DNS names are case-insensitive; resolvers randomize
+# case too): the same geo answer, but bytes the router's answer cache has not seen, or has
+# dropped again (it keeps a few thousand per thread), so every answer takes the whole path.
+awk -v zone="www.$zone" 'BEGIN {
+    srand(7)
+    for (i = 0; i < 200000; i++) {
+        name = ""
+        for (j = 1; j <= length(zone); j++) {
+            c = substr(zone, j, 1)
+            name = name (rand() < 0.5 ? toupper(c) : c)
+        }
+        print name " A"
+    }
+}' >"$work/queries-new"
 # EDNS Client Subnet (option 8): family 1, source /24, scope 0, 198.51.100.
 ecs="8:00011800c63364"
-rate() { # port -> queries per second at saturation
-    dnsperf -s 127.0.0.1 -p "$1" -d "$work/queries" -l "$seconds" -c 8 -q 100 -E "$ecs" 2>&1 |
-        awk '/Queries per second/ {print int($4)}'
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system, in clock ticks
+rate() { # port pid queries-file -> "queries/s cpu_us_per_query" at saturation
+    local before after
+    before=$(cpu_ticks "$2")
+    dnsperf -s 127.0.0.1 -p "$1" -d "$3" -l "$seconds" -c 8 -q 100 -E "$ecs" >"$work/dnsperf.out" 2>&1
+    after=$(cpu_ticks "$2")
+    awk -v ticks=$(( after - before )) -v hz="$(getconf CLK_TCK)" '
+        /Queries completed/ {n = $3}
+        /Queries per second/ {q = int($4)}
+        END {printf "%d %.2f\n", q, ticks / hz * 1e6 / n}' "$work/dnsperf.out"
 }
 latency() { # port -> "p50_us p99_us" at 20,000 queries per second
     dnsperf -s 127.0.0.1 -p "$1" -d "$work/queries" -l 5 -c 4 -Q 20000 -E "$ecs" -v 2>/dev/null |
@@ -108,24 +131,38 @@ latency() { # port -> "p50_us p99_us" at 20,000 queries per second
 median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); dnsperf $(dnsperf -h 2>&1 | awk '/Version/ {print $2}'), gdnsd $(gdnsd -c "$work/gdnsd" checkconf 2>&1 | grep -o 'gdnsd version [0-9.]*' | head -1 | awk '{print $3}')"
-printf "%-6s %-10s %12s %10s %10s\n" round server "queries/s" "p50 us" "p99 us"
+router_pid=$(pgrep -f "tradewind router --config $work/demo/")
+gdnsd_pid=$(pgrep -f "gdnsd -c $work/gdnsd")
+printf "%-6s %-10s %12s %12s %10s %10s\n" round server "queries/s" "cpu us/query" "p50 us" "p99 us"
 : >"$work/results"
 for round in $(seq 1 "$rounds"); do
     if [ $(( round % 2 )) -eq 1 ]; then order="router gdnsd"; else order="gdnsd router"; fi
     for server in $order; do
-        port=$router_port
-        [ "$server" = gdnsd ] && port=$gdnsd_port
-        qps=$(rate "$port")
+        port=$router_port pid=$router_pid
+        [ "$server" = gdnsd ] && port=$gdnsd_port pid=$gdnsd_pid
+        read -r qps cpu < <(rate "$port" "$pid" "$work/queries")
         read -r p50 p99 < <(latency "$port")
-        printf "%-6s %-10s %12s %10s %10s\n" "$round" "$server" "$qps" "$p50" "$p99"
-        echo "$server $qps $p50 $p99" >>"$work/results"
+        printf "%-6s %-10s %12s %12s %10s %10s\n" "$round" "$server" "$qps" "$cpu" "$p50" "$p99"
+        echo "$server $qps $p50 $p99 $cpu" >>"$work/results"
+    done
+    # Every query new to the router's cache: the saturated rate only.
+    for server in $order; do
+        port=$router_port pid=$router_pid
+        [ "$server" = gdnsd ] && port=$gdnsd_port pid=$gdnsd_pid
+        read -r qps cpu < <(rate "$port" "$pid" "$work/queries-new")
+        printf "%-6s %-10s %12s %12s %10s %10s\n" "$round" "$server-new" "$qps" "$cpu" - -
+        echo "$server-new $qps - - $cpu" >>"$work/results"
     done
 done
-for server in router gdnsd; do
+for server in router gdnsd router-new gdnsd-new; do
     qps=$(awk -v s=$server '$1 == s {print $2}' "$work/results" | median)
     p50=$(awk -v s=$server '$1 == s {print $3}' "$work/results" | median)
     p99=$(awk -v s=$server '$1 == s {print $4}' "$work/results" | median)
-    printf "median %-10s %12s %10s %10s\n" "$server" "$qps" "$p50" "$p99"
+    cpu=$(awk -v s=$server '$1 == s {print $5}' "$work/results" | median)
+    printf "median %-10s %12s %12s %10s %10s\n" "$server" "$qps" "$cpu" "$p50" "$p99"
     echo "$server $qps" >>"$work/medians"
 done
-awk '{q[$1] = $2} END {printf "router / gdnsd: %.2f\n", q["router"] / q["gdnsd"]}' "$work/medians"
+awk '{q[$1] = $2} END {
+    printf "router / gdnsd: %.2f\n", q["router"] / q["gdnsd"]
+    printf "every query new: router / gdnsd: %.2f\n", q["router-new"] / q["gdnsd-new"]
+}' "$work/medians"

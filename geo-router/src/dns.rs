@@ -187,15 +187,46 @@ fn client_subnet(edns: Option<&Edns>) -> Result<Option<ClientSubnet>, ()> {
     Ok(Some(*s))
 }
 
+/// What answering one query counted in the metrics: counted again when the same answer is
+/// given from a loop's cache (`cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub tcp: bool,
+    /// The client was placed by its EDNS Client Subnet.
+    pub ecs: bool,
+    /// A storefront answer: the region chosen, whether the client's own region was passed
+    /// over, and whether no region was healthy.
+    pub routed: Option<(usize, bool, bool)>,
+    pub code: ResponseCode,
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for Authority {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
-        mut response_handle: R,
+        response_handle: R,
     ) -> ResponseInfo {
+        let (info, tally) = self.respond(request, response_handle).await;
+        self.metrics.count(&tally);
+        info
+    }
+}
+
+impl Authority {
+    /// Answers `request` through `response_handle`, and says what to count (not counted here).
+    pub async fn respond<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> (ResponseInfo, Tally) {
         use hickory_server::net::xfer::Protocol;
-        self.metrics.query(request.protocol() != Protocol::Udp);
+        let mut tally = Tally {
+            tcp: request.protocol() != Protocol::Udp,
+            ecs: false,
+            routed: None,
+            code: ResponseCode::NoError,
+        };
         let mut edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
             e.set_max_payload(req.max_payload().clamp(512, UDP_PAYLOAD_MAX));
@@ -205,21 +236,20 @@ impl RequestHandler for Authority {
         let (query, subnet) = match accept(request) {
             Ok(q) => q,
             Err(code) => {
-                return self
+                tally.code = code;
+                let info = self
                     .error(request, edns.as_ref(), code, response_handle)
                     .await;
+                return (info, tally);
             }
         };
         let name = query.name();
         if !self.zone.zone_of(name) || query.query_class() != DNSClass::IN {
-            return self
-                .error(
-                    request,
-                    edns.as_ref(),
-                    ResponseCode::Refused,
-                    response_handle,
-                )
+            tally.code = ResponseCode::Refused;
+            let info = self
+                .error(request, edns.as_ref(), tally.code, response_handle)
                 .await;
+            return (info, tally);
         }
 
         let owner: Name = query.original().name().clone();
@@ -233,7 +263,7 @@ impl RequestHandler for Authority {
             (Kind::Storefront, RecordType::A | RecordType::AAAA | RecordType::ANY) => {
                 let client = match &subnet {
                     Some(s) if s.source_prefix() > 0 => {
-                        self.metrics.ecs();
+                        tally.ecs = true;
                         s.addr()
                     }
                     _ => request.src().ip(),
@@ -247,8 +277,7 @@ impl RequestHandler for Authority {
                         .iter()
                         .map(|ip| address_record(&owner, self.ttl_s, *ip)),
                 );
-                self.metrics
-                    .routed(route.region, route.skipped > 0, route.fail_open);
+                tally.routed = Some((route.region, route.skipped > 0, route.fail_open));
                 // A source prefix of 0 asks for an answer that does not depend on the subnet.
                 if subnet.as_ref().is_some_and(|s| s.source_prefix() > 0) {
                     scope = route.located.scope;
@@ -283,22 +312,21 @@ impl RequestHandler for Authority {
             Kind::Missing => ResponseCode::NXDomain,
             _ => ResponseCode::NoError,
         };
-        self.metrics.answered(metadata.response_code);
+        tally.code = metadata.response_code;
         // A negative answer (NXDOMAIN or NODATA) carries the SOA for negative caching.
         let soa = answers.is_empty().then_some(&self.soa);
         let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
         let response = builder.build(metadata, answers.iter(), [], soa, additionals);
-        match response_handle.send_response(response).await {
+        let info = match response_handle.send_response(response).await {
             Ok(info) => info,
             Err(e) => {
                 tracing::debug!(error = %e, "sending a DNS response");
                 failed(request)
             }
-        }
+        };
+        (info, tally)
     }
-}
 
-impl Authority {
     /// A query whose answer panicked (a bug; the listener goes on).
     pub fn count_panic(&self) {
         tracing::error!("answering a DNS query panicked");
@@ -307,8 +335,22 @@ impl Authority {
 
     /// A query too malformed to parse, answered FORMERR by the listener.
     pub fn count_malformed(&self, tcp: bool) {
-        self.metrics.query(tcp);
-        self.metrics.answered(ResponseCode::FormErr);
+        self.count(&Tally {
+            tcp,
+            ecs: false,
+            routed: None,
+            code: ResponseCode::FormErr,
+        });
+    }
+
+    /// The health board's generation (`Health::generation`).
+    pub fn generation(&self) -> u64 {
+        self.health.generation()
+    }
+
+    /// Counts an answer in the metrics.
+    pub fn count(&self, tally: &Tally) {
+        self.metrics.count(tally);
     }
 
     async fn error<R: ResponseHandler>(
@@ -318,7 +360,6 @@ impl Authority {
         code: ResponseCode,
         mut response_handle: R,
     ) -> ResponseInfo {
-        self.metrics.answered(code);
         // (hickory puts the high bits of an extended code, BADVERS's, in the OPT record.)
         let response =
             MessageResponseBuilder::new(&request.queries, edns).error_msg(&request.metadata, code);

@@ -8,6 +8,7 @@
 //! edge rebuilds the board, which DNS queries read without waiting on the checks.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -84,6 +85,8 @@ pub struct Health {
     settings: HealthSettings,
     edges: Mutex<Vec<EdgeState>>,
     board: RwLock<Arc<Board>>,
+    /// Moves on after each new board is in place (`generation`).
+    generation: AtomicU64,
     regions: usize,
 }
 
@@ -116,6 +119,7 @@ impl Health {
             settings: c.health,
             edges: Mutex::new(edges),
             board: RwLock::new(Arc::new(board)),
+            generation: AtomicU64::new(0),
             regions: c.regions.len(),
         }
     }
@@ -123,6 +127,12 @@ impl Health {
     /// The current board.
     pub fn board(&self) -> Arc<Board> {
         Arc::clone(&self.board.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Changes whenever the board does: an answer built after reading a generation was built
+    /// from that board or a newer one.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn edges(&self) -> Vec<EdgeState> {
@@ -160,6 +170,7 @@ impl Health {
         if flip {
             let board = Arc::new(build_board(&edges, self.regions));
             *self.board.write().unwrap_or_else(|e| e.into_inner()) = board;
+            self.generation.fetch_add(1, Ordering::Release);
         }
     }
 

@@ -8,7 +8,8 @@
 //! - `route`: the one decision, from a client address and the board, that DNS and
 //!   `/v1/route` share.
 //! - `dns`: the answers (a hickory-server `RequestHandler`).
-//! - `wire`: DNS over UDP (a loop per core) and TCP (bounded connections).
+//! - `wire`: DNS over UDP (a thread per core) and TCP (bounded connections).
+//! - `cache`: the answers each UDP loop has given, to give again while the board stands.
 //! - `http`: `/v1/route`, `/v1/health`, `/metrics`, `/healthz`.
 //! - `metrics`: counters.
 //!
@@ -16,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod config;
 pub mod dns;
 pub mod geo;
@@ -59,25 +61,23 @@ pub async fn serve(
     )?);
 
     // UDP first, then TCP on the port UDP got (when the config says port 0).
-    // A loop per core reads the one UDP socket (2 answered 1.5 times what 1 did; 4, less).
+    // A UDP thread per core: one answers with less CPU per query, but two answer sooner
+    // (BENCHMARKS.md).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let udp = Arc::new(
-        wire::bind_udp(config.dns.listen)
-            .with_context(|| format!("binding DNS (UDP) on {}", config.dns.listen))?,
-    );
-    let dns_addr = udp.local_addr()?;
+    let udp = wire::bind_udp(config.dns.listen, cores)
+        .with_context(|| format!("binding DNS (UDP) on {}", config.dns.listen))?;
+    let dns_addr = udp[0].local_addr()?;
     let tcp = tokio::net::TcpListener::bind(dns_addr)
         .await
         .with_context(|| format!("binding DNS (TCP) on {dns_addr}"))?;
-    let mut listeners: Vec<_> = (0..cores)
-        .map(|_| tokio::spawn(wire::serve_udp(Arc::clone(&udp), Arc::clone(&authority))))
-        .collect();
-    listeners.push(tokio::spawn(wire::serve_tcp(
+    let udp = wire::UdpLoops::start(udp, Arc::clone(&authority))
+        .context("starting the DNS (UDP) threads")?;
+    let tcp_task = tokio::spawn(wire::serve_tcp(
         tcp,
         authority,
         config.dns.tcp_connections_max,
         Duration::from_millis(config.dns.tcp_idle_ms),
-    )));
+    ));
 
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -104,9 +104,10 @@ pub async fn serve(
         http: http_addr,
     });
     shutdown.await;
-    for task in checks.into_iter().chain(listeners) {
+    for task in checks.into_iter().chain([tcp_task]) {
         task.abort();
     }
+    let _ = tokio::task::spawn_blocking(move || udp.stop()).await;
     let _ = stop_http.send(());
     let _ = http_task.await;
     Ok(())

@@ -48,13 +48,25 @@ impl Metrics {
         counter(&self.counters).load(Ordering::Relaxed)
     }
 
-    pub fn query(&self, tcp: bool) {
+    /// Counts one answer.
+    pub fn count(&self, t: &crate::dns::Tally) {
+        self.query(t.tcp);
+        if t.ecs {
+            self.ecs();
+        }
+        if let Some((region, failed_over, fail_open)) = t.routed {
+            self.routed(region, failed_over, fail_open);
+        }
+        self.answered(t.code);
+    }
+
+    fn query(&self, tcp: bool) {
         let s = &self.counters;
         let c = if tcp { &s.tcp } else { &s.udp };
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn answered(&self, code: ResponseCode) {
+    fn answered(&self, code: ResponseCode) {
         let i = match code {
             ResponseCode::NoError => 0,
             ResponseCode::NXDomain => 1,
@@ -68,11 +80,11 @@ impl Metrics {
         self.counters.rcodes[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn ecs(&self) {
+    fn ecs(&self) {
         self.counters.ecs.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn routed(&self, region: usize, skipped: bool, fail_open: bool) {
+    fn routed(&self, region: usize, skipped: bool, fail_open: bool) {
         let s = &self.counters;
         if let Some(c) = s.answers.get(region) {
             c.fetch_add(1, Ordering::Relaxed);

@@ -1,82 +1,236 @@
 //! DNS on the wire: UDP and TCP listeners that parse each query, ask the `Authority` (a
 //! hickory-server `RequestHandler`) and send its answer.
 //!
-//! UDP: one socket read by a loop per core; each loop answers a query before it reads the next,
-//! so the socket's buffer is the only queue. hickory-server's own UDP listener spawns a task per
-//! query and hands every answer to a writer task through a channel; at the router's rates that
-//! hand-off cost more than the answer (BENCHMARKS.md). (One socket, not one per loop with
-//! `SO_REUSEPORT`: that was slower, and a second router started on the same port would share
-//! its queries instead of failing to start.)
+//! UDP: a thread per core, each with its own socket on the port (`SO_REUSEPORT`; the kernel
+//! spreads clients across them). Each turn waits for a query, reads what else has arrived
+//! (`recvmmsg`), answers it all and sends the answers in one call (`sendmmsg`), so the socket's
+//! buffer is the only queue, and a query asked before is answered from the thread's `cache`. At
+//! the router's rates the kernel's work per datagram is most of the cost, so what is left to
+//! spend is system calls, wake-ups and the router's own work: hickory-server's UDP listener
+//! (a task per query, every answer through a channel to a writer task) answered half of what
+//! gdnsd does; a loop per core on tokio, 0.9 of it; these threads, as much (BENCHMARKS.md).
+//! A second router started on the same port can join the port's sockets only until it fails
+//! to bind TCP there, which it does at once.
 //!
 //! TCP: at most `tcp_connections_max` connections, each closed after `tcp_idle_ms` without a
 //! query; queries on one connection are answered in turn.
 
+use std::io::{IoSlice, IoSliceMut};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use std::time::Duration;
 
 use hickory_server::net::NetError;
-use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{Header, HeaderCounts, MessageType, Metadata, ResponseCode};
 use hickory_server::proto::rr::Record;
 use hickory_server::proto::serialize::binary::{
     BinDecodable, BinDecoder, BinEncodable, BinEncoder,
 };
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
+use nix::errno::Errno;
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 
-use crate::dns::Authority;
+use crate::cache::AnswerCache;
+use crate::dns::{Authority, Tally};
 
 /// Largest UDP query read: EDNS buffers are at most 4096 in practice; longer datagrams arrive
 /// cut short and are answered FORMERR.
 const UDP_QUERY_MAX_BYTES: usize = 4_096;
 
-/// The UDP socket on `addr`.
-pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+/// How often a UDP loop waiting for queries checks whether it should stop.
+const UDP_STOP_CHECK: Duration = Duration::from_millis(100);
+/// Queries read, and answers sent, per system call (`recvmmsg`/`sendmmsg`).
+const UDP_BATCH: usize = 32;
+
+/// `count` UDP sockets on `addr` (the port of the first when `addr`'s is 0), blocking, sharing
+/// the port with `SO_REUSEPORT`: the kernel spreads clients across them, and each loop waits
+/// on its own socket's queue.
+pub fn bind_udp(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
     use socket2::{Domain, Protocol as Proto, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Proto::UDP))?;
-    s.set_nonblocking(true)?;
-    // A burst of queries waits in the kernel rather than being dropped (the kernel caps it at
-    // net.core.rmem_max).
-    let _ = s.set_recv_buffer_size(4 << 20);
-    s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
+    let mut sockets: Vec<std::net::UdpSocket> = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count.max(1) {
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Proto::UDP))?;
+        s.set_reuse_port(true)?;
+        // A burst of queries waits in the kernel rather than being dropped (the kernel caps it
+        // at net.core.rmem_max).
+        let _ = s.set_recv_buffer_size(4 << 20);
+        s.set_read_timeout(Some(UDP_STOP_CHECK))?;
+        s.bind(&addr.into())?;
+        let s: std::net::UdpSocket = s.into();
+        addr = s.local_addr()?;
+        sockets.push(s);
+    }
+    Ok(sockets)
 }
 
-/// Answers the queries that arrive on `socket`, until the task is aborted. Several loops may
-/// read one socket.
-pub async fn serve_udp(socket: Arc<UdpSocket>, authority: Arc<Authority>) {
-    let mut buf = vec![0u8; UDP_QUERY_MAX_BYTES];
-    loop {
-        let (n, src) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                // ICMP errors of earlier sends surface here; the socket is still good.
-                tracing::debug!(error = %e, "reading a DNS query");
-                continue;
-            }
+/// Threads that answer the queries arriving on UDP, one per socket, until stopped.
+pub struct UdpLoops {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl UdpLoops {
+    /// A thread reading each of `sockets` (made by `bind_udp`).
+    pub fn start(
+        sockets: Vec<std::net::UdpSocket>,
+        authority: Arc<Authority>,
+    ) -> std::io::Result<UdpLoops> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut started = UdpLoops {
+            stop: Arc::clone(&stop),
+            threads: Vec::with_capacity(sockets.len()),
         };
-        if src.port() == 0 || src.ip().is_unspecified() {
-            continue;
+        for (i, socket) in sockets.into_iter().enumerate() {
+            let (authority, stop) = (Arc::clone(&authority), Arc::clone(&stop));
+            started.threads.push(
+                std::thread::Builder::new()
+                    .name(format!("dns-udp-{i}"))
+                    .spawn(move || serve_udp(&socket, &authority, &stop))?,
+            );
         }
-        // A bug that panics on some query costs that query, not the loop.
-        let answered = AssertUnwindSafe(answer(&authority, &buf[..n], src, Protocol::Udp))
-            .catch_unwind()
-            .await;
-        match answered {
-            Ok(Some(answer)) => {
-                let _ = socket.send_to(&answer, src).await;
-            }
-            Ok(None) => {}
-            Err(_) => authority.count_panic(),
+        Ok(started)
+    }
+
+    /// Stops the loops and waits for them (at most `UDP_STOP_CHECK`), which closes the socket.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
         }
     }
+}
+
+impl Drop for UdpLoops {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One UDP loop. Each turn reads what has arrived (up to `UDP_BATCH` in one call; when nothing
+/// has, it yields once, then waits), answers it, and sends the answers in one call: at
+/// saturation the system calls and wake-ups, not the answers, are most of the cost
+/// (BENCHMARKS.md).
+fn serve_udp(socket: &std::net::UdpSocket, authority: &Authority, stop: &AtomicBool) {
+    let fd = socket.as_raw_fd();
+    let mut queries = vec![[0u8; UDP_QUERY_MAX_BYTES]; UDP_BATCH];
+    // Separate headers to read and to write: sending points them at the answers' addresses,
+    // and reading would not point them back.
+    let mut read_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    let mut write_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    let mut arrived: Vec<(usize, Option<SocketAddr>)> = Vec::with_capacity(UDP_BATCH);
+    let mut answers: Vec<(Vec<u8>, SockaddrStorage)> = Vec::with_capacity(UDP_BATCH);
+    let mut cache = AnswerCache::default();
+    let mut yielded = false;
+    while !stop.load(Ordering::Relaxed) {
+        arrived.clear();
+        let flags = if yielded {
+            MsgFlags::MSG_WAITFORONE
+        } else {
+            MsgFlags::MSG_WAITFORONE | MsgFlags::MSG_DONTWAIT
+        };
+        let read = {
+            let mut slices: Vec<[IoSliceMut<'_>; 1]> =
+                queries.iter_mut().map(|q| [IoSliceMut::new(q)]).collect();
+            recvmmsg(fd, &mut read_headers, slices.iter_mut(), flags, None).map(|results| {
+                arrived.extend(results.map(|m| (m.bytes, m.address.and_then(socket_addr))))
+            })
+        };
+        match read {
+            Ok(()) => yielded = false,
+            // Nothing waiting: let whatever else is ready run first (the clients our answers
+            // just woke, on a shared machine), then sleep only if still nothing has come. That
+            // reads fuller batches and sleeps and wakes less: on the benchmark's two shared
+            // cores, about a fifth less CPU per answer (BENCHMARKS.md).
+            Err(Errno::EAGAIN) if !yielded => {
+                yielded = true;
+                std::thread::yield_now();
+                continue;
+            }
+            // Nothing arrived within `UDP_STOP_CHECK`, or a signal.
+            Err(Errno::EAGAIN | Errno::EINTR) => continue,
+            Err(e) => {
+                // ICMP errors of earlier sends surface here; the socket is still good. Anything
+                // else that repeats must not spin.
+                tracing::debug!(error = %e, "reading DNS queries");
+                if e != Errno::ECONNREFUSED {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+        }
+        answers.clear();
+        // Read before anything is answered: what is kept was answered from this board or a
+        // newer one.
+        let generation = authority.generation();
+        for (query, &(n, src)) in queries.iter().zip(&arrived) {
+            let Some(src) = src.filter(|s| s.port() != 0 && !s.ip().is_unspecified()) else {
+                continue;
+            };
+            let query = &query[..n];
+            if let Some((again, tally)) = cache.lookup(generation, query, src.ip()) {
+                authority.count(&tally);
+                answers.push((again, SockaddrStorage::from(src)));
+                continue;
+            }
+            // A bug that panics on some query costs that query, not the loop. (Nothing in an
+            // answer waits: the health board is read under a lock, never awaited.)
+            let answered = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                futures::executor::block_on(answer(authority, query, src, Protocol::Udp))
+            }));
+            match answered {
+                Ok(Some(a)) => {
+                    if let Some(tally) = a.tally {
+                        cache.keep(query, src.ip(), &a.bytes, tally);
+                    }
+                    answers.push((a.bytes, SockaddrStorage::from(src)));
+                }
+                Ok(None) => {}
+                Err(_) => authority.count_panic(),
+            }
+        }
+        send_all(fd, &mut write_headers, &answers);
+    }
+}
+
+/// Sends `answers`, as many per system call as the socket takes. An answer the kernel refuses
+/// for its own sake (an address it cannot reach, say) is dropped, as a lost datagram would be.
+fn send_all(
+    fd: std::os::fd::RawFd,
+    headers: &mut MultiHeaders<SockaddrStorage>,
+    answers: &[(Vec<u8>, SockaddrStorage)],
+) {
+    let mut next = 0;
+    while next < answers.len() {
+        let rest = &answers[next..];
+        let slices: Vec<[IoSlice<'_>; 1]> = rest.iter().map(|(a, _)| [IoSlice::new(a)]).collect();
+        let to: Vec<Option<SockaddrStorage>> = rest.iter().map(|(_, s)| Some(*s)).collect();
+        match sendmmsg(fd, headers, slices.iter(), &to, [], MsgFlags::empty()) {
+            Ok(sent) => next += sent.count().max(1),
+            Err(Errno::EINTR) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "sending a DNS answer");
+                next += 1;
+            }
+        }
+    }
+}
+
+/// The standard form of a socket address from the kernel.
+fn socket_addr(s: SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(a) = s.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*a).into()));
+    }
+    s.as_sockaddr_in6().map(|a| SocketAddr::V6((*a).into()))
 }
 
 /// Accepts TCP connections until the task is aborted: `max` at once (more are closed at once),
@@ -135,7 +289,9 @@ async fn connection(
             Ok(Ok(_)) => {}
             _ => return Ok(()),
         }
-        let Some(answer) = answer(authority, &buf[..len], src, Protocol::Tcp).await else {
+        let Some(Answered { bytes: answer, .. }) =
+            answer(authority, &buf[..len], src, Protocol::Tcp).await
+        else {
             return Ok(());
         };
         let mut framed = Vec::with_capacity(answer.len() + 2);
@@ -147,6 +303,14 @@ async fn connection(
     }
 }
 
+/// An answer to send, counted in the metrics.
+struct Answered {
+    bytes: Vec<u8>,
+    /// What the `Authority` counted for it: the answer may be given again from a cache (not
+    /// for answers made here, to what did not parse).
+    tally: Option<Tally>,
+}
+
 /// The answer to one message, if it gets one: none for what has no header or is itself an
 /// answer (two servers must not bounce errors forever), FORMERR for what does not parse.
 async fn answer(
@@ -154,7 +318,7 @@ async fn answer(
     raw: &[u8],
     src: SocketAddr,
     protocol: Protocol,
-) -> Option<Vec<u8>> {
+) -> Option<Answered> {
     let header = Header::read(&mut BinDecoder::new(raw)).ok()?;
     if header.metadata.message_type == MessageType::Response {
         return None;
@@ -167,15 +331,20 @@ async fn answer(
         bytes: Arc::new(Mutex::new(None)),
         protocol,
     };
-    authority
-        .handle_request::<_, TokioTime>(&request, slot.clone())
-        .await;
+    let (_, tally) = authority.respond(&request, slot.clone()).await;
+    authority.count(&tally);
     let taken = slot.bytes.lock().unwrap_or_else(|e| e.into_inner()).take();
-    taken.or_else(|| header_only(&request.metadata, ResponseCode::ServFail))
+    match taken {
+        Some(bytes) => Some(Answered {
+            bytes,
+            tally: Some(tally),
+        }),
+        None => header_only(&request.metadata, ResponseCode::ServFail),
+    }
 }
 
 /// An answer of a header alone, with `code`.
-fn header_only(request: &Metadata, code: ResponseCode) -> Option<Vec<u8>> {
+fn header_only(request: &Metadata, code: ResponseCode) -> Option<Answered> {
     let mut metadata = Metadata::response_from_request(request);
     metadata.response_code = code;
     let header = Header {
@@ -184,7 +353,7 @@ fn header_only(request: &Metadata, code: ResponseCode) -> Option<Vec<u8>> {
     };
     let mut bytes = Vec::with_capacity(12);
     header.emit(&mut BinEncoder::new(&mut bytes)).ok()?;
-    Some(bytes)
+    Some(Answered { bytes, tally: None })
 }
 
 /// Where the `Authority` puts its answer: encoded, for the listener to send.

@@ -168,6 +168,30 @@ async fn the_zone_has_its_soa_ns_and_negative_answers() {
 }
 
 #[tokio::test]
+async fn a_query_asked_again_gets_the_same_answer_with_its_own_id_and_is_counted_again() {
+    let r = Router::start("").await;
+    let mut q = query(&format!("www.{ZONE}."), RecordType::A, Some(SUBNETS[1]));
+    let first = udp(r.dns, &q).await;
+    assert_eq!(addresses(&first), [ip(EDGE_ADDRS[1])]);
+    // (`udp` checks that each answer carries its query's ID.)
+    for id in [1, 2, u16::MAX] {
+        q.metadata.id = id;
+        let again = udp(r.dns, &q).await;
+        assert_eq!(again.answers, first.answers);
+        assert_eq!(ecs_of(&again), Some((24, 24)));
+    }
+    let metrics = r.metrics().await;
+    for counted in [
+        "tradewind_router_answers_total{region=\"ap-singapore\"} 4",
+        "tradewind_router_ecs_queries_total 4",
+        "tradewind_router_dns_queries_total{transport=\"udp\"} 4",
+        "tradewind_router_dns_responses_total{rcode=\"NOERROR\"} 4",
+    ] {
+        assert!(metrics.contains(counted), "{counted} in {metrics}");
+    }
+}
+
+#[tokio::test]
 async fn a_dead_edge_leaves_the_answers_within_2_s_and_all_dead_fails_open() {
     let r = Router::start("").await;
     let www = format!("www.{ZONE}.");

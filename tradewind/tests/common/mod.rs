@@ -580,9 +580,13 @@ pub fn start_demo(args: &[&str]) -> (Proc, f64, serde_json::Value) {
     (demo, took, mesh)
 }
 
-/// A base port whose demo ports are all free on the three regions' addresses.
+/// A base port whose demo ports are all free on the three regions' addresses. Each call in a
+/// process starts from another candidate: tests running at once would otherwise all find the
+/// same base before any of their demos binds it.
 pub fn free_base_port() -> u16 {
-    let seed = std::process::id() as u16;
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = (std::process::id() as u16).wrapping_add(call.wrapping_mul(13 * 97));
     (0..200u16)
         .map(|i| 20_000 + (seed.wrapping_add(i * 97) % 400) * 100)
         .find(|base| {
