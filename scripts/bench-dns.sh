@@ -98,7 +98,8 @@ sleep 5 # gdnsd's first health checks (every 2 s) settle
 echo "www.$zone A" >"$work/queries"
 # The same question in 200,000 spellings (DNS names are case-insensitive; resolvers randomize
 # case too): the same geo answer, but bytes the router's answer cache has not seen, or has
-# dropped again (it keeps a few thousand per thread), so every answer takes the whole path.
+# dropped again (it keeps some tens of thousands per thread), so every answer takes the whole
+# path.
 awk -v zone="www.$zone" 'BEGIN {
     srand(7)
     for (i = 0; i < 200000; i++) {

@@ -13,10 +13,9 @@ use crate::dns::Tally;
 /// Longer queries are answered without the cache (a storefront query with a client subnet is
 /// about 60 bytes).
 const QUERY_MAX: usize = 512;
-/// Bytes of keys and answers one loop keeps; when they would pass it, the cache starts over.
-const BYTES_MAX: usize = 4 << 20;
-/// What an entry costs besides its bytes (the map's slot and the boxes' headers), roughly.
-const ENTRY_OVERHEAD: usize = 64;
+/// What an entry costs besides its key's and answer's bytes: the map's slot, the boxes' headers
+/// and the allocator's rounding, roughly.
+const ENTRY_OVERHEAD: usize = 128;
 /// A DNS header: the ID, then 10 bytes the key keeps.
 const HEADER_BYTES: usize = 12;
 
@@ -26,6 +25,8 @@ pub struct AnswerCache {
     /// Key: the query without its ID, then the source address and its family.
     entries: HashMap<Box<[u8]>, Cached>,
     bytes: usize,
+    /// What `bytes` may reach; when an entry would take it past, the cache starts over.
+    bytes_max: usize,
     /// The key being looked up (kept to spare an allocation per query).
     key: Vec<u8>,
 }
@@ -35,18 +36,18 @@ struct Cached {
     tally: Tally,
 }
 
-impl Default for AnswerCache {
-    fn default() -> Self {
+impl AnswerCache {
+    /// A cache of at most about `bytes_max` bytes.
+    pub fn new(bytes_max: usize) -> AnswerCache {
         AnswerCache {
             generation: 0,
             entries: HashMap::new(),
             bytes: 0,
+            bytes_max,
             key: Vec::with_capacity(QUERY_MAX + 17),
         }
     }
-}
 
-impl AnswerCache {
     /// The answer given before to `query` from `src`, with `query`'s ID, and what it counted;
     /// none when there is none under board `generation` (read before answering anything).
     pub fn lookup(
@@ -75,7 +76,7 @@ impl AnswerCache {
             return;
         }
         let cost = self.key.len() + answer.len() + ENTRY_OVERHEAD;
-        if self.bytes + cost > BYTES_MAX {
+        if self.bytes + cost > self.bytes_max {
             self.entries.clear();
             self.bytes = 0;
         }
@@ -143,7 +144,7 @@ mod tests {
 
     #[test]
     fn the_same_bytes_from_the_same_address_get_the_same_answer_with_their_own_id() {
-        let mut c = AnswerCache::default();
+        let mut c = AnswerCache::new(1 << 20);
         let src: IpAddr = "192.0.2.1".parse().unwrap();
         let q = query(7, b"\x03www");
         assert!(c.lookup(1, &q, src).is_none());
@@ -169,7 +170,8 @@ mod tests {
 
     #[test]
     fn short_and_long_queries_are_not_kept_and_the_bytes_are_bounded() {
-        let mut c = AnswerCache::default();
+        const BYTES_MAX: usize = 4 << 20;
+        let mut c = AnswerCache::new(BYTES_MAX);
         let src: IpAddr = "192.0.2.1".parse().unwrap();
         c.keep(&[0; 11], src, &[0; 20], TALLY);
         let long = query(1, &[b'a'; QUERY_MAX]);

@@ -353,6 +353,13 @@ impl Authority {
         self.metrics.count(tally);
     }
 
+    /// Counts an answer given again from a cache: as it was counted the first time, and as a
+    /// cache hit.
+    pub fn count_cached(&self, tally: &Tally) {
+        self.metrics.count(tally);
+        self.metrics.cache_hit();
+    }
+
     async fn error<R: ResponseHandler>(
         &self,
         request: &Request,

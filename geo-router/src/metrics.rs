@@ -29,6 +29,8 @@ struct Counters {
     failed_over: AtomicU64,
     /// Queries whose answer panicked.
     panics: AtomicU64,
+    /// UDP answers given again from a loop's cache.
+    cache_hits: AtomicU64,
 }
 
 pub struct Metrics {
@@ -96,6 +98,10 @@ impl Metrics {
         }
     }
 
+    pub fn cache_hit(&self) {
+        self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn panicked(&self) {
         self.counters.panics.fetch_add(1, Ordering::Relaxed);
     }
@@ -160,6 +166,12 @@ impl Metrics {
             "counter",
             "Storefront answers given while no region had a healthy edge.",
             one(self.fail_open_total()),
+        );
+        family(
+            "tradewind_router_dns_cache_hits_total",
+            "counter",
+            "UDP answers given again from the answer cache (counted in the other counters too).",
+            one(self.read(|s| &s.cache_hits)),
         );
         family(
             "tradewind_router_dns_panics_total",

@@ -9,15 +9,15 @@
 //! spend is system calls, wake-ups and the router's own work: hickory-server's UDP listener
 //! (a task per query, every answer through a channel to a writer task) answered half of what
 //! gdnsd does; a loop per core on tokio, 0.9 of it; these threads, as much (BENCHMARKS.md).
-//! A second router started on the same port can join the port's sockets only until it fails
-//! to bind TCP there, which it does at once.
+//! TCP is bound first, so a second router started on the same port fails there before it
+//! could join the first one's UDP sockets.
 //!
 //! TCP: at most `tcp_connections_max` connections, each closed after `tcp_idle_ms` without a
 //! query; queries on one connection are answered in turn.
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSliceMut;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,7 +35,7 @@ use hickory_server::proto::serialize::binary::{
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
 use nix::errno::Errno;
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -50,27 +50,48 @@ const UDP_QUERY_MAX_BYTES: usize = 4_096;
 const UDP_STOP_CHECK: Duration = Duration::from_millis(100);
 /// Queries read, and answers sent, per system call (`recvmmsg`/`sendmmsg`).
 const UDP_BATCH: usize = 32;
+/// Bytes the UDP loops' answer caches keep, shared out between them (`cache`).
+const UDP_CACHE_BYTES: usize = 16 << 20;
 
-/// `count` UDP sockets on `addr` (the port of the first when `addr`'s is 0), blocking, sharing
-/// the port with `SO_REUSEPORT`: the kernel spreads clients across them, and each loop waits
-/// on its own socket's queue.
-pub fn bind_udp(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
-    use socket2::{Domain, Protocol as Proto, Socket, Type};
-    let mut sockets: Vec<std::net::UdpSocket> = Vec::with_capacity(count);
-    let mut addr = addr;
-    for _ in 0..count.max(1) {
-        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Proto::UDP))?;
-        s.set_reuse_port(true)?;
-        // A burst of queries waits in the kernel rather than being dropped (the kernel caps it
-        // at net.core.rmem_max).
-        let _ = s.set_recv_buffer_size(4 << 20);
-        s.set_read_timeout(Some(UDP_STOP_CHECK))?;
-        s.bind(&addr.into())?;
-        let s: std::net::UdpSocket = s.into();
-        addr = s.local_addr()?;
-        sockets.push(s);
+/// The DNS sockets on `addr`: the TCP listener, then `udp` UDP sockets on its port, blocking,
+/// sharing the port with `SO_REUSEPORT` (the kernel spreads clients across them, and each loop
+/// waits on its own socket's queue). TCP first: a second router started on the same port fails
+/// there, before it could join the first one's UDP sockets. With port 0 the TCP port is taken
+/// as it comes, and tried again when its UDP twin is in use.
+pub fn bind(
+    addr: SocketAddr,
+    udp: usize,
+) -> std::io::Result<(std::net::TcpListener, Vec<std::net::UdpSocket>)> {
+    let mut tries = 0;
+    loop {
+        let tcp = std::net::TcpListener::bind(addr)?;
+        tcp.set_nonblocking(true)?;
+        match bind_udp(tcp.local_addr()?, udp) {
+            Ok(sockets) => return Ok((tcp, sockets)),
+            Err(e)
+                if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse && tries < 16 =>
+            {
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(sockets)
+}
+
+fn bind_udp(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    use socket2::{Domain, Protocol as Proto, Socket, Type};
+    (0..count.max(1))
+        .map(|_| {
+            let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Proto::UDP))?;
+            s.set_reuse_port(true)?;
+            // A burst of queries waits in the kernel rather than being dropped (the kernel
+            // caps it at net.core.rmem_max).
+            let _ = s.set_recv_buffer_size(4 << 20);
+            s.set_read_timeout(Some(UDP_STOP_CHECK))?;
+            s.bind(&addr.into())?;
+            Ok(s.into())
+        })
+        .collect()
 }
 
 /// Threads that answer the queries arriving on UDP, one per socket, until stopped.
@@ -90,18 +111,22 @@ impl UdpLoops {
             stop: Arc::clone(&stop),
             threads: Vec::with_capacity(sockets.len()),
         };
+        let cache_bytes = UDP_CACHE_BYTES / sockets.len().max(1);
         for (i, socket) in sockets.into_iter().enumerate() {
             let (authority, stop) = (Arc::clone(&authority), Arc::clone(&stop));
+            let cache = AnswerCache::new(cache_bytes);
             started.threads.push(
                 std::thread::Builder::new()
                     .name(format!("dns-udp-{i}"))
-                    .spawn(move || serve_udp(&socket, &authority, &stop))?,
+                    .spawn(move || serve_udp(&socket, &authority, cache, &stop))?,
             );
         }
         Ok(started)
     }
 
-    /// Stops the loops and waits for them (at most `UDP_STOP_CHECK`), which closes the socket.
+    /// Stops the loops and waits for them (each notices within `UDP_STOP_CHECK`, or once the
+    /// batch in hand is answered), which closes the sockets. (Dropped instead, the loops stop
+    /// as soon, but nothing waits for them.)
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
@@ -120,16 +145,17 @@ impl Drop for UdpLoops {
 /// has, it yields once, then waits), answers it, and sends the answers in one call: at
 /// saturation the system calls and wake-ups, not the answers, are most of the cost
 /// (BENCHMARKS.md).
-fn serve_udp(socket: &std::net::UdpSocket, authority: &Authority, stop: &AtomicBool) {
+fn serve_udp(
+    socket: &std::net::UdpSocket,
+    authority: &Authority,
+    mut cache: AnswerCache,
+    stop: &AtomicBool,
+) {
     let fd = socket.as_raw_fd();
     let mut queries = vec![[0u8; UDP_QUERY_MAX_BYTES]; UDP_BATCH];
-    // Separate headers to read and to write: sending points them at the answers' addresses,
-    // and reading would not point them back.
     let mut read_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
-    let mut write_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
     let mut arrived: Vec<(usize, Option<SocketAddr>)> = Vec::with_capacity(UDP_BATCH);
     let mut answers: Vec<(Vec<u8>, SockaddrStorage)> = Vec::with_capacity(UDP_BATCH);
-    let mut cache = AnswerCache::default();
     let mut yielded = false;
     while !stop.load(Ordering::Relaxed) {
         arrived.clear();
@@ -178,7 +204,7 @@ fn serve_udp(socket: &std::net::UdpSocket, authority: &Authority, stop: &AtomicB
             };
             let query = &query[..n];
             if let Some((again, tally)) = cache.lookup(generation, query, src.ip()) {
-                authority.count(&tally);
+                authority.count_cached(&tally);
                 answers.push((again, SockaddrStorage::from(src)));
                 continue;
             }
@@ -198,31 +224,63 @@ fn serve_udp(socket: &std::net::UdpSocket, authority: &Authority, stop: &AtomicB
                 Err(_) => authority.count_panic(),
             }
         }
-        send_all(fd, &mut write_headers, &answers);
+        send_all(fd, &answers);
     }
 }
 
 /// Sends `answers`, as many per system call as the socket takes. An answer the kernel refuses
 /// for its own sake (an address it cannot reach, say) is dropped, as a lost datagram would be.
-fn send_all(
-    fd: std::os::fd::RawFd,
-    headers: &mut MultiHeaders<SockaddrStorage>,
-    answers: &[(Vec<u8>, SockaddrStorage)],
-) {
+fn send_all(fd: RawFd, answers: &[(Vec<u8>, SockaddrStorage)]) {
     let mut next = 0;
     while next < answers.len() {
-        let rest = &answers[next..];
-        let slices: Vec<[IoSlice<'_>; 1]> = rest.iter().map(|(a, _)| [IoSlice::new(a)]).collect();
-        let to: Vec<Option<SockaddrStorage>> = rest.iter().map(|(_, s)| Some(*s)).collect();
-        match sendmmsg(fd, headers, slices.iter(), &to, [], MsgFlags::empty()) {
-            Ok(sent) => next += sent.count().max(1),
+        match send_batch(fd, &answers[next..]) {
+            Ok(sent) => next += sent.max(1),
             Err(Errno::EINTR) => {}
             Err(e) => {
+                // The error is the first unsent answer's.
                 tracing::debug!(error = %e, "sending a DNS answer");
                 next += 1;
             }
         }
     }
+}
+
+/// Sends `answers` with one `sendmmsg` call; how many the kernel took. (Made here rather than
+/// through nix, whose `sendmmsg` results, when counted, read back address slots it never
+/// wrote.)
+#[allow(unsafe_code)]
+fn send_batch(fd: RawFd, answers: &[(Vec<u8>, SockaddrStorage)]) -> Result<usize, Errno> {
+    use nix::libc;
+    use nix::sys::socket::SockaddrLike;
+    let mut iovs: Vec<libc::iovec> = answers
+        .iter()
+        .map(|(a, _)| libc::iovec {
+            iov_base: a.as_ptr().cast_mut().cast(),
+            iov_len: a.len(),
+        })
+        .collect();
+    let mut headers: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .zip(answers)
+        .map(|(iov, (_, to))| {
+            // SAFETY: `msghdr` is plain data; all zeroes is an empty header.
+            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+            h.msg_name = to.as_ptr().cast_mut().cast();
+            h.msg_namelen = to.len();
+            h.msg_iov = iov;
+            h.msg_iovlen = 1;
+            libc::mmsghdr {
+                msg_hdr: h,
+                msg_len: 0,
+            }
+        })
+        .collect();
+    // SAFETY: each header points at one answer's bytes, its iovec and its address, all borrowed
+    // from `answers` and `iovs`, which outlive the call and do not move during it; the kernel
+    // reads them and writes only each header's `msg_len`. At most `UDP_BATCH` headers.
+    let sent =
+        unsafe { libc::sendmmsg(fd, headers.as_mut_ptr(), headers.len() as libc::c_uint, 0) };
+    Errno::result(sent).map(|n| n as usize)
 }
 
 /// The standard form of a socket address from the kernel.
@@ -331,16 +389,19 @@ async fn answer(
         bytes: Arc::new(Mutex::new(None)),
         protocol,
     };
-    let (_, tally) = authority.respond(&request, slot.clone()).await;
-    authority.count(&tally);
+    let (_, mut tally) = authority.respond(&request, slot.clone()).await;
     let taken = slot.bytes.lock().unwrap_or_else(|e| e.into_inner()).take();
-    match taken {
-        Some(bytes) => Some(Answered {
-            bytes,
-            tally: Some(tally),
-        }),
-        None => header_only(&request.metadata, ResponseCode::ServFail),
-    }
+    let Some(bytes) = taken else {
+        // The answer did not encode: SERVFAIL is what goes, and what is counted.
+        tally.code = ResponseCode::ServFail;
+        authority.count(&tally);
+        return header_only(&request.metadata, ResponseCode::ServFail);
+    };
+    authority.count(&tally);
+    Some(Answered {
+        bytes,
+        tally: Some(tally),
+    })
 }
 
 /// An answer of a header alone, with `code`.

@@ -156,38 +156,41 @@ async fn the_zone_has_its_soa_ns_and_negative_answers() {
         a.queries[0].name().to_ascii(),
         format!("WwW.{}.", ZONE.to_uppercase())
     );
-    let metrics = r.metrics().await;
-    assert!(
-        metrics.contains("tradewind_router_dns_responses_total{rcode=\"REFUSED\"} 3"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("tradewind_router_dns_responses_total{rcode=\"NXDOMAIN\"} 2"),
-        "{metrics}"
-    );
+    let page = r.metrics().await;
+    let rcode = |code: &str| {
+        metric(
+            &page,
+            &format!("tradewind_router_dns_responses_total{{rcode=\"{code}\"}}"),
+        )
+    };
+    assert_eq!(rcode("REFUSED"), Some(3), "{page}");
+    assert_eq!(rcode("NXDOMAIN"), Some(2), "{page}");
 }
 
 #[tokio::test]
 async fn a_query_asked_again_gets_the_same_answer_with_its_own_id_and_is_counted_again() {
     let r = Router::start("").await;
     let mut q = query(&format!("www.{ZONE}."), RecordType::A, Some(SUBNETS[1]));
-    let first = udp(r.dns, &q).await;
+    // One socket: every query reaches the same UDP thread, and so its cache.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let first = udp_on(&sock, r.dns, &q).await;
     assert_eq!(addresses(&first), [ip(EDGE_ADDRS[1])]);
-    // (`udp` checks that each answer carries its query's ID.)
+    // (`udp_on` checks that each answer carries its query's ID.)
     for id in [1, 2, u16::MAX] {
         q.metadata.id = id;
-        let again = udp(r.dns, &q).await;
+        let again = udp_on(&sock, r.dns, &q).await;
         assert_eq!(again.answers, first.answers);
         assert_eq!(ecs_of(&again), Some((24, 24)));
     }
-    let metrics = r.metrics().await;
-    for counted in [
-        "tradewind_router_answers_total{region=\"ap-singapore\"} 4",
-        "tradewind_router_ecs_queries_total 4",
-        "tradewind_router_dns_queries_total{transport=\"udp\"} 4",
-        "tradewind_router_dns_responses_total{rcode=\"NOERROR\"} 4",
+    let page = r.metrics().await;
+    for (name, counted) in [
+        ("tradewind_router_dns_cache_hits_total", 3),
+        ("tradewind_router_answers_total{region=\"ap-singapore\"}", 4),
+        ("tradewind_router_ecs_queries_total", 4),
+        ("tradewind_router_dns_queries_total{transport=\"udp\"}", 4),
+        ("tradewind_router_dns_responses_total{rcode=\"NOERROR\"}", 4),
     ] {
-        assert!(metrics.contains(counted), "{counted} in {metrics}");
+        assert_eq!(metric(&page, name), Some(counted), "{name} in {page}");
     }
 }
 
@@ -399,10 +402,11 @@ async fn malformed_oversized_and_foreign_queries_never_stop_it() {
     // Still answering, over both transports, and nothing panicked.
     assert_eq!(addresses(&udp(r.dns, &good).await), [ip(EDGE_ADDRS[1])]);
     assert_eq!(addresses(&tcp(r.dns, &good).await), [ip(EDGE_ADDRS[1])]);
-    let metrics = r.metrics().await;
-    assert!(
-        metrics.contains("tradewind_router_dns_panics_total 0"),
-        "{metrics}"
+    let page = r.metrics().await;
+    assert_eq!(
+        metric(&page, "tradewind_router_dns_panics_total"),
+        Some(0),
+        "{page}"
     );
 }
 
@@ -428,4 +432,23 @@ async fn tcp_connections_are_bounded_and_idle_ones_closed() {
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(addresses(&tcp(r.dns, &q).await), [ip(EDGE_ADDRS[2])]);
+}
+
+#[tokio::test]
+async fn a_second_router_on_the_same_port_fails_to_start_and_the_first_answers_on() {
+    let r = Router::start("").await;
+    let mut cfg = config(&r.edges, "");
+    cfg.dns.listen = r.dns;
+    let second = geo_router::serve(cfg, std::future::pending(), |_| {
+        panic!("a second router started on the first one's port")
+    })
+    .await;
+    let e = format!("{:#}", second.expect_err("the port is taken"));
+    assert!(e.contains("in use"), "{e}");
+    // Every client, whichever of the first router's UDP sockets the kernel gives it to, is
+    // still answered.
+    let q = query(&format!("www.{ZONE}."), RecordType::A, Some(SUBNETS[2]));
+    for _ in 0..16 {
+        assert_eq!(addresses(&udp(r.dns, &q).await), [ip(EDGE_ADDRS[2])]);
+    }
 }

@@ -213,6 +213,16 @@ pub fn query(name: &str, qtype: RecordType, ecs: Option<&str>) -> Message {
 /// three times, 700 ms apart (a datagram may be dropped while the server's buffer is full).
 pub async fn udp_raw(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp_raw_on(&sock, server, bytes).await
+}
+
+/// `udp_raw` from `sock`: queries from one socket reach the same one of the router's UDP
+/// threads.
+pub async fn udp_raw_on(
+    sock: &tokio::net::UdpSocket,
+    server: SocketAddr,
+    bytes: &[u8],
+) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 65_535];
     for _ in 0..3 {
         sock.send_to(bytes, server).await.unwrap();
@@ -226,12 +236,24 @@ pub async fn udp_raw(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 pub async fn udp(server: SocketAddr, m: &Message) -> Message {
-    let answer = udp_raw(server, &m.to_vec().unwrap())
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp_on(&sock, server, m).await
+}
+
+/// `udp` from `sock`.
+pub async fn udp_on(sock: &tokio::net::UdpSocket, server: SocketAddr, m: &Message) -> Message {
+    let answer = udp_raw_on(sock, server, &m.to_vec().unwrap())
         .await
         .expect("an answer over UDP");
     let a = Message::from_vec(&answer).unwrap();
     assert_eq!(a.metadata.id, m.metadata.id);
     a
+}
+
+/// The value of the metric line that starts with `name` (its labels included), if any.
+pub fn metric(page: &str, name: &str) -> Option<u64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 pub async fn tcp(server: SocketAddr, m: &Message) -> Message {
