@@ -185,6 +185,25 @@ pub struct Peer {
 /// to a tenth (BENCHMARKS.md); between regions, even near ones, a round trip costs far more.
 const CARRY_MIN_RTT: Duration = Duration::from_millis(5);
 
+/// How far entries may be sent to a member ahead of openraft's stream (rushed by `rush.rs`, or
+/// carried on an empty message): no further than the furthest that another member keeping up
+/// holds (`others`: what each has acknowledged; keeping up: at least what is `committed`).
+/// Entries sent ahead reach a far member before the near ones' streams bring them, and a far
+/// member whose log is ahead of every near one's is the only member that can win the election
+/// when the leader dies: every write would then cross the long link. `None` when no other
+/// member keeps up (down, or none): nothing holds the member back, as it is then the one
+/// commits wait for.
+pub(super) fn ahead_upto(
+    committed: Option<u64>,
+    others: impl IntoIterator<Item = Option<u64>>,
+) -> Option<u64> {
+    others
+        .into_iter()
+        .flatten()
+        .filter(|held| committed.is_none_or(|c| *held >= c))
+        .max()
+}
+
 /// How far back from the last entry of an earlier term the probes reach.
 const PROBE_BACK_MAX: u64 = 128;
 
@@ -357,6 +376,22 @@ impl Peer {
                 f(s);
             }
         }
+    }
+
+    /// How far entries may go ahead of the stream to this member (`ahead_upto`), judged by what
+    /// the other members acknowledged to `leader`; `None`: no bound. (Learners count as others
+    /// too: this layer does not know who votes.)
+    fn others_upto(
+        &self,
+        leader: LeaderId<NodeId>,
+        committed: Option<LogId<NodeId>>,
+    ) -> Option<u64> {
+        let all = self.searches.lock().ok()?;
+        let others = all
+            .iter()
+            .filter(|(t, s)| **t != self.target && s.leader == leader)
+            .map(|(_, s)| s.acked.max(s.ahead).map(|l| l.index));
+        ahead_upto(committed.map(|c| c.index), others)
     }
 
     /// Counts a message with entries on its way to the member until the guard is dropped.
@@ -587,10 +622,12 @@ impl Peer {
             if let Ok(Ok(read)) = read
                 && read.first().is_some_and(|e| e.log_id == prev)
             {
+                let upto = self.others_upto(leader, rpc.leader_commit);
                 let mut more: Vec<_> = read
                     .into_iter()
                     .skip(1)
                     .take_while(|e| e.log_id.leader_id.term <= leader.term)
+                    .take_while(|e| upto.is_none_or(|u| e.log_id.index <= u))
                     .collect();
                 more.truncate(message_len(&more));
                 if let Some(last) = more.last() {
@@ -691,8 +728,27 @@ impl RaftNetwork<Mesh> for Peer {
 mod tests {
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 
-    use super::{VotedEnd, voted_end};
+    use super::{VotedEnd, ahead_upto, voted_end};
     use crate::raft::{Mesh, NodeId};
+
+    #[test]
+    fn entries_go_ahead_no_further_than_another_member_keeping_up_holds() {
+        // Three members: the far follower waits for the near one, which keeps up.
+        assert_eq!(ahead_upto(Some(40), [Some(42)]), Some(42));
+        // Five: the furthest of those that keep up; one behind the commits (down, or slow)
+        // and one that acknowledged nothing do not hold anyone back.
+        assert_eq!(
+            ahead_upto(Some(40), [Some(41), Some(30), None, Some(45)]),
+            Some(45)
+        );
+        // The near follower is down (behind the commits): nothing holds the far one back,
+        // as the commits now wait for it.
+        assert_eq!(ahead_upto(Some(40), [Some(30)]), None);
+        assert_eq!(ahead_upto(Some(40), [None]), None);
+        // Two members, or nothing committed yet.
+        assert_eq!(ahead_upto(Some(40), []), None);
+        assert_eq!(ahead_upto(None, [Some(3)]), Some(3));
+    }
 
     fn id(term: u64, index: u64) -> LogId<NodeId> {
         LogId::new(CommittedLeaderId::new(term, 1), index)

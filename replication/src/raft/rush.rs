@@ -11,7 +11,8 @@
 //! This is what the stream would send anyway, under the same vote, and Raft takes an entry twice
 //! as once. A follower that cannot take it (a gap before it, a newer leader) says no, and the
 //! answer is dropped; the stream goes on as before. A tail is rushed again when the log or the
-//! commit index moves (the entry first, then word that it committed). Bounded: short tails only,
+//! commit index moves (the entry first, then word that it committed). A voter is not rushed past
+//! what the other voters that keep up hold (`network::ahead_upto`). Bounded: short tails only,
 //! a few rushes in flight per follower, and only over long links (`LONG_LINK`): on a short one
 //! the stream keeps up, and a rush would only make the follower write its entries twice.
 
@@ -25,6 +26,7 @@ use openraft::{LogId, Raft, ServerState};
 use tokio::time::Instant;
 
 use super::log_store::LogStore;
+use super::network::ahead_upto;
 use super::{Entry, Mesh, MeshRequest, MeshResponse, NodeId};
 use crate::transport::Transport;
 
@@ -63,8 +65,19 @@ pub fn start(raft: Raft<Mesh>, log: LogStore, transport: Arc<Transport>) {
                 continue;
             };
             let now = Instant::now();
+            let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
             for (&target, &matched) in repl.iter().filter(|(t, _)| **t != m.id) {
                 let from = matched.map_or(0, |l| l.index + 1);
+                let upto = if voters.contains(&target) {
+                    let others = voters
+                        .iter()
+                        .filter(|v| **v != target && **v != m.id)
+                        .map(|v| repl.get(v).copied().flatten().map(|l| l.index));
+                    ahead_upto(m.last_applied.map(|l| l.index), others)
+                        .map_or(last, |u| u.min(last))
+                } else {
+                    last
+                };
                 // Stalled is measured from when the follower last moved or was caught up.
                 let since = match seen.get(&target) {
                     Some((had, at)) if *had == matched && from <= last => *at,
@@ -75,11 +88,11 @@ pub fn start(raft: Raft<Mesh>, log: LogStore, transport: Arc<Transport>) {
                 };
                 let flying = rushing.entry(target).or_default();
                 flying.retain(|h| !h.is_finished());
-                if from > last
-                    || last - from + 1 > TAIL_MAX_ENTRIES
+                if from > upto
+                    || upto - from + 1 > TAIL_MAX_ENTRIES
                     || now - since < STALLED
                     || flying.len() >= IN_FLIGHT_MAX
-                    || rushed.get(&target) == Some(&(last, m.last_applied))
+                    || rushed.get(&target) == Some(&(upto, m.last_applied))
                 {
                     continue;
                 }
@@ -97,7 +110,7 @@ pub fn start(raft: Raft<Mesh>, log: LogStore, transport: Arc<Transport>) {
                 {
                     continue;
                 }
-                let Some(entries) = tail(&log, matched, last).await else {
+                let Some(entries) = tail(&log, matched, upto).await else {
                     continue;
                 };
                 // Still the leader it was when the tail was chosen: a tail read after a change
@@ -117,7 +130,7 @@ pub fn start(raft: Raft<Mesh>, log: LogStore, transport: Arc<Transport>) {
                     leader_commit: m.last_applied,
                 });
                 let transport = Arc::clone(&transport);
-                rushed.insert(target, (last, m.last_applied));
+                rushed.insert(target, (upto, m.last_applied));
                 flying.push(tokio::spawn(async move {
                     // The answer changes nothing here: the stream learns the same on its own.
                     let _ = transport
