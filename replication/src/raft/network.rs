@@ -101,6 +101,8 @@ struct Search {
     sending: u32,
     /// The last entry openraft was told the member holds (its `matching`).
     acked: Option<LogId<NodeId>>,
+    /// The round trip to the member, as last measured.
+    rtt: Option<Duration>,
 }
 
 impl Search {
@@ -112,6 +114,7 @@ impl Search {
             ahead: None,
             sending: 0,
             acked: None,
+            rtt: None,
         }
     }
 }
@@ -203,6 +206,10 @@ pub(super) fn ahead_upto(
         .filter(|held| committed.is_none_or(|c| *held >= c))
         .max()
 }
+
+/// A member this far away, there and back, or further, is far: entries are rushed to it
+/// (`rush.rs`), and those sent to it ahead of the stream wait for nearer members (`ahead_upto`).
+pub(super) const FAR: Duration = Duration::from_millis(50);
 
 /// How far back from the last entry of an earlier term the probes reach.
 const PROBE_BACK_MAX: u64 = 128;
@@ -378,18 +385,25 @@ impl Peer {
         }
     }
 
-    /// How far entries may go ahead of the stream to this member (`ahead_upto`), judged by what
-    /// the other members acknowledged to `leader`; `None`: no bound. (Learners count as others
-    /// too: this layer does not know who votes.)
+    /// How far entries may go ahead of the stream to this member, `rtt` away (`ahead_upto`),
+    /// judged by what the members nearer to `leader` acknowledged to it; `None`: no bound. Only
+    /// a far member is held back (`FAR`): near ones are the ones it waits for. (Learners count
+    /// as others too: this layer does not know who votes.)
     fn others_upto(
         &self,
         leader: LeaderId<NodeId>,
         committed: Option<LogId<NodeId>>,
+        rtt: Duration,
     ) -> Option<u64> {
+        if rtt < FAR {
+            return None;
+        }
         let all = self.searches.lock().ok()?;
         let others = all
             .iter()
-            .filter(|(t, s)| **t != self.target && s.leader == leader)
+            .filter(|(t, s)| {
+                **t != self.target && s.leader == leader && s.rtt.is_some_and(|r| r < rtt)
+            })
             .map(|(_, s)| s.acked.max(s.ahead).map(|l| l.index));
         ahead_upto(committed.map(|c| c.index), others)
     }
@@ -558,16 +572,17 @@ impl Peer {
         }
     }
 
-    /// Whether the round trip to the member, as the open connection measures it, is worth
-    /// carrying entries over (`CARRY_MIN_RTT`).
-    async fn long_link(&self) -> bool {
+    /// The round trip to the member, as the open connection measures it (recorded for the
+    /// other members' `others_upto`).
+    async fn rtt(&self, leader: LeaderId<NodeId>) -> Option<Duration> {
         let (Some(transport), Ok(addr)) = (&self.transport, self.member.raft_addr.parse()) else {
-            return false;
+            return None;
         };
-        transport
-            .rtt(&self.member.name, addr)
-            .await
-            .is_some_and(|rtt| rtt >= CARRY_MIN_RTT)
+        let rtt = transport.rtt(&self.member.name, addr).await;
+        if rtt.is_some() {
+            self.update(leader, |s| s.rtt = rtt);
+        }
+        rtt
     }
 
     /// The member's answer `r` to a request whose `prev` this layer `moved` from openraft's. A
@@ -606,11 +621,11 @@ impl Peer {
         let asked_prev = rpc.prev_log_id;
         let mut carried = None;
         let mut _sending = None;
-        if let (true, 0, Some(prev), true) = (
+        if let (true, 0, Some(prev), Some(rtt)) = (
             search.found,
             search.sending,
             rpc.prev_log_id.max(search.ahead),
-            self.long_link().await,
+            self.rtt(leader).await.filter(|r| *r >= CARRY_MIN_RTT),
         ) {
             let log = self.log.clone();
             let read = tokio::task::spawn_blocking(move || {
@@ -622,7 +637,7 @@ impl Peer {
             if let Ok(Ok(read)) = read
                 && read.first().is_some_and(|e| e.log_id == prev)
             {
-                let upto = self.others_upto(leader, rpc.leader_commit);
+                let upto = self.others_upto(leader, rpc.leader_commit, rtt);
                 let mut more: Vec<_> = read
                     .into_iter()
                     .skip(1)

@@ -13,7 +13,7 @@
 //! answer is dropped; the stream goes on as before. A tail is rushed again when the log or the
 //! commit index moves (the entry first, then word that it committed). A voter is not rushed past
 //! what the other voters that keep up hold (`network::ahead_upto`). Bounded: short tails only,
-//! a few rushes in flight per follower, and only over long links (`LONG_LINK`): on a short one
+//! a few rushes in flight per follower, and only to far followers (`network::FAR`): on a short link
 //! the stream keeps up, and a rush would only make the follower write its entries twice.
 
 use std::collections::BTreeMap;
@@ -26,14 +26,12 @@ use openraft::{LogId, Raft, ServerState};
 use tokio::time::Instant;
 
 use super::log_store::LogStore;
-use super::network::ahead_upto;
+use super::network::{FAR, ahead_upto};
 use super::{Entry, Mesh, MeshRequest, MeshResponse, NodeId};
 use crate::transport::Transport;
 
 /// A follower whose stream has not moved for this long, while the log has, is rushed.
 const STALLED: Duration = Duration::from_millis(30);
-/// A follower this far away, there and back, or further, may be rushed.
-const LONG_LINK: Duration = Duration::from_millis(50);
 /// Tails longer than this are left to the stream (a follower catching up, heavy load).
 const TAIL_MAX_ENTRIES: u64 = 16;
 /// Rushes in flight to one follower at most.
@@ -106,7 +104,7 @@ pub fn start(raft: Raft<Mesh>, log: LogStore, transport: Arc<Transport>) {
                 if transport
                     .rtt(&member.name, addr)
                     .await
-                    .is_none_or(|rtt| rtt < LONG_LINK)
+                    .is_none_or(|rtt| rtt < FAR)
                 {
                     continue;
                 }
