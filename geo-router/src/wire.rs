@@ -8,7 +8,8 @@
 //! the router's rates the kernel's work per datagram is most of the cost, so what is left to
 //! spend is system calls, wake-ups and the router's own work: hickory-server's UDP listener
 //! (a task per query, every answer through a channel to a writer task) answered half of what
-//! gdnsd does; a loop per core on tokio, 0.9 of it; these threads, as much (BENCHMARKS.md).
+//! gdnsd does; a loop per core on tokio, 0.9 of it; these threads, as much with every query
+//! new and more with repeated ones (BENCHMARKS.md).
 //! TCP is bound first, so a second router started on the same port fails there before it
 //! could join the first one's UDP sockets.
 //!
