@@ -21,6 +21,9 @@ pub struct FaultTiming {
     pub detect_ms: Option<u64>,
     /// Fault → the end of the first write probe that started after it and committed.
     pub rto_ms: Option<u64>,
+    /// The first leader the mesh reported after the fault other than the one before it, before
+    /// the heal: who won the election the fault caused (`None`: the leader never changed).
+    pub leader_after: Option<String>,
 }
 
 /// Each fault in the history with its heal, detect and rto.
@@ -34,6 +37,7 @@ pub fn faults(history: &[Event]) -> Vec<FaultTiming> {
                 healed_at_ms: None,
                 detect_ms: None,
                 rto_ms: None,
+                leader_after: None,
             }),
             Event::Heal { at_ms } => {
                 for f in out.iter_mut().filter(|f| f.healed_at_ms.is_none()) {
@@ -45,6 +49,7 @@ pub fn faults(history: &[Event]) -> Vec<FaultTiming> {
     }
     for f in &mut out {
         f.detect_ms = detect(history, f);
+        f.leader_after = leader_after(history, f);
         f.rto_ms = history
             .iter()
             .filter_map(|e| match e {
@@ -86,6 +91,26 @@ fn detect(history: &[Event], f: &FaultTiming) -> Option<u64> {
             || disconnected.iter().any(|e| !dis0.contains(e))
         {
             return Some(at - f.at_ms);
+        }
+    }
+    None
+}
+
+fn leader_after(history: &[Event], f: &FaultTiming) -> Option<String> {
+    let mut before = None;
+    for e in history {
+        let Event::Observe { at_ms, leader, .. } = e else {
+            continue;
+        };
+        if *at_ms < f.at_ms {
+            before = leader.as_ref();
+            continue;
+        }
+        if f.healed_at_ms.is_some_and(|h| *at_ms > h) {
+            return None;
+        }
+        if leader.is_some() && leader.as_ref() != before {
+            return leader.clone();
         }
     }
     None
@@ -400,6 +425,7 @@ mod tests {
             observe(1_100, "a", &[]),
             probe(1_100, false),
             observe(1_400, "", &[]),
+            observe(1_500, "b", &[]),
             probe(1_700, true),
             Event::Heal { at_ms: 3_000 },
             observe(3_900, "b", &[]),
@@ -426,6 +452,9 @@ mod tests {
             (Some(400), Some(720), Some(3_000))
         );
         assert_eq!((f[1].detect_ms, f[1].rto_ms), (Some(1_200), Some(120)));
+        // A new leader after the first fault; the same one throughout the second.
+        assert_eq!(f[0].leader_after.as_deref(), Some("b"));
+        assert_eq!(f[1].leader_after, None);
         // Unnoticed before its heal; no probe after it.
         assert_eq!((f[2].detect_ms, f[2].rto_ms), (None, None));
         assert_eq!(max_replication_lag_ms(&h), Some(81));

@@ -777,6 +777,10 @@ async fn conclude(
     if let Some(why) = &aborted {
         outcome.failures.push(format!("aborted: {why}"));
     }
+    if timings.iter().any(|t| t.leader_after.is_some()) {
+        let after: Vec<_> = timings.iter().map(|t| &t.leader_after).collect();
+        outcome.details.insert("leader_after".into(), json!(after));
+    }
     let ok = v.ok() && outcome.failures.is_empty();
     let worst = |f: fn(&report::FaultTiming) -> Option<u64>| timings.iter().filter_map(f).max();
     let (detect_ms, rto_ms) = (worst(|t| t.detect_ms), worst(|t| t.rto_ms));
