@@ -41,10 +41,6 @@ pub struct StockChange {
     pub op: StockOp,
 }
 
-/// The codec version of what edges and core regions say to each other over the mesh: an
-/// `EdgeWrite`, answered with an `Outcome`.
-pub const EDGE_WIRE_FORMAT: u8 = 1;
-
 /// A write an edge sends a core region over the mesh. Which edge sends it is not in it: the
 /// region takes that from the edge's certificate, so an edge speaks only for itself.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
@@ -193,6 +189,20 @@ impl Command {
             edge,
         };
         (scoped, command)
+    }
+
+    /// The ids of the orders a decision on this command reads (`decide::Input::decided`):
+    /// the core reads what is stored under them before it decides.
+    pub fn order_ids(&self) -> Vec<&OrderId> {
+        match self {
+            Command::CommitOrders { orders, .. } => orders
+                .iter()
+                .take(COMMIT_BATCH_MAX)
+                .map(|o| &o.order_id)
+                .collect(),
+            Command::CentralOrder { order_id, .. } => vec![order_id],
+            _ => Vec::new(),
+        }
     }
 
     /// How many items (prices, stock changes, orders) the command carries; 1 for the others.

@@ -118,6 +118,24 @@ pub fn parse_single(tag: u8, key: &[u8]) -> Option<&str> {
     std::str::from_utf8(key.strip_prefix(&[tag])?).ok()
 }
 
+/// What the records under `tag` are, for messages.
+pub fn kind_name(tag: u8) -> &'static str {
+    match tag {
+        META => "metadata",
+        PRODUCT => "product",
+        PRICE_LIST => "price list",
+        MARKET => "market",
+        PRICE => "price",
+        PROMOTION => "promotion",
+        INVENTORY => "inventory",
+        ORDER => "order",
+        COMMIT_LOG => "commit log",
+        DEDUP => "dedup record",
+        DEDUP_BY_VERSION => "dedup index",
+        _ => "unknown",
+    }
+}
+
 /// The kinds of record edges mirror through the change feed: what they need to list the
 /// catalog, quote prices and sell from their grants (an inventory row carries every edge's
 /// grant of its SKU). In the order a store is loaded.

@@ -12,16 +12,22 @@
 
 pub mod catalog;
 pub mod command;
+pub mod decide;
+pub mod dedup;
 pub mod escrow;
+pub mod format;
 pub mod id;
 pub mod keys;
 pub mod market;
 pub mod money;
 pub mod order;
 pub mod pricing;
+pub mod record;
 #[cfg(feature = "openapi")]
 mod schema;
 pub mod state;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use catalog::{Category, Product, Sku};
 pub use id::{

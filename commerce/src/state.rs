@@ -5,14 +5,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::de::DeserializeOwned;
-
 use crate::catalog::{Category, Product, Sku};
 use crate::escrow::Inventory;
-use crate::id::{ProductId, PromotionId, SkuId};
-use crate::keys;
+use crate::id::{ProductId, SkuId};
 use crate::order::SkuFacts;
 use crate::pricing::PriceBook;
+use crate::record::{Record, RowError, Write};
 
 #[derive(Clone, Debug, Default)]
 pub struct State {
@@ -114,53 +112,30 @@ impl State {
         self.inventory.insert(sku, inv);
     }
 
-    /// Takes one stored row into memory (`None`: the row was deleted). A core loads its state
-    /// from its store this way and an edge follows the change feed this way, so the same rows
-    /// make the same state everywhere. Rows of kinds not held in memory are ignored.
-    pub fn load_row(
-        &mut self,
-        key: &[u8],
-        value: Option<&[u8]>,
-        codec: &impl RowCodec,
-    ) -> Result<(), String> {
-        let Some(&tag) = key.first() else {
-            return Err("an empty key".into());
-        };
-        let id = |what: &str| {
-            keys::parse_single(tag, key).ok_or_else(|| format!("a bad {what} key {key:?}"))
-        };
-        match (tag, value) {
-            (keys::MARKET, Some(v)) => self.book.upsert_market(codec.decode(key, v)?),
-            (keys::PRICE_LIST, Some(v)) => self.book.upsert_list(codec.decode(key, v)?),
-            (keys::PRODUCT, Some(v)) => self.upsert_product(codec.decode(key, v)?),
-            (keys::PRICE, Some(v)) => {
-                let sku = keys::parse_price(key)
-                    .and_then(|(sku, _)| SkuId::new(sku).ok())
-                    .ok_or_else(|| format!("a bad price key {key:?}"))?;
-                self.book.set_price(sku, codec.decode(key, v)?);
-            }
-            (keys::PROMOTION, Some(v)) => self.book.upsert_promotion(codec.decode(key, v)?),
-            (keys::PROMOTION, None) => {
-                let id = PromotionId::new(id("promotion")?).map_err(|e| e.to_string())?;
+    /// Takes one write into memory: a decision's, or a stored row's (`Write::from_row`).
+    /// Records memory does not hold (orders, the commit log) change nothing here.
+    pub fn apply(&mut self, write: Write) {
+        match write {
+            Write::Put(Record::Market(m)) => self.book.upsert_market(m),
+            Write::Put(Record::PriceList(l)) => self.book.upsert_list(l),
+            Write::Put(Record::Product(p)) => self.upsert_product(p),
+            Write::Put(Record::Price(sku, entry)) => self.book.set_price(sku, entry),
+            Write::Put(Record::Promotion(p)) => self.book.upsert_promotion(p),
+            Write::Put(Record::Inventory(sku, inv)) => self.set_inventory(sku, inv),
+            Write::Put(Record::Order(_) | Record::CommitLog(..)) => {}
+            Write::DeletePromotion(id) => {
                 self.book.remove_promotion(&id);
             }
-            (keys::INVENTORY, Some(v)) => {
-                let sku = SkuId::new(id("inventory")?).map_err(|e| e.to_string())?;
-                self.set_inventory(sku, codec.decode(key, v)?);
-            }
-            (t, None) if keys::MIRRORED.contains(&t) => {
-                return Err(format!(
-                    "a deleted {} row, which is never deleted",
-                    t as char
-                ));
-            }
-            _ => {}
+        }
+    }
+
+    /// Takes one stored row into memory (`None`: the row was deleted). A core loads its state
+    /// from its store this way and an edge follows the change feed this way. Rows of kinds not
+    /// held in memory are passed over.
+    pub fn load_row(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), RowError> {
+        if let Some(w) = Write::from_row(key, value)? {
+            self.apply(w);
         }
         Ok(())
     }
-}
-
-/// How stored values are decoded: the storage codec is the caller's (commerce does no IO).
-pub trait RowCodec {
-    fn decode<T: DeserializeOwned>(&self, key: &[u8], value: &[u8]) -> Result<T, String>;
 }

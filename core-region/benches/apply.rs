@@ -289,10 +289,10 @@ fn run_orders(m: &mut Machine, round: usize, keys: Keys) -> f64 {
         && matches!(keys, Keys::UuidV7)
         && let Command::CommitOrders { orders, .. } = &batches[0]
     {
-        let order = replication::codec::encode(1, &orders[0]).unwrap().len();
+        let order = codec::encode(&orders[0]).unwrap().len();
         let inventory = {
             let g = m.m.blocking_read();
-            replication::codec::encode(1, g.state().inventory(&sku(0)).unwrap())
+            codec::encode(g.state().inventory(&sku(0)).unwrap())
                 .unwrap()
                 .len()
         };

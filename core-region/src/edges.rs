@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use commerce::EdgeId;
-use commerce::command::{EDGE_WIRE_FORMAT, EdgeWrite, Outcome};
+use commerce::command::{EdgeWrite, Outcome};
 use commerce::escrow::GrantPolicy;
 use replication::raft::{Payload, Submissions, SubmitFuture, WriteError};
 
@@ -34,8 +34,8 @@ impl EdgeWrites {
                 payload.0.len()
             )));
         }
-        let write: EdgeWrite = replication::codec::decode(EDGE_WIRE_FORMAT, &payload.0)
-            .map_err(|e| refuse(format!("not an edge write: {e}")))?;
+        let write: EdgeWrite =
+            codec::decode(&payload.0).map_err(|e| refuse(format!("not an edge write: {e}")))?;
         write.check().map_err(refuse)?;
         let edge = EdgeId::new(peer.as_str())
             .map_err(|e| refuse(format!("the certificate's name is no edge id: {e}")))?;
@@ -54,7 +54,7 @@ impl EdgeWrites {
                 ProposeError::Timeout(why) => WriteError::Timeout(why),
                 ProposeError::Unavailable(why) => WriteError::Unavailable(why),
             })?;
-        replication::codec::encode(EDGE_WIRE_FORMAT, &outcome)
+        codec::encode(&outcome)
             .map(Payload)
             .map_err(|e| WriteError::Unavailable(e.to_string()))
     }

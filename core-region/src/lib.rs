@@ -15,6 +15,7 @@ pub mod config;
 pub mod edges;
 pub mod feed;
 pub mod machine;
+pub mod reads;
 pub mod replicated;
 pub mod sample;
 pub mod server;

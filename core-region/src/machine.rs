@@ -1,49 +1,37 @@
-//! The commerce state machine: applies log entries (`apply(entries)`, each at its index) to the
-//! in-memory commerce state and to the store, atomically and exactly once.
-//!
-//! Exactly once, three ways:
+//! The state machine's shell: applies log entries (each at its index, the version) to the
+//! store and to the in-memory state, atomically and exactly once. What a command does is
+//! `commerce::decide`'s to say; this module reads what a decision needs, carries out its
+//! effects, and keeps the three kinds of exactly once:
 //! - **by index**: the store records the applied index in the same transaction as the rows of a
 //!   batch; entries at or below it are skipped, so replaying a log after a crash is harmless;
-//! - **by command id**: every command that changed state leaves a dedup record (its outcome)
-//!   under its command id, derived from the caller's Idempotency-Key, so a retry after a lost
-//!   reply returns the first outcome instead of applying again (kept for
-//!   `DEDUP_RETAIN_VERSIONS`). A refused command leaves none, so the same request may be sent
-//!   again once the state allows it; edge commits leave none, being idempotent by order id;
-//! - **by order id**: an order is stored under its id forever; committing it again finds it and
-//!   changes nothing. An order placed under an Idempotency-Key must carry the id that key names
-//!   (`order_id_for(customer, key)`), so one key is one id wherever it was retried.
+//! - **by command id**: a keyed command that changed state leaves a dedup record
+//!   (`commerce::dedup`) under its id, kept for `DEDUP_RETAIN_VERSIONS`, so a retry after a
+//!   lost reply gets the first outcome instead of applying again;
+//! - **by order id**: an order is stored under its id forever; `decide` answers an order
+//!   decided before as it was.
 //!
-//! Apply is deterministic: it reads only the state, the entry and the proposer's clock in the
-//! entry, so every replica of a log computes the same state. A command is validated whole
-//! before anything changes; a refused command changes nothing and consumes only its index.
+//! Apply is deterministic: it reads only the state, the stored orders a command names, the
+//! entry and the proposer's clock in it, so every replica of a log computes the same state. A
+//! command whose rows cannot all be stored (one over `VALUE_MAX_BYTES`) is refused whole.
 //!
 //! Memory changes before the store commits (readers are kept out by the caller's lock for the
 //! whole apply). If the commit fails, the in-memory state is thrown away and reloaded from the
 //! store, which is the truth.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use commerce::command::{
-    COMMIT_BATCH_MAX, Command, OrderResult, Outcome, PRICE_BATCH_MAX, Proposal, RejectKind,
-    Rejection, STOCK_BATCH_MAX,
-};
-use commerce::escrow::{Demand, GrantPolicy, Inventory, STOCK_MAX, grant_size};
+use commerce::command::{Outcome, Proposal, RejectKind, Rejection};
+use commerce::decide::{Effects, Input, decide};
+use commerce::dedup::{self, DedupRecord, Seen};
 use commerce::keys;
-use commerce::order::{
-    Order, OrderRequest, OrderStatus, Origin, check_idempotency_key, order_id_for, price_order,
-};
-use commerce::pricing::{PriceEntry, PriceList, Promotion, PromotionTarget};
-use commerce::state::{RowCodec, State};
-use commerce::{
-    Currency, CustomerGroup, EdgeId, Market, MarketId, OrderId, PriceListId, Product, PromotionId,
-    SkuId,
-};
-use replication::feed::Feed;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use commerce::order::Order;
+use commerce::record::{Record, Write};
+use commerce::state::State;
+use commerce::{OrderId, command::Command};
+use replication::feed::{Feed, Row};
 
-use crate::store::{Op, RECORD_FORMAT, Store, StoreError, VALUE_MAX_BYTES, WriteBatch};
+use crate::store::{Op, STORE_LAYOUT, Store, StoreError, VALUE_MAX_BYTES, WriteBatch};
 
 /// How many versions a command's dedup record is kept: a retry with the same Idempotency-Key
 /// within this many later commands gets the first outcome back. Orders do not depend on it:
@@ -55,7 +43,7 @@ const LOAD_PAGE_ROWS: usize = 4_096;
 
 /// One log entry at its index (the version it is applied at): a proposal, or nothing (the log's
 /// own entries, such as a new leader's first entry or a membership change, take an index too).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEntry {
     pub index: u64,
     pub proposal: Option<Proposal>,
@@ -85,14 +73,6 @@ pub enum MachineError {
     Poisoned,
 }
 
-/// What a command left behind, for retries.
-#[derive(Serialize, serde::Deserialize)]
-struct DedupRecord {
-    version: u64,
-    fingerprint: [u8; 16],
-    outcome: Outcome,
-}
-
 pub struct StateMachine {
     store: Arc<dyn Store>,
     state: State,
@@ -103,115 +83,61 @@ pub struct StateMachine {
     feed: Option<Arc<Feed>>,
 }
 
-/// Encodes a record for the store, refusing one over the size every backend accepts.
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Rejection> {
-    let bytes = replication::codec::encode(RECORD_FORMAT, value)
-        .map_err(|e| Rejection::new(RejectKind::Invalid, e.to_string()))?;
-    if bytes.len() > VALUE_MAX_BYTES {
-        return Err(Rejection::new(
-            RejectKind::Invalid,
-            format!(
-                "record of {} bytes is over the limit of {VALUE_MAX_BYTES}",
-                bytes.len()
-            ),
-        ));
-    }
-    Ok(bytes)
-}
-
 /// Decodes a stored record.
-pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    replication::codec::decode(RECORD_FORMAT, bytes).map_err(|e| StoreError::corrupt(key, e))
+pub fn decode<T: codec::Versioned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    codec::decode(bytes).map_err(|e| StoreError::corrupt(key, e))
 }
 
-/// The store's record codec, for `State::load_row`.
-pub struct Records;
-
-impl RowCodec for Records {
-    fn decode<T: DeserializeOwned>(&self, _key: &[u8], value: &[u8]) -> Result<T, String> {
-        replication::codec::decode(RECORD_FORMAT, value).map_err(|e| e.to_string())
-    }
-}
-
-/// Rows written by one `apply`, readable back before they commit (a later entry of the same
-/// batch must see an order an earlier one stored).
+/// Rows written by one `apply`, and what a later entry of the same batch must see of them.
 struct Batch<'s> {
     store: &'s dyn Store,
     ops: Vec<Op>,
-    /// Keys of kinds that are read back (orders, dedup records), as written in this batch.
-    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Dedup records and their index, as written in this batch.
+    written: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Orders decided in this batch that a later entry of it names.
+    orders: HashMap<OrderId, Order>,
+    /// Ids of the orders more than one entry of the batch names.
+    named_again: HashSet<OrderId>,
     /// Values read ahead in one snapshot, so a batch of orders costs one read transaction.
     prefetched: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
-fn read_back(key: &[u8]) -> bool {
-    matches!(
-        key.first(),
-        Some(&keys::ORDER | &keys::DEDUP | &keys::DEDUP_BY_VERSION)
-    )
-}
-
 impl Batch<'_> {
-    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        if read_back(&key) {
-            self.overlay.insert(key.clone(), Some(value.clone()));
+    fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        if matches!(key.first(), Some(&keys::DEDUP | &keys::DEDUP_BY_VERSION)) {
+            self.written.insert(key.clone(), value.clone());
         }
-        self.ops.push(Op::Put(key, value));
-    }
-
-    fn delete(&mut self, key: Vec<u8>) {
-        if read_back(&key) {
-            self.overlay.insert(key.clone(), None);
-        }
-        self.ops.push(Op::Delete(key));
+        self.ops.push(match value {
+            Some(v) => Op::Put(key, v),
+            None => Op::Delete(key),
+        });
     }
 
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.overlay.get(key).or_else(|| self.prefetched.get(key)) {
+        if let Some(v) = self.written.get(key).or_else(|| self.prefetched.get(key)) {
             return Ok(v.clone());
         }
         self.store.get(key)
     }
 
-    fn read_decoded<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+    fn read_decoded<T: codec::Versioned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         self.read(key)?.map(|v| decode(key, &v)).transpose()
     }
-}
 
-/// The rows and inventory changes of one command, all encoded before any of them reaches the
-/// batch or memory: a command that cannot be stored whole leaves nothing behind.
-#[derive(Default)]
-struct Staged {
-    rows: Vec<(Vec<u8>, Vec<u8>)>,
-    inventories: Vec<(SkuId, Inventory)>,
-}
-
-impl Staged {
-    fn row<T: Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<(), Rejection> {
-        self.rows.push((key, encode(value)?));
-        Ok(())
-    }
-
-    /// Stages changed inventories, in SKU order so that every replica writes the same rows.
-    fn inventories(&mut self, touched: HashMap<&SkuId, Inventory>) -> Result<(), Rejection> {
-        let mut touched: Vec<(&SkuId, Inventory)> = touched.into_iter().collect();
-        touched.sort_by(|a, b| a.0.cmp(b.0));
-        for (sku, inv) in touched {
-            debug_assert!(inv.holds_i2());
-            self.row(keys::inventory(sku), &inv)?;
-            self.inventories.push((sku.clone(), inv));
+    /// The orders decided before under the ids `command` names.
+    fn decided(&self, command: &Command) -> Result<HashMap<OrderId, Order>, StoreError> {
+        let mut found = HashMap::new();
+        for id in command.order_ids() {
+            let order = match self.orders.get(id) {
+                Some(o) => Some(o.clone()),
+                None => self.read_decoded::<Order>(&keys::order(id))?,
+            };
+            if let Some(o) = order {
+                found.insert(id.clone(), o);
+            }
         }
-        Ok(())
+        Ok(found)
     }
-
-    /// Stages an order under its id.
-    fn order(&mut self, order: &Order) -> Result<(), Rejection> {
-        self.row(keys::order(&order.order_id), order)
-    }
-}
-
-fn reject<T>(kind: RejectKind, detail: impl Into<String>) -> Result<T, Rejection> {
-    Err(Rejection::new(kind, detail))
 }
 
 /// Publishes the mirrored rows of each version; `ends` says where each version's ops end.
@@ -230,8 +156,28 @@ fn publish(feed: &Feed, ends: &[(u64, usize)], ops: Vec<Op>) {
     }
 }
 
-/// The outcome of executing one command: `Err` is a deterministic refusal.
-type Exec = Result<Outcome, Rejection>;
+/// The rows of `writes`, each encoded in its format and within what every backend stores.
+fn rows(writes: &[Write]) -> Result<Vec<Row>, Rejection> {
+    writes
+        .iter()
+        .map(|w| {
+            let (key, value) = w
+                .row()
+                .map_err(|e| Rejection::new(RejectKind::Invalid, e.to_string()))?;
+            match &value {
+                Some(v) if v.len() > VALUE_MAX_BYTES => Err(Rejection::new(
+                    RejectKind::Invalid,
+                    format!(
+                        "a {} record of {} bytes is over the limit of {VALUE_MAX_BYTES}",
+                        keys::kind_name(key[0]),
+                        v.len()
+                    ),
+                )),
+                _ => Ok((key, value)),
+            }
+        })
+        .collect()
+}
 
 impl StateMachine {
     /// Opens the machine over `store`, loading the commerce state into memory.
@@ -248,8 +194,6 @@ impl StateMachine {
         Ok(m)
     }
 
-    /// Overrides `DEDUP_RETAIN_VERSIONS`. Every replica of a log must use the same value; only
-    /// tests, which need to see pruning happen, change it.
     /// Publishes to `feed` the mirrored rows (`keys::MIRRORED`) each applied version changes,
     /// once they are committed, in version order. Published while the machine is held, so a
     /// snapshot read of the store is never newer than what the feed has published.
@@ -257,6 +201,8 @@ impl StateMachine {
         self.feed = Some(feed);
     }
 
+    /// Overrides `DEDUP_RETAIN_VERSIONS`. Every replica of a log must use the same value; only
+    /// tests, which need to see pruning happen, change it.
     pub fn with_dedup_retain_versions(mut self, versions: u64) -> Self {
         self.dedup_retain_versions = versions.max(1);
         self
@@ -284,7 +230,7 @@ impl StateMachine {
             let (lo, hi) = keys::tag_range(tag);
             store.for_each(&lo, &hi, LOAD_PAGE_ROWS, &mut |k, v| {
                 state
-                    .load_row(k, Some(v), &Records)
+                    .load_row(k, Some(v))
                     .map_err(|e| StoreError::corrupt(k, e))
             })?;
         }
@@ -367,7 +313,9 @@ impl StateMachine {
         let mut batch = Batch {
             store: &*store,
             ops: Vec::new(),
-            overlay: HashMap::new(),
+            written: HashMap::new(),
+            orders: HashMap::new(),
+            named_again: named_again(fresh),
             prefetched: prefetch.into_iter().zip(values).collect(),
         };
         let mut outcomes = Vec::with_capacity(fresh.len());
@@ -382,7 +330,7 @@ impl StateMachine {
             ends.push((e.index, batch.ops.len()));
         }
         if let Some(meta) = meta {
-            batch.put(keys::META_REPLICATION.to_vec(), meta);
+            batch.put(keys::META_REPLICATION.to_vec(), Some(meta));
         }
         let last = fresh.last().map_or(self.applied, |e| e.index);
         let write = WriteBatch {
@@ -396,6 +344,83 @@ impl StateMachine {
             publish(feed, &ends, write.ops);
         }
         Ok(outcomes)
+    }
+
+    /// One proposal at `version`: answered from its dedup record, or decided and carried out.
+    fn apply_entry(
+        &mut self,
+        batch: &mut Batch<'_>,
+        version: u64,
+        p: &Proposal,
+    ) -> Result<Outcome, StoreError> {
+        let dkey = keys::dedup(&p.command_id);
+        match dedup::seen(batch.read_decoded(&dkey)?, &p.fingerprint) {
+            Seen::Replay(outcome) => return Ok(outcome),
+            Seen::Reused(refusal) => return Ok(Outcome::Rejected(refusal)),
+            Seen::New => {}
+        }
+        let decided = batch.decided(&p.command)?;
+        let input = Input {
+            state: &self.state,
+            decided: &decided,
+            version,
+            at_ms: p.at_ms,
+        };
+        let outcome = match decide(&input, &p.command).and_then(|e| Ok((rows(&e.writes)?, e))) {
+            Ok((rows, effects)) => self.carry_out(batch, rows, effects),
+            Err(refusal) => Outcome::Rejected(refusal),
+        };
+        if let Outcome::Orders { results, .. } = &outcome {
+            for r in results
+                .iter()
+                .filter(|r| !r.duplicate && r.reject_reason.is_some())
+            {
+                tracing::warn!(order = %r.order_id, reason = ?r.reject_reason, "edge order rejected at commit");
+            }
+        }
+        if let Some(rec) = dedup::record(&p.command, p.fingerprint, version, &outcome)
+            && let Ok(bytes) = codec::encode(&rec)
+        {
+            batch.put(dkey, Some(bytes));
+            batch.put(keys::dedup_by_version(version), Some(p.command_id.to_vec()));
+        }
+        Ok(outcome)
+    }
+
+    /// Writes a decision's rows into the batch and its effects into memory.
+    fn carry_out(
+        &mut self,
+        batch: &mut Batch<'_>,
+        rows: Vec<Row>,
+        effects: Effects,
+    ) -> Outcome {
+        for (key, value) in rows {
+            batch.put(key, value);
+        }
+        for w in effects.writes {
+            match w {
+                Write::Put(Record::Order(o)) if batch.named_again.contains(&o.order_id) => {
+                    batch.orders.insert(o.order_id.clone(), *o);
+                }
+                w => self.state.apply(w),
+            }
+        }
+        effects.outcome
+    }
+
+    /// Forgets the dedup record of the command `DEDUP_RETAIN_VERSIONS` before `index`. Called
+    /// for every entry, so the table stays bounded at that many records.
+    fn prune_dedup(&self, batch: &mut Batch<'_>, index: u64) -> Result<(), StoreError> {
+        if let Some(old) = index.checked_sub(self.dedup_retain_versions) {
+            let vkey = keys::dedup_by_version(old);
+            if let Some(id) = batch.read(&vkey)?
+                && let Ok(id) = <[u8; 16]>::try_from(id.as_slice())
+            {
+                batch.put(keys::dedup(&id), None);
+                batch.put(vkey, None);
+            }
+        }
+        Ok(())
     }
 
     /// The log's record stored with the last `apply_with`.
@@ -416,13 +441,13 @@ impl StateMachine {
         mut rows: crate::store::Rows,
         meta: Vec<u8>,
     ) -> Result<(), MachineError> {
-        let format = rows
+        let layout = rows
             .iter()
             .find(|(k, _)| k.as_slice() == keys::META_FORMAT)
             .map(|(_, v)| v.clone());
-        if format.as_deref() != Some(&[RECORD_FORMAT][..]) {
+        if layout.as_deref() != Some(&[STORE_LAYOUT][..]) {
             return Err(StoreError::Format {
-                found: format!("{format:?} in a snapshot"),
+                found: format!("{layout:?} in a snapshot"),
             }
             .into());
         }
@@ -438,610 +463,6 @@ impl StateMachine {
         }
         installed.map_err(Into::into)
     }
-
-    fn apply_entry(
-        &mut self,
-        batch: &mut Batch<'_>,
-        index: u64,
-        p: &Proposal,
-    ) -> Result<Outcome, StoreError> {
-        let dkey = keys::dedup(&p.command_id);
-        let outcome = match batch.read_decoded::<DedupRecord>(&dkey)? {
-            Some(rec) if rec.fingerprint == p.fingerprint => match rec.outcome {
-                // A replayed order says so, as its first answer did not.
-                Outcome::Order { order, .. } => Outcome::Order {
-                    order,
-                    duplicate: true,
-                },
-                o => o,
-            },
-            Some(rec) => Outcome::Rejected(Rejection::new(
-                RejectKind::IdempotencyKeyReused,
-                format!(
-                    "this Idempotency-Key was used at version {} for a different request",
-                    rec.version
-                ),
-            )),
-            None => {
-                let outcome = self
-                    .execute(batch, index, p)?
-                    .unwrap_or_else(Outcome::Rejected);
-                // Refusals change nothing and leave no record: the same request may be sent again
-                // once the state allows it.
-                let keep =
-                    p.command.keeps_dedup_record() && !matches!(outcome, Outcome::Rejected(_));
-                if keep {
-                    let rec = DedupRecord {
-                        version: index,
-                        fingerprint: p.fingerprint,
-                        outcome: outcome.clone(),
-                    };
-                    if let Ok(bytes) = encode(&rec) {
-                        batch.put(dkey, bytes);
-                        batch.put(keys::dedup_by_version(index), p.command_id.to_vec());
-                    }
-                }
-                outcome
-            }
-        };
-        Ok(outcome)
-    }
-
-    /// Forgets the dedup record of the command `DEDUP_RETAIN_VERSIONS` before `index`. Called
-    /// for every entry, so the table stays bounded at that many records.
-    fn prune_dedup(&self, batch: &mut Batch<'_>, index: u64) -> Result<(), StoreError> {
-        if let Some(old) = index.checked_sub(self.dedup_retain_versions) {
-            let vkey = keys::dedup_by_version(old);
-            if let Some(id) = batch.read(&vkey)?
-                && let Ok(id) = <[u8; 16]>::try_from(id.as_slice())
-            {
-                batch.delete(keys::dedup(&id));
-                batch.delete(vkey);
-            }
-        }
-        Ok(())
-    }
-
-    /// Executes one command at `version`. `Ok(Err(_))` is a refusal; `Err(_)` a store failure.
-    fn execute(
-        &mut self,
-        batch: &mut Batch<'_>,
-        version: u64,
-        p: &Proposal,
-    ) -> Result<Exec, StoreError> {
-        Ok(match &p.command {
-            Command::UpsertProduct(product) => self.upsert_product(batch, version, product),
-            Command::UpsertMarket(m) => self.upsert_market(batch, version, m),
-            Command::UpsertPriceList(l) => self.upsert_price_list(batch, version, l),
-            Command::UpsertPromotion(promo) => self.upsert_promotion(batch, version, promo),
-            Command::DeletePromotion(id) => self.delete_promotion(batch, version, id),
-            Command::PriceBatch(changes) => self.price_batch(batch, version, changes),
-            Command::StockBatch(changes) => self.stock_batch(batch, version, changes),
-            Command::Grant {
-                edge,
-                sku,
-                demand,
-                policy,
-            } => self.grant(batch, version, edge, sku, *demand, policy),
-            Command::ReturnGrant { edge, sku, units } => {
-                self.return_grant(batch, version, edge, sku, *units)
-            }
-            Command::CommitOrders { edge, orders } => {
-                self.commit_orders(batch, version, edge, orders)?
-            }
-            Command::CentralOrder {
-                order_id,
-                idempotency_key,
-                request,
-                region,
-                edge,
-            } => {
-                let origin = Origin {
-                    region: region.clone(),
-                    edge: edge.clone(),
-                };
-                self.central_order(
-                    batch,
-                    version,
-                    p.at_ms,
-                    order_id,
-                    idempotency_key.as_deref(),
-                    request,
-                    origin,
-                )?
-            }
-        })
-    }
-
-    fn known_sku(&self, sku: &SkuId) -> Result<(), Rejection> {
-        match self.state.owner(sku) {
-            Some(_) => Ok(()),
-            None => reject(RejectKind::UnknownSku, format!("unknown sku {sku}")),
-        }
-    }
-
-    fn known_market(&self, market: Option<&MarketId>) -> Result<(), Rejection> {
-        match market {
-            Some(m) if self.state.book.market(m).is_none() => {
-                reject(RejectKind::UnknownMarket, format!("unknown market {m}"))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn upsert_product(&mut self, batch: &mut Batch<'_>, version: u64, product: &Product) -> Exec {
-        product
-            .validate()
-            .map_err(|e| Rejection::new(RejectKind::Invalid, e.to_string()))?;
-        for s in &product.skus {
-            if let Some(owner) = self.state.owner(&s.sku)
-                && owner != &product.id
-            {
-                return reject(
-                    RejectKind::Conflict,
-                    format!("sku {} already belongs to product {owner}", s.sku),
-                );
-            }
-        }
-        let bytes = encode(product)?;
-        batch.put(keys::product(&product.id), bytes);
-        self.state.upsert_product(product.clone());
-        Ok(Outcome::Applied { version })
-    }
-
-    fn upsert_market(&mut self, batch: &mut Batch<'_>, version: u64, market: &Market) -> Exec {
-        market
-            .validate()
-            .map_err(|e| Rejection::new(RejectKind::Invalid, e))?;
-        batch.put(keys::market(&market.id), encode(market)?);
-        self.state.book.upsert_market(market.clone());
-        Ok(Outcome::Applied { version })
-    }
-
-    fn upsert_price_list(&mut self, batch: &mut Batch<'_>, version: u64, list: &PriceList) -> Exec {
-        list.validate()
-            .map_err(|e| Rejection::new(RejectKind::Invalid, e))?;
-        self.known_market(list.market.as_ref())?;
-        if let Some(old) = self.state.book.list(&list.id)
-            && old.currency != list.currency
-        {
-            return reject(
-                RejectKind::Conflict,
-                format!(
-                    "price list {} is in {}; a list never changes currency",
-                    list.id, old.currency
-                ),
-            );
-        }
-        batch.put(keys::price_list(&list.id), encode(list)?);
-        self.state.book.upsert_list(list.clone());
-        Ok(Outcome::Applied { version })
-    }
-
-    fn upsert_promotion(&mut self, batch: &mut Batch<'_>, version: u64, promo: &Promotion) -> Exec {
-        promo
-            .validate()
-            .map_err(|e| Rejection::new(RejectKind::Invalid, e))?;
-        self.known_market(promo.market.as_ref())?;
-        if let PromotionTarget::Sku(sku) = &promo.target {
-            self.known_sku(sku)?;
-        }
-        let mut promo = promo.clone();
-        promo.version = version;
-        batch.put(keys::promotion(&promo.id), encode(&promo)?);
-        self.state.book.upsert_promotion(promo);
-        Ok(Outcome::Applied { version })
-    }
-
-    fn delete_promotion(&mut self, batch: &mut Batch<'_>, version: u64, id: &PromotionId) -> Exec {
-        if self.state.book.remove_promotion(id).is_none() {
-            return reject(
-                RejectKind::UnknownPromotion,
-                format!("unknown promotion {id}"),
-            );
-        }
-        batch.delete(keys::promotion(id));
-        Ok(Outcome::Applied { version })
-    }
-
-    fn price_batch(
-        &mut self,
-        batch: &mut Batch<'_>,
-        version: u64,
-        changes: &[commerce::command::PriceChange],
-    ) -> Exec {
-        if changes.is_empty() || changes.len() > PRICE_BATCH_MAX {
-            return reject(
-                RejectKind::Invalid,
-                format!("a price batch has 1 to {PRICE_BATCH_MAX} changes"),
-            );
-        }
-        // Validate and encode everything first: the batch is applied whole or not at all.
-        let mut new_lists: BTreeMap<PriceListId, PriceList> = BTreeMap::new();
-        // The implicit list of each (currency, group) met so far, resolved once per batch.
-        let mut implicit_ids: HashMap<(Currency, Option<&CustomerGroup>), PriceListId> =
-            HashMap::new();
-        let mut seen: HashSet<(&SkuId, PriceListId)> = HashSet::with_capacity(changes.len());
-        let mut rows = Vec::with_capacity(changes.len());
-        let mut entries = Vec::with_capacity(changes.len());
-        for (i, c) in changes.iter().enumerate() {
-            let at = |detail: String| format!("changes[{i}] (sku {}): {detail}", c.sku);
-            self.known_sku(&c.sku)?;
-            let list = match &c.list {
-                Some(id) => {
-                    let list = self.state.book.list(id).ok_or_else(|| {
-                        Rejection::new(
-                            RejectKind::UnknownPriceList,
-                            at(format!("unknown price list {id}")),
-                        )
-                    })?;
-                    if list.currency != c.currency {
-                        return reject(
-                            RejectKind::Conflict,
-                            at(format!(
-                                "price list {id} is in {}, not {}",
-                                list.currency, c.currency
-                            )),
-                        );
-                    }
-                    if c.customer_group.is_some() && c.customer_group != list.customer_group {
-                        return reject(
-                            RejectKind::Conflict,
-                            at(format!("price list {id} is for another customer group")),
-                        );
-                    }
-                    id.clone()
-                }
-                None => match implicit_ids.get(&(c.currency, c.customer_group.as_ref())) {
-                    Some(id) => id.clone(),
-                    None => {
-                        let implicit = PriceList::implicit(c.currency, c.customer_group.as_ref());
-                        match self.state.book.list(&implicit.id) {
-                            Some(existing) if existing != &implicit => {
-                                return reject(
-                                    RejectKind::Conflict,
-                                    at(format!(
-                                        "price list {} exists with other settings; name it with \"list\"",
-                                        implicit.id
-                                    )),
-                                );
-                            }
-                            Some(_) => {}
-                            None => {
-                                new_lists.insert(implicit.id.clone(), implicit.clone());
-                            }
-                        }
-                        implicit_ids
-                            .insert((c.currency, c.customer_group.as_ref()), implicit.id.clone());
-                        implicit.id
-                    }
-                },
-            };
-            let entry = PriceEntry {
-                list: list.clone(),
-                amount_minor: c.amount_minor,
-                tiers: c.tiers.clone(),
-                version,
-            };
-            entry
-                .validate()
-                .map_err(|e| Rejection::new(RejectKind::Invalid, at(e)))?;
-            rows.push((keys::price(&c.sku, &list), encode(&entry)?));
-            if !seen.insert((&c.sku, list)) {
-                return reject(
-                    RejectKind::Invalid,
-                    at(format!("sku {} appears twice for one list", c.sku)),
-                );
-            }
-            entries.push((c.sku.clone(), entry));
-        }
-        for (id, list) in new_lists {
-            batch.put(keys::price_list(&id), encode(&list)?);
-            self.state.book.upsert_list(list);
-        }
-        for (k, v) in rows {
-            batch.put(k, v);
-        }
-        for (sku, entry) in entries {
-            self.state.book.set_price(sku, entry);
-        }
-        Ok(Outcome::Applied { version })
-    }
-
-    fn stock_batch(
-        &mut self,
-        batch: &mut Batch<'_>,
-        version: u64,
-        changes: &[commerce::command::StockChange],
-    ) -> Exec {
-        if changes.is_empty() || changes.len() > STOCK_BATCH_MAX {
-            return reject(
-                RejectKind::Invalid,
-                format!("a stock batch has 1 to {STOCK_BATCH_MAX} changes"),
-            );
-        }
-        let mut touched: HashMap<&SkuId, Inventory> = HashMap::new();
-        for (i, c) in changes.iter().enumerate() {
-            self.known_sku(&c.sku)?;
-            let inv = touched
-                .entry(&c.sku)
-                .or_insert_with(|| self.state.inventory(&c.sku).cloned().unwrap_or_default());
-            inv.apply_stock(c.op).map_err(|e| {
-                let r = Rejection::from(e);
-                Rejection::new(
-                    r.kind,
-                    format!("changes[{i}] (sku {}): {}", c.sku, r.detail),
-                )
-            })?;
-        }
-        self.write_inventories(batch, touched)?;
-        Ok(Outcome::Applied { version })
-    }
-
-    /// Writes what a command staged into the batch and into memory.
-    fn commit_staged(&mut self, batch: &mut Batch<'_>, staged: Staged) {
-        for (k, v) in staged.rows {
-            batch.put(k, v);
-        }
-        for (sku, inv) in staged.inventories {
-            self.state.set_inventory(sku, inv);
-        }
-    }
-
-    /// Stages and writes changed inventories (a command that changes nothing else).
-    fn write_inventories(
-        &mut self,
-        batch: &mut Batch<'_>,
-        touched: HashMap<&SkuId, Inventory>,
-    ) -> Result<(), Rejection> {
-        let mut staged = Staged::default();
-        staged.inventories(touched)?;
-        self.commit_staged(batch, staged);
-        Ok(())
-    }
-
-    fn grant(
-        &mut self,
-        batch: &mut Batch<'_>,
-        version: u64,
-        edge: &EdgeId,
-        sku: &SkuId,
-        demand: Demand,
-        policy: &GrantPolicy,
-    ) -> Exec {
-        self.known_sku(sku)?;
-        if policy.max_share_bps > 10_000 || policy.max_units > STOCK_MAX || policy.horizon_ms == 0 {
-            return reject(RejectKind::Invalid, "grant policy out of range");
-        }
-        let before = self.state.inventory(sku).cloned().unwrap_or_default();
-        let mut inv = before.clone();
-        let low_stock = inv.available() <= policy.low_stock_units;
-        let size = grant_size(demand, inv.available(), policy);
-        let units = inv.grant_or_recall(edge, size, low_stock);
-        if inv != before {
-            self.write_inventories(batch, HashMap::from([(sku, inv)]))?;
-        }
-        Ok(Outcome::Granted { version, units })
-    }
-
-    fn return_grant(
-        &mut self,
-        batch: &mut Batch<'_>,
-        version: u64,
-        edge: &EdgeId,
-        sku: &SkuId,
-        units: u64,
-    ) -> Exec {
-        let before = self.state.inventory(sku).cloned().unwrap_or_default();
-        let mut inv = before.clone();
-        let units = inv.return_grant(edge, units);
-        if inv != before {
-            self.write_inventories(batch, HashMap::from([(sku, inv)]))?;
-        }
-        Ok(Outcome::Returned { version, units })
-    }
-
-    /// The order already stored under `id`, if any.
-    fn existing_order(&self, batch: &Batch<'_>, id: &OrderId) -> Result<Option<Order>, StoreError> {
-        batch.read_decoded::<Order>(&keys::order(id))
-    }
-
-    fn commit_orders(
-        &mut self,
-        batch: &mut Batch<'_>,
-        version: u64,
-        edge: &EdgeId,
-        orders: &[Order],
-    ) -> Result<Exec, StoreError> {
-        if orders.is_empty() || orders.len() > COMMIT_BATCH_MAX {
-            return Ok(reject(
-                RejectKind::Invalid,
-                format!("a commit batch has 1 to {COMMIT_BATCH_MAX} orders"),
-            ));
-        }
-        let mut staged = Staged::default();
-        let mut touched: HashMap<&SkuId, Inventory> = HashMap::new();
-        let mut results: Vec<OrderResult> = Vec::with_capacity(orders.len());
-        // Orders decided by this command: a batch may repeat one.
-        let mut here: HashMap<&OrderId, usize> = HashMap::new();
-        let mut logged: Vec<OrderId> = Vec::with_capacity(orders.len());
-        for o in orders {
-            if let Some(&i) = here.get(&o.order_id) {
-                let first = &results[i];
-                results.push(OrderResult {
-                    duplicate: true,
-                    ..first.clone()
-                });
-                continue;
-            }
-            if let Some(prev) = self.existing_order(batch, &o.order_id)? {
-                // Decided before: a forwarder retry, or the same key through another edge.
-                results.push(OrderResult {
-                    order_id: prev.order_id,
-                    status: prev.status,
-                    version: prev.commit_version.unwrap_or(version),
-                    duplicate: true,
-                    reject_reason: prev.reject_reason,
-                });
-                continue;
-            }
-            let decided = self.decide_edge_order(&touched, edge, o);
-            let mut order = o.clone();
-            order.commit_version = Some(version);
-            order.reject_reason = None;
-            let units = match decided {
-                Ok(units) => {
-                    order.status = OrderStatus::Committed;
-                    match staged.order(&order) {
-                        Ok(()) => Some(units),
-                        Err(r) => {
-                            order = o.rejected_stub(&r.detail, version);
-                            None
-                        }
-                    }
-                }
-                Err(reason) => {
-                    order = o.rejected_stub(&reason, version);
-                    None
-                }
-            };
-            match units {
-                Some(units) => touched.extend(units),
-                None => {
-                    let reason = order.reject_reason.clone().unwrap_or_default();
-                    tracing::warn!(order = %o.order_id, %edge, %reason, "edge order rejected at commit");
-                    if let Err(r) = staged.order(&order) {
-                        return Ok(Err(r));
-                    }
-                }
-            }
-            here.insert(&o.order_id, results.len());
-            logged.push(order.order_id.clone());
-            results.push(OrderResult {
-                order_id: order.order_id,
-                status: order.status,
-                version,
-                duplicate: false,
-                reject_reason: order.reject_reason,
-            });
-        }
-        if let Err(r) = staged.inventories(touched) {
-            return Ok(Err(r));
-        }
-        if !logged.is_empty()
-            && let Err(r) = staged.row(keys::commit_log(version), &logged)
-        {
-            return Ok(Err(r));
-        }
-        self.commit_staged(batch, staged);
-        Ok(Ok(Outcome::Orders { version, results }))
-    }
-
-    /// Checks an edge order and works out its units from the edge's grants (on top of what
-    /// this batch already took, in `touched`), all lines or none. Returns the changed
-    /// inventories, or the reason the order is rejected.
-    fn decide_edge_order<'o>(
-        &self,
-        touched: &HashMap<&'o SkuId, Inventory>,
-        edge: &EdgeId,
-        o: &'o Order,
-    ) -> Result<Vec<(&'o SkuId, Inventory)>, String> {
-        if o.origin.edge.as_ref() != Some(edge) {
-            return Err(format!(
-                "order names edge {:?}, batch came from {edge}",
-                o.origin.edge
-            ));
-        }
-        o.check_shape().map_err(|e| e.to_string())?;
-        let mut staged: Vec<(&SkuId, Inventory)> = Vec::with_capacity(o.lines.len());
-        for (sku, qty) in o.units() {
-            let mut inv = touched
-                .get(sku)
-                .cloned()
-                .or_else(|| self.state.inventory(sku).cloned())
-                .unwrap_or_default();
-            inv.commit_from_grant(edge, u64::from(qty))
-                .map_err(|e| format!("sku {sku}: {e}"))?;
-            staged.push((sku, inv));
-        }
-        Ok(staged)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn central_order(
-        &mut self,
-        batch: &mut Batch<'_>,
-        version: u64,
-        at_ms: i64,
-        order_id: &OrderId,
-        key: Option<&str>,
-        request: &OrderRequest,
-        origin: Origin,
-    ) -> Result<Exec, StoreError> {
-        if let Some(k) = key {
-            if let Err(e) = check_idempotency_key(k) {
-                return Ok(reject(RejectKind::Invalid, e));
-            }
-            if &order_id_for(&request.customer_id, k) != order_id {
-                return Ok(reject(
-                    RejectKind::Invalid,
-                    "the order id is not the one its Idempotency-Key names",
-                ));
-            }
-        }
-        if let Some(prev) = self.existing_order(batch, order_id)? {
-            if !prev.is_retry_of(request) {
-                return Ok(reject(
-                    RejectKind::IdempotencyKeyReused,
-                    format!(
-                        "Idempotency-Key already used by order {} for a different request",
-                        prev.order_id
-                    ),
-                ));
-            }
-            return Ok(Ok(Outcome::Order {
-                order: Box::new(prev),
-                duplicate: true,
-            }));
-        }
-        let state = &self.state;
-        let priced = match price_order(request, |s| state.sku_facts(s), &state.book, at_ms) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e.into())),
-        };
-        let mut touched: HashMap<&SkuId, Inventory> = HashMap::new();
-        for l in &request.lines {
-            let mut inv = self.state.inventory(&l.sku).cloned().unwrap_or_default();
-            if let Err(e) = inv.commit_central(u64::from(l.qty)) {
-                let r = Rejection::from(e);
-                return Ok(reject(r.kind, format!("sku {}: {}", l.sku, r.detail)));
-            }
-            touched.insert(&l.sku, inv);
-        }
-        let mut order = Order::accepted(
-            order_id.clone(),
-            key.map(str::to_owned),
-            request.clone(),
-            priced,
-            origin,
-            at_ms,
-        );
-        order.status = OrderStatus::Committed;
-        order.commit_version = Some(version);
-        let mut staged = Staged::default();
-        let staging = staged
-            .order(&order)
-            .and_then(|()| staged.inventories(touched))
-            .and_then(|()| staged.row(keys::commit_log(version), &std::slice::from_ref(order_id)));
-        if let Err(r) = staging {
-            return Ok(Err(r));
-        }
-        self.commit_staged(batch, staged);
-        Ok(Ok(Outcome::Order {
-            order: Box::new(order),
-            duplicate: false,
-        }))
-    }
 }
 
 /// Keys a batch will read, fetched in one snapshot up front.
@@ -1053,73 +474,23 @@ fn prefetch_keys(entries: &[LogEntry], retain: u64) -> Vec<Vec<u8>> {
         }
         let Some(p) = &e.proposal else { continue };
         out.push(keys::dedup(&p.command_id));
-        match &p.command {
-            Command::CommitOrders { orders, .. } => {
-                out.extend(
-                    orders
-                        .iter()
-                        .take(COMMIT_BATCH_MAX)
-                        .map(|o| keys::order(&o.order_id)),
-                );
-            }
-            Command::CentralOrder { order_id, .. } => out.push(keys::order(order_id)),
-            _ => {}
-        }
+        out.extend(p.command.order_ids().into_iter().map(keys::order));
     }
     out
 }
 
-/// Reads one order from the store.
-pub fn read_order(store: &dyn Store, id: &OrderId) -> Result<Option<Order>, StoreError> {
-    let key = keys::order(id);
-    store.get(&key)?.map(|v| decode(&key, &v)).transpose()
-}
-
-/// A position in commit order: the version an order was decided at and its place there.
-pub type CommitCursor = (u64, u32);
-
-/// Commit-log rows read per page while listing orders.
-const LOG_PAGE_ROWS: usize = 64;
-
-/// Up to `limit` decided orders in commit order after `after`, with the cursor of the last one.
-pub fn orders_after(
-    store: &dyn Store,
-    after: Option<CommitCursor>,
-    limit: usize,
-) -> Result<(Vec<Order>, Option<CommitCursor>), StoreError> {
-    let mut from = keys::commit_log(after.map_or(0, |(v, _)| v));
-    let end = [keys::COMMIT_LOG + 1];
-    let mut picked: Vec<(CommitCursor, Vec<u8>)> = Vec::with_capacity(limit);
-    'pages: loop {
-        let rows = store.scan(&from, &end, LOG_PAGE_ROWS)?;
-        for (k, v) in &rows {
-            let version =
-                keys::parse_commit_log(k).ok_or_else(|| StoreError::corrupt(k, "bad log key"))?;
-            let ids: Vec<OrderId> = decode(k, v)?;
-            for (seq, id) in ids.iter().enumerate() {
-                let at = (version, seq as u32);
-                if after.is_some_and(|a| at <= a) {
-                    continue;
-                }
-                picked.push((at, keys::order(id)));
-                if picked.len() == limit {
-                    break 'pages;
-                }
+/// The order ids more than one entry names: only those orders are kept in memory for the rest
+/// of the batch (an entry's own repeats are `decide`'s).
+fn named_again(entries: &[LogEntry]) -> HashSet<OrderId> {
+    let mut once = HashSet::new();
+    let mut again = HashSet::new();
+    for p in entries.iter().filter_map(|e| e.proposal.as_ref()) {
+        let ids: HashSet<&OrderId> = p.command.order_ids().into_iter().collect();
+        for id in ids {
+            if !once.insert(id) {
+                again.insert(id.clone());
             }
         }
-        match rows.last() {
-            Some((k, _)) if rows.len() == LOG_PAGE_ROWS => {
-                from = k.clone();
-                from.push(0);
-            }
-            _ => break,
-        }
     }
-    let order_keys: Vec<Vec<u8>> = picked.iter().map(|(_, k)| k.clone()).collect();
-    let mut orders = Vec::with_capacity(picked.len());
-    for (k, v) in order_keys.iter().zip(store.get_many(&order_keys)?) {
-        let v = v.ok_or_else(|| StoreError::corrupt(k, "commit log names a missing order"))?;
-        orders.push(decode(k, &v)?);
-    }
-    Ok((orders, picked.last().map(|(at, _)| *at)))
+    again
 }

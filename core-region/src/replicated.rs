@@ -9,11 +9,19 @@ use replication::raft::{App, AppEntry, Payload};
 use tokio::sync::RwLock;
 
 use crate::machine::{LogEntry, StateMachine};
-use crate::store::{RECORD_FORMAT, Rows};
+use crate::store::Rows;
 use replication::failpoint;
 
-/// Format byte of a snapshot (a dump of the store).
-const SNAPSHOT_FORMAT: u8 = 1;
+/// A snapshot of the region's state: every row of its store (`StateMachine::dump`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Snapshot(Rows);
+
+impl codec::FirstVersion for Snapshot {
+    const FORMAT: codec::Format = codec::Format {
+        label: "snapshot",
+        version: 1,
+    };
+}
 
 pub struct CoreApp {
     machine: Arc<RwLock<StateMachine>>,
@@ -27,14 +35,12 @@ impl CoreApp {
 
 /// Encodes a proposal as a log payload.
 pub fn payload(p: &Proposal) -> Result<Payload, String> {
-    replication::codec::encode(RECORD_FORMAT, p)
-        .map(Payload)
-        .map_err(|e| e.to_string())
+    codec::encode(p).map(Payload).map_err(|e| e.to_string())
 }
 
 /// Decodes the reply to a proposal.
 pub fn outcome(p: &Payload) -> Result<Outcome, String> {
-    replication::codec::decode(RECORD_FORMAT, &p.0).map_err(|e| e.to_string())
+    codec::decode(&p.0).map_err(|e| e.to_string())
 }
 
 impl App for CoreApp {
@@ -46,15 +52,16 @@ impl App for CoreApp {
             .iter()
             .map(|e| LogEntry {
                 index: e.index,
-                proposal: e.payload.as_ref().and_then(|p| {
-                    match replication::codec::decode::<Proposal>(RECORD_FORMAT, &p.0) {
+                proposal: e
+                    .payload
+                    .as_ref()
+                    .and_then(|p| match codec::decode::<Proposal>(&p.0) {
                         Ok(p) => Some(p),
                         Err(why) => {
                             undecodable.push((e.index, why.to_string()));
                             None
                         }
-                    }
-                }),
+                    }),
             })
             .collect();
         let items: usize = log
@@ -79,11 +86,7 @@ impl App for CoreApp {
         }
         outcomes
             .iter()
-            .map(|o| {
-                replication::codec::encode(RECORD_FORMAT, o)
-                    .map(Payload)
-                    .map_err(|e| e.to_string())
-            })
+            .map(|o| codec::encode(o).map(Payload).map_err(|e| e.to_string()))
             .collect()
     }
 
@@ -103,13 +106,12 @@ impl App for CoreApp {
             .replication_meta()
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
-        let data = replication::codec::encode(SNAPSHOT_FORMAT, &rows).map_err(|e| e.to_string())?;
+        let data = codec::encode(&Snapshot(rows)).map_err(|e| e.to_string())?;
         Ok((data, meta))
     }
 
     fn install(&self, snapshot: &[u8], meta: Vec<u8>) -> Result<(), String> {
-        let rows: Rows =
-            replication::codec::decode(SNAPSHOT_FORMAT, snapshot).map_err(|e| e.to_string())?;
+        let Snapshot(rows) = codec::decode(snapshot).map_err(|e| e.to_string())?;
         self.machine
             .blocking_write()
             .install(rows, meta)

@@ -14,7 +14,6 @@ use commerce::command::{Command, Outcome, Proposal};
 use replication::raft::{Payload, RaftNode, WriteError};
 
 use crate::replicated;
-use crate::store::RECORD_FORMAT;
 
 /// Largest encoded command one request may propose: well inside what one store transaction
 /// takes on every backend (a full price batch of 10,000 changes is under 1 MiB).
@@ -152,8 +151,11 @@ impl Writes {
         // The fingerprint tells a retry from another request under the same key, which only
         // matters where a dedup record keeps it.
         let fingerprint = if command.keeps_dedup_record() {
-            let requested = replication::codec::encode(RECORD_FORMAT, &command.as_requested())
-                .map_err(|e| ProposeError::Unavailable(e.to_string()))?;
+            let requested = codec::encode_as(
+                <Proposal as codec::Versioned>::FORMAT,
+                &command.as_requested(),
+            )
+            .map_err(|e| ProposeError::Unavailable(e.to_string()))?;
             digest16(&[route.as_bytes(), &requested])
         } else {
             [0; 16]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use commerce::command::{EDGE_WIRE_FORMAT, EdgeWrite, Outcome};
+use commerce::command::{EdgeWrite, Outcome};
 use replication::feed::Core;
 use replication::raft::{Payload, WriteError};
 use replication::transport::Transport;
@@ -45,8 +45,7 @@ impl Cores {
         write: &EdgeWrite,
         per_core: Duration,
     ) -> Result<Outcome, WriteError> {
-        let bytes = replication::codec::encode(EDGE_WIRE_FORMAT, write)
-            .map_err(|e| WriteError::Refused(e.to_string()))?;
+        let bytes = codec::encode(write).map_err(|e| WriteError::Refused(e.to_string()))?;
         let start = self.current.load(Ordering::Relaxed);
         let n = self.cores.len();
         let mut last = WriteError::Unavailable("no core configured".into());
@@ -65,7 +64,7 @@ impl Cores {
             {
                 Ok(reply) => {
                     self.current.store(at, Ordering::Relaxed);
-                    return replication::codec::decode(EDGE_WIRE_FORMAT, &reply.0)
+                    return codec::decode(&reply.0)
                         .map_err(|e| WriteError::Unavailable(format!("{}: {e}", core.name)));
                 }
                 Err(e @ (WriteError::Refused(_) | WriteError::Overloaded(_))) => return Err(e),

@@ -7,23 +7,10 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use commerce::ProductId;
 use commerce::keys;
-use commerce::state::{RowCodec, State};
+use commerce::state::State;
 use replication::feed::{Mirror, Row};
-use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::time::Instant;
-
-/// The values of feed rows are store records: versioned bincode.
-struct Records;
-
-/// The record format of the rows a core sends (its store's).
-const RECORD_FORMAT: u8 = 1;
-
-impl RowCodec for Records {
-    fn decode<T: DeserializeOwned>(&self, _key: &[u8], value: &[u8]) -> Result<T, String> {
-        replication::codec::decode(RECORD_FORMAT, value).map_err(|e| e.to_string())
-    }
-}
 
 /// What the feed has made, shared by every request.
 #[derive(Clone)]
@@ -127,7 +114,9 @@ impl Catalog {
 
     fn load(state: &mut State, rows: Vec<Row>) -> Result<(), String> {
         for (k, v) in rows {
-            state.load_row(&k, v.as_deref(), &Records)?;
+            state
+                .load_row(&k, v.as_deref())
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }

@@ -39,9 +39,6 @@ const RETURNS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("return
 /// Counters: the next key number for grant requests and returns.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// The encoding of stored orders.
-const FORMAT: u8 = 1;
-
 /// Orders kept for retries and `GET /v1/orders/{id}` (about 1 KiB each on disk, 100 bytes in
 /// memory); the oldest decided ones are forgotten past this. A retry of an order forgotten here
 /// is priced and accepted again, and the core answers it as the duplicate it is; the units it
@@ -688,11 +685,11 @@ fn take_in(t: &mut Tables<'_>, c: &mut Changes, o: Order) -> Result<Intake, Outb
 }
 
 fn encode(o: &Order) -> Result<Vec<u8>, OutboxError> {
-    replication::codec::encode(FORMAT, o).map_err(store)
+    codec::encode(o).map_err(store)
 }
 
 fn decode(bytes: &[u8]) -> Result<Order, OutboxError> {
-    replication::codec::decode(FORMAT, bytes).map_err(store)
+    codec::decode(bytes).map_err(store)
 }
 
 #[cfg(test)]

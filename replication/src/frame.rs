@@ -6,10 +6,13 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{self, CodecError};
+use codec::{CodecError, Format};
 
-/// The protocol this build speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The protocol this build speaks: every frame's body is encoded as this format.
+pub const PROTOCOL: Format = Format {
+    label: "mesh frame",
+    version: 1,
+};
 
 /// Largest frame accepted by default: room for a batch of log entries or a snapshot chunk.
 pub const FRAME_MAX_BYTES: usize = 16 * 1024 * 1024;
@@ -30,7 +33,7 @@ pub enum FrameError {
 
 /// Encodes `value` as one frame.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
-    let body = codec::encode(PROTOCOL_VERSION, value)?;
+    let body = codec::encode_as(PROTOCOL, value)?;
     let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge {
         len: body.len(),
         max: u32::MAX as usize,
@@ -43,7 +46,7 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
 
 /// Decodes the body of a frame (what follows the length).
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
-    Ok(codec::decode(PROTOCOL_VERSION, body)?)
+    Ok(codec::decode_as(PROTOCOL, body)?)
 }
 
 /// Writes one encoded frame (`encode`) and finishes the stream.
@@ -102,7 +105,7 @@ mod tests {
         let back: (String, u64) = decode_body(&bytes[4..]).unwrap();
         assert_eq!(back, ("hello".to_owned(), 42));
         let mut other = bytes[4..].to_vec();
-        other[0] = PROTOCOL_VERSION + 1;
+        other[0] = PROTOCOL.version + 1;
         assert!(matches!(
             decode_body::<(String, u64)>(&other),
             Err(FrameError::Codec(CodecError::UnknownVersion { .. }))

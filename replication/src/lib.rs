@@ -1,7 +1,5 @@
 //! The mesh's wire protocol and transport.
 //!
-//! - `codec`: versioned bincode records, the format of everything the core stores and every
-//!   frame regions and edges exchange;
 //! - `certs` and `tls`: the deployment CA, node certificates, and TLS 1.3 with mutual
 //!   authentication, where a peer's identity is the node name its certificate carries;
 //! - `frame` and `transport`: length-delimited, versioned frames over QUIC streams, one
@@ -11,13 +9,16 @@
 //! - `feed`: the change feed from a core to the edges that follow it: bounded history,
 //!   snapshots when a subscriber is too far behind, heartbeats, resume.
 //!
+//! Everything it stores or sends is encoded by the `codec` crate under a format of its own:
+//! frames (`frame::PROTOCOL`), the Raft log (`raft::log_store`) and Raft's record of what was
+//! applied (`raft::RaftMeta`).
+//!
 //! This crate never names a commerce type: it moves and stores opaque, versioned values that
 //! its callers define.
 
 #![forbid(unsafe_code)]
 
 pub mod certs;
-pub mod codec;
 pub mod failpoint;
 pub mod feed;
 pub mod frame;

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use quinn::crypto::rustls::QuicClientConfig;
 use replication::certs;
-use replication::frame::{self, PROTOCOL_VERSION};
+use replication::frame::{self, PROTOCOL};
+
+const PROTOCOL_VERSION: u8 = PROTOCOL.version;
 use replication::tls::NodeTls;
 use replication::transport::{Answer, Handler, Transport, TransportError, stream_frame};
 use serde::{Deserialize, Serialize};

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use commerce::command::{EDGE_WIRE_FORMAT, EdgeRequest, EdgeWrite, Outcome};
+use commerce::command::{EdgeRequest, EdgeWrite, Outcome};
 use common::{
     CoreProcess, TOKEN, client, edge_order, median, mesh_node, percentile, write_group,
     write_group_of,
@@ -178,7 +178,7 @@ async fn load(via: &Via, admins: &[String], bodies: Vec<Vec<Value>>, items: usiz
                             )
                             .await
                             .unwrap();
-                            match replication::codec::decode(EDGE_WIRE_FORMAT, &reply.0).unwrap() {
+                            match codec::decode(&reply.0).unwrap() {
                                 Outcome::Orders { version, .. } => version,
                                 other => panic!("{other:?}"),
                             }
@@ -209,7 +209,7 @@ fn encode(via: &Via, body: &Value) -> Vec<u8> {
                 key: None,
                 request: EdgeRequest::Commit(orders),
             };
-            replication::codec::encode(EDGE_WIRE_FORMAT, &write).unwrap()
+            codec::encode(&write).unwrap()
         }
     }
 }

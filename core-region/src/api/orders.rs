@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::stock::unexpected;
 use super::{AppState, page_limit, submit};
-use crate::machine::{CommitCursor, orders_after, read_order};
+use crate::reads::{CommitCursor, orders_after, read_order};
 use http_api::{Body, Path, Query, idempotency_key};
 use http_api::{Problem, ProblemType};
 

@@ -16,7 +16,7 @@ use foundationdb::options::{DatabaseOption, StreamingMode};
 use foundationdb::{Database, FdbBindingError, KeySelector, RangeOption};
 use futures::executor::block_on;
 
-use super::{KeyRange, Op, RECORD_FORMAT, Rows, Store, StoreError, WriteBatch, decode_applied};
+use super::{KeyRange, Op, Rows, STORE_LAYOUT, Store, StoreError, WriteBatch, decode_applied};
 use commerce::keys::{META_APPLIED, META_BATCH_TOKEN, META_FORMAT};
 
 /// How long one FDB transaction may take, retries included, before `commit` fails. FDB itself
@@ -89,7 +89,7 @@ impl FdbStore {
                 let v = trx.get(&format_key, false).await?;
                 match v.as_deref() {
                     None => {
-                        trx.set(&format_key, &[RECORD_FORMAT]);
+                        trx.set(&format_key, &[STORE_LAYOUT]);
                         Ok(None)
                     }
                     Some(raw) => Ok(Some(raw.to_vec())),
@@ -99,7 +99,7 @@ impl FdbStore {
         .map_err(store_error)?;
         match found.as_deref() {
             None => Ok(store),
-            Some([f]) if *f == RECORD_FORMAT => Ok(store),
+            Some([f]) if *f == STORE_LAYOUT => Ok(store),
             Some(other) => Err(StoreError::Format {
                 found: format!("{other:?}"),
             }),

@@ -14,9 +14,10 @@ pub mod redb;
 #[cfg(feature = "foundationdb")]
 pub mod fdb;
 
-/// Format of the values this build writes (the version byte of every record). A store written
-/// by another format is refused at open rather than misread.
-pub const RECORD_FORMAT: u8 = 1;
+/// The layout of the store this build writes: the key layout of `commerce::keys`, each value
+/// encoded in its own format (`commerce::format`). A store of another layout is refused at
+/// open rather than misread; a record of an earlier format is read and migrated.
+pub const STORE_LAYOUT: u8 = 1;
 
 /// Largest encoded record. FoundationDB refuses values over 100 kB; the same bound on every
 /// backend keeps a store movable between them.
@@ -53,7 +54,7 @@ pub enum StoreError {
     Io(String),
     #[error("store is at applied index {found}, batch expected {expected}: another writer?")]
     Fenced { expected: u64, found: u64 },
-    #[error("store format {found} is not the format this build reads ({RECORD_FORMAT})")]
+    #[error("store layout {found} is not the layout this build reads ({STORE_LAYOUT})")]
     Format { found: String },
     #[error("corrupt record at key {key:?}: {why}")]
     Corrupt { key: String, why: String },

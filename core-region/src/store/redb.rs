@@ -5,7 +5,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{KeyRange, Op, RECORD_FORMAT, Rows, Store, StoreError, WriteBatch, decode_applied};
+use super::{KeyRange, Op, Rows, STORE_LAYOUT, Store, StoreError, WriteBatch, decode_applied};
 use commerce::keys::{META_APPLIED, META_FORMAT};
 use replication::failpoint;
 
@@ -33,10 +33,10 @@ impl RedbStore {
             let format = t.get(META_FORMAT).map_err(io)?.map(|v| v.value().to_vec());
             match format.as_deref() {
                 None => {
-                    t.insert(META_FORMAT, [RECORD_FORMAT].as_slice())
+                    t.insert(META_FORMAT, [STORE_LAYOUT].as_slice())
                         .map_err(io)?;
                 }
-                Some([f]) if *f == RECORD_FORMAT => {}
+                Some([f]) if *f == STORE_LAYOUT => {}
                 Some(other) => {
                     return Err(StoreError::Format {
                         found: format!("{other:?}"),

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Entry, Mesh, NodeId};
-use crate::codec;
+use codec::Format;
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -22,8 +22,11 @@ const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const PURGED: &str = "last_purged";
 
-/// Format byte of every value in the log file.
-const LOG_FORMAT: u8 = 1;
+/// The format of every value in the log file (openraft's entries, votes and log ids).
+pub const LOG: Format = Format {
+    label: "raft log",
+    version: 1,
+};
 
 /// The log store; cheap to clone (replication streams each get one as their reader).
 #[derive(Clone)]
@@ -40,11 +43,11 @@ fn write_err(e: impl ToString) -> StorageError<NodeId> {
 }
 
 fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError<NodeId>> {
-    codec::encode(LOG_FORMAT, v).map_err(write_err)
+    codec::encode_as(LOG, v).map_err(write_err)
 }
 
 fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StorageError<NodeId>> {
-    codec::decode(LOG_FORMAT, b).map_err(read_err)
+    codec::decode_as(LOG, b).map_err(read_err)
 }
 
 impl LogStore {

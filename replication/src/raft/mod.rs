@@ -44,7 +44,7 @@ use openraft::raft::{
 use openraft::{Config, Raft, RaftMetrics, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 
-pub use log_store::LogStore;
+pub use log_store::{LOG, LogStore};
 pub use network::{Network, SentCounts, SentEntries};
 pub use stand::PreVote;
 pub use state_machine::{RaftMeta, StateMachine};
@@ -973,9 +973,10 @@ mod tests {
     #[test]
     fn a_payload_encodes_as_the_byte_sequence_it_was() {
         let bytes: Vec<u8> = (0..=255).cycle().take(1_000).collect();
-        let now = crate::codec::encode(1, &Payload(bytes.clone())).unwrap();
-        assert_eq!(now, crate::codec::encode(1, &bytes).unwrap());
-        let back: Payload = crate::codec::decode(1, &now).unwrap();
+        let log = super::log_store::LOG;
+        let now = codec::encode_as(log, &Payload(bytes.clone())).unwrap();
+        assert_eq!(now, codec::encode_as(log, &bytes).unwrap());
+        let back: Payload = codec::decode_as(log, &now).unwrap();
         assert_eq!(back.0, bytes);
     }
 

@@ -15,25 +15,29 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::{App, AppEntry, Entry, Member, Mesh, NodeId, Payload};
-use crate::codec;
-
-/// Format byte of the metadata and snapshot envelopes.
-const META_FORMAT: u8 = 1;
+use codec::{FirstVersion, Format};
 
 /// What the application stores next to its state on every apply.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RaftMeta {
     pub last_applied: Option<LogId<NodeId>>,
     pub membership: StoredMembership<NodeId, Member>,
 }
 
+impl FirstVersion for RaftMeta {
+    const FORMAT: Format = Format {
+        label: "raft meta",
+        version: 1,
+    };
+}
+
 impl RaftMeta {
     pub fn encode(&self) -> Vec<u8> {
-        codec::encode(META_FORMAT, self).expect("raft metadata always encodes")
+        codec::encode(self).expect("raft metadata always encodes")
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, codec::CodecError> {
-        codec::decode(META_FORMAT, bytes)
+        codec::decode(bytes)
     }
 }
 

@@ -420,7 +420,9 @@ impl SharedMirror {
         rows: Vec<replication::feed::Row>,
     ) -> Result<(), String> {
         for (k, v) in rows {
-            state.load_row(&k, v.as_deref(), &core_region::machine::Records)?;
+            state
+                .load_row(&k, v.as_deref())
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -503,11 +505,10 @@ pub async fn edge_write(
     addr: std::net::SocketAddr,
     write: &commerce::command::EdgeWrite,
 ) -> Result<commerce::command::Outcome, replication::raft::WriteError> {
-    let fmt = commerce::command::EDGE_WIRE_FORMAT;
-    let payload = replication::raft::Payload(replication::codec::encode(fmt, write).unwrap());
+    let payload = replication::raft::Payload(codec::encode(write).unwrap());
     let reply =
         replication::raft::submit(transport, name, addr, payload, Duration::from_secs(30)).await?;
-    Ok(replication::codec::decode(fmt, &reply.0).unwrap())
+    Ok(codec::decode(&reply.0).unwrap())
 }
 
 /// An order request for one unit of `sku` (the API's JSON).

@@ -1,0 +1,58 @@
+//! The state machine with everything in memory: commands decided and their effects taken in,
+//! orders kept in a map instead of a store, no dedup records. It is what `decide` means, run:
+//! the reference the core's store-backed machine is checked against, and what the property
+//! tests drive.
+
+use std::collections::HashMap;
+
+use super::{Input, decide};
+use crate::command::{Command, Outcome};
+use crate::id::OrderId;
+use crate::order::Order;
+use crate::record::{Record, Write};
+use crate::state::State;
+
+#[derive(Clone, Debug, Default)]
+pub struct MemoryMachine {
+    pub state: State,
+    /// Every decided order, by id.
+    pub orders: HashMap<OrderId, Order>,
+    /// The last version applied.
+    pub version: u64,
+}
+
+impl MemoryMachine {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies `command` at the next version with the proposer's clock at `at_ms`.
+    pub fn apply(&mut self, command: &Command, at_ms: i64) -> Outcome {
+        self.version += 1;
+        let decided: HashMap<OrderId, Order> = command
+            .order_ids()
+            .into_iter()
+            .filter_map(|id| self.orders.get(id).map(|o| (id.clone(), o.clone())))
+            .collect();
+        let input = Input {
+            state: &self.state,
+            decided: &decided,
+            version: self.version,
+            at_ms,
+        };
+        match decide(&input, command) {
+            Ok(effects) => {
+                for w in effects.writes {
+                    match w {
+                        Write::Put(Record::Order(o)) => {
+                            self.orders.insert(o.order_id.clone(), *o);
+                        }
+                        w => self.state.apply(w),
+                    }
+                }
+                effects.outcome
+            }
+            Err(refusal) => Outcome::Rejected(refusal),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Order rules: edge orders committed against their edge's grant, and central orders priced
+//! and allocated from the pool. Each order is decided once, by its id, and an order placed
+//! under an Idempotency-Key carries the id that key names (`order_id_for`), so one key is one
+//! order wherever it was retried (I3).
+
+use std::collections::HashMap;
+
+use super::stock::inventory_writes;
+use super::{Effects, Input, reject};
+use crate::command::{COMMIT_BATCH_MAX, OrderResult, Outcome, RejectKind, Rejection};
+use crate::escrow::Inventory;
+use crate::format::CommitLog;
+use crate::id::{EdgeId, OrderId, SkuId};
+use crate::order::{
+    Order, OrderRequest, OrderStatus, Origin, check_idempotency_key, order_id_for, price_order,
+};
+use crate::record::{Record, Write};
+
+/// Orders `edge` accepted from its grants. Each is checked and committed against the grant
+/// (then the pool), all lines or none; one that would oversell, or is malformed, is stored as
+/// rejected and counts as nothing sold. An order decided before (a forwarder's retry, or the
+/// same key through another edge) changes nothing and is answered as it was.
+pub(super) fn commit_orders(
+    i: &Input<'_>,
+    edge: &EdgeId,
+    orders: &[Order],
+) -> Result<Effects, Rejection> {
+    if orders.is_empty() || orders.len() > COMMIT_BATCH_MAX {
+        return reject(
+            RejectKind::Invalid,
+            format!("a commit batch has 1 to {COMMIT_BATCH_MAX} orders"),
+        );
+    }
+    let mut touched: HashMap<&SkuId, Inventory> = HashMap::new();
+    let mut results: Vec<OrderResult> = Vec::with_capacity(orders.len());
+    let mut writes = Vec::with_capacity(orders.len() + 2);
+    // Orders decided by this command: a batch may repeat one.
+    let mut here: HashMap<&OrderId, usize> = HashMap::new();
+    let mut logged: Vec<OrderId> = Vec::with_capacity(orders.len());
+    for o in orders {
+        if let Some(&at) = here.get(&o.order_id) {
+            results.push(OrderResult {
+                duplicate: true,
+                ..results[at].clone()
+            });
+            continue;
+        }
+        if let Some(prev) = i.decided.get(&o.order_id) {
+            results.push(OrderResult {
+                order_id: prev.order_id.clone(),
+                status: prev.status,
+                version: prev.commit_version.unwrap_or(i.version),
+                duplicate: true,
+                reject_reason: prev.reject_reason.clone(),
+            });
+            continue;
+        }
+        let order = match edge_order_units(i, &touched, edge, o) {
+            Ok(units) => {
+                touched.extend(units);
+                let mut order = o.clone();
+                order.status = OrderStatus::Committed;
+                order.commit_version = Some(i.version);
+                order.reject_reason = None;
+                order
+            }
+            Err(reason) => o.rejected_stub(&reason, i.version),
+        };
+        here.insert(&o.order_id, results.len());
+        logged.push(order.order_id.clone());
+        results.push(OrderResult {
+            order_id: order.order_id.clone(),
+            status: order.status,
+            version: i.version,
+            duplicate: false,
+            reject_reason: order.reject_reason.clone(),
+        });
+        writes.push(Write::Put(Record::Order(Box::new(order))));
+    }
+    writes.extend(inventory_writes(touched));
+    if !logged.is_empty() {
+        writes.push(Write::Put(Record::CommitLog(i.version, CommitLog(logged))));
+    }
+    Ok(Effects {
+        outcome: Outcome::Orders {
+            version: i.version,
+            results,
+        },
+        writes,
+    })
+}
+
+/// Checks an edge order and works out its units from the edge's grants (on top of what this
+/// batch already took, in `touched`), all lines or none. Returns the changed inventories, or
+/// why the order is rejected.
+fn edge_order_units<'o>(
+    i: &Input<'_>,
+    touched: &HashMap<&'o SkuId, Inventory>,
+    edge: &EdgeId,
+    o: &'o Order,
+) -> Result<Vec<(&'o SkuId, Inventory)>, String> {
+    if o.origin.edge.as_ref() != Some(edge) {
+        return Err(format!(
+            "order names edge {:?}, batch came from {edge}",
+            o.origin.edge
+        ));
+    }
+    o.check_shape().map_err(|e| e.to_string())?;
+    let mut staged: Vec<(&SkuId, Inventory)> = Vec::with_capacity(o.lines.len());
+    for (sku, qty) in o.units() {
+        let mut inv = touched
+            .get(sku)
+            .cloned()
+            .or_else(|| i.state.inventory(sku).cloned())
+            .unwrap_or_default();
+        inv.commit_from_grant(edge, u64::from(qty))
+            .map_err(|e| format!("sku {sku}: {e}"))?;
+        staged.push((sku, inv));
+    }
+    Ok(staged)
+}
+
+/// An order allocated from the central pool (no grant left at the edge, or placed through the
+/// admin API), priced at the proposer's time, all lines or none. The same key with the same
+/// request is the same order; with another request it is refused.
+pub(super) fn central_order(
+    i: &Input<'_>,
+    order_id: &OrderId,
+    key: Option<&str>,
+    request: &OrderRequest,
+    origin: Origin,
+) -> Result<Effects, Rejection> {
+    if let Some(k) = key {
+        check_idempotency_key(k).map_err(|e| Rejection::new(RejectKind::Invalid, e))?;
+        if &order_id_for(&request.customer_id, k) != order_id {
+            return reject(
+                RejectKind::Invalid,
+                "the order id is not the one its Idempotency-Key names",
+            );
+        }
+    }
+    if let Some(prev) = i.decided.get(order_id) {
+        if !prev.is_retry_of(request) {
+            return reject(
+                RejectKind::IdempotencyKeyReused,
+                format!(
+                    "Idempotency-Key already used by order {} for a different request",
+                    prev.order_id
+                ),
+            );
+        }
+        return Ok(Effects {
+            outcome: Outcome::Order {
+                order: Box::new(prev.clone()),
+                duplicate: true,
+            },
+            writes: Vec::new(),
+        });
+    }
+    let state = i.state;
+    let priced = price_order(request, |s| state.sku_facts(s), &state.book, i.at_ms)?;
+    let mut touched: HashMap<&SkuId, Inventory> = HashMap::new();
+    for l in &request.lines {
+        let mut inv = i.state.inventory(&l.sku).cloned().unwrap_or_default();
+        inv.commit_central(u64::from(l.qty)).map_err(|e| {
+            let r = Rejection::from(e);
+            Rejection::new(r.kind, format!("sku {}: {}", l.sku, r.detail))
+        })?;
+        touched.insert(&l.sku, inv);
+    }
+    let mut order = Order::accepted(
+        order_id.clone(),
+        key.map(str::to_owned),
+        request.clone(),
+        priced,
+        origin,
+        i.at_ms,
+    );
+    order.status = OrderStatus::Committed;
+    order.commit_version = Some(i.version);
+    let mut writes = vec![Write::Put(Record::Order(Box::new(order.clone())))];
+    writes.extend(inventory_writes(touched));
+    writes.push(Write::Put(Record::CommitLog(
+        i.version,
+        CommitLog(vec![order_id.clone()]),
+    )));
+    Ok(Effects {
+        outcome: Outcome::Order {
+            order: Box::new(order),
+            duplicate: false,
+        },
+        writes,
+    })
+}

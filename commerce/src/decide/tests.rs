@@ -1,0 +1,400 @@
+//! The rules of `decide`, shown on the in-memory machine: all-or-nothing commands, escrow at
+//! commit, each order once by its id, one key one order; and, for any history, invariant I2
+//! and orders counted once.
+
+use std::collections::{BTreeMap, HashSet};
+
+use proptest::prelude::*;
+
+use super::MemoryMachine;
+use crate::command::{Command, Outcome, PriceChange, RejectKind};
+use crate::escrow::{Demand, GrantPolicy, Inventory, StockOp};
+use crate::id::{OrderId, PriceListId};
+use crate::order::{OrderStatus, order_id_for};
+use crate::pricing::PriceList;
+use crate::testing::{
+    EDGES, SKUS, catalog, central_order, edge, edge_order, exact_grant, op, request, sku, stock,
+    usd,
+};
+
+/// The catalog of `testing`, with 10 units of A and 3 of B.
+fn machine() -> MemoryMachine {
+    let mut m = MemoryMachine::new();
+    for c in catalog()
+        .into_iter()
+        .chain([stock("A", StockOp::Set(10)), stock("B", StockOp::Set(3))])
+    {
+        assert!(matches!(m.apply(&c, 1_000), Outcome::Applied { .. }));
+    }
+    m
+}
+
+fn inv(m: &MemoryMachine, s: &str) -> Inventory {
+    m.state.inventory(&sku(s)).cloned().unwrap_or_default()
+}
+
+fn rejected(o: &Outcome) -> RejectKind {
+    match o {
+        Outcome::Rejected(r) => r.kind,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn results(o: Outcome) -> Vec<crate::command::OrderResult> {
+    match o {
+        Outcome::Orders { results, .. } => results,
+        other => panic!("expected order results, got {other:?}"),
+    }
+}
+
+fn price(s: &str, amount: i64) -> PriceChange {
+    PriceChange {
+        sku: sku(s),
+        currency: usd(),
+        amount_minor: amount,
+        list: None,
+        customer_group: None,
+        tiers: vec![],
+    }
+}
+
+#[test]
+fn a_price_batch_is_all_or_nothing() {
+    let mut m = machine();
+    let out = m.apply(
+        &Command::PriceBatch(vec![price("A", 2_000), price("NOPE", 2_000)]),
+        0,
+    );
+    assert_eq!(rejected(&out), RejectKind::UnknownSku);
+    assert_eq!(m.state.book.prices(&sku("A"))[0].amount_minor, 1_000);
+    for bad in [price("A", 0), price("A", -5), price("A", i64::MAX)] {
+        let out = m.apply(&Command::PriceBatch(vec![bad]), 0);
+        assert_eq!(rejected(&out), RejectKind::Invalid);
+    }
+    let dup = m.apply(&Command::PriceBatch(vec![price("A", 1), price("A", 2)]), 0);
+    assert_eq!(rejected(&dup), RejectKind::Invalid);
+    assert_eq!(m.state.book.prices(&sku("A"))[0].amount_minor, 1_000);
+}
+
+#[test]
+fn catalog_rules_keep_skus_lists_and_markets_consistent() {
+    let mut m = machine();
+    // A SKU belongs to one product.
+    let mut other = match &catalog()[0] {
+        Command::UpsertProduct(p) => p.clone(),
+        _ => unreachable!(),
+    };
+    other.id = crate::ProductId::new("Q").unwrap();
+    other.skus.truncate(1);
+    let out = m.apply(&Command::UpsertProduct(other), 0);
+    assert_eq!(rejected(&out), RejectKind::Conflict);
+    // A list never changes currency; a list names a known market.
+    let mut sgd = PriceList::implicit(usd(), None);
+    sgd.currency = crate::Currency::from_code("SGD").unwrap();
+    assert_eq!(
+        rejected(&m.apply(&Command::UpsertPriceList(sgd), 0)),
+        RejectKind::Conflict
+    );
+    let mut far = PriceList::implicit(usd(), None);
+    far.id = PriceListId::new("far").unwrap();
+    far.market = Some(crate::MarketId::new("nowhere").unwrap());
+    assert_eq!(
+        rejected(&m.apply(&Command::UpsertPriceList(far), 0)),
+        RejectKind::UnknownMarket
+    );
+    // A grant policy out of range is refused, whatever the edge asks.
+    let bad = Command::Grant {
+        edge: edge("e0"),
+        sku: sku("A"),
+        demand: Demand::default(),
+        policy: GrantPolicy {
+            max_share_bps: 20_000,
+            ..GrantPolicy::default()
+        },
+    };
+    assert_eq!(rejected(&m.apply(&bad, 0)), RejectKind::Invalid);
+    assert!(inv(&m, "A").granted.is_empty());
+}
+
+#[test]
+fn stock_held_in_grants_cannot_be_removed() {
+    let mut m = machine();
+    let e = edge("sg-1");
+    let out = m.apply(
+        &Command::Grant {
+            edge: e.clone(),
+            sku: sku("A"),
+            demand: Demand {
+                units: 100,
+                window_ms: 1_000,
+            },
+            policy: GrantPolicy {
+                low_stock_units: 0,
+                ..GrantPolicy::default()
+            },
+        },
+        0,
+    );
+    // A quarter of the pool of 10.
+    assert_eq!(
+        out,
+        Outcome::Granted {
+            version: m.version,
+            units: 2
+        }
+    );
+    let out = m.apply(&stock("A", StockOp::Set(1)), 0);
+    assert_eq!(rejected(&out), RejectKind::HeldInGrants);
+    assert_eq!(inv(&m, "A").on_hand(), 10);
+    let out = m.apply(
+        &Command::ReturnGrant {
+            edge: e,
+            sku: sku("A"),
+            units: 5,
+        },
+        0,
+    );
+    assert!(matches!(out, Outcome::Returned { units: 2, .. }));
+    assert!(inv(&m, "A").granted.is_empty());
+}
+
+#[test]
+fn edge_orders_commit_once_against_their_grant() {
+    let mut m = machine();
+    let e = edge("sg-1");
+    m.apply(&exact_grant(&e, "A", 4), 0);
+    assert_eq!(inv(&m, "A").granted[&e], 4);
+    let o1 = edge_order(&m.state, "e-1", &e, request(&[("A", 3)]));
+    let o2 = edge_order(&m.state, "e-2", &e, request(&[("A", 2), ("B", 1)]));
+    let batch = Command::CommitOrders {
+        edge: e.clone(),
+        orders: vec![o1, o2],
+    };
+    let r = results(m.apply(&batch, 0));
+    assert!(
+        r.iter()
+            .all(|r| r.status == OrderStatus::Committed && !r.duplicate)
+    );
+    // 3 + 2 from a grant of 4 (one unit from the pool), 1 of B from the pool.
+    let a = inv(&m, "A");
+    assert_eq!((a.committed, a.granted_total(), a.available()), (5, 0, 5));
+    assert_eq!(inv(&m, "B").committed, 1);
+    // The forwarder sends the whole batch again: nothing changes.
+    let r = results(m.apply(&batch, 0));
+    assert!(r.iter().all(|r| r.duplicate));
+    assert_eq!(inv(&m, "A").committed, 5);
+    // An order beyond grant and pool is stored as rejected, never oversold.
+    let big = edge_order(&m.state, "e-3", &e, request(&[("B", 3)]));
+    let r = results(m.apply(
+        &Command::CommitOrders {
+            edge: e,
+            orders: vec![big.clone()],
+        },
+        0,
+    ));
+    assert_eq!(r[0].status, OrderStatus::Rejected);
+    assert_eq!(m.orders[&big.order_id].status, OrderStatus::Rejected);
+    assert_eq!(inv(&m, "B").committed, 1);
+    assert!(inv(&m, "B").holds_i2());
+}
+
+#[test]
+fn central_orders_are_priced_allocated_and_idempotent() {
+    let mut m = machine();
+    let out = m.apply(&central_order(request(&[("B", 2)]), "k1"), 5_000);
+    let Outcome::Order { order, duplicate } = out else {
+        panic!("{out:?}")
+    };
+    assert!(!duplicate);
+    assert_eq!(order.total.amount_minor, 2_000);
+    assert_eq!(order.status, OrderStatus::Committed);
+    assert_eq!(order.accepted_at_ms, 5_000);
+    assert!(order.price_version > 0);
+    assert_eq!(inv(&m, "B").available(), 1);
+    // Same key, same request: the same order, nothing taken.
+    let out = m.apply(&central_order(request(&[("B", 2)]), "k1"), 0);
+    assert!(matches!(
+        out,
+        Outcome::Order {
+            duplicate: true,
+            ..
+        }
+    ));
+    assert_eq!(inv(&m, "B").available(), 1);
+    // Same key, another request.
+    let out = m.apply(&central_order(request(&[("B", 1)]), "k1"), 0);
+    assert_eq!(rejected(&out), RejectKind::IdempotencyKeyReused);
+    // Out of stock: refused whole, nothing taken from the other line either.
+    let out = m.apply(&central_order(request(&[("A", 1), ("B", 2)]), "k3"), 0);
+    assert_eq!(rejected(&out), RejectKind::OutOfStock);
+    assert_eq!(inv(&m, "A").available(), 10);
+    let mut far = request(&[("A", 1)]);
+    far.ship_to.country = crate::Country::new("US").unwrap();
+    assert_eq!(
+        rejected(&m.apply(&central_order(far, "k4"), 0)),
+        RejectKind::NotSoldInMarket
+    );
+}
+
+#[test]
+fn a_malformed_edge_order_is_rejected_once_and_takes_nothing() {
+    let mut m = machine();
+    let e = edge("sg-1");
+    m.apply(&exact_grant(&e, "A", 4), 0);
+    let mut bad = edge_order(&m.state, "e-bad", &e, request(&[("A", 2)]));
+    // A breakdown no pricing engine produced, and a reason the edge has no say in.
+    let step = bad.lines[0].breakdown[0].clone();
+    bad.lines[0].breakdown = vec![step; 5_000];
+    bad.reject_reason = Some("x".repeat(89_000));
+    let good = edge_order(&m.state, "e-good", &e, request(&[("A", 1)]));
+    let batch = Command::CommitOrders {
+        edge: e.clone(),
+        orders: vec![bad.clone(), good.clone(), bad.clone(), good],
+    };
+    let summary: Vec<(OrderStatus, bool)> = results(m.apply(&batch, 0))
+        .iter()
+        .map(|r| (r.status, r.duplicate))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (OrderStatus::Rejected, false),
+            (OrderStatus::Committed, false),
+            (OrderStatus::Rejected, true),
+            (OrderStatus::Committed, true),
+        ]
+    );
+    // Only the good order's unit left the grant.
+    let a = inv(&m, "A");
+    assert_eq!((a.committed, a.granted[&e]), (1, 3));
+    // The whole batch again changes nothing.
+    assert!(results(m.apply(&batch, 0)).iter().all(|r| r.duplicate));
+    assert_eq!(inv(&m, "A"), a);
+    let stored = &m.orders[&bad.order_id];
+    assert_eq!(stored.status, OrderStatus::Rejected);
+    assert!(stored.lines.is_empty());
+    assert!(stored.reject_reason.as_ref().unwrap().len() <= 512);
+}
+
+#[test]
+fn one_key_commits_once_across_edges_and_the_core() {
+    let mut m = machine();
+    let (sg, my) = (edge("sg-1"), edge("my-1"));
+    for e in [&sg, &my] {
+        m.apply(&exact_grant(e, "A", 3), 0);
+    }
+    // The shopper's order, accepted at one edge under the id its key names.
+    let first = edge_order(&m.state, "k-42", &sg, request(&[("A", 1)]));
+    let id = first.order_id.clone();
+    let r = results(m.apply(
+        &Command::CommitOrders {
+            edge: sg.clone(),
+            orders: vec![first],
+        },
+        0,
+    ));
+    assert!(!r[0].duplicate);
+    // The same key retried at another edge names the same order: a duplicate.
+    let retry = edge_order(&m.state, "k-42", &my, request(&[("A", 1)]));
+    let r = results(m.apply(
+        &Command::CommitOrders {
+            edge: my.clone(),
+            orders: vec![retry.clone()],
+        },
+        0,
+    ));
+    assert!(r[0].duplicate);
+    assert_eq!(r[0].order_id, id);
+    // An edge that names a keyed order otherwise is refused: one key, one id.
+    let mut stray = retry.clone();
+    stray.order_id = OrderId::new("my-1-0001").unwrap();
+    let r = results(m.apply(
+        &Command::CommitOrders {
+            edge: my.clone(),
+            orders: vec![stray],
+        },
+        0,
+    ));
+    assert_eq!(r[0].status, OrderStatus::Rejected);
+    // An edge speaks for its own orders only.
+    let mut theirs = edge_order(&m.state, "k-43", &sg, request(&[("A", 1)]));
+    theirs.origin.edge = Some(sg.clone());
+    let r = results(m.apply(
+        &Command::CommitOrders {
+            edge: my,
+            orders: vec![theirs],
+        },
+        0,
+    ));
+    assert_eq!(r[0].status, OrderStatus::Rejected);
+    // And at the core, centrally: under another id it is refused, under its own a duplicate.
+    let mut wrong_id = central_order(request(&[("A", 1)]), "k-42");
+    if let Command::CentralOrder { order_id, .. } = &mut wrong_id {
+        *order_id = OrderId::new("c-other").unwrap();
+    }
+    assert_eq!(rejected(&m.apply(&wrong_id, 0)), RejectKind::Invalid);
+    let out = m.apply(&central_order(request(&[("A", 1)]), "k-42"), 0);
+    assert!(matches!(
+        out,
+        Outcome::Order {
+            duplicate: true,
+            ..
+        }
+    ));
+    assert_eq!(inv(&m, "A").committed, 1);
+    assert_eq!(
+        id,
+        order_id_for(&crate::CustomerId::new("cust-1").unwrap(), "k-42")
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any history keeps I2 for every SKU after every command, decides each order id once, and
+    /// counts as committed exactly the units of the orders stored as committed.
+    #[test]
+    fn any_history_keeps_i2_and_decides_each_order_once(
+        ops in proptest::collection::vec(op(), 1..60),
+    ) {
+        let mut m = MemoryMachine::new();
+        for c in catalog() {
+            m.apply(&c, 0);
+        }
+        let mut decided: HashSet<OrderId> = HashSet::new();
+        for op in &ops {
+            let command = op.command(&m.state);
+            let outcome = m.apply(&command, 0);
+            for (s, inv) in m.state.inventories() {
+                prop_assert!(inv.holds_i2(), "I2 broken for {}: {:?}", s, inv);
+            }
+            match outcome {
+                Outcome::Orders { results, .. } => {
+                    for r in results.iter().filter(|r| !r.duplicate) {
+                        prop_assert!(decided.insert(r.order_id.clone()), "{} decided twice", r.order_id);
+                    }
+                }
+                Outcome::Order { order, duplicate: false } => {
+                    prop_assert!(decided.insert(order.order_id.clone()), "{} decided twice", order.order_id);
+                }
+                _ => {}
+            }
+        }
+        let mut committed: BTreeMap<String, u64> = BTreeMap::new();
+        for o in m.orders.values().filter(|o| o.status == OrderStatus::Committed) {
+            for (s, q) in o.units() {
+                *committed.entry(s.to_string()).or_default() += u64::from(q);
+            }
+        }
+        for s in SKUS {
+            let inv = m.state.inventory(&sku(s)).cloned().unwrap_or_default();
+            prop_assert_eq!(committed.get(s).copied().unwrap_or(0), inv.committed, "sku {}", s);
+        }
+        // Grants are only ever held by the edges that asked for them.
+        for (_, inv) in m.state.inventories() {
+            for holder in inv.granted.keys() {
+                prop_assert!(EDGES.contains(&holder.as_str()), "{} holds a grant", holder);
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The formats of every commerce value that is stored or sent, in one table: which label and
+//! version each is encoded as (`codec`), and so which golden file pins it
+//! (`tests/golden/<label>-v<version>.hex`, checked by `tests/formats.rs`).
+//!
+//! | value | label | version | where it goes |
+//! |---|---|---|---|
+//! | `Product`, `Market`, `PriceList`, `PriceEntry`, `Promotion`, `Inventory` | product, market, price list, price, promotion, inventory | 1 | a core's store rows; the change feed to edges, as the same bytes |
+//! | `Order` | order | 1 | a core's store rows; an edge's outbox |
+//! | `CommitLog` | commit log | 1 | a core's store rows: the orders decided at one version |
+//! | `Proposal` | proposal | 1 | the regions' Raft log: a command, its id and the proposer's clock |
+//! | `Outcome` | outcome | 1 | Raft's reply to a proposal, and the core's reply to an edge, as the same bytes |
+//! | `EdgeWrite` | edge write | 1 | an edge's write to a core over the mesh |
+//!
+//! A value's version changes when its layout does, and with it the version of every value that
+//! carries it (an `Order` inside a `Proposal` or an `Outcome`); the codec's module docs say how
+//! the previous version stays readable.
+
+use codec::{FirstVersion, Format};
+
+use crate::catalog::Product;
+use crate::command::{EdgeWrite, Outcome, Proposal};
+use crate::escrow::Inventory;
+use crate::id::OrderId;
+use crate::market::Market;
+use crate::order::Order;
+use crate::pricing::{PriceEntry, PriceList, Promotion};
+
+/// The ids of the orders decided at one version, in the order they were decided: one row per
+/// version rather than one per order keeps an order commit at three rows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CommitLog(pub Vec<OrderId>);
+
+macro_rules! first_version {
+    ($($ty:ty => $label:literal),* $(,)?) => {
+        $(impl FirstVersion for $ty {
+            const FORMAT: Format = Format { label: $label, version: 1 };
+        })*
+    };
+}
+
+first_version! {
+    Product => "product",
+    Market => "market",
+    PriceList => "price list",
+    PriceEntry => "price",
+    Promotion => "promotion",
+    Inventory => "inventory",
+    Order => "order",
+    CommitLog => "commit log",
+    Proposal => "proposal",
+    Outcome => "outcome",
+    EdgeWrite => "edge write",
+}

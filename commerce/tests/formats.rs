@@ -1,0 +1,221 @@
+//! Golden bytes of every commerce format (`commerce::format`): each stored or sent value, with
+//! every field and every variant filled in, must encode to exactly the bytes kept in
+//! `tests/golden/<label>-v<version>[-<case>].hex`, and those bytes must decode back to it. A
+//! field added to `Order` fails here, in the order's own file and in every file of a value that
+//! carries an order, instead of silently changing what stores and peers hold.
+
+use std::path::PathBuf;
+
+use codec::{Versioned, check_golden};
+use commerce::command::{EdgeWrite, Outcome, Proposal};
+use commerce::escrow::Inventory;
+use commerce::format::CommitLog;
+use commerce::order::Order;
+use commerce::pricing::{PriceEntry, PriceList, Promotion};
+use commerce::{Market, Product};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// A value read from JSON (the readable way to write one with every field set).
+fn from<T: DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).expect("a sample that parses")
+}
+
+/// Checks `value` against its golden file; `case` tells apart samples of one format.
+fn golden<T: Versioned + PartialEq + std::fmt::Debug>(case: Option<&str>, value: &T) {
+    let f = T::FORMAT;
+    let mut name = format!("{}-v{}", f.label.replace(' ', "-"), f.version);
+    if let Some(c) = case {
+        name = format!("{name}-{c}");
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.hex"));
+    if let Err(e) = check_golden(&path, value) {
+        panic!("{e}");
+    }
+}
+
+fn usd(amount: i64) -> Value {
+    json!({"amount_minor": amount, "currency": "USD"})
+}
+
+fn product() -> Value {
+    json!({"id": "P-1", "title": "Linen shirt", "category": "apparel/shirts",
+        "skus": [{"sku": "P-1-RED-M", "attributes": {"colour": "red", "size": "M"},
+                  "min_order_qty": 1, "max_order_qty": 10},
+                 {"sku": "P-1-RED-L", "attributes": {}, "min_order_qty": 2, "max_order_qty": 500}]})
+}
+
+fn market() -> Value {
+    json!({"id": "sea", "countries": ["MY", "SG"], "currencies": ["SGD", "USD"]})
+}
+
+fn price_list() -> Value {
+    json!({"id": "member-sea-USD", "currency": "USD", "customer_group": "member",
+        "market": "sea", "valid_from_ms": 1_700_000_000_000i64, "valid_until_ms": 1_800_000_000_000i64})
+}
+
+fn promotion() -> Value {
+    json!({"id": "flash", "target": {"category": "apparel"}, "discount": {"percent_off_bps": 3000},
+        "customer_group": "member", "market": "sea", "valid_from_ms": 1, "valid_until_ms": 2,
+        "version": 41})
+}
+
+fn order_request() -> Value {
+    json!({"customer_id": "c-42", "customer_group": "member", "currency": "USD",
+        "lines": [{"sku": "P-1-RED-M", "qty": 2}],
+        "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"}})
+}
+
+fn order() -> Value {
+    json!({"order_id": "o-0193c2a0b1c2-aabbccddeeff00112233", "idempotency_key": "01932c07-a6b3-7d2e-9f00-1a2b3c4d5e6f",
+        "customer_id": "c-42", "customer_group": "member", "currency": "USD",
+        "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"},
+        "lines": [{"sku": "P-1-RED-M", "qty": 2, "unit_price": usd(1500), "total": usd(3000),
+                   "breakdown": [{"list_price": {"list": "base-USD", "unit_minor": 2000}},
+                                 {"tier": {"min_qty": 2, "unit_minor": 1800}},
+                                 {"promotion": {"promotion": "flash", "unit_off_minor": 300}}]}],
+        "subtotal": usd(3000), "discount": {"promotion": "spend-30", "off": usd(500)}, "total": usd(2500),
+        "price_version": 17, "origin": {"region": "ap-singapore", "edge": "ap-singapore-1"},
+        "accepted_at_ms": 1_733_000_000_000i64, "status": "rejected", "commit_version": 99,
+        "reject_reason": "sku P-1-RED-M: out of stock"})
+}
+
+fn proposal(command: Value) -> Proposal {
+    from(
+        json!({"command_id": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
+        "fingerprint": [16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1],
+        "at_ms": 1_733_000_000_123i64, "command": command}),
+    )
+}
+
+fn policy() -> Value {
+    json!({"horizon_ms": 30000, "min_units": 1, "max_units": 1000, "max_share_bps": 2500, "low_stock_units": 10})
+}
+
+#[test]
+fn catalog_records() {
+    golden::<Product>(None, &from(product()));
+    golden::<Market>(None, &from(market()));
+    golden::<PriceList>(None, &from(price_list()));
+    golden::<PriceEntry>(
+        None,
+        &from(json!({"list": "base-USD", "amount_minor": 2000,
+            "tiers": [{"min_qty": 10, "amount_minor": 1800}, {"min_qty": 100, "amount_minor": 1500}],
+            "version": 12})),
+    );
+    golden::<Promotion>(None, &from(promotion()));
+}
+
+#[test]
+fn inventory_orders_and_the_commit_log() {
+    golden::<Inventory>(
+        None,
+        &from(json!({"stocked": 1000, "committed": 250,
+            "granted": {"ap-singapore-1": 40, "us-east-1": 7}, "recall": true})),
+    );
+    golden::<Order>(None, &from(order()));
+    golden::<CommitLog>(
+        None,
+        &from(json!(["o-0193c2a0b1c2-aabbccddeeff00112233", "o-1"])),
+    );
+}
+
+#[test]
+fn proposals_of_every_command() {
+    let cases = [
+        ("upsert-product", json!({"UpsertProduct": product()})),
+        ("upsert-market", json!({"UpsertMarket": market()})),
+        (
+            "upsert-price-list",
+            json!({"UpsertPriceList": price_list()}),
+        ),
+        ("upsert-promotion", json!({"UpsertPromotion": promotion()})),
+        ("delete-promotion", json!({"DeletePromotion": "flash"})),
+        (
+            "price-batch",
+            json!({"PriceBatch": [{"sku": "P-1-RED-M", "currency": "USD", "amount_minor": 1999,
+                "list": "member-sea-USD", "customer_group": "member",
+                "tiers": [{"min_qty": 10, "amount_minor": 1800}]}]}),
+        ),
+        (
+            "stock-batch",
+            json!({"StockBatch": [{"sku": "A", "op": {"set": 10}}, {"sku": "B", "op": {"add": 5}},
+                {"sku": "C", "op": {"remove": 1}}]}),
+        ),
+        (
+            "grant",
+            json!({"Grant": {"edge": "ap-singapore-1", "sku": "A",
+                "demand": {"units": 12, "window_ms": 10000}, "policy": policy()}}),
+        ),
+        (
+            "return-grant",
+            json!({"ReturnGrant": {"edge": "ap-singapore-1", "sku": "A", "units": 3}}),
+        ),
+        (
+            "commit-orders",
+            json!({"CommitOrders": {"edge": "ap-singapore-1", "orders": [order()]}}),
+        ),
+        (
+            "central-order",
+            json!({"CentralOrder": {"order_id": "o-1", "idempotency_key": "k-1",
+                "request": order_request(), "region": "ap-singapore", "edge": "ap-singapore-1"}}),
+        ),
+    ];
+    for (case, command) in cases {
+        golden(Some(case), &proposal(command));
+    }
+}
+
+#[test]
+fn outcomes_of_every_kind() {
+    let cases = [
+        ("applied", json!({"Applied": {"version": 7}})),
+        ("granted", json!({"Granted": {"version": 7, "units": 30}})),
+        ("returned", json!({"Returned": {"version": 7, "units": 3}})),
+        (
+            "orders",
+            json!({"Orders": {"version": 7, "results": [
+                {"order_id": "o-1", "status": "committed", "version": 7, "duplicate": false, "reject_reason": null},
+                {"order_id": "o-2", "status": "rejected", "version": 5, "duplicate": true,
+                 "reject_reason": "sku A: out of stock"}]}}),
+        ),
+        (
+            "order",
+            json!({"Order": {"order": order(), "duplicate": true}}),
+        ),
+        (
+            "rejected",
+            json!({"Rejected": {"kind": "held_in_grants", "detail": "12 units are held in grants"}}),
+        ),
+    ];
+    for (case, outcome) in cases {
+        golden::<Outcome>(Some(case), &from(outcome));
+    }
+}
+
+#[test]
+fn edge_writes_of_every_request() {
+    let cases = [
+        (
+            "commit",
+            json!({"key": null, "request": {"Commit": [order()]}}),
+        ),
+        (
+            "grant",
+            json!({"key": "grant-7", "request": {"Grant": {"sku": "A", "demand": {"units": 1, "window_ms": 60000}}}}),
+        ),
+        (
+            "return",
+            json!({"key": "return-8", "request": {"Return": {"sku": "A", "units": 4}}}),
+        ),
+        (
+            "central-order",
+            json!({"key": null, "request": {"CentralOrder": {"idempotency_key": "k-1", "request": order_request()}}}),
+        ),
+    ];
+    for (case, write) in cases {
+        golden::<EdgeWrite>(Some(case), &from(write));
+    }
+}

@@ -1,0 +1,65 @@
+//! Reads of decided orders from the store, for the admin API: one order by its id, and every
+//! order in commit order through the commit log.
+
+use commerce::OrderId;
+use commerce::format::CommitLog;
+use commerce::keys;
+use commerce::order::Order;
+
+use crate::machine::decode;
+use crate::store::{Store, StoreError};
+
+/// Reads one order from the store.
+pub fn read_order(store: &dyn Store, id: &OrderId) -> Result<Option<Order>, StoreError> {
+    let key = keys::order(id);
+    store.get(&key)?.map(|v| decode(&key, &v)).transpose()
+}
+
+/// A position in commit order: the version an order was decided at and its place there.
+pub type CommitCursor = (u64, u32);
+
+/// Commit-log rows read per page while listing orders.
+const LOG_PAGE_ROWS: usize = 64;
+
+/// Up to `limit` decided orders in commit order after `after`, with the cursor of the last one.
+pub fn orders_after(
+    store: &dyn Store,
+    after: Option<CommitCursor>,
+    limit: usize,
+) -> Result<(Vec<Order>, Option<CommitCursor>), StoreError> {
+    let mut from = keys::commit_log(after.map_or(0, |(v, _)| v));
+    let end = [keys::COMMIT_LOG + 1];
+    let mut picked: Vec<(CommitCursor, Vec<u8>)> = Vec::with_capacity(limit);
+    'pages: loop {
+        let rows = store.scan(&from, &end, LOG_PAGE_ROWS)?;
+        for (k, v) in &rows {
+            let version =
+                keys::parse_commit_log(k).ok_or_else(|| StoreError::corrupt(k, "bad log key"))?;
+            let CommitLog(ids) = decode(k, v)?;
+            for (seq, id) in ids.iter().enumerate() {
+                let at = (version, seq as u32);
+                if after.is_some_and(|a| at <= a) {
+                    continue;
+                }
+                picked.push((at, keys::order(id)));
+                if picked.len() == limit {
+                    break 'pages;
+                }
+            }
+        }
+        match rows.last() {
+            Some((k, _)) if rows.len() == LOG_PAGE_ROWS => {
+                from = k.clone();
+                from.push(0);
+            }
+            _ => break,
+        }
+    }
+    let order_keys: Vec<Vec<u8>> = picked.iter().map(|(_, k)| k.clone()).collect();
+    let mut orders = Vec::with_capacity(picked.len());
+    for (k, v) in order_keys.iter().zip(store.get_many(&order_keys)?) {
+        let v = v.ok_or_else(|| StoreError::corrupt(k, "commit log names a missing order"))?;
+        orders.push(decode(k, &v)?);
+    }
+    Ok((orders, picked.last().map(|(at, _)| *at)))
+}
