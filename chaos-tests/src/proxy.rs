@@ -19,7 +19,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use http_api::{Body, Path, Problem, ProblemType};
+use http_api::{Body, Kind, Path, Problem};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -440,10 +440,10 @@ async fn set(
 ) -> Result<axum::Json<serde_json::Value>, Problem> {
     let link = links
         .get(&name)
-        .ok_or_else(|| Problem::new(ProblemType::NotFound, format!("no link {name}")))?;
+        .ok_or_else(|| Problem::new(Kind::NotFound, format!("no link {name}")))?;
     shape
         .check()
-        .map_err(|e| Problem::new(ProblemType::InvalidBody, e))?;
+        .map_err(|e| Problem::new(Kind::InvalidBody, e))?;
     link.set_shape(shape);
     tracing::info!(link = %name, ?shape, "link shape changed");
     Ok(axum::Json(serde_json::json!(view(link))))

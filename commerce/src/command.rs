@@ -71,17 +71,22 @@ pub enum EdgeRequest {
 impl EdgeWrite {
     /// What can be told wrong before the write is proposed: its keys, and a commit batch of 1
     /// to `COMMIT_BATCH_MAX` orders.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Rejection> {
+        let key = |k: &str| {
+            crate::order::check_idempotency_key(k).map_err(|e| Rejection::invalid(e.to_string()))
+        };
         if let Some(k) = &self.key {
-            crate::order::check_idempotency_key(k)?;
+            key(k)?;
         }
         match &self.request {
             EdgeRequest::Commit(orders) if orders.is_empty() || orders.len() > COMMIT_BATCH_MAX => {
-                Err(format!("a commit batch has 1 to {COMMIT_BATCH_MAX} orders"))
+                Err(Rejection::invalid(format!(
+                    "a commit batch has 1 to {COMMIT_BATCH_MAX} orders"
+                )))
             }
             EdgeRequest::CentralOrder {
                 idempotency_key, ..
-            } => crate::order::check_idempotency_key(idempotency_key),
+            } => key(idempotency_key),
             _ => Ok(()),
         }
     }
@@ -312,6 +317,46 @@ impl Rejection {
         Rejection {
             kind,
             detail: detail.into(),
+        }
+    }
+
+    /// A command or value that breaks a rule on its own.
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Rejection::new(RejectKind::Invalid, detail)
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+impl fault::Fault for Rejection {
+    fn kind(&self) -> fault::Kind {
+        self.kind.fault()
+    }
+}
+
+impl RejectKind {
+    /// The kind of failure a refusal of this kind is, as every API reports it.
+    pub fn fault(self) -> fault::Kind {
+        use fault::Kind;
+        match self {
+            RejectKind::Invalid => Kind::InvalidBody,
+            RejectKind::UnknownSku => Kind::UnknownSku,
+            RejectKind::UnknownPriceList => Kind::UnknownPriceList,
+            RejectKind::UnknownMarket => Kind::UnknownMarket,
+            RejectKind::UnknownPromotion => Kind::UnknownPromotion,
+            RejectKind::Conflict => Kind::Conflict,
+            RejectKind::HeldInGrants => Kind::HeldInGrants,
+            RejectKind::OutOfStock => Kind::OutOfStock,
+            RejectKind::NotSoldInMarket => Kind::NotSoldInMarket,
+            RejectKind::NoPrice => Kind::NoPrice,
+            RejectKind::Quantity => Kind::Quantity,
+            RejectKind::IdempotencyKeyReused => Kind::IdempotencyKeyReused,
         }
     }
 }

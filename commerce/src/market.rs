@@ -80,18 +80,19 @@ pub struct Market {
 }
 
 impl Market {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::command::Rejection> {
+        let bad = crate::command::Rejection::invalid;
         if self.countries.is_empty() || self.countries.len() > COUNTRIES_PER_MARKET_MAX {
-            return Err(format!(
+            return Err(bad(format!(
                 "market {}: 1 to {COUNTRIES_PER_MARKET_MAX} countries",
                 self.id
-            ));
+            )));
         }
         if self.currencies.is_empty() || self.currencies.len() > CURRENCIES_PER_MARKET_MAX {
-            return Err(format!(
+            return Err(bad(format!(
                 "market {}: 1 to {CURRENCIES_PER_MARKET_MAX} currencies",
                 self.id
-            ));
+            )));
         }
         Ok(())
     }

@@ -306,7 +306,7 @@ impl Order {
         }
         self.ship_to.validate()?;
         if let Some(k) = &self.idempotency_key {
-            check_idempotency_key(k).map_err(OrderError::Inconsistent)?;
+            check_idempotency_key(k).map_err(|e| OrderError::Inconsistent(e.to_string()))?;
             // One key, one id, wherever the order was taken: that is what makes a key commit
             // at most once.
             if order_id_for(&self.customer_id, k) != self.order_id {
@@ -476,15 +476,24 @@ pub fn key_time_ms(key: &str) -> Option<u64> {
     None
 }
 
+/// An Idempotency-Key that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX_BYTES} visible ASCII characters")]
+pub struct BadKey;
+
+impl fault::Fault for BadKey {
+    fn kind(&self) -> fault::Kind {
+        fault::Kind::BadRequest
+    }
+}
+
 /// Checks an Idempotency-Key: 1 to 128 bytes of visible ASCII.
-pub fn check_idempotency_key(key: &str) -> Result<(), String> {
+pub fn check_idempotency_key(key: &str) -> Result<(), BadKey> {
     if key.is_empty()
         || key.len() > IDEMPOTENCY_KEY_MAX_BYTES
         || !key.bytes().all(|b| b.is_ascii_graphic())
     {
-        return Err(format!(
-            "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX_BYTES} visible ASCII characters"
-        ));
+        return Err(BadKey);
     }
     Ok(())
 }

@@ -31,6 +31,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::catalog::{Category, QTY_MAX};
+use crate::command::Rejection;
 use crate::id::{CustomerGroup, MarketId, PriceListId, PromotionId, SkuId};
 use crate::market::{Country, Market};
 use crate::money::{Currency, Money, Rounding, UNIT_AMOUNT_MAX_MINOR, mul_div};
@@ -84,9 +85,9 @@ impl PriceList {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Rejection> {
         check_window(self.valid_from_ms, self.valid_until_ms)
-            .map_err(|e| format!("price list {}: {e}", self.id))
+            .map_err(|e| Rejection::invalid(format!("price list {}: {e}", self.id)))
     }
 }
 
@@ -122,11 +123,11 @@ pub struct PriceEntry {
 }
 
 /// Checks a unit amount given from outside: positive and not absurd.
-pub fn check_unit_amount(amount_minor: i64) -> Result<(), String> {
+pub fn check_unit_amount(amount_minor: i64) -> Result<(), Rejection> {
     if !(1..=UNIT_AMOUNT_MAX_MINOR).contains(&amount_minor) {
-        return Err(format!(
+        return Err(Rejection::invalid(format!(
             "amount_minor must be between 1 and {UNIT_AMOUNT_MAX_MINOR}, got {amount_minor}"
-        ));
+        )));
     }
     Ok(())
 }
@@ -134,10 +135,10 @@ pub fn check_unit_amount(amount_minor: i64) -> Result<(), String> {
 impl PriceEntry {
     /// Checks the amount and the tiers: quantity breaks must rise strictly in quantity and never
     /// rise in price, so buying more never costs more per unit.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Rejection> {
         check_unit_amount(self.amount_minor)?;
         if self.tiers.len() > TIERS_MAX {
-            return Err(format!("at most {TIERS_MAX} tiers"));
+            return Err(Rejection::invalid(format!("at most {TIERS_MAX} tiers")));
         }
         let mut prev = Tier {
             min_qty: 1,
@@ -146,16 +147,16 @@ impl PriceEntry {
         for t in &self.tiers {
             check_unit_amount(t.amount_minor)?;
             if t.min_qty <= prev.min_qty || t.min_qty > QTY_MAX {
-                return Err(format!(
+                return Err(Rejection::invalid(format!(
                     "tier min_qty must rise strictly from 2 up to {QTY_MAX} (got {} after {})",
                     t.min_qty, prev.min_qty
-                ));
+                )));
             }
             if t.amount_minor > prev.amount_minor {
-                return Err(format!(
+                return Err(Rejection::invalid(format!(
                     "tier prices must not rise with quantity ({} at {} after {} at {})",
                     t.amount_minor, t.min_qty, prev.amount_minor, prev.min_qty
-                ));
+                )));
             }
             prev = *t;
         }
@@ -232,15 +233,15 @@ pub struct Promotion {
 }
 
 impl Promotion {
-    pub fn validate(&self) -> Result<(), String> {
-        let bad = |why: String| Err(format!("promotion {}: {why}", self.id));
+    pub fn validate(&self) -> Result<(), Rejection> {
+        let bad = |why: String| Err(Rejection::invalid(format!("promotion {}: {why}", self.id)));
         match self.discount {
             Discount::PercentOffBps(bps) if bps == 0 || bps > BPS_FULL => {
                 return bad(format!("percent_off_bps must be 1 to {BPS_FULL}"));
             }
             Discount::AmountOff(m) => {
                 if let Err(e) = check_unit_amount(m.amount_minor) {
-                    return bad(e);
+                    return bad(e.detail);
                 }
             }
             Discount::PercentOffBps(_) => {}

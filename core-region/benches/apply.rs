@@ -24,7 +24,8 @@ use core_region::replicated::CoreApp;
 use core_region::store::redb::RedbStore;
 use core_region::writes::{WriteLimits, Writes};
 use redb::{Database, TableDefinition};
-use replication::raft::{Member, RaftNode, Timing};
+use replication::protocol::Member;
+use replication::raft::{RaftNode, Timing};
 use tokio::sync::RwLock;
 
 const RUNS: usize = 5;

@@ -11,7 +11,8 @@ use commerce::escrow::GrantPolicy;
 use crate::api::auth::TokenSet;
 use crate::writes::WriteLimits;
 use replication::feed::FeedLimits;
-use replication::raft::{Member, Members, NodeId, Timing};
+use replication::protocol::{Member, NodeId};
+use replication::raft::{Members, Timing};
 
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use commerce::keys;
-use replication::feed::{SnapshotRead, SnapshotSource};
+use replication::app::{AppError, SnapshotRead, SnapshotSource};
 
 use crate::store::{KeyRange, Store, decode_applied};
 
@@ -38,20 +38,19 @@ impl SnapshotSource for StoreSnapshots {
         let store = Arc::clone(&self.store);
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
-                let rows = store.dump(&snapshot_ranges()).map_err(|e| e.to_string())?;
+                let rows = store.dump(&snapshot_ranges())?;
                 let mut version = 0;
                 let mut mirrored = Vec::with_capacity(rows.len());
                 for (k, v) in rows {
                     if k == keys::META_APPLIED {
-                        version = decode_applied(Some(&v)).map_err(|e| e.to_string())?;
+                        version = decode_applied(Some(&v))?;
                     } else {
                         mirrored.push((k, Some(v)));
                     }
                 }
-                Ok((version, mirrored))
+                Ok::<_, AppError>((version, mirrored))
             })
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
         })
     }
 }

@@ -29,7 +29,8 @@ use commerce::order::Order;
 use commerce::record::{Record, Write};
 use commerce::state::State;
 use commerce::{OrderId, command::Command};
-use replication::feed::{Feed, Row};
+use replication::feed::Feed;
+use replication::protocol::Row;
 
 use crate::store::{Op, STORE_LAYOUT, Store, StoreError, VALUE_MAX_BYTES, WriteBatch};
 
@@ -388,12 +389,7 @@ impl StateMachine {
     }
 
     /// Writes a decision's rows into the batch and its effects into memory.
-    fn carry_out(
-        &mut self,
-        batch: &mut Batch<'_>,
-        rows: Vec<Row>,
-        effects: Effects,
-    ) -> Outcome {
+    fn carry_out(&mut self, batch: &mut Batch<'_>, rows: Vec<Row>, effects: Effects) -> Outcome {
         for (key, value) in rows {
             batch.put(key, value);
         }

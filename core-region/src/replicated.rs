@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use commerce::command::{Outcome, Proposal, RejectKind, Rejection};
-use replication::raft::{App, AppEntry, Payload};
+use replication::app::{App, AppEntry, AppError};
+use replication::protocol::Payload;
 use tokio::sync::RwLock;
 
 use crate::machine::{LogEntry, StateMachine};
@@ -33,18 +34,8 @@ impl CoreApp {
     }
 }
 
-/// Encodes a proposal as a log payload.
-pub fn payload(p: &Proposal) -> Result<Payload, String> {
-    codec::encode(p).map(Payload).map_err(|e| e.to_string())
-}
-
-/// Decodes the reply to a proposal.
-pub fn outcome(p: &Payload) -> Result<Outcome, String> {
-    codec::decode(&p.0).map_err(|e| e.to_string())
-}
-
 impl App for CoreApp {
-    fn apply(&self, entries: Vec<AppEntry>, meta: Vec<u8>) -> Result<Vec<Payload>, String> {
+    fn apply(&self, entries: Vec<AppEntry>, meta: Vec<u8>) -> Result<Vec<Payload>, AppError> {
         // A payload that does not decode is refused alike on every member (decoding is
         // deterministic), and takes its index like any other entry.
         let mut undecodable = Vec::new();
@@ -69,11 +60,7 @@ impl App for CoreApp {
             .filter_map(|e| e.proposal.as_ref())
             .map(|p| p.command.items())
             .sum();
-        let mut outcomes = self
-            .machine
-            .blocking_write()
-            .apply_with(&log, Some(meta))
-            .map_err(|e| e.to_string())?;
+        let mut outcomes = self.machine.blocking_write().apply_with(&log, Some(meta))?;
         // A crash here: the entries are durable but no caller has heard of them.
         failpoint::hit("apply.after_commit", items);
         for (index, why) in undecodable {
@@ -84,37 +71,30 @@ impl App for CoreApp {
                 ));
             }
         }
-        outcomes
+        // Encoded once: the proposer passes these bytes on as they are (to an edge), or reads
+        // them (the admin API).
+        Ok(outcomes
             .iter()
-            .map(|o| codec::encode(o).map(Payload).map_err(|e| e.to_string()))
-            .collect()
+            .map(|o| codec::encode(o).map(Payload))
+            .collect::<Result<_, _>>()?)
     }
 
-    fn meta(&self) -> Result<Option<Vec<u8>>, String> {
-        self.machine
-            .blocking_read()
-            .replication_meta()
-            .map_err(|e| e.to_string())
+    fn meta(&self) -> Result<Option<Vec<u8>>, AppError> {
+        Ok(self.machine.blocking_read().replication_meta()?)
     }
 
-    fn snapshot(&self) -> Result<(Vec<u8>, Vec<u8>), String> {
+    fn snapshot(&self) -> Result<(Vec<u8>, Vec<u8>), AppError> {
         // The read lock keeps applies out while the store is read, so the rows and the meta
         // describe the same moment.
         let m = self.machine.blocking_read();
-        let rows = m.dump().map_err(|e| e.to_string())?;
-        let meta = m
-            .replication_meta()
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
-        let data = codec::encode(&Snapshot(rows)).map_err(|e| e.to_string())?;
+        let rows = m.dump()?;
+        let meta = m.replication_meta()?.unwrap_or_default();
+        let data = codec::encode(&Snapshot(rows))?;
         Ok((data, meta))
     }
 
-    fn install(&self, snapshot: &[u8], meta: Vec<u8>) -> Result<(), String> {
-        let Snapshot(rows) = codec::decode(snapshot).map_err(|e| e.to_string())?;
-        self.machine
-            .blocking_write()
-            .install(rows, meta)
-            .map_err(|e| e.to_string())
+    fn install(&self, snapshot: &[u8], meta: Vec<u8>) -> Result<(), AppError> {
+        let Snapshot(rows) = codec::decode(snapshot)?;
+        Ok(self.machine.blocking_write().install(rows, meta)?)
     }
 }

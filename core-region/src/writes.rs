@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use commerce::command::{Command, Outcome, Proposal};
-use replication::raft::{Payload, RaftNode, WriteError};
-
-use crate::replicated;
+use replication::protocol::{Payload, WriteError};
+use replication::raft::RaftNode;
 
 /// Largest encoded command one request may propose: well inside what one store transaction
 /// takes on every backend (a full price batch of 10,000 changes is under 1 MiB).
@@ -73,6 +72,54 @@ pub enum ProposeError {
     Timeout(String),
     #[error("the log is unavailable: {0}")]
     Unavailable(String),
+    /// The leader refused it (`kind` says why); sent again as it is, it is refused again.
+    #[error("refused: {reason}")]
+    Refused { kind: fault::Kind, reason: String },
+    /// It could not be encoded, or its outcome decoded: a bug here, not the caller's.
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+}
+
+impl fault::Fault for ProposeError {
+    fn kind(&self) -> fault::Kind {
+        use fault::Kind;
+        match self {
+            ProposeError::TooLarge(_) => Kind::BodyTooLarge,
+            ProposeError::Overloaded => Kind::Overloaded,
+            ProposeError::NoLeader(_) | ProposeError::Unavailable(_) => Kind::Unavailable,
+            ProposeError::Timeout(_) => Kind::Timeout,
+            ProposeError::Refused { kind, .. } => *kind,
+            ProposeError::Codec(_) => Kind::Internal,
+        }
+    }
+}
+
+impl From<WriteError> for ProposeError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NoLeader(why) => ProposeError::NoLeader(why),
+            WriteError::Timeout(why) => ProposeError::Timeout(why),
+            WriteError::Unavailable(why) => ProposeError::Unavailable(why),
+            WriteError::Overloaded(_) => ProposeError::Overloaded,
+            WriteError::Refused { kind, reason } => ProposeError::Refused { kind, reason },
+        }
+    }
+}
+
+impl From<ProposeError> for WriteError {
+    fn from(e: ProposeError) -> Self {
+        match e {
+            ProposeError::NoLeader(why) => WriteError::NoLeader(why),
+            ProposeError::Timeout(why) => WriteError::Timeout(why),
+            ProposeError::Unavailable(why) => WriteError::Unavailable(why),
+            ProposeError::Overloaded => WriteError::Overloaded(e.to_string()),
+            ProposeError::Refused { kind, reason } => WriteError::Refused { kind, reason },
+            e @ (ProposeError::TooLarge(_) | ProposeError::Codec(_)) => {
+                let kind = fault::Fault::kind(&e);
+                WriteError::refused(kind, e.to_string())
+            }
+        }
+    }
 }
 
 /// The handle writers use.
@@ -144,6 +191,19 @@ impl Writes {
         command: Command,
         timeout: Duration,
     ) -> Result<Outcome, ProposeError> {
+        let reply = self.submit_encoded(route, key, command, timeout).await?;
+        Ok(codec::decode(&reply.0)?)
+    }
+
+    /// `submit`, answered with the outcome as the state machine encoded it (`Outcome`'s
+    /// format), for a caller that passes it on unread (an edge's write).
+    pub async fn submit_encoded(
+        &self,
+        route: &str,
+        key: Option<&str>,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<Payload, ProposeError> {
         let command_id = match key {
             Some(k) => digest16(&[route.as_bytes(), k.as_bytes()]),
             None => rand::random(),
@@ -154,8 +214,7 @@ impl Writes {
             let requested = codec::encode_as(
                 <Proposal as codec::Versioned>::FORMAT,
                 &command.as_requested(),
-            )
-            .map_err(|e| ProposeError::Unavailable(e.to_string()))?;
+            )?;
             digest16(&[route.as_bytes(), &requested])
         } else {
             [0; 16]
@@ -167,7 +226,7 @@ impl Writes {
             at_ms: now_ms(),
             command,
         };
-        let payload = replicated::payload(&proposal).map_err(ProposeError::Unavailable)?;
+        let payload = Payload(codec::encode(&proposal)?);
         if payload.0.len() > COMMAND_MAX_BYTES {
             return Err(ProposeError::TooLarge(format!(
                 "this {kind} of {items} items is {} bytes encoded, over the limit of {COMMAND_MAX_BYTES}; split it",
@@ -183,29 +242,19 @@ impl Writes {
         proposal: &Proposal,
         timeout: Duration,
     ) -> Result<Outcome, ProposeError> {
-        let payload = replicated::payload(proposal).map_err(ProposeError::Unavailable)?;
-        self.propose_payload(payload, timeout).await
+        let reply = self
+            .propose_payload(Payload(codec::encode(proposal)?), timeout)
+            .await?;
+        Ok(codec::decode(&reply.0)?)
     }
 
-    /// `propose`, for a proposal already encoded (`replicated::payload`).
+    /// Proposes an encoded proposal and waits, at most `timeout`, for the encoded outcome.
     pub async fn propose_payload(
         &self,
         payload: Payload,
         timeout: Duration,
-    ) -> Result<Outcome, ProposeError> {
+    ) -> Result<Payload, ProposeError> {
         let _admitted = self.admit(payload.0.len())?;
-        let reply = self
-            .node
-            .write(payload, timeout)
-            .await
-            .map_err(|e| match e {
-                WriteError::NoLeader(why) => ProposeError::NoLeader(why),
-                WriteError::Timeout(why) => ProposeError::Timeout(why),
-                WriteError::Unavailable(why) | WriteError::Refused(why) => {
-                    ProposeError::Unavailable(why)
-                }
-                WriteError::Overloaded(_) => ProposeError::Overloaded,
-            })?;
-        replicated::outcome(&reply).map_err(ProposeError::Unavailable)
+        Ok(self.node.write(payload, timeout).await?)
     }
 }

@@ -13,7 +13,8 @@ use core_region::machine::StateMachine;
 use core_region::replicated::CoreApp;
 use core_region::store::redb::RedbStore;
 use core_region::writes::{ProposeError, WriteLimits, Writes};
-use replication::raft::{Member, RaftNode, Timing};
+use replication::protocol::Member;
+use replication::raft::{RaftNode, Timing};
 use tokio::sync::RwLock;
 
 fn proposal(n: u8) -> Proposal {
@@ -132,10 +133,7 @@ async fn past_its_bound_a_write_is_refused_at_once_and_the_admitted_commit_after
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admission_is_bounded_in_bytes_too() {
-    let one = core_region::replicated::payload(&proposal(1))
-        .unwrap()
-        .0
-        .len();
+    let one = codec::encode(&proposal(1)).unwrap().len();
     let r = region(WriteLimits {
         inflight_bytes_max: one * 3 + one / 2,
         ..WriteLimits::default()

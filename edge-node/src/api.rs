@@ -18,10 +18,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use commerce::catalog::Category;
 use commerce::command::{EdgeRequest, EdgeWrite, Outcome, Rejection};
+use commerce::order::check_idempotency_key;
 use commerce::order::{Order, OrderRequest, OrderStatus, Origin, order_id_for, price_order};
 use commerce::pricing::{PriceContext, Quote, QuoteRequest};
 use commerce::{Country, Currency, CustomerGroup, EdgeId, Money, OrderId, ProductId, SkuId};
-use http_api::{Body, Path, Problem, ProblemDocument, ProblemType, Query, idempotency_key};
+use http_api::{Body, Kind, Path, Problem, ProblemDocument, Query, idempotency_key};
 use tokio::sync::mpsc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -149,7 +150,7 @@ impl Edge {
     fn has_catalog(&self) -> Result<(), Problem> {
         if self.catalog.version() == 0 {
             return Err(Problem::new(
-                ProblemType::Unavailable,
+                Kind::Unavailable,
                 "this edge has not received its region's catalog yet",
             )
             .retry_after(1));
@@ -360,12 +361,12 @@ async fn get_product(
         async move {
             let state = e.catalog.read();
             let p = state.product(&key.product).ok_or_else(|| {
-                Problem::new(ProblemType::NotFound, format!("no product {}", key.product))
+                Problem::new(Kind::NotFound, format!("no product {}", key.product))
             })?;
             let view = product_view(&e, &state, p, key.currency, key.group.as_ref(), key.country);
             serde_json::to_vec(&view)
                 .map(Rendered::new)
-                .map_err(|err| Problem::new(ProblemType::Internal, err.to_string()))
+                .map_err(|err| Problem::new(Kind::Internal, err.to_string()))
         }
     };
     let rendered = e
@@ -471,12 +472,8 @@ struct OrderView<'a> {
 
 fn outbox_problem(err: OutboxError) -> Problem {
     match err {
-        OutboxError::Overloaded => {
-            Problem::new(ProblemType::Overloaded, err.to_string()).retry_after(1)
-        }
-        OutboxError::Store(_) => {
-            Problem::new(ProblemType::Unavailable, err.to_string()).retry_after(1)
-        }
+        OutboxError::Overloaded => Problem::new(Kind::Overloaded, err.to_string()).retry_after(1),
+        OutboxError::Store(_) => Problem::new(Kind::Unavailable, err.to_string()).retry_after(1),
     }
 }
 
@@ -511,15 +508,15 @@ async fn place_order(
     Body(req): Body<OrderRequest>,
 ) -> Result<Response, Problem> {
     let started = std::time::Instant::now();
-    let key = idempotency_key(&headers)?.ok_or_else(|| {
+    let key = idempotency_key(&headers, check_idempotency_key)?.ok_or_else(|| {
         Problem::new(
-            ProblemType::MissingIdempotencyKey,
+            Kind::MissingIdempotencyKey,
             "orders need an Idempotency-Key header, so that a retry never places a second order",
         )
     })?;
     if !e.accepting.load(Ordering::Acquire) {
         return Err(Problem::new(
-            ProblemType::Unavailable,
+            Kind::Unavailable,
             "this edge is shutting down; send the order to another",
         )
         .retry_after(1));
@@ -541,7 +538,7 @@ async fn place_order(
             let id = order_id.clone();
             let known = tokio::task::spawn_blocking(move || ob.order(&id))
                 .await
-                .map_err(|err| Problem::new(ProblemType::Internal, err.to_string()))?
+                .map_err(|err| Problem::new(Kind::Internal, err.to_string()))?
                 .map_err(outbox_problem)?;
             return match known {
                 Some(prev) => replay(&e, &prev, &req),
@@ -585,7 +582,7 @@ async fn place_order(
 fn replay(e: &Edge, prev: &Order, req: &OrderRequest) -> Result<Response, Problem> {
     if !prev.is_retry_of(req) {
         return Err(Problem::new(
-            ProblemType::IdempotencyKeyReused,
+            Kind::IdempotencyKeyReused,
             format!(
                 "Idempotency-Key already used by order {} for a different request",
                 prev.order_id
@@ -607,7 +604,7 @@ async fn central(e: &Edge, key: String, req: OrderRequest) -> Result<Response, P
     };
     let unreachable = |why: String| {
         Problem::new(
-            ProblemType::Unavailable,
+            Kind::Unavailable,
             format!("no grant here holds these units, and no core took the order: {why}"),
         )
         .retry_after(1)
@@ -632,7 +629,7 @@ async fn central(e: &Edge, key: String, req: OrderRequest) -> Result<Response, P
         }
         Outcome::Rejected(r) => Err(Problem::from(r)),
         other => Err(Problem::new(
-            ProblemType::Internal,
+            Kind::Internal,
             format!("unexpected answer from the core: {other:?}"),
         )),
     }
@@ -653,7 +650,7 @@ async fn get_order(State(e): State<Edge>, Path(id): Path<OrderId>) -> Result<Res
     let ob = e.outbox.clone();
     let found = tokio::task::spawn_blocking(move || ob.order(&id))
         .await
-        .map_err(|err| Problem::new(ProblemType::Internal, err.to_string()))?
+        .map_err(|err| Problem::new(Kind::Internal, err.to_string()))?
         .map_err(outbox_problem)?;
     match found {
         Some(o) => {
@@ -664,10 +661,7 @@ async fn get_order(State(e): State<Edge>, Path(id): Path<OrderId>) -> Result<Res
             };
             Ok(axum::Json(view).into_response())
         }
-        None => Err(Problem::new(
-            ProblemType::NotFound,
-            "no such order at this edge",
-        )),
+        None => Err(Problem::new(Kind::NotFound, "no such order at this edge")),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use commerce::command::{EdgeWrite, Outcome};
 use replication::feed::Core;
-use replication::raft::{Payload, WriteError};
+use replication::protocol::{Payload, WriteError};
 use replication::transport::Transport;
 
 #[derive(Clone)]
@@ -45,7 +45,8 @@ impl Cores {
         write: &EdgeWrite,
         per_core: Duration,
     ) -> Result<Outcome, WriteError> {
-        let bytes = codec::encode(write).map_err(|e| WriteError::Refused(e.to_string()))?;
+        let bytes = codec::encode(write)
+            .map_err(|e| WriteError::refused(fault::Kind::Internal, e.to_string()))?;
         let start = self.current.load(Ordering::Relaxed);
         let n = self.cores.len();
         let mut last = WriteError::Unavailable("no core configured".into());
@@ -67,7 +68,9 @@ impl Cores {
                     return codec::decode(&reply.0)
                         .map_err(|e| WriteError::Unavailable(format!("{}: {e}", core.name)));
                 }
-                Err(e @ (WriteError::Refused(_) | WriteError::Overloaded(_))) => return Err(e),
+                // The write itself is wrong, or the region overloaded: another core forwards it
+                // to the same leader.
+                Err(e @ (WriteError::Refused { .. } | WriteError::Overloaded(_))) => return Err(e),
                 Err(e) => {
                     tracing::debug!(core = %core.name, error = %e, "core did not take a write; trying the next");
                     last = e;

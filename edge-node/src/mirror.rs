@@ -7,8 +7,10 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use commerce::ProductId;
 use commerce::keys;
+use commerce::record::RowError;
 use commerce::state::State;
-use replication::feed::{Mirror, Row};
+use replication::app::{AppError, Mirror};
+use replication::protocol::Row;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -112,11 +114,9 @@ impl Catalog {
             .is_ok()
     }
 
-    fn load(state: &mut State, rows: Vec<Row>) -> Result<(), String> {
+    fn load(state: &mut State, rows: Vec<Row>) -> Result<(), RowError> {
         for (k, v) in rows {
-            state
-                .load_row(&k, v.as_deref())
-                .map_err(|e| e.to_string())?;
+            state.load_row(&k, v.as_deref())?;
         }
         Ok(())
     }
@@ -138,7 +138,7 @@ impl Mirror for Catalog {
         Catalog::version(self)
     }
 
-    fn install(&mut self, version: u64, rows: Vec<Row>) -> Result<(), String> {
+    fn install(&mut self, version: u64, rows: Vec<Row>) -> Result<(), AppError> {
         // Built aside, swapped in whole: readers see the old state or the new, never half.
         let mut state = State::new();
         Self::load(&mut state, rows)?;
@@ -150,7 +150,7 @@ impl Mirror for Catalog {
         Ok(())
     }
 
-    fn apply(&mut self, version: u64, rows: Vec<Row>) -> Result<(), String> {
+    fn apply(&mut self, version: u64, rows: Vec<Row>) -> Result<(), AppError> {
         let keys: Vec<Row> = rows.iter().map(|(k, _)| (k.clone(), None)).collect();
         {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());

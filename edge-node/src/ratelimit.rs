@@ -10,7 +10,7 @@ use std::time::Instant;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http_api::{Problem, ProblemType};
+use http_api::{Kind, Problem};
 
 /// Clients tracked at once.
 const CLIENTS_MAX: usize = 65_536;
@@ -68,7 +68,7 @@ pub async fn limit(
     match limiter.take(peer.ip()) {
         Ok(()) => next.run(req).await,
         Err(wait) => Problem::new(
-            ProblemType::RateLimited,
+            Kind::RateLimited,
             format!(
                 "over {} requests per second from this address",
                 limiter.rate

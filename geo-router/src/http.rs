@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http_api::{Problem, ProblemType};
+use http_api::{Kind, Problem};
 
 use crate::geo::{Geo, Place, PlacedBy};
 use crate::health::{EdgeState, Health};
@@ -84,7 +84,7 @@ async fn route(
 ) -> Result<axum::Json<RouteAnswer>, Problem> {
     let ip: IpAddr = q.ip.trim().parse().map_err(|_| {
         Problem::new(
-            ProblemType::BadRequest,
+            Kind::BadRequest,
             format!("ip: {:.64} is not an IPv4 or IPv6 address", q.ip),
         )
     })?;

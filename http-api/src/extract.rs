@@ -8,7 +8,8 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::problem::{Problem, ProblemType};
+use crate::problem::{Problem, json_rejection};
+use fault::Kind;
 
 /// A JSON body whose every rejection is a problem document.
 pub struct Body<T>(pub T);
@@ -22,18 +23,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             return Json::<T>::from_request(req, state)
                 .await
                 .map(|Json(v)| Body(v))
-                .map_err(Problem::from);
+                .map_err(json_rejection);
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| Problem::from(JsonRejection::from(e)))?;
+            .map_err(|e| json_rejection(JsonRejection::from(e)))?;
         // A plain parse first: axum's names the path of a bad field, which costs a third of
         // the parse of a large batch. Only a body that fails is parsed again, for that message.
         match serde_json::from_slice(&bytes) {
             Ok(v) => Ok(Body(v)),
             Err(_) => Json::<T>::from_bytes(&bytes)
                 .map(|Json(v)| Body(v))
-                .map_err(Problem::from),
+                .map_err(json_rejection),
         }
     }
 }
@@ -68,7 +69,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Query(v))
-            .map_err(Problem::from)
+            .map_err(|r| Problem::new(Kind::BadRequest, r.body_text()))
     }
 }
 
@@ -82,19 +83,22 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Path(v))
-            .map_err(Problem::from)
+            .map_err(|r| Problem::new(Kind::BadRequest, r.body_text()))
     }
 }
 
-/// The Idempotency-Key header, checked; `None` when absent.
-pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+/// The Idempotency-Key header, checked by `check` (the grammar is the domain's: keys name
+/// orders); `None` when absent.
+pub fn idempotency_key<E: std::fmt::Display>(
+    headers: &HeaderMap,
+    check: impl Fn(&str) -> Result<(), E>,
+) -> Result<Option<String>, Problem> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
     let k = v
         .to_str()
-        .map_err(|_| Problem::new(ProblemType::BadRequest, "Idempotency-Key must be ASCII"))?;
-    commerce::order::check_idempotency_key(k)
-        .map_err(|e| Problem::new(ProblemType::BadRequest, e))?;
+        .map_err(|_| Problem::new(Kind::BadRequest, "Idempotency-Key must be ASCII"))?;
+    check(k).map_err(|e| Problem::new(Kind::BadRequest, e.to_string()))?;
     Ok(Some(k.to_owned()))
 }

@@ -9,4 +9,5 @@ pub mod limits;
 pub mod problem;
 
 pub use extract::{Body, Path, Query, idempotency_key};
-pub use problem::{Problem, ProblemDocument, ProblemType};
+pub use fault::Kind;
+pub use problem::{Problem, ProblemDocument};

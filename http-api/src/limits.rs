@@ -8,7 +8,8 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
-use crate::problem::{Problem, ProblemType};
+use crate::problem::Problem;
+use fault::Kind;
 
 /// `router` with problem documents for unknown routes and methods, and a time limit on every
 /// request.
@@ -30,7 +31,7 @@ async fn limit_time(limit: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
         Err(_) => Problem::new(
-            ProblemType::RequestTimeout,
+            Kind::RequestTimeout,
             format!(
                 "the request did not complete within {} ms",
                 limit.as_millis()
@@ -41,12 +42,12 @@ async fn limit_time(limit: Duration, req: Request, next: Next) -> Response {
 }
 
 pub async fn not_found() -> Problem {
-    Problem::new(ProblemType::NotFound, "no such route")
+    Problem::new(Kind::NotFound, "no such route")
 }
 
 pub async fn method_not_allowed() -> Problem {
     Problem::new(
-        ProblemType::MethodNotAllowed,
+        Kind::MethodNotAllowed,
         "this route does not take that method",
     )
 }

@@ -1,157 +1,68 @@
 //! RFC 9457 problem documents: every error the mesh's HTTP APIs return is one of these, with a
-//! stable `type` that clients may match on. The catalogue of types is `ProblemType`; README.md
-//! lists it.
+//! stable `type` that clients may match on: the slug of its `fault::Kind`, the catalogue every
+//! crate shares (README.md lists it). A `Fault` becomes a problem of its own kind, with
+//! `Retry-After` when trying again can help.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use commerce::command::{RejectKind, Rejection};
+use fault::{Fault, Kind, Retry, Whose};
 
 /// Prefix of every problem `type` URI.
 pub const TYPE_BASE: &str = "https://tradewind.dev/problems/";
 
-/// Every kind of problem, with its HTTP status and title. The slug is the stable part.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProblemType {
-    MalformedJson,
-    InvalidBody,
-    BodyTooLarge,
-    UnsupportedMediaType,
-    BadRequest,
-    Unauthorized,
-    NotFound,
-    MethodNotAllowed,
-    MissingIdempotencyKey,
-    IdempotencyKeyReused,
-    UnknownSku,
-    UnknownPriceList,
-    UnknownMarket,
-    UnknownPromotion,
-    Conflict,
-    NotLeader,
-    HeldInGrants,
-    OutOfStock,
-    NotSoldInMarket,
-    NoPrice,
-    Quantity,
-    Overloaded,
-    RateLimited,
-    Unavailable,
-    Timeout,
-    RequestTimeout,
-    Internal,
-}
-
-impl ProblemType {
-    pub fn slug(self) -> &'static str {
-        self.info().0
-    }
-
-    fn info(self) -> (&'static str, StatusCode, &'static str) {
-        use ProblemType::*;
-        use StatusCode as S;
-        match self {
-            MalformedJson => ("malformed-json", S::BAD_REQUEST, "Malformed JSON"),
-            InvalidBody => (
-                "invalid-body",
-                S::UNPROCESSABLE_ENTITY,
-                "Invalid request body",
-            ),
-            BodyTooLarge => (
-                "body-too-large",
-                S::PAYLOAD_TOO_LARGE,
-                "Request body too large",
-            ),
-            UnsupportedMediaType => (
-                "unsupported-media-type",
-                S::UNSUPPORTED_MEDIA_TYPE,
-                "Expected Content-Type: application/json",
-            ),
-            BadRequest => ("bad-request", S::BAD_REQUEST, "Bad request"),
-            Unauthorized => (
-                "unauthorized",
-                S::UNAUTHORIZED,
-                "Missing or wrong bearer token",
-            ),
-            NotFound => ("not-found", S::NOT_FOUND, "Not found"),
-            MethodNotAllowed => (
-                "method-not-allowed",
-                S::METHOD_NOT_ALLOWED,
-                "Method not allowed",
-            ),
-            MissingIdempotencyKey => (
-                "missing-idempotency-key",
-                S::BAD_REQUEST,
-                "This request needs an Idempotency-Key header",
-            ),
-            IdempotencyKeyReused => (
-                "idempotency-key-reused",
-                S::UNPROCESSABLE_ENTITY,
-                "Idempotency-Key reused for a different request",
-            ),
-            UnknownSku => ("unknown-sku", S::UNPROCESSABLE_ENTITY, "Unknown SKU"),
-            UnknownPriceList => (
-                "unknown-price-list",
-                S::UNPROCESSABLE_ENTITY,
-                "Unknown price list",
-            ),
-            UnknownMarket => ("unknown-market", S::UNPROCESSABLE_ENTITY, "Unknown market"),
-            UnknownPromotion => ("unknown-promotion", S::NOT_FOUND, "Unknown promotion"),
-            Conflict => ("conflict", S::CONFLICT, "Conflicts with existing data"),
-            NotLeader => (
-                "not-leader",
-                S::MISDIRECTED_REQUEST,
-                "Send this to the region that leads the group",
-            ),
-            HeldInGrants => (
-                "held-in-grants",
-                S::CONFLICT,
-                "Stock is held in edge grants",
-            ),
-            OutOfStock => ("out-of-stock", S::CONFLICT, "Out of stock"),
-            NotSoldInMarket => (
-                "not-sold-in-market",
-                S::UNPROCESSABLE_ENTITY,
-                "Not sold to that destination in that currency",
-            ),
-            NoPrice => (
-                "no-price",
-                S::UNPROCESSABLE_ENTITY,
-                "No price for this customer and destination",
-            ),
-            Quantity => (
-                "bad-quantity",
-                S::UNPROCESSABLE_ENTITY,
-                "Quantity out of range",
-            ),
-            Overloaded => (
-                "overloaded",
-                S::SERVICE_UNAVAILABLE,
-                "Too many writes in flight",
-            ),
-            RateLimited => (
-                "rate-limited",
-                S::TOO_MANY_REQUESTS,
-                "Too many requests from this client",
-            ),
-            Unavailable => (
-                "unavailable",
-                S::SERVICE_UNAVAILABLE,
-                "The store is unavailable",
-            ),
-            Timeout => (
-                "timeout",
-                S::GATEWAY_TIMEOUT,
-                "The write did not finish in time",
-            ),
-            RequestTimeout => (
-                "request-timeout",
-                S::REQUEST_TIMEOUT,
-                "The request took too long to arrive",
-            ),
-            Internal => ("internal", S::INTERNAL_SERVER_ERROR, "Internal error"),
-        }
+/// The HTTP status and title of each kind of problem: the one place a `fault::Kind` meets
+/// HTTP.
+pub fn status_and_title(kind: Kind) -> (StatusCode, &'static str) {
+    use Kind::*;
+    use StatusCode as S;
+    match kind {
+        MalformedJson => (S::BAD_REQUEST, "Malformed JSON"),
+        InvalidBody => (S::UNPROCESSABLE_ENTITY, "Invalid request body"),
+        BodyTooLarge => (S::PAYLOAD_TOO_LARGE, "Request body too large"),
+        UnsupportedMediaType => (
+            S::UNSUPPORTED_MEDIA_TYPE,
+            "Expected Content-Type: application/json",
+        ),
+        BadRequest => (S::BAD_REQUEST, "Bad request"),
+        Unauthorized => (S::UNAUTHORIZED, "Missing or wrong bearer token"),
+        NotFound => (S::NOT_FOUND, "Not found"),
+        MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "Method not allowed"),
+        MissingIdempotencyKey => (
+            S::BAD_REQUEST,
+            "This request needs an Idempotency-Key header",
+        ),
+        IdempotencyKeyReused => (
+            S::UNPROCESSABLE_ENTITY,
+            "Idempotency-Key reused for a different request",
+        ),
+        UnknownSku => (S::UNPROCESSABLE_ENTITY, "Unknown SKU"),
+        UnknownPriceList => (S::UNPROCESSABLE_ENTITY, "Unknown price list"),
+        UnknownMarket => (S::UNPROCESSABLE_ENTITY, "Unknown market"),
+        UnknownPromotion => (S::NOT_FOUND, "Unknown promotion"),
+        Conflict => (S::CONFLICT, "Conflicts with existing data"),
+        NotLeader => (
+            S::MISDIRECTED_REQUEST,
+            "Send this to the region that leads the group",
+        ),
+        HeldInGrants => (S::CONFLICT, "Stock is held in edge grants"),
+        OutOfStock => (S::CONFLICT, "Out of stock"),
+        NotSoldInMarket => (
+            S::UNPROCESSABLE_ENTITY,
+            "Not sold to that destination in that currency",
+        ),
+        NoPrice => (
+            S::UNPROCESSABLE_ENTITY,
+            "No price for this customer and destination",
+        ),
+        Quantity => (S::UNPROCESSABLE_ENTITY, "Quantity out of range"),
+        Overloaded => (S::SERVICE_UNAVAILABLE, "Too many writes in flight"),
+        RateLimited => (S::TOO_MANY_REQUESTS, "Too many requests from this client"),
+        Unavailable => (S::SERVICE_UNAVAILABLE, "The store is unavailable"),
+        Timeout => (S::GATEWAY_TIMEOUT, "The write did not finish in time"),
+        RequestTimeout => (S::REQUEST_TIMEOUT, "The request took too long to arrive"),
+        Internal => (S::INTERNAL_SERVER_ERROR, "Internal error"),
     }
 }
 
@@ -173,13 +84,13 @@ pub struct ProblemDocument {
 /// A problem document ready to send.
 #[derive(Debug)]
 pub struct Problem {
-    pub kind: ProblemType,
+    pub kind: Kind,
     pub detail: String,
     pub retry_after_s: Option<u32>,
 }
 
 impl Problem {
-    pub fn new(kind: ProblemType, detail: impl Into<String>) -> Self {
+    pub fn new(kind: Kind, detail: impl Into<String>) -> Self {
         Problem {
             kind,
             detail: detail.into(),
@@ -192,16 +103,31 @@ impl Problem {
         self
     }
 
+    /// The problem an error of the mesh is: its kind and message, and `Retry-After: 1` when
+    /// the same request may succeed later through no change of the caller's (an election, a
+    /// queue draining), not when the caller must change something first (more stock).
+    pub fn from_fault(e: &(impl Fault + ?Sized)) -> Self {
+        if e.whose() != Whose::Caller {
+            tracing::warn!(kind = %e.kind(), error = %e, "request failed");
+        }
+        let p = Problem::new(e.kind(), e.to_string());
+        if e.retry() == Retry::Later && e.whose() != Whose::Caller {
+            p.retry_after(1)
+        } else {
+            p
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
-        self.kind.info().1
+        status_and_title(self.kind).0
     }
 }
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let (slug, status, title) = self.kind.info();
+        let (status, title) = status_and_title(self.kind);
         let body = ProblemDocument {
-            type_: format!("{TYPE_BASE}{slug}"),
+            type_: format!("{TYPE_BASE}{}", self.kind.slug()),
             title,
             status: status.as_u16(),
             detail: self.detail,
@@ -215,56 +141,31 @@ impl IntoResponse for Problem {
         if let Some(s) = self.retry_after_s {
             h.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
-        if self.kind == ProblemType::Unauthorized {
+        if self.kind == Kind::Unauthorized {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         res
     }
 }
 
-impl From<Rejection> for Problem {
-    fn from(r: Rejection) -> Self {
-        let kind = match r.kind {
-            RejectKind::Invalid => ProblemType::InvalidBody,
-            RejectKind::UnknownSku => ProblemType::UnknownSku,
-            RejectKind::UnknownPriceList => ProblemType::UnknownPriceList,
-            RejectKind::UnknownMarket => ProblemType::UnknownMarket,
-            RejectKind::UnknownPromotion => ProblemType::UnknownPromotion,
-            RejectKind::Conflict => ProblemType::Conflict,
-            RejectKind::HeldInGrants => ProblemType::HeldInGrants,
-            RejectKind::OutOfStock => ProblemType::OutOfStock,
-            RejectKind::NotSoldInMarket => ProblemType::NotSoldInMarket,
-            RejectKind::NoPrice => ProblemType::NoPrice,
-            RejectKind::Quantity => ProblemType::Quantity,
-            RejectKind::IdempotencyKeyReused => ProblemType::IdempotencyKeyReused,
-        };
-        Problem::new(kind, r.detail)
+/// Any error of the mesh is the problem of its kind (`Problem::from_fault`), so that `?`
+/// turns it into its problem document.
+impl<E: Fault> From<E> for Problem {
+    fn from(e: E) -> Self {
+        Problem::from_fault(&e)
     }
 }
 
-impl From<JsonRejection> for Problem {
-    fn from(r: JsonRejection) -> Self {
-        let kind = match &r {
-            JsonRejection::JsonSyntaxError(_) => ProblemType::MalformedJson,
-            JsonRejection::JsonDataError(_) => ProblemType::InvalidBody,
-            JsonRejection::MissingJsonContentType(_) => ProblemType::UnsupportedMediaType,
-            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ProblemType::BodyTooLarge
-            }
-            _ => ProblemType::BadRequest,
-        };
-        Problem::new(kind, r.body_text())
-    }
-}
-
-impl From<QueryRejection> for Problem {
-    fn from(r: QueryRejection) -> Self {
-        Problem::new(ProblemType::BadRequest, r.body_text())
-    }
-}
-
-impl From<PathRejection> for Problem {
-    fn from(r: PathRejection) -> Self {
-        Problem::new(ProblemType::BadRequest, r.body_text())
-    }
+/// The problem a JSON body's rejection is.
+pub(crate) fn json_rejection(r: JsonRejection) -> Problem {
+    let kind = match &r {
+        JsonRejection::JsonSyntaxError(_) => Kind::MalformedJson,
+        JsonRejection::JsonDataError(_) => Kind::InvalidBody,
+        JsonRejection::MissingJsonContentType(_) => Kind::UnsupportedMediaType,
+        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Kind::BodyTooLarge
+        }
+        _ => Kind::BadRequest,
+    };
+    Problem::new(kind, r.body_text())
 }

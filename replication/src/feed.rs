@@ -19,9 +19,7 @@
 //! moved past it: resynced, never allowed to hold memory hostage.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,75 +27,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::raft::{MeshRequest, MeshResponse};
+use crate::app::{AppError, Mirror, SnapshotSource};
+use crate::protocol::{FeedMessage, MeshRequest, MeshResponse, Row, Subscribe};
 use crate::transport::{StreamFrame, Transport, TransportError, stream_frame};
-
-/// A stored row: its key and its new value, or `None` where it was deleted.
-pub type Row = (Vec<u8>, Option<Vec<u8>>);
-
-/// Rows with their keys and values as byte strings: bincode encodes them as it does byte
-/// sequences, at the cost of a copy rather than of a call per byte.
-mod row_bytes {
-    use serde::ser::SerializeSeq;
-    use serde::{Deserialize, Deserializer, Serializer};
-    use serde_bytes::{ByteBuf, Bytes};
-
-    use super::Row;
-
-    pub fn serialize<S: Serializer>(rows: &[Row], s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(rows.len()))?;
-        for (key, value) in rows {
-            seq.serialize_element(&(Bytes::new(key), value.as_deref().map(Bytes::new)))?;
-        }
-        seq.end()
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Row>, D::Error> {
-        let rows: Vec<(ByteBuf, Option<ByteBuf>)> = Vec::deserialize(d)?;
-        Ok(rows
-            .into_iter()
-            .map(|(k, v)| (k.into_vec(), v.map(ByteBuf::into_vec)))
-            .collect())
-    }
-}
-
-/// What a subscriber asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Subscribe {
-    /// The last version the subscriber has applied (0: it holds nothing).
-    pub from_version: u64,
-}
-
-/// What a subscriber receives.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FeedMessage {
-    /// A part of every mirrored row as of `version`. The parts of one snapshot arrive in a row;
-    /// the subscriber replaces its rows with them when the `last` one has come.
-    Snapshot {
-        version: u64,
-        #[serde(with = "row_bytes")]
-        rows: Vec<Row>,
-        last: bool,
-    },
-    /// The rows changed at `version`.
-    Changes {
-        version: u64,
-        #[serde(with = "row_bytes")]
-        rows: Vec<Row>,
-    },
-    /// Nothing to send; the core has applied up to `version`.
-    Heartbeat { version: u64 },
-}
-
-impl FeedMessage {
-    pub fn version(&self) -> u64 {
-        match self {
-            FeedMessage::Snapshot { version, .. }
-            | FeedMessage::Changes { version, .. }
-            | FeedMessage::Heartbeat { version } => *version,
-        }
-    }
-}
 
 /// The bounds of a core's feed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,19 +76,22 @@ impl FeedLimits {
     }
 }
 
-/// A snapshot being read: the version read, and every mirrored row as of it.
-pub type SnapshotRead<'a> =
-    Pin<Box<dyn Future<Output = Result<(u64, Vec<Row>), String>> + Send + 'a>>;
-
-/// Reads every mirrored row as of one version: the application's side of a snapshot.
-pub trait SnapshotSource: Send + Sync + 'static {
-    /// The version read, and the rows (all from one consistent read of that version).
-    fn feed_snapshot(&self) -> SnapshotRead<'_>;
+/// Encodes a feed message as a frame of the mesh protocol's stream.
+fn encode(msg: FeedMessage) -> Result<StreamFrame, ServeError> {
+    stream_frame(&MeshResponse::Feed(msg)).map_err(ServeError::Encode)
 }
 
-/// Encodes a feed message as a frame of the mesh protocol's stream.
-fn encode(msg: FeedMessage) -> Result<StreamFrame, String> {
-    stream_frame(&MeshResponse::Feed(msg)).map_err(|e| e.to_string())
+/// Why a subscriber stopped being fed.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error("the subscriber went away")]
+    Gone,
+    #[error("the history turns over faster than a snapshot is sent")]
+    TurnsOver,
+    #[error("cannot read a snapshot: {0}")]
+    Snapshot(AppError),
+    #[error("cannot encode a feed message: {0}")]
+    Encode(crate::frame::FrameError),
 }
 
 struct Slot {
@@ -323,9 +258,12 @@ impl Feed {
         }
     }
 
-    async fn follow(&self, mut from: u64, out: &mpsc::Sender<StreamFrame>) -> Result<(), String> {
+    async fn follow(
+        &self,
+        mut from: u64,
+        out: &mpsc::Sender<StreamFrame>,
+    ) -> Result<(), ServeError> {
         let heartbeat = Duration::from_millis(self.limits.heartbeat_ms);
-        let gone = || "the subscriber went away".to_owned();
         // Snapshots sent in a row without catching up: the history turns over faster than
         // one snapshot can be read and sent, and the subscriber is better off reconnecting.
         let mut snapshots = 0;
@@ -339,7 +277,7 @@ impl Feed {
                 Attach::Behind => {
                     snapshots += 1;
                     if snapshots > 3 {
-                        return Err("the history turns over faster than a snapshot is sent".into());
+                        return Err(ServeError::TurnsOver);
                     }
                     from = self.send_snapshot(out).await?;
                     continue;
@@ -347,7 +285,7 @@ impl Feed {
             };
             snapshots = 0;
             for (v, f) in replay {
-                out.send(f).await.map_err(|_| gone())?;
+                out.send(f).await.map_err(|_| ServeError::Gone)?;
                 from = v;
             }
             loop {
@@ -355,7 +293,7 @@ impl Feed {
                     Ok(Some((v, f))) => {
                         queued.fetch_sub(f.len(), Ordering::AcqRel);
                         if v > from {
-                            out.send(f).await.map_err(|_| gone())?;
+                            out.send(f).await.map_err(|_| ServeError::Gone)?;
                             from = v;
                         }
                     }
@@ -364,7 +302,7 @@ impl Feed {
                     Err(_) => {
                         let version = self.latest().max(from);
                         let f = encode(FeedMessage::Heartbeat { version })?;
-                        out.send(f).await.map_err(|_| gone())?;
+                        out.send(f).await.map_err(|_| ServeError::Gone)?;
                     }
                 }
             }
@@ -372,8 +310,12 @@ impl Feed {
     }
 
     /// Sends a snapshot in chunks; returns its version.
-    async fn send_snapshot(&self, out: &mpsc::Sender<StreamFrame>) -> Result<u64, String> {
-        let (version, rows) = self.source.feed_snapshot().await?;
+    async fn send_snapshot(&self, out: &mpsc::Sender<StreamFrame>) -> Result<u64, ServeError> {
+        let (version, rows) = self
+            .source
+            .feed_snapshot()
+            .await
+            .map_err(ServeError::Snapshot)?;
         let mut chunk = Vec::new();
         let mut bytes = 0;
         let mut rows = rows.into_iter().peekable();
@@ -391,9 +333,7 @@ impl Feed {
                     last,
                 };
                 let f = encode(msg)?;
-                out.send(f)
-                    .await
-                    .map_err(|_| "the subscriber went away".to_owned())?;
+                out.send(f).await.map_err(|_| ServeError::Gone)?;
                 bytes = 0;
             }
             if last {
@@ -401,18 +341,6 @@ impl Feed {
             }
         }
     }
-}
-
-/// What a subscriber does with the feed: the edge's mirror of the core's rows.
-pub trait Mirror: Send {
-    /// The last version applied.
-    fn version(&self) -> u64;
-    /// Replaces every row with `rows`, now at `version`.
-    fn install(&mut self, version: u64, rows: Vec<Row>) -> Result<(), String>;
-    /// Applies the rows changed at `version` (always newer than `version()`).
-    fn apply(&mut self, version: u64, rows: Vec<Row>) -> Result<(), String>;
-    /// The core has applied up to `version`; nothing here changed since.
-    fn heartbeat(&mut self, _version: u64) {}
 }
 
 /// A core a subscriber can follow.
@@ -434,7 +362,7 @@ pub enum FollowError {
     #[error("{core} broke the feed's order (a snapshot interrupted, or not a feed)")]
     Protocol { core: String },
     #[error("the mirror refused a change: {0}")]
-    Mirror(String),
+    Mirror(AppError),
 }
 
 /// Follows the feed of `core` into `mirror` until the stream breaks. A core that sends nothing

@@ -8,10 +8,13 @@ use serde::de::DeserializeOwned;
 
 use codec::{CodecError, Format};
 
-/// The protocol this build speaks: every frame's body is encoded as this format.
+/// The protocol this build speaks: every frame's body is encoded as this format. A peer of
+/// another version is refused on each stream with a message that names both; members and
+/// edges of one deployment are upgraded together. Version 2: a refused write says what kind
+/// of refusal it is (`WriteError::Refused`).
 pub const PROTOCOL: Format = Format {
     label: "mesh frame",
-    version: 1,
+    version: 2,
 };
 
 /// Largest frame accepted by default: room for a batch of log entries or a snapshot chunk.

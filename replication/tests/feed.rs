@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use replication::app::{AppError, Mirror, SnapshotRead, SnapshotSource};
 use replication::certs;
-use replication::feed::{self, Core, Feed, FeedLimits, Mirror, Row, SnapshotRead, SnapshotSource};
-use replication::raft::{MeshRequest, MeshResponse};
+use replication::feed::{self, Core, Feed, FeedLimits};
+use replication::protocol::{MeshRequest, MeshResponse, Row};
 use replication::tls::NodeTls;
 use replication::transport::{Answer, Handler, Transport};
 
@@ -123,7 +124,7 @@ impl Mirror for TestMirror {
         self.version
     }
 
-    fn install(&mut self, version: u64, rows: Vec<Row>) -> Result<(), String> {
+    fn install(&mut self, version: u64, rows: Vec<Row>) -> Result<(), AppError> {
         self.rows = rows
             .into_iter()
             .map(|(k, v)| (k, v.expect("a snapshot holds values")))
@@ -133,7 +134,7 @@ impl Mirror for TestMirror {
         Ok(())
     }
 
-    fn apply(&mut self, version: u64, rows: Vec<Row>) -> Result<(), String> {
+    fn apply(&mut self, version: u64, rows: Vec<Row>) -> Result<(), AppError> {
         assert!(version > self.version, "{version} after {}", self.version);
         for (k, v) in rows {
             match v {
@@ -260,7 +261,7 @@ async fn a_subscriber_that_stops_reading_is_cut_loose_then_resynced() {
     let core = TestCore::start(dir.path(), limits);
     let t = edge(dir.path());
     // Subscribed, but reading nothing: the stream's flow control fills, then its queue.
-    let request = MeshRequest::Subscribe(feed::Subscribe { from_version: 0 });
+    let request = MeshRequest::Subscribe(replication::protocol::Subscribe { from_version: 0 });
     let stalled = t
         .open_stream("cn-shanghai", core.addr, &request, DEADLINE)
         .await

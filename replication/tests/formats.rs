@@ -9,11 +9,12 @@ use std::path::PathBuf;
 
 use codec::{Format, check_golden, check_golden_as};
 use openraft::{CommittedLeaderId, EntryPayload, LogId, Membership, StoredMembership, Vote};
-use replication::feed::{FeedMessage, Subscribe};
 use replication::frame::PROTOCOL;
-use replication::raft::{
-    Entry, LOG, Member, MeshRequest, MeshResponse, NodeId, Payload, PreVote, RaftMeta, WriteError,
+use replication::protocol::{
+    Entry, FeedMessage, Member, MeshRequest, MeshResponse, NodeId, Payload, PreVote, Subscribe,
+    WriteError,
 };
+use replication::raft::{LOG, RaftMeta};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -95,22 +96,22 @@ fn raft_log_values() {
 fn mesh_frames() {
     golden_bytes(
         PROTOCOL,
-        "mesh-frame-v1-write",
+        "mesh-frame-v2-write",
         &MeshRequest::Write(Payload(vec![9, 8, 7])),
     );
     golden_bytes(
         PROTOCOL,
-        "mesh-frame-v1-submit",
+        "mesh-frame-v2-submit",
         &MeshRequest::Submit(Payload(vec![1])),
     );
     golden_bytes(
         PROTOCOL,
-        "mesh-frame-v1-subscribe",
+        "mesh-frame-v2-subscribe",
         &MeshRequest::Subscribe(Subscribe { from_version: 77 }),
     );
     golden_bytes(
         PROTOCOL,
-        "mesh-frame-v1-pre-vote",
+        "mesh-frame-v2-pre-vote",
         &MeshRequest::PreVote(PreVote {
             candidate: 2,
             last_log: Some(log_id(3, 42)),
@@ -118,7 +119,7 @@ fn mesh_frames() {
     );
     golden_bytes(
         PROTOCOL,
-        "mesh-frame-v1-append-entries",
+        "mesh-frame-v2-append-entries",
         &MeshRequest::AppendEntries(openraft::raft::AppendEntriesRequest {
             vote: Vote::new_committed(4, 2),
             prev_log_id: Some(log_id(3, 42)),
@@ -131,7 +132,7 @@ fn mesh_frames() {
     );
     golden_bytes(
         PROTOCOL,
-        "mesh-frame-v1-feed-changes",
+        "mesh-frame-v2-feed-changes",
         &MeshResponse::Feed(FeedMessage::Changes {
             version: 43,
             rows: vec![
@@ -142,7 +143,24 @@ fn mesh_frames() {
     );
     golden_bytes(
         PROTOCOL,
-        "mesh-frame-v1-write-refused",
-        &MeshResponse::Write(Err(WriteError::Refused("not an edge write".into()))),
+        "mesh-frame-v2-write-refused",
+        &MeshResponse::Write(Err(WriteError::refused(
+            fault::Kind::InvalidBody,
+            "not an edge write",
+        ))),
+    );
+}
+
+/// A frame of a protocol version this build no longer speaks (a peer not yet upgraded) is
+/// refused with both versions named, never misread.
+#[test]
+fn a_frame_of_a_retired_version_is_refused_by_name() {
+    let v1 = codec::unhex(&std::fs::read_to_string(path("retired/mesh-frame-v1-write")).unwrap())
+        .unwrap();
+    let err = replication::frame::decode_body::<MeshRequest>(&v1).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("unknown format version 1 (this build reads 2)"),
+        "{err}"
     );
 }

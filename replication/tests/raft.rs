@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use openraft::{CommittedLeaderId, LogId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use replication::app::{App, AppEntry, AppError};
 use replication::certs;
-use replication::raft::{
-    App, AppEntry, Member, Members, MeshRequest, MeshResponse, NodeId, Payload, PreVote, RaftNode,
-    Timing, WriteError,
+use replication::protocol::{
+    Member, MeshRequest, MeshResponse, NodeId, Payload, PreVote, WriteError,
 };
+use replication::raft::{Members, RaftNode, Timing};
 use replication::tls::NodeTls;
 use replication::transport::Transport;
 
@@ -50,67 +51,66 @@ impl Kv {
 }
 
 impl App for Kv {
-    fn apply(&self, entries: Vec<AppEntry>, meta: Vec<u8>) -> Result<Vec<Payload>, String> {
-        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+    fn apply(&self, entries: Vec<AppEntry>, meta: Vec<u8>) -> Result<Vec<Payload>, AppError> {
+        let txn = self.db.begin_write()?;
         let mut replies = Vec::new();
         {
-            let mut t = txn.open_table(KV).map_err(|e| e.to_string())?;
+            let mut t = txn.open_table(KV)?;
             for e in &entries {
                 if let Some(p) = &e.payload {
-                    let s = String::from_utf8(p.0.clone()).map_err(|e| e.to_string())?;
-                    let (k, v) = s.split_once('=').ok_or("not key=value")?;
-                    t.insert(k, v).map_err(|e| e.to_string())?;
+                    let s = String::from_utf8(p.0.clone())?;
+                    let (k, v) = s
+                        .split_once('=')
+                        .ok_or(std::io::Error::other("not key=value"))?;
+                    t.insert(k, v)?;
                 }
                 replies.push(Payload(e.index.to_string().into_bytes()));
             }
-            let mut m = txn.open_table(META).map_err(|e| e.to_string())?;
-            m.insert("raft", meta.as_slice())
-                .map_err(|e| e.to_string())?;
+            let mut m = txn.open_table(META)?;
+            m.insert("raft", meta.as_slice())?;
         }
-        txn.commit().map_err(|e| e.to_string())?;
+        txn.commit()?;
         Ok(replies)
     }
 
-    fn meta(&self) -> Result<Option<Vec<u8>>, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-        let t = txn.open_table(META).map_err(|e| e.to_string())?;
-        Ok(t.get("raft")
-            .map_err(|e| e.to_string())?
-            .map(|v| v.value().to_vec()))
+    fn meta(&self) -> Result<Option<Vec<u8>>, AppError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(META)?;
+        Ok(t.get("raft")?.map(|v| v.value().to_vec()))
     }
 
-    fn snapshot(&self) -> Result<(Vec<u8>, Vec<u8>), String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-        let t = txn.open_table(KV).map_err(|e| e.to_string())?;
+    fn snapshot(&self) -> Result<(Vec<u8>, Vec<u8>), AppError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(KV)?;
         let mut rows = Vec::new();
-        for item in t.iter().map_err(|e| e.to_string())? {
-            let (k, v) = item.map_err(|e| e.to_string())?;
+        for item in t.iter()? {
+            let (k, v) = item?;
             rows.push(format!("{}={}", k.value(), v.value()));
         }
-        let m = txn.open_table(META).map_err(|e| e.to_string())?;
+        let m = txn.open_table(META)?;
         let meta = m
-            .get("raft")
-            .map_err(|e| e.to_string())?
+            .get("raft")?
             .map(|v| v.value().to_vec())
             .unwrap_or_default();
         Ok((rows.join("\n").into_bytes(), meta))
     }
 
-    fn install(&self, snapshot: &[u8], meta: Vec<u8>) -> Result<(), String> {
-        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+    fn install(&self, snapshot: &[u8], meta: Vec<u8>) -> Result<(), AppError> {
+        let txn = self.db.begin_write()?;
         {
-            let mut t = txn.open_table(KV).map_err(|e| e.to_string())?;
-            t.retain(|_, _| false).map_err(|e| e.to_string())?;
-            let text = String::from_utf8(snapshot.to_vec()).map_err(|e| e.to_string())?;
+            let mut t = txn.open_table(KV)?;
+            t.retain(|_, _| false)?;
+            let text = String::from_utf8(snapshot.to_vec())?;
             for line in text.lines() {
-                let (k, v) = line.split_once('=').ok_or("bad snapshot line")?;
-                t.insert(k, v).map_err(|e| e.to_string())?;
+                let (k, v) = line
+                    .split_once('=')
+                    .ok_or(std::io::Error::other("bad snapshot line"))?;
+                t.insert(k, v)?;
             }
-            let mut m = txn.open_table(META).map_err(|e| e.to_string())?;
-            m.insert("raft", meta.as_slice())
-                .map_err(|e| e.to_string())?;
+            let mut m = txn.open_table(META)?;
+            m.insert("raft", meta.as_slice())?;
         }
-        txn.commit().map_err(|e| e.to_string())
+        Ok(txn.commit()?)
     }
 }
 

@@ -20,7 +20,7 @@ use common::{
     CoreProcess, TOKEN, client, edge_order, median, mesh_node, percentile, write_group,
     write_group_of,
 };
-use replication::raft::Payload;
+use replication::protocol::Payload;
 use replication::transport::Transport;
 use serde_json::{Value, json};
 

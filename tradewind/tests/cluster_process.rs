@@ -16,8 +16,9 @@ use common::{
     CoreProcess, REGIONS, SharedMirror, TOKEN, client, edge_order, edge_write, follow_feed,
     mesh_node, order, write_group,
 };
+use fault::Kind;
 use replication::feed::Core;
-use replication::raft::{Payload, WriteError};
+use replication::protocol::{Payload, WriteError};
 use serde_json::{Value, json};
 
 struct Group {
@@ -447,7 +448,7 @@ async fn edges_write_over_the_mesh_at_any_region_each_only_for_itself() {
     )
     .await;
     assert!(
-        matches!(transport_refusal, Err(WriteError::Refused(ref why)) if why.contains("not an edge write")),
+        matches!(transport_refusal, Err(WriteError::Refused { kind: Kind::InvalidBody, ref reason }) if reason.contains("not an edge write")),
         "{transport_refusal:?}"
     );
     let empty = edge_write(
@@ -458,7 +459,7 @@ async fn edges_write_over_the_mesh_at_any_region_each_only_for_itself() {
     )
     .await;
     assert!(
-        matches!(empty, Err(WriteError::Refused(ref why)) if why.contains("1 to")),
+        matches!(empty, Err(WriteError::Refused { kind: Kind::InvalidBody, ref reason }) if reason.contains("1 to")),
         "{empty:?}"
     );
     let bad_key = edge_write(
@@ -469,7 +470,13 @@ async fn edges_write_over_the_mesh_at_any_region_each_only_for_itself() {
     )
     .await;
     assert!(
-        matches!(bad_key, Err(WriteError::Refused(_))),
+        matches!(
+            bad_key,
+            Err(WriteError::Refused {
+                kind: Kind::InvalidBody,
+                ..
+            })
+        ),
         "{bad_key:?}"
     );
     assert!(matches!(

@@ -32,13 +32,13 @@ pub(super) fn upsert_product(i: &Input<'_>, product: &Product) -> Result<Effects
 }
 
 pub(super) fn upsert_market(i: &Input<'_>, market: &Market) -> Result<Effects, Rejection> {
-    market.validate().map_err(invalid)?;
+    market.validate()?;
     i.applied(vec![Write::Put(Record::Market(market.clone()))])
 }
 
 /// A list may change anything but its currency: prices already in it are in that currency.
 pub(super) fn upsert_price_list(i: &Input<'_>, list: &PriceList) -> Result<Effects, Rejection> {
-    list.validate().map_err(invalid)?;
+    list.validate()?;
     i.known_market(list.market.as_ref())?;
     if let Some(old) = i.state.book.list(&list.id)
         && old.currency != list.currency
@@ -56,7 +56,7 @@ pub(super) fn upsert_price_list(i: &Input<'_>, list: &PriceList) -> Result<Effec
 
 /// A promotion records the version that wrote it (its price version, I4).
 pub(super) fn upsert_promotion(i: &Input<'_>, promo: &Promotion) -> Result<Effects, Rejection> {
-    promo.validate().map_err(invalid)?;
+    promo.validate()?;
     i.known_market(promo.market.as_ref())?;
     if let PromotionTarget::Sku(sku) = &promo.target {
         i.known_sku(sku)?;
@@ -148,7 +148,7 @@ pub(super) fn price_batch(i: &Input<'_>, changes: &[PriceChange]) -> Result<Effe
             tiers: c.tiers.clone(),
             version: i.version,
         };
-        entry.validate().map_err(|e| invalid(at(e)))?;
+        entry.validate().map_err(|e| invalid(at(e.detail)))?;
         if !seen.insert((&c.sku, list)) {
             return Err(invalid(at(format!(
                 "sku {} appears twice for one list",

@@ -131,7 +131,7 @@ pub(super) fn central_order(
     origin: Origin,
 ) -> Result<Effects, Rejection> {
     if let Some(k) = key {
-        check_idempotency_key(k).map_err(|e| Rejection::new(RejectKind::Invalid, e))?;
+        check_idempotency_key(k).map_err(|e| Rejection::invalid(e.to_string()))?;
         if &order_id_for(&request.customer_id, k) != order_id {
             return reject(
                 RejectKind::Invalid,

@@ -12,8 +12,9 @@ use commerce::{Market, MarketId, PriceListId, Product, ProductId, PromotionId, S
 use serde_json::{Value, json};
 
 use super::{AppState, page_limit, submit, version_reply};
+use commerce::order::check_idempotency_key;
 use http_api::{Body, Path, Query, idempotency_key};
-use http_api::{Problem, ProblemType};
+use http_api::{Kind, Problem};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -36,7 +37,7 @@ pub fn routes() -> Router<AppState> {
 fn same_id(path: &str, body: &str) -> Result<(), Problem> {
     if path != body {
         return Err(Problem::new(
-            ProblemType::InvalidBody,
+            Kind::InvalidBody,
             format!("id in the path ({path}) and in the body ({body}) differ"),
         ));
     }
@@ -50,7 +51,7 @@ async fn put_product(
     Body(product): Body<Product>,
 ) -> Result<Response, Problem> {
     same_id(id.as_str(), product.id.as_str())?;
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(&headers, check_idempotency_key)?;
     let o = submit(
         &s,
         "products",
@@ -70,7 +71,7 @@ async fn get_product(
         .product(&id)
         .cloned()
         .map(Json)
-        .ok_or_else(|| Problem::new(ProblemType::NotFound, format!("no product {id}")))
+        .ok_or_else(|| Problem::new(Kind::NotFound, format!("no product {id}")))
 }
 
 #[derive(serde::Deserialize)]
@@ -104,7 +105,7 @@ async fn put_market(
     Body(market): Body<Market>,
 ) -> Result<Response, Problem> {
     same_id(id.as_str(), market.id.as_str())?;
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(&headers, check_idempotency_key)?;
     let o = submit(&s, "markets", key.as_deref(), Command::UpsertMarket(market)).await?;
     Ok(version_reply(&o))
 }
@@ -123,7 +124,7 @@ async fn put_price_list(
     Body(list): Body<PriceList>,
 ) -> Result<Response, Problem> {
     same_id(id.as_str(), list.id.as_str())?;
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(&headers, check_idempotency_key)?;
     let o = submit(
         &s,
         "price-lists",
@@ -148,7 +149,7 @@ async fn put_promotion(
     Body(promotion): Body<Promotion>,
 ) -> Result<Response, Problem> {
     same_id(id.as_str(), promotion.id.as_str())?;
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(&headers, check_idempotency_key)?;
     let o = submit(
         &s,
         "promotions",
@@ -164,7 +165,7 @@ async fn delete_promotion(
     Path(id): Path<PromotionId>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(&headers, check_idempotency_key)?;
     let o = submit(
         &s,
         "promotions-delete",
@@ -192,7 +193,7 @@ async fn post_prices(
     headers: HeaderMap,
     Body(body): Body<PriceBatch>,
 ) -> Result<Response, Problem> {
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(&headers, check_idempotency_key)?;
     super::check_batch_len(
         "price",
         body.changes.len(),
@@ -214,7 +215,7 @@ async fn get_prices(
 ) -> Result<Json<Value>, Problem> {
     let m = s.machine.read().await;
     if m.state().owner(&sku).is_none() {
-        return Err(Problem::new(ProblemType::NotFound, format!("no sku {sku}")));
+        return Err(Problem::new(Kind::NotFound, format!("no sku {sku}")));
     }
     Ok(Json(
         json!({ "sku": sku, "prices": m.state().book.prices(&sku) }),
@@ -230,7 +231,7 @@ async fn quote(
     match m.state().quote(&sku, &q, crate::writes::now_ms()) {
         Ok(quote) => Ok(Json(quote)),
         Err(OrderError::UnknownSku(_)) => {
-            Err(Problem::new(ProblemType::NotFound, format!("no sku {sku}")))
+            Err(Problem::new(Kind::NotFound, format!("no sku {sku}")))
         }
         Err(e) => Err(commerce::command::Rejection::from(e).into()),
     }

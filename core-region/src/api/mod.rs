@@ -22,9 +22,9 @@ use tokio::sync::RwLock;
 
 use crate::machine::StateMachine;
 use crate::store::Store;
-use crate::writes::{ProposeError, Writes};
+use crate::writes::Writes;
 use auth::TokenSet;
-use http_api::{Body, Path, Problem, ProblemType};
+use http_api::{Body, Kind, Path, Problem};
 
 /// Everything a handler needs.
 #[derive(Clone)]
@@ -69,7 +69,7 @@ async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> R
         .and_then(|v| v.to_str().ok());
     if !s.tokens.accepts_header(header) {
         return Problem::new(
-            ProblemType::Unauthorized,
+            Kind::Unauthorized,
             "send Authorization: Bearer <admin token>",
         )
         .into_response();
@@ -128,7 +128,7 @@ async fn cluster(State(s): State<AppState>) -> Json<serde_json::Value> {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewMember {
-    id: replication::raft::NodeId,
+    id: replication::protocol::NodeId,
     name: String,
     raft_addr: String,
     admin_url: String,
@@ -144,10 +144,10 @@ fn yes() -> bool {
 fn membership_problem(e: replication::raft::MembershipError) -> Problem {
     match e {
         replication::raft::MembershipError::NotLeader(_) => {
-            Problem::new(ProblemType::NotLeader, e.to_string())
+            Problem::new(Kind::NotLeader, e.to_string())
         }
         replication::raft::MembershipError::Refused(_) => {
-            Problem::new(ProblemType::Conflict, e.to_string())
+            Problem::new(Kind::Conflict, e.to_string())
         }
     }
 }
@@ -158,11 +158,11 @@ async fn add_member(
     Body(m): Body<NewMember>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     replication::certs::check_node_name(&m.name)
-        .map_err(|e| Problem::new(ProblemType::InvalidBody, e.to_string()))?;
+        .map_err(|e| Problem::new(Kind::InvalidBody, e.to_string()))?;
     m.raft_addr
         .parse::<std::net::SocketAddr>()
-        .map_err(|e| Problem::new(ProblemType::InvalidBody, format!("raft_addr: {e}")))?;
-    let member = replication::raft::Member {
+        .map_err(|e| Problem::new(Kind::InvalidBody, format!("raft_addr: {e}")))?;
+    let member = replication::protocol::Member {
         name: m.name,
         raft_addr: m.raft_addr,
         admin_url: m.admin_url,
@@ -178,7 +178,7 @@ async fn add_member(
 /// Removes a region from the group.
 async fn remove_member(
     State(s): State<AppState>,
-    Path(id): Path<replication::raft::NodeId>,
+    Path(id): Path<replication::protocol::NodeId>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     s.writes
         .node()
@@ -199,20 +199,7 @@ pub async fn submit(
     let outcome = s
         .writes
         .submit(route, key, command, s.write_timeout)
-        .await
-        .map_err(|e| match e {
-            ProposeError::TooLarge(_) => Problem::new(ProblemType::BodyTooLarge, e.to_string()),
-            ProposeError::Overloaded => {
-                Problem::new(ProblemType::Overloaded, e.to_string()).retry_after(1)
-            }
-            ProposeError::Timeout(_) => Problem::new(
-                ProblemType::Timeout,
-                "the write did not commit in time and may still; retry with the same Idempotency-Key",
-            ),
-            ProposeError::NoLeader(_) | ProposeError::Unavailable(_) => {
-                Problem::new(ProblemType::Unavailable, e.to_string()).retry_after(1)
-            }
-        })?;
+        .await?;
     match outcome {
         Outcome::Rejected(r) => Err(r.into()),
         o => Ok(o),
@@ -240,7 +227,7 @@ pub fn version_reply(outcome: &Outcome) -> Response {
 pub fn check_batch_len(what: &str, len: usize, max: usize) -> Result<(), Problem> {
     if len == 0 || len > max {
         return Err(Problem::new(
-            ProblemType::InvalidBody,
+            Kind::InvalidBody,
             format!("a {what} batch has 1 to {max} changes, got {len}"),
         ));
     }
@@ -255,7 +242,7 @@ pub fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
     match limit.unwrap_or(PAGE_DEFAULT) {
         n @ 1..=PAGE_MAX => Ok(n),
         n => Err(Problem::new(
-            ProblemType::BadRequest,
+            Kind::BadRequest,
             format!("limit must be 1 to {PAGE_MAX}, got {n}"),
         )),
     }

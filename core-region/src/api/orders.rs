@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 use super::stock::unexpected;
 use super::{AppState, page_limit, submit};
 use crate::reads::{CommitCursor, orders_after, read_order};
+use commerce::order::check_idempotency_key;
 use http_api::{Body, Path, Query, idempotency_key};
-use http_api::{Problem, ProblemType};
+use http_api::{Kind, Problem};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -28,9 +29,9 @@ async fn place_order(
     headers: HeaderMap,
     Body(req): Body<OrderRequest>,
 ) -> Result<Response, Problem> {
-    let key = idempotency_key(&headers)?.ok_or_else(|| {
+    let key = idempotency_key(&headers, check_idempotency_key)?.ok_or_else(|| {
         Problem::new(
-            ProblemType::MissingIdempotencyKey,
+            Kind::MissingIdempotencyKey,
             "orders need an Idempotency-Key header, so that a retry never places a second order",
         )
     })?;
@@ -56,10 +57,10 @@ async fn get_order(
     let lookup = id.clone();
     let found = tokio::task::spawn_blocking(move || read_order(&*store, &lookup))
         .await
-        .map_err(|e| Problem::new(ProblemType::Internal, e.to_string()))??;
+        .map_err(|e| Problem::new(Kind::Internal, e.to_string()))??;
     found
         .map(Json)
-        .ok_or_else(|| Problem::new(ProblemType::NotFound, format!("no order {id}")))
+        .ok_or_else(|| Problem::new(Kind::NotFound, format!("no order {id}")))
 }
 
 #[derive(serde::Deserialize)]
@@ -84,7 +85,7 @@ async fn list_orders(
         None | Some("") => None,
         Some(c) => Some(parse_cursor(c).ok_or_else(|| {
             Problem::new(
-                ProblemType::BadRequest,
+                Kind::BadRequest,
                 "after must be the `next` cursor of a previous page",
             )
         })?),
@@ -92,7 +93,7 @@ async fn list_orders(
     let store = s.store.clone();
     let (items, last) = tokio::task::spawn_blocking(move || orders_after(&*store, after, limit))
         .await
-        .map_err(|e| Problem::new(ProblemType::Internal, e.to_string()))??;
+        .map_err(|e| Problem::new(Kind::Internal, e.to_string()))??;
     let next = last
         .filter(|_| items.len() == limit)
         .map(|(v, seq)| format!("{v}.{seq}"));
@@ -111,10 +112,10 @@ async fn commit_orders(
     headers: HeaderMap,
     Body(b): Body<CommitBody>,
 ) -> Result<Json<Value>, Problem> {
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(&headers, check_idempotency_key)?;
     if b.orders.is_empty() || b.orders.len() > commerce::command::COMMIT_BATCH_MAX {
         return Err(Problem::new(
-            ProblemType::InvalidBody,
+            Kind::InvalidBody,
             format!(
                 "a commit batch has 1 to {} orders",
                 commerce::command::COMMIT_BATCH_MAX

@@ -13,8 +13,9 @@ use commerce::{EdgeId, SkuId};
 use serde_json::{Value, json};
 
 use super::{AppState, submit, version_reply};
+use commerce::order::check_idempotency_key;
 use http_api::{Body, Path, idempotency_key};
-use http_api::{Problem, ProblemType};
+use http_api::{Kind, Problem};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -45,7 +46,7 @@ async fn post_stock(
     headers: HeaderMap,
     Body(body): Body<StockBatch>,
 ) -> Result<Response, Problem> {
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(&headers, check_idempotency_key)?;
     super::check_batch_len(
         "stock",
         body.changes.len(),
@@ -62,7 +63,7 @@ async fn post_stock(
                 (None, None, Some(n)) => StockOp::Remove(n),
                 _ => {
                     return Err(Problem::new(
-                        ProblemType::InvalidBody,
+                        Kind::InvalidBody,
                         format!("changes[{i}]: give exactly one of set, add, remove"),
                     ));
                 }
@@ -80,7 +81,7 @@ async fn inventory(
 ) -> Result<Json<Value>, Problem> {
     let m = s.machine.read().await;
     if m.state().owner(&sku).is_none() {
-        return Err(Problem::new(ProblemType::NotFound, format!("no sku {sku}")));
+        return Err(Problem::new(Kind::NotFound, format!("no sku {sku}")));
     }
     let inv = m.state().inventory(&sku).cloned().unwrap_or_default();
     let granted: BTreeMap<&str, u64> = inv.granted.iter().map(|(e, n)| (e.as_str(), *n)).collect();
@@ -113,7 +114,7 @@ async fn grant(
     headers: HeaderMap,
     Body(b): Body<GrantBody>,
 ) -> Result<Json<Value>, Problem> {
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(&headers, check_idempotency_key)?;
     let command = Command::Grant {
         edge: b.edge,
         sku: b.sku,
@@ -144,7 +145,7 @@ async fn return_grant(
     headers: HeaderMap,
     Body(b): Body<ReturnBody>,
 ) -> Result<Json<Value>, Problem> {
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(&headers, check_idempotency_key)?;
     let command = Command::ReturnGrant {
         edge: b.edge,
         sku: b.sku,
@@ -160,5 +161,5 @@ async fn return_grant(
 
 pub(super) fn unexpected(o: &Outcome) -> Problem {
     tracing::error!(?o, "unexpected outcome");
-    Problem::new(ProblemType::Internal, "unexpected outcome for this command")
+    Problem::new(Kind::Internal, "unexpected outcome for this command")
 }

@@ -139,9 +139,13 @@ pub(crate) fn decode_applied(raw: Option<&[u8]>) -> Result<u64, StoreError> {
     }
 }
 
-impl From<StoreError> for http_api::Problem {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store read failed");
-        http_api::Problem::new(http_api::ProblemType::Unavailable, e.to_string()).retry_after(1)
+impl fault::Fault for StoreError {
+    fn kind(&self) -> fault::Kind {
+        match self {
+            StoreError::Io(_) => fault::Kind::Unavailable,
+            StoreError::Fenced { .. } | StoreError::Format { .. } | StoreError::Corrupt { .. } => {
+                fault::Kind::Internal
+            }
+        }
     }
 }

@@ -13,7 +13,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Entry, Mesh, NodeId};
+use crate::protocol::{Entry, Mesh, NodeId};
 use codec::Format;
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");

@@ -31,44 +31,26 @@ mod state_machine;
 mod submit;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
-};
+use openraft::raft::AppendEntriesResponse;
 use openraft::{Config, Raft, RaftMetrics, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 
 pub use log_store::{LOG, LogStore};
 pub use network::{Network, SentCounts, SentEntries};
-pub use stand::PreVote;
 pub use state_machine::{RaftMeta, StateMachine};
-pub use submit::{Submissions, SubmitFuture, submit};
+pub use submit::submit;
 
-use crate::feed::{Feed, FeedMessage, Subscribe};
+use crate::app::{App, Submissions};
+use crate::feed::Feed;
+use crate::protocol::{
+    ClusterView, Member, MemberView, Mesh, MeshRequest, MeshResponse, NodeId, Payload, WriteError,
+};
 use crate::transport::{Answer, Handler, Transport};
-
-pub type NodeId = u64;
-
-/// A member of the group: its name (that of its certificate), where it takes Raft traffic and
-/// where its admin API is.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    pub name: String,
-    pub raft_addr: String,
-    pub admin_url: String,
-}
-
-impl fmt::Display for Member {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.name, self.raft_addr)
-    }
-}
 
 /// The members a group is formed with: voters, and learners that receive the log and never
 /// vote (a region far away that should not slow commits, or one being prepared). Learners are
@@ -89,131 +71,12 @@ impl From<BTreeMap<NodeId, Member>> for Members {
     }
 }
 
-/// An opaque command or reply. Its bytes are (de)serialized as one byte string rather than
-/// byte by byte, which bincode encodes the same way: the log's format is unchanged, and a
-/// 100 KiB command costs a copy instead of 100,000 calls.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Payload(#[serde(with = "serde_bytes")] pub Vec<u8>);
-
-openraft::declare_raft_types!(
-    /// The type configuration of the mesh's Raft group.
-    pub Mesh:
-        D = Payload,
-        R = Payload,
-        NodeId = NodeId,
-        Node = Member,
-        SnapshotData = std::io::Cursor<Vec<u8>>,
-);
-
-pub type Entry = openraft::Entry<Mesh>;
-
-/// One committed entry as the application sees it: its index (the mesh version) and its
-/// command, if it carries one (leader no-ops and membership changes carry none).
-#[derive(Clone, Debug)]
-pub struct AppEntry {
-    pub index: u64,
-    pub payload: Option<Payload>,
-}
-
-/// The application a Raft group replicates. Calls block (they write the application's store):
-/// the group makes them from blocking threads.
-pub trait App: Send + Sync + 'static {
-    /// Applies consecutive committed entries in one durable transaction that also stores
-    /// `meta` (opaque to the application); returns one reply per entry.
-    fn apply(&self, entries: Vec<AppEntry>, meta: Vec<u8>) -> Result<Vec<Payload>, String>;
-    /// The `meta` stored with the last applied entries, if any.
-    fn meta(&self) -> Result<Option<Vec<u8>>, String>;
-    /// A consistent copy of the whole state, and the `meta` it is current to.
-    fn snapshot(&self) -> Result<(Vec<u8>, Vec<u8>), String>;
-    /// Replaces the whole state with a `snapshot` from another member, storing `meta`.
-    fn install(&self, snapshot: &[u8], meta: Vec<u8>) -> Result<(), String>;
-}
-
-/// Messages between members.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum MeshRequest {
-    AppendEntries(AppendEntriesRequest<Mesh>),
-    Vote(VoteRequest<NodeId>),
-    InstallSnapshot(InstallSnapshotRequest<Mesh>),
-    /// A command a member forwards to the leader.
-    Write(Payload),
-    /// The group as the leader sees it.
-    View,
-    /// Follow this member's change feed (any node of the deployment may: edges do).
-    Subscribe(Subscribe),
-    /// A write from a node that is not a member (an edge), for the application to vet and
-    /// propose (`Submissions`); answered with `MeshResponse::Write`.
-    Submit(Payload),
-    /// Would the member vote for this candidate (`stand.rs`)?
-    PreVote(stand::PreVote),
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub enum MeshResponse {
-    AppendEntries(Result<AppendEntriesResponse<NodeId>, String>),
-    Vote(Result<VoteResponse<NodeId>, String>),
-    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, String>),
-    Write(Result<Payload, WriteError>),
-    View(Box<ClusterView>),
-    Refused(String),
-    /// One message of a change feed's stream.
-    Feed(FeedMessage),
-    PreVote(bool),
-}
-
-/// The group as one member sees it (the leader sees the most: how far each member is).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterView {
-    pub leader: Option<String>,
-    pub term: u64,
-    /// The last entry applied by the member that answers.
-    pub version: u64,
-    pub members: Vec<MemberView>,
-    /// Which member answered.
-    pub answered_by: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberView {
-    pub id: NodeId,
-    pub name: String,
-    /// `leader`, `follower` or `learner`.
-    pub role: String,
-    /// How far the member's log is known to match the leader's (its own last applied entry
-    /// when it answers for itself).
-    pub applied_version: Option<u64>,
-    /// How old the oldest entry is that the member has not acknowledged (0 when caught up).
-    pub lag_ms: Option<u64>,
-    pub raft_addr: String,
-    pub admin_url: String,
-}
-
 /// Why a membership change was not made.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum MembershipError {
     #[error("this member does not lead; ask the leader ({0})")]
     NotLeader(String),
     #[error("{0}")]
-    Refused(String),
-}
-
-/// Why a write did not commit.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-pub enum WriteError {
-    /// No leader is known (an election is under way, or this member is cut off from a
-    /// majority); retry with the same command.
-    #[error("no leader: {0}")]
-    NoLeader(String),
-    /// Not committed in the time given; it may still commit, so retry with the same command.
-    #[error("not committed in time: {0}")]
-    Timeout(String),
-    #[error("the group is unavailable: {0}")]
-    Unavailable(String),
-    /// Too many writes in flight at the region asked; retry after a moment.
-    #[error("overloaded: {0}")]
-    Overloaded(String),
-    /// Not a write the sender may make, or not one at all; retrying it changes nothing.
-    #[error("refused: {0}")]
     Refused(String),
 }
 
@@ -396,7 +259,10 @@ impl MeshHandler {
             }
             MeshRequest::Submit(payload) => match self.submissions.get() {
                 Some(s) => MeshResponse::Write(s.submit(peer.to_owned(), payload).await),
-                None => refuse("this member takes no submissions".into()),
+                // Starting: the application has not said yet how it judges them.
+                None => MeshResponse::Write(Err(WriteError::Unavailable(
+                    "this member takes no edge writes yet".into(),
+                ))),
             },
             MeshRequest::Subscribe(_) => refuse("a subscription is a stream".into()),
         }

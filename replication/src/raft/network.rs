@@ -54,7 +54,7 @@ use openraft::raft::{
 use openraft::{EntryPayload, LeaderId, LogId, Vote};
 
 use super::log_store::LogStore;
-use super::{Member, Mesh, MeshRequest, MeshResponse, NodeId};
+use crate::protocol::{Member, Mesh, MeshRequest, MeshResponse, NodeId};
 use crate::transport::{Transport, TransportError};
 
 /// Makes one `Peer` per target node. A group of one member has no transport: it never calls
@@ -744,7 +744,7 @@ mod tests {
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 
     use super::{VotedEnd, ahead_upto, voted_end};
-    use crate::raft::{Mesh, NodeId};
+    use crate::protocol::{Mesh, NodeId};
 
     #[test]
     fn entries_go_ahead_no_further_than_another_member_keeping_up_holds() {

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::log_store::LogStore;
 use super::network::{FAR, ahead_upto};
-use super::{Entry, Mesh, MeshRequest, MeshResponse, NodeId};
+use crate::protocol::{Entry, Mesh, MeshRequest, MeshResponse, NodeId};
 use crate::transport::Transport;
 
 /// A follower whose stream has not moved for this long, while the log has, is rushed.

@@ -22,11 +22,12 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use openraft::{LogId, Raft, ServerState};
+use openraft::{Raft, ServerState};
 use tokio::time::Instant;
 
+use super::Timing;
 use super::log_store::LogStore;
-use super::{Member, Mesh, MeshRequest, MeshResponse, NodeId, Timing};
+use crate::protocol::{Member, Mesh, MeshRequest, MeshResponse, NodeId, PreVote};
 use crate::transport::Transport;
 
 /// How often a voter looks whether it is time to stand.
@@ -155,14 +156,6 @@ pub fn start(
             }
         }
     });
-}
-
-/// A candidate's question to a voter: would it vote for `candidate`, whose log ends at
-/// `last_log`?
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct PreVote {
-    pub candidate: NodeId,
-    pub last_log: Option<LogId<NodeId>>,
 }
 
 /// Whether a majority of every voter configuration (`configs`: one, or two while the

@@ -14,7 +14,8 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::{App, AppEntry, Entry, Member, Mesh, NodeId, Payload};
+use crate::app::{App, AppEntry};
+use crate::protocol::{Entry, Member, Mesh, NodeId, Payload};
 use codec::{FirstVersion, Format};
 
 /// What the application stores next to its state on every apply.

@@ -2,24 +2,11 @@
 //! QUIC endpoint as Raft; what such a node may write, and what it becomes in the log, is the
 //! application's to decide (`Submissions`). `submit` is how the node sends one.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::Duration;
 
-use super::{MeshRequest, MeshResponse, Payload, WriteError};
+use crate::protocol::{MeshRequest, MeshResponse, Payload, WriteError};
 use crate::transport::Transport;
-
-/// What `Submissions::submit` returns.
-pub type SubmitFuture = Pin<Box<dyn Future<Output = Result<Payload, WriteError>> + Send>>;
-
-/// A member's judge of writes from nodes that are not members.
-pub trait Submissions: Send + Sync + 'static {
-    /// Vets `payload` from `peer` (the node name its certificate proves), commits what it
-    /// stands for, and answers with the application's encoding of the outcome. A refusal is
-    /// `WriteError::Refused`.
-    fn submit(&self, peer: String, payload: Payload) -> SubmitFuture;
-}
 
 /// Sends `payload` to member `name` at `addr` to vet and commit, waiting at most `timeout`. A
 /// member that cannot be reached is `Unavailable`: the caller tries another, with the same
@@ -36,7 +23,7 @@ pub async fn submit(
         .await
     {
         Ok(MeshResponse::Write(r)) => r,
-        Ok(MeshResponse::Refused(why)) => Err(WriteError::Refused(why)),
+        Ok(MeshResponse::Refused(why)) => Err(WriteError::refused(fault::Kind::BadRequest, why)),
         Ok(_) => Err(WriteError::Unavailable(format!(
             "{name} answered a submission with something else"
         ))),

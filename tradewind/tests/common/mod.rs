@@ -417,23 +417,25 @@ impl SharedMirror {
 
     fn load(
         state: &mut commerce::state::State,
-        rows: Vec<replication::feed::Row>,
-    ) -> Result<(), String> {
+        rows: Vec<replication::protocol::Row>,
+    ) -> Result<(), commerce::record::RowError> {
         for (k, v) in rows {
-            state
-                .load_row(&k, v.as_deref())
-                .map_err(|e| e.to_string())?;
+            state.load_row(&k, v.as_deref())?;
         }
         Ok(())
     }
 }
 
-impl replication::feed::Mirror for SharedMirror {
+impl replication::app::Mirror for SharedMirror {
     fn version(&self) -> u64 {
         self.inner.lock().unwrap().version
     }
 
-    fn install(&mut self, version: u64, rows: Vec<replication::feed::Row>) -> Result<(), String> {
+    fn install(
+        &mut self,
+        version: u64,
+        rows: Vec<replication::protocol::Row>,
+    ) -> Result<(), replication::app::AppError> {
         let mut state = commerce::state::State::new();
         Self::load(&mut state, rows)?;
         let mut m = self.inner.lock().unwrap();
@@ -445,7 +447,11 @@ impl replication::feed::Mirror for SharedMirror {
         Ok(())
     }
 
-    fn apply(&mut self, version: u64, rows: Vec<replication::feed::Row>) -> Result<(), String> {
+    fn apply(
+        &mut self,
+        version: u64,
+        rows: Vec<replication::protocol::Row>,
+    ) -> Result<(), replication::app::AppError> {
         let mut m = self.inner.lock().unwrap();
         Self::load(&mut m.state, rows)?;
         m.version = version;
@@ -504,8 +510,8 @@ pub async fn edge_write(
     name: &str,
     addr: std::net::SocketAddr,
     write: &commerce::command::EdgeWrite,
-) -> Result<commerce::command::Outcome, replication::raft::WriteError> {
-    let payload = replication::raft::Payload(codec::encode(write).unwrap());
+) -> Result<commerce::command::Outcome, replication::protocol::WriteError> {
+    let payload = replication::protocol::Payload(codec::encode(write).unwrap());
     let reply =
         replication::raft::submit(transport, name, addr, payload, Duration::from_secs(30)).await?;
     Ok(codec::decode(&reply.0).unwrap())
