@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::id::EdgeId;
+use crate::id::{EdgeId, SkuId};
 
 /// Largest stock figure accepted (a trillion units); keeps every sum far from `u64::MAX`.
 pub const STOCK_MAX: u64 = 1_000_000_000_000;
@@ -185,8 +185,10 @@ impl Inventory {
         units: u64,
     ) -> Result<CommitSource, EscrowError> {
         let held = self.granted.get(edge).copied().unwrap_or(0);
-        let from_grant = units.min(held);
-        let from_pool = units - from_grant;
+        let CommitSource {
+            from_grant,
+            from_pool,
+        } = from_grant(held, units);
         let available = self.available();
         if from_pool > available {
             return Err(EscrowError::OutOfStock {
@@ -216,6 +218,35 @@ impl Inventory {
         debug_assert!(self.holds_i2());
         Ok(())
     }
+}
+
+/// Where `units` sold by an edge come from when it holds `held` of the SKU: its grant first,
+/// then the central pool. The core commits an edge's order by this (`commit_from_grant`); the
+/// edge sells from its own books by it (`sell_from_grants`), where nothing may come from the
+/// pool.
+pub fn from_grant(held: u64, units: u64) -> CommitSource {
+    let from_grant = units.min(held);
+    CommitSource {
+        from_grant,
+        from_pool: units - from_grant,
+    }
+}
+
+/// What an edge holds of each SKU of an order's `lines` after selling the order from its
+/// grants, all lines or none: `None` when a line wants more than the edge holds of its SKU
+/// (`held`), and the order is then the central pool's to allocate.
+pub fn sell_from_grants<'s>(
+    lines: impl IntoIterator<Item = (&'s SkuId, u32)>,
+    mut held: impl FnMut(&SkuId) -> u64,
+) -> Option<Vec<(&'s SkuId, u64)>> {
+    lines
+        .into_iter()
+        .map(|(sku, qty)| {
+            let have = held(sku);
+            let source = from_grant(have, u64::from(qty));
+            (source.from_pool == 0).then_some((sku, have - source.from_grant))
+        })
+        .collect()
 }
 
 /// Recent demand an edge observed for one SKU.
@@ -349,6 +380,18 @@ mod tests {
         assert_eq!(inv.committed, 4);
         assert!(inv.commit_central(1).is_ok());
         assert!(inv.commit_central(1).is_err());
+    }
+
+    #[test]
+    fn an_edge_sells_from_its_grants_all_lines_or_none() {
+        let (a, b) = (SkuId::new("A").unwrap(), SkuId::new("B").unwrap());
+        let held = |s: &SkuId| if s.as_str() == "A" { 3 } else { 1 };
+        assert_eq!(
+            sell_from_grants([(&a, 2), (&b, 1)], held),
+            Some(vec![(&a, 1), (&b, 0)])
+        );
+        assert_eq!(sell_from_grants([(&a, 2), (&b, 2)], held), None);
+        assert_eq!(sell_from_grants([(&a, 4)], held), None);
     }
 
     #[test]

@@ -203,10 +203,14 @@ impl CoreConfig {
             );
         }
         let w = &self.writes;
-        if w.inflight_max == 0 || w.inflight_bytes_max < crate::writes::COMMAND_MAX_BYTES {
+        // A command travels in one frame, with room for what wraps it.
+        let command_limit = replication::frame::FRAME_MAX_BYTES / 2;
+        if w.inflight_max == 0
+            || !(64 * 1024..=command_limit).contains(&w.command_max_bytes)
+            || w.inflight_bytes_max < w.command_max_bytes
+        {
             return Err(format!(
-                "writes: need inflight_max > 0 and inflight_bytes_max >= {}",
-                crate::writes::COMMAND_MAX_BYTES
+                "writes: need inflight_max > 0, command_max_bytes 64 KiB to {command_limit} and inflight_bytes_max >= command_max_bytes"
             ));
         }
         self.feed.check()?;

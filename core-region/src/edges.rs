@@ -13,7 +13,7 @@ use fault::{Fault, Kind};
 use replication::app::{Submissions, SubmitFuture};
 use replication::protocol::{Payload, WriteError};
 
-use crate::writes::{COMMAND_MAX_BYTES, Writes};
+use crate::writes::Writes;
 
 /// This region's judge of edge writes.
 #[derive(Clone)]
@@ -31,13 +31,11 @@ impl EdgeWrites {
             tracing::warn!(%peer, %why, "refused an edge write");
             WriteError::refused(kind, why)
         };
-        if payload.0.len() > COMMAND_MAX_BYTES {
+        let limit = self.writes.command_max_bytes();
+        if payload.0.len() > limit {
             return Err(refuse(
                 Kind::BodyTooLarge,
-                format!(
-                    "{} bytes, over the limit of {COMMAND_MAX_BYTES}",
-                    payload.0.len()
-                ),
+                format!("{} bytes, over the limit of {limit}", payload.0.len()),
             ));
         }
         let write: EdgeWrite = codec::decode(&payload.0)

@@ -14,8 +14,9 @@ use commerce::command::{Command, Outcome, Proposal};
 use replication::protocol::{Payload, WriteError};
 use replication::raft::RaftNode;
 
-/// Largest encoded command one request may propose: well inside what one store transaction
-/// takes on every backend (a full price batch of 10,000 changes is under 1 MiB).
+/// Largest encoded command one request may propose, by default: well inside what one store
+/// transaction takes on every backend (a full price batch of 10,000 changes is under 1 MiB).
+/// Edges keep their commit batches to half of it.
 pub const COMMAND_MAX_BYTES: usize = 2 * 1024 * 1024;
 
 /// The proposer's clock, unix milliseconds: the one clock a command is applied by.
@@ -46,6 +47,8 @@ fn digest16(parts: &[&[u8]]) -> [u8; 16] {
 pub struct WriteLimits {
     pub inflight_max: usize,
     pub inflight_bytes_max: usize,
+    /// Largest encoded command one request may propose (`COMMAND_MAX_BYTES` by default).
+    pub command_max_bytes: usize,
 }
 
 impl Default for WriteLimits {
@@ -55,6 +58,7 @@ impl Default for WriteLimits {
             inflight_max: 4_096,
             // 256 MiB of encoded commands: bounded memory whatever the callers send.
             inflight_bytes_max: 256 * 1024 * 1024,
+            command_max_bytes: COMMAND_MAX_BYTES,
         }
     }
 }
@@ -163,6 +167,11 @@ impl Writes {
         self.count.load(Ordering::Acquire)
     }
 
+    /// Largest encoded command one request may propose.
+    pub fn command_max_bytes(&self) -> usize {
+        self.limits.command_max_bytes
+    }
+
     /// Encoded bytes of the proposals in flight.
     pub fn inflight_bytes(&self) -> usize {
         self.bytes.load(Ordering::Acquire)
@@ -227,9 +236,10 @@ impl Writes {
             command,
         };
         let payload = Payload(codec::encode(&proposal)?);
-        if payload.0.len() > COMMAND_MAX_BYTES {
+        let limit = self.limits.command_max_bytes;
+        if payload.0.len() > limit {
             return Err(ProposeError::TooLarge(format!(
-                "this {kind} of {items} items is {} bytes encoded, over the limit of {COMMAND_MAX_BYTES}; split it",
+                "this {kind} of {items} items is {} bytes encoded, over the limit of {limit}; split it",
                 payload.0.len()
             )));
         }

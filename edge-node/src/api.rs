@@ -61,6 +61,8 @@ pub struct EdgeParts {
     /// Rendered products.
     pub cache: ProductCache,
     pub stale_after: Duration,
+    /// Past this age of its oldest unsent order, the edge is not healthy.
+    pub pending_age_max: Duration,
     pub central_timeout: Duration,
     /// Turned off on shutdown: no new orders while the outbox drains and grants go back.
     pub accepting: Arc<AtomicBool>,
@@ -681,6 +683,10 @@ struct EdgeStatus {
     stale_after_ms: u64,
     /// Orders accepted here that no core has decided yet.
     outbox_pending: u64,
+    /// How old the oldest of them is (ms); null when there is none.
+    outbox_oldest_pending_ms: Option<u64>,
+    /// Past this, the edge is not healthy: what it accepts is not reaching any core.
+    outbox_pending_age_max_ms: u64,
     /// False while shutting down.
     accepting: bool,
 }
@@ -688,7 +694,7 @@ struct EdgeStatus {
 /// `/healthz`: the status, and the verdict.
 #[derive(serde::Serialize, ToSchema)]
 struct Health {
-    /// `ok`, or `degraded` (stale, no catalog, or shutting down).
+    /// `ok`, or `degraded` (stale, no catalog, shutting down, or orders not reaching a core).
     status: &'static str,
     #[serde(flatten)]
     edge: EdgeStatus,
@@ -704,6 +710,8 @@ fn edge_status(e: &Edge) -> EdgeStatus {
         staleness_ms: e.staleness_ms(),
         stale_after_ms: e.stale_after.as_millis() as u64,
         outbox_pending: e.outbox.pending_count(),
+        outbox_oldest_pending_ms: e.outbox.oldest_pending_ms(now_ms()),
+        outbox_pending_age_max_ms: e.pending_age_max.as_millis() as u64,
         accepting: e.accepting.load(Ordering::Acquire),
     }
 }
@@ -722,8 +730,9 @@ async fn status(State(e): State<Edge>) -> axum::Json<EdgeStatus> {
 /// Whether this edge can take shoppers.
 ///
 /// 200 while it can sell with a current catalog; 503 (with the same document) when it has
-/// heard from no core for longer than its bound, has no catalog yet, or is shutting down: the
-/// geo-router sends shoppers elsewhere.
+/// heard from no core for longer than its bound, has no catalog yet, is shutting down, or holds
+/// an order no core has taken for longer than its bound: the geo-router sends shoppers
+/// elsewhere.
 #[utoipa::path(
     get,
     path = "/healthz",
@@ -734,10 +743,14 @@ async fn status(State(e): State<Edge>) -> axum::Json<EdgeStatus> {
     )
 )]
 async fn healthz(State(e): State<Edge>) -> Response {
-    let ok = !e.stale() && e.catalog.version() > 0 && e.accepting.load(Ordering::Acquire);
+    let edge = edge_status(&e);
+    let backlog_ok = edge
+        .outbox_oldest_pending_ms
+        .is_none_or(|ms| ms <= edge.outbox_pending_age_max_ms);
+    let ok = !e.stale() && e.catalog.version() > 0 && edge.accepting && backlog_ok;
     let health = Health {
         status: if ok { "ok" } else { "degraded" },
-        edge: edge_status(&e),
+        edge,
     };
     let code = if ok {
         StatusCode::OK
@@ -778,6 +791,7 @@ async fn metrics(State(e): State<Edge>) -> Response {
     let units: u64 = e.outbox.all_units().iter().map(|(_, n)| n).sum();
     let text = e.metrics.render(&crate::metrics::Gauges {
         outbox_pending: e.outbox.pending_count(),
+        outbox_oldest_pending_ms: e.outbox.oldest_pending_ms(now_ms()),
         intake_queued: e.outbox.queued(),
         grant_units: units,
         feed_version: e.catalog.version(),

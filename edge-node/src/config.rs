@@ -35,6 +35,34 @@ pub struct EdgeConfig {
     pub grants: GrantSettings,
     #[serde(default)]
     pub cache: CacheSettings,
+    #[serde(default)]
+    pub forward: ForwardSettings,
+}
+
+/// How the outbox is sent to the core.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardSettings {
+    /// Orders in one batch, at most.
+    pub batch_orders_max: usize,
+    /// Encoded bytes of the orders in one batch, at most: half of what a core takes in one
+    /// command by default (`writes.command_max_bytes`, 2 MiB), for what wraps them. A batch a
+    /// core refuses as too large is split whatever this says.
+    pub batch_bytes_max: usize,
+    /// Past this age of the oldest order no core has taken, `/healthz` says the edge is not
+    /// healthy (orders it accepts are not reaching any core).
+    pub pending_age_max_ms: u64,
+}
+
+impl Default for ForwardSettings {
+    fn default() -> Self {
+        ForwardSettings {
+            batch_orders_max: commerce::command::COMMIT_BATCH_MAX,
+            batch_bytes_max: 1024 * 1024,
+            // Ten failovers' time: a core region lost and replaced is back within seconds.
+            pending_age_max_ms: 60_000,
+        }
+    }
 }
 
 /// The rendered products kept in memory.
@@ -188,6 +216,16 @@ impl EdgeConfig {
         }
         if self.grants.window_ms == 0 {
             return Err("grants.window_ms: more than 0".into());
+        }
+        let f = &self.forward;
+        if !(1..=commerce::command::COMMIT_BATCH_MAX).contains(&f.batch_orders_max)
+            || f.batch_bytes_max < 16 * 1024
+            || f.pending_age_max_ms < 100
+        {
+            return Err(format!(
+                "forward: batch_orders_max 1 to {}, batch_bytes_max >= 16384, pending_age_max_ms >= 100",
+                commerce::command::COMMIT_BATCH_MAX
+            ));
         }
         Ok(())
     }

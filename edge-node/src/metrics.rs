@@ -23,6 +23,7 @@ pub struct Metrics {
 /// Values read when rendering.
 pub struct Gauges<'a> {
     pub outbox_pending: u64,
+    pub outbox_oldest_pending_ms: Option<u64>,
     pub intake_queued: u64,
     pub grant_units: u64,
     pub feed_version: u64,
@@ -144,6 +145,11 @@ impl Metrics {
             "tradewind_edge_outbox_pending",
             "Accepted orders no core has acknowledged.",
             g.outbox_pending.to_string(),
+        );
+        gauge(
+            "tradewind_edge_outbox_oldest_pending_seconds",
+            "Age of the oldest accepted order no core has acknowledged (0: none).",
+            (g.outbox_oldest_pending_ms.unwrap_or(0) as f64 / 1000.0).to_string(),
         );
         gauge(
             "tradewind_edge_intake_queued",

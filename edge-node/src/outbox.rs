@@ -14,12 +14,13 @@
 //! one writer, one fsync for whatever has gathered. A verdict is a small row of its own, so an
 //! order is written once.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use commerce::command::OrderResult;
+use commerce::escrow::sell_from_grants;
 use commerce::order::{Order, OrderStatus};
 use commerce::{OrderId, SkuId};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -77,8 +78,9 @@ pub enum Intake {
 struct Known {
     /// Order id → its sequence in `ORDERS`.
     index: HashMap<OrderId, u64>,
-    /// Sequences of the orders no core has decided yet, oldest first.
-    pending: BTreeSet<u64>,
+    /// Sequences of the orders no core has decided yet, oldest first, with when each was
+    /// accepted (unix ms, this edge's clock).
+    pending: BTreeMap<u64, i64>,
     /// SKU → the units in `UNITS`.
     units: HashMap<SkuId, u64>,
 }
@@ -184,8 +186,8 @@ struct Changes {
     seq: u64,
     /// Order ids written, with their sequence.
     indexed: HashMap<OrderId, u64>,
-    /// Orders added to the pending list, and taken off it.
-    added: Vec<u64>,
+    /// Orders added to the pending list (with when they were accepted), and taken off it.
+    added: Vec<(u64, i64)>,
     decided: HashSet<u64>,
     /// New unit counts.
     units: Vec<(SkuId, u64)>,
@@ -203,7 +205,8 @@ impl Changes {
     /// Whether the order at `seq` waits for a verdict, as of this point in the commit.
     fn is_pending(&self, seq: u64) -> bool {
         !self.decided.contains(&seq)
-            && (self.added.contains(&seq) || lock(&self.known).pending.contains(&seq))
+            && (self.added.iter().any(|(s, _)| *s == seq)
+                || lock(&self.known).pending.contains_key(&seq))
     }
 }
 
@@ -356,10 +359,11 @@ impl Outbox {
                 let (k, v) = item.map_err(store)?;
                 let (seq, (id, bytes)) = (k.value(), v.value());
                 known.index.insert(OrderId::new(id).map_err(store)?, seq);
-                if verdicts.get(seq).map_err(store)?.is_none()
-                    && decode(bytes)?.status == OrderStatus::Accepted
-                {
-                    known.pending.insert(seq);
+                if verdicts.get(seq).map_err(store)?.is_none() {
+                    let o = decode(bytes)?;
+                    if o.status == OrderStatus::Accepted {
+                        known.pending.insert(seq, o.accepted_at_ms);
+                    }
                 }
             }
             let t = txn.open_table(UNITS).map_err(store)?;
@@ -487,23 +491,30 @@ impl Outbox {
         .await
     }
 
-    /// Up to `max` orders no core has decided, oldest first.
-    pub fn pending(&self, max: usize) -> Result<Vec<Order>, OutboxError> {
+    /// Orders no core has decided, oldest first: up to `max` of them, and only as many as
+    /// keep their encoded sizes within `max_bytes` (always the oldest, however large).
+    pub fn pending(&self, max: usize, max_bytes: usize) -> Result<Vec<Order>, OutboxError> {
         let seqs: Vec<u64> = lock(&self.known)
             .pending
-            .iter()
+            .keys()
             .take(max)
             .copied()
             .collect();
         let txn = self.db.begin_read().map_err(store)?;
         let orders = txn.open_table(ORDERS).map_err(store)?;
         let mut out = Vec::with_capacity(seqs.len());
+        let mut bytes = 0;
         for seq in seqs {
             let o = orders
                 .get(seq)
                 .map_err(store)?
                 .ok_or_else(|| OutboxError::Store(format!("pending order {seq} missing")))?;
-            out.push(decode(o.value().1)?);
+            let encoded = o.value().1;
+            bytes += encoded.len();
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(decode(encoded)?);
         }
         Ok(out)
     }
@@ -511,6 +522,14 @@ impl Outbox {
     /// Orders no core has decided.
     pub fn pending_count(&self) -> u64 {
         lock(&self.known).pending.len() as u64
+    }
+
+    /// How old the oldest order no core has decided is at `now_ms` (ms); `None` when there is
+    /// none.
+    pub fn oldest_pending_ms(&self, now_ms: i64) -> Option<u64> {
+        let known = lock(&self.known);
+        let oldest = known.pending.values().min()?;
+        Some(u64::try_from(now_ms.saturating_sub(*oldest)).unwrap_or(0))
     }
 
     /// Orders waiting for the next commit.
@@ -665,22 +684,22 @@ fn take_in(t: &mut Tables<'_>, c: &mut Changes, o: Order) -> Result<Intake, Outb
         let prev = read_order(&t.orders, &t.verdicts, at)?;
         return Ok(Intake::Existing(prev.unwrap_or(o)));
     }
-    let mut held = Vec::with_capacity(o.lines.len());
-    for (sku, qty) in o.units() {
-        held.push((sku, t.units_of(sku)?, u64::from(qty)));
+    let mut held = HashMap::with_capacity(o.lines.len());
+    for (sku, _) in o.units() {
+        held.insert(sku, t.units_of(sku)?);
     }
-    if held.iter().any(|(_, have, want)| have < want) {
+    let Some(left) = sell_from_grants(o.units(), |s| held.get(s).copied().unwrap_or(0)) else {
         return Ok(Intake::NoGrant);
-    }
-    for (sku, have, want) in held {
-        t.set_units(c, sku, have - want)?;
+    };
+    for (sku, units) in left {
+        t.set_units(c, sku, units)?;
     }
     c.seq += 1;
     t.orders
         .insert(c.seq, (o.order_id.as_str(), encode(&o)?.as_slice()))
         .map_err(store)?;
     c.indexed.insert(o.order_id.clone(), c.seq);
-    c.added.push(c.seq);
+    c.added.push((c.seq, o.accepted_at_ms));
     Ok(Intake::Accepted(o))
 }
 
@@ -759,7 +778,7 @@ mod tests {
             ob.accept(accepted[0].clone()).await,
             Ok(Intake::Existing(_))
         ));
-        assert_eq!(ob.pending(10).unwrap().len(), 3);
+        assert_eq!(ob.pending(10, usize::MAX).unwrap().len(), 3);
 
         // A rejected order gives its unit back; the decided are kept two at most.
         let verdicts = vec![
@@ -822,7 +841,27 @@ mod tests {
         drop(ob);
         let ob = reopen(&path).await;
         assert_eq!(ob.pending_count(), 1);
-        assert_eq!(ob.pending(10).unwrap(), vec![late]);
+        assert_eq!(ob.pending(10, usize::MAX).unwrap(), vec![late]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pending_batches_are_bounded_in_orders_and_bytes_and_say_how_old_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(&dir.path().join("outbox.redb"), 16).unwrap();
+        let sku = SkuId::new("S-1").unwrap();
+        assert_eq!(ob.oldest_pending_ms(1_000), None);
+        ob.granted(&sku, 10).await.unwrap();
+        for i in 0..5 {
+            let mut o = order(&format!("k{i}"), 1);
+            o.accepted_at_ms = 100 + i;
+            assert!(matches!(ob.accept(o).await, Ok(Intake::Accepted(_))));
+        }
+        let one = encode(&order("k0", 1)).unwrap().len();
+        assert_eq!(ob.pending(3, usize::MAX).unwrap().len(), 3);
+        assert_eq!(ob.pending(10, one * 2).unwrap().len(), 2);
+        // The oldest always goes, however large.
+        assert_eq!(ob.pending(10, 1).unwrap().len(), 1);
+        assert_eq!(ob.oldest_pending_ms(1_100), Some(1_000));
     }
 
     /// The outbox at `path` opened again; the writer thread lets go of the file once the last

@@ -88,6 +88,7 @@ pub async fn serve(
     let forwarding = tokio::spawn(forwarder::run(
         outbox.clone(),
         link.clone(),
+        config.forward,
         Arc::clone(&forward),
         stop_rx,
     ));
@@ -122,6 +123,7 @@ pub async fn serve(
             Duration::from_millis(config.cache.ttl_ms),
         ),
         stale_after: Duration::from_millis(config.stale_after_ms),
+        pending_age_max: Duration::from_millis(config.forward.pending_age_max_ms),
         central_timeout: Duration::from_millis(config.limits.central_timeout_ms),
         accepting: Arc::clone(&accepting),
     }));

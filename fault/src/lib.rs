@@ -126,9 +126,62 @@ pub trait Fault: std::error::Error {
     }
 }
 
+/// When to try again after failures in a row: waits that double from `min` to `max`, each
+/// drawn from the upper half of the current step (so callers that failed together, such as
+/// every edge of a region whose core died, do not come back together), and back to `min` after
+/// a success. Randomness is a parameter (`draw`), so that a test can replay any schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    min: std::time::Duration,
+    max: std::time::Duration,
+    step: std::time::Duration,
+}
+
+impl Backoff {
+    pub fn new(min: std::time::Duration, max: std::time::Duration) -> Self {
+        Backoff {
+            min,
+            max: max.max(min),
+            step: min,
+        }
+    }
+
+    /// The wait after one more failure, for a random `draw`.
+    pub fn failed(&mut self, draw: u64) -> std::time::Duration {
+        let step = self.step;
+        self.step = (self.step * 2).min(self.max);
+        let half = step / 2;
+        let spread = u64::try_from((step - half).as_micros()).unwrap_or(u64::MAX);
+        half + std::time::Duration::from_micros(draw % spread.max(1))
+    }
+
+    /// A success: the next failure waits the least again.
+    pub fn succeeded(&mut self) {
+        self.step = self.min;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_jitter_and_resets_on_success() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let waits: Vec<Duration> = (0..6).map(|i| b.failed(i * 7_919)).collect();
+        let steps = [100u64, 200, 400, 800, 800, 800];
+        for (w, step) in waits.iter().zip(steps) {
+            let step = Duration::from_millis(step);
+            assert!(*w >= step / 2 && *w <= step, "{w:?} outside {step:?}");
+        }
+        // Different draws spread callers over the upper half of a step.
+        let mut a = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut c = a.clone();
+        assert_ne!(a.failed(1), c.failed(40_000));
+        b.succeeded();
+        assert!(b.failed(0) <= Duration::from_millis(100));
+    }
 
     #[test]
     fn slugs_are_unique_and_kebab_case() {

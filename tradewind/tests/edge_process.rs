@@ -828,3 +828,160 @@ async fn the_openapi_description_is_in_step_with_the_routes() {
         ]
     );
 }
+
+/// SKUs of the wide product `seed_wide` makes: an order may name them all on its lines.
+const WIDE_SKUS: usize = 50;
+
+fn wide_sku(i: usize) -> String {
+    format!("WIDE-{i:02}-{}", "X".repeat(40))
+}
+
+/// A product `W` with `WIDE_SKUS` SKUs of long names, each priced and stocked with `units`.
+async fn seed_wide(core: &CoreProcess, units: u64) {
+    let skus: Vec<Value> = (0..WIDE_SKUS)
+        .map(|i| serde_json::json!({"sku": wide_sku(i)}))
+        .collect();
+    let puts = [
+        (
+            "/admin/v1/markets/sea",
+            serde_json::json!({"id": "sea", "countries": ["SG"], "currencies": ["USD"]}),
+        ),
+        (
+            "/admin/v1/products/W",
+            serde_json::json!({"id": "W", "title": "Wide", "category": "home", "skus": skus}),
+        ),
+    ];
+    for (path, body) in puts {
+        let res = client()
+            .put(core.url(path))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    }
+    let prices: Vec<Value> = (0..WIDE_SKUS)
+        .map(|i| serde_json::json!({"sku": wide_sku(i), "currency": "USD", "amount_minor": 100}))
+        .collect();
+    let stock: Vec<Value> = (0..WIDE_SKUS)
+        .map(|i| serde_json::json!({"sku": wide_sku(i), "set": units}))
+        .collect();
+    for (path, body) in [
+        ("/admin/v1/prices", serde_json::json!({ "changes": prices })),
+        ("/admin/v1/stock", serde_json::json!({ "changes": stock })),
+    ] {
+        let res = client()
+            .post(core.url(path))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    }
+}
+
+/// An order of one unit of each of the wide product's SKUs.
+fn wide_order() -> Value {
+    let lines: Vec<Value> = (0..WIDE_SKUS)
+        .map(|i| serde_json::json!({"sku": wide_sku(i), "qty": 1}))
+        .collect();
+    serde_json::json!({"customer_id": "c-1", "currency": "USD", "lines": lines,
+        "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"}})
+}
+
+async fn place_wide(edge: &EdgeProcess, key: &str) -> (u16, Value) {
+    let res = client()
+        .post(edge.url("/v1/orders"))
+        .header("idempotency-key", key)
+        .json(&wide_order())
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Orders accepted while the core was away pile up in the outbox; once it is back they all
+/// commit, however many and however large: batches are bounded by their encoded size and a
+/// batch the core refuses as too large is split. Meanwhile the edge says how old its oldest
+/// unsent order is, and stops calling itself healthy past its bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_large_orders_commits_once_the_core_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let core_config = write_group_of(dir.path(), &["solo"]).remove(0);
+    // A small command bound, so that a backlog of a few dozen orders is past it; grants large
+    // enough to sell the whole backlog here.
+    let mut text = std::fs::read_to_string(&core_config).unwrap();
+    text.push_str(
+        "[writes]\ncommand_max_bytes = 65536\n[grant_policy]\nhorizon_ms = 30000\nmin_units = 200\nmax_units = 1000\nmax_share_bps = 10000\nlow_stock_units = 0\n",
+    );
+    std::fs::write(&core_config, text).unwrap();
+    let core = CoreProcess::start(&core_config, &[]);
+    eventually("a leader", Duration::from_secs(30), || async {
+        get_json(&core.url("/healthz")).await.1["leader"].is_string()
+    })
+    .await;
+    seed_wide(&core, 10_000).await;
+    let edge_config = edge_in(
+        dir.path(),
+        &core,
+        "solo",
+        "solo-1",
+        "[forward]\npending_age_max_ms = 1500\n",
+    );
+    let edge = EdgeProcess::start(&edge_config);
+    ready(&edge).await;
+    // The first order goes to the core and asks for a grant of every SKU.
+    let (status, o) = place_wide(&edge, "warm").await;
+    assert_eq!(status, 201, "{o}");
+    eventually("grants of every SKU", Duration::from_secs(30), || async {
+        grant_units(&edge).await >= (WIDE_SKUS * 200) as u64
+    })
+    .await;
+
+    core.freeze();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let (status, o) = place_wide(&edge, &format!("backlog-{i}")).await;
+        assert_eq!(
+            (status, o["status"].as_str()),
+            (201, Some("accepted")),
+            "{o}"
+        );
+        ids.push(o["order_id"].as_str().unwrap().to_owned());
+    }
+    // Past its bound, the oldest unsent order makes the edge unhealthy, and says how old it is.
+    eventually(
+        "unhealthy for its backlog",
+        Duration::from_secs(10),
+        || async {
+            let (status, h) = get_json(&edge.url("/healthz")).await;
+            status == 503 && h["outbox_oldest_pending_ms"].as_u64() >= Some(1_500)
+        },
+    )
+    .await;
+    let age: f64 = edge
+        .metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("tradewind_edge_outbox_oldest_pending_seconds "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(age >= 1.5, "{age}");
+    core.thaw();
+
+    eventually(
+        "the whole backlog committed",
+        Duration::from_secs(60),
+        || async { get_json(&edge.url("/v1/status")).await.1["outbox_pending"] == 0 },
+    )
+    .await;
+    for id in &ids {
+        assert!(committed_at_core(&core, id).await, "{id}");
+    }
+    ready(&edge).await;
+    let (_, s) = get_json(&edge.url("/v1/status")).await;
+    assert_eq!(s["outbox_oldest_pending_ms"], Value::Null, "{s}");
+}
