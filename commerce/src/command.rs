@@ -398,6 +398,13 @@ pub struct OrderResult {
     /// `true` when this batch found it already decided and changed nothing.
     pub duplicate: bool,
     pub reject_reason: Option<String>,
+    /// The order that stands under this id, when the id was first decided for an order taken
+    /// elsewhere (the shopper's key retried at another edge, or at the core): the sending
+    /// edge's copy took nothing from its grant and is superseded by this one.
+    pub original: Option<Box<Order>>,
+    /// Whether the sending edge's copy asked for something other than `original` under the
+    /// same Idempotency-Key (the key reused for a different order).
+    pub key_reused: bool,
 }
 
 /// The result of applying one command.

@@ -8,8 +8,6 @@
 //! Orders keep none: each is kept forever under the id its key names, which answers retries.
 //! Refusals keep none either, so the same request may be sent again once the state allows it.
 
-use codec::{FirstVersion, Format};
-
 use crate::command::{Command, Outcome, RejectKind, Rejection};
 
 /// What a keyed command left behind, for its retries.
@@ -20,13 +18,6 @@ pub struct DedupRecord {
     /// The digest of what was asked (`Proposal::fingerprint`).
     pub fingerprint: [u8; 16],
     pub outcome: Outcome,
-}
-
-impl FirstVersion for DedupRecord {
-    const FORMAT: Format = Format {
-        label: "dedup record",
-        version: 1,
-    };
 }
 
 /// What to do with a command whose id may have been seen.

@@ -262,6 +262,30 @@ impl Order {
                 .all(|(a, b)| a.sku == b.sku && a.qty == b.qty)
     }
 
+    /// What was asked for: the request this order was made from.
+    pub fn request(&self) -> OrderRequest {
+        OrderRequest {
+            customer_id: self.customer_id.clone(),
+            customer_group: self.customer_group.clone(),
+            currency: self.currency,
+            lines: self
+                .lines
+                .iter()
+                .map(|l| LineRequest {
+                    sku: l.sku.clone(),
+                    qty: l.qty,
+                })
+                .collect(),
+            ship_to: self.ship_to.clone(),
+        }
+    }
+
+    /// Whether `other` is this very order as it was taken (where and when), whatever became of
+    /// it since: an edge sending it again, not a shopper's retry taken anew.
+    pub fn same_acceptance(&self, other: &Order) -> bool {
+        self.origin == other.origin && self.accepted_at_ms == other.accepted_at_ms
+    }
+
     /// Assembles the record of an accepted order from its request and price.
     pub fn accepted(
         order_id: OrderId,
@@ -305,6 +329,9 @@ impl Order {
             return Err(OrderError::LineCount(self.lines.len()));
         }
         self.ship_to.validate()?;
+        // Every field bounded, so that an order always fits a store record.
+        crate::id::check_id("region", &self.origin.region)
+            .map_err(|e| OrderError::Inconsistent(e.to_string()))?;
         if let Some(k) = &self.idempotency_key {
             check_idempotency_key(k).map_err(|e| OrderError::Inconsistent(e.to_string()))?;
             // One key, one id, wherever the order was taken: that is what makes a key commit
@@ -613,6 +640,65 @@ mod tests {
         o.total.amount_minor -= 1;
         o.lines[0].qty = 11;
         assert!(o.check_shape().is_err());
+    }
+
+    /// The largest order the shape check lets through fits a store record of every backend
+    /// (90,000 bytes, `core-region`'s `VALUE_MAX_BYTES`) with room to spare.
+    #[test]
+    fn the_largest_order_fits_a_record() {
+        let long = |c: char| c.to_string().repeat(64);
+        let money = Money::new(i64::MAX, crate::Currency::from_code("USD").unwrap());
+        let line = |i: usize| OrderLine {
+            sku: SkuId::new(format!("{:02}{}", i, long('S'))[..64].to_owned()).unwrap(),
+            qty: QTY_MAX,
+            unit_price: money,
+            total: money,
+            breakdown: vec![
+                PriceStep::ListPrice {
+                    list: crate::PriceListId::new(long('L')).unwrap(),
+                    unit_minor: i64::MAX,
+                },
+                PriceStep::Tier {
+                    min_qty: u32::MAX,
+                    unit_minor: i64::MAX,
+                },
+                PriceStep::Promotion {
+                    promotion: crate::PromotionId::new(long('P')).unwrap(),
+                    unit_off_minor: i64::MAX,
+                },
+            ],
+        };
+        let order = Order {
+            order_id: OrderId::new(long('o')).unwrap(),
+            idempotency_key: Some("k".repeat(IDEMPOTENCY_KEY_MAX_BYTES)),
+            customer_id: CustomerId::new(long('c')).unwrap(),
+            customer_group: Some(CustomerGroup::new(long('g')).unwrap()),
+            currency: money.currency,
+            ship_to: ShipTo {
+                country: Country::new("SG").unwrap(),
+                line1: "l".repeat(ADDRESS_LINE_MAX_BYTES),
+                city: "c".repeat(CITY_MAX_BYTES),
+                postal_code: "p".repeat(POSTAL_CODE_MAX_BYTES),
+            },
+            lines: (0..ORDER_LINES_MAX).map(line).collect(),
+            subtotal: money,
+            discount: Some(crate::pricing::OrderDiscount {
+                promotion: crate::PromotionId::new(long('d')).unwrap(),
+                off: money,
+            }),
+            total: money,
+            price_version: u64::MAX,
+            origin: Origin {
+                region: long('r'),
+                edge: Some(EdgeId::new(long('e')).unwrap()),
+            },
+            accepted_at_ms: i64::MAX,
+            status: OrderStatus::Rejected,
+            commit_version: Some(u64::MAX),
+            reject_reason: Some("x".repeat(512)),
+        };
+        let bytes = codec::encode(&order).unwrap().len();
+        assert!(bytes < 45_000, "{bytes} bytes");
     }
 
     #[test]

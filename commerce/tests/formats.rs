@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use codec::{Versioned, check_golden};
 use commerce::command::{EdgeWrite, Outcome, Proposal};
+use commerce::dedup::DedupRecord;
 use commerce::escrow::Inventory;
-use commerce::format::CommitLog;
+use commerce::format::{self, CommitLog};
 use commerce::order::Order;
 use commerce::pricing::{PriceEntry, PriceList, Promotion};
 use commerce::{Market, Product};
@@ -168,9 +169,10 @@ fn proposals_of_every_command() {
     }
 }
 
-#[test]
-fn outcomes_of_every_kind() {
-    let cases = [
+/// Outcomes of every kind, as version 1 wrote them (before order results named the order that
+/// stands).
+fn outcomes_v1() -> Vec<(&'static str, Value)> {
+    vec![
         ("applied", json!({"Applied": {"version": 7}})),
         ("granted", json!({"Granted": {"version": 7, "units": 30}})),
         ("returned", json!({"Returned": {"version": 7, "units": 3}})),
@@ -189,10 +191,45 @@ fn outcomes_of_every_kind() {
             "rejected",
             json!({"Rejected": {"kind": "held_in_grants", "detail": "12 units are held in grants"}}),
         ),
-    ];
-    for (case, outcome) in cases {
-        golden::<Outcome>(Some(case), &from(outcome));
+    ]
+}
+
+#[test]
+fn outcomes_of_every_kind() {
+    for (case, outcome) in outcomes_v1() {
+        if case != "orders" {
+            golden::<Outcome>(Some(case), &from(outcome));
+        }
     }
+    let orders = json!({"Orders": {"version": 7, "results": [
+        {"order_id": "o-1", "status": "committed", "version": 7, "duplicate": false,
+         "reject_reason": null, "original": null, "key_reused": false},
+        {"order_id": "o-0193c2a0b1c2-aabbccddeeff00112233", "status": "rejected", "version": 5,
+         "duplicate": true, "reject_reason": "sku P-1-RED-M: out of stock",
+         "original": order(), "key_reused": true}]}});
+    golden::<Outcome>(Some("orders"), &from(orders));
+}
+
+/// What version 1 wrote reads as version 2: the migration path of outcomes, and of the dedup
+/// records that hold them.
+#[test]
+fn outcomes_and_dedup_records_of_version_1_read_as_version_2() {
+    for (case, outcome) in outcomes_v1() {
+        let old: format::v1::Outcome = from(outcome);
+        golden(Some(case), &old);
+        let bytes = codec::encode(&old).unwrap();
+        assert_eq!(
+            codec::decode::<Outcome>(&bytes).unwrap(),
+            Outcome::from(old)
+        );
+    }
+    let record =
+        |outcome: Value| json!({"version": 9, "fingerprint": vec![7; 16], "outcome": outcome});
+    let old: format::v1::DedupRecord = from(record(outcomes_v1()[3].1.clone()));
+    golden(None, &old);
+    let now: DedupRecord = codec::decode(&codec::encode(&old).unwrap()).unwrap();
+    assert_eq!(now.outcome, Outcome::from(old.outcome));
+    golden::<DedupRecord>(None, &from(record(json!({"Applied": {"version": 9}}))));
 }
 
 #[test]

@@ -38,6 +38,9 @@ pub struct ForwardStats {
     pub failures: AtomicU64,
     /// Batches a core refused as they were, and which were split.
     pub splits: AtomicU64,
+    /// Orders accepted here under a key whose order was taken elsewhere (a shopper's retry),
+    /// superseded by that order; their units went back to the grants.
+    pub superseded: AtomicU64,
 }
 
 /// How one batch went.
@@ -180,6 +183,14 @@ async fn send(
         .iter()
         .filter(|r| r.status == commerce::order::OrderStatus::Rejected)
         .count();
+    for r in results.iter().filter(|r| r.original.is_some()) {
+        stats.superseded.fetch_add(1, Ordering::Relaxed);
+        if r.key_reused {
+            tracing::warn!(order = %r.order_id, "an Idempotency-Key accepted here was used elsewhere for a different order; that order stands");
+        } else {
+            tracing::info!(order = %r.order_id, "a shopper's retry taken here was already taken elsewhere; its units are back");
+        }
+    }
     match outbox.settle(results).await {
         Ok(()) => {
             stats

@@ -103,6 +103,11 @@ impl Metrics {
             load(&g.forward.rejected),
         );
         counter(
+            "tradewind_edge_orders_superseded_total",
+            "Orders accepted here whose key's order was taken elsewhere first; their units came back.",
+            load(&g.forward.superseded),
+        );
+        counter(
             "tradewind_edge_forward_failures_total",
             "Outbox batches no core took.",
             load(&g.forward.failures),

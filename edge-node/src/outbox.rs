@@ -538,8 +538,9 @@ impl Outbox {
     }
 
     /// Records what a core decided for orders it was sent: each leaves the pending list with
-    /// its status and version, and a rejected order's units go back to the grants (the core
-    /// did not take them from this edge's grant).
+    /// its status and version. A rejected order's units go back to the grants (the core did
+    /// not take them from this edge's grant), as do those of an order whose id stands for one
+    /// taken elsewhere, which replaces it here.
     pub async fn settle(&self, results: Vec<OrderResult>) -> Result<(), OutboxError> {
         self.write(move |t, c| {
             for r in results {
@@ -550,19 +551,27 @@ impl Outbox {
                     continue;
                 }
                 c.decided.insert(seq);
+                // This edge's copy took nothing at the core when it was rejected, or when the
+                // id stands for an order taken elsewhere: its units go back to the grants.
+                let took_nothing = r.status == OrderStatus::Rejected || r.original.is_some();
+                if took_nothing && let Some(o) = read_order(&t.orders, &t.verdicts, seq)? {
+                    for (sku, qty) in o.units() {
+                        let have = t.units_of(sku)?;
+                        t.set_units(c, sku, have + u64::from(qty))?;
+                    }
+                }
                 let reason = r.reject_reason.as_deref().unwrap_or("");
                 t.verdicts
                     .insert(seq, (status_code(r.status), Some(r.version), reason))
                     .map_err(store)?;
-                if r.status != OrderStatus::Rejected {
-                    continue;
-                }
-                let Some(o) = read_order(&t.orders, &t.verdicts, seq)? else {
-                    continue;
-                };
-                for (sku, qty) in o.units() {
-                    let have = t.units_of(sku)?;
-                    t.set_units(c, sku, have + u64::from(qty))?;
+                if let Some(original) = r.original {
+                    // The order that stands under the id is what this edge shows from now on.
+                    t.orders
+                        .insert(
+                            seq,
+                            (original.order_id.as_str(), encode(&original)?.as_slice()),
+                        )
+                        .map_err(store)?;
                 }
             }
             Ok(())
@@ -738,7 +747,39 @@ mod tests {
             version: 7,
             duplicate: false,
             reject_reason: None,
+            original: None,
+            key_reused: false,
         }
+    }
+
+    /// A shopper's retry taken here whose key's order was taken elsewhere first: its units go
+    /// back, and the order that stands replaces it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copy_superseded_by_an_order_taken_elsewhere_gives_its_units_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(&dir.path().join("outbox.redb"), 16).unwrap();
+        let sku = SkuId::new("S-1").unwrap();
+        ob.granted(&sku, 5).await.unwrap();
+        let ours = order("k", 2);
+        assert!(matches!(
+            ob.accept(ours.clone()).await,
+            Ok(Intake::Accepted(_))
+        ));
+        assert_eq!(ob.units(&sku), 3);
+        let mut theirs = ours.clone();
+        theirs.origin.edge = Some(commerce::EdgeId::new("other").unwrap());
+        theirs.status = OrderStatus::Committed;
+        theirs.commit_version = Some(4);
+        let verdict = OrderResult {
+            duplicate: true,
+            version: 4,
+            original: Some(Box::new(theirs.clone())),
+            ..result(&ours, OrderStatus::Committed)
+        };
+        ob.settle(vec![verdict]).await.unwrap();
+        assert_eq!(ob.units(&sku), 5);
+        assert_eq!(ob.pending_count(), 0);
+        assert_eq!(ob.order(&ours.order_id).unwrap(), Some(theirs));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -677,11 +677,18 @@ async fn when_stock_runs_low_the_core_recalls_the_grants_and_the_last_units_sell
         inv["granted"].as_object().is_some_and(|g| g.is_empty())
     })
     .await;
-    // The edge gave units back before it had sold them all: the core recalled them.
-    let returned = edge
-        .metric("tradewind_edge_grant_units_returned_total")
-        .await;
-    assert!(returned > 0);
+    // The edge gave units back before it had sold them all: the core recalled them. (It counts
+    // them once the core's answer is back, a moment after the core applied the return.)
+    eventually(
+        "the return counted at the edge",
+        Duration::from_secs(10),
+        || async {
+            edge.metric("tradewind_edge_grant_units_returned_total")
+                .await
+                > 0
+        },
+    )
+    .await;
     // Now every order goes to the core, which sells the last units and then says no.
     let mut statuses = Vec::new();
     for i in 0..10 {
@@ -984,4 +991,112 @@ async fn a_backlog_of_large_orders_commits_once_the_core_is_back() {
     ready(&edge).await;
     let (_, s) = get_json(&edge.url("/v1/status")).await;
     assert_eq!(s["outbox_oldest_pending_ms"], Value::Null, "{s}");
+}
+
+/// Places `body` at `edge` under `key`: the status and the body.
+async fn place_body(edge: &EdgeProcess, key: &str, body: &Value) -> (u16, Value) {
+    let res = client()
+        .post(edge.url("/v1/orders"))
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// A shopper whose first edge went away retries the same Idempotency-Key at another edge,
+/// which accepts it from its own grant. The core answers with the order that stands under the
+/// key's id: the second edge takes its units back and shows that order; a different request
+/// under the same key is then refused with `idempotency-key-reused`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_at_a_second_edge_returns_its_units_and_shows_the_order_that_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let core_config = write_group_of(dir.path(), &["solo"]).remove(0);
+    let mut text = std::fs::read_to_string(&core_config).unwrap();
+    text.push_str(
+        "[grant_policy]\nhorizon_ms = 30000\nmin_units = 50\nmax_units = 1000\nmax_share_bps = 10000\nlow_stock_units = 0\n",
+    );
+    std::fs::write(&core_config, text).unwrap();
+    let core = CoreProcess::start(&core_config, &[]);
+    eventually("a leader", Duration::from_secs(30), || async {
+        get_json(&core.url("/healthz")).await.1["leader"].is_string()
+    })
+    .await;
+    seed(&core.admin, 10_000).await;
+    let edges: Vec<EdgeProcess> = ["solo-1", "solo-2"]
+        .iter()
+        .map(|name| EdgeProcess::start(&edge_in(dir.path(), &core, "solo", name, "")))
+        .collect();
+    for (i, e) in edges.iter().enumerate() {
+        ready(e).await;
+        until_granted(e, &format!("warm-{i}")).await;
+    }
+    let (first, second) = (&edges[0], &edges[1]);
+    // The shopper's order at the first edge, committed at the core.
+    let (status, o) = place(first, "k-retried").await;
+    assert_eq!(
+        (status, o["status"].as_str()),
+        (201, Some("accepted")),
+        "{o}"
+    );
+    let id = o["order_id"].as_str().unwrap().to_owned();
+    eventually("committed at the core", Duration::from_secs(20), || {
+        committed_at_core(&core, &id)
+    })
+    .await;
+    // The same key and request at the second edge: accepted there from its grant.
+    let before = grant_units(second).await;
+    let (status, o) = place(second, "k-retried").await;
+    assert_eq!(
+        (status, o["status"].as_str()),
+        (201, Some("accepted")),
+        "{o}"
+    );
+    assert_eq!(o["order_id"], id.as_str());
+    assert_eq!(grant_units(second).await, before - 1);
+    // Once forwarded, the second edge has its unit back and shows the first edge's order.
+    eventually(
+        "the unit back at the second edge",
+        Duration::from_secs(20),
+        || async { grant_units(second).await == before },
+    )
+    .await;
+    let (_, shown) = get_json(&second.url(&format!("/v1/orders/{id}"))).await;
+    assert_eq!(shown["status"], "committed", "{shown}");
+    assert_eq!(shown["origin"]["edge"], "solo-1", "{shown}");
+    let (_, inv) = get_json(&core.url("/admin/v1/inventory/S-1")).await;
+    let committed = inv["committed"].as_u64().unwrap();
+
+    // A different request under a key already used at the first edge: the second edge cannot
+    // know at once, and accepts it; the core's answer supersedes it, and from then on the
+    // key is refused there for that request.
+    let (status, o) = place(first, "k-reused").await;
+    assert_eq!(status, 201, "{o}");
+    let reused = o["order_id"].as_str().unwrap().to_owned();
+    eventually("committed at the core", Duration::from_secs(20), || {
+        committed_at_core(&core, &reused)
+    })
+    .await;
+    let mut other = order("S-1");
+    other["lines"][0]["qty"] = 2.into();
+    let before = grant_units(second).await;
+    let (status, _) = place_body(second, "k-reused", &other).await;
+    assert_eq!(status, 201);
+    eventually(
+        "the units back at the second edge",
+        Duration::from_secs(20),
+        || async { grant_units(second).await == before },
+    )
+    .await;
+    let (status, problem) = place_body(second, "k-reused", &other).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(
+        problem["type"],
+        "https://tradewind.dev/problems/idempotency-key-reused"
+    );
+    // Nothing of the second edge's copies was counted as sold.
+    let (_, inv) = get_json(&core.url("/admin/v1/inventory/S-1")).await;
+    assert_eq!(inv["committed"].as_u64().unwrap(), committed + 1, "{inv}");
 }

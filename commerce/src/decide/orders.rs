@@ -18,8 +18,11 @@ use crate::record::{Record, Write};
 
 /// Orders `edge` accepted from its grants. Each is checked and committed against the grant
 /// (then the pool), all lines or none; one that would oversell, or is malformed, is stored as
-/// rejected and counts as nothing sold. An order decided before (a forwarder's retry, or the
-/// same key through another edge) changes nothing and is answered as it was.
+/// rejected and counts as nothing sold. An order decided before changes nothing: sent again by
+/// the same edge (a forwarder's retry) it is answered as it was; taken anew under the same key
+/// (a shopper's retry at another edge, or at the core), the answer names the order that
+/// stands, so that the edge gives its copy's units back to its grant and shows that order,
+/// and says whether the copy asked for something else under the key.
 pub(super) fn commit_orders(
     i: &Input<'_>,
     edge: &EdgeId,
@@ -34,25 +37,19 @@ pub(super) fn commit_orders(
     let mut touched: HashMap<&SkuId, Inventory> = HashMap::new();
     let mut results: Vec<OrderResult> = Vec::with_capacity(orders.len());
     let mut writes = Vec::with_capacity(orders.len() + 2);
-    // Orders decided by this command: a batch may repeat one.
+    // Orders decided by this command, and where each is in `orders_here`: a batch may repeat
+    // one.
+    let mut orders_here: Vec<Order> = Vec::with_capacity(orders.len());
     let mut here: HashMap<&OrderId, usize> = HashMap::new();
     let mut logged: Vec<OrderId> = Vec::with_capacity(orders.len());
     for o in orders {
         if let Some(&at) = here.get(&o.order_id) {
-            results.push(OrderResult {
-                duplicate: true,
-                ..results[at].clone()
-            });
+            let first = &orders_here[at];
+            results.push(duplicate_of(first, o, i.version));
             continue;
         }
         if let Some(prev) = i.decided.get(&o.order_id) {
-            results.push(OrderResult {
-                order_id: prev.order_id.clone(),
-                status: prev.status,
-                version: prev.commit_version.unwrap_or(i.version),
-                duplicate: true,
-                reject_reason: prev.reject_reason.clone(),
-            });
+            results.push(duplicate_of(prev, o, i.version));
             continue;
         }
         let order = match edge_order_units(i, &touched, edge, o) {
@@ -66,7 +63,7 @@ pub(super) fn commit_orders(
             }
             Err(reason) => o.rejected_stub(&reason, i.version),
         };
-        here.insert(&o.order_id, results.len());
+        here.insert(&o.order_id, orders_here.len());
         logged.push(order.order_id.clone());
         results.push(OrderResult {
             order_id: order.order_id.clone(),
@@ -74,9 +71,16 @@ pub(super) fn commit_orders(
             version: i.version,
             duplicate: false,
             reject_reason: order.reject_reason.clone(),
+            original: None,
+            key_reused: false,
         });
-        writes.push(Write::Put(Record::Order(Box::new(order))));
+        orders_here.push(order);
     }
+    writes.extend(
+        orders_here
+            .into_iter()
+            .map(|o| Write::Put(Record::Order(Box::new(o)))),
+    );
     writes.extend(inventory_writes(touched));
     if !logged.is_empty() {
         writes.push(Write::Put(Record::CommitLog(i.version, CommitLog(logged))));
@@ -88,6 +92,21 @@ pub(super) fn commit_orders(
         },
         writes,
     })
+}
+
+/// The answer to `sent`, an order whose id was decided before as `prev` (at `version`, when
+/// it has none of its own).
+fn duplicate_of(prev: &Order, sent: &Order, version: u64) -> OrderResult {
+    let elsewhere = !prev.same_acceptance(sent);
+    OrderResult {
+        order_id: prev.order_id.clone(),
+        status: prev.status,
+        version: prev.commit_version.unwrap_or(version),
+        duplicate: true,
+        reject_reason: prev.reject_reason.clone(),
+        original: elsewhere.then(|| Box::new(prev.clone())),
+        key_reused: elsewhere && !prev.is_retry_of(&sent.request()),
+    }
 }
 
 /// Checks an edge order and works out its units from the edge's grants (on top of what this

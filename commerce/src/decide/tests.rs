@@ -294,7 +294,8 @@ fn one_key_commits_once_across_edges_and_the_core() {
         0,
     ));
     assert!(!r[0].duplicate);
-    // The same key retried at another edge names the same order: a duplicate.
+    // The same key retried at another edge names the same order: a duplicate, answered with
+    // the order that stands, which took nothing from the second edge's grant.
     let retry = edge_order(&m.state, "k-42", &my, request(&[("A", 1)]));
     let r = results(m.apply(
         &Command::CommitOrders {
@@ -305,6 +306,33 @@ fn one_key_commits_once_across_edges_and_the_core() {
     ));
     assert!(r[0].duplicate);
     assert_eq!(r[0].order_id, id);
+    let stands = r[0].original.as_ref().expect("the order that stands");
+    assert_eq!(stands.origin.edge.as_ref(), Some(&sg));
+    assert!(!r[0].key_reused);
+    assert_eq!(inv(&m, "A").granted[&my], 3);
+    // The first edge sending its own order again is told nothing more.
+    let mut own = m.orders[&id].clone();
+    own.status = OrderStatus::Accepted;
+    own.commit_version = None;
+    let r = results(m.apply(
+        &Command::CommitOrders {
+            edge: sg.clone(),
+            orders: vec![own],
+        },
+        0,
+    ));
+    assert!(r[0].duplicate && r[0].original.is_none());
+    // Another request under the key, at the second edge: the order that stands, and the
+    // reuse said.
+    let reused = edge_order(&m.state, "k-42", &my, request(&[("A", 2)]));
+    let r = results(m.apply(
+        &Command::CommitOrders {
+            edge: my.clone(),
+            orders: vec![reused],
+        },
+        0,
+    ));
+    assert!(r[0].original.is_some() && r[0].key_reused);
     // An edge that names a keyed order otherwise is refused: one key, one id.
     let mut stray = retry.clone();
     stray.order_id = OrderId::new("my-1-0001").unwrap();

@@ -8,17 +8,23 @@
 //! | `Order` | order | 1 | a core's store rows; an edge's outbox |
 //! | `CommitLog` | commit log | 1 | a core's store rows: the orders decided at one version |
 //! | `Proposal` | proposal | 1 | the regions' Raft log: a command, its id and the proposer's clock |
-//! | `Outcome` | outcome | 1 | Raft's reply to a proposal, and the core's reply to an edge, as the same bytes |
+//! | `Outcome` | outcome | 2 (reads 1) | Raft's reply to a proposal, and the core's reply to an edge, as the same bytes |
 //! | `EdgeWrite` | edge write | 1 | an edge's write to a core over the mesh |
+//! | `DedupRecord` | dedup record | 2 (reads 1) | a core's store rows: what a keyed command answered |
+//!
+//! Earlier versions, frozen, are in `v1`.
 //!
 //! A value's version changes when its layout does, and with it the version of every value that
 //! carries it (an `Order` inside a `Proposal` or an `Outcome`); the codec's module docs say how
 //! the previous version stays readable.
 
-use codec::{FirstVersion, Format};
+pub mod v1;
+
+use codec::{FirstVersion, Format, Versioned};
 
 use crate::catalog::Product;
 use crate::command::{EdgeWrite, Outcome, Proposal};
+use crate::dedup::DedupRecord;
 use crate::escrow::Inventory;
 use crate::id::OrderId;
 use crate::market::Market;
@@ -48,6 +54,31 @@ first_version! {
     Order => "order",
     CommitLog => "commit log",
     Proposal => "proposal",
-    Outcome => "outcome",
     EdgeWrite => "edge write",
+}
+
+impl Versioned for Outcome {
+    const FORMAT: Format = Format {
+        label: "outcome",
+        version: 2,
+    };
+    type Previous = v1::Outcome;
+    fn migrate(previous: v1::Outcome) -> Self {
+        previous.into()
+    }
+}
+
+impl Versioned for DedupRecord {
+    const FORMAT: Format = Format {
+        label: "dedup record",
+        version: 2,
+    };
+    type Previous = v1::DedupRecord;
+    fn migrate(p: v1::DedupRecord) -> Self {
+        DedupRecord {
+            version: p.version,
+            fingerprint: p.fingerprint,
+            outcome: p.outcome.into(),
+        }
+    }
 }
