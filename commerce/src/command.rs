@@ -45,21 +45,29 @@ pub struct StockChange {
 /// region takes that from the edge's certificate, so an edge speaks only for itself.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EdgeWrite {
-    /// The edge's key for this write, where it has one: the same write sent again, through
-    /// any region, is applied once (as an Idempotency-Key at the admin API).
-    pub key: Option<String>,
     pub request: EdgeRequest,
 }
 
-/// What an edge may ask of the core.
+/// What an edge may ask of the core. Each is applied once however often it is sent: commits
+/// by their orders' ids, grants and returns by the edge's number for them, central orders by
+/// the shopper's Idempotency-Key.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum EdgeRequest {
     /// Orders the edge accepted from its grants (its outbox), committed each by its order id.
     Commit(Vec<Order>),
-    /// Units of `sku`, sized from the edge's demand by the region's grant policy.
-    Grant { sku: SkuId, demand: Demand },
-    /// Units of a grant the edge gives back.
-    Return { sku: SkuId, units: u64 },
+    /// Units of `sku`, sized from the edge's demand by the region's grant policy. `request`
+    /// numbers it among the edge's requests of the SKU (`Inventory::requests`).
+    Grant {
+        sku: SkuId,
+        demand: Demand,
+        request: u64,
+    },
+    /// Units of a grant the edge gives back, numbered as grants are.
+    Return {
+        sku: SkuId,
+        units: u64,
+        request: u64,
+    },
     /// An order the edge has no grant left for, allocated from the central pool; the shopper's
     /// Idempotency-Key makes it one order however often it is sent.
     CentralOrder {
@@ -69,15 +77,9 @@ pub enum EdgeRequest {
 }
 
 impl EdgeWrite {
-    /// What can be told wrong before the write is proposed: its keys, and a commit batch of 1
-    /// to `COMMIT_BATCH_MAX` orders.
+    /// What can be told wrong before the write is proposed: a central order's key, and a
+    /// commit batch of 1 to `COMMIT_BATCH_MAX` orders.
     pub fn check(&self) -> Result<(), Rejection> {
-        let key = |k: &str| {
-            crate::order::check_idempotency_key(k).map_err(|e| Rejection::invalid(e.to_string()))
-        };
-        if let Some(k) = &self.key {
-            key(k)?;
-        }
         match &self.request {
             EdgeRequest::Commit(orders) if orders.is_empty() || orders.len() > COMMIT_BATCH_MAX => {
                 Err(Rejection::invalid(format!(
@@ -86,7 +88,8 @@ impl EdgeWrite {
             }
             EdgeRequest::CentralOrder {
                 idempotency_key, ..
-            } => key(idempotency_key),
+            } => crate::order::check_idempotency_key(idempotency_key)
+                .map_err(|e| Rejection::invalid(e.to_string())),
             _ => Ok(()),
         }
     }
@@ -94,33 +97,48 @@ impl EdgeWrite {
 
 impl EdgeRequest {
     /// The command this request from `edge` stands for at `region`, under the region's grant
-    /// `policy`; with the route and key its command id is derived from. An edge's own keys are
-    /// scoped to the edge (two edges may both number their grant requests from 1); a central
-    /// order's key is the shopper's, scoped to the customer as at the admin API, so a retry
-    /// through any edge or region is the same order.
+    /// `policy`; with the route, and the key its command id is derived from where it has one:
+    /// a central order's key is the shopper's, scoped to the customer as at the admin API, so
+    /// a retry through any edge or region is the same order.
     pub fn into_command(
         self,
         edge: EdgeId,
         region: &str,
         policy: GrantPolicy,
-        key: Option<String>,
     ) -> (&'static str, Option<String>, Command) {
-        let key = key.map(|k| format!("{edge}\u{0}{k}"));
         match self {
-            EdgeRequest::Commit(orders) => ("commits", key, Command::CommitOrders { edge, orders }),
-            EdgeRequest::Grant { sku, demand } => (
+            EdgeRequest::Commit(orders) => {
+                ("commits", None, Command::CommitOrders { edge, orders })
+            }
+            EdgeRequest::Grant {
+                sku,
+                demand,
+                request,
+            } => (
                 "grants",
-                key,
+                None,
                 Command::Grant {
                     edge,
                     sku,
                     demand,
                     policy,
+                    request: Some(request),
                 },
             ),
-            EdgeRequest::Return { sku, units } => {
-                ("returns", key, Command::ReturnGrant { edge, sku, units })
-            }
+            EdgeRequest::Return {
+                sku,
+                units,
+                request,
+            } => (
+                "returns",
+                None,
+                Command::ReturnGrant {
+                    edge,
+                    sku,
+                    units,
+                    request: Some(request),
+                },
+            ),
             EdgeRequest::CentralOrder {
                 idempotency_key,
                 request,
@@ -145,18 +163,23 @@ pub enum Command {
     PriceBatch(Vec<PriceChange>),
     /// All of the changes or none.
     StockBatch(Vec<StockChange>),
-    /// Grants `edge` units of `sku` sized by `grant_size(demand, pool, policy)`.
+    /// Grants `edge` units of `sku` sized by `grant_size(demand, pool, policy)`. A numbered
+    /// request is applied once by its number (the edge's, in `Inventory::requests`); an
+    /// unnumbered one (the admin API's) by its Idempotency-Key, as other admin writes.
     Grant {
         edge: EdgeId,
         sku: SkuId,
         demand: Demand,
         policy: GrantPolicy,
+        request: Option<u64>,
     },
-    /// `edge` gives back units of its grant (it has already taken them off its own books).
+    /// `edge` gives back units of its grant (it has already taken them off its own books);
+    /// numbered as grants are.
     ReturnGrant {
         edge: EdgeId,
         sku: SkuId,
         units: u64,
+        request: Option<u64>,
     },
     /// Orders `edge` accepted from its grants, committed each by its order id.
     CommitOrders {
@@ -220,33 +243,18 @@ impl Command {
         }
     }
 
-    /// The command as its caller asked for it, without what the receiving side added (which
-    /// region, through which edge): the same request sent through two regions or edges, as a
-    /// shopper's retry after a failover is, must look the same to Idempotency-Key checks.
-    pub fn as_requested(&self) -> Command {
-        match self {
-            Command::CentralOrder {
-                order_id,
-                idempotency_key,
-                request,
-                ..
-            } => Command::CentralOrder {
-                order_id: order_id.clone(),
-                idempotency_key: idempotency_key.clone(),
-                request: request.clone(),
-                region: String::new(),
-                edge: None,
-            },
-            other => other.clone(),
-        }
-    }
-
     /// Whether applying this command leaves a dedup record under its command id (when it
-    /// changed state), so that a retry gets the first outcome. Edge commits leave none: each of
-    /// their orders is idempotent by its id already, and a batch's record would be as large as
-    /// the batch.
+    /// changed state), so that a retry gets the first outcome: what is not idempotent by
+    /// itself. Orders leave none (each is kept forever under the id its key names), nor do
+    /// numbered grants and returns (their numbers are kept with the inventory).
     pub fn keeps_dedup_record(&self) -> bool {
-        !matches!(self, Command::CommitOrders { .. })
+        match self {
+            Command::CommitOrders { .. } | Command::CentralOrder { .. } => false,
+            Command::Grant { request, .. } | Command::ReturnGrant { request, .. } => {
+                request.is_none()
+            }
+            _ => true,
+        }
     }
 
     /// A short name for logs and metrics.
@@ -280,6 +288,9 @@ pub struct Proposal {
     /// replica computes the same result.
     pub at_ms: i64,
     pub command: Command,
+    /// When the caller's Idempotency-Key says it was made (a UUIDv7 or a ULID), for a command
+    /// that keeps a dedup record: a key past its time is refused (`commerce::dedup`).
+    pub key_ms: Option<u64>,
 }
 
 /// Why a command was refused at apply. Nothing of it was written. `kind` is stable (it becomes
@@ -310,6 +321,8 @@ pub enum RejectKind {
     Quantity,
     /// The Idempotency-Key was used before for a different request.
     IdempotencyKeyReused,
+    /// The Idempotency-Key is past the time it is honoured (`dedup::KEY_TTL_MS`).
+    IdempotencyKeyExpired,
 }
 
 impl Rejection {
@@ -357,6 +370,7 @@ impl RejectKind {
             RejectKind::NoPrice => Kind::NoPrice,
             RejectKind::Quantity => Kind::Quantity,
             RejectKind::IdempotencyKeyReused => Kind::IdempotencyKeyReused,
+            RejectKind::IdempotencyKeyExpired => Kind::IdempotencyKeyExpired,
         }
     }
 }

@@ -59,6 +59,40 @@ pub struct Inventory {
     /// ran low (`GrantPolicy::low_stock_units`), so the last units are sold centrally, one order
     /// at a time. Cleared when stock is added or no grant is left.
     pub recall: bool,
+    /// The last grant and the last return each edge asked for, by the edge's numbers: a
+    /// request sent again (its answer lost) is answered as it was and applied once, however
+    /// late it comes. At most `GRANT_HOLDERS_MAX` edges.
+    pub requests: BTreeMap<EdgeId, EdgeRequests>,
+}
+
+/// An edge's last requests of one SKU. An edge has at most one grant request and one return
+/// of a SKU open at a time, numbered from a counter that only grows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct EdgeRequests {
+    /// The number of the last grant request applied, and the units it granted.
+    pub grant: u64,
+    pub granted: u64,
+    /// The number of the last return applied.
+    pub returned: u64,
+}
+
+/// What a numbered request from an edge is, given the last ones applied.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Numbered {
+    /// Newer than any applied: apply it.
+    New,
+    /// Applied before (its answer was lost): answer as then, change nothing.
+    Again,
+    /// Older than one applied since: the edge closed it long ago; change nothing.
+    Stale,
+}
+
+fn numbered(last: u64, request: u64) -> Numbered {
+    match request.cmp(&last) {
+        std::cmp::Ordering::Greater => Numbered::New,
+        std::cmp::Ordering::Equal => Numbered::Again,
+        std::cmp::Ordering::Less => Numbered::Stale,
+    }
 }
 
 /// Where the units of an edge order came from when it committed.
@@ -165,6 +199,48 @@ impl Inventory {
         n
     }
 
+    /// What grant request number `request` of `edge` is.
+    pub fn grant_request(&self, edge: &EdgeId, request: u64) -> Numbered {
+        numbered(self.requests.get(edge).map_or(0, |r| r.grant), request)
+    }
+
+    /// What return number `request` of `edge` is.
+    pub fn return_request(&self, edge: &EdgeId, request: u64) -> Numbered {
+        numbered(self.requests.get(edge).map_or(0, |r| r.returned), request)
+    }
+
+    /// The units the last grant request of `edge` granted.
+    pub fn last_granted(&self, edge: &EdgeId) -> u64 {
+        self.requests.get(edge).map_or(0, |r| r.granted)
+    }
+
+    /// Records grant request `request` of `edge` as applied, granting `units`; `false` (and
+    /// nothing recorded) when `GRANT_HOLDERS_MAX` other edges already have requests recorded.
+    pub fn record_grant(&mut self, edge: &EdgeId, request: u64, units: u64) -> bool {
+        let Some(r) = self.requests_of(edge) else {
+            return false;
+        };
+        r.grant = request;
+        r.granted = units;
+        true
+    }
+
+    /// Records return `request` of `edge` as applied.
+    pub fn record_return(&mut self, edge: &EdgeId, request: u64) -> bool {
+        let Some(r) = self.requests_of(edge) else {
+            return false;
+        };
+        r.returned = request;
+        true
+    }
+
+    fn requests_of(&mut self, edge: &EdgeId) -> Option<&mut EdgeRequests> {
+        if !self.requests.contains_key(edge) && self.requests.len() >= GRANT_HOLDERS_MAX {
+            return None;
+        }
+        Some(self.requests.entry(edge.clone()).or_default())
+    }
+
     /// A grant for `edge` of `size` units (`grant_size`), out of a pool that `low_stock`
     /// says is nearly gone when `size` is 0: the edges are then asked to give their grants back
     /// (`recall`). Returns the units granted.
@@ -205,8 +281,9 @@ impl Inventory {
         })
     }
 
-    /// Commits `units` of a centrally allocated order from the pool.
-    pub fn commit_central(&mut self, units: u64) -> Result<(), EscrowError> {
+    /// Whether the pool holds `units` for a centrally allocated order: the core's rule at
+    /// commit, and an edge's, on its mirror, before it asks the core at all.
+    pub fn can_commit_central(&self, units: u64) -> Result<(), EscrowError> {
         let available = self.available();
         if units > available {
             return Err(EscrowError::OutOfStock {
@@ -214,6 +291,12 @@ impl Inventory {
                 available,
             });
         }
+        Ok(())
+    }
+
+    /// Commits `units` of a centrally allocated order from the pool.
+    pub fn commit_central(&mut self, units: u64) -> Result<(), EscrowError> {
+        self.can_commit_central(units)?;
         self.committed += units;
         debug_assert!(self.holds_i2());
         Ok(())

@@ -15,7 +15,7 @@
 //! | `O` | `O` order id                 | `Order`                     |
 //! | `C` | `C` version(8)               | ids of the orders decided at that version, in order |
 //! | `D` | `D` command id(16)           | dedup record of a command   |
-//! | `V` | `V` version(8)               | command id applied there    |
+//! | `V` | `V` version(8)               | command id applied there(16), log clock then(8) |
 
 use crate::id::{MarketId, OrderId, PriceListId, ProductId, PromotionId, SkuId};
 
@@ -35,6 +35,9 @@ pub const DEDUP_BY_VERSION: u8 = b'V';
 pub const META_APPLIED: &[u8] = b"Mapplied";
 /// The format of the stored values; a store written by a newer format is refused.
 pub const META_FORMAT: &[u8] = b"Mformat";
+/// The log's clock: the largest proposer's clock (unix ms, big-endian) of the entries applied,
+/// by which dedup records expire.
+pub const META_CLOCK: &[u8] = b"Mclock";
 /// The replication log's record of what the store has applied (opaque to the store).
 pub const META_REPLICATION: &[u8] = b"Mreplication";
 /// A random token of the last committed batch, for backends whose commits can be "maybe

@@ -471,6 +471,19 @@ pub fn order_id_for(customer: &CustomerId, key: &str) -> OrderId {
     OrderId::new(id).expect("hex digits are id characters")
 }
 
+/// A UUIDv7 made at unix-ms `ms` from the random bits `random`: the key the API recommends,
+/// since it says when it was made (`key_time_ms`), sorts by time, and names time-led order ids.
+pub fn time_led_key(ms: u64, random: u128) -> String {
+    format!(
+        "{:08x}-{:04x}-7{:03x}-{:04x}-{:012x}",
+        (ms >> 16) & 0xffff_ffff,
+        ms & 0xffff,
+        (random >> 116) & 0xfff,
+        0x8000 | ((random >> 100) & 0x3fff),
+        random & 0xffff_ffff_ffff
+    )
+}
+
 /// The unix-ms time at the start of a UUIDv7 or ULID key, if the key is one.
 pub fn key_time_ms(key: &str) -> Option<u64> {
     let b = key.as_bytes();
@@ -723,6 +736,9 @@ mod tests {
             Some(1_469_922_850_259)
         );
         assert_eq!(key_time_ms("81ARZ3NDEKTSV4RRFFQ69G5FAV"), None);
+        let made = time_led_key(1_733_000_000_123, u128::MAX / 3);
+        assert_eq!(key_time_ms(&made), Some(1_733_000_000_123));
+        assert!(check_idempotency_key(&made).is_ok());
         // A UUIDv4 is not time-led.
         assert_eq!(key_time_ms("9b2e4f0a-1c3d-4e5f-8a7b-6c5d4e3f2a1b"), None);
         assert_eq!(key_time_ms("ILLEGAL-ULID-CHARS-UUUUUUU"), None);

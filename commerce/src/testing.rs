@@ -140,6 +140,7 @@ pub fn exact_grant(edge: &EdgeId, s: &str, units: u64) -> Command {
             max_share_bps: 10_000,
             ..GrantPolicy::default()
         },
+        request: None,
     }
 }
 
@@ -150,15 +151,19 @@ pub enum Op {
         sku: usize,
         op: StockOp,
     },
+    /// A grant request, numbered or not; numbers are drawn from a few, so that histories
+    /// send requests again and late.
     Grant {
         edge: usize,
         sku: usize,
         demand: u64,
+        request: Option<u64>,
     },
     Return {
         edge: usize,
         sku: usize,
         units: u64,
+        request: Option<u64>,
     },
     /// An edge order under key `key`; the edge may have sold beyond its grant.
     EdgeOrder {
@@ -191,16 +196,30 @@ pub fn op() -> impl Strategy<Value = Op> {
             sku,
             op: StockOp::Remove(n)
         }),
-        (edge.clone(), sku.clone(), 0u64..20).prop_map(|(edge, sku, demand)| Op::Grant {
-            edge,
-            sku,
-            demand
-        }),
-        (edge.clone(), sku.clone(), 0u64..10).prop_map(|(edge, sku, units)| Op::Return {
-            edge,
-            sku,
-            units
-        }),
+        (
+            edge.clone(),
+            sku.clone(),
+            0u64..20,
+            proptest::option::of(1u64..6)
+        )
+            .prop_map(|(edge, sku, demand, request)| Op::Grant {
+                edge,
+                sku,
+                demand,
+                request
+            }),
+        (
+            edge.clone(),
+            sku.clone(),
+            0u64..10,
+            proptest::option::of(1u64..6)
+        )
+            .prop_map(|(edge, sku, units, request)| Op::Return {
+                edge,
+                sku,
+                units,
+                request
+            }),
         (edge, sku.clone(), 1u32..5, 0u8..12).prop_map(|(edge, sku, qty, key)| Op::EdgeOrder {
             edge,
             sku,
@@ -220,6 +239,7 @@ impl Op {
                 edge: e,
                 sku: s,
                 demand,
+                request,
             } => Command::Grant {
                 edge: edge(EDGES[e]),
                 sku: sku(SKUS[s]),
@@ -231,15 +251,18 @@ impl Op {
                     low_stock_units: 2,
                     ..GrantPolicy::default()
                 },
+                request,
             },
             Op::Return {
                 edge: e,
                 sku: s,
                 units,
+                request,
             } => Command::ReturnGrant {
                 edge: edge(EDGES[e]),
                 sku: sku(SKUS[s]),
                 units,
+                request,
             },
             Op::EdgeOrder {
                 edge: e,

@@ -83,12 +83,11 @@ fn order() -> Value {
         "reject_reason": "sku P-1-RED-M: out of stock"})
 }
 
-fn proposal(command: Value) -> Proposal {
-    from(
-        json!({"command_id": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
+/// A proposal of `command`, without the field version 2 added (`key_ms`).
+fn proposal_v1(command: Value) -> Value {
+    json!({"command_id": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
         "fingerprint": [16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1],
-        "at_ms": 1_733_000_000_123i64, "command": command}),
-    )
+        "at_ms": 1_733_000_000_123i64, "command": command})
 }
 
 fn policy() -> Value {
@@ -109,13 +108,17 @@ fn catalog_records() {
     golden::<Promotion>(None, &from(promotion()));
 }
 
+fn inventory_v1() -> Value {
+    json!({"stocked": 1000, "committed": 250,
+        "granted": {"ap-singapore-1": 40, "us-east-1": 7}, "recall": true})
+}
+
 #[test]
 fn inventory_orders_and_the_commit_log() {
-    golden::<Inventory>(
-        None,
-        &from(json!({"stocked": 1000, "committed": 250,
-            "granted": {"ap-singapore-1": 40, "us-east-1": 7}, "recall": true})),
-    );
+    let mut inventory = inventory_v1();
+    inventory["requests"] =
+        json!({"ap-singapore-1": {"grant": 1_733_000_000_001u64, "granted": 40, "returned": 0}});
+    golden::<Inventory>(None, &from(inventory));
     golden::<Order>(None, &from(order()));
     golden::<CommitLog>(
         None,
@@ -123,9 +126,9 @@ fn inventory_orders_and_the_commit_log() {
     );
 }
 
-#[test]
-fn proposals_of_every_command() {
-    let cases = [
+/// Commands of every kind, as version 1 wrote them (grants and returns unnumbered).
+fn commands_v1() -> Vec<(&'static str, Value)> {
+    vec![
         ("upsert-product", json!({"UpsertProduct": product()})),
         ("upsert-market", json!({"UpsertMarket": market()})),
         (
@@ -163,10 +166,45 @@ fn proposals_of_every_command() {
             json!({"CentralOrder": {"order_id": "o-1", "idempotency_key": "k-1",
                 "request": order_request(), "region": "ap-singapore", "edge": "ap-singapore-1"}}),
         ),
-    ];
-    for (case, command) in cases {
-        golden(Some(case), &proposal(command));
+    ]
+}
+
+#[test]
+fn proposals_of_every_command() {
+    for (case, mut command) in commands_v1() {
+        // Version 2: numbered grants and returns, and the time a keyed write's key says.
+        for kind in ["Grant", "ReturnGrant"] {
+            if let Some(c) = command.get_mut(kind) {
+                c["request"] = json!(1_733_000_000_001u64);
+            }
+        }
+        let mut p = proposal_v1(command);
+        p["key_ms"] = json!(1_733_000_000_000u64);
+        golden::<Proposal>(Some(case), &from(p));
     }
+}
+
+/// What version 1 wrote reads as version 2: proposals (in a Raft log written by the previous
+/// build), edge writes and inventories.
+#[test]
+fn proposals_edge_writes_and_inventories_of_version_1_read_as_version_2() {
+    for (case, command) in commands_v1() {
+        let old: format::v1::Proposal = from(proposal_v1(command));
+        golden(Some(case), &old);
+        let now: Proposal = codec::decode(&codec::encode(&old).unwrap()).unwrap();
+        assert_eq!(now, Proposal::from(old));
+    }
+    for (case, write) in edge_writes_v1() {
+        let old: format::v1::EdgeWrite = from(write);
+        golden(Some(case), &old);
+        let now: EdgeWrite = codec::decode(&codec::encode(&old).unwrap()).unwrap();
+        assert_eq!(now, EdgeWrite::from(old));
+    }
+    let old: format::v1::Inventory = from(inventory_v1());
+    golden(None, &old);
+    let now: Inventory = codec::decode(&codec::encode(&old).unwrap()).unwrap();
+    assert_eq!(now, Inventory::from(old));
+    assert!(now.requests.is_empty());
 }
 
 /// Outcomes of every kind, as version 1 wrote them (before order results named the order that
@@ -232,9 +270,9 @@ fn outcomes_and_dedup_records_of_version_1_read_as_version_2() {
     golden::<DedupRecord>(None, &from(record(json!({"Applied": {"version": 9}}))));
 }
 
-#[test]
-fn edge_writes_of_every_request() {
-    let cases = [
+/// Edge writes of every request, as version 1 wrote them (grants and returns keyed).
+fn edge_writes_v1() -> Vec<(&'static str, Value)> {
+    vec![
         (
             "commit",
             json!({"key": null, "request": {"Commit": [order()]}}),
@@ -250,6 +288,25 @@ fn edge_writes_of_every_request() {
         (
             "central-order",
             json!({"key": null, "request": {"CentralOrder": {"idempotency_key": "k-1", "request": order_request()}}}),
+        ),
+    ]
+}
+
+#[test]
+fn edge_writes_of_every_request() {
+    let cases = [
+        ("commit", json!({"request": {"Commit": [order()]}})),
+        (
+            "grant",
+            json!({"request": {"Grant": {"sku": "A", "demand": {"units": 1, "window_ms": 60000}, "request": 7}}}),
+        ),
+        (
+            "return",
+            json!({"request": {"Return": {"sku": "A", "units": 4, "request": 8}}}),
+        ),
+        (
+            "central-order",
+            json!({"request": {"CentralOrder": {"idempotency_key": "k-1", "request": order_request()}}}),
         ),
     ];
     for (case, write) in cases {

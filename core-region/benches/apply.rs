@@ -89,6 +89,7 @@ impl Machine {
                     fingerprint: id,
                     at_ms: 1_000,
                     command,
+                    key_ms: None,
                 }
             })
             .collect();
@@ -118,6 +119,7 @@ impl Machine {
                     max_units: per_sku,
                     ..GrantPolicy::default()
                 },
+                request: None,
             })
             .collect();
         for chunk in grants.chunks(1_000) {
@@ -372,6 +374,7 @@ fn proposal(command: Command) -> Proposal {
         fingerprint: id,
         at_ms: 1_000,
         command,
+        key_ms: None,
     }
 }
 

@@ -47,10 +47,7 @@ impl EdgeWrites {
                 format!("the certificate's name is no edge id: {e}"),
             )
         })?;
-        let (route, key, command) =
-            write
-                .request
-                .into_command(edge, &self.region, self.policy, write.key);
+        let (route, key, command) = write.request.into_command(edge, &self.region, self.policy);
         let reply = self
             .writes
             .submit_encoded(route, key.as_deref(), command, self.timeout)

@@ -5,8 +5,10 @@
 //! - **by index**: the store records the applied index in the same transaction as the rows of a
 //!   batch; entries at or below it are skipped, so replaying a log after a crash is harmless;
 //! - **by command id**: a keyed command that changed state leaves a dedup record
-//!   (`commerce::dedup`) under its id, kept for `DEDUP_RETAIN_VERSIONS`, so a retry after a
-//!   lost reply gets the first outcome instead of applying again;
+//!   (`commerce::dedup`) under its id, so a retry after a lost reply gets the first outcome
+//!   instead of applying again; a record is forgotten `dedup::RETAIN_MS` after it was made, by
+//!   the log's clock (the largest proposer's clock applied, kept with the applied index), when
+//!   no key it answers is honoured any more;
 //! - **by order id**: an order is stored under its id forever; `decide` answers an order
 //!   decided before as it was.
 //!
@@ -34,13 +36,11 @@ use replication::protocol::Row;
 
 use crate::store::{Op, STORE_LAYOUT, Store, StoreError, VALUE_MAX_BYTES, WriteBatch};
 
-/// How many versions a command's dedup record is kept: a retry with the same Idempotency-Key
-/// within this many later commands gets the first outcome back. Orders do not depend on it:
-/// they are kept forever under their ids, which their keys name.
-pub const DEDUP_RETAIN_VERSIONS: u64 = 1_000_000;
-
 /// Rows read per page when loading the state at open.
 const LOAD_PAGE_ROWS: usize = 4_096;
+/// Dedup records forgotten per batch at most: the work of pruning stays bounded, and a backlog
+/// (a region that was down for days) goes in a few batches.
+const PRUNE_ROWS_MAX: usize = 256;
 
 /// One log entry at its index (the version it is applied at): a proposal, or nothing (the log's
 /// own entries, such as a new leader's first entry or a membership change, take an index too).
@@ -79,7 +79,11 @@ pub struct StateMachine {
     state: State,
     applied: u64,
     poisoned: bool,
-    dedup_retain_versions: u64,
+    /// The log's clock: the largest proposer's clock (unix ms) of the entries applied.
+    clock_ms: i64,
+    /// When the oldest dedup record was made (log clock), if any is kept: pruning looks at the
+    /// store only once that is past `dedup::RETAIN_MS`.
+    oldest_dedup_ms: Option<i64>,
     /// Where the mirrored rows each version changed are published, once committed.
     feed: Option<Arc<Feed>>,
 }
@@ -104,6 +108,13 @@ struct Batch<'s> {
 }
 
 impl Batch<'_> {
+    /// Whether this batch made a dedup record.
+    fn written_index(&self) -> bool {
+        self.written
+            .keys()
+            .any(|k| k.first() == Some(&keys::DEDUP_BY_VERSION))
+    }
+
     fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         if matches!(key.first(), Some(&keys::DEDUP | &keys::DEDUP_BY_VERSION)) {
             self.written.insert(key.clone(), value.clone());
@@ -188,7 +199,8 @@ impl StateMachine {
             state: State::new(),
             applied: 0,
             poisoned: false,
-            dedup_retain_versions: DEDUP_RETAIN_VERSIONS,
+            clock_ms: 0,
+            oldest_dedup_ms: None,
             feed: None,
         };
         m.reload()?;
@@ -200,13 +212,6 @@ impl StateMachine {
     /// snapshot read of the store is never newer than what the feed has published.
     pub fn set_feed(&mut self, feed: Arc<Feed>) {
         self.feed = Some(feed);
-    }
-
-    /// Overrides `DEDUP_RETAIN_VERSIONS`. Every replica of a log must use the same value; only
-    /// tests, which need to see pruning happen, change it.
-    pub fn with_dedup_retain_versions(mut self, versions: u64) -> Self {
-        self.dedup_retain_versions = versions.max(1);
-        self
     }
 
     /// The version of the state: the last applied log index.
@@ -237,6 +242,17 @@ impl StateMachine {
         }
         self.state = state;
         self.applied = applied;
+        self.clock_ms = store
+            .get(keys::META_CLOCK)?
+            .map(|v| <[u8; 8]>::try_from(v.as_slice()).map(i64::from_be_bytes))
+            .transpose()
+            .map_err(|_| StoreError::corrupt(keys::META_CLOCK, "the log's clock is not 8 bytes"))?
+            .unwrap_or(0);
+        let (lo, hi) = keys::tag_range(keys::DEDUP_BY_VERSION);
+        self.oldest_dedup_ms = store
+            .scan(&lo, &hi, 1)?
+            .first()
+            .map(|(_, v)| dedup_index(v).1);
         self.poisoned = false;
         Ok(())
     }
@@ -309,7 +325,7 @@ impl StateMachine {
         meta: Option<Vec<u8>>,
     ) -> Result<Vec<Outcome>, StoreError> {
         let store = Arc::clone(&self.store);
-        let prefetch = prefetch_keys(fresh, self.dedup_retain_versions);
+        let prefetch = prefetch_keys(fresh);
         let values = store.get_many(&prefetch)?;
         let mut batch = Batch {
             store: &*store,
@@ -323,13 +339,20 @@ impl StateMachine {
         // Where each entry's rows end in `batch.ops`.
         let mut ends = Vec::with_capacity(fresh.len());
         for e in fresh {
+            if let Some(p) = &e.proposal {
+                self.clock_ms = self.clock_ms.max(p.at_ms);
+            }
             outcomes.push(match &e.proposal {
                 Some(p) => self.apply_entry(&mut batch, e.index, p)?,
                 None => Outcome::Applied { version: e.index },
             });
-            self.prune_dedup(&mut batch, e.index)?;
             ends.push((e.index, batch.ops.len()));
         }
+        self.prune_dedup(&mut batch)?;
+        batch.put(
+            keys::META_CLOCK.to_vec(),
+            Some(self.clock_ms.to_be_bytes().to_vec()),
+        );
         if let Some(meta) = meta {
             batch.put(keys::META_REPLICATION.to_vec(), Some(meta));
         }
@@ -355,9 +378,14 @@ impl StateMachine {
         p: &Proposal,
     ) -> Result<Outcome, StoreError> {
         let dkey = keys::dedup(&p.command_id);
-        match dedup::seen(batch.read_decoded(&dkey)?, &p.fingerprint) {
+        let record = if p.command.keeps_dedup_record() {
+            batch.read_decoded(&dkey)?
+        } else {
+            None
+        };
+        match dedup::seen(record, &p.fingerprint, p.key_ms, self.clock_ms) {
             Seen::Replay(outcome) => return Ok(outcome),
-            Seen::Reused(refusal) => return Ok(Outcome::Rejected(refusal)),
+            Seen::Refused(refusal) => return Ok(Outcome::Rejected(refusal)),
             Seen::New => {}
         }
         let decided = batch.decided(&p.command)?;
@@ -383,7 +411,10 @@ impl StateMachine {
             && let Ok(bytes) = codec::encode(&rec)
         {
             batch.put(dkey, Some(bytes));
-            batch.put(keys::dedup_by_version(version), Some(p.command_id.to_vec()));
+            let mut index = p.command_id.to_vec();
+            index.extend_from_slice(&self.clock_ms.to_be_bytes());
+            batch.put(keys::dedup_by_version(version), Some(index));
+            self.oldest_dedup_ms.get_or_insert(self.clock_ms);
         }
         Ok(outcome)
     }
@@ -404,18 +435,35 @@ impl StateMachine {
         effects.outcome
     }
 
-    /// Forgets the dedup record of the command `DEDUP_RETAIN_VERSIONS` before `index`. Called
-    /// for every entry, so the table stays bounded at that many records.
-    fn prune_dedup(&self, batch: &mut Batch<'_>, index: u64) -> Result<(), StoreError> {
-        if let Some(old) = index.checked_sub(self.dedup_retain_versions) {
-            let vkey = keys::dedup_by_version(old);
-            if let Some(id) = batch.read(&vkey)?
-                && let Ok(id) = <[u8; 16]>::try_from(id.as_slice())
-            {
-                batch.put(keys::dedup(&id), None);
-                batch.put(vkey, None);
-            }
+    /// Forgets the dedup records made `dedup::RETAIN_MS` or more before the log's clock, oldest
+    /// first (their index is in version order, and the clock only moves on), at most
+    /// `PRUNE_ROWS_MAX` per batch.
+    fn prune_dedup(&mut self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+        let now = self.clock_ms;
+        if !self.oldest_dedup_ms.is_some_and(|t| dedup::expired(t, now)) {
+            return Ok(());
         }
+        let (lo, hi) = keys::tag_range(keys::DEDUP_BY_VERSION);
+        let rows = batch.store.scan(&lo, &hi, PRUNE_ROWS_MAX)?;
+        let mut oldest = None;
+        for (vkey, value) in &rows {
+            let (id, made) = dedup_index(value);
+            if !dedup::expired(made, now) {
+                oldest = Some(made);
+                break;
+            }
+            if let Some(id) = id {
+                batch.put(keys::dedup(&id), None);
+            }
+            batch.put(vkey.clone(), None);
+        }
+        // All that was read is gone: what is left is newer, or a page more for the next batch,
+        // or (in this batch, not in the store yet) as new as the clock.
+        self.oldest_dedup_ms = match oldest {
+            Some(t) => Some(t),
+            None if rows.len() == PRUNE_ROWS_MAX => rows.last().map(|(_, v)| dedup_index(v).1),
+            None => batch.written_index().then_some(now),
+        };
         Ok(())
     }
 
@@ -461,15 +509,25 @@ impl StateMachine {
     }
 }
 
+/// A dedup index row: the command id, and the log's clock when its record was made (0 for a
+/// row written before the clock was kept: forgotten first).
+fn dedup_index(value: &[u8]) -> (Option<[u8; 16]>, i64) {
+    let id = value.get(..16).and_then(|b| <[u8; 16]>::try_from(b).ok());
+    let made = value
+        .get(16..24)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, i64::from_be_bytes);
+    (id, made)
+}
+
 /// Keys a batch will read, fetched in one snapshot up front.
-fn prefetch_keys(entries: &[LogEntry], retain: u64) -> Vec<Vec<u8>> {
+fn prefetch_keys(entries: &[LogEntry]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for e in entries {
-        if let Some(old) = e.index.checked_sub(retain) {
-            out.push(keys::dedup_by_version(old));
-        }
         let Some(p) = &e.proposal else { continue };
-        out.push(keys::dedup(&p.command_id));
+        if p.command.keeps_dedup_record() {
+            out.push(keys::dedup(&p.command_id));
+        }
         out.extend(p.command.order_ids().into_iter().map(keys::order));
     }
     out

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use commerce::command::{Command, Outcome, Proposal};
+use commerce::order::key_time_ms;
 use replication::protocol::{Payload, WriteError};
 use replication::raft::RaftNode;
 
@@ -217,16 +218,25 @@ impl Writes {
             Some(k) => digest16(&[route.as_bytes(), k.as_bytes()]),
             None => rand::random(),
         };
-        // The fingerprint tells a retry from another request under the same key, which only
-        // matters where a dedup record keeps it.
-        let fingerprint = if command.keeps_dedup_record() {
-            let requested = codec::encode_as(
-                <Proposal as codec::Versioned>::FORMAT,
-                &command.as_requested(),
-            )?;
-            digest16(&[route.as_bytes(), &requested])
+        // Where a dedup record answers retries: the fingerprint tells a retry from another
+        // request under the same key, and the key must say when it was made, so that a retry
+        // past the time keys are honoured is refused instead of applied again.
+        let (fingerprint, key_ms) = if command.keeps_dedup_record() {
+            let requested = codec::encode_as(<Proposal as codec::Versioned>::FORMAT, &command)?;
+            let key_ms = match key {
+                Some(k) => Some(key_time_ms(k).ok_or_else(|| ProposeError::Refused {
+                    kind: fault::Kind::BadRequest,
+                    reason: format!(
+                        "the Idempotency-Key of a {} must be a UUIDv7 or a ULID: it says when it was made, so that a retry past {} h is refused instead of applied again",
+                        command.kind(),
+                        commerce::dedup::KEY_TTL_MS / 3_600_000
+                    ),
+                })?),
+                None => None,
+            };
+            (digest16(&[route.as_bytes(), &requested]), key_ms)
         } else {
-            [0; 16]
+            ([0; 16], None)
         };
         let (kind, items) = (command.kind(), command.items());
         let proposal = Proposal {
@@ -234,6 +244,7 @@ impl Writes {
             fingerprint,
             at_ms: now_ms(),
             command,
+            key_ms,
         };
         let payload = Payload(codec::encode(&proposal)?);
         let limit = self.limits.command_max_bytes;

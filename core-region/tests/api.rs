@@ -731,6 +731,16 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
             StatusCode::BAD_REQUEST,
             "bad-request",
         ),
+        // An admin write's key must say when it was made (a UUIDv7 or ULID), so that a retry
+        // past the time keys are honoured is refused instead of applied again.
+        (
+            Method::POST,
+            "/admin/v1/stock",
+            Some(json!({"changes": [{"sku": "S-40", "add": 1}]}).to_string()),
+            vec![("idempotency-key", "stock-1")],
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
         (
             Method::GET,
             "/admin/v1/orders?limit=100000",
@@ -851,7 +861,12 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
 async fn an_idempotency_key_reused_for_another_request_is_refused() {
     let core = Core::start(1 << 20).await;
     core.seed().await;
-    let key = [("idempotency-key", "stock-7")];
+    let made = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let made = commerce::order::time_led_key(made, 7);
+    let key = [("idempotency-key", made.as_str())];
     let body = |n: u64| Some(json!({"changes": [{"sku": "S-41", "add": n}]}).to_string());
     let (s, first) = core
         .raw(Method::POST, "/admin/v1/stock", body(3), &key)

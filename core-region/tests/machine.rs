@@ -21,24 +21,23 @@ struct Harness {
     path: std::path::PathBuf,
     machine: Option<StateMachine>,
     next_id: u8,
+    /// The proposers' clock (unix ms) of the next proposals.
+    at_ms: i64,
 }
+
+const HOUR_MS: i64 = 3_600_000;
 
 impl Harness {
     fn new() -> Self {
-        Self::with_dedup_retain_versions(core_region::machine::DEDUP_RETAIN_VERSIONS)
-    }
-
-    fn with_dedup_retain_versions(retain: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("core.redb");
-        let m = StateMachine::open(Arc::new(RedbStore::open(&path).unwrap()))
-            .unwrap()
-            .with_dedup_retain_versions(retain);
+        let m = StateMachine::open(Arc::new(RedbStore::open(&path).unwrap())).unwrap();
         let mut h = Harness {
             _dir: dir,
             path,
             machine: Some(m),
             next_id: 0,
+            at_ms: 1_000 * HOUR_MS,
         };
         for c in catalog()
             .into_iter()
@@ -69,8 +68,9 @@ impl Harness {
         Proposal {
             command_id: [self.next_id; 16],
             fingerprint: [self.next_id; 16],
-            at_ms: 1_000,
+            at_ms: self.at_ms,
             command,
+            key_ms: None,
         }
     }
 
@@ -215,19 +215,40 @@ fn entries_of_one_batch_see_the_orders_decided_before_them() {
     assert_eq!(h.inv("A").committed, 1);
 }
 
+/// A retried admin write is answered from its dedup record while its key is honoured (24 h
+/// from when the key says it was made); past that the record is forgotten, and the retry is
+/// refused as expired, never applied again. (This replaced a test that showed the retry
+/// applied again once its record was pruned, 1,000,000 versions later.)
 #[test]
-fn dedup_records_are_pruned_after_the_retention_window() {
-    let mut h = Harness::with_dedup_retain_versions(3);
-    let first = h.proposal(add("A", 1));
-    h.apply(vec![first.clone()]);
-    for _ in 0..3 {
-        h.run(add("B", 1));
-    }
-    // Three versions later the first record is gone: the same id applies again.
-    h.apply(vec![first]);
-    assert_eq!(h.inv("A").on_hand(), 12);
+fn a_retried_admin_write_past_its_keys_time_is_refused_not_applied_again() {
+    let mut h = Harness::new();
+    let made = h.at_ms;
+    let mut add_five = h.proposal(add("A", 5));
+    add_five.key_ms = Some(u64::try_from(made).unwrap());
+    let first = h.apply(vec![add_five.clone()]);
+    assert_eq!(h.inv("A").on_hand(), 15);
+    // Retried 23 hours later, after a restart: the first outcome.
+    h.at_ms = made + 23 * HOUR_MS;
+    h.reopen();
+    add_five.at_ms = h.at_ms;
+    assert_eq!(h.apply(vec![add_five.clone()]), first);
+    assert_eq!(h.inv("A").on_hand(), 15);
+    // The log's clock moves past the record's retention: it is forgotten.
+    h.at_ms = made + 26 * HOUR_MS;
+    h.run(add("B", 1));
     let (lo, hi) = commerce::keys::tag_range(commerce::keys::DEDUP);
-    assert_eq!(h.m().store().scan(&lo, &hi, 100).unwrap().len(), 3);
+    assert_eq!(h.m().store().scan(&lo, &hi, 100).unwrap().len(), 1);
+    // The same write retried now is refused, and nothing is applied again.
+    add_five.at_ms = h.at_ms;
+    let out = h.apply(vec![add_five]);
+    assert!(
+        matches!(&out[0], Outcome::Rejected(r) if r.kind == RejectKind::IdempotencyKeyExpired),
+        "{out:?}"
+    );
+    assert_eq!(h.inv("A").on_hand(), 15);
+    // The records kept are bounded by time, and the index with them.
+    let (lo, hi) = commerce::keys::tag_range(commerce::keys::DEDUP_BY_VERSION);
+    assert_eq!(h.m().store().scan(&lo, &hi, 100).unwrap().len(), 1);
 }
 
 #[test]

@@ -28,6 +28,7 @@ fn proposal(n: u8) -> Proposal {
         fingerprint: [n; 16],
         at_ms: 0,
         command: Command::UpsertMarket(market),
+        key_ms: None,
     }
 }
 

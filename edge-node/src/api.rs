@@ -64,6 +64,8 @@ pub struct EdgeParts {
     /// Past this age of its oldest unsent order, the edge is not healthy.
     pub pending_age_max: Duration,
     pub central_timeout: Duration,
+    /// Central orders from this edge waiting for the core, bounded.
+    pub central: tokio::sync::Semaphore,
     /// Turned off on shutdown: no new orders while the outbox drains and grants go back.
     pub accepting: Arc<AtomicBool>,
 }
@@ -560,8 +562,9 @@ async fn place_order(
         origin,
         now,
     );
+    let at = tokio::time::Instant::now();
     for (sku, qty) in order.units() {
-        e.demand.record(sku, u64::from(qty));
+        e.demand.record(sku, u64::from(qty), at);
         // A full queue drops the hint; the SKU is looked at again with its next order.
         let _ = e.refill.try_send(sku.clone());
     }
@@ -595,10 +598,32 @@ fn replay(e: &Edge, prev: &Order, req: &OrderRequest) -> Result<Response, Proble
 }
 
 /// No grant here holds the order's units: the core allocates from its pool while the shopper
-/// waits, or answers out of stock.
+/// waits, or answers out of stock. When this edge's mirror already shows the pool short of a
+/// line, the shopper hears so here, as of the mirror's version, and the core is not asked: a
+/// sold-out SKU does not become a write at the core per order. Central orders in flight from
+/// this edge are bounded; past the bound, 503 at once.
 async fn central(e: &Edge, key: String, req: OrderRequest) -> Result<Response, Problem> {
+    {
+        let state = e.catalog.read();
+        let version = e.catalog.version();
+        for l in &req.lines {
+            let inv = state.inventory(&l.sku).cloned().unwrap_or_default();
+            if let Err(short) = inv.can_commit_central(u64::from(l.qty)) {
+                return Err(Problem::new(
+                    Kind::OutOfStock,
+                    format!("sku {}: {short} (as of version {version})", l.sku),
+                ));
+            }
+        }
+    }
+    let Ok(_slot) = e.central.try_acquire() else {
+        return Err(Problem::new(
+            Kind::Overloaded,
+            "too many orders from this edge are waiting for the core; retry in a moment",
+        )
+        .retry_after(1));
+    };
     let write = EdgeWrite {
-        key: None,
         request: EdgeRequest::CentralOrder {
             idempotency_key: key,
             request: req,

@@ -105,6 +105,8 @@ pub struct Limits {
     pub intake_queue: usize,
     /// How long a central order (no grant left) may wait for the core.
     pub central_timeout_ms: u64,
+    /// Central orders waiting for the core at once; past this, 503 at once.
+    pub central_inflight_max: usize,
     /// Requests per second one client address may make, and the burst it may make at once;
     /// past them, 429 with Retry-After.
     pub client_rate_per_s: u32,
@@ -119,6 +121,9 @@ impl Default for Limits {
             request_timeout_ms: 10_000,
             intake_queue: 8_192,
             central_timeout_ms: 5_000,
+            // A region's leader commits thousands of orders a second; this many waiting from
+            // one edge means the core is slow, and more would only queue.
+            central_inflight_max: 256,
             // A shopper's browser makes tens of requests a second at most; a whole office
             // behind one address, a few hundred.
             client_rate_per_s: 500,
@@ -209,10 +214,11 @@ impl EdgeConfig {
         if l.body_max_bytes < 1024
             || l.request_timeout_ms < 100
             || l.intake_queue == 0
+            || l.central_inflight_max == 0
             || l.client_rate_per_s == 0
             || l.client_burst == 0
         {
-            return Err("limits: body_max_bytes >= 1024, request_timeout_ms >= 100, intake_queue, client_rate_per_s and client_burst > 0".into());
+            return Err("limits: body_max_bytes >= 1024, request_timeout_ms >= 100, intake_queue, central_inflight_max, client_rate_per_s and client_burst > 0".into());
         }
         if self.grants.window_ms == 0 {
             return Err("grants.window_ms: more than 0".into());

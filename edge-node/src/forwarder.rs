@@ -158,7 +158,6 @@ async fn send(
 ) -> Sent {
     let n = batch.len();
     let write = EdgeWrite {
-        key: None,
         request: EdgeRequest::Commit(batch),
     };
     let results = match cores.write(&write, PER_CORE).await {

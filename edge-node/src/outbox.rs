@@ -144,14 +144,17 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// A new number for a grant request or return key.
-    fn next_number(&mut self) -> Result<u64, OutboxError> {
-        let n = self
+    /// A new number for a grant request or a return, larger than every earlier one: the core
+    /// applies each once by it (`commerce::escrow::Inventory::requests`). At least the clock
+    /// (unix ms), so that an edge whose outbox was lost and made anew never numbers below what
+    /// the core has seen from it.
+    fn next_number(&mut self, now_ms: i64) -> Result<u64, OutboxError> {
+        let last = self
             .meta
             .get("key")
             .map_err(store)?
-            .map_or(0, |v| v.value())
-            + 1;
+            .map_or(0, |v| v.value());
+        let n = (last + 1).max(u64::try_from(now_ms).unwrap_or(0));
         self.meta.insert("key", n).map_err(store)?;
         Ok(n)
     }
@@ -594,33 +597,38 @@ impl Outbox {
             .collect()
     }
 
-    /// The key of the grant request for `sku` in flight, or a new one made durable first (so
-    /// that a request whose answer was lost is sent again under the same key, and the core
-    /// grants once).
-    pub async fn grant_request_key(&self, sku: &SkuId) -> Result<String, OutboxError> {
+    /// The number of the grant request for `sku` in flight, or a new one made durable first
+    /// (so that a request whose answer was lost is sent again under the same number, and the
+    /// core grants once).
+    pub async fn grant_request(&self, sku: &SkuId, now_ms: i64) -> Result<u64, OutboxError> {
         let sku = sku.clone();
         self.write(move |t, _| {
-            if let Some(k) = t.grant_requests.get(sku.as_str()).map_err(store)? {
-                return Ok(k.value().to_owned());
+            if let Some(n) = t
+                .grant_requests
+                .get(sku.as_str())
+                .map_err(store)?
+                .and_then(|k| number(k.value()))
+            {
+                return Ok(n);
             }
-            let key = format!("grant-{}", t.next_number()?);
+            let n = t.next_number(now_ms)?;
             t.grant_requests
-                .insert(sku.as_str(), key.as_str())
+                .insert(sku.as_str(), format!("grant-{n}").as_str())
                 .map_err(store)?;
-            Ok(key)
+            Ok(n)
         })
         .await
     }
 
-    /// Grant requests sent and not yet answered: (SKU, key).
-    pub fn open_grant_requests(&self) -> Result<Vec<(SkuId, String)>, OutboxError> {
+    /// Grant requests sent and not yet answered: (SKU, number).
+    pub fn open_grant_requests(&self) -> Result<Vec<(SkuId, u64)>, OutboxError> {
         let txn = self.db.begin_read().map_err(store)?;
         let t = txn.open_table(GRANT_REQUESTS).map_err(store)?;
         let mut out = Vec::new();
         for item in t.iter().map_err(store)? {
             let (k, v) = item.map_err(store)?;
-            if let Ok(sku) = SkuId::new(k.value()) {
-                out.push((sku, v.value().to_owned()));
+            if let (Ok(sku), Some(n)) = (SkuId::new(k.value()), number(v.value())) {
+                out.push((sku, n));
             }
         }
         Ok(out)
@@ -639,50 +647,67 @@ impl Outbox {
         .await
     }
 
-    /// Takes every unit of `sku` off this edge's books to give back, under a new key, durably
-    /// before anything is sent: units are never sold here once the core may have them back.
-    /// `None` when there are none.
-    pub async fn begin_return(&self, sku: &SkuId) -> Result<Option<(String, u64)>, OutboxError> {
+    /// Takes every unit of `sku` off this edge's books to give back, under a new number,
+    /// durably before anything is sent: units are never sold here once the core may have them
+    /// back. `None` when there are none, or a return of `sku` is still open (one at a time, so
+    /// that the core's last return number of the SKU tells every earlier one applied).
+    pub async fn begin_return(
+        &self,
+        sku: &SkuId,
+        now_ms: i64,
+    ) -> Result<Option<(u64, u64)>, OutboxError> {
         let sku = sku.clone();
         self.write(move |t, c| {
             let have = t.units_of(&sku)?;
             if have == 0 {
                 return Ok(None);
             }
+            for item in t.returns.iter().map_err(store)? {
+                let (_, v) = item.map_err(store)?;
+                if v.value().0 == sku.as_str() {
+                    return Ok(None);
+                }
+            }
             t.set_units(c, &sku, 0)?;
-            let key = format!("return-{}", t.next_number()?);
+            let n = t.next_number(now_ms)?;
             t.returns
-                .insert(key.as_str(), (sku.as_str(), have))
+                .insert(format!("return-{n}").as_str(), (sku.as_str(), have))
                 .map_err(store)?;
-            Ok(Some((key, have)))
+            Ok(Some((n, have)))
         })
         .await
     }
 
-    /// Returns taken off the books and not yet known returned: (key, SKU, units).
-    pub fn open_returns(&self) -> Result<Vec<(String, SkuId, u64)>, OutboxError> {
+    /// Returns taken off the books and not yet known returned: (number, SKU, units).
+    pub fn open_returns(&self) -> Result<Vec<(u64, SkuId, u64)>, OutboxError> {
         let txn = self.db.begin_read().map_err(store)?;
         let t = txn.open_table(RETURNS).map_err(store)?;
         let mut out = Vec::new();
         for item in t.iter().map_err(store)? {
             let (k, v) = item.map_err(store)?;
             let (sku, units) = v.value();
-            if let Ok(sku) = SkuId::new(sku) {
-                out.push((k.value().to_owned(), sku, units));
+            if let (Ok(sku), Some(n)) = (SkuId::new(sku), number(k.value())) {
+                out.push((n, sku, units));
             }
         }
         Ok(out)
     }
 
-    /// The core has the return `key`.
-    pub async fn returned(&self, key: &str) -> Result<(), OutboxError> {
-        let key = key.to_owned();
+    /// The core has return `number`.
+    pub async fn returned(&self, number: u64) -> Result<(), OutboxError> {
         self.write(move |t, _| {
-            t.returns.remove(key.as_str()).map_err(store)?;
+            t.returns
+                .remove(format!("return-{number}").as_str())
+                .map_err(store)?;
             Ok(())
         })
         .await
     }
+}
+
+/// The number of a grant request or return as the file keeps it (`grant-7`, `return-8`).
+fn number(key: &str) -> Option<u64> {
+    key.rsplit('-').next()?.parse().ok()
 }
 
 /// Intake of one order: the order as it was when its id was taken before, no grant, or
@@ -792,12 +817,13 @@ mod tests {
             ob.accept(order("a", 1)).await,
             Ok(Intake::NoGrant)
         ));
-        let key = ob.grant_request_key(&sku).await.unwrap();
+        let n = ob.grant_request(&sku, 5).await.unwrap();
         assert_eq!(
-            ob.grant_request_key(&sku).await.unwrap(),
-            key,
+            ob.grant_request(&sku, 6).await.unwrap(),
+            n,
             "one request in flight"
         );
+        assert_eq!(n, 5, "numbered from the clock at least");
         ob.granted(&sku, 3).await.unwrap();
         assert!(ob.open_grant_requests().unwrap().is_empty());
         // Concurrent orders share commits; the grant holds three units, no more.
@@ -854,21 +880,19 @@ mod tests {
         }
 
         // A return is off the books before it is sent, and stays open until answered.
-        let (rkey, units) = ob.begin_return(&sku).await.unwrap().unwrap();
+        let (rkey, units) = ob.begin_return(&sku, 0).await.unwrap().unwrap();
         assert_eq!((units, ob.units(&sku)), (1, 0));
+        assert!(rkey > n, "numbers only grow");
         drop(ob);
         let ob = reopen(&path).await;
-        assert_eq!(
-            ob.open_returns().unwrap(),
-            vec![(rkey.clone(), sku.clone(), 1)]
-        );
+        assert_eq!(ob.open_returns().unwrap(), vec![(rkey, sku.clone(), 1)]);
         // Which order is where is read back from the file.
         assert_eq!(ob.order(&central.order_id).unwrap(), Some(central.clone()));
         assert_eq!(
             ob.order(&kept[0].order_id).unwrap().map(|o| o.status),
             Some(kept[0].status)
         );
-        ob.returned(&rkey).await.unwrap();
+        ob.returned(rkey).await.unwrap();
         assert!(ob.open_returns().unwrap().is_empty());
 
         // What waits for a verdict is known again after a restart; a central order never does.

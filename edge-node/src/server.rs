@@ -125,6 +125,7 @@ pub async fn serve(
         stale_after: Duration::from_millis(config.stale_after_ms),
         pending_age_max: Duration::from_millis(config.forward.pending_age_max_ms),
         central_timeout: Duration::from_millis(config.limits.central_timeout_ms),
+        central: tokio::sync::Semaphore::new(config.limits.central_inflight_max),
         accepting: Arc::clone(&accepting),
     }));
     let app = router(edge, &config.limits);

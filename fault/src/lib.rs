@@ -77,6 +77,9 @@ kinds! {
     MissingIdempotencyKey => "missing-idempotency-key", Caller, Never;
     /// The Idempotency-Key was used before for a different request.
     IdempotencyKeyReused => "idempotency-key-reused", Caller, Never;
+    /// The Idempotency-Key is past the time it is honoured (24 hours): a retry that late may
+    /// already be applied, so it is refused; a new request needs a new key.
+    IdempotencyKeyExpired => "idempotency-key-expired", Caller, Never;
     UnknownSku => "unknown-sku", Caller, Never;
     UnknownPriceList => "unknown-price-list", Caller, Never;
     UnknownMarket => "unknown-market", Caller, Never;

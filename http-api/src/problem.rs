@@ -37,6 +37,10 @@ pub fn status_and_title(kind: Kind) -> (StatusCode, &'static str) {
             S::UNPROCESSABLE_ENTITY,
             "Idempotency-Key reused for a different request",
         ),
+        IdempotencyKeyExpired => (
+            S::UNPROCESSABLE_ENTITY,
+            "Idempotency-Key past the time it is honoured",
+        ),
         UnknownSku => (S::UNPROCESSABLE_ENTITY, "Unknown SKU"),
         UnknownPriceList => (S::UNPROCESSABLE_ENTITY, "Unknown price list"),
         UnknownMarket => (S::UNPROCESSABLE_ENTITY, "Unknown market"),

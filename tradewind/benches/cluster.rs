@@ -206,7 +206,6 @@ fn encode(via: &Via, body: &Value) -> Vec<u8> {
             let orders: Vec<commerce::order::Order> =
                 serde_json::from_value(body["orders"].clone()).unwrap();
             let write = EdgeWrite {
-                key: None,
                 request: EdgeRequest::Commit(orders),
             };
             codec::encode(&write).unwrap()
@@ -281,11 +280,13 @@ async fn current_leader(admin: &str) -> String {
 
 /// One small write at `admin`, retried until it commits; returns when it did.
 async fn write_until_committed(admin: &str, n: usize) -> Instant {
+    // One key for every attempt: an attempt that committed unheard is not applied again.
+    let key = common::admin_key(&format!("failover-{n}"));
     loop {
         let res = client()
             .post(format!("{admin}/admin/v1/stock"))
             .bearer_auth(TOKEN)
-            .header("idempotency-key", format!("failover-{n}"))
+            .header("idempotency-key", &key)
             .json(&json!({"changes": [{"sku": sku(0), "add": 1}]}))
             .send()
             .await;

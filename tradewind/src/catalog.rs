@@ -1,5 +1,6 @@
-//! `tradewind catalog load-sample`: writes the sample catalog through a core's admin API,
-//! with an Idempotency-Key on every request, so running it twice changes nothing.
+//! `tradewind catalog load-sample`: writes the sample catalog through a core's admin API, each
+//! request under an Idempotency-Key of its own (sent again with it while the core is away).
+//! A catalog already loaded is left alone: running it twice changes nothing.
 
 use std::time::Duration;
 
@@ -56,6 +57,27 @@ impl Admin {
             base: base.trim_end_matches('/').to_owned(),
             token,
         })
+    }
+
+    /// Whether `sku` is stocked (or has sold) at the core.
+    pub async fn stocked(&self, sku: &commerce::SkuId) -> anyhow::Result<bool> {
+        let res = self
+            .http
+            .get(format!("{}/admin/v1/inventory/{sku}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .context("reading the inventory")?;
+        if res.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        let status = res.status();
+        let inv: serde_json::Value = res.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("GET /admin/v1/inventory/{sku}: {status}: {inv}");
+        }
+        let count = |f: &str| inv[f].as_u64().unwrap_or(0);
+        Ok(count("stocked") > 0 || count("committed") > 0)
     }
 
     /// Sends one write, retrying (with the same Idempotency-Key) while the core is unavailable.
@@ -121,11 +143,33 @@ pub async fn load_sample(
     }
     let admin = Admin::new(admin, token)?;
     let started = std::time::Instant::now();
-    // A re-run sends the same requests under the same keys: the core answers from its dedup
-    // records and changes nothing.
     let catalog = sample::generate(products, seed);
-    let key =
-        |kind: &str, n: &dyn std::fmt::Display| format!("sample-{seed}-{products}-{kind}-{n}");
+    // The stock of the sample's last stocked SKU is written last: if the core has it, the
+    // whole sample is there, and its stock may have sold since. Nothing is sent again.
+    if let Some(last) = catalog
+        .stock
+        .iter()
+        .rev()
+        .find(|c| matches!(c.op, commerce::escrow::StockOp::Set(n) if n > 0))
+        && admin.stocked(&last.sku).await?
+    {
+        println!("the sample catalog (seed {seed}) is already loaded: nothing to do");
+        return Ok(());
+    }
+    // Keys that say when they were made (the core refuses others on admin writes), one per
+    // request, and the same for every try of it.
+    let run_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis(),
+    )?;
+    let key = |kind: &str, n: &dyn std::fmt::Display| {
+        let tag = format!("{kind}-{n}");
+        let bits = tag.bytes().fold(u128::from(seed), |h, b| {
+            (h ^ u128::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        commerce::order::time_led_key(run_ms, bits)
+    };
     use reqwest::Method;
 
     // Phase by phase (lists before the prices on them, products before their prices and

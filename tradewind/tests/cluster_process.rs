@@ -113,7 +113,14 @@ async fn get(core: &CoreProcess, path: &str) -> Value {
     res.json().await.unwrap()
 }
 
+/// Posts `body` to `path` under Idempotency-Key `key`: as it is for an order (any key names
+/// one), as a key that says when it was made for any other admin write (`admin_key`).
 async fn post(core: &CoreProcess, path: &str, key: &str, body: &Value) -> reqwest::Response {
+    let key = if path == "/admin/v1/orders" {
+        key.to_owned()
+    } else {
+        common::admin_key(key)
+    };
     client()
         .post(core.url(path))
         .bearer_auth(TOKEN)
@@ -356,23 +363,18 @@ async fn edges_write_over_the_mesh_at_any_region_each_only_for_itself() {
     let at = (lead + 1) % 3;
     let core = g.feed(at);
     let edge = mesh_node(&g.certs(), "edge-sg-1");
-    let write = |key: Option<&str>, request| EdgeWrite {
-        key: key.map(str::to_owned),
-        request,
-    };
+    let write = |request| EdgeWrite { request };
 
     // A grant, sized by the region's policy, asked of a region that does not lead.
     let demand = Demand {
         units: 10,
         window_ms: 1_000,
     };
-    let grant = write(
-        Some("g-1"),
-        EdgeRequest::Grant {
-            sku: commerce::SkuId::new("S-1").unwrap(),
-            demand,
-        },
-    );
+    let grant = write(EdgeRequest::Grant {
+        sku: commerce::SkuId::new("S-1").unwrap(),
+        demand,
+        request: 1,
+    });
     let Ok(Outcome::Granted { units, .. }) = edge_write(&edge, &core.name, core.addr, &grant).await
     else {
         panic!("no grant");
@@ -383,7 +385,7 @@ async fn edges_write_over_the_mesh_at_any_region_each_only_for_itself() {
     let orders: Vec<commerce::order::Order> = (0..3)
         .map(|i| serde_json::from_value(edge_order("edge-sg-1", &format!("k-{i}"), "S-1")).unwrap())
         .collect();
-    let commit = write(None, EdgeRequest::Commit(orders.clone()));
+    let commit = write(EdgeRequest::Commit(orders.clone()));
     for duplicate in [false, true] {
         let Ok(Outcome::Orders { results, .. }) =
             edge_write(&edge, &core.name, core.addr, &commit).await
@@ -408,7 +410,7 @@ async fn edges_write_over_the_mesh_at_any_region_each_only_for_itself() {
         &edge,
         &core.name,
         core.addr,
-        &write(None, EdgeRequest::Commit(vec![other])),
+        &write(EdgeRequest::Commit(vec![other])),
     )
     .await
     else {
@@ -418,13 +420,10 @@ async fn edges_write_over_the_mesh_at_any_region_each_only_for_itself() {
 
     // A central order through the edge and the same Idempotency-Key at the admin API: one order.
     let request: commerce::order::OrderRequest = serde_json::from_value(order("S-1")).unwrap();
-    let central = write(
-        None,
-        EdgeRequest::CentralOrder {
-            idempotency_key: "central-1".into(),
-            request,
-        },
-    );
+    let central = write(EdgeRequest::CentralOrder {
+        idempotency_key: "central-1".into(),
+        request,
+    });
     let Ok(Outcome::Order {
         order: first,
         duplicate: false,
@@ -455,7 +454,7 @@ async fn edges_write_over_the_mesh_at_any_region_each_only_for_itself() {
         &edge,
         &core.name,
         core.addr,
-        &write(None, EdgeRequest::Commit(vec![])),
+        &write(EdgeRequest::Commit(vec![])),
     )
     .await;
     assert!(
@@ -466,7 +465,10 @@ async fn edges_write_over_the_mesh_at_any_region_each_only_for_itself() {
         &edge,
         &core.name,
         core.addr,
-        &write(Some("a key with spaces"), EdgeRequest::Commit(orders)),
+        &write(EdgeRequest::CentralOrder {
+            idempotency_key: "a key with spaces".into(),
+            request: serde_json::from_value(order("S-1")).unwrap(),
+        }),
     )
     .await;
     assert!(

@@ -49,7 +49,7 @@ async fn price_batch(admin: &str, amount: i64, key: &str) -> reqwest::Result<req
     client()
         .post(format!("{admin}/admin/v1/prices"))
         .bearer_auth(TOKEN)
-        .header("idempotency-key", key)
+        .header("idempotency-key", common::admin_key(key))
         .json(&json!({ "changes": changes }))
         .send()
         .await

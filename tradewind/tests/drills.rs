@@ -336,7 +336,24 @@ async fn a_workload_on_a_healthy_mesh_passes_the_checker() {
         })
         .await;
     }
-    let admin = mesh["regions"][0]["core"]["admin_url"].as_str().unwrap();
+    // Read at the leader: an edge hears of a commit once the leader applied it, and another
+    // region may apply it a moment later.
+    let cluster = get_value(
+        &format!(
+            "{}/admin/v1/cluster",
+            mesh["regions"][0]["core"]["admin_url"].as_str().unwrap()
+        ),
+        Some(&token),
+    )
+    .await;
+    let leader = cluster["leader"].as_str().unwrap();
+    let admin = mesh["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == leader)
+        .and_then(|r| r["core"]["admin_url"].as_str())
+        .unwrap();
     let state = workload::final_state(admin, &token, &skus).await.unwrap();
     let history = workload::read_history(&path).unwrap();
     let count = |f: fn(&checker::Event) -> bool| history.iter().filter(|e| f(e)).count() as u64;

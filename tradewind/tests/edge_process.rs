@@ -1100,3 +1100,36 @@ async fn a_retry_at_a_second_edge_returns_its_units_and_shows_the_order_that_sta
     let (_, inv) = get_json(&core.url("/admin/v1/inventory/S-1")).await;
     assert_eq!(inv["committed"].as_u64().unwrap(), committed + 1, "{inv}");
 }
+
+/// A sold-out SKU: the edge's mirror shows the pool empty, so orders are answered out of stock
+/// here, saying the version they were judged at, and the core is not written to for each one
+/// (no central orders, no grant request after the first granted nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sold_out_sku_is_answered_here_without_writes_at_the_core() {
+    let Solo {
+        _dir, core, edge, ..
+    } = solo(0, "").await;
+    let version = |core: &CoreProcess| {
+        let url = core.url("/healthz");
+        async move { get_json(&url).await.1["version"].as_u64().unwrap() }
+    };
+    let (status, o) = place(&edge, "first").await;
+    assert_eq!(status, 409, "{o}");
+    // Let the grant keeper's one request (granted nothing) land, then count.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = version(&core).await;
+    for i in 0..50 {
+        let (status, o) = place(&edge, &format!("sold-out-{i}")).await;
+        assert_eq!(status, 409, "{o}");
+        assert_eq!(
+            o["type"], "https://tradewind.dev/problems/out-of-stock",
+            "{o}"
+        );
+        assert!(
+            o["detail"].as_str().unwrap().contains("as of version"),
+            "{o}"
+        );
+    }
+    assert_eq!(version(&core).await, before, "writes at the core");
+    assert_eq!(edge.metric("tradewind_edge_orders_central_total").await, 0);
+}

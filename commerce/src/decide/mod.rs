@@ -67,8 +67,14 @@ pub fn decide(input: &Input<'_>, command: &Command) -> Result<Effects, Rejection
             sku,
             demand,
             policy,
-        } => stock::grant(input, edge, sku, *demand, policy),
-        Command::ReturnGrant { edge, sku, units } => stock::return_grant(input, edge, sku, *units),
+            request,
+        } => stock::grant(input, edge, sku, *demand, policy, *request),
+        Command::ReturnGrant {
+            edge,
+            sku,
+            units,
+            request,
+        } => stock::return_grant(input, edge, sku, *units, *request),
         Command::CommitOrders { edge, orders } => orders::commit_orders(input, edge, orders),
         Command::CentralOrder {
             order_id,

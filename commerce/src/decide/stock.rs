@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::{Effects, Input, reject};
 use crate::command::{Outcome, RejectKind, Rejection, STOCK_BATCH_MAX, StockChange};
-use crate::escrow::{Demand, GrantPolicy, Inventory, STOCK_MAX, grant_size};
+use crate::escrow::{Demand, GrantPolicy, Inventory, Numbered, STOCK_MAX, grant_size};
 use crate::id::{EdgeId, SkuId};
 use crate::record::{Record, Write};
 
@@ -50,13 +50,14 @@ pub(super) fn stock_batch(i: &Input<'_>, changes: &[StockChange]) -> Result<Effe
 
 /// A grant to `edge` sized from its demand under `policy` (which travels in the command, so
 /// that every replica sizes it alike); at low stock, none, and the edges are asked to give
-/// theirs back.
+/// theirs back. A numbered request the inventory shows applied is answered as it was.
 pub(super) fn grant(
     i: &Input<'_>,
     edge: &EdgeId,
     sku: &SkuId,
     demand: Demand,
     policy: &GrantPolicy,
+    request: Option<u64>,
 ) -> Result<Effects, Rejection> {
     i.known_sku(sku)?;
     if policy.max_share_bps > 10_000
@@ -67,10 +68,30 @@ pub(super) fn grant(
         return reject(RejectKind::Invalid, "grant policy out of range");
     }
     let before = i.state.inventory(sku).cloned().unwrap_or_default();
+    let granted = |units| Effects {
+        outcome: Outcome::Granted {
+            version: i.version,
+            units,
+        },
+        writes: Vec::new(),
+    };
+    match request.map(|n| before.grant_request(edge, n)) {
+        Some(Numbered::Again) => return Ok(granted(before.last_granted(edge))),
+        Some(Numbered::Stale) => return Ok(granted(0)),
+        Some(Numbered::New) | None => {}
+    }
     let mut inv = before.clone();
+    if let Some(n) = request
+        && !inv.record_grant(edge, n, 0)
+    {
+        return Ok(granted(0));
+    }
     let low_stock = inv.available() <= policy.low_stock_units;
     let size = grant_size(demand, inv.available(), policy);
     let units = inv.grant_or_recall(edge, size, low_stock);
+    if let Some(n) = request {
+        inv.record_grant(edge, n, units);
+    }
     Ok(Effects {
         outcome: Outcome::Granted {
             version: i.version,
@@ -80,15 +101,28 @@ pub(super) fn grant(
     })
 }
 
-/// Units of `edge`'s grant given back to the pool (at most what it holds).
+/// Units of `edge`'s grant given back to the pool (at most what it holds). A numbered return
+/// the inventory shows applied changes nothing.
 pub(super) fn return_grant(
     i: &Input<'_>,
     edge: &EdgeId,
     sku: &SkuId,
     units: u64,
+    request: Option<u64>,
 ) -> Result<Effects, Rejection> {
     let before = i.state.inventory(sku).cloned().unwrap_or_default();
     let mut inv = before.clone();
+    if let Some(n) = request
+        && (before.return_request(edge, n) != Numbered::New || !inv.record_return(edge, n))
+    {
+        return Ok(Effects {
+            outcome: Outcome::Returned {
+                version: i.version,
+                units: 0,
+            },
+            writes: Vec::new(),
+        });
+    }
     let units = inv.return_grant(edge, units);
     Ok(Effects {
         outcome: Outcome::Returned {

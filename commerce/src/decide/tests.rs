@@ -111,6 +111,7 @@ fn catalog_rules_keep_skus_lists_and_markets_consistent() {
             max_share_bps: 20_000,
             ..GrantPolicy::default()
         },
+        request: None,
     };
     assert_eq!(rejected(&m.apply(&bad, 0)), RejectKind::Invalid);
     assert!(inv(&m, "A").granted.is_empty());
@@ -132,6 +133,7 @@ fn stock_held_in_grants_cannot_be_removed() {
                 low_stock_units: 0,
                 ..GrantPolicy::default()
             },
+            request: None,
         },
         0,
     );
@@ -151,11 +153,65 @@ fn stock_held_in_grants_cannot_be_removed() {
             edge: e,
             sku: sku("A"),
             units: 5,
+            request: None,
         },
         0,
     );
     assert!(matches!(out, Outcome::Returned { units: 2, .. }));
     assert!(inv(&m, "A").granted.is_empty());
+}
+
+/// An edge's grant requests and returns are numbered: one sent again, however late (its answer
+/// lost, the edge restarted days later), is answered as it was and applied once.
+#[test]
+fn an_edges_numbered_requests_apply_once_however_late() {
+    let mut m = machine();
+    let e = edge("sg-1");
+    let numbered = |request| {
+        let mut c = exact_grant(&e, "A", 3);
+        if let Command::Grant { request: r, .. } = &mut c {
+            *r = Some(request);
+        }
+        c
+    };
+    assert!(matches!(
+        m.apply(&numbered(7), 0),
+        Outcome::Granted { units: 3, .. }
+    ));
+    // Sent again (the answer was lost): the same answer, nothing more granted.
+    for _ in 0..3 {
+        assert!(matches!(
+            m.apply(&numbered(7), 0),
+            Outcome::Granted { units: 3, .. }
+        ));
+    }
+    assert_eq!(inv(&m, "A").granted[&e], 3);
+    // The next request grants again; the old one, arriving late, grants nothing.
+    assert!(matches!(
+        m.apply(&numbered(9), 0),
+        Outcome::Granted { units: 3, .. }
+    ));
+    assert!(matches!(
+        m.apply(&numbered(7), 0),
+        Outcome::Granted { units: 0, .. }
+    ));
+    assert_eq!(inv(&m, "A").granted[&e], 6);
+    let give_back = |request| Command::ReturnGrant {
+        edge: e.clone(),
+        sku: sku("A"),
+        units: 2,
+        request: Some(request),
+    };
+    assert!(matches!(
+        m.apply(&give_back(10), 0),
+        Outcome::Returned { units: 2, .. }
+    ));
+    assert!(matches!(
+        m.apply(&give_back(10), 0),
+        Outcome::Returned { units: 0, .. }
+    ));
+    assert_eq!(inv(&m, "A").granted[&e], 4);
+    assert!(inv(&m, "A").holds_i2());
 }
 
 #[test]

@@ -4,12 +4,13 @@
 //!
 //! | value | label | version | where it goes |
 //! |---|---|---|---|
-//! | `Product`, `Market`, `PriceList`, `PriceEntry`, `Promotion`, `Inventory` | product, market, price list, price, promotion, inventory | 1 | a core's store rows; the change feed to edges, as the same bytes |
+//! | `Product`, `Market`, `PriceList`, `PriceEntry`, `Promotion` | product, market, price list, price, promotion | 1 | a core's store rows; the change feed to edges, as the same bytes |
+//! | `Inventory` | inventory | 2 (reads 1) | the same |
 //! | `Order` | order | 1 | a core's store rows; an edge's outbox |
 //! | `CommitLog` | commit log | 1 | a core's store rows: the orders decided at one version |
-//! | `Proposal` | proposal | 1 | the regions' Raft log: a command, its id and the proposer's clock |
+//! | `Proposal` | proposal | 2 (reads 1) | the regions' Raft log: a command, its id and the proposer's clock |
 //! | `Outcome` | outcome | 2 (reads 1) | Raft's reply to a proposal, and the core's reply to an edge, as the same bytes |
-//! | `EdgeWrite` | edge write | 1 | an edge's write to a core over the mesh |
+//! | `EdgeWrite` | edge write | 2 (reads 1) | an edge's write to a core over the mesh |
 //! | `DedupRecord` | dedup record | 2 (reads 1) | a core's store rows: what a keyed command answered |
 //!
 //! Earlier versions, frozen, are in `v1`.
@@ -50,22 +51,28 @@ first_version! {
     PriceList => "price list",
     PriceEntry => "price",
     Promotion => "promotion",
-    Inventory => "inventory",
     Order => "order",
     CommitLog => "commit log",
-    Proposal => "proposal",
-    EdgeWrite => "edge write",
 }
 
-impl Versioned for Outcome {
-    const FORMAT: Format = Format {
-        label: "outcome",
-        version: 2,
+/// Version 2 of a value whose version 1 is frozen in `v1`, read by migrating it.
+macro_rules! second_version {
+    ($($ty:ident => $label:literal),* $(,)?) => {
+        $(impl Versioned for $ty {
+            const FORMAT: Format = Format { label: $label, version: 2 };
+            type Previous = v1::$ty;
+            fn migrate(previous: v1::$ty) -> Self {
+                previous.into()
+            }
+        })*
     };
-    type Previous = v1::Outcome;
-    fn migrate(previous: v1::Outcome) -> Self {
-        previous.into()
-    }
+}
+
+second_version! {
+    Inventory => "inventory",
+    Proposal => "proposal",
+    EdgeWrite => "edge write",
+    Outcome => "outcome",
 }
 
 impl Versioned for DedupRecord {

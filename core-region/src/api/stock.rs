@@ -107,6 +107,10 @@ struct GrantBody {
     demand_units: u64,
     #[serde(default)]
     window_ms: u64,
+    /// The edge's number for this request (applied once by it, however late it is sent
+    /// again); without one, the Idempotency-Key makes it one grant.
+    #[serde(default)]
+    request: Option<u64>,
 }
 
 async fn grant(
@@ -123,6 +127,7 @@ async fn grant(
             window_ms: b.window_ms,
         },
         policy: s.grant_policy,
+        request: b.request,
     };
     match submit(&s, "grants", key.as_deref(), command).await? {
         Outcome::Granted { version, units } => {
@@ -138,6 +143,9 @@ struct ReturnBody {
     edge: EdgeId,
     sku: SkuId,
     units: u64,
+    /// Numbered as grants are.
+    #[serde(default)]
+    request: Option<u64>,
 }
 
 async fn return_grant(
@@ -150,6 +158,7 @@ async fn return_grant(
         edge: b.edge,
         sku: b.sku,
         units: b.units,
+        request: b.request,
     };
     match submit(&s, "returns", key.as_deref(), command).await? {
         Outcome::Returned { version, units } => {

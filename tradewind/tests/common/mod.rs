@@ -517,6 +517,23 @@ pub async fn edge_write(
     Ok(codec::decode(&reply.0).unwrap())
 }
 
+/// The Idempotency-Key of an admin write tagged `tag`: a UUIDv7, which says when it was made, as
+/// such keys must (a retry past 24 h is refused). The same tag gives the same key throughout a
+/// test, so that sending it again is a retry.
+pub fn admin_key(tag: &str) -> String {
+    static STARTED_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let ms = *STARTED_MS.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    });
+    let bits = tag.bytes().fold(0xcbf2_9ce4_8422_2325u128, |h, b| {
+        (h ^ u128::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    commerce::order::time_led_key(ms, bits)
+}
+
 /// An order request for one unit of `sku` (the API's JSON).
 pub fn order(sku: &str) -> serde_json::Value {
     serde_json::json!({"customer_id": "c-1", "currency": "USD", "lines": [{"sku": sku, "qty": 1}],
@@ -530,7 +547,7 @@ pub async fn seed(admin: &str, units: u64) -> u64 {
         let req = client()
             .request(method, format!("{admin}{path}"))
             .bearer_auth(TOKEN)
-            .header("idempotency-key", key)
+            .header("idempotency-key", admin_key(key))
             .json(&body);
         async move {
             let res = req.send().await.unwrap();
