@@ -3,12 +3,13 @@
 //! at most once: the `Proposal` envelope carries the id that makes a retry a no-op.
 
 use crate::catalog::Product;
-use crate::escrow::{Demand, EscrowError, GrantPolicy, StockOp};
+use crate::escrow::{Demand, GrantPolicy, StockOp};
 use crate::id::{CustomerGroup, EdgeId, OrderId, PriceListId, PromotionId, SkuId};
 use crate::market::Market;
 use crate::money::Currency;
-use crate::order::{Order, OrderError, OrderRequest, OrderStatus};
+use crate::order::{Order, OrderRequest, OrderStatus};
 use crate::pricing::{PriceList, Promotion, Tier};
+use crate::refusal::Rejection;
 
 /// Changes one price batch may hold (a bound on one log entry's size and apply time).
 pub const PRICE_BATCH_MAX: usize = 10_000;
@@ -291,115 +292,6 @@ pub struct Proposal {
     /// When the caller's Idempotency-Key says it was made (a UUIDv7 or a ULID), for a command
     /// that keeps a dedup record: a key past its time is refused (`commerce::dedup`).
     pub key_ms: Option<u64>,
-}
-
-/// Why a command was refused at apply. Nothing of it was written. `kind` is stable (it becomes
-/// the problem `type` at the HTTP layer); `detail` is for people.
-#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Rejection {
-    pub kind: RejectKind,
-    pub detail: String,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectKind {
-    /// The command is malformed or breaks a rule on its own.
-    Invalid,
-    UnknownSku,
-    UnknownPriceList,
-    UnknownMarket,
-    UnknownPromotion,
-    /// It contradicts existing state (a SKU owned by another product, a list of another
-    /// currency).
-    Conflict,
-    /// A stock decrease would cut into units held in edge grants (invariant I2).
-    HeldInGrants,
-    OutOfStock,
-    NotSoldInMarket,
-    NoPrice,
-    Quantity,
-    /// The Idempotency-Key was used before for a different request.
-    IdempotencyKeyReused,
-    /// The Idempotency-Key is past the time it is honoured (`dedup::KEY_TTL_MS`).
-    IdempotencyKeyExpired,
-}
-
-impl Rejection {
-    pub fn new(kind: RejectKind, detail: impl Into<String>) -> Self {
-        Rejection {
-            kind,
-            detail: detail.into(),
-        }
-    }
-
-    /// A command or value that breaks a rule on its own.
-    pub fn invalid(detail: impl Into<String>) -> Self {
-        Rejection::new(RejectKind::Invalid, detail)
-    }
-}
-
-impl std::fmt::Display for Rejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.detail)
-    }
-}
-
-impl std::error::Error for Rejection {}
-
-impl fault::Fault for Rejection {
-    fn kind(&self) -> fault::Kind {
-        self.kind.fault()
-    }
-}
-
-impl RejectKind {
-    /// The kind of failure a refusal of this kind is, as every API reports it.
-    pub fn fault(self) -> fault::Kind {
-        use fault::Kind;
-        match self {
-            RejectKind::Invalid => Kind::InvalidBody,
-            RejectKind::UnknownSku => Kind::UnknownSku,
-            RejectKind::UnknownPriceList => Kind::UnknownPriceList,
-            RejectKind::UnknownMarket => Kind::UnknownMarket,
-            RejectKind::UnknownPromotion => Kind::UnknownPromotion,
-            RejectKind::Conflict => Kind::Conflict,
-            RejectKind::HeldInGrants => Kind::HeldInGrants,
-            RejectKind::OutOfStock => Kind::OutOfStock,
-            RejectKind::NotSoldInMarket => Kind::NotSoldInMarket,
-            RejectKind::NoPrice => Kind::NoPrice,
-            RejectKind::Quantity => Kind::Quantity,
-            RejectKind::IdempotencyKeyReused => Kind::IdempotencyKeyReused,
-            RejectKind::IdempotencyKeyExpired => Kind::IdempotencyKeyExpired,
-        }
-    }
-}
-
-impl From<EscrowError> for Rejection {
-    fn from(e: EscrowError) -> Self {
-        let kind = match e {
-            EscrowError::TooLarge(_) => RejectKind::Invalid,
-            EscrowError::HeldInGrants { .. } => RejectKind::HeldInGrants,
-            EscrowError::OutOfStock { .. } => RejectKind::OutOfStock,
-        };
-        Rejection::new(kind, e.to_string())
-    }
-}
-
-impl From<OrderError> for Rejection {
-    fn from(e: OrderError) -> Self {
-        use crate::pricing::PricingError;
-        let kind = match &e {
-            OrderError::UnknownSku(_) => RejectKind::UnknownSku,
-            OrderError::Quantity { .. } | OrderError::Pricing(PricingError::BadQuantity(_)) => {
-                RejectKind::Quantity
-            }
-            OrderError::NotSoldInMarket { .. } => RejectKind::NotSoldInMarket,
-            OrderError::Pricing(PricingError::NoPrice { .. }) => RejectKind::NoPrice,
-            _ => RejectKind::Invalid,
-        };
-        Rejection::new(kind, e.to_string())
-    }
 }
 
 /// What happened to one order of a `CommitOrders` batch.

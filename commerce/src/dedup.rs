@@ -16,7 +16,8 @@
 //! nor do an edge's numbered grants and returns. Refusals keep none either, so the same request
 //! may be sent again once the state allows it.
 
-use crate::command::{Command, Outcome, RejectKind, Rejection};
+use crate::command::{Command, Outcome};
+use crate::refusal::{RejectKind, Rejection};
 
 /// What a keyed command left behind, for its retries.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

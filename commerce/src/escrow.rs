@@ -46,6 +46,17 @@ pub enum EscrowError {
     OutOfStock { wanted: u64, available: u64 },
 }
 
+impl From<EscrowError> for crate::refusal::Rejection {
+    fn from(e: EscrowError) -> Self {
+        let kind = match e {
+            EscrowError::TooLarge(_) => crate::refusal::RejectKind::Invalid,
+            EscrowError::HeldInGrants { .. } => crate::refusal::RejectKind::HeldInGrants,
+            EscrowError::OutOfStock { .. } => crate::refusal::RejectKind::OutOfStock,
+        };
+        crate::refusal::Rejection::new(kind, e.to_string())
+    }
+}
+
 /// A SKU's stock at a core.
 #[derive(Clone, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Inventory {

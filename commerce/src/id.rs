@@ -102,25 +102,8 @@ macro_rules! string_id {
             }
         }
 
-        #[cfg(feature = "openapi")]
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                crate::schema::string(
-                    concat!("A ", $kind, ": 1 to 64 ASCII letters, digits and '-', '_', '.', ':'."),
-                    ID_PATTERN,
-                    Some(ID_MAX_BYTES),
-                )
-            }
-        }
-
-        #[cfg(feature = "openapi")]
-        impl utoipa::ToSchema for $name {}
     };
 }
-
-/// The id grammar of `check_id`, as a regular expression.
-#[cfg(feature = "openapi")]
-const ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
 
 string_id!(
     /// A product (SPU): what a shopper thinks of as one item, sold as one or more SKUs.

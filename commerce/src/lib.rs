@@ -23,6 +23,7 @@ pub mod money;
 pub mod order;
 pub mod pricing;
 pub mod record;
+pub mod refusal;
 #[cfg(feature = "openapi")]
 mod schema;
 pub mod state;

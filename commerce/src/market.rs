@@ -80,8 +80,8 @@ pub struct Market {
 }
 
 impl Market {
-    pub fn validate(&self) -> Result<(), crate::command::Rejection> {
-        let bad = crate::command::Rejection::invalid;
+    pub fn validate(&self) -> Result<(), crate::refusal::Rejection> {
+        let bad = crate::refusal::Rejection::invalid;
         if self.countries.is_empty() || self.countries.len() > COUNTRIES_PER_MARKET_MAX {
             return Err(bad(format!(
                 "market {}: 1 to {COUNTRIES_PER_MARKET_MAX} countries",

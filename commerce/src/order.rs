@@ -81,6 +81,24 @@ pub enum OrderError {
     Inconsistent(String),
 }
 
+impl From<OrderError> for crate::refusal::Rejection {
+    fn from(e: OrderError) -> Self {
+        use crate::pricing::PricingError;
+        let kind = match &e {
+            OrderError::UnknownSku(_) => crate::refusal::RejectKind::UnknownSku,
+            OrderError::Quantity { .. } | OrderError::Pricing(PricingError::BadQuantity(_)) => {
+                crate::refusal::RejectKind::Quantity
+            }
+            OrderError::NotSoldInMarket { .. } => crate::refusal::RejectKind::NotSoldInMarket,
+            OrderError::Pricing(PricingError::NoPrice { .. }) => {
+                crate::refusal::RejectKind::NoPrice
+            }
+            _ => crate::refusal::RejectKind::Invalid,
+        };
+        crate::refusal::Rejection::new(kind, e.to_string())
+    }
+}
+
 impl ShipTo {
     fn validate(&self) -> Result<(), OrderError> {
         let field = |name: &str, v: &str, max: usize| {

@@ -31,10 +31,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::catalog::{Category, QTY_MAX};
-use crate::command::Rejection;
 use crate::id::{CustomerGroup, MarketId, PriceListId, PromotionId, SkuId};
 use crate::market::{Country, Market};
 use crate::money::{Currency, Money, Rounding, UNIT_AMOUNT_MAX_MINOR, mul_div};
+use crate::refusal::Rejection;
 
 /// Quantity breaks one price may carry.
 pub const TIERS_MAX: usize = 16;

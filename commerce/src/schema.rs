@@ -7,8 +7,45 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::catalog::Category;
+use crate::id::{
+    CustomerGroup, CustomerId, EdgeId, ID_MAX_BYTES, MarketId, OrderId, PriceListId, ProductId,
+    PromotionId, SkuId,
+};
 use crate::market::Country;
 use crate::money::Currency;
+
+/// The id grammar of `id::check_id`, as a regular expression.
+const ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
+
+macro_rules! id_schemas {
+    ($($name:ident),*) => {
+        $(impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                string(
+                    &format!(
+                        "A {}: 1 to 64 ASCII letters, digits and '-', '_', '.', ':'.",
+                        $name::KIND
+                    ),
+                    ID_PATTERN,
+                    Some(ID_MAX_BYTES),
+                )
+            }
+        }
+        impl ToSchema for $name {})*
+    };
+}
+
+id_schemas!(
+    ProductId,
+    SkuId,
+    PriceListId,
+    CustomerGroup,
+    MarketId,
+    PromotionId,
+    OrderId,
+    CustomerId,
+    EdgeId
+);
 
 /// A string schema with its grammar.
 pub(crate) fn string(description: &str, pattern: &str, max_length: Option<usize>) -> RefOr<Schema> {

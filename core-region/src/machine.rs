@@ -23,12 +23,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use commerce::command::{Outcome, Proposal, RejectKind, Rejection};
+use commerce::command::{Outcome, Proposal};
 use commerce::decide::{Effects, Input, decide};
 use commerce::dedup::{self, DedupRecord, Seen};
 use commerce::keys;
 use commerce::order::Order;
 use commerce::record::{Record, Write};
+use commerce::refusal::{RejectKind, Rejection};
 use commerce::state::State;
 use commerce::{OrderId, command::Command};
 use replication::feed::Feed;

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use commerce::command::{Outcome, Proposal, RejectKind, Rejection};
+use commerce::command::{Outcome, Proposal};
+use commerce::refusal::{RejectKind, Rejection};
 use replication::app::{App, AppEntry, AppError};
 use replication::protocol::Payload;
 use tokio::sync::RwLock;

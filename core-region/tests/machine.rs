@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
-use commerce::command::{Command, Outcome, Proposal, RejectKind, StockChange};
+use commerce::command::{Command, Outcome, Proposal, StockChange};
 use commerce::escrow::StockOp;
 use commerce::order::{OrderStatus, order_id_for};
+use commerce::refusal::RejectKind;
 use commerce::testing::{
     catalog, central_order, edge, edge_order, exact_grant, request, sku, stock,
 };

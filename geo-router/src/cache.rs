@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::dns::Tally;
+use crate::metrics::Tally;
 
 /// Longer queries are answered without the cache (a storefront query with a client subnet is
 /// about 60 bytes).

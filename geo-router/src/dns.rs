@@ -23,7 +23,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use crate::config::RouterConfig;
 use crate::geo::Geo;
 use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Tally};
 use crate::route::Route;
 
 /// TTL of the zone's SOA and NS records.
@@ -185,19 +185,6 @@ fn client_subnet(edns: Option<&Edns>) -> Result<Option<ClientSubnet>, ()> {
         return Err(());
     }
     Ok(Some(*s))
-}
-
-/// What answering one query counted in the metrics: counted again when the same answer is
-/// given from a loop's cache (`cache`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tally {
-    pub tcp: bool,
-    /// The client was placed by its EDNS Client Subnet.
-    pub ecs: bool,
-    /// A storefront answer: the region chosen, whether the client's own region was passed
-    /// over, and whether no region was healthy.
-    pub routed: Option<(usize, bool, bool)>,
-    pub code: ResponseCode,
 }
 
 #[async_trait::async_trait]

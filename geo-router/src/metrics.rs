@@ -33,6 +33,19 @@ struct Counters {
     cache_hits: AtomicU64,
 }
 
+/// What answering one query counted in the metrics: counted again when the same answer is
+/// given from a loop's cache (`cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub tcp: bool,
+    /// The client was placed by its EDNS Client Subnet.
+    pub ecs: bool,
+    /// A storefront answer: the region chosen, whether the client's own region was passed
+    /// over, and whether no region was healthy.
+    pub routed: Option<(usize, bool, bool)>,
+    pub code: ResponseCode,
+}
+
 pub struct Metrics {
     counters: Counters,
     regions: usize,
@@ -51,7 +64,7 @@ impl Metrics {
     }
 
     /// Counts one answer.
-    pub fn count(&self, t: &crate::dns::Tally) {
+    pub fn count(&self, t: &Tally) {
         self.query(t.tcp);
         if t.ecs {
             self.ecs();

@@ -41,7 +41,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::cache::AnswerCache;
-use crate::dns::{Authority, Tally};
+use crate::dns::Authority;
+use crate::metrics::Tally;
 
 /// Largest UDP query read: EDNS buffers are at most 4096 in practice; longer datagrams arrive
 /// cut short and are answered FORMERR.

@@ -68,7 +68,7 @@ pub enum Wan {
     /// Links between regions add no delay of their own.
     None,
     /// Every link between regions goes through the fault proxy, with the round trips of the
-    /// real regions (`rtt_ms`).
+    /// real regions (`round_trip_ms`).
     Realistic,
 }
 
@@ -117,7 +117,7 @@ struct RegionLayout {
 }
 
 /// The round trip between two of the demo's regions, as between the real ones (ms).
-pub fn rtt_ms(a: usize, b: usize) -> u64 {
+pub fn round_trip_ms(a: usize, b: usize) -> u64 {
     // cn-shanghai, ap-singapore, us-east, eu-west, sa-east.
     const RTT: [[u64; 5]; 5] = [
         [0, 35, 200, 180, 300],
@@ -263,26 +263,11 @@ fn prepare(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<String> 
         Ok(t) => t.trim().to_owned(),
         Err(_) => {
             let (token, _) = core_region::api::auth::new_token();
-            write_private(&token_file, &token)?;
+            crate::mesh::write_private(&token_file, &token)?;
             token
         }
     };
     Ok(token)
-}
-
-/// Writes a file only its owner may read.
-pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
 }
 
 /// Where region `from` reaches region `to`'s core: its own directly, another through their link.
@@ -692,7 +677,7 @@ async fn start_proxy(
         for (b, to) in regions.iter().enumerate().filter(|(b, _)| *b != a) {
             let rtt = match args.wan {
                 Wan::None => 0,
-                Wan::Realistic => rtt_ms(a, b),
+                Wan::Realistic => round_trip_ms(a, b),
             };
             let name = format!("{}->{}", from.name, to.name);
             specs.push(LinkSpec {

@@ -84,7 +84,23 @@ impl Mesh {
     /// alone: it holds the admin token.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let tmp = path.with_extension("json.tmp");
-        crate::demo::write_private(&tmp, &serde_json::to_string_pretty(self)?)?;
+        write_private(&tmp, &serde_json::to_string_pretty(self)?)?;
         std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
     }
+}
+
+/// Writes a file only its owner may read (the mesh description and the admin token hold a
+/// secret).
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
 }

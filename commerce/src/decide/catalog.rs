@@ -4,12 +4,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{Effects, Input, reject};
 use crate::catalog::Product;
-use crate::command::{PRICE_BATCH_MAX, PriceChange, RejectKind, Rejection};
+use crate::command::{PRICE_BATCH_MAX, PriceChange};
 use crate::id::{CustomerGroup, PriceListId, PromotionId, SkuId};
 use crate::market::Market;
 use crate::money::Currency;
 use crate::pricing::{PriceEntry, PriceList, Promotion, PromotionTarget};
 use crate::record::{Record, Write};
+use crate::refusal::{RejectKind, Rejection};
 
 fn invalid(why: impl Into<String>) -> Rejection {
     Rejection::new(RejectKind::Invalid, why)

@@ -26,10 +26,11 @@ mod tests;
 
 use std::collections::HashMap;
 
-use crate::command::{Command, Outcome, RejectKind, Rejection};
+use crate::command::{Command, Outcome};
 use crate::id::{MarketId, OrderId, SkuId};
 use crate::order::Order;
 use crate::record::Write;
+use crate::refusal::{RejectKind, Rejection};
 use crate::state::State;
 
 /// What a decision reads.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::stock::inventory_writes;
 use super::{Effects, Input, reject};
-use crate::command::{COMMIT_BATCH_MAX, OrderResult, Outcome, RejectKind, Rejection};
+use crate::command::{COMMIT_BATCH_MAX, OrderResult, Outcome};
 use crate::escrow::Inventory;
 use crate::format::CommitLog;
 use crate::id::{EdgeId, OrderId, SkuId};
@@ -15,6 +15,7 @@ use crate::order::{
     Order, OrderRequest, OrderStatus, Origin, check_idempotency_key, order_id_for, price_order,
 };
 use crate::record::{Record, Write};
+use crate::refusal::{RejectKind, Rejection};
 
 /// Orders `edge` accepted from its grants. Each is checked and committed against the grant
 /// (then the pool), all lines or none; one that would oversell, or is malformed, is stored as

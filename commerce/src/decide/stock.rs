@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 
 use super::{Effects, Input, reject};
-use crate::command::{Outcome, RejectKind, Rejection, STOCK_BATCH_MAX, StockChange};
+use crate::command::{Outcome, STOCK_BATCH_MAX, StockChange};
 use crate::escrow::{Demand, GrantPolicy, Inventory, Numbered, STOCK_MAX, grant_size};
 use crate::id::{EdgeId, SkuId};
 use crate::record::{Record, Write};
+use crate::refusal::{RejectKind, Rejection};
 
 /// The writes of changed inventories, in SKU order so that every replica writes the same rows.
 pub(super) fn inventory_writes(touched: HashMap<&SkuId, Inventory>) -> Vec<Write> {

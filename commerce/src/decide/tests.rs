@@ -7,11 +7,12 @@ use std::collections::{BTreeMap, HashSet};
 use proptest::prelude::*;
 
 use super::MemoryMachine;
-use crate::command::{Command, Outcome, PriceChange, RejectKind};
+use crate::command::{Command, Outcome, PriceChange};
 use crate::escrow::{Demand, GrantPolicy, Inventory, StockOp};
 use crate::id::{OrderId, PriceListId};
 use crate::order::{OrderStatus, order_id_for};
 use crate::pricing::PriceList;
+use crate::refusal::RejectKind;
 use crate::testing::{
     EDGES, SKUS, catalog, central_order, edge, edge_order, exact_grant, op, request, sku, stock,
     usd,

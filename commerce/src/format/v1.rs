@@ -18,12 +18,13 @@ use std::collections::BTreeMap;
 use codec::{FirstVersion, Format};
 
 use crate::catalog::Product;
-use crate::command::{self, PriceChange, Rejection, StockChange};
+use crate::command::{self, PriceChange, StockChange};
 use crate::escrow::{self, Demand, GrantPolicy};
 use crate::id::{EdgeId, OrderId, PromotionId, SkuId};
 use crate::market::Market;
 use crate::order::{Order, OrderRequest, OrderStatus};
 use crate::pricing::{PriceList, Promotion};
+use crate::refusal::Rejection;
 
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct OrderResult {

@@ -233,6 +233,6 @@ async fn quote(
         Err(OrderError::UnknownSku(_)) => {
             Err(Problem::new(Kind::NotFound, format!("no sku {sku}")))
         }
-        Err(e) => Err(commerce::command::Rejection::from(e).into()),
+        Err(e) => Err(commerce::refusal::Rejection::from(e).into()),
     }
 }
