@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use util::config::{Config, Invalid};
 
 use axum::Router;
 use axum::extract::State;
@@ -63,14 +64,14 @@ pub struct Shape {
 }
 
 impl Shape {
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Invalid> {
         if self.latency_ms > LATENCY_MAX_MS || self.jitter_ms > LATENCY_MAX_MS {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "latency_ms and jitter_ms: at most {LATENCY_MAX_MS}"
-            ));
+            )));
         }
         if !(0.0..=1.0).contains(&self.loss) {
-            return Err("loss: 0 to 1".into());
+            return Err(Invalid::at("loss", "0 to 1"));
         }
         Ok(())
     }
@@ -97,24 +98,21 @@ pub struct ProxyConfig {
     pub links: Vec<LinkSpec>,
 }
 
-impl ProxyConfig {
-    pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let c: ProxyConfig =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        if !c.api.ip().is_loopback() {
-            return Err("api: a loopback address".into());
+impl Config for ProxyConfig {
+    fn check(&self) -> Result<(), Invalid> {
+        if !self.api.ip().is_loopback() {
+            return Err(Invalid::at("api", "a loopback address"));
         }
         let mut names = std::collections::BTreeSet::new();
-        for l in &c.links {
+        for l in &self.links {
             if !names.insert(l.name.as_str()) {
-                return Err(format!("links: {} appears twice", l.name));
+                return Err(Invalid::at("links", format!("{} appears twice", l.name)));
             }
             l.shape
                 .check()
-                .map_err(|e| format!("links.{}: {e}", l.name))?;
+                .map_err(|e| Invalid::at(&format!("links.{}", l.name), e))?;
         }
-        Ok(c)
+        Ok(())
     }
 }
 
@@ -443,7 +441,7 @@ async fn set(
         .ok_or_else(|| Problem::new(Kind::NotFound, format!("no link {name}")))?;
     shape
         .check()
-        .map_err(|e| Problem::new(Kind::InvalidBody, e))?;
+        .map_err(|e| Problem::new(Kind::InvalidBody, e.to_string()))?;
     link.set_shape(shape);
     tracing::info!(link = %name, ?shape, "link shape changed");
     Ok(axum::Json(serde_json::json!(view(link))))

@@ -4,10 +4,12 @@
 //! the history (JSON lines, `checker::Event`); and, once the mesh is quiet, the core's final
 //! state, read through the admin API.
 
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
@@ -41,6 +43,27 @@ pub struct Workload {
     pub max_orders: Option<u64>,
     /// Admins changing prices and adding stock of `skus`, when present.
     pub admin: Option<AdminLoad>,
+    /// Every random choice (what each shopper does, which SKU, the keys' random bits) follows
+    /// from this: a drill run again with it makes the same choices in the same order per
+    /// shopper (the timings, and so what the mesh answers, are the machine's).
+    pub seed: u64,
+}
+
+/// The random choices of one actor of a drill seeded `seed`: shopper `s` at edge `e` is stream
+/// `(e, s)`; the admins, the write probe and the drill's own setup have streams of their own
+/// (`ADMINS`, `PROBE`, `SETUP`).
+pub fn chooser(seed: u64, e: u64, s: u64) -> StdRng {
+    StdRng::seed_from_u64(seed ^ e.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ s.rotate_left(32))
+}
+
+/// The streams of `chooser` that are not shoppers'.
+pub const ADMINS: (u64, u64) = (u64::MAX, 0);
+pub const PROBE: (u64, u64) = (u64::MAX, 1);
+pub const SETUP: (u64, u64) = (u64::MAX, 2);
+
+/// An Idempotency-Key made now, its random bits drawn from `rng`.
+pub fn key(rng: &mut StdRng) -> String {
+    commerce::order::time_led_key(util::clock::now_ms().unsigned_abs(), rng.random())
 }
 
 /// Admins at work while shoppers shop: every `every`, a price change or a stock addition for
@@ -87,26 +110,6 @@ impl Live {
             browsed: self.browsed.load(Ordering::Relaxed),
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// A UUIDv7: the time in milliseconds, then random bits.
-pub fn uuid_v7() -> String {
-    let ms = now_ms();
-    let r: u128 = rand::random();
-    format!(
-        "{:08x}-{:04x}-7{:03x}-{:04x}-{:012x}",
-        ms >> 16,
-        ms & 0xffff,
-        (r >> 116) & 0xfff,
-        0x8000 | ((r >> 100) & 0x3fff),
-        r & 0xffff_ffff_ffff
-    )
 }
 
 /// Writes history events, one JSON line each, to `path` (on a thread of its own) until every
@@ -163,6 +166,7 @@ pub async fn run(
             http.clone(),
             history.clone(),
             stop.clone(),
+            chooser(w.seed, ADMINS.0, ADMINS.1),
         ));
     }
     let shopper = Shopper {
@@ -175,10 +179,11 @@ pub async fn run(
         for s in 0..w.shoppers_per_edge {
             let (shopper, stop) = (shopper.clone(), stop.clone());
             let (edge, customer) = (edge.clone(), format!("drill-{e}-{s}"));
+            let mut rng = chooser(w.seed, e as u64, s as u64);
             tasks.spawn(async move {
                 while !stopped(&stop) {
-                    if rand::random_range(0..100) < shopper.w.browse_percent {
-                        shopper.browse(&edge).await;
+                    if rng.random_range(0..100) < shopper.w.browse_percent {
+                        shopper.browse(&edge, &mut rng).await;
                         continue;
                     }
                     let placed = shopper.live.attempted.fetch_add(1, Ordering::Relaxed);
@@ -186,7 +191,7 @@ pub async fn run(
                         shopper.live.attempted.fetch_sub(1, Ordering::Relaxed);
                         break;
                     }
-                    shopper.order(&edge, &customer).await;
+                    shopper.order(&edge, &customer, &mut rng).await;
                 }
             });
         }
@@ -210,26 +215,26 @@ struct Shopper {
 }
 
 impl Shopper {
-    fn pick_sku(&self) -> String {
+    fn pick_sku(&self, rng: &mut StdRng) -> String {
         let w = &self.w;
-        if rand::random_range(0..100) < w.hot_percent || w.skus.is_empty() {
+        if rng.random_range(0..100) < w.hot_percent || w.skus.is_empty() {
             w.hot.clone()
         } else {
-            w.skus[rand::random_range(0..w.skus.len())].clone()
+            w.skus[rng.random_range(0..w.skus.len())].clone()
         }
     }
 
     /// A quote for a SKU, or the first page of the catalog.
-    async fn browse(&self, edge: &str) {
-        let url = if rand::random() {
+    async fn browse(&self, edge: &str, rng: &mut StdRng) {
+        let url = if rng.random() {
             format!(
                 "{edge}/v1/skus/{}/quote?qty=1&currency=USD",
-                self.pick_sku()
+                self.pick_sku(rng)
             )
         } else {
             format!("{edge}/v1/products?limit=20&currency=USD")
         };
-        let at_ms = now_ms();
+        let at_ms = util::clock::now_ms().unsigned_abs();
         let status = match self.http.get(url).send().await {
             Ok(r) => {
                 let status = r.status().as_u16();
@@ -248,7 +253,7 @@ impl Shopper {
                 at_ms,
                 edge: edge.to_owned(),
                 status,
-                took_ms: now_ms().saturating_sub(at_ms),
+                took_ms: util::clock::now_ms().unsigned_abs().saturating_sub(at_ms),
             })
             .await;
         if status != 200 {
@@ -256,16 +261,16 @@ impl Shopper {
         }
     }
 
-    async fn order(&self, edge: &str, customer: &str) {
-        let key = uuid_v7();
+    async fn order(&self, edge: &str, customer: &str, rng: &mut StdRng) {
+        let key = key(rng);
         let lines = vec![Line {
-            sku: self.pick_sku(),
+            sku: self.pick_sku(rng),
             qty: 1,
         }];
         let _ = self
             .history
             .send(Event::Order {
-                at_ms: now_ms(),
+                at_ms: util::clock::now_ms().unsigned_abs(),
                 edge: edge.to_owned(),
                 customer: customer.to_owned(),
                 key: key.clone(),
@@ -305,7 +310,7 @@ impl Shopper {
         let _ = self
             .history
             .send(Event::OrderAnswer {
-                at_ms: now_ms(),
+                at_ms: util::clock::now_ms().unsigned_abs(),
                 customer: customer.to_owned(),
                 key,
                 status,
@@ -329,6 +334,7 @@ async fn admins(
     http: reqwest::Client,
     history: mpsc::Sender<Event>,
     stop: watch::Receiver<bool>,
+    mut rng: StdRng,
 ) {
     let mut tick = tokio::time::interval(a.every);
     let mut n: u64 = 0;
@@ -338,9 +344,9 @@ async fn admins(
             return;
         }
         n += 1;
-        let sku = &w.skus[rand::random_range(0..w.skus.len())];
+        let sku = &w.skus[rng.random_range(0..w.skus.len())];
         let (what, path, body) = if n.is_multiple_of(2) {
-            let amount: u32 = rand::random_range(500..50_000);
+            let amount: u32 = rng.random_range(500..50_000);
             (
                 format!("price {sku} USD {amount}"),
                 "prices",
@@ -353,8 +359,8 @@ async fn admins(
                 serde_json::json!({"changes": [{"sku": sku, "add": 10}]}),
             )
         };
-        let key = uuid_v7();
-        let at_ms = now_ms();
+        let key = key(&mut rng);
+        let at_ms = util::clock::now_ms().unsigned_abs();
         let (mut status, mut core) = (0, String::new());
         // One Idempotency-Key for every core tried: a change that committed at one core whose
         // answer was lost is not applied twice at the next.
@@ -442,16 +448,25 @@ pub async fn final_state(admin: &str, token: &str, skus: &[String]) -> anyhow::R
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A seed gives each shopper the same choices again, and shoppers different ones.
     #[test]
-    fn keys_are_uuid_v7_led_by_the_time() {
-        let k = super::uuid_v7();
-        let b = k.as_bytes();
-        assert_eq!(k.len(), 36, "{k}");
-        assert!([8, 13, 18, 23].iter().all(|&i| b[i] == b'-'), "{k}");
-        assert_eq!(b[14], b'7', "{k}");
-        assert!(matches!(b[19], b'8' | b'9' | b'a' | b'b'), "{k}");
-        let ms = u64::from_str_radix(&format!("{}{}", &k[..8], &k[9..13]), 16).unwrap();
-        assert!(super::now_ms().abs_diff(ms) < 10_000);
-        assert_ne!(super::uuid_v7(), k);
+    fn choices_follow_the_seed() {
+        let draws = |seed, e, s| {
+            let mut r = chooser(seed, e, s);
+            (0..8)
+                .map(|_| r.random_range(0..1_000u32))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draws(42, 0, 1), draws(42, 0, 1));
+        assert_ne!(draws(42, 0, 1), draws(42, 1, 0));
+        assert_ne!(draws(42, 0, 1), draws(43, 0, 1));
+        let k = key(&mut chooser(7, 0, 0));
+        let ms = commerce::order::key_time_ms(&k).unwrap();
+        assert!(
+            util::clock::now_ms().unsigned_abs().abs_diff(ms) < 10_000,
+            "{k}"
+        );
     }
 }

@@ -527,7 +527,7 @@ fn run_http_prices(clients: usize, batches_per_client: usize) -> f64 {
             ),
         )
         .unwrap();
-        let config = core_region::config::CoreConfig::load(&cfg_path).unwrap();
+        let config = util::config::load::<core_region::config::CoreConfig>(&cfg_path).unwrap();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(core_region::server::serve(

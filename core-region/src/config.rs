@@ -1,12 +1,14 @@
-//! The core's configuration: one TOML file, units in the names, unknown keys refused, relative
-//! paths taken from the file's own directory (so a config means the same wherever it is run
-//! from). `tradewind core --config FILE --check-config` runs `CoreConfig::load` and stops.
+//! The core's configuration: one TOML file, read by `util::config::load` (units in the names,
+//! unknown keys refused, relative paths taken from the file's own directory), and written from
+//! these same types by a tool that deploys a mesh (the demo). `tradewind core --config FILE
+//! --check-config` loads it and stops.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use commerce::escrow::GrantPolicy;
+use util::config::{Config, Invalid, resolve};
 
 use crate::api::auth::TokenSet;
 use crate::writes::WriteLimits;
@@ -14,7 +16,7 @@ use replication::feed::FeedLimits;
 use replication::protocol::{Member, NodeId};
 use replication::raft::{Members, Timing};
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoreConfig {
     /// This region's name, e.g. `cn-shanghai`.
@@ -36,7 +38,7 @@ pub struct CoreConfig {
 }
 
 /// This region's place in the group of core regions.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RaftConfig {
     /// This region's id in `members`.
@@ -60,7 +62,7 @@ pub struct RaftConfig {
     pub routes: BTreeMap<String, SocketAddr>,
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberConfig {
     pub id: NodeId,
@@ -84,7 +86,7 @@ pub const VOTERS_MAX: usize = 7;
 /// Members, voters and learners, a group may have: every one of them is sent the whole log.
 pub const MEMBERS_MAX: usize = 16;
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
 pub enum StoreConfig {
     /// An embedded redb file: the backend used everywhere FoundationDB is not.
@@ -97,7 +99,7 @@ pub enum StoreConfig {
     },
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address of the admin API (port 0 picks a free port; the chosen one is printed).
@@ -116,6 +118,19 @@ pub struct AdminConfig {
     pub request_timeout_ms: u64,
 }
 
+impl AdminConfig {
+    /// The admin API on `listen` for the tokens of `token_sha256`, with the default bounds.
+    pub fn new(listen: SocketAddr, token_sha256: Vec<String>) -> Self {
+        AdminConfig {
+            listen,
+            token_sha256,
+            body_max_bytes: default_body_max_bytes(),
+            write_timeout_ms: default_write_timeout_ms(),
+            request_timeout_ms: default_request_timeout_ms(),
+        }
+    }
+}
+
 /// 16 MiB: a full price batch of 10,000 changes with tiers is about 2 MB of JSON.
 fn default_body_max_bytes() -> usize {
     16 * 1024 * 1024
@@ -131,60 +146,27 @@ fn default_request_timeout_ms() -> u64 {
     30_000
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
+impl Config for CoreConfig {
+    fn resolve(&mut self, base: &Path) {
+        match &mut self.store {
+            StoreConfig::Redb { path } => resolve(base, path),
+            StoreConfig::Foundationdb { cluster_file, .. } => resolve(base, cluster_file),
+        }
+        if let Some(r) = &mut self.raft {
+            resolve(base, &mut r.certs_dir);
+            if let Some(p) = &mut r.log_path {
+                resolve(base, p);
+            }
+        }
+    }
+
+    fn check(&self) -> Result<(), Invalid> {
+        self.problems().map_err(Invalid)
+    }
 }
 
 impl CoreConfig {
-    /// Reads, parses and checks a config file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        let mut c: CoreConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: shown.clone(),
-            message: e.to_string(),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        if let StoreConfig::Redb { path } = &mut c.store
-            && path.is_relative()
-        {
-            *path = base.join(&*path);
-        }
-        if let StoreConfig::Foundationdb { cluster_file, .. } = &mut c.store
-            && cluster_file.is_relative()
-        {
-            *cluster_file = base.join(&*cluster_file);
-        }
-        if let Some(r) = &mut c.raft {
-            if r.certs_dir.is_relative() {
-                r.certs_dir = base.join(&r.certs_dir);
-            }
-            if let Some(p) = &mut r.log_path
-                && p.is_relative()
-            {
-                *p = base.join(&*p);
-            }
-        }
-        c.check().map_err(|message| ConfigError::Invalid {
-            path: shown,
-            message,
-        })?;
-        Ok(c)
-    }
-
-    fn check(&self) -> Result<(), String> {
+    fn problems(&self) -> Result<(), String> {
         commerce::id::check_id("region", &self.region).map_err(|e| e.to_string())?;
         if self.admin.token_sha256.is_empty() {
             return Err("admin.token_sha256 is empty: no one could use the admin API".into());
@@ -213,7 +195,7 @@ impl CoreConfig {
                 "writes: need inflight_max > 0, command_max_bytes 64 KiB to {command_limit} and inflight_bytes_max >= command_max_bytes"
             ));
         }
-        self.feed.check()?;
+        self.feed.check().map_err(|e| e.to_string())?;
         if let Some(r) = &self.raft {
             check_raft(&self.region, r)?;
         }
@@ -361,7 +343,7 @@ token_sha256 = ["000000000000000000000000000000000000000000000000000000000000000
     #[test]
     fn loads_and_resolves_paths() {
         let dir = tempfile::tempdir().unwrap();
-        let c = CoreConfig::load(&write(dir.path(), GOOD)).unwrap();
+        let c = util::config::load::<CoreConfig>(&write(dir.path(), GOOD)).unwrap();
         let StoreConfig::Redb { path } = &c.store else {
             panic!("redb expected")
         };
@@ -395,12 +377,12 @@ token_sha256 = ["000000000000000000000000000000000000000000000000000000000000000
                 "request_timeout_ms",
             ),
         ] {
-            let err = CoreConfig::load(&write(dir.path(), &bad))
+            let err = util::config::load::<CoreConfig>(&write(dir.path(), &bad))
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(why), "{why}: {err}");
         }
-        assert!(CoreConfig::load(&dir.path().join("missing.toml")).is_err());
+        assert!(util::config::load::<CoreConfig>(&dir.path().join("missing.toml")).is_err());
     }
 
     fn group(learner_flags: &[bool]) -> String {
@@ -424,15 +406,20 @@ token_sha256 = ["000000000000000000000000000000000000000000000000000000000000000
     #[test]
     fn members_are_voters_unless_they_say_not() {
         let dir = tempfile::tempdir().unwrap();
-        let c = CoreConfig::load(&write(dir.path(), &group(&[true, true, true, false]))).unwrap();
+        let c = util::config::load::<CoreConfig>(&write(
+            dir.path(),
+            &group(&[true, true, true, false]),
+        ))
+        .unwrap();
         let (id, m) = c.members();
         assert_eq!(id, 1);
         assert_eq!(m.voters.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(m.learners.keys().copied().collect::<Vec<_>>(), vec![4]);
         let all_learners = group(&[false, false, false]);
-        let err = CoreConfig::load(&write(dir.path(), &all_learners)).unwrap_err();
+        let err = util::config::load::<CoreConfig>(&write(dir.path(), &all_learners)).unwrap_err();
         assert!(err.to_string().contains("1 to 7 voters"), "{err}");
-        let err = CoreConfig::load(&write(dir.path(), &group(&[true; 8]))).unwrap_err();
+        let err =
+            util::config::load::<CoreConfig>(&write(dir.path(), &group(&[true; 8]))).unwrap_err();
         assert!(err.to_string().contains("1 to 7 voters"), "{err}");
     }
 }

@@ -178,7 +178,7 @@ pub async fn serve(
         tokens: Arc::new(tokens),
         grant_policy: config.grant_policy,
         write_timeout: Duration::from_millis(config.admin.write_timeout_ms),
-        started_at_ms: crate::writes::now_ms(),
+        started_at_ms: util::clock::now_ms(),
     };
     let listener = TcpListener::bind(config.admin.listen)
         .await

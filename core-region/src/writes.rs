@@ -20,13 +20,6 @@ use replication::raft::RaftNode;
 /// Edges keep their commit batches to half of it.
 pub const COMMAND_MAX_BYTES: usize = 2 * 1024 * 1024;
 
-/// The proposer's clock, unix milliseconds: the one clock a command is applied by.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// The first 16 bytes of SHA-256 over `parts`, each prefixed by its length (so that no two
 /// different lists of parts run together into the same input).
 fn digest16(parts: &[&[u8]]) -> [u8; 16] {
@@ -242,7 +235,7 @@ impl Writes {
         let proposal = Proposal {
             command_id,
             fingerprint,
-            at_ms: now_ms(),
+            at_ms: util::clock::now_ms(),
             command,
             key_ms,
         };

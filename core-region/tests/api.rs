@@ -41,7 +41,7 @@ body_max_bytes = {body_max_bytes}
         );
         let path = dir.path().join("core.toml");
         std::fs::write(&path, toml).unwrap();
-        let config = core_region::config::CoreConfig::load(&path).unwrap();
+        let config = util::config::load::<core_region::config::CoreConfig>(&path).unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
@@ -861,11 +861,7 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
 async fn an_idempotency_key_reused_for_another_request_is_refused() {
     let core = Core::start(1 << 20).await;
     core.seed().await;
-    let made = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let made = commerce::order::time_led_key(made, 7);
+    let made = commerce::order::time_led_key(util::clock::now_ms().unsigned_abs(), 7);
     let key = [("idempotency-key", made.as_str())];
     let body = |n: u64| Some(json!({"changes": [{"sku": "S-41", "add": n}]}).to_string());
     let (s, first) = core

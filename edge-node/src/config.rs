@@ -1,13 +1,14 @@
-//! The edge's configuration: one TOML file, units in the names, unknown keys refused, relative
-//! paths taken from the file's own directory. `tradewind edge --config FILE --check-config` runs
-//! `EdgeConfig::load` and stops.
+//! The edge's configuration: one TOML file, read by `util::config::load` (units in the names,
+//! unknown keys refused, relative paths taken from the file's own directory), and written from
+//! these same types by the demo. `tradewind edge --config FILE --check-config` loads it and stops.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use commerce::EdgeId;
+use util::config::{Config, Invalid, resolve};
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeConfig {
     /// The region this edge serves, e.g. `ap-singapore`.
@@ -40,7 +41,7 @@ pub struct EdgeConfig {
 }
 
 /// How the outbox is sent to the core.
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardSettings {
     /// Orders in one batch, at most.
@@ -66,7 +67,7 @@ impl Default for ForwardSettings {
 }
 
 /// The rendered products kept in memory.
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheSettings {
     /// Bytes of rendered products kept at most.
@@ -85,7 +86,7 @@ impl Default for CacheSettings {
     }
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoreAddr {
     /// The region's name, as in its certificate.
@@ -94,7 +95,7 @@ pub struct CoreAddr {
 }
 
 /// Bounds on what one client may ask.
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest request body.
@@ -133,7 +134,7 @@ impl Default for Limits {
 }
 
 /// When the edge asks for grants.
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrantSettings {
     /// A SKU sold here in the last `window_ms` whose units here fell to this many or fewer, or
@@ -160,47 +161,22 @@ fn default_stale_after_ms() -> u64 {
     5_000
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
-}
-
 /// Core regions an edge may list.
 pub const CORES_MAX: usize = 16;
 
-impl EdgeConfig {
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        let mut c: EdgeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: shown.clone(),
-            message: e.to_string(),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut c.certs_dir, &mut c.outbox_path] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
-        c.check().map_err(|message| ConfigError::Invalid {
-            path: shown,
-            message,
-        })?;
-        Ok(c)
+impl Config for EdgeConfig {
+    fn resolve(&mut self, base: &Path) {
+        resolve(base, &mut self.certs_dir);
+        resolve(base, &mut self.outbox_path);
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Invalid> {
+        self.problems().map_err(Invalid)
+    }
+}
+
+impl EdgeConfig {
+    fn problems(&self) -> Result<(), String> {
         replication::certs::check_node_name(&self.region).map_err(|e| format!("region: {e}"))?;
         replication::certs::check_node_name(&self.name).map_err(|e| format!("name: {e}"))?;
         EdgeId::new(self.name.as_str()).map_err(|e| format!("name: {e}"))?;
@@ -261,7 +237,7 @@ quic = "127.0.0.1:7102"
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("edge.toml");
         std::fs::write(&p, GOOD).unwrap();
-        let c = EdgeConfig::load(&p).unwrap();
+        let c = util::config::load::<EdgeConfig>(&p).unwrap();
         assert_eq!(c.outbox_path, dir.path().join("data/outbox.redb"));
         assert_eq!(c.edge_id().as_str(), "ap-singapore-1");
         for (bad, why) in [
@@ -283,7 +259,9 @@ quic = "127.0.0.1:7102"
             (format!("{GOOD}[limits]\nbody_max_bytes = 10\n"), "limits"),
         ] {
             std::fs::write(&p, &bad).unwrap();
-            let err = EdgeConfig::load(&p).unwrap_err().to_string();
+            let err = util::config::load::<EdgeConfig>(&p)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(why), "{why}: {err}");
         }
     }
@@ -292,7 +270,8 @@ quic = "127.0.0.1:7102"
     fn the_example_edges_load() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster");
         for region in ["cn-shanghai", "ap-singapore", "us-east"] {
-            let c = EdgeConfig::load(&dir.join(format!("{region}-1.toml"))).unwrap();
+            let c =
+                util::config::load::<EdgeConfig>(&dir.join(format!("{region}-1.toml"))).unwrap();
             assert_eq!(
                 (c.region.as_str(), c.cores[0].name.as_str()),
                 (region, region)

@@ -212,7 +212,7 @@ async fn give_back_recalled(outbox: &Outbox, cores: &Cores, catalog: &Catalog, m
 /// Returns open from before first (one return of a SKU at a time), then every unit of `skus`.
 async fn give_back(outbox: &Outbox, cores: &Cores, metrics: &Metrics, skus: Vec<SkuId>) {
     finish_returns(outbox, cores, metrics).await;
-    let now = util_now_ms();
+    let now = util::clock::now_ms();
     for sku in skus {
         let _ = outbox.begin_return(&sku, now).await;
     }
@@ -221,7 +221,7 @@ async fn give_back(outbox: &Outbox, cores: &Cores, metrics: &Metrics, skus: Vec<
 
 /// Asks for a grant of `sku`; whether the core answered.
 async fn request(outbox: &Outbox, cores: &Cores, demand: &DemandBook, sku: &SkuId) -> bool {
-    let Ok(number) = outbox.grant_request(sku, util_now_ms()).await else {
+    let Ok(number) = outbox.grant_request(sku, util::clock::now_ms()).await else {
         return false;
     };
     let write = EdgeWrite {
@@ -292,12 +292,6 @@ async fn finish_returns(outbox: &Outbox, cores: &Cores, metrics: &Metrics) {
             Err(e) => tracing::warn!(%sku, error = %e, "return not answered; sent again later"),
         }
     }
-}
-
-fn util_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

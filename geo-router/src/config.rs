@@ -1,6 +1,7 @@
-//! The router's configuration: one TOML file, units in the names, unknown keys refused,
-//! relative paths taken from the file's own directory. `tradewind router --config FILE
-//! --check-config` runs `RouterConfig::load` and stops.
+//! The router's configuration: one TOML file, read by `util::config::load` (units in the
+//! names, unknown keys refused, relative paths taken from the file's own directory), and written
+//! from these same types by the demo. `tradewind router --config FILE --check-config` loads it
+//! and stops.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use hickory_server::proto::rr::Name;
 use ipnet::IpNet;
+use util::config::{Config, Invalid, resolve};
 
 /// Regions one router may know (a preference order is a small array per query).
 pub const REGIONS_MAX: usize = 32;
@@ -19,7 +21,7 @@ pub const ADDRESSES_PER_ANSWER_MAX: usize = 12;
 /// Networks in the geo table.
 pub const NETWORKS_MAX: usize = 100_000;
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterConfig {
     /// The zone this server is authoritative for, e.g. `shop.tradewind.test`.
@@ -48,7 +50,7 @@ fn default_ttl_s() -> u32 {
     10
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsSettings {
     /// UDP and TCP, on the same port (0 picks one; the chosen one is printed).
@@ -67,6 +69,19 @@ pub struct DnsSettings {
     pub hostmaster: String,
 }
 
+impl DnsSettings {
+    /// DNS on `listen`, with `nameservers` and the default bounds.
+    pub fn new(listen: SocketAddr, nameservers: Vec<NameServer>) -> Self {
+        DnsSettings {
+            listen,
+            tcp_idle_ms: default_tcp_idle_ms(),
+            tcp_connections_max: default_tcp_connections_max(),
+            nameservers,
+            hostmaster: default_hostmaster(),
+        }
+    }
+}
+
 fn default_tcp_idle_ms() -> u64 {
     5_000
 }
@@ -79,7 +94,7 @@ fn default_hostmaster() -> String {
     "hostmaster".into()
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NameServer {
     /// Relative to the zone (`ns1`), or absolute with a final dot (`ns1.example.net.`).
@@ -88,7 +103,7 @@ pub struct NameServer {
     pub addresses: Vec<IpAddr>,
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// `/v1/route`, `/v1/health`, `/metrics`, `/healthz` (0 picks a port).
@@ -96,7 +111,7 @@ pub struct HttpSettings {
 }
 
 /// Active checks of every edge's `/healthz`.
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthSettings {
     pub interval_ms: u64,
@@ -125,7 +140,7 @@ impl Default for HealthSettings {
 }
 
 /// Where clients are.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeoSettings {
     /// A MaxMind GeoLite2 / GeoIP2 City (or Country) database, asked for clients the table
@@ -141,7 +156,7 @@ pub struct GeoSettings {
     pub networks: Vec<NetworkEntry>,
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkEntry {
     pub cidr: IpNet,
@@ -152,7 +167,7 @@ pub struct NetworkEntry {
     pub longitude: Option<f64>,
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegionConfig {
     pub name: String,
@@ -165,7 +180,7 @@ pub struct RegionConfig {
     pub edges: Vec<EdgeConfig>,
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeConfig {
     pub name: String,
@@ -175,53 +190,28 @@ pub struct EdgeConfig {
     pub addresses: Vec<IpAddr>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
+impl Config for RouterConfig {
+    fn resolve(&mut self, base: &Path) {
+        if let Some(p) = self.geo.mmdb.as_mut() {
+            resolve(base, p);
+        }
+    }
+
+    fn check(&self) -> Result<(), Invalid> {
+        self.problems().map_err(Invalid)
+    }
 }
 
 impl RouterConfig {
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        let mut c = Self::parse(&text).map_err(|message| ConfigError::Parse {
-            path: shown.clone(),
-            message,
-        })?;
-        if let Some(p) = c.geo.mmdb.as_mut().filter(|p| p.is_relative()) {
-            *p = path.parent().unwrap_or(Path::new(".")).join(&*p);
-        }
-        c.check().map_err(|message| ConfigError::Invalid {
-            path: shown,
-            message,
-        })?;
-        Ok(c)
-    }
-
-    pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
-    }
-
     /// The zone's name, fully qualified.
-    pub fn zone_name(&self) -> Result<Name, String> {
+    pub(crate) fn zone_name(&self) -> Result<Name, String> {
         let mut n = Name::from_ascii(&self.zone).map_err(|e| format!("zone: {e}"))?;
         n.set_fqdn(true);
         Ok(n.to_lowercase())
     }
 
     /// A name of the zone's: `@` the apex, a relative name under it, or an absolute one.
-    pub fn name_in_zone(&self, relative: &str) -> Result<Name, String> {
+    pub(crate) fn name_in_zone(&self, relative: &str) -> Result<Name, String> {
         let zone = self.zone_name()?;
         if relative == "@" {
             return Ok(zone);
@@ -239,7 +229,7 @@ impl RouterConfig {
         self.regions.iter().position(|r| r.name == name)
     }
 
-    pub fn check(&self) -> Result<(), String> {
+    fn problems(&self) -> Result<(), String> {
         let zone = self.zone_name()?;
         if zone.is_root() {
             return Err("zone: the root is not a zone this router may serve".into());
@@ -405,9 +395,7 @@ edges = [{ name = "us-east-1", health_url = "http://127.0.3.1:7111/healthz", add
 "#;
 
     pub fn good() -> RouterConfig {
-        let c = RouterConfig::parse(GOOD).unwrap();
-        c.check().unwrap();
-        c
+        util::config::parse(GOOD, Path::new("."), "good").unwrap()
     }
 
     #[test]
@@ -430,7 +418,7 @@ edges = [{ name = "us-east-1", health_url = "http://127.0.3.1:7111/healthz", add
     #[test]
     fn the_example_router_loads() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster/router.toml");
-        let c = RouterConfig::load(&p).unwrap();
+        let c = util::config::load::<RouterConfig>(&p).unwrap();
         assert_eq!(c.regions.len(), 3);
         assert_eq!(c.geo.networks.len(), 4);
         crate::geo::Geo::new(&c).unwrap();
@@ -490,9 +478,9 @@ edges = [{ name = "us-east-1", health_url = "http://127.0.3.1:7111/healthz", add
                 "not in the zone",
             ),
         ] {
-            let err = RouterConfig::parse(&bad)
-                .and_then(|c| c.check())
-                .unwrap_err();
+            let err = util::config::parse::<RouterConfig>(&bad, Path::new("."), "bad")
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(why), "{why}: {err}");
         }
     }

@@ -95,7 +95,7 @@ impl Authority {
         };
         let rname = c.name_in_zone(&c.dns.hostmaster).map_err(e)?;
         // The serial changes with every start: secondaries (if any) see a new zone.
-        let serial = (crate::health::unix_ms() / 1000) as u32;
+        let serial = (util::clock::now_ms().unsigned_abs() / 1000) as u32;
         let soa = Record::from_rdata(
             zone.clone(),
             c.ttl_s.min(ZONE_TTL_S),

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::config::{HealthSettings, RouterConfig};
 
@@ -92,7 +92,7 @@ pub struct Health {
 
 impl Health {
     pub fn new(c: &RouterConfig) -> Health {
-        let now = unix_ms();
+        let now = util::clock::now_ms().unsigned_abs();
         let edges: Vec<EdgeState> = c
             .regions
             .iter()
@@ -224,7 +224,7 @@ fn build_board(edges: &[EdgeState], regions: usize) -> Board {
 /// One check of one edge.
 async fn check_once(client: &reqwest::Client, url: &str, s: &HealthSettings) -> Check {
     let started = Instant::now();
-    let at_unix_ms = unix_ms();
+    let at_unix_ms = util::clock::now_ms().unsigned_abs();
     let outcome = async {
         let mut resp = client
             .get(url)
@@ -310,12 +310,6 @@ pub fn judge(status: u16, body: &[u8], max_staleness_ms: Option<u64>) -> Result<
     Ok(())
 }
 
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,7 +366,7 @@ mod tests {
     fn edges_go_down_after_failures_and_up_after_passes() {
         let h = Health::new(&good());
         let check = |ok| Check {
-            at_unix_ms: unix_ms(),
+            at_unix_ms: util::clock::now_ms().unsigned_abs(),
             ok,
             reason: if ok { String::new() } else { "x".into() },
             latency_ms: 1,

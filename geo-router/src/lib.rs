@@ -50,7 +50,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     on_ready: impl FnOnce(Started),
 ) -> anyhow::Result<()> {
-    config.check().map_err(anyhow::Error::msg)?;
+    util::config::Config::check(&config)?;
     let geo = Arc::new(geo::Geo::new(&config)?);
     let health = Arc::new(health::Health::new(&config));
     let metrics = Arc::new(metrics::Metrics::new(config.regions.len()));

@@ -53,14 +53,14 @@ impl Route {
 mod tests {
     use super::*;
     use crate::config::tests::good;
-    use crate::health::{Check, Health, unix_ms};
+    use crate::health::{Check, Health};
 
     fn pass(h: &Health, edge: usize, ok: bool) {
         for _ in 0..3 {
             h.record(
                 edge,
                 Check {
-                    at_unix_ms: unix_ms(),
+                    at_unix_ms: util::clock::now_ms().unsigned_abs(),
                     ok,
                     reason: String::new(),
                     latency_ms: 1,

@@ -192,7 +192,7 @@ edges = [{ name = "c", health_url = "http://127.0.3.1:1/healthz", addresses = ["
 "#;
     let path = dir.path().join("router.toml");
     std::fs::write(&path, text).unwrap();
-    let c = RouterConfig::load(&path).unwrap();
+    let c = util::config::load::<RouterConfig>(&path).unwrap();
     let geo = Geo::new(&c).unwrap();
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
 
@@ -237,7 +237,7 @@ edges = [{ name = "c", health_url = "http://127.0.3.1:1/healthz", addresses = ["
 fn a_file_that_is_no_database_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bad.mmdb"), b"not a database").unwrap();
-    let mut c = RouterConfig::parse(
+    let mut c: RouterConfig = util::config::parse(
         r#"
 zone = "shop.tradewind.test"
 [dns]
@@ -250,6 +250,8 @@ latitude = 0
 longitude = 0
 edges = [{ name = "a", health_url = "http://127.0.1.1:1/healthz", addresses = ["127.0.1.1"] }]
 "#,
+        dir.path(),
+        "test",
     )
     .unwrap();
     c.geo.mmdb = Some(dir.path().join("bad.mmdb"));

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use util::config::Invalid;
 
 use crate::app::{AppError, Mirror, SnapshotSource};
 use crate::protocol::{FeedMessage, MeshRequest, MeshResponse, Row, Subscribe};
@@ -57,20 +58,20 @@ impl Default for FeedLimits {
 }
 
 impl FeedLimits {
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Invalid> {
         if self.subscriber_queue_bytes == 0 || self.history_bytes == 0 {
-            return Err(
+            return Err(Invalid(
                 "feed.history_bytes and feed.subscriber_queue_bytes must be positive".into(),
-            );
+            ));
         }
         if !(1024..=crate::frame::FRAME_MAX_BYTES / 2).contains(&self.snapshot_chunk_bytes) {
-            return Err(format!(
-                "feed.snapshot_chunk_bytes must be 1024 to {}",
-                crate::frame::FRAME_MAX_BYTES / 2
+            return Err(Invalid::at(
+                "feed.snapshot_chunk_bytes",
+                format!("1024 to {}", crate::frame::FRAME_MAX_BYTES / 2),
             ));
         }
         if !(10..=60_000).contains(&self.heartbeat_ms) {
-            return Err("feed.heartbeat_ms must be 10 to 60000".into());
+            return Err(Invalid::at("feed.heartbeat_ms", "10 to 60000"));
         }
         Ok(())
     }

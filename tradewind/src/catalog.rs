@@ -2,9 +2,8 @@
 //! request under an Idempotency-Key of its own (sent again with it while the core is away).
 //! A catalog already loaded is left alone: running it twice changes nothing.
 
-use std::time::Duration;
-
-use anyhow::{Context, bail};
+use anyhow::bail;
+use chaos_tests::admin::Admin;
 use clap::Subcommand;
 use core_region::sample;
 use serde_json::json;
@@ -36,90 +35,6 @@ pub const SAMPLE_SEED: u64 = 42;
 const IN_FLIGHT: usize = 32;
 /// Changes per price or stock request.
 const CHUNK: usize = 1_000;
-/// Attempts per request when the core answers 503 or cannot be reached.
-const ATTEMPTS: u32 = 8;
-
-/// A core's admin API, for writes.
-#[derive(Clone)]
-pub struct Admin {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Admin {
-    /// The admin API at `base` (`http://host:port`), with its bearer token.
-    pub fn new(base: &str, token: String) -> anyhow::Result<Admin> {
-        Ok(Admin {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
-            base: base.trim_end_matches('/').to_owned(),
-            token,
-        })
-    }
-
-    /// Whether `sku` is stocked (or has sold) at the core.
-    pub async fn stocked(&self, sku: &commerce::SkuId) -> anyhow::Result<bool> {
-        let res = self
-            .http
-            .get(format!("{}/admin/v1/inventory/{sku}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .context("reading the inventory")?;
-        if res.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(false);
-        }
-        let status = res.status();
-        let inv: serde_json::Value = res.json().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("GET /admin/v1/inventory/{sku}: {status}: {inv}");
-        }
-        let count = |f: &str| inv[f].as_u64().unwrap_or(0);
-        Ok(count("stocked") > 0 || count("committed") > 0)
-    }
-
-    /// Sends one write, retrying (with the same Idempotency-Key) while the core is unavailable.
-    pub async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        key: &str,
-        body: &serde_json::Value,
-    ) -> anyhow::Result<()> {
-        let url = format!("{}{path}", self.base);
-        let mut delay = Duration::from_millis(100);
-        for attempt in 1..=ATTEMPTS {
-            let res = self
-                .http
-                .request(method.clone(), &url)
-                .bearer_auth(&self.token)
-                .header("idempotency-key", key)
-                .json(body)
-                .send()
-                .await;
-            match res {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r)
-                    if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
-                        && attempt < ATTEMPTS => {}
-                Ok(r) => {
-                    let status = r.status();
-                    let text = r.text().await.unwrap_or_default();
-                    bail!("{method} {path}: {status}: {text}");
-                }
-                Err(e) if attempt < ATTEMPTS => {
-                    tracing::warn!(error = %e, path, "request failed; retrying");
-                }
-                Err(e) => return Err(e).with_context(|| format!("{method} {path}")),
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
-        }
-        bail!("{method} {path}: gave up after {ATTEMPTS} attempts")
-    }
-}
 
 pub async fn run(command: CatalogCommand) -> anyhow::Result<()> {
     let CatalogCommand::LoadSample {
@@ -158,11 +73,7 @@ pub async fn load_sample(
     }
     // Keys that say when they were made (the core refuses others on admin writes), one per
     // request, and the same for every try of it.
-    let run_ms = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis(),
-    )?;
+    let run_ms = util::clock::now_ms().unsigned_abs();
     let key = |kind: &str, n: &dyn std::fmt::Display| {
         let tag = format!("{kind}-{n}");
         let bits = tag.bytes().fold(u128::from(seed), |h, b| {

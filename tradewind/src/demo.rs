@@ -30,7 +30,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 
-use crate::mesh::{Mesh, MeshCore, MeshEdge, MeshLink, MeshProxy, MeshRegion, MeshRouter};
+use core_region::config::CoreConfig;
+use edge_node::config::EdgeConfig;
+use geo_router::RouterConfig;
+
+use chaos_tests::mesh::{Mesh, MeshCore, MeshEdge, MeshLink, MeshProxy, MeshRegion, MeshRouter};
 
 /// Region names, in order; the demo runs the first `--regions` of them.
 pub const REGION_NAMES: [&str; 5] = [
@@ -263,7 +267,7 @@ fn prepare(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<String> 
         Ok(t) => t.trim().to_owned(),
         Err(_) => {
             let (token, _) = core_region::api::auth::new_token();
-            crate::mesh::write_private(&token_file, &token)?;
+            chaos_tests::mesh::write_private(&token_file, &token)?;
             token
         }
     };
@@ -279,57 +283,85 @@ fn reach(regions: &[RegionLayout], from: usize, to: usize) -> SocketAddr {
     }
 }
 
-fn core_toml(regions: &[RegionLayout], me: usize, digest: &str) -> String {
+/// Writes `config` to `path` as the part reads it, marked as the demo's.
+fn write_config<C: serde::Serialize>(path: &Path, config: &C) -> anyhow::Result<()> {
+    let text = util::config::to_toml(config)
+        .with_context(|| format!("writing the config {}", path.display()))?;
+    std::fs::write(
+        path,
+        format!("# Written by `tradewind demo`; rewritten at every start.\n{text}"),
+    )
+    .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Region `me`'s core: its store, its admin API, and the group, every other member reached
+/// through the fault proxy's link.
+fn core_config(regions: &[RegionLayout], me: usize, digest: &str) -> CoreConfig {
+    use core_region::config::{AdminConfig, MemberConfig, RaftConfig, StoreConfig};
     let r = &regions[me];
-    let routes: String = (0..regions.len())
+    let routes = (0..regions.len())
         .filter(|to| *to != me)
-        .map(|to| {
-            format!(
-                "\"{}\" = \"{}\"\n",
-                regions[to].name,
-                reach(regions, me, to)
-            )
-        })
+        .map(|to| (regions[to].name.to_owned(), reach(regions, me, to)))
         .collect();
-    let routes = format!("[raft.routes]\n# Through the fault proxy's links.\n{routes}\n");
-    let members: String = regions
+    let members = regions
         .iter()
         .enumerate()
-        .map(|(i, m)| {
-            format!(
-                "[[raft.members]]\nid = {}\nname = \"{}\"\nraft_addr = \"{}\"\nadmin_url = \"http://{}\"\n\n",
-                i + 1,
-                m.name,
-                m.quic,
-                m.admin
-            )
+        .map(|(i, m)| MemberConfig {
+            id: i as u64 + 1,
+            name: m.name.to_owned(),
+            raft_addr: m.quic.to_string(),
+            admin_url: format!("http://{}", m.admin),
+            voter: true,
         })
         .collect();
-    format!(
-        "# Written by `tradewind demo`; rewritten at every start.\nregion = \"{name}\"\n\n[store]\nbackend = \"redb\"\npath = \"core.redb\"\n\n[admin]\nlisten = \"{admin}\"\ntoken_sha256 = [\"{digest}\"]\n\n[raft]\nnode_id = {id}\nlisten = \"{quic}\"\ncerts_dir = \"../certs\"\n\n{routes}{members}",
-        name = r.name,
-        admin = r.admin,
-        quic = r.quic,
-        id = me + 1,
-    )
+    CoreConfig {
+        region: r.name.to_owned(),
+        store: StoreConfig::Redb {
+            path: "core.redb".into(),
+        },
+        admin: AdminConfig::new(r.admin, vec![digest.to_owned()]),
+        writes: Default::default(),
+        raft: Some(RaftConfig {
+            node_id: me as u64 + 1,
+            listen: r.quic,
+            certs_dir: "../certs".into(),
+            log_path: None,
+            members,
+            timing: Default::default(),
+            routes,
+        }),
+        grant_policy: Default::default(),
+        feed: Default::default(),
+    }
 }
 
 /// An edge follows its own region's core first, then the others in order.
-fn edge_toml(regions: &[RegionLayout], region: usize, name: &str, listen: SocketAddr) -> String {
-    let cores: String = std::iter::once(region)
+fn edge_config(
+    regions: &[RegionLayout],
+    region: usize,
+    name: &str,
+    listen: SocketAddr,
+) -> EdgeConfig {
+    let cores = std::iter::once(region)
         .chain((0..regions.len()).filter(|i| *i != region))
-        .map(|to| {
-            format!(
-                "[[cores]]\nname = \"{}\"\nquic = \"{}\"\n\n",
-                regions[to].name,
-                reach(regions, region, to)
-            )
+        .map(|to| edge_node::config::CoreAddr {
+            name: regions[to].name.to_owned(),
+            quic: reach(regions, region, to),
         })
         .collect();
-    format!(
-        "# Written by `tradewind demo`; rewritten at every start.\nregion = \"{region}\"\nname = \"{name}\"\nlisten = \"{listen}\"\ncerts_dir = \"../certs\"\noutbox_path = \"outbox.redb\"\nstale_after_ms = 5000\n\n{cores}",
-        region = regions[region].name,
-    )
+    EdgeConfig {
+        region: regions[region].name.to_owned(),
+        name: name.to_owned(),
+        listen,
+        certs_dir: "../certs".into(),
+        outbox_path: "outbox.redb".into(),
+        cores,
+        stale_after_ms: 5_000,
+        limits: Default::default(),
+        grants: Default::default(),
+        cache: Default::default(),
+        forward: Default::default(),
+    }
 }
 
 /// One part of the mesh, running.
@@ -495,7 +527,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
             let home = dir.join(r.name);
             std::fs::create_dir_all(&home)?;
             let config = home.join("core.toml");
-            std::fs::write(&config, core_toml(&regions, i, &digest))?;
+            write_config(&config, &core_config(&regions, i, &digest))?;
             let config = config.to_string_lossy().into_owned();
             let log = dir.join("logs").join(format!("{}.log", r.name));
             let (part, line) = Part::start(
@@ -545,7 +577,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
                 let home = dir.join(name);
                 std::fs::create_dir_all(&home)?;
                 let config = home.join("edge.toml");
-                std::fs::write(&config, edge_toml(&regions, i, name, *listen))?;
+                write_config(&config, &edge_config(&regions, i, name, *listen))?;
                 let config = config.to_string_lossy().into_owned();
                 let log = dir.join("logs").join(format!("{name}.log"));
                 let (part, line) = Part::start(
@@ -705,13 +737,12 @@ async fn start_proxy(
     let home = dir.join(PROXY);
     std::fs::create_dir_all(&home)?;
     let config = home.join("proxy.toml");
-    let text = toml::to_string(&ProxyConfig {
-        api: proxy_api(args),
-        links: specs,
-    })?;
-    std::fs::write(
+    write_config(
         &config,
-        format!("# Written by `tradewind demo`; rewritten at every start.\n{text}"),
+        &ProxyConfig {
+            api: proxy_api(args),
+            links: specs,
+        },
     )?;
     let config = config.to_string_lossy().into_owned();
     let log = dir.join("logs").join(format!("{PROXY}.log"));
@@ -737,42 +768,66 @@ const PROXY: &str = "fault-proxy";
 const ROUTER: &str = "geo-router";
 
 /// The router's config: every region's edges, checked at their `/healthz`, and the geo table.
-fn router_toml(args: &DemoArgs, regions: &[RegionLayout]) -> String {
+fn router_config(args: &DemoArgs, regions: &[RegionLayout]) -> RouterConfig {
+    use geo_router::config::{
+        DnsSettings, EdgeConfig as RouterEdge, GeoSettings, HealthSettings, HttpSettings,
+        NameServer, NetworkEntry, RegionConfig,
+    };
     let (dns, http) = router_addrs(args);
-    let mut networks = String::new();
+    let network = |cidr: String, region: &str| NetworkEntry {
+        cidr: cidr.parse().expect("the demo's networks are CIDRs"),
+        region: Some(region.to_owned()),
+        latitude: None,
+        longitude: None,
+    };
+    let mut networks = Vec::new();
     for (i, r) in regions.iter().enumerate() {
         if let Some(prefix) = DOCUMENTATION_PREFIXES.get(i) {
-            networks += &format!("  {{ cidr = \"{prefix}\", region = \"{}\" }},\n", r.name);
+            networks.push(network((*prefix).to_owned(), r.name));
         }
-        networks += &format!(
-            "  {{ cidr = \"2001:db8:{}::/48\", region = \"{}\" }},\n",
-            i + 1,
-            r.name
-        );
+        networks.push(network(format!("2001:db8:{}::/48", i + 1), r.name));
     }
-    let mut text = format!(
-        "# Written by `tradewind demo`; rewritten at every start.\nzone = \"{ZONE}\"\nnames = [\"@\", \"www\"]\nttl_s = 10\n\n[dns]\nlisten = \"{dns}\"\nnameservers = [{{ name = \"ns1\", addresses = [\"{}\"] }}]\n\n[http]\nlisten = \"{http}\"\n\n[health]\ninterval_ms = 500\ndown_after = 3\nup_after = 2\n\n[geo]\nnetworks = [\n{networks}]\n",
-        dns.ip()
-    );
-    for (i, r) in regions.iter().enumerate() {
-        let (lat, lon) = REGION_COORDINATES[i];
-        let edges: Vec<String> = r
-            .edges
-            .iter()
-            .map(|(name, addr)| {
-                format!(
-                    "  {{ name = \"{name}\", health_url = \"http://{addr}/healthz\", addresses = [\"{}\"] }}",
-                    addr.ip()
-                )
-            })
-            .collect();
-        text += &format!(
-            "\n[[regions]]\nname = \"{}\"\nlatitude = {lat}\nlongitude = {lon}\nedges = [\n{}\n]\n",
-            r.name,
-            edges.join(",\n")
-        );
+    let regions = regions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let (latitude, longitude) = REGION_COORDINATES[i];
+            RegionConfig {
+                name: r.name.to_owned(),
+                latitude,
+                longitude,
+                fallback: Vec::new(),
+                edges: r
+                    .edges
+                    .iter()
+                    .map(|(name, addr)| RouterEdge {
+                        name: name.clone(),
+                        health_url: format!("http://{addr}/healthz"),
+                        addresses: vec![addr.ip()],
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    RouterConfig {
+        zone: ZONE.to_owned(),
+        names: vec!["@".into(), "www".into()],
+        ttl_s: 10,
+        dns: DnsSettings::new(
+            dns,
+            vec![NameServer {
+                name: "ns1".into(),
+                addresses: vec![dns.ip()],
+            }],
+        ),
+        http: HttpSettings { listen: http },
+        health: HealthSettings::default(),
+        geo: GeoSettings {
+            networks,
+            ..GeoSettings::default()
+        },
+        regions,
     }
-    text
 }
 
 /// The geo-router, started as a part once the edges are up.
@@ -785,7 +840,7 @@ async fn start_router(
     let home = dir.join(ROUTER);
     std::fs::create_dir_all(&home)?;
     let config = home.join("router.toml");
-    std::fs::write(&config, router_toml(args, regions))?;
+    write_config(&config, &router_config(args, regions))?;
     let config = config.to_string_lossy().into_owned();
     let log = dir.join("logs").join(format!("{ROUTER}.log"));
     let (part, line) = Part::start(

@@ -3,9 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod catalog;
-mod chaos;
 mod demo;
-mod mesh;
 mod status;
 
 use std::path::PathBuf;
@@ -38,7 +36,7 @@ enum Command {
     /// Failover drills on a running demo, checked against the commerce invariants.
     Chaos {
         #[command(subcommand)]
-        drill: chaos::Drill,
+        drill: chaos_tests::drill::Drill,
     },
     /// The mesh at a glance: leader, versions and lag, each edge's health, outbox and grants.
     Status {
@@ -226,7 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chaos { drill } => {
             let rt = runtime()?;
             let stop = shutdown_signal(&rt);
-            rt.block_on(chaos::run(drill, stop))
+            rt.block_on(chaos_tests::drill::run(drill, stop))
         }
         Command::Core {
             config,
@@ -234,7 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             load_sample,
             sample_products,
         } => {
-            let mut cfg = core_region::config::CoreConfig::load(&config)?;
+            let mut cfg: core_region::config::CoreConfig = util::config::load(&config)?;
             if check_config {
                 println!("{}: ok (region {})", config.display(), cfg.region);
                 return Ok(());
@@ -278,7 +276,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             check_config,
         } => {
-            let cfg = edge_node::config::EdgeConfig::load(&config)?;
+            let cfg: edge_node::config::EdgeConfig = util::config::load(&config)?;
             if check_config {
                 println!(
                     "{}: ok (edge {} of {})",
@@ -304,7 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             check_config,
         } => {
-            let cfg = geo_router::RouterConfig::load(&config)?;
+            let cfg: geo_router::RouterConfig = util::config::load(&config)?;
             if check_config {
                 geo_router::geo::Geo::new(&cfg)?;
                 println!(
@@ -331,7 +329,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             check_config,
         } => {
-            let cfg = chaos_tests::proxy::ProxyConfig::load(&config).map_err(anyhow::Error::msg)?;
+            let cfg: chaos_tests::proxy::ProxyConfig = util::config::load(&config)?;
             if check_config {
                 println!("{}: ok ({} links)", config.display(), cfg.links.len());
                 return Ok(());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::mesh::Mesh;
+use chaos_tests::mesh::Mesh;
 
 async fn get(http: &reqwest::Client, url: &str, token: Option<&str>) -> Option<(u16, String)> {
     let mut req = http.get(url);

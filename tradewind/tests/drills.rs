@@ -298,6 +298,12 @@ async fn a_workload_on_a_healthy_mesh_passes_the_checker() {
         .iter()
         .map(|p| p["skus"][0]["sku"].as_str().unwrap().to_owned())
         .collect();
+    // A new seed every run, printed; TRADEWIND_SEED makes a run's choices again.
+    let seed = std::env::var("TRADEWIND_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| util::clock::now_ms().unsigned_abs());
+    println!("workload seed {seed} (TRADEWIND_SEED={seed} makes the same choices again)");
     let w = workload::Workload {
         edges: edges.clone(),
         shoppers_per_edge: 2,
@@ -316,6 +322,7 @@ async fn a_workload_on_a_healthy_mesh_passes_the_checker() {
             token: token.clone(),
             every: Duration::from_millis(200),
         }),
+        seed,
     };
     let path = dir.path().join("history.jsonl");
     let (history, writer) = workload::history_writer(&path).unwrap();

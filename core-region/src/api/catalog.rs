@@ -228,7 +228,7 @@ async fn quote(
     Query(q): Query<QuoteRequest>,
 ) -> Result<Json<commerce::pricing::Quote>, Problem> {
     let m = s.machine.read().await;
-    match m.state().quote(&sku, &q, crate::writes::now_ms()) {
+    match m.state().quote(&sku, &q, util::clock::now_ms()) {
         Ok(quote) => Ok(Json(quote)),
         Err(OrderError::UnknownSku(_)) => {
             Err(Problem::new(Kind::NotFound, format!("no sku {sku}")))

@@ -522,12 +522,7 @@ pub async fn edge_write(
 /// test, so that sending it again is a retry.
 pub fn admin_key(tag: &str) -> String {
     static STARTED_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let ms = *STARTED_MS.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-    });
+    let ms = *STARTED_MS.get_or_init(|| util::clock::now_ms().unsigned_abs());
     let bits = tag.bytes().fold(0xcbf2_9ce4_8422_2325u128, |h, b| {
         (h ^ u128::from(b)).wrapping_mul(0x0100_0000_01b3)
     });

@@ -8,12 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chaos_tests::checker::Event;
-use chaos_tests::workload::{self, Live};
+use crate::checker::Event;
+use crate::workload::{self, Live};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-use super::now_ms;
 use crate::mesh::Mesh;
 
 /// How often the probe writes.
@@ -90,6 +89,7 @@ pub async fn probe(
     history: mpsc::Sender<Event>,
     last_ok: Arc<AtomicU64>,
     mut stop: watch::Receiver<bool>,
+    mut rng: rand::rngs::StdRng,
 ) {
     let http = client(PROBE_TIMEOUT);
     let mut tick = tokio::time::interval(PROBE_EVERY);
@@ -113,16 +113,16 @@ pub async fn probe(
                 core.core.admin_url
             ))
             .bearer_auth(&mesh.admin_token)
-            .header("idempotency-key", workload::uuid_v7())
+            .header("idempotency-key", workload::key(&mut rng))
             .json(&json!({"id": "drill-probe", "countries": ["SG"], "currencies": ["USD"]}));
         let (history, last_ok) = (history.clone(), Arc::clone(&last_ok));
         in_flight.spawn(async move {
-            let at_ms = now_ms();
+            let at_ms = util::clock::now_ms().unsigned_abs();
             let ok = req.send().await.is_ok_and(|r| r.status().is_success());
             if ok {
                 last_ok.fetch_max(at_ms, Ordering::Relaxed);
             }
-            let took_ms = now_ms().saturating_sub(at_ms);
+            let took_ms = util::clock::now_ms().unsigned_abs().saturating_sub(at_ms);
             let _ = history.send(Event::Probe { at_ms, took_ms, ok }).await;
         });
     }
@@ -219,7 +219,7 @@ pub async fn monitor(
             Ordering::Relaxed,
         );
         // When all of it was known: a change counts from when it was seen, not before.
-        let at_ms = now_ms();
+        let at_ms = util::clock::now_ms().unsigned_abs();
         let _ = history
             .send(Event::Observe {
                 at_ms,

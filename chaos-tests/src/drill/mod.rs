@@ -16,11 +16,11 @@ mod watch;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use crate::checker::{self, Event};
+use crate::{report, workload};
 use anyhow::{Context, bail};
-use chaos_tests::checker::{self, Event};
-use chaos_tests::{report, workload};
 use serde_json::{Value, json};
 
 use crate::mesh::Mesh;
@@ -103,6 +103,11 @@ pub struct DrillArgs {
     /// Abort and heal when more than this share of orders fail (no answer, 5xx) over 5 s.
     #[arg(long, default_value_t = 0.5)]
     error_budget: f64,
+    /// The seed of every random choice the drill's actors make (shoppers, admins, probe);
+    /// random when absent, and printed and reported either way, so that a run can be made
+    /// again with the same choices.
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 /// Longest a drill waits for writes to come back, or for the mesh to go quiet.
@@ -117,12 +122,6 @@ const DRILL_STOCK: u64 = 1_000_000;
 fn say(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{line}");
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Drill {
@@ -160,6 +159,8 @@ struct Run {
     healthy: Arc<std::sync::atomic::AtomicBool>,
     /// Set (with the reason) when the error budget is spent.
     abort: tokio::sync::watch::Receiver<Option<String>>,
+    /// Every random choice follows from this.
+    seed: u64,
 }
 
 /// Why a fault phase ended early.
@@ -256,15 +257,21 @@ pub async fn run(drill: Drill, shutdown: impl Future<Output = ()>) -> anyhow::Re
     let mesh = Mesh::load(&args.mesh)?;
     check_names(&drill, &mesh)?;
     let state_dir = args.mesh.parent().unwrap_or(Path::new("."));
-    let dir = state_dir
-        .join("drills")
-        .join(format!("{}-{}", drill.name(), now_ms()));
+    let dir = state_dir.join("drills").join(format!(
+        "{}-{}",
+        drill.name(),
+        util::clock::now_ms().unsigned_abs()
+    ));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let history_path = dir.join("history.jsonl");
     let (history, writer) = workload::history_writer(&history_path)?;
     let down = watch::Down::default();
     let faults = Faults::new(args.mesh.clone(), mesh.clone(), down, history.clone());
     let (abort_tx, abort) = tokio::sync::watch::channel(None);
+    let seed = args.seed.unwrap_or_else(rand::random);
+    say(&format!(
+        "seed {seed}: --seed {seed} makes the same random choices again"
+    ));
     let mut run = Run {
         mesh,
         faults,
@@ -272,6 +279,7 @@ pub async fn run(drill: Drill, shutdown: impl Future<Output = ()>) -> anyhow::Re
         last_ok: Arc::new(AtomicU64::new(0)),
         healthy: Arc::default(),
         abort,
+        seed,
     };
     tokio::pin!(shutdown);
     let result = tokio::select! {
@@ -350,6 +358,7 @@ async fn drive(
 ) -> anyhow::Result<(Outcome, workload::Counts, Option<String>)> {
     let args = drill.common();
     let mut outcome = Outcome::default();
+    outcome.details.insert("seed".into(), json!(run.seed));
     let edges: Vec<String> = run
         .mesh
         .regions
@@ -376,6 +385,7 @@ async fn drive(
             token: run.mesh.admin_token.clone(),
             every: Duration::from_millis(500),
         }),
+        seed: run.seed,
     };
     if let Drill::FlashSale {
         units,
@@ -414,6 +424,7 @@ async fn drive(
         history.clone(),
         Arc::clone(&run.last_ok),
         stop.clone(),
+        workload::chooser(run.seed, workload::PROBE.0, workload::PROBE.1),
     ));
     let monitor = tokio::spawn(watch::monitor(
         run.mesh.clone(),
@@ -556,7 +567,7 @@ async fn faults_of(
             // Each direction of each link carries half the round trip.
             let half = add_ms / 2;
             run.faults
-                .reshape(&links, |s| chaos_tests::proxy::Shape {
+                .reshape(&links, |s| crate::proxy::Shape {
                     latency_ms: s.latency_ms + half,
                     ..s
                 })
@@ -605,7 +616,7 @@ async fn stock_drill_skus(run: &Run, leader: &str) -> anyhow::Result<Vec<String>
 /// A product made for the sale: one SKU, a USD price, `units` in stock; returns the SKU once
 /// every edge quotes it.
 async fn flash_sku(run: &Run, leader: &str, units: u64) -> anyhow::Result<String> {
-    let id = format!("flash-{}", now_ms());
+    let id = format!("flash-{}", util::clock::now_ms().unsigned_abs());
     let sku = format!("{id}-1");
     let product = json!({"id": id, "title": "Flash sale", "category": "electronics/accessories",
         "skus": [{"sku": sku, "max_order_qty": 1}]});
@@ -653,11 +664,12 @@ async fn admin_write(
     path: &str,
     body: &Value,
 ) -> anyhow::Result<()> {
-    crate::catalog::Admin::new(&admin_url(run, region)?, run.mesh.admin_token.clone())?
+    let mut rng = workload::chooser(run.seed, workload::SETUP.0, workload::SETUP.1);
+    crate::admin::Admin::new(&admin_url(run, region)?, run.mesh.admin_token.clone())?
         .send(
             method,
             &format!("/admin/v1/{path}"),
-            &workload::uuid_v7(),
+            &workload::key(&mut rng),
             body,
         )
         .await

@@ -8,13 +8,12 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::checker::Event;
+use crate::proxy::Shape;
 use anyhow::{Context, bail};
-use chaos_tests::checker::Event;
-use chaos_tests::proxy::Shape;
 use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 
-use super::now_ms;
 use super::watch::{Down, all_up, client, get_json, mark_down};
 use crate::mesh::Mesh;
 
@@ -89,7 +88,7 @@ impl Faults {
 
     /// Records the fault in the history; returns its time.
     pub async fn mark(&self, what: String) -> u64 {
-        let at_ms = now_ms();
+        let at_ms = util::clock::now_ms().unsigned_abs();
         super::say(&format!("fault: {what}"));
         self.record(Event::Fault { at_ms, what }).await;
         at_ms
@@ -195,7 +194,7 @@ impl Faults {
             return Ok(());
         }
         // The fault window ends here; what follows is the mesh recovering.
-        let at_ms = now_ms();
+        let at_ms = util::clock::now_ms().unsigned_abs();
         super::say("healing");
         self.record(Event::Heal { at_ms }).await;
         let http = client(Duration::from_secs(2));

@@ -1,0 +1,157 @@
+//! The storefront API (DESIGN §3), answered from the edge's mirror of its region and its own
+//! outbox: products, quotes and availability from memory; orders accepted from this edge's
+//! grants, durably, before the answer; central orders (no grant left) sent to the core while
+//! the shopper waits. Reads carry the mirror's version, and say when the edge has heard from no
+//! core for longer than its bound. Every error is a problem document.
+//!
+//! Each route is declared once, with its OpenAPI description (`#[utoipa::path]`), and the
+//! router and the description served at `/openapi.json` are built from the same declarations.
+//! By concern: `catalog` (products and quotes), `orders` (placing and reading orders), `ops`
+//! (status, health, metrics, the description); what they share is here.
+
+mod catalog;
+mod ops;
+mod orders;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, HeaderValue};
+use commerce::{EdgeId, SkuId};
+use http_api::{Kind, Problem};
+use tokio::sync::mpsc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::cache::ProductCache;
+use crate::cores::Cores;
+use crate::forwarder::ForwardStats;
+use crate::grants::DemandBook;
+use crate::metrics::Metrics;
+use crate::mirror::Catalog;
+use crate::outbox::Outbox;
+
+/// What every handler shares (one reference count per request).
+#[derive(Clone)]
+pub struct Edge(pub Arc<EdgeParts>);
+
+impl std::ops::Deref for Edge {
+    type Target = EdgeParts;
+    fn deref(&self) -> &EdgeParts {
+        &self.0
+    }
+}
+
+pub struct EdgeParts {
+    pub region: String,
+    pub edge: EdgeId,
+    pub catalog: Catalog,
+    pub outbox: Outbox,
+    pub cores: Cores,
+    pub demand: Arc<DemandBook>,
+    /// SKUs sold here, for the grant keeper to look at.
+    pub refill: mpsc::Sender<SkuId>,
+    pub metrics: Arc<Metrics>,
+    pub forward: Arc<ForwardStats>,
+    /// Rendered products.
+    pub cache: ProductCache,
+    pub stale_after: Duration,
+    /// Past this age of its oldest unsent order, the edge is not healthy.
+    pub pending_age_max: Duration,
+    pub central_timeout: Duration,
+    /// Central orders from this edge waiting for the core, bounded.
+    pub central: tokio::sync::Semaphore,
+    /// Turned off on shutdown: no new orders while the outbox drains and grants go back.
+    pub accepting: Arc<AtomicBool>,
+}
+
+/// The description's frame; the paths and schemas come from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tradewind storefront API",
+        description = "What an edge serves shoppers: products, prices and availability from \
+            memory, and orders accepted from its escrow grants. Errors are RFC 9457 problem \
+            documents (application/problem+json) with a stable `type`."
+    ),
+    tags(
+        (name = "catalog", description = "Products, prices and availability, from the edge's mirror of its region."),
+        (name = "orders", description = "Orders, accepted here from this edge's grants or placed at the core."),
+        (name = "operations", description = "Health, status and metrics, for the geo-router and operators."),
+    )
+)]
+struct Storefront;
+
+/// The storefront's routes, and their OpenAPI description.
+fn routes() -> (Router<Edge>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(Storefront::openapi())
+        .routes(routes!(catalog::list_products))
+        .routes(routes!(catalog::get_product))
+        .routes(routes!(catalog::quote))
+        .routes(routes!(orders::place_order))
+        .routes(routes!(orders::get_order))
+        .routes(routes!(ops::status))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi_json))
+        .split_for_parts()
+}
+
+/// The storefront's OpenAPI 3.1 description.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
+pub fn router(edge: Edge, limits: &crate::config::Limits) -> Router {
+    let limiter = crate::ratelimit::RateLimiter::new(limits.client_rate_per_s, limits.client_burst);
+    let routes = routes()
+        .0
+        .layer(DefaultBodyLimit::max(limits.body_max_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            crate::ratelimit::limit,
+        ));
+    let timeout = Duration::from_millis(limits.request_timeout_ms);
+    http_api::limits::finish(routes, timeout).with_state(edge)
+}
+
+impl Edge {
+    /// Milliseconds since a core was last heard from; `None` if none ever was.
+    pub(super) fn staleness_ms(&self) -> Option<u64> {
+        self.catalog.silence().map(|d| d.as_millis() as u64)
+    }
+
+    pub(super) fn stale(&self) -> bool {
+        self.staleness_ms()
+            .is_none_or(|ms| ms > self.stale_after.as_millis() as u64)
+    }
+
+    /// The headers every read carries: the version it was read at, and staleness.
+    pub(super) fn read_headers(&self, h: &mut HeaderMap) {
+        h.insert(
+            "x-tradewind-version",
+            HeaderValue::from(self.catalog.version()),
+        );
+        if self.stale() {
+            h.insert("x-tradewind-stale", HeaderValue::from_static("true"));
+            if let Some(ms) = self.staleness_ms() {
+                h.insert("x-tradewind-staleness-ms", HeaderValue::from(ms));
+            }
+        }
+    }
+
+    pub(super) fn has_catalog(&self) -> Result<(), Problem> {
+        if self.catalog.version() == 0 {
+            return Err(Problem::new(
+                Kind::Unavailable,
+                "this edge has not received its region's catalog yet",
+            )
+            .retry_after(1));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,284 @@
+//! Orders: accepted here from this edge's grants, durably, before the answer; placed at the
+//! core while the shopper waits when no grant here holds their units (or answered out of stock
+//! here when the mirror shows the pool short); and read back as this edge knows them.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use commerce::command::{EdgeRequest, EdgeWrite, Outcome};
+use commerce::order::check_idempotency_key;
+use commerce::order::{Order, OrderRequest, OrderStatus, Origin, order_id_for, price_order};
+use commerce::refusal::Rejection;
+use commerce::{EdgeId, Money, OrderId};
+use http_api::{Body, Kind, Path, Problem, ProblemDocument, idempotency_key};
+use utoipa::ToSchema;
+
+use super::Edge;
+use crate::outbox::{Intake, OutboxError};
+
+/// The answer to a placed order: what the shopper needs, not the whole record (`GET
+/// /v1/orders/{id}` has that).
+#[derive(serde::Serialize, ToSchema)]
+struct Placed<'a> {
+    order_id: &'a OrderId,
+    /// `accepted` here from a grant (durable at this edge, committed at a core soon after), or
+    /// `committed` when placed at the core.
+    status: OrderStatus,
+    total: &'a Money,
+    /// The price version the order was priced at.
+    price_version: u64,
+    /// The region's version it committed at, once it has.
+    commit_version: Option<u64>,
+    region: &'a str,
+    edge: &'a EdgeId,
+}
+
+fn placed_reply(e: &Edge, status: StatusCode, order: &Order, replayed: bool) -> Response {
+    let placed = Placed {
+        order_id: &order.order_id,
+        status: order.status,
+        total: &order.total,
+        price_version: order.price_version,
+        commit_version: order.commit_version,
+        region: &e.region,
+        edge: &e.edge,
+    };
+    let mut res = (status, axum::Json(placed)).into_response();
+    if replayed {
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    res
+}
+
+/// An order as the storefront shows it: the order, and where it was taken.
+#[derive(serde::Serialize, ToSchema)]
+struct OrderView<'a> {
+    #[serde(flatten)]
+    order: &'a Order,
+    region: &'a str,
+    edge: &'a EdgeId,
+}
+
+fn outbox_problem(err: OutboxError) -> Problem {
+    match err {
+        OutboxError::Overloaded => Problem::new(Kind::Overloaded, err.to_string()).retry_after(1),
+        OutboxError::Store(_) => Problem::new(Kind::Unavailable, err.to_string()).retry_after(1),
+    }
+}
+
+/// Places an order.
+///
+/// Accepted here from this edge's grants, durably, before the answer; or, when no grant here
+/// holds its units, placed at the core while the shopper waits. The same Idempotency-Key from
+/// the same customer always names the same order.
+#[utoipa::path(
+    post,
+    path = "/v1/orders",
+    tag = "orders",
+    params(("Idempotency-Key" = String, Header,
+        description = "1 to 128 visible ASCII characters; a UUIDv7 or ULID is best. Required: a retry under the same key returns the first result.")),
+    request_body(content = OrderRequest, content_type = "application/json"),
+    responses(
+        (status = CREATED, description = "Placed.", body = Placed),
+        (status = OK, description = "Placed before under this key: the same order.", body = Placed, headers(
+            ("idempotent-replayed" = bool, description = "Always true."))),
+        (status = BAD_REQUEST, description = "Malformed JSON, or no Idempotency-Key.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = CONFLICT, description = "Out of stock.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = PAYLOAD_TOO_LARGE, description = "The body is too large.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = UNSUPPORTED_MEDIA_TYPE, description = "Not application/json.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = UNPROCESSABLE_ENTITY, description = "An invalid order (unknown fields or SKUs, quantities, currency or destination), or the key used for another order.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = TOO_MANY_REQUESTS, description = "Over this client's rate.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = SERVICE_UNAVAILABLE, description = "Overloaded, shutting down, no catalog yet, or no core reachable for a central order; retry after Retry-After.", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn place_order(
+    State(e): State<Edge>,
+    headers: HeaderMap,
+    Body(req): Body<OrderRequest>,
+) -> Result<Response, Problem> {
+    let started = std::time::Instant::now();
+    let key = idempotency_key(&headers, check_idempotency_key)?.ok_or_else(|| {
+        Problem::new(
+            Kind::MissingIdempotencyKey,
+            "orders need an Idempotency-Key header, so that a retry never places a second order",
+        )
+    })?;
+    if !e.accepting.load(Ordering::Acquire) {
+        return Err(Problem::new(
+            Kind::Unavailable,
+            "this edge is shutting down; send the order to another",
+        )
+        .retry_after(1));
+    }
+    e.has_catalog()?;
+    let order_id = order_id_for(&req.customer_id, &key);
+    // A retry is found by the outbox's writer (`Intake::Existing`): no read on the way in.
+    let now = util::clock::now_ms();
+    let priced = {
+        let state = e.catalog.read();
+        price_order(&req, |s| state.sku_facts(s), &state.book, now)
+    };
+    let priced = match priced {
+        Ok(p) => p,
+        Err(err) => {
+            // Prices or the catalog may have changed since the first attempt: a retry of an
+            // order taken before is still answered with it.
+            let ob = e.outbox.clone();
+            let id = order_id.clone();
+            let known = tokio::task::spawn_blocking(move || ob.order(&id))
+                .await
+                .map_err(|err| Problem::new(Kind::Internal, err.to_string()))?
+                .map_err(outbox_problem)?;
+            return match known {
+                Some(prev) => replay(&e, &prev, &req),
+                None => Err(Problem::from(Rejection::from(err))),
+            };
+        }
+    };
+    let origin = Origin {
+        region: e.region.clone(),
+        edge: Some(e.edge.clone()),
+    };
+    let order = Order::accepted(
+        order_id,
+        Some(key.clone()),
+        req.clone(),
+        priced,
+        origin,
+        now,
+    );
+    let at = tokio::time::Instant::now();
+    for (sku, qty) in order.units() {
+        e.demand.record(sku, u64::from(qty), at);
+        // A full queue drops the hint; the SKU is looked at again with its next order.
+        let _ = e.refill.try_send(sku.clone());
+    }
+    let res = match e.outbox.accept(order).await.map_err(outbox_problem)? {
+        Intake::Accepted(o) => {
+            e.metrics.accepted(started.elapsed());
+            Ok(placed_reply(&e, StatusCode::CREATED, &o, false))
+        }
+        Intake::Existing(prev) => replay(&e, &prev, &req),
+        Intake::NoGrant => central(&e, key, req).await,
+    };
+    if res.is_err() {
+        e.metrics.refused();
+    }
+    res
+}
+
+/// The answer to an order id seen before: the order, or a refusal when the key was used for
+/// another request.
+fn replay(e: &Edge, prev: &Order, req: &OrderRequest) -> Result<Response, Problem> {
+    if !prev.is_retry_of(req) {
+        return Err(Problem::new(
+            Kind::IdempotencyKeyReused,
+            format!(
+                "Idempotency-Key already used by order {} for a different request",
+                prev.order_id
+            ),
+        ));
+    }
+    Ok(placed_reply(e, StatusCode::OK, prev, true))
+}
+
+/// No grant here holds the order's units: the core allocates from its pool while the shopper
+/// waits, or answers out of stock. When this edge's mirror already shows the pool short of a
+/// line, the shopper hears so here, as of the mirror's version, and the core is not asked: a
+/// sold-out SKU does not become a write at the core per order. Central orders in flight from
+/// this edge are bounded; past the bound, 503 at once.
+async fn central(e: &Edge, key: String, req: OrderRequest) -> Result<Response, Problem> {
+    {
+        let state = e.catalog.read();
+        let version = e.catalog.version();
+        for l in &req.lines {
+            let inv = state.inventory(&l.sku).cloned().unwrap_or_default();
+            if let Err(short) = inv.can_commit_central(u64::from(l.qty)) {
+                return Err(Problem::new(
+                    Kind::OutOfStock,
+                    format!("sku {}: {short} (as of version {version})", l.sku),
+                ));
+            }
+        }
+    }
+    let Ok(_slot) = e.central.try_acquire() else {
+        return Err(Problem::new(
+            Kind::Overloaded,
+            "too many orders from this edge are waiting for the core; retry in a moment",
+        )
+        .retry_after(1));
+    };
+    let write = EdgeWrite {
+        request: EdgeRequest::CentralOrder {
+            idempotency_key: key,
+            request: req,
+        },
+    };
+    let unreachable = |why: String| {
+        Problem::new(
+            Kind::Unavailable,
+            format!("no grant here holds these units, and no core took the order: {why}"),
+        )
+        .retry_after(1)
+    };
+    let outcome = tokio::time::timeout(e.central_timeout, e.cores.write(&write, e.central_timeout))
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+        .map_err(|err| unreachable(err.to_string()))?;
+    match outcome {
+        Outcome::Order { order, duplicate } => {
+            // Kept for GET /v1/orders/{id} and retries here; the core has it whatever happens.
+            if let Err(err) = e.outbox.record((*order).clone()).await {
+                tracing::warn!(order = %order.order_id, error = %err, "central order not recorded locally");
+            }
+            e.metrics.central();
+            let status = if duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            Ok(placed_reply(e, status, &order, duplicate))
+        }
+        Outcome::Rejected(r) => Err(Problem::from(r)),
+        other => Err(Problem::new(
+            Kind::Internal,
+            format!("unexpected answer from the core: {other:?}"),
+        )),
+    }
+}
+
+/// An order taken or placed at this edge, as it is now.
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}",
+    tag = "orders",
+    params(("id" = OrderId, Path, description = "The order.")),
+    responses(
+        (status = OK, description = "The order, and where it was taken.", body = OrderView),
+        (status = NOT_FOUND, description = "No such order at this edge.", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn get_order(
+    State(e): State<Edge>,
+    Path(id): Path<OrderId>,
+) -> Result<Response, Problem> {
+    let ob = e.outbox.clone();
+    let found = tokio::task::spawn_blocking(move || ob.order(&id))
+        .await
+        .map_err(|err| Problem::new(Kind::Internal, err.to_string()))?
+        .map_err(outbox_problem)?;
+    match found {
+        Some(o) => {
+            let view = OrderView {
+                order: &o,
+                region: &e.region,
+                edge: &e.edge,
+            };
+            Ok(axum::Json(view).into_response())
+        }
+        None => Err(Problem::new(Kind::NotFound, "no such order at this edge")),
+    }
+}
