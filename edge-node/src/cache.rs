@@ -8,12 +8,12 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::HeaderValue;
 use commerce::{Country, Currency, CustomerGroup, ProductId};
+use http_api::metrics::Counter;
 
 /// Which rendering of which product.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -50,8 +50,8 @@ impl Rendered {
 #[derive(Clone)]
 pub struct ProductCache {
     cache: moka::future::Cache<ViewKey, Arc<Rendered>>,
-    hits: Arc<AtomicU64>,
-    misses: Arc<AtomicU64>,
+    hits: Counter,
+    misses: Counter,
 }
 
 impl ProductCache {
@@ -65,8 +65,8 @@ impl ProductCache {
                 .max_capacity(max_bytes)
                 .time_to_live(ttl)
                 .build(),
-            hits: Arc::default(),
-            misses: Arc::default(),
+            hits: Counter::default(),
+            misses: Counter::default(),
         }
     }
 
@@ -78,20 +78,17 @@ impl ProductCache {
         render: impl Future<Output = Result<Rendered, E>>,
     ) -> Result<Arc<Rendered>, Arc<E>> {
         if let Some(hit) = self.cache.get(&key).await {
-            self.hits.fetch_add(1, Ordering::Relaxed);
+            self.hits.inc();
             return Ok(hit);
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.misses.inc();
         self.cache
             .try_get_with(key, async { render.await.map(Arc::new) })
             .await
     }
 
-    /// (hits, misses) so far.
-    pub fn counts(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
+    /// Its (hits, misses) counters, shared.
+    pub fn counters(&self) -> (Counter, Counter) {
+        (self.hits.clone(), self.misses.clone())
     }
 }

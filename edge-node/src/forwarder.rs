@@ -11,11 +11,11 @@
 //! with jitter, so that the edges of a region whose core died do not come back in step.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use commerce::command::{EdgeRequest, EdgeWrite, Outcome};
 use fault::Backoff;
+use http_api::metrics::Counter;
 use replication::protocol::WriteError;
 use tokio::sync::watch;
 
@@ -33,14 +33,14 @@ const IDLE: Duration = Duration::from_secs(1);
 /// What the forwarder has done, for /metrics.
 #[derive(Default)]
 pub struct ForwardStats {
-    pub committed: AtomicU64,
-    pub rejected: AtomicU64,
-    pub failures: AtomicU64,
+    pub committed: Counter,
+    pub rejected: Counter,
+    pub failures: Counter,
     /// Batches a core refused as they were, and which were split.
-    pub splits: AtomicU64,
+    pub splits: Counter,
     /// Orders accepted here under a key whose order was taken elsewhere (a shopper's retry),
     /// superseded by that order; their units went back to the grants.
-    pub superseded: AtomicU64,
+    pub superseded: Counter,
 }
 
 /// How one batch went.
@@ -137,7 +137,7 @@ pub async fn run(
         let n = batch.len();
         let sent = send(&outbox, &cores, &stats, batch).await;
         if sent == Sent::Refused && n > 1 {
-            stats.splits.fetch_add(1, Ordering::Relaxed);
+            stats.splits.inc();
         }
         let wait = pacing.after(sent, n, rand::random());
         if !wait.is_zero() {
@@ -163,17 +163,17 @@ async fn send(
     let results = match cores.write(&write, PER_CORE).await {
         Ok(Outcome::Orders { results, .. }) => results,
         Ok(other) => {
-            stats.failures.fetch_add(1, Ordering::Relaxed);
+            stats.failures.inc();
             tracing::error!(outcome = ?other, orders = n, "the core answered a commit batch with something else");
             return Sent::Refused;
         }
         Err(e @ WriteError::Refused { .. }) => {
-            stats.failures.fetch_add(1, Ordering::Relaxed);
+            stats.failures.inc();
             tracing::warn!(error = %e, orders = n, "the core refused a commit batch; splitting it");
             return Sent::Refused;
         }
         Err(e) => {
-            stats.failures.fetch_add(1, Ordering::Relaxed);
+            stats.failures.inc();
             tracing::warn!(error = %e, orders = n, "no core took the outbox; retrying");
             return Sent::Unreached;
         }
@@ -183,7 +183,7 @@ async fn send(
         .filter(|r| r.status == commerce::order::OrderStatus::Rejected)
         .count();
     for r in results.iter().filter(|r| r.original.is_some()) {
-        stats.superseded.fetch_add(1, Ordering::Relaxed);
+        stats.superseded.inc();
         if r.key_reused {
             tracing::warn!(order = %r.order_id, "an Idempotency-Key accepted here was used elsewhere for a different order; that order stands");
         } else {
@@ -192,17 +192,15 @@ async fn send(
     }
     match outbox.settle(results).await {
         Ok(()) => {
-            stats
-                .committed
-                .fetch_add((n - rejected) as u64, Ordering::Relaxed);
-            stats.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
+            stats.committed.inc_by((n - rejected) as u64);
+            stats.rejected.inc_by(rejected as u64);
             if rejected > 0 {
                 tracing::warn!(rejected, "the core rejected orders this edge accepted");
             }
             Sent::Settled
         }
         Err(e) => {
-            stats.failures.fetch_add(1, Ordering::Relaxed);
+            stats.failures.inc();
             tracing::error!(error = %e, "cannot record the core's verdicts; sent again later");
             Sent::NotRecorded
         }

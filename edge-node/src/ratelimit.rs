@@ -32,9 +32,8 @@ impl RateLimiter {
         }
     }
 
-    /// Takes a token for `client`; when there is none, the seconds until there is.
-    pub fn take(&self, client: IpAddr) -> Result<(), u32> {
-        let now = Instant::now();
+    /// Takes a token for `client` at `now`; when there is none, the seconds until there is.
+    pub fn take(&self, client: IpAddr, now: Instant) -> Result<(), u32> {
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if b.len() >= CLIENTS_MAX && !b.contains_key(&client) {
             let (rate, burst) = (self.rate, self.burst);
@@ -65,7 +64,7 @@ pub async fn limit(
     req: Request,
     next: Next,
 ) -> Response {
-    match limiter.take(peer.ip()) {
+    match limiter.take(peer.ip(), Instant::now()) {
         Ok(()) => next.run(req).await,
         Err(wait) => Problem::new(
             Kind::RateLimited,
@@ -81,17 +80,56 @@ pub async fn limit(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
     fn a_client_gets_its_burst_then_waits_while_others_are_served() {
         let l = RateLimiter::new(10, 5);
+        let now = Instant::now();
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..5 {
-            assert_eq!(l.take(a), Ok(()));
+            assert_eq!(l.take(a, now), Ok(()));
         }
-        assert_eq!(l.take(a), Err(1));
-        assert_eq!(l.take(b), Ok(()));
+        assert_eq!(l.take(a, now), Err(1));
+        assert_eq!(l.take(b, now), Ok(()));
+    }
+
+    #[test]
+    fn tokens_come_back_at_the_rate_and_no_more_than_the_burst() {
+        let l = RateLimiter::new(2, 3);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(l.take(a, t0), Ok(()));
+        }
+        assert_eq!(l.take(a, t0), Err(1));
+        // Half a second at 2 per second is one token.
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!(l.take(a, t1), Ok(()));
+        assert_eq!(l.take(a, t1), Err(1));
+        // An hour idle fills the bucket to its burst, not beyond.
+        let t2 = t1 + Duration::from_secs(3600);
+        for _ in 0..3 {
+            assert_eq!(l.take(a, t2), Ok(()));
+        }
+        assert_eq!(l.take(a, t2), Err(1));
+    }
+
+    #[test]
+    fn a_full_table_forgets_idle_clients_first() {
+        let l = RateLimiter::new(1, 1);
+        let t0 = Instant::now();
+        let client = |i: u32| IpAddr::from(i.to_be_bytes());
+        for i in 0..CLIENTS_MAX as u32 {
+            assert_eq!(l.take(client(i), t0), Ok(()));
+        }
+        // Every tracked client is busy: a newcomer waits.
+        assert_eq!(l.take(client(u32::MAX), t0), Err(1));
+        // A second on, they have all refilled: they are forgotten and the newcomer is served.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(l.take(client(u32::MAX), t1), Ok(()));
     }
 }

@@ -96,7 +96,11 @@ pub async fn serve(
         config.grants.window_ms,
     )));
     let (refill, refills) = mpsc::channel(grants::QUEUE);
-    let metrics = Arc::new(Metrics::default());
+    let cache = crate::cache::ProductCache::new(
+        config.cache.product_bytes,
+        Duration::from_millis(config.cache.ttl_ms),
+    );
+    let metrics = Arc::new(Metrics::new(&forward, cache.counters()));
     let keeping = tokio::spawn(grants::run(
         outbox.clone(),
         link.clone(),
@@ -117,11 +121,7 @@ pub async fn serve(
         demand,
         refill,
         metrics: Arc::clone(&metrics),
-        forward,
-        cache: crate::cache::ProductCache::new(
-            config.cache.product_bytes,
-            Duration::from_millis(config.cache.ttl_ms),
-        ),
+        cache,
         stale_after: Duration::from_millis(config.stale_after_ms),
         pending_age_max: Duration::from_millis(config.forward.pending_age_max_ms),
         central_timeout: Duration::from_millis(config.limits.central_timeout_ms),

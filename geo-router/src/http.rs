@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use http_api::{Kind, Problem};
 
@@ -153,15 +152,7 @@ async fn health(State(api): State<Api>) -> axum::Json<HealthAnswer> {
 }
 
 async fn metrics(State(api): State<Api>) -> Response {
-    let text = api.metrics.render(&api.regions, &api.health.edges());
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        text,
-    )
-        .into_response()
+    api.metrics.respond(&api.health.edges())
 }
 
 /// The router itself is up (its answers may still fail open; `/v1/health` says).

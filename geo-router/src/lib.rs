@@ -53,7 +53,8 @@ pub async fn serve(
     util::config::Config::check(&config)?;
     let geo = Arc::new(geo::Geo::new(&config)?);
     let health = Arc::new(health::Health::new(&config));
-    let metrics = Arc::new(metrics::Metrics::new(config.regions.len()));
+    let regions: Vec<String> = config.regions.iter().map(|r| r.name.clone()).collect();
+    let metrics = Arc::new(metrics::Metrics::new(&regions));
     let authority = Arc::new(dns::Authority::new(
         &config,
         Arc::clone(&geo),
@@ -85,7 +86,7 @@ pub async fn serve(
         geo,
         health: Arc::clone(&health),
         metrics,
-        regions: Arc::new(config.regions.iter().map(|r| r.name.clone()).collect()),
+        regions: Arc::new(regions),
         ttl_s: config.ttl_s,
     });
     let checks = health.spawn_checks()?;

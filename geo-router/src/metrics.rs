@@ -1,9 +1,9 @@
-//! The router's counters, and `/metrics` in the Prometheus text format.
-
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+//! The router's metrics: what it counts as it answers (queries by transport, responses by
+//! code, placements, answers by region, failovers, cache hits, panics), and every edge's state
+//! read at each scrape.
 
 use hickory_server::proto::op::ResponseCode;
+use http_api::metrics::{Counter, Family, Gauge, Registry};
 
 use crate::config::REGIONS_MAX;
 use crate::health::EdgeState;
@@ -14,24 +14,8 @@ const RCODES: [&str; 7] = [
     "NOERROR", "NXDOMAIN", "REFUSED", "FORMERR", "NOTIMP", "BADVERS", "OTHER",
 ];
 
-#[derive(Default)]
-struct Counters {
-    rcodes: [AtomicU64; RCODES.len()],
-    udp: AtomicU64,
-    tcp: AtomicU64,
-    /// Queries that carried an EDNS Client Subnet the router placed the client by.
-    ecs: AtomicU64,
-    /// Storefront answers, by the region chosen.
-    answers: [AtomicU64; REGIONS_MAX],
-    /// Storefront answers given with no healthy region.
-    fail_open: AtomicU64,
-    /// Storefront answers that passed over the client's own region.
-    failed_over: AtomicU64,
-    /// Queries whose answer panicked.
-    panics: AtomicU64,
-    /// UDP answers given again from a loop's cache.
-    cache_hits: AtomicU64,
-}
+/// A metric's labels.
+type Labels = Vec<(&'static str, String)>;
 
 /// What answering one query counted in the metrics: counted again when the same answer is
 /// given from a loop's cache (`cache`).
@@ -46,43 +30,128 @@ pub struct Tally {
     pub code: ResponseCode,
 }
 
+/// The counters, each labelled series made once at start so that counting on the answer path
+/// is one atomic add.
 pub struct Metrics {
-    counters: Counters,
-    regions: usize,
+    /// Queries by transport: UDP, TCP.
+    queries: [Counter; 2],
+    rcodes: [Counter; RCODES.len()],
+    /// Queries that carried an EDNS Client Subnet the router placed the client by.
+    ecs: Counter,
+    /// Storefront answers, by the region chosen.
+    answers: Vec<Counter>,
+    /// Storefront answers given with no healthy region.
+    fail_open: Counter,
+    /// Storefront answers that passed over the client's own region.
+    failed_over: Counter,
+    /// Queries whose answer panicked.
+    panics: Counter,
+    /// UDP answers given again from a loop's cache.
+    cache_hits: Counter,
+    registry: Registry,
+}
+
+/// A family of counters by one label, with a series made for each value.
+fn family(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: impl IntoIterator<Item = String>,
+) -> Vec<Counter> {
+    let f = Family::<Labels, Counter>::default();
+    let series = values
+        .into_iter()
+        .map(|v| f.get_or_create(&vec![(label, v)]).clone())
+        .collect();
+    r.register(name, help, f);
+    series
+}
+
+fn array<const N: usize>(v: Vec<Counter>) -> [Counter; N] {
+    std::array::from_fn(|i| v.get(i).cloned().unwrap_or_default())
 }
 
 impl Metrics {
-    pub fn new(regions: usize) -> Metrics {
+    /// The router's metrics, for the regions it answers with (in the config's order).
+    pub fn new(regions: &[String]) -> Metrics {
+        let mut r = Registry::default();
+        let queries = family(
+            &mut r,
+            "tradewind_router_dns_queries",
+            "DNS queries answered, by transport.",
+            "transport",
+            ["udp", "tcp"].map(String::from),
+        );
+        let rcodes = family(
+            &mut r,
+            "tradewind_router_dns_responses",
+            "DNS responses, by response code.",
+            "rcode",
+            RCODES.map(String::from),
+        );
+        let answers = family(
+            &mut r,
+            "tradewind_router_answers",
+            "Storefront answers, by the region answered with.",
+            "region",
+            regions.iter().take(REGIONS_MAX).cloned(),
+        );
+        let mut one = |name: &str, help: &str| {
+            let c = Counter::default();
+            r.register(name, help, c.clone());
+            c
+        };
+        let ecs = one(
+            "tradewind_router_ecs_queries",
+            "Queries placed by their EDNS Client Subnet.",
+        );
+        let failed_over = one(
+            "tradewind_router_failed_over",
+            "Storefront answers that passed over the client's first region for having no healthy edge.",
+        );
+        let fail_open = one(
+            "tradewind_router_fail_open",
+            "Storefront answers given while no region had a healthy edge.",
+        );
+        let cache_hits = one(
+            "tradewind_router_dns_cache_hits",
+            "UDP answers given again from the answer cache (counted in the other counters too).",
+        );
+        let panics = one(
+            "tradewind_router_dns_panics",
+            "Queries whose answer panicked (a bug; the listener went on).",
+        );
         Metrics {
-            counters: Counters::default(),
-            regions: regions.min(REGIONS_MAX),
+            queries: array(queries),
+            rcodes: array(rcodes),
+            ecs,
+            answers,
+            fail_open,
+            failed_over,
+            panics,
+            cache_hits,
+            registry: r,
         }
-    }
-
-    fn read(&self, counter: impl Fn(&Counters) -> &AtomicU64) -> u64 {
-        counter(&self.counters).load(Ordering::Relaxed)
     }
 
     /// Counts one answer.
     pub fn count(&self, t: &Tally) {
-        self.query(t.tcp);
+        self.queries[usize::from(t.tcp)].inc();
         if t.ecs {
-            self.ecs();
+            self.ecs.inc();
         }
         if let Some((region, failed_over, fail_open)) = t.routed {
-            self.routed(region, failed_over, fail_open);
+            if let Some(c) = self.answers.get(region) {
+                c.inc();
+            }
+            if fail_open {
+                self.fail_open.inc();
+            } else if failed_over {
+                self.failed_over.inc();
+            }
         }
-        self.answered(t.code);
-    }
-
-    fn query(&self, tcp: bool) {
-        let s = &self.counters;
-        let c = if tcp { &s.tcp } else { &s.udp };
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn answered(&self, code: ResponseCode) {
-        let i = match code {
+        let i = match t.code {
             ResponseCode::NoError => 0,
             ResponseCode::NXDomain => 1,
             ResponseCode::Refused => 2,
@@ -92,140 +161,54 @@ impl Metrics {
             c if u16::from(c) == 16 => 5,
             _ => 6,
         };
-        self.counters.rcodes[i].fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn ecs(&self) {
-        self.counters.ecs.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn routed(&self, region: usize, skipped: bool, fail_open: bool) {
-        let s = &self.counters;
-        if let Some(c) = s.answers.get(region) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-        if fail_open {
-            s.fail_open.fetch_add(1, Ordering::Relaxed);
-        } else if skipped {
-            s.failed_over.fetch_add(1, Ordering::Relaxed);
-        }
+        self.rcodes[i].inc();
     }
 
     pub fn cache_hit(&self) {
-        self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        self.cache_hits.inc();
     }
 
     pub fn panicked(&self) {
-        self.counters.panics.fetch_add(1, Ordering::Relaxed);
+        self.panics.inc();
     }
 
     pub fn fail_open_total(&self) -> u64 {
-        self.read(|s| &s.fail_open)
+        self.fail_open.get()
     }
 
-    pub fn render(&self, regions: &[String], edges: &[EdgeState]) -> String {
-        let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "{name}{labels} {v}");
+    /// Every edge's state now, as a registry to write beside the counters.
+    fn edges(edges: &[EdgeState]) -> Registry {
+        let mut r = Registry::default();
+        let up = Family::<Labels, Gauge>::default();
+        // Counted by the health checker; made afresh at each scrape with the totals so far.
+        let checks = Family::<Labels, Counter>::default();
+        for e in edges {
+            up.get_or_create(&vec![
+                ("edge", e.name.clone()),
+                ("region", e.region.clone()),
+            ])
+            .set(i64::from(e.up));
+            for (result, n) in [("pass", e.checks_passed), ("fail", e.checks_failed)] {
+                checks
+                    .get_or_create(&vec![("edge", e.name.clone()), ("result", result.into())])
+                    .inc_by(n);
             }
-        };
-        let one = |v: u64| vec![(String::new(), v)];
-        family(
-            "tradewind_router_dns_queries_total",
-            "counter",
-            "DNS queries answered, by transport.",
-            vec![
-                ("{transport=\"udp\"}".into(), self.read(|s| &s.udp)),
-                ("{transport=\"tcp\"}".into(), self.read(|s| &s.tcp)),
-            ],
-        );
-        family(
-            "tradewind_router_dns_responses_total",
-            "counter",
-            "DNS responses, by response code.",
-            RCODES
-                .iter()
-                .enumerate()
-                .map(|(i, code)| (format!("{{rcode=\"{code}\"}}"), self.read(|s| &s.rcodes[i])))
-                .collect(),
-        );
-        family(
-            "tradewind_router_ecs_queries_total",
-            "counter",
-            "Queries placed by their EDNS Client Subnet.",
-            one(self.read(|s| &s.ecs)),
-        );
-        family(
-            "tradewind_router_answers_total",
-            "counter",
-            "Storefront answers, by the region answered with.",
-            regions
-                .iter()
-                .take(self.regions)
-                .enumerate()
-                .map(|(i, r)| (format!("{{region=\"{r}\"}}"), self.read(|s| &s.answers[i])))
-                .collect(),
-        );
-        family(
-            "tradewind_router_failed_over_total",
-            "counter",
-            "Storefront answers that passed over the client's first region for having no healthy edge.",
-            one(self.read(|s| &s.failed_over)),
-        );
-        family(
-            "tradewind_router_fail_open_total",
-            "counter",
-            "Storefront answers given while no region had a healthy edge.",
-            one(self.fail_open_total()),
-        );
-        family(
-            "tradewind_router_dns_cache_hits_total",
-            "counter",
-            "UDP answers given again from the answer cache (counted in the other counters too).",
-            one(self.read(|s| &s.cache_hits)),
-        );
-        family(
-            "tradewind_router_dns_panics_total",
-            "counter",
-            "Queries whose answer panicked (a bug; the listener went on).",
-            one(self.read(|s| &s.panics)),
-        );
-        family(
+        }
+        r.register(
             "tradewind_router_edge_up",
-            "gauge",
             "Whether an edge is in the answers.",
-            edges
-                .iter()
-                .map(|e| {
-                    (
-                        format!("{{edge=\"{}\",region=\"{}\"}}", e.name, e.region),
-                        u64::from(e.up),
-                    )
-                })
-                .collect(),
+            up,
         );
-        family(
-            "tradewind_router_health_checks_total",
-            "counter",
+        r.register(
+            "tradewind_router_health_checks",
             "Health checks of edges, by result.",
-            edges
-                .iter()
-                .flat_map(|e| {
-                    [
-                        (
-                            format!("{{edge=\"{}\",result=\"pass\"}}", e.name),
-                            e.checks_passed,
-                        ),
-                        (
-                            format!("{{edge=\"{}\",result=\"fail\"}}", e.name),
-                            e.checks_failed,
-                        ),
-                    ]
-                })
-                .collect(),
+            checks,
         );
-        out
+        r
+    }
+
+    /// The answer to `GET /metrics`: the counters, and every edge's state now.
+    pub fn respond(&self, edges: &[EdgeState]) -> axum::response::Response {
+        http_api::metrics::respond(&[&self.registry, &Self::edges(edges)])
     }
 }

@@ -600,12 +600,19 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
                 edges,
             });
         }
+        // Ready once every edge has applied what the group had when the edges started (the
+        // whole sample catalog and its stock): an edge behind that would answer from less.
+        let loaded = group_version(&http, &mesh_regions, &token).await?;
         for e in mesh_regions.iter().flat_map(|r| &r.edges) {
             wait_until(&format!("edge {} to have its catalog", e.name), || async {
-                http.get(format!("{}/healthz", e.url))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
+                let Ok(r) = http.get(format!("{}/healthz", e.url)).send().await else {
+                    return false;
+                };
+                let ok = r.status().is_success();
+                let status: serde_json::Value = r.json().await.unwrap_or_default();
+                ok && status["applied_version"]
+                    .as_u64()
+                    .is_some_and(|v| v >= loaded)
             })
             .await?;
         }
@@ -915,6 +922,29 @@ async fn wait_for_leader(http: &reqwest::Client, cores: &[MeshCore]) -> anyhow::
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The group's version, from the first core that answers.
+async fn group_version(
+    http: &reqwest::Client,
+    regions: &[MeshRegion],
+    token: &str,
+) -> anyhow::Result<u64> {
+    for r in regions {
+        let answer = http
+            .get(format!("{}/admin/v1/cluster", r.core.admin_url))
+            .bearer_auth(token)
+            .send()
+            .await;
+        let cluster: Option<serde_json::Value> = match answer {
+            Ok(a) if a.status().is_success() => a.json().await.ok(),
+            _ => None,
+        };
+        if let Some(v) = cluster.as_ref().and_then(|c| c["version"].as_u64()) {
+            return Ok(v);
+        }
+    }
+    bail!("no core told the group's version")
 }
 
 /// A SKU of the catalog sold in USD, for the example order.

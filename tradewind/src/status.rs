@@ -19,13 +19,6 @@ async fn get(http: &reqwest::Client, url: &str, token: Option<&str>) -> Option<(
     Some((status, res.text().await.ok()?))
 }
 
-/// The value of `name` in a Prometheus text page.
-fn metric(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 pub async fn run(mesh_path: &Path) -> anyhow::Result<()> {
     let mesh = Mesh::load(mesh_path)?;
     let http = reqwest::Client::builder()
@@ -76,7 +69,7 @@ pub async fn run(mesh_path: &Path) -> anyhow::Result<()> {
         write!(out, "{:<16} {:<9} {:>8} {:>7}", r.name, role, applied, lag)?;
         for (i, e) in r.edges.iter().enumerate() {
             let health = get(&http, &format!("{}/healthz", e.url), None).await;
-            let (verdict, version, lag, pending) = match &health {
+            let (verdict, version, lag, pending, units) = match &health {
                 Some((code, body)) => {
                     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
                     (
@@ -84,14 +77,10 @@ pub async fn run(mesh_path: &Path) -> anyhow::Result<()> {
                         v["applied_version"].to_string(),
                         v["version_lag"].to_string(),
                         v["outbox_pending"].to_string(),
+                        v["grant_units"].to_string(),
                     )
                 }
-                None => ("down", "-".into(), "-".into(), "-".into()),
-            };
-            let units = match get(&http, &format!("{}/metrics", e.url), None).await {
-                Some((200, text)) => metric(&text, "tradewind_edge_grant_units")
-                    .map_or_else(|| "-".to_owned(), |u| u.to_string()),
-                _ => "-".to_owned(),
+                None => ("down", "-".into(), "-".into(), "-".into(), "-".into()),
             };
             if i > 0 {
                 write!(out, "{:<43}", "")?;

@@ -969,13 +969,11 @@ async fn a_backlog_of_large_orders_commits_once_the_core_is_back() {
         },
     )
     .await;
-    let age: f64 = edge
-        .metrics()
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix("tradewind_edge_outbox_oldest_pending_seconds "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let age = http_api::metrics::sample(
+        &edge.metrics().await,
+        "tradewind_edge_outbox_oldest_pending_seconds",
+    )
+    .unwrap_or(0.0);
     assert!(age >= 1.5, "{age}");
     core.thaw();
 

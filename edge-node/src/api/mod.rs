@@ -29,7 +29,6 @@ use utoipa_axum::routes;
 
 use crate::cache::ProductCache;
 use crate::cores::Cores;
-use crate::forwarder::ForwardStats;
 use crate::grants::DemandBook;
 use crate::metrics::Metrics;
 use crate::mirror::Catalog;
@@ -56,7 +55,6 @@ pub struct EdgeParts {
     /// SKUs sold here, for the grant keeper to look at.
     pub refill: mpsc::Sender<SkuId>,
     pub metrics: Arc<Metrics>,
-    pub forward: Arc<ForwardStats>,
     /// Rendered products.
     pub cache: ProductCache,
     pub stale_after: Duration,

@@ -31,6 +31,8 @@ pub(super) struct EdgeStatus {
     outbox_oldest_pending_ms: Option<u64>,
     /// Past this, the edge is not healthy: what it accepts is not reaching any core.
     outbox_pending_age_max_ms: u64,
+    /// Units this edge may still sell from its grants.
+    grant_units: u64,
     /// False while shutting down.
     accepting: bool,
 }
@@ -56,8 +58,13 @@ fn edge_status(e: &Edge) -> EdgeStatus {
         outbox_pending: e.outbox.pending_count(),
         outbox_oldest_pending_ms: e.outbox.oldest_pending_ms(util::clock::now_ms()),
         outbox_pending_age_max_ms: e.pending_age_max.as_millis() as u64,
+        grant_units: grant_units(e),
         accepting: e.accepting.load(Ordering::Acquire),
     }
+}
+
+fn grant_units(e: &Edge) -> u64 {
+    e.outbox.all_units().iter().map(|(_, n)| n).sum()
 }
 
 /// Where this edge stands: its region's version, staleness, and the outbox.
@@ -129,27 +136,16 @@ pub(super) async fn openapi_json() -> Response {
     get,
     path = "/metrics",
     tag = "operations",
-    responses((status = OK, description = "Counters, gauges and histograms in the Prometheus text format.", content_type = "text/plain"))
+    responses((status = OK, description = "Counters, gauges and histograms in the OpenMetrics text format (Prometheus scrapes it).", content_type = "application/openmetrics-text"))
 )]
 pub(super) async fn metrics(State(e): State<Edge>) -> Response {
-    let units: u64 = e.outbox.all_units().iter().map(|(_, n)| n).sum();
-    let text = e.metrics.render(&crate::metrics::Gauges {
+    e.metrics.respond(&crate::metrics::Gauges {
         outbox_pending: e.outbox.pending_count(),
         outbox_oldest_pending_ms: e.outbox.oldest_pending_ms(util::clock::now_ms()),
         intake_queued: e.outbox.queued(),
-        grant_units: units,
+        grant_units: grant_units(&e),
         feed_version: e.catalog.version(),
         feed_lag: e.catalog.lag(),
-        cache: e.cache.counts(),
         staleness_ms: e.staleness_ms(),
-        forward: &e.forward,
-    });
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        text,
-    )
-        .into_response()
+    })
 }

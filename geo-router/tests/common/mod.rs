@@ -250,8 +250,7 @@ pub async fn udp_on(sock: &tokio::net::UdpSocket, server: SocketAddr, m: &Messag
 
 /// The value of the metric line that starts with `name` (its labels included), if any.
 pub fn metric(page: &str, name: &str) -> Option<u64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    http_api::metrics::sample(page, name).map(|v| v as u64)
 }
 
 pub async fn tcp(server: SocketAddr, m: &Message) -> Message {

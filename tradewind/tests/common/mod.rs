@@ -316,12 +316,7 @@ impl EdgeProcess {
 
     /// The value of counter or gauge `name` in the edge's metrics (0 when absent).
     pub async fn metric(&self, name: &str) -> u64 {
-        self.metrics()
-            .await
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        http_api::metrics::sample(&self.metrics().await, name).map_or(0, |v| v as u64)
     }
 }
 
