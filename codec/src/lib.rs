@@ -225,6 +225,45 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Why a value does not match its golden file.
+#[cfg(feature = "golden")]
+#[derive(Debug, thiserror::Error)]
+pub enum GoldenError {
+    #[error("{}: {source}; a new format's golden file is written with UPDATE_GOLDEN=1", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not hex", path.display())]
+    NotHex { path: std::path::PathBuf },
+    #[error(
+        "{format} ({type_name}) encodes differently from its golden bytes in {}:\n  kept: {kept}\n  now:  {now}\n\
+         A stored or sent layout changed: give the type a new version with a migration \
+         (codec's module docs), and a golden file of its own.",
+        path.display()
+    )]
+    Changed {
+        format: Format,
+        type_name: &'static str,
+        path: std::path::PathBuf,
+        kept: String,
+        now: String,
+    },
+    #[error("{}: the golden bytes decode to {back}, not {value}", path.display())]
+    DecodesOtherwise {
+        path: std::path::PathBuf,
+        back: String,
+        value: String,
+    },
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
 /// Checks that `value` encodes to exactly the bytes kept in the golden file at `path` (hex),
 /// and that those bytes decode back to `value`: a change to a stored or sent layout fails here
 /// instead of silently changing what is on disk and on the wire. With `UPDATE_GOLDEN=1` in the
@@ -234,44 +273,50 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
 pub fn check_golden<T: Versioned + PartialEq + fmt::Debug>(
     path: &std::path::Path,
     value: &T,
-) -> Result<(), String> {
+) -> Result<(), GoldenError> {
     check_golden_as(T::FORMAT, path, value)
 }
 
 /// `check_golden` for a value encoded with `encode_as(format, ..)`.
 #[cfg(feature = "golden")]
-pub fn check_golden_as<T>(format: Format, path: &std::path::Path, value: &T) -> Result<(), String>
+pub fn check_golden_as<T>(
+    format: Format,
+    path: &std::path::Path,
+    value: &T,
+) -> Result<(), GoldenError>
 where
     T: Serialize + DeserializeOwned + PartialEq + fmt::Debug,
 {
-    let bytes = encode_as(format, value).map_err(|e| e.to_string())?;
+    let bytes = encode_as(format, value)?;
     if std::env::var_os("UPDATE_GOLDEN").is_some() && !path.exists() {
-        std::fs::write(path, hex(&bytes) + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(path, hex(&bytes) + "\n").map_err(|source| GoldenError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
     }
-    let kept = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "{}: {e}; a new format's golden file is written with UPDATE_GOLDEN=1",
-            path.display()
-        )
+    let kept = std::fs::read_to_string(path).map_err(|source| GoldenError::Read {
+        path: path.to_owned(),
+        source,
     })?;
-    let kept = unhex(&kept).ok_or_else(|| format!("{}: not hex", path.display()))?;
+    let kept = unhex(&kept).ok_or_else(|| GoldenError::NotHex {
+        path: path.to_owned(),
+    })?;
     if kept != bytes {
-        return Err(format!(
-            "{format} ({}) encodes differently from its golden bytes in {}:\n  kept: {}\n  now:  {}\n\
-             A stored or sent layout changed: give the type a new version with a migration \
-             (codec's module docs), and a golden file of its own.",
-            std::any::type_name::<T>(),
-            path.display(),
-            hex(&kept),
-            hex(&bytes)
-        ));
+        return Err(GoldenError::Changed {
+            format,
+            type_name: std::any::type_name::<T>(),
+            path: path.to_owned(),
+            kept: hex(&kept),
+            now: hex(&bytes),
+        });
     }
-    let back: T = decode_as(format, &kept).map_err(|e| e.to_string())?;
+    let back: T = decode_as(format, &kept)?;
     if &back != value {
-        return Err(format!(
-            "{}: the golden bytes decode to {back:?}, not {value:?}",
-            path.display()
-        ));
+        return Err(GoldenError::DecodesOtherwise {
+            path: path.to_owned(),
+            back: format!("{back:?}"),
+            value: format!("{value:?}"),
+        });
     }
     Ok(())
 }
@@ -452,11 +497,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("sample-v1.hex");
         std::fs::write(&path, hex(&encode(&sample()).unwrap())).unwrap();
-        assert_eq!(check_golden(&path, &sample()), Ok(()));
+        check_golden(&path, &sample()).unwrap();
         let mut changed = sample();
         changed.items.push(4);
         let err = check_golden(&path, &changed).unwrap_err();
-        assert!(err.contains("encodes differently"), "{err}");
+        assert!(matches!(err, GoldenError::Changed { .. }), "{err}");
+        assert!(err.to_string().contains("encodes differently"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

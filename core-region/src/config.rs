@@ -199,7 +199,7 @@ impl CoreConfig {
         if let Some(r) = &self.raft {
             check_raft(&self.region, r)?;
         }
-        self.raft_log_path()?;
+        self.raft_log_path().map_err(|e| e.0)?;
         let g = &self.grant_policy;
         if g.max_share_bps > 10_000 || g.horizon_ms == 0 || g.min_units > g.max_units {
             return Err(
@@ -264,7 +264,7 @@ fn check_raft(region: &str, r: &RaftConfig) -> Result<(), String> {
 
 impl CoreConfig {
     /// Where the Raft log lives.
-    pub fn raft_log_path(&self) -> Result<PathBuf, String> {
+    pub fn raft_log_path(&self) -> Result<PathBuf, Invalid> {
         if let Some(p) = self.raft.as_ref().and_then(|r| r.log_path.clone()) {
             return Ok(p);
         }
@@ -273,9 +273,10 @@ impl CoreConfig {
                 .parent()
                 .unwrap_or(Path::new("."))
                 .join("raft-log.redb")),
-            StoreConfig::Foundationdb { .. } => Err(
-                "with store.backend = \"foundationdb\", set raft.log_path (a local file)".into(),
-            ),
+            StoreConfig::Foundationdb { .. } => Err(Invalid::at(
+                "raft.log_path",
+                "set it (a local file) with store.backend = \"foundationdb\"",
+            )),
         }
     }
 

@@ -35,6 +35,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("config: {0}")]
+    Config(#[from] util::config::Invalid),
     #[error("{0}")]
     Other(String),
 }
@@ -147,7 +149,7 @@ pub async fn serve(
         None => None,
     };
     let (id, members) = config.members();
-    let log_path = config.raft_log_path().map_err(StartError::Other)?;
+    let log_path = config.raft_log_path()?;
     let timing = config.raft.as_ref().map(|r| r.timing).unwrap_or_default();
     let node = RaftNode::start(
         id,

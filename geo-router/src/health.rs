@@ -285,7 +285,7 @@ fn yes() -> bool {
 }
 
 /// Whether an edge that answered `status` with `body` can take shoppers, and if not, why.
-pub fn judge(status: u16, body: &[u8], max_staleness_ms: Option<u64>) -> Result<(), String> {
+pub(crate) fn judge(status: u16, body: &[u8], max_staleness_ms: Option<u64>) -> Result<(), String> {
     let Ok(h) = serde_json::from_slice::<EdgeHealth>(body) else {
         return Err(format!("HTTP {status} without an edge health document"));
     };
