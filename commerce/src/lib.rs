@@ -2,7 +2,9 @@
 //!
 //! This crate owns the domain model (products and SKUs, money, markets, price lists, orders)
 //! and every rule over it: the pricing engine, order validation, escrow arithmetic and grant
-//! sizing, the commands that change state, and the key layout of the authoritative store.
+//! sizing, the commands that change state and the one function that decides them (`decide`),
+//! how long a key answers retries (`dedup`), refusals with their kind (`refusal`), the formats
+//! of everything stored or sent (`format`), and the key layout of the authoritative store.
 //!
 //! It must never do IO, spawn, sleep or read a clock: time is a parameter (`now_ms`), so that
 //! every rule is a deterministic function that property tests can drive and every replica of

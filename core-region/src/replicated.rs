@@ -15,7 +15,7 @@ use crate::store::Rows;
 use replication::failpoint;
 
 /// A snapshot of the region's state: every row of its store (`StateMachine::dump`).
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Snapshot(Rows);
 
 impl codec::FirstVersion for Snapshot {
@@ -97,5 +97,23 @@ impl App for CoreApp {
     fn install(&self, snapshot: &[u8], meta: Vec<u8>) -> Result<(), AppError> {
         let Snapshot(rows) = codec::decode(snapshot)?;
         Ok(self.machine.blocking_write().install(rows, meta)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot's layout is pinned: a member installs what another encoded, perhaps a build
+    /// apart.
+    #[test]
+    fn a_snapshot_encodes_as_its_golden_bytes() {
+        let rows = vec![
+            (b"Mapplied".to_vec(), 42u64.to_be_bytes().to_vec()),
+            (b"P\x00P-1".to_vec(), vec![1, 2, 3]),
+        ];
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/snapshot-v1.hex");
+        codec::check_golden(&path, &Snapshot(rows)).unwrap();
     }
 }
