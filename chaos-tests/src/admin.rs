@@ -17,10 +17,11 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// The admin API at `base` (`http://host:port`), with its bearer token.
-    pub fn new(base: &str, token: String) -> anyhow::Result<Admin> {
+    /// The admin API at `base` (`https://host:port`), with its bearer token, trusting the
+    /// CA at `ca` when given.
+    pub fn new(base: &str, token: String, ca: Option<&std::path::Path>) -> anyhow::Result<Admin> {
         Ok(Admin {
-            http: reqwest::Client::builder()
+            http: http_api::client::builder(ca)?
                 .timeout(Duration::from_secs(30))
                 .build()?,
             base: base.trim_end_matches('/').to_owned(),
@@ -49,7 +50,8 @@ impl Admin {
         Ok(count("stocked") > 0 || count("committed") > 0)
     }
 
-    /// Sends one write, retrying (with the same Idempotency-Key) while the core is unavailable.
+    /// Sends one write, retrying (with the same Idempotency-Key) while the core is unavailable
+    /// or asks this client to slow down (after its Retry-After).
     pub async fn send(
         &self,
         method: reqwest::Method,
@@ -70,6 +72,19 @@ impl Admin {
                 .await;
             match res {
                 Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r)
+                    if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS
+                        && attempt < ATTEMPTS =>
+                {
+                    let wait = r
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                        .unwrap_or(1)
+                        .min(10);
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
+                    continue;
+                }
                 Ok(r)
                     if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
                         && attempt < ATTEMPTS => {}

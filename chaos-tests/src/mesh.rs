@@ -1,13 +1,18 @@
 //! `mesh.json` (DESIGN §3): what a running demo is made of, where each part listens and which
 //! process it is. `demo` writes it once every part is ready; `status` (and the drills) read it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Mesh {
     pub admin_token: String,
+    /// The deployment's CA (PEM): what the parts' HTTPS certificates are signed by, for
+    /// clients to trust (`curl --cacert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
     pub regions: Vec<MeshRegion>,
     /// How inter-region links behave: `none` (no delay of their own) or `realistic` (the real
     /// regions' round trips).
@@ -73,6 +78,13 @@ pub struct MeshEdge {
 }
 
 impl Mesh {
+    /// A client of the mesh's APIs: it trusts the mesh's CA, and gives up after `timeout`.
+    pub fn client(&self, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+        Ok(http_api::client::builder(self.ca.as_deref())?
+            .timeout(timeout)
+            .build()?)
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Mesh> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading {} (is the demo running?)", path.display()))?;

@@ -14,11 +14,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::checker::{Event, FinalInventory, FinalOrder, FinalState, Line};
+use crate::mesh::Mesh;
 
 /// History events waiting to be written.
 const HISTORY_QUEUE: usize = 65_536;
 /// How long one request may take before it counts as unanswered.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a shopper waits after an edge did not answer, or answered 5xx.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// How long an admin waits for one core before trying the next.
@@ -43,6 +44,9 @@ pub struct Workload {
     pub max_orders: Option<u64>,
     /// Admins changing prices and adding stock of `skus`, when present.
     pub admin: Option<AdminLoad>,
+    /// The client requests go out with (it trusts the mesh's CA; `Mesh::client`). Each
+    /// request is given `REQUEST_TIMEOUT`.
+    pub http: reqwest::Client,
     /// Every random choice (what each shopper does, which SKU, the keys' random bits) follows
     /// from this: a drill run again with it makes the same choices in the same order per
     /// shopper (the timings, and so what the mesh answers, are the machine's).
@@ -153,10 +157,7 @@ pub async fn run(
     stop: watch::Receiver<bool>,
     live: Arc<Live>,
 ) -> Counts {
-    let http = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .unwrap_or_default();
+    let http = w.http.clone();
     let w = Arc::new(w);
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(admin) = w.admin.clone() {
@@ -398,10 +399,9 @@ async fn admins(
 }
 
 /// Every decided order and the inventory of `skus`, from the core at `admin`.
-pub async fn final_state(admin: &str, token: &str, skus: &[String]) -> anyhow::Result<FinalState> {
-    let http = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()?;
+pub async fn final_state(mesh: &Mesh, admin: &str, skus: &[String]) -> anyhow::Result<FinalState> {
+    let http = mesh.client(REQUEST_TIMEOUT)?;
+    let token = &mesh.admin_token;
     let get = |url: String| {
         let req = http.get(url).bearer_auth(token);
         async move {

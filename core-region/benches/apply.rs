@@ -522,8 +522,8 @@ fn run_http_prices(clients: usize, batches_per_client: usize) -> f64 {
         std::fs::write(
             &cfg_path,
             format!(
-                "region = \"bench\"\n[store]\nbackend = \"redb\"\npath = \"core.redb\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_sha256 = [\"{}\"]\n",
-                core_region::api::auth::sha256_hex(token)
+                "region = \"bench\"\n[store]\nbackend = \"redb\"\npath = \"core.redb\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_sha256 = [\"{}\"]\n[admin.http]\nplain_http = true\n",
+                http_api::bearer::sha256_hex(token)
             ),
         )
         .unwrap();

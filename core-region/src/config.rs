@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use commerce::escrow::GrantPolicy;
 use util::config::{Config, Invalid, resolve};
 
-use crate::api::auth::TokenSet;
 use crate::writes::WriteLimits;
+use http_api::bearer::TokenSet;
 use replication::feed::FeedLimits;
 use replication::protocol::{Member, NodeId};
 use replication::raft::{Members, Timing};
@@ -116,18 +116,32 @@ pub struct AdminConfig {
     /// slowly or never finishes is cut off instead of holding a connection forever.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// The admin listener: TLS certificate, timeouts, caps, rates, trusted proxies.
+    #[serde(default)]
+    pub http: http_api::serve::Settings,
 }
 
 impl AdminConfig {
     /// The admin API on `listen` for the tokens of `token_sha256`, with the default bounds.
-    pub fn new(listen: SocketAddr, token_sha256: Vec<String>) -> Self {
+    pub fn new(
+        listen: SocketAddr,
+        token_sha256: Vec<String>,
+        http: http_api::serve::Settings,
+    ) -> Self {
         AdminConfig {
             listen,
             token_sha256,
+            http,
             body_max_bytes: default_body_max_bytes(),
             write_timeout_ms: default_write_timeout_ms(),
             request_timeout_ms: default_request_timeout_ms(),
         }
+    }
+
+    /// The admin API's URL, as the other regions and tools reach it.
+    pub fn url(&self) -> String {
+        let scheme = if self.http.is_tls() { "https" } else { "http" };
+        format!("{scheme}://{}", self.listen)
     }
 }
 
@@ -158,10 +172,12 @@ impl Config for CoreConfig {
                 resolve(base, p);
             }
         }
+        self.admin.http.resolve(base);
     }
 
     fn check(&self) -> Result<(), Invalid> {
-        self.problems().map_err(Invalid)
+        self.problems().map_err(Invalid)?;
+        self.admin.http.check("admin.http", self.admin.listen)
     }
 }
 
@@ -312,7 +328,7 @@ impl CoreConfig {
                     Member {
                         name: self.region.clone(),
                         raft_addr: String::new(),
-                        admin_url: format!("http://{}", self.admin.listen),
+                        admin_url: self.admin.url(),
                     },
                 )])
                 .into(),
@@ -339,6 +355,8 @@ path = "data/core.redb"
 [admin]
 listen = "127.0.0.1:0"
 token_sha256 = ["0000000000000000000000000000000000000000000000000000000000000000"]
+[admin.http]
+plain_http = true
 "#;
 
     #[test]

@@ -15,7 +15,6 @@ use replication::raft::RaftNode;
 use replication::tls::NodeTls;
 use replication::transport::Transport;
 
-use crate::api::auth::TokenSet;
 use crate::api::{self, AppState};
 use crate::config::{CoreConfig, StoreConfig};
 use crate::feed::StoreSnapshots;
@@ -23,6 +22,7 @@ use crate::machine::{MachineError, StateMachine};
 use crate::replicated::CoreApp;
 use crate::store::{Store, StoreError};
 use crate::writes::Writes;
+use http_api::bearer::TokenSet;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -37,6 +37,8 @@ pub enum StartError {
     },
     #[error("config: {0}")]
     Config(#[from] util::config::Invalid),
+    #[error("admin listener: {0}")]
+    Listener(#[from] http_api::serve::ServeError),
     #[error("{0}")]
     Other(String),
 }
@@ -182,6 +184,7 @@ pub async fn serve(
         write_timeout: Duration::from_millis(config.admin.write_timeout_ms),
         started_at_ms: util::clock::now_ms(),
     };
+    let front = http_api::serve::Front::new(&config.admin.http)?;
     let listener = TcpListener::bind(config.admin.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -192,7 +195,7 @@ pub async fn serve(
         addr: config.admin.listen,
         source,
     })?;
-    tracing::info!(%admin, ?raft_addr, "admin API listening");
+    tracing::info!(%admin, ?raft_addr, tls = front.is_tls(), "admin API listening");
     on_ready(Started {
         admin,
         raft: raft_addr,
@@ -203,10 +206,7 @@ pub async fn serve(
         config.admin.body_max_bytes,
         Duration::from_millis(config.admin.request_timeout_ms),
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| StartError::Other(e.to_string()))?;
+    front.serve(listener, app, shutdown).await;
     tracing::info!("admin API stopped; stopping raft");
     if let Ok(node) = Arc::try_unwrap(node) {
         node.shutdown().await;

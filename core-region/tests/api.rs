@@ -25,7 +25,7 @@ impl Core {
     /// Starts a core with extra lines for its `[admin]` table.
     async fn start_with(body_max_bytes: usize, admin_extra: &str) -> Core {
         let dir = tempfile::tempdir().unwrap();
-        let digest = core_region::api::auth::sha256_hex(TOKEN);
+        let digest = http_api::bearer::sha256_hex(TOKEN);
         let toml = format!(
             r#"
 region = "test-region"
@@ -37,6 +37,8 @@ listen = "127.0.0.1:0"
 token_sha256 = ["{digest}"]
 body_max_bytes = {body_max_bytes}
 {admin_extra}
+[admin.http]
+plain_http = true
 "#
         );
         let path = dir.path().join("core.toml");

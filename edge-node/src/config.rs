@@ -17,6 +17,9 @@ pub struct EdgeConfig {
     pub name: String,
     /// The storefront API's address (port 0 picks one; the chosen one is printed).
     pub listen: SocketAddr,
+    /// The storefront listener: TLS certificate, timeouts, caps, rates, trusted proxies.
+    #[serde(default)]
+    pub http: http_api::serve::Settings,
     /// The deployment's certificates (`tradewind certs init`): `ca.pem`, `<name>.pem`,
     /// `<name>.key`.
     pub certs_dir: PathBuf,
@@ -108,10 +111,6 @@ pub struct Limits {
     pub central_timeout_ms: u64,
     /// Central orders waiting for the core at once; past this, 503 at once.
     pub central_inflight_max: usize,
-    /// Requests per second one client address may make, and the burst it may make at once;
-    /// past them, 429 with Retry-After.
-    pub client_rate_per_s: u32,
-    pub client_burst: u32,
 }
 
 impl Default for Limits {
@@ -125,10 +124,6 @@ impl Default for Limits {
             // A region's leader commits thousands of orders a second; this many waiting from
             // one edge means the core is slow, and more would only queue.
             central_inflight_max: 256,
-            // A shopper's browser makes tens of requests a second at most; a whole office
-            // behind one address, a few hundred.
-            client_rate_per_s: 500,
-            client_burst: 1_000,
         }
     }
 }
@@ -168,10 +163,12 @@ impl Config for EdgeConfig {
     fn resolve(&mut self, base: &Path) {
         resolve(base, &mut self.certs_dir);
         resolve(base, &mut self.outbox_path);
+        self.http.resolve(base);
     }
 
     fn check(&self) -> Result<(), Invalid> {
-        self.problems().map_err(Invalid)
+        self.problems().map_err(Invalid)?;
+        self.http.check("http", self.listen)
     }
 }
 
@@ -191,10 +188,8 @@ impl EdgeConfig {
             || l.request_timeout_ms < 100
             || l.intake_queue == 0
             || l.central_inflight_max == 0
-            || l.client_rate_per_s == 0
-            || l.client_burst == 0
         {
-            return Err("limits: body_max_bytes >= 1024, request_timeout_ms >= 100, intake_queue, central_inflight_max, client_rate_per_s and client_burst > 0".into());
+            return Err("limits: body_max_bytes >= 1024, request_timeout_ms >= 100, intake_queue and central_inflight_max > 0".into());
         }
         if self.grants.window_ms == 0 {
             return Err("grants.window_ms: more than 0".into());
@@ -227,6 +222,8 @@ name = "ap-singapore-1"
 listen = "127.0.0.1:0"
 certs_dir = "certs"
 outbox_path = "data/outbox.redb"
+[http]
+plain_http = true
 [[cores]]
 name = "ap-singapore"
 quic = "127.0.0.1:7102"

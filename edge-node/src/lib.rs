@@ -8,8 +8,8 @@
 //! (`forwarder`), where each order commits once by its id. With no grant left an order is sent
 //! to the core while the shopper waits (central mode). The grant keeper asks for grants as
 //! SKUs sell and gives them back on shutdown (`grants`). Writes reach the core over the mesh
-//! (`cores`); the API is `api`, its rendered products `cache`, its counters `metrics`, its per-client token bucket
-//! `ratelimit`, start-up `server`.
+//! (`cores`); the API is `api` (served over TLS with `http_api::serve`'s defences), its
+//! rendered products `cache`, its counters `metrics`, start-up `server`.
 //!
 //! The edge never imports the core: it speaks to it only through `replication`'s mesh and
 //! `commerce`'s types.
@@ -25,5 +25,4 @@ pub mod grants;
 pub mod metrics;
 pub mod mirror;
 pub mod outbox;
-pub mod ratelimit;
 pub mod server;

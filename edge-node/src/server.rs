@@ -129,6 +129,7 @@ pub async fn serve(
         accepting: Arc::clone(&accepting),
     }));
     let app = router(edge, &config.limits);
+    let front = http_api::serve::Front::new(&config.http).map_err(fail("storefront listener"))?;
     let listener = std::net::TcpListener::bind(config.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(fail(&format!("listen on {}", config.listen)))?;
@@ -140,7 +141,7 @@ pub async fn serve(
     let mut servers = Vec::with_capacity(threads);
     for i in 0..threads {
         let listener = listener.try_clone().map_err(fail("listen"))?;
-        let (app, mut serving) = (app.clone(), serving.clone());
+        let (app, front, mut serving) = (app.clone(), Arc::clone(&front), serving.clone());
         let server = std::thread::Builder::new()
             .name(format!("http-{i}"))
             .spawn(move || -> std::io::Result<()> {
@@ -149,12 +150,12 @@ pub async fn serve(
                     .build()?;
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)?;
-                    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
+                    front
+                        .serve(listener, app, async move {
                             let _ = serving.wait_for(|on| !on).await;
                         })
-                        .await
+                        .await;
+                    Ok(())
                 })
             })
             .map_err(fail("start the storefront's threads"))?;
@@ -162,7 +163,8 @@ pub async fn serve(
     }
     drop(listener);
     on_ready(Started { http });
-    tracing::info!(edge = %config.name, %http, threads, "storefront API listening");
+    let tls = front.is_tls();
+    tracing::info!(edge = %config.name, %http, threads, tls, "storefront API listening");
 
     let wind_down = {
         let (outbox, link, metrics) = (outbox.clone(), link.clone(), Arc::clone(&metrics));

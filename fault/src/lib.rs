@@ -72,6 +72,11 @@ kinds! {
     /// A bad query, path or header.
     BadRequest => "bad-request", Caller, Never;
     Unauthorized => "unauthorized", Caller, Never;
+    /// Plain HTTP sent to a port that speaks TLS only.
+    TlsRequired => "tls-required", Caller, Never;
+    /// A forwarding header (`X-Forwarded-For`, `Forwarded`) from an address that is not one of
+    /// the listener's trusted proxies.
+    UntrustedForwarding => "untrusted-forwarding-header", Caller, Never;
     NotFound => "not-found", Caller, Never;
     MethodNotAllowed => "method-not-allowed", Caller, Never;
     MissingIdempotencyKey => "missing-idempotency-key", Caller, Never;

@@ -108,12 +108,19 @@ pub struct NameServer {
 pub struct HttpSettings {
     /// `/v1/route`, `/v1/health`, `/metrics`, `/healthz` (0 picks a port).
     pub listen: SocketAddr,
+    /// The listener: TLS certificate, timeouts, caps, rates, trusted proxies.
+    #[serde(default)]
+    pub listener: http_api::serve::Settings,
 }
 
 /// Active checks of every edge's `/healthz`.
-#[derive(Debug, Clone, Copy, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthSettings {
+    /// The CA (PEM) that signs the edges' certificates, for `https` health URLs
+    /// (`certs/ca.pem` of `tradewind certs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
     pub interval_ms: u64,
     /// A check that takes longer fails.
     pub timeout_ms: u64,
@@ -130,6 +137,7 @@ pub struct HealthSettings {
 impl Default for HealthSettings {
     fn default() -> Self {
         HealthSettings {
+            ca: None,
             interval_ms: 500,
             timeout_ms: 400,
             down_after: 3,
@@ -195,10 +203,15 @@ impl Config for RouterConfig {
         if let Some(p) = self.geo.mmdb.as_mut() {
             resolve(base, p);
         }
+        self.http.listener.resolve(base);
+        if let Some(p) = self.health.ca.as_mut() {
+            resolve(base, p);
+        }
     }
 
     fn check(&self) -> Result<(), Invalid> {
-        self.problems().map_err(Invalid)
+        self.problems().map_err(Invalid)?;
+        self.http.listener.check("http.listener", self.http.listen)
     }
 }
 
@@ -369,6 +382,8 @@ listen = "127.0.0.1:0"
 nameservers = [{ name = "ns1", addresses = ["127.0.0.1"] }]
 [http]
 listen = "127.0.0.1:0"
+[http.listener]
+plain_http = true
 [geo]
 networks = [
   { cidr = "192.0.2.0/24", region = "cn-shanghai" },

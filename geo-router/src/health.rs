@@ -116,7 +116,7 @@ impl Health {
             .collect();
         let board = build_board(&edges, c.regions.len());
         Health {
-            settings: c.health,
+            settings: c.health.clone(),
             edges: Mutex::new(edges),
             board: RwLock::new(Arc::new(board)),
             generation: AtomicU64::new(0),
@@ -176,7 +176,7 @@ impl Health {
 
     /// Checks every edge until the returned tasks are aborted.
     pub fn spawn_checks(self: &Arc<Self>) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-        let client = reqwest::Client::builder()
+        let client = http_api::client::builder(self.settings.ca.as_deref())?
             .no_proxy()
             .timeout(Duration::from_millis(self.settings.timeout_ms))
             .connect_timeout(Duration::from_millis(self.settings.timeout_ms))

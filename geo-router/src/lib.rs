@@ -78,6 +78,7 @@ pub async fn serve(
         Duration::from_millis(config.dns.tcp_idle_ms),
     ));
 
+    let front = http_api::serve::Front::new(&config.http.listener)?;
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
@@ -91,13 +92,9 @@ pub async fn serve(
     });
     let checks = health.spawn_checks()?;
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let http_task = tokio::spawn(front.serve(http_listener, app, async {
+        let _ = stopped.await;
+    }));
     on_ready(Started {
         dns: dns_addr,
         http: http_addr,

@@ -169,6 +169,8 @@ zone = "shop.tradewind.test"
 listen = "127.0.0.1:0"
 [http]
 listen = "127.0.0.1:0"
+[http.listener]
+plain_http = true
 [geo]
 mmdb = "test-city.mmdb"
 countries = { sg = "ap-singapore" }
@@ -244,6 +246,8 @@ zone = "shop.tradewind.test"
 listen = "127.0.0.1:0"
 [http]
 listen = "127.0.0.1:0"
+[http.listener]
+plain_http = true
 [[regions]]
 name = "a"
 latitude = 0

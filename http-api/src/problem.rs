@@ -27,6 +27,14 @@ pub fn status_and_title(kind: Kind) -> (StatusCode, &'static str) {
         ),
         BadRequest => (S::BAD_REQUEST, "Bad request"),
         Unauthorized => (S::UNAUTHORIZED, "Missing or wrong bearer token"),
+        TlsRequired => (
+            S::BAD_REQUEST,
+            "This port speaks TLS 1.3 only: use https://",
+        ),
+        UntrustedForwarding => (
+            S::BAD_REQUEST,
+            "Forwarding header from an address that is not a trusted proxy",
+        ),
         NotFound => (S::NOT_FOUND, "Not found"),
         MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "Method not allowed"),
         MissingIdempotencyKey => (
@@ -85,6 +93,19 @@ pub struct ProblemDocument {
     pub detail: String,
 }
 
+impl ProblemDocument {
+    /// The document for a problem of `kind`.
+    pub fn of(kind: Kind, detail: String) -> Self {
+        let (status, title) = status_and_title(kind);
+        ProblemDocument {
+            type_: format!("{TYPE_BASE}{}", kind.slug()),
+            title,
+            status: status.as_u16(),
+            detail,
+        }
+    }
+}
+
 /// A problem document ready to send.
 #[derive(Debug)]
 pub struct Problem {
@@ -129,13 +150,8 @@ impl Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let (status, title) = status_and_title(self.kind);
-        let body = ProblemDocument {
-            type_: format!("{TYPE_BASE}{}", self.kind.slug()),
-            title,
-            status: status.as_u16(),
-            detail: self.detail,
-        };
+        let status = self.status();
+        let body = ProblemDocument::of(self.kind, self.detail);
         let mut res = (status, Json(body)).into_response();
         let h = res.headers_mut();
         h.insert(

@@ -4,7 +4,10 @@
 //!
 //! Files in a certificate directory: `ca.pem` (the CA certificate, given to every node),
 //! `ca.key` (the CA key, kept by the operator to add nodes later), and `<node>.pem` with
-//! `<node>.key` per node.
+//! `<node>.key` per node. The same CA signs the certificates HTTPS listeners serve
+//! (`<name>.https.pem` with `<name>.https.key`): those name what clients dial (addresses and
+//! storefront names) and allow server use only, so one can never stand for a node in the mesh,
+//! whose peers must present client use.
 
 use std::path::{Path, PathBuf};
 
@@ -120,6 +123,62 @@ pub fn issue_node(dir: &Path, node: &str) -> Result<(), CertError> {
     write_new(&dir.join(format!("{node}.pem")), &cert.pem(), false)
 }
 
+/// Most names one HTTPS certificate may carry.
+pub const SERVER_NAMES_MAX: usize = 100;
+
+/// Issues `<name>.https.pem` and `<name>.https.key` in `dir`, signed by the CA found there,
+/// for a listener that clients reach by `names` (DNS names, wildcards such as `*.shop.example`,
+/// or IP addresses). Issuing again replaces the pair (each file by a rename, so a listener that
+/// reads them meanwhile sees a whole file), which the listener picks up without a restart.
+pub fn issue_server(
+    dir: &Path,
+    name: &str,
+    names: &[String],
+) -> Result<(PathBuf, PathBuf), CertError> {
+    check_node_name(name)?;
+    if names.is_empty() || names.len() > SERVER_NAMES_MAX {
+        return Err(CertError::BadName(format!(
+            "{name}: 1 to {SERVER_NAMES_MAX} names for clients to reach it by"
+        )));
+    }
+    for n in names {
+        if n.parse::<std::net::IpAddr>().is_err()
+            && ServerName::try_from(n.trim_start_matches("*.")).is_err()
+        {
+            return Err(CertError::BadName(n.chars().take(80).collect()));
+        }
+    }
+    let ca_key = KeyPair::from_pem(&read(&dir.join("ca.key"))?)?;
+    let issuer = Issuer::new(ca_params(), ca_key);
+    // rcgen makes an IP address SAN of a name that parses as one.
+    let mut params = CertificateParams::new(names.to_vec())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    let (cert_path, key_path) = (
+        dir.join(format!("{name}.https.pem")),
+        dir.join(format!("{name}.https.key")),
+    );
+    replace(&key_path, &key.serialize_pem(), true)?;
+    replace(&cert_path, &cert.pem(), false)?;
+    Ok((cert_path, key_path))
+}
+
+/// Writes `path` whole: a new file beside it, renamed over it.
+fn replace(path: &Path, contents: &str, private: bool) -> Result<(), CertError> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    write_new(&tmp, contents, private)?;
+    std::fs::rename(&tmp, path).map_err(|source| CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// A CA and certificates for `nodes` in a new directory.
 pub fn init(dir: &Path, nodes: &[String]) -> Result<(), CertError> {
     for n in nodes {
@@ -143,6 +202,44 @@ mod tests {
         }
         for bad in ["", "CN", "a_b", "-a", "a-", "a.b", "x".repeat(64).as_str()] {
             assert!(check_node_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn https_certificates_name_what_clients_dial_and_serve_servers_only() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), &["cn-shanghai".to_owned()]).unwrap();
+        let names = vec![
+            "127.0.1.1".to_owned(),
+            "::1".to_owned(),
+            "shop.example".to_owned(),
+            "*.shop.example".to_owned(),
+        ];
+        let (cert, _) = issue_server(dir.path(), "cn-shanghai", &names).unwrap();
+        let first = std::fs::read(&cert).unwrap();
+        // Issued again, it is replaced (a renewal), not refused.
+        issue_server(dir.path(), "cn-shanghai", &names).unwrap();
+        assert_ne!(std::fs::read(&cert).unwrap(), first);
+        let pem = std::fs::read_to_string(&cert).unwrap();
+        let der = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes()).unwrap();
+        let parsed = webpki::EndEntityCert::try_from(&der).unwrap();
+        for (name, ok) in [
+            ("127.0.1.1", true),
+            ("::1", true),
+            ("shop.example", true),
+            ("www.shop.example", true),
+            ("cn-shanghai", false),
+            ("127.0.0.1", false),
+        ] {
+            let n = rustls::pki_types::ServerName::try_from(name).unwrap();
+            assert_eq!(
+                parsed.verify_is_valid_for_subject_name(&n).is_ok(),
+                ok,
+                "{name}"
+            );
+        }
+        for bad in [vec![], vec!["a b".to_owned()]] {
+            assert!(issue_server(dir.path(), "cn-shanghai", &bad).is_err());
         }
     }
 
@@ -172,6 +269,14 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
+            let (_, key) = issue_server(
+                dir.path(),
+                "cn-shanghai",
+                &["127.0.1.1".into(), "shop.example".into()],
+            )
+            .unwrap();
+            let mode = std::fs::metadata(key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
             let mode = std::fs::metadata(dir.path().join("ca.key"))
                 .unwrap()
                 .permissions()

@@ -49,7 +49,7 @@ async fn price_propagation(mesh: &Value) -> (usize, Vec<Vec<f64>>) {
         .to_owned();
     let edges = edge_urls(mesh);
     let sku = first_sku(&edges[0]).await;
-    let http = reqwest::Client::new();
+    let http = common::client();
     let mut arrivals = vec![Vec::new(); edges.len()];
     for i in 0..PRICE_CHANGES {
         let amount = 100_000 + i as i64;

@@ -237,7 +237,7 @@ fn main() {
             "bench-1",
             "bench",
             &[("bench", core.quic.unwrap())],
-            "[limits]\nclient_rate_per_s = 1000000\nclient_burst = 1000000\n",
+            "[http]\nclient_rate_per_s = 1000000\nclient_burst = 1000000\n",
         );
         let edge = EdgeProcess::start(&edge_config);
         while client().get(edge.url("/healthz")).send().await.unwrap().status() != 200 {

@@ -13,9 +13,13 @@ use tokio::task::JoinSet;
 pub enum CatalogCommand {
     /// Load the sample cross-border catalog (markets, products, prices, promotions, stock).
     LoadSample {
-        /// The core's admin API, e.g. http://127.0.0.1:7101
+        /// The core's admin API, e.g. https://127.0.1.1:7101
         #[arg(long)]
         admin: String,
+        /// The deployment's CA (PEM) to trust for an https admin URL (the demo's is
+        /// `.tradewind/certs/ca.pem`).
+        #[arg(long)]
+        cacert: Option<std::path::PathBuf>,
         /// Admin bearer token.
         #[arg(long, env = "TRADEWIND_ADMIN_TOKEN", hide_env_values = true)]
         token: String,
@@ -39,24 +43,26 @@ const CHUNK: usize = 1_000;
 pub async fn run(command: CatalogCommand) -> anyhow::Result<()> {
     let CatalogCommand::LoadSample {
         admin,
+        cacert,
         token,
         products,
         seed,
     } = command;
-    load_sample(&admin, token, products, seed).await
+    load_sample(&admin, token, cacert.as_deref(), products, seed).await
 }
 
 /// Writes the sample catalog of `products` products from `seed` to the core at `admin`.
 pub async fn load_sample(
     admin: &str,
     token: String,
+    ca: Option<&std::path::Path>,
     products: usize,
     seed: u64,
 ) -> anyhow::Result<()> {
     if products == 0 || products > 1_000_000 {
         bail!("--products must be 1 to 1000000");
     }
-    let admin = Admin::new(admin, token)?;
+    let admin = Admin::new(admin, token, ca)?;
     let started = std::time::Instant::now();
     let catalog = sample::generate(products, seed);
     // The stock of the sample's last stocked SKU is written last: if the core has it, the

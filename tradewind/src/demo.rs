@@ -252,27 +252,62 @@ fn prepare(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<String> 
         Ok(_) => {}
         Err(_) => std::fs::write(&record, &want)?,
     }
+    // The CA is made once (or brought by the operator); each node's certificate once.
     let certs = dir.join("certs");
     if !certs.join("ca.pem").exists() {
-        let nodes: Vec<String> = regions
-            .iter()
-            .flat_map(|r| {
-                std::iter::once(r.name.to_owned()).chain(r.edges.iter().map(|(n, _)| n.clone()))
-            })
-            .collect();
-        replication::certs::init(&certs, &nodes).context("making the mesh's certificates")?;
+        replication::certs::init_ca(&certs).context("making the mesh's CA")?;
     }
+    let nodes = regions.iter().flat_map(|r| {
+        std::iter::once(r.name.to_owned()).chain(r.edges.iter().map(|(n, _)| n.clone()))
+    });
+    for node in nodes {
+        if !certs.join(format!("{node}.pem")).exists() {
+            replication::certs::issue_node(&certs, &node)
+                .with_context(|| format!("making {node}'s certificate"))?;
+        }
+    }
+    issue_https_certs(&certs, regions).context("making the HTTPS listeners' certificates")?;
     let token_file = dir.join("admin-token");
     let token = match std::fs::read_to_string(&token_file) {
         Ok(t) => t.trim().to_owned(),
         Err(_) => {
-            let (token, _) = core_region::api::auth::new_token();
+            let (token, _) = http_api::bearer::new_token();
             chaos_tests::mesh::write_private(&token_file, &token)?;
             token
         }
     };
     Ok(token)
 }
+
+/// The certificates the HTTPS listeners serve, issued again at every start (renewed, and
+/// following the layout): a core's admin API for its address, an edge for its address and the
+/// zone's storefront names, the router's API for its address.
+fn issue_https_certs(certs: &Path, regions: &[RegionLayout]) -> anyhow::Result<()> {
+    let storefront = [ZONE.to_owned(), format!("www.{ZONE}")];
+    for r in regions {
+        replication::certs::issue_server(certs, r.name, &[r.admin.ip().to_string()])?;
+        for (name, addr) in &r.edges {
+            let names: Vec<String> = std::iter::once(addr.ip().to_string())
+                .chain(storefront.iter().cloned())
+                .collect();
+            replication::certs::issue_server(certs, name, &names)?;
+        }
+    }
+    replication::certs::issue_server(certs, ROUTER, &[Ipv4Addr::LOCALHOST.to_string()])?;
+    Ok(())
+}
+
+/// A part's HTTPS listener, serving the certificate `issue_https_certs` made for `name`, from
+/// a config one directory below the state directory.
+fn https(name: &str) -> http_api::serve::Settings {
+    http_api::serve::Settings::tls(
+        format!("../certs/{name}.https.pem").into(),
+        format!("../certs/{name}.https.key").into(),
+    )
+}
+
+/// The deployment's CA, as a part's config names it.
+const CA_FROM_PART: &str = "../certs/ca.pem";
 
 /// Where region `from` reaches region `to`'s core: its own directly, another through their link.
 fn reach(regions: &[RegionLayout], from: usize, to: usize) -> SocketAddr {
@@ -310,7 +345,7 @@ fn core_config(regions: &[RegionLayout], me: usize, digest: &str) -> CoreConfig 
             id: i as u64 + 1,
             name: m.name.to_owned(),
             raft_addr: m.quic.to_string(),
-            admin_url: format!("http://{}", m.admin),
+            admin_url: format!("https://{}", m.admin),
             voter: true,
         })
         .collect();
@@ -319,7 +354,13 @@ fn core_config(regions: &[RegionLayout], me: usize, digest: &str) -> CoreConfig 
         store: StoreConfig::Redb {
             path: "core.redb".into(),
         },
-        admin: AdminConfig::new(r.admin, vec![digest.to_owned()]),
+        admin: AdminConfig::new(r.admin, vec![digest.to_owned()], {
+            // The operator's tools (the sample loader, the drills) write in bursts.
+            let mut http = https(r.name);
+            http.client_rate_per_s = 5_000;
+            http.client_burst = 10_000;
+            http
+        }),
         writes: Default::default(),
         raft: Some(RaftConfig {
             node_id: me as u64 + 1,
@@ -353,6 +394,7 @@ fn edge_config(
         region: regions[region].name.to_owned(),
         name: name.to_owned(),
         listen,
+        http: https(name),
         certs_dir: "../certs".into(),
         outbox_path: "outbox.redb".into(),
         cores,
@@ -516,7 +558,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
     let regions = layout(&args)?;
     check_ports(&args, &regions)?;
     let token = prepare(&args, &regions)?;
-    let digest = core_region::api::auth::sha256_hex(&token);
+    let digest = http_api::bearer::sha256_hex(&token);
     let dir = std::fs::canonicalize(&args.state_dir)?;
     // Parts are started in order and stopped in reverse: the proxy, cores, then edges.
     let mut parts: Vec<Part> = Vec::new();
@@ -545,7 +587,8 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
             });
             parts.push(part);
         }
-        let http = reqwest::Client::builder()
+        let ca = dir.join("certs").join("ca.pem");
+        let http = http_api::client::trusting(&ca)?
             .timeout(Duration::from_secs(5))
             .build()?;
         let leader = wait_for_leader(&http, &cores).await?;
@@ -563,6 +606,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
             crate::catalog::load_sample(
                 at,
                 token.clone(),
+                Some(&ca),
                 args.sample_products,
                 crate::catalog::SAMPLE_SEED,
             )
@@ -619,6 +663,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
         let router = Some(start_router(&args, &regions, &dir, &mut parts).await?);
         let mesh = Mesh {
             admin_token: token.clone(),
+            ca: Some(ca.clone()),
             regions: mesh_regions,
             wan: args.wan.name().to_owned(),
             proxy,
@@ -809,7 +854,7 @@ fn router_config(args: &DemoArgs, regions: &[RegionLayout]) -> RouterConfig {
                     .iter()
                     .map(|(name, addr)| RouterEdge {
                         name: name.clone(),
-                        health_url: format!("http://{addr}/healthz"),
+                        health_url: format!("https://{addr}/healthz"),
                         addresses: vec![addr.ip()],
                     })
                     .collect(),
@@ -827,8 +872,14 @@ fn router_config(args: &DemoArgs, regions: &[RegionLayout]) -> RouterConfig {
                 addresses: vec![dns.ip()],
             }],
         ),
-        http: HttpSettings { listen: http },
-        health: HealthSettings::default(),
+        http: HttpSettings {
+            listen: http,
+            listener: https(ROUTER),
+        },
+        health: HealthSettings {
+            ca: Some(CA_FROM_PART.into()),
+            ..HealthSettings::default()
+        },
         geo: GeoSettings {
             networks,
             ..GeoSettings::default()
@@ -990,13 +1041,15 @@ fn print_endpoints(mesh: &Mesh, mesh_path: &Path, dir: &Path, sku: &str, took: D
     println!("  mesh           {}", mesh_path.display());
     println!("  logs           {}", dir.join("logs").display());
     println!();
-    println!("Try:");
-    println!("  curl -s '{edge}/v1/products?limit=2&currency=USD'");
+    println!("Try (every API speaks TLS 1.3; curl trusts the mesh's CA with --cacert):");
+    let ca = dir.join("certs").join("ca.pem");
+    let curl = format!("curl -s --cacert {}", ca.display());
+    println!("  {curl} '{edge}/v1/products?limit=2&currency=USD'");
     println!(
-        "  curl -s -X POST {edge}/v1/orders -H 'content-type: application/json' -H \"idempotency-key: $(cat /proc/sys/kernel/random/uuid)\" \\\n    -d '{{\"customer_id\": \"c-1\", \"currency\": \"USD\", \"lines\": [{{\"sku\": \"{sku}\", \"qty\": 1}}], \"ship_to\": {{\"country\": \"SG\", \"line1\": \"1 Raffles Place\", \"city\": \"Singapore\", \"postal_code\": \"048616\"}}}}'"
+        "  {curl} -X POST {edge}/v1/orders -H 'content-type: application/json' -H \"idempotency-key: $(cat /proc/sys/kernel/random/uuid)\" \\\n    -d '{{\"customer_id\": \"c-1\", \"currency\": \"USD\", \"lines\": [{{\"sku\": \"{sku}\", \"qty\": 1}}], \"ship_to\": {{\"country\": \"SG\", \"line1\": \"1 Raffles Place\", \"city\": \"Singapore\", \"postal_code\": \"048616\"}}}}'"
     );
     println!(
-        "  curl -s -H 'authorization: Bearer {}' {admin}/admin/v1/cluster",
+        "  {curl} -H 'authorization: Bearer {}' {admin}/admin/v1/cluster",
         mesh.admin_token
     );
     if let Some(r) = &mesh.router
@@ -1008,7 +1061,7 @@ fn print_endpoints(mesh: &Mesh, mesh_path: &Path, dir: &Path, sku: &str, took: D
             dns.port(),
             r.zone
         );
-        println!("  curl -s '{}/v1/route?ip=203.0.113.7'", r.http);
+        println!("  {curl} '{}/v1/route?ip=203.0.113.7'", r.http);
     }
     println!(
         "  cargo run --release -- status --mesh {}",

@@ -59,6 +59,10 @@ enum Command {
         /// Products in the sample catalog.
         #[arg(long, default_value_t = 1_000, requires = "load_sample")]
         sample_products: usize,
+        /// The CA the admin API's certificate is signed by, for the sample loader (a TLS admin
+        /// API; `certs/ca.pem` of `tradewind certs`).
+        #[arg(long, requires = "load_sample")]
+        cacert: Option<PathBuf>,
     },
     /// Run one edge node (storefront API, local order intake from escrow grants).
     Edge {
@@ -127,6 +131,20 @@ enum CertsCommand {
         dir: PathBuf,
         #[arg(long)]
         node: String,
+    },
+    /// Issue (or renew) the certificate an HTTPS listener serves, signed by the CA in the
+    /// directory: <name>.https.pem and <name>.https.key, for the config's tls_cert and
+    /// tls_key. A listener serving them picks a renewed pair up without a restart.
+    Server {
+        #[arg(long)]
+        dir: PathBuf,
+        /// What the files are named after, e.g. the node (cn-shanghai, sg-edge-1).
+        #[arg(long)]
+        name: String,
+        /// Every name clients reach the listener by: its addresses and DNS names (the
+        /// storefront names of the router's zone for an edge), comma-separated or repeated.
+        #[arg(long = "for", value_delimiter = ',', required = true)]
+        names: Vec<String>,
     },
 }
 
@@ -231,6 +249,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             check_config,
             load_sample,
             sample_products,
+            cacert,
         } => {
             let mut cfg: core_region::config::CoreConfig = util::config::load(&config)?;
             if check_config {
@@ -240,26 +259,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // The sample is loaded through the real admin API, with a token that lives only in
             // this process.
             let loader_token = load_sample.then(|| {
-                let (token, digest) = core_region::api::auth::new_token();
+                let (token, digest) = http_api::bearer::new_token();
                 cfg.admin.token_sha256.push(digest);
                 token
             });
             let region = cfg.region.clone();
+            let scheme = scheme(&cfg.admin.http);
             let rt = runtime()?;
             let stop = shutdown_signal(&rt);
             rt.block_on(core_region::server::serve(cfg, stop, |s| {
                 // One line on stdout that scripts and tests wait for.
                 let raft = s.raft.map_or_else(|| "none".to_owned(), |a| a.to_string());
                 println!(
-                    "tradewind core ready: region={region} admin=http://{} raft={raft} version={}",
+                    "tradewind core ready: region={region} admin={scheme}://{} raft={raft} version={}",
                     s.admin, s.version
                 );
                 if let Some(token) = loader_token {
-                    let admin = format!("http://{}", s.admin);
+                    let admin = format!("{scheme}://{}", s.admin);
                     tokio::spawn(async move {
                         if let Err(e) = catalog::load_sample(
                             &admin,
                             token,
+                            cacert.as_deref(),
                             sample_products,
                             catalog::SAMPLE_SEED,
                         )
@@ -287,12 +308,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             let (name, region) = (cfg.name.clone(), cfg.region.clone());
+            let scheme = scheme(&cfg.http);
             let rt = runtime()?;
             let stop = shutdown_signal(&rt);
             rt.block_on(edge_node::server::serve(cfg, stop, |s| {
                 // One line on stdout that scripts and tests wait for.
                 println!(
-                    "tradewind edge ready: edge={name} region={region} http=http://{}",
+                    "tradewind edge ready: edge={name} region={region} http={scheme}://{}",
                     s.http
                 );
             }))?;
@@ -316,10 +338,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = runtime()?;
             let stop = shutdown_signal(&rt);
             let zone = cfg.zone.clone();
+            let scheme = scheme(&cfg.http.listener);
             rt.block_on(geo_router::serve(cfg, stop, |s| {
                 // One line on stdout that scripts and tests wait for.
                 println!(
-                    "tradewind router ready: zone={zone} dns={} http=http://{}",
+                    "tradewind router ready: zone={zone} dns={} http={scheme}://{}",
                     s.dns, s.http
                 );
             }))?;
@@ -362,13 +385,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     replication::certs::issue_node(&dir, &node)?;
                     println!("{}: {node}.pem and {node}.key", dir.display());
                 }
+                CertsCommand::Server { dir, name, names } => {
+                    let (cert, key) = replication::certs::issue_server(&dir, &name, &names)?;
+                    println!(
+                        "{} and {}, for {}",
+                        cert.display(),
+                        key.display(),
+                        names.join(", ")
+                    );
+                }
             }
             Ok(())
         }
         Command::Token { command } => {
             match command {
                 TokenCommand::New => {
-                    let (token, digest) = core_region::api::auth::new_token();
+                    let (token, digest) = http_api::bearer::new_token();
                     println!("token:  {token}");
                     println!("sha256: {digest}");
                     println!("(put the sha256 line in admin.token_sha256; keep the token secret)");
@@ -378,7 +410,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     std::io::stdin()
                         .read_line(&mut token)
                         .context("reading the token from standard input")?;
-                    println!("{}", core_region::api::auth::sha256_hex(token.trim()));
+                    println!("{}", http_api::bearer::sha256_hex(token.trim()));
                 }
             }
             Ok(())
@@ -391,4 +423,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+/// The URL scheme of a listener with these settings.
+fn scheme(http: &http_api::serve::Settings) -> &'static str {
+    if http.is_tls() { "https" } else { "http" }
 }

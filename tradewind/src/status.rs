@@ -21,9 +21,7 @@ async fn get(http: &reqwest::Client, url: &str, token: Option<&str>) -> Option<(
 
 pub async fn run(mesh_path: &Path) -> anyhow::Result<()> {
     let mesh = Mesh::load(mesh_path)?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
+    let http = mesh.client(Duration::from_secs(2))?;
     // The group, from the first core that answers.
     let mut cluster: Option<Value> = None;
     for r in &mesh.regions {

@@ -297,6 +297,8 @@ async fn a_core_keeps_everything_across_kill_and_restart() {
             &core.admin,
             "--products",
             "1000",
+            "--cacert",
+            common::test_ca().join("ca.pem").to_str().unwrap(),
         ])
         .env("TRADEWIND_ADMIN_TOKEN", TOKEN)
         .output()

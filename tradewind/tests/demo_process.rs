@@ -49,7 +49,7 @@ async fn orders_and_prices_arrive_everywhere(mesh: &Value, base: u16) -> Vec<Str
     let regions = mesh["regions"].as_array().unwrap().clone();
     assert_eq!(regions.len(), 3);
     for (i, r) in regions.iter().enumerate() {
-        let want = format!("http://127.0.{}.1:{}", i + 1, base + 111);
+        let want = format!("https://127.0.{}.1:{}", i + 1, base + 111);
         assert_eq!(r["edges"][0]["url"], want.as_str());
     }
     let edges = edge_urls(mesh);

@@ -322,6 +322,7 @@ async fn a_workload_on_a_healthy_mesh_passes_the_checker() {
             token: token.clone(),
             every: Duration::from_millis(200),
         }),
+        http: common::client(),
         seed,
     };
     let path = dir.path().join("history.jsonl");
@@ -361,7 +362,8 @@ async fn a_workload_on_a_healthy_mesh_passes_the_checker() {
         .find(|r| r["name"] == leader)
         .and_then(|r| r["core"]["admin_url"].as_str())
         .unwrap();
-    let state = workload::final_state(admin, &token, &skus).await.unwrap();
+    let parsed: chaos_tests::mesh::Mesh = serde_json::from_value(mesh.clone()).unwrap();
+    let state = workload::final_state(&parsed, admin, &skus).await.unwrap();
     let history = workload::read_history(&path).unwrap();
     let count = |f: fn(&checker::Event) -> bool| history.iter().filter(|e| f(e)).count() as u64;
     assert_eq!(

@@ -420,7 +420,7 @@ async fn problem(res: reqwest::Response) -> (u16, String) {
 async fn bad_input_gets_a_problem_document_and_the_edge_serves_everyone_else() {
     let Solo { _dir, edge, .. } = solo(
         1_000,
-        "[limits]\nrequest_timeout_ms = 500\nclient_rate_per_s = 20\nclient_burst = 40\n",
+        "[limits]\nrequest_timeout_ms = 500\n[http]\nclient_rate_per_s = 20\nclient_burst = 40\n",
     )
     .await;
     let post = |body: reqwest::Body, key: Option<&str>| {
@@ -514,9 +514,7 @@ async fn bad_input_gets_a_problem_document_and_the_edge_serves_everyone_else() {
 
     // A client that never finishes its body is cut off.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut slow = tokio::net::TcpStream::connect(edge.http.trim_start_matches("http://"))
-        .await
-        .unwrap();
+    let mut slow = common::tls_stream(&edge.http).await;
     slow.write_all(b"POST /v1/orders HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nidempotency-key: slow\r\ncontent-length: 100\r\n\r\n{\"cus")
         .await
         .unwrap();
@@ -541,7 +539,8 @@ async fn bad_input_gets_a_problem_document_and_the_edge_serves_everyone_else() {
 
 /// Statuses of `n` status reads sent at once from `from`.
 async fn futures_statuses(edge: &EdgeProcess, from: &str, n: usize) -> Vec<u16> {
-    let http = reqwest::Client::builder()
+    let http = http_api::client::trusting(&common::test_ca().join("ca.pem"))
+        .unwrap()
         .local_address(from.parse::<std::net::IpAddr>().unwrap())
         .build()
         .unwrap();

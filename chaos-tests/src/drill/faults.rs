@@ -147,7 +147,7 @@ impl Faults {
         change: impl Fn(Shape) -> Shape,
     ) -> anyhow::Result<()> {
         let api = self.proxy_api()?;
-        let http = client(Duration::from_secs(2));
+        let http = client(&self.current()?, Duration::from_secs(2));
         let all = get_json(&http, &format!("{api}/v1/links"), None)
             .await
             .context("reading the fault proxy's links")?;
@@ -197,7 +197,7 @@ impl Faults {
         let at_ms = util::clock::now_ms().unsigned_abs();
         super::say("healing");
         self.record(Event::Heal { at_ms }).await;
-        let http = client(Duration::from_secs(2));
+        let http = client(&self.current()?, Duration::from_secs(2));
         let mut failed = Vec::new();
         // Last made, first undone: a link changed twice ends with its first shape.
         for step in steps.iter().rev() {

@@ -211,10 +211,11 @@ impl Run {
 
     /// The region that leads now, as the first core that answers says.
     async fn leader(&self) -> anyhow::Result<String> {
-        let http = client(Duration::from_secs(2));
+        let mesh = self.faults.current()?;
+        let http = client(&mesh, Duration::from_secs(2));
         let deadline = Instant::now() + SETTLE;
         loop {
-            for r in &self.faults.current()?.regions {
+            for r in &mesh.regions {
                 if let Some(l) = get_json(&http, &format!("{}/healthz", r.core.admin_url), None)
                     .await
                     .and_then(|h| h["leader"].as_str().map(str::to_owned))
@@ -385,6 +386,7 @@ async fn drive(
             token: run.mesh.admin_token.clone(),
             every: Duration::from_millis(500),
         }),
+        http: run.mesh.client(workload::REQUEST_TIMEOUT)?,
         seed: run.seed,
     };
     if let Drill::FlashSale {
@@ -586,7 +588,7 @@ async fn faults_of(
 
 /// The first SKUs of the catalog, with `DRILL_STOCK` more units each (at the leader).
 async fn stock_drill_skus(run: &Run, leader: &str) -> anyhow::Result<Vec<String>> {
-    let http = client(Duration::from_secs(5));
+    let http = client(&run.mesh, Duration::from_secs(5));
     let edge = &run.mesh.regions[0].edges[0].url;
     let page = get_json(
         &http,
@@ -633,7 +635,7 @@ async fn flash_sku(run: &Run, leader: &str, units: u64) -> anyhow::Result<String
     .await?;
     admin_write(run, leader, Method::POST, "prices", &price).await?;
     admin_write(run, leader, Method::POST, "stock", &stock).await?;
-    let http = client(Duration::from_secs(2));
+    let http = client(&run.mesh, Duration::from_secs(2));
     let deadline = Instant::now() + SETTLE;
     for e in run.mesh.regions.iter().flat_map(|r| &r.edges) {
         let url = format!("{}/v1/skus/{sku}/quote?qty=1&currency=USD", e.url);
@@ -665,14 +667,19 @@ async fn admin_write(
     body: &Value,
 ) -> anyhow::Result<()> {
     let mut rng = workload::chooser(run.seed, workload::SETUP.0, workload::SETUP.1);
-    crate::admin::Admin::new(&admin_url(run, region)?, run.mesh.admin_token.clone())?
-        .send(
-            method,
-            &format!("/admin/v1/{path}"),
-            &workload::key(&mut rng),
-            body,
-        )
-        .await
+    let mesh = &run.mesh;
+    crate::admin::Admin::new(
+        &admin_url(run, region)?,
+        mesh.admin_token.clone(),
+        mesh.ca.as_deref(),
+    )?
+    .send(
+        method,
+        &format!("/admin/v1/{path}"),
+        &workload::key(&mut rng),
+        body,
+    )
+    .await
 }
 
 /// After the heal: waits until every edge has sent its outbox, reads the final state at the
@@ -687,8 +694,8 @@ async fn conclude(
     aborted: Option<String>,
 ) -> anyhow::Result<()> {
     let args = drill.common();
-    let http = client(Duration::from_secs(2));
     let mesh = run.faults.current()?;
+    let http = client(&mesh, Duration::from_secs(2));
     let deadline = Instant::now() + SETTLE;
     for e in mesh.regions.iter().flat_map(|r| &r.edges) {
         while get_json(&http, &format!("{}/v1/status", e.url), None)
@@ -712,7 +719,7 @@ async fn conclude(
         .collect();
     let skus: Vec<String> = skus.into_iter().collect();
     let leader = run.leader().await?;
-    let state = workload::final_state(&admin_url(run, &leader)?, &mesh.admin_token, &skus).await?;
+    let state = workload::final_state(&mesh, &admin_url(run, &leader)?, &skus).await?;
     let v = checker::check(&events, &state);
     // This drill's orders: the core also holds every order placed before it.
     let keys: std::collections::BTreeSet<&str> = events

@@ -64,11 +64,13 @@ pub fn all_up(down: &Down) {
     regions(down).now.clear();
 }
 
-pub fn client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .unwrap_or_default()
+/// A client of `mesh`'s APIs (one that trusts no CA when the mesh's cannot be read: its
+/// requests then fail, and say so, where they are made).
+pub fn client(mesh: &Mesh, timeout: Duration) -> reqwest::Client {
+    mesh.client(timeout).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "no client that trusts the mesh's CA");
+        reqwest::Client::default()
+    })
 }
 
 pub async fn get_json(http: &reqwest::Client, url: &str, token: Option<&str>) -> Option<Value> {
@@ -91,7 +93,7 @@ pub async fn probe(
     mut stop: watch::Receiver<bool>,
     mut rng: rand::rngs::StdRng,
 ) {
-    let http = client(PROBE_TIMEOUT);
+    let http = client(&mesh, PROBE_TIMEOUT);
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut in_flight = tokio::task::JoinSet::new();
@@ -138,7 +140,7 @@ pub async fn monitor(
     healthy: Arc<std::sync::atomic::AtomicBool>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let quick = client(Duration::from_millis(500));
+    let quick = client(&mesh, Duration::from_millis(500));
     let mut tick = tokio::time::interval(OBSERVE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !*stop.borrow() {

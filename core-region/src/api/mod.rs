@@ -1,8 +1,7 @@
 //! The admin API of a core region (DESIGN §3): catalog, prices, stock, orders and escrow writes
 //! go through the log; reads come from the in-memory state or the store. Every route but
-//! `/healthz` needs a bearer token; every error is a problem document (`problem`).
+//! `/healthz` needs a bearer token (`http_api::bearer`); every error is a problem document.
 
-pub mod auth;
 mod catalog;
 mod orders;
 mod stock;
@@ -23,7 +22,7 @@ use tokio::sync::RwLock;
 use crate::machine::StateMachine;
 use crate::store::Store;
 use crate::writes::Writes;
-use auth::TokenSet;
+use http_api::bearer::TokenSet;
 use http_api::{Body, Kind, Path, Problem};
 
 /// Everything a handler needs.

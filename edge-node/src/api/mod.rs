@@ -105,14 +105,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 pub fn router(edge: Edge, limits: &crate::config::Limits) -> Router {
-    let limiter = crate::ratelimit::RateLimiter::new(limits.client_rate_per_s, limits.client_burst);
     let routes = routes()
         .0
-        .layer(DefaultBodyLimit::max(limits.body_max_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            limiter,
-            crate::ratelimit::limit,
-        ));
+        .layer(DefaultBodyLimit::max(limits.body_max_bytes));
     let timeout = Duration::from_millis(limits.request_timeout_ms);
     http_api::limits::finish(routes, timeout).with_state(edge)
 }

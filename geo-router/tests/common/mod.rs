@@ -98,7 +98,7 @@ pub fn config(edges: &[HealthServer], dns_extra: &str) -> RouterConfig {
         ("us-east", 38.9, -77.04),
     ];
     let mut text = format!(
-        "zone = \"{ZONE}\"\n[dns]\nlisten = \"127.0.0.1:0\"\n{dns_extra}\nnameservers = [{{ name = \"ns1\", addresses = [\"127.0.0.1\", \"::1\"] }}]\n[http]\nlisten = \"127.0.0.1:0\"\n[health]\ninterval_ms = 100\ntimeout_ms = 300\n[geo]\nnetworks = [\n"
+        "zone = \"{ZONE}\"\n[dns]\nlisten = \"127.0.0.1:0\"\n{dns_extra}\nnameservers = [{{ name = \"ns1\", addresses = [\"127.0.0.1\", \"::1\"] }}]\n[http]\nlisten = \"127.0.0.1:0\"\n[http.listener]\nplain_http = true\n[health]\ninterval_ms = 100\ntimeout_ms = 300\n[geo]\nnetworks = [\n"
     );
     for (i, (name, _, _)) in regions.iter().enumerate() {
         text += &format!("  {{ cidr = \"{}\", region = \"{name}\" }},\n", SUBNETS[i]);

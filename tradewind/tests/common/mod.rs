@@ -18,9 +18,46 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_tradewind")
 }
 
-/// Writes a core config for `dir` (data in `dir/data`), listening on a free port.
+/// The CA every certificate of this test binary is signed by (`ca.pem`, `ca.key` in it), so
+/// that one client (`client`) trusts every process's HTTPS listener.
+pub fn test_ca() -> &'static Path {
+    static CA: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    CA.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        replication::certs::init_ca(dir.path()).unwrap();
+        dir
+    })
+    .path()
+}
+
+/// `dir`, holding the test CA (once), and certificates for `nodes` that it lacks.
+pub fn certs_in(dir: &Path, nodes: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in ["ca.pem", "ca.key"] {
+        if !dir.join(f).exists() {
+            std::fs::copy(test_ca().join(f), dir.join(f)).unwrap();
+        }
+    }
+    for n in nodes {
+        if !dir.join(format!("{n}.pem")).exists() {
+            replication::certs::issue_node(dir, n).unwrap();
+        }
+    }
+    dir.to_path_buf()
+}
+
+/// The TOML keys of an HTTPS listener on 127.0.0.1 for `name`, its certificate issued in
+/// `certs` by the test CA.
+pub fn https_keys(certs: &Path, name: &str) -> String {
+    let (cert, key) =
+        replication::certs::issue_server(certs, name, &["127.0.0.1".to_owned()]).unwrap();
+    format!("tls_cert = {cert:?}\ntls_key = {key:?}\n")
+}
+
+/// Writes a core config for `dir` (data in `dir/data`), its admin API on a free port over TLS.
 pub fn write_config(dir: &Path) -> PathBuf {
-    let digest = core_region::api::auth::sha256_hex(TOKEN);
+    let digest = http_api::bearer::sha256_hex(TOKEN);
+    let https = https_keys(&certs_in(&dir.join("certs"), &[]), "test-region");
     let path = dir.join("core.toml");
     std::fs::write(
         &path,
@@ -33,7 +70,8 @@ path = "data/core.redb"
 [admin]
 listen = "127.0.0.1:0"
 token_sha256 = ["{digest}"]
-"#
+[admin.http]
+{https}"#
         ),
     )
     .unwrap();
@@ -68,8 +106,7 @@ pub fn write_group(dir: &Path) -> Vec<PathBuf> {
 
 /// `write_group` for the regions `regions`.
 pub fn write_group_of(dir: &Path, regions: &[&str]) -> Vec<PathBuf> {
-    let names: Vec<String> = regions.iter().map(|s| s.to_string()).collect();
-    replication::certs::init(&dir.join("certs"), &names).unwrap();
+    let certs = certs_in(&dir.join("certs"), regions);
     let ports: Vec<(u16, u16)> = regions
         .iter()
         .map(|_| (free_port(false), free_port(true)))
@@ -80,12 +117,12 @@ pub fn write_group_of(dir: &Path, regions: &[&str]) -> Vec<PathBuf> {
         .enumerate()
         .map(|(i, (name, (admin, raft)))| {
             format!(
-                "[[raft.members]]\nid = {}\nname = \"{name}\"\nraft_addr = \"127.0.0.1:{raft}\"\nadmin_url = \"http://127.0.0.1:{admin}\"\n",
+                "[[raft.members]]\nid = {}\nname = \"{name}\"\nraft_addr = \"127.0.0.1:{raft}\"\nadmin_url = \"https://127.0.0.1:{admin}\"\n",
                 i + 1
             )
         })
         .collect();
-    let digest = core_region::api::auth::sha256_hex(TOKEN);
+    let digest = http_api::bearer::sha256_hex(TOKEN);
     regions
         .iter()
         .zip(&ports)
@@ -93,6 +130,7 @@ pub fn write_group_of(dir: &Path, regions: &[&str]) -> Vec<PathBuf> {
         .map(|(i, (name, (admin, raft)))| {
             let region_dir = dir.join(name);
             std::fs::create_dir_all(&region_dir).unwrap();
+            let https = https_keys(&certs, name);
             let path = region_dir.join("core.toml");
             std::fs::write(
                 &path,
@@ -105,7 +143,8 @@ path = "data/core.redb"
 [admin]
 listen = "127.0.0.1:{admin}"
 token_sha256 = ["{digest}"]
-[raft]
+[admin.http]
+{https}[raft]
 node_id = {id}
 listen = "127.0.0.1:{raft}"
 certs_dir = "../certs"
@@ -333,7 +372,8 @@ pub fn write_edge_config(
     write_edge_config_with(dir, certs, name, region, cores, "")
 }
 
-/// `write_edge_config`, with `extra` TOML (keys, then sections) before the cores.
+/// `write_edge_config`, with `extra` TOML (keys, then sections) before the cores. The
+/// storefront serves TLS, with the keys of an `[http]` section in `extra` if it has one.
 pub fn write_edge_config_with(
     dir: &Path,
     certs: &Path,
@@ -342,9 +382,13 @@ pub fn write_edge_config_with(
     cores: &[(&str, std::net::SocketAddr)],
     extra: &str,
 ) -> PathBuf {
-    if !certs.join(format!("{name}.pem")).exists() {
-        replication::certs::issue_node(certs, name).unwrap();
-    }
+    certs_in(certs, &[name]);
+    let https = format!("[http]\n{}", https_keys(certs, name));
+    let (extra, http) = if extra.contains("[http]\n") {
+        (extra.replace("[http]\n", &https), String::new())
+    } else {
+        (extra.to_owned(), https)
+    };
     std::fs::create_dir_all(dir).unwrap();
     let cores: String = cores
         .iter()
@@ -354,15 +398,42 @@ pub fn write_edge_config_with(
     std::fs::write(
         &path,
         format!(
-            "region = \"{region}\"\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ncerts_dir = {certs:?}\noutbox_path = \"data/outbox.redb\"\n{extra}\n{cores}"
+            "region = \"{region}\"\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ncerts_dir = {certs:?}\noutbox_path = \"data/outbox.redb\"\n{extra}\n{http}{cores}"
         ),
     )
     .unwrap();
     path
 }
 
+/// A raw TLS 1.3 connection (ALPN http/1.1) to the `https://` listener at `url`, trusting the
+/// test CA: for tests that speak HTTP byte by byte.
+pub async fn tls_stream(url: &str) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let addr = url.trim_start_matches("https://");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(test_ca().join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let host = addr.rsplit_once(':').unwrap().0.to_owned();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(host.try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// A client that trusts the test CA (and so every listener of these tests, the demos' too).
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    http_api::client::trusting(&test_ca().join("ca.pem"))
+        .unwrap()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
@@ -581,8 +652,17 @@ pub async fn seed(admin: &str, units: u64) -> u64 {
 /// `tradewind demo` with `args`, until its ready line: the process, the seconds that took, and
 /// the mesh.json it wrote.
 pub fn start_demo(args: &[&str]) -> (Proc, f64, serde_json::Value) {
+    // The demo keeps a CA it finds: give it the test CA, which `client` trusts (wiping the
+    // state here for --fresh, so that the demo does not wipe the CA too).
+    if let Some(i) = args.iter().position(|a| *a == "--state-dir") {
+        let state = Path::new(args[i + 1]);
+        if args.contains(&"--fresh") && state.exists() {
+            std::fs::remove_dir_all(state).unwrap();
+        }
+        certs_in(&state.join("certs"), &[]);
+    }
     let args: Vec<&std::ffi::OsStr> = std::iter::once("demo")
-        .chain(args.iter().copied())
+        .chain(args.iter().copied().filter(|a| *a != "--fresh"))
         .map(|a| a.as_ref())
         .collect();
     let t = std::time::Instant::now();

@@ -1,4 +1,4 @@
-//! Bearer tokens for the admin API. The config holds only SHA-256 digests of the tokens, so a
+//! Bearer tokens for the mesh's operator APIs (a core's admin API, the fault proxy's). The config holds only SHA-256 digests of the tokens, so a
 //! leaked config file does not leak a usable token; a presented token is hashed and compared
 //! with every digest in constant time, so timing says nothing about how close a guess was.
 //! Tokens are long random strings (`tradewind token new`), so a fast hash is enough: there is

@@ -1,16 +1,11 @@
-//! A token bucket per client address: one client flooding the edge is answered 429 with
-//! Retry-After, and everyone else is served as before. The table of clients is bounded; when
-//! full, clients whose buckets have refilled (idle ones) are forgotten first.
+//! A token bucket per client (a `client_key`): one client flooding a listener is answered 429
+//! with Retry-After, and everyone else is served as before. The table of clients is bounded;
+//! when full, clients whose buckets have refilled (idle ones) are forgotten first.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use http_api::{Kind, Problem};
 
 /// Clients tracked at once.
 const CLIENTS_MAX: usize = 65_536;
@@ -30,6 +25,11 @@ impl RateLimiter {
             burst: f64::from(burst.max(1)),
             buckets: Arc::default(),
         }
+    }
+
+    /// Requests per second a client may make.
+    pub fn rate(&self) -> f64 {
+        self.rate
     }
 
     /// Takes a token for `client` at `now`; when there is none, the seconds until there is.
@@ -54,27 +54,6 @@ impl RateLimiter {
         } else {
             Err(((1.0 - *tokens) / self.rate).ceil().max(1.0) as u32)
         }
-    }
-}
-
-/// The middleware: a request without a token is answered 429 at once.
-pub async fn limit(
-    State(limiter): State<RateLimiter>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-    next: Next,
-) -> Response {
-    match limiter.take(peer.ip(), Instant::now()) {
-        Ok(()) => next.run(req).await,
-        Err(wait) => Problem::new(
-            Kind::RateLimited,
-            format!(
-                "over {} requests per second from this address",
-                limiter.rate
-            ),
-        )
-        .retry_after(wait)
-        .into_response(),
     }
 }
 
