@@ -8,7 +8,10 @@
 //! queue full, is dropped, as a router drops it.
 //!
 //! The control API (HTTP on loopback): `GET /v1/links` lists the links with their shape and
-//! counters; `PUT /v1/links/{name}` sets a link's shape; `GET /healthz`.
+//! counters; `PUT /v1/links/{name}` sets a link's shape; `GET /healthz`. Every route but
+//! `/healthz` asks for a bearer token, and every request must name the API's own loopback
+//! address in `Host`: a web page a developer visits cannot cut their mesh's links by pointing
+//! a name it controls at 127.0.0.1 (DNS rebinding).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,6 +23,7 @@ use util::config::{Config, Invalid};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
+use http_api::bearer::TokenSet;
 use http_api::{Body, Kind, Path, Problem};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
@@ -95,6 +99,8 @@ pub struct LinkSpec {
 pub struct ProxyConfig {
     /// The control API; loopback only.
     pub api: SocketAddr,
+    /// SHA-256 digests (hex) of the bearer tokens the API takes (`tradewind token new`).
+    pub token_sha256: Vec<String>,
     pub links: Vec<LinkSpec>,
 }
 
@@ -103,6 +109,10 @@ impl Config for ProxyConfig {
         if !self.api.ip().is_loopback() {
             return Err(Invalid::at("api", "a loopback address"));
         }
+        if self.token_sha256.is_empty() {
+            return Err(Invalid::at("token_sha256", "at least one token's digest"));
+        }
+        TokenSet::from_hex(&self.token_sha256).map_err(|e| Invalid::at("token_sha256", e))?;
         let mut names = std::collections::BTreeSet::new();
         for l in &self.links {
             if !names.insert(l.name.as_str()) {
@@ -497,19 +507,77 @@ pub async fn serve(
             }
         }
     }
+    let tokens = TokenSet::from_hex(&config.token_sha256)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let api = TcpListener::bind(config.api).await?;
     let addr = api.local_addr()?;
+    let guarded = Router::new()
+        .route("/v1/links", get(list))
+        .route("/v1/links/{name}", axum::routing::put(set))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            let tokens = tokens.clone();
+            async move { bearer(&tokens, req, next).await }
+        }));
     let app = http_api::limits::finish(
-        Router::new()
-            .route("/v1/links", get(list))
-            .route("/v1/links/{name}", axum::routing::put(set))
-            .route("/healthz", get(|| async { "ok" })),
+        guarded.route("/healthz", get(|| async { "ok" })),
         Duration::from_secs(10),
     )
+    .layer(axum::middleware::from_fn(move |req, next| {
+        own_host(addr, req, next)
+    }))
     .with_state(Arc::clone(&links));
+    let front = http_api::serve::Front::new(&http_api::serve::Settings::plain())
+        .map_err(std::io::Error::other)?;
     on_ready(Started { api: addr });
     tokio::select! {
-        r = axum::serve(api, app).with_graceful_shutdown(shutdown) => r,
+        () = front.serve(api, app, shutdown) => Ok(()),
         Some(Ok(Err(e))) = running.join_next() => Err(e),
+    }
+}
+
+/// Refuses a request without one of the API's bearer tokens.
+async fn bearer(
+    tokens: &TokenSet,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let auth = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if tokens.accepts_header(auth) {
+        next.run(req).await
+    } else {
+        Problem::new(
+            Kind::Unauthorized,
+            "the fault proxy's API needs its bearer token",
+        )
+        .into_response()
+    }
+}
+
+/// Refuses a request whose `Host` is not the API's own address (or `localhost` at its port).
+async fn own_host(
+    api: SocketAddr,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let ours =
+        host.is_some_and(|h| h == api.to_string() || h == format!("localhost:{}", api.port()));
+    if ours {
+        next.run(req).await
+    } else {
+        Problem::new(
+            Kind::BadRequest,
+            format!("Host must be {api} or localhost:{}", api.port()),
+        )
+        .into_response()
     }
 }

@@ -12,6 +12,8 @@ use chaos_tests::proxy::{LinkSpec, Protocol, ProxyConfig, Shape, serve};
 use replication::tls::NodeTls;
 use replication::transport::{Answer, Handler, Transport, TransportError};
 
+const TOKEN: &str = "tw_proxy_test_token";
+
 /// Answers small requests at once, and large ones never.
 struct Slow;
 
@@ -28,7 +30,10 @@ impl Handler for Slow {
 }
 
 async fn bytes_through(api: &str) -> u64 {
-    let v: serde_json::Value = reqwest::get(format!("{api}/v1/links"))
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{api}/v1/links"))
+        .bearer_auth(TOKEN)
+        .send()
         .await
         .unwrap()
         .json()
@@ -52,6 +57,7 @@ async fn a_call_that_times_out_stops_sending_its_request() {
         .local_addr()
         .unwrap();
     let config = ProxyConfig {
+        token_sha256: vec![http_api::bearer::sha256_hex(TOKEN)],
         api: any,
         links: vec![LinkSpec {
             name: "client->server".into(),

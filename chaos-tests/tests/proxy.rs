@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use chaos_tests::proxy::{LinkSpec, Protocol, ProxyConfig, Shape, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+const TOKEN: &str = "tw_proxy_test_token";
+
 fn free_udp() -> SocketAddr {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -63,6 +65,7 @@ async fn udp_round_trip(link: SocketAddr, wait: Duration) -> Option<Duration> {
 async fn shape(api: &str, link: &str, s: serde_json::Value) -> reqwest::StatusCode {
     reqwest::Client::new()
         .put(format!("{api}/v1/links/{link}"))
+        .bearer_auth(TOKEN)
         .json(&s)
         .send()
         .await
@@ -75,6 +78,7 @@ async fn links_delay_cut_drop_and_throttle_as_told_while_they_run() {
     let (udp_target, tcp_target) = (udp_echo().await, tcp_echo().await);
     let (udp_link, tcp_link) = (free_udp(), free_tcp());
     let config = ProxyConfig {
+        token_sha256: vec![http_api::bearer::sha256_hex(TOKEN)],
         api: "127.0.0.1:0".parse().unwrap(),
         links: vec![
             LinkSpec {
@@ -104,6 +108,25 @@ async fn links_delay_cut_drop_and_throttle_as_told_while_they_run() {
         let _ = tx.send(s.api);
     }));
     let api = format!("http://{}", rx.await.unwrap());
+    // The API takes only its token, and only requests that name its own address.
+    let http = reqwest::Client::new();
+    let anonymous = http.get(format!("{api}/v1/links")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let wrong = http
+        .get(format!("{api}/v1/links"))
+        .bearer_auth("tw_not_it")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let rebound = http
+        .get(format!("{api}/v1/links"))
+        .bearer_auth(TOKEN)
+        .header("host", "attacker.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 400);
 
     // Latency each way: a round trip costs twice the link's latency.
     let rtt = udp_round_trip(udp_link, Duration::from_secs(2))
@@ -204,7 +227,10 @@ async fn links_delay_cut_drop_and_throttle_as_told_while_they_run() {
         shape(&api, "u", serde_json::json!({"latency": 5})).await,
         422
     );
-    let links: serde_json::Value = reqwest::get(format!("{api}/v1/links"))
+    let links: serde_json::Value = reqwest::Client::new()
+        .get(format!("{api}/v1/links"))
+        .bearer_auth(TOKEN)
+        .send()
         .await
         .unwrap()
         .json()

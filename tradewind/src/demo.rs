@@ -563,7 +563,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
     // Parts are started in order and stopped in reverse: the proxy, cores, then edges.
     let mut parts: Vec<Part> = Vec::new();
     let startup = async {
-        let proxy = Some(start_proxy(&args, &regions, &dir, &mut parts).await?);
+        let proxy = Some(start_proxy(&args, &regions, &dir, &digest, &mut parts).await?);
         let mut cores = Vec::new();
         for (i, r) in regions.iter().enumerate() {
             let home = dir.join(r.name);
@@ -752,6 +752,7 @@ async fn start_proxy(
     args: &DemoArgs,
     regions: &[RegionLayout],
     dir: &Path,
+    digest: &str,
     parts: &mut Vec<Part>,
 ) -> anyhow::Result<MeshProxy> {
     use chaos_tests::proxy::{LinkSpec, Protocol, ProxyConfig, Shape};
@@ -793,6 +794,7 @@ async fn start_proxy(
         &config,
         &ProxyConfig {
             api: proxy_api(args),
+            token_sha256: vec![digest.to_owned()],
             links: specs,
         },
     )?;

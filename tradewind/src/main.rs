@@ -169,11 +169,24 @@ fn init_logging(json: bool) {
     }
 }
 
-/// A future that resolves on Ctrl-C, SIGTERM or SIGHUP (the terminal closed, the session
-/// dropped). The handlers are installed when this is called (inside the runtime, before the
-/// work starts), so that a signal that comes early is neither lost nor fatal, and a hang-up
-/// gets the same orderly stop as Ctrl-C (a drill heals the mesh first).
-fn shutdown_signal(rt: &tokio::runtime::Runtime) -> impl Future<Output = ()> + Send + 'static {
+/// What SIGHUP means to a command.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hangup {
+    /// The terminal closed, the session dropped: stop as on Ctrl-C (a drill heals the mesh
+    /// first).
+    Stops,
+    /// A server's: read its TLS certificates again (as nginx does); `http_api::serve` watches
+    /// it. The server goes on.
+    Reloads,
+}
+
+/// A future that resolves on Ctrl-C or SIGTERM, and on SIGHUP when `hangup` says it stops.
+/// The handlers are installed when this is called (inside the runtime, before the work
+/// starts), so that a signal that comes early is neither lost nor fatal.
+fn shutdown_signal(
+    rt: &tokio::runtime::Runtime,
+    hangup: Hangup,
+) -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let _inside = rt.enter();
     let signals = (
@@ -187,7 +200,14 @@ fn shutdown_signal(rt: &tokio::runtime::Runtime) -> impl Future<Output = ()> + S
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
-                    _ = hup.recv() => {}
+                    _ = async {
+                        loop {
+                            hup.recv().await;
+                            if hangup == Hangup::Stops {
+                                return;
+                            }
+                        }
+                    } => {}
                 }
             }
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
@@ -235,13 +255,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => {
             let rt = runtime()?;
-            let stop = shutdown_signal(&rt);
+            let stop = shutdown_signal(&rt, Hangup::Stops);
             rt.block_on(demo::run(args, stop))
         }
         Command::Status { mesh } => runtime()?.block_on(status::run(&mesh)),
         Command::Chaos { drill } => {
             let rt = runtime()?;
-            let stop = shutdown_signal(&rt);
+            let stop = shutdown_signal(&rt, Hangup::Stops);
             rt.block_on(chaos_tests::drill::run(drill, stop))
         }
         Command::Core {
@@ -266,7 +286,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let region = cfg.region.clone();
             let scheme = scheme(&cfg.admin.http);
             let rt = runtime()?;
-            let stop = shutdown_signal(&rt);
+            let stop = shutdown_signal(&rt, Hangup::Reloads);
             rt.block_on(core_region::server::serve(cfg, stop, |s| {
                 // One line on stdout that scripts and tests wait for.
                 let raft = s.raft.map_or_else(|| "none".to_owned(), |a| a.to_string());
@@ -310,7 +330,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (name, region) = (cfg.name.clone(), cfg.region.clone());
             let scheme = scheme(&cfg.http);
             let rt = runtime()?;
-            let stop = shutdown_signal(&rt);
+            let stop = shutdown_signal(&rt, Hangup::Reloads);
             rt.block_on(edge_node::server::serve(cfg, stop, |s| {
                 // One line on stdout that scripts and tests wait for.
                 println!(
@@ -336,7 +356,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             let rt = runtime()?;
-            let stop = shutdown_signal(&rt);
+            let stop = shutdown_signal(&rt, Hangup::Reloads);
             let zone = cfg.zone.clone();
             let scheme = scheme(&cfg.http.listener);
             rt.block_on(geo_router::serve(cfg, stop, |s| {
@@ -358,7 +378,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             let rt = runtime()?;
-            let stop = shutdown_signal(&rt);
+            let stop = shutdown_signal(&rt, Hangup::Stops);
             rt.block_on(chaos_tests::proxy::serve(cfg, stop, |s| {
                 // One line on stdout that scripts and tests wait for.
                 println!("tradewind fault-proxy ready: api=http://{}", s.api);

@@ -236,7 +236,22 @@ async fn a_demo_mesh_over_realistic_links_takes_orders_and_spreads_prices() {
     // Every link between regions went through the proxy, with the round trips of the real
     // regions.
     let api = mesh["proxy"]["api"].as_str().unwrap();
-    let links = get_value(&format!("{api}/v1/links"), None).await;
+    // Only with the mesh's token, and only by its own address.
+    let anonymous = client()
+        .get(format!("{api}/v1/links"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let rebound = client()
+        .get(format!("{api}/v1/links"))
+        .header("host", "evil.example")
+        .bearer_auth(mesh["admin_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 400);
+    let links = get_value(&format!("{api}/v1/links"), mesh["admin_token"].as_str()).await;
     let links = links["links"].as_array().unwrap();
     assert_eq!(links.len(), 6);
     for l in links {

@@ -70,7 +70,7 @@ async fn passes(mesh: &Path, args: &[&str]) -> Value {
 async fn whole(mesh_path: &Path, shapes: &Value) {
     let mesh: Value = serde_json::from_str(&std::fs::read_to_string(mesh_path).unwrap()).unwrap();
     let api = mesh["proxy"]["api"].as_str().unwrap();
-    let links = get_value(&format!("{api}/v1/links"), None).await;
+    let links = get_value(&format!("{api}/v1/links"), mesh["admin_token"].as_str()).await;
     let now: Vec<&Value> = links["links"]
         .as_array()
         .unwrap()
@@ -122,7 +122,7 @@ async fn drill_demo() -> (tempfile::TempDir, common::Proc, Value, PathBuf, Value
 async fn links(mesh: &Value) -> Value {
     get_value(
         &format!("{}/v1/links", mesh["proxy"]["api"].as_str().unwrap()),
-        None,
+        mesh["admin_token"].as_str(),
     )
     .await
 }

@@ -1130,3 +1130,75 @@ async fn a_sold_out_sku_is_answered_here_without_writes_at_the_core() {
     assert_eq!(version(&core).await, before, "writes at the core");
     assert_eq!(edge.metric("tradewind_edge_orders_central_total").await, 0);
 }
+
+/// The storefront speaks TLS 1.3 over HTTP/2 with HSTS, takes a renewed certificate on SIGHUP
+/// (and lives on), and `--check-config` refuses plain HTTP on an address that is not loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storefront_serves_tls_takes_a_renewed_certificate_on_sighup_and_refuses_public_plain_http()
+ {
+    let Solo { _dir, edge, .. } = solo(10, "").await;
+    let res = client().get(edge.url("/v1/status")).send().await.unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_eq!(
+        res.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+    let leaf = |s: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {
+        s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    };
+    let before = leaf(&common::tls_stream(&edge.http).await);
+
+    // A renewed pair, then SIGHUP: new handshakes get it, the process is still serving.
+    let certs = _dir.path().join("certs");
+    replication::certs::issue_server(
+        &certs,
+        "solo-1",
+        &["127.0.0.1".to_owned(), "renewed.shop.example".to_owned()],
+    )
+    .unwrap();
+    edge.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+    eventually(
+        "the renewed certificate served",
+        Duration::from_secs(10),
+        || async { leaf(&common::tls_stream(&edge.http).await) != before },
+    )
+    .await;
+    let res = client().get(edge.url("/v1/status")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+
+    // Plain HTTP is for loopback only.
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_edge_config_with(
+        dir.path(),
+        &dir.path().join("certs"),
+        "public-1",
+        "solo",
+        &[("solo", "127.0.0.1:1".parse().unwrap())],
+        "[http]\nplain_http = true\n",
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"");
+    // The test's keys name a certificate too: keep plain_http alone.
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("tls_"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "edge",
+            "--config",
+            config.to_str().unwrap(),
+            "--check-config",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("http.plain_http") && err.contains("loopback"),
+        "{err}"
+    );
+}

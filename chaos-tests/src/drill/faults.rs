@@ -147,8 +147,10 @@ impl Faults {
         change: impl Fn(Shape) -> Shape,
     ) -> anyhow::Result<()> {
         let api = self.proxy_api()?;
-        let http = client(&self.current()?, Duration::from_secs(2));
-        let all = get_json(&http, &format!("{api}/v1/links"), None)
+        let mesh = self.current()?;
+        let http = client(&mesh, Duration::from_secs(2));
+        let token = mesh.admin_token.as_str();
+        let all = get_json(&http, &format!("{api}/v1/links"), Some(token))
             .await
             .context("reading the fault proxy's links")?;
         for name in links {
@@ -160,7 +162,7 @@ impl Faults {
                 .and_then(|l| serde_json::from_value(l["shape"].clone()).ok())
                 .with_context(|| format!("the fault proxy has no link {name}"))?;
             self.push(Undo::Link(name.clone(), shape));
-            set_link(&http, &api, name, &change(shape)).await?;
+            set_link(&http, token, &api, name, &change(shape)).await?;
         }
         Ok(())
     }
@@ -197,13 +199,14 @@ impl Faults {
         let at_ms = util::clock::now_ms().unsigned_abs();
         super::say("healing");
         self.record(Event::Heal { at_ms }).await;
-        let http = client(&self.current()?, Duration::from_secs(2));
+        let mesh = self.current()?;
+        let http = client(&mesh, Duration::from_secs(2));
         let mut failed = Vec::new();
         // Last made, first undone: a link changed twice ends with its first shape.
         for step in steps.iter().rev() {
             if let Undo::Link(name, shape) = step {
                 match self.proxy_api() {
-                    Ok(api) => match set_link(&http, &api, name, shape).await {
+                    Ok(api) => match set_link(&http, &mesh.admin_token, &api, name, shape).await {
                         Ok(()) => self.forget(step),
                         Err(e) => failed.push(format!("{e:#}")),
                     },
@@ -295,12 +298,14 @@ impl Faults {
 
 async fn set_link(
     http: &reqwest::Client,
+    token: &str,
     api: &str,
     name: &str,
     shape: &Shape,
 ) -> anyhow::Result<()> {
     let res = http
         .put(format!("{api}/v1/links/{name}"))
+        .bearer_auth(token)
         .json(shape)
         .send()
         .await
