@@ -67,6 +67,9 @@ pub struct DnsSettings {
     /// The SOA's responsible mailbox, as a name (`hostmaster` is `hostmaster.<zone>`).
     #[serde(default = "default_hostmaster")]
     pub hostmaster: String,
+    /// Response-rate limiting of UDP answers (`rrl`).
+    #[serde(default)]
+    pub rrl: crate::rrl::RrlSettings,
 }
 
 impl DnsSettings {
@@ -78,6 +81,7 @@ impl DnsSettings {
             tcp_connections_max: default_tcp_connections_max(),
             nameservers,
             hostmaster: default_hostmaster(),
+            rrl: Default::default(),
         }
     }
 }
@@ -243,6 +247,7 @@ impl RouterConfig {
     }
 
     fn problems(&self) -> Result<(), String> {
+        self.dns.rrl.check()?;
         let zone = self.zone_name()?;
         if zone.is_root() {
             return Err("zone: the root is not a zone this router may serve".into());

@@ -342,6 +342,11 @@ impl Authority {
 
     /// Counts an answer given again from a cache: as it was counted the first time, and as a
     /// cache hit.
+    /// A UDP answer held back by response-rate limiting: sent truncated, or dropped.
+    pub fn count_rate_limited(&self, truncated: bool) {
+        self.metrics.rate_limited(truncated);
+    }
+
     pub fn count_cached(&self, tally: &Tally) {
         self.metrics.count(tally);
         self.metrics.cache_hit();

@@ -10,6 +10,7 @@
 //! - `dns`: the answers (a hickory-server `RequestHandler`).
 //! - `wire`: DNS over UDP (a thread per core) and TCP (bounded connections).
 //! - `cache`: the answers each UDP loop has given, to give again while the board stands.
+//! - `rrl`: response-rate limiting of UDP answers, so the router amplifies no forged flood.
 //! - `http`: `/v1/route`, `/v1/health`, `/metrics`, `/healthz`.
 //! - `metrics`: counters.
 //!
@@ -26,6 +27,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod route;
+pub mod rrl;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -69,7 +71,8 @@ pub async fn serve(
         .with_context(|| format!("binding DNS (TCP and UDP) on {}", config.dns.listen))?;
     let dns_addr = tcp.local_addr()?;
     let tcp = tokio::net::TcpListener::from_std(tcp)?;
-    let udp = wire::UdpLoops::start(udp, Arc::clone(&authority))
+    let rrl = Arc::new(rrl::Rrl::new(config.dns.rrl));
+    let udp = wire::UdpLoops::start(udp, Arc::clone(&authority), rrl)
         .context("starting the DNS (UDP) threads")?;
     let tcp_task = tokio::spawn(wire::serve_tcp(
         tcp,

@@ -48,6 +48,8 @@ pub struct Metrics {
     panics: Counter,
     /// UDP answers given again from a loop's cache.
     cache_hits: Counter,
+    /// UDP answers over a network's rate: dropped, and sent truncated (`rrl`).
+    rate_limited: [Counter; 2],
     registry: Registry,
 }
 
@@ -97,6 +99,13 @@ impl Metrics {
             "region",
             regions.iter().take(REGIONS_MAX).cloned(),
         );
+        let rate_limited = family(
+            &mut r,
+            "tradewind_router_dns_rate_limited",
+            "UDP answers over their network's rate (response-rate limiting): dropped, or sent truncated so that a real resolver retries over TCP.",
+            "action",
+            ["dropped".to_owned(), "truncated".to_owned()],
+        );
         let mut one = |name: &str, help: &str| {
             let c = Counter::default();
             r.register(name, help, c.clone());
@@ -131,6 +140,7 @@ impl Metrics {
             failed_over,
             panics,
             cache_hits,
+            rate_limited: array(rate_limited),
             registry: r,
         }
     }
@@ -166,6 +176,11 @@ impl Metrics {
 
     pub fn cache_hit(&self) {
         self.cache_hits.inc();
+    }
+
+    /// An answer held back by response-rate limiting: sent truncated, or dropped.
+    pub fn rate_limited(&self, truncated: bool) {
+        self.rate_limited[usize::from(truncated)].inc();
     }
 
     pub fn panicked(&self) {

@@ -13,6 +13,9 @@
 //! TCP is bound first, so a second router started on the same port fails there before it
 //! could join the first one's UDP sockets.
 //!
+//! Every UDP answer is first weighed by response-rate limiting (`rrl`): over its network's
+//! rate it is dropped or sent truncated, so the router cannot amplify a forged flood.
+//!
 //! TCP: at most `tcp_connections_max` connections, each closed after `tcp_idle_ms` without a
 //! query; queries on one connection are answered in turn.
 
@@ -43,6 +46,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::cache::AnswerCache;
 use crate::dns::Authority;
 use crate::metrics::Tally;
+use crate::rrl::{Rrl, Verdict, truncated};
 
 /// Largest UDP query read: EDNS buffers are at most 4096 in practice; longer datagrams arrive
 /// cut short and are answered FORMERR.
@@ -107,6 +111,7 @@ impl UdpLoops {
     pub fn start(
         sockets: Vec<std::net::UdpSocket>,
         authority: Arc<Authority>,
+        rrl: Arc<Rrl>,
     ) -> std::io::Result<UdpLoops> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut started = UdpLoops {
@@ -115,12 +120,13 @@ impl UdpLoops {
         };
         let cache_bytes = UDP_CACHE_BYTES / sockets.len().max(1);
         for (i, socket) in sockets.into_iter().enumerate() {
-            let (authority, stop) = (Arc::clone(&authority), Arc::clone(&stop));
+            let (authority, stop, rrl) =
+                (Arc::clone(&authority), Arc::clone(&stop), Arc::clone(&rrl));
             let cache = AnswerCache::new(cache_bytes);
             started.threads.push(
                 std::thread::Builder::new()
                     .name(format!("dns-udp-{i}"))
-                    .spawn(move || serve_udp(&socket, &authority, cache, &stop))?,
+                    .spawn(move || serve_udp(&socket, &authority, &rrl, cache, &stop))?,
             );
         }
         Ok(started)
@@ -150,6 +156,7 @@ impl Drop for UdpLoops {
 fn serve_udp(
     socket: &std::net::UdpSocket,
     authority: &Authority,
+    rrl: &Rrl,
     mut cache: AnswerCache,
     stop: &AtomicBool,
 ) {
@@ -200,11 +207,26 @@ fn serve_udp(
         // Read before anything is answered: what is kept was answered from this board or a
         // newer one.
         let generation = authority.generation();
+        let now = std::time::Instant::now();
         for (query, &(n, src)) in queries.iter().zip(&arrived) {
             let Some(src) = src.filter(|s| s.port() != 0 && !s.ip().is_unspecified()) else {
                 continue;
             };
             let query = &query[..n];
+            match rrl.verdict(src.ip(), now) {
+                Verdict::Send => {}
+                Verdict::Slip => {
+                    authority.count_rate_limited(true);
+                    if let Some(t) = truncated(query) {
+                        answers.push((t, SockaddrStorage::from(src)));
+                    }
+                    continue;
+                }
+                Verdict::Drop => {
+                    authority.count_rate_limited(false);
+                    continue;
+                }
+            }
             if let Some((again, tally)) = cache.lookup(generation, query, src.ip()) {
                 authority.count_cached(&tally);
                 answers.push((again, SockaddrStorage::from(src)));

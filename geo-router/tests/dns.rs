@@ -452,3 +452,54 @@ async fn a_second_router_on_the_same_port_fails_to_start_and_the_first_answers_o
         assert_eq!(addresses(&udp(r.dns, &q).await), [ip(EDGE_ADDRS[2])]);
     }
 }
+
+/// A flood of UDP queries from one address (as a forged flood aimed at a victim looks): past
+/// the network's rate, answers are dropped or sent truncated (never larger than the query),
+/// while another network is answered in full and the same client is answered over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_answers_past_a_networks_rate_are_dropped_or_truncated_and_others_are_served() {
+    let r = Router::start("rrl = { responses_per_s = 5, burst = 5, slip = 2, ipv4_prefix = 32 }").await;
+    let www = format!("www.{ZONE}.");
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut q = query(&www, RecordType::A, None);
+    let sent = 20u16;
+    let mut query_len = 0;
+    for id in 0..sent {
+        q.metadata.id = id;
+        let bytes = q.to_vec().unwrap();
+        query_len = bytes.len();
+        sock.send_to(&bytes, r.dns).await.unwrap();
+    }
+    let (mut whole, mut truncated) = (0, 0);
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(500), sock.recv(&mut buf)).await
+    {
+        let a = hickory_server::proto::op::Message::from_vec(&buf[..n]).unwrap();
+        if a.metadata.truncation {
+            assert!(a.answers.is_empty() && n <= query_len, "{n} bytes: {a:?}");
+            truncated += 1;
+        } else {
+            assert!(!a.answers.is_empty());
+            whole += 1;
+        }
+    }
+    // The burst, and perhaps a token earned while the queries went out.
+    assert!((5..=6).contains(&whole), "{whole} whole answers");
+    // Of the rest, every second is sent truncated, the others dropped.
+    assert!(truncated >= 6, "{truncated} truncated answers");
+    assert!(whole + truncated < sent as usize);
+
+    // Another network is answered in full meanwhile; this one, over TCP.
+    let other = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let a = udp_on(&other, r.dns, &query(&www, RecordType::A, None)).await;
+    assert!(!a.metadata.truncation && !a.answers.is_empty());
+    let a = tcp(r.dns, &query(&www, RecordType::A, None)).await;
+    assert!(!a.metadata.truncation && !a.answers.is_empty());
+
+    let m = r.metrics().await;
+    let dropped = metric(&m, "tradewind_router_dns_rate_limited_total{action=\"dropped\"}");
+    let cut = metric(&m, "tradewind_router_dns_rate_limited_total{action=\"truncated\"}");
+    assert_eq!(cut, Some(truncated as u64));
+    assert!(dropped.unwrap_or(0) >= 6, "{m}");
+}

@@ -108,6 +108,10 @@ pub struct DemoArgs {
     /// Products in the sample catalog loaded at the first start.
     #[arg(long, default_value_t = 1_000)]
     sample_products: usize,
+    /// UDP answers per second the router gives one /24 (response-rate limiting); 0 turns it
+    /// off, for a DNS benchmark that asks from one address.
+    #[arg(long, default_value_t = geo_router::rrl::RrlSettings::default().responses_per_s)]
+    dns_rrl_per_s: u32,
 }
 
 /// Where each part of one region listens.
@@ -867,13 +871,20 @@ fn router_config(args: &DemoArgs, regions: &[RegionLayout]) -> RouterConfig {
         zone: ZONE.to_owned(),
         names: vec!["@".into(), "www".into()],
         ttl_s: 10,
-        dns: DnsSettings::new(
-            dns,
-            vec![NameServer {
-                name: "ns1".into(),
-                addresses: vec![dns.ip()],
-            }],
-        ),
+        dns: DnsSettings {
+            rrl: geo_router::rrl::RrlSettings {
+                responses_per_s: args.dns_rrl_per_s,
+                burst: args.dns_rrl_per_s.saturating_mul(2),
+                ..Default::default()
+            },
+            ..DnsSettings::new(
+                dns,
+                vec![NameServer {
+                    name: "ns1".into(),
+                    addresses: vec![dns.ip()],
+                }],
+            )
+        },
         http: HttpSettings {
             listen: http,
             listener: https(ROUTER),
