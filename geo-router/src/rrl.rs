@@ -146,7 +146,7 @@ impl Rrl {
             return Verdict::Send;
         }
         b.limited = b.limited.wrapping_add(1);
-        if s.slip > 0 && b.limited % s.slip == 0 {
+        if s.slip > 0 && b.limited.is_multiple_of(s.slip) {
             Verdict::Slip
         } else {
             Verdict::Drop
@@ -248,7 +248,11 @@ mod tests {
         assert_eq!(t[2], 0x83, "QR, TC and RD");
         assert_eq!(&t[4..12], &[0, 1, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&t[12..], &q[12..question_end]);
-        for bad in [&q[..5], &q[..14], b"\x00\x00\x01\x00\x00\x02\x00\x00\x00\x00\x00\x00".as_slice()] {
+        for bad in [
+            &q[..5],
+            &q[..14],
+            b"\x00\x00\x01\x00\x00\x02\x00\x00\x00\x00\x00\x00".as_slice(),
+        ] {
             assert!(truncated(bad).is_none());
         }
     }

@@ -458,7 +458,8 @@ async fn a_second_router_on_the_same_port_fails_to_start_and_the_first_answers_o
 /// while another network is answered in full and the same client is answered over TCP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_answers_past_a_networks_rate_are_dropped_or_truncated_and_others_are_served() {
-    let r = Router::start("rrl = { responses_per_s = 5, burst = 5, slip = 2, ipv4_prefix = 32 }").await;
+    let r =
+        Router::start("rrl = { responses_per_s = 5, burst = 5, slip = 2, ipv4_prefix = 32 }").await;
     let www = format!("www.{ZONE}.");
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut q = query(&www, RecordType::A, None);
@@ -498,8 +499,14 @@ async fn udp_answers_past_a_networks_rate_are_dropped_or_truncated_and_others_ar
     assert!(!a.metadata.truncation && !a.answers.is_empty());
 
     let m = r.metrics().await;
-    let dropped = metric(&m, "tradewind_router_dns_rate_limited_total{action=\"dropped\"}");
-    let cut = metric(&m, "tradewind_router_dns_rate_limited_total{action=\"truncated\"}");
+    let dropped = metric(
+        &m,
+        "tradewind_router_dns_rate_limited_total{action=\"dropped\"}",
+    );
+    let cut = metric(
+        &m,
+        "tradewind_router_dns_rate_limited_total{action=\"truncated\"}",
+    );
     assert_eq!(cut, Some(truncated as u64));
     assert!(dropped.unwrap_or(0) >= 6, "{m}");
 }
