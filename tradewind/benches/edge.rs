@@ -3,12 +3,16 @@
 //! number of concurrent shoppers, each order written and fsynced before its 201.
 //!
 //! Then product reads: a 2 KiB product from the edge's cache, against nginx serving the same
-//! bytes as a static file.
+//! bytes as a static file. Every server speaks TLS 1.3 with the same kind of certificate (the
+//! edge, the trivial server through the same `http_api::serve` listener, nginx with
+//! `ssl_protocols TLSv1.3`); wrk keeps its connections, so this is TLS's cost per request, not
+//! per handshake.
 //!
 //! The load generator is wrk on the same machine (`scripts/wrk/load.lua` gives each order its
 //! own Idempotency-Key, a UUIDv7 as the API recommends). Run: `scripts/bench-edge.sh`, which
 //! installs wrk and nginx from Debian first. The intake baseline is this benchmark's own binary started as a trivial server
-//! (`TRADEWIND_BENCH_TRIVIAL=1`): an axum handler that answers every POST with a fixed 201.
+//! (`TRADEWIND_BENCH_TRIVIAL=1`, with the certificate and key in `TRADEWIND_BENCH_CERT` and
+//! `TRADEWIND_BENCH_KEY`): an axum handler that answers every POST with a fixed 201.
 //! `TRADEWIND_BENCH_HOLD=1` sets everything up, prints the addresses and waits (for profiling).
 
 #[path = "../tests/common/mod.rs"]
@@ -54,10 +58,20 @@ fn trivial_server() {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!(
-            "trivial ready http=http://{}",
+            "trivial ready http=https://{}",
             listener.local_addr().unwrap()
         );
-        axum::serve(listener, app).await.unwrap();
+        let var = |k: &str| std::path::PathBuf::from(std::env::var_os(k).expect(k));
+        let settings = http_api::serve::Settings {
+            client_rate_per_s: 1_000_000,
+            client_burst: 1_000_000,
+            ..http_api::serve::Settings::tls(
+                var("TRADEWIND_BENCH_CERT"),
+                var("TRADEWIND_BENCH_KEY"),
+            )
+        };
+        let front = http_api::serve::Front::new(&settings).unwrap();
+        front.serve(listener, app, std::future::pending()).await;
     });
 }
 
@@ -116,8 +130,13 @@ async fn seed(core: &CoreProcess) {
     admin(core, "/admin/v1/prices", json!({"changes": prices})).await;
 }
 
-/// nginx from Debian serving `body` as a static file on a free port, when nginx is installed.
-fn nginx(dir: &std::path::Path, body: &[u8]) -> Option<(std::process::Child, String)> {
+/// nginx from Debian serving `body` as a static file on a free port over TLS 1.3 with `cert`
+/// and `key`, when nginx is installed.
+fn nginx(
+    dir: &std::path::Path,
+    body: &[u8],
+    (cert, key): (&std::path::Path, &std::path::Path),
+) -> Option<(std::process::Child, String)> {
     let bin = ["nginx", "/usr/sbin/nginx"]
         .into_iter()
         .find(|b| std::process::Command::new(b).arg("-v").output().is_ok())?;
@@ -129,9 +148,11 @@ fn nginx(dir: &std::path::Path, body: &[u8]) -> Option<(std::process::Child, Str
     std::fs::write(
         &conf,
         format!(
-            "daemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{port};\n    root {r};\n    location / {{ default_type application/json; }}\n  }}\n}}\n",
+            "daemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_protocols TLSv1.3;\n    ssl_certificate {c};\n    ssl_certificate_key {k};\n    root {r};\n    location / {{ default_type application/json; }}\n  }}\n}}\n",
             d = dir.display(),
-            r = root.display()
+            r = root.display(),
+            c = cert.display(),
+            k = key.display()
         ),
     )
     .unwrap();
@@ -142,7 +163,7 @@ fn nginx(dir: &std::path::Path, body: &[u8]) -> Option<(std::process::Child, Str
         .arg(dir)
         .spawn()
         .ok()?;
-    Some((child, format!("http://127.0.0.1:{port}/product.json")))
+    Some((child, format!("https://127.0.0.1:{port}/product.json")))
 }
 
 /// What one run measured.
@@ -243,10 +264,20 @@ fn main() {
         while client().get(edge.url("/healthz")).send().await.unwrap().status() != 200 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let (cert, key) = replication::certs::issue_server(
+            &dir.path().join("certs"),
+            "baseline",
+            &["127.0.0.1".to_owned()],
+        )
+        .unwrap();
         let trivial = common::Proc::spawn_program(
             &std::env::current_exe().unwrap(),
             &[],
-            &[("TRADEWIND_BENCH_TRIVIAL", "1")],
+            &[
+                ("TRADEWIND_BENCH_TRIVIAL", "1"),
+                ("TRADEWIND_BENCH_CERT", cert.to_str().unwrap()),
+                ("TRADEWIND_BENCH_KEY", key.to_str().unwrap()),
+            ],
             |line| Some(line.split("http=").nth(1)?.trim().to_owned()),
         );
 
@@ -284,7 +315,7 @@ fn main() {
         let read_url = edge.url("/v1/products/R-1?currency=USD");
         let body = client().get(&read_url).send().await.unwrap().bytes().await.unwrap();
         let www = tempfile::tempdir().unwrap();
-        let static_server = nginx(www.path(), &body);
+        let static_server = nginx(www.path(), &body, (&cert, &key));
         if let Some((_, url)) = &static_server {
             let deadline = Instant::now() + Duration::from_secs(10);
             while client().get(url).send().await.is_err() {
