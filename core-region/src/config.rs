@@ -188,6 +188,17 @@ impl CoreConfig {
             return Err("admin.token_sha256 is empty: no one could use the admin API".into());
         }
         TokenSet::from_hex(&self.admin.token_sha256).map_err(|e| e.to_string())?;
+        let example = self
+            .admin
+            .token_sha256
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(http_api::bearer::EXAMPLE_TOKEN_SHA256));
+        if example && !self.admin.listen.ip().is_loopback() {
+            return Err(format!(
+                "admin.token_sha256: the example token is public and is taken on a loopback address only, and {} is not one: make a token of your own (`tradewind token new`)",
+                self.admin.listen
+            ));
+        }
         if !(1024..=1 << 30).contains(&self.admin.body_max_bytes) {
             return Err("admin.body_max_bytes must be 1 KiB to 1 GiB".into());
         }
@@ -395,6 +406,19 @@ plain_http = true
                 GOOD.replace("[admin]", "[admin]\nrequest_timeout_ms = 50"),
                 "request_timeout_ms",
             ),
+            // The example token off loopback (over TLS, so that only the token is wrong).
+            (
+                GOOD.replace(
+                    "0000000000000000000000000000000000000000000000000000000000000000",
+                    http_api::bearer::EXAMPLE_TOKEN_SHA256,
+                )
+                .replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"")
+                .replace(
+                    "plain_http = true",
+                    "tls_cert = \"a.pem\"\ntls_key = \"a.key\"",
+                ),
+                "example token",
+            ),
         ] {
             let err = util::config::load::<CoreConfig>(&write(dir.path(), &bad))
                 .unwrap_err()
@@ -402,6 +426,12 @@ plain_http = true
             assert!(err.contains(why), "{why}: {err}");
         }
         assert!(util::config::load::<CoreConfig>(&dir.path().join("missing.toml")).is_err());
+        // The example token on loopback is taken.
+        let example = GOOD.replace(
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            http_api::bearer::EXAMPLE_TOKEN_SHA256,
+        );
+        util::config::load::<CoreConfig>(&write(dir.path(), &example)).unwrap();
     }
 
     fn group(learner_flags: &[bool]) -> String {

@@ -7,6 +7,11 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// The digest of the token the examples and README use (`tw_example_change_me`): known to
+/// everyone, so a config holding it is taken only for a listener on loopback.
+pub const EXAMPLE_TOKEN_SHA256: &str =
+    "bf66fea1902142a38bbd8b051e659eb8f38873d6e8945a5a753826581fa74ceb";
+
 /// Length of a generated token's random part, in bytes (256 bits).
 const TOKEN_RANDOM_BYTES: usize = 32;
 
@@ -80,6 +85,11 @@ pub fn new_token() -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_digest_is_the_example_tokens() {
+        assert_eq!(sha256_hex("tw_example_change_me"), EXAMPLE_TOKEN_SHA256);
+    }
 
     #[test]
     fn accepts_only_configured_tokens() {

@@ -66,6 +66,9 @@ pub async fn send(send: &mut quinn::SendStream, frame: &[u8]) -> Result<(), Fram
     Ok(())
 }
 
+/// What a frame's body is first given, at most; it grows as its bytes arrive.
+const FIRST_ALLOCATION: usize = 64 * 1024;
+
 /// Reads one frame of at most `max` bytes.
 pub async fn read<T: DeserializeOwned>(
     recv: &mut quinn::RecvStream,
@@ -91,8 +94,20 @@ pub async fn read_next<T: DeserializeOwned>(
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await?;
+    // Memory is taken as the bytes arrive, not from the declared length: a peer that declares
+    // 16 MiB and sends ten bytes holds ten bytes (and a first allocation), not 16 MiB.
+    let mut body = Vec::with_capacity(len.min(FIRST_ALLOCATION));
+    while body.len() < len {
+        match recv.read_chunk(len - body.len(), true).await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
+            Ok(None) => {
+                return Err(FrameError::Read(quinn::ReadExactError::FinishedEarly(
+                    body.len(),
+                )));
+            }
+            Err(e) => return Err(FrameError::Read(quinn::ReadExactError::ReadError(e))),
+        }
+    }
     decode_body(&body).map(Some)
 }
 

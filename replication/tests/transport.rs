@@ -17,6 +17,27 @@ use serde::{Deserialize, Serialize};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The system allocator, counting the bytes held: what a peer's declared frame lengths cost.
+struct Counting;
+
+static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged; only a counter is added.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        HELD.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        HELD.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
 /// Answers with the caller's name as its certificate says, and the message; `count N` is
 /// answered with a stream of N replies.
 struct Echo;
@@ -315,4 +336,47 @@ async fn a_killed_peer_restarted_on_its_address_resets_its_old_connections() {
         .await
         .unwrap();
     assert_eq!((seen.as_str(), msg.as_str()), ("cn-shanghai", "3"));
+}
+
+/// A peer that declares the largest frame on many streams and sends a few bytes of each holds
+/// what it sent, not what it declared: the receiver's memory grows as bytes arrive.
+#[tokio::test]
+async fn a_frames_memory_is_taken_as_its_bytes_arrive() {
+    let m = mesh(&["cn-shanghai", "ap-singapore"]);
+    let (_, target) = &m.nodes[1];
+    let tls = NodeTls::load(m.dir.path(), "cn-shanghai").unwrap();
+    let mut client = quinn::Endpoint::client(loopback()).unwrap();
+    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+        QuicClientConfig::try_from(tls.client_config().unwrap()).unwrap(),
+    )));
+    let conn = client
+        .connect(*target, "ap-singapore")
+        .unwrap()
+        .await
+        .unwrap();
+    let before = HELD.load(std::sync::atomic::Ordering::Relaxed);
+    let declared = frame::FRAME_MAX_BYTES as u32;
+    let mut open = Vec::new();
+    for _ in 0..20 {
+        let (mut send, recv) = conn.open_bi().await.unwrap();
+        send.write_all(&declared.to_be_bytes()).await.unwrap();
+        send.write_all(&[PROTOCOL_VERSION, 1, 2, 3, 4, 5])
+            .await
+            .unwrap();
+        open.push((send, recv));
+    }
+    // Declared: 20 x 16 MiB. Held, while the streams stay open: a first allocation each.
+    let bound = 64 << 20;
+    let watch_until = std::time::Instant::now() + Duration::from_secs(1);
+    while std::time::Instant::now() < watch_until {
+        let grown = HELD
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(before);
+        assert!(
+            grown < bound,
+            "{grown} bytes held for 20 frames of a few bytes each"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(open);
 }
