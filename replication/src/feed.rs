@@ -18,7 +18,7 @@
 //! loose and picked up again from the history, or from a fresh snapshot when the history has
 //! moved past it: resynced, never allowed to hold memory hostage.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +30,15 @@ use util::config::Invalid;
 
 use crate::app::{AppError, Mirror, SnapshotSource};
 use crate::protocol::{FeedMessage, MeshRequest, MeshResponse, Row, Subscribe};
-use crate::transport::{StreamFrame, Transport, TransportError, stream_frame};
+use crate::transport::{Answer, StreamFrame, Transport, TransportError, stream_frame};
+
+/// Subscriptions one peer (one certificate name) may hold at once: an edge follows one core
+/// with one, and a second while it replaces a stream that broke. More is a peer holding the
+/// core's memory (a history replay, a queue, a task each) for nothing.
+pub const SUBSCRIPTIONS_PER_PEER: usize = 4;
+/// Feed messages waiting to be sent to one subscriber: little, since the feed's own queue,
+/// bounded in bytes, is where a slow subscriber's backlog belongs.
+const STREAM_FRAMES: usize = 4;
 
 /// The bounds of a core's feed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +135,8 @@ enum Attach {
 /// A core's feed: the history of recent changes and the subscribers following it.
 pub struct Feed {
     hub: Mutex<Hub>,
+    /// Subscriptions held now, by peer.
+    peers: Arc<Mutex<HashMap<String, usize>>>,
     limits: FeedLimits,
     source: Arc<dyn SnapshotSource>,
 }
@@ -143,9 +153,46 @@ impl Feed {
                 slots: Vec::new(),
                 next_id: 0,
             }),
+            peers: Arc::default(),
             limits,
             source,
         }
+    }
+
+    /// Subscriptions `peer` holds now.
+    pub fn subscriptions_of(&self, peer: &str) -> usize {
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers.get(peer).copied().unwrap_or(0)
+    }
+
+    /// Answers `peer`'s subscription from `from`: the stream of the feed, or a refusal when
+    /// the peer already holds `SUBSCRIPTIONS_PER_PEER`.
+    pub fn subscribe(self: &Arc<Self>, peer: &str, from: u64) -> Answer<MeshResponse> {
+        {
+            let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+            let held = peers.entry(peer.to_owned()).or_insert(0);
+            if *held >= SUBSCRIPTIONS_PER_PEER {
+                tracing::warn!(%peer, "refused a feed subscription: too many from this peer");
+                return Answer::Reply(MeshResponse::Refused(format!(
+                    "{peer} already holds {SUBSCRIPTIONS_PER_PEER} feed subscriptions"
+                )));
+            }
+            *held += 1;
+        }
+        let (tx, rx) = mpsc::channel(STREAM_FRAMES);
+        let (feed, peer) = (Arc::clone(self), peer.to_owned());
+        tokio::spawn(async move {
+            let peers = Arc::clone(&feed.peers);
+            feed.serve(peer.clone(), from, tx).await;
+            let mut peers = peers.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = peers.get_mut(&peer) {
+                *n -= 1;
+                if *n == 0 {
+                    peers.remove(&peer);
+                }
+            }
+        });
+        Answer::Stream(rx)
     }
 
     fn hub(&self) -> std::sync::MutexGuard<'_, Hub> {

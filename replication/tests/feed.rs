@@ -56,11 +56,7 @@ impl Handler for Serve {
 
     async fn handle(&self, peer: &str, request: MeshRequest) -> Answer<MeshResponse> {
         match request {
-            MeshRequest::Subscribe(s) => {
-                let (tx, rx) = tokio::sync::mpsc::channel(4);
-                tokio::spawn(Arc::clone(&self.0).serve(peer.to_owned(), s.from_version, tx));
-                Answer::Stream(rx)
-            }
+            MeshRequest::Subscribe(s) => self.0.subscribe(peer, s.from_version),
             _ => Answer::Reply(MeshResponse::Refused("feed only".into())),
         }
     }
@@ -289,4 +285,58 @@ async fn a_subscriber_that_stops_reading_is_cut_loose_then_resynced() {
     follow_until(&t, &core, &mut mirror, 4_000).await;
     assert_same(&core, &mirror);
     assert_eq!(mirror.snapshots, 1);
+}
+
+/// One peer may hold `SUBSCRIPTIONS_PER_PEER` subscriptions; the next is refused, and one given
+/// back makes room again.
+#[tokio::test]
+async fn a_peer_holds_a_bounded_number_of_subscriptions() {
+    let dir = certs_dir();
+    let core = TestCore::start(dir.path(), FeedLimits::default());
+    let t = edge(dir.path());
+    let request = MeshRequest::Subscribe(replication::protocol::Subscribe { from_version: 0 });
+    let mut held = Vec::new();
+    for _ in 0..feed::SUBSCRIPTIONS_PER_PEER {
+        let s = t
+            .open_stream("cn-shanghai", core.addr, &request, DEADLINE)
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while core.feed.subscriptions_of("cn-shanghai-1") < feed::SUBSCRIPTIONS_PER_PEER {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut extra = t
+        .open_stream("cn-shanghai", core.addr, &request, DEADLINE)
+        .await
+        .unwrap();
+    let refused = extra.next::<MeshResponse>().await;
+    assert!(
+        format!("{refused:?}").contains("feed subscriptions"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        core.feed.subscriptions_of("cn-shanghai-1"),
+        feed::SUBSCRIPTIONS_PER_PEER
+    );
+    // One given back (noticed at its next heartbeat): room for another.
+    drop(held.pop());
+    let wait_for = |n: usize| {
+        let feed = Arc::clone(&core.feed);
+        async move {
+            let deadline = tokio::time::Instant::now() + DEADLINE;
+            while feed.subscriptions_of("cn-shanghai-1") != n {
+                assert!(tokio::time::Instant::now() < deadline, "{n} subscribers");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_for(feed::SUBSCRIPTIONS_PER_PEER - 1).await;
+    let _again = t
+        .open_stream("cn-shanghai", core.addr, &request, DEADLINE)
+        .await
+        .unwrap();
+    wait_for(feed::SUBSCRIPTIONS_PER_PEER).await;
 }

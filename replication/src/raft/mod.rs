@@ -149,10 +149,6 @@ struct MeshHandler {
     elections: Arc<stand::Elections>,
 }
 
-/// Feed messages waiting to be sent to one subscriber: little, since the feed's own queue,
-/// bounded in bytes, is where a slow subscriber's backlog belongs.
-const FEED_STREAM_FRAMES: usize = 4;
-
 impl MeshHandler {
     /// The name of node `id`, from the current membership or the configured members.
     fn name_of(&self, id: NodeId) -> Option<String> {
@@ -181,11 +177,7 @@ impl Handler for MeshHandler {
     async fn handle(&self, peer: &str, request: MeshRequest) -> Answer<MeshResponse> {
         match request {
             MeshRequest::Subscribe(sub) => match &self.feed {
-                Some(feed) => {
-                    let (tx, rx) = tokio::sync::mpsc::channel(FEED_STREAM_FRAMES);
-                    tokio::spawn(Arc::clone(feed).serve(peer.to_owned(), sub.from_version, tx));
-                    Answer::Stream(rx)
-                }
+                Some(feed) => feed.subscribe(peer, sub.from_version),
                 None => Answer::Reply(MeshResponse::Refused("this node has no feed".into())),
             },
             request => Answer::Reply(self.answer(peer, request).await),
