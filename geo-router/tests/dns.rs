@@ -510,3 +510,60 @@ async fn udp_answers_past_a_networks_rate_are_dropped_or_truncated_and_others_ar
     assert_eq!(cut, Some(truncated as u64));
     assert!(dropped.unwrap_or(0) >= 6, "{m}");
 }
+
+/// Hostile datagrams: real queries with random bytes changed, cut short or grown, and noise,
+/// from a seed printed (TRADEWIND_SEED replays it). None panics an answer, and a good query is
+/// answered afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_datagrams_are_answered_or_dropped_and_the_router_goes_on() {
+    use rand::{RngExt, SeedableRng};
+    let seed = std::env::var("TRADEWIND_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| util::clock::now_ms().unsigned_abs());
+    println!("seed {seed} (TRADEWIND_SEED={seed} sends the same datagrams again)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let r = Router::start("rrl = { responses_per_s = 0 }").await;
+    let www = format!("www.{ZONE}.");
+    let real = [
+        query(&www, RecordType::A, None).to_vec().unwrap(),
+        query(&www, RecordType::AAAA, Some("198.51.100.0/24"))
+            .to_vec()
+            .unwrap(),
+        query(ZONE, RecordType::SOA, None).to_vec().unwrap(),
+    ];
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..2_000 {
+        let mut bytes = if i % 4 == 0 {
+            (0..rng.random_range(0..600))
+                .map(|_| rng.random())
+                .collect()
+        } else {
+            real[rng.random_range(0..real.len())].clone()
+        };
+        for _ in 0..rng.random_range(0..6) {
+            if !bytes.is_empty() {
+                let at = rng.random_range(0..bytes.len());
+                bytes[at] = rng.random();
+            }
+        }
+        bytes.truncate(rng.random_range(0..=bytes.len()));
+        for _ in 0..rng.random_range(0..8) {
+            bytes.push(rng.random());
+        }
+        sock.send_to(&bytes, r.dns).await.unwrap();
+        if i % 64 == 0 {
+            // Let the router keep up: a full socket buffer drops datagrams, not answers them.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let fresh = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let a = udp_on(&fresh, r.dns, &query(&www, RecordType::A, None)).await;
+    assert!(!a.answers.is_empty());
+    let page = r.metrics().await;
+    assert_eq!(
+        metric(&page, "tradewind_router_dns_panics_total"),
+        Some(0),
+        "seed {seed}"
+    );
+}
