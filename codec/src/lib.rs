@@ -277,6 +277,43 @@ pub fn check_golden<T: Versioned + PartialEq + fmt::Debug>(
     check_golden_as(T::FORMAT, path, value)
 }
 
+/// Every golden file (`*.hex`) in `dir`, by name (without `.hex`), with its bytes, in name
+/// order: real, whole values of every kind a crate stores or sends, for tests that feed its
+/// decoders damaged copies of them (`damaged`).
+#[cfg(feature = "golden")]
+pub fn golden_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "hex"))
+        .filter_map(|p| {
+            let name = p.file_stem()?.to_string_lossy().into_owned();
+            let bytes = unhex(&std::fs::read_to_string(&p).ok()?)?;
+            Some((name, bytes))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `bytes` with the bytes at `edits` changed (positions taken modulo the length), cut to
+/// `cut` (modulo the length plus one), and `grow` appended: what a fuzzing test feeds a
+/// decoder from one real value.
+#[cfg(feature = "golden")]
+pub fn damaged(bytes: &[u8], edits: &[(usize, u8)], cut: usize, grow: &[u8]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    if !out.is_empty() {
+        for &(at, b) in edits {
+            let i = at % out.len();
+            out[i] = b;
+        }
+    }
+    out.truncate(cut % (out.len() + 1));
+    out.extend_from_slice(grow);
+    out
+}
+
 /// `check_golden` for a value encoded with `encode_as(format, ..)`.
 #[cfg(feature = "golden")]
 pub fn check_golden_as<T>(

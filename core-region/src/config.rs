@@ -140,8 +140,7 @@ impl AdminConfig {
 
     /// The admin API's URL, as the other regions and tools reach it.
     pub fn url(&self) -> String {
-        let scheme = if self.http.is_tls() { "https" } else { "http" };
-        format!("{scheme}://{}", self.listen)
+        format!("{}://{}", self.http.scheme(), self.listen)
     }
 }
 

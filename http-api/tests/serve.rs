@@ -241,6 +241,20 @@ async fn a_slowloris_client_is_cut_off_while_others_are_served() {
         .await
         .unwrap();
     assert!(closed_within(&mut quiet, Duration::from_secs(3)).await);
+
+    // An HTTP/2 connection that opens and then says nothing (no header read is pending, so
+    // only the idle timeout ends it).
+    let mut h2 = TcpStream::connect(addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let opened = Instant::now();
+    assert!(closed_within(&mut h2, Duration::from_secs(5)).await);
+    assert!(
+        opened.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        opened.elapsed()
+    );
 }
 
 /// Raises the soft limit on open files to the hard one; the limit.

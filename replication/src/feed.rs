@@ -90,6 +90,24 @@ fn encode(msg: FeedMessage) -> Result<StreamFrame, ServeError> {
     stream_frame(&MeshResponse::Feed(msg)).map_err(ServeError::Encode)
 }
 
+/// One subscription held by a peer, counted in `Feed::peers` until dropped.
+struct Held {
+    peers: Arc<Mutex<HashMap<String, usize>>>,
+    peer: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = peers.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                peers.remove(&self.peer);
+            }
+        }
+    }
+}
+
 /// Why a subscriber stopped being fed.
 #[derive(Debug, thiserror::Error)]
 enum ServeError {
@@ -179,19 +197,13 @@ impl Feed {
             }
             *held += 1;
         }
+        // Given back when the subscription ends, however it ends.
+        let held = Held {
+            peers: Arc::clone(&self.peers),
+            peer: peer.to_owned(),
+        };
         let (tx, rx) = mpsc::channel(STREAM_FRAMES);
-        let (feed, peer) = (Arc::clone(self), peer.to_owned());
-        tokio::spawn(async move {
-            let peers = Arc::clone(&feed.peers);
-            feed.serve(peer.clone(), from, tx).await;
-            let mut peers = peers.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = peers.get_mut(&peer) {
-                *n -= 1;
-                if *n == 0 {
-                    peers.remove(&peer);
-                }
-            }
-        });
+        tokio::spawn(Arc::clone(self).serve(held, from, tx));
         Answer::Stream(rx)
     }
 
@@ -299,7 +311,8 @@ impl Feed {
 
     /// Feeds one subscriber, from `from`, into `out` until it goes away (`out` is closed) or a
     /// snapshot cannot be read. Runs as its own task.
-    pub async fn serve(self: Arc<Self>, peer: String, from: u64, out: mpsc::Sender<StreamFrame>) {
+    async fn serve(self: Arc<Self>, held: Held, from: u64, out: mpsc::Sender<StreamFrame>) {
+        let peer = &held.peer;
         match self.follow(from, &out).await {
             Ok(()) => tracing::debug!(%peer, "feed subscriber left"),
             Err(e) => tracing::warn!(%peer, error = %e, "stopped feeding a subscriber"),

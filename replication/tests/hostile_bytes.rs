@@ -11,20 +11,9 @@ use replication::protocol::{Entry, FeedMessage, MeshRequest, MeshResponse};
 use replication::raft::{LOG, RaftMeta};
 
 fn goldens() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "hex"))
-        .map(|p| {
-            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-            let bytes = codec::unhex(&std::fs::read_to_string(&p).unwrap()).unwrap();
-            (name, bytes)
-        })
-        .collect();
-    out.sort();
-    assert!(out.len() >= 13, "golden files found: {}", out.len());
-    out
+    let all = codec::golden_files(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden"));
+    assert!(all.len() >= 13, "golden files found: {}", all.len());
+    all
 }
 
 /// Reads `bytes` as everything a peer or the log could hand over.
@@ -44,19 +33,13 @@ proptest! {
     #[test]
     fn real_frames_with_bytes_changed_cut_or_grown_read_without_panicking(
         pick in any::<prop::sample::Index>(),
-        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
-        cut in any::<prop::sample::Index>(),
+        edits in prop::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+        cut in any::<usize>(),
         grow in prop::collection::vec(any::<u8>(), 0..16),
     ) {
         let all = goldens();
         let (_, bytes) = pick.get(&all);
-        let mut bytes = bytes.clone();
-        for (at, b) in &edits {
-            let i = at.index(bytes.len());
-            bytes[i] = *b;
-        }
-        bytes.truncate(cut.index(bytes.len() + 1));
-        bytes.extend_from_slice(&grow);
+        let bytes = codec::damaged(bytes, &edits, cut, &grow);
         read_all(&bytes);
     }
 

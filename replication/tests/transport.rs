@@ -169,6 +169,17 @@ async fn a_node_of_another_ca_or_under_another_name_is_refused() {
     assert_eq!(seen, "cn-shanghai");
 }
 
+/// A QUIC connection from `from` (its certificate in `m`) to node `to` at `addr`, without the
+/// transport: a peer that may send anything on it.
+async fn raw_connection(m: &Mesh, from: &str, addr: SocketAddr, to: &str) -> quinn::Connection {
+    let tls = NodeTls::load(m.dir.path(), from).unwrap();
+    let mut client = quinn::Endpoint::client(loopback()).unwrap();
+    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+        QuicClientConfig::try_from(tls.client_config().unwrap()).unwrap(),
+    )));
+    client.connect(addr, to).unwrap().await.unwrap()
+}
+
 /// Sends raw bytes on a fresh stream of a properly authenticated connection and returns what
 /// comes back, if anything.
 async fn raw(conn: &quinn::Connection, bytes: &[u8]) -> Option<Vec<u8>> {
@@ -191,16 +202,7 @@ async fn bad_frames_are_refused_on_their_stream_and_the_peer_is_served_on() {
     let m = mesh(&["cn-shanghai", "ap-singapore"]);
     let (_, target) = &m.nodes[1];
     // A raw connection with valid credentials, to send what a well-behaved transport never would.
-    let tls = NodeTls::load(m.dir.path(), "cn-shanghai").unwrap();
-    let mut client = quinn::Endpoint::client(loopback()).unwrap();
-    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(
-        QuicClientConfig::try_from(tls.client_config().unwrap()).unwrap(),
-    )));
-    let conn = client
-        .connect(*target, "ap-singapore")
-        .unwrap()
-        .await
-        .unwrap();
+    let conn = raw_connection(&m, "cn-shanghai", *target, "ap-singapore").await;
 
     let garbage = refusal(raw(&conn, &[0, 0, 0, 5, 0xde, 0xad, 0xbe, 0xef, 0x01]).await);
     assert!(garbage.contains("version"), "{garbage}");
@@ -344,16 +346,7 @@ async fn a_killed_peer_restarted_on_its_address_resets_its_old_connections() {
 async fn a_frames_memory_is_taken_as_its_bytes_arrive() {
     let m = mesh(&["cn-shanghai", "ap-singapore"]);
     let (_, target) = &m.nodes[1];
-    let tls = NodeTls::load(m.dir.path(), "cn-shanghai").unwrap();
-    let mut client = quinn::Endpoint::client(loopback()).unwrap();
-    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(
-        QuicClientConfig::try_from(tls.client_config().unwrap()).unwrap(),
-    )));
-    let conn = client
-        .connect(*target, "ap-singapore")
-        .unwrap()
-        .await
-        .unwrap();
+    let conn = raw_connection(&m, "cn-shanghai", *target, "ap-singapore").await;
     let before = HELD.load(std::sync::atomic::Ordering::Relaxed);
     let declared = frame::FRAME_MAX_BYTES as u32;
     let mut open = Vec::new();

@@ -284,7 +284,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 token
             });
             let region = cfg.region.clone();
-            let scheme = scheme(&cfg.admin.http);
+            let scheme = cfg.admin.http.scheme();
             let rt = runtime()?;
             let stop = shutdown_signal(&rt, Hangup::Reloads);
             rt.block_on(core_region::server::serve(cfg, stop, |s| {
@@ -328,7 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             let (name, region) = (cfg.name.clone(), cfg.region.clone());
-            let scheme = scheme(&cfg.http);
+            let scheme = cfg.http.scheme();
             let rt = runtime()?;
             let stop = shutdown_signal(&rt, Hangup::Reloads);
             rt.block_on(edge_node::server::serve(cfg, stop, |s| {
@@ -358,7 +358,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = runtime()?;
             let stop = shutdown_signal(&rt, Hangup::Reloads);
             let zone = cfg.zone.clone();
-            let scheme = scheme(&cfg.http.listener);
+            let scheme = cfg.http.listener.scheme();
             rt.block_on(geo_router::serve(cfg, stop, |s| {
                 // One line on stdout that scripts and tests wait for.
                 println!(
@@ -443,9 +443,4 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
-}
-
-/// The URL scheme of a listener with these settings.
-fn scheme(http: &http_api::serve::Settings) -> &'static str {
-    if http.is_tls() { "https" } else { "http" }
 }

@@ -66,6 +66,9 @@ pub fn client_of(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Result
         .unwrap_or(peer))
 }
 
+/// Kinds of `Refusal`.
+const REFUSALS: usize = 7;
+
 /// Why a connection or a request was refused before reaching an API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -79,16 +82,6 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 7] = [
-        Refusal::ListenerFull,
-        Refusal::ClientFull,
-        Refusal::HandshakeFailed,
-        Refusal::HandshakeTimeout,
-        Refusal::PlaintextOnTls,
-        Refusal::UntrustedForwarding,
-        Refusal::RateLimited,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Refusal::ListenerFull => "listener-full",
@@ -106,9 +99,9 @@ impl Refusal {
 /// many were refused since the last line), so a flood is reported without becoming one.
 #[derive(Debug, Default)]
 pub struct Refusals {
-    counts: [AtomicU64; 7],
-    logged_at_s: [AtomicU64; 7],
-    logged_count: [AtomicU64; 7],
+    counts: [AtomicU64; REFUSALS],
+    logged_at_s: [AtomicU64; REFUSALS],
+    logged_count: [AtomicU64; REFUSALS],
 }
 
 impl Refusals {

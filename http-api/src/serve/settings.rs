@@ -100,6 +100,11 @@ impl Settings {
         self.tls_cert.is_some()
     }
 
+    /// The scheme of URLs to this listener: `https`, or `http` for plain HTTP.
+    pub fn scheme(&self) -> &'static str {
+        if self.is_tls() { "https" } else { "http" }
+    }
+
     /// What the types cannot say; `key` names the table in errors (`http`, `admin.http`).
     pub fn check(&self, key: &str, listen: SocketAddr) -> Result<(), Invalid> {
         let at = |field: &str, what: String| Invalid::at(&format!("{key}.{field}"), what);

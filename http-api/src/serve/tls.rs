@@ -146,16 +146,6 @@ impl Reloading {
         }
     }
 
-    /// The leaf certificate in use.
-    pub fn leaf(&self) -> CertificateDer<'static> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .cert[0]
-            .clone()
-    }
-
     /// Watches the files and SIGHUP on the current runtime until `self` is dropped. The
     /// signal is taken before this returns, so a SIGHUP sent once the listener is up never
     /// meets the default action (which ends the process).
