@@ -13,6 +13,10 @@ pub struct Mesh {
     /// clients to trust (`curl --cacert`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
+    /// The directory of the identity provider the edges trust (its signing key): where the
+    /// drills and tools get shopper tokens from (`tradewind token shopper --dir`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<PathBuf>,
     pub regions: Vec<MeshRegion>,
     /// How inter-region links behave: `none` (no delay of their own) or `realistic` (the real
     /// regions' round trips).
@@ -85,6 +89,15 @@ impl Mesh {
             .build()?)
     }
 
+    /// The identity provider the edges trust, to sign shopper tokens with.
+    pub fn shoppers(&self) -> anyhow::Result<http_api::identity::issuer::Issuer> {
+        let dir = self
+            .identity
+            .as_deref()
+            .context("this mesh.json names no identity provider (made by an older demo?)")?;
+        Ok(http_api::identity::issuer::Issuer::demo(dir)?)
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Mesh> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading {} (is the demo running?)", path.display()))?;
@@ -95,24 +108,13 @@ impl Mesh {
     /// Written whole or not at all (readers never see half a file), readable by its owner
     /// alone: it holds the admin token.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        write_private(&tmp, &serde_json::to_string_pretty(self)?)?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        write_private(path, &serde_json::to_string_pretty(self)?)
     }
 }
 
-/// Writes a file only its owner may read (the mesh description and the admin token hold a
-/// secret).
+/// Writes a file whole, that only its owner may read (the mesh description and the admin
+/// token hold a secret).
 pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
+    util::files::replace(path, text.as_bytes(), true)
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -47,6 +47,8 @@ pub struct Workload {
     /// The client requests go out with (it trusts the mesh's CA; `Mesh::client`). Each
     /// request is given `REQUEST_TIMEOUT`.
     pub http: reqwest::Client,
+    /// Signs each shopper's token (the identity provider the edges trust: `Mesh::shoppers`).
+    pub shoppers: Arc<http_api::identity::issuer::Issuer>,
     /// Every random choice (what each shopper does, which SKU, the keys' random bits) follows
     /// from this: a drill run again with it makes the same choices in the same order per
     /// shopper (the timings, and so what the mesh answers, are the machine's).
@@ -181,6 +183,15 @@ pub async fn run(
             let (shopper, stop) = (shopper.clone(), stop.clone());
             let (edge, customer) = (edge.clone(), format!("drill-{e}-{s}"));
             let mut rng = chooser(w.seed, e as u64, s as u64);
+            let now_s = util::clock::now_ms().unsigned_abs() / 1_000;
+            // A day: longer than any drill.
+            let token = match w.shoppers.sign(&customer, None, now_s, 86_400) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %e, "no shopper token; this shopper sits out");
+                    continue;
+                }
+            };
             tasks.spawn(async move {
                 while !stopped(&stop) {
                     if rng.random_range(0..100) < shopper.w.browse_percent {
@@ -192,7 +203,7 @@ pub async fn run(
                         shopper.live.attempted.fetch_sub(1, Ordering::Relaxed);
                         break;
                     }
-                    shopper.order(&edge, &customer, &mut rng).await;
+                    shopper.order(&edge, &customer, &token, &mut rng).await;
                 }
             });
         }
@@ -262,7 +273,7 @@ impl Shopper {
         }
     }
 
-    async fn order(&self, edge: &str, customer: &str, rng: &mut StdRng) {
+    async fn order(&self, edge: &str, customer: &str, token: &str, rng: &mut StdRng) {
         let key = key(rng);
         let lines = vec![Line {
             sku: self.pick_sku(rng),
@@ -279,13 +290,14 @@ impl Shopper {
             })
             .await;
         let body = serde_json::json!({
-            "customer_id": customer, "currency": "USD",
+            "currency": "USD",
             "lines": lines.iter().map(|l| serde_json::json!({"sku": l.sku, "qty": l.qty})).collect::<Vec<_>>(),
             "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"},
         });
         let res = self
             .http
             .post(format!("{edge}/v1/orders"))
+            .bearer_auth(token)
             .header("idempotency-key", &key)
             .json(&body)
             .send()

@@ -3,7 +3,8 @@
 //! This crate owns the domain model (products and SKUs, money, markets, price lists, orders)
 //! and every rule over it: the pricing engine, order validation, escrow arithmetic and grant
 //! sizing, the commands that change state and the one function that decides them (`decide`),
-//! how long a key answers retries (`dedup`), refusals with their kind (`refusal`), the formats
+//! how long a key answers retries (`dedup`), what a signed-in shopper may ask for (`shopper`),
+//! refusals with their kind (`refusal`), the formats
 //! of everything stored or sent (`format`), and the key layout of the authoritative store.
 //!
 //! It must never do IO, spawn, sleep or read a clock: time is a parameter (`now_ms`), so that
@@ -28,6 +29,7 @@ pub mod record;
 pub mod refusal;
 #[cfg(feature = "openapi")]
 mod schema;
+pub mod shopper;
 pub mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -20,6 +20,9 @@ pub struct EdgeConfig {
     /// The storefront listener: TLS certificate, timeouts, caps, rates, trusted proxies.
     #[serde(default)]
     pub http: http_api::serve::Settings,
+    /// The identity provider whose tokens name shoppers: who orders, and whose group prices
+    /// they see. Without a valid token a shopper is anonymous: public prices, no orders.
+    pub shoppers: http_api::identity::IdentitySettings,
     /// The deployment's certificates (`tradewind certs init`): `ca.pem`, `<name>.pem`,
     /// `<name>.key`.
     pub certs_dir: PathBuf,
@@ -164,10 +167,12 @@ impl Config for EdgeConfig {
         resolve(base, &mut self.certs_dir);
         resolve(base, &mut self.outbox_path);
         self.http.resolve(base);
+        self.shoppers.resolve(base);
     }
 
     fn check(&self) -> Result<(), Invalid> {
         self.problems().map_err(Invalid)?;
+        self.shoppers.check()?;
         self.http.check("http", self.listen)
     }
 }
@@ -224,6 +229,10 @@ certs_dir = "certs"
 outbox_path = "data/outbox.redb"
 [http]
 plain_http = true
+[shoppers]
+issuer = "https://id.example/"
+audience = "storefront"
+jwks_file = "jwks.json"
 [[cores]]
 name = "ap-singapore"
 quic = "127.0.0.1:7102"
@@ -236,6 +245,7 @@ quic = "127.0.0.1:7102"
         std::fs::write(&p, GOOD).unwrap();
         let c = util::config::load::<EdgeConfig>(&p).unwrap();
         assert_eq!(c.outbox_path, dir.path().join("data/outbox.redb"));
+        assert_eq!(c.shoppers.jwks_file, Some(dir.path().join("jwks.json")));
         assert_eq!(c.edge_id().as_str(), "ap-singapore-1");
         for (bad, why) in [
             (
@@ -254,6 +264,13 @@ quic = "127.0.0.1:7102"
                 "missing field `cores`",
             ),
             (format!("{GOOD}[limits]\nbody_max_bytes = 10\n"), "limits"),
+            (
+                GOOD.replace(
+                    "jwks_file = \"jwks.json\"",
+                    "jwks_url = \"http://id.example/jwks\"",
+                ),
+                "shoppers.jwks_url",
+            ),
         ] {
             std::fs::write(&p, &bad).unwrap();
             let err = util::config::load::<EdgeConfig>(&p)

@@ -1,10 +1,10 @@
 //! The edge's metrics: what it counts as it goes (orders accepted, placed centrally, refused;
-//! units returned; the forwarder's verdicts; product cache reads; the intake latency
-//! histogram), and what is read at each scrape (outbox, grants, feed, staleness).
+//! units returned; the forwarder's verdicts; product cache reads; shopper tokens refused, by
+//! reason; the intake latency histogram), and what is read at each scrape (outbox, grants, feed, staleness).
 
 use std::time::Duration;
 
-use http_api::metrics::{Counter, Histogram, Registry, count, seconds};
+use http_api::metrics::{Counter, Family, Histogram, Registry, count, seconds};
 
 use crate::forwarder::ForwardStats;
 
@@ -19,6 +19,7 @@ pub struct Metrics {
     central: Counter,
     refused: Counter,
     returned_units: Counter,
+    tokens_refused: Family<Vec<(&'static str, &'static str)>, Counter>,
     intake: Histogram,
     registry: Registry,
 }
@@ -43,6 +44,7 @@ impl Metrics {
             central: Counter::default(),
             refused: Counter::default(),
             returned_units: Counter::default(),
+            tokens_refused: Family::default(),
             intake: Histogram::new(BUCKETS_S),
             registry: Registry::default(),
         };
@@ -108,6 +110,11 @@ impl Metrics {
             r.register(name, help, c.clone());
         }
         r.register(
+            "tradewind_edge_tokens_refused",
+            "Shopper tokens refused, by reason (expired, signature, audience, ...).",
+            m.tokens_refused.clone(),
+        );
+        r.register(
             "tradewind_edge_intake_seconds",
             "Time from an order's request to its 201.",
             m.intake.clone(),
@@ -129,6 +136,13 @@ impl Metrics {
     /// Units of grants given back to the core (recalled, or on shutdown).
     pub fn returned(&self, units: u64) {
         self.returned_units.inc_by(units);
+    }
+
+    /// A shopper token refused, for `reason` (`TokenError::reason`).
+    pub fn token_refused(&self, reason: &'static str) {
+        self.tokens_refused
+            .get_or_create(&vec![("reason", reason)])
+            .inc();
     }
 
     /// An order refused (bad input, out of stock, unavailable).

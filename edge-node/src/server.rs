@@ -111,6 +111,9 @@ pub async fn serve(
         refills,
     ));
 
+    let identity =
+        http_api::identity::Verifier::new(&config.shoppers).map_err(fail("shopper identity"))?;
+    identity.watch();
     let accepting = Arc::new(AtomicBool::new(true));
     let edge = Edge(Arc::new(EdgeParts {
         region: config.region.clone(),
@@ -127,6 +130,7 @@ pub async fn serve(
         central_timeout: Duration::from_millis(config.limits.central_timeout_ms),
         central: tokio::sync::Semaphore::new(config.limits.central_inflight_max),
         accepting: Arc::clone(&accepting),
+        identity,
     }));
     let app = router(edge, &config.limits);
     let front = http_api::serve::Front::new(&config.http).map_err(fail("storefront listener"))?;

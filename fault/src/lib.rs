@@ -72,6 +72,15 @@ kinds! {
     /// A bad query, path or header.
     BadRequest => "bad-request", Caller, Never;
     Unauthorized => "unauthorized", Caller, Never;
+    /// A shopper's bearer token that does not verify: forged, expired, for another audience or
+    /// issuer, signed with an algorithm or key not accepted, or too large.
+    InvalidToken => "invalid-token", Caller, Never;
+    /// This needs a signed-in shopper (a bearer token from the identity provider).
+    TokenRequired => "token-required", Caller, Never;
+    /// A customer group asked for in a query or body that the shopper's token does not grant.
+    GroupNotGranted => "group-not-granted", Caller, Never;
+    /// A customer id in a body that is not the one the shopper's token names.
+    CustomerNotGranted => "customer-not-granted", Caller, Never;
     /// Plain HTTP sent to a port that speaks TLS only.
     TlsRequired => "tls-required", Caller, Never;
     /// A forwarding header (`X-Forwarded-For`, `Forwarded`) from an address that is not one of

@@ -27,6 +27,16 @@ pub fn status_and_title(kind: Kind) -> (StatusCode, &'static str) {
         ),
         BadRequest => (S::BAD_REQUEST, "Bad request"),
         Unauthorized => (S::UNAUTHORIZED, "Missing or wrong bearer token"),
+        InvalidToken => (S::UNAUTHORIZED, "The bearer token does not verify"),
+        TokenRequired => (
+            S::UNAUTHORIZED,
+            "Sign in: this needs a shopper's bearer token",
+        ),
+        GroupNotGranted => (
+            S::FORBIDDEN,
+            "The shopper's token does not grant that customer group",
+        ),
+        CustomerNotGranted => (S::FORBIDDEN, "The shopper's token names another customer"),
         TlsRequired => (
             S::BAD_REQUEST,
             "This port speaks TLS 1.3 only: use https://",
@@ -161,8 +171,14 @@ impl IntoResponse for Problem {
         if let Some(s) = self.retry_after_s {
             h.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
-        if self.kind == Kind::Unauthorized {
-            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        // RFC 6750 §3: what a client that can fetch a new token needs to know.
+        let challenge = match self.kind {
+            Kind::Unauthorized | Kind::TokenRequired => Some("Bearer"),
+            Kind::InvalidToken => Some("Bearer error=\"invalid_token\""),
+            _ => None,
+        };
+        if let Some(c) = challenge {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
         }
         res
     }

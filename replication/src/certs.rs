@@ -51,26 +51,15 @@ pub fn check_node_name(name: &str) -> Result<(), CertError> {
 }
 
 fn write_new(path: &Path, contents: &str, private: bool) -> Result<(), CertError> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options.open(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::AlreadyExists => CertError::Exists(path.to_path_buf()),
-        _ => CertError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
-    })?;
-    f.write_all(contents.as_bytes())
-        .map_err(|source| CertError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+    util::files::write_new(path, contents.as_bytes(), private).map_err(|source| {
+        match source.kind() {
+            std::io::ErrorKind::AlreadyExists => CertError::Exists(path.to_path_buf()),
+            _ => CertError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        }
+    })
 }
 
 fn read(path: &Path) -> Result<String, CertError> {
@@ -170,10 +159,7 @@ pub fn issue_server(
 
 /// Writes `path` whole: a new file beside it, renamed over it.
 fn replace(path: &Path, contents: &str, private: bool) -> Result<(), CertError> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    write_new(&tmp, contents, private)?;
-    std::fs::rename(&tmp, path).map_err(|source| CertError::Io {
+    util::files::replace(path, contents.as_bytes(), private).map_err(|source| CertError::Io {
         path: path.to_path_buf(),
         source,
     })

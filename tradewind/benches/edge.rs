@@ -1,6 +1,7 @@
 //! Durable order intake at one edge (the release binary, with a core region behind it), against
 //! a trivial axum handler in the same run: orders per second and latency percentiles at a fixed
-//! number of concurrent shoppers, each order written and fsynced before its 201.
+//! number of concurrent shoppers, each order signed in (one of 1,000 customers' shopper tokens,
+//! checked by the edge at every order) and written and fsynced before its 201.
 //!
 //! Then product reads: a 2 KiB product from the edge's cache, against nginx serving the same
 //! bytes as a static file. Every server speaks TLS 1.3 with the same kind of certificate (the
@@ -34,6 +35,11 @@ const READ_SKUS: usize = 12;
 const RUNS: usize = 5;
 const RUN: Duration = Duration::from_secs(3);
 const WARMUP: Duration = Duration::from_secs(2);
+
+/// Customers placing the orders, each with their own shopper token (verified at every order).
+const CUSTOMERS: usize = 1_000;
+/// The file of their tokens, one per line, for `scripts/wrk/load.lua`.
+static TOKENS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 fn sku(i: usize) -> String {
     format!("B-{i:03}")
@@ -195,6 +201,9 @@ fn wrk(url: &str, orders: Option<u16>, shoppers: usize, for_: Duration) -> Repor
         .env("TRADEWIND_WRK_SKUS", SKUS.to_string());
     if let Some(run) = orders {
         cmd.env("TRADEWIND_WRK_ORDERS", run.to_string());
+        if let Some(tokens) = TOKENS.get() {
+            cmd.env("TRADEWIND_WRK_TOKENS", tokens);
+        }
     }
     let out = cmd
         .output()
@@ -237,6 +246,12 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
+        let tokens: Vec<String> = (0..CUSTOMERS)
+            .map(|i| common::shopper_token(&format!("bench-{i}"), None))
+            .collect();
+        let tokens_path = dir.path().join("tokens");
+        std::fs::write(&tokens_path, tokens.join("\n")).unwrap();
+        TOKENS.set(tokens_path).unwrap();
         let config = write_group_of(dir.path(), &["bench"]).remove(0);
         let core = CoreProcess::start(&config, &[]);
         while client()

@@ -271,6 +271,11 @@ fn prepare(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<String> 
         }
     }
     issue_https_certs(&certs, regions).context("making the HTTPS listeners' certificates")?;
+    // The demo's identity provider: the key shopper tokens are signed with, and the JWKS the
+    // edges trust (`tradewind token shopper` signs with it).
+    let identity = dir.join(IDENTITY);
+    std::fs::create_dir_all(&identity)?;
+    http_api::identity::issuer::init(&identity).context("making the shoppers' signing key")?;
     let token_file = dir.join("admin-token");
     let token = match std::fs::read_to_string(&token_file) {
         Ok(t) => t.trim().to_owned(),
@@ -309,6 +314,9 @@ fn https(name: &str) -> http_api::serve::Settings {
         format!("../certs/{name}.https.key").into(),
     )
 }
+
+/// The directory of the demo's identity provider, in the state directory.
+pub const IDENTITY: &str = "identity";
 
 /// The deployment's CA, as a part's config names it.
 const CA_FROM_PART: &str = "../certs/ca.pem";
@@ -399,6 +407,11 @@ fn edge_config(
         name: name.to_owned(),
         listen,
         http: https(name),
+        shoppers: http_api::identity::IdentitySettings::with_file(
+            http_api::identity::issuer::DEMO_ISSUER,
+            http_api::identity::issuer::DEMO_AUDIENCE,
+            format!("../{IDENTITY}/shoppers.jwks.json").into(),
+        ),
         certs_dir: "../certs".into(),
         outbox_path: "outbox.redb".into(),
         cores,
@@ -668,6 +681,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
         let mesh = Mesh {
             admin_token: token.clone(),
             ca: Some(ca.clone()),
+            identity: Some(dir.join(IDENTITY)),
             regions: mesh_regions,
             wan: args.wan.name().to_owned(),
             proxy,
@@ -1058,8 +1072,13 @@ fn print_endpoints(mesh: &Mesh, mesh_path: &Path, dir: &Path, sku: &str, took: D
     let ca = dir.join("certs").join("ca.pem");
     let curl = format!("curl -s --cacert {}", ca.display());
     println!("  {curl} '{edge}/v1/products?limit=2&currency=USD'");
+    let identity = dir.join(IDENTITY);
     println!(
-        "  {curl} -X POST {edge}/v1/orders -H 'content-type: application/json' -H \"idempotency-key: $(cat /proc/sys/kernel/random/uuid)\" \\\n    -d '{{\"customer_id\": \"c-1\", \"currency\": \"USD\", \"lines\": [{{\"sku\": \"{sku}\", \"qty\": 1}}], \"ship_to\": {{\"country\": \"SG\", \"line1\": \"1 Raffles Place\", \"city\": \"Singapore\", \"postal_code\": \"048616\"}}}}'"
+        "  S=$(cargo run -q --release -- token shopper --dir {} --customer c-1)   # a shopper's token",
+        identity.display()
+    );
+    println!(
+        "  {curl} -X POST {edge}/v1/orders -H \"authorization: Bearer $S\" -H 'content-type: application/json' -H \"idempotency-key: $(cat /proc/sys/kernel/random/uuid)\" \\\n    -d '{{\"currency\": \"USD\", \"lines\": [{{\"sku\": \"{sku}\", \"qty\": 1}}], \"ship_to\": {{\"country\": \"SG\", \"line1\": \"1 Raffles Place\", \"city\": \"Singapore\", \"postal_code\": \"048616\"}}}}'"
     );
     println!(
         "  {curl} -H 'authorization: Bearer {}' {admin}/admin/v1/cluster",

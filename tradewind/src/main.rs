@@ -99,7 +99,7 @@ enum Command {
         #[command(subcommand)]
         command: catalog::CatalogCommand,
     },
-    /// Admin tokens.
+    /// Admin tokens, and shopper tokens signed by a small identity provider of the mesh's own.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
@@ -154,6 +154,32 @@ enum TokenCommand {
     New,
     /// Print the digest of a token given on standard input.
     Hash,
+    /// Print a shopper token (a JWT, EdDSA) signed with the key in DIR (`tradewind demo` keeps
+    /// one in .tradewind/demo/identity), for `Authorization: Bearer` at a storefront whose
+    /// `[shoppers]` trusts that key's JWKS (DIR/shoppers.jwks.json).
+    Shopper {
+        /// The identity provider's directory; the key and JWKS are made there if missing.
+        #[arg(long, default_value = ".tradewind/demo/identity")]
+        dir: PathBuf,
+        /// The customer the token names (its `sub`).
+        #[arg(long)]
+        customer: String,
+        /// Their customer group (`customer_group`), for group prices.
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long, default_value_t = 3_600)]
+        ttl_s: u64,
+        #[arg(long, default_value = http_api::identity::issuer::DEMO_ISSUER)]
+        issuer: String,
+        #[arg(long, default_value = http_api::identity::issuer::DEMO_AUDIENCE)]
+        audience: String,
+    },
+    /// Start signing shopper tokens with a new key in DIR; its public half is published first
+    /// beside the old ones, so tokens signed before stay valid until they expire.
+    RotateShopperKey {
+        #[arg(long, default_value = ".tradewind/demo/identity")]
+        dir: PathBuf,
+    },
 }
 
 fn init_logging(json: bool) {
@@ -431,6 +457,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .read_line(&mut token)
                         .context("reading the token from standard input")?;
                     println!("{}", http_api::bearer::sha256_hex(token.trim()));
+                }
+                TokenCommand::Shopper {
+                    dir,
+                    customer,
+                    group,
+                    ttl_s,
+                    issuer,
+                    audience,
+                } => {
+                    use http_api::identity::issuer;
+                    commerce::CustomerId::new(customer.as_str()).context("--customer")?;
+                    if let Some(g) = &group {
+                        commerce::CustomerGroup::new(g.as_str()).context("--group")?;
+                    }
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                    issuer::init(&dir)?;
+                    let now = u64::try_from(util::clock::now_ms() / 1_000).unwrap_or(0);
+                    let token = issuer::Issuer::load(&dir, &issuer, &audience)?.sign(
+                        &customer,
+                        group.as_deref(),
+                        now,
+                        ttl_s,
+                    )?;
+                    println!("{token}");
+                }
+                TokenCommand::RotateShopperKey { dir } => {
+                    let kid = http_api::identity::issuer::rotate(&dir)?;
+                    println!(
+                        "signing with key {kid}; every storefront trusting the JWKS takes it within seconds"
+                    );
                 }
             }
             Ok(())

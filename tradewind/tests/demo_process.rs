@@ -60,9 +60,11 @@ async fn orders_and_prices_arrive_everywhere(mesh: &Value, base: u16) -> Vec<Str
     let mut ids = Vec::new();
     for (i, e) in edges.iter().enumerate() {
         let mut body = order(&sku);
-        body["customer_id"] = json!(format!("demo-{i}"));
+        let customer = format!("demo-{i}");
+        body["customer_id"] = json!(customer);
         let res = client()
             .post(format!("{e}/v1/orders"))
+            .bearer_auth(common::demo_shopper_token(mesh, &customer))
             .header("idempotency-key", format!("demo-order-{i}"))
             .json(&body)
             .send()

@@ -323,6 +323,12 @@ async fn a_workload_on_a_healthy_mesh_passes_the_checker() {
             every: Duration::from_millis(200),
         }),
         http: common::client(),
+        shoppers: std::sync::Arc::new(
+            http_api::identity::issuer::Issuer::demo(std::path::Path::new(
+                mesh["identity"].as_str().unwrap(),
+            ))
+            .unwrap(),
+        ),
         seed,
     };
     let path = dir.path().join("history.jsonl");

@@ -11,20 +11,26 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    CoreProcess, EdgeProcess, REGIONS, TOKEN, client, eventually, order, seed, write_edge_config,
-    write_edge_config_with, write_group, write_group_of,
+    CoreProcess, EdgeProcess, REGIONS, TOKEN, client, eventually, order, seed, shopper_client,
+    write_edge_config, write_edge_config_with, write_group, write_group_of,
 };
 use serde_json::Value;
 
+/// GET `url`: an admin API's with the admin token, a storefront's signed in as `CUSTOMER`.
 async fn get_json(url: &str) -> (u16, Value) {
-    let res = client().get(url).bearer_auth(TOKEN).send().await.unwrap();
+    let req = if url.contains("/admin/") {
+        client().get(url).bearer_auth(TOKEN)
+    } else {
+        shopper_client().get(url)
+    };
+    let res = req.send().await.unwrap();
     let status = res.status().as_u16();
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
 /// Places an order for one unit of S-1 at `edge` under `key`: the status and the body.
 async fn place(edge: &EdgeProcess, key: &str) -> (u16, Value) {
-    let res = client()
+    let res = shopper_client()
         .post(edge.url("/v1/orders"))
         .header("idempotency-key", key)
         .json(&order("S-1"))
@@ -205,7 +211,7 @@ async fn the_storefront_serves_the_regions_catalog_and_orders_commit_at_the_core
     // The same key again: the same order. Bad input: problem documents.
     let (status, same) = place(&edge, "local-1").await;
     assert_eq!((status, &same["order_id"]), (200, &Value::from(id.clone())));
-    let res = client()
+    let res = shopper_client()
         .post(edge.url("/v1/orders"))
         .json(&order("S-1"))
         .send()
@@ -222,7 +228,7 @@ async fn the_storefront_serves_the_regions_catalog_and_orders_commit_at_the_core
     );
     let mut unknown = order("NOPE");
     unknown["lines"][0]["sku"] = "NOPE".into();
-    let res = client()
+    let res = shopper_client()
         .post(edge.url("/v1/orders"))
         .header("idempotency-key", "bad-1")
         .json(&unknown)
@@ -304,7 +310,7 @@ async fn one_idempotency_key_sent_a_hundred_times_at_once_makes_one_order() {
         .map(|_| {
             let url = edge.url("/v1/orders");
             tokio::spawn(async move {
-                let res = client()
+                let res = shopper_client()
                     .post(url)
                     .header("idempotency-key", "the-same-key")
                     .json(&order("S-1"))
@@ -366,7 +372,7 @@ async fn buyers_at_three_edges_never_get_more_than_the_ten_units_in_stock() {
             (0..10).map(move |b| {
                 let url = edge.url("/v1/orders");
                 tokio::spawn(async move {
-                    let res = client()
+                    let res = shopper_client()
                         .post(url)
                         .header("idempotency-key", format!("buyer-{e}-{b}"))
                         .json(&order("S-1"))
@@ -424,7 +430,7 @@ async fn bad_input_gets_a_problem_document_and_the_edge_serves_everyone_else() {
     )
     .await;
     let post = |body: reqwest::Body, key: Option<&str>| {
-        let mut req = client()
+        let mut req = shopper_client()
             .post(edge.url("/v1/orders"))
             .header("content-type", "application/json")
             .body(body);
@@ -762,7 +768,7 @@ async fn the_openapi_description_is_in_step_with_the_routes() {
                 "no sample for a parameter of {template}"
             );
             let mut req =
-                client().request(method.to_uppercase().parse().unwrap(), s.edge.url(&path));
+                shopper_client().request(method.to_uppercase().parse().unwrap(), s.edge.url(&path));
             for p in op["parameters"].as_array().into_iter().flatten() {
                 let name = p["name"].as_str().unwrap();
                 match (p["in"].as_str().unwrap(), p["required"] == true) {
@@ -898,7 +904,7 @@ fn wide_order() -> Value {
 }
 
 async fn place_wide(edge: &EdgeProcess, key: &str) -> (u16, Value) {
-    let res = client()
+    let res = shopper_client()
         .post(edge.url("/v1/orders"))
         .header("idempotency-key", key)
         .json(&wide_order())
@@ -992,7 +998,7 @@ async fn a_backlog_of_large_orders_commits_once_the_core_is_back() {
 
 /// Places `body` at `edge` under `key`: the status and the body.
 async fn place_body(edge: &EdgeProcess, key: &str, body: &Value) -> (u16, Value) {
-    let res = client()
+    let res = shopper_client()
         .post(edge.url("/v1/orders"))
         .header("idempotency-key", key)
         .json(body)
@@ -1201,4 +1207,192 @@ async fn the_storefront_serves_tls_takes_a_renewed_certificate_on_sighup_and_ref
         err.contains("http.plain_http") && err.contains("loopback"),
         "{err}"
     );
+}
+
+/// A client of the storefront that sends `token` (none: an anonymous shopper).
+fn as_shopper(token: Option<&str>) -> impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    let token = token.map(str::to_owned);
+    move |req| match &token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    }
+}
+
+/// Who a shopper is comes only from their token: group prices only for the group the token
+/// names (asking for another in the query or the body is 403 `group-not-granted`), orders only
+/// for the token's customer, and an order shown only to that customer (anyone else gets the
+/// same 404 as an unknown id). Tokens that do not verify are 401 `invalid-token`, counted by
+/// reason; none at all is an anonymous shopper with public prices and no orders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shopper_gets_their_own_group_price_and_sees_only_their_own_orders() {
+    let s = solo(1_000, "").await;
+    let res = client()
+        .post(s.core.url("/admin/v1/prices"))
+        .bearer_auth(TOKEN)
+        .header("idempotency-key", common::admin_key("wholesale-price"))
+        .json(&serde_json::json!({"changes": [{"sku": "S-1", "currency": "USD", "amount_minor": 2000, "customer_group": "wholesale"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let wholesale = common::shopper_token("w-1", Some("wholesale"));
+    let member = common::shopper_token("m-1", Some("member"));
+    let plain = common::shopper_token("c-1", None);
+    let quote = |token: Option<&str>, query: &str| {
+        let req = as_shopper(token)(
+            client().get(
+                s.edge
+                    .url(&format!("/v1/skus/S-1/quote?currency=USD{query}")),
+            ),
+        );
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    eventually(
+        "the group price at the edge",
+        Duration::from_secs(20),
+        || async { quote(Some(&wholesale), "").await.1["unit_price"]["amount_minor"] == 2000 },
+    )
+    .await;
+    let price = |v: &Value| v["unit_price"]["amount_minor"].as_i64();
+    assert_eq!(price(&quote(None, "").await.1), Some(2500));
+    assert_eq!(price(&quote(Some(&member), "").await.1), Some(2500));
+    assert_eq!(
+        price(&quote(Some(&wholesale), "&customer_group=wholesale").await.1),
+        Some(2000)
+    );
+    let (status, page) = {
+        let res =
+            as_shopper(Some(&wholesale))(client().get(s.edge.url("/v1/products?currency=USD")))
+                .send()
+                .await
+                .unwrap();
+        (res.status().as_u16(), res.json::<Value>().await.unwrap())
+    };
+    assert_eq!(
+        (
+            status,
+            page["items"][0]["skus"][0]["price"]["amount_minor"].as_i64()
+        ),
+        (200, Some(2000))
+    );
+    // A group asked for without the token granting it: refused, whoever asks.
+    for (who, path) in [
+        (
+            None,
+            "/v1/skus/S-1/quote?currency=USD&customer_group=wholesale",
+        ),
+        (
+            Some(&member),
+            "/v1/skus/S-1/quote?currency=USD&customer_group=wholesale",
+        ),
+        (None, "/v1/products?currency=USD&customer_group=wholesale"),
+        (
+            Some(&plain),
+            "/v1/products/P-1?currency=USD&customer_group=wholesale",
+        ),
+    ] {
+        let res = as_shopper(who.map(String::as_str))(client().get(s.edge.url(path)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            problem(res).await,
+            (403, "group-not-granted".into()),
+            "{path}"
+        );
+    }
+
+    // Orders: only signed in, only for the token's customer and group.
+    let post = |token: Option<&str>, key: &str, body: Value| {
+        let req = as_shopper(token)(client().post(s.edge.url("/v1/orders")))
+            .header("idempotency-key", key)
+            .json(&body);
+        async move { req.send().await.unwrap() }
+    };
+    let body = |extra: Value| {
+        let mut o = order("S-1");
+        o.as_object_mut().unwrap().remove("customer_id");
+        o.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        o
+    };
+    let res = post(None, "anon-1", body(serde_json::json!({}))).await;
+    assert_eq!(res.headers()["www-authenticate"], "Bearer");
+    assert_eq!(problem(res).await, (401, "token-required".into()));
+    let now = util::clock::now_ms().unsigned_abs() / 1_000;
+    let expired = http_api::identity::issuer::Issuer::demo(common::test_identity())
+        .unwrap()
+        .sign("c-1", None, now - 7_200, 600)
+        .unwrap();
+    let foreign_dir = tempfile::tempdir().unwrap();
+    http_api::identity::issuer::init(foreign_dir.path()).unwrap();
+    let forged = http_api::identity::issuer::Issuer::demo(foreign_dir.path())
+        .unwrap()
+        .sign("c-1", Some("wholesale"), now, 600)
+        .unwrap();
+    for bad in [expired.as_str(), forged.as_str(), "not-a-jwt"] {
+        let res = post(Some(bad), "bad-token", body(serde_json::json!({}))).await;
+        assert!(
+            res.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
+        assert_eq!(problem(res).await, (401, "invalid-token".into()));
+    }
+    let res = post(
+        Some(&plain),
+        "other-customer",
+        body(serde_json::json!({"customer_id": "w-1"})),
+    )
+    .await;
+    assert_eq!(problem(res).await, (403, "customer-not-granted".into()));
+    let res = post(
+        Some(&plain),
+        "richer-group",
+        body(serde_json::json!({"customer_group": "wholesale"})),
+    )
+    .await;
+    assert_eq!(problem(res).await, (403, "group-not-granted".into()));
+    let res = post(Some(&wholesale), "wholesale-1", body(serde_json::json!({}))).await;
+    assert_eq!(res.status(), 201);
+    let placed: Value = res.json().await.unwrap();
+    assert_eq!(placed["total"]["amount_minor"], 2000, "{placed}");
+    let id = placed["order_id"].as_str().unwrap().to_owned();
+
+    // The order is its customer's alone.
+    let get = |token: Option<&str>, id: &str| {
+        let req = as_shopper(token)(client().get(s.edge.url(&format!("/v1/orders/{id}"))));
+        async move { req.send().await.unwrap() }
+    };
+    let mine: Value = get(Some(&wholesale), &id).await.json().await.unwrap();
+    assert_eq!(
+        (
+            mine["customer_id"].as_str(),
+            mine["customer_group"].as_str()
+        ),
+        (Some("w-1"), Some("wholesale"))
+    );
+    let theirs = get(Some(&plain), &id).await;
+    let unknown = get(Some(&plain), "o-00000000000000000000000000000000").await;
+    assert_eq!(theirs.status(), 404);
+    assert_eq!(theirs.text().await.unwrap(), unknown.text().await.unwrap());
+    assert_eq!(
+        problem(get(None, &id).await).await,
+        (401, "token-required".into())
+    );
+
+    let metrics = s.edge.metrics().await;
+    for reason in ["expired", "unknown-key", "malformed"] {
+        assert!(
+            metrics.contains(&format!(
+                "tradewind_edge_tokens_refused_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason}: {metrics}"
+        );
+    }
 }

@@ -1,8 +1,10 @@
 //! What every process of the mesh shares, whatever part it is: its config file (`config`: one
 //! loader and one error type for cores, edges, routers and the fault proxy) and the wall clock
-//! (`clock`), read in one place and passed to everything that decides by it.
+//! (`clock`), read in one place and passed to everything that decides by it; and how the small
+//! files of a deployment (keys, certificates) are written (`files`).
 
 #![forbid(unsafe_code)]
 
 pub mod clock;
 pub mod config;
+pub mod files;

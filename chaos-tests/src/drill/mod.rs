@@ -387,6 +387,7 @@ async fn drive(
             every: Duration::from_millis(500),
         }),
         http: run.mesh.client(workload::REQUEST_TIMEOUT)?,
+        shoppers: Arc::new(run.mesh.shoppers()?),
         seed: run.seed,
     };
     if let Drill::FlashSale {

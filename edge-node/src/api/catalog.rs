@@ -10,11 +10,12 @@ use axum::response::{IntoResponse, Response};
 use commerce::catalog::Category;
 use commerce::pricing::{PriceContext, Quote, QuoteRequest};
 use commerce::refusal::Rejection;
+use commerce::shopper::price_group;
 use commerce::{Country, Currency, CustomerGroup, Money, ProductId, SkuId};
 use http_api::{Kind, Path, Problem, ProblemDocument, Query};
 use utoipa::{IntoParams, ToSchema};
 
-use super::Edge;
+use super::{Edge, Who};
 use crate::cache::{Rendered, ViewKey};
 
 /// Products in a page, largest first.
@@ -31,7 +32,8 @@ pub(super) struct ProductQuery {
     cursor: Option<ProductId>,
     /// Prices in this currency; none when absent.
     currency: Option<Currency>,
-    /// The shopper's customer group, for group prices.
+    /// Optional: the group's prices come from the shopper's token; a group given here must be
+    /// that one (else 403 `group-not-granted`).
     customer_group: Option<CustomerGroup>,
     /// The destination, for market prices.
     country: Option<Country>,
@@ -43,7 +45,8 @@ pub(super) struct ProductQuery {
 pub(super) struct ViewQuery {
     /// Prices in this currency; none when absent.
     currency: Option<Currency>,
-    /// The shopper's customer group, for group prices.
+    /// Optional: the group's prices come from the shopper's token; a group given here must be
+    /// that one (else 403 `group-not-granted`).
     customer_group: Option<CustomerGroup>,
     /// The destination, for market prices.
     country: Option<Country>,
@@ -140,13 +143,17 @@ fn product_view(
             ("x-tradewind-stale" = bool, description = "Present when the edge has heard from no core for longer than its bound."),
         )),
         (status = BAD_REQUEST, description = "A bad query.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, description = "A bearer token that does not verify (`invalid-token`).", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = FORBIDDEN, description = "A customer group the shopper's token does not grant (`group-not-granted`).", body = ProblemDocument, content_type = "application/problem+json"),
         (status = SERVICE_UNAVAILABLE, description = "No catalog yet.", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn list_products(
     State(e): State<Edge>,
+    who: Who,
     Query(q): Query<ProductQuery>,
 ) -> Result<Response, Problem> {
+    let group = price_group(who.0.as_ref(), q.customer_group.as_ref())?;
     e.has_catalog()?;
     let limit = q.limit.unwrap_or(20).clamp(1, PAGE_MAX);
     let (items, next) = {
@@ -160,16 +167,7 @@ pub(super) async fn list_products(
             .flatten();
         let items: Vec<ProductView> = page
             .into_iter()
-            .map(|p| {
-                product_view(
-                    &e,
-                    &state,
-                    p,
-                    q.currency,
-                    q.customer_group.as_ref(),
-                    q.country,
-                )
-            })
+            .map(|p| product_view(&e, &state, p, q.currency, group.as_ref(), q.country))
             .collect();
         (items, next)
     };
@@ -197,21 +195,25 @@ pub(super) async fn list_products(
         (status = NOT_MODIFIED, description = "The copy held is current."),
         (status = NOT_FOUND, description = "No such product.", body = ProblemDocument, content_type = "application/problem+json"),
         (status = BAD_REQUEST, description = "A bad id or query.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, description = "A bearer token that does not verify (`invalid-token`).", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = FORBIDDEN, description = "A customer group the shopper's token does not grant (`group-not-granted`).", body = ProblemDocument, content_type = "application/problem+json"),
         (status = SERVICE_UNAVAILABLE, description = "No catalog yet.", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn get_product(
     State(e): State<Edge>,
+    who: Who,
     Path(id): Path<ProductId>,
     Query(q): Query<ViewQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    let group = price_group(who.0.as_ref(), q.customer_group.as_ref())?;
     e.has_catalog()?;
     let key = ViewKey {
         generation: e.catalog.generation(&id),
         product: id,
         currency: q.currency,
-        group: q.customer_group,
+        group,
         country: q.country,
     };
     let render = {
@@ -264,15 +266,19 @@ pub(super) async fn get_product(
     responses(
         (status = OK, description = "The quote.", body = Quote),
         (status = BAD_REQUEST, description = "A bad SKU or query.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, description = "A bearer token that does not verify (`invalid-token`).", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = FORBIDDEN, description = "A customer group the shopper's token does not grant (`group-not-granted`).", body = ProblemDocument, content_type = "application/problem+json"),
         (status = UNPROCESSABLE_ENTITY, description = "Unknown SKU, no price, not sold there, or a quantity out of range.", body = ProblemDocument, content_type = "application/problem+json"),
         (status = SERVICE_UNAVAILABLE, description = "No catalog yet.", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn quote(
     State(e): State<Edge>,
+    who: Who,
     Path(sku): Path<SkuId>,
-    Query(q): Query<QuoteRequest>,
+    Query(mut q): Query<QuoteRequest>,
 ) -> Result<Response, Problem> {
+    q.customer_group = price_group(who.0.as_ref(), q.customer_group.as_ref())?;
     e.has_catalog()?;
     let quote = e
         .catalog

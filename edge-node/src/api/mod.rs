@@ -20,7 +20,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue};
-use commerce::{EdgeId, SkuId};
+use commerce::shopper::Shopper;
+use commerce::{CustomerGroup, CustomerId, EdgeId, SkuId};
+use http_api::identity::TokenError;
 use http_api::{Kind, Problem};
 use tokio::sync::mpsc;
 use utoipa::OpenApi;
@@ -65,11 +67,59 @@ pub struct EdgeParts {
     pub central: tokio::sync::Semaphore,
     /// Turned off on shutdown: no new orders while the outbox drains and grants go back.
     pub accepting: Arc<AtomicBool>,
+    /// Verifies shoppers' tokens.
+    pub identity: Arc<http_api::identity::Verifier>,
+}
+
+/// Who is asking: the shopper a valid bearer token names, or an anonymous shopper (no
+/// `Authorization` header). A header that is there and does not verify is refused (401
+/// `invalid-token`), never taken as anonymous.
+pub struct Who(pub Option<Shopper>);
+
+impl Who {
+    /// The signed-in shopper, or 401 `token-required`.
+    pub fn required(self) -> Result<Shopper, Problem> {
+        self.0.ok_or_else(|| {
+            Problem::new(
+                Kind::TokenRequired,
+                "sign in: send `Authorization: Bearer <token>` from the identity provider",
+            )
+        })
+    }
+}
+
+impl axum::extract::FromRequestParts<Edge> for Who {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        e: &Edge,
+    ) -> Result<Self, Problem> {
+        let refuse = |err: TokenError| {
+            e.metrics.token_refused(err.reason());
+            Problem::from(err)
+        };
+        let Some(v) = e.identity.shopper(&parts.headers).map_err(refuse)? else {
+            return Ok(Who(None));
+        };
+        let settings = e.identity.settings();
+        let customer = CustomerId::new(v.customer.as_str())
+            .map_err(|_| refuse(TokenError::Claim(settings.customer_claim.clone())))?;
+        let group = match &v.group {
+            Some(g) => Some(
+                CustomerGroup::new(g.as_str())
+                    .map_err(|_| refuse(TokenError::Claim(settings.group_claim.clone())))?,
+            ),
+            None => None,
+        };
+        Ok(Who(Some(Shopper { customer, group })))
+    }
 }
 
 /// The description's frame; the paths and schemas come from the routes.
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&ShopperAuth),
     info(
         title = "Tradewind storefront API",
         description = "What an edge serves shoppers: products, prices and availability from \
@@ -83,6 +133,26 @@ pub struct EdgeParts {
     )
 )]
 struct Storefront;
+
+/// The `shopper` security scheme: a bearer JWT from the seller's identity provider.
+struct ShopperAuth;
+
+impl utoipa::Modify for ShopperAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some(
+                "A token from the seller's identity provider: it names the customer (orders) \
+                 and their customer group (prices). Without one, public prices and no orders.",
+            ))
+            .build();
+        api.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("shopper", SecurityScheme::Http(scheme));
+    }
+}
 
 /// The storefront's routes, and their OpenAPI description.
 fn routes() -> (Router<Edge>, utoipa::openapi::OpenApi) {

@@ -11,11 +11,12 @@ use commerce::command::{EdgeRequest, EdgeWrite, Outcome};
 use commerce::order::check_idempotency_key;
 use commerce::order::{Order, OrderRequest, OrderStatus, Origin, order_id_for, price_order};
 use commerce::refusal::Rejection;
+use commerce::shopper::OrderForm;
 use commerce::{EdgeId, Money, OrderId};
 use http_api::{Body, Kind, Path, Problem, ProblemDocument, idempotency_key};
 use utoipa::ToSchema;
 
-use super::Edge;
+use super::{Edge, Who};
 use crate::outbox::{Intake, OutboxError};
 
 /// The answer to a placed order: what the shopper needs, not the whole record (`GET
@@ -69,10 +70,11 @@ fn outbox_problem(err: OutboxError) -> Problem {
     }
 }
 
-/// Places an order.
+/// Places an order for the signed-in shopper.
 ///
 /// Accepted here from this edge's grants, durably, before the answer; or, when no grant here
-/// holds its units, placed at the core while the shopper waits. The same Idempotency-Key from
+/// holds its units, placed at the core while the shopper waits. The customer, and the group
+/// whose prices apply, are the ones the shopper's token names. The same Idempotency-Key from
 /// the same customer always names the same order.
 #[utoipa::path(
     post,
@@ -80,12 +82,15 @@ fn outbox_problem(err: OutboxError) -> Problem {
     tag = "orders",
     params(("Idempotency-Key" = String, Header,
         description = "1 to 128 visible ASCII characters; a UUIDv7 or ULID is best. Required: a retry under the same key returns the first result.")),
-    request_body(content = OrderRequest, content_type = "application/json"),
+    request_body(content = OrderForm, content_type = "application/json"),
+    security(("shopper" = [])),
     responses(
         (status = CREATED, description = "Placed.", body = Placed),
         (status = OK, description = "Placed before under this key: the same order.", body = Placed, headers(
             ("idempotent-replayed" = bool, description = "Always true."))),
         (status = BAD_REQUEST, description = "Malformed JSON, or no Idempotency-Key.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, description = "No bearer token (`token-required`), or one that does not verify (`invalid-token`).", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = FORBIDDEN, description = "A customer_id or customer_group the token does not grant.", body = ProblemDocument, content_type = "application/problem+json"),
         (status = CONFLICT, description = "Out of stock.", body = ProblemDocument, content_type = "application/problem+json"),
         (status = PAYLOAD_TOO_LARGE, description = "The body is too large.", body = ProblemDocument, content_type = "application/problem+json"),
         (status = UNSUPPORTED_MEDIA_TYPE, description = "Not application/json.", body = ProblemDocument, content_type = "application/problem+json"),
@@ -96,10 +101,12 @@ fn outbox_problem(err: OutboxError) -> Problem {
 )]
 pub(super) async fn place_order(
     State(e): State<Edge>,
+    who: Who,
     headers: HeaderMap,
-    Body(req): Body<OrderRequest>,
+    Body(form): Body<OrderForm>,
 ) -> Result<Response, Problem> {
     let started = std::time::Instant::now();
+    let req = form.request_of(&who.required()?)?;
     let key = idempotency_key(&headers, check_idempotency_key)?.ok_or_else(|| {
         Problem::new(
             Kind::MissingIdempotencyKey,
@@ -250,28 +257,35 @@ async fn central(e: &Edge, key: String, req: OrderRequest) -> Result<Response, P
     }
 }
 
-/// An order taken or placed at this edge, as it is now.
+/// One of the signed-in shopper's orders taken or placed at this edge, as it is now.
+///
+/// Another customer's order is answered exactly as an unknown id is, so that ids cannot be
+/// probed.
 #[utoipa::path(
     get,
     path = "/v1/orders/{id}",
     tag = "orders",
     params(("id" = OrderId, Path, description = "The order.")),
+    security(("shopper" = [])),
     responses(
         (status = OK, description = "The order, and where it was taken.", body = OrderView),
-        (status = NOT_FOUND, description = "No such order at this edge.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, description = "No bearer token (`token-required`), or one that does not verify (`invalid-token`).", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = NOT_FOUND, description = "None of this shopper's orders at this edge has this id.", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn get_order(
     State(e): State<Edge>,
+    who: Who,
     Path(id): Path<OrderId>,
 ) -> Result<Response, Problem> {
+    let shopper = who.required()?;
     let ob = e.outbox.clone();
     let found = tokio::task::spawn_blocking(move || ob.order(&id))
         .await
         .map_err(|err| Problem::new(Kind::Internal, err.to_string()))?
         .map_err(outbox_problem)?;
     match found {
-        Some(o) => {
+        Some(o) if o.customer_id == shopper.customer => {
             let view = OrderView {
                 order: &o,
                 region: &e.region,
@@ -279,6 +293,6 @@ pub(super) async fn get_order(
             };
             Ok(axum::Json(view).into_response())
         }
-        None => Err(Problem::new(Kind::NotFound, "no such order at this edge")),
+        _ => Err(Problem::new(Kind::NotFound, "no such order at this edge")),
     }
 }

@@ -30,6 +30,68 @@ pub fn test_ca() -> &'static Path {
     .path()
 }
 
+/// The identity provider every edge of this test binary trusts (`shoppers.key`,
+/// `shoppers.jwks.json` in it).
+pub fn test_identity() -> &'static Path {
+    static ID: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        http_api::identity::issuer::init(dir.path()).unwrap();
+        dir
+    })
+    .path()
+}
+
+/// The customer the test orders are for (`order`).
+pub const CUSTOMER: &str = "c-1";
+
+/// A shopper token for `customer` (in `group`), from the test identity provider.
+pub fn shopper_token(customer: &str, group: Option<&str>) -> String {
+    let now = util::clock::now_ms().unsigned_abs() / 1_000;
+    http_api::identity::issuer::Issuer::demo(test_identity())
+        .unwrap()
+        .sign(customer, group, now, 3_600)
+        .unwrap()
+}
+
+/// A shopper token for `customer` from the identity provider of a running demo (its
+/// mesh.json's `identity`).
+pub fn demo_shopper_token(mesh: &serde_json::Value, customer: &str) -> String {
+    let dir = Path::new(
+        mesh["identity"]
+            .as_str()
+            .expect("mesh.json names its identity provider"),
+    );
+    let now = util::clock::now_ms().unsigned_abs() / 1_000;
+    http_api::identity::issuer::Issuer::demo(dir)
+        .unwrap()
+        .sign(customer, None, now, 3_600)
+        .unwrap()
+}
+
+/// A client of the storefront signed in as `CUSTOMER` (every request carries their token).
+pub fn shopper_client() -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {}", shopper_token(CUSTOMER, None));
+    h.insert(reqwest::header::AUTHORIZATION, bearer.parse().unwrap());
+    http_api::client::trusting(&test_ca().join("ca.pem"))
+        .unwrap()
+        .default_headers(h)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// The `[shoppers]` section of an edge that trusts the test identity provider.
+pub fn shoppers_section() -> String {
+    format!(
+        "[shoppers]\nissuer = {:?}\naudience = {:?}\njwks_file = {:?}\n",
+        http_api::identity::issuer::DEMO_ISSUER,
+        http_api::identity::issuer::DEMO_AUDIENCE,
+        http_api::identity::issuer::jwks_path(test_identity()),
+    )
+}
+
 /// `dir`, holding the test CA (once), and certificates for `nodes` that it lacks.
 pub fn certs_in(dir: &Path, nodes: &[&str]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
@@ -373,7 +435,8 @@ pub fn write_edge_config(
 }
 
 /// `write_edge_config`, with `extra` TOML (keys, then sections) before the cores. The
-/// storefront serves TLS, with the keys of an `[http]` section in `extra` if it has one.
+/// storefront serves TLS, with the keys of an `[http]` section in `extra` if it has one, and
+/// trusts the test identity provider unless `extra` has a `[shoppers]` section.
 pub fn write_edge_config_with(
     dir: &Path,
     certs: &Path,
@@ -389,6 +452,11 @@ pub fn write_edge_config_with(
     } else {
         (extra.to_owned(), https)
     };
+    let shoppers = if extra.contains("[shoppers]") {
+        String::new()
+    } else {
+        shoppers_section()
+    };
     std::fs::create_dir_all(dir).unwrap();
     let cores: String = cores
         .iter()
@@ -398,7 +466,7 @@ pub fn write_edge_config_with(
     std::fs::write(
         &path,
         format!(
-            "region = \"{region}\"\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ncerts_dir = {certs:?}\noutbox_path = \"data/outbox.redb\"\n{extra}\n{http}{cores}"
+            "region = \"{region}\"\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ncerts_dir = {certs:?}\noutbox_path = \"data/outbox.redb\"\n{extra}\n{http}{shoppers}{cores}"
         ),
     )
     .unwrap();
@@ -597,7 +665,7 @@ pub fn admin_key(tag: &str) -> String {
 
 /// An order request for one unit of `sku` (the API's JSON).
 pub fn order(sku: &str) -> serde_json::Value {
-    serde_json::json!({"customer_id": "c-1", "currency": "USD", "lines": [{"sku": sku, "qty": 1}],
+    serde_json::json!({"customer_id": CUSTOMER, "currency": "USD", "lines": [{"sku": sku, "qty": 1}],
            "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"}})
 }
 
