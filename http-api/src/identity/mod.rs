@@ -9,10 +9,13 @@
 //! verified once is remembered (bytes-bounded, until its expiry and at most a minute, forgotten
 //! when the keys change), so a shopper's next request costs a lookup, not a signature check.
 //!
-//! `issuer` is the mesh's own small provider, for the demo, the drills and tests.
+//! Signatures are checked by ring (`ring_provider`). `issuer` is the mesh's own small
+//! provider, for the demo, the drills and tests.
 
 pub mod issuer;
 mod keys;
+mod ring_provider;
+pub use ring_provider::install as use_ring;
 mod settings;
 
 use std::sync::{Arc, RwLock, Weak};
@@ -140,6 +143,7 @@ impl Verifier {
     /// A verifier with the keys of `settings`: a JWKS file must load now; a URL is fetched by
     /// `watch` (until it answers, every token is refused as naming an unknown key).
     pub fn new(settings: &IdentitySettings) -> Result<Arc<Self>, IdentityError> {
+        ring_provider::install();
         settings.check()?;
         let accepted = settings.accepted()?;
         let validations = accepted
