@@ -4,7 +4,7 @@
 
 use crate::catalog::Product;
 use crate::escrow::{Demand, GrantPolicy, StockOp};
-use crate::id::{CustomerGroup, EdgeId, OrderId, PriceListId, PromotionId, SkuId};
+use crate::id::{CustomerGroup, CustomerId, EdgeId, OrderId, PriceListId, PromotionId, SkuId};
 use crate::market::Market;
 use crate::money::Currency;
 use crate::order::{Order, OrderRequest, OrderStatus};
@@ -91,6 +91,101 @@ impl EdgeWrite {
                 idempotency_key, ..
             } => crate::order::check_idempotency_key(idempotency_key)
                 .map_err(|e| Rejection::invalid(e.to_string())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Orders in one page of a customer's orders, at most.
+pub const ORDERS_PAGE_MAX: u32 = 100;
+
+/// What an edge may read from a core region's store over the mesh: the orders of the customer
+/// whose token it verified. The core answers only orders of the customer named, so an edge
+/// shows a shopper nothing of anyone else's even by mistake.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub enum EdgeRead {
+    /// Up to `limit` (1 to `ORDERS_PAGE_MAX`) of the customer's orders, newest first, after
+    /// `after` (the last of the page before).
+    CustomerOrders {
+        customer: CustomerId,
+        after: Option<OrderCursor>,
+        limit: u32,
+    },
+    /// One order, if it is the customer's.
+    Order { customer: CustomerId, id: OrderId },
+}
+
+/// Where a page of a customer's orders ends: its last order's time and id (the order of their
+/// index, `keys::customer_order`).
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct OrderCursor {
+    pub accepted_at_ms: i64,
+    pub order_id: OrderId,
+}
+
+impl OrderCursor {
+    /// The cursor that a page ending at `order` continues from.
+    pub fn after(order: &Order) -> Self {
+        OrderCursor {
+            accepted_at_ms: order.accepted_at_ms,
+            order_id: order.order_id.clone(),
+        }
+    }
+
+    /// Whether `order` comes after this cursor, newest first (later times first, then ids in
+    /// order, as the index sorts them).
+    pub fn precedes(&self, order: &Order) -> bool {
+        (std::cmp::Reverse(self.accepted_at_ms), &self.order_id)
+            < (std::cmp::Reverse(order.accepted_at_ms), &order.order_id)
+    }
+}
+
+/// One page of `customer`'s orders, newest first, made of what a core holds (`at_core`, a page
+/// after `after`) and what an edge holds that no core may have yet (`here`): each order once,
+/// the core's word over the edge's, only the customer's, only those after `after`, at most
+/// `limit`; with the cursor of the next page when the page is full.
+pub fn orders_page(
+    customer: &CustomerId,
+    at_core: Vec<Order>,
+    here: Vec<Order>,
+    after: Option<&OrderCursor>,
+    limit: usize,
+) -> (Vec<Order>, Option<OrderCursor>) {
+    let mut by_id: std::collections::HashMap<OrderId, Order> = std::collections::HashMap::new();
+    for o in here.into_iter().chain(at_core) {
+        if &o.customer_id == customer && after.is_none_or(|c| c.precedes(&o)) {
+            by_id.insert(o.order_id.clone(), o);
+        }
+    }
+    let mut items: Vec<Order> = by_id.into_values().collect();
+    items.sort_by(|a, b| {
+        (std::cmp::Reverse(a.accepted_at_ms), &a.order_id)
+            .cmp(&(std::cmp::Reverse(b.accepted_at_ms), &b.order_id))
+    });
+    items.truncate(limit);
+    let next = (items.len() == limit)
+        .then(|| items.last().map(OrderCursor::after))
+        .flatten();
+    (items, next)
+}
+
+/// A core's answer to an `EdgeRead`.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub enum ReadReply {
+    /// A page of a customer's orders, newest first.
+    Orders(Vec<Order>),
+    Order(Option<Box<Order>>),
+}
+
+impl EdgeRead {
+    /// What can be told wrong before reading.
+    pub fn check(&self) -> Result<(), Rejection> {
+        match self {
+            EdgeRead::CustomerOrders { limit, .. } if !(1..=ORDERS_PAGE_MAX).contains(limit) => {
+                Err(Rejection::invalid(format!(
+                    "a page has 1 to {ORDERS_PAGE_MAX} orders"
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -338,4 +433,63 @@ pub enum Outcome {
         duplicate: bool,
     },
     Rejected(Rejection),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::MemoryMachine;
+    use crate::testing::{catalog, edge, edge_order, request};
+
+    /// Orders of `customer` under `keys`, accepted at the times given.
+    fn orders(customer: &str, keyed: &[(&str, i64)]) -> Vec<Order> {
+        let mut m = MemoryMachine::new();
+        for c in catalog() {
+            m.apply(&c, 1_000);
+        }
+        keyed
+            .iter()
+            .map(|(key, at)| {
+                let mut req = request(&[("A", 1)]);
+                req.customer_id = CustomerId::new(customer).unwrap();
+                let mut o = edge_order(&m.state, key, &edge("e-1"), req);
+                o.accepted_at_ms = *at;
+                o
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_page_merges_the_cores_orders_with_the_edges_each_once_newest_first() {
+        let me = CustomerId::new("cust-1").unwrap();
+        let mine = orders(
+            "cust-1",
+            &[("a", 50), ("b", 40), ("c", 30), ("d", 20), ("e", 10)],
+        );
+        let theirs = orders("cust-2", &[("x", 45)]);
+        // The core has b, c, d, e (b committed); the edge still holds a and b as pending.
+        let mut at_core: Vec<Order> = mine[1..].to_vec();
+        at_core[0].status = crate::order::OrderStatus::Committed;
+        let here = vec![mine[0].clone(), mine[1].clone(), theirs[0].clone()];
+        let (page, next) = orders_page(&me, at_core.clone(), here.clone(), None, 3);
+        let ids = |v: &[Order]| v.iter().map(|o| o.order_id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&page), ids(&mine[..3]));
+        assert_eq!(
+            page[1].status,
+            crate::order::OrderStatus::Committed,
+            "the core's word"
+        );
+        let next = next.expect("a full page has a next one");
+        // The next page: only what comes after the cursor, from either side.
+        let rest_at_core: Vec<Order> = at_core.into_iter().filter(|o| next.precedes(o)).collect();
+        let (rest, last) = orders_page(&me, rest_at_core, here, Some(&next), 3);
+        assert_eq!(ids(&rest), ids(&mine[3..]));
+        assert_eq!(last, None);
+        // Ties in time go by id, as the store's index sorts them.
+        let tied = orders("cust-1", &[("p", 7), ("q", 7)]);
+        let (page, _) = orders_page(&me, tied.clone(), Vec::new(), None, 10);
+        let mut want = ids(&tied);
+        want.sort();
+        assert_eq!(ids(&page), want);
+    }
 }

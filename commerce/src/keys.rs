@@ -13,11 +13,12 @@
 //! | `N` | `N` promotion id             | `Promotion`                 |
 //! | `I` | `I` sku                      | `Inventory`                 |
 //! | `O` | `O` order id                 | `Order`                     |
+//! | `U` | `U` customer `0` newness(8) order id | nothing: a customer's orders, newest first |
 //! | `C` | `C` version(8)               | ids of the orders decided at that version, in order |
 //! | `D` | `D` command id(16)           | dedup record of a command   |
 //! | `V` | `V` version(8)               | command id applied there(16), log clock then(8) |
 
-use crate::id::{MarketId, OrderId, PriceListId, ProductId, PromotionId, SkuId};
+use crate::id::{CustomerId, MarketId, OrderId, PriceListId, ProductId, PromotionId, SkuId};
 
 pub const META: u8 = b'M';
 pub const PRODUCT: u8 = b'P';
@@ -27,6 +28,7 @@ pub const PRICE: u8 = b'R';
 pub const PROMOTION: u8 = b'N';
 pub const INVENTORY: u8 = b'I';
 pub const ORDER: u8 = b'O';
+pub const CUSTOMER_ORDER: u8 = b'U';
 pub const COMMIT_LOG: u8 = b'C';
 pub const DEDUP: u8 = b'D';
 pub const DEDUP_BY_VERSION: u8 = b'V';
@@ -85,6 +87,41 @@ pub fn order(id: &OrderId) -> Vec<u8> {
     tagged(ORDER, &[id.as_str().as_bytes()])
 }
 
+/// A customer's order in the index of their orders: ordered by customer, then newest first
+/// (`u64::MAX` less the time it was accepted), then by id.
+pub fn customer_order(customer: &CustomerId, accepted_at_ms: i64, id: &OrderId) -> Vec<u8> {
+    let newness = u64::MAX - accepted_at_ms.max(0).unsigned_abs();
+    tagged(
+        CUSTOMER_ORDER,
+        &[
+            customer.as_str().as_bytes(),
+            &newness.to_be_bytes(),
+            id.as_str().as_bytes(),
+        ],
+    )
+}
+
+/// `[start, end)` covering every order of `customer` in their index.
+pub fn customer_orders(customer: &CustomerId) -> (Vec<u8>, Vec<u8>) {
+    let mut start = tagged(CUSTOMER_ORDER, &[customer.as_str().as_bytes()]);
+    start.push(0);
+    let mut end = start.clone();
+    // Every key of the customer has their id and `0`, then more bytes: `1` ends the range.
+    if let Some(last) = end.last_mut() {
+        *last = 1;
+    }
+    (start, end)
+}
+
+/// The order id of a key of a customer's order index.
+pub fn parse_customer_order(key: &[u8]) -> Option<&str> {
+    let rest = key.strip_prefix(&[CUSTOMER_ORDER])?;
+    let sep = rest.iter().position(|b| *b == 0)?;
+    // The customer, `0`, eight bytes of newness (which may hold `0`s), `0`, then the id.
+    let id = rest.get(sep + 1 + 8 + 1..)?;
+    std::str::from_utf8(id).ok()
+}
+
 /// The commit log: one row per version that decided orders, listing them in order. One row per
 /// batch rather than one per order keeps an order commit at three rows.
 pub fn commit_log(version: u64) -> Vec<u8> {
@@ -132,6 +169,7 @@ pub fn kind_name(tag: u8) -> &'static str {
         PROMOTION => "promotion",
         INVENTORY => "inventory",
         ORDER => "order",
+        CUSTOMER_ORDER => "customer's order",
         COMMIT_LOG => "commit log",
         DEDUP => "dedup record",
         DEDUP_BY_VERSION => "dedup index",
@@ -157,6 +195,28 @@ pub fn tag_range(tag: u8) -> (Vec<u8>, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_customers_orders_sort_newest_first_and_stay_theirs() {
+        let c = CustomerId::new("c-1").unwrap();
+        let other = CustomerId::new("c-10").unwrap();
+        let id = |s: &str| OrderId::new(s).unwrap();
+        let old = customer_order(&c, 1_000, &id("o-b"));
+        let new = customer_order(&c, 2_000, &id("o-a"));
+        let same_time = customer_order(&c, 2_000, &id("o-c"));
+        assert!(new < same_time && same_time < old);
+        let (lo, hi) = customer_orders(&c);
+        for k in [&old, &new, &same_time] {
+            assert!(lo <= *k && *k < hi);
+        }
+        // Another customer whose id starts with this one's is outside the range.
+        let theirs = customer_order(&other, 1_500, &id("o-d"));
+        assert!(!(lo <= theirs && theirs < hi));
+        assert_eq!(parse_customer_order(&old), Some("o-b"));
+        // A time whose bytes hold zeros still parses.
+        let zeros = customer_order(&c, 0xff00_0000_0000, &id("o-z"));
+        assert_eq!(parse_customer_order(&zeros), Some("o-z"));
+    }
 
     #[test]
     fn compound_keys_sort_as_tuples() {

@@ -63,6 +63,19 @@ impl Record {
         }
     }
 
+    /// The key of the index row that goes with the record's own, if it has one: an order is
+    /// listed among its customer's orders (`keys::customer_order`). Index rows hold nothing.
+    pub fn index_key(&self) -> Option<Vec<u8>> {
+        match self {
+            Record::Order(o) => Some(keys::customer_order(
+                &o.customer_id,
+                o.accepted_at_ms,
+                &o.order_id,
+            )),
+            _ => None,
+        }
+    }
+
     /// The record's value, in its format.
     pub fn encode(&self) -> Result<Vec<u8>, codec::CodecError> {
         match self {

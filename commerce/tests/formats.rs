@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use codec::{Versioned, check_golden};
-use commerce::command::{EdgeWrite, Outcome, Proposal};
+use commerce::command::{EdgeRead, EdgeWrite, Outcome, Proposal, ReadReply};
 use commerce::dedup::DedupRecord;
 use commerce::escrow::Inventory;
 use commerce::format::{self, CommitLog};
@@ -312,4 +312,24 @@ fn edge_writes_of_every_request() {
     for (case, write) in cases {
         golden::<EdgeWrite>(Some(case), &from(write));
     }
+}
+
+#[test]
+fn edge_reads_and_their_replies() {
+    let reads = [
+        (
+            "customer-orders",
+            json!({"CustomerOrders": {"customer": "c-42", "limit": 20,
+                "after": {"accepted_at_ms": 1_733_000_000_000i64, "order_id": "o-0193c2a0b1c2-aabbccddeeff00112233"}}}),
+        ),
+        (
+            "order",
+            json!({"Order": {"customer": "c-42", "id": "o-0193c2a0b1c2-aabbccddeeff00112233"}}),
+        ),
+    ];
+    for (case, read) in reads {
+        golden::<EdgeRead>(Some(case), &from(read));
+    }
+    golden::<ReadReply>(Some("orders"), &from(json!({"Orders": [order()]})));
+    golden::<ReadReply>(Some("order"), &from(json!({"Order": order()})));
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use codec::{Versioned, decode};
-use commerce::command::{EdgeWrite, Outcome, Proposal};
+use commerce::command::{EdgeRead, EdgeWrite, Outcome, Proposal, ReadReply};
 use commerce::dedup::DedupRecord;
 use commerce::escrow::Inventory;
 use commerce::format::CommitLog;
@@ -44,6 +44,8 @@ fn read_as(label: &str, bytes: &[u8]) {
         "edge-write" => read::<EdgeWrite>(bytes),
         "outcome" => read::<Outcome>(bytes),
         "dedup-record" => read::<DedupRecord>(bytes),
+        "edge-read" => read::<EdgeRead>(bytes),
+        "read-reply" => read::<ReadReply>(bytes),
         other => panic!("a golden file of no known format: {other}"),
     }
 }
@@ -67,7 +69,8 @@ proptest! {
     #[test]
     fn noise_reads_as_no_format_without_panicking(noise in prop::collection::vec(any::<u8>(), 0..512)) {
         for label in ["product", "market", "price-list", "price", "promotion", "order",
-                      "commit-log", "inventory", "proposal", "edge-write", "outcome", "dedup-record"] {
+                      "commit-log", "inventory", "proposal", "edge-write", "outcome", "dedup-record",
+                      "edge-read", "read-reply"] {
             read_as(label, &noise);
         }
     }

@@ -1,24 +1,31 @@
-//! Writes from edges over the mesh (`replication::app::Submissions`). An edge speaks only for
-//! itself: the edge a write names is the one its certificate proves. It may ask only what an
-//! `EdgeRequest` holds, under this region's grant policy, and its writes go through the same
-//! admission, size bound and idempotency as the admin API's. The state machine's outcome goes
-//! back to the edge as it was encoded, unread here.
+//! Writes and reads from edges over the mesh (`replication::app::Submissions`). An edge speaks
+//! only for itself: the edge a write names is the one its certificate proves. It may ask only
+//! what an `EdgeRequest` holds, under this region's grant policy, and its writes go through the
+//! same admission, size bound and idempotency as the admin API's. The state machine's outcome
+//! goes back to the edge as it was encoded, unread here. It may read a customer's orders (an
+//! `EdgeRead`), from this region's store as of what it has applied.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use commerce::EdgeId;
-use commerce::command::EdgeWrite;
+use commerce::command::{EdgeRead, EdgeWrite, ReadReply};
 use commerce::escrow::GrantPolicy;
 use fault::{Fault, Kind};
 use replication::app::{Submissions, SubmitFuture};
 use replication::protocol::{Payload, WriteError};
 
+use crate::store::Store;
 use crate::writes::Writes;
 
-/// This region's judge of edge writes.
+/// An edge's read, encoded, is at most this large (a customer id, a cursor).
+const READ_MAX_BYTES: usize = 1024;
+
+/// This region's judge of edge writes and reads.
 #[derive(Clone)]
 pub struct EdgeWrites {
     pub writes: Writes,
+    pub store: Arc<dyn Store>,
     pub region: String,
     pub policy: GrantPolicy,
     /// How long a write may take to commit before the edge is told to retry.
@@ -56,9 +63,52 @@ impl EdgeWrites {
     }
 }
 
+impl EdgeWrites {
+    async fn answer(&self, peer: String, payload: Payload) -> Result<Payload, WriteError> {
+        let refuse = |kind: Kind, why: String| {
+            tracing::warn!(%peer, %why, "refused an edge read");
+            WriteError::refused(kind, why)
+        };
+        if payload.0.len() > READ_MAX_BYTES {
+            return Err(refuse(
+                Kind::BodyTooLarge,
+                format!(
+                    "{} bytes, over the limit of {READ_MAX_BYTES}",
+                    payload.0.len()
+                ),
+            ));
+        }
+        let read: EdgeRead = codec::decode(&payload.0)
+            .map_err(|e| refuse(Kind::InvalidBody, format!("not an edge read: {e}")))?;
+        read.check().map_err(|r| refuse(r.kind(), r.detail))?;
+        let store = Arc::clone(&self.store);
+        let reply = tokio::task::spawn_blocking(move || match read {
+            EdgeRead::CustomerOrders {
+                customer,
+                after,
+                limit,
+            } => crate::reads::customer_orders(&*store, &customer, after.as_ref(), limit as usize)
+                .map(ReadReply::Orders),
+            EdgeRead::Order { customer, id } => crate::reads::read_order(&*store, &id)
+                .map(|o| ReadReply::Order(o.filter(|o| o.customer_id == customer).map(Box::new))),
+        })
+        .await
+        .map_err(|e| WriteError::Unavailable(e.to_string()))?
+        .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+        codec::encode(&reply)
+            .map(Payload)
+            .map_err(|e| WriteError::refused(Kind::Internal, e.to_string()))
+    }
+}
+
 impl Submissions for EdgeWrites {
     fn submit(&self, peer: String, payload: Payload) -> SubmitFuture {
         let this = self.clone();
         Box::pin(async move { this.handle(peer, payload).await })
+    }
+
+    fn read(&self, peer: String, payload: Payload) -> SubmitFuture {
+        let this = self.clone();
+        Box::pin(async move { this.answer(peer, payload).await })
     }
 }

@@ -35,7 +35,9 @@ use commerce::{OrderId, command::Command};
 use replication::feed::Feed;
 use replication::protocol::Row;
 
-use crate::store::{Op, STORE_LAYOUT, Store, StoreError, VALUE_MAX_BYTES, WriteBatch};
+use crate::store::{
+    LAYOUTS_READ, Op, STORE_LAYOUT, Store, StoreError, VALUE_MAX_BYTES, WriteBatch,
+};
 
 /// Rows read per page when loading the state at open.
 const LOAD_PAGE_ROWS: usize = 4_096;
@@ -169,27 +171,34 @@ fn publish(feed: &Feed, ends: &[(u64, usize)], ops: Vec<Op>) {
     }
 }
 
-/// The rows of `writes`, each encoded in its format and within what every backend stores.
+/// The rows of `writes`, each encoded in its format and within what every backend stores, and
+/// the index rows that go with them (`Record::index_key`).
 fn rows(writes: &[Write]) -> Result<Vec<Row>, Rejection> {
-    writes
-        .iter()
-        .map(|w| {
-            let (key, value) = w
-                .row()
-                .map_err(|e| Rejection::new(RejectKind::Invalid, e.to_string()))?;
-            match &value {
-                Some(v) if v.len() > VALUE_MAX_BYTES => Err(Rejection::new(
-                    RejectKind::Invalid,
-                    format!(
-                        "a {} record of {} bytes is over the limit of {VALUE_MAX_BYTES}",
-                        keys::kind_name(key[0]),
-                        v.len()
-                    ),
-                )),
-                _ => Ok((key, value)),
-            }
-        })
-        .collect()
+    let mut out = Vec::with_capacity(writes.len() + 1);
+    for w in writes {
+        let (key, value) = w
+            .row()
+            .map_err(|e| Rejection::new(RejectKind::Invalid, e.to_string()))?;
+        if let Some(v) = &value
+            && v.len() > VALUE_MAX_BYTES
+        {
+            return Err(Rejection::new(
+                RejectKind::Invalid,
+                format!(
+                    "a {} record of {} bytes is over the limit of {VALUE_MAX_BYTES}",
+                    keys::kind_name(key[0]),
+                    v.len()
+                ),
+            ));
+        }
+        out.push((key, value));
+        if let Write::Put(r) = w
+            && let Some(index) = r.index_key()
+        {
+            out.push((index, Some(Vec::new())));
+        }
+    }
+    Ok(out)
 }
 
 impl StateMachine {
@@ -231,6 +240,7 @@ impl StateMachine {
     fn reload(&mut self) -> Result<(), MachineError> {
         self.poisoned = true;
         let store = Arc::clone(&self.store);
+        migrate_layout(&*store)?;
         let mut state = State::new();
         let applied = store.applied()?;
         for tag in keys::MIRRORED {
@@ -490,7 +500,7 @@ impl StateMachine {
             .iter()
             .find(|(k, _)| k.as_slice() == keys::META_FORMAT)
             .map(|(_, v)| v.clone());
-        if layout.as_deref() != Some(&[STORE_LAYOUT][..]) {
+        if !matches!(layout.as_deref(), Some([l]) if LAYOUTS_READ.contains(l)) {
             return Err(StoreError::Format {
                 found: format!("{layout:?} in a snapshot"),
             }
@@ -508,6 +518,45 @@ impl StateMachine {
         }
         installed.map_err(Into::into)
     }
+}
+
+/// Brings a store of an earlier layout (`LAYOUTS_READ`) to this build's: layout 1 lacks the
+/// index of each customer's orders, written here from the orders, in batches that leave the
+/// applied index where it is; the new layout is written last, so a crash half-way starts over.
+fn migrate_layout(store: &dyn Store) -> Result<(), StoreError> {
+    if store.get(keys::META_FORMAT)?.as_deref() != Some(&[1][..]) {
+        return Ok(());
+    }
+    let applied = store.applied()?;
+    let commit = |ops: Vec<Op>| {
+        store.commit(&WriteBatch {
+            from_applied: applied,
+            to_applied: applied,
+            ops,
+        })
+    };
+    let (lo, hi) = keys::tag_range(keys::ORDER);
+    let mut ops = Vec::new();
+    let mut indexed = 0u64;
+    store.for_each(&lo, &hi, LOAD_PAGE_ROWS, &mut |k, v| {
+        let order: Order = decode(k, v)?;
+        if let Some(index) = Record::Order(Box::new(order)).index_key() {
+            ops.push(Op::Put(index, Vec::new()));
+        }
+        if ops.len() >= LOAD_PAGE_ROWS {
+            indexed += ops.len() as u64;
+            commit(std::mem::take(&mut ops))?;
+        }
+        Ok(())
+    })?;
+    indexed += ops.len() as u64;
+    ops.push(Op::Put(keys::META_FORMAT.to_vec(), vec![STORE_LAYOUT]));
+    commit(ops)?;
+    tracing::info!(
+        orders = indexed,
+        "store migrated to layout {STORE_LAYOUT}: each customer's orders indexed"
+    );
+    Ok(())
 }
 
 /// A dedup index row: the command id, and the log's clock when its record was made (0 for a

@@ -1,10 +1,12 @@
-//! Reads of decided orders from the store, for the admin API: one order by its id, and every
-//! order in commit order through the commit log.
+//! Reads of decided orders from the store: one order by its id, and every order in commit order
+//! through the commit log (the admin API); a customer's orders, newest first, through their
+//! index (edges, for the shopper signed in there).
 
-use commerce::OrderId;
+use commerce::command::OrderCursor;
 use commerce::format::CommitLog;
 use commerce::keys;
 use commerce::order::Order;
+use commerce::{CustomerId, OrderId};
 
 use crate::machine::decode;
 use crate::store::{Store, StoreError};
@@ -13,6 +15,46 @@ use crate::store::{Store, StoreError};
 pub fn read_order(store: &dyn Store, id: &OrderId) -> Result<Option<Order>, StoreError> {
     let key = keys::order(id);
     store.get(&key)?.map(|v| decode(&key, &v)).transpose()
+}
+
+/// Up to `limit` of `customer`'s orders, newest first, after `after`.
+pub fn customer_orders(
+    store: &dyn Store,
+    customer: &CustomerId,
+    after: Option<&OrderCursor>,
+    limit: usize,
+) -> Result<Vec<Order>, StoreError> {
+    let (lo, hi) = keys::customer_orders(customer);
+    let from = match after {
+        Some(c) => {
+            let mut k = keys::customer_order(customer, c.accepted_at_ms, &c.order_id);
+            k.push(0);
+            k
+        }
+        None => lo,
+    };
+    let index = store.scan(&from, &hi, limit)?;
+    let order_keys = index
+        .iter()
+        .map(|(k, _)| {
+            keys::parse_customer_order(k)
+                .and_then(|id| OrderId::new(id).ok())
+                .map(|id| keys::order(&id))
+                .ok_or_else(|| StoreError::corrupt(k, "bad index key"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut orders = Vec::with_capacity(order_keys.len());
+    for (k, v) in order_keys.iter().zip(store.get_many(&order_keys)?) {
+        let Some(v) = v else {
+            return Err(StoreError::corrupt(k, "indexed but not stored"));
+        };
+        let order: Order = decode(k, &v)?;
+        // The index is the customer's; a row saying otherwise is not shown to them.
+        if &order.customer_id == customer {
+            orders.push(order);
+        }
+    }
+    Ok(orders)
 }
 
 /// A position in commit order: the version an order was decided at and its place there.

@@ -168,6 +168,7 @@ pub async fn serve(
     let writes = Writes::new(Arc::clone(&node), config.writes);
     node.accept_submissions(Arc::new(crate::edges::EdgeWrites {
         writes: writes.clone(),
+        store: Arc::clone(&store),
         region: config.region.clone(),
         policy: config.grant_policy,
         timeout: Duration::from_millis(config.admin.write_timeout_ms),

@@ -285,3 +285,87 @@ fn state_and_orders_survive_a_reopen() {
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].order_id, id("c-1"));
 }
+
+/// Each customer's orders, wherever they were taken, are listed newest first a page at a time
+/// from their index; a store written before the index existed (layout 1) gets it at open.
+#[test]
+fn a_customers_orders_are_listed_newest_first_and_indexed_when_an_old_store_opens() {
+    use commerce::command::OrderCursor;
+    use core_region::reads::customer_orders;
+    use core_region::store::{Op, WriteBatch};
+    let mut h = Harness::new();
+    let e = edge("sg-1");
+    h.run(exact_grant(&e, "A", 4));
+    let at_edge: Vec<_> = ["e-1", "e-2"]
+        .iter()
+        .map(|k| edge_order(h.m().state(), k, &e, request(&[("A", 1)])))
+        .collect();
+    h.run(Command::CommitOrders {
+        edge: e,
+        orders: at_edge.clone(),
+    });
+    h.run(central_order(request(&[("B", 1)]), "c-1"));
+    let mut theirs = request(&[("B", 1)]);
+    theirs.customer_id = CustomerId::new("cust-2").unwrap();
+    h.run(central_order(theirs, "c-2"));
+    let (me, them) = (
+        CustomerId::new("cust-1").unwrap(),
+        CustomerId::new("cust-2").unwrap(),
+    );
+    let id = |c: &CustomerId, key: &str| order_id_for(c, key);
+    let list = |h: &Harness| {
+        let store = h.m().store().clone();
+        let first = customer_orders(&*store, &me, None, 2).unwrap();
+        let cursor = OrderCursor::after(first.last().unwrap());
+        let rest = customer_orders(&*store, &me, Some(&cursor), 2).unwrap();
+        let ids =
+            |v: &[commerce::order::Order]| v.iter().map(|o| o.order_id.clone()).collect::<Vec<_>>();
+        (
+            ids(&first),
+            ids(&rest),
+            ids(&customer_orders(&*store, &them, None, 10).unwrap()),
+        )
+    };
+    // The central order came later than the edge's (accepted at the proposer's clock); the two
+    // edge orders were accepted in the same millisecond, so their ids order them.
+    let mut edge_ids = [id(&me, "e-1"), id(&me, "e-2")];
+    edge_ids.sort();
+    let want = (
+        vec![id(&me, "c-1"), edge_ids[0].clone()],
+        vec![edge_ids[1].clone()],
+        vec![id(&them, "c-2")],
+    );
+    assert_eq!(list(&h), want);
+
+    // The same store as layout 1 wrote it: no index.
+    let store = h.m().store().clone();
+    let (lo, hi) = commerce::keys::tag_range(commerce::keys::CUSTOMER_ORDER);
+    let mut ops: Vec<Op> = store
+        .scan(&lo, &hi, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| Op::Delete(k))
+        .collect();
+    assert_eq!(ops.len(), 4);
+    ops.push(Op::Put(commerce::keys::META_FORMAT.to_vec(), vec![1]));
+    let applied = store.applied().unwrap();
+    store
+        .commit(&WriteBatch {
+            from_applied: applied,
+            to_applied: applied,
+            ops,
+        })
+        .unwrap();
+    drop(store);
+    assert_eq!(
+        customer_orders(&**h.m().store(), &me, None, 10)
+            .unwrap()
+            .len(),
+        0
+    );
+    h.reopen();
+    assert_eq!(list(&h), want);
+    let layout = h.m().store().get(commerce::keys::META_FORMAT).unwrap();
+    assert_eq!(layout, Some(vec![core_region::store::STORE_LAYOUT]));
+    assert_eq!(h.m().applied(), applied);
+}

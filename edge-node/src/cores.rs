@@ -1,13 +1,14 @@
-//! How the edge reaches the core regions: its writes (`EdgeWrite`) over the mesh to the first
-//! core that answers, starting with the one that answered last (its own region's, normally);
-//! that core forwards to the leader, wherever it is. A core that cannot be reached, or has no
-//! leader to forward to, is passed over for the next.
+//! How the edge reaches the core regions: its writes (`EdgeWrite`) and reads (`EdgeRead`) over
+//! the mesh to the first core that answers, starting with the one that answered last (its own
+//! region's, normally); that core forwards a write to the leader, wherever it is, and answers a
+//! read from its own store. A core that cannot be reached, or has no leader to forward to, is
+//! passed over for the next.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use commerce::command::{EdgeWrite, Outcome};
+use commerce::command::{EdgeRead, EdgeWrite, Outcome, ReadReply};
 use replication::feed::Core;
 use replication::protocol::{Payload, WriteError};
 use replication::transport::Transport;
@@ -45,7 +46,21 @@ impl Cores {
         write: &EdgeWrite,
         per_core: Duration,
     ) -> Result<Outcome, WriteError> {
-        let bytes = codec::encode(write)
+        self.ask(write, per_core, Ask::Write).await
+    }
+
+    /// Sends `read` as `write` sends a write: the first core that answers answers it.
+    pub async fn read(&self, read: &EdgeRead, per_core: Duration) -> Result<ReadReply, WriteError> {
+        self.ask(read, per_core, Ask::Read).await
+    }
+
+    async fn ask<Q: codec::Versioned, R: codec::Versioned>(
+        &self,
+        question: &Q,
+        per_core: Duration,
+        ask: Ask,
+    ) -> Result<R, WriteError> {
+        let bytes = codec::encode(question)
             .map_err(|e| WriteError::refused(fault::Kind::Internal, e.to_string()))?;
         let start = self.current.load(Ordering::Relaxed);
         let n = self.cores.len();
@@ -54,29 +69,32 @@ impl Cores {
             let at = (start + i) % n;
             let core = &self.cores[at];
             let payload = Payload(bytes.clone());
-            match replication::raft::submit(
-                &self.transport,
-                &core.name,
-                core.addr,
-                payload,
-                per_core,
-            )
-            .await
-            {
+            let (t, name, addr) = (&self.transport, &core.name, core.addr);
+            let answer = match ask {
+                Ask::Write => replication::raft::submit(t, name, addr, payload, per_core).await,
+                Ask::Read => replication::raft::read(t, name, addr, payload, per_core).await,
+            };
+            match answer {
                 Ok(reply) => {
                     self.current.store(at, Ordering::Relaxed);
                     return codec::decode(&reply.0)
                         .map_err(|e| WriteError::Unavailable(format!("{}: {e}", core.name)));
                 }
-                // The write itself is wrong, or the region overloaded: another core forwards it
-                // to the same leader.
+                // The question itself is wrong, or the region overloaded: another core forwards
+                // a write to the same leader.
                 Err(e @ (WriteError::Refused { .. } | WriteError::Overloaded(_))) => return Err(e),
                 Err(e) => {
-                    tracing::debug!(core = %core.name, error = %e, "core did not take a write; trying the next");
+                    tracing::debug!(core = %core.name, error = %e, "core did not answer; trying the next");
                     last = e;
                 }
             }
         }
         Err(last)
     }
+}
+
+#[derive(Clone, Copy)]
+enum Ask {
+    Write,
+    Read,
 }

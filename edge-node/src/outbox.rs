@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use commerce::command::OrderResult;
 use commerce::escrow::sell_from_grants;
 use commerce::order::{Order, OrderStatus};
-use commerce::{OrderId, SkuId};
+use commerce::{CustomerId, OrderId, SkuId};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -518,6 +518,35 @@ impl Outbox {
                 break;
             }
             out.push(decode(encoded)?);
+        }
+        Ok(out)
+    }
+
+    /// The orders of `customer` no core has decided, among the newest `look_max` of those: what
+    /// a list of their orders shows before the core has them.
+    pub fn pending_of(
+        &self,
+        customer: &CustomerId,
+        look_max: usize,
+    ) -> Result<Vec<Order>, OutboxError> {
+        let seqs: Vec<u64> = lock(&self.known)
+            .pending
+            .keys()
+            .rev()
+            .take(look_max)
+            .copied()
+            .collect();
+        let txn = self.db.begin_read().map_err(store)?;
+        let orders = txn.open_table(ORDERS).map_err(store)?;
+        let mut out = Vec::new();
+        for seq in seqs {
+            let Some(o) = orders.get(seq).map_err(store)? else {
+                continue;
+            };
+            let order = decode(o.value().1)?;
+            if &order.customer_id == customer {
+                out.push(order);
+            }
         }
         Ok(out)
     }

@@ -15,7 +15,6 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http_api::identity::issuer::{DEMO_AUDIENCE, DEMO_ISSUER};
 use http_api::identity::{IdentitySettings, Verifier};
 use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::signature::Verifier as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 
 const RSA_PEM: &[u8] = include_bytes!("../tests/data/rsa-2048.pem");
@@ -72,14 +71,17 @@ fn bench(c: &mut Criterion) {
         let (message, signature) = token.rsplit_once('.').unwrap();
         let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
         let rust_crypto = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-        g.bench_function(format!("{alg:?}/baseline: RustCrypto signature alone"), |b| {
-            b.iter(|| {
-                (rust_crypto.verifier_factory)(alg, &key)
-                    .unwrap()
-                    .verify(black_box(message.as_bytes()), &signature)
-                    .unwrap()
-            })
-        });
+        g.bench_function(
+            format!("{alg:?}/baseline: RustCrypto signature alone"),
+            |b| {
+                b.iter(|| {
+                    (rust_crypto.verifier_factory)(alg, &key)
+                        .unwrap()
+                        .verify(black_box(message.as_bytes()), &signature)
+                        .unwrap()
+                })
+            },
+        );
         g.bench_function(format!("{alg:?}/check"), |b| {
             b.iter(|| verifier.check(black_box(&token)).unwrap())
         });

@@ -1,5 +1,5 @@
 //! What replication asks of the application it carries, which it knows only as opaque bytes:
-//! its state machine (`App`) for the Raft group, its judge of writes from non-members
+//! its state machine (`App`) for the Raft group, its judge of writes and reads from non-members
 //! (`Submissions`), its feed snapshots (`SnapshotSource`) and, at a subscriber, its mirror
 //! (`Mirror`); and the one error they answer with (`AppError`).
 
@@ -62,12 +62,24 @@ pub trait App: Send + Sync + 'static {
 /// What `Submissions::submit` returns.
 pub type SubmitFuture = Pin<Box<dyn Future<Output = Result<Payload, WriteError>> + Send>>;
 
-/// A member's judge of writes from nodes that are not members.
+/// A member's judge of writes and reads from nodes that are not members.
 pub trait Submissions: Send + Sync + 'static {
     /// Vets `payload` from `peer` (the node name its certificate proves), commits what it
     /// stands for, and answers with the application's encoding of the outcome. A refusal is
     /// `WriteError::Refused`.
     fn submit(&self, peer: String, payload: Payload) -> SubmitFuture;
+
+    /// Vets the read `payload` from `peer` and answers it from this member's store, as of
+    /// what it has applied. An application without reads refuses them.
+    fn read(&self, peer: String, payload: Payload) -> SubmitFuture {
+        let _ = payload;
+        Box::pin(async move {
+            Err(WriteError::refused(
+                fault::Kind::BadRequest,
+                format!("{peer}: this member answers no reads"),
+            ))
+        })
+    }
 }
 
 /// A snapshot being read: the version read, and every mirrored row as of it.

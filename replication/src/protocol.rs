@@ -66,6 +66,10 @@ pub enum MeshRequest {
     Submit(Payload),
     /// Would the member vote for this candidate (`raft/stand.rs`)?
     PreVote(PreVote),
+    /// A read from a node that is not a member (an edge), for the application to vet and
+    /// answer from its store (`Submissions::read`); answered with `MeshResponse::Read`.
+    /// (Kinds are only ever added at the end: the ones before keep their encoding.)
+    Read(Payload),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,6 +83,7 @@ pub enum MeshResponse {
     /// One message of a change feed's stream.
     Feed(FeedMessage),
     PreVote(bool),
+    Read(Result<Payload, WriteError>),
 }
 
 /// The group as one member sees it (the leader sees the most: how far each member is).

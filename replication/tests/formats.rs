@@ -149,6 +149,41 @@ fn mesh_frames() {
             "not an edge write",
         ))),
     );
+    golden_bytes(
+        PROTOCOL,
+        "mesh-frame-v2-read",
+        &MeshRequest::Read(Payload(vec![4, 2])),
+    );
+    golden_bytes(
+        PROTOCOL,
+        "mesh-frame-v2-read-answer",
+        &MeshResponse::Read(Ok(Payload(vec![2, 4]))),
+    );
+}
+
+/// Every kind of refusal keeps its encoding in a refusal frame (a kind's place in
+/// `fault::Kind`): the golden file holds each kind with its stable name, and each must read
+/// back as the kind of that name, so a kind inserted before others (rather than added at the
+/// end) fails here.
+#[test]
+fn refusal_kinds_keep_their_encoding() {
+    let p = path("mesh-frame-v2-fault-kinds");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() && !p.exists() {
+        let named: Vec<(fault::Kind, &str)> =
+            fault::Kind::ALL.iter().map(|k| (*k, k.slug())).collect();
+        let bytes = codec::encode_as(PROTOCOL, &named).unwrap();
+        std::fs::write(&p, codec::hex(&bytes) + "\n").unwrap();
+    }
+    let kept = codec::unhex(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let named: Vec<(fault::Kind, String)> = codec::decode_as(PROTOCOL, &kept).unwrap();
+    assert!(named.len() >= 34, "{named:?}");
+    for (kind, slug) in named {
+        assert_eq!(
+            kind.slug(),
+            slug,
+            "a kind was inserted before {slug}: add kinds at the end"
+        );
+    }
 }
 
 /// A frame of a protocol version this build no longer speaks (a peer not yet upgraded) is

@@ -12,6 +12,8 @@
 //! | `Outcome` | outcome | 2 (reads 1) | Raft's reply to a proposal, and the core's reply to an edge, as the same bytes |
 //! | `EdgeWrite` | edge write | 2 (reads 1) | an edge's write to a core over the mesh |
 //! | `DedupRecord` | dedup record | 2 (reads 1) | a core's store rows: what a keyed command answered |
+//! | `EdgeRead` | edge read | 1 | an edge's read of a customer's orders from a core over the mesh |
+//! | `ReadReply` | read reply | 1 | the core's answer to it |
 //!
 //! Earlier versions, frozen, are in `v1`.
 //!
@@ -24,7 +26,7 @@ pub mod v1;
 use codec::{FirstVersion, Format, Versioned};
 
 use crate::catalog::Product;
-use crate::command::{EdgeWrite, Outcome, Proposal};
+use crate::command::{EdgeRead, EdgeWrite, Outcome, Proposal, ReadReply};
 use crate::dedup::DedupRecord;
 use crate::escrow::Inventory;
 use crate::id::OrderId;
@@ -53,6 +55,8 @@ first_version! {
     Promotion => "promotion",
     Order => "order",
     CommitLog => "commit log",
+    EdgeRead => "edge read",
+    ReadReply => "read reply",
 }
 
 /// Version 2 of a value whose version 1 is frozen in `v1`, read by migrating it.

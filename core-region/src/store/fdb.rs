@@ -16,7 +16,9 @@ use foundationdb::options::{DatabaseOption, StreamingMode};
 use foundationdb::{Database, FdbBindingError, KeySelector, RangeOption};
 use futures::executor::block_on;
 
-use super::{KeyRange, Op, Rows, STORE_LAYOUT, Store, StoreError, WriteBatch, decode_applied};
+use super::{
+    KeyRange, LAYOUTS_READ, Op, Rows, STORE_LAYOUT, Store, StoreError, WriteBatch, decode_applied,
+};
 use commerce::keys::{META_APPLIED, META_BATCH_TOKEN, META_FORMAT};
 
 /// How long one FDB transaction may take, retries included, before `commit` fails. FDB itself
@@ -99,7 +101,7 @@ impl FdbStore {
         .map_err(store_error)?;
         match found.as_deref() {
             None => Ok(store),
-            Some([f]) if *f == STORE_LAYOUT => Ok(store),
+            Some([f]) if LAYOUTS_READ.contains(f) => Ok(store),
             Some(other) => Err(StoreError::Format {
                 found: format!("{other:?}"),
             }),

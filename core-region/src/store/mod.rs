@@ -17,7 +17,14 @@ pub mod fdb;
 /// The layout of the store this build writes: the key layout of `commerce::keys`, each value
 /// encoded in its own format (`commerce::format`). A store of another layout is refused at
 /// open rather than misread; a record of an earlier format is read and migrated.
-pub const STORE_LAYOUT: u8 = 1;
+///
+/// Layout 2 added the index of each customer's orders (`keys::customer_order`); a store of
+/// layout 1 is opened, and the state machine writes the index and the new layout before it
+/// applies anything (`StateMachine::open`).
+pub const STORE_LAYOUT: u8 = 2;
+
+/// The layouts this build opens: its own, and those it migrates from.
+pub const LAYOUTS_READ: [u8; 2] = [1, STORE_LAYOUT];
 
 /// Largest encoded record. FoundationDB refuses values over 100 kB; the same bound on every
 /// backend keeps a store movable between them.

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{KeyRange, Op, Rows, STORE_LAYOUT, Store, StoreError, WriteBatch, decode_applied};
+use super::{
+    KeyRange, LAYOUTS_READ, Op, Rows, STORE_LAYOUT, Store, StoreError, WriteBatch, decode_applied,
+};
 use commerce::keys::{META_APPLIED, META_FORMAT};
 use replication::failpoint;
 
@@ -36,7 +38,7 @@ impl RedbStore {
                     t.insert(META_FORMAT, [STORE_LAYOUT].as_slice())
                         .map_err(io)?;
                 }
-                Some([f]) if *f == STORE_LAYOUT => {}
+                Some([f]) if LAYOUTS_READ.contains(f) => {}
                 Some(other) => {
                     return Err(StoreError::Format {
                         found: format!("{other:?}"),

@@ -162,6 +162,7 @@ fn routes() -> (Router<Edge>, utoipa::openapi::OpenApi) {
         .routes(routes!(catalog::quote))
         .routes(routes!(orders::place_order))
         .routes(routes!(orders::get_order))
+        .routes(routes!(orders::list_orders))
         .routes(routes!(ops::status))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::metrics))

@@ -1,20 +1,24 @@
 //! Orders: accepted here from this edge's grants, durably, before the answer; placed at the
 //! core while the shopper waits when no grant here holds their units (or answered out of stock
-//! here when the mirror shows the pool short); and read back as this edge knows them.
+//! here when the mirror shows the pool short); and read back by their own customer only: one,
+//! or a page of all of theirs wherever they were placed (from the nearest core, with what this
+//! edge holds that no core has yet).
 
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use commerce::command::{EdgeRequest, EdgeWrite, Outcome};
+use commerce::command::{
+    EdgeRead, EdgeRequest, EdgeWrite, ORDERS_PAGE_MAX, OrderCursor, Outcome, ReadReply, orders_page,
+};
 use commerce::order::check_idempotency_key;
 use commerce::order::{Order, OrderRequest, OrderStatus, Origin, order_id_for, price_order};
 use commerce::refusal::Rejection;
 use commerce::shopper::OrderForm;
 use commerce::{EdgeId, Money, OrderId};
-use http_api::{Body, Kind, Path, Problem, ProblemDocument, idempotency_key};
-use utoipa::ToSchema;
+use http_api::{Body, Kind, Path, Problem, ProblemDocument, Query, idempotency_key};
+use utoipa::{IntoParams, ToSchema};
 
 use super::{Edge, Who};
 use crate::outbox::{Intake, OutboxError};
@@ -257,7 +261,22 @@ async fn central(e: &Edge, key: String, req: OrderRequest) -> Result<Response, P
     }
 }
 
-/// One of the signed-in shopper's orders taken or placed at this edge, as it is now.
+/// Orders not yet at any core that a list looks through, at most (the newest).
+const PENDING_LOOK_MAX: usize = 4_096;
+
+/// The problem a core that did not answer a read is.
+fn unanswered(err: replication::protocol::WriteError) -> Problem {
+    match err {
+        replication::protocol::WriteError::Refused { kind, reason } => Problem::new(kind, reason),
+        other => Problem::new(
+            Kind::Unavailable,
+            format!("no core answered for the orders: {other}"),
+        )
+        .retry_after(1),
+    }
+}
+
+/// One of the signed-in shopper's orders, wherever it was placed, as it is now.
 ///
 /// Another customer's order is answered exactly as an unknown id is, so that ids cannot be
 /// probed.
@@ -268,9 +287,10 @@ async fn central(e: &Edge, key: String, req: OrderRequest) -> Result<Response, P
     params(("id" = OrderId, Path, description = "The order.")),
     security(("shopper" = [])),
     responses(
-        (status = OK, description = "The order, and where it was taken.", body = OrderView),
+        (status = OK, description = "The order, and the edge that answers.", body = OrderView),
         (status = UNAUTHORIZED, description = "No bearer token (`token-required`), or one that does not verify (`invalid-token`).", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = NOT_FOUND, description = "None of this shopper's orders at this edge has this id.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = NOT_FOUND, description = "None of this shopper's orders has this id.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = SERVICE_UNAVAILABLE, description = "Not here, and no core answered; retry after Retry-After.", body = ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn get_order(
@@ -280,10 +300,29 @@ pub(super) async fn get_order(
 ) -> Result<Response, Problem> {
     let shopper = who.required()?;
     let ob = e.outbox.clone();
-    let found = tokio::task::spawn_blocking(move || ob.order(&id))
+    let lookup = id.clone();
+    let local = tokio::task::spawn_blocking(move || ob.order(&lookup))
         .await
         .map_err(|err| Problem::new(Kind::Internal, err.to_string()))?
         .map_err(outbox_problem)?;
+    let found = match local {
+        Some(o) => Some(o),
+        None => {
+            let read = EdgeRead::Order {
+                customer: shopper.customer.clone(),
+                id,
+            };
+            match e
+                .cores
+                .read(&read, e.central_timeout)
+                .await
+                .map_err(unanswered)?
+            {
+                ReadReply::Order(o) => o.map(|o| *o),
+                ReadReply::Orders(_) => None,
+            }
+        }
+    };
     match found {
         Some(o) if o.customer_id == shopper.customer => {
             let view = OrderView {
@@ -293,6 +332,101 @@ pub(super) async fn get_order(
             };
             Ok(axum::Json(view).into_response())
         }
-        _ => Err(Problem::new(Kind::NotFound, "no such order at this edge")),
+        _ => Err(Problem::new(Kind::NotFound, "no such order")),
     }
+}
+
+#[derive(serde::Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct OrderListQuery {
+    /// Orders in the page: 1 to 100, 20 when absent.
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// The `next_cursor` of the page before.
+    cursor: Option<String>,
+}
+
+/// A page of the signed-in shopper's orders, newest first.
+#[derive(serde::Serialize, ToSchema)]
+struct OrderPage {
+    items: Vec<Order>,
+    /// Where the next page starts; null on the last page.
+    next_cursor: Option<String>,
+}
+
+fn cursor_text(c: &OrderCursor) -> String {
+    format!("{}.{}", c.accepted_at_ms, c.order_id)
+}
+
+fn parse_cursor(s: &str) -> Result<OrderCursor, Problem> {
+    let bad = || Problem::new(Kind::BadRequest, "cursor: not a next_cursor of this API");
+    let (ms, id) = s.split_once('.').ok_or_else(bad)?;
+    Ok(OrderCursor {
+        accepted_at_ms: ms.parse().map_err(|_| bad())?,
+        order_id: OrderId::new(id).map_err(|_| bad())?,
+    })
+}
+
+/// The signed-in shopper's orders, newest first, wherever they were placed.
+///
+/// From the nearest core region (every region holds every committed order), with the orders
+/// this edge has accepted that no core has yet; a page ends at `limit`, and its `next_cursor`
+/// gives the next.
+#[utoipa::path(
+    get,
+    path = "/v1/orders",
+    tag = "orders",
+    params(OrderListQuery),
+    security(("shopper" = [])),
+    responses(
+        (status = OK, description = "A page of the shopper's orders.", body = OrderPage),
+        (status = BAD_REQUEST, description = "A bad limit or cursor.", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, description = "No bearer token (`token-required`), or one that does not verify (`invalid-token`).", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = SERVICE_UNAVAILABLE, description = "No core answered; retry after Retry-After.", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn list_orders(
+    State(e): State<Edge>,
+    who: Who,
+    Query(q): Query<OrderListQuery>,
+) -> Result<Response, Problem> {
+    let shopper = who.required()?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=ORDERS_PAGE_MAX).contains(&limit) {
+        return Err(Problem::new(
+            Kind::BadRequest,
+            format!("limit: 1 to {ORDERS_PAGE_MAX}"),
+        ));
+    }
+    let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
+    let read = EdgeRead::CustomerOrders {
+        customer: shopper.customer.clone(),
+        after: after.clone(),
+        limit,
+    };
+    let at_core = match e
+        .cores
+        .read(&read, e.central_timeout)
+        .await
+        .map_err(unanswered)?
+    {
+        ReadReply::Orders(v) => v,
+        ReadReply::Order(_) => Vec::new(),
+    };
+    let ob = e.outbox.clone();
+    let customer = shopper.customer.clone();
+    let here = tokio::task::spawn_blocking(move || ob.pending_of(&customer, PENDING_LOOK_MAX))
+        .await
+        .map_err(|err| Problem::new(Kind::Internal, err.to_string()))?
+        .map_err(outbox_problem)?;
+    let (items, next) = orders_page(
+        &shopper.customer,
+        at_core,
+        here,
+        after.as_ref(),
+        limit as usize,
+    );
+    let next_cursor = next.as_ref().map(cursor_text);
+    Ok(axum::Json(OrderPage { items, next_cursor }).into_response())
 }

@@ -45,16 +45,36 @@ struct RingVerifier {
 fn new_verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>, Error> {
     let (params, rsa): (&'static dyn rs::VerificationAlgorithm, _) = match alg {
         Algorithm::EdDSA => {
-            return (jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.verifier_factory)(alg, key);
+            return (jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.verifier_factory)(
+                alg, key,
+            );
         }
         Algorithm::ES256 => (&rs::ECDSA_P256_SHA256_FIXED, None),
         Algorithm::ES384 => (&rs::ECDSA_P384_SHA384_FIXED, None),
-        Algorithm::RS256 => (&rs::RSA_PKCS1_2048_8192_SHA256, Some(&rs::RSA_PKCS1_2048_8192_SHA256)),
-        Algorithm::RS384 => (&rs::RSA_PKCS1_2048_8192_SHA384, Some(&rs::RSA_PKCS1_2048_8192_SHA384)),
-        Algorithm::RS512 => (&rs::RSA_PKCS1_2048_8192_SHA512, Some(&rs::RSA_PKCS1_2048_8192_SHA512)),
-        Algorithm::PS256 => (&rs::RSA_PSS_2048_8192_SHA256, Some(&rs::RSA_PSS_2048_8192_SHA256)),
-        Algorithm::PS384 => (&rs::RSA_PSS_2048_8192_SHA384, Some(&rs::RSA_PSS_2048_8192_SHA384)),
-        Algorithm::PS512 => (&rs::RSA_PSS_2048_8192_SHA512, Some(&rs::RSA_PSS_2048_8192_SHA512)),
+        Algorithm::RS256 => (
+            &rs::RSA_PKCS1_2048_8192_SHA256,
+            Some(&rs::RSA_PKCS1_2048_8192_SHA256),
+        ),
+        Algorithm::RS384 => (
+            &rs::RSA_PKCS1_2048_8192_SHA384,
+            Some(&rs::RSA_PKCS1_2048_8192_SHA384),
+        ),
+        Algorithm::RS512 => (
+            &rs::RSA_PKCS1_2048_8192_SHA512,
+            Some(&rs::RSA_PKCS1_2048_8192_SHA512),
+        ),
+        Algorithm::PS256 => (
+            &rs::RSA_PSS_2048_8192_SHA256,
+            Some(&rs::RSA_PSS_2048_8192_SHA256),
+        ),
+        Algorithm::PS384 => (
+            &rs::RSA_PSS_2048_8192_SHA384,
+            Some(&rs::RSA_PSS_2048_8192_SHA384),
+        ),
+        Algorithm::PS512 => (
+            &rs::RSA_PSS_2048_8192_SHA512,
+            Some(&rs::RSA_PSS_2048_8192_SHA512),
+        ),
         // Shared secrets (HS*) are never accepted by a storefront; nor is what comes next.
         _ => return Err(ErrorKind::InvalidAlgorithm.into()),
     };

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 pub use log_store::{LOG, LogStore};
 pub use network::{Network, SentCounts, SentEntries};
 pub use state_machine::{RaftMeta, StateMachine};
-pub use submit::submit;
+pub use submit::{read, submit};
 
 use crate::app::{App, Submissions};
 use crate::feed::Feed;
@@ -254,6 +254,12 @@ impl MeshHandler {
                 // Starting: the application has not said yet how it judges them.
                 None => MeshResponse::Write(Err(WriteError::Unavailable(
                     "this member takes no edge writes yet".into(),
+                ))),
+            },
+            MeshRequest::Read(payload) => match self.submissions.get() {
+                Some(s) => MeshResponse::Read(s.read(peer.to_owned(), payload).await),
+                None => MeshResponse::Read(Err(WriteError::Unavailable(
+                    "this member takes no edge reads yet".into(),
                 ))),
             },
             MeshRequest::Subscribe(_) => refuse("a subscription is a stream".into()),
