@@ -387,6 +387,29 @@ pub struct Proposal {
     /// When the caller's Idempotency-Key says it was made (a UUIDv7 or a ULID), for a command
     /// that keeps a dedup record: a key past its time is refused (`commerce::dedup`).
     pub key_ms: Option<u64>,
+    /// Who made an admin write, for the audit log; none for an edge's.
+    pub actor: Option<Actor>,
+}
+
+/// Who made an admin write: the id of their token (never the token) and the route.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Actor {
+    pub token: String,
+    pub route: String,
+}
+
+/// One admin write as the audit log keeps it, under the version it was applied at: who made
+/// it, through which route, its command id, when (the proposer's clock), and what became of
+/// it (`applied`, `replayed`, or `rejected: <kind>`).
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct AuditRecord {
+    pub version: u64,
+    pub at_ms: i64,
+    pub token: String,
+    pub route: String,
+    pub command_id: [u8; 16],
+    pub command: String,
+    pub outcome: String,
 }
 
 /// What happened to one order of a `CommitOrders` batch.

@@ -17,6 +17,7 @@
 //! | `C` | `C` version(8)               | ids of the orders decided at that version, in order |
 //! | `D` | `D` command id(16)           | dedup record of a command   |
 //! | `V` | `V` version(8)               | command id applied there(16), log clock then(8) |
+//! | `A` | `A` version(8)               | `AuditRecord`: the admin write applied there |
 
 use crate::id::{CustomerId, MarketId, OrderId, PriceListId, ProductId, PromotionId, SkuId};
 
@@ -32,6 +33,7 @@ pub const CUSTOMER_ORDER: u8 = b'U';
 pub const COMMIT_LOG: u8 = b'C';
 pub const DEDUP: u8 = b'D';
 pub const DEDUP_BY_VERSION: u8 = b'V';
+pub const AUDIT: u8 = b'A';
 
 /// The last applied log index (the store's version).
 pub const META_APPLIED: &[u8] = b"Mapplied";
@@ -144,6 +146,11 @@ pub fn dedup_by_version(version: u64) -> Vec<u8> {
     tagged(DEDUP_BY_VERSION, &[&version.to_be_bytes()])
 }
 
+/// The audit log: the admin write applied at `version`.
+pub fn audit(version: u64) -> Vec<u8> {
+    tagged(AUDIT, &[&version.to_be_bytes()])
+}
+
 /// The SKU and price-list id of a price key.
 pub fn parse_price(key: &[u8]) -> Option<(&str, &str)> {
     let rest = key.strip_prefix(&[PRICE])?;
@@ -173,6 +180,7 @@ pub fn kind_name(tag: u8) -> &'static str {
         COMMIT_LOG => "commit log",
         DEDUP => "dedup record",
         DEDUP_BY_VERSION => "dedup index",
+        AUDIT => "audit record",
         _ => "unknown",
     }
 }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use codec::{Versioned, check_golden};
-use commerce::command::{EdgeRead, EdgeWrite, Outcome, Proposal, ReadReply};
+use commerce::command::{AuditRecord, EdgeRead, EdgeWrite, Outcome, Proposal, ReadReply};
 use commerce::dedup::DedupRecord;
 use commerce::escrow::Inventory;
 use commerce::format::{self, CommitLog};
@@ -180,8 +180,27 @@ fn proposals_of_every_command() {
         }
         let mut p = proposal_v1(command);
         p["key_ms"] = json!(1_733_000_000_000u64);
+        // Version 2, kept, reads as version 3 without an actor.
+        let v2: format::v2::Proposal = from(p.clone());
+        golden(Some(case), &v2);
+        let now: Proposal = codec::decode(&codec::encode(&v2).unwrap()).unwrap();
+        assert_eq!(now, Proposal::from(v2));
+        // Version 3: who made an admin write.
+        p["actor"] = json!({"token": "pricing-bot", "route": "POST /admin/v1/prices"});
         golden::<Proposal>(Some(case), &from(p));
     }
+}
+
+#[test]
+fn audit_records() {
+    golden::<AuditRecord>(
+        None,
+        &from(
+            json!({"version": 42, "at_ms": 1_733_000_000_123i64, "token": "pricing-bot",
+            "route": "POST /admin/v1/prices", "command_id": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
+            "command": "price_batch", "outcome": "rejected: unknown-sku"}),
+        ),
+    );
 }
 
 /// What version 1 wrote reads as version 2: proposals (in a Raft log written by the previous

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use codec::{Versioned, decode};
-use commerce::command::{EdgeRead, EdgeWrite, Outcome, Proposal, ReadReply};
+use commerce::command::{AuditRecord, EdgeRead, EdgeWrite, Outcome, Proposal, ReadReply};
 use commerce::dedup::DedupRecord;
 use commerce::escrow::Inventory;
 use commerce::format::CommitLog;
@@ -46,6 +46,7 @@ fn read_as(label: &str, bytes: &[u8]) {
         "dedup-record" => read::<DedupRecord>(bytes),
         "edge-read" => read::<EdgeRead>(bytes),
         "read-reply" => read::<ReadReply>(bytes),
+        "audit-record" => read::<AuditRecord>(bytes),
         other => panic!("a golden file of no known format: {other}"),
     }
 }
@@ -70,7 +71,7 @@ proptest! {
     fn noise_reads_as_no_format_without_panicking(noise in prop::collection::vec(any::<u8>(), 0..512)) {
         for label in ["product", "market", "price-list", "price", "promotion", "order",
                       "commit-log", "inventory", "proposal", "edge-write", "outcome", "dedup-record",
-                      "edge-read", "read-reply"] {
+                      "edge-read", "read-reply", "audit-record"] {
             read_as(label, &noise);
         }
     }

@@ -90,6 +90,7 @@ impl Machine {
                     at_ms: 1_000,
                     command,
                     key_ms: None,
+                    actor: None,
                 }
             })
             .collect();
@@ -375,6 +376,7 @@ fn proposal(command: Command) -> Proposal {
         at_ms: 1_000,
         command,
         key_ms: None,
+        actor: None,
     }
 }
 

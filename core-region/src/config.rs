@@ -104,8 +104,14 @@ pub enum StoreConfig {
 pub struct AdminConfig {
     /// Address of the admin API (port 0 picks a free port; the chosen one is printed).
     pub listen: SocketAddr,
-    /// SHA-256 digests (hex) of the bearer tokens allowed in; `tradewind token new` makes one.
+    /// SHA-256 digests (hex) of the bearer tokens allowed in with every scope; `tradewind
+    /// token new` makes one.
+    #[serde(default)]
     pub token_sha256: Vec<String>,
+    /// Tokens allowed in with some scopes, until a time: `[[admin.tokens]]` with `id`,
+    /// `sha256`, `scopes` and `expires_at_ms`; `tradewind token create` makes one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<http_api::bearer::ScopedToken>,
     /// Largest request body.
     #[serde(default = "default_body_max_bytes")]
     pub body_max_bytes: usize,
@@ -131,6 +137,7 @@ impl AdminConfig {
         AdminConfig {
             listen,
             token_sha256,
+            tokens: Vec::new(),
             http,
             body_max_bytes: default_body_max_bytes(),
             write_timeout_ms: default_write_timeout_ms(),
@@ -183,14 +190,18 @@ impl Config for CoreConfig {
 impl CoreConfig {
     fn problems(&self) -> Result<(), String> {
         commerce::id::check_id("region", &self.region).map_err(|e| e.to_string())?;
-        if self.admin.token_sha256.is_empty() {
-            return Err("admin.token_sha256 is empty: no one could use the admin API".into());
+        if self.admin.token_sha256.is_empty() && self.admin.tokens.is_empty() {
+            return Err(
+                "admin.token_sha256 and admin.tokens are empty: no one could use the admin API"
+                    .into(),
+            );
         }
-        TokenSet::from_hex(&self.admin.token_sha256).map_err(|e| e.to_string())?;
+        TokenSet::new(&self.admin.token_sha256, &self.admin.tokens).map_err(|e| e.to_string())?;
         let example = self
             .admin
             .token_sha256
             .iter()
+            .chain(self.admin.tokens.iter().map(|t| &t.sha256))
             .any(|d| d.eq_ignore_ascii_case(http_api::bearer::EXAMPLE_TOKEN_SHA256));
         if example && !self.admin.listen.ip().is_loopback() {
             return Err(format!(

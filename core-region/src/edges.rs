@@ -57,7 +57,7 @@ impl EdgeWrites {
         let (route, key, command) = write.request.into_command(edge, &self.region, self.policy);
         let reply = self
             .writes
-            .submit_encoded(route, key.as_deref(), command, self.timeout)
+            .submit_encoded(route, key.as_deref(), command, None, self.timeout)
             .await?;
         Ok(reply)
     }

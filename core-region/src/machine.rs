@@ -23,7 +23,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use commerce::command::{Outcome, Proposal};
+use commerce::command::{AuditRecord, Outcome, Proposal};
 use commerce::decide::{Effects, Input, decide};
 use commerce::dedup::{self, DedupRecord, Seen};
 use commerce::keys;
@@ -394,11 +394,34 @@ impl StateMachine {
         } else {
             None
         };
-        match dedup::seen(record, &p.fingerprint, p.key_ms, self.clock_ms) {
-            Seen::Replay(outcome) => return Ok(outcome),
-            Seen::Refused(refusal) => return Ok(Outcome::Rejected(refusal)),
-            Seen::New => {}
-        }
+        let outcome = match dedup::seen(record, &p.fingerprint, p.key_ms, self.clock_ms) {
+            Seen::Replay(outcome) => {
+                audit(batch, version, p, "replayed".into());
+                return Ok(outcome);
+            }
+            Seen::Refused(refusal) => Outcome::Rejected(refusal),
+            Seen::New => self.decide_and_carry_out(batch, version, p)?,
+        };
+        audit(
+            batch,
+            version,
+            p,
+            match &outcome {
+                Outcome::Rejected(r) => format!("rejected: {}", r.kind.fault()),
+                _ => "applied".into(),
+            },
+        );
+        Ok(outcome)
+    }
+
+    /// A new proposal at `version`, decided and carried out, with its dedup record.
+    fn decide_and_carry_out(
+        &mut self,
+        batch: &mut Batch<'_>,
+        version: u64,
+        p: &Proposal,
+    ) -> Result<Outcome, StoreError> {
+        let dkey = keys::dedup(&p.command_id);
         let decided = batch.decided(&p.command)?;
         let input = Input {
             state: &self.state,
@@ -557,6 +580,24 @@ fn migrate_layout(store: &dyn Store) -> Result<(), StoreError> {
         "store migrated to layout {STORE_LAYOUT}: each customer's orders indexed"
     );
     Ok(())
+}
+
+/// Records an admin write (a proposal with an actor) in the audit log, under its version.
+fn audit(batch: &mut Batch<'_>, version: u64, p: &Proposal, outcome: String) {
+    let Some(actor) = &p.actor else { return };
+    let record = AuditRecord {
+        version,
+        at_ms: p.at_ms,
+        token: actor.token.clone(),
+        route: actor.route.clone(),
+        command_id: p.command_id,
+        command: p.command.kind().into(),
+        outcome,
+    };
+    match codec::encode(&record) {
+        Ok(bytes) => batch.put(keys::audit(version), Some(bytes)),
+        Err(e) => tracing::error!(version, error = %e, "audit record not encoded"),
+    }
 }
 
 /// A dedup index row: the command id, and the log's clock when its record was made (0 for a

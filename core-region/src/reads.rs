@@ -1,8 +1,8 @@
 //! Reads of decided orders from the store: one order by its id, and every order in commit order
 //! through the commit log (the admin API); a customer's orders, newest first, through their
-//! index (edges, for the shopper signed in there).
+//! index (edges, for the shopper signed in there); the audit log of admin writes.
 
-use commerce::command::OrderCursor;
+use commerce::command::{AuditRecord, OrderCursor};
 use commerce::format::CommitLog;
 use commerce::keys;
 use commerce::order::Order;
@@ -55,6 +55,21 @@ pub fn customer_orders(
         }
     }
     Ok(orders)
+}
+
+/// Up to `limit` records of the audit log after version `after`, oldest first.
+pub fn audit_after(
+    store: &dyn Store,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let from = keys::audit(after.saturating_add(1));
+    let (_, end) = keys::tag_range(keys::AUDIT);
+    store
+        .scan(&from, &end, limit)?
+        .iter()
+        .map(|(k, v)| decode(k, v))
+        .collect()
 }
 
 /// A position in commit order: the version an order was decided at and its place there.

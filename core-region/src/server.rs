@@ -173,7 +173,7 @@ pub async fn serve(
         policy: config.grant_policy,
         timeout: Duration::from_millis(config.admin.write_timeout_ms),
     }));
-    let tokens = TokenSet::from_hex(&config.admin.token_sha256)
+    let tokens = TokenSet::new(&config.admin.token_sha256, &config.admin.tokens)
         .map_err(|e| StartError::Other(e.to_string()))?;
     let state = AppState {
         region: config.region.clone(),

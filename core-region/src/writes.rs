@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use commerce::command::{Command, Outcome, Proposal};
+use commerce::command::{Actor, Command, Outcome, Proposal};
 use commerce::order::key_time_ms;
 use replication::protocol::{Payload, WriteError};
 use replication::raft::RaftNode;
@@ -19,6 +19,13 @@ use replication::raft::RaftNode;
 /// transaction takes on every backend (a full price batch of 10,000 changes is under 1 MiB).
 /// Edges keep their commit batches to half of it.
 pub const COMMAND_MAX_BYTES: usize = 2 * 1024 * 1024;
+
+/// The encoding a command's fingerprint is taken in: fixed, so that a retry made across an
+/// upgrade that moved the proposal's format on is still known as a retry.
+const FINGERPRINT_FORMAT: codec::Format = codec::Format {
+    label: "proposal",
+    version: 2,
+};
 
 /// The first 16 bytes of SHA-256 over `parts`, each prefixed by its length (so that no two
 /// different lists of parts run together into the same input).
@@ -192,9 +199,12 @@ impl Writes {
         route: &str,
         key: Option<&str>,
         command: Command,
+        actor: Option<Actor>,
         timeout: Duration,
     ) -> Result<Outcome, ProposeError> {
-        let reply = self.submit_encoded(route, key, command, timeout).await?;
+        let reply = self
+            .submit_encoded(route, key, command, actor, timeout)
+            .await?;
         Ok(codec::decode(&reply.0)?)
     }
 
@@ -205,6 +215,7 @@ impl Writes {
         route: &str,
         key: Option<&str>,
         command: Command,
+        actor: Option<Actor>,
         timeout: Duration,
     ) -> Result<Payload, ProposeError> {
         let command_id = match key {
@@ -215,7 +226,7 @@ impl Writes {
         // request under the same key, and the key must say when it was made, so that a retry
         // past the time keys are honoured is refused instead of applied again.
         let (fingerprint, key_ms) = if command.keeps_dedup_record() {
-            let requested = codec::encode_as(<Proposal as codec::Versioned>::FORMAT, &command)?;
+            let requested = codec::encode_as(FINGERPRINT_FORMAT, &command)?;
             let key_ms = match key {
                 Some(k) => Some(key_time_ms(k).ok_or_else(|| ProposeError::Refused {
                     kind: fault::Kind::BadRequest,
@@ -238,6 +249,7 @@ impl Writes {
             at_ms: util::clock::now_ms(),
             command,
             key_ms,
+            actor,
         };
         let payload = Payload(codec::encode(&proposal)?);
         let limit = self.limits.command_max_bytes;

@@ -72,6 +72,7 @@ impl Harness {
             at_ms: self.at_ms,
             command,
             key_ms: None,
+            actor: None,
         }
     }
 

@@ -44,7 +44,7 @@ proptest! {
         let mut proposal = |command| {
             next_id += 1;
             let id = next_id.to_be_bytes();
-            Proposal { command_id: id, fingerprint: id, at_ms: 0, command, key_ms: None }
+            Proposal { command_id: id, fingerprint: id, at_ms: 0, command, key_ms: None, actor: None }
         };
         let seed: Vec<Proposal> = catalog().into_iter().map(&mut proposal).collect();
         for p in &seed {

@@ -29,6 +29,7 @@ fn proposal(n: u8) -> Proposal {
         at_ms: 0,
         command: Command::UpsertMarket(market),
         key_ms: None,
+        actor: None,
     }
 }
 

@@ -123,6 +123,8 @@ kinds! {
     GroupNotGranted => "group-not-granted", Caller, Never;
     /// A customer id in a body that is not the one the shopper's token names.
     CustomerNotGranted => "customer-not-granted", Caller, Never;
+    /// An admin token without the scope the route needs.
+    InsufficientScope => "insufficient-scope", Caller, Never;
 }
 
 impl fmt::Display for Kind {

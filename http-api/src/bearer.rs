@@ -1,8 +1,12 @@
-//! Bearer tokens for the mesh's operator APIs (a core's admin API, the fault proxy's). The config holds only SHA-256 digests of the tokens, so a
-//! leaked config file does not leak a usable token; a presented token is hashed and compared
-//! with every digest in constant time, so timing says nothing about how close a guess was.
-//! Tokens are long random strings (`tradewind token new`), so a fast hash is enough: there is
+//! Bearer tokens for the mesh's operator APIs (a core's admin API, the fault proxy's). The
+//! config holds only SHA-256 digests of the tokens, so a leaked config file does not leak a
+//! usable token; a presented token is hashed and compared with every digest in constant time,
+//! so timing says nothing about how close a guess was. Tokens are long random strings
+//! (`tradewind token new`, `tradewind token create`), so a fast hash is enough: there is
 //! nothing to brute-force that a slow hash would protect.
+//!
+//! A token may be limited to some scopes (`Scope`) and to a time (`ScopedToken`), and has an
+//! id that the audit log and refusals name it by.
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -15,15 +19,137 @@ pub const EXAMPLE_TOKEN_SHA256: &str =
 /// Length of a generated token's random part, in bytes (256 bits).
 const TOKEN_RANDOM_BYTES: usize = 32;
 
-#[derive(Clone, Debug)]
-pub struct TokenSet {
-    digests: Vec<[u8; 32]>,
+/// What an admin token may do. Each admin route needs one scope (`core-region/src/api/mod.rs`
+/// has the table); a token listed in `token_sha256` has them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Scope {
+    /// Products, markets, price lists, promotions: reading and writing them.
+    #[serde(rename = "catalog")]
+    Catalog,
+    /// Prices and quotes.
+    #[serde(rename = "prices")]
+    Prices,
+    /// Stock, inventory and escrow grants.
+    #[serde(rename = "stock")]
+    Stock,
+    /// Reading orders.
+    #[serde(rename = "orders:read")]
+    OrdersRead,
+    /// Placing orders and committing an edge's (as an edge would).
+    #[serde(rename = "orders")]
+    Orders,
+    /// Adding and removing regions of the group.
+    #[serde(rename = "cluster")]
+    Cluster,
+    /// Reading the audit log.
+    #[serde(rename = "audit")]
+    Audit,
 }
 
-/// Why a configured digest is unusable.
+impl Scope {
+    pub const ALL: [Scope; 7] = [
+        Scope::Catalog,
+        Scope::Prices,
+        Scope::Stock,
+        Scope::OrdersRead,
+        Scope::Orders,
+        Scope::Cluster,
+        Scope::Audit,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Catalog => "catalog",
+            Scope::Prices => "prices",
+            Scope::Stock => "stock",
+            Scope::OrdersRead => "orders:read",
+            Scope::Orders => "orders",
+            Scope::Cluster => "cluster",
+            Scope::Audit => "audit",
+        }
+    }
+
+    fn bit(self) -> u16 {
+        1 << Scope::ALL.iter().position(|s| *s == self).unwrap_or(0)
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Scope::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Scope::ALL.iter().map(|x| x.name()).collect();
+                format!("{s:?} is not a scope ({})", names.join(", "))
+            })
+    }
+}
+
+/// A token with scopes and, if it has one, an expiry: `[[admin.tokens]]` in a core's config
+/// (`tradewind token create` prints one).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopedToken {
+    /// Names the token in the audit log and in refusals (never the token itself).
+    pub id: String,
+    /// The token's SHA-256 (hex).
+    pub sha256: String,
+    pub scopes: Vec<Scope>,
+    /// Unix ms past which it is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+struct Known {
+    digest: [u8; 32],
+    id: String,
+    scopes: u16,
+    expires_at_ms: Option<i64>,
+}
+
+/// The tokens an API lets in.
+#[derive(Clone, Debug)]
+pub struct TokenSet {
+    known: Vec<Known>,
+}
+
+/// Why a configured token is unusable.
 #[derive(Debug, thiserror::Error)]
-#[error("admin token digest {0:?} is not 64 hex digits (a SHA-256)")]
-pub struct BadDigest(pub String);
+pub enum BadToken {
+    #[error("admin token digest {0:?} is not 64 hex digits (a SHA-256)")]
+    Digest(String),
+    #[error(
+        "admin token id {0:?}: 1 to 64 characters of letters, digits, '-', '_', '.', ':', once each"
+    )]
+    Id(String),
+    #[error("admin token {0:?} has no scope")]
+    NoScope(String),
+    #[error("admin token digest {0} is listed twice: which scopes would it have?")]
+    Twice(String),
+}
+
+/// Why a request's token does not let it in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("send Authorization: Bearer <admin token>")]
+    Unknown,
+    #[error("admin token {id} expired")]
+    Expired { id: String },
+    #[error("admin token {id} does not have the {needed} scope this route needs", needed = needed.name())]
+    Scope { id: String, needed: Scope },
+}
+
+impl fault::Fault for Denied {
+    fn kind(&self) -> fault::Kind {
+        match self {
+            Denied::Unknown | Denied::Expired { .. } => fault::Kind::Unauthorized,
+            Denied::Scope { .. } => fault::Kind::InsufficientScope,
+        }
+    }
+}
 
 pub fn sha256_hex(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
@@ -45,23 +171,70 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
 impl TokenSet {
-    pub fn from_hex(digests: &[String]) -> Result<Self, BadDigest> {
-        let digests = digests
-            .iter()
-            .map(|d| unhex(d).ok_or_else(|| BadDigest(d.chars().take(80).collect())))
-            .collect::<Result<_, _>>()?;
-        Ok(TokenSet { digests })
+    /// Tokens of every scope, by digest, without expiry (`admin.token_sha256`, the fault
+    /// proxy's `token_sha256`); each is named by the start of its digest.
+    pub fn from_hex(digests: &[String]) -> Result<Self, BadToken> {
+        TokenSet::new(digests, &[])
     }
 
-    /// Whether `token` is one of ours. Always compares against every digest.
-    pub fn accepts(&self, token: &str) -> bool {
-        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut ok = subtle::Choice::from(0);
-        for d in &self.digests {
-            ok |= d.ct_eq(&presented);
+    /// Full tokens by digest, and scoped ones.
+    pub fn new(digests: &[String], scoped: &[ScopedToken]) -> Result<Self, BadToken> {
+        let bad = |d: &str| BadToken::Digest(d.chars().take(80).collect());
+        let mut known = Vec::with_capacity(digests.len() + scoped.len());
+        for d in digests {
+            known.push(Known {
+                digest: unhex(d).ok_or_else(|| bad(d))?,
+                id: format!("sha256:{}", &d[..8]),
+                scopes: u16::MAX,
+                expires_at_ms: None,
+            });
         }
-        ok.into()
+        let mut ids = std::collections::HashSet::new();
+        for t in scoped {
+            if !valid_id(&t.id) || !ids.insert(t.id.as_str()) {
+                return Err(BadToken::Id(t.id.chars().take(80).collect()));
+            }
+            if t.scopes.is_empty() {
+                return Err(BadToken::NoScope(t.id.clone()));
+            }
+            known.push(Known {
+                digest: unhex(&t.sha256).ok_or_else(|| bad(&t.sha256))?,
+                id: t.id.clone(),
+                scopes: t.scopes.iter().fold(0, |b, s| b | s.bit()),
+                expires_at_ms: t.expires_at_ms,
+            });
+        }
+        let mut digests = std::collections::HashSet::new();
+        if let Some(k) = known.iter().find(|k| !digests.insert(k.digest)) {
+            return Err(BadToken::Twice(hex(&k.digest[..4])));
+        }
+        Ok(TokenSet { known })
+    }
+
+    /// The entry `token` is, comparing against every digest.
+    fn find(&self, token: &str) -> Option<&Known> {
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for k in &self.known {
+            // Every digest is compared, whatever matched before.
+            if bool::from(k.digest.ct_eq(&presented)) {
+                found = Some(k);
+            }
+        }
+        found
+    }
+
+    /// Whether `token` is one of ours (of any scope, unexpired or not).
+    pub fn accepts(&self, token: &str) -> bool {
+        self.find(token).is_some()
     }
 
     /// Checks an `Authorization` header value.
@@ -69,6 +242,30 @@ impl TokenSet {
         match value.and_then(|v| v.strip_prefix("Bearer ")) {
             Some(token) => self.accepts(token.trim()),
             None => false,
+        }
+    }
+
+    /// The id of the token an `Authorization` header presents, if it may act in `needed` (any
+    /// token, for `None`) at `now_ms`.
+    pub fn authorize(
+        &self,
+        header: Option<&str>,
+        needed: Option<Scope>,
+        now_ms: i64,
+    ) -> Result<&str, Denied> {
+        let token = header
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(Denied::Unknown)?;
+        let k = self.find(token.trim()).ok_or(Denied::Unknown)?;
+        if k.expires_at_ms.is_some_and(|at| now_ms >= at) {
+            return Err(Denied::Expired { id: k.id.clone() });
+        }
+        match needed {
+            Some(scope) if k.scopes & scope.bit() == 0 => Err(Denied::Scope {
+                id: k.id.clone(),
+                needed: scope,
+            }),
+            _ => Ok(&k.id),
         }
     }
 }
@@ -89,6 +286,85 @@ mod tests {
     #[test]
     fn the_example_digest_is_the_example_tokens() {
         assert_eq!(sha256_hex("tw_example_change_me"), EXAMPLE_TOKEN_SHA256);
+    }
+
+    #[test]
+    fn scoped_tokens_act_only_in_their_scopes_and_until_they_expire() {
+        let (full, full_digest) = new_token();
+        let (prices, prices_digest) = new_token();
+        let (old, old_digest) = new_token();
+        let set = TokenSet::new(
+            &[full_digest],
+            &[
+                ScopedToken {
+                    id: "pricing-bot".into(),
+                    sha256: prices_digest,
+                    scopes: vec![Scope::Prices, Scope::OrdersRead],
+                    expires_at_ms: None,
+                },
+                ScopedToken {
+                    id: "old".into(),
+                    sha256: old_digest,
+                    scopes: vec![Scope::Catalog],
+                    expires_at_ms: Some(1_000),
+                },
+            ],
+        )
+        .unwrap();
+        let h = |t: &str| format!("Bearer {t}");
+        for scope in Scope::ALL {
+            assert!(set.authorize(Some(&h(&full)), Some(scope), 0).is_ok());
+        }
+        assert_eq!(
+            set.authorize(Some(&h(&prices)), Some(Scope::Prices), 0),
+            Ok("pricing-bot")
+        );
+        assert_eq!(
+            set.authorize(Some(&h(&prices)), Some(Scope::Cluster), 0),
+            Err(Denied::Scope {
+                id: "pricing-bot".into(),
+                needed: Scope::Cluster
+            })
+        );
+        assert_eq!(
+            set.authorize(Some(&h(&old)), Some(Scope::Catalog), 999),
+            Ok("old")
+        );
+        assert_eq!(
+            set.authorize(Some(&h(&old)), Some(Scope::Catalog), 1_000),
+            Err(Denied::Expired { id: "old".into() })
+        );
+        assert_eq!(
+            set.authorize(Some("Bearer nope"), None, 0),
+            Err(Denied::Unknown)
+        );
+        assert_eq!(set.authorize(None, None, 0), Err(Denied::Unknown));
+        // Ids are names, once each; a token has a scope.
+        let scoped = |id: &str, scopes: Vec<Scope>| ScopedToken {
+            id: id.into(),
+            sha256: sha256_hex("x"),
+            scopes,
+            expires_at_ms: None,
+        };
+        assert!(TokenSet::new(&[], &[scoped("a b", vec![Scope::Audit])]).is_err());
+        assert!(TokenSet::new(&[], &[scoped("a", vec![])]).is_err());
+        assert!(
+            TokenSet::new(
+                &[],
+                &[
+                    scoped("a", vec![Scope::Audit]),
+                    scoped("a", vec![Scope::Stock])
+                ]
+            )
+            .is_err()
+        );
+        // One token, two entries: refused rather than guessed at.
+        assert!(matches!(
+            TokenSet::new(&[sha256_hex("x")], &[scoped("a", vec![Scope::Audit])]),
+            Err(BadToken::Twice(_))
+        ));
+        assert_eq!("orders:read".parse::<Scope>(), Ok(Scope::OrdersRead));
+        assert!("root".parse::<Scope>().is_err());
     }
 
     #[test]

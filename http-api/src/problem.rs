@@ -37,6 +37,10 @@ pub fn status_and_title(kind: Kind) -> (StatusCode, &'static str) {
             "The shopper's token does not grant that customer group",
         ),
         CustomerNotGranted => (S::FORBIDDEN, "The shopper's token names another customer"),
+        InsufficientScope => (
+            S::FORBIDDEN,
+            "The admin token does not have the scope this route needs",
+        ),
         TlsRequired => (
             S::BAD_REQUEST,
             "This port speaks TLS 1.3 only: use https://",

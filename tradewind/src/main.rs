@@ -154,6 +154,19 @@ enum TokenCommand {
     New,
     /// Print the digest of a token given on standard input.
     Hash,
+    /// Print a new admin token limited to some scopes (and, if asked, to a time), and the
+    /// `[[admin.tokens]]` entry to put in every core's config.
+    Create {
+        /// What the audit log and refusals call it, e.g. pricing-bot.
+        #[arg(long)]
+        id: String,
+        /// Scopes, comma-separated: catalog, prices, stock, orders:read, orders, cluster, audit.
+        #[arg(long = "scope", value_delimiter = ',', required = true)]
+        scopes: Vec<http_api::bearer::Scope>,
+        /// Refused this many days from now.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
     /// Print a shopper token (a JWT, EdDSA) signed with the key in DIR (`tradewind demo` keeps
     /// one in .tradewind/demo/identity), for `Authorization: Bearer` at a storefront whose
     /// `[shoppers]` trusts that key's JWKS (DIR/shoppers.jwks.json).
@@ -457,6 +470,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .read_line(&mut token)
                         .context("reading the token from standard input")?;
                     println!("{}", http_api::bearer::sha256_hex(token.trim()));
+                }
+                TokenCommand::Create {
+                    id,
+                    scopes,
+                    expires_in_days,
+                } => {
+                    let (token, sha256) = http_api::bearer::new_token();
+                    let entry = http_api::bearer::ScopedToken {
+                        id,
+                        sha256,
+                        scopes,
+                        expires_at_ms: expires_in_days
+                            .map(|d| util::clock::now_ms() + i64::from(d) * 86_400_000),
+                    };
+                    // Checked as a core checks it, before anyone pastes it.
+                    http_api::bearer::TokenSet::new(&[], std::slice::from_ref(&entry))?;
+                    #[derive(serde::Serialize)]
+                    struct Entry {
+                        tokens: [http_api::bearer::ScopedToken; 1],
+                    }
+                    let toml = util::config::to_toml(&Entry { tokens: [entry] })?;
+                    println!("token: {token}");
+                    println!("(keep the token secret; put this in every core's [admin] section)");
+                    println!();
+                    print!("{}", toml.replace("[[tokens]]", "[[admin.tokens]]"));
                 }
                 TokenCommand::Shopper {
                     dir,

@@ -334,3 +334,184 @@ async fn a_core_keeps_everything_across_kill_and_restart() {
     // And a clean stop on SIGTERM.
     assert!(core.terminate().success());
 }
+
+/// Admin tokens act only in their scopes and until they expire (401 past it, 403
+/// `insufficient-scope` outside them); every admin write that reaches the log, applied or
+/// refused, is in the audit log with the id of the token that made it (never the token), its
+/// route, command and what became of it, paged oldest first; refused requests are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_admin_tokens_reach_only_their_routes_and_every_write_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    // One token as `tradewind token create` prints it: the token, and the entry to paste.
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "token",
+            "create",
+            "--id",
+            "pricing-bot",
+            "--scope",
+            "prices",
+        ])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let pricing = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap()
+        .to_owned();
+    let entry = &printed[printed.find("[[admin.tokens]]").unwrap()..];
+    let scoped = [
+        ("reader", "order-reader", "[\"orders:read\"]", None),
+        ("old", "old-catalog", "[\"catalog\"]", Some(1)),
+        ("auditor", "auditor", "[\"audit\"]", None),
+    ];
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(entry);
+    for (token, id, scopes, expires) in scoped {
+        let digest = http_api::bearer::sha256_hex(token);
+        text.push_str(&format!(
+            "[[admin.tokens]]\nid = \"{id}\"\nsha256 = \"{digest}\"\nscopes = {scopes}\n"
+        ));
+        if let Some(at) = expires {
+            text.push_str(&format!("expires_at_ms = {at}\n"));
+        }
+    }
+    std::fs::write(&config, text).unwrap();
+    let core = CoreProcess::start(&config, &[]);
+    common::eventually("a leader", Duration::from_secs(30), || async {
+        let res = client().get(core.url("/healthz")).send().await.unwrap();
+        res.json::<Value>().await.unwrap()["leader"].is_string()
+    })
+    .await;
+    common::seed(&core.admin, 10).await;
+    let call = |method: reqwest::Method, path: &str, token: &str, body: Option<Value>| {
+        let key = common::admin_key(&format!("{path}-{token}-{body:?}"));
+        let mut req = client()
+            .request(method, core.url(path))
+            .bearer_auth(token)
+            .header("idempotency-key", key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    use reqwest::Method as M;
+    let price = json!({"changes": [{"sku": "S-1", "currency": "USD", "amount_minor": 2600}]});
+    let unknown = json!({"changes": [{"sku": "NOPE", "currency": "USD", "amount_minor": 1}]});
+    let product =
+        json!({"id": "P-9", "title": "Pan", "category": "home", "skus": [{"sku": "S-9"}]});
+    let cases: Vec<(M, &str, &str, Option<Value>, u16)> = vec![
+        (M::POST, "/admin/v1/prices", &pricing, Some(price), 200),
+        (
+            M::POST,
+            "/admin/v1/prices",
+            &pricing,
+            Some(unknown.clone()),
+            422,
+        ),
+        (M::GET, "/admin/v1/prices/S-1", &pricing, None, 200),
+        (
+            M::PUT,
+            "/admin/v1/products/P-9",
+            &pricing,
+            Some(product.clone()),
+            403,
+        ),
+        (
+            M::POST,
+            "/admin/v1/cluster/members",
+            &pricing,
+            Some(json!({})),
+            403,
+        ),
+        (M::GET, "/admin/v1/audit", &pricing, None, 403),
+        (M::GET, "/admin/v1/orders", "reader", None, 200),
+        (M::POST, "/admin/v1/orders", "reader", Some(json!({})), 403),
+        (M::GET, "/admin/v1/cluster", "reader", None, 200),
+        (M::PUT, "/admin/v1/products/P-9", "old", Some(product), 401),
+        (
+            M::POST,
+            "/admin/v1/prices",
+            "not-a-token",
+            Some(unknown),
+            401,
+        ),
+    ];
+    for (method, path, token, body, want) in cases {
+        let what = format!("{method} {path} as {}", &token[..token.len().min(8)]);
+        let (status, answer) = call(method, path, token, body).await;
+        assert_eq!(status, want, "{what}: {answer}");
+        if want == 403 {
+            assert!(
+                answer["type"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("insufficient-scope"),
+                "{answer}"
+            );
+        }
+    }
+    // The audit log, a page at a time.
+    let mut records = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (status, page) = call(
+            M::GET,
+            &format!("/admin/v1/audit?limit=2{after}"),
+            "auditor",
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        records.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next"].as_u64() {
+            Some(v) => after = format!("&after={v}"),
+            None => break,
+        }
+    }
+    let full = format!("sha256:{}", &http_api::bearer::sha256_hex(TOKEN)[..8]);
+    let mine: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["token"].as_str().unwrap(),
+                r["route"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .filter(|(t, _, _)| *t != full)
+        .collect();
+    assert_eq!(
+        mine,
+        [
+            ("pricing-bot", "POST /admin/v1/prices", "applied"),
+            (
+                "pricing-bot",
+                "POST /admin/v1/prices",
+                "rejected: unknown-sku"
+            ),
+        ],
+        "{records:?}"
+    );
+    // The seed's writes, by the full token, came first; versions only grow.
+    assert!(records.len() > 2 && records[0]["token"] == full.as_str());
+    let versions: Vec<u64> = records
+        .iter()
+        .map(|r| r["version"].as_u64().unwrap())
+        .collect();
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r["command_id"].as_str().unwrap().len() == 32)
+    );
+    // No token appears in it.
+    let text = serde_json::to_string(&records).unwrap();
+    assert!(!text.contains(&pricing) && !text.contains(TOKEN));
+}

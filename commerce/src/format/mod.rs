@@ -8,25 +8,27 @@
 //! | `Inventory` | inventory | 2 (reads 1) | the same |
 //! | `Order` | order | 1 | a core's store rows; an edge's outbox |
 //! | `CommitLog` | commit log | 1 | a core's store rows: the orders decided at one version |
-//! | `Proposal` | proposal | 2 (reads 1) | the regions' Raft log: a command, its id and the proposer's clock |
+//! | `Proposal` | proposal | 3 (reads 2, 1) | the regions' Raft log: a command, its id, the proposer's clock and, for an admin write, who made it |
 //! | `Outcome` | outcome | 2 (reads 1) | Raft's reply to a proposal, and the core's reply to an edge, as the same bytes |
 //! | `EdgeWrite` | edge write | 2 (reads 1) | an edge's write to a core over the mesh |
 //! | `DedupRecord` | dedup record | 2 (reads 1) | a core's store rows: what a keyed command answered |
+//! | `AuditRecord` | audit record | 1 | a core's store rows: an admin write, who made it, what became of it |
 //! | `EdgeRead` | edge read | 1 | an edge's read of a customer's orders from a core over the mesh |
 //! | `ReadReply` | read reply | 1 | the core's answer to it |
 //!
-//! Earlier versions, frozen, are in `v1`.
+//! Earlier versions, frozen, are in `v1` and `v2`.
 //!
 //! A value's version changes when its layout does, and with it the version of every value that
 //! carries it (an `Order` inside a `Proposal` or an `Outcome`); the codec's module docs say how
 //! the previous version stays readable.
 
 pub mod v1;
+pub mod v2;
 
 use codec::{FirstVersion, Format, Versioned};
 
 use crate::catalog::Product;
-use crate::command::{EdgeRead, EdgeWrite, Outcome, Proposal, ReadReply};
+use crate::command::{AuditRecord, EdgeRead, EdgeWrite, Outcome, Proposal, ReadReply};
 use crate::dedup::DedupRecord;
 use crate::escrow::Inventory;
 use crate::id::OrderId;
@@ -57,6 +59,7 @@ first_version! {
     CommitLog => "commit log",
     EdgeRead => "edge read",
     ReadReply => "read reply",
+    AuditRecord => "audit record",
 }
 
 /// Version 2 of a value whose version 1 is frozen in `v1`, read by migrating it.
@@ -74,9 +77,19 @@ macro_rules! second_version {
 
 second_version! {
     Inventory => "inventory",
-    Proposal => "proposal",
     EdgeWrite => "edge write",
     Outcome => "outcome",
+}
+
+impl Versioned for Proposal {
+    const FORMAT: Format = Format {
+        label: "proposal",
+        version: 3,
+    };
+    type Previous = v2::Proposal;
+    fn migrate(previous: v2::Proposal) -> Self {
+        previous.into()
+    }
 }
 
 impl Versioned for DedupRecord {

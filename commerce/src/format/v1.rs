@@ -213,6 +213,7 @@ impl From<Proposal> for command::Proposal {
             at_ms: p.at_ms,
             command: p.command.into(),
             key_ms: None,
+            actor: None,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The admin API of a core region (DESIGN §3): catalog, prices, stock, orders and escrow writes
 //! go through the log; reads come from the in-memory state or the store. Every route but
-//! `/healthz` needs a bearer token (`http_api::bearer`); every error is a problem document.
+//! `/healthz` needs a bearer token (`http_api::bearer`) with the scope the route needs
+//! (`scope_for`); every error is a problem document.
 
+mod audit;
 mod catalog;
 mod orders;
 mod stock;
@@ -9,20 +11,20 @@ mod stock;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use commerce::command::{Command, Outcome};
+use commerce::command::{Actor, Command, Outcome};
 use commerce::escrow::GrantPolicy;
 use tokio::sync::RwLock;
 
 use crate::machine::StateMachine;
 use crate::store::Store;
 use crate::writes::Writes;
-use http_api::bearer::TokenSet;
+use http_api::bearer::{Scope, TokenSet};
 use http_api::{Body, Kind, Path, Problem};
 
 /// Everything a handler needs.
@@ -47,6 +49,7 @@ pub fn router(state: AppState, body_max_bytes: usize, request_timeout: Duration)
         .merge(catalog::routes())
         .merge(stock::routes())
         .merge(orders::routes())
+        .merge(audit::routes())
         .route("/admin/v1/cluster", get(cluster))
         .route("/admin/v1/cluster/members", axum::routing::post(add_member))
         .route(
@@ -61,19 +64,59 @@ pub fn router(state: AppState, body_max_bytes: usize, request_timeout: Duration)
     http_api::limits::finish(routes, request_timeout).with_state(state)
 }
 
+tokio::task_local! {
+    /// The token and route of the admin request being served.
+    static ACTOR: Actor;
+}
+
+/// The scope a route needs, by method and route (the one table of it): reads and writes of
+/// the catalog need `catalog`, of prices `prices`, of stock and escrow `stock`; reading orders
+/// `orders:read`, placing them `orders`; changing the group's members `cluster`, reading the
+/// audit log `audit`. The group's view needs a token of any scope.
+pub fn scope_for(method: &Method, route: &str) -> Option<Scope> {
+    let rest = route.strip_prefix("/admin/v1/")?;
+    let first = rest.split('/').next().unwrap_or("");
+    Some(match (first, method) {
+        ("products" | "markets" | "price-lists" | "promotions", _) => Scope::Catalog,
+        ("prices" | "skus", _) => Scope::Prices,
+        ("stock" | "inventory", _) => Scope::Stock,
+        ("escrow", _) if rest.starts_with("escrow/commits") => Scope::Orders,
+        ("escrow", _) => Scope::Stock,
+        ("orders", &Method::GET) => Scope::OrdersRead,
+        ("orders", _) => Scope::Orders,
+        ("cluster", &Method::GET) => return None,
+        ("cluster", _) => Scope::Cluster,
+        ("audit", _) => Scope::Audit,
+        // A route this table does not know needs every scope there is: the full tokens'.
+        _ => Scope::Cluster,
+    })
+}
+
 async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let header = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if !s.tokens.accepts_header(header) {
-        return Problem::new(
-            Kind::Unauthorized,
-            "send Authorization: Bearer <admin token>",
-        )
-        .into_response();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| req.uri().path().to_owned(), |m| m.as_str().to_owned());
+    let needed = scope_for(req.method(), &route);
+    match s.tokens.authorize(header, needed, util::clock::now_ms()) {
+        Ok(token) => {
+            // Who is asking travels with the request's task to the proposal it makes
+            // (`submit`), for the audit log, without every handler passing it on.
+            let actor = Actor {
+                token: token.to_owned(),
+                route: format!("{} {route}", req.method()),
+            };
+            ACTOR.scope(actor, next.run(req)).await
+        }
+        Err(denied) => {
+            tracing::info!(%route, method = %req.method(), reason = %denied, "admin request refused");
+            Problem::from(denied).into_response()
+        }
     }
-    next.run(req).await
 }
 
 /// This region's own view, without asking anyone: its applied version, the leader it knows
@@ -195,9 +238,10 @@ pub async fn submit(
     key: Option<&str>,
     command: Command,
 ) -> Result<Outcome, Problem> {
+    let actor = ACTOR.try_with(Clone::clone).ok();
     let outcome = s
         .writes
-        .submit(route, key, command, s.write_timeout)
+        .submit(route, key, command, actor, s.write_timeout)
         .await?;
     match outcome {
         Outcome::Rejected(r) => Err(r.into()),
