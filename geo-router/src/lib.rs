@@ -45,6 +45,35 @@ pub struct Started {
     pub http: SocketAddr,
 }
 
+/// What answers DNS: the geo table, the health board (no checks running until
+/// `Health::spawn_checks`), the metrics and the authority over them.
+pub struct Parts {
+    pub geo: Arc<geo::Geo>,
+    pub health: Arc<health::Health>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub authority: Arc<dns::Authority>,
+}
+
+/// The parts `config` makes (also what the DNS fuzz target answers with).
+pub fn parts(config: &RouterConfig) -> anyhow::Result<Parts> {
+    let geo = Arc::new(geo::Geo::new(config)?);
+    let health = Arc::new(health::Health::new(config));
+    let regions: Vec<String> = config.regions.iter().map(|r| r.name.clone()).collect();
+    let metrics = Arc::new(metrics::Metrics::new(&regions));
+    let authority = Arc::new(dns::Authority::new(
+        config,
+        Arc::clone(&geo),
+        Arc::clone(&health),
+        Arc::clone(&metrics),
+    )?);
+    Ok(Parts {
+        geo,
+        health,
+        metrics,
+        authority,
+    })
+}
+
 /// Runs the router until `shutdown` resolves. `on_ready` is called once DNS (UDP and TCP) and
 /// HTTP listen.
 pub async fn serve(
@@ -53,16 +82,13 @@ pub async fn serve(
     on_ready: impl FnOnce(Started),
 ) -> anyhow::Result<()> {
     util::config::Config::check(&config)?;
-    let geo = Arc::new(geo::Geo::new(&config)?);
-    let health = Arc::new(health::Health::new(&config));
+    let Parts {
+        geo,
+        health,
+        metrics,
+        authority,
+    } = parts(&config)?;
     let regions: Vec<String> = config.regions.iter().map(|r| r.name.clone()).collect();
-    let metrics = Arc::new(metrics::Metrics::new(&regions));
-    let authority = Arc::new(dns::Authority::new(
-        &config,
-        Arc::clone(&geo),
-        Arc::clone(&health),
-        Arc::clone(&metrics),
-    )?);
 
     // A UDP thread per core: one answers with less CPU per query, but two answer sooner
     // (BENCHMARKS.md).

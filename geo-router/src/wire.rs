@@ -393,6 +393,12 @@ struct Answered {
     tally: Option<Tally>,
 }
 
+/// The answer to one UDP datagram from `src`, as the UDP loop makes it (without its rate limit
+/// and cache): what the DNS fuzz target drives.
+pub fn answer_datagram(authority: &Authority, raw: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+    futures::executor::block_on(answer(authority, raw, src, Protocol::Udp)).map(|a| a.bytes)
+}
+
 /// The answer to one message, if it gets one: none for what has no header or is itself an
 /// answer (two servers must not bounce errors forever), FORMERR for what does not parse.
 async fn answer(

@@ -15,7 +15,7 @@
 //!
 //! Everything it stores or sends is encoded by the `codec` crate under a format of its own:
 //! frames (`frame::PROTOCOL`), the Raft log (`raft::LOG`) and Raft's record of what was
-//! applied (`raft::RaftMeta`).
+//! applied (`raft::RaftMeta`); `decoders` reads outside bytes as all of them at once.
 //!
 //! This crate never names a commerce type: it moves and stores opaque, versioned values that
 //! its callers define.
@@ -24,6 +24,7 @@
 
 pub mod app;
 pub mod certs;
+pub mod decoders;
 pub mod failpoint;
 pub mod feed;
 pub mod frame;

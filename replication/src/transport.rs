@@ -24,8 +24,12 @@ use tokio::sync::Mutex;
 use crate::frame::{self, FRAME_MAX_BYTES, FrameError};
 use crate::tls::{NodeTls, TlsError, peer_name};
 
-/// Streams one peer may have open at once: bounds the work one peer can queue on a node.
+/// Streams one connection may have open at once, and connections one peer (a node name) may
+/// have open to a node: together they bound the work one peer can queue on a node (2,048
+/// requests), however many connections it opens. A node keeps one connection to each peer and
+/// makes a new one only when it breaks, so a few are room for a restart's overlap.
 const STREAMS_PER_CONNECTION: u32 = 256;
+const CONNECTIONS_PER_PEER: usize = 8;
 /// A connection that has heard nothing from its peer for this long is closed, so one to a peer
 /// that died is not kept for calls that would only time out. Keep-alives (below) keep healthy
 /// connections open across the 250 ms round trips of inter-region links; a peer that restarted
@@ -403,9 +407,11 @@ impl Transport {
     pub fn serve<H: Handler>(&self, handler: Arc<H>) -> tokio::task::JoinHandle<()> {
         let endpoint = self.endpoint.clone();
         let max_frame = self.max_frame;
+        let open = Arc::new(std::sync::Mutex::new(HashMap::<Arc<str>, usize>::new()));
         tokio::spawn(async move {
             while let Some(incoming) = endpoint.accept().await {
                 let handler = Arc::clone(&handler);
+                let open = Arc::clone(&open);
                 tokio::spawn(async move {
                     let remote = incoming.remote_address();
                     let conn = match incoming.await {
@@ -424,7 +430,13 @@ impl Transport {
                         conn.close(REFUSED, b"no node name in certificate");
                         return;
                     };
-                    serve_connection(conn, Arc::<str>::from(peer), handler, max_frame).await;
+                    let peer = Arc::<str>::from(peer);
+                    let Some(_slot) = PeerSlot::take(&open, &peer) else {
+                        tracing::warn!(%remote, %peer, "refused a connection: {CONNECTIONS_PER_PEER} from this peer are open");
+                        conn.close(REFUSED, b"too many connections from this peer");
+                        return;
+                    };
+                    serve_connection(conn, peer, handler, max_frame).await;
                 });
             }
         })
@@ -433,6 +445,42 @@ impl Transport {
     /// Closes every connection and the endpoint.
     pub fn close(&self) {
         self.endpoint.close(VarInt::from_u32(0), b"closing");
+    }
+}
+
+/// One of a peer's open connections, given back however its serving ends.
+struct PeerSlot {
+    open: Arc<std::sync::Mutex<HashMap<Arc<str>, usize>>>,
+    peer: Arc<str>,
+}
+
+impl PeerSlot {
+    fn take(
+        open: &Arc<std::sync::Mutex<HashMap<Arc<str>, usize>>>,
+        peer: &Arc<str>,
+    ) -> Option<Self> {
+        let mut map = open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(Arc::clone(peer)).or_insert(0);
+        if *n >= CONNECTIONS_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            open: Arc::clone(open),
+            peer: Arc::clone(peer),
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.peer);
+            }
+        }
     }
 }
 

@@ -373,3 +373,41 @@ async fn a_frames_memory_is_taken_as_its_bytes_arrive() {
     }
     drop(open);
 }
+
+/// One peer cannot hold more than a few connections to a node (each of at most 256 streams):
+/// past them a new connection is closed at once; a connection that ends gives its place back;
+/// other peers are served throughout.
+#[tokio::test]
+async fn a_peer_holds_a_bounded_number_of_connections() {
+    let m = mesh(&["cn-shanghai", "ap-singapore", "us-east"]);
+    let (_, target) = &m.nodes[1];
+    let hello = frame::encode(&"hello".to_owned()).unwrap();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let conn = raw_connection(&m, "cn-shanghai", *target, "ap-singapore").await;
+        assert!(raw(&conn, &hello).await.is_some(), "one of the first eight");
+        held.push(conn);
+    }
+    let ninth = raw_connection(&m, "cn-shanghai", *target, "ap-singapore").await;
+    assert!(raw(&ninth, &hello).await.is_none(), "the ninth was served");
+    // Another peer is served meanwhile.
+    let (other, _) = &m.nodes[2];
+    let _: (String, String) = other
+        .call("ap-singapore", *target, &"me too".to_owned(), TIMEOUT)
+        .await
+        .unwrap();
+    // One closed: a new connection gets its place.
+    held.pop().unwrap().close(0u32.into(), b"done");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let again = raw_connection(&m, "cn-shanghai", *target, "ap-singapore").await;
+        if raw(&again, &hello).await.is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
