@@ -392,6 +392,11 @@ fn main() {
                 m(&er, Report::per_s) / m(&nr, Report::per_s)
             );
         }
+        println!(
+            "  peak memory (VmHWM): the edge {} MiB, the core {} MiB",
+            edge.peak_rss_mib(),
+            core.peak_rss_mib()
+        );
         drop(trivial);
     });
 }
