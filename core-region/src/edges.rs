@@ -20,12 +20,16 @@ use crate::writes::Writes;
 
 /// An edge's read, encoded, is at most this large (a customer id, a cursor).
 const READ_MAX_BYTES: usize = 1024;
+/// Edges' reads served at once by this region, at most; past it, `Overloaded` at once.
+pub const READS_INFLIGHT_MAX: usize = 64;
 
 /// This region's judge of edge writes and reads.
 #[derive(Clone)]
 pub struct EdgeWrites {
     pub writes: Writes,
     pub store: Arc<dyn Store>,
+    /// Edges' reads in hand (`READS_INFLIGHT_MAX`).
+    pub reads: Arc<tokio::sync::Semaphore>,
     pub region: String,
     pub policy: GrantPolicy,
     /// How long a write may take to commit before the edge is told to retry.
@@ -78,9 +82,20 @@ impl EdgeWrites {
                 ),
             ));
         }
+        EdgeId::new(peer.as_str()).map_err(|e| {
+            refuse(
+                Kind::Unauthorized,
+                format!("the certificate's name is no edge id: {e}"),
+            )
+        })?;
         let read: EdgeRead = codec::decode(&payload.0)
             .map_err(|e| refuse(Kind::InvalidBody, format!("not an edge read: {e}")))?;
         read.check().map_err(|r| refuse(r.kind(), r.detail))?;
+        let Ok(_slot) = Arc::clone(&self.reads).try_acquire_owned() else {
+            return Err(WriteError::Overloaded(format!(
+                "{READS_INFLIGHT_MAX} edge reads in hand here"
+            )));
+        };
         let store = Arc::clone(&self.store);
         let reply = tokio::task::spawn_blocking(move || match read {
             EdgeRead::CustomerOrders {

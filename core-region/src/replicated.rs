@@ -25,6 +25,17 @@ impl codec::FirstVersion for Snapshot {
     };
 }
 
+/// A log entry this build cannot read because a newer one wrote it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the command at version {index} is of proposal format {found}, newer than this build reads ({newest}): upgrade this region"
+)]
+pub struct NewerFormat {
+    index: u64,
+    found: u8,
+    newest: u8,
+}
+
 pub struct CoreApp {
     machine: Arc<RwLock<StateMachine>>,
 }
@@ -37,25 +48,35 @@ impl CoreApp {
 
 impl App for CoreApp {
     fn apply(&self, entries: Vec<AppEntry>, meta: Vec<u8>) -> Result<Vec<Payload>, AppError> {
-        // A payload that does not decode is refused alike on every member (decoding is
-        // deterministic), and takes its index like any other entry.
+        // A payload that does not decode is refused alike on every member of one build
+        // (decoding is deterministic), and takes its index like any other entry. One of a
+        // newer format than this build reads was proposed by a newer member: refusing it here
+        // while they apply it would make the regions differ, so this member stops applying
+        // (an error, retried by the log) until it runs that build.
+        let newest = <Proposal as codec::Versioned>::FORMAT.version;
         let mut undecodable = Vec::new();
-        let log: Vec<LogEntry> = entries
-            .iter()
-            .map(|e| LogEntry {
+        let mut log = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let proposal = match e.payload.as_ref().map(|p| codec::decode::<Proposal>(&p.0)) {
+                None => None,
+                Some(Ok(p)) => Some(p),
+                Some(Err(codec::CodecError::UnknownVersion { found, .. })) if found > newest => {
+                    return Err(AppError::from(NewerFormat {
+                        index: e.index,
+                        found,
+                        newest,
+                    }));
+                }
+                Some(Err(why)) => {
+                    undecodable.push((e.index, why.to_string()));
+                    None
+                }
+            };
+            log.push(LogEntry {
                 index: e.index,
-                proposal: e
-                    .payload
-                    .as_ref()
-                    .and_then(|p| match codec::decode::<Proposal>(&p.0) {
-                        Ok(p) => Some(p),
-                        Err(why) => {
-                            undecodable.push((e.index, why.to_string()));
-                            None
-                        }
-                    }),
-            })
-            .collect();
+                proposal,
+            });
+        }
         let items: usize = log
             .iter()
             .filter_map(|e| e.proposal.as_ref())
@@ -103,6 +124,8 @@ impl App for CoreApp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::redb::RedbStore;
+    use commerce::command::Command;
 
     /// A snapshot's layout is pinned: a member installs what another encoded, perhaps a build
     /// apart.
@@ -115,5 +138,38 @@ mod tests {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/snapshot-v1.hex");
         codec::check_golden(&path, &Snapshot(rows)).unwrap();
+    }
+
+    /// A command written in a format newer than this build reads (a newer region proposed
+    /// it) stops this member with an error, applying nothing; one that is garbage in a format
+    /// it knows is refused and takes its index, as on every member.
+    #[test]
+    fn a_command_of_a_newer_format_stops_this_member_instead_of_being_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(&dir.path().join("core.redb")).unwrap());
+        let machine = Arc::new(RwLock::new(StateMachine::open(store).unwrap()));
+        let app = CoreApp::new(Arc::clone(&machine));
+        let proposal = Proposal {
+            command_id: [1; 16],
+            fingerprint: [1; 16],
+            at_ms: 0,
+            command: Command::StockBatch(Vec::new()),
+            key_ms: None,
+            actor: None,
+        };
+        let mut newer = codec::encode(&proposal).unwrap();
+        newer[0] += 1;
+        let entry = |index, bytes: &[u8]| AppEntry {
+            index,
+            payload: Some(Payload(bytes.to_vec())),
+        };
+        let err = app.apply(vec![entry(1, &newer)], Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("upgrade this region"), "{err}");
+        assert_eq!(machine.blocking_read().applied(), 0);
+        let garbage = [<Proposal as codec::Versioned>::FORMAT.version, 0xff, 0xff];
+        let out = app.apply(vec![entry(1, &garbage)], Vec::new()).unwrap();
+        let outcome: Outcome = codec::decode(&out[0].0).unwrap();
+        assert!(matches!(outcome, Outcome::Rejected(_)), "{outcome:?}");
+        assert_eq!(machine.blocking_read().applied(), 1);
     }
 }

@@ -169,6 +169,9 @@ pub async fn serve(
     node.accept_submissions(Arc::new(crate::edges::EdgeWrites {
         writes: writes.clone(),
         store: Arc::clone(&store),
+        reads: Arc::new(tokio::sync::Semaphore::new(
+            crate::edges::READS_INFLIGHT_MAX,
+        )),
         region: config.region.clone(),
         policy: config.grant_policy,
         timeout: Duration::from_millis(config.admin.write_timeout_ms),

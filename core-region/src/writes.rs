@@ -20,6 +20,17 @@ use replication::raft::RaftNode;
 /// Edges keep their commit batches to half of it.
 pub const COMMAND_MAX_BYTES: usize = 2 * 1024 * 1024;
 
+/// A proposal as the log carries it. Without an actor (an edge's write) it is written as
+/// version 2, which the build before version 3 reads: edges' orders go on committing through a
+/// rolling upgrade. An admin write (version 3) stops a member of that build until it is
+/// upgraded (`replicated.rs`), rather than being misread there.
+pub fn proposal_bytes(proposal: Proposal) -> Result<Vec<u8>, codec::CodecError> {
+    match proposal.actor {
+        None => codec::encode(&commerce::format::v2::Proposal::from(proposal)),
+        Some(_) => codec::encode(&proposal),
+    }
+}
+
 /// The encoding a command's fingerprint is taken in: fixed, so that a retry made across an
 /// upgrade that moved the proposal's format on is still known as a retry.
 const FINGERPRINT_FORMAT: codec::Format = codec::Format {
@@ -251,7 +262,7 @@ impl Writes {
             key_ms,
             actor,
         };
-        let payload = Payload(codec::encode(&proposal)?);
+        let payload = Payload(proposal_bytes(proposal)?);
         let limit = self.limits.command_max_bytes;
         if payload.0.len() > limit {
             return Err(ProposeError::TooLarge(format!(

@@ -151,3 +151,22 @@ async fn admission_is_bounded_in_bytes_too() {
     }
     assert_eq!(r.writes.inflight_bytes(), 0);
 }
+
+/// An edge's write (no actor) goes into the log as proposal version 2, which the build before
+/// version 3 reads, and an admin write as version 3; both read back whole here.
+#[test]
+fn proposals_without_an_actor_are_written_as_the_previous_build_reads_them() {
+    use core_region::writes::proposal_bytes;
+    let edge = proposal(1);
+    let bytes = proposal_bytes(edge.clone()).unwrap();
+    assert_eq!(bytes[0], 2);
+    assert_eq!(codec::decode::<Proposal>(&bytes).unwrap(), edge);
+    let mut admin = proposal(2);
+    admin.actor = Some(commerce::command::Actor {
+        token: "pricing-bot".into(),
+        route: "POST /admin/v1/prices".into(),
+    });
+    let bytes = proposal_bytes(admin.clone()).unwrap();
+    assert_eq!(bytes[0], 3);
+    assert_eq!(codec::decode::<Proposal>(&bytes).unwrap(), admin);
+}

@@ -72,11 +72,19 @@ kinds! {
     /// A bad query, path or header.
     BadRequest => "bad-request", Caller, Never;
     Unauthorized => "unauthorized", Caller, Never;
+    /// Plain HTTP sent to a port that speaks TLS only.
+    TlsRequired => "tls-required", Caller, Never;
+    /// A forwarding header (`X-Forwarded-For`, `Forwarded`) from an address that is not one of
+    /// the listener's trusted proxies.
+    UntrustedForwarding => "untrusted-forwarding-header", Caller, Never;
     NotFound => "not-found", Caller, Never;
     MethodNotAllowed => "method-not-allowed", Caller, Never;
     MissingIdempotencyKey => "missing-idempotency-key", Caller, Never;
     /// The Idempotency-Key was used before for a different request.
     IdempotencyKeyReused => "idempotency-key-reused", Caller, Never;
+    /// The Idempotency-Key is past the time it is honoured (24 hours): a retry that late may
+    /// already be applied, so it is refused; a new request needs a new key.
+    IdempotencyKeyExpired => "idempotency-key-expired", Caller, Never;
     UnknownSku => "unknown-sku", Caller, Never;
     UnknownPriceList => "unknown-price-list", Caller, Never;
     UnknownMarket => "unknown-market", Caller, Never;
@@ -105,15 +113,8 @@ kinds! {
     Timeout => "timeout", Peer, Later;
     Internal => "internal", Us, Never;
     // Kinds are only ever added below: a kind's place is its encoding on the mesh
-    // (`WriteError::Refused`), pinned by replication's golden frames.
-    /// The Idempotency-Key is past the time it is honoured (24 hours): a retry that late may
-    /// already be applied, so it is refused; a new request needs a new key.
-    IdempotencyKeyExpired => "idempotency-key-expired", Caller, Never;
-    /// Plain HTTP sent to a port that speaks TLS only.
-    TlsRequired => "tls-required", Caller, Never;
-    /// A forwarding header (`X-Forwarded-For`, `Forwarded`) from an address that is not one of
-    /// the listener's trusted proxies.
-    UntrustedForwarding => "untrusted-forwarding-header", Caller, Never;
+    // (`WriteError::Refused`), pinned by replication's golden frames (the order above is
+    // the one meshes of earlier builds speak).
     /// A shopper's bearer token that does not verify: forged, expired, for another audience or
     /// issuer, signed with an algorithm or key not accepted, or too large.
     InvalidToken => "invalid-token", Caller, Never;

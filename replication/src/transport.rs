@@ -24,12 +24,14 @@ use tokio::sync::Mutex;
 use crate::frame::{self, FRAME_MAX_BYTES, FrameError};
 use crate::tls::{NodeTls, TlsError, peer_name};
 
-/// Streams one connection may have open at once, and connections one peer (a node name) may
-/// have open to a node: together they bound the work one peer can queue on a node (2,048
-/// requests), however many connections it opens. A node keeps one connection to each peer and
-/// makes a new one only when it breaks, so a few are room for a restart's overlap.
+/// Streams one connection may have open at once, connections one peer (a node name) may have
+/// open to a node, and requests one peer may have in hand at a node, on whatever connections,
+/// open or closed since: they bound the work one peer can queue on a node. A node keeps one
+/// connection to each peer and makes a new one only when it breaks (one handshake at a time),
+/// so a few are room for a restart's overlap.
 const STREAMS_PER_CONNECTION: u32 = 256;
 const CONNECTIONS_PER_PEER: usize = 8;
+const REQUESTS_PER_PEER: usize = 2_048;
 /// A connection that has heard nothing from its peer for this long is closed, so one to a peer
 /// that died is not kept for calls that would only time out. Keep-alives (below) keep healthy
 /// connections open across the 250 ms round trips of inter-region links; a peer that restarted
@@ -145,11 +147,17 @@ pub struct Transport {
     endpoint: Endpoint,
     node: String,
     max_frame: usize,
-    connections: Arc<Mutex<HashMap<(String, SocketAddr), quinn::Connection>>>,
+    connections: Arc<Mutex<HashMap<PeerAt, quinn::Connection>>>,
+    /// One handshake at a time to each peer: the calls that find no connection wait for the
+    /// one being made rather than each making its own (a peer takes only so many at once).
+    dialing: Arc<std::sync::Mutex<HashMap<PeerAt, Arc<Mutex<()>>>>>,
     /// Peers reached somewhere else than at the address they are called at: through a WAN
     /// proxy or a NAT.
     routes: HashMap<String, SocketAddr>,
 }
+
+/// A peer by name, at the address it is reached at.
+type PeerAt = (String, SocketAddr);
 
 /// The sending side of a call, reset (its unsent and unacknowledged bytes dropped) unless the
 /// call got as far as it needed. A quinn stream dropped half-way is finished instead, every byte
@@ -233,6 +241,7 @@ impl Transport {
             node: tls.node.clone(),
             max_frame: FRAME_MAX_BYTES,
             connections: Arc::new(Mutex::new(HashMap::new())),
+            dialing: Arc::new(std::sync::Mutex::new(HashMap::new())),
             routes: HashMap::new(),
         })
     }
@@ -283,20 +292,38 @@ impl Transport {
     ) -> Result<quinn::Connection, TransportError> {
         let addr = self.routes.get(peer).copied().unwrap_or(addr);
         let key = (peer.to_owned(), addr);
-        if let Some(c) = self.connections.lock().await.get(&key)
-            && c.close_reason().is_none()
-        {
-            return Ok(c.clone());
+        let open = |key| async move {
+            self.connections
+                .lock()
+                .await
+                .get(key)
+                .filter(|c| c.close_reason().is_none())
+                .cloned()
+        };
+        if let Some(c) = open(&key).await {
+            return Ok(c);
+        }
+        // One handshake at a time to this peer; whoever waited for it finds its connection.
+        let dial = Arc::clone(
+            self.dialing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(key.clone())
+                .or_default(),
+        );
+        let dialing = dial.lock_owned().await;
+        if let Some(c) = open(&key).await {
+            return Ok(c);
         }
         let connect_err = |why: String| TransportError::Connect {
             peer: peer.to_owned(),
             addr,
             why,
         };
-        // The lock is not held while connecting: a peer that does not answer must not hold up
-        // calls to everyone else. (Two calls may connect at once; the last one is kept.) The
-        // server name is the peer's node name: the handshake fails unless its certificate,
-        // signed by our CA, carries exactly that name.
+        // The connections' lock is not held while connecting: a peer that does not answer
+        // must not hold up calls to everyone else. The server name is the peer's node name:
+        // the handshake fails unless its certificate, signed by our CA, carries exactly that
+        // name.
         let connecting = self
             .endpoint
             .connect(addr, peer)
@@ -307,9 +334,12 @@ impl Transport {
         // never finish.
         let connections = Arc::clone(&self.connections);
         tokio::spawn(async move {
-            let conn = connecting.await?;
-            connections.lock().await.insert(key, conn.clone());
-            Ok::<_, quinn::ConnectionError>(conn)
+            let conn = connecting.await;
+            if let Ok(c) = &conn {
+                connections.lock().await.insert(key, c.clone());
+            }
+            drop(dialing);
+            conn
         })
         .await
         .map_err(|e| connect_err(e.to_string()))?
@@ -407,7 +437,7 @@ impl Transport {
     pub fn serve<H: Handler>(&self, handler: Arc<H>) -> tokio::task::JoinHandle<()> {
         let endpoint = self.endpoint.clone();
         let max_frame = self.max_frame;
-        let open = Arc::new(std::sync::Mutex::new(HashMap::<Arc<str>, usize>::new()));
+        let open = Arc::new(std::sync::Mutex::new(HashMap::<Arc<str>, PeerLoad>::new()));
         tokio::spawn(async move {
             while let Some(incoming) = endpoint.accept().await {
                 let handler = Arc::clone(&handler);
@@ -431,12 +461,13 @@ impl Transport {
                         return;
                     };
                     let peer = Arc::<str>::from(peer);
-                    let Some(_slot) = PeerSlot::take(&open, &peer) else {
+                    let Some(slot) = PeerSlot::take(&open, &peer) else {
                         tracing::warn!(%remote, %peer, "refused a connection: {CONNECTIONS_PER_PEER} from this peer are open");
                         conn.close(REFUSED, b"too many connections from this peer");
                         return;
                     };
-                    serve_connection(conn, peer, handler, max_frame).await;
+                    let requests = Arc::clone(&slot.requests);
+                    serve_connection(conn, peer, handler, max_frame, requests).await;
                 });
             }
         })
@@ -448,26 +479,37 @@ impl Transport {
     }
 }
 
+/// What one peer holds at a node: its open connections, and permits for the requests it may
+/// have in hand.
+struct PeerLoad {
+    connections: usize,
+    requests: Arc<tokio::sync::Semaphore>,
+}
+
+type PeerLoads = Arc<std::sync::Mutex<HashMap<Arc<str>, PeerLoad>>>;
+
 /// One of a peer's open connections, given back however its serving ends.
 struct PeerSlot {
-    open: Arc<std::sync::Mutex<HashMap<Arc<str>, usize>>>,
+    open: PeerLoads,
     peer: Arc<str>,
+    requests: Arc<tokio::sync::Semaphore>,
 }
 
 impl PeerSlot {
-    fn take(
-        open: &Arc<std::sync::Mutex<HashMap<Arc<str>, usize>>>,
-        peer: &Arc<str>,
-    ) -> Option<Self> {
+    fn take(open: &PeerLoads, peer: &Arc<str>) -> Option<Self> {
         let mut map = open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(Arc::clone(peer)).or_insert(0);
-        if *n >= CONNECTIONS_PER_PEER {
+        let load = map.entry(Arc::clone(peer)).or_insert_with(|| PeerLoad {
+            connections: 0,
+            requests: Arc::new(tokio::sync::Semaphore::new(REQUESTS_PER_PEER)),
+        });
+        if load.connections >= CONNECTIONS_PER_PEER {
             return None;
         }
-        *n += 1;
+        load.connections += 1;
         Some(PeerSlot {
             open: Arc::clone(open),
             peer: Arc::clone(peer),
+            requests: Arc::clone(&load.requests),
         })
     }
 }
@@ -475,9 +517,11 @@ impl PeerSlot {
 impl Drop for PeerSlot {
     fn drop(&mut self) {
         let mut map = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.peer) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(load) = map.get_mut(&self.peer) {
+            load.connections -= 1;
+            // Forgotten only when nothing of the peer's is in hand: its requests still being
+            // served count against it when it comes back.
+            if load.connections == 0 && load.requests.available_permits() == REQUESTS_PER_PEER {
                 map.remove(&self.peer);
             }
         }
@@ -489,15 +533,23 @@ async fn serve_connection<H: Handler>(
     peer: Arc<str>,
     handler: Arc<H>,
     max_frame: usize,
+    requests: Arc<tokio::sync::Semaphore>,
 ) {
     loop {
         let (mut send, mut recv) = match conn.accept_bi().await {
             Ok(s) => s,
             Err(_) => return, // the peer went away; it reconnects when it needs to
         };
+        let Ok(permit) = Arc::clone(&requests).try_acquire_owned() else {
+            tracing::warn!(%peer, "refused a request: {REQUESTS_PER_PEER} from this peer are in hand");
+            let _ = send.reset(REFUSED);
+            let _ = recv.stop(REFUSED);
+            continue;
+        };
         let handler = Arc::clone(&handler);
         let peer = Arc::clone(&peer);
         tokio::spawn(async move {
+            let _permit = permit;
             match frame::read::<H::Request>(&mut recv, max_frame).await {
                 Ok(request) => {
                     let sent = match handler.handle(&peer, request).await {

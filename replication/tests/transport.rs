@@ -411,3 +411,19 @@ async fn a_peer_holds_a_bounded_number_of_connections() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Calls to a peer with no connection yet wait for one handshake instead of each making its
+/// own: a hundred at once all succeed, though the peer takes only eight connections.
+#[tokio::test]
+async fn calls_at_once_to_a_new_peer_share_one_handshake() {
+    let m = mesh(&["cn-shanghai", "ap-singapore"]);
+    let (caller, _) = &m.nodes[0];
+    let (_, target) = &m.nodes[1];
+    let asks: Vec<String> = (0..100).map(|i| format!("call {i}")).collect();
+    let calls = asks
+        .iter()
+        .map(|ask| caller.call::<_, (String, String)>("ap-singapore", *target, ask, TIMEOUT));
+    for r in futures::future::join_all(calls).await {
+        assert_eq!(r.unwrap().0, "cn-shanghai");
+    }
+}

@@ -7,6 +7,8 @@ use codec::{Format, Versioned};
 
 use crate::command::{self, Command};
 
+/// (`Command` is the same in versions 2 and 3; a change to it must freeze its version-2 layout
+/// here first.)
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Proposal {
     pub command_id: [u8; 16],
@@ -43,6 +45,20 @@ impl From<Proposal> for command::Proposal {
             command: p.command,
             key_ms: p.key_ms,
             actor: None,
+        }
+    }
+}
+
+/// A proposal without an actor, as version 2 writes it: what members of the build before
+/// version 3 read.
+impl From<command::Proposal> for Proposal {
+    fn from(p: command::Proposal) -> Self {
+        Proposal {
+            command_id: p.command_id,
+            fingerprint: p.fingerprint,
+            at_ms: p.at_ms,
+            command: p.command,
+            key_ms: p.key_ms,
         }
     }
 }

@@ -1,8 +1,10 @@
 //! A small identity provider of the mesh's own, for the demo, the drills and tests: an Ed25519
 //! signing key (`shoppers.key`, PKCS#8 PEM, 0600) and the JWKS that publishes its public half
-//! with every key used before (`shoppers.jwks.json`), so that rotating the key (`rotate`) keeps
-//! tokens signed before valid until they expire. A seller's real provider (Auth0, Keycloak,
-//! Cognito, ...) takes its place in production; the storefront cannot tell them apart.
+//! with the keys used before it (`shoppers.jwks.json`, the newest four), so that rotating the
+//! key (`rotate`) keeps tokens signed before valid until they expire, across up to three later
+//! rotations. A seller's real provider (Auth0, Keycloak, Cognito, ...) takes its place in
+//! production, verified the same way; its customer claim must then be a customer id (1 to 64
+//! of `A-Z a-z 0-9 . _ : -`), or `shoppers.customer_claim` must name a claim that is.
 
 use std::path::{Path, PathBuf};
 

@@ -120,8 +120,11 @@ pub struct Verifier {
     /// Where the keys came from, to tell when they change.
     stamp: RwLock<Option<Vec<u8>>>,
     remembered: moka::sync::Cache<Box<str>, Arc<Verified>>,
+    /// Moves on before every change of keys: a token checked against keys that changed while it
+    /// was checked is not remembered.
+    generation: std::sync::atomic::AtomicU64,
     /// Woken when a token names an unknown key: the URL is fetched again (rate-limited).
-    unknown_kid: tokio::sync::Notify,
+    unknown_kid: Arc<tokio::sync::Notify>,
     client: Option<reqwest::Client>,
 }
 
@@ -182,7 +185,8 @@ impl Verifier {
             keys: RwLock::new(Arc::new(KeySet::default())),
             stamp: RwLock::new(None),
             remembered,
-            unknown_kid: tokio::sync::Notify::new(),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            unknown_kid: Arc::new(tokio::sync::Notify::new()),
             client,
         };
         if let Some(path) = &settings.jwks_file {
@@ -224,8 +228,11 @@ impl Verifier {
             self.remembered.invalidate(token);
             return Err(TokenError::Expired);
         }
+        let before = self.generation.load(std::sync::atomic::Ordering::Acquire);
         let verified = Arc::new(self.check(token)?);
-        self.remembered.insert(token.into(), Arc::clone(&verified));
+        if self.generation.load(std::sync::atomic::Ordering::Acquire) == before {
+            self.remembered.insert(token.into(), Arc::clone(&verified));
+        }
         Ok(verified)
     }
 
@@ -295,6 +302,11 @@ impl Verifier {
     pub fn take(&self, bytes: &[u8]) -> Result<usize, KeysError> {
         let set = KeySet::parse(bytes, &self.accepted)?;
         let n = set.keys.len();
+        // The generation first, the keys next, what was remembered last: a check that read
+        // the old keys either sees the generation move and remembers nothing, or remembered
+        // before the last step and is forgotten by it.
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
         *self.stamp.write().unwrap_or_else(|p| p.into_inner()) = Some(bytes.to_vec());
         self.remembered.invalidate_all();
@@ -348,7 +360,8 @@ impl Verifier {
         }
     }
 
-    /// Keeps the keys fresh on the current runtime until `self` is dropped: a file is looked at
+    /// Keeps the keys fresh on the current runtime until `self` is dropped (noticed at the next
+    /// tick or wake-up): a file is looked at
     /// every 2 s and on SIGHUP; a URL is fetched now, every `jwks_refresh_s`, and when a token
     /// names an unknown key (at most every `jwks_refetch_min_s`).
     pub fn watch(self: &Arc<Self>) {
@@ -364,18 +377,17 @@ impl Verifier {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| tracing::warn!(error = %e, "SIGHUP not watched for shopper keys"))
             .ok();
+        // The task holds the verifier only while it refreshes, so it ends at its next wake-up
+        // once the verifier is dropped.
+        let unknown_kid = Arc::clone(&self.unknown_kid);
         tokio::spawn(async move {
             let mut last: Option<Instant> = None;
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let unknown = {
-                    let Some(v) = me.upgrade() else { return };
-                    async move { v.unknown_kid.notified().await }
-                };
                 tokio::select! {
                     _ = tick.tick() => {}
-                    () = unknown => {
+                    () = unknown_kid.notified() => {
                         if let Some(at) = last {
                             tokio::time::sleep(min_gap.saturating_sub(at.elapsed())).await;
                         }
