@@ -25,14 +25,7 @@ impl Versioned for Proposal {
     };
     type Previous = super::v1::Proposal;
     fn migrate(p: super::v1::Proposal) -> Self {
-        let p: command::Proposal = p.into();
-        Proposal {
-            command_id: p.command_id,
-            fingerprint: p.fingerprint,
-            at_ms: p.at_ms,
-            command: p.command,
-            key_ms: p.key_ms,
-        }
+        command::Proposal::from(p).into()
     }
 }
 
