@@ -2,6 +2,7 @@
 //!
 //! - `certs` and `tls`: the deployment CA, node certificates, and TLS 1.3 with mutual
 //!   authentication, where a peer's identity is the node name its certificate carries;
+//!   `revoked`: the certificates no longer trusted, though the CA signed them;
 //! - `frame` and `transport`: length-delimited, versioned frames over QUIC streams, one
 //!   request per stream, answered with one reply or a stream of them;
 //! - `protocol`: the messages those frames carry (`MeshRequest`, `MeshResponse`) and the
@@ -30,5 +31,6 @@ pub mod feed;
 pub mod frame;
 pub mod protocol;
 pub mod raft;
+pub mod revoked;
 pub mod tls;
 pub mod transport;

@@ -30,6 +30,8 @@ pub enum TlsError {
 #[derive(Clone, Debug)]
 pub struct NodeTls {
     pub node: String,
+    /// The certificate directory: where the list of revoked certificates is (`revoked`).
+    pub dir: std::path::PathBuf,
     ca: CertificateDer<'static>,
     cert: CertificateDer<'static>,
     key: Arc<PrivateKeyDer<'static>>,
@@ -55,6 +57,7 @@ impl NodeTls {
         let key_path = dir.join(format!("{node}.key"));
         Ok(NodeTls {
             node: node.to_owned(),
+            dir: dir.to_path_buf(),
             ca: CertificateDer::from_pem_file(&ca_path).map_err(|e| pem_err(&ca_path, e))?,
             cert: CertificateDer::from_pem_file(&cert_path).map_err(|e| pem_err(&cert_path, e))?,
             key: Arc::new(

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::frame::{self, FRAME_MAX_BYTES, FrameError};
+use crate::revoked::Revoked;
 use crate::tls::{NodeTls, TlsError, peer_name};
 
 /// Streams one connection may have open at once, connections one peer (a node name) may have
@@ -32,6 +33,8 @@ use crate::tls::{NodeTls, TlsError, peer_name};
 const STREAMS_PER_CONNECTION: u32 = 256;
 const CONNECTIONS_PER_PEER: usize = 8;
 const REQUESTS_PER_PEER: usize = 2_048;
+/// How often the list of revoked certificates is looked at for changes.
+const REVOKED_POLL: Duration = Duration::from_secs(2);
 /// A connection that has heard nothing from its peer for this long is closed, so one to a peer
 /// that died is not kept for calls that would only time out. Keep-alives (below) keep healthy
 /// connections open across the 250 ms round trips of inter-region links; a peer that restarted
@@ -47,6 +50,8 @@ const REFUSED: VarInt = VarInt::from_u32(1);
 pub enum TransportError {
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Revoked(#[from] crate::revoked::RevokedError),
     #[error("bind {addr}: {why}")]
     Bind {
         addr: SocketAddr,
@@ -151,6 +156,10 @@ pub struct Transport {
     /// One handshake at a time to each peer: the calls that find no connection wait for the
     /// one being made rather than each making its own (a peer takes only so many at once).
     dialing: Arc<std::sync::Mutex<HashMap<PeerAt, Arc<Mutex<()>>>>>,
+    /// Certificates no longer trusted (`revoked.txt`), and what each peer holds here, so that
+    /// a peer revoked while connected is cut off.
+    revoked: Arc<Revoked>,
+    loads: PeerLoads,
     /// Peers reached somewhere else than at the address they are called at: through a WAN
     /// proxy or a NAT.
     routes: HashMap<String, SocketAddr>,
@@ -236,14 +245,54 @@ impl Transport {
             Endpoint::new(config, Some(server), socket, Arc::new(quinn::TokioRuntime))
                 .map_err(bind_err)?;
         endpoint.set_default_client_config(client);
-        Ok(Transport {
+        let t = Transport {
             endpoint,
             node: tls.node.clone(),
             max_frame: FRAME_MAX_BYTES,
             connections: Arc::new(Mutex::new(HashMap::new())),
             dialing: Arc::new(std::sync::Mutex::new(HashMap::new())),
+            revoked: Arc::new(Revoked::load(&tls.dir)?),
+            loads: Arc::new(std::sync::Mutex::new(HashMap::new())),
             routes: HashMap::new(),
-        })
+        };
+        t.watch_revoked();
+        Ok(t)
+    }
+
+    /// Reads the list of revoked certificates again every 2 s (when it changed), and closes
+    /// every connection, to or from this node, of a peer it now revokes. Ends when the
+    /// transport is dropped.
+    fn watch_revoked(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("no runtime: revoked certificates are read at start only");
+            return;
+        };
+        let revoked = Arc::downgrade(&self.revoked);
+        let (connections, loads) = (Arc::clone(&self.connections), Arc::clone(&self.loads));
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(REVOKED_POLL);
+            loop {
+                tick.tick().await;
+                let Some(revoked) = revoked.upgrade() else { return };
+                if !revoked.reload() {
+                    continue;
+                }
+                for (peer, conn) in connections.lock().await.iter() {
+                    if leaf_of(conn).is_some_and(|leaf| revoked.revokes(&peer.0, &leaf)) {
+                        conn.close(REFUSED, b"revoked");
+                    }
+                }
+                let loads = loads.lock().unwrap_or_else(|p| p.into_inner());
+                for (peer, load) in loads.iter() {
+                    for (fp, conn) in load.live.values() {
+                        if revoked.revokes_fingerprint(peer, fp) {
+                            tracing::warn!(%peer, "closed a connection: its certificate is revoked");
+                            conn.close(REFUSED, b"revoked");
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Reaches each named peer at its route instead of the address it is called at (the one a
@@ -333,7 +382,7 @@ impl Transport {
         // whose heartbeat is the limit), a handshake dropped with each timed-out call would
         // never finish.
         let connections = Arc::clone(&self.connections);
-        tokio::spawn(async move {
+        let conn = tokio::spawn(async move {
             let conn = connecting.await;
             if let Ok(c) = &conn {
                 connections.lock().await.insert(key, c.clone());
@@ -343,7 +392,12 @@ impl Transport {
         })
         .await
         .map_err(|e| connect_err(e.to_string()))?
-        .map_err(|e| connect_err(e.to_string()))
+        .map_err(|e| connect_err(e.to_string()))?;
+        if leaf_of(&conn).is_none_or(|leaf| self.revoked.revokes(peer, &leaf)) {
+            conn.close(REFUSED, b"revoked");
+            return Err(connect_err("its certificate is revoked".into()));
+        }
+        Ok(conn)
     }
 
     /// Sends `request` to `peer` at `addr` and waits for its reply, at most `timeout`.
@@ -437,11 +491,13 @@ impl Transport {
     pub fn serve<H: Handler>(&self, handler: Arc<H>) -> tokio::task::JoinHandle<()> {
         let endpoint = self.endpoint.clone();
         let max_frame = self.max_frame;
-        let open = Arc::new(std::sync::Mutex::new(HashMap::<Arc<str>, PeerLoad>::new()));
+        let open = Arc::clone(&self.loads);
+        let revoked = Arc::clone(&self.revoked);
         tokio::spawn(async move {
             while let Some(incoming) = endpoint.accept().await {
                 let handler = Arc::clone(&handler);
                 let open = Arc::clone(&open);
+                let revoked = Arc::clone(&revoked);
                 tokio::spawn(async move {
                     let remote = incoming.remote_address();
                     let conn = match incoming.await {
@@ -451,17 +507,25 @@ impl Transport {
                             return;
                         }
                     };
-                    let Some(peer) = conn
+                    let identity = conn
                         .peer_identity()
-                        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
-                        .and_then(|chain| peer_name(&chain))
+                        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok());
+                    let Some((peer, leaf)) = identity
+                        .as_deref()
+                        .and_then(|chain| Some((peer_name(chain)?, chain.first()?.to_vec())))
                     else {
                         tracing::warn!(%remote, "refused a connection: no usable node name in its certificate");
                         conn.close(REFUSED, b"no node name in certificate");
                         return;
                     };
+                    if revoked.revokes(&peer, &leaf) {
+                        tracing::warn!(%remote, %peer, "refused a connection: its certificate is revoked");
+                        conn.close(REFUSED, b"revoked");
+                        return;
+                    }
                     let peer = Arc::<str>::from(peer);
-                    let Some(slot) = PeerSlot::take(&open, &peer) else {
+                    let fp = crate::revoked::fingerprint(&leaf);
+                    let Some(slot) = PeerSlot::take(&open, &peer, fp, &conn) else {
                         tracing::warn!(%remote, %peer, "refused a connection: {CONNECTIONS_PER_PEER} from this peer are open");
                         conn.close(REFUSED, b"too many connections from this peer");
                         return;
@@ -479,10 +543,10 @@ impl Transport {
     }
 }
 
-/// What one peer holds at a node: its open connections, and permits for the requests it may
-/// have in hand.
+/// What one peer holds at a node: its open connections (with their certificates' digests, to
+/// close them when one is revoked), and permits for the requests it may have in hand.
 struct PeerLoad {
-    connections: usize,
+    live: HashMap<usize, ([u8; 32], quinn::Connection)>,
     requests: Arc<tokio::sync::Semaphore>,
 }
 
@@ -492,23 +556,31 @@ type PeerLoads = Arc<std::sync::Mutex<HashMap<Arc<str>, PeerLoad>>>;
 struct PeerSlot {
     open: PeerLoads,
     peer: Arc<str>,
+    id: usize,
     requests: Arc<tokio::sync::Semaphore>,
 }
 
 impl PeerSlot {
-    fn take(open: &PeerLoads, peer: &Arc<str>) -> Option<Self> {
+    fn take(
+        open: &PeerLoads,
+        peer: &Arc<str>,
+        fp: [u8; 32],
+        conn: &quinn::Connection,
+    ) -> Option<Self> {
         let mut map = open.lock().unwrap_or_else(|p| p.into_inner());
         let load = map.entry(Arc::clone(peer)).or_insert_with(|| PeerLoad {
-            connections: 0,
+            live: HashMap::new(),
             requests: Arc::new(tokio::sync::Semaphore::new(REQUESTS_PER_PEER)),
         });
-        if load.connections >= CONNECTIONS_PER_PEER {
+        if load.live.len() >= CONNECTIONS_PER_PEER {
             return None;
         }
-        load.connections += 1;
+        let id = conn.stable_id();
+        load.live.insert(id, (fp, conn.clone()));
         Some(PeerSlot {
             open: Arc::clone(open),
             peer: Arc::clone(peer),
+            id,
             requests: Arc::clone(&load.requests),
         })
     }
@@ -518,14 +590,23 @@ impl Drop for PeerSlot {
     fn drop(&mut self) {
         let mut map = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(load) = map.get_mut(&self.peer) {
-            load.connections -= 1;
+            load.live.remove(&self.id);
             // Forgotten only when nothing of the peer's is in hand: its requests still being
             // served count against it when it comes back.
-            if load.connections == 0 && load.requests.available_permits() == REQUESTS_PER_PEER {
+            if load.live.is_empty() && load.requests.available_permits() == REQUESTS_PER_PEER {
                 map.remove(&self.peer);
             }
         }
     }
+}
+
+/// The certificate (DER) a connection's peer presented.
+fn leaf_of(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?
+        .first()
+        .map(|c| c.to_vec())
 }
 
 async fn serve_connection<H: Handler>(

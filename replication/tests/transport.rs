@@ -427,3 +427,47 @@ async fn calls_at_once_to_a_new_peer_share_one_handshake() {
         assert_eq!(r.unwrap().0, "cn-shanghai");
     }
 }
+
+/// A node revoked (`revoked.txt`, read again while running) is cut off: its open connection is
+/// closed and new ones refused, and nodes do not call it either; everyone else is served; off
+/// the list, it is served again.
+#[tokio::test]
+async fn a_revoked_node_is_cut_off_at_runtime_and_everyone_else_is_served() {
+    let m = mesh(&["cn-shanghai", "ap-singapore", "us-east"]);
+    let (revoked, revoked_addr) = &m.nodes[0];
+    let (target, target_addr) = &m.nodes[1];
+    let (other, _) = &m.nodes[2];
+    let hello = "hello".to_owned();
+    let call = |from: &'static str| {
+        let (t, to, addr) = match from {
+            "revoked" => (revoked, "ap-singapore", *target_addr),
+            "other" => (other, "ap-singapore", *target_addr),
+            _ => (target, "cn-shanghai", *revoked_addr),
+        };
+        let hello = hello.clone();
+        async move {
+            t.call::<_, (String, String)>(to, addr, &hello, TIMEOUT)
+                .await
+        }
+    };
+    call("revoked").await.unwrap();
+    call("target").await.unwrap();
+    replication::revoked::revoke(m.dir.path(), "cn-shanghai").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while call("revoked").await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "still served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    call("other").await.unwrap();
+    let to_revoked = call("target").await;
+    assert!(
+        matches!(to_revoked, Err(TransportError::Connect { .. })),
+        "{to_revoked:?}"
+    );
+    std::fs::write(m.dir.path().join("revoked.txt"), "# none\n").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while call("revoked").await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "never served again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -132,6 +132,20 @@ enum CertsCommand {
         #[arg(long)]
         node: String,
     },
+    /// Stop trusting a node's certificates (every one of the node, or one certificate by its
+    /// file), though the CA signed them: added to DIR/revoked.txt, which every node of the mesh
+    /// reads again within 2 s (copy the file to each node's certificate directory). A revoked
+    /// node's connections are closed and new ones refused.
+    Revoke {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node whose every certificate is revoked.
+        #[arg(long, conflicts_with = "cert", required_unless_present = "cert")]
+        node: Option<String>,
+        /// One certificate (PEM) to revoke, by its SHA-256.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+    },
     /// Issue (or renew) the certificate an HTTPS listener serves, signed by the CA in the
     /// directory: <name>.https.pem and <name>.https.key, for the config's tls_cert and
     /// tls_key. A listener serving them picks a renewed pair up without a restart.
@@ -452,6 +466,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         key.display(),
                         names.join(", ")
                     );
+                }
+                CertsCommand::Revoke { dir, node, cert } => {
+                    let entry = match (node, cert) {
+                        (Some(node), _) => node,
+                        (None, Some(path)) => replication::revoked::entry_of_cert(&path)?,
+                        (None, None) => anyhow::bail!("--node or --cert"),
+                    };
+                    replication::revoked::revoke(&dir, &entry)?;
+                    println!("revoked {entry} in {}", dir.join("revoked.txt").display());
                 }
             }
             Ok(())
