@@ -400,7 +400,7 @@ impl StateMachine {
                 return Ok(outcome);
             }
             Seen::Refused(refusal) => Outcome::Rejected(refusal),
-            Seen::New => self.decide_and_carry_out(batch, version, p)?,
+            Seen::New => self.decide_and_carry_out(batch, version, p, dkey)?,
         };
         audit(
             batch,
@@ -420,8 +420,8 @@ impl StateMachine {
         batch: &mut Batch<'_>,
         version: u64,
         p: &Proposal,
+        dkey: Vec<u8>,
     ) -> Result<Outcome, StoreError> {
-        let dkey = keys::dedup(&p.command_id);
         let decided = batch.decided(&p.command)?;
         let input = Input {
             state: &self.state,

@@ -67,6 +67,18 @@ struct OrderView<'a> {
     edge: &'a EdgeId,
 }
 
+/// A read of the outbox, off the async threads (redb blocks).
+async fn read_outbox<T: Send + 'static>(
+    e: &Edge,
+    read: impl FnOnce(&crate::outbox::Outbox) -> Result<T, OutboxError> + Send + 'static,
+) -> Result<T, Problem> {
+    let ob = e.outbox.clone();
+    tokio::task::spawn_blocking(move || read(&ob))
+        .await
+        .map_err(|err| Problem::new(Kind::Internal, err.to_string()))?
+        .map_err(outbox_problem)
+}
+
 fn outbox_problem(err: OutboxError) -> Problem {
     match err {
         OutboxError::Overloaded => Problem::new(Kind::Overloaded, err.to_string()).retry_after(1),
@@ -137,12 +149,8 @@ pub(super) async fn place_order(
         Err(err) => {
             // Prices or the catalog may have changed since the first attempt: a retry of an
             // order taken before is still answered with it.
-            let ob = e.outbox.clone();
             let id = order_id.clone();
-            let known = tokio::task::spawn_blocking(move || ob.order(&id))
-                .await
-                .map_err(|err| Problem::new(Kind::Internal, err.to_string()))?
-                .map_err(outbox_problem)?;
+            let known = read_outbox(&e, move |ob| ob.order(&id)).await?;
             return match known {
                 Some(prev) => replay(&e, &prev, &req),
                 None => Err(Problem::from(Rejection::from(err))),
@@ -299,12 +307,8 @@ pub(super) async fn get_order(
     Path(id): Path<OrderId>,
 ) -> Result<Response, Problem> {
     let shopper = who.required()?;
-    let ob = e.outbox.clone();
     let lookup = id.clone();
-    let local = tokio::task::spawn_blocking(move || ob.order(&lookup))
-        .await
-        .map_err(|err| Problem::new(Kind::Internal, err.to_string()))?
-        .map_err(outbox_problem)?;
+    let local = read_outbox(&e, move |ob| ob.order(&lookup)).await?;
     let found = match local {
         Some(o) => Some(o),
         None => {
@@ -414,12 +418,8 @@ pub(super) async fn list_orders(
         ReadReply::Orders(v) => v,
         ReadReply::Order(_) => Vec::new(),
     };
-    let ob = e.outbox.clone();
     let customer = shopper.customer.clone();
-    let here = tokio::task::spawn_blocking(move || ob.pending_of(&customer, PENDING_LOOK_MAX))
-        .await
-        .map_err(|err| Problem::new(Kind::Internal, err.to_string()))?
-        .map_err(outbox_problem)?;
+    let here = read_outbox(&e, move |ob| ob.pending_of(&customer, PENDING_LOOK_MAX)).await?;
     let (items, next) = orders_page(
         &shopper.customer,
         at_core,
