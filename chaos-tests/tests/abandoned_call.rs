@@ -21,7 +21,7 @@ impl Handler for Slow {
     type Request = Vec<u8>;
     type Response = ();
 
-    async fn handle(&self, _peer: &str, request: Vec<u8>) -> Answer<()> {
+    async fn handle(&self, _peer: &replication::tls::Peer, request: Vec<u8>) -> Answer<()> {
         if request.len() > 100 {
             std::future::pending::<()>().await;
         }
@@ -46,7 +46,11 @@ async fn bytes_through(api: &str) -> u64 {
 async fn a_call_that_times_out_stops_sending_its_request() {
     let dir = tempfile::tempdir().unwrap();
     let names = ["client".to_owned(), "server".to_owned()];
-    replication::certs::init(dir.path(), &names).unwrap();
+    replication::certs::init(
+        dir.path(),
+        &replication::certs::all_as(replication::certs::Role::Core, &names),
+    )
+    .unwrap();
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let server = Transport::bind(any, &NodeTls::load(dir.path(), "server").unwrap()).unwrap();
     server.serve(Arc::new(Slow));

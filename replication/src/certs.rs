@@ -2,6 +2,12 @@
 //! whose only subject alternative name is the node's name. Peers trust exactly that CA, and a
 //! node's identity is the name its CA-signed certificate carries.
 //!
+//! A node certificate also names the node's role (`Role`: core, edge or router) in its one URI
+//! subject alternative name, a SPIFFE id `spiffe://tradewind/<role>/<node>`: the CA says what a
+//! node is, and each kind of mesh request checks it (`protocol::MeshRequest::allowed_for`).
+//! Certificates issued before roles existed carry none; their peers are served as before
+//! (members by their names), with a warning to reissue them.
+//!
 //! Files in a certificate directory: `ca.pem` (the CA certificate, given to every node),
 //! `ca.key` (the CA key, kept by the operator to add nodes later), and `<node>.pem` with
 //! `<node>.key` per node. The same CA signs the certificates HTTPS listeners serve
@@ -13,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::ServerName;
 
@@ -29,8 +35,64 @@ pub enum CertError {
     },
     #[error("{0} already exists; refusing to overwrite a deployment's keys")]
     Exists(PathBuf),
+    #[error("bad role {0:?}: core, edge or router")]
+    BadRole(String),
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
+}
+
+/// What a node is in the mesh, as its certificate says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A core region: a member of the Raft group.
+    Core,
+    /// An edge node: follows a core's feed and sends it orders and reads.
+    Edge,
+    /// A geo-router: may ask a core how the group stands, nothing else.
+    Router,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Core, Role::Edge, Role::Router];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Core => "core",
+            Role::Edge => "edge",
+            Role::Router => "router",
+        }
+    }
+
+    /// The SPIFFE id a certificate of `node` in this role carries.
+    pub fn spiffe_id(self, node: &str) -> String {
+        format!("{SPIFFE_PREFIX}{}/{node}", self.as_str())
+    }
+
+    /// The role a SPIFFE id names for `node`, if it is one of this deployment's for that node.
+    pub fn of_spiffe_id(uri: &str, node: &str) -> Option<Role> {
+        let (role, named) = uri.strip_prefix(SPIFFE_PREFIX)?.split_once('/')?;
+        (named == node).then_some(())?;
+        role.parse().ok()
+    }
+}
+
+/// The trust domain of every mesh SPIFFE id.
+const SPIFFE_PREFIX: &str = "spiffe://tradewind/";
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = CertError;
+    fn from_str(s: &str) -> Result<Self, CertError> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| CertError::BadRole(s.chars().take(40).collect()))
+    }
 }
 
 /// Checks a node name: it becomes a DNS name in the certificate, so the DNS rules apply.
@@ -91,9 +153,20 @@ pub fn init_ca(dir: &Path) -> Result<(), CertError> {
     write_new(&dir.join("ca.pem"), &cert.pem(), false)
 }
 
-/// Issues `<node>.pem` and `<node>.key` in `dir`, signed by the CA found there. Node
-/// certificates serve both ends of a connection, so they allow server and client use.
-pub fn issue_node(dir: &Path, node: &str) -> Result<(), CertError> {
+/// Issues `<node>.pem` and `<node>.key` in `dir` for a node in `role`, signed by the CA found
+/// there. Node certificates serve both ends of a connection, so they allow server and client
+/// use.
+pub fn issue_node(dir: &Path, node: &str, role: Role) -> Result<(), CertError> {
+    issue(dir, node, Some(role))
+}
+
+/// Issues a node certificate as versions before roles did, naming no role: for tests of a
+/// mesh that still runs such certificates.
+pub fn issue_node_without_role(dir: &Path, node: &str) -> Result<(), CertError> {
+    issue(dir, node, None)
+}
+
+fn issue(dir: &Path, node: &str, role: Option<Role>) -> Result<(), CertError> {
     check_node_name(node)?;
     let ca_key = KeyPair::from_pem(&read(&dir.join("ca.key"))?)?;
     let issuer = Issuer::new(ca_params(), ca_key);
@@ -101,6 +174,10 @@ pub fn issue_node(dir: &Path, node: &str) -> Result<(), CertError> {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, node);
     params.distinguished_name = dn;
+    if let Some(role) = role {
+        let uri = role.spiffe_id(node).try_into()?;
+        params.subject_alt_names.push(SanType::URI(uri));
+    }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
@@ -165,16 +242,21 @@ fn replace(path: &Path, contents: &str, private: bool) -> Result<(), CertError> 
     })
 }
 
-/// A CA and certificates for `nodes` in a new directory.
-pub fn init(dir: &Path, nodes: &[String]) -> Result<(), CertError> {
-    for n in nodes {
+/// A CA and certificates for `nodes` (each with its role) in a new directory.
+pub fn init(dir: &Path, nodes: &[(String, Role)]) -> Result<(), CertError> {
+    for (n, _) in nodes {
         check_node_name(n)?;
     }
     init_ca(dir)?;
-    for n in nodes {
-        issue_node(dir, n)?;
+    for (n, role) in nodes {
+        issue_node(dir, n, *role)?;
     }
     Ok(())
+}
+
+/// `names`, each in `role`: the argument `init` takes.
+pub fn all_as(role: Role, names: &[String]) -> Vec<(String, Role)> {
+    names.iter().map(|n| (n.clone(), role)).collect()
 }
 
 #[cfg(test)]
@@ -192,9 +274,33 @@ mod tests {
     }
 
     #[test]
+    fn roles_are_spiffe_ids_of_their_own_node() {
+        for role in Role::ALL {
+            let id = role.spiffe_id("sg-edge-1");
+            assert_eq!(Role::of_spiffe_id(&id, "sg-edge-1"), Some(role));
+            assert_eq!(
+                Role::of_spiffe_id(&id, "sg-edge-2"),
+                None,
+                "another node's id"
+            );
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
+        }
+        for bad in [
+            "spiffe://tradewind/admin/sg-edge-1",
+            "spiffe://other/core/sg-edge-1",
+            "spiffe://tradewind/core",
+            "spiffe://tradewind/core/sg-edge-1/x",
+            "",
+        ] {
+            assert_eq!(Role::of_spiffe_id(bad, "sg-edge-1"), None, "{bad}");
+        }
+        assert!("Core".parse::<Role>().is_err());
+    }
+
+    #[test]
     fn https_certificates_name_what_clients_dial_and_serve_servers_only() {
         let dir = tempfile::tempdir().unwrap();
-        init(dir.path(), &["cn-shanghai".to_owned()]).unwrap();
+        init(dir.path(), &all_as(Role::Core, &["cn-shanghai".to_owned()])).unwrap();
         let names = vec![
             "127.0.1.1".to_owned(),
             "::1".to_owned(),
@@ -232,7 +338,10 @@ mod tests {
     #[test]
     fn init_writes_a_ca_and_node_certificates_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
-        let nodes = vec!["cn-shanghai".to_owned(), "us-east".to_owned()];
+        let nodes = all_as(
+            Role::Core,
+            &["cn-shanghai".to_owned(), "us-east".to_owned()],
+        );
         init(dir.path(), &nodes).unwrap();
         for f in [
             "ca.pem",
@@ -247,9 +356,9 @@ mod tests {
             init(dir.path(), &nodes),
             Err(CertError::Exists(_))
         ));
-        issue_node(dir.path(), "ap-singapore").unwrap();
+        issue_node(dir.path(), "ap-singapore", Role::Core).unwrap();
         assert!(matches!(
-            issue_node(dir.path(), "ap-singapore"),
+            issue_node(dir.path(), "ap-singapore", Role::Edge),
             Err(CertError::Exists(_))
         ));
         #[cfg(unix)]

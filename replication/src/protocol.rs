@@ -14,6 +14,8 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::certs::Role;
+
 pub type NodeId = u64;
 
 /// A member of the group: its name (that of its certificate), where it takes Raft traffic and
@@ -70,6 +72,40 @@ pub enum MeshRequest {
     /// answer from its store (`Submissions::read`); answered with `MeshResponse::Read`.
     /// (Kinds are only ever added at the end: the ones before keep their encoding.)
     Read(Payload),
+}
+
+impl MeshRequest {
+    /// Whether a node in `role` may send this request: Raft's messages, forwarded writes and
+    /// the group's view are between cores; an edge follows a feed and submits writes and reads
+    /// for a core to vet; a router may only ask how the group stands.
+    pub fn allowed_for(&self, role: Role) -> bool {
+        match self {
+            MeshRequest::AppendEntries(_)
+            | MeshRequest::Vote(_)
+            | MeshRequest::InstallSnapshot(_)
+            | MeshRequest::PreVote(_)
+            | MeshRequest::Write(_) => role == Role::Core,
+            MeshRequest::View => matches!(role, Role::Core | Role::Router),
+            MeshRequest::Subscribe(_) | MeshRequest::Submit(_) | MeshRequest::Read(_) => {
+                role == Role::Edge
+            }
+        }
+    }
+
+    /// What this request is called in logs and refusals.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MeshRequest::AppendEntries(_) => "append-entries",
+            MeshRequest::Vote(_) => "vote",
+            MeshRequest::InstallSnapshot(_) => "install-snapshot",
+            MeshRequest::Write(_) => "write",
+            MeshRequest::View => "view",
+            MeshRequest::Subscribe(_) => "subscribe",
+            MeshRequest::Submit(_) => "submit",
+            MeshRequest::PreVote(_) => "pre-vote",
+            MeshRequest::Read(_) => "read",
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

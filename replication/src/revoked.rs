@@ -210,7 +210,7 @@ mod tests {
             .collect();
         revoke(dir.path(), &format!("sha256:{digest}")).unwrap();
         // A certificate file names itself by its digest.
-        crate::certs::init(dir.path(), &["us-east".into()]).unwrap();
+        crate::certs::init(dir.path(), &[("us-east".into(), crate::certs::Role::Core)]).unwrap();
         let entry = entry_of_cert(&dir.path().join("us-east.pem")).unwrap();
         assert!(
             entry.starts_with("sha256:") && entry.len() == 7 + 64,

@@ -1,5 +1,6 @@
 //! TLS for the mesh: TLS 1.3 only, the ring provider, mutual authentication against the
-//! deployment CA. A peer's identity is the one DNS name of its CA-signed certificate.
+//! deployment CA. A peer's identity is the one DNS name of its CA-signed certificate, and its
+//! role the one SPIFFE id beside it (`certs::Role`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-use crate::certs::{CertError, check_node_name};
+use crate::certs::{CertError, Role, check_node_name};
 
 /// The ALPN protocol of the mesh: a peer speaking anything else is refused in the handshake.
 pub const ALPN: &[u8] = b"tradewind-mesh/1";
@@ -130,4 +131,57 @@ pub fn peer_name(chain: &[CertificateDer<'_>]) -> Option<String> {
         return None;
     }
     Some(name.to_owned())
+}
+
+/// Who a verified peer is: its node name, and the role its certificate names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub name: std::sync::Arc<str>,
+    /// `None` for a certificate issued before roles: its peer is served as one was then.
+    pub role: Option<Role>,
+}
+
+impl Peer {
+    /// The peer a verified certificate chain names, or `None` when it names no usable node, or
+    /// a role that is not this node's (a URI that is not the node's SPIFFE id, or more than one).
+    pub fn of(chain: &[CertificateDer<'_>]) -> Option<Peer> {
+        let name = peer_name(chain)?;
+        let role = match spiffe_ids(chain.first()?)?.as_slice() {
+            [] => None,
+            [uri] => Some(Role::of_spiffe_id(uri, &name)?),
+            _ => return None,
+        };
+        Some(Peer {
+            name: name.into(),
+            role,
+        })
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// The URI subject alternative names of a certificate, or `None` if it cannot be read.
+fn spiffe_ids(leaf: &CertificateDer<'_>) -> Option<Vec<String>> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    let Ok(san) = cert.subject_alternative_name() else {
+        return None;
+    };
+    Some(
+        san.map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|g| match g {
+                    GeneralName::URI(u) => Some((*u).to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default(),
+    )
 }

@@ -23,7 +23,7 @@ use tokio::sync::Mutex;
 
 use crate::frame::{self, FRAME_MAX_BYTES, FrameError};
 use crate::revoked::Revoked;
-use crate::tls::{NodeTls, TlsError, peer_name};
+use crate::tls::{NodeTls, Peer, TlsError};
 
 /// Streams one connection may have open at once, connections one peer (a node name) may have
 /// open to a node, and requests one peer may have in hand at a node, on whatever connections,
@@ -83,10 +83,10 @@ pub trait Handler: Send + Sync + 'static {
     type Request: DeserializeOwned + Send + 'static;
     type Response: Serialize + Send + 'static;
 
-    /// Answers `request` from the peer named `peer` (the name its certificate carries).
+    /// Answers `request` from `peer` (the name and role its certificate carries).
     fn handle(
         &self,
-        peer: &str,
+        peer: &Peer,
         request: Self::Request,
     ) -> impl Future<Output = Answer<Self::Response>> + Send;
 }
@@ -512,20 +512,22 @@ impl Transport {
                         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok());
                     let Some((peer, leaf)) = identity
                         .as_deref()
-                        .and_then(|chain| Some((peer_name(chain)?, chain.first()?.to_vec())))
+                        .and_then(|chain| Some((Peer::of(chain)?, chain.first()?.to_vec())))
                     else {
-                        tracing::warn!(%remote, "refused a connection: no usable node name in its certificate");
+                        tracing::warn!(%remote, "refused a connection: no usable node name and role in its certificate");
                         conn.close(REFUSED, b"no node name in certificate");
                         return;
                     };
-                    if revoked.revokes(&peer, &leaf) {
+                    if revoked.revokes(&peer.name, &leaf) {
                         tracing::warn!(%remote, %peer, "refused a connection: its certificate is revoked");
                         conn.close(REFUSED, b"revoked");
                         return;
                     }
-                    let peer = Arc::<str>::from(peer);
+                    if peer.role.is_none() {
+                        tracing::warn!(%remote, %peer, "a peer's certificate names no role: served as before roles, by its name; reissue it (tradewind certs add --role)");
+                    }
                     let fp = crate::revoked::fingerprint(&leaf);
-                    let Some(slot) = PeerSlot::take(&open, &peer, fp, &conn) else {
+                    let Some(slot) = PeerSlot::take(&open, &peer.name, fp, &conn) else {
                         tracing::warn!(%remote, %peer, "refused a connection: {CONNECTIONS_PER_PEER} from this peer are open");
                         conn.close(REFUSED, b"too many connections from this peer");
                         return;
@@ -611,7 +613,7 @@ fn leaf_of(conn: &quinn::Connection) -> Option<Vec<u8>> {
 
 async fn serve_connection<H: Handler>(
     conn: quinn::Connection,
-    peer: Arc<str>,
+    peer: Peer,
     handler: Arc<H>,
     max_frame: usize,
     requests: Arc<tokio::sync::Semaphore>,
@@ -628,7 +630,7 @@ async fn serve_connection<H: Handler>(
             continue;
         };
         let handler = Arc::clone(&handler);
-        let peer = Arc::clone(&peer);
+        let peer = peer.clone();
         tokio::spawn(async move {
             let _permit = permit;
             match frame::read::<H::Request>(&mut recv, max_frame).await {

@@ -11,7 +11,7 @@ use replication::app::{AppError, Mirror, SnapshotRead, SnapshotSource};
 use replication::certs;
 use replication::feed::{self, Core, Feed, FeedLimits};
 use replication::protocol::{MeshRequest, MeshResponse, Row};
-use replication::tls::NodeTls;
+use replication::tls::{NodeTls, Peer};
 use replication::transport::{Answer, Handler, Transport};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -54,9 +54,9 @@ impl Handler for Serve {
     type Request = MeshRequest;
     type Response = MeshResponse;
 
-    async fn handle(&self, peer: &str, request: MeshRequest) -> Answer<MeshResponse> {
+    async fn handle(&self, peer: &Peer, request: MeshRequest) -> Answer<MeshResponse> {
         match request {
-            MeshRequest::Subscribe(s) => self.0.subscribe(peer, s.from_version),
+            MeshRequest::Subscribe(s) => self.0.subscribe(&peer.name, s.from_version),
             _ => Answer::Reply(MeshResponse::Refused("feed only".into())),
         }
     }
@@ -154,7 +154,14 @@ fn edge(dir: &std::path::Path) -> Transport {
 
 fn certs_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    certs::init(dir.path(), &["cn-shanghai".into(), "cn-shanghai-1".into()]).unwrap();
+    certs::init(
+        dir.path(),
+        &[
+            ("cn-shanghai".into(), certs::Role::Core),
+            ("cn-shanghai-1".into(), certs::Role::Edge),
+        ],
+    )
+    .unwrap();
     dir
 }
 

@@ -13,7 +13,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use replication::app::{App, AppEntry, AppError};
 use replication::certs;
 use replication::protocol::{
-    Member, MeshRequest, MeshResponse, NodeId, Payload, PreVote, WriteError,
+    Member, MeshRequest, MeshResponse, NodeId, Payload, PreVote, Subscribe, WriteError,
 };
 use replication::raft::{Members, RaftNode, Timing};
 use replication::tls::NodeTls;
@@ -160,7 +160,7 @@ impl Cluster {
         let n = voters + learners;
         let dir = tempfile::tempdir().unwrap();
         let names: Vec<String> = (1..=n).map(name).collect();
-        certs::init(dir.path(), &names).unwrap();
+        certs::init(dir.path(), &certs::all_as(certs::Role::Core, &names)).unwrap();
         let members: BTreeMap<NodeId, Member> = (1..=n)
             .map(|id| {
                 (
@@ -702,4 +702,88 @@ async fn learners_from_config_follow_the_log_and_never_make_a_majority() {
             .collect::<Vec<_>>(),
         vec![4]
     );
+}
+
+/// What a peer may ask of a member is what its certificate's role allows, whatever its name:
+/// a certificate naming a member but issued as an edge's can neither vote nor write nor see
+/// the group; a router may see the group and nothing else; a certificate from before roles
+/// is served as it was then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_may_ask_only_what_its_certificates_role_allows() {
+    let c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let member = (1..=3).find(|id| *id != leader).unwrap();
+    // The same CA issues, in another directory, an edge's certificate under the member's name.
+    let other = tempfile::tempdir().unwrap();
+    for f in ["ca.pem", "ca.key"] {
+        std::fs::copy(c.dir.path().join(f), other.path().join(f)).unwrap();
+    }
+    certs::issue_node(other.path(), &name(member), certs::Role::Edge).unwrap();
+    certs::issue_node(other.path(), "router-1", certs::Role::Router).unwrap();
+    certs::issue_node_without_role(other.path(), "old-edge-1").unwrap();
+    let as_node = |node: &str| {
+        let tls = NodeTls::load(other.path(), node).unwrap();
+        Arc::new(Transport::bind(free_udp_addr(), &tls).unwrap())
+    };
+    let to: SocketAddr = c.members[&leader].raft_addr.parse().unwrap();
+    let ask = |t: &Arc<Transport>, request: MeshRequest| {
+        let t = Arc::clone(t);
+        let leader_name = name(leader);
+        async move {
+            t.call::<_, MeshResponse>(&leader_name, to, &request, Duration::from_secs(5))
+                .await
+                .unwrap()
+        }
+    };
+    let refused = |r: MeshResponse, what: &str| match r {
+        MeshResponse::Refused(why) => assert!(why.contains(what), "{why}"),
+        other => panic!("answered: {other:?}"),
+    };
+    let vote = || {
+        MeshRequest::Vote(openraft::raft::VoteRequest::new(
+            openraft::Vote::new(1_000, member),
+            None,
+        ))
+    };
+
+    let impostor = as_node(&name(member));
+    refused(ask(&impostor, vote()).await, "edges may not send vote");
+    refused(
+        ask(&impostor, MeshRequest::Write(Payload(b"k=v".to_vec()))).await,
+        "edges may not send write",
+    );
+    refused(
+        ask(&impostor, MeshRequest::View).await,
+        "edges may not send view",
+    );
+    let router = as_node("router-1");
+    assert!(matches!(
+        ask(&router, MeshRequest::View).await,
+        MeshResponse::View(_)
+    ));
+    refused(
+        ask(
+            &router,
+            MeshRequest::Subscribe(Subscribe { from_version: 0 }),
+        )
+        .await,
+        "routers may not send subscribe",
+    );
+    refused(
+        ask(&router, MeshRequest::Submit(Payload(vec![1]))).await,
+        "routers may not send submit",
+    );
+    // The member itself, under its core certificate, is still heard; the leader kept its term.
+    assert!(matches!(
+        ask(&c.transports[&member], MeshRequest::View).await,
+        MeshResponse::View(v) if v.leader == Some(name(leader))
+    ));
+    // A certificate without a role is served as before roles: it may see the group, and for
+    // another member it may not vote.
+    let old = as_node("old-edge-1");
+    assert!(matches!(
+        ask(&old, MeshRequest::View).await,
+        MeshResponse::View(_)
+    ));
+    refused(ask(&old, vote()).await, "speaks for node");
 }

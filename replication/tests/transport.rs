@@ -11,7 +11,7 @@ use replication::certs;
 use replication::frame::{self, PROTOCOL};
 
 const PROTOCOL_VERSION: u8 = PROTOCOL.version;
-use replication::tls::NodeTls;
+use replication::tls::{NodeTls, Peer};
 use replication::transport::{Answer, Handler, Transport, TransportError, stream_frame};
 use serde::{Deserialize, Serialize};
 
@@ -46,7 +46,8 @@ impl Handler for Echo {
     type Request = String;
     type Response = (String, String);
 
-    async fn handle(&self, peer: &str, request: String) -> Answer<(String, String)> {
+    async fn handle(&self, peer: &Peer, request: String) -> Answer<(String, String)> {
+        let peer: &str = &peer.name;
         if let Some(n) = request.strip_prefix("count ") {
             let n: usize = n.parse().unwrap();
             let (tx, rx) = tokio::sync::mpsc::channel(2);
@@ -84,7 +85,7 @@ struct Mesh {
 fn mesh(names: &[&str]) -> Mesh {
     let dir = tempfile::tempdir().unwrap();
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    certs::init(dir.path(), &names).unwrap();
+    certs::init(dir.path(), &certs::all_as(certs::Role::Core, &names)).unwrap();
     let nodes = names
         .iter()
         .map(|n| {
@@ -145,7 +146,11 @@ async fn a_node_of_another_ca_or_under_another_name_is_refused() {
     let (_, target) = &m.nodes[1];
     // Same node name, certificate from another deployment's CA.
     let other = tempfile::tempdir().unwrap();
-    certs::init(other.path(), &["cn-shanghai".to_owned()]).unwrap();
+    certs::init(
+        other.path(),
+        &[("cn-shanghai".to_owned(), certs::Role::Core)],
+    )
+    .unwrap();
     let intruder = Transport::bind(
         loopback(),
         &NodeTls::load(other.path(), "cn-shanghai").unwrap(),
@@ -283,7 +288,7 @@ async fn a_dead_peer_is_an_error_in_bounded_time_and_a_restarted_one_is_reached_
 async fn a_killed_peer_restarted_on_its_address_resets_its_old_connections() {
     let Mesh { dir, nodes } = mesh(&["cn-shanghai"]);
     let (caller, _) = &nodes[0];
-    certs::issue_node(dir.path(), "ap-singapore").unwrap();
+    certs::issue_node(dir.path(), "ap-singapore", certs::Role::Core).unwrap();
     let tls = NodeTls::load(dir.path(), "ap-singapore").unwrap();
     // The peer runs on a runtime of its own, so that it can vanish mid-connection the way a
     // killed process does: its tasks dropped, no close sent.

@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use core_region::config::CoreConfig;
 use edge_node::config::EdgeConfig;
 use geo_router::RouterConfig;
+use replication::certs::Role;
 
 use chaos_tests::mesh::{Mesh, MeshCore, MeshEdge, MeshLink, MeshProxy, MeshRegion, MeshRouter};
 
@@ -262,11 +263,12 @@ fn prepare(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<String> 
         replication::certs::init_ca(&certs).context("making the mesh's CA")?;
     }
     let nodes = regions.iter().flat_map(|r| {
-        std::iter::once(r.name.to_owned()).chain(r.edges.iter().map(|(n, _)| n.clone()))
+        std::iter::once((r.name.to_owned(), Role::Core))
+            .chain(r.edges.iter().map(|(n, _)| (n.clone(), Role::Edge)))
     });
-    for node in nodes {
+    for (node, role) in nodes {
         if !certs.join(format!("{node}.pem")).exists() {
-            replication::certs::issue_node(&certs, &node)
+            replication::certs::issue_node(&certs, &node, role)
                 .with_context(|| format!("making {node}'s certificate"))?;
         }
     }

@@ -125,12 +125,18 @@ enum CertsCommand {
         #[arg(long, value_delimiter = ',')]
         edges: Vec<String>,
     },
-    /// Issue a certificate for one more node, signed by the CA in the directory.
+    /// Issue a certificate for one more node, signed by the CA in the directory. The
+    /// certificate names the node's role, which decides what it may ask of the mesh: a core
+    /// takes part in the Raft group, an edge follows a feed and sends orders and reads, a
+    /// router may only ask how the group stands.
     Add {
         #[arg(long)]
         dir: PathBuf,
         #[arg(long)]
         node: String,
+        /// core, edge or router.
+        #[arg(long, value_parser = ["core", "edge", "router"])]
+        role: String,
     },
     /// Stop trusting a node's certificates (every one of the node, or one certificate by its
     /// file), though the CA signed them: added to DIR/revoked.txt, which every node of the mesh
@@ -446,17 +452,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     regions,
                     edges,
                 } => {
-                    let nodes: Vec<String> = regions.into_iter().chain(edges).collect();
+                    use replication::certs::{Role, all_as};
+                    let nodes = [all_as(Role::Core, &regions), all_as(Role::Edge, &edges)].concat();
                     replication::certs::init(&out, &nodes)?;
+                    let named: Vec<String> = nodes
+                        .iter()
+                        .map(|(n, role)| format!("{n} ({role})"))
+                        .collect();
                     println!(
                         "{}: ca.pem, ca.key (keep it safe) and certificates for {}",
                         out.display(),
-                        nodes.join(", ")
+                        named.join(", ")
                     );
                 }
-                CertsCommand::Add { dir, node } => {
-                    replication::certs::issue_node(&dir, &node)?;
-                    println!("{}: {node}.pem and {node}.key", dir.display());
+                CertsCommand::Add { dir, node, role } => {
+                    let role: replication::certs::Role = role.parse()?;
+                    replication::certs::issue_node(&dir, &node, role)?;
+                    println!("{}: {node}.pem and {node}.key, a {role}", dir.display());
                 }
                 CertsCommand::Server { dir, name, names } => {
                     let (cert, key) = replication::certs::issue_server(&dir, &name, &names)?;

@@ -50,6 +50,7 @@ use crate::feed::Feed;
 use crate::protocol::{
     ClusterView, Member, MemberView, Mesh, MeshRequest, MeshResponse, NodeId, Payload, WriteError,
 };
+use crate::tls::Peer;
 use crate::transport::{Answer, Handler, Transport};
 
 /// The members a group is formed with: voters, and learners that receive the log and never
@@ -174,7 +175,15 @@ impl Handler for MeshHandler {
     type Request = MeshRequest;
     type Response = MeshResponse;
 
-    async fn handle(&self, peer: &str, request: MeshRequest) -> Answer<MeshResponse> {
+    async fn handle(&self, peer: &Peer, request: MeshRequest) -> Answer<MeshResponse> {
+        if let Some(role) = peer.role
+            && !request.allowed_for(role)
+        {
+            let why = format!("{role}s may not send {}", request.kind());
+            tracing::warn!(%peer, %why, "refused a mesh request");
+            return Answer::Reply(MeshResponse::Refused(why));
+        }
+        let peer = &*peer.name;
         match request {
             MeshRequest::Subscribe(sub) => match &self.feed {
                 Some(feed) => feed.subscribe(peer, sub.from_version),

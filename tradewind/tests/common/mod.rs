@@ -92,8 +92,8 @@ pub fn shoppers_section() -> String {
     )
 }
 
-/// `dir`, holding the test CA (once), and certificates for `nodes` that it lacks.
-pub fn certs_in(dir: &Path, nodes: &[&str]) -> PathBuf {
+/// `dir`, holding the test CA (once), and certificates for `nodes` (in `role`) that it lacks.
+pub fn certs_in(dir: &Path, role: replication::certs::Role, nodes: &[&str]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     for f in ["ca.pem", "ca.key"] {
         if !dir.join(f).exists() {
@@ -102,7 +102,7 @@ pub fn certs_in(dir: &Path, nodes: &[&str]) -> PathBuf {
     }
     for n in nodes {
         if !dir.join(format!("{n}.pem")).exists() {
-            replication::certs::issue_node(dir, n).unwrap();
+            replication::certs::issue_node(dir, n, role).unwrap();
         }
     }
     dir.to_path_buf()
@@ -119,7 +119,10 @@ pub fn https_keys(certs: &Path, name: &str) -> String {
 /// Writes a core config for `dir` (data in `dir/data`), its admin API on a free port over TLS.
 pub fn write_config(dir: &Path) -> PathBuf {
     let digest = http_api::bearer::sha256_hex(TOKEN);
-    let https = https_keys(&certs_in(&dir.join("certs"), &[]), "test-region");
+    let https = https_keys(
+        &certs_in(&dir.join("certs"), replication::certs::Role::Core, &[]),
+        "test-region",
+    );
     let path = dir.join("core.toml");
     std::fs::write(
         &path,
@@ -168,7 +171,7 @@ pub fn write_group(dir: &Path) -> Vec<PathBuf> {
 
 /// `write_group` for the regions `regions`.
 pub fn write_group_of(dir: &Path, regions: &[&str]) -> Vec<PathBuf> {
-    let certs = certs_in(&dir.join("certs"), regions);
+    let certs = certs_in(&dir.join("certs"), replication::certs::Role::Core, regions);
     let ports: Vec<(u16, u16)> = regions
         .iter()
         .map(|_| (free_port(false), free_port(true)))
@@ -456,7 +459,7 @@ pub fn write_edge_config_with(
     cores: &[(&str, std::net::SocketAddr)],
     extra: &str,
 ) -> PathBuf {
-    certs_in(certs, &[name]);
+    certs_in(certs, replication::certs::Role::Edge, &[name]);
     let https = format!("[http]\n{}", https_keys(certs, name));
     let (extra, http) = if extra.contains("[http]\n") {
         (extra.replace("[http]\n", &https), String::new())
@@ -640,10 +643,10 @@ pub fn edge_order(edge: &str, key: &str, sku: &str) -> serde_json::Value {
     })
 }
 
-/// A node named `name` of the deployment whose certificates are in `certs` (issued here), on
+/// An edge named `name` of the deployment whose certificates are in `certs` (issued here), on
 /// its own QUIC endpoint: how an edge meets the core regions.
 pub fn mesh_node(certs: &Path, name: &str) -> replication::transport::Transport {
-    replication::certs::issue_node(certs, name).unwrap();
+    replication::certs::issue_node(certs, name, replication::certs::Role::Edge).unwrap();
     let tls = replication::tls::NodeTls::load(certs, name).unwrap();
     replication::transport::Transport::bind("127.0.0.1:0".parse().unwrap(), &tls).unwrap()
 }
@@ -738,7 +741,7 @@ pub fn start_demo(args: &[&str]) -> (Proc, f64, serde_json::Value) {
         if args.contains(&"--fresh") && state.exists() {
             std::fs::remove_dir_all(state).unwrap();
         }
-        certs_in(&state.join("certs"), &[]);
+        certs_in(&state.join("certs"), replication::certs::Role::Core, &[]);
     }
     let args: Vec<&std::ffi::OsStr> = std::iter::once("demo")
         .chain(args.iter().copied().filter(|a| *a != "--fresh"))
