@@ -8,6 +8,7 @@ use crate::id::{CustomerGroup, CustomerId, EdgeId, OrderId, PriceListId, Promoti
 use crate::market::Market;
 use crate::money::Currency;
 use crate::order::{Order, OrderRequest, OrderStatus};
+use crate::order_id::OrderIdKey;
 use crate::pricing::{PriceList, Promotion, Tier};
 use crate::refusal::Rejection;
 
@@ -207,6 +208,7 @@ impl EdgeRequest {
         edge: EdgeId,
         region: &str,
         policy: GrantPolicy,
+        ids: &OrderIdKey,
     ) -> (&'static str, Option<String>, Command) {
         match self {
             EdgeRequest::Commit(orders) => {
@@ -245,8 +247,13 @@ impl EdgeRequest {
                 idempotency_key,
                 request,
             } => {
-                let (scoped, command) =
-                    Command::central_order(request, idempotency_key, region.to_owned(), Some(edge));
+                let (scoped, command) = Command::central_order(
+                    request,
+                    idempotency_key,
+                    region.to_owned(),
+                    Some(edge),
+                    ids,
+                );
                 ("orders", Some(scoped), command)
             }
         }
@@ -297,22 +304,33 @@ pub enum Command {
         region: String,
         edge: Option<EdgeId>,
     },
+    /// A change to the group's membership asked through the admin API, noted in the log so
+    /// that the audit log keeps it with who asked (Raft's own membership entry names no one):
+    /// `change` says what was asked, or what became of it. Deciding it changes nothing.
+    /// (Variants are only ever added at the end: the ones before keep their encoding.)
+    NoteMembership {
+        change: String,
+    },
 }
+
+/// Longest membership note (`Command::NoteMembership`).
+pub const MEMBERSHIP_NOTE_MAX_BYTES: usize = 512;
 
 impl Command {
     /// An order for the central pool under the shopper's Idempotency-Key `key`, taken by
-    /// `region` (through `edge`, when one sent it), and the key scoped as its command id is
-    /// derived: keys belong to a customer, as order ids do (`order_id_for`), so the same key
-    /// sent through any edge or region places one order.
+    /// `region` (through `edge`, when one sent it), with the id `ids` derives for it, and the
+    /// key scoped as its command id is derived: keys belong to a customer, as order ids do
+    /// (`order_id`), so the same key sent through any edge or region places one order.
     pub fn central_order(
         request: OrderRequest,
         key: String,
         region: String,
         edge: Option<EdgeId>,
+        ids: &OrderIdKey,
     ) -> (String, Command) {
         let scoped = format!("{}\u{0}{key}", request.customer_id);
         let command = Command::CentralOrder {
-            order_id: crate::order::order_id_for(&request.customer_id, &key),
+            order_id: ids.order_id(&request.customer_id, &key),
             idempotency_key: Some(key),
             request,
             region,
@@ -331,6 +349,31 @@ impl Command {
                 .map(|o| &o.order_id)
                 .collect(),
             Command::CentralOrder { order_id, .. } => vec![order_id],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The v1 ids that the keys of this command's v2 orders named before v2
+    /// (`order_id::v1_beside`): a decision looks for an order under them too, and the core reads
+    /// them while it holds any v1 order.
+    pub fn v1_ids_beside(&self) -> Vec<OrderId> {
+        let beside = |id: &OrderId, customer: &CustomerId, key: Option<&str>| {
+            crate::order_id::v1_beside(id, customer, key?)
+        };
+        match self {
+            Command::CommitOrders { orders, .. } => orders
+                .iter()
+                .take(COMMIT_BATCH_MAX)
+                .filter_map(|o| beside(&o.order_id, &o.customer_id, o.idempotency_key.as_deref()))
+                .collect(),
+            Command::CentralOrder {
+                order_id,
+                idempotency_key,
+                request,
+                ..
+            } => beside(order_id, &request.customer_id, idempotency_key.as_deref())
+                .into_iter()
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -373,6 +416,7 @@ impl Command {
             Command::ReturnGrant { .. } => "return_grant",
             Command::CommitOrders { .. } => "commit_orders",
             Command::CentralOrder { .. } => "central_order",
+            Command::NoteMembership { .. } => "note_membership",
         }
     }
 }

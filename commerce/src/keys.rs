@@ -200,6 +200,11 @@ pub fn tag_range(tag: u8) -> (Vec<u8>, Vec<u8>) {
     (vec![tag], vec![tag + 1])
 }
 
+/// From and to (exclusive) the keys of orders with v1 ids (`o-…`; `order_id`).
+pub fn v1_order_range() -> (Vec<u8>, Vec<u8>) {
+    (tagged(ORDER, &[b"o-"]), tagged(ORDER, &[b"o."]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod market;
 pub mod money;
 pub mod order;
+pub mod order_id;
 pub mod pricing;
 pub mod record;
 pub mod refusal;

@@ -354,7 +354,7 @@ impl Order {
             check_idempotency_key(k).map_err(|e| OrderError::Inconsistent(e.to_string()))?;
             // One key, one id, wherever the order was taken: that is what makes a key commit
             // at most once.
-            if order_id_for(&self.customer_id, k) != self.order_id {
+            if !crate::order_id::may_name(&self.order_id, &self.customer_id, k) {
                 return Err(OrderError::Inconsistent(
                     "the order id is not the one its Idempotency-Key names".into(),
                 ));
@@ -453,40 +453,6 @@ impl Order {
             reject_reason: Some(cut(reason, 512)),
         }
     }
-}
-
-/// The id of the order `customer` places under Idempotency-Key `key`. Every edge and core
-/// derives the same id, so a key retried anywhere names one order and commits at most once
-/// (I3) without a separate key index. The digest is SHA-256, unguessable, so no shopper can aim
-/// a key at somebody else's order.
-///
-/// A key that starts with a time, a UUIDv7 or a ULID (what the API recommends), gives an id that
-/// starts with that time: `o-<ms, 12 hex>-<digest, 20 hex>`. Orders then reach the store in
-/// roughly the order of their ids, and a B-tree takes them side by side instead of one random
-/// page each. Any other key gives `o-<digest, 32 hex>`.
-pub fn order_id_for(customer: &CustomerId, key: &str) -> OrderId {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(customer.as_str().as_bytes());
-    h.update([0]);
-    h.update(key.as_bytes());
-    let digest = h.finalize();
-    let hex = |bytes: &[u8], out: &mut String| {
-        for b in bytes {
-            out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-            out.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
-        }
-    };
-    let mut id = String::with_capacity(35);
-    id.push_str("o-");
-    match key_time_ms(key) {
-        Some(ms) => {
-            id.push_str(&format!("{ms:012x}-"));
-            hex(&digest[..10], &mut id);
-        }
-        None => hex(&digest[..16], &mut id),
-    }
-    OrderId::new(id).expect("hex digits are id characters")
 }
 
 /// A UUIDv7 made at unix-ms `ms` from the random bits `random`: the key the API recommends,
@@ -733,22 +699,9 @@ mod tests {
     }
 
     #[test]
-    fn order_ids_follow_customer_and_key() {
-        let c1 = CustomerId::new("c-1").unwrap();
-        let c2 = CustomerId::new("c-2").unwrap();
-        let a = order_id_for(&c1, "k");
-        assert_eq!(a, order_id_for(&c1, "k"));
-        assert_ne!(a, order_id_for(&c2, "k"));
-        assert_ne!(a, order_id_for(&c1, "k2"));
-        assert_eq!(a.as_str().len(), 34);
-        // Time-led keys give time-led ids.
+    fn keys_say_when_they_were_made() {
         let v7 = "01932c07-a6b3-7d2e-9f00-1a2b3c4d5e6f";
         assert_eq!(key_time_ms(v7), Some(0x0193_2c07_a6b3));
-        let id = order_id_for(&c1, v7);
-        assert!(id.as_str().starts_with("o-01932c07a6b3-"), "{id}");
-        assert_eq!(id.as_str().len(), 35);
-        let later = order_id_for(&c2, "01932c07-a6b4-7000-8000-000000000000");
-        assert!(later > id);
         assert_eq!(
             key_time_ms("01ARZ3NDEKTSV4RRFFQ69G5FAV"),
             Some(1_469_922_850_259)

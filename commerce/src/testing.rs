@@ -9,7 +9,8 @@ use crate::escrow::{Demand, GrantPolicy, StockOp};
 use crate::id::{CustomerId, EdgeId, SkuId};
 use crate::market::{Country, Market};
 use crate::money::Currency;
-use crate::order::{LineRequest, Order, OrderRequest, Origin, ShipTo, order_id_for, price_order};
+use crate::order::{LineRequest, Order, OrderRequest, Origin, ShipTo, price_order};
+use crate::order_id::OrderIdKey;
 use crate::state::State;
 use crate::{Product, id::MarketId};
 
@@ -97,12 +98,17 @@ pub fn request(lines: &[(&str, u32)]) -> OrderRequest {
     }
 }
 
+/// The order-id secret of the tests' deployment.
+pub fn order_ids() -> OrderIdKey {
+    OrderIdKey::new(&[7; OrderIdKey::LEN])
+}
+
 /// The order `edge` accepts for `req` under Idempotency-Key `key`, priced from `state`.
 pub fn edge_order(state: &State, key: &str, edge: &EdgeId, req: OrderRequest) -> Order {
     let priced = price_order(&req, |s| state.sku_facts(s), &state.book, 1_000)
         .expect("a request the catalog prices");
     Order::accepted(
-        order_id_for(&req.customer_id, key),
+        order_ids().order_id(&req.customer_id, key),
         Some(key.to_owned()),
         req,
         priced,
@@ -117,7 +123,7 @@ pub fn edge_order(state: &State, key: &str, edge: &EdgeId, req: OrderRequest) ->
 /// A central order for `req` under Idempotency-Key `key`.
 pub fn central_order(req: OrderRequest, key: &str) -> Command {
     Command::CentralOrder {
-        order_id: order_id_for(&req.customer_id, key),
+        order_id: order_ids().order_id(&req.customer_id, key),
         idempotency_key: Some(key.into()),
         request: req,
         region: "r1".into(),

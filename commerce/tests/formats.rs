@@ -185,10 +185,24 @@ fn proposals_of_every_command() {
         golden(Some(case), &v2);
         let now: Proposal = codec::decode(&codec::encode(&v2).unwrap()).unwrap();
         assert_eq!(now, Proposal::from(v2));
-        // Version 3: who made an admin write.
+        // Version 3: who made an admin write; reads as version 4 the same.
         p["actor"] = json!({"token": "pricing-bot", "route": "POST /admin/v1/prices"});
+        let v3: format::v3::Proposal = from(p.clone());
+        golden(Some(case), &v3);
+        let now: Proposal = codec::decode(&codec::encode(&v3).unwrap()).unwrap();
+        assert_eq!(now, Proposal::from(v3));
         golden::<Proposal>(Some(case), &from(p));
     }
+    // Version 4: a note of a membership change.
+    golden::<Proposal>(
+        Some("note-membership"),
+        &from(
+            json!({"command_id": vec![1u8; 16], "fingerprint": vec![2u8; 16], "at_ms": 1_733_000_000_000i64,
+            "command": {"NoteMembership": {"change": "add member 4 (eu-west, voter): asked"}},
+            "key_ms": null,
+            "actor": {"token": "ops", "route": "POST /admin/v1/cluster/members"}}),
+        ),
+    );
 }
 
 #[test]

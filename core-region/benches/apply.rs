@@ -198,7 +198,7 @@ fn run_prices(m: &mut Machine, round: i64) -> f64 {
 }
 
 /// What Idempotency-Keys the shoppers of a benchmark send. The order id derives from the key
-/// (`order_id_for`), so this decides where each order lands in the store's B-tree.
+/// (`order_id`), so this decides where each order lands in the store's B-tree.
 #[derive(Clone, Copy)]
 enum Keys {
     /// UUIDv7, as the API recommends: time-led, so ids arrive roughly in order.
@@ -263,7 +263,7 @@ fn order_batches(
                             (r >> 74) & 0xffff_ffff_ffff
                         ),
                     };
-                    let id = commerce::order::order_id_for(&req.customer_id, &key);
+                    let id = commerce::testing::order_ids().order_id(&req.customer_id, &key);
                     Order::accepted(
                         id,
                         Some(key),

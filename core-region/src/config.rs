@@ -317,6 +317,24 @@ impl CoreConfig {
         }
     }
 
+    /// Where the deployment's secret is (`replication::certs::SECRET_FILE`), and whether this
+    /// region makes it when it is missing: a region of a group reads the group's, from its
+    /// certificate directory; a group of one keeps its own beside its Raft log, made on its first
+    /// start.
+    pub fn secret_path(&self) -> Result<(PathBuf, bool), Invalid> {
+        use replication::certs::SECRET_FILE;
+        match &self.raft {
+            Some(r) => Ok((r.certs_dir.join(SECRET_FILE), false)),
+            None => Ok((
+                self.raft_log_path()?
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join(SECRET_FILE),
+                true,
+            )),
+        }
+    }
+
     /// This region's id and the members the group is formed with. Without a `[raft]` section:
     /// a group of one, this region.
     pub fn members(&self) -> (NodeId, Members) {

@@ -32,6 +32,8 @@ pub struct EdgeWrites {
     pub reads: Arc<tokio::sync::Semaphore>,
     pub region: String,
     pub policy: GrantPolicy,
+    /// What central orders' ids are derived under (the deployment's secret).
+    pub order_ids: Arc<commerce::order_id::OrderIdKey>,
     /// How long a write may take to commit before the edge is told to retry.
     pub timeout: Duration,
 }
@@ -58,7 +60,10 @@ impl EdgeWrites {
                 format!("the certificate's name is no edge id: {e}"),
             )
         })?;
-        let (route, key, command) = write.request.into_command(edge, &self.region, self.policy);
+        let (route, key, command) =
+            write
+                .request
+                .into_command(edge, &self.region, self.policy, &self.order_ids);
         let reply = self
             .writes
             .submit_encoded(route, key.as_deref(), command, None, self.timeout)

@@ -23,15 +23,16 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use commerce::command::{AuditRecord, Outcome, Proposal};
+use commerce::OrderId;
+use commerce::command::{AuditRecord, Command, Outcome, Proposal};
 use commerce::decide::{Effects, Input, decide};
 use commerce::dedup::{self, DedupRecord, Seen};
 use commerce::keys;
 use commerce::order::Order;
+use commerce::order_id::{IdFormat, format_of};
 use commerce::record::{Record, Write};
 use commerce::refusal::{RejectKind, Rejection};
 use commerce::state::State;
-use commerce::{OrderId, command::Command};
 use replication::feed::Feed;
 use replication::protocol::Row;
 
@@ -89,6 +90,9 @@ pub struct StateMachine {
     oldest_dedup_ms: Option<i64>,
     /// Where the mirrored rows each version changed are published, once committed.
     feed: Option<Arc<Feed>>,
+    /// Whether the store holds an order with a v1 id: only then can a v2 order's key have
+    /// named one before (`order_id`), and only then are those ids looked up.
+    v1_orders: bool,
 }
 
 /// Decodes a stored record.
@@ -139,10 +143,16 @@ impl Batch<'_> {
         self.read(key)?.map(|v| decode(key, &v)).transpose()
     }
 
-    /// The orders decided before under the ids `command` names.
-    fn decided(&self, command: &Command) -> Result<HashMap<OrderId, Order>, StoreError> {
+    /// The orders decided before under the ids `command` names, and the v1 ids of its v2
+    /// orders' keys when the store holds `v1` orders.
+    fn decided(&self, command: &Command, v1: bool) -> Result<HashMap<OrderId, Order>, StoreError> {
         let mut found = HashMap::new();
-        for id in command.order_ids() {
+        let v1_ids = if v1 {
+            command.v1_ids_beside()
+        } else {
+            Vec::new()
+        };
+        for id in command.order_ids().into_iter().chain(&v1_ids) {
             let order = match self.orders.get(id) {
                 Some(o) => Some(o.clone()),
                 None => self.read_decoded::<Order>(&keys::order(id))?,
@@ -212,6 +222,7 @@ impl StateMachine {
             clock_ms: 0,
             oldest_dedup_ms: None,
             feed: None,
+            v1_orders: false,
         };
         m.reload()?;
         Ok(m)
@@ -259,6 +270,8 @@ impl StateMachine {
             .transpose()
             .map_err(|_| StoreError::corrupt(keys::META_CLOCK, "the log's clock is not 8 bytes"))?
             .unwrap_or(0);
+        let (lo, hi) = keys::v1_order_range();
+        self.v1_orders = !store.scan(&lo, &hi, 1)?.is_empty();
         let (lo, hi) = keys::tag_range(keys::DEDUP_BY_VERSION);
         self.oldest_dedup_ms = store
             .scan(&lo, &hi, 1)?
@@ -336,7 +349,7 @@ impl StateMachine {
         meta: Option<Vec<u8>>,
     ) -> Result<Vec<Outcome>, StoreError> {
         let store = Arc::clone(&self.store);
-        let prefetch = prefetch_keys(fresh);
+        let prefetch = prefetch_keys(fresh, self.v1_orders);
         let values = store.get_many(&prefetch)?;
         let mut batch = Batch {
             store: &*store,
@@ -422,7 +435,7 @@ impl StateMachine {
         p: &Proposal,
         dkey: Vec<u8>,
     ) -> Result<Outcome, StoreError> {
-        let decided = batch.decided(&p.command)?;
+        let decided = batch.decided(&p.command, self.v1_orders)?;
         let input = Input {
             state: &self.state,
             decided: &decided,
@@ -459,6 +472,11 @@ impl StateMachine {
             batch.put(key, value);
         }
         for w in effects.writes {
+            if let Write::Put(Record::Order(o)) = &w
+                && format_of(&o.order_id) == Some(IdFormat::V1)
+            {
+                self.v1_orders = true;
+            }
             match w {
                 Write::Put(Record::Order(o)) if batch.named_again.contains(&o.order_id) => {
                     batch.orders.insert(o.order_id.clone(), *o);
@@ -591,7 +609,11 @@ fn audit(batch: &mut Batch<'_>, version: u64, p: &Proposal, outcome: String) {
         token: actor.token.clone(),
         route: actor.route.clone(),
         command_id: p.command_id,
-        command: p.command.kind().into(),
+        // A membership change is the note's words: which member, how, and what became of it.
+        command: match &p.command {
+            Command::NoteMembership { change } => format!("membership: {change}"),
+            c => c.kind().into(),
+        },
         outcome,
     };
     match codec::encode(&record) {
@@ -611,8 +633,9 @@ fn dedup_index(value: &[u8]) -> (Option<[u8; 16]>, i64) {
     (id, made)
 }
 
-/// Keys a batch will read, fetched in one snapshot up front.
-fn prefetch_keys(entries: &[LogEntry]) -> Vec<Vec<u8>> {
+/// Keys a batch will read, fetched in one snapshot up front (the v1 ids of v2 orders' keys
+/// too, when the store holds `v1` orders).
+fn prefetch_keys(entries: &[LogEntry], v1: bool) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for e in entries {
         let Some(p) = &e.proposal else { continue };
@@ -620,6 +643,9 @@ fn prefetch_keys(entries: &[LogEntry]) -> Vec<Vec<u8>> {
             out.push(keys::dedup(&p.command_id));
         }
         out.extend(p.command.order_ids().into_iter().map(keys::order));
+        if v1 {
+            out.extend(p.command.v1_ids_beside().iter().map(keys::order));
+        }
     }
     out
 }
@@ -630,9 +656,10 @@ fn named_again(entries: &[LogEntry]) -> HashSet<OrderId> {
     let mut once = HashSet::new();
     let mut again = HashSet::new();
     for p in entries.iter().filter_map(|e| e.proposal.as_ref()) {
-        let ids: HashSet<&OrderId> = p.command.order_ids().into_iter().collect();
+        let v1 = p.command.v1_ids_beside();
+        let ids: HashSet<&OrderId> = p.command.order_ids().into_iter().chain(&v1).collect();
         for id in ids {
-            if !once.insert(id) {
+            if !once.insert(id.clone()) {
                 again.insert(id.clone());
             }
         }

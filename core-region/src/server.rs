@@ -106,6 +106,19 @@ fn bind_transport(config: &CoreConfig) -> Result<Option<Arc<Transport>>, StartEr
     Ok(Some(Arc::new(t)))
 }
 
+/// The key order ids are derived under, from the deployment's secret (made first by a group of
+/// one).
+fn order_id_key(config: &CoreConfig) -> Result<commerce::order_id::OrderIdKey, StartError> {
+    let (path, make) = config.secret_path()?;
+    let fail =
+        |e: replication::certs::CertError| StartError::Other(format!("deployment secret: {e}"));
+    if make && replication::certs::make_secret(&path).map_err(fail)? {
+        tracing::info!(path = %path.display(), "made this region's deployment secret");
+    }
+    let secret = replication::certs::read_secret(&path).map_err(fail)?;
+    Ok(commerce::order_id::OrderIdKey::of_deployment(&secret))
+}
+
 /// Serves a core until `shutdown` resolves. `on_ready` is called once the admin API listens.
 pub async fn serve(
     config: CoreConfig,
@@ -121,6 +134,7 @@ pub async fn serve(
     })
     .await
     .map_err(|e| StartError::Other(e.to_string()))??;
+    let order_ids = Arc::new(order_id_key(&config)?);
     let version = machine.applied();
     tracing::info!(
         region = %config.region,
@@ -174,6 +188,7 @@ pub async fn serve(
         )),
         region: config.region.clone(),
         policy: config.grant_policy,
+        order_ids: Arc::clone(&order_ids),
         timeout: Duration::from_millis(config.admin.write_timeout_ms),
     }));
     let tokens = TokenSet::new(&config.admin.token_sha256, &config.admin.tokens)
@@ -185,6 +200,7 @@ pub async fn serve(
         writes,
         tokens: Arc::new(tokens),
         grant_policy: config.grant_policy,
+        order_ids,
         write_timeout: Duration::from_millis(config.admin.write_timeout_ms),
         started_at_ms: util::clock::now_ms(),
     };

@@ -20,14 +20,17 @@ use replication::raft::RaftNode;
 /// Edges keep their commit batches to half of it.
 pub const COMMAND_MAX_BYTES: usize = 2 * 1024 * 1024;
 
-/// A proposal as the log carries it. Without an actor (an edge's write) it is written as
-/// version 2, which the build before version 3 reads: edges' orders go on committing through a
-/// rolling upgrade. An admin write (version 3) stops a member of that build until it is
-/// upgraded (`replicated.rs`), rather than being misread there.
+/// A proposal as the log carries it, in the oldest version that holds it, so that members of
+/// older builds read what they can through a rolling upgrade: without an actor (an edge's
+/// write) version 2, so edges' orders go on committing; an admin write version 3; a membership
+/// note version 4. A version a member cannot read stops it until it is upgraded
+/// (`replicated.rs`), rather than being misread there.
 pub fn proposal_bytes(proposal: Proposal) -> Result<Vec<u8>, codec::CodecError> {
-    match proposal.actor {
-        None => codec::encode(&commerce::format::v2::Proposal::from(proposal)),
-        Some(_) => codec::encode(&proposal),
+    use commerce::format::{v2, v3};
+    match (&proposal.command, &proposal.actor) {
+        (Command::NoteMembership { .. }, _) => codec::encode(&proposal),
+        (_, None) => codec::encode(&v2::Proposal::from(proposal)),
+        (_, Some(_)) => codec::encode(&v3::Proposal::from(proposal)),
     }
 }
 

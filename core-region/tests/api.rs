@@ -186,7 +186,7 @@ fn edge_order(key: &str, edge: &str, sku: &str, unit_minor: i64) -> Value {
     let customer = commerce::CustomerId::new("cust-1").unwrap();
     let money = json!({"amount_minor": unit_minor, "currency": "USD"});
     json!({
-        "order_id": commerce::order::order_id_for(&customer, key),
+        "order_id": commerce::testing::order_ids().order_id(&customer, key),
         "idempotency_key": key,
         "customer_id": customer,
         "customer_group": null,

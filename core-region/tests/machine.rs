@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use commerce::command::{Command, Outcome, Proposal, StockChange};
 use commerce::escrow::StockOp;
-use commerce::order::{OrderStatus, order_id_for};
+use commerce::order::OrderStatus;
 use commerce::refusal::RejectKind;
 use commerce::testing::{
     catalog, central_order, edge, edge_order, exact_grant, request, sku, stock,
@@ -276,7 +276,8 @@ fn state_and_orders_survive_a_reopen() {
     assert_eq!((h.inv("A").committed, h.inv("B").committed), (2, 1));
     // Every decided order is readable, and listed in commit order.
     let store = h.m().store().clone();
-    let id = |key: &str| order_id_for(&CustomerId::new("cust-1").unwrap(), key);
+    let ids = commerce::testing::order_ids();
+    let id = |key: &str| ids.order_id(&CustomerId::new("cust-1").unwrap(), key);
     let o = read_order(&*store, &id("e-2")).unwrap().unwrap();
     assert_eq!(o.status, OrderStatus::Committed);
     let (page, cursor) = orders_after(&*store, None, 2).unwrap();
@@ -313,7 +314,8 @@ fn a_customers_orders_are_listed_newest_first_and_indexed_when_an_old_store_open
         CustomerId::new("cust-1").unwrap(),
         CustomerId::new("cust-2").unwrap(),
     );
-    let id = |c: &CustomerId, key: &str| order_id_for(c, key);
+    let ids = commerce::testing::order_ids();
+    let id = |c: &CustomerId, key: &str| ids.order_id(c, key);
     let list = |h: &Harness| {
         let store = h.m().store().clone();
         let first = customer_orders(&*store, &me, None, 2).unwrap();
@@ -369,4 +371,42 @@ fn a_customers_orders_are_listed_newest_first_and_indexed_when_an_old_store_open
     let layout = h.m().store().get(commerce::keys::META_FORMAT).unwrap();
     assert_eq!(layout, Some(vec![core_region::store::STORE_LAYOUT]));
     assert_eq!(h.m().applied(), applied);
+}
+
+/// A store that holds orders with v1 ids (made before order ids were keyed) answers a key
+/// retried under its v2 id with the v1 order, also after a restart, from an edge or at the
+/// core; the v1 ids are found by the range of their prefix, so a store without any never
+/// looks them up.
+#[test]
+fn a_key_retried_under_a_v2_id_finds_its_v1_order_after_a_restart() {
+    let mut h = Harness::new();
+    let (old_edge, new_edge) = (edge("sg-1"), edge("sg-2"));
+    h.run(exact_grant(&old_edge, "A", 3));
+    h.run(exact_grant(&new_edge, "A", 3));
+    let mut first = edge_order(h.m().state(), "k-1", &old_edge, request(&[("A", 1)]));
+    first.order_id = commerce::order_id::v1_id(&first.customer_id, "k-1");
+    h.run(Command::CommitOrders {
+        edge: old_edge,
+        orders: vec![first.clone()],
+    });
+    h.reopen();
+    let retry = edge_order(h.m().state(), "k-1", &new_edge, request(&[("A", 1)]));
+    let Outcome::Orders { results, .. } = h.run(Command::CommitOrders {
+        edge: new_edge,
+        orders: vec![retry.clone()],
+    }) else {
+        panic!("not an orders outcome")
+    };
+    assert!(results[0].duplicate, "{results:?}");
+    assert_eq!(results[0].order_id, retry.order_id);
+    assert_eq!(
+        results[0].original.as_ref().unwrap().order_id,
+        first.order_id
+    );
+    let out = h.run(central_order(request(&[("A", 1)]), "k-1"));
+    assert!(
+        matches!(&out, Outcome::Order { order, duplicate: true } if order.order_id == first.order_id),
+        "{out:?}"
+    );
+    assert_eq!(h.inv("A").committed, 1);
 }

@@ -153,7 +153,8 @@ async fn admission_is_bounded_in_bytes_too() {
 }
 
 /// An edge's write (no actor) goes into the log as proposal version 2, which the build before
-/// version 3 reads, and an admin write as version 3; both read back whole here.
+/// version 3 reads, an admin write as version 3, and only a membership note as version 4; all
+/// read back whole here.
 #[test]
 fn proposals_without_an_actor_are_written_as_the_previous_build_reads_them() {
     use core_region::writes::proposal_bytes;
@@ -169,4 +170,11 @@ fn proposals_without_an_actor_are_written_as_the_previous_build_reads_them() {
     let bytes = proposal_bytes(admin.clone()).unwrap();
     assert_eq!(bytes[0], 3);
     assert_eq!(codec::decode::<Proposal>(&bytes).unwrap(), admin);
+    let mut note = admin;
+    note.command = commerce::command::Command::NoteMembership {
+        change: "remove member 3: asked".into(),
+    };
+    let bytes = proposal_bytes(note.clone()).unwrap();
+    assert_eq!(bytes[0], 4);
+    assert_eq!(codec::decode::<Proposal>(&bytes).unwrap(), note);
 }

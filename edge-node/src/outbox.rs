@@ -742,7 +742,16 @@ fn number(key: &str) -> Option<u64> {
 /// Intake of one order: the order as it was when its id was taken before, no grant, or
 /// written with its units taken.
 fn take_in(t: &mut Tables<'_>, c: &mut Changes, o: Order) -> Result<Intake, OutboxError> {
-    if let Some(at) = c.seq_of(&o.order_id) {
+    // A key first used here before v2 order ids is that order, under its v1 id.
+    let v1 = || {
+        let key = o.idempotency_key.as_deref()?;
+        c.seq_of(&commerce::order_id::v1_beside(
+            &o.order_id,
+            &o.customer_id,
+            key,
+        )?)
+    };
+    if let Some(at) = c.seq_of(&o.order_id).or_else(v1) {
         // Written earlier in this commit when the file does not have it yet: that order.
         let prev = read_order(&t.orders, &t.verdicts, at)?;
         return Ok(Intake::Existing(prev.unwrap_or(o)));
@@ -783,7 +792,7 @@ mod tests {
         let customer = commerce::CustomerId::new("c").unwrap();
         let money = serde_json::json!({"amount_minor": 100, "currency": "USD"});
         serde_json::from_value(serde_json::json!({
-            "order_id": commerce::order::order_id_for(&customer, key),
+            "order_id": commerce::order_id::OrderIdKey::new(&[7; 32]).order_id(&customer, key),
             "idempotency_key": key, "customer_id": "c", "customer_group": null, "currency": "USD",
             "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"},
             "lines": [{"sku": "S-1", "qty": qty, "unit_price": money, "total": money, "breakdown": []}],

@@ -55,6 +55,9 @@ pub async fn serve(
     on_ready: impl FnOnce(Started),
 ) -> Result<(), StartError> {
     let tls = NodeTls::load(&config.certs_dir, &config.name).map_err(fail("certificates"))?;
+    let secret =
+        replication::certs::read_secret(&config.certs_dir.join(replication::certs::SECRET_FILE))
+            .map_err(fail("deployment secret"))?;
     // The edge only calls out: any port on the storefront's address.
     let transport = Transport::bind(SocketAddr::new(config.listen.ip(), 0), &tls)
         .map_err(fail("QUIC endpoint"))?;
@@ -118,6 +121,7 @@ pub async fn serve(
     let edge = Edge(Arc::new(EdgeParts {
         region: config.region.clone(),
         edge: config.edge_id(),
+        order_ids: commerce::order_id::OrderIdKey::of_deployment(&secret),
         catalog,
         outbox: outbox.clone(),
         cores: link.clone(),

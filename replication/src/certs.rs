@@ -14,6 +14,10 @@
 //! (`<name>.https.pem` with `<name>.https.key`): those name what clients dial (addresses and
 //! storefront names) and allow server use only, so one can never stand for a node in the mesh,
 //! whose peers must present client use.
+//!
+//! The directory also holds the deployment's secret (`deployment.secret`, private): 32 random
+//! bytes, the same at every node, from which each node derives the same keyed values (order
+//! ids, which no one without it can compute).
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +41,8 @@ pub enum CertError {
     Exists(PathBuf),
     #[error("bad role {0:?}: core, edge or router")]
     BadRole(String),
+    #[error("{0}: {1}")]
+    BadSecret(PathBuf, String),
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
 }
@@ -141,6 +147,50 @@ fn ca_params() -> CertificateParams {
     params
 }
 
+/// The file of a deployment's secret, in its certificate directory.
+pub const SECRET_FILE: &str = "deployment.secret";
+/// Bytes of a deployment's secret.
+pub const SECRET_LEN: usize = 32;
+
+/// Writes a fresh secret to `path` (private, as hex) unless a file is there; says whether it
+/// made one.
+pub fn make_secret(path: &Path) -> Result<bool, CertError> {
+    let mut secret = [0u8; SECRET_LEN];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+        .map_err(|_| CertError::BadSecret(path.to_path_buf(), "no randomness".into()))?;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    match write_new(path, &format!("{hex}\n"), true) {
+        Ok(()) => Ok(true),
+        Err(CertError::Exists(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads the secret `make_secret` wrote.
+pub fn read_secret(path: &Path) -> Result<[u8; SECRET_LEN], CertError> {
+    let bad = |why: &str| CertError::BadSecret(path.to_path_buf(), why.into());
+    let text = match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(bad(
+                "missing: make one with `tradewind certs secret --dir DIR` and copy it to every node's certificate directory",
+            ));
+        }
+        other => other.map_err(|source| CertError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?,
+    };
+    let hex = text.trim();
+    if hex.len() != 2 * SECRET_LEN || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad("not 64 hex digits"));
+    }
+    let mut secret = [0u8; SECRET_LEN];
+    for (i, b) in secret.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad("not hex"))?;
+    }
+    Ok(secret)
+}
+
 /// Creates `ca.pem` and `ca.key` in `dir` (which must not hold them yet).
 pub fn init_ca(dir: &Path) -> Result<(), CertError> {
     std::fs::create_dir_all(dir).map_err(|source| CertError::Io {
@@ -242,12 +292,14 @@ fn replace(path: &Path, contents: &str, private: bool) -> Result<(), CertError> 
     })
 }
 
-/// A CA and certificates for `nodes` (each with its role) in a new directory.
+/// A CA, the deployment's secret and certificates for `nodes` (each with its role) in a new
+/// directory.
 pub fn init(dir: &Path, nodes: &[(String, Role)]) -> Result<(), CertError> {
     for (n, _) in nodes {
         check_node_name(n)?;
     }
     init_ca(dir)?;
+    make_secret(&dir.join(SECRET_FILE))?;
     for (n, role) in nodes {
         issue_node(dir, n, *role)?;
     }
@@ -343,9 +395,21 @@ mod tests {
             &["cn-shanghai".to_owned(), "us-east".to_owned()],
         );
         init(dir.path(), &nodes).unwrap();
+        let secret = read_secret(&dir.path().join(SECRET_FILE)).unwrap();
+        assert!(!make_secret(&dir.path().join(SECRET_FILE)).unwrap(), "kept");
+        assert_eq!(read_secret(&dir.path().join(SECRET_FILE)).unwrap(), secret);
+        assert!(make_secret(&dir.path().join("other.secret")).unwrap());
+        assert_ne!(
+            read_secret(&dir.path().join("other.secret")).unwrap(),
+            secret
+        );
+        std::fs::write(dir.path().join("bad.secret"), "abc\n").unwrap();
+        assert!(read_secret(&dir.path().join("bad.secret")).is_err());
+        assert!(read_secret(&dir.path().join("none.secret")).is_err());
         for f in [
             "ca.pem",
             "ca.key",
+            SECRET_FILE,
             "cn-shanghai.pem",
             "cn-shanghai.key",
             "us-east.pem",
@@ -371,6 +435,11 @@ mod tests {
             )
             .unwrap();
             let mode = std::fs::metadata(key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
             let mode = std::fs::metadata(dir.path().join("ca.key"))
                 .unwrap()

@@ -262,6 +262,8 @@ fn prepare(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<String> 
     if !certs.join("ca.pem").exists() {
         replication::certs::init_ca(&certs).context("making the mesh's CA")?;
     }
+    replication::certs::make_secret(&certs.join(replication::certs::SECRET_FILE))
+        .context("making the mesh's deployment secret")?;
     let nodes = regions.iter().flat_map(|r| {
         std::iter::once((r.name.to_owned(), Role::Core))
             .chain(r.edges.iter().map(|(n, _)| (n.clone(), Role::Edge)))

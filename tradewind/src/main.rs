@@ -138,6 +138,14 @@ enum CertsCommand {
         #[arg(long, value_parser = ["core", "edge", "router"])]
         role: String,
     },
+    /// Make the deployment's secret (DIR/deployment.secret) unless it is there: 32 random bytes
+    /// that every core and edge of the mesh derives the same order ids from, so that nobody
+    /// without it can compute an order's id. Copy it, with ca.pem, to every node's certificate
+    /// directory; `certs init` makes it too.
+    Secret {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Stop trusting a node's certificates (every one of the node, or one certificate by its
     /// file), though the CA signed them: added to DIR/revoked.txt, which every node of the mesh
     /// reads again within 2 s (copy the file to each node's certificate directory). A revoked
@@ -469,6 +477,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let role: replication::certs::Role = role.parse()?;
                     replication::certs::issue_node(&dir, &node, role)?;
                     println!("{}: {node}.pem and {node}.key, a {role}", dir.display());
+                }
+                CertsCommand::Secret { dir } => {
+                    let path = dir.join(replication::certs::SECRET_FILE);
+                    if replication::certs::make_secret(&path)? {
+                        println!("{}: made; copy it to every node", path.display());
+                    } else {
+                        println!("{}: already there, kept", path.display());
+                    }
                 }
                 CertsCommand::Server { dir, name, names } => {
                     let (cert, key) = replication::certs::issue_server(&dir, &name, &names)?;

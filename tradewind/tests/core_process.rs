@@ -366,6 +366,7 @@ async fn scoped_admin_tokens_reach_only_their_routes_and_every_write_is_audited(
         ("reader", "order-reader", "[\"orders:read\"]", None),
         ("old", "old-catalog", "[\"catalog\"]", Some(1)),
         ("auditor", "auditor", "[\"audit\"]", None),
+        ("ops-token", "ops", "[\"cluster\"]", None),
     ];
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(entry);
@@ -457,6 +458,9 @@ async fn scoped_admin_tokens_reach_only_their_routes_and_every_write_is_audited(
             );
         }
     }
+    // A membership change is audited too, asked and what became of it (here: no such member).
+    let (status, answer) = call(M::DELETE, "/admin/v1/cluster/members/99", "ops-token", None).await;
+    assert_eq!(status, 409, "{answer}");
     // The audit log, a page at a time.
     let mut records = Vec::new();
     let mut after = String::new();
@@ -496,8 +500,20 @@ async fn scoped_admin_tokens_reach_only_their_routes_and_every_write_is_audited(
                 "POST /admin/v1/prices",
                 "rejected: unknown-sku"
             ),
+            ("ops", "DELETE /admin/v1/cluster/members/{id}", "applied"),
+            ("ops", "DELETE /admin/v1/cluster/members/{id}", "applied"),
         ],
         "{records:?}"
+    );
+    let notes: Vec<&str> = records
+        .iter()
+        .filter(|r| r["token"] == "ops")
+        .map(|r| r["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(notes[0], "membership: remove member 99: asked");
+    assert!(
+        notes[1].starts_with("membership: remove member 99: failed: "),
+        "{notes:?}"
     );
     // The seed's writes, by the full token, came first; versions only grow.
     assert!(records.len() > 2 && records[0]["token"] == full.as_str());

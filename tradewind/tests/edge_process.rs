@@ -195,6 +195,15 @@ async fn the_storefront_serves_the_regions_catalog_and_orders_commit_at_the_core
     assert_eq!(o["edge"], "ap-singapore-1");
     assert!(o["price_version"].as_u64().unwrap() > 0);
     let id = o["order_id"].as_str().unwrap().to_owned();
+    // Its id is keyed by the deployment's secret: no function of the customer and key alone.
+    let customer = commerce::CustomerId::new(common::CUSTOMER).unwrap();
+    let secret =
+        replication::certs::read_secret(&common::test_ca().join(replication::certs::SECRET_FILE))
+            .unwrap();
+    let keyed = commerce::order_id::OrderIdKey::of_deployment(&secret);
+    assert_eq!(id, keyed.order_id(&customer, "local-1").as_str());
+    assert!(id.starts_with("o2-"), "{id}");
+    assert_ne!(id, commerce::order_id::v1_id(&customer, "local-1").as_str());
     eventually("committed at the core", Duration::from_secs(20), || {
         committed_at_core(&cores[2], &id)
     })

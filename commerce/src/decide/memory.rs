@@ -29,9 +29,11 @@ impl MemoryMachine {
     /// Applies `command` at the next version with the proposer's clock at `at_ms`.
     pub fn apply(&mut self, command: &Command, at_ms: i64) -> Outcome {
         self.version += 1;
+        let v1 = command.v1_ids_beside();
         let decided: HashMap<OrderId, Order> = command
             .order_ids()
             .into_iter()
+            .chain(&v1)
             .filter_map(|id| self.orders.get(id).map(|o| (id.clone(), o.clone())))
             .collect();
         let input = Input {

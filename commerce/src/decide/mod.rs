@@ -93,6 +93,18 @@ pub fn decide(input: &Input<'_>, command: &Command) -> Result<Effects, Rejection
                 edge: edge.clone(),
             },
         ),
+        Command::NoteMembership { change } => {
+            if change.is_empty() || change.len() > crate::command::MEMBERSHIP_NOTE_MAX_BYTES {
+                return reject(
+                    RejectKind::Invalid,
+                    format!(
+                        "a membership note has 1 to {} bytes",
+                        crate::command::MEMBERSHIP_NOTE_MAX_BYTES
+                    ),
+                );
+            }
+            input.applied(Vec::new())
+        }
     }
 }
 

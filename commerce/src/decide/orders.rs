@@ -1,7 +1,8 @@
 //! Order rules: edge orders committed against their edge's grant, and central orders priced
 //! and allocated from the pool. Each order is decided once, by its id, and an order placed
-//! under an Idempotency-Key carries the id that key names (`order_id_for`), so one key is one
-//! order wherever it was retried (I3).
+//! under an Idempotency-Key carries the id that key names (`order_id`), so one key is one
+//! order wherever it was retried (I3); a key first used before v2 ids is answered with the
+//! order its v1 id names.
 
 use std::collections::HashMap;
 
@@ -10,10 +11,8 @@ use super::{Effects, Input, reject};
 use crate::command::{COMMIT_BATCH_MAX, OrderResult, Outcome};
 use crate::escrow::Inventory;
 use crate::format::CommitLog;
-use crate::id::{EdgeId, OrderId, SkuId};
-use crate::order::{
-    Order, OrderRequest, OrderStatus, Origin, check_idempotency_key, order_id_for, price_order,
-};
+use crate::id::{CustomerId, EdgeId, OrderId, SkuId};
+use crate::order::{Order, OrderRequest, OrderStatus, Origin, check_idempotency_key, price_order};
 use crate::record::{Record, Write};
 use crate::refusal::{RejectKind, Rejection};
 
@@ -49,7 +48,10 @@ pub(super) fn commit_orders(
             results.push(duplicate_of(first, o, i.version));
             continue;
         }
-        if let Some(prev) = i.decided.get(&o.order_id) {
+        if let Some(prev) = i.decided.get(&o.order_id).or_else(|| {
+            let key = o.idempotency_key.as_deref()?;
+            decided_under_v1(i, &o.order_id, &o.customer_id, key)
+        }) {
             results.push(duplicate_of(prev, o, i.version));
             continue;
         }
@@ -95,12 +97,24 @@ pub(super) fn commit_orders(
     })
 }
 
+/// The order decided before under the v1 id that `key` named, when `id` is its v2 id.
+fn decided_under_v1<'i>(
+    i: &Input<'i>,
+    id: &OrderId,
+    customer: &CustomerId,
+    key: &str,
+) -> Option<&'i Order> {
+    i.decided
+        .get(&crate::order_id::v1_beside(id, customer, key)?)
+}
+
 /// The answer to `sent`, an order whose id was decided before as `prev` (at `version`, when
 /// it has none of its own).
 fn duplicate_of(prev: &Order, sent: &Order, version: u64) -> OrderResult {
     let elsewhere = !prev.same_acceptance(sent);
     OrderResult {
-        order_id: prev.order_id.clone(),
+        // The id the edge sent, which it settles by: `original` names the order that stands.
+        order_id: sent.order_id.clone(),
         status: prev.status,
         version: prev.commit_version.unwrap_or(version),
         duplicate: true,
@@ -152,14 +166,15 @@ pub(super) fn central_order(
 ) -> Result<Effects, Rejection> {
     if let Some(k) = key {
         check_idempotency_key(k).map_err(|e| Rejection::invalid(e.to_string()))?;
-        if &order_id_for(&request.customer_id, k) != order_id {
+        if !crate::order_id::may_name(order_id, &request.customer_id, k) {
             return reject(
                 RejectKind::Invalid,
                 "the order id is not the one its Idempotency-Key names",
             );
         }
     }
-    if let Some(prev) = i.decided.get(order_id) {
+    let v1 = key.and_then(|k| decided_under_v1(i, order_id, &request.customer_id, k));
+    if let Some(prev) = i.decided.get(order_id).or(v1) {
         if !prev.is_retry_of(request) {
             return reject(
                 RejectKind::IdempotencyKeyReused,

@@ -10,7 +10,8 @@ use super::MemoryMachine;
 use crate::command::{Command, Outcome, PriceChange};
 use crate::escrow::{Demand, GrantPolicy, Inventory, StockOp};
 use crate::id::{OrderId, PriceListId};
-use crate::order::{OrderStatus, order_id_for};
+use crate::order::OrderStatus;
+use crate::order_id::v1_id;
 use crate::pricing::PriceList;
 use crate::refusal::RejectKind;
 use crate::testing::{
@@ -429,8 +430,69 @@ fn one_key_commits_once_across_edges_and_the_core() {
     assert_eq!(inv(&m, "A").committed, 1);
     assert_eq!(
         id,
-        order_id_for(&crate::CustomerId::new("cust-1").unwrap(), "k-42")
+        crate::testing::order_ids().order_id(&crate::CustomerId::new("cust-1").unwrap(), "k-42")
     );
+}
+
+/// The same order under its v1 id (as an edge not yet upgraded takes it).
+fn as_v1(mut o: crate::order::Order) -> crate::order::Order {
+    o.order_id = v1_id(&o.customer_id, o.idempotency_key.as_deref().unwrap());
+    o
+}
+
+/// A key first used before v2 ids and retried after names two ids; the retry is answered with
+/// the order the first one stands for, whether it comes from an edge or to the core, and its
+/// units go back (I3 across the switch).
+#[test]
+fn a_key_first_used_under_a_v1_id_is_one_order_when_retried_under_v2() {
+    let mut m = machine();
+    let (old_edge, new_edge) = (edge(EDGES[0]), edge(EDGES[1]));
+    for e in [&old_edge, &new_edge] {
+        m.apply(&exact_grant(e, "A", 3), 0);
+    }
+    let first = as_v1(edge_order(&m.state, "k-1", &old_edge, request(&[("A", 1)])));
+    let r = results(m.apply(
+        &Command::CommitOrders {
+            edge: old_edge.clone(),
+            orders: vec![first.clone()],
+        },
+        0,
+    ));
+    assert_eq!(
+        (r[0].status, r[0].duplicate),
+        (OrderStatus::Committed, false)
+    );
+    // The retry at an upgraded edge: answered by the order that stands, under the id it sent.
+    let retry = edge_order(&m.state, "k-1", &new_edge, request(&[("A", 1)]));
+    assert_ne!(retry.order_id, first.order_id);
+    let r = results(m.apply(
+        &Command::CommitOrders {
+            edge: new_edge.clone(),
+            orders: vec![retry.clone()],
+        },
+        0,
+    ));
+    assert!(r[0].duplicate);
+    assert_eq!(r[0].order_id, retry.order_id);
+    assert_eq!(r[0].original.as_ref().unwrap().order_id, first.order_id);
+    assert!(!r[0].key_reused);
+    // The same key for something else is the key reused.
+    let other = edge_order(&m.state, "k-1", &new_edge, request(&[("A", 2)]));
+    let r = results(m.apply(
+        &Command::CommitOrders {
+            edge: new_edge,
+            orders: vec![other],
+        },
+        0,
+    ));
+    assert!(r[0].duplicate && r[0].key_reused);
+    // And at the core, centrally.
+    let out = m.apply(&central_order(request(&[("A", 1)]), "k-1"), 0);
+    assert!(
+        matches!(&out, Outcome::Order { order, duplicate: true } if order.order_id == first.order_id),
+        "{out:?}"
+    );
+    assert_eq!(inv(&m, "A").committed, 1, "one order, one unit");
 }
 
 proptest! {

@@ -8,7 +8,7 @@
 //! | `Inventory` | inventory | 2 (reads 1) | the same |
 //! | `Order` | order | 1 | a core's store rows; an edge's outbox |
 //! | `CommitLog` | commit log | 1 | a core's store rows: the orders decided at one version |
-//! | `Proposal` | proposal | 3 (reads 2, 1) | the regions' Raft log: a command, its id, the proposer's clock and, for an admin write, who made it |
+//! | `Proposal` | proposal | 4 (reads 3, 2, 1) | the regions' Raft log: a command, its id, the proposer's clock and, for an admin write, who made it |
 //! | `Outcome` | outcome | 2 (reads 1) | Raft's reply to a proposal, and the core's reply to an edge, as the same bytes |
 //! | `EdgeWrite` | edge write | 2 (reads 1) | an edge's write to a core over the mesh |
 //! | `DedupRecord` | dedup record | 2 (reads 1) | a core's store rows: what a keyed command answered |
@@ -16,7 +16,7 @@
 //! | `EdgeRead` | edge read | 1 | an edge's read of a customer's orders from a core over the mesh |
 //! | `ReadReply` | read reply | 1 | the core's answer to it |
 //!
-//! Earlier versions, frozen, are in `v1` and `v2`.
+//! Earlier versions, frozen, are in `v1`, `v2` and `v3`.
 //!
 //! A value's version changes when its layout does, and with it the version of every value that
 //! carries it (an `Order` inside a `Proposal` or an `Outcome`); the codec's module docs say how
@@ -24,6 +24,7 @@
 
 pub mod v1;
 pub mod v2;
+pub mod v3;
 
 use codec::{FirstVersion, Format, Versioned};
 
@@ -130,10 +131,10 @@ second_version! {
 impl Versioned for Proposal {
     const FORMAT: Format = Format {
         label: "proposal",
-        version: 3,
+        version: 4,
     };
-    type Previous = v2::Proposal;
-    fn migrate(previous: v2::Proposal) -> Self {
+    type Previous = v3::Proposal;
+    fn migrate(previous: v3::Proposal) -> Self {
         previous.into()
     }
 }

@@ -7,8 +7,8 @@ use codec::{Format, Versioned};
 
 use crate::command::{self, Command};
 
-/// (`Command` is the same in versions 2 and 3; a change to it must freeze its version-2 layout
-/// here first.)
+/// (`Command` of version 2 is today's without `NoteMembership`; a change to an existing variant
+/// must freeze its version-2 layout here first.)
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Proposal {
     pub command_id: [u8; 16],

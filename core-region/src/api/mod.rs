@@ -37,6 +37,8 @@ pub struct AppState {
     pub writes: Writes,
     pub tokens: Arc<TokenSet>,
     pub grant_policy: GrantPolicy,
+    /// What central orders' ids are derived under (the deployment's secret).
+    pub order_ids: Arc<commerce::order_id::OrderIdKey>,
     /// How long a write may wait for the log before the caller is told to retry.
     pub write_timeout: Duration,
     /// Unix ms when this process started, for `/admin/v1/cluster`.
@@ -209,12 +211,45 @@ async fn add_member(
         raft_addr: m.raft_addr,
         admin_url: m.admin_url,
     };
-    s.writes
-        .node()
-        .add_member(m.id, member, m.voter)
-        .await
-        .map_err(membership_problem)?;
+    let change = format!(
+        "add member {} ({} at {}, {})",
+        m.id,
+        member.name,
+        member.raft_addr,
+        if m.voter { "voter" } else { "learner" }
+    );
+    let node = s.writes.node().clone();
+    noted(&s, &change, node.add_member(m.id, member, m.voter)).await?;
     Ok(cluster(State(s)).await)
+}
+
+/// Makes the membership change `change` (`made`), noted in the log before it is made, and
+/// after, with what became of it: the audit log keeps both with who asked. A change that
+/// cannot be noted first is not made.
+async fn noted(
+    s: &AppState,
+    change: &str,
+    made: impl Future<Output = Result<(), replication::raft::MembershipError>>,
+) -> Result<(), Problem> {
+    let note = |how: String| {
+        let mut change = format!("{change}: {how}");
+        // Within the note's bound, on a character boundary.
+        while change.len() > commerce::command::MEMBERSHIP_NOTE_MAX_BYTES {
+            change.pop();
+        }
+        Command::NoteMembership { change }
+    };
+    submit(s, "cluster", None, note("asked".into())).await?;
+    let result = made.await.map_err(membership_problem);
+    let how = match &result {
+        Ok(()) => "done".to_owned(),
+        Err(p) => format!("failed: {}", p.detail),
+    };
+    if let Err(p) = submit(s, "cluster", None, note(how)).await {
+        // The change stands (or failed) either way; the note that it was asked is kept.
+        tracing::warn!(%change, problem = %p.detail, "a membership change's outcome was not noted");
+    }
+    result
 }
 
 /// Removes a region from the group.
@@ -222,11 +257,8 @@ async fn remove_member(
     State(s): State<AppState>,
     Path(id): Path<replication::protocol::NodeId>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    s.writes
-        .node()
-        .remove_member(id)
-        .await
-        .map_err(membership_problem)?;
+    let node = s.writes.node().clone();
+    noted(&s, &format!("remove member {id}"), node.remove_member(id)).await?;
     Ok(cluster(State(s)).await)
 }
 

@@ -35,7 +35,7 @@ async fn place_order(
             "orders need an Idempotency-Key header, so that a retry never places a second order",
         )
     })?;
-    let (scoped, command) = Command::central_order(req, key, s.region.clone(), None);
+    let (scoped, command) = Command::central_order(req, key, s.region.clone(), None, &s.order_ids);
     match submit(&s, "orders", Some(&scoped), command).await? {
         Outcome::Order { order, duplicate } => {
             let mut res = (StatusCode::CREATED, Json(order)).into_response();

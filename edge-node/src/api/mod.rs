@@ -50,6 +50,8 @@ impl std::ops::Deref for Edge {
 pub struct EdgeParts {
     pub region: String,
     pub edge: EdgeId,
+    /// What order ids are derived under (the deployment's secret).
+    pub order_ids: commerce::order_id::OrderIdKey,
     pub catalog: Catalog,
     pub outbox: Outbox,
     pub cores: Cores,

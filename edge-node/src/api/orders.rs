@@ -13,7 +13,7 @@ use commerce::command::{
     EdgeRead, EdgeRequest, EdgeWrite, ORDERS_PAGE_MAX, OrderCursor, Outcome, ReadReply, orders_page,
 };
 use commerce::order::check_idempotency_key;
-use commerce::order::{Order, OrderRequest, OrderStatus, Origin, order_id_for, price_order};
+use commerce::order::{Order, OrderRequest, OrderStatus, Origin, price_order};
 use commerce::refusal::Rejection;
 use commerce::shopper::OrderForm;
 use commerce::{EdgeId, Money, OrderId};
@@ -137,7 +137,7 @@ pub(super) async fn place_order(
         .retry_after(1));
     }
     e.has_catalog()?;
-    let order_id = order_id_for(&req.customer_id, &key);
+    let order_id = e.order_ids.order_id(&req.customer_id, &key);
     // A retry is found by the outbox's writer (`Intake::Existing`): no read on the way in.
     let now = util::clock::now_ms();
     let priced = {
@@ -230,6 +230,7 @@ async fn central(e: &Edge, key: String, req: OrderRequest) -> Result<Response, P
         )
         .retry_after(1));
     };
+    let ours = e.order_ids.order_id(&req.customer_id, &key);
     let write = EdgeWrite {
         request: EdgeRequest::CentralOrder {
             idempotency_key: key,
@@ -249,6 +250,10 @@ async fn central(e: &Edge, key: String, req: OrderRequest) -> Result<Response, P
         .map_err(|err| unreachable(err.to_string()))?;
     match outcome {
         Outcome::Order { order, duplicate } => {
+            if !duplicate && order.order_id != ours {
+                // A retry of this key here would name another order than the core's.
+                tracing::error!(ours = %ours, core = %order.order_id, "the core derives order ids under another deployment secret than this edge: give every node the same deployment.secret");
+            }
             // Kept for GET /v1/orders/{id} and retries here; the core has it whatever happens.
             if let Err(err) = e.outbox.record((*order).clone()).await {
                 tracing::warn!(order = %order.order_id, error = %err, "central order not recorded locally");
