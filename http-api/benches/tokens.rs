@@ -82,6 +82,21 @@ fn bench(c: &mut Criterion) {
                 })
             },
         );
+        // The floor: ring checking the same ECDSA signature alone, nothing else.
+        if let (Algorithm::ES256, jsonwebtoken::DecodingKeyKind::SecretOrDer(point)) =
+            (alg, key.kind())
+        {
+            g.bench_function("ES256/floor: ring signature alone", |b| {
+                b.iter(|| {
+                    ring::signature::UnparsedPublicKey::new(
+                        &ring::signature::ECDSA_P256_SHA256_FIXED,
+                        point,
+                    )
+                    .verify(black_box(message.as_bytes()), &signature)
+                    .unwrap()
+                })
+            });
+        }
         g.bench_function(format!("{alg:?}/check"), |b| {
             b.iter(|| verifier.check(black_box(&token)).unwrap())
         });

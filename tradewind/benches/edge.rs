@@ -305,7 +305,12 @@ fn main() {
             }
         }
         if std::env::var_os("TRADEWIND_BENCH_HOLD").is_some() {
-            println!("hold edge={} trivial={}", edge.url(""), trivial.1);
+            println!(
+                "hold edge={} trivial={} tokens={}",
+                edge.url(""),
+                trivial.1,
+                TOKENS.get().unwrap().display()
+            );
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
         let trivial_orders = format!("{}/v1/orders", trivial.1);
