@@ -109,6 +109,34 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Region keys that shoppers' personal data is sealed to: each region's private keys in
+    /// DIR/<region>.keys (0600, for that region's cores only), every region's public keys in
+    /// DIR/public.keys (for every node).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make the first key of each region in a directory that has none of theirs.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Core regions, comma-separated (e.g. cn-shanghai,ap-singapore,us-east).
+        #[arg(long, value_delimiter = ',', required = true)]
+        regions: Vec<String>,
+    },
+    /// Add a new key to a region: data is sealed to it from now on, and what was sealed to
+    /// its older keys, which are kept, still opens. Copy DIR/<region>.keys to the region's
+    /// cores and DIR/public.keys to every node.
+    Rotate {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        region: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -453,6 +481,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Catalog { command } => runtime()?.block_on(catalog::run(command)),
+        Command::Keys { command } => {
+            match command {
+                KeysCommand::Init { dir, regions } => {
+                    let ids = sealing::keys::init(&dir, &regions)?;
+                    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                    println!(
+                        "{}: keys {} (each <region>.keys private to its region), public.keys",
+                        dir.display(),
+                        ids.join(", ")
+                    );
+                }
+                KeysCommand::Rotate { dir, region } => {
+                    let id = sealing::keys::rotate(&dir, &region)?;
+                    println!(
+                        "{}: {id} added to {region}.keys and public.keys; older keys kept",
+                        dir.display()
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Certs { command } => {
             match command {
                 CertsCommand::Init {

@@ -1,0 +1,59 @@
+//! Sealing and opening one shopper's address (about 80 bytes of JSON), for each suite: with a
+//! sealer or opener that has its HPKE context (what each order pays: its key exported, the data
+//! encrypted), and the key exchange itself (a new sealer; an opener's first value of a key
+//! share), paid once per sealer. The baseline, in the same run, is the suite alone encrypting the
+//! same bytes under a key it already has.
+//!
+//! Run: `cargo bench -p sealing --bench seal`
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::sync::Arc;
+
+use sealing::{FileKeys, Opener, PublicKeys, Sealer, Suite};
+
+const ADDRESS: &[u8] =
+    br#"{"line1":"1 Raffles Place, #20-01","city":"Singapore","postal_code":"048616"}"#;
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    sealing::keys::init(dir.path(), &["ap-singapore".to_owned()]).unwrap();
+    let public = PublicKeys::load(dir.path()).unwrap();
+    let (id, key) = public.newest("ap-singapore").unwrap();
+    let private = Arc::new(FileKeys::load(dir.path(), "ap-singapore").unwrap());
+    let mut g = c.benchmark_group("address");
+    for suite in Suite::ALL {
+        let name = suite.name();
+        let sealer = Sealer::new(&id, &key, suite);
+        g.bench_function(format!("{name}/seal"), |b| {
+            b.iter(|| sealer.seal(b"o2-1", black_box(ADDRESS)))
+        });
+        let sealed = sealer.seal(b"o2-1", ADDRESS);
+        let opener = Opener::new(private.clone());
+        g.bench_function(format!("{name}/open"), |b| {
+            b.iter(|| opener.open(black_box(&sealed), b"o2-1").unwrap())
+        });
+        g.bench_function(format!("{name}/key exchange: a new sealer"), |b| {
+            b.iter(|| Sealer::new(&id, &key, suite))
+        });
+        g.bench_function(
+            format!("{name}/key exchange: a new opener's first value"),
+            |b| {
+                b.iter(|| {
+                    Opener::new(private.clone())
+                        .open(black_box(&sealed), b"o2-1")
+                        .unwrap()
+                })
+            },
+        );
+        let data_key = vec![7u8; suite.key_len()];
+        g.bench_function(format!("{name}/baseline: encrypt alone"), |b| {
+            b.iter(|| suite.encrypt(&data_key, &[1; 12], b"o2-1", black_box(ADDRESS)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
