@@ -222,3 +222,45 @@ fn the_sealed_format_is_pinned() {
     bytes[at + 13] = b'x';
     assert!(codec::decode::<Sealed>(&bytes).is_err());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Any bytes read back as a sealed value, and any sealed value altered anywhere, are an
+    /// error or a value, and never open as something else or panic.
+    #[test]
+    fn hostile_bytes_never_open_or_panic(
+        noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        at in proptest::prelude::any::<usize>(),
+        flip in 1u8..=255,
+    ) {
+        let (home, good) = once();
+        if let Ok(sealed) = codec::decode::<Sealed>(&noise) {
+            proptest::prop_assert!(home.open(&sealed, b"o2-1").is_err());
+        }
+        let mut bad = good.clone();
+        let i = at % bad.len();
+        bad[i] ^= flip;
+        if let Ok(sealed) = codec::decode::<Sealed>(&bad) {
+            proptest::prop_assert!(home.open(&sealed, b"o2-1").is_err(), "byte {} altered", i);
+        }
+    }
+}
+
+/// For the property test's cases, made once: the home region's opener, and one sealed value's
+/// bytes (which open).
+fn once() -> &'static (Opener, Vec<u8>) {
+    static ONCE: std::sync::OnceLock<(tempfile::TempDir, (Opener, Vec<u8>))> =
+        std::sync::OnceLock::new();
+    &ONCE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            regions(dir.path());
+            let home = opener(dir.path(), "ap-singapore");
+            let sealed = seal_to(dir.path(), "ap-singapore", Suite::Aes256Gcm, b"o2-1");
+            assert_eq!(home.open(&sealed, b"o2-1").unwrap(), ADDRESS);
+            let bytes = codec::encode(&sealed).unwrap();
+            (dir, (home, bytes))
+        })
+        .1
+}
