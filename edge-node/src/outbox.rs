@@ -349,6 +349,8 @@ impl Outbox {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(store)?;
         }
+        // Orders with their shoppers' details: readable by this process's user alone.
+        util::files::private(path).map_err(|e| store(format!("{}: {e}", path.display())))?;
         let db = Database::create(path).map_err(|e| store(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(store)?;
         Tables::open(&txn)?;

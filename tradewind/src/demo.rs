@@ -453,10 +453,7 @@ impl Part {
         // started (a part restarted later must be the same version as the rest of the mesh).
         let image = Path::new("/proc/self/exe");
         let program = if image.exists() { image } else { exe.as_path() };
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
+        let err = util::files::append_private(&log)
             .with_context(|| format!("opening {}", log.display()))?;
         // A group of its own: Ctrl-C in the terminal reaches the demo alone, which stops the
         // parts in order.

@@ -1520,3 +1520,55 @@ async fn a_shoppers_orders_are_listed_across_edges_newest_first_a_page_at_a_time
         .unwrap();
     assert_eq!(problem(res).await, (401, "token-required".into()));
 }
+
+/// The files a core and an edge keep their data in (the store, the Raft log, the outbox), and
+/// every key file, are readable by their owner alone: shoppers' details are in them.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_and_key_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let Solo {
+        _dir,
+        core: _core,
+        edge,
+        ..
+    } = solo(1_000, "").await;
+    until_granted(&edge, "private").await;
+    let (status, o) = place(&edge, "at-the-edge").await;
+    assert_eq!(status, 201, "{o}");
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(_dir.path(), &mut files);
+    let private: Vec<_> = files
+        .iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(".redb") || name.ends_with(".key") || name.ends_with(".secret")
+        })
+        .collect();
+    for kind in [
+        "core.redb",
+        "raft-log.redb",
+        "outbox.redb",
+        ".key",
+        "deployment.secret",
+    ] {
+        assert!(
+            private.iter().any(|p| p.to_string_lossy().ends_with(kind)),
+            "no {kind} among {files:?}"
+        );
+    }
+    for p in private {
+        let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", p.display());
+    }
+}

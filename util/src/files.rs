@@ -1,7 +1,8 @@
 //! Writing the small files a deployment keeps (keys, certificates, key sets) so that a reader
 //! never sees half of one: a new file is created only where none is (`write_new`), and a file
 //! is replaced whole by a rename (`replace`). Private files are made readable by their owner
-//! only (0600) from the moment they exist, not chmod-ed afterwards.
+//! only (0600) from the moment they exist, not chmod-ed afterwards; so are the files a process
+//! keeps its data in (stores, logs, outboxes: `private`), which hold what shoppers entrust.
 
 use std::io::Write;
 use std::path::Path;
@@ -18,6 +19,33 @@ pub fn write_new(path: &Path, contents: &[u8], private: bool) -> std::io::Result
     let mut f = options.open(path)?;
     f.write_all(contents)?;
     f.sync_all()
+}
+
+/// Makes `path` a file only its owner may read and write: created empty with mode 0600 when it
+/// is missing (a store then initialises it), its mode narrowed to 0600 when it is there.
+pub fn private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let f = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if f.metadata()?.permissions().mode() & 0o077 != 0 {
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens `path` for appending (a log), created private (0600) when it is missing.
+pub fn append_private(path: &Path) -> std::io::Result<std::fs::File> {
+    private(path)?;
+    std::fs::OpenOptions::new().append(true).open(path)
 }
 
 /// Writes `path` whole: a new file beside it, renamed over it.
@@ -48,5 +76,33 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(!p.with_extension("tmp").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn data_files_are_made_private_and_kept_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let new = dir.path().join("store.redb");
+        private(&new).unwrap();
+        assert_eq!((mode(&new), std::fs::read(&new).unwrap().len()), (0o600, 0));
+        // One made before, readable by all: narrowed, its bytes untouched.
+        let old = dir.path().join("old.redb");
+        std::fs::write(&old, b"data").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        private(&old).unwrap();
+        assert_eq!(
+            (mode(&old), std::fs::read(&old).unwrap()),
+            (0o600, b"data".to_vec())
+        );
+        let log = dir.path().join("core.log");
+        use std::io::Write;
+        append_private(&log).unwrap().write_all(b"one\n").unwrap();
+        append_private(&log).unwrap().write_all(b"two\n").unwrap();
+        assert_eq!(
+            (mode(&log), std::fs::read(&log).unwrap()),
+            (0o600, b"one\ntwo\n".to_vec())
+        );
     }
 }

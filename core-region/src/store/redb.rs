@@ -28,6 +28,8 @@ impl RedbStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| io(format!("{}: {e}", dir.display())))?;
         }
+        // What the store holds is shoppers' business: readable by this process's user alone.
+        util::files::private(path).map_err(|e| io(format!("{}: {e}", path.display())))?;
         let db = Database::create(path).map_err(|e| io(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(io)?;
         {

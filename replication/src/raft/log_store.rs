@@ -56,6 +56,9 @@ impl LogStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(write_err)?;
         }
+        // The log carries every write, orders and their shoppers' details among them: readable
+        // by this process's user alone.
+        util::files::private(path).map_err(|e| write_err(format!("{}: {e}", path.display())))?;
         let db =
             Database::create(path).map_err(|e| write_err(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(write_err)?;
