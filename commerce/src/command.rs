@@ -353,6 +353,30 @@ impl Command {
         }
     }
 
+    /// This command's keyed orders under v1 ids (from a build before v2 ids), with their
+    /// customers and keys: a decision looks among the customer's newest orders
+    /// (`order_id::V1_LOOKBACK_ORDERS`) for one the same key placed under a v2 id, and answers
+    /// with it (`decide::Input::decided`, under the v1 id).
+    pub fn v1_keyed(&self) -> Vec<(&OrderId, &CustomerId, &str)> {
+        let v1 =
+            |id: &OrderId| crate::order_id::format_of(id) == Some(crate::order_id::IdFormat::V1);
+        match self {
+            Command::CommitOrders { orders, .. } => orders
+                .iter()
+                .take(COMMIT_BATCH_MAX)
+                .filter(|o| v1(&o.order_id))
+                .filter_map(|o| Some((&o.order_id, &o.customer_id, o.idempotency_key.as_deref()?)))
+                .collect(),
+            Command::CentralOrder {
+                order_id,
+                idempotency_key: Some(key),
+                request,
+                ..
+            } if v1(order_id) => vec![(order_id, &request.customer_id, key.as_str())],
+            _ => Vec::new(),
+        }
+    }
+
     /// The v1 ids that the keys of this command's v2 orders named before v2
     /// (`order_id::v1_beside`): a decision looks for an order under them too, and the core reads
     /// them while it holds any v1 order.

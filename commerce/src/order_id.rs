@@ -130,6 +130,22 @@ pub fn may_name(id: &OrderId, customer: &CustomerId, key: &str) -> bool {
     }
 }
 
+/// How many of a customer's newest orders a decision looks through for one a key placed under
+/// a v2 id, when the key comes again under its v1 id (from a build before v2 ids, during a
+/// rolling upgrade): bounded, since it is read for every such order.
+pub const V1_LOOKBACK_ORDERS: usize = 256;
+
+/// The order among `newest` (a customer's orders, newest first) that `key` placed under a v2
+/// id, if there is one.
+pub fn v2_order_of<'o>(
+    newest: impl IntoIterator<Item = &'o crate::order::Order>,
+    key: &str,
+) -> Option<&'o crate::order::Order> {
+    newest.into_iter().take(V1_LOOKBACK_ORDERS).find(|o| {
+        format_of(&o.order_id) == Some(IdFormat::V2) && o.idempotency_key.as_deref() == Some(key)
+    })
+}
+
 /// The v1 id a v2 order under `key` may stand beside (a key first used before v2), if it is
 /// one.
 pub fn v1_beside(id: &OrderId, customer: &CustomerId, key: &str) -> Option<OrderId> {

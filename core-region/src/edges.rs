@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commerce::EdgeId;
-use commerce::command::{EdgeRead, EdgeWrite, ReadReply};
+use commerce::command::{EdgeRead, EdgeRequest, EdgeWrite, ReadReply};
 use commerce::escrow::GrantPolicy;
 use fault::{Fault, Kind};
 use replication::app::{Submissions, SubmitFuture};
@@ -60,6 +60,9 @@ impl EdgeWrites {
                 format!("the certificate's name is no edge id: {e}"),
             )
         })?;
+        if let Some(why) = foreign_order_id(&write.request, &self.order_ids) {
+            return Err(refuse(Kind::Conflict, why));
+        }
         let (route, key, command) =
             write
                 .request
@@ -70,6 +73,27 @@ impl EdgeWrites {
             .await?;
         Ok(reply)
     }
+}
+
+/// Why an edge's commit names an order under a v2 id this region would not give its key, if it
+/// does: the edge derives ids under another deployment secret, and a retry of the key through
+/// this region would be another order (I3). Checked here, where the secret is, and not by the
+/// rules, which every member applies alike without it; refused, the order waits at its edge
+/// (its age shows in the edge's health) until the nodes share one secret.
+fn foreign_order_id(request: &EdgeRequest, ids: &commerce::order_id::OrderIdKey) -> Option<String> {
+    let EdgeRequest::Commit(orders) = request else {
+        return None;
+    };
+    orders.iter().find_map(|o| {
+        let key = o.idempotency_key.as_deref()?;
+        let v2 = commerce::order_id::format_of(&o.order_id) == Some(commerce::order_id::IdFormat::V2);
+        (v2 && ids.order_id(&o.customer_id, key) != o.order_id).then(|| {
+            format!(
+                "order {} is named under another deployment secret than this region's: give every node the same deployment.secret",
+                o.order_id
+            )
+        })
+    })
 }
 
 impl EdgeWrites {

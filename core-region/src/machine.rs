@@ -161,6 +161,20 @@ impl Batch<'_> {
                 found.insert(id.clone(), o);
             }
         }
+        for (id, customer, key) in command.v1_keyed() {
+            if found.contains_key(id) {
+                continue;
+            }
+            let newest = crate::reads::customer_orders(
+                self.store,
+                customer,
+                None,
+                commerce::order_id::V1_LOOKBACK_ORDERS,
+            )?;
+            if let Some(o) = commerce::order_id::v2_order_of(&newest, key) {
+                found.insert(id.clone(), o.clone());
+            }
+        }
         Ok(found)
     }
 }

@@ -107,11 +107,21 @@ fn bind_transport(config: &CoreConfig) -> Result<Option<Arc<Transport>>, StartEr
 }
 
 /// The key order ids are derived under, from the deployment's secret (made first by a group of
-/// one).
-fn order_id_key(config: &CoreConfig) -> Result<commerce::order_id::OrderIdKey, StartError> {
+/// one, on its first start only: a store that holds data had a secret, and a new one would give
+/// its keys other ids).
+fn order_id_key(
+    config: &CoreConfig,
+    applied: u64,
+) -> Result<commerce::order_id::OrderIdKey, StartError> {
     let (path, make) = config.secret_path()?;
     let fail =
         |e: replication::certs::CertError| StartError::Other(format!("deployment secret: {e}"));
+    if make && !path.exists() && applied > 0 {
+        return Err(StartError::Other(format!(
+            "deployment secret: {} is missing while the store holds data; restore it (a new one would give every Idempotency-Key another order id)",
+            path.display()
+        )));
+    }
     if make && replication::certs::make_secret(&path).map_err(fail)? {
         tracing::info!(path = %path.display(), "made this region's deployment secret");
     }
@@ -134,7 +144,7 @@ pub async fn serve(
     })
     .await
     .map_err(|e| StartError::Other(e.to_string()))??;
-    let order_ids = Arc::new(order_id_key(&config)?);
+    let order_ids = Arc::new(order_id_key(&config, machine.applied())?);
     let version = machine.applied();
     tracing::info!(
         region = %config.region,

@@ -410,3 +410,41 @@ fn a_key_retried_under_a_v2_id_finds_its_v1_order_after_a_restart() {
     );
     assert_eq!(h.inv("A").committed, 1);
 }
+
+/// Both ways round without a restart: a v1 order committed on a store that held none is looked
+/// for by the next v2 order of its key at once; and a v2 order is found, through the
+/// customer's index, by its key retried under the v1 id.
+#[test]
+fn a_key_is_one_order_across_id_versions_in_a_running_machine() {
+    let mut h = Harness::new();
+    let (e1, e2) = (edge("sg-1"), edge("sg-2"));
+    h.run(exact_grant(&e1, "A", 4));
+    h.run(exact_grant(&e2, "A", 4));
+    let v1 = |mut o: commerce::order::Order| {
+        o.order_id =
+            commerce::order_id::v1_id(&o.customer_id, o.idempotency_key.as_deref().unwrap());
+        o
+    };
+    let commit = |h: &mut Harness, e: &commerce::EdgeId, o: commerce::order::Order| {
+        let Outcome::Orders { results, .. } = h.run(Command::CommitOrders {
+            edge: e.clone(),
+            orders: vec![o],
+        }) else {
+            panic!("not an orders outcome")
+        };
+        results.into_iter().next().unwrap()
+    };
+    // v1 first, then v2, no reopen between.
+    let old = v1(edge_order(h.m().state(), "k-1", &e1, request(&[("A", 1)])));
+    assert!(!commit(&mut h, &e1, old.clone()).duplicate);
+    let new = edge_order(h.m().state(), "k-1", &e2, request(&[("A", 1)]));
+    let r = commit(&mut h, &e2, new);
+    assert!(r.duplicate && r.original.unwrap().order_id == old.order_id);
+    // v2 first, then v1.
+    let new = edge_order(h.m().state(), "k-2", &e2, request(&[("A", 1)]));
+    assert!(!commit(&mut h, &e2, new.clone()).duplicate);
+    let old = v1(edge_order(h.m().state(), "k-2", &e1, request(&[("A", 1)])));
+    let r = commit(&mut h, &e1, old);
+    assert!(r.duplicate && r.original.unwrap().order_id == new.order_id);
+    assert_eq!(h.inv("A").committed, 2, "two keys, two orders");
+}

@@ -153,8 +153,8 @@ async fn admission_is_bounded_in_bytes_too() {
 }
 
 /// An edge's write (no actor) goes into the log as proposal version 2, which the build before
-/// version 3 reads, an admin write as version 3, and only a membership note as version 4; all
-/// read back whole here.
+/// version 3 reads, an admin write as version 3, and a membership note or an order under a v2
+/// id as version 4 (builds before v2 ids would reject the order); all read back whole here.
 #[test]
 fn proposals_without_an_actor_are_written_as_the_previous_build_reads_them() {
     use core_region::writes::proposal_bytes;
@@ -177,4 +177,23 @@ fn proposals_without_an_actor_are_written_as_the_previous_build_reads_them() {
     let bytes = proposal_bytes(note.clone()).unwrap();
     assert_eq!(bytes[0], 4);
     assert_eq!(codec::decode::<Proposal>(&bytes).unwrap(), note);
+    // Orders: under v1 ids as before, under v2 ids only as version 4.
+    let request = commerce::testing::request(&[("A", 1)]);
+    let ids = commerce::testing::order_ids();
+    for (id, version) in [
+        (commerce::order_id::v1_id(&request.customer_id, "k-1"), 2),
+        (ids.order_id(&request.customer_id, "k-1"), 4),
+    ] {
+        let mut order = edge.clone();
+        order.command = Command::CentralOrder {
+            order_id: id,
+            idempotency_key: Some("k-1".into()),
+            request: request.clone(),
+            region: "r1".into(),
+            edge: None,
+        };
+        let bytes = proposal_bytes(order.clone()).unwrap();
+        assert_eq!(bytes[0], version);
+        assert_eq!(codec::decode::<Proposal>(&bytes).unwrap(), order);
+    }
 }

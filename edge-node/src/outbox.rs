@@ -599,12 +599,11 @@ impl Outbox {
                     .insert(seq, (status_code(r.status), Some(r.version), reason))
                     .map_err(store)?;
                 if let Some(original) = r.original {
-                    // The order that stands under the id is what this edge shows from now on.
+                    // The order that stands is what this edge shows from now on under the id
+                    // it gave the shopper (the row's id), also when the order that stands has
+                    // another (a key first used under a v1 id).
                     t.orders
-                        .insert(
-                            seq,
-                            (original.order_id.as_str(), encode(&original)?.as_slice()),
-                        )
+                        .insert(seq, (r.order_id.as_str(), encode(&original)?.as_slice()))
                         .map_err(store)?;
                 }
             }
@@ -845,6 +844,49 @@ mod tests {
         assert_eq!(ob.units(&sku), 5);
         assert_eq!(ob.pending_count(), 0);
         assert_eq!(ob.order(&ours.order_id).unwrap(), Some(theirs));
+    }
+
+    /// Across the order ids' switch: a key taken here under its v1 id, retried here under v2,
+    /// is the order taken; and a copy superseded by an order of another id is shown under the
+    /// id this edge gave, also after a restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_taken_under_a_v1_id_is_found_and_a_superseded_copy_keeps_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.redb");
+        let ob = Outbox::open(&path, 16).unwrap();
+        let sku = SkuId::new("S-1").unwrap();
+        ob.granted(&sku, 5).await.unwrap();
+        let mut first = order("k-1", 1);
+        first.order_id = commerce::order_id::v1_id(&first.customer_id, "k-1");
+        assert!(matches!(
+            ob.accept(first.clone()).await,
+            Ok(Intake::Accepted(_))
+        ));
+        match ob.accept(order("k-1", 1)).await {
+            Ok(Intake::Existing(o)) => assert_eq!(o.order_id, first.order_id),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(ob.units(&sku), 4, "one unit taken, once");
+        // A copy under a v2 id superseded by the order that stands under its v1 id.
+        let ours = order("k-2", 1);
+        assert!(matches!(
+            ob.accept(ours.clone()).await,
+            Ok(Intake::Accepted(_))
+        ));
+        let mut theirs = ours.clone();
+        theirs.order_id = commerce::order_id::v1_id(&ours.customer_id, "k-2");
+        theirs.status = OrderStatus::Committed;
+        let verdict = OrderResult {
+            duplicate: true,
+            original: Some(Box::new(theirs.clone())),
+            ..result(&ours, OrderStatus::Committed)
+        };
+        ob.settle(vec![verdict]).await.unwrap();
+        let shown = |ob: &Outbox| ob.order(&ours.order_id).unwrap().map(|o| o.order_id);
+        assert_eq!(shown(&ob), Some(theirs.order_id.clone()));
+        drop(ob);
+        let ob = reopen(&path).await;
+        assert_eq!(shown(&ob), Some(theirs.order_id));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

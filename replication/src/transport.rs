@@ -397,7 +397,28 @@ impl Transport {
             conn.close(REFUSED, b"revoked");
             return Err(connect_err("its certificate is revoked".into()));
         }
-        Ok(conn)
+        // Every node calls cores only (members call members, edges their cores): a server
+        // whose certificate names it something else, under a core's name, is not one.
+        let role = conn
+            .peer_identity()
+            .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+            .and_then(|chain| Peer::of(&chain))
+            .map(|p| p.role);
+        match role {
+            Some(None | Some(crate::certs::Role::Core)) => Ok(conn),
+            Some(Some(role)) => {
+                conn.close(REFUSED, b"not a core");
+                Err(connect_err(format!(
+                    "its certificate names a {role}, not a core"
+                )))
+            }
+            None => {
+                conn.close(REFUSED, b"no node name in certificate");
+                Err(connect_err(
+                    "no usable node name and role in its certificate".into(),
+                ))
+            }
+        }
     }
 
     /// Sends `request` to `peer` at `addr` and waits for its reply, at most `timeout`.
@@ -524,7 +545,7 @@ impl Transport {
                         return;
                     }
                     if peer.role.is_none() {
-                        tracing::warn!(%remote, %peer, "a peer's certificate names no role: served as before roles, by its name; reissue it (tradewind certs add --role)");
+                        tracing::warn!(%remote, %peer, "a peer's certificate names no role: served as before roles, by its name; reissue it with one (move its <node>.pem and .key aside, `tradewind certs add --node <node> --role ...`, then `tradewind certs revoke --cert` the old one)");
                     }
                     let fp = crate::revoked::fingerprint(&leaf);
                     let Some(slot) = PeerSlot::take(&open, &peer.name, fp, &conn) else {

@@ -476,3 +476,42 @@ async fn a_revoked_node_is_cut_off_at_runtime_and_everyone_else_is_served() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Nodes call cores only: a server whose certificate, though of the deployment's CA and under
+/// the name called, names it an edge or a router is refused, so that a stolen edge certificate
+/// behind a hijacked address cannot take a core's traffic; a core's, or one from before roles,
+/// is called.
+#[tokio::test]
+async fn a_server_is_called_only_when_its_certificate_names_a_core() {
+    let dir = tempfile::tempdir().unwrap();
+    certs::init(dir.path(), &[("cn-shanghai".to_owned(), certs::Role::Core)]).unwrap();
+    certs::issue_node(dir.path(), "sg-edge-1", certs::Role::Edge).unwrap();
+    certs::issue_node(dir.path(), "geo-1", certs::Role::Router).unwrap();
+    certs::issue_node(dir.path(), "us-east", certs::Role::Core).unwrap();
+    certs::issue_node_without_role(dir.path(), "ap-singapore").unwrap();
+    let caller = Transport::bind(
+        loopback(),
+        &NodeTls::load(dir.path(), "cn-shanghai").unwrap(),
+    )
+    .unwrap();
+    for (name, called) in [
+        ("sg-edge-1", false),
+        ("geo-1", false),
+        ("us-east", true),
+        ("ap-singapore", true),
+    ] {
+        let server =
+            Transport::bind(loopback(), &NodeTls::load(dir.path(), name).unwrap()).unwrap();
+        server.serve(Arc::new(Echo));
+        let addr = server.local_addr().unwrap();
+        let answer: Result<(String, String), _> =
+            caller.call(name, addr, &"hello".to_owned(), TIMEOUT).await;
+        match answer {
+            Ok((_, msg)) => assert!(called && msg == "hello", "{name} was called"),
+            Err(e) => assert!(
+                !called && e.to_string().contains("not a core"),
+                "{name}: {e}"
+            ),
+        }
+    }
+}

@@ -25,7 +25,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("address");
     for suite in Suite::ALL {
         let name = suite.name();
-        let sealer = Sealer::new(&id, &key, suite);
+        let sealer = Sealer::new(&id, &key, suite).unwrap();
         g.bench_function(format!("{name}/seal"), |b| {
             b.iter(|| sealer.seal(b"o2-1", black_box(ADDRESS)))
         });
@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| opener.open(black_box(&sealed), b"o2-1").unwrap())
         });
         g.bench_function(format!("{name}/key exchange: a new sealer"), |b| {
-            b.iter(|| Sealer::new(&id, &key, suite))
+            b.iter(|| Sealer::new(&id, &key, suite).unwrap())
         });
         g.bench_function(
             format!("{name}/key exchange: a new opener's first value"),

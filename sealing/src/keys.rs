@@ -53,6 +53,12 @@ pub enum KeyError {
     Exists(PathBuf),
     #[error("key {0} does not open this data")]
     Decapsulate(KeyId),
+    #[error("key {0} is no usable X25519 public key")]
+    Unusable(KeyId),
+    #[error(
+        "{0} has keys of region {1} that {1}.keys here lacks: rotate where the region's private keys are"
+    )]
+    Elsewhere(PathBuf, String),
 }
 
 /// A key's name: its region and its number there.
@@ -116,7 +122,9 @@ impl From<KeyId> for String {
 }
 
 fn check_region(region: &str) -> Result<(), KeyError> {
+    // `public` would name the public key file itself.
     let ok = !region.is_empty()
+        && region != "public"
         && region.len() <= 63
         && region
             .bytes()
@@ -174,11 +182,7 @@ impl PublicKeys {
             .filter(|(id, _)| id.region == region)
             .max_by_key(|(id, _)| id.n)
             .ok_or_else(|| KeyError::NoRegion(region.chars().take(80).collect()))?;
-        let key = PublicKey::from_bytes(bytes).map_err(|_| KeyError::BadFile {
-            path: PathBuf::from(PUBLIC_FILE),
-            line: 0,
-            why: format!("{id} is no X25519 public key"),
-        })?;
+        let key = PublicKey::from_bytes(bytes).map_err(|_| KeyError::Unusable(id.clone()))?;
         Ok((id.clone(), key))
     }
 
@@ -284,6 +288,21 @@ pub fn rotate(dir: &Path, region: &str) -> Result<KeyId, KeyError> {
     } else {
         Vec::new()
     };
+    let public_path = dir.join(PUBLIC_FILE);
+    let mut public = if public_path.exists() {
+        read_lines(&public_path)?
+    } else {
+        Vec::new()
+    };
+    // Numbered after every key of the region, published or held: a region's private keys moved
+    // to its cores leave their public halves here, and a number given twice would break every
+    // node's `public.keys`.
+    if public
+        .iter()
+        .any(|(id, _)| id.region == region && !private.iter().any(|(held, _)| held == id))
+    {
+        return Err(KeyError::Elsewhere(public_path, region.to_owned()));
+    }
     let n = private.iter().map(|(id, _)| id.n).max().unwrap_or(0) + 1;
     let id = KeyId::new(region, n)?;
     let mut ikm = [0u8; KEY_LEN];
@@ -295,12 +314,6 @@ pub fn rotate(dir: &Path, region: &str) -> Result<KeyId, KeyError> {
     })?;
     let (sk, pk) = Kem::derive_keypair(&ikm);
     private.push((id.clone(), sk.to_bytes().into()));
-    let public_path = dir.join(PUBLIC_FILE);
-    let mut public = if public_path.exists() {
-        read_lines(&public_path)?
-    } else {
-        Vec::new()
-    };
     public.push((id.clone(), pk.to_bytes().into()));
     write_lines(&path, &private, true)?;
     write_lines(&public_path, &public, false)?;

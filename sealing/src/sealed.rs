@@ -91,8 +91,9 @@ pub struct Sealer {
 }
 
 impl Sealer {
-    /// A sealer to region key `key` (`id`) with `suite`: one HPKE encapsulation.
-    pub fn new(id: &KeyId, key: &PublicKey, suite: Suite) -> Sealer {
+    /// A sealer to region key `key` (`id`) with `suite`: one HPKE encapsulation, refused for a
+    /// key no shared secret can come of (a low-order point).
+    pub fn new(id: &KeyId, key: &PublicKey, suite: Suite) -> Result<Sealer, KeyError> {
         let (enc, ctx) = hpke::setup_sender_with_rng::<
             hpke::aead::ExportOnlyAead,
             hpke::kdf::HkdfSha256,
@@ -103,14 +104,14 @@ impl Sealer {
             &info(id, suite),
             &mut rand::rng(),
         )
-        .expect("X25519 encapsulation to a valid public key");
-        Sealer {
+        .map_err(|_| KeyError::Unusable(id.clone()))?;
+        Ok(Sealer {
             key: id.clone(),
             suite,
             enc: enc.to_bytes().to_vec(),
             ctx,
             next: AtomicU64::new(0),
-        }
+        })
     }
 
     /// The region key it seals to.

@@ -135,6 +135,30 @@ mod tests {
         );
     }
 
+    /// SM4-GCM from RFC 8998, appendix A.1.
+    #[test]
+    fn sm4_gcm_is_rfc_8998s() {
+        let key = codec::unhex("0123456789abcdeffedcba9876543210").unwrap();
+        let nonce: [u8; 12] = codec::unhex("00001234567800000000abcd")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let aad = codec::unhex("feedfacedeadbeeffeedfacedeadbeefabaddad2").unwrap();
+        let pt = codec::unhex(
+            "aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbccccccccccccccccdddddddddddddddd\
+             eeeeeeeeeeeeeeeeffffffffffffffffeeeeeeeeeeeeeeeeaaaaaaaaaaaaaaaa",
+        )
+        .unwrap();
+        let ct = Suite::Sm4Gcm.encrypt(&key, &nonce, &aad, &pt);
+        assert_eq!(
+            codec::hex(&ct),
+            "17f399f08c67d5ee19d0dc9969c4bb7d5fd46fd3756489069157b282bb200735\
+             d82710ca5c22f0ccfa7cbf93d496ac15a56834cbcf98c397b4024a2691233b8d\
+             83de3541e4c2b58177e065a9bf7b62ec"
+        );
+        assert_eq!(Suite::Sm4Gcm.decrypt(&key, &nonce, &aad, &ct).unwrap(), pt);
+    }
+
     #[test]
     fn both_suites_refuse_altered_bytes_and_other_keys() {
         for suite in Suite::ALL {

@@ -16,7 +16,7 @@ fn regions(dir: &Path) {
 
 fn sealer(dir: &Path, region: &str, suite: Suite) -> Sealer {
     let (id, key) = PublicKeys::load(dir).unwrap().newest(region).unwrap();
-    Sealer::new(&id, &key, suite)
+    Sealer::new(&id, &key, suite).unwrap()
 }
 
 fn seal_to(dir: &Path, region: &str, suite: Suite, aad: &[u8]) -> Sealed {
@@ -152,6 +152,44 @@ fn key_files_are_private_and_bad_ones_are_clear_errors() {
         Err(KeyError::Exists(_))
     ));
     assert!(keys::init(dir.path(), &["Bad_Region".to_owned()]).is_err());
+    // `public` would name the public key file.
+    assert!(matches!(
+        keys::init(dir.path(), &["public".to_owned()]),
+        Err(KeyError::BadRegion(_))
+    ));
+    // A region whose private keys went to its cores is not rotated here under a number given
+    // already.
+    let moved = dir.path().join("moved");
+    std::fs::create_dir(&moved).unwrap();
+    std::fs::rename(
+        dir.path().join("cn-shanghai.keys"),
+        moved.join("cn-shanghai.keys"),
+    )
+    .unwrap();
+    assert!(matches!(
+        keys::rotate(dir.path(), "cn-shanghai"),
+        Err(KeyError::Elsewhere(..))
+    ));
+    std::fs::rename(
+        moved.join("cn-shanghai.keys"),
+        dir.path().join("cn-shanghai.keys"),
+    )
+    .unwrap();
+    // A published key no secret can be shared with (a low-order point) seals nothing.
+    let zero = tempfile::tempdir().unwrap();
+    std::fs::write(
+        zero.path().join("public.keys"),
+        format!("us-east/1 {}\n", "00".repeat(32)),
+    )
+    .unwrap();
+    let (id, key) = PublicKeys::load(zero.path())
+        .unwrap()
+        .newest("us-east")
+        .unwrap();
+    assert!(matches!(
+        Sealer::new(&id, &key, Suite::Aes256Gcm),
+        Err(KeyError::Unusable(_))
+    ));
     // A region with no keys, a key id of no shape.
     assert!(matches!(
         PublicKeys::load(dir.path()).unwrap().newest("us-east"),

@@ -331,8 +331,33 @@ async fn a_core_keeps_everything_across_kill_and_restart() {
     for (what, value) in before.as_object().unwrap() {
         assert!(value == &after[what], "{what} differs after restart");
     }
+    // Its key names the same order after the restart: the order ids' secret was kept.
+    let again = http
+        .post(core.url("/admin/v1/orders"))
+        .bearer_auth(TOKEN)
+        .header("idempotency-key", "restart-1")
+        .json(&json!({"customer_id": "c-9", "currency": "JPY",
+            "lines": [{"sku": "P-00000-WHITE-S", "qty": 1}, {"sku": "P-00003-BLACK", "qty": 2}],
+            "ship_to": {"country": "JP", "line1": "1-1 Marunouchi", "city": "Tokyo", "postal_code": "100-0005"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["order_id"], order["order_id"]);
     // And a clean stop on SIGTERM.
     assert!(core.terminate().success());
+    // Without its secret, a store that holds data is not served under a new one.
+    std::fs::remove_file(dir.path().join("data/deployment.secret")).unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["core", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("is missing while the store holds data"),
+        "{stderr}"
+    );
 }
 
 /// Admin tokens act only in their scopes and until they expire (401 past it, 403

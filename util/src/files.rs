@@ -7,8 +7,28 @@
 use std::io::Write;
 use std::path::Path;
 
-/// Creates `path` with `contents`; an error of kind `AlreadyExists` if something is there.
+/// Creates `path` with `contents`, whole or not at all (written beside it, then linked into
+/// place, so a crash never leaves half of a key); an error of kind `AlreadyExists` if something
+/// is there.
 pub fn write_new(path: &Path, contents: &[u8], private: bool) -> std::io::Result<()> {
+    let tmp = beside(path);
+    write_file(&tmp, contents, private)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    linked
+}
+
+/// A name in `path`'s directory that no other writer uses.
+fn beside(path: &Path) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}-{n}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Creates `path` (which must not exist) with `contents`, synced.
+fn write_file(path: &Path, contents: &[u8], private: bool) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -50,10 +70,13 @@ pub fn append_private(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// Writes `path` whole: a new file beside it, renamed over it.
 pub fn replace(path: &Path, contents: &[u8], private: bool) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    write_new(&tmp, contents, private)?;
-    std::fs::rename(&tmp, path)
+    let tmp = beside(path);
+    write_file(&tmp, contents, private)?;
+    let renamed = std::fs::rename(&tmp, path);
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    renamed
 }
 
 #[cfg(test)]
@@ -75,7 +98,8 @@ mod tests {
             let mode = std::fs::metadata(&p).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(!p.with_extension("tmp").exists());
+        // Nothing is left beside it.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[cfg(unix)]

@@ -30,12 +30,29 @@ impl MemoryMachine {
     pub fn apply(&mut self, command: &Command, at_ms: i64) -> Outcome {
         self.version += 1;
         let v1 = command.v1_ids_beside();
-        let decided: HashMap<OrderId, Order> = command
+        let mut decided: HashMap<OrderId, Order> = command
             .order_ids()
             .into_iter()
             .chain(&v1)
             .filter_map(|id| self.orders.get(id).map(|o| (id.clone(), o.clone())))
             .collect();
+        for (id, customer, key) in command.v1_keyed() {
+            if decided.contains_key(id) {
+                continue;
+            }
+            let mut theirs: Vec<&Order> = self
+                .orders
+                .values()
+                .filter(|o| &o.customer_id == customer)
+                .collect();
+            // Newest first, as the store's index lists them.
+            theirs.sort_by(|a, b| {
+                (b.accepted_at_ms.cmp(&a.accepted_at_ms)).then_with(|| a.order_id.cmp(&b.order_id))
+            });
+            if let Some(o) = crate::order_id::v2_order_of(theirs, key) {
+                decided.insert(id.clone(), o.clone());
+            }
+        }
         let input = Input {
             state: &self.state,
             decided: &decided,

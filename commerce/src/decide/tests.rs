@@ -495,6 +495,47 @@ fn a_key_first_used_under_a_v1_id_is_one_order_when_retried_under_v2() {
     assert_eq!(inv(&m, "A").committed, 1, "one order, one unit");
 }
 
+/// The other way round, during a rolling upgrade: a key first used under a v2 id and retried
+/// under its v1 id (by an edge or a leader of the build before) is that order too.
+#[test]
+fn a_key_first_used_under_a_v2_id_is_one_order_when_retried_under_v1() {
+    let mut m = machine();
+    let (new_edge, old_edge) = (edge(EDGES[0]), edge(EDGES[1]));
+    for e in [&old_edge, &new_edge] {
+        m.apply(&exact_grant(e, "A", 3), 0);
+    }
+    let first = edge_order(&m.state, "k-1", &new_edge, request(&[("A", 1)]));
+    m.apply(
+        &Command::CommitOrders {
+            edge: new_edge,
+            orders: vec![first.clone()],
+        },
+        0,
+    );
+    let retry = as_v1(edge_order(&m.state, "k-1", &old_edge, request(&[("A", 1)])));
+    let r = results(m.apply(
+        &Command::CommitOrders {
+            edge: old_edge,
+            orders: vec![retry.clone()],
+        },
+        0,
+    ));
+    assert!(r[0].duplicate, "{r:?}");
+    assert_eq!(r[0].order_id, retry.order_id);
+    assert_eq!(r[0].original.as_ref().unwrap().order_id, first.order_id);
+    // A central order of the build before, under the v1 id.
+    let mut central = central_order(request(&[("A", 1)]), "k-1");
+    if let Command::CentralOrder { order_id, .. } = &mut central {
+        *order_id = v1_id(&first.customer_id, "k-1");
+    }
+    let out = m.apply(&central, 0);
+    assert!(
+        matches!(&out, Outcome::Order { order, duplicate: true } if order.order_id == first.order_id),
+        "{out:?}"
+    );
+    assert_eq!(inv(&m, "A").committed, 1, "one order, one unit");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 

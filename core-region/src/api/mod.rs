@@ -219,37 +219,50 @@ async fn add_member(
         if m.voter { "voter" } else { "learner" }
     );
     let node = s.writes.node().clone();
-    noted(&s, &change, node.add_member(m.id, member, m.voter)).await?;
+    let made = async move { node.add_member(m.id, member, m.voter).await };
+    noted(&s, &change, made).await?;
     Ok(cluster(State(s)).await)
 }
 
 /// Makes the membership change `change` (`made`), noted in the log before it is made, and
 /// after, with what became of it: the audit log keeps both with who asked. A change that
-/// cannot be noted first is not made.
+/// cannot be noted first is not made; once asked, the change and its second note run to their
+/// end in a task of their own, even if the caller goes away meanwhile.
 async fn noted(
     s: &AppState,
     change: &str,
-    made: impl Future<Output = Result<(), replication::raft::MembershipError>>,
+    made: impl Future<Output = Result<(), replication::raft::MembershipError>> + Send + 'static,
 ) -> Result<(), Problem> {
-    let note = |how: String| {
-        let mut change = format!("{change}: {how}");
-        // Within the note's bound, on a character boundary.
-        while change.len() > commerce::command::MEMBERSHIP_NOTE_MAX_BYTES {
-            change.pop();
+    submit(s, "cluster", None, membership_note(change, "asked")).await?;
+    let (s, change) = (s.clone(), change.to_owned());
+    let actor = ACTOR.try_with(Clone::clone).ok();
+    let finish = async move {
+        let result = made.await.map_err(membership_problem);
+        let how = match &result {
+            Ok(()) => "done".to_owned(),
+            Err(p) => format!("failed: {}", p.detail),
+        };
+        if let Err(p) = submit(&s, "cluster", None, membership_note(&change, &how)).await {
+            // The change stands (or failed) either way; the note that it was asked is kept.
+            tracing::warn!(%change, problem = %p.detail, "a membership change's outcome was not noted");
         }
-        Command::NoteMembership { change }
+        result
     };
-    submit(s, "cluster", None, note("asked".into())).await?;
-    let result = made.await.map_err(membership_problem);
-    let how = match &result {
-        Ok(()) => "done".to_owned(),
-        Err(p) => format!("failed: {}", p.detail),
+    let finished = match actor {
+        Some(actor) => tokio::spawn(ACTOR.scope(actor, finish)).await,
+        None => tokio::spawn(finish).await,
     };
-    if let Err(p) = submit(s, "cluster", None, note(how)).await {
-        // The change stands (or failed) either way; the note that it was asked is kept.
-        tracing::warn!(%change, problem = %p.detail, "a membership change's outcome was not noted");
+    finished.map_err(|e| Problem::new(Kind::Internal, format!("a membership change: {e}")))?
+}
+
+/// The note of membership change `change` at stage `how`, within the note's bound.
+fn membership_note(change: &str, how: &str) -> Command {
+    let mut change = format!("{change}: {how}");
+    // On a character boundary.
+    while change.len() > commerce::command::MEMBERSHIP_NOTE_MAX_BYTES {
+        change.pop();
     }
-    result
+    Command::NoteMembership { change }
 }
 
 /// Removes a region from the group.
@@ -258,7 +271,8 @@ async fn remove_member(
     Path(id): Path<replication::protocol::NodeId>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let node = s.writes.node().clone();
-    noted(&s, &format!("remove member {id}"), node.remove_member(id)).await?;
+    let made = async move { node.remove_member(id).await };
+    noted(&s, &format!("remove member {id}"), made).await?;
     Ok(cluster(State(s)).await)
 }
 

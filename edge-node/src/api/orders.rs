@@ -149,8 +149,14 @@ pub(super) async fn place_order(
         Err(err) => {
             // Prices or the catalog may have changed since the first attempt: a retry of an
             // order taken before is still answered with it.
+            // Under its v1 id too, for a key first used before v2 ids (as `take_in` finds it).
             let id = order_id.clone();
-            let known = read_outbox(&e, move |ob| ob.order(&id)).await?;
+            let v1 = commerce::order_id::v1_beside(&order_id, &req.customer_id, &key);
+            let known = read_outbox(&e, move |ob| match ob.order(&id)? {
+                Some(o) => Ok(Some(o)),
+                None => v1.map_or(Ok(None), |v1| ob.order(&v1)),
+            })
+            .await?;
             return match known {
                 Some(prev) => replay(&e, &prev, &req),
                 None => Err(Problem::from(Rejection::from(err))),

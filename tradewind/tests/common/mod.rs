@@ -627,14 +627,21 @@ pub fn follow_feed(
     (mirror, task)
 }
 
+/// What the test deployment's order ids are derived under (its `deployment.secret`, which
+/// every certificate directory of this test binary holds).
+pub fn deployment_order_ids() -> commerce::order_id::OrderIdKey {
+    let secret =
+        replication::certs::read_secret(&test_ca().join(replication::certs::SECRET_FILE)).unwrap();
+    commerce::order_id::OrderIdKey::of_deployment(&secret)
+}
+
 /// An order as edge `edge` accepted it from its grants (one unit of `sku` at 10.00 USD under
 /// Idempotency-Key `key`), in the JSON of the admin API's commit batches.
 pub fn edge_order(edge: &str, key: &str, sku: &str) -> serde_json::Value {
     let customer = commerce::CustomerId::new("cust").unwrap();
     let money = serde_json::json!({"amount_minor": 1000, "currency": "USD"});
     serde_json::json!({
-        // A core checks an edge order's id by its shape; the MAC is the edge's to make.
-        "order_id": commerce::order_id::OrderIdKey::new(&[7; 32]).order_id(&customer, key),
+        "order_id": deployment_order_ids().order_id(&customer, key),
         "idempotency_key": key, "customer_id": "cust", "customer_group": null,
         "currency": "USD",
         "ship_to": {"country": "SG", "line1": "1 Raffles Place", "city": "Singapore", "postal_code": "048616"},
