@@ -532,6 +532,20 @@ pub enum Outcome {
     Rejected(Rejection),
 }
 
+impl Outcome {
+    /// A short name for logs and errors: what kind of answer, and none of what it carries.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Applied { .. } => "applied",
+            Outcome::Granted { .. } => "granted",
+            Outcome::Returned { .. } => "returned",
+            Outcome::Orders { .. } => "orders",
+            Outcome::Order { .. } => "order",
+            Outcome::Rejected(_) => "rejected",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! and the record that is stored and replicated (`Order`).
 
 use std::collections::HashSet;
+use std::fmt;
 
 use crate::catalog::{Category, QTY_MAX, Sku, truncate};
 use crate::id::{CustomerGroup, CustomerId, EdgeId, OrderId, SkuId};
@@ -18,7 +19,7 @@ pub const POSTAL_CODE_MAX_BYTES: usize = 20;
 pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 128;
 
 /// Where an order ships to.
-#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShipTo {
@@ -26,6 +27,16 @@ pub struct ShipTo {
     pub line1: String,
     pub city: String,
     pub postal_code: String,
+}
+
+/// Debug output (what logs, panics and error messages print of an order) shows the country
+/// and never the address (I6).
+impl fmt::Debug for ShipTo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShipTo")
+            .field("country", &self.country)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One line of an order request.
@@ -100,12 +111,14 @@ impl From<OrderError> for crate::refusal::Rejection {
 }
 
 impl ShipTo {
+    /// Checks each field's size. A refusal says the sizes, never the text: refusals reach logs,
+    /// and a rejected order's reason is stored and replicated (I6).
     fn validate(&self) -> Result<(), OrderError> {
         let field = |name: &str, v: &str, max: usize| {
             if v.trim().is_empty() || v.len() > max {
                 Err(OrderError::Address(format!(
-                    "{name} must be 1 to {max} bytes, got {:?}",
-                    truncate(v, 40)
+                    "{name} must be 1 to {max} bytes (not blank), got {} bytes",
+                    v.len()
                 )))
             } else {
                 Ok(())
@@ -696,6 +709,31 @@ mod tests {
         };
         let bytes = codec::encode(&order).unwrap().len();
         assert!(bytes < 45_000, "{bytes} bytes");
+    }
+
+    /// What logs, panics and errors print of an order never holds its address: neither its
+    /// Debug output nor a refusal of a bad address (which a rejected order stores).
+    #[test]
+    fn an_address_is_never_printed() {
+        let mut r = request(&[("S", 1)]);
+        r.ship_to.line1 = "221B Baker Street".into();
+        r.ship_to.postal_code = "NW1 6XE".into();
+        let printed = format!("{r:?}");
+        assert!(
+            printed.contains("country") && !printed.contains("Baker") && !printed.contains("NW1"),
+            "{printed}"
+        );
+        r.ship_to.city = "   ".into();
+        r.ship_to.line1 = "221B Baker Street".repeat(100);
+        let mut bad = r.ship_to.clone();
+        let refused = bad.validate().unwrap_err().to_string();
+        assert!(!refused.contains("Baker"), "{refused}");
+        bad.line1 = "221B Baker Street".into();
+        let refused = bad.validate().unwrap_err().to_string();
+        assert!(
+            refused.contains("city") && !refused.contains("Baker"),
+            "{refused}"
+        );
     }
 
     #[test]

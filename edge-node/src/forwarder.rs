@@ -164,7 +164,11 @@ async fn send(
         Ok(Outcome::Orders { results, .. }) => results,
         Ok(other) => {
             stats.failures.inc();
-            tracing::error!(outcome = ?other, orders = n, "the core answered a commit batch with something else");
+            tracing::error!(
+                outcome = other.kind(),
+                orders = n,
+                "the core answered a commit batch with something else"
+            );
             return Sent::Refused;
         }
         Err(e @ WriteError::Refused { .. }) => {

@@ -239,7 +239,7 @@ async fn request(outbox: &Outbox, cores: &Cores, demand: &DemandBook, sku: &SkuI
             0
         }
         Ok(other) => {
-            tracing::warn!(%sku, outcome = ?other, "unexpected answer to a grant request");
+            tracing::warn!(%sku, outcome = other.kind(), "unexpected answer to a grant request");
             return false;
         }
         Err(e) => {
@@ -288,7 +288,9 @@ async fn finish_returns(outbox: &Outbox, cores: &Cores, metrics: &Metrics) {
                 metrics.returned(units);
                 tracing::info!(%sku, units, "grant returned");
             }
-            Ok(other) => tracing::warn!(%sku, outcome = ?other, "unexpected answer to a return"),
+            Ok(other) => {
+                tracing::warn!(%sku, outcome = other.kind(), "unexpected answer to a return")
+            }
             Err(e) => tracing::warn!(%sku, error = %e, "return not answered; sent again later"),
         }
     }

@@ -169,6 +169,6 @@ async fn return_grant(
 }
 
 pub(super) fn unexpected(o: &Outcome) -> Problem {
-    tracing::error!(?o, "unexpected outcome");
+    tracing::error!(outcome = o.kind(), "unexpected outcome");
     Problem::new(Kind::Internal, "unexpected outcome for this command")
 }
