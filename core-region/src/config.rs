@@ -60,6 +60,10 @@ pub struct RaftConfig {
     /// (a WAN proxy in between, a NAT). Only this region uses these.
     #[serde(default)]
     pub routes: BTreeMap<String, SocketAddr>,
+    /// Refuse peers (members and edges) whose certificates name no role, as certificates made
+    /// before roles do; set once every node's certificate has been reissued with one.
+    #[serde(default)]
+    pub require_roles: bool,
 }
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]

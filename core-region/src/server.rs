@@ -102,7 +102,8 @@ fn bind_transport(config: &CoreConfig) -> Result<Option<Arc<Transport>>, StartEr
         .map_err(|e| StartError::Other(format!("raft certificates: {e}")))?;
     let t = Transport::bind(r.listen, &tls)
         .map_err(|e| StartError::Other(e.to_string()))?
-        .with_routes(r.routes.clone().into_iter().collect());
+        .with_routes(r.routes.clone().into_iter().collect())
+        .requiring_roles(r.require_roles);
     Ok(Some(Arc::new(t)))
 }
 

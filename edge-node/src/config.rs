@@ -26,6 +26,10 @@ pub struct EdgeConfig {
     /// The deployment's certificates (`tradewind certs init`): `ca.pem`, `<name>.pem`,
     /// `<name>.key`.
     pub certs_dir: PathBuf,
+    /// Refuse cores whose certificates name no role, as certificates made before roles do;
+    /// set once every node's certificate has been reissued with one.
+    #[serde(default)]
+    pub require_roles: bool,
     /// This edge's durable outbox (a redb file): accepted orders until a core has them, and
     /// the units of its grants.
     pub outbox_path: PathBuf,

@@ -60,7 +60,8 @@ pub async fn serve(
             .map_err(fail("deployment secret"))?;
     // The edge only calls out: any port on the storefront's address.
     let transport = Transport::bind(SocketAddr::new(config.listen.ip(), 0), &tls)
-        .map_err(fail("QUIC endpoint"))?;
+        .map_err(fail("QUIC endpoint"))?
+        .requiring_roles(config.require_roles);
     let transport = Arc::new(transport);
     let cores: Vec<Core> = config
         .cores

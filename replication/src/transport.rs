@@ -163,6 +163,9 @@ pub struct Transport {
     /// Peers reached somewhere else than at the address they are called at: through a WAN
     /// proxy or a NAT.
     routes: HashMap<String, SocketAddr>,
+    /// Whether a peer whose certificate names no role (issued before roles) is refused, both
+    /// ways, rather than served by its name alone.
+    require_roles: bool,
 }
 
 /// A peer by name, at the address it is reached at.
@@ -254,6 +257,7 @@ impl Transport {
             revoked: Arc::new(Revoked::load(&tls.dir)?),
             loads: Arc::new(std::sync::Mutex::new(HashMap::new())),
             routes: HashMap::new(),
+            require_roles: false,
         };
         t.watch_revoked();
         Ok(t)
@@ -299,6 +303,13 @@ impl Transport {
     /// group's membership advertises): a link through a WAN proxy or a NAT.
     pub fn with_routes(mut self, routes: HashMap<String, SocketAddr>) -> Self {
         self.routes = routes;
+        self
+    }
+
+    /// Refuses peers whose certificates name no role, calling and called: once every node's
+    /// certificate has been reissued with one (`certs::issue_node`).
+    pub fn requiring_roles(mut self, required: bool) -> Self {
+        self.require_roles = required;
         self
     }
 
@@ -405,6 +416,12 @@ impl Transport {
             .and_then(|chain| Peer::of(&chain))
             .map(|p| p.role);
         match role {
+            Some(None) if self.require_roles => {
+                conn.close(REFUSED, b"no role in certificate");
+                Err(connect_err(
+                    "its certificate names no role, and roles are required here".into(),
+                ))
+            }
             Some(None | Some(crate::certs::Role::Core)) => Ok(conn),
             Some(Some(role)) => {
                 conn.close(REFUSED, b"not a core");
@@ -514,6 +531,7 @@ impl Transport {
         let max_frame = self.max_frame;
         let open = Arc::clone(&self.loads);
         let revoked = Arc::clone(&self.revoked);
+        let require_roles = self.require_roles;
         tokio::spawn(async move {
             while let Some(incoming) = endpoint.accept().await {
                 let handler = Arc::clone(&handler);
@@ -542,6 +560,11 @@ impl Transport {
                     if revoked.revokes(&peer.name, &leaf) {
                         tracing::warn!(%remote, %peer, "refused a connection: its certificate is revoked");
                         conn.close(REFUSED, b"revoked");
+                        return;
+                    }
+                    if peer.role.is_none() && require_roles {
+                        tracing::warn!(%remote, %peer, "refused a connection: its certificate names no role, and roles are required here");
+                        conn.close(REFUSED, b"no role in certificate");
                         return;
                     }
                     if peer.role.is_none() {

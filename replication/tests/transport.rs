@@ -515,3 +515,34 @@ async fn a_server_is_called_only_when_its_certificate_names_a_core() {
         }
     }
 }
+
+/// Once roles are required, a certificate from before roles is refused both ways: as a caller
+/// and as the server called.
+#[tokio::test]
+async fn required_roles_refuse_certificates_without_one_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    certs::init(dir.path(), &[("cn-shanghai".to_owned(), certs::Role::Core)]).unwrap();
+    certs::issue_node_without_role(dir.path(), "ap-singapore").unwrap();
+    let bind = |name: &str| {
+        Transport::bind(loopback(), &NodeTls::load(dir.path(), name).unwrap())
+            .unwrap()
+            .requiring_roles(true)
+    };
+    let (core, old) = (bind("cn-shanghai"), bind("ap-singapore"));
+    core.serve(Arc::new(Echo));
+    old.serve(Arc::new(Echo));
+    let hello = "hello".to_owned();
+    let called: Result<(String, String), _> = core
+        .call("ap-singapore", old.local_addr().unwrap(), &hello, TIMEOUT)
+        .await;
+    assert!(
+        called
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("names no role")),
+        "{called:?}"
+    );
+    let calling: Result<(String, String), _> = old
+        .call("cn-shanghai", core.local_addr().unwrap(), &hello, TIMEOUT)
+        .await;
+    assert!(calling.is_err(), "{calling:?}");
+}

@@ -269,6 +269,14 @@ fn prepare(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<String> 
             .chain(r.edges.iter().map(|(n, _)| (n.clone(), Role::Edge)))
     });
     for (node, role) in nodes {
+        // A certificate made before roles is made again with its role: the demo's parts
+        // require roles of each other.
+        let pem = certs.join(format!("{node}.pem"));
+        if pem.exists() && replication::certs::role_of(&certs, &node)?.is_none() {
+            for f in [pem.clone(), certs.join(format!("{node}.key"))] {
+                std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
+            }
+        }
         if !certs.join(format!("{node}.pem")).exists() {
             replication::certs::issue_node(&certs, &node, role)
                 .with_context(|| format!("making {node}'s certificate"))?;
@@ -386,6 +394,8 @@ fn core_config(regions: &[RegionLayout], me: usize, digest: &str) -> CoreConfig 
             members,
             timing: Default::default(),
             routes,
+            // Every certificate of the demo names its role (made again when it did not).
+            require_roles: true,
         }),
         grant_policy: Default::default(),
         feed: Default::default(),
@@ -417,6 +427,7 @@ fn edge_config(
             format!("../{IDENTITY}/shoppers.jwks.json").into(),
         ),
         certs_dir: "../certs".into(),
+        require_roles: true,
         outbox_path: "outbox.redb".into(),
         cores,
         stale_after_ms: 5_000,

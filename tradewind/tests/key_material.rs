@@ -42,10 +42,7 @@ fn mode(p: &Path) -> u32 {
 
 /// The role the certificate of `node` in `dir` names.
 fn role_of(dir: &Path, node: &str) -> Option<Role> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let cert = CertificateDer::from_pem_file(dir.join(format!("{node}.pem"))).unwrap();
-    replication::tls::Peer::of(&[cert]).unwrap().role
+    replication::certs::role_of(dir, node).unwrap()
 }
 
 #[test]
