@@ -69,7 +69,7 @@ pub const SETUP: (u64, u64) = (u64::MAX, 2);
 
 /// An Idempotency-Key made now, its random bits drawn from `rng`.
 pub fn key(rng: &mut StdRng) -> String {
-    commerce::order::time_led_key(util::clock::now_ms().unsigned_abs(), rng.random())
+    commerce::order_id::time_led_key(util::clock::now_ms().unsigned_abs(), rng.random())
 }
 
 /// Admins at work while shoppers shop: every `every`, a price change or a stock addition for
@@ -475,7 +475,7 @@ mod tests {
         assert_ne!(draws(42, 0, 1), draws(42, 1, 0));
         assert_ne!(draws(42, 0, 1), draws(43, 0, 1));
         let k = key(&mut chooser(7, 0, 0));
-        let ms = commerce::order::key_time_ms(&k).unwrap();
+        let ms = commerce::order_id::key_time_ms(&k).unwrap();
         assert!(
             util::clock::now_ms().unsigned_abs().abs_diff(ms) < 10_000,
             "{k}"

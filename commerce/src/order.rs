@@ -468,51 +468,6 @@ impl Order {
     }
 }
 
-/// A UUIDv7 made at unix-ms `ms` from the random bits `random`: the key the API recommends,
-/// since it says when it was made (`key_time_ms`), sorts by time, and names time-led order ids.
-pub fn time_led_key(ms: u64, random: u128) -> String {
-    format!(
-        "{:08x}-{:04x}-7{:03x}-{:04x}-{:012x}",
-        (ms >> 16) & 0xffff_ffff,
-        ms & 0xffff,
-        (random >> 116) & 0xfff,
-        0x8000 | ((random >> 100) & 0x3fff),
-        random & 0xffff_ffff_ffff
-    )
-}
-
-/// The unix-ms time at the start of a UUIDv7 or ULID key, if the key is one.
-pub fn key_time_ms(key: &str) -> Option<u64> {
-    let b = key.as_bytes();
-    // UUIDv7: 8-4-4-4-12 hex digits, version nibble 7; the first 48 bits are the time.
-    if b.len() == 36
-        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
-        && b[14] == b'7'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| [8, 13, 18, 23].contains(&i) || c.is_ascii_hexdigit())
-    {
-        let hex: String = key[..8].chars().chain(key[9..13].chars()).collect();
-        return u64::from_str_radix(&hex, 16).ok();
-    }
-    // ULID: 26 Crockford base32 digits; the first 10 are the time (48 bits, so the first
-    // digit is at most 7).
-    const CROCKFORD: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    if b.len() == 26 {
-        let mut ms: u64 = 0;
-        for (i, c) in b.iter().enumerate() {
-            let d = CROCKFORD
-                .iter()
-                .position(|x| *x == c.to_ascii_uppercase())?;
-            if i < 10 {
-                ms = ms * 32 + d as u64;
-            }
-        }
-        return (b[0] <= b'7').then_some(ms);
-    }
-    None
-}
-
 /// An Idempotency-Key that is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX_BYTES} visible ASCII characters")]
@@ -522,6 +477,21 @@ impl fault::Fault for BadKey {
     fn kind(&self) -> fault::Kind {
         fault::Kind::BadRequest
     }
+}
+
+/// The order among `newest` (a customer's orders, newest first) that `key` placed under a v2
+/// id, if there is one.
+pub fn v2_order_of<'o>(
+    newest: impl IntoIterator<Item = &'o Order>,
+    key: &str,
+) -> Option<&'o Order> {
+    newest
+        .into_iter()
+        .take(crate::order_id::V1_LOOKBACK_ORDERS)
+        .find(|o| {
+            crate::order_id::format_of(&o.order_id) == Some(crate::order_id::IdFormat::V2)
+                && o.idempotency_key.as_deref() == Some(key)
+        })
 }
 
 /// Checks an Idempotency-Key: 1 to 128 bytes of visible ASCII.
@@ -734,23 +704,6 @@ mod tests {
             refused.contains("city") && !refused.contains("Baker"),
             "{refused}"
         );
-    }
-
-    #[test]
-    fn keys_say_when_they_were_made() {
-        let v7 = "01932c07-a6b3-7d2e-9f00-1a2b3c4d5e6f";
-        assert_eq!(key_time_ms(v7), Some(0x0193_2c07_a6b3));
-        assert_eq!(
-            key_time_ms("01ARZ3NDEKTSV4RRFFQ69G5FAV"),
-            Some(1_469_922_850_259)
-        );
-        assert_eq!(key_time_ms("81ARZ3NDEKTSV4RRFFQ69G5FAV"), None);
-        let made = time_led_key(1_733_000_000_123, u128::MAX / 3);
-        assert_eq!(key_time_ms(&made), Some(1_733_000_000_123));
-        assert!(check_idempotency_key(&made).is_ok());
-        // A UUIDv4 is not time-led.
-        assert_eq!(key_time_ms("9b2e4f0a-1c3d-4e5f-8a7b-6c5d4e3f2a1b"), None);
-        assert_eq!(key_time_ms("ILLEGAL-ULID-CHARS-UUUUUUU"), None);
     }
 
     #[test]

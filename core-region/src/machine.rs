@@ -37,7 +37,7 @@ use replication::feed::Feed;
 use replication::protocol::Row;
 
 use crate::store::{
-    LAYOUTS_READ, Op, STORE_LAYOUT, Store, StoreError, VALUE_MAX_BYTES, WriteBatch,
+    LAYOUTS_READ, Op, STORE_LAYOUT, Store, StoreError, VALUE_MAX_BYTES, WriteBatch, decode,
 };
 
 /// Rows read per page when loading the state at open.
@@ -93,11 +93,6 @@ pub struct StateMachine {
     /// Whether the store holds an order with a v1 id: only then can a v2 order's key have
     /// named one before (`order_id`), and only then are those ids looked up.
     v1_orders: bool,
-}
-
-/// Decodes a stored record.
-pub fn decode<T: codec::Versioned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    codec::decode(bytes).map_err(|e| StoreError::corrupt(key, e))
 }
 
 /// Rows written by one `apply`, and what a later entry of the same batch must see of them.
@@ -171,7 +166,7 @@ impl Batch<'_> {
                 None,
                 commerce::order_id::V1_LOOKBACK_ORDERS,
             )?;
-            if let Some(o) = commerce::order_id::v2_order_of(&newest, key) {
+            if let Some(o) = commerce::order::v2_order_of(&newest, key) {
                 found.insert(id.clone(), o.clone());
             }
         }

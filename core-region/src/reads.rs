@@ -8,7 +8,7 @@ use commerce::keys;
 use commerce::order::Order;
 use commerce::{CustomerId, OrderId};
 
-use crate::machine::decode;
+use crate::store::decode;
 use crate::store::{Store, StoreError};
 
 /// Reads one order from the store.

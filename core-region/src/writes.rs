@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use commerce::command::{Actor, Command, Outcome, Proposal};
-use commerce::order::key_time_ms;
+use commerce::order_id::key_time_ms;
 use replication::protocol::{Payload, WriteError};
 use replication::raft::RaftNode;
 

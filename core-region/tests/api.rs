@@ -863,7 +863,7 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
 async fn an_idempotency_key_reused_for_another_request_is_refused() {
     let core = Core::start(1 << 20).await;
     core.seed().await;
-    let made = commerce::order::time_led_key(util::clock::now_ms().unsigned_abs(), 7);
+    let made = commerce::order_id::time_led_key(util::clock::now_ms().unsigned_abs(), 7);
     let key = [("idempotency-key", made.as_str())];
     let body = |n: u64| Some(json!({"changes": [{"sku": "S-41", "add": n}]}).to_string());
     let (s, first) = core

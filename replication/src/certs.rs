@@ -239,20 +239,6 @@ fn issue(dir: &Path, node: &str, role: Option<Role>) -> Result<(), CertError> {
     write_new(&dir.join(format!("{node}.pem")), &cert.pem(), false)
 }
 
-/// The role `<node>.pem` in `dir` names, or `None` for a certificate made before roles.
-pub fn role_of(dir: &Path, node: &str) -> Result<Option<Role>, CertError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let path = dir.join(format!("{node}.pem"));
-    let cert = CertificateDer::from_pem_file(&path).map_err(|e| CertError::Io {
-        path: path.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    crate::tls::Peer::of(&[cert])
-        .map(|p| p.role)
-        .ok_or_else(|| CertError::BadName(format!("{}: no node certificate", path.display())))
-}
-
 /// Most names one HTTPS certificate may carry.
 pub const SERVER_NAMES_MAX: usize = 100;
 

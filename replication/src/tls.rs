@@ -164,6 +164,18 @@ impl std::fmt::Display for Peer {
     }
 }
 
+/// The role `<node>.pem` in `dir` names, or `None` for a certificate made before roles.
+pub fn role_of(dir: &std::path::Path, node: &str) -> Result<Option<Role>, CertError> {
+    let path = dir.join(format!("{node}.pem"));
+    let cert = CertificateDer::from_pem_file(&path).map_err(|e| CertError::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Peer::of(&[cert])
+        .map(|p| p.role)
+        .ok_or_else(|| CertError::BadName(format!("{}: no node certificate", path.display())))
+}
+
 /// The URI subject alternative names of a certificate, or `None` if it cannot be read.
 fn spiffe_ids(leaf: &CertificateDer<'_>) -> Option<Vec<String>> {
     use x509_parser::extensions::GeneralName;

@@ -85,7 +85,7 @@ pub async fn load_sample(
         let bits = tag.bytes().fold(u128::from(seed), |h, b| {
             (h ^ u128::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
-        commerce::order::time_led_key(run_ms, bits)
+        commerce::order_id::time_led_key(run_ms, bits)
     };
     use reqwest::Method;
 

@@ -272,7 +272,7 @@ fn prepare(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<String> 
         // A certificate made before roles is made again with its role: the demo's parts
         // require roles of each other.
         let pem = certs.join(format!("{node}.pem"));
-        if pem.exists() && replication::certs::role_of(&certs, &node)?.is_none() {
+        if pem.exists() && replication::tls::role_of(&certs, &node)?.is_none() {
             for f in [pem.clone(), certs.join(format!("{node}.key"))] {
                 std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
             }

@@ -42,7 +42,7 @@ fn mode(p: &Path) -> u32 {
 
 /// The role the certificate of `node` in `dir` names.
 fn role_of(dir: &Path, node: &str) -> Option<Role> {
-    replication::certs::role_of(dir, node).unwrap()
+    replication::tls::role_of(dir, node).unwrap()
 }
 
 #[test]

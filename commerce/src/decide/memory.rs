@@ -49,7 +49,7 @@ impl MemoryMachine {
             theirs.sort_by(|a, b| {
                 (b.accepted_at_ms.cmp(&a.accepted_at_ms)).then_with(|| a.order_id.cmp(&b.order_id))
             });
-            if let Some(o) = crate::order_id::v2_order_of(theirs, key) {
+            if let Some(o) = crate::order::v2_order_of(theirs, key) {
                 decided.insert(id.clone(), o.clone());
             }
         }

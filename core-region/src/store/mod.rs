@@ -67,6 +67,11 @@ pub enum StoreError {
     Corrupt { key: String, why: String },
 }
 
+/// Decodes the record stored under `key`; a record that does not decode is a corrupt store.
+pub fn decode<T: codec::Versioned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    codec::decode(bytes).map_err(|e| StoreError::corrupt(key, e))
+}
+
 impl StoreError {
     pub fn corrupt(key: &[u8], why: impl ToString) -> Self {
         StoreError::Corrupt {

@@ -683,7 +683,7 @@ pub fn admin_key(tag: &str) -> String {
     let bits = tag.bytes().fold(0xcbf2_9ce4_8422_2325u128, |h, b| {
         (h ^ u128::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
-    commerce::order::time_led_key(ms, bits)
+    commerce::order_id::time_led_key(ms, bits)
 }
 
 /// An order request for one unit of `sku` (the API's JSON).
