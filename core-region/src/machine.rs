@@ -107,6 +107,10 @@ struct Batch<'s> {
     named_again: HashSet<OrderId>,
     /// Values read ahead in one snapshot, so a batch of orders costs one read transaction.
     prefetched: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Orders under v2 ids decided in this batch, by customer and key, when a later entry of
+    /// the batch has an order under a v1 id: its key's v2 order may be one of them, not yet in
+    /// the store its lookback reads (`None`: no entry needs them).
+    keyed_v2: Option<HashMap<(commerce::CustomerId, String), Order>>,
 }
 
 impl Batch<'_> {
@@ -158,6 +162,15 @@ impl Batch<'_> {
         }
         for (id, customer, key) in command.v1_keyed() {
             if found.contains_key(id) {
+                continue;
+            }
+            // Decided earlier in this batch: newer than anything the store holds.
+            let here = self
+                .keyed_v2
+                .as_ref()
+                .and_then(|m| m.get(&(customer.clone(), key.to_owned())));
+            if let Some(o) = here {
+                found.insert(id.clone(), o.clone());
                 continue;
             }
             let newest = crate::reads::customer_orders(
@@ -367,6 +380,11 @@ impl StateMachine {
             orders: HashMap::new(),
             named_again: named_again(fresh),
             prefetched: prefetch.into_iter().zip(values).collect(),
+            keyed_v2: fresh
+                .iter()
+                .filter_map(|e| e.proposal.as_ref())
+                .any(|p| !p.command.v1_keyed().is_empty())
+                .then(HashMap::new),
         };
         let mut outcomes = Vec::with_capacity(fresh.len());
         // Where each entry's rows end in `batch.ops`.
@@ -481,10 +499,16 @@ impl StateMachine {
             batch.put(key, value);
         }
         for w in effects.writes {
-            if let Write::Put(Record::Order(o)) = &w
-                && format_of(&o.order_id) == Some(IdFormat::V1)
-            {
-                self.v1_orders = true;
+            if let Write::Put(Record::Order(o)) = &w {
+                match format_of(&o.order_id) {
+                    Some(IdFormat::V1) => self.v1_orders = true,
+                    Some(IdFormat::V2) => {
+                        if let (Some(m), Some(key)) = (&mut batch.keyed_v2, &o.idempotency_key) {
+                            m.insert((o.customer_id.clone(), key.clone()), (**o).clone());
+                        }
+                    }
+                    None => {}
+                }
             }
             match w {
                 Write::Put(Record::Order(o)) if batch.named_again.contains(&o.order_id) => {

@@ -447,4 +447,22 @@ fn a_key_is_one_order_across_id_versions_in_a_running_machine() {
     let r = commit(&mut h, &e1, old);
     assert!(r.duplicate && r.original.unwrap().order_id == new.order_id);
     assert_eq!(h.inv("A").committed, 2, "two keys, two orders");
+    // v2 then v1 in one batch: the v2 order is not in the store yet when the v1 one is decided.
+    let new = edge_order(h.m().state(), "k-3", &e2, request(&[("A", 1)]));
+    let old = v1(edge_order(h.m().state(), "k-3", &e1, request(&[("A", 1)])));
+    let first = h.proposal(Command::CommitOrders {
+        edge: e2.clone(),
+        orders: vec![new.clone()],
+    });
+    let second = h.proposal(Command::CommitOrders {
+        edge: e1.clone(),
+        orders: vec![old],
+    });
+    let outcomes = h.apply(vec![first, second]);
+    let Outcome::Orders { results, .. } = &outcomes[1] else {
+        panic!("{outcomes:?}")
+    };
+    assert!(results[0].duplicate, "{results:?}");
+    assert_eq!(results[0].original.as_ref().unwrap().order_id, new.order_id);
+    assert_eq!(h.inv("A").committed, 3, "three keys, three orders");
 }

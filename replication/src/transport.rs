@@ -392,50 +392,28 @@ impl Transport {
         // waiting: over a link whose round trip is near a call's time limit (a far region,
         // whose heartbeat is the limit), a handshake dropped with each timed-out call would
         // never finish.
+        // The server is vetted (not revoked, a core) before its connection is kept for others
+        // to use, in the same task: a caller that stops waiting leaves no unvetted connection.
         let connections = Arc::clone(&self.connections);
+        let (revoked, require_roles, name) = (
+            Arc::clone(&self.revoked),
+            self.require_roles,
+            peer.to_owned(),
+        );
         let conn = tokio::spawn(async move {
-            let conn = connecting.await;
-            if let Ok(c) = &conn {
-                connections.lock().await.insert(key, c.clone());
+            let conn = connecting.await.map_err(|e| e.to_string())?;
+            if let Err(why) = vet_server(&conn, &name, &revoked, require_roles) {
+                conn.close(REFUSED, why.as_bytes());
+                return Err(why);
             }
+            connections.lock().await.insert(key, conn.clone());
             drop(dialing);
-            conn
+            Ok(conn)
         })
         .await
         .map_err(|e| connect_err(e.to_string()))?
-        .map_err(|e| connect_err(e.to_string()))?;
-        if leaf_of(&conn).is_none_or(|leaf| self.revoked.revokes(peer, &leaf)) {
-            conn.close(REFUSED, b"revoked");
-            return Err(connect_err("its certificate is revoked".into()));
-        }
-        // Every node calls cores only (members call members, edges their cores): a server
-        // whose certificate names it something else, under a core's name, is not one.
-        let role = conn
-            .peer_identity()
-            .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
-            .and_then(|chain| Peer::of(&chain))
-            .map(|p| p.role);
-        match role {
-            Some(None) if self.require_roles => {
-                conn.close(REFUSED, b"no role in certificate");
-                Err(connect_err(
-                    "its certificate names no role, and roles are required here".into(),
-                ))
-            }
-            Some(None | Some(crate::certs::Role::Core)) => Ok(conn),
-            Some(Some(role)) => {
-                conn.close(REFUSED, b"not a core");
-                Err(connect_err(format!(
-                    "its certificate names a {role}, not a core"
-                )))
-            }
-            None => {
-                conn.close(REFUSED, b"no node name in certificate");
-                Err(connect_err(
-                    "no usable node name and role in its certificate".into(),
-                ))
-            }
-        }
+        .map_err(connect_err)?;
+        Ok(conn)
     }
 
     /// Sends `request` to `peer` at `addr` and waits for its reply, at most `timeout`.
@@ -643,6 +621,33 @@ impl Drop for PeerSlot {
                 map.remove(&self.peer);
             }
         }
+    }
+}
+
+/// Why a server this node called is not one it calls, if it is not: its certificate is
+/// revoked, or names no core (every node calls cores only: members call members, edges their
+/// cores), or names no role where roles are required.
+fn vet_server(
+    conn: &quinn::Connection,
+    name: &str,
+    revoked: &Revoked,
+    require_roles: bool,
+) -> Result<(), String> {
+    if leaf_of(conn).is_none_or(|leaf| revoked.revokes(name, &leaf)) {
+        return Err("its certificate is revoked".into());
+    }
+    let role = conn
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|chain| Peer::of(&chain))
+        .map(|p| p.role);
+    match role {
+        Some(None) if require_roles => {
+            Err("its certificate names no role, and roles are required here".into())
+        }
+        Some(None | Some(crate::certs::Role::Core)) => Ok(()),
+        Some(Some(role)) => Err(format!("its certificate names a {role}, not a core")),
+        None => Err("no usable node name and role in its certificate".into()),
     }
 }
 

@@ -269,12 +269,26 @@ fn prepare(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<String> 
             .chain(r.edges.iter().map(|(n, _)| (n.clone(), Role::Edge)))
     });
     for (node, role) in nodes {
-        // A certificate made before roles is made again with its role: the demo's parts
-        // require roles of each other.
-        let pem = certs.join(format!("{node}.pem"));
-        if pem.exists() && replication::tls::role_of(&certs, &node)?.is_none() {
-            for f in [pem.clone(), certs.join(format!("{node}.key"))] {
-                std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
+        // A certificate made before roles is made again with its role (the demo's parts
+        // require roles of each other), and a key left without its certificate (a run stopped
+        // half-way through that) goes with it.
+        let (pem, key) = (
+            certs.join(format!("{node}.pem")),
+            certs.join(format!("{node}.key")),
+        );
+        let stale = if pem.exists() {
+            replication::tls::role_of(&certs, &node)?.is_none()
+        } else {
+            key.exists()
+        };
+        if stale {
+            for f in [&pem, &key] {
+                match std::fs::remove_file(f) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e).with_context(|| format!("removing {}", f.display()));
+                    }
+                    _ => {}
+                }
             }
         }
         if !certs.join(format!("{node}.pem")).exists() {

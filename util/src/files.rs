@@ -11,20 +11,48 @@ use std::path::Path;
 /// place, so a crash never leaves half of a key); an error of kind `AlreadyExists` if something
 /// is there.
 pub fn write_new(path: &Path, contents: &[u8], private: bool) -> std::io::Result<()> {
-    let tmp = beside(path);
-    write_file(&tmp, contents, private)?;
-    let linked = std::fs::hard_link(&tmp, path);
+    let tmp = write_beside(path, contents, private)?;
+    let linked = match std::fs::hard_link(&tmp, path) {
+        // A file system without hard links: created in place, which a crash may leave short.
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists && !path.exists() => {
+            write_file(path, contents, private)
+        }
+        other => other,
+    };
     let _ = std::fs::remove_file(&tmp);
-    linked
+    linked?;
+    sync_dir(path)
 }
 
-/// A name in `path`'s directory that no other writer uses.
-fn beside(path: &Path) -> std::path::PathBuf {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// `contents` written to a new file in `path`'s directory, under a name no other writer uses;
+/// nothing is left there if that fails.
+fn write_beside(
+    path: &Path,
+    contents: &[u8],
+    private: bool,
+) -> std::io::Result<std::path::PathBuf> {
+    use std::hash::{BuildHasher, Hasher};
+    // Random per process and per call, so that a leftover of a crashed writer (which may have
+    // had the same process id) is never taken for this one's.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}-{n}.tmp", std::process::id()));
-    path.with_file_name(name)
+    name.push(format!(".{random:016x}.tmp"));
+    let tmp = path.with_file_name(name);
+    if let Err(e) = write_file(&tmp, contents, private) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(tmp)
+}
+
+/// Makes the entry of `path` in its directory durable.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => std::fs::File::open(".")?.sync_all(),
+    }
 }
 
 /// Creates `path` (which must not exist) with `contents`, synced.
@@ -70,13 +98,12 @@ pub fn append_private(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// Writes `path` whole: a new file beside it, renamed over it.
 pub fn replace(path: &Path, contents: &[u8], private: bool) -> std::io::Result<()> {
-    let tmp = beside(path);
-    write_file(&tmp, contents, private)?;
-    let renamed = std::fs::rename(&tmp, path);
-    if renamed.is_err() {
+    let tmp = write_beside(path, contents, private)?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
         let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    renamed
+    sync_dir(path)
 }
 
 #[cfg(test)]

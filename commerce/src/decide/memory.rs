@@ -45,10 +45,9 @@ impl MemoryMachine {
                 .values()
                 .filter(|o| &o.customer_id == customer)
                 .collect();
-            // Newest first, as the store's index lists them.
-            theirs.sort_by(|a, b| {
-                (b.accepted_at_ms.cmp(&a.accepted_at_ms)).then_with(|| a.order_id.cmp(&b.order_id))
-            });
+            // Newest first, as the store's index lists them (times before 1970 as 1970).
+            let at = |o: &Order| o.accepted_at_ms.max(0);
+            theirs.sort_by(|a, b| at(b).cmp(&at(a)).then_with(|| a.order_id.cmp(&b.order_id)));
             if let Some(o) = crate::order::v2_order_of(theirs, key) {
                 decided.insert(id.clone(), o.clone());
             }

@@ -255,14 +255,20 @@ async fn noted(
     finished.map_err(|e| Problem::new(Kind::Internal, format!("a membership change: {e}")))?
 }
 
-/// The note of membership change `change` at stage `how`, within the note's bound.
+/// The note of membership change `change` at stage `how`, within the note's bound: the change
+/// cut short if need be, its stage always whole.
 fn membership_note(change: &str, how: &str) -> Command {
-    let mut change = format!("{change}: {how}");
+    let room = commerce::command::MEMBERSHIP_NOTE_MAX_BYTES.saturating_sub(how.len() + 2);
+    let mut change = change.to_owned();
     // On a character boundary.
-    while change.len() > commerce::command::MEMBERSHIP_NOTE_MAX_BYTES {
+    while change.len() > room {
         change.pop();
     }
-    Command::NoteMembership { change }
+    let mut note = format!("{change}: {how}");
+    while note.len() > commerce::command::MEMBERSHIP_NOTE_MAX_BYTES {
+        note.pop();
+    }
+    Command::NoteMembership { change: note }
 }
 
 /// Removes a region from the group.
