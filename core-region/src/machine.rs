@@ -371,14 +371,22 @@ impl StateMachine {
         meta: Option<Vec<u8>>,
     ) -> Result<Vec<Outcome>, StoreError> {
         let store = Arc::clone(&self.store);
-        let prefetch = prefetch_keys(fresh, self.v1_orders);
+        // v1 ids are looked up while the store holds v1 orders, or once this batch brings one.
+        let v1 = self.v1_orders
+            || fresh.iter().filter_map(|e| e.proposal.as_ref()).any(|p| {
+                p.command
+                    .order_ids()
+                    .into_iter()
+                    .any(|id| format_of(id) == Some(IdFormat::V1))
+            });
+        let prefetch = prefetch_keys(fresh, v1);
         let values = store.get_many(&prefetch)?;
         let mut batch = Batch {
             store: &*store,
             ops: Vec::new(),
             written: HashMap::new(),
             orders: HashMap::new(),
-            named_again: named_again(fresh),
+            named_again: named_again(fresh, v1),
             prefetched: prefetch.into_iter().zip(values).collect(),
             keyed_v2: fresh
                 .iter()
@@ -685,14 +693,26 @@ fn prefetch_keys(entries: &[LogEntry], v1: bool) -> Vec<Vec<u8>> {
 
 /// The order ids more than one entry names: only those orders are kept in memory for the rest
 /// of the batch (an entry's own repeats are `decide`'s).
-fn named_again(entries: &[LogEntry]) -> HashSet<OrderId> {
+fn named_again(entries: &[LogEntry], v1: bool) -> HashSet<OrderId> {
+    let proposals: Vec<&Proposal> = entries.iter().filter_map(|e| e.proposal.as_ref()).collect();
+    // The v1 ids beside v2 orders' keys (when they are looked up at all), made first so that
+    // the ids below can borrow them.
+    let v1: Vec<Vec<OrderId>> = proposals
+        .iter()
+        .map(|p| {
+            if v1 {
+                p.command.v1_ids_beside()
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
     let mut once = HashSet::new();
     let mut again = HashSet::new();
-    for p in entries.iter().filter_map(|e| e.proposal.as_ref()) {
-        let v1 = p.command.v1_ids_beside();
-        let ids: HashSet<&OrderId> = p.command.order_ids().into_iter().chain(&v1).collect();
+    for (p, v1) in proposals.iter().zip(&v1) {
+        let ids: HashSet<&OrderId> = p.command.order_ids().into_iter().chain(v1).collect();
         for id in ids {
-            if !once.insert(id.clone()) {
+            if !once.insert(id) {
                 again.insert(id.clone());
             }
         }

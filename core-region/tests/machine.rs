@@ -465,4 +465,50 @@ fn a_key_is_one_order_across_id_versions_in_a_running_machine() {
     assert!(results[0].duplicate, "{results:?}");
     assert_eq!(results[0].original.as_ref().unwrap().order_id, new.order_id);
     assert_eq!(h.inv("A").committed, 3, "three keys, three orders");
+    // v1 then v2 in one batch.
+    let old = v1(edge_order(h.m().state(), "k-4", &e1, request(&[("A", 1)])));
+    let new = edge_order(h.m().state(), "k-4", &e2, request(&[("A", 1)]));
+    let first = h.proposal(Command::CommitOrders {
+        edge: e1.clone(),
+        orders: vec![old.clone()],
+    });
+    let second = h.proposal(Command::CommitOrders {
+        edge: e2.clone(),
+        orders: vec![new],
+    });
+    let outcomes = h.apply(vec![first, second]);
+    let Outcome::Orders { results, .. } = &outcomes[1] else {
+        panic!("{outcomes:?}")
+    };
+    assert!(results[0].duplicate, "{results:?}");
+    assert_eq!(results[0].original.as_ref().unwrap().order_id, old.order_id);
+    assert_eq!(h.inv("A").committed, 4, "four keys, four orders");
+}
+
+/// The first v1 order a store ever takes and its key's v2 retry, in one apply batch: the
+/// batch itself brings the v1 order, so its v1 id is looked up before the store holds it.
+#[test]
+fn a_stores_first_v1_order_and_its_v2_retry_in_one_batch_are_one_order() {
+    let mut h = Harness::new();
+    let (e1, e2) = (edge("sg-1"), edge("sg-2"));
+    h.run(exact_grant(&e1, "A", 2));
+    h.run(exact_grant(&e2, "A", 2));
+    let mut old = edge_order(h.m().state(), "k-1", &e1, request(&[("A", 1)]));
+    old.order_id = commerce::order_id::v1_id(&old.customer_id, "k-1");
+    let new = edge_order(h.m().state(), "k-1", &e2, request(&[("A", 1)]));
+    let first = h.proposal(Command::CommitOrders {
+        edge: e1,
+        orders: vec![old.clone()],
+    });
+    let second = h.proposal(Command::CommitOrders {
+        edge: e2,
+        orders: vec![new],
+    });
+    let outcomes = h.apply(vec![first, second]);
+    let Outcome::Orders { results, .. } = &outcomes[1] else {
+        panic!("{outcomes:?}")
+    };
+    assert!(results[0].duplicate, "{results:?}");
+    assert_eq!(results[0].original.as_ref().unwrap().order_id, old.order_id);
+    assert_eq!(h.inv("A").committed, 1);
 }
