@@ -158,3 +158,38 @@ impl Submissions for EdgeWrites {
         Box::pin(async move { this.answer(peer, payload).await })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commerce::decide::MemoryMachine;
+    use commerce::order_id::OrderIdKey;
+    use commerce::testing::{catalog, edge, edge_order, request};
+
+    /// An order under the id this region's secret gives its key passes, as does one under a
+    /// v1 id (which no secret makes); one under another secret's id is named.
+    #[test]
+    fn an_order_under_another_secrets_id_is_named() {
+        let mut m = MemoryMachine::new();
+        for c in catalog() {
+            m.apply(&c, 0);
+        }
+        let order = edge_order(&m.state, "k-1", &edge("e0"), request(&[("A", 1)]));
+        let named = |id: commerce::OrderId| {
+            let mut o = order.clone();
+            o.order_id = id;
+            EdgeRequest::Commit(vec![o])
+        };
+        let ours = OrderIdKey::new(&[1; 32]);
+        let customer = &order.customer_id;
+        assert_eq!(
+            foreign_order_id(&named(ours.order_id(customer, "k-1")), &ours),
+            None
+        );
+        let v1 = commerce::order_id::v1_id(customer, "k-1");
+        assert_eq!(foreign_order_id(&named(v1), &ours), None);
+        let theirs = OrderIdKey::new(&[2; 32]).order_id(customer, "k-1");
+        let why = foreign_order_id(&named(theirs.clone()), &ours).unwrap();
+        assert!(why.contains(theirs.as_str()), "{why}");
+    }
+}

@@ -5,14 +5,15 @@
 
 use std::sync::Arc;
 
-use commerce::command::{Command, Outcome, Proposal, StockChange};
+use commerce::command::{Command, OrderResult, Outcome, Proposal, StockChange};
 use commerce::escrow::StockOp;
+use commerce::order::Order;
 use commerce::order::OrderStatus;
 use commerce::refusal::RejectKind;
 use commerce::testing::{
     catalog, central_order, edge, edge_order, exact_grant, request, sku, stock,
 };
-use commerce::{CustomerId, OrderId, Product};
+use commerce::{CustomerId, EdgeId, OrderId, Product};
 use core_region::machine::{LogEntry, MachineError, StateMachine};
 use core_region::reads::{orders_after, read_order};
 use core_region::store::redb::RedbStore;
@@ -373,6 +374,47 @@ fn a_customers_orders_are_listed_newest_first_and_indexed_when_an_old_store_open
     assert_eq!(h.m().applied(), applied);
 }
 
+/// `o` as a build before v2 ids named it: under its key's v1 id.
+fn as_v1(mut o: Order) -> Order {
+    o.order_id = commerce::order_id::v1_id(&o.customer_id, o.idempotency_key.as_deref().unwrap());
+    o
+}
+
+/// One unit of A that edge `e` accepted under key `key`.
+fn taken(h: &Harness, key: &str, e: &EdgeId) -> Order {
+    edge_order(h.m().state(), key, e, request(&[("A", 1)]))
+}
+
+/// What became of the orders of each commit, `(edge, order)`, applied together in one batch.
+fn commit_in_one_batch(h: &mut Harness, commits: Vec<(&EdgeId, Order)>) -> Vec<OrderResult> {
+    let proposals = commits
+        .into_iter()
+        .map(|(e, o)| {
+            h.proposal(Command::CommitOrders {
+                edge: e.clone(),
+                orders: vec![o],
+            })
+        })
+        .collect();
+    h.apply(proposals)
+        .into_iter()
+        .map(|out| match out {
+            Outcome::Orders { mut results, .. } => results.remove(0),
+            other => panic!("not an orders outcome: {other:?}"),
+        })
+        .collect()
+}
+
+/// That the order result `r` is a duplicate answered by the order `stands`.
+fn answered_by(r: &OrderResult, stands: &Order) {
+    assert!(r.duplicate, "{r:?}");
+    assert_eq!(
+        r.original.as_ref().unwrap().order_id,
+        stands.order_id,
+        "{r:?}"
+    );
+}
+
 /// A store that holds orders with v1 ids (made before order ids were keyed) answers a key
 /// retried under its v2 id with the v1 order, also after a restart, from an edge or at the
 /// core; the v1 ids are found by the range of their prefix, so a store without any never
@@ -383,26 +425,13 @@ fn a_key_retried_under_a_v2_id_finds_its_v1_order_after_a_restart() {
     let (old_edge, new_edge) = (edge("sg-1"), edge("sg-2"));
     h.run(exact_grant(&old_edge, "A", 3));
     h.run(exact_grant(&new_edge, "A", 3));
-    let mut first = edge_order(h.m().state(), "k-1", &old_edge, request(&[("A", 1)]));
-    first.order_id = commerce::order_id::v1_id(&first.customer_id, "k-1");
-    h.run(Command::CommitOrders {
-        edge: old_edge,
-        orders: vec![first.clone()],
-    });
+    let first = as_v1(taken(&h, "k-1", &old_edge));
+    commit_in_one_batch(&mut h, vec![(&old_edge, first.clone())]);
     h.reopen();
-    let retry = edge_order(h.m().state(), "k-1", &new_edge, request(&[("A", 1)]));
-    let Outcome::Orders { results, .. } = h.run(Command::CommitOrders {
-        edge: new_edge,
-        orders: vec![retry.clone()],
-    }) else {
-        panic!("not an orders outcome")
-    };
-    assert!(results[0].duplicate, "{results:?}");
-    assert_eq!(results[0].order_id, retry.order_id);
-    assert_eq!(
-        results[0].original.as_ref().unwrap().order_id,
-        first.order_id
-    );
+    let retry = taken(&h, "k-1", &new_edge);
+    let r = commit_in_one_batch(&mut h, vec![(&new_edge, retry.clone())]).remove(0);
+    answered_by(&r, &first);
+    assert_eq!(r.order_id, retry.order_id);
     let out = h.run(central_order(request(&[("A", 1)]), "k-1"));
     assert!(
         matches!(&out, Outcome::Order { order, duplicate: true } if order.order_id == first.order_id),
@@ -411,77 +440,38 @@ fn a_key_retried_under_a_v2_id_finds_its_v1_order_after_a_restart() {
     assert_eq!(h.inv("A").committed, 1);
 }
 
-/// Both ways round without a restart: a v1 order committed on a store that held none is looked
-/// for by the next v2 order of its key at once; and a v2 order is found, through the
-/// customer's index, by its key retried under the v1 id.
+/// Both ways round without a restart, in batches of their own and in one batch: a v1 order is
+/// looked for by the next v2 order of its key, and a v2 order is found, through the customer's
+/// index (or among the batch's own orders), by its key retried under the v1 id.
 #[test]
 fn a_key_is_one_order_across_id_versions_in_a_running_machine() {
     let mut h = Harness::new();
     let (e1, e2) = (edge("sg-1"), edge("sg-2"));
     h.run(exact_grant(&e1, "A", 4));
     h.run(exact_grant(&e2, "A", 4));
-    let v1 = |mut o: commerce::order::Order| {
-        o.order_id =
-            commerce::order_id::v1_id(&o.customer_id, o.idempotency_key.as_deref().unwrap());
-        o
-    };
-    let commit = |h: &mut Harness, e: &commerce::EdgeId, o: commerce::order::Order| {
-        let Outcome::Orders { results, .. } = h.run(Command::CommitOrders {
-            edge: e.clone(),
-            orders: vec![o],
-        }) else {
-            panic!("not an orders outcome")
-        };
-        results.into_iter().next().unwrap()
-    };
-    // v1 first, then v2, no reopen between.
-    let old = v1(edge_order(h.m().state(), "k-1", &e1, request(&[("A", 1)])));
-    assert!(!commit(&mut h, &e1, old.clone()).duplicate);
-    let new = edge_order(h.m().state(), "k-1", &e2, request(&[("A", 1)]));
-    let r = commit(&mut h, &e2, new);
-    assert!(r.duplicate && r.original.unwrap().order_id == old.order_id);
+    // v1 first, then v2, each in its own batch, no reopen between.
+    let old = as_v1(taken(&h, "k-1", &e1));
+    assert!(!commit_in_one_batch(&mut h, vec![(&e1, old.clone())])[0].duplicate);
+    let new = taken(&h, "k-1", &e2);
+    let r = commit_in_one_batch(&mut h, vec![(&e2, new)]);
+    answered_by(&r[0], &old);
     // v2 first, then v1.
-    let new = edge_order(h.m().state(), "k-2", &e2, request(&[("A", 1)]));
-    assert!(!commit(&mut h, &e2, new.clone()).duplicate);
-    let old = v1(edge_order(h.m().state(), "k-2", &e1, request(&[("A", 1)])));
-    let r = commit(&mut h, &e1, old);
-    assert!(r.duplicate && r.original.unwrap().order_id == new.order_id);
+    let new = taken(&h, "k-2", &e2);
+    assert!(!commit_in_one_batch(&mut h, vec![(&e2, new.clone())])[0].duplicate);
+    let old = as_v1(taken(&h, "k-2", &e1));
+    let r = commit_in_one_batch(&mut h, vec![(&e1, old)]);
+    answered_by(&r[0], &new);
     assert_eq!(h.inv("A").committed, 2, "two keys, two orders");
     // v2 then v1 in one batch: the v2 order is not in the store yet when the v1 one is decided.
-    let new = edge_order(h.m().state(), "k-3", &e2, request(&[("A", 1)]));
-    let old = v1(edge_order(h.m().state(), "k-3", &e1, request(&[("A", 1)])));
-    let first = h.proposal(Command::CommitOrders {
-        edge: e2.clone(),
-        orders: vec![new.clone()],
-    });
-    let second = h.proposal(Command::CommitOrders {
-        edge: e1.clone(),
-        orders: vec![old],
-    });
-    let outcomes = h.apply(vec![first, second]);
-    let Outcome::Orders { results, .. } = &outcomes[1] else {
-        panic!("{outcomes:?}")
-    };
-    assert!(results[0].duplicate, "{results:?}");
-    assert_eq!(results[0].original.as_ref().unwrap().order_id, new.order_id);
-    assert_eq!(h.inv("A").committed, 3, "three keys, three orders");
+    let new = taken(&h, "k-3", &e2);
+    let old = as_v1(taken(&h, "k-3", &e1));
+    let r = commit_in_one_batch(&mut h, vec![(&e2, new.clone()), (&e1, old)]);
+    answered_by(&r[1], &new);
     // v1 then v2 in one batch.
-    let old = v1(edge_order(h.m().state(), "k-4", &e1, request(&[("A", 1)])));
-    let new = edge_order(h.m().state(), "k-4", &e2, request(&[("A", 1)]));
-    let first = h.proposal(Command::CommitOrders {
-        edge: e1.clone(),
-        orders: vec![old.clone()],
-    });
-    let second = h.proposal(Command::CommitOrders {
-        edge: e2.clone(),
-        orders: vec![new],
-    });
-    let outcomes = h.apply(vec![first, second]);
-    let Outcome::Orders { results, .. } = &outcomes[1] else {
-        panic!("{outcomes:?}")
-    };
-    assert!(results[0].duplicate, "{results:?}");
-    assert_eq!(results[0].original.as_ref().unwrap().order_id, old.order_id);
+    let old = as_v1(taken(&h, "k-4", &e1));
+    let new = taken(&h, "k-4", &e2);
+    let r = commit_in_one_batch(&mut h, vec![(&e1, old.clone()), (&e2, new)]);
+    answered_by(&r[1], &old);
     assert_eq!(h.inv("A").committed, 4, "four keys, four orders");
 }
 
@@ -493,22 +483,9 @@ fn a_stores_first_v1_order_and_its_v2_retry_in_one_batch_are_one_order() {
     let (e1, e2) = (edge("sg-1"), edge("sg-2"));
     h.run(exact_grant(&e1, "A", 2));
     h.run(exact_grant(&e2, "A", 2));
-    let mut old = edge_order(h.m().state(), "k-1", &e1, request(&[("A", 1)]));
-    old.order_id = commerce::order_id::v1_id(&old.customer_id, "k-1");
-    let new = edge_order(h.m().state(), "k-1", &e2, request(&[("A", 1)]));
-    let first = h.proposal(Command::CommitOrders {
-        edge: e1,
-        orders: vec![old.clone()],
-    });
-    let second = h.proposal(Command::CommitOrders {
-        edge: e2,
-        orders: vec![new],
-    });
-    let outcomes = h.apply(vec![first, second]);
-    let Outcome::Orders { results, .. } = &outcomes[1] else {
-        panic!("{outcomes:?}")
-    };
-    assert!(results[0].duplicate, "{results:?}");
-    assert_eq!(results[0].original.as_ref().unwrap().order_id, old.order_id);
+    let old = as_v1(taken(&h, "k-1", &e1));
+    let new = taken(&h, "k-1", &e2);
+    let r = commit_in_one_batch(&mut h, vec![(&e1, old.clone()), (&e2, new)]);
+    answered_by(&r[1], &old);
     assert_eq!(h.inv("A").committed, 1);
 }

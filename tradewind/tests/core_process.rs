@@ -308,17 +308,18 @@ async fn a_core_keeps_everything_across_kill_and_restart() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let http = client();
-    let order = http
-        .post(core.url("/admin/v1/orders"))
-        .bearer_auth(TOKEN)
-        .header("idempotency-key", "restart-1")
-        .json(&json!({"customer_id": "c-9", "currency": "JPY",
-            "lines": [{"sku": "P-00000-WHITE-S", "qty": 1}, {"sku": "P-00003-BLACK", "qty": 2}],
-            "ship_to": {"country": "JP", "line1": "1-1 Marunouchi", "city": "Tokyo", "postal_code": "100-0005"}}))
-        .send()
-        .await
-        .unwrap();
+    // The same order under the same key, to whichever core runs.
+    let place = |core: &CoreProcess| {
+        client()
+            .post(core.url("/admin/v1/orders"))
+            .bearer_auth(TOKEN)
+            .header("idempotency-key", "restart-1")
+            .json(&json!({"customer_id": "c-9", "currency": "JPY",
+                "lines": [{"sku": "P-00000-WHITE-S", "qty": 1}, {"sku": "P-00003-BLACK", "qty": 2}],
+                "ship_to": {"country": "JP", "line1": "1-1 Marunouchi", "city": "Tokyo", "postal_code": "100-0005"}}))
+            .send()
+    };
+    let order = place(&core).await.unwrap();
     assert_eq!(order.status(), 201, "{}", order.text().await.unwrap());
     let order: Value = order.json().await.unwrap();
     let before = snapshot(&core).await;
@@ -332,16 +333,7 @@ async fn a_core_keeps_everything_across_kill_and_restart() {
         assert!(value == &after[what], "{what} differs after restart");
     }
     // Its key names the same order after the restart: the order ids' secret was kept.
-    let again = http
-        .post(core.url("/admin/v1/orders"))
-        .bearer_auth(TOKEN)
-        .header("idempotency-key", "restart-1")
-        .json(&json!({"customer_id": "c-9", "currency": "JPY",
-            "lines": [{"sku": "P-00000-WHITE-S", "qty": 1}, {"sku": "P-00003-BLACK", "qty": 2}],
-            "ship_to": {"country": "JP", "line1": "1-1 Marunouchi", "city": "Tokyo", "postal_code": "100-0005"}}))
-        .send()
-        .await
-        .unwrap();
+    let again = place(&core).await.unwrap();
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["order_id"], order["order_id"]);
