@@ -7,7 +7,7 @@ use crate::escrow::{Demand, GrantPolicy, StockOp};
 use crate::id::{CustomerGroup, CustomerId, EdgeId, OrderId, PriceListId, PromotionId, SkuId};
 use crate::market::Market;
 use crate::money::Currency;
-use crate::order::{Order, OrderRequest, OrderStatus};
+use crate::order::{Order, OrderRequest, OrderStatus, ShipTo};
 use crate::order_id::OrderIdKey;
 use crate::pricing::{PriceList, Promotion, Tier};
 use crate::refusal::Rejection;
@@ -398,6 +398,21 @@ impl Command {
             } => beside(order_id, &request.customer_id, idempotency_key.as_deref())
                 .into_iter()
                 .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Where each order this command carries ships to, with the order's customer: what is
+    /// sealed before the command is proposed (I6).
+    pub fn ship_tos_mut(&mut self) -> Vec<(&CustomerId, &mut ShipTo)> {
+        match self {
+            Command::CommitOrders { orders, .. } => orders
+                .iter_mut()
+                .map(|o| (&o.customer_id, &mut o.ship_to))
+                .collect(),
+            Command::CentralOrder { request, .. } => {
+                vec![(&request.customer_id, &mut request.ship_to)]
+            }
             _ => Vec::new(),
         }
     }

@@ -25,6 +25,7 @@ pub mod market;
 pub mod money;
 pub mod order;
 pub mod order_id;
+pub mod personal;
 pub mod pricing;
 pub mod record;
 pub mod refusal;

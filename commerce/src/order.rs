@@ -2,7 +2,6 @@
 //! and the record that is stored and replicated (`Order`).
 
 use std::collections::HashSet;
-use std::fmt;
 
 use crate::catalog::{Category, QTY_MAX, Sku, truncate};
 use crate::id::{CustomerGroup, CustomerId, EdgeId, OrderId, SkuId};
@@ -10,34 +9,12 @@ use crate::market::Country;
 use crate::money::{Currency, Money};
 use crate::pricing::{OrderDiscount, PriceBook, PriceContext, PriceStep, PricingError};
 
+pub use crate::personal::{Address, Personal, ShipTo};
+
 /// Lines one order may have. A bound on the work one request can cause, generous for B2B.
 pub const ORDER_LINES_MAX: usize = 100;
-pub const ADDRESS_LINE_MAX_BYTES: usize = 200;
-pub const CITY_MAX_BYTES: usize = 100;
-pub const POSTAL_CODE_MAX_BYTES: usize = 20;
 /// Longest Idempotency-Key accepted (Stripe and the IETF draft both sit well under this).
 pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 128;
-
-/// Where an order ships to.
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ShipTo {
-    pub country: Country,
-    pub line1: String,
-    pub city: String,
-    pub postal_code: String,
-}
-
-/// Debug output (what logs, panics and error messages print of an order) shows the country
-/// and never the address (I6).
-impl fmt::Debug for ShipTo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShipTo")
-            .field("country", &self.country)
-            .finish_non_exhaustive()
-    }
-}
 
 /// One line of an order request.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
@@ -107,26 +84,6 @@ impl From<OrderError> for crate::refusal::Rejection {
             _ => crate::refusal::RejectKind::Invalid,
         };
         crate::refusal::Rejection::new(kind, e.to_string())
-    }
-}
-
-impl ShipTo {
-    /// Checks each field's size. A refusal says the sizes, never the text: refusals reach logs,
-    /// and a rejected order's reason is stored and replicated (I6).
-    fn validate(&self) -> Result<(), OrderError> {
-        let field = |name: &str, v: &str, max: usize| {
-            if v.trim().is_empty() || v.len() > max {
-                Err(OrderError::Address(format!(
-                    "{name} must be 1 to {max} bytes (not blank), got {} bytes",
-                    v.len()
-                )))
-            } else {
-                Ok(())
-            }
-        };
-        field("line1", &self.line1, ADDRESS_LINE_MAX_BYTES)?;
-        field("city", &self.city, CITY_MAX_BYTES)?;
-        field("postal_code", &self.postal_code, POSTAL_CODE_MAX_BYTES)
     }
 }
 
@@ -284,7 +241,7 @@ impl Order {
         self.customer_id == req.customer_id
             && self.customer_group == req.customer_group
             && self.currency == req.currency
-            && self.ship_to == req.ship_to
+            && self.ship_to.may_equal(&req.ship_to)
             && self.lines.len() == req.lines.len()
             && self
                 .lines
@@ -445,12 +402,7 @@ impl Order {
             customer_id: self.customer_id.clone(),
             customer_group: self.customer_group.clone(),
             currency: self.currency,
-            ship_to: ShipTo {
-                country: self.ship_to.country,
-                line1: cut(&self.ship_to.line1, ADDRESS_LINE_MAX_BYTES),
-                city: cut(&self.ship_to.city, CITY_MAX_BYTES),
-                postal_code: cut(&self.ship_to.postal_code, POSTAL_CODE_MAX_BYTES),
-            },
+            ship_to: self.ship_to.bounded(self.accepted_at_ms),
             lines: Vec::new(),
             subtotal: Money::zero(self.currency),
             discount: None,
@@ -533,12 +485,7 @@ mod tests {
                     qty: *q,
                 })
                 .collect(),
-            ship_to: ShipTo {
-                country: Country::new("SG").unwrap(),
-                line1: "1 Raffles Place".into(),
-                city: "Singapore".into(),
-                postal_code: "048616".into(),
-            },
+            ship_to: crate::testing::request(&[]).ship_to,
         }
     }
 
@@ -599,7 +546,9 @@ mod tests {
             Err(OrderError::NotSoldInMarket { .. })
         ));
         let mut r = request(&[("S", 1)]);
-        r.ship_to.city = String::new();
+        if let crate::personal::Personal::Plain(a) = &mut r.ship_to.personal {
+            a.city = String::new();
+        }
         assert!(matches!(priced(&r), Err(OrderError::Address(_))));
         let many: Vec<(&str, u32)> = (0..101).map(|_| ("S", 1)).collect();
         assert_eq!(priced(&request(&many)), Err(OrderError::LineCount(101)));
@@ -654,11 +603,14 @@ mod tests {
             customer_id: CustomerId::new(long('c')).unwrap(),
             customer_group: Some(CustomerGroup::new(long('g')).unwrap()),
             currency: money.currency,
+            // Sealed at its largest: larger than any address in the clear.
             ship_to: ShipTo {
                 country: Country::new("SG").unwrap(),
-                line1: "l".repeat(ADDRESS_LINE_MAX_BYTES),
-                city: "c".repeat(CITY_MAX_BYTES),
-                postal_code: "p".repeat(POSTAL_CODE_MAX_BYTES),
+                personal: crate::personal::Personal::Sealed(crate::personal::SealedPersonal {
+                    home: long('h'),
+                    digest: [0xff; 16],
+                    sealed: vec![0xff; crate::personal::SEALED_MAX_BYTES],
+                }),
             },
             lines: (0..ORDER_LINES_MAX).map(line).collect(),
             subtotal: money,
@@ -686,20 +638,25 @@ mod tests {
     #[test]
     fn an_address_is_never_printed() {
         let mut r = request(&[("S", 1)]);
-        r.ship_to.line1 = "221B Baker Street".into();
-        r.ship_to.postal_code = "NW1 6XE".into();
+        let address = |r: &mut OrderRequest| match &mut r.ship_to.personal {
+            crate::personal::Personal::Plain(a) => a.clone(),
+            other => panic!("{other:?}"),
+        };
+        let mut a = address(&mut r);
+        a.line1 = "221B Baker Street".into();
+        a.postal_code = "NW1 6XE".into();
+        r.ship_to = ShipTo::plain(r.ship_to.country, (*a).clone());
         let printed = format!("{r:?}");
         assert!(
             printed.contains("country") && !printed.contains("Baker") && !printed.contains("NW1"),
             "{printed}"
         );
-        r.ship_to.city = "   ".into();
-        r.ship_to.line1 = "221B Baker Street".repeat(100);
-        let mut bad = r.ship_to.clone();
-        let refused = bad.validate().unwrap_err().to_string();
+        a.city = "   ".into();
+        a.line1 = "221B Baker Street".repeat(100);
+        let refused = a.validate().unwrap_err().to_string();
         assert!(!refused.contains("Baker"), "{refused}");
-        bad.line1 = "221B Baker Street".into();
-        let refused = bad.validate().unwrap_err().to_string();
+        a.line1 = "221B Baker Street".into();
+        let refused = a.validate().unwrap_err().to_string();
         assert!(
             refused.contains("city") && !refused.contains("Baker"),
             "{refused}"

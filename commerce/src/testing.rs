@@ -89,12 +89,17 @@ pub fn request(lines: &[(&str, u32)]) -> OrderRequest {
                 qty: *q,
             })
             .collect(),
-        ship_to: ShipTo {
-            country: Country::new("SG").expect("a country"),
-            line1: "1 Raffles Place".into(),
-            city: "Singapore".into(),
-            postal_code: "048616".into(),
-        },
+        ship_to: ShipTo::plain(
+            Country::new("SG").expect("a country"),
+            crate::personal::Address {
+                name: Some("Tan Ah Kow".into()),
+                line1: "1 Raffles Place".into(),
+                line2: None,
+                city: "Singapore".into(),
+                postal_code: "048616".into(),
+                phone: Some("+65 6123 4567".into()),
+            },
+        ),
     }
 }
 

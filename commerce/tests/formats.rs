@@ -11,7 +11,9 @@ use commerce::command::{AuditRecord, EdgeRead, EdgeWrite, Outcome, Proposal, Rea
 use commerce::dedup::DedupRecord;
 use commerce::escrow::Inventory;
 use commerce::format::{self, CommitLog};
-use commerce::order::Order;
+use commerce::format::{v1, v2, v4};
+use commerce::order::{Order, ShipTo};
+use commerce::personal::{Address, Personal, SealedPersonal};
 use commerce::pricing::{PriceEntry, PriceList, Promotion};
 use commerce::{Market, Product};
 use serde::de::DeserializeOwned;
@@ -34,6 +36,31 @@ fn golden<T: Versioned + PartialEq + std::fmt::Debug>(case: Option<&str>, value:
         .join(format!("{name}.hex"));
     if let Err(e) = check_golden(&path, value) {
         panic!("{e}");
+    }
+}
+
+/// `ship_to` sealed, as every order since order v2 holds it (the bytes stand for a sealed
+/// address: this crate never opens one).
+fn seal(ship_to: &mut ShipTo) {
+    ship_to.personal = Personal::Sealed(SealedPersonal {
+        home: "ap-singapore".into(),
+        digest: [0xd1; 16],
+        sealed: (0u8..90).collect(),
+    });
+}
+
+fn sealed_order(o: &mut Order) {
+    seal(&mut o.ship_to);
+}
+
+fn sealed_outcome(o: &mut Outcome) {
+    match o {
+        Outcome::Order { order, .. } => sealed_order(order),
+        Outcome::Orders { results, .. } => results
+            .iter_mut()
+            .filter_map(|r| r.original.as_deref_mut())
+            .for_each(sealed_order),
+        _ => {}
     }
 }
 
@@ -119,7 +146,27 @@ fn inventory_orders_and_the_commit_log() {
     inventory["requests"] =
         json!({"ap-singapore-1": {"grant": 1_733_000_000_001u64, "granted": 40, "returned": 0}});
     golden::<Inventory>(None, &from(inventory));
-    golden::<Order>(None, &from(order()));
+    // Version 1, kept: the address in the clear; reads as version 2 with it plain.
+    let old: v1::Order = from(order());
+    golden(None, &old);
+    let now: Order = codec::decode(&codec::encode(&old).unwrap()).unwrap();
+    assert_eq!(now, Order::from(old.clone()));
+    assert!(matches!(now.ship_to.personal, Personal::Plain(_)));
+    // Version 2: sealed.
+    let mut sealed = Order::from(old);
+    sealed_order(&mut sealed);
+    golden(None, &sealed);
+    golden::<Address>(
+        None,
+        &Address {
+            name: Some("Tan Ah Kow".into()),
+            line1: "1 Raffles Place".into(),
+            line2: Some("#10-01".into()),
+            city: "Singapore".into(),
+            postal_code: "048616".into(),
+            phone: Some("+65 6123 4567".into()),
+        },
+    );
     golden::<CommitLog>(
         None,
         &from(json!(["o-0193c2a0b1c2-aabbccddeeff00112233", "o-1"])),
@@ -191,10 +238,17 @@ fn proposals_of_every_command() {
         golden(Some(case), &v3);
         let now: Proposal = codec::decode(&codec::encode(&v3).unwrap()).unwrap();
         assert_eq!(now, Proposal::from(v3));
-        golden::<Proposal>(Some(case), &from(p));
+        let v4: v4::Proposal = from(p);
+        golden(Some(case), &v4);
+        // Version 5: orders of version 2, sealed.
+        let mut now = Proposal::from(v4);
+        for (_, ship_to) in now.command.ship_tos_mut() {
+            seal(ship_to);
+        }
+        golden(Some(case), &now);
     }
     // Version 4: a note of a membership change.
-    golden::<Proposal>(
+    golden::<v4::Proposal>(
         Some("note-membership"),
         &from(
             json!({"command_id": vec![1u8; 16], "fingerprint": vec![2u8; 16], "at_ms": 1_733_000_000_000i64,
@@ -267,18 +321,25 @@ fn outcomes_v1() -> Vec<(&'static str, Value)> {
 
 #[test]
 fn outcomes_of_every_kind() {
-    for (case, outcome) in outcomes_v1() {
-        if case != "orders" {
-            golden::<Outcome>(Some(case), &from(outcome));
-        }
-    }
+    let mut v2s: Vec<(&str, v2::Outcome)> = outcomes_v1()
+        .into_iter()
+        .filter(|(case, _)| *case != "orders")
+        .map(|(case, o)| (case, from(o)))
+        .collect();
     let orders = json!({"Orders": {"version": 7, "results": [
         {"order_id": "o-1", "status": "committed", "version": 7, "duplicate": false,
          "reject_reason": null, "original": null, "key_reused": false},
         {"order_id": "o-0193c2a0b1c2-aabbccddeeff00112233", "status": "rejected", "version": 5,
          "duplicate": true, "reject_reason": "sku P-1-RED-M: out of stock",
          "original": order(), "key_reused": true}]}});
-    golden::<Outcome>(Some("orders"), &from(orders));
+    v2s.push(("orders", from(orders)));
+    for (case, old) in v2s {
+        golden(Some(case), &old);
+        // Version 3: orders of version 2, sealed.
+        let mut now = Outcome::from(old);
+        sealed_outcome(&mut now);
+        golden(Some(case), &now);
+    }
 }
 
 /// What version 1 wrote reads as version 2: the migration path of outcomes, and of the dedup
@@ -300,7 +361,9 @@ fn outcomes_and_dedup_records_of_version_1_read_as_version_2() {
     golden(None, &old);
     let now: DedupRecord = codec::decode(&codec::encode(&old).unwrap()).unwrap();
     assert_eq!(now.outcome, Outcome::from(old.outcome));
-    golden::<DedupRecord>(None, &from(record(json!({"Applied": {"version": 9}}))));
+    let old: v2::DedupRecord = from(record(json!({"Applied": {"version": 9}})));
+    golden(None, &old);
+    golden::<DedupRecord>(None, &old.into());
 }
 
 /// Edge writes of every request, as version 1 wrote them (grants and returns keyed).
@@ -343,7 +406,20 @@ fn edge_writes_of_every_request() {
         ),
     ];
     for (case, write) in cases {
-        golden::<EdgeWrite>(Some(case), &from(write));
+        let old: v2::EdgeWrite = from(write);
+        golden(Some(case), &old);
+        // Version 3: orders of version 2, sealed.
+        let mut now = EdgeWrite::from(old);
+        match &mut now.request {
+            commerce::command::EdgeRequest::Commit(orders) => {
+                orders.iter_mut().for_each(sealed_order)
+            }
+            commerce::command::EdgeRequest::CentralOrder { request, .. } => {
+                seal(&mut request.ship_to)
+            }
+            _ => {}
+        }
+        golden(Some(case), &now);
     }
 }
 
@@ -363,6 +439,66 @@ fn edge_reads_and_their_replies() {
     for (case, read) in reads {
         golden::<EdgeRead>(Some(case), &from(read));
     }
-    golden::<ReadReply>(Some("orders"), &from(json!({"Orders": [order()]})));
-    golden::<ReadReply>(Some("order"), &from(json!({"Order": order()})));
+    for (case, reply) in [
+        ("orders", json!({"Orders": [order()]})),
+        ("order", json!({"Order": order()})),
+    ] {
+        let old: v1::ReadReply = from(reply);
+        golden(Some(case), &old);
+        // Version 2: orders of version 2, sealed.
+        let mut now = ReadReply::from(old);
+        match &mut now {
+            ReadReply::Orders(v) => v.iter_mut().for_each(sealed_order),
+            ReadReply::Order(o) => o.iter_mut().for_each(|o| sealed_order(o)),
+        }
+        golden(Some(case), &now);
+    }
+}
+
+/// A proposal goes into the log in the earliest version that carries it, so that members of
+/// older builds apply what they can through a rolling upgrade: without an actor (an edge's
+/// write) version 2, an admin write version 3, a membership note version 4, and a command
+/// with orders (sealed since version 5) version 5; all read back whole.
+#[test]
+fn proposals_are_written_in_the_earliest_version_that_carries_them() {
+    let base = Proposal {
+        command_id: [1; 16],
+        fingerprint: [2; 16],
+        at_ms: 1_733_000_000_000,
+        command: commerce::command::Command::DeletePromotion(
+            commerce::PromotionId::new("flash").unwrap(),
+        ),
+        key_ms: None,
+        actor: None,
+    };
+    let admin = Proposal {
+        actor: Some(commerce::command::Actor {
+            token: "pricing-bot".into(),
+            route: "DELETE /admin/v1/promotions/flash".into(),
+        }),
+        ..base.clone()
+    };
+    let note = Proposal {
+        command: commerce::command::Command::NoteMembership {
+            change: "remove member 3: asked".into(),
+        },
+        ..admin.clone()
+    };
+    let mut request: commerce::order::OrderRequest = from(order_request());
+    seal(&mut request.ship_to);
+    let order = Proposal {
+        command: commerce::command::Command::CentralOrder {
+            order_id: commerce::OrderId::new("o-1").unwrap(),
+            idempotency_key: Some("k-1".into()),
+            request,
+            region: "r1".into(),
+            edge: None,
+        },
+        ..base.clone()
+    };
+    for (p, version) in [(base, 2), (admin, 3), (note, 4), (order, 5)] {
+        let bytes = v4::earliest(p.clone()).unwrap();
+        assert_eq!(bytes[0], version, "{:?}", p.command.kind());
+        assert_eq!(codec::decode::<Proposal>(&bytes).unwrap(), p);
+    }
 }

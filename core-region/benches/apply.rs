@@ -231,11 +231,17 @@ fn order_batches(
                             sku: sku(k % SKUS),
                             qty: 1,
                         }],
+                        // Sealed, as every order is: opaque here, the size of a sealed
+                        // address.
                         ship_to: ShipTo {
                             country: Country::new("SG").unwrap(),
-                            line1: "1 Raffles Place".into(),
-                            city: "Singapore".into(),
-                            postal_code: "048616".into(),
+                            personal: commerce::personal::Personal::Sealed(
+                                commerce::personal::SealedPersonal {
+                                    home: "ap-singapore".into(),
+                                    digest: [7; 16],
+                                    sealed: vec![0xa5; 160],
+                                },
+                            ),
                         },
                     };
                     let priced =

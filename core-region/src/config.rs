@@ -35,6 +35,17 @@ pub struct CoreConfig {
     /// The change feed edges follow, served on the `[raft]` endpoint: its history and queues.
     #[serde(default)]
     pub feed: FeedLimits,
+    /// Where shoppers' personal data is kept (the residency policy), and where the key files
+    /// are (`keys` beside the certificates; beside the raft log for a group of one, made on
+    /// its first start): the addresses this region is home to are opened here, for their
+    /// owners, and any address an admin write gives in the clear is sealed before it is
+    /// proposed.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub personal_data: sealing::ResidencySettings,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// This region's place in the group of core regions.
@@ -183,10 +194,12 @@ impl Config for CoreConfig {
             }
         }
         self.admin.http.resolve(base);
+        self.personal_data.resolve(base);
     }
 
     fn check(&self) -> Result<(), Invalid> {
         self.problems().map_err(Invalid)?;
+        self.personal_data.check()?;
         self.admin.http.check("admin.http", self.admin.listen)
     }
 }
@@ -305,6 +318,24 @@ fn check_raft(region: &str, r: &RaftConfig) -> Result<(), String> {
 
 impl CoreConfig {
     /// Where the Raft log lives.
+    /// Where the personal data key files are, and whether this region makes its own key there
+    /// when it has none (a group of one, as with the deployment's secret).
+    pub fn keys_dir(&self) -> Result<(PathBuf, bool), Invalid> {
+        if let Some(d) = &self.personal_data.keys_dir {
+            return Ok((d.clone(), false));
+        }
+        match &self.raft {
+            Some(r) => Ok((r.certs_dir.join("keys"), false)),
+            None => Ok((
+                self.raft_log_path()?
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join("keys"),
+                true,
+            )),
+        }
+    }
+
     pub fn raft_log_path(&self) -> Result<PathBuf, Invalid> {
         if let Some(p) = self.raft.as_ref().and_then(|r| r.log_path.clone()) {
             return Ok(p);

@@ -34,6 +34,9 @@ pub struct EdgeWrites {
     pub policy: GrantPolicy,
     /// What central orders' ids are derived under (the deployment's secret).
     pub order_ids: Arc<commerce::order_id::OrderIdKey>,
+    /// Seals what an edge of a build before sealing sends in the clear; opens, for an edge's
+    /// read, the addresses this region is home to.
+    pub personal: Arc<sealing::PersonalData>,
     /// How long a write may take to commit before the edge is told to retry.
     pub timeout: Duration,
 }
@@ -65,10 +68,14 @@ impl EdgeWrites {
             // secret no one can change after the fact would never commit (I1 before I3).
             tracing::error!(%peer, %why, "an edge derives order ids under another deployment secret");
         }
-        let (route, key, command) =
+        let (route, key, mut command) =
             write
                 .request
                 .into_command(edge, &self.region, self.policy, &self.order_ids);
+        // Nothing goes into the log in the clear (I6).
+        self.personal
+            .seal_all(command.ship_tos_mut())
+            .map_err(|e| refuse(Kind::InvalidBody, format!("an address not sealed: {e}")))?;
         let reply = self
             .writes
             .submit_encoded(route, key.as_deref(), command, None, self.timeout)
@@ -127,7 +134,7 @@ impl EdgeWrites {
                 "{READS_INFLIGHT_MAX} edge reads in hand here"
             )));
         };
-        let store = Arc::clone(&self.store);
+        let (store, personal) = (Arc::clone(&self.store), Arc::clone(&self.personal));
         let reply = tokio::task::spawn_blocking(move || match read {
             EdgeRead::CustomerOrders {
                 customer,
@@ -141,6 +148,11 @@ impl EdgeWrites {
         .await
         .map_err(|e| WriteError::Unavailable(e.to_string()))?
         .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+        let mut reply = reply;
+        match &mut reply {
+            ReadReply::Orders(v) => v.iter_mut().for_each(|o| personal.open_order(o)),
+            ReadReply::Order(o) => o.iter_mut().for_each(|o| personal.open_order(o)),
+        }
         codec::encode(&reply)
             .map(Payload)
             .map_err(|e| WriteError::refused(Kind::Internal, e.to_string()))

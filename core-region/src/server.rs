@@ -107,13 +107,10 @@ fn bind_transport(config: &CoreConfig) -> Result<Option<Arc<Transport>>, StartEr
     Ok(Some(Arc::new(t)))
 }
 
-/// The key order ids are derived under, from the deployment's secret (made first by a group of
-/// one, on its first start only: a store that holds data had a secret, and a new one would give
-/// its keys other ids).
-fn order_id_key(
-    config: &CoreConfig,
-    applied: u64,
-) -> Result<commerce::order_id::OrderIdKey, StartError> {
+/// The deployment's secret, that order ids and address digests are derived under (made first
+/// by a group of one, on its first start only: a store that holds data had a secret, and a new
+/// one would give its keys other ids).
+fn deployment_secret(config: &CoreConfig, applied: u64) -> Result<[u8; 32], StartError> {
     let (path, make) = config.secret_path()?;
     let fail =
         |e: replication::certs::CertError| StartError::Other(format!("deployment secret: {e}"));
@@ -126,8 +123,24 @@ fn order_id_key(
     if make && replication::certs::make_secret(&path).map_err(fail)? {
         tracing::info!(path = %path.display(), "made this region's deployment secret");
     }
-    let secret = replication::certs::read_secret(&path).map_err(fail)?;
-    Ok(commerce::order_id::OrderIdKey::of_deployment(&secret))
+    replication::certs::read_secret(&path).map_err(fail)
+}
+
+/// The personal data keys of this region: its sealer, and its opener where it is a home
+/// region. A group of one makes its own region's key on its first start.
+fn personal_data(
+    config: &CoreConfig,
+    secret: &[u8; 32],
+) -> Result<sealing::PersonalData, StartError> {
+    let (dir, make) = config.keys_dir()?;
+    let fail = |e: &dyn std::fmt::Display| StartError::Other(format!("personal data keys: {e}"));
+    if make && !dir.join(format!("{}.keys", config.region)).exists() {
+        let id = sealing::keys::init(&dir, std::slice::from_ref(&config.region))
+            .map_err(|e| fail(&e))?;
+        tracing::info!(keys = ?id, dir = %dir.display(), "made this region's personal data key");
+    }
+    sealing::PersonalData::opening(&config.personal_data, &config.region, &dir, secret)
+        .map_err(|e| fail(&e))
 }
 
 /// Serves a core until `shutdown` resolves. `on_ready` is called once the admin API listens.
@@ -145,7 +158,10 @@ pub async fn serve(
     })
     .await
     .map_err(|e| StartError::Other(e.to_string()))??;
-    let order_ids = Arc::new(order_id_key(&config, machine.applied())?);
+    let secret = deployment_secret(&config, machine.applied())?;
+    let order_ids = Arc::new(commerce::order_id::OrderIdKey::of_deployment(&secret));
+    let personal = Arc::new(personal_data(&config, &secret)?);
+    personal.watch();
     let version = machine.applied();
     tracing::info!(
         region = %config.region,
@@ -200,6 +216,7 @@ pub async fn serve(
         region: config.region.clone(),
         policy: config.grant_policy,
         order_ids: Arc::clone(&order_ids),
+        personal: Arc::clone(&personal),
         timeout: Duration::from_millis(config.admin.write_timeout_ms),
     }));
     let tokens = TokenSet::new(&config.admin.token_sha256, &config.admin.tokens)
@@ -212,6 +229,7 @@ pub async fn serve(
         tokens: Arc::new(tokens),
         grant_policy: config.grant_policy,
         order_ids,
+        personal,
         write_timeout: Duration::from_millis(config.admin.write_timeout_ms),
         started_at_ms: util::clock::now_ms(),
     };

@@ -20,29 +20,6 @@ use replication::raft::RaftNode;
 /// Edges keep their commit batches to half of it.
 pub const COMMAND_MAX_BYTES: usize = 2 * 1024 * 1024;
 
-/// A proposal as the log carries it, in the oldest version whose readers would decide it as
-/// this build does, so that members of older builds apply what they can through a rolling
-/// upgrade: without an actor (an edge's write) version 2, an admin write version 3; a
-/// membership note, or any order under a v2 id (`commerce::order_id`: a build before v2 ids
-/// would take the id for a wrong one and reject the order where this build commits it),
-/// version 4. A version a member cannot read stops it until it is upgraded (`replicated.rs`),
-/// rather than letting it decide otherwise.
-pub fn proposal_bytes(proposal: Proposal) -> Result<Vec<u8>, codec::CodecError> {
-    use commerce::format::{v2, v3};
-    use commerce::order_id::{IdFormat, format_of};
-    let v2_ids = proposal
-        .command
-        .order_ids()
-        .into_iter()
-        .any(|id| format_of(id) == Some(IdFormat::V2));
-    match (&proposal.command, &proposal.actor) {
-        (Command::NoteMembership { .. }, _) => codec::encode(&proposal),
-        _ if v2_ids => codec::encode(&proposal),
-        (_, None) => codec::encode(&v2::Proposal::from(proposal)),
-        (_, Some(_)) => codec::encode(&v3::Proposal::from(proposal)),
-    }
-}
-
 /// The encoding a command's fingerprint is taken in: fixed, so that a retry made across an
 /// upgrade that moved the proposal's format on is still known as a retry.
 const FINGERPRINT_FORMAT: codec::Format = codec::Format {
@@ -274,7 +251,10 @@ impl Writes {
             key_ms,
             actor,
         };
-        let payload = Payload(proposal_bytes(proposal)?);
+        // In the earliest version that carries it, so that members of older builds apply what
+        // they can through a rolling upgrade; one that cannot read it stops until it is
+        // upgraded (`replicated.rs`) rather than deciding otherwise.
+        let payload = Payload(commerce::format::v4::earliest(proposal)?);
         let limit = self.limits.command_max_bytes;
         if payload.0.len() > limit {
             return Err(ProposeError::TooLarge(format!(

@@ -26,6 +26,11 @@ pub struct EdgeConfig {
     /// The deployment's certificates (`tradewind certs init`): `ca.pem`, `<name>.pem`,
     /// `<name>.key`.
     pub certs_dir: PathBuf,
+    /// Where shoppers' personal data is kept (the residency policy), and where the key files
+    /// are (`keys` beside the certificates by default): every address is sealed here for its
+    /// home region before it is written or sent.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub personal_data: sealing::ResidencySettings,
     /// Refuse cores whose certificates name no role, as certificates made before roles do;
     /// set once every node's certificate has been reissued with one.
     #[serde(default)]
@@ -48,6 +53,10 @@ pub struct EdgeConfig {
     pub cache: CacheSettings,
     #[serde(default)]
     pub forward: ForwardSettings,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// How the outbox is sent to the core.
@@ -170,6 +179,7 @@ impl Config for EdgeConfig {
     fn resolve(&mut self, base: &Path) {
         resolve(base, &mut self.certs_dir);
         resolve(base, &mut self.outbox_path);
+        self.personal_data.resolve(base);
         self.http.resolve(base);
         self.shoppers.resolve(base);
     }
@@ -177,6 +187,7 @@ impl Config for EdgeConfig {
     fn check(&self) -> Result<(), Invalid> {
         self.problems().map_err(Invalid)?;
         self.shoppers.check()?;
+        self.personal_data.check()?;
         self.http.check("http", self.listen)
     }
 }
@@ -214,6 +225,11 @@ impl EdgeConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Where the personal data key files are.
+    pub fn keys_dir(&self) -> PathBuf {
+        sealing::personal::keys_dir(&self.personal_data, &self.certs_dir)
     }
 
     pub fn edge_id(&self) -> EdgeId {

@@ -118,11 +118,22 @@ pub async fn serve(
     let identity =
         http_api::identity::Verifier::new(&config.shoppers).map_err(fail("shopper identity"))?;
     identity.watch();
+    let personal = sealing::PersonalData::sealing(
+        &config.personal_data,
+        &config.region,
+        &config.keys_dir(),
+        &secret,
+    )
+    .map_err(fail("personal data keys"))?;
+    let personal = Arc::new(personal);
+    personal.watch();
+    tracing::info!(keys = ?personal.sealer.keys(), "sealing personal data");
     let accepting = Arc::new(AtomicBool::new(true));
     let edge = Edge(Arc::new(EdgeParts {
         region: config.region.clone(),
         edge: config.edge_id(),
         order_ids: commerce::order_id::OrderIdKey::of_deployment(&secret),
+        personal,
         catalog,
         outbox: outbox.clone(),
         cores: link.clone(),

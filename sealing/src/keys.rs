@@ -270,10 +270,6 @@ pub fn init(dir: &Path, regions: &[String]) -> Result<Vec<KeyId>, KeyError> {
             return Err(KeyError::Exists(path));
         }
     }
-    std::fs::create_dir_all(dir).map_err(|source| KeyError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
     regions.iter().map(|r| rotate(dir, r)).collect()
 }
 
@@ -282,6 +278,10 @@ pub fn init(dir: &Path, regions: &[String]) -> Result<Vec<KeyId>, KeyError> {
 /// it. Each file is replaced whole.
 pub fn rotate(dir: &Path, region: &str) -> Result<KeyId, KeyError> {
     check_region(region)?;
+    std::fs::create_dir_all(dir).map_err(|source| KeyError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let path = dir.join(format!("{region}.keys"));
     let mut private = if path.exists() {
         read_lines(&path)?

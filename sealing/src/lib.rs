@@ -11,11 +11,15 @@
 //!   `Opener`: HPKE (RFC 9180, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, export only) to the home
 //!   region's public key gives a context from which each value's one-time key is exported, under
 //!   which the suite encrypts it.
+//! - `personal`: an order's personal data sealed for the home region its residency policy
+//!   names, and opened there.
 
 pub mod keys;
+pub mod personal;
 pub mod sealed;
 pub mod suite;
 
 pub use keys::{Exporter, FileKeys, KeyError, KeyId, KeyProvider, PublicKeys};
+pub use personal::{PersonalData, PersonalOpener, PersonalSealer, Residency, ResidencySettings};
 pub use sealed::{OpenError, Opener, Sealed, Sealer};
 pub use suite::Suite;

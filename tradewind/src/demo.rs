@@ -264,6 +264,13 @@ fn prepare(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<String> 
     }
     replication::certs::make_secret(&certs.join(replication::certs::SECRET_FILE))
         .context("making the mesh's deployment secret")?;
+    // Each region's personal data key, once (`tradewind keys init` for a real mesh).
+    for r in regions {
+        if !certs.join("keys").join(format!("{}.keys", r.name)).exists() {
+            sealing::keys::rotate(&certs.join("keys"), r.name)
+                .with_context(|| format!("making {}'s personal data key", r.name))?;
+        }
+    }
     let nodes = regions.iter().flat_map(|r| {
         std::iter::once((r.name.to_owned(), Role::Core))
             .chain(r.edges.iter().map(|(n, _)| (n.clone(), Role::Edge)))
@@ -413,7 +420,41 @@ fn core_config(regions: &[RegionLayout], me: usize, digest: &str) -> CoreConfig 
         }),
         grant_policy: Default::default(),
         feed: Default::default(),
+        personal_data: residency(regions),
     }
+}
+
+/// The demo's residency policy: Chinese shoppers' data is kept in cn-shanghai (sealed with
+/// SM4-GCM), South-East Asian shoppers' in ap-singapore, everyone else's in us-east (or, in a
+/// smaller mesh, the first region), each where that region runs.
+fn residency(regions: &[RegionLayout]) -> sealing::ResidencySettings {
+    let runs = |name: &str| regions.iter().any(|r| r.name == name);
+    let mut settings = sealing::ResidencySettings {
+        home: Some(
+            if runs("us-east") {
+                "us-east"
+            } else {
+                regions[0].name
+            }
+            .to_owned(),
+        ),
+        ..Default::default()
+    };
+    let country = |c: &str| commerce::Country::new(c).expect("a demo country");
+    if runs("cn-shanghai") {
+        settings
+            .homes
+            .insert(country("CN"), "cn-shanghai".to_owned());
+        settings
+            .suites
+            .insert("cn-shanghai".to_owned(), "sm4-gcm".to_owned());
+    }
+    if runs("ap-singapore") {
+        for c in ["SG", "MY", "TH", "ID", "VN", "PH"] {
+            settings.homes.insert(country(c), "ap-singapore".to_owned());
+        }
+    }
+    settings
 }
 
 /// An edge follows its own region's core first, then the others in order.
@@ -449,6 +490,7 @@ fn edge_config(
         grants: Default::default(),
         cache: Default::default(),
         forward: Default::default(),
+        personal_data: residency(regions),
     }
 }
 

@@ -6,17 +6,18 @@
 //! |---|---|---|---|
 //! | `Product`, `Market`, `PriceList`, `PriceEntry`, `Promotion` | product, market, price list, price, promotion | 1 | a core's store rows; the change feed to edges, as the same bytes |
 //! | `Inventory` | inventory | 2 (reads 1) | the same |
-//! | `Order` | order | 1 | a core's store rows; an edge's outbox |
+//! | `Order` | order | 2 (reads 1) | a core's store rows; an edge's outbox |
+//! | `Address` | address | 1 | sealed inside an order (`personal`): what its home region opens |
 //! | `CommitLog` | commit log | 1 | a core's store rows: the orders decided at one version |
-//! | `Proposal` | proposal | 4 (reads 3, 2, 1) | the regions' Raft log: a command, its id, the proposer's clock and, for an admin write, who made it |
-//! | `Outcome` | outcome | 2 (reads 1) | Raft's reply to a proposal, and the core's reply to an edge, as the same bytes |
-//! | `EdgeWrite` | edge write | 2 (reads 1) | an edge's write to a core over the mesh |
-//! | `DedupRecord` | dedup record | 2 (reads 1) | a core's store rows: what a keyed command answered |
+//! | `Proposal` | proposal | 5 (reads 4, 3, 2, 1; writes the earliest that carries it, `v4::earliest`) | the regions' Raft log: a command, its id, the proposer's clock and, for an admin write, who made it |
+//! | `Outcome` | outcome | 3 (reads 2, 1) | Raft's reply to a proposal, and the core's reply to an edge, as the same bytes |
+//! | `EdgeWrite` | edge write | 3 (reads 2, 1) | an edge's write to a core over the mesh |
+//! | `DedupRecord` | dedup record | 3 (reads 2, 1) | a core's store rows: what a keyed command answered |
 //! | `AuditRecord` | audit record | 1 | a core's store rows: an admin write, who made it, what became of it |
 //! | `EdgeRead` | edge read | 1 | an edge's read of a customer's orders from a core over the mesh |
-//! | `ReadReply` | read reply | 1 | the core's answer to it |
+//! | `ReadReply` | read reply | 2 (reads 1) | the core's answer to it |
 //!
-//! Earlier versions, frozen, are in `v1`, `v2` and `v3`.
+//! Earlier versions, frozen, are in `v1` to `v4`.
 //!
 //! A value's version changes when its layout does, and with it the version of every value that
 //! carries it (an `Order` inside a `Proposal` or an `Outcome`); the codec's module docs say how
@@ -25,6 +26,7 @@
 pub mod v1;
 pub mod v2;
 pub mod v3;
+pub mod v4;
 
 use codec::{FirstVersion, Format, Versioned};
 
@@ -35,6 +37,7 @@ use crate::escrow::Inventory;
 use crate::id::OrderId;
 use crate::market::Market;
 use crate::order::Order;
+use crate::personal::Address;
 use crate::pricing::{PriceEntry, PriceList, Promotion};
 
 /// The ids of the orders decided at one version, in the order they were decided: one row per
@@ -56,15 +59,13 @@ first_version! {
     PriceList => "price list",
     PriceEntry => "price",
     Promotion => "promotion",
-    Order => "order",
     CommitLog => "commit log",
     EdgeRead => "edge read",
-    ReadReply => "read reply",
     AuditRecord => "audit record",
 }
 
 /// The label of every format in the table above, as golden files are named (spaces as `-`).
-pub const LABELS: [&str; 15] = [
+pub const LABELS: [&str; 16] = [
     "product",
     "market",
     "price-list",
@@ -80,6 +81,7 @@ pub const LABELS: [&str; 15] = [
     "edge-read",
     "read-reply",
     "audit-record",
+    "address",
 ];
 
 /// Reads `bytes` as the format labelled `label` (one of `LABELS`): whether it gave a value;
@@ -105,47 +107,36 @@ pub fn read_as(label: &str, bytes: &[u8]) -> Option<bool> {
         "edge-read" => read::<EdgeRead>(bytes),
         "read-reply" => read::<ReadReply>(bytes),
         "audit-record" => read::<AuditRecord>(bytes),
+        "address" => read::<Address>(bytes),
         _ => return None,
     })
 }
 
-/// Version 2 of a value whose version 1 is frozen in `v1`, read by migrating it.
-macro_rules! second_version {
-    ($($ty:ident => $label:literal),* $(,)?) => {
+/// A value whose previous version is frozen in `$module`, read by migrating it.
+macro_rules! next_version {
+    ($($ty:ident => $label:literal, $version:literal, $module:ident),* $(,)?) => {
         $(impl Versioned for $ty {
-            const FORMAT: Format = Format { label: $label, version: 2 };
-            type Previous = v1::$ty;
-            fn migrate(previous: v1::$ty) -> Self {
+            const FORMAT: Format = Format { label: $label, version: $version };
+            type Previous = $module::$ty;
+            fn migrate(previous: $module::$ty) -> Self {
                 previous.into()
             }
         })*
     };
 }
 
-second_version! {
-    Inventory => "inventory",
-    EdgeWrite => "edge write",
-    Outcome => "outcome",
+next_version! {
+    Inventory => "inventory", 2, v1,
+    Order => "order", 2, v1,
+    ReadReply => "read reply", 2, v1,
+    EdgeWrite => "edge write", 3, v2,
+    Outcome => "outcome", 3, v2,
+    DedupRecord => "dedup record", 3, v2,
+    Proposal => "proposal", 5, v4,
 }
 
-impl Versioned for Proposal {
-    const FORMAT: Format = Format {
-        label: "proposal",
-        version: 4,
-    };
-    type Previous = v3::Proposal;
-    fn migrate(previous: v3::Proposal) -> Self {
-        previous.into()
-    }
-}
-
-impl Versioned for DedupRecord {
-    const FORMAT: Format = Format {
-        label: "dedup record",
-        version: 2,
-    };
-    type Previous = v1::DedupRecord;
-    fn migrate(p: v1::DedupRecord) -> Self {
+impl From<v2::DedupRecord> for DedupRecord {
+    fn from(p: v2::DedupRecord) -> Self {
         DedupRecord {
             version: p.version,
             fingerprint: p.fingerprint,

@@ -12,6 +12,10 @@
 //! - Edge write v1 → v2: an edge numbers its grants and returns instead of keying them; the
 //!   number was the tail of the key (`grant-7`).
 //! - Inventory v1 → v2: an inventory keeps each edge's last numbered requests (none before).
+//! - Order v1 → v2: where an order ships to keeps the country apart from the personal fields,
+//!   which are sealed for their home region (`personal`); an order of version 1 holds them in
+//!   the clear, and reads as `Personal::Plain`. Read replies carry orders, so they move with
+//!   them (and every value that carries an order: see `v2` and `v4`).
 
 use std::collections::BTreeMap;
 
@@ -20,11 +24,149 @@ use codec::{FirstVersion, Format};
 use crate::catalog::Product;
 use crate::command::{self, PriceChange, StockChange};
 use crate::escrow::{self, Demand, GrantPolicy};
+use crate::id::{CustomerGroup, CustomerId};
 use crate::id::{EdgeId, OrderId, PromotionId, SkuId};
+use crate::market::Country;
 use crate::market::Market;
-use crate::order::{Order, OrderRequest, OrderStatus};
-use crate::pricing::{PriceList, Promotion};
+use crate::money::{Currency, Money};
+use crate::order::{LineRequest, OrderLine, OrderStatus, Origin};
+use crate::personal::{Address, Personal};
+use crate::pricing::{OrderDiscount, PriceList, Promotion};
 use crate::refusal::Rejection;
+
+/// Where an order ships to, all in the clear.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipTo {
+    pub country: Country,
+    pub line1: String,
+    pub city: String,
+    pub postal_code: String,
+}
+
+impl std::fmt::Debug for ShipTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShipTo")
+            .field("country", &self.country)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<ShipTo> for crate::personal::ShipTo {
+    fn from(s: ShipTo) -> Self {
+        crate::personal::ShipTo {
+            country: s.country,
+            personal: Personal::Plain(Box::new(Address {
+                name: None,
+                line1: s.line1,
+                line2: None,
+                city: s.city,
+                postal_code: s.postal_code,
+                phone: None,
+            })),
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    pub customer_id: CustomerId,
+    #[serde(default)]
+    pub customer_group: Option<CustomerGroup>,
+    pub currency: Currency,
+    pub lines: Vec<LineRequest>,
+    pub ship_to: ShipTo,
+}
+
+impl From<OrderRequest> for crate::order::OrderRequest {
+    fn from(r: OrderRequest) -> Self {
+        crate::order::OrderRequest {
+            customer_id: r.customer_id,
+            customer_group: r.customer_group,
+            currency: r.currency,
+            lines: r.lines,
+            ship_to: r.ship_to.into(),
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Order {
+    pub order_id: OrderId,
+    pub idempotency_key: Option<String>,
+    pub customer_id: CustomerId,
+    pub customer_group: Option<CustomerGroup>,
+    pub currency: Currency,
+    pub ship_to: ShipTo,
+    pub lines: Vec<OrderLine>,
+    pub subtotal: Money,
+    pub discount: Option<OrderDiscount>,
+    pub total: Money,
+    pub price_version: u64,
+    pub origin: Origin,
+    pub accepted_at_ms: i64,
+    pub status: OrderStatus,
+    pub commit_version: Option<u64>,
+    pub reject_reason: Option<String>,
+}
+
+impl FirstVersion for Order {
+    const FORMAT: Format = Format {
+        label: "order",
+        version: 1,
+    };
+}
+
+impl From<Order> for crate::order::Order {
+    fn from(o: Order) -> Self {
+        crate::order::Order {
+            order_id: o.order_id,
+            idempotency_key: o.idempotency_key,
+            customer_id: o.customer_id,
+            customer_group: o.customer_group,
+            currency: o.currency,
+            ship_to: o.ship_to.into(),
+            lines: o.lines,
+            subtotal: o.subtotal,
+            discount: o.discount,
+            total: o.total,
+            price_version: o.price_version,
+            origin: o.origin,
+            accepted_at_ms: o.accepted_at_ms,
+            status: o.status,
+            commit_version: o.commit_version,
+            reject_reason: o.reject_reason,
+        }
+    }
+}
+
+/// Orders of version 1, as today's.
+pub(crate) fn orders(v: Vec<Order>) -> Vec<crate::order::Order> {
+    v.into_iter().map(Into::into).collect()
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub enum ReadReply {
+    Orders(Vec<Order>),
+    Order(Option<Box<Order>>),
+}
+
+impl FirstVersion for ReadReply {
+    const FORMAT: Format = Format {
+        label: "read reply",
+        version: 1,
+    };
+}
+
+impl From<ReadReply> for command::ReadReply {
+    fn from(r: ReadReply) -> Self {
+        match r {
+            ReadReply::Orders(v) => command::ReadReply::Orders(orders(v)),
+            ReadReply::Order(o) => command::ReadReply::Order(o.map(|o| Box::new((*o).into()))),
+        }
+    }
+}
 
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct OrderResult {
@@ -80,9 +222,9 @@ impl FirstVersion for DedupRecord {
     };
 }
 
-impl From<OrderResult> for command::OrderResult {
+impl From<OrderResult> for super::v2::OrderResult {
     fn from(r: OrderResult) -> Self {
-        command::OrderResult {
+        super::v2::OrderResult {
             order_id: r.order_id,
             status: r.status,
             version: r.version,
@@ -94,18 +236,36 @@ impl From<OrderResult> for command::OrderResult {
     }
 }
 
-impl From<Outcome> for command::Outcome {
+impl From<Outcome> for super::v2::Outcome {
     fn from(o: Outcome) -> Self {
+        use super::v2::Outcome as O;
         match o {
-            Outcome::Applied { version } => command::Outcome::Applied { version },
-            Outcome::Granted { version, units } => command::Outcome::Granted { version, units },
-            Outcome::Returned { version, units } => command::Outcome::Returned { version, units },
-            Outcome::Orders { version, results } => command::Outcome::Orders {
+            Outcome::Applied { version } => O::Applied { version },
+            Outcome::Granted { version, units } => O::Granted { version, units },
+            Outcome::Returned { version, units } => O::Returned { version, units },
+            Outcome::Orders { version, results } => O::Orders {
                 version,
                 results: results.into_iter().map(Into::into).collect(),
             },
-            Outcome::Order { order, duplicate } => command::Outcome::Order { order, duplicate },
-            Outcome::Rejected(r) => command::Outcome::Rejected(r),
+            Outcome::Order { order, duplicate } => O::Order { order, duplicate },
+            Outcome::Rejected(r) => O::Rejected(r),
+        }
+    }
+}
+
+/// Outcomes of version 1 read as today's.
+impl From<Outcome> for command::Outcome {
+    fn from(o: Outcome) -> Self {
+        super::v2::Outcome::from(o).into()
+    }
+}
+
+impl From<DedupRecord> for super::v2::DedupRecord {
+    fn from(p: DedupRecord) -> Self {
+        super::v2::DedupRecord {
+            version: p.version,
+            fingerprint: p.fingerprint,
+            outcome: p.outcome.into(),
         }
     }
 }
@@ -158,9 +318,9 @@ impl FirstVersion for Proposal {
     };
 }
 
-impl From<Command> for command::Command {
+impl From<Command> for super::v4::Command {
     fn from(c: Command) -> Self {
-        use command::Command as C;
+        use super::v4::Command as C;
         match c {
             Command::UpsertProduct(p) => C::UpsertProduct(p),
             Command::UpsertMarket(m) => C::UpsertMarket(m),
@@ -205,16 +365,22 @@ impl From<Command> for command::Command {
     }
 }
 
-impl From<Proposal> for command::Proposal {
+impl From<Proposal> for super::v2::Proposal {
     fn from(p: Proposal) -> Self {
-        command::Proposal {
+        super::v2::Proposal {
             command_id: p.command_id,
             fingerprint: p.fingerprint,
             at_ms: p.at_ms,
             command: p.command.into(),
             key_ms: None,
-            actor: None,
         }
+    }
+}
+
+/// Proposals of version 1 read as today's.
+impl From<Proposal> for command::Proposal {
+    fn from(p: Proposal) -> Self {
+        super::v2::Proposal::from(p).into()
     }
 }
 
@@ -248,8 +414,9 @@ impl FirstVersion for EdgeWrite {
     };
 }
 
-impl From<EdgeWrite> for command::EdgeWrite {
+impl From<EdgeWrite> for super::v2::EdgeWrite {
     fn from(w: EdgeWrite) -> Self {
+        use super::v2::EdgeRequest as R;
         // Version 1 keyed grants and returns `grant-<n>`, `return-<n>`: the number is the tail.
         let number = || {
             w.key
@@ -259,13 +426,13 @@ impl From<EdgeWrite> for command::EdgeWrite {
                 .unwrap_or(0)
         };
         let request = match w.request.clone() {
-            EdgeRequest::Commit(orders) => command::EdgeRequest::Commit(orders),
-            EdgeRequest::Grant { sku, demand } => command::EdgeRequest::Grant {
+            EdgeRequest::Commit(orders) => R::Commit(orders),
+            EdgeRequest::Grant { sku, demand } => R::Grant {
                 sku,
                 demand,
                 request: number(),
             },
-            EdgeRequest::Return { sku, units } => command::EdgeRequest::Return {
+            EdgeRequest::Return { sku, units } => R::Return {
                 sku,
                 units,
                 request: number(),
@@ -273,12 +440,19 @@ impl From<EdgeWrite> for command::EdgeWrite {
             EdgeRequest::CentralOrder {
                 idempotency_key,
                 request,
-            } => command::EdgeRequest::CentralOrder {
+            } => R::CentralOrder {
                 idempotency_key,
                 request,
             },
         };
-        command::EdgeWrite { request }
+        super::v2::EdgeWrite { request }
+    }
+}
+
+/// Edge writes of version 1 read as today's.
+impl From<EdgeWrite> for command::EdgeWrite {
+    fn from(w: EdgeWrite) -> Self {
+        super::v2::EdgeWrite::from(w).into()
     }
 }
 

@@ -7,10 +7,11 @@
 
 use codec::{Format, Versioned};
 
-use crate::command::{self, Actor, Command};
+use crate::command::{self, Actor};
 
-/// (`Command` of version 3 is today's without `NoteMembership`; a change to an existing
-/// variant must freeze the version-3 layout here first.)
+use super::v4::Command;
+
+/// (`Command` of version 3 is version 4's without `NoteMembership`.)
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Proposal {
     pub command_id: [u8; 16],
@@ -28,34 +29,26 @@ impl Versioned for Proposal {
     };
     type Previous = super::v2::Proposal;
     fn migrate(p: super::v2::Proposal) -> Self {
-        command::Proposal::from(p).into()
+        p.with_actor(None)
     }
 }
 
+impl From<Proposal> for super::v4::Proposal {
+    fn from(p: Proposal) -> Self {
+        super::v4::Proposal {
+            command_id: p.command_id,
+            fingerprint: p.fingerprint,
+            at_ms: p.at_ms,
+            command: p.command,
+            key_ms: p.key_ms,
+            actor: p.actor,
+        }
+    }
+}
+
+/// Proposals of version 3 read as today's.
 impl From<Proposal> for command::Proposal {
     fn from(p: Proposal) -> Self {
-        command::Proposal {
-            command_id: p.command_id,
-            fingerprint: p.fingerprint,
-            at_ms: p.at_ms,
-            command: p.command,
-            key_ms: p.key_ms,
-            actor: p.actor,
-        }
-    }
-}
-
-/// A proposal as version 3 writes it: what members of the build before version 4 read, for
-/// every command but a membership note.
-impl From<command::Proposal> for Proposal {
-    fn from(p: command::Proposal) -> Self {
-        Proposal {
-            command_id: p.command_id,
-            fingerprint: p.fingerprint,
-            at_ms: p.at_ms,
-            command: p.command,
-            key_ms: p.key_ms,
-            actor: p.actor,
-        }
+        super::v4::Proposal::from(p).into()
     }
 }

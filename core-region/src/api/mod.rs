@@ -39,6 +39,9 @@ pub struct AppState {
     pub grant_policy: GrantPolicy,
     /// What central orders' ids are derived under (the deployment's secret).
     pub order_ids: Arc<commerce::order_id::OrderIdKey>,
+    /// Seals the addresses admin writes give in the clear before they are proposed; opens
+    /// those this region is home to for admin reads (elsewhere they are shown redacted).
+    pub personal: Arc<sealing::PersonalData>,
     /// How long a write may wait for the log before the caller is told to retry.
     pub write_timeout: Duration,
     /// Unix ms when this process started, for `/admin/v1/cluster`.
@@ -291,6 +294,16 @@ pub async fn submit(
     command: Command,
 ) -> Result<Outcome, Problem> {
     let actor = ACTOR.try_with(Clone::clone).ok();
+    let mut command = command;
+    // Nothing goes into the log in the clear (I6).
+    s.personal
+        .seal_all(command.ship_tos_mut())
+        .map_err(|e| match e {
+            sealing::personal::SealError::Invalid(e) => {
+                Problem::from(commerce::refusal::Rejection::from(e))
+            }
+            e => Problem::new(Kind::Unavailable, format!("an address not sealed: {e}")),
+        })?;
     let outcome = s
         .writes
         .submit(route, key, command, actor, s.write_timeout)

@@ -37,7 +37,11 @@ async fn place_order(
     })?;
     let (scoped, command) = Command::central_order(req, key, s.region.clone(), None, &s.order_ids);
     match submit(&s, "orders", Some(&scoped), command).await? {
-        Outcome::Order { order, duplicate } => {
+        Outcome::Order {
+            mut order,
+            duplicate,
+        } => {
+            s.personal.open_order(&mut order);
             let mut res = (StatusCode::CREATED, Json(order)).into_response();
             if duplicate {
                 res.headers_mut()
@@ -58,9 +62,9 @@ async fn get_order(
     let found = tokio::task::spawn_blocking(move || read_order(&*store, &lookup))
         .await
         .map_err(|e| Problem::new(Kind::Internal, e.to_string()))??;
-    found
-        .map(Json)
-        .ok_or_else(|| Problem::new(Kind::NotFound, format!("no order {id}")))
+    let mut order = found.ok_or_else(|| Problem::new(Kind::NotFound, format!("no order {id}")))?;
+    s.personal.open_order(&mut order);
+    Ok(Json(order))
 }
 
 #[derive(serde::Deserialize)]
@@ -90,10 +94,15 @@ async fn list_orders(
             )
         })?),
     };
-    let store = s.store.clone();
-    let (items, last) = tokio::task::spawn_blocking(move || orders_after(&*store, after, limit))
-        .await
-        .map_err(|e| Problem::new(Kind::Internal, e.to_string()))??;
+    let (store, personal) = (s.store.clone(), s.personal.clone());
+    let (items, last) = tokio::task::spawn_blocking(move || {
+        orders_after(&*store, after, limit).map(|(mut items, last)| {
+            items.iter_mut().for_each(|o| personal.open_order(o));
+            (items, last)
+        })
+    })
+    .await
+    .map_err(|e| Problem::new(Kind::Internal, e.to_string()))??;
     let next = last
         .filter(|_| items.len() == limit)
         .map(|(v, seq)| format!("{v}.{seq}"));

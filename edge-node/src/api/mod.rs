@@ -52,6 +52,8 @@ pub struct EdgeParts {
     pub edge: EdgeId,
     /// What order ids are derived under (the deployment's secret).
     pub order_ids: commerce::order_id::OrderIdKey,
+    /// Seals each order's personal data for its home region (I6).
+    pub personal: Arc<sealing::PersonalData>,
     pub catalog: Catalog,
     pub outbox: Outbox,
     pub cores: Cores,

@@ -13,7 +13,7 @@ use commerce::command::{
     EdgeRead, EdgeRequest, EdgeWrite, ORDERS_PAGE_MAX, OrderCursor, Outcome, ReadReply, orders_page,
 };
 use commerce::order::check_idempotency_key;
-use commerce::order::{Order, OrderRequest, OrderStatus, Origin, price_order};
+use commerce::order::{Order, OrderRequest, OrderStatus, Origin, Personal, price_order};
 use commerce::refusal::Rejection;
 use commerce::shopper::OrderForm;
 use commerce::{EdgeId, Money, OrderId};
@@ -122,7 +122,7 @@ pub(super) async fn place_order(
     Body(form): Body<OrderForm>,
 ) -> Result<Response, Problem> {
     let started = std::time::Instant::now();
-    let req = form.request_of(&who.required()?)?;
+    let mut req = form.request_of(&who.required()?)?;
     let key = idempotency_key(&headers, check_idempotency_key)?.ok_or_else(|| {
         Problem::new(
             Kind::MissingIdempotencyKey,
@@ -137,6 +137,9 @@ pub(super) async fn place_order(
         .retry_after(1));
     }
     e.has_catalog()?;
+    // Sealed for its home region before anything is written or sent (I6); a retry is told
+    // by the address's digest.
+    seal(&e, &mut req)?;
     let order_id = e.order_ids.order_id(&req.customer_id, &key);
     // A retry is found by the outbox's writer (`Intake::Existing`): no read on the way in.
     let now = util::clock::now_ms();
@@ -193,6 +196,26 @@ pub(super) async fn place_order(
         e.metrics.refused();
     }
     res
+}
+
+/// Seals `req`'s address for its home region.
+fn seal(e: &Edge, req: &mut OrderRequest) -> Result<(), Problem> {
+    use sealing::personal::SealError;
+    match e
+        .personal
+        .seal_all(vec![(&req.customer_id, &mut req.ship_to)])
+    {
+        Ok(()) => Ok(()),
+        Err(SealError::Invalid(err)) => Err(Problem::from(Rejection::from(err))),
+        Err(err) => {
+            tracing::error!(error = %err, "an address not sealed; order refused");
+            Err(Problem::new(
+                Kind::Unavailable,
+                "this edge cannot seal the shopper's address for its home region now",
+            )
+            .retry_after(1))
+        }
+    }
 }
 
 /// The answer to an order id seen before: the order, or a refusal when the key was used for
@@ -321,21 +344,20 @@ pub(super) async fn get_order(
     let shopper = who.required()?;
     let lookup = id.clone();
     let local = read_outbox(&e, move |ob| ob.order(&lookup)).await?;
+    // This edge cannot open an address; a core of its home region can. An order here whose
+    // home is this region is asked of the core, which has it once committed.
     let found = match local {
-        Some(o) => Some(o),
-        None => {
+        Some(o) if !homed_at(&o, &e.region) => Some(o),
+        local => {
             let read = EdgeRead::Order {
                 customer: shopper.customer.clone(),
                 id,
             };
-            match e
-                .cores
-                .read(&read, e.central_timeout)
-                .await
-                .map_err(unanswered)?
-            {
-                ReadReply::Order(o) => o.map(|o| *o),
-                ReadReply::Orders(_) => None,
+            match e.cores.read(&read, e.central_timeout).await {
+                Ok(ReadReply::Order(Some(o))) => Some(*o),
+                Ok(_) => local,
+                Err(_) if local.is_some() => local,
+                Err(err) => return Err(unanswered(err)),
             }
         }
     };
@@ -350,6 +372,11 @@ pub(super) async fn get_order(
         }
         _ => Err(Problem::new(Kind::NotFound, "no such order")),
     }
+}
+
+/// Whether `order`'s address is sealed for `region`.
+fn homed_at(order: &Order, region: &str) -> bool {
+    matches!(&order.ship_to.personal, Personal::Sealed(s) if s.home == region)
 }
 
 #[derive(serde::Deserialize, IntoParams)]

@@ -105,6 +105,12 @@ pub fn certs_in(dir: &Path, role: replication::certs::Role, nodes: &[&str]) -> P
         if !dir.join(format!("{n}.pem")).exists() {
             replication::certs::issue_node(dir, n, role).unwrap();
         }
+        // A region's personal data key, beside the certificates as the demo keeps it.
+        if role == replication::certs::Role::Core
+            && !dir.join("keys").join(format!("{n}.keys")).exists()
+        {
+            sealing::keys::rotate(&dir.join("keys"), n).unwrap();
+        }
     }
     dir.to_path_buf()
 }

@@ -1,0 +1,664 @@
+//! An order's personal data sealed for its home region, and opened there (I6).
+//!
+//! The residency policy (`Residency`, from the `[personal_data]` section of an edge's or a
+//! core's config) names each destination country's home region. `PersonalSealer` seals an
+//! address in the clear to the newest key of that region (`public.keys`, which every node
+//! holds), with a digest of it keyed by the deployment's secret so that a retry is known
+//! without opening anything; `PersonalOpener`, at a core of the home region, opens it for its
+//! owner. Everywhere else it stays sealed, and the APIs show it redacted with the reason.
+//!
+//! The associated data binds a sealed address to its customer: moved to another customer's
+//! order, it does not open.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use commerce::personal::{Address, Personal, SealedPersonal, ShipTo};
+use commerce::{Country, CustomerId};
+
+use crate::keys::{FileKeys, KeyError, PublicKeys};
+use crate::sealed::{OpenError, Opener, Sealed, Sealer};
+use crate::suite::Suite;
+
+/// The residency policy as a config file gives it (`[personal_data]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResidencySettings {
+    /// Where the key files are: `public.keys` (every node), `<region>.keys` (that region's
+    /// cores). Relative to the config file; by default `keys` beside the certificates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys_dir: Option<PathBuf>,
+    /// The home region of every country `homes` does not name: by default this node's region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub home: Option<String>,
+    /// Countries (ISO 3166-1 alpha-2) whose shoppers' data is kept in another region:
+    /// `CN = "cn-shanghai"`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub homes: BTreeMap<Country, String>,
+    /// The cipher a region's data is sealed with, `aes-256-gcm` (the default) or `sm4-gcm`:
+    /// `cn-shanghai = "sm4-gcm"`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub suites: BTreeMap<String, String>,
+}
+
+impl ResidencySettings {
+    /// Takes a relative `keys_dir` from the config file's directory.
+    pub fn resolve(&mut self, base: &Path) {
+        if let Some(dir) = &mut self.keys_dir {
+            util::config::resolve(base, dir);
+        }
+    }
+
+    /// What the types cannot say: region names, and suites that exist.
+    pub fn check(&self) -> Result<(), util::config::Invalid> {
+        let region = |key: &str, r: &str| {
+            crate::keys::KeyId::new(r, 1)
+                .map(|_| ())
+                .map_err(|e| util::config::Invalid::at(key, e.to_string()))
+        };
+        if let Some(h) = &self.home {
+            region("personal_data.home", h)?;
+        }
+        for (country, h) in &self.homes {
+            region(&format!("personal_data.homes.{country}"), h)?;
+        }
+        for (r, suite) in &self.suites {
+            region("personal_data.suites", r)?;
+            if Suite::named(suite).is_none() {
+                return Err(util::config::Invalid::at(
+                    &format!("personal_data.suites.{r}"),
+                    format!("{suite:?} is no cipher suite (aes-256-gcm, sm4-gcm)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a residency policy or its keys cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("personal_data.suites.{region}: {suite:?} is no cipher suite (aes-256-gcm, sm4-gcm)")]
+    Suite { region: String, suite: String },
+    #[error(
+        "personal_data: region {0} is a home region but public.keys has no key of it: run `tradewind keys init` or `keys rotate --region {0}` and give every node the new public.keys"
+    )]
+    NoKey(String),
+    #[error("personal_data: {0}")]
+    Keys(#[from] KeyError),
+}
+
+/// Every country's home region, and each region's cipher suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Residency {
+    home: String,
+    homes: BTreeMap<Country, String>,
+    suites: BTreeMap<String, Suite>,
+}
+
+impl Residency {
+    /// The policy of `settings` at a node of `region` (the default home).
+    pub fn new(settings: &ResidencySettings, region: &str) -> Result<Residency, PolicyError> {
+        let suites = settings
+            .suites
+            .iter()
+            .map(|(region, name)| {
+                Suite::named(name)
+                    .map(|s| (region.clone(), s))
+                    .ok_or_else(|| PolicyError::Suite {
+                        region: region.clone(),
+                        suite: name.clone(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Residency {
+            home: settings.home.clone().unwrap_or_else(|| region.to_owned()),
+            homes: settings.homes.clone(),
+            suites,
+        })
+    }
+
+    /// The region whose cores keep the personal data of shoppers shipping to `country`.
+    pub fn home_of(&self, country: Country) -> &str {
+        self.homes.get(&country).unwrap_or(&self.home)
+    }
+
+    /// The cipher suite `region`'s data is sealed with.
+    pub fn suite_of(&self, region: &str) -> Suite {
+        self.suites.get(region).copied().unwrap_or(Suite::Aes256Gcm)
+    }
+
+    /// Every home region the policy names.
+    pub fn homes(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.home.as_str()).chain(self.homes.values().map(String::as_str))
+    }
+}
+
+/// The key files' directory: the one the settings name, or `keys` in `certs_dir`.
+pub fn keys_dir(settings: &ResidencySettings, certs_dir: &Path) -> PathBuf {
+    settings
+        .keys_dir
+        .clone()
+        .unwrap_or_else(|| certs_dir.join("keys"))
+}
+
+/// What a sealed address is bound to: its customer.
+fn aad(customer: &CustomerId) -> Vec<u8> {
+    let mut aad = b"tradewind ship-to v1\0".to_vec();
+    aad.extend_from_slice(customer.as_str().as_bytes());
+    aad
+}
+
+/// Why an address was not sealed.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// The address itself is refused (sizes): the shopper's to fix.
+    #[error(transparent)]
+    Invalid(#[from] commerce::order::OrderError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+}
+
+/// The sealers of the current keys, one per home region.
+struct Current {
+    public: PublicKeys,
+    sealers: BTreeMap<String, Arc<Sealer>>,
+}
+
+/// Seals addresses for their home regions.
+pub struct PersonalSealer {
+    residency: Residency,
+    dir: PathBuf,
+    digest: ring::hmac::Key,
+    current: RwLock<Current>,
+}
+
+impl std::fmt::Debug for PersonalSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersonalSealer")
+            .field("residency", &self.residency)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PersonalSealer {
+    /// A sealer for `residency` with the public keys in `dir`, and digests keyed by the
+    /// deployment's `secret`; refused when a home region has no key.
+    pub fn new(
+        residency: Residency,
+        dir: &Path,
+        secret: &[u8; 32],
+    ) -> Result<PersonalSealer, PolicyError> {
+        let deployment = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+        let derived = ring::hmac::sign(&deployment, b"tradewind address digests v1");
+        let current = Self::sealers(&residency, PublicKeys::load(dir)?)?;
+        Ok(PersonalSealer {
+            residency,
+            dir: dir.to_path_buf(),
+            digest: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref()),
+            current: RwLock::new(current),
+        })
+    }
+
+    fn sealers(residency: &Residency, public: PublicKeys) -> Result<Current, PolicyError> {
+        let mut sealers = BTreeMap::new();
+        for home in residency.homes() {
+            if sealers.contains_key(home) {
+                continue;
+            }
+            let (id, key) = public
+                .newest(home)
+                .map_err(|_| PolicyError::NoKey(home.to_owned()))?;
+            let sealer = Sealer::new(&id, &key, residency.suite_of(home))?;
+            sealers.insert(home.to_owned(), Arc::new(sealer));
+        }
+        Ok(Current { public, sealers })
+    }
+
+    /// Reads `public.keys` again: after a rotation, addresses are sealed to the new keys. A
+    /// file that does not load leaves the keys in use.
+    pub fn reload(&self) -> Result<bool, PolicyError> {
+        let public = PublicKeys::load(&self.dir)?;
+        let changed = {
+            let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+            self.residency.homes().any(|h| {
+                let newest = public.newest(h).ok().map(|(id, _)| id);
+                current.sealers.get(h).map(|s| s.key().clone()) != newest
+            })
+        };
+        if changed {
+            let next = Self::sealers(&self.residency, public)?;
+            *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
+        }
+        Ok(changed)
+    }
+
+    /// The key id each home region's data is sealed to now.
+    pub fn keys(&self) -> Vec<String> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        current
+            .sealers
+            .values()
+            .map(|s| s.key().to_string())
+            .collect()
+    }
+
+    /// The public keys in use.
+    pub fn public(&self) -> PublicKeys {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .public
+            .clone()
+    }
+
+    pub fn residency(&self) -> &Residency {
+        &self.residency
+    }
+
+    /// The keyed digest of `address`.
+    fn digest(&self, address: &Address) -> Result<[u8; 16], SealError> {
+        let bytes = codec::encode(address)?;
+        let tag = ring::hmac::sign(&self.digest, &bytes);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&tag.as_ref()[..16]);
+        Ok(out)
+    }
+
+    /// Seals `ship_to`'s personal data for its home region, when it is in the clear (after
+    /// checking it); sealed or erased data is left as it is.
+    pub fn seal(&self, customer: &CustomerId, ship_to: &mut ShipTo) -> Result<(), SealError> {
+        let Personal::Plain(address) = &ship_to.personal else {
+            return Ok(());
+        };
+        address.validate()?;
+        let home = self.residency.home_of(ship_to.country);
+        let sealer = {
+            let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(
+                current
+                    .sealers
+                    .get(home)
+                    .ok_or_else(|| KeyError::NoRegion(home.to_owned()))?,
+            )
+        };
+        let plain = codec::encode(&**address)?;
+        let sealed = sealer.seal(&aad(customer), &plain);
+        ship_to.personal = Personal::Sealed(SealedPersonal {
+            home: home.to_owned(),
+            digest: self.digest(address)?,
+            sealed: codec::encode(&sealed)?,
+        });
+        Ok(())
+    }
+
+    /// Seals every address in `items` (`Command::ship_tos_mut`).
+    pub fn seal_all(&self, items: Vec<(&CustomerId, &mut ShipTo)>) -> Result<(), SealError> {
+        for (customer, ship_to) in items {
+            self.seal(customer, ship_to)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a sealed address did not open at its home region.
+#[derive(Debug, thiserror::Error)]
+pub enum UnsealError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("a sealed address that is not one: {0}")]
+    Codec(#[from] codec::CodecError),
+    #[error("sealed to key {key}, which is not of its home region {home}")]
+    Misfiled { key: String, home: String },
+}
+
+/// Opens the addresses sealed for one region, at its cores.
+#[derive(Clone)]
+pub struct PersonalOpener {
+    region: String,
+    opener: Opener,
+}
+
+impl PersonalOpener {
+    /// The opener of `region` with its key file in `dir`.
+    pub fn load(dir: &Path, region: &str) -> Result<PersonalOpener, KeyError> {
+        Ok(PersonalOpener::new(
+            region,
+            Arc::new(FileKeys::load(dir, region)?),
+        ))
+    }
+
+    pub fn new(region: &str, keys: Arc<dyn crate::keys::KeyProvider>) -> PersonalOpener {
+        PersonalOpener {
+            region: region.to_owned(),
+            opener: Opener::new(keys),
+        }
+    }
+
+    /// The region whose addresses it opens.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// `ship_to` with its personal data in the clear, when it is sealed for this region (and
+    /// opens); any other as it is.
+    pub fn open(&self, customer: &CustomerId, ship_to: &mut ShipTo) -> Result<(), UnsealError> {
+        let Personal::Sealed(s) = &ship_to.personal else {
+            return Ok(());
+        };
+        if s.home != self.region {
+            return Ok(());
+        }
+        let sealed: Sealed = codec::decode(&s.sealed)?;
+        if sealed.key.region() != s.home {
+            return Err(UnsealError::Misfiled {
+                key: sealed.key.to_string(),
+                home: s.home.clone(),
+            });
+        }
+        let plain = self.opener.open(&sealed, &aad(customer))?;
+        let address: Address = codec::decode(&plain)?;
+        ship_to.personal = Personal::Plain(Box::new(address));
+        Ok(())
+    }
+
+    /// `order` with its address opened where it can be; where it cannot (a key not held, data
+    /// altered), it stays sealed, shown redacted, and the error is logged.
+    pub fn open_order(&self, order: &mut commerce::order::Order) {
+        if let Err(e) = self.open(&order.customer_id, &mut order.ship_to) {
+            tracing::error!(order = %order.order_id, error = %e, "a sealed address of this region did not open; shown redacted");
+        }
+    }
+}
+
+/// Why a node's personal data keys did not load.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(
+        "region {region} is a home region in personal_data, and its cores open what is sealed for it, but {region}.keys did not load: {source}"
+    )]
+    NoPrivate { region: String, source: KeyError },
+}
+
+/// What a node holds of the personal data keys: the sealer (every node) and, at a core of a
+/// home region, its opener. Both are read again when their files change (a rotation).
+pub struct PersonalData {
+    pub sealer: PersonalSealer,
+    region: String,
+    opener: RwLock<Option<(Stamp, PersonalOpener)>>,
+}
+
+/// When a key file was last changed, and its size: what tells a rotation.
+type Stamp = Option<(std::time::SystemTime, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// How often key files are looked at for a rotation.
+pub const KEYS_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl PersonalData {
+    /// What an edge of `region` holds: public keys only.
+    pub fn sealing(
+        settings: &ResidencySettings,
+        region: &str,
+        dir: &Path,
+        secret: &[u8; 32],
+    ) -> Result<PersonalData, LoadError> {
+        let residency = Residency::new(settings, region)?;
+        Ok(PersonalData {
+            sealer: PersonalSealer::new(residency, dir, secret)?,
+            region: region.to_owned(),
+            opener: RwLock::new(None),
+        })
+    }
+
+    /// What a core of `region` holds: the public keys, and its region's private keys, which it
+    /// must have when the policy makes its region anyone's home.
+    pub fn opening(
+        settings: &ResidencySettings,
+        region: &str,
+        dir: &Path,
+        secret: &[u8; 32],
+    ) -> Result<PersonalData, LoadError> {
+        let data = Self::sealing(settings, region, dir, secret)?;
+        let path = dir.join(format!("{region}.keys"));
+        match PersonalOpener::load(dir, region) {
+            Ok(o) => {
+                *data.opener.write().unwrap_or_else(|p| p.into_inner()) = Some((stamp(&path), o))
+            }
+            Err(source) if data.sealer.residency().homes().any(|h| h == region) => {
+                return Err(LoadError::NoPrivate {
+                    region: region.to_owned(),
+                    source,
+                });
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "this region is no one's home: it opens no personal data");
+            }
+        }
+        Ok(data)
+    }
+
+    /// Seals every address in `items` that is in the clear (`PersonalSealer::seal_all`).
+    pub fn seal_all(&self, items: Vec<(&CustomerId, &mut ShipTo)>) -> Result<(), SealError> {
+        self.sealer.seal_all(items)
+    }
+
+    /// Opens `order`'s address where this region is its home (`PersonalOpener::open_order`).
+    pub fn open_order(&self, order: &mut commerce::order::Order) {
+        let opener = self.opener.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, o)) = opener.as_ref() {
+            o.open_order(order);
+        }
+    }
+
+    /// Reads the key files again where they changed: the sealer takes a rotated region's new
+    /// key, the opener a new key of its region. A file that does not load leaves the keys in
+    /// use, and says why.
+    pub fn reload(&self) {
+        if let Err(e) = self.sealer.reload() {
+            tracing::error!(error = %e, "public keys not reloaded; the ones in use are kept");
+        }
+        let dir = &self.sealer.dir;
+        let path = dir.join(format!("{}.keys", self.region));
+        let now = stamp(&path);
+        let mut opener = self.opener.write().unwrap_or_else(|p| p.into_inner());
+        let Some((seen, _)) = opener.as_ref() else {
+            return;
+        };
+        if *seen == now {
+            return;
+        }
+        match PersonalOpener::load(dir, &self.region) {
+            Ok(o) => {
+                tracing::info!(region = %self.region, "this region's personal data keys reloaded");
+                *opener = Some((now, o));
+            }
+            Err(e) => {
+                if let Some((seen, _)) = opener.as_mut() {
+                    *seen = now;
+                }
+                tracing::error!(error = %e, "this region's keys not reloaded; the ones in use are kept");
+            }
+        }
+    }
+
+    /// Reloads the key files every `KEYS_POLL` on the current runtime, until `self` is dropped.
+    pub fn watch(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(KEYS_POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(me) = me.upgrade() else { return };
+                // Small files, rarely changed: read off the async threads all the same.
+                let _ = tokio::task::spawn_blocking(move || me.reload()).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address() -> Address {
+        Address {
+            name: Some("Wang Xiaoming".into()),
+            line1: "88 Century Avenue".into(),
+            line2: None,
+            city: "Shanghai".into(),
+            postal_code: "200120".into(),
+            phone: Some("+86 21 5555 0100".into()),
+        }
+    }
+
+    fn country(c: &str) -> Country {
+        Country::new(c).unwrap()
+    }
+
+    fn setup() -> (tempfile::TempDir, Residency) {
+        let dir = tempfile::tempdir().unwrap();
+        crate::keys::init(dir.path(), &["cn-east".into(), "us-east".into()]).unwrap();
+        let settings = ResidencySettings {
+            homes: [(country("CN"), "cn-east".to_owned())].into(),
+            suites: [("cn-east".to_owned(), "sm4-gcm".to_owned())].into(),
+            ..Default::default()
+        };
+        (dir, Residency::new(&settings, "us-east").unwrap())
+    }
+
+    #[test]
+    fn an_address_opens_at_its_home_region_only_and_for_its_customer_only() {
+        let (dir, residency) = setup();
+        let sealer = PersonalSealer::new(residency, dir.path(), &[3; 32]).unwrap();
+        let me = CustomerId::new("c-1").unwrap();
+        let mut ship_to = ShipTo::plain(country("CN"), address());
+        sealer.seal(&me, &mut ship_to).unwrap();
+        let Personal::Sealed(s) = &ship_to.personal else {
+            panic!("{ship_to:?}")
+        };
+        assert_eq!(s.home, "cn-east");
+        let sealed: Sealed = codec::decode(&s.sealed).unwrap();
+        assert_eq!(sealed.suite, Suite::Sm4Gcm);
+        for text in ["Century", "Shanghai", "200120", "Wang", "5555"] {
+            assert!(
+                !s.sealed.windows(text.len()).any(|w| w == text.as_bytes()),
+                "{text} in the clear"
+            );
+        }
+        // Another region leaves it sealed; so does the home region for another customer.
+        let elsewhere = PersonalOpener::load(dir.path(), "us-east").unwrap();
+        let mut copy = ship_to.clone();
+        elsewhere.open(&me, &mut copy).unwrap();
+        assert_eq!(copy, ship_to);
+        let home = PersonalOpener::load(dir.path(), "cn-east").unwrap();
+        let mut copy = ship_to.clone();
+        let other = CustomerId::new("c-2").unwrap();
+        assert!(home.open(&other, &mut copy).is_err());
+        assert_eq!(copy, ship_to, "a failed open leaves it sealed");
+        home.open(&me, &mut copy).unwrap();
+        assert_eq!(copy, ShipTo::plain(country("CN"), address()));
+        // Shoppers elsewhere are homed by default at the node's region, in AES-256-GCM.
+        let mut us = ShipTo::plain(country("US"), address());
+        sealer.seal(&me, &mut us).unwrap();
+        let Personal::Sealed(s) = &us.personal else {
+            panic!()
+        };
+        assert_eq!(s.home, "us-east");
+        let sealed: Sealed = codec::decode(&s.sealed).unwrap();
+        assert_eq!(sealed.suite, Suite::Aes256Gcm);
+    }
+
+    #[test]
+    fn a_retry_is_known_by_its_digest_and_another_address_is_not() {
+        let (dir, residency) = setup();
+        let sealer = PersonalSealer::new(residency, dir.path(), &[3; 32]).unwrap();
+        let me = CustomerId::new("c-1").unwrap();
+        let seal = |a: Address| {
+            let mut s = ShipTo::plain(country("CN"), a);
+            sealer.seal(&me, &mut s).unwrap();
+            s
+        };
+        let (a, b) = (seal(address()), seal(address()));
+        assert_ne!(a, b, "each sealing is fresh");
+        assert!(a.may_equal(&b));
+        let mut moved = address();
+        moved.line1 = "89 Century Avenue".into();
+        assert!(!a.may_equal(&seal(moved)));
+    }
+
+    #[test]
+    fn rotation_seals_to_the_new_key_and_old_data_still_opens() {
+        let (dir, residency) = setup();
+        let sealer = PersonalSealer::new(residency, dir.path(), &[3; 32]).unwrap();
+        let me = CustomerId::new("c-1").unwrap();
+        let mut old = ShipTo::plain(country("CN"), address());
+        sealer.seal(&me, &mut old).unwrap();
+        assert!(!sealer.reload().unwrap(), "nothing changed yet");
+        crate::keys::rotate(dir.path(), "cn-east").unwrap();
+        assert!(sealer.reload().unwrap());
+        assert!(sealer.keys().contains(&"cn-east/2".to_owned()));
+        let mut new = ShipTo::plain(country("CN"), address());
+        sealer.seal(&me, &mut new).unwrap();
+        let home = PersonalOpener::load(dir.path(), "cn-east").unwrap();
+        for mut s in [old, new] {
+            home.open(&me, &mut s).unwrap();
+            assert_eq!(s, ShipTo::plain(country("CN"), address()));
+        }
+    }
+
+    #[test]
+    fn a_policy_whose_home_has_no_key_is_refused_and_bad_input_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::keys::init(dir.path(), &["us-east".into()]).unwrap();
+        let settings = ResidencySettings {
+            homes: [(country("CN"), "cn-east".to_owned())].into(),
+            ..Default::default()
+        };
+        let residency = Residency::new(&settings, "us-east").unwrap();
+        let err = PersonalSealer::new(residency, dir.path(), &[3; 32]).unwrap_err();
+        assert!(
+            matches!(err, PolicyError::NoKey(ref r) if r == "cn-east"),
+            "{err}"
+        );
+        let bad = ResidencySettings {
+            suites: [("us-east".to_owned(), "rot13".to_owned())].into(),
+            ..Default::default()
+        };
+        assert!(Residency::new(&bad, "us-east").is_err());
+        // An address out of bounds is refused before anything is sealed.
+        let residency = Residency::new(&ResidencySettings::default(), "us-east").unwrap();
+        let sealer = PersonalSealer::new(residency, dir.path(), &[3; 32]).unwrap();
+        let mut long = address();
+        long.city = "x".repeat(1_000);
+        let mut s = ShipTo::plain(country("US"), long);
+        let me = CustomerId::new("c-1").unwrap();
+        assert!(matches!(
+            sealer.seal(&me, &mut s),
+            Err(SealError::Invalid(_))
+        ));
+        // Sealed data that is not, or is filed under another region, does not open.
+        let home = PersonalOpener::load(dir.path(), "us-east").unwrap();
+        let mut junk = ShipTo {
+            country: country("US"),
+            personal: Personal::Sealed(SealedPersonal {
+                home: "us-east".into(),
+                digest: [0; 16],
+                sealed: vec![1, 2, 3],
+            }),
+        };
+        assert!(home.open(&me, &mut junk).is_err());
+    }
+}
