@@ -390,6 +390,8 @@ pub enum LoadError {
 /// home region, its opener. Both are read again when their files change (a rotation).
 pub struct PersonalData {
     pub sealer: PersonalSealer,
+    /// `public.keys` as last read.
+    public: std::sync::Mutex<Stamp>,
     region: String,
     opener: RwLock<Option<(Stamp, PersonalOpener)>>,
 }
@@ -415,6 +417,7 @@ impl PersonalData {
     ) -> Result<PersonalData, LoadError> {
         let residency = Residency::new(settings, region)?;
         Ok(PersonalData {
+            public: std::sync::Mutex::new(stamp(&dir.join(crate::keys::PUBLIC_FILE))),
             sealer: PersonalSealer::new(residency, dir, secret)?,
             region: region.to_owned(),
             opener: RwLock::new(None),
@@ -465,10 +468,25 @@ impl PersonalData {
     /// key, the opener a new key of its region. A file that does not load leaves the keys in
     /// use, and says why.
     pub fn reload(&self) {
-        if let Err(e) = self.sealer.reload() {
-            tracing::error!(error = %e, "public keys not reloaded; the ones in use are kept");
-        }
         let dir = &self.sealer.dir;
+        let public = stamp(&dir.join(crate::keys::PUBLIC_FILE));
+        let seen = std::mem::replace(
+            &mut *self.public.lock().unwrap_or_else(|p| p.into_inner()),
+            public,
+        );
+        match if seen == public {
+            Ok(false)
+        } else {
+            self.sealer.reload()
+        } {
+            Ok(true) => {
+                tracing::info!(keys = ?self.sealer.keys(), "public keys reloaded: sealing personal data to the newest");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "public keys not reloaded; the ones in use are kept");
+            }
+        }
         let path = dir.join(format!("{}.keys", self.region));
         let now = stamp(&path);
         let mut opener = self.opener.write().unwrap_or_else(|p| p.into_inner());
@@ -660,5 +678,41 @@ mod tests {
             }),
         };
         assert!(home.open(&me, &mut junk).is_err());
+    }
+
+    #[test]
+    fn data_sealed_to_a_key_the_region_does_not_hold_is_an_error_not_a_panic() {
+        let (dir, residency) = setup();
+        let sealer = PersonalSealer::new(residency, dir.path(), &[3; 32]).unwrap();
+        let me = CustomerId::new("c-1").unwrap();
+        let mut s = ShipTo::plain(country("CN"), address());
+        sealer.seal(&me, &mut s).unwrap();
+        // Another deployment's cn-east/1: the same id, another key.
+        let other = tempfile::tempdir().unwrap();
+        crate::keys::init(other.path(), &["cn-east".into()]).unwrap();
+        let wrong = PersonalOpener::load(other.path(), "cn-east").unwrap();
+        let mut copy = s.clone();
+        assert!(wrong.open(&me, &mut copy).is_err());
+        assert_eq!(copy, s);
+        // A key id it does not hold at all.
+        crate::keys::rotate(dir.path(), "cn-east").unwrap();
+        crate::keys::rotate(dir.path(), "cn-east").unwrap();
+        let newer = PersonalSealer::new(
+            Residency::new(
+                &ResidencySettings {
+                    homes: [(country("CN"), "cn-east".to_owned())].into(),
+                    ..Default::default()
+                },
+                "us-east",
+            )
+            .unwrap(),
+            dir.path(),
+            &[3; 32],
+        )
+        .unwrap();
+        let mut three = ShipTo::plain(country("CN"), address());
+        newer.seal(&me, &mut three).unwrap();
+        let err = wrong.open(&me, &mut three.clone()).unwrap_err();
+        assert!(err.to_string().contains("cn-east/3"), "{err}");
     }
 }

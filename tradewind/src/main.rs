@@ -141,7 +141,8 @@ enum KeysCommand {
 
 #[derive(Subcommand)]
 enum CertsCommand {
-    /// Create a CA and one certificate per node in a new directory.
+    /// Create a CA, one certificate per node and each region's first personal data key
+    /// (`keys/`) in a new directory.
     Init {
         /// Directory to write ca.pem, ca.key and <node>.pem / <node>.key into.
         #[arg(long)]
@@ -512,12 +513,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     use replication::certs::{Role, all_as};
                     let nodes = [all_as(Role::Core, &regions), all_as(Role::Edge, &edges)].concat();
                     replication::certs::init(&out, &nodes)?;
+                    // Every region's first personal data key where nodes look for it by
+                    // default (`[personal_data] keys_dir`): beside the certificates.
+                    sealing::keys::init(&out.join("keys"), &regions)?;
                     let named: Vec<String> = nodes
                         .iter()
                         .map(|(n, role)| format!("{n} ({role})"))
                         .collect();
                     println!(
-                        "{}: ca.pem, ca.key (keep it safe) and certificates for {}",
+                        "{}: ca.pem, ca.key (keep it safe), certificates for {}, and keys/ with each region's personal data key (<region>.keys to that region's cores only) and public.keys (every node)",
                         out.display(),
                         named.join(", ")
                     );

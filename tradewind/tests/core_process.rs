@@ -548,3 +548,79 @@ async fn scoped_admin_tokens_reach_only_their_routes_and_every_write_is_audited(
     let text = serde_json::to_string(&records).unwrap();
     assert!(!text.contains(&pricing) && !text.contains(TOKEN));
 }
+
+/// A core keeps the addresses its region is home to sealed in its store, and opens them for
+/// the admin API with its region's key (a group of one makes it on its first start, beside the
+/// Raft log). A key file damaged or gone is a refusal to start that names it, never a panic
+/// and never a new key that would leave every stored address unopenable; with the file back,
+/// the order opens again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cores_region_key_damaged_or_missing_is_a_refusal_to_start_that_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let core = CoreProcess::start(&config, &[]);
+    common::seed(&core.admin, 5).await;
+    let res = client()
+        .post(core.url("/admin/v1/orders"))
+        .bearer_auth(TOKEN)
+        .header("idempotency-key", common::admin_key("sealed-1"))
+        .json(&json!({"customer_id": "c-7", "currency": "USD", "lines": [{"sku": "S-1", "qty": 1}],
+            "ship_to": {"country": "SG", "name": "Ignatius Quarrington", "line1": "77 Xylophone Quay",
+                "city": "Singapore", "postal_code": "QX7788"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let placed: Value = res.json().await.unwrap();
+    assert_eq!(placed["ship_to"]["line1"], "77 Xylophone Quay");
+    let id = placed["order_id"].as_str().unwrap().to_owned();
+    let mut core = core;
+    assert!(core.terminate().success());
+    let store = std::fs::read(store_path(dir.path())).unwrap();
+    for text in ["Quarrington", "Xylophone", "QX7788"] {
+        assert!(!store.windows(text.len()).any(|w| w == text.as_bytes()));
+    }
+    assert!(store.windows(id.len()).any(|w| w == id.as_bytes()));
+
+    let keys = dir.path().join("data/keys/test-region.keys");
+    let good = std::fs::read(&keys).unwrap();
+    let start = || {
+        std::process::Command::new(common::bin())
+            .args(["core", "--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    for (damage, why) in [
+        (
+            Some(b"test-region/1 not-hex\n".to_vec()),
+            "not 64 hex digits",
+        ),
+        (Some(b"other-region/1 00\n".to_vec()), "not 64 hex digits"),
+        (None, "test-region.keys here lacks"),
+    ] {
+        match damage {
+            Some(bytes) => std::fs::write(&keys, bytes).unwrap(),
+            None => std::fs::remove_file(&keys).unwrap(),
+        }
+        let out = start();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("personal data keys") && stderr.contains(why),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    std::fs::write(&keys, good).unwrap();
+    let core = CoreProcess::start(&config, &[]);
+    let seen: Value = client()
+        .get(core.url(&format!("/admin/v1/orders/{id}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["ship_to"]["name"], "Ignatius Quarrington", "{seen}");
+}

@@ -35,6 +35,9 @@ pub(super) struct EdgeStatus {
     grant_units: u64,
     /// False while shutting down.
     accepting: bool,
+    /// The key each home region's personal data is sealed to here (`<region>/<n>`): after a
+    /// rotation, the new key once this edge has read it.
+    sealing_keys: Vec<String>,
 }
 
 /// `/healthz`: the status, and the verdict.
@@ -60,6 +63,7 @@ fn edge_status(e: &Edge) -> EdgeStatus {
         outbox_pending_age_max_ms: e.pending_age_max.as_millis() as u64,
         grant_units: grant_units(e),
         accepting: e.accepting.load(Ordering::Acquire),
+        sealing_keys: e.personal.sealer.keys(),
     }
 }
 
