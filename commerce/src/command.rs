@@ -102,7 +102,9 @@ pub const ORDERS_PAGE_MAX: u32 = 100;
 
 /// What an edge may read from a core region's store over the mesh: the orders of the customer
 /// whose token it verified. The core answers only orders of the customer named, so an edge
-/// shows a shopper nothing of anyone else's even by mistake.
+/// shows a shopper nothing of anyone else's even by mistake. `region` is the asking edge's: a
+/// core opens the addresses it is home to only for an edge of its own region, so that an edge
+/// that reads from another region's core (its own being down) never holds them in the clear.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum EdgeRead {
     /// Up to `limit` (1 to `ORDERS_PAGE_MAX`) of the customer's orders, newest first, after
@@ -111,9 +113,14 @@ pub enum EdgeRead {
         customer: CustomerId,
         after: Option<OrderCursor>,
         limit: u32,
+        region: String,
     },
     /// One order, if it is the customer's.
-    Order { customer: CustomerId, id: OrderId },
+    Order {
+        customer: CustomerId,
+        id: OrderId,
+        region: String,
+    },
 }
 
 /// Where a page of a customer's orders ends: its last order's time and id (the order of their
@@ -185,6 +192,13 @@ pub enum ReadReply {
 }
 
 impl EdgeRead {
+    /// The region of the edge that asks (none from an edge of a build before it said).
+    pub fn region(&self) -> &str {
+        match self {
+            EdgeRead::CustomerOrders { region, .. } | EdgeRead::Order { region, .. } => region,
+        }
+    }
+
     /// What can be told wrong before reading.
     pub fn check(&self) -> Result<(), Rejection> {
         match self {

@@ -333,10 +333,45 @@ impl<'de> Deserialize<'de> for ShipTo {
     }
 }
 
+/// One of two forms: the address in the clear (what a shopper sends, and what its owner reads
+/// at its home region), or redacted with the reason (read anywhere else, or erased).
 #[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for ShipTo {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        <PlainJson<String> as utoipa::PartialSchema>::schema()
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let text = |d: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(d))
+        };
+        let why = ObjectBuilder::new()
+            .property(
+                "reason",
+                text("`sealed`: readable only at its home region; `erased`.")
+                    .enum_values(Some(["sealed", "erased"])),
+            )
+            .required("reason")
+            .property("home_region", text("Where it can be read (sealed)."))
+            .property(
+                "at_ms",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .description(Some("When it was erased (unix ms).")),
+            )
+            .property("detail", text("Why, in words."))
+            .required("detail");
+        let redacted = ObjectBuilder::new()
+            .description(Some(
+                "The address kept from this reader: sealed for another region, or erased.",
+            ))
+            .property("country", <Country as utoipa::PartialSchema>::schema())
+            .required("country")
+            .property("redacted", why)
+            .required("redacted");
+        OneOfBuilder::new()
+            .item(<PlainJson<String> as utoipa::PartialSchema>::schema())
+            .item(redacted)
+            .into()
     }
 }
 

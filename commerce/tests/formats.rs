@@ -437,7 +437,17 @@ fn edge_reads_and_their_replies() {
         ),
     ];
     for (case, read) in reads {
-        golden::<EdgeRead>(Some(case), &from(read));
+        let old: v1::EdgeRead = from(read);
+        golden(Some(case), &old);
+        // Version 2: the asking edge's region.
+        let mut now = EdgeRead::from(old);
+        match &mut now {
+            EdgeRead::CustomerOrders { region, .. } | EdgeRead::Order { region, .. } => {
+                assert_eq!(region, "", "a read of version 1 names no region");
+                *region = "ap-singapore".into();
+            }
+        }
+        golden(Some(case), &now);
     }
     for (case, reply) in [
         ("orders", json!({"Orders": [order()]})),

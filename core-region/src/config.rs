@@ -200,6 +200,10 @@ impl Config for CoreConfig {
     fn check(&self) -> Result<(), Invalid> {
         self.problems().map_err(Invalid)?;
         self.personal_data.check()?;
+        let listeners: Vec<SocketAddr> = std::iter::once(self.admin.listen)
+            .chain(self.raft.as_ref().map(|r| r.listen))
+            .collect();
+        self.personal_data.check_listeners(&listeners)?;
         self.admin.http.check("admin.http", self.admin.listen)
     }
 }
@@ -317,7 +321,6 @@ fn check_raft(region: &str, r: &RaftConfig) -> Result<(), String> {
 }
 
 impl CoreConfig {
-    /// Where the Raft log lives.
     /// Where the personal data key files are, and whether this region makes its own key there
     /// when it has none (a group of one, as with the deployment's secret).
     pub fn keys_dir(&self) -> Result<(PathBuf, bool), Invalid> {
@@ -336,6 +339,7 @@ impl CoreConfig {
         }
     }
 
+    /// Where the Raft log lives.
     pub fn raft_log_path(&self) -> Result<PathBuf, Invalid> {
         if let Some(p) = self.raft.as_ref().and_then(|r| r.log_path.clone()) {
             return Ok(p);

@@ -134,24 +134,30 @@ impl EdgeWrites {
                 "{READS_INFLIGHT_MAX} edge reads in hand here"
             )));
         };
+        // Addresses this region is home to are opened for its own edges only: an edge of
+        // another region reading here (its own core down) gets them sealed, as it would there.
+        let ours = read.region() == self.region;
         let (store, personal) = (Arc::clone(&self.store), Arc::clone(&self.personal));
         let reply = tokio::task::spawn_blocking(move || match read {
             EdgeRead::CustomerOrders {
                 customer,
                 after,
                 limit,
+                ..
             } => crate::reads::customer_orders(&*store, &customer, after.as_ref(), limit as usize)
                 .map(ReadReply::Orders),
-            EdgeRead::Order { customer, id } => crate::reads::read_order(&*store, &id)
+            EdgeRead::Order { customer, id, .. } => crate::reads::read_order(&*store, &id)
                 .map(|o| ReadReply::Order(o.filter(|o| o.customer_id == customer).map(Box::new))),
         })
         .await
         .map_err(|e| WriteError::Unavailable(e.to_string()))?
         .map_err(|e| WriteError::Unavailable(e.to_string()))?;
         let mut reply = reply;
-        match &mut reply {
-            ReadReply::Orders(v) => v.iter_mut().for_each(|o| personal.open_order(o)),
-            ReadReply::Order(o) => o.iter_mut().for_each(|o| personal.open_order(o)),
+        if ours {
+            match &mut reply {
+                ReadReply::Orders(v) => v.iter_mut().for_each(|o| personal.open_order(o)),
+                ReadReply::Order(o) => o.iter_mut().for_each(|o| personal.open_order(o)),
+            }
         }
         codec::encode(&reply)
             .map(Payload)

@@ -131,10 +131,21 @@ fn deployment_secret(config: &CoreConfig, applied: u64) -> Result<[u8; 32], Star
 fn personal_data(
     config: &CoreConfig,
     secret: &[u8; 32],
+    applied: u64,
 ) -> Result<sealing::PersonalData, StartError> {
     let (dir, make) = config.keys_dir()?;
     let fail = |e: &dyn std::fmt::Display| StartError::Other(format!("personal data keys: {e}"));
-    if make && !dir.join(format!("{}.keys", config.region)).exists() {
+    let file = dir.join(format!("{}.keys", config.region));
+    if make && !file.exists() && applied > 0 {
+        // A new key would leave every address sealed to the lost one unopenable for good.
+        return Err(fail(&format!(
+            "{} is missing while the store holds data: restore it; or, if this store was written by a build before sealing, make it with `tradewind keys init --dir {} --regions {}`",
+            file.display(),
+            dir.display(),
+            config.region
+        )));
+    }
+    if make && !file.exists() {
         let id = sealing::keys::init(&dir, std::slice::from_ref(&config.region))
             .map_err(|e| fail(&e))?;
         tracing::info!(keys = ?id, dir = %dir.display(), "made this region's personal data key");
@@ -160,7 +171,7 @@ pub async fn serve(
     .map_err(|e| StartError::Other(e.to_string()))??;
     let secret = deployment_secret(&config, machine.applied())?;
     let order_ids = Arc::new(commerce::order_id::OrderIdKey::of_deployment(&secret));
-    let personal = Arc::new(personal_data(&config, &secret)?);
+    let personal = Arc::new(personal_data(&config, &secret, machine.applied())?);
     personal.watch();
     let version = machine.applied();
     tracing::info!(

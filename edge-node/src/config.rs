@@ -188,6 +188,7 @@ impl Config for EdgeConfig {
         self.problems().map_err(Invalid)?;
         self.shoppers.check()?;
         self.personal_data.check()?;
+        self.personal_data.check_listeners(&[self.listen])?;
         self.http.check("http", self.listen)
     }
 }

@@ -1,4 +1,4 @@
--- The edge benchmark's load (tradewind/benches/edge.rs), for wrk.
+-- The storefront benchmarks' load (tradewind/benches/edge.rs, personal.rs), for wrk.
 --
 -- With TRADEWIND_WRK_ORDERS=<run, 0 to 4095> in the environment every request is a new order:
 -- one unit of one of TRADEWIND_WRK_SKUS SKUs (B-000, B-001, ...), under an Idempotency-Key that
@@ -31,8 +31,9 @@ if run then
     end
   end
   local body_head = '{"currency":"USD","lines":[{"sku":"B-'
-  local body_tail = '","qty":1}],"ship_to":{"country":"SG","line1":"1 Raffles Place",'
-    .. '"city":"Singapore","postal_code":"048616"}}'
+  local body_tail = '","qty":1}],"ship_to":{"country":"SG","name":"Tan Ah Kow",'
+    .. '"line1":"1 Raffles Place","line2":"#10-01","city":"Singapore","postal_code":"048616",'
+    .. '"phone":"+65 6123 4567"}}'
   local headers = { ["content-type"] = "application/json" }
 
   function request()

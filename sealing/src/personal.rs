@@ -40,6 +40,12 @@ pub struct ResidencySettings {
     /// `cn-shanghai = "sm4-gcm"`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub suites: BTreeMap<String, String>,
+    /// Leaves addresses in the clear: only in a build made to measure what sealing costs (the
+    /// `measure-plaintext` feature, which no release has), and only on a node whose every
+    /// listener is on a loopback address (`check_listeners`).
+    #[cfg(feature = "measure-plaintext")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub plaintext_on_loopback: bool,
 }
 
 impl ResidencySettings {
@@ -48,6 +54,33 @@ impl ResidencySettings {
         if let Some(dir) = &mut self.keys_dir {
             util::config::resolve(base, dir);
         }
+    }
+
+    /// Refuses `plaintext_on_loopback` on a node with a listener off loopback.
+    pub fn check_listeners(
+        &self,
+        listeners: &[std::net::SocketAddr],
+    ) -> Result<(), util::config::Invalid> {
+        if !self.plaintext() {
+            return Ok(());
+        }
+        match listeners.iter().find(|l| !l.ip().is_loopback()) {
+            Some(l) => Err(util::config::Invalid::at(
+                "personal_data.plaintext_on_loopback",
+                format!(
+                    "personal data is left in the clear only on a node that listens on loopback addresses alone, and {l} is not one"
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether addresses are left in the clear (`plaintext_on_loopback`).
+    fn plaintext(&self) -> bool {
+        #[cfg(feature = "measure-plaintext")]
+        return self.plaintext_on_loopback;
+        #[cfg(not(feature = "measure-plaintext"))]
+        false
     }
 
     /// What the types cannot say: region names, and suites that exist.
@@ -92,6 +125,7 @@ pub enum PolicyError {
 /// Every country's home region, and each region's cipher suite.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Residency {
+    plaintext: bool,
     home: String,
     homes: BTreeMap<Country, String>,
     suites: BTreeMap<String, Suite>,
@@ -113,6 +147,7 @@ impl Residency {
             })
             .collect::<Result<_, _>>()?;
         Ok(Residency {
+            plaintext: settings.plaintext(),
             home: settings.home.clone().unwrap_or_else(|| region.to_owned()),
             homes: settings.homes.clone(),
             suites,
@@ -260,10 +295,14 @@ impl PersonalSealer {
         &self.residency
     }
 
-    /// The keyed digest of `address`.
-    fn digest(&self, address: &Address) -> Result<[u8; 16], SealError> {
-        let bytes = codec::encode(address)?;
-        let tag = ring::hmac::sign(&self.digest, &bytes);
+    /// The keyed digest of `customer`'s `address`: bound to the customer, so that equal digests
+    /// never tie two customers' orders together.
+    fn digest(&self, customer: &CustomerId, address: &Address) -> Result<[u8; 16], SealError> {
+        let mut mac = ring::hmac::Context::with_key(&self.digest);
+        mac.update(customer.as_str().as_bytes());
+        mac.update(&[0]);
+        mac.update(&codec::encode(address)?);
+        let tag = mac.sign();
         let mut out = [0u8; 16];
         out.copy_from_slice(&tag.as_ref()[..16]);
         Ok(out)
@@ -272,10 +311,23 @@ impl PersonalSealer {
     /// Seals `ship_to`'s personal data for its home region, when it is in the clear (after
     /// checking it); sealed or erased data is left as it is.
     pub fn seal(&self, customer: &CustomerId, ship_to: &mut ShipTo) -> Result<(), SealError> {
-        let Personal::Plain(address) = &ship_to.personal else {
-            return Ok(());
+        let address = match &ship_to.personal {
+            Personal::Plain(address) => address,
+            Personal::Sealed(s) => {
+                let home = self.residency.home_of(ship_to.country);
+                if s.home != home {
+                    // Taken all the same (the shopper has an answer): said loudly, so that
+                    // an operator gives every node the same policy.
+                    tracing::warn!(sealed_for = %s.home, policy_home = %home, country = %ship_to.country, "an address sealed for another home region than this node's residency policy names: give every node the same [personal_data]");
+                }
+                return Ok(());
+            }
+            Personal::Erased { .. } => return Ok(()),
         };
         address.validate()?;
+        if self.residency.plaintext {
+            return Ok(());
+        }
         let home = self.residency.home_of(ship_to.country);
         let sealer = {
             let current = self.current.read().unwrap_or_else(|p| p.into_inner());
@@ -290,7 +342,7 @@ impl PersonalSealer {
         let sealed = sealer.seal(&aad(customer), &plain);
         ship_to.personal = Personal::Sealed(SealedPersonal {
             home: home.to_owned(),
-            digest: self.digest(address)?,
+            digest: self.digest(customer, address)?,
             sealed: codec::encode(&sealed)?,
         });
         Ok(())
@@ -714,5 +766,36 @@ mod tests {
         newer.seal(&me, &mut three).unwrap();
         let err = wrong.open(&me, &mut three.clone()).unwrap_err();
         assert!(err.to_string().contains("cn-east/3"), "{err}");
+    }
+
+    #[cfg(feature = "measure-plaintext")]
+    #[test]
+    fn addresses_stay_in_the_clear_only_on_a_node_that_listens_on_loopback_alone() {
+        let settings = ResidencySettings {
+            plaintext_on_loopback: true,
+            ..Default::default()
+        };
+        let loopback: std::net::SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        let public: std::net::SocketAddr = "10.0.0.1:7000".parse().unwrap();
+        assert!(settings.check_listeners(&[loopback]).is_ok());
+        let err = settings.check_listeners(&[loopback, public]).unwrap_err();
+        assert!(err.to_string().contains("10.0.0.1:7000"), "{err}");
+        assert!(
+            ResidencySettings::default()
+                .check_listeners(&[public])
+                .is_ok()
+        );
+        let (dir, _) = setup();
+        let sealer = PersonalSealer::new(
+            Residency::new(&settings, "us-east").unwrap(),
+            dir.path(),
+            &[3; 32],
+        )
+        .unwrap();
+        let mut s = ShipTo::plain(country("US"), address());
+        sealer
+            .seal(&CustomerId::new("c-1").unwrap(), &mut s)
+            .unwrap();
+        assert_eq!(s, ShipTo::plain(country("US"), address()));
     }
 }

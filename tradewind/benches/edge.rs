@@ -18,32 +18,22 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod load;
 
 use std::time::{Duration, Instant};
 
 use common::{CoreProcess, EdgeProcess, client, median, write_edge_config_with, write_group_of};
-use serde_json::{Value, json};
+use load::{Report, intake, wrk};
+use serde_json::Value;
 
 /// Shoppers at once, each sending its next request when the last is answered: intake is
 /// measured at each of these.
 const SHOPPERS: [usize; 2] = [64, 128];
 /// Shoppers of the product reads.
 const READERS: usize = 64;
-const SKUS: usize = 100;
-/// SKUs of the product read: its JSON is about 2 KiB.
-const READ_SKUS: usize = 12;
 const RUNS: usize = 5;
 const RUN: Duration = Duration::from_secs(3);
 const WARMUP: Duration = Duration::from_secs(2);
-
-/// Customers placing the orders, each with their own shopper token (verified at every order).
-const CUSTOMERS: usize = 1_000;
-/// The file of their tokens, one per line, for `scripts/wrk/load.lua`.
-static TOKENS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-
-fn sku(i: usize) -> String {
-    format!("B-{i:03}")
-}
 
 /// The trivial server: one route that reads nothing and answers 201 with a small body.
 fn trivial_server() {
@@ -79,61 +69,6 @@ fn trivial_server() {
         let front = http_api::serve::Front::new(&settings).unwrap();
         front.serve(listener, app, std::future::pending()).await;
     });
-}
-
-async fn admin(core: &CoreProcess, path: &str, body: Value) {
-    let res = client()
-        .post(core.url(path))
-        .bearer_auth(common::TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success(), "{path}: {}", res.status());
-}
-
-async fn seed(core: &CoreProcess) {
-    let res = client()
-        .put(core.url("/admin/v1/markets/sea"))
-        .bearer_auth(common::TOKEN)
-        .json(&json!({"id": "sea", "countries": ["SG"], "currencies": ["USD"]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success());
-    let skus: Vec<Value> = (0..SKUS).map(|i| json!({"sku": sku(i)})).collect();
-    let res = client()
-        .put(core.url("/admin/v1/products/B-1"))
-        .bearer_auth(common::TOKEN)
-        .json(&json!({"id": "B-1", "title": "Bolt", "category": "industrial", "skus": skus}))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success());
-    let prices: Vec<Value> = (0..SKUS)
-        .map(|i| json!({"sku": sku(i), "currency": "USD", "amount_minor": 1999}))
-        .collect();
-    admin(core, "/admin/v1/prices", json!({"changes": prices})).await;
-    let stock: Vec<Value> = (0..SKUS)
-        .map(|i| json!({"sku": sku(i), "set": 1_000_000_000u64}))
-        .collect();
-    admin(core, "/admin/v1/stock", json!({"changes": stock})).await;
-    // The product read: about 2 KiB of JSON with its prices and availability.
-    let skus: Vec<Value> = (0..READ_SKUS)
-        .map(|i| json!({"sku": format!("R-{i:02}"), "attributes": {"colour": "graphite", "size": format!("{}", 36 + i)}}))
-        .collect();
-    let res = client()
-        .put(core.url("/admin/v1/products/R-1"))
-        .bearer_auth(common::TOKEN)
-        .json(&json!({"id": "R-1", "title": "Trail running shoe", "category": "apparel/shoes", "skus": skus}))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success());
-    let prices: Vec<Value> = (0..READ_SKUS)
-        .map(|i| json!({"sku": format!("R-{i:02}"), "currency": "USD", "amount_minor": 8900 + i}))
-        .collect();
-    admin(core, "/admin/v1/prices", json!({"changes": prices})).await;
 }
 
 /// nginx from Debian serving `body` as a static file on a free port over TLS 1.3 with `cert`
@@ -172,69 +107,6 @@ fn nginx(
     Some((child, format!("https://127.0.0.1:{port}/product.json")))
 }
 
-/// What one run measured.
-#[derive(serde::Deserialize)]
-struct Report {
-    requests: u64,
-    seconds: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    /// Non-2xx answers, timeouts and broken connections.
-    errors: u64,
-}
-
-impl Report {
-    fn per_s(&self) -> f64 {
-        self.requests as f64 / self.seconds
-    }
-}
-
-/// wrk with `shoppers` connections on `url` for `for_`: orders when `orders` names the run (its
-/// keys are the run's own), else GETs of `url`.
-fn wrk(url: &str, orders: Option<u16>, shoppers: usize, for_: Duration) -> Report {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/wrk/load.lua");
-    let mut cmd = std::process::Command::new("wrk");
-    cmd.args(["-t2", "--timeout", "10s", "-s", script])
-        .arg(format!("-c{shoppers}"))
-        .arg(format!("-d{}s", for_.as_secs()))
-        .arg(url)
-        .env("TRADEWIND_WRK_SKUS", SKUS.to_string());
-    if let Some(run) = orders {
-        cmd.env("TRADEWIND_WRK_ORDERS", run.to_string());
-        if let Some(tokens) = TOKENS.get() {
-            cmd.env("TRADEWIND_WRK_TOKENS", tokens);
-        }
-    }
-    let out = cmd
-        .output()
-        .expect("wrk is not installed: scripts/bench-edge.sh installs it");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("wrk-report "))
-        .unwrap_or_else(|| {
-            panic!(
-                "no report from wrk: {text}{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    serde_json::from_str(line).unwrap()
-}
-
-/// A run of orders at the edge: the report, and how many were not accepted from a grant (sent
-/// centrally, refused, or failed), from the edge's own counters.
-async fn intake(edge: &EdgeProcess, run: u16, shoppers: usize, for_: Duration) -> (Report, u64) {
-    const ACCEPTED: &str = "tradewind_edge_orders_accepted_total";
-    let before = edge.metric(ACCEPTED).await;
-    let url = edge.url("/v1/orders");
-    let report = tokio::task::spawn_blocking(move || wrk(&url, Some(run), shoppers, for_))
-        .await
-        .unwrap();
-    let accepted = edge.metric(ACCEPTED).await - before;
-    let other = report.requests.saturating_sub(accepted);
-    (report, other)
-}
-
 fn main() {
     if std::env::var_os("TRADEWIND_BENCH_TRIVIAL").is_some() {
         return trivial_server();
@@ -246,12 +118,7 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let tokens: Vec<String> = (0..CUSTOMERS)
-            .map(|i| common::shopper_token(&format!("bench-{i}"), None))
-            .collect();
-        let tokens_path = dir.path().join("tokens");
-        std::fs::write(&tokens_path, tokens.join("\n")).unwrap();
-        TOKENS.set(tokens_path).unwrap();
+        let tokens = load::sign_in(dir.path());
         let config = write_group_of(dir.path(), &["bench"]).remove(0);
         let core = CoreProcess::start(&config, &[]);
         while client()
@@ -266,7 +133,7 @@ fn main() {
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        seed(&core).await;
+        load::seed(&core).await;
         let edge_config = write_edge_config_with(
             &dir.path().join("edge"),
             &dir.path().join("certs"),
@@ -296,20 +163,13 @@ fn main() {
             |line| Some(line.split("http=").nth(1)?.trim().to_owned()),
         );
 
-        // Demand builds the edge's grants: the load goes on until almost every order is taken
-        // from a grant (the first of each SKU go central).
-        for w in 0..10 {
-            let (r, other) = intake(&edge, w, SHOPPERS[1], WARMUP).await;
-            if other * 100 <= r.requests {
-                break;
-            }
-        }
+        load::warm_up(&edge, 0, SHOPPERS[1], WARMUP).await;
         if std::env::var_os("TRADEWIND_BENCH_HOLD").is_some() {
             println!(
                 "hold edge={} trivial={} tokens={}",
                 edge.url(""),
                 trivial.1,
-                TOKENS.get().unwrap().display()
+                tokens.display()
             );
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }

@@ -597,7 +597,7 @@ async fn a_cores_region_key_damaged_or_missing_is_a_refusal_to_start_that_says_w
             "not 64 hex digits",
         ),
         (Some(b"other-region/1 00\n".to_vec()), "not 64 hex digits"),
-        (None, "test-region.keys here lacks"),
+        (None, "is missing while the store holds data"),
     ] {
         match damage {
             Some(bytes) => std::fs::write(&keys, bytes).unwrap(),
@@ -611,6 +611,18 @@ async fn a_cores_region_key_damaged_or_missing_is_a_refusal_to_start_that_says_w
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+    // The whole directory gone: never a new key for a store that holds data.
+    let dir_of_keys = keys.parent().unwrap().to_path_buf();
+    let kept = dir.path().join("kept-keys");
+    std::fs::rename(&dir_of_keys, &kept).unwrap();
+    let out = start();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("is missing while the store holds data"),
+        "{stderr}"
+    );
+    assert!(!dir_of_keys.join("test-region.keys").exists());
+    std::fs::rename(&kept, &dir_of_keys).unwrap();
     std::fs::write(&keys, good).unwrap();
     let core = CoreProcess::start(&config, &[]);
     let seen: Value = client()

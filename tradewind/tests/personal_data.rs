@@ -2,8 +2,8 @@
 //! orders shipping to China, Singapore and the United States, no file any process keeps
 //! (stores, Raft logs, outboxes, logs, configs) holds a recipient's name, address or phone in
 //! the clear; each address opens only at its home region (cn-shanghai, ap-singapore, us-east
-//! by the demo's policy), for its owner and the admin API there, and reads elsewhere show it
-//! redacted with the reason; a key rotated while the mesh runs is taken up without a restart,
+//! by the demo's policy), for its owner and the admin API there, and reads elsewhere (also
+//! through an edge whose own core is down) show it redacted with the reason; a key rotated while the mesh runs is taken up without a restart,
 //! and orders sealed under the old key still open.
 
 mod common;
@@ -230,6 +230,39 @@ async fn personal_data_is_sealed_everywhere_it_is_kept_and_opens_only_at_its_hom
     assert!(shows(&seen["ship_to"], &after), "{seen}");
     let before = committed_at(&mesh, 0, &ids[0]).await;
     assert!(shows(&before["ship_to"], &cn), "{before}");
+
+    // An edge whose own core is down reads from another region's: the home region's core
+    // opens nothing for it, so it shows the address redacted, as everywhere but at home.
+    let us_core = mesh["regions"][2]["core"]["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(us_core),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let list_at_us = || async {
+        let res = client()
+            .get(format!("{}/v1/orders", edges[2]))
+            .bearer_auth(common::demo_shopper_token(&mesh, "shopper-cn"))
+            .send()
+            .await
+            .unwrap();
+        if res.status() != 200 {
+            return None;
+        }
+        res.json::<Value>().await.ok()
+    };
+    eventually(
+        "the us-east edge reading from another region",
+        Duration::from_secs(30),
+        || async { list_at_us().await.is_some() },
+    )
+    .await;
+    let list = list_at_us().await.unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{list}");
+    for item in items {
+        assert!(redacted_for(&item["ship_to"], "cn-shanghai"), "{list}");
+    }
 
     // No file of any process holds any of it in the clear. The search is shown to work: each
     // region's store and Raft log hold the orders' ids.

@@ -14,7 +14,7 @@
 //! | `EdgeWrite` | edge write | 3 (reads 2, 1) | an edge's write to a core over the mesh |
 //! | `DedupRecord` | dedup record | 3 (reads 2, 1) | a core's store rows: what a keyed command answered |
 //! | `AuditRecord` | audit record | 1 | a core's store rows: an admin write, who made it, what became of it |
-//! | `EdgeRead` | edge read | 1 | an edge's read of a customer's orders from a core over the mesh |
+//! | `EdgeRead` | edge read | 2 (reads 1) | an edge's read of a customer's orders from a core over the mesh |
 //! | `ReadReply` | read reply | 2 (reads 1) | the core's answer to it |
 //!
 //! Earlier versions, frozen, are in `v1` to `v4`.
@@ -60,7 +60,6 @@ first_version! {
     PriceEntry => "price",
     Promotion => "promotion",
     CommitLog => "commit log",
-    EdgeRead => "edge read",
     AuditRecord => "audit record",
 }
 
@@ -129,6 +128,7 @@ next_version! {
     Inventory => "inventory", 2, v1,
     Order => "order", 2, v1,
     ReadReply => "read reply", 2, v1,
+    EdgeRead => "edge read", 2, v1,
     EdgeWrite => "edge write", 3, v2,
     Outcome => "outcome", 3, v2,
     DedupRecord => "dedup record", 3, v2,

@@ -16,6 +16,8 @@
 //!   which are sealed for their home region (`personal`); an order of version 1 holds them in
 //!   the clear, and reads as `Personal::Plain`. Read replies carry orders, so they move with
 //!   them (and every value that carries an order: see `v2` and `v4`).
+//! - Edge read v1 → v2: an edge says its region, so that a core opens addresses only for its
+//!   own region's edges.
 
 use std::collections::BTreeMap;
 
@@ -144,6 +146,50 @@ impl From<Order> for crate::order::Order {
 /// Orders of version 1, as today's.
 pub(crate) fn orders(v: Vec<Order>) -> Vec<crate::order::Order> {
     v.into_iter().map(Into::into).collect()
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub enum EdgeRead {
+    CustomerOrders {
+        customer: CustomerId,
+        after: Option<command::OrderCursor>,
+        limit: u32,
+    },
+    Order {
+        customer: CustomerId,
+        id: OrderId,
+    },
+}
+
+impl FirstVersion for EdgeRead {
+    const FORMAT: Format = Format {
+        label: "edge read",
+        version: 1,
+    };
+}
+
+/// A read from an edge of a build before edges said their region: answered as to another
+/// region's edge, its addresses sealed.
+impl From<EdgeRead> for command::EdgeRead {
+    fn from(r: EdgeRead) -> Self {
+        match r {
+            EdgeRead::CustomerOrders {
+                customer,
+                after,
+                limit,
+            } => command::EdgeRead::CustomerOrders {
+                customer,
+                after,
+                limit,
+                region: String::new(),
+            },
+            EdgeRead::Order { customer, id } => command::EdgeRead::Order {
+                customer,
+                id,
+                region: String::new(),
+            },
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]

@@ -352,6 +352,7 @@ pub(super) async fn get_order(
             let read = EdgeRead::Order {
                 customer: shopper.customer.clone(),
                 id,
+                region: e.region.clone(),
             };
             match e.cores.read(&read, e.central_timeout).await {
                 Ok(ReadReply::Order(Some(o))) => Some(*o),
@@ -447,6 +448,7 @@ pub(super) async fn list_orders(
         customer: shopper.customer.clone(),
         after: after.clone(),
         limit,
+        region: e.region.clone(),
     };
     let at_core = match e
         .cores
