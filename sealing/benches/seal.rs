@@ -4,6 +4,10 @@
 //! share), paid once per sealer. The baseline, in the same run, is the suite alone encrypting the
 //! same bytes under a key it already has.
 //!
+//! Then an order's address as the edge seals it and its home region opens it
+//! (`PersonalSealer::seal`: the address checked, encoded, its keyed digest, sealed; and
+//! `PersonalOpener::open`): what intake and an owner's read pay per order.
+//!
 //! Run: `cargo bench -p sealing --bench seal`
 
 use std::hint::black_box;
@@ -50,6 +54,47 @@ fn bench(c: &mut Criterion) {
         let data_key = vec![7u8; suite.key_len()];
         g.bench_function(format!("{name}/baseline: encrypt alone"), |b| {
             b.iter(|| suite.encrypt(&data_key, &[1; 12], b"o2-1", black_box(ADDRESS)))
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("an order's address");
+    let country = commerce::Country::new("SG").unwrap();
+    let address = commerce::personal::Address {
+        name: Some("Tan Ah Kow".into()),
+        line1: "1 Raffles Place".into(),
+        line2: Some("#20-01".into()),
+        city: "Singapore".into(),
+        postal_code: "048616".into(),
+        phone: Some("+65 6123 4567".into()),
+    };
+    let customer = commerce::CustomerId::new("c-42").unwrap();
+    let opener = sealing::PersonalOpener::load(dir.path(), "ap-singapore").unwrap();
+    for suite in Suite::ALL {
+        let settings = sealing::ResidencySettings {
+            suites: [("ap-singapore".to_owned(), suite.name().to_owned())].into(),
+            ..Default::default()
+        };
+        let residency = sealing::Residency::new(&settings, "ap-singapore").unwrap();
+        let sealer = sealing::PersonalSealer::new(residency, dir.path(), &[9; 32]).unwrap();
+        let plain = commerce::order::ShipTo::plain(country, address.clone());
+        g.bench_function(format!("{}/seal at the edge", suite.name()), |b| {
+            b.iter(|| {
+                let mut s = plain.clone();
+                sealer.seal(&customer, &mut s).unwrap();
+                s
+            })
+        });
+        let mut sealed = plain.clone();
+        sealer.seal(&customer, &mut sealed).unwrap();
+        g.bench_function(format!("{}/open at home", suite.name()), |b| {
+            b.iter(|| {
+                let mut s = sealed.clone();
+                opener.open(&customer, &mut s).unwrap();
+                s
+            })
+        });
+        g.bench_function(format!("{}/baseline: the clone alone", suite.name()), |b| {
+            b.iter(|| black_box(sealed.clone()))
         });
     }
     g.finish();

@@ -209,7 +209,13 @@ pub struct PersonalSealer {
     dir: PathBuf,
     digest: ring::hmac::Key,
     current: RwLock<Current>,
+    /// Values one data key (one HPKE context, `Sealer`) seals before a new one is made.
+    data_key_values: u64,
 }
+
+/// Values one data key seals, at most (`PersonalSealer`): a new HPKE context then, one key
+/// exchange (about 150 µs), so that no data key protects more than this many addresses.
+pub const DATA_KEY_VALUES_MAX: u64 = 1 << 20;
 
 impl std::fmt::Debug for PersonalSealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -236,6 +242,7 @@ impl PersonalSealer {
             dir: dir.to_path_buf(),
             digest: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref()),
             current: RwLock::new(current),
+            data_key_values: DATA_KEY_VALUES_MAX,
         })
     }
 
@@ -329,6 +336,20 @@ impl PersonalSealer {
             return Ok(());
         }
         let home = self.residency.home_of(ship_to.country);
+        let sealer = self.sealer_for(home)?;
+        let plain = codec::encode(&**address)?;
+        let sealed = sealer.seal(&aad(customer), &plain);
+        ship_to.personal = Personal::Sealed(SealedPersonal {
+            home: home.to_owned(),
+            digest: self.digest(customer, address)?,
+            sealed: codec::encode(&sealed)?,
+        });
+        Ok(())
+    }
+
+    /// The sealer of `home`'s newest key, with a new data key once the one in use has sealed
+    /// `data_key_values`.
+    fn sealer_for(&self, home: &str) -> Result<Arc<Sealer>, SealError> {
         let sealer = {
             let current = self.current.read().unwrap_or_else(|p| p.into_inner());
             Arc::clone(
@@ -338,14 +359,25 @@ impl PersonalSealer {
                     .ok_or_else(|| KeyError::NoRegion(home.to_owned()))?,
             )
         };
-        let plain = codec::encode(&**address)?;
-        let sealed = sealer.seal(&aad(customer), &plain);
-        ship_to.personal = Personal::Sealed(SealedPersonal {
-            home: home.to_owned(),
-            digest: self.digest(customer, address)?,
-            sealed: codec::encode(&sealed)?,
-        });
-        Ok(())
+        if sealer.sealed() < self.data_key_values {
+            return Ok(sealer);
+        }
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let now = current
+            .sealers
+            .get(home)
+            .ok_or_else(|| KeyError::NoRegion(home.to_owned()))?;
+        if now.sealed() < self.data_key_values {
+            // Another thread made the new one first.
+            return Ok(Arc::clone(now));
+        }
+        let fresh = Arc::new(Sealer::new(
+            now.key(),
+            &current.public.newest(home)?.1,
+            self.residency.suite_of(home),
+        )?);
+        current.sealers.insert(home.to_owned(), Arc::clone(&fresh));
+        Ok(fresh)
     }
 
     /// Seals every address in `items` (`Command::ship_tos_mut`).
@@ -797,5 +829,33 @@ mod tests {
             .seal(&CustomerId::new("c-1").unwrap(), &mut s)
             .unwrap();
         assert_eq!(s, ShipTo::plain(country("US"), address()));
+    }
+
+    #[test]
+    fn a_data_key_seals_a_bounded_number_of_values_then_a_new_one_is_made() {
+        let (dir, residency) = setup();
+        let mut sealer = PersonalSealer::new(residency, dir.path(), &[3; 32]).unwrap();
+        sealer.data_key_values = 2;
+        let me = CustomerId::new("c-1").unwrap();
+        let enc = |s: &ShipTo| match &s.personal {
+            Personal::Sealed(p) => codec::decode::<Sealed>(&p.sealed).unwrap().enc,
+            other => panic!("{other:?}"),
+        };
+        let sealed: Vec<ShipTo> = (0..5)
+            .map(|_| {
+                let mut s = ShipTo::plain(country("CN"), address());
+                sealer.seal(&me, &mut s).unwrap();
+                s
+            })
+            .collect();
+        assert_eq!(enc(&sealed[0]), enc(&sealed[1]));
+        assert_ne!(enc(&sealed[1]), enc(&sealed[2]));
+        assert_eq!(enc(&sealed[2]), enc(&sealed[3]));
+        assert_ne!(enc(&sealed[3]), enc(&sealed[4]));
+        let home = PersonalOpener::load(dir.path(), "cn-east").unwrap();
+        for mut s in sealed {
+            home.open(&me, &mut s).unwrap();
+            assert_eq!(s, ShipTo::plain(country("CN"), address()));
+        }
     }
 }

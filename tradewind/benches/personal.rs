@@ -74,8 +74,8 @@ fn main() {
         let cores: Vec<CoreProcess> = configs.iter().map(|c| CoreProcess::start(c, &[])).collect();
         let leader = loop {
             let health = common::get_value(&cores[0].url("/healthz"), None).await;
-            if let Some(id) = health["leader"].as_u64() {
-                break id as usize - 1;
+            if let Some(i) = REGIONS.iter().position(|r| health["leader"] == *r) {
+                break i;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
