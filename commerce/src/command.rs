@@ -325,7 +325,19 @@ pub enum Command {
     NoteMembership {
         change: String,
     },
+    /// Erases `customer`'s personal data: the orders named (theirs, up to `ERASE_BATCH_MAX`)
+    /// keep every field but their address, which becomes `Personal::Erased`; and the erasure
+    /// is kept, so that any order of theirs accepted before it and committed after (from an
+    /// edge's outbox) is stored erased too. The admin API names the customer's orders as its
+    /// region holds them, in as many commands as they take.
+    ErasePersonal {
+        customer: CustomerId,
+        orders: Vec<OrderId>,
+    },
 }
+
+/// Orders one erasure command names, at most.
+pub const ERASE_BATCH_MAX: usize = 1_000;
 
 /// Longest membership note (`Command::NoteMembership`).
 pub const MEMBERSHIP_NOTE_MAX_BYTES: usize = 512;
@@ -363,6 +375,7 @@ impl Command {
                 .map(|o| &o.order_id)
                 .collect(),
             Command::CentralOrder { order_id, .. } => vec![order_id],
+            Command::ErasePersonal { orders, .. } => orders.iter().take(ERASE_BATCH_MAX).collect(),
             _ => Vec::new(),
         }
     }
@@ -437,6 +450,7 @@ impl Command {
             Command::PriceBatch(v) => v.len(),
             Command::StockBatch(v) => v.len(),
             Command::CommitOrders { orders, .. } => orders.len(),
+            Command::ErasePersonal { orders, .. } => orders.len(),
             _ => 1,
         }
     }
@@ -470,6 +484,7 @@ impl Command {
             Command::CommitOrders { .. } => "commit_orders",
             Command::CentralOrder { .. } => "central_order",
             Command::NoteMembership { .. } => "note_membership",
+            Command::ErasePersonal { .. } => "erase_personal",
         }
     }
 }

@@ -18,6 +18,7 @@
 //! | `D` | `D` command id(16)           | dedup record of a command   |
 //! | `V` | `V` version(8)               | command id applied there(16), log clock then(8) |
 //! | `A` | `A` version(8)               | `AuditRecord`: the admin write applied there |
+//! | `E` | `E` customer                 | `Erasure`: when the customer's personal data was erased |
 
 use crate::id::{CustomerId, MarketId, OrderId, PriceListId, ProductId, PromotionId, SkuId};
 
@@ -34,6 +35,7 @@ pub const COMMIT_LOG: u8 = b'C';
 pub const DEDUP: u8 = b'D';
 pub const DEDUP_BY_VERSION: u8 = b'V';
 pub const AUDIT: u8 = b'A';
+pub const ERASURE: u8 = b'E';
 
 /// The last applied log index (the store's version).
 pub const META_APPLIED: &[u8] = b"Mapplied";
@@ -75,6 +77,10 @@ pub fn market(id: &MarketId) -> Vec<u8> {
 
 pub fn price(sku: &SkuId, list: &PriceListId) -> Vec<u8> {
     tagged(PRICE, &[sku.as_str().as_bytes(), list.as_str().as_bytes()])
+}
+
+pub fn erasure(customer: &CustomerId) -> Vec<u8> {
+    tagged(ERASURE, &[customer.as_str().as_bytes()])
 }
 
 pub fn promotion(id: &PromotionId) -> Vec<u8> {
@@ -181,6 +187,7 @@ pub fn kind_name(tag: u8) -> &'static str {
         DEDUP => "dedup record",
         DEDUP_BY_VERSION => "dedup index",
         AUDIT => "audit record",
+        ERASURE => "erasure",
         _ => "unknown",
     }
 }
@@ -188,7 +195,9 @@ pub fn kind_name(tag: u8) -> &'static str {
 /// The kinds of record edges mirror through the change feed: what they need to list the
 /// catalog, quote prices and sell from their grants (an inventory row carries every edge's
 /// grant of its SKU). In the order a store is loaded.
-pub const MIRRORED: [u8; 6] = [MARKET, PRICE_LIST, PRODUCT, PRICE, PROMOTION, INVENTORY];
+pub const MIRRORED: [u8; 7] = [
+    MARKET, PRICE_LIST, PRODUCT, PRICE, PROMOTION, INVENTORY, ERASURE,
+];
 
 /// Whether edges mirror the row under `key`.
 pub fn mirrored(key: &[u8]) -> bool {

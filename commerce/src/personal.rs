@@ -86,6 +86,30 @@ impl Address {
     }
 }
 
+/// When a customer's personal data was erased (`Command::ErasePersonal`): their orders
+/// accepted before then are kept with `Personal::Erased`, wherever and whenever they commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erasure {
+    pub at_ms: i64,
+}
+
+impl codec::FirstVersion for Erasure {
+    const FORMAT: codec::Format = codec::Format {
+        label: "erasure",
+        version: 1,
+    };
+}
+
+impl Erasure {
+    /// `ship_to` erased, if it is personal data this erasure reaches: of an order accepted at
+    /// or before it.
+    pub fn reach(&self, accepted_at_ms: i64, ship_to: &mut ShipTo) {
+        if accepted_at_ms <= self.at_ms && !matches!(ship_to.personal, Personal::Erased { .. }) {
+            ship_to.personal = Personal::Erased { at_ms: self.at_ms };
+        }
+    }
+}
+
 /// Personal data sealed for its home region.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedPersonal {

@@ -7,10 +7,11 @@
 use crate::catalog::Product;
 use crate::escrow::Inventory;
 use crate::format::CommitLog;
-use crate::id::{PromotionId, SkuId};
+use crate::id::{CustomerId, PromotionId, SkuId};
 use crate::keys;
 use crate::market::Market;
 use crate::order::Order;
+use crate::personal::Erasure;
 use crate::pricing::{PriceEntry, PriceList, Promotion};
 
 /// One stored record, with what its key is made of.
@@ -27,6 +28,8 @@ pub enum Record {
     Order(Box<Order>),
     /// The orders decided at one version.
     CommitLog(u64, CommitLog),
+    /// A customer's personal data erased.
+    Erasure(CustomerId, Erasure),
 }
 
 /// One change a decision makes to the store.
@@ -60,6 +63,7 @@ impl Record {
             Record::Inventory(sku, _) => keys::inventory(sku),
             Record::Order(o) => keys::order(&o.order_id),
             Record::CommitLog(version, _) => keys::commit_log(*version),
+            Record::Erasure(customer, _) => keys::erasure(customer),
         }
     }
 
@@ -87,6 +91,7 @@ impl Record {
             Record::Inventory(_, i) => codec::encode(i),
             Record::Order(o) => codec::encode(o.as_ref()),
             Record::CommitLog(_, c) => codec::encode(c),
+            Record::Erasure(_, e) => codec::encode(e),
         }
     }
 }
@@ -135,6 +140,10 @@ impl Write {
                 Record::Price(sku, codec::decode(v)?)
             }
             keys::PROMOTION => Record::Promotion(codec::decode(v)?),
+            keys::ERASURE => Record::Erasure(
+                CustomerId::new(single()?).map_err(|_| bad_key())?,
+                codec::decode(v)?,
+            ),
             _ => {
                 let sku = SkuId::new(single()?).map_err(|_| bad_key())?;
                 Record::Inventory(sku, codec::decode(v)?)

@@ -1,5 +1,5 @@
 //! The commerce state one process holds in memory: the catalog (products and the SKU index),
-//! the price book and, at a core, every SKU's inventory. Mutators here keep the indexes
+//! the price book, every SKU's inventory, and the customers whose personal data was erased. Mutators here keep the indexes
 //! consistent; deciding *whether* a change is allowed is the caller's job (the core's state
 //! machine), using the rules of the other modules.
 
@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::catalog::{Category, Product, Sku};
 use crate::escrow::Inventory;
-use crate::id::{ProductId, SkuId};
+use crate::id::{CustomerId, ProductId, SkuId};
 use crate::order::SkuFacts;
+use crate::personal::Erasure;
 use crate::pricing::PriceBook;
 use crate::record::{Record, RowError, Write};
 
@@ -20,11 +21,18 @@ pub struct State {
     sku_owner: HashMap<SkuId, ProductId>,
     pub book: PriceBook,
     inventory: HashMap<SkuId, Inventory>,
+    /// Customers whose personal data was erased, and when (one entry each, however often).
+    erased: HashMap<CustomerId, Erasure>,
 }
 
 impl State {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// When `customer`'s personal data was last erased, if it was.
+    pub fn erasure(&self, customer: &CustomerId) -> Option<&Erasure> {
+        self.erased.get(customer)
     }
 
     pub fn product(&self, id: &ProductId) -> Option<&Product> {
@@ -123,6 +131,9 @@ impl State {
             Write::Put(Record::Promotion(p)) => self.book.upsert_promotion(p),
             Write::Put(Record::Inventory(sku, inv)) => self.set_inventory(sku, inv),
             Write::Put(Record::Order(_) | Record::CommitLog(..)) => {}
+            Write::Put(Record::Erasure(customer, e)) => {
+                self.erased.insert(customer, e);
+            }
             Write::DeletePromotion(id) => {
                 self.book.remove_promotion(&id);
             }

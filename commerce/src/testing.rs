@@ -188,6 +188,10 @@ pub enum Op {
         qty: u32,
         key: u8,
     },
+    /// The customer's personal data erased, naming the orders of some keys (placed or not).
+    Erase {
+        keys: Vec<u8>,
+    },
 }
 
 /// Any step; keys are drawn from a few, so that histories retry them.
@@ -238,6 +242,7 @@ pub fn op() -> impl Strategy<Value = Op> {
             key
         }),
         (sku, 1u32..5, 0u8..12).prop_map(|(sku, qty, key)| Op::Central { sku, qty, key }),
+        proptest::collection::vec(0u8..12, 0..4).prop_map(|keys| Op::Erase { keys }),
     ]
 }
 
@@ -295,6 +300,17 @@ impl Op {
             }
             Op::Central { sku: s, qty, key } => {
                 central_order(request(&[(SKUS[s], qty)]), &format!("key-{key}"))
+            }
+            Op::Erase { keys } => {
+                let customer = request(&[]).customer_id;
+                let ids = order_ids();
+                Command::ErasePersonal {
+                    orders: keys
+                        .iter()
+                        .map(|k| ids.order_id(&customer, &format!("key-{k}")))
+                        .collect(),
+                    customer,
+                }
             }
         }
     }

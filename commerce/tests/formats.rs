@@ -156,6 +156,12 @@ fn inventory_orders_and_the_commit_log() {
     let mut sealed = Order::from(old);
     sealed_order(&mut sealed);
     golden(None, &sealed);
+    golden::<commerce::personal::Erasure>(
+        None,
+        &commerce::personal::Erasure {
+            at_ms: 1_733_000_000_000,
+        },
+    );
     golden::<Address>(
         None,
         &Address {
@@ -247,6 +253,16 @@ fn proposals_of_every_command() {
         }
         golden(Some(case), &now);
     }
+    // Version 5: an erasure of a customer's personal data.
+    golden::<Proposal>(
+        Some("erase-personal"),
+        &from(
+            json!({"command_id": vec![3u8; 16], "fingerprint": vec![4u8; 16], "at_ms": 1_733_000_000_000i64,
+            "command": {"ErasePersonal": {"customer": "c-42", "orders": ["o-1", "o-0193c2a0b1c2-aabbccddeeff00112233"]}},
+            "key_ms": 1_733_000_000_000u64,
+            "actor": {"token": "privacy-desk", "route": "DELETE /admin/v1/customers/{id}/personal-data"}}),
+        ),
+    );
     // Version 4: a note of a membership change.
     golden::<v4::Proposal>(
         Some("note-membership"),

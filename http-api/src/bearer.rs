@@ -44,10 +44,13 @@ pub enum Scope {
     /// Reading the audit log.
     #[serde(rename = "audit")]
     Audit,
+    /// Erasing a customer's personal data.
+    #[serde(rename = "personal-data")]
+    PersonalData,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Scope::Catalog,
         Scope::Prices,
         Scope::Stock,
@@ -55,6 +58,7 @@ impl Scope {
         Scope::Orders,
         Scope::Cluster,
         Scope::Audit,
+        Scope::PersonalData,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +70,7 @@ impl Scope {
             Scope::Orders => "orders",
             Scope::Cluster => "cluster",
             Scope::Audit => "audit",
+            Scope::PersonalData => "personal-data",
         }
     }
 

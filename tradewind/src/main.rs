@@ -217,7 +217,8 @@ enum TokenCommand {
         /// What the audit log and refusals call it, e.g. pricing-bot.
         #[arg(long)]
         id: String,
-        /// Scopes, comma-separated: catalog, prices, stock, orders:read, orders, cluster, audit.
+        /// Scopes, comma-separated: catalog, prices, stock, orders:read, orders, cluster, audit,
+        /// personal-data.
         #[arg(long = "scope", value_delimiter = ',', required = true)]
         scopes: Vec<http_api::bearer::Scope>,
         /// Refused this many days from now.

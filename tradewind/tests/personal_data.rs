@@ -4,7 +4,8 @@
 //! the clear; each address opens only at its home region (cn-shanghai, ap-singapore, us-east
 //! by the demo's policy), for its owner and the admin API there, and reads elsewhere (also
 //! through an edge whose own core is down) show it redacted with the reason; a key rotated while the mesh runs is taken up without a restart,
-//! and orders sealed under the old key still open.
+//! and orders sealed under the old key still open; a customer's personal data erased on
+//! request is erased in every region's copy, and the rest of their orders kept.
 
 mod common;
 
@@ -200,6 +201,78 @@ async fn personal_data_is_sealed_everywhere_it_is_kept_and_opens_only_at_its_hom
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{list}");
     assert!(shows(&items[0]["ship_to"], &cn), "{list}");
+
+    // Erasure on request, at any region: the Singapore shopper's address is erased in every
+    // region's copy, the rest of the order kept; no one else's is touched; audited; asking
+    // again erases nothing more.
+    let token = mesh["admin_token"].as_str().unwrap();
+    let admin0 = mesh["regions"][0]["core"]["admin_url"].as_str().unwrap();
+    let erase = || async {
+        let res = client()
+            .delete(format!(
+                "{admin0}/admin/v1/customers/shopper-sg/personal-data"
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()
+    };
+    let first = erase().await;
+    assert_eq!(first["erased_orders"], 1, "{first}");
+    for i in 0..REGIONS.len() {
+        let admin = mesh["regions"][i]["core"]["admin_url"].as_str().unwrap();
+        let url = format!("{admin}/admin/v1/orders/{}", ids[1]);
+        eventually(
+            "the erasure in every region",
+            Duration::from_secs(20),
+            || async {
+                let seen: Value = client()
+                    .get(&url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                seen["ship_to"]["redacted"]["reason"] == "erased"
+                    && seen["ship_to"]["country"] == "SG"
+                    && seen["lines"][0]["sku"] == sku.as_str()
+            },
+        )
+        .await;
+    }
+    let read = owner_reads(&mesh, &edges[1], "shopper-sg", &ids[1]).await;
+    assert_eq!(read["ship_to"]["redacted"]["reason"], "erased", "{read}");
+    let untouched = committed_at(&mesh, 0, &ids[0]).await;
+    assert!(shows(&untouched["ship_to"], &cn), "{untouched}");
+    assert_eq!(erase().await["erased_orders"], 0);
+    // The audit log, oldest first, a page at a time to its end.
+    let (mut erasures, mut after) = (0, String::new());
+    loop {
+        let page: Value = client()
+            .get(format!("{admin0}/admin/v1/audit?limit=1000{after}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        erasures += page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["command"] == "erase_personal" && r["outcome"] == "applied")
+            .count();
+        match page["next"].as_u64() {
+            Some(v) => after = format!("&after={v}"),
+            None => break,
+        }
+    }
+    assert!(erasures >= 2, "{erasures} erasures audited");
 
     // A key rotated while the mesh runs: every edge seals to it within seconds, no restart,
     // and what was sealed before still opens.

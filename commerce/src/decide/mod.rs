@@ -12,7 +12,8 @@
 //!   the region's policy, and their return;
 //! - `orders`: edge orders committed against their edge's grant, and central orders priced
 //!   and allocated from the pool, each once by its id (I3) and under the id its
-//!   Idempotency-Key names.
+//!   Idempotency-Key names; a customer's personal data erased, from the orders kept and from
+//!   any of theirs accepted before and committed after.
 
 mod catalog;
 mod memory;
@@ -104,6 +105,9 @@ pub fn decide(input: &Input<'_>, command: &Command) -> Result<Effects, Rejection
                 );
             }
             input.applied(Vec::new())
+        }
+        Command::ErasePersonal { customer, orders } => {
+            orders::erase_personal(input, customer, orders)
         }
     }
 }

@@ -79,11 +79,10 @@ pub(super) fn commit_orders(
         });
         orders_here.push(order);
     }
-    writes.extend(
-        orders_here
-            .into_iter()
-            .map(|o| Write::Put(Record::Order(Box::new(o)))),
-    );
+    writes.extend(orders_here.into_iter().map(|mut o| {
+        erased_if_reached(i, &mut o);
+        Write::Put(Record::Order(Box::new(o)))
+    }));
     writes.extend(inventory_writes(touched));
     if !logged.is_empty() {
         writes.push(Write::Put(Record::CommitLog(i.version, CommitLog(logged))));
@@ -213,6 +212,7 @@ pub(super) fn central_order(
     );
     order.status = OrderStatus::Committed;
     order.commit_version = Some(i.version);
+    erased_if_reached(i, &mut order);
     let mut writes = vec![Write::Put(Record::Order(Box::new(order.clone())))];
     writes.extend(inventory_writes(touched));
     writes.push(Write::Put(Record::CommitLog(
@@ -226,4 +226,44 @@ pub(super) fn central_order(
         },
         writes,
     })
+}
+
+/// `order` with its address erased when its customer's erasure reaches it (accepted before).
+fn erased_if_reached(i: &Input<'_>, order: &mut Order) {
+    if let Some(e) = i.state.erasure(&order.customer_id) {
+        e.reach(order.accepted_at_ms, &mut order.ship_to);
+    }
+}
+
+/// Erases `customer`'s personal data from the orders named that are theirs (others are left
+/// as they are: an erasure reaches one customer), and keeps the erasure, at the proposer's
+/// time, for what of theirs commits later.
+pub(super) fn erase_personal(
+    i: &Input<'_>,
+    customer: &CustomerId,
+    orders: &[OrderId],
+) -> Result<Effects, Rejection> {
+    if orders.len() > crate::command::ERASE_BATCH_MAX {
+        return reject(
+            RejectKind::Invalid,
+            format!(
+                "an erasure names at most {} orders",
+                crate::command::ERASE_BATCH_MAX
+            ),
+        );
+    }
+    let erasure = crate::personal::Erasure { at_ms: i.at_ms };
+    let mut writes = vec![Write::Put(Record::Erasure(customer.clone(), erasure))];
+    for id in orders {
+        let Some(o) = i.decided.get(id).filter(|o| &o.customer_id == customer) else {
+            continue;
+        };
+        if matches!(o.ship_to.personal, crate::personal::Personal::Erased { .. }) {
+            continue;
+        }
+        let mut o = o.clone();
+        o.ship_to.personal = crate::personal::Personal::Erased { at_ms: i.at_ms };
+        writes.push(Write::Put(Record::Order(Box::new(o))));
+    }
+    i.applied(writes)
 }

@@ -256,6 +256,72 @@ fn edge_orders_commit_once_against_their_grant() {
     assert!(inv(&m, "B").holds_i2());
 }
 
+/// An erasure reaches the orders of its customer named, and any of theirs accepted before it
+/// that commits after (from an outbox); never another customer's, nor what was accepted after.
+#[test]
+fn an_erasure_reaches_its_customers_orders_then_and_later_and_no_one_elses() {
+    use crate::personal::Personal;
+    let mut m = machine();
+    let e = edge("sg-1");
+    m.apply(&exact_grant(&e, "A", 4), 0);
+    let mine = request(&[("A", 1)]);
+    let mut theirs = request(&[("A", 1)]);
+    theirs.customer_id = crate::CustomerId::new("c-2").unwrap();
+    let mut kept = edge_order(&m.state, "e-1", &e, mine.clone());
+    kept.accepted_at_ms = 100;
+    let mut other = edge_order(&m.state, "e-2", &e, theirs);
+    other.accepted_at_ms = 100;
+    let mut pending = edge_order(&m.state, "e-3", &e, mine.clone());
+    pending.accepted_at_ms = 150;
+    m.apply(
+        &Command::CommitOrders {
+            edge: e.clone(),
+            orders: vec![kept.clone(), other.clone()],
+        },
+        0,
+    );
+    let customer = kept.customer_id.clone();
+    let erase = Command::ErasePersonal {
+        customer: customer.clone(),
+        // Another customer's order named by mistake is left alone.
+        orders: vec![kept.order_id.clone(), other.order_id.clone()],
+    };
+    assert!(matches!(m.apply(&erase, 200), Outcome::Applied { .. }));
+    let erased = |m: &MemoryMachine, id: &OrderId| {
+        matches!(
+            m.orders[id].ship_to.personal,
+            Personal::Erased { at_ms: 200 }
+        )
+    };
+    assert!(erased(&m, &kept.order_id));
+    assert_eq!(
+        m.orders[&kept.order_id].total, kept.total,
+        "the rest is kept"
+    );
+    assert!(!erased(&m, &other.order_id));
+    // Accepted before the erasure, committed after: erased as it is stored.
+    let mut after = edge_order(&m.state, "e-4", &e, mine);
+    after.accepted_at_ms = 300;
+    m.apply(
+        &Command::CommitOrders {
+            edge: e.clone(),
+            orders: vec![pending.clone(), after.clone()],
+        },
+        0,
+    );
+    assert!(erased(&m, &pending.order_id));
+    assert!(!erased(&m, &after.order_id), "accepted after the erasure");
+    // Again: nothing changes but the time kept.
+    assert!(matches!(m.apply(&erase, 400), Outcome::Applied { .. }));
+    assert!(erased(&m, &kept.order_id));
+    assert_eq!(m.state.erasure(&customer).unwrap().at_ms, 400);
+    let too_many = Command::ErasePersonal {
+        customer,
+        orders: vec![kept.order_id.clone(); crate::command::ERASE_BATCH_MAX + 1],
+    };
+    assert_eq!(rejected(&m.apply(&too_many, 0)), RejectKind::Invalid);
+}
+
 #[test]
 fn central_orders_are_priced_allocated_and_idempotent() {
     let mut m = machine();

@@ -14,6 +14,7 @@
 //! | `EdgeWrite` | edge write | 3 (reads 2, 1) | an edge's write to a core over the mesh |
 //! | `DedupRecord` | dedup record | 3 (reads 2, 1) | a core's store rows: what a keyed command answered |
 //! | `AuditRecord` | audit record | 1 | a core's store rows: an admin write, who made it, what became of it |
+//! | `Erasure` | erasure | 1 | a core's store rows, and the change feed to edges: when a customer's personal data was erased |
 //! | `EdgeRead` | edge read | 2 (reads 1) | an edge's read of a customer's orders from a core over the mesh |
 //! | `ReadReply` | read reply | 2 (reads 1) | the core's answer to it |
 //!
@@ -37,7 +38,7 @@ use crate::escrow::Inventory;
 use crate::id::OrderId;
 use crate::market::Market;
 use crate::order::Order;
-use crate::personal::Address;
+use crate::personal::{Address, Erasure};
 use crate::pricing::{PriceEntry, PriceList, Promotion};
 
 /// The ids of the orders decided at one version, in the order they were decided: one row per
@@ -64,7 +65,7 @@ first_version! {
 }
 
 /// The label of every format in the table above, as golden files are named (spaces as `-`).
-pub const LABELS: [&str; 16] = [
+pub const LABELS: [&str; 17] = [
     "product",
     "market",
     "price-list",
@@ -81,6 +82,7 @@ pub const LABELS: [&str; 16] = [
     "read-reply",
     "audit-record",
     "address",
+    "erasure",
 ];
 
 /// Reads `bytes` as the format labelled `label` (one of `LABELS`): whether it gave a value;
@@ -107,6 +109,7 @@ pub fn read_as(label: &str, bytes: &[u8]) -> Option<bool> {
         "read-reply" => read::<ReadReply>(bytes),
         "audit-record" => read::<AuditRecord>(bytes),
         "address" => read::<Address>(bytes),
+        "erasure" => read::<Erasure>(bytes),
         _ => return None,
     })
 }

@@ -113,7 +113,8 @@ impl From<Command> for command::Command {
 }
 
 impl Command {
-    /// `c` in this layout, when it carries no order (whose layout has changed since).
+    /// `c` in this layout, when it carries no order (whose layout has changed since) and is no
+    /// command of a later version.
     fn earlier(c: command::Command) -> Result<Command, Box<command::Command>> {
         use command::Command as C;
         Ok(match c {
@@ -149,8 +150,8 @@ impl Command {
                 request,
             },
             C::NoteMembership { change } => Command::NoteMembership { change },
-            orders @ (C::CommitOrders { .. } | C::CentralOrder { .. }) => {
-                return Err(Box::new(orders));
+            later @ (C::CommitOrders { .. } | C::CentralOrder { .. } | C::ErasePersonal { .. }) => {
+                return Err(Box::new(later));
             }
         })
     }

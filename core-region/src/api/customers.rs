@@ -1,0 +1,110 @@
+//! A customer's personal data erased on request (`DELETE
+//! /admin/v1/customers/{id}/personal-data`, scope `personal-data`): every order of theirs in
+//! every region keeps its non-personal fields and shows its address as erased, and so does any
+//! of theirs accepted before and committed after (`commerce::personal::Erasure`). Replicated
+//! and audited as every admin write; asking again erases what came since.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::delete;
+use axum::{Json, Router};
+use commerce::command::{Command, ERASE_BATCH_MAX, OrderCursor, Outcome};
+use commerce::order::{Personal, check_idempotency_key};
+use commerce::{CustomerId, OrderId};
+use http_api::{Kind, Path, Problem, idempotency_key};
+use serde_json::{Value, json};
+
+use super::stock::unexpected;
+use super::{AppState, submit};
+
+/// Erasure commands one request may propose, at most: 100,000 orders of one customer.
+const ERASE_COMMANDS_MAX: usize = 100;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(
+        "/admin/v1/customers/{id}/personal-data",
+        delete(erase_personal_data),
+    )
+}
+
+/// Up to `ERASE_BATCH_MAX` ids of `customer`'s orders in this region's store whose address is
+/// not erased yet, accepted at or before `until` when it is given.
+async fn not_erased(
+    s: &AppState,
+    customer: &CustomerId,
+    until: Option<i64>,
+) -> Result<Vec<OrderId>, Problem> {
+    let (store, customer) = (s.store.clone(), customer.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut ids = Vec::new();
+        let mut after: Option<OrderCursor> = None;
+        loop {
+            let page =
+                crate::reads::customer_orders(&*store, &customer, after.as_ref(), ERASE_BATCH_MAX)?;
+            let full = page.len() == ERASE_BATCH_MAX;
+            after = page.last().map(OrderCursor::after);
+            ids.extend(
+                page.into_iter()
+                    .filter(|o| until.is_none_or(|t| o.accepted_at_ms <= t))
+                    .filter(|o| !matches!(o.ship_to.personal, Personal::Erased { .. }))
+                    .map(|o| o.order_id)
+                    .take(ERASE_BATCH_MAX - ids.len()),
+            );
+            if !full || ids.len() == ERASE_BATCH_MAX {
+                return Ok(ids);
+            }
+        }
+    })
+    .await
+    .map_err(|e| Problem::new(Kind::Internal, e.to_string()))?
+    .map_err(|e: crate::store::StoreError| {
+        Problem::new(Kind::Unavailable, e.to_string()).retry_after(1)
+    })
+}
+
+async fn erase_personal_data(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(customer): Path<CustomerId>,
+) -> Result<Json<Value>, Problem> {
+    let key = idempotency_key(&headers, check_idempotency_key)?;
+    let (mut erased, mut version, mut until) = (0, 0, None);
+    for n in 0..ERASE_COMMANDS_MAX {
+        let orders = not_erased(&s, &customer, until).await?;
+        // The first command keeps the erasure even when no order is named; after it, this
+        // region has applied every order before it, so a pass that finds none is the end.
+        if n > 0 && orders.is_empty() {
+            return Ok(Json(json!({
+                "customer": customer,
+                "erased_orders": erased,
+                "version": version,
+            })));
+        }
+        erased += orders.len();
+        let command = Command::ErasePersonal {
+            customer: customer.clone(),
+            orders,
+        };
+        // The first carries the caller's key: a retry of the request is answered by it.
+        let key = if n == 0 { key.as_deref() } else { None };
+        match submit(&s, "customers", key, command).await? {
+            Outcome::Applied { version: v } => version = v,
+            other => return Err(unexpected(&other)),
+        }
+        until = s
+            .machine
+            .read()
+            .await
+            .state()
+            .erasure(&customer)
+            .map(|e| e.at_ms);
+    }
+    Err(Problem::new(
+        Kind::Unavailable,
+        format!(
+            "more than {} of this customer's orders: erased {erased} so far; ask again to go on",
+            ERASE_COMMANDS_MAX * ERASE_BATCH_MAX
+        ),
+    )
+    .retry_after(1))
+}
