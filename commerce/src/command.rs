@@ -334,6 +334,13 @@ pub enum Command {
         customer: CustomerId,
         orders: Vec<OrderId>,
     },
+    /// Retention: the orders named (up to `ERASE_BATCH_MAX`) that were accepted before
+    /// `before_ms` keep every field but their address, which becomes `Personal::Erased`. The
+    /// region's leader names them as its store holds them (`core-region`'s `retention.rs`).
+    EraseOrders {
+        orders: Vec<OrderId>,
+        before_ms: i64,
+    },
 }
 
 /// Orders one erasure command names, at most.
@@ -375,7 +382,9 @@ impl Command {
                 .map(|o| &o.order_id)
                 .collect(),
             Command::CentralOrder { order_id, .. } => vec![order_id],
-            Command::ErasePersonal { orders, .. } => orders.iter().take(ERASE_BATCH_MAX).collect(),
+            Command::ErasePersonal { orders, .. } | Command::EraseOrders { orders, .. } => {
+                orders.iter().take(ERASE_BATCH_MAX).collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -450,7 +459,9 @@ impl Command {
             Command::PriceBatch(v) => v.len(),
             Command::StockBatch(v) => v.len(),
             Command::CommitOrders { orders, .. } => orders.len(),
-            Command::ErasePersonal { orders, .. } => orders.len(),
+            Command::ErasePersonal { orders, .. } | Command::EraseOrders { orders, .. } => {
+                orders.len()
+            }
             _ => 1,
         }
     }
@@ -485,6 +496,7 @@ impl Command {
             Command::CentralOrder { .. } => "central_order",
             Command::NoteMembership { .. } => "note_membership",
             Command::ErasePersonal { .. } => "erase_personal",
+            Command::EraseOrders { .. } => "erase_orders",
         }
     }
 }

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use crate::command::{Command, PriceChange, StockChange};
 use crate::escrow::{Demand, GrantPolicy, StockOp};
-use crate::id::{CustomerId, EdgeId, SkuId};
+use crate::id::{CustomerId, EdgeId, OrderId, SkuId};
 use crate::market::{Country, Market};
 use crate::money::Currency;
 use crate::order::{LineRequest, Order, OrderRequest, Origin, ShipTo, price_order};
@@ -192,6 +192,20 @@ pub enum Op {
     Erase {
         keys: Vec<u8>,
     },
+    /// Retention, naming the orders of some keys (placed or not), accepted before `before_ms`.
+    Retain {
+        keys: Vec<u8>,
+        before_ms: i64,
+    },
+}
+
+/// The ids of the orders the test customer placed under `keys` (`key-<n>`).
+fn ids_of(keys: &[u8]) -> Vec<OrderId> {
+    let customer = request(&[]).customer_id;
+    let ids = order_ids();
+    keys.iter()
+        .map(|k| ids.order_id(&customer, &format!("key-{k}")))
+        .collect()
 }
 
 /// Any step; keys are drawn from a few, so that histories retry them.
@@ -243,6 +257,8 @@ pub fn op() -> impl Strategy<Value = Op> {
         }),
         (sku, 1u32..5, 0u8..12).prop_map(|(sku, qty, key)| Op::Central { sku, qty, key }),
         proptest::collection::vec(0u8..12, 0..4).prop_map(|keys| Op::Erase { keys }),
+        (proptest::collection::vec(0u8..12, 0..4), -5i64..5_000)
+            .prop_map(|(keys, before_ms)| Op::Retain { keys, before_ms }),
     ]
 }
 
@@ -301,17 +317,14 @@ impl Op {
             Op::Central { sku: s, qty, key } => {
                 central_order(request(&[(SKUS[s], qty)]), &format!("key-{key}"))
             }
-            Op::Erase { keys } => {
-                let customer = request(&[]).customer_id;
-                let ids = order_ids();
-                Command::ErasePersonal {
-                    orders: keys
-                        .iter()
-                        .map(|k| ids.order_id(&customer, &format!("key-{k}")))
-                        .collect(),
-                    customer,
-                }
-            }
+            Op::Erase { keys } => Command::ErasePersonal {
+                customer: request(&[]).customer_id,
+                orders: ids_of(&keys),
+            },
+            Op::Retain { keys, before_ms } => Command::EraseOrders {
+                orders: ids_of(&keys),
+                before_ms,
+            },
         }
     }
 }

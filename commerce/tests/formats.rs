@@ -263,6 +263,16 @@ fn proposals_of_every_command() {
             "actor": {"token": "privacy-desk", "route": "DELETE /admin/v1/customers/{id}/personal-data"}}),
         ),
     );
+    // Version 5: retention's erasure of old orders.
+    golden::<Proposal>(
+        Some("erase-orders"),
+        &from(
+            json!({"command_id": vec![5u8; 16], "fingerprint": vec![0u8; 16], "at_ms": 1_733_000_000_000i64,
+            "command": {"EraseOrders": {"orders": ["o-1", "o-2"], "before_ms": 1_700_000_000_000i64}},
+            "key_ms": null,
+            "actor": {"token": "retention", "route": "retention"}}),
+        ),
+    );
     // Version 4: a note of a membership change.
     golden::<v4::Proposal>(
         Some("note-membership"),

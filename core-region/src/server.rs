@@ -230,6 +230,14 @@ pub async fn serve(
         personal: Arc::clone(&personal),
         timeout: Duration::from_millis(config.admin.write_timeout_ms),
     }));
+    if let Some(ms) = config.personal_data.retention_ms {
+        crate::retention::spawn(
+            writes.clone(),
+            Arc::clone(&store),
+            Duration::from_millis(ms),
+            Duration::from_millis(config.admin.write_timeout_ms),
+        );
+    }
     let tokens = TokenSet::new(&config.admin.token_sha256, &config.admin.tokens)
         .map_err(|e| StartError::Other(e.to_string()))?;
     let state = AppState {

@@ -40,6 +40,10 @@ pub struct ResidencySettings {
     /// `cn-shanghai = "sm4-gcm"`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub suites: BTreeMap<String, String>,
+    /// Past this age (ms) an order's personal data is erased by the cores (none by default:
+    /// kept until its customer's erasure). At least 1000.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_ms: Option<u64>,
     /// Leaves addresses in the clear: only in a build made to measure what sealing costs (the
     /// `measure-plaintext` feature, which no release has), and only on a node whose every
     /// listener is on a loopback address (`check_listeners`).
@@ -92,6 +96,12 @@ impl ResidencySettings {
         };
         if let Some(h) = &self.home {
             region("personal_data.home", h)?;
+        }
+        if self.retention_ms.is_some_and(|ms| ms < 1_000) {
+            return Err(util::config::Invalid::at(
+                "personal_data.retention_ms",
+                "at least 1000",
+            ));
         }
         for (country, h) in &self.homes {
             region(&format!("personal_data.homes.{country}"), h)?;
@@ -449,14 +459,6 @@ impl PersonalOpener {
         ship_to.personal = Personal::Plain(Box::new(address));
         Ok(())
     }
-
-    /// `order` with its address opened where it can be; where it cannot (a key not held, data
-    /// altered), it stays sealed, shown redacted, and the error is logged.
-    pub fn open_order(&self, order: &mut commerce::order::Order) {
-        if let Err(e) = self.open(&order.customer_id, &mut order.ship_to) {
-            tracing::error!(order = %order.order_id, error = %e, "a sealed address of this region did not open; shown redacted");
-        }
-    }
 }
 
 /// Why a node's personal data keys did not load.
@@ -540,11 +542,36 @@ impl PersonalData {
         self.sealer.seal_all(items)
     }
 
-    /// Opens `order`'s address where this region is its home (`PersonalOpener::open_order`).
-    pub fn open_order(&self, order: &mut commerce::order::Order) {
+    /// The opener in use, if this region has one.
+    fn opener(&self) -> Option<PersonalOpener> {
         let opener = self.opener.read().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, o)) = opener.as_ref() {
-            o.open_order(order);
+        opener.as_ref().map(|(_, o)| o.clone())
+    }
+
+    /// Opens `ship_to` where this region is its home. Sealed to a key of this region not held
+    /// yet (an edge took a rotation up before this core), the key file is read again first.
+    pub fn open(&self, customer: &CustomerId, ship_to: &mut ShipTo) -> Result<(), UnsealError> {
+        let Some(opener) = self.opener() else {
+            return Ok(());
+        };
+        match opener.open(customer, ship_to) {
+            Err(UnsealError::Open(OpenError::Key(KeyError::NotHeld(_)))) => {
+                self.reload_opener();
+                match self.opener() {
+                    Some(o) => o.open(customer, ship_to),
+                    None => Ok(()),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// `order` with its address opened where this region is its home (`open`); where it cannot
+    /// be (a key not held, data altered) it stays sealed, shown redacted, and the error is
+    /// logged.
+    pub fn open_order(&self, order: &mut commerce::order::Order) {
+        if let Err(e) = self.open(&order.customer_id, &mut order.ship_to) {
+            tracing::error!(order = %order.order_id, error = %e, "a sealed address of this region did not open; shown redacted");
         }
     }
 
@@ -571,6 +598,12 @@ impl PersonalData {
                 tracing::error!(error = %e, "public keys not reloaded; the ones in use are kept");
             }
         }
+        self.reload_opener();
+    }
+
+    /// Reads this region's key file again, if it changed since it was read.
+    fn reload_opener(&self) {
+        let dir = &self.sealer.dir;
         let path = dir.join(format!("{}.keys", self.region));
         let now = stamp(&path);
         let mut opener = self.opener.write().unwrap_or_else(|p| p.into_inner());
@@ -740,6 +773,18 @@ mod tests {
             ..Default::default()
         };
         assert!(Residency::new(&bad, "us-east").is_err());
+        assert!(bad.check().is_err());
+        let quick = ResidencySettings {
+            retention_ms: Some(10),
+            ..Default::default()
+        };
+        assert!(
+            quick
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("retention_ms")
+        );
         // An address out of bounds is refused before anything is sealed.
         let residency = Residency::new(&ResidencySettings::default(), "us-east").unwrap();
         let sealer = PersonalSealer::new(residency, dir.path(), &[3; 32]).unwrap();
@@ -857,5 +902,29 @@ mod tests {
             home.open(&me, &mut s).unwrap();
             assert_eq!(s, ShipTo::plain(country("CN"), address()));
         }
+    }
+
+    #[test]
+    fn a_core_opens_what_is_sealed_to_a_key_rotated_since_it_read_its_file() {
+        let (dir, _) = setup();
+        let settings = ResidencySettings {
+            homes: [(country("CN"), "cn-east".to_owned())].into(),
+            ..Default::default()
+        };
+        let core = PersonalData::opening(&settings, "cn-east", dir.path(), &[3; 32]).unwrap();
+        crate::keys::rotate(dir.path(), "cn-east").unwrap();
+        // An edge that read the new public key before this core read its key file.
+        let edge = PersonalSealer::new(
+            Residency::new(&settings, "us-east").unwrap(),
+            dir.path(),
+            &[3; 32],
+        )
+        .unwrap();
+        assert!(edge.keys().contains(&"cn-east/2".to_owned()));
+        let me = CustomerId::new("c-1").unwrap();
+        let mut s = ShipTo::plain(country("CN"), address());
+        edge.seal(&me, &mut s).unwrap();
+        core.open(&me, &mut s).unwrap();
+        assert_eq!(s, ShipTo::plain(country("CN"), address()));
     }
 }

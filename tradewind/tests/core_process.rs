@@ -636,3 +636,72 @@ async fn a_cores_region_key_damaged_or_missing_is_a_refusal_to_start_that_says_w
         .unwrap();
     assert_eq!(seen["ship_to"]["name"], "Ignatius Quarrington", "{seen}");
 }
+
+/// Retention (`[personal_data] retention_ms`): past that age the group's leader erases an
+/// order's address, the rest of the order kept, and the audit log names `retention`; an order
+/// younger than that keeps its address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_erases_personal_data_past_its_age_and_nothing_younger() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[personal_data]\nretention_ms = 2000\n");
+    std::fs::write(&config, text).unwrap();
+    let core = CoreProcess::start(&config, &[]);
+    common::seed(&core.admin, 5).await;
+    let place = |tag: &'static str| {
+        client()
+            .post(core.url("/admin/v1/orders"))
+            .bearer_auth(TOKEN)
+            .header("idempotency-key", common::admin_key(tag))
+            .json(&json!({"customer_id": "c-8", "currency": "USD", "lines": [{"sku": "S-1", "qty": 1}],
+                "ship_to": {"country": "SG", "name": "Perpetua Old", "line1": "9 Ageing Row",
+                    "city": "Singapore", "postal_code": "RT0001"}}))
+            .send()
+    };
+    let old: Value = place("retained-1").await.unwrap().json().await.unwrap();
+    let id = old["order_id"].as_str().unwrap().to_owned();
+    let read = |id: String| {
+        let url = core.url(&format!("/admin/v1/orders/{id}"));
+        async move {
+            client()
+                .get(url)
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    common::eventually(
+        "the old order's address erased",
+        Duration::from_secs(20),
+        || async { read(id.clone()).await["ship_to"]["redacted"]["reason"] == "erased" },
+    )
+    .await;
+    let seen = read(id.clone()).await;
+    assert_eq!(seen["status"], "committed");
+    assert_eq!(seen["lines"][0]["sku"], "S-1");
+    let young: Value = place("retained-2").await.unwrap().json().await.unwrap();
+    let young = read(young["order_id"].as_str().unwrap().to_owned()).await;
+    assert_eq!(young["ship_to"]["name"], "Perpetua Old", "{young}");
+    let audit: Value = client()
+        .get(core.url("/admin/v1/audit?limit=1000"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["token"] == "retention" && r["command"] == "erase_orders"),
+        "{audit}"
+    );
+}

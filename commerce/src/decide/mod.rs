@@ -109,6 +109,9 @@ pub fn decide(input: &Input<'_>, command: &Command) -> Result<Effects, Rejection
         Command::ErasePersonal { customer, orders } => {
             orders::erase_personal(input, customer, orders)
         }
+        Command::EraseOrders { orders, before_ms } => {
+            orders::erase_orders(input, orders, *before_ms)
+        }
     }
 }
 

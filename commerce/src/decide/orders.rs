@@ -243,6 +243,33 @@ pub(super) fn erase_personal(
     customer: &CustomerId,
     orders: &[OrderId],
 ) -> Result<Effects, Rejection> {
+    check_erase_batch(orders)?;
+    let mut writes = vec![Write::Put(Record::Erasure(
+        customer.clone(),
+        crate::personal::Erasure { at_ms: i.at_ms },
+    ))];
+    writes.extend(erased(i, orders, |o| &o.customer_id == customer));
+    i.applied(writes)
+}
+
+/// Retention: erases the personal data of the orders named that were accepted before
+/// `before_ms` (no later than the proposer's time).
+pub(super) fn erase_orders(
+    i: &Input<'_>,
+    orders: &[OrderId],
+    before_ms: i64,
+) -> Result<Effects, Rejection> {
+    check_erase_batch(orders)?;
+    if before_ms > i.at_ms {
+        return reject(
+            RejectKind::Invalid,
+            "retention erases orders accepted before its own time, not after",
+        );
+    }
+    i.applied(erased(i, orders, |o| o.accepted_at_ms < before_ms))
+}
+
+fn check_erase_batch(orders: &[OrderId]) -> Result<(), Rejection> {
     if orders.len() > crate::command::ERASE_BATCH_MAX {
         return reject(
             RejectKind::Invalid,
@@ -252,18 +279,21 @@ pub(super) fn erase_personal(
             ),
         );
     }
-    let erasure = crate::personal::Erasure { at_ms: i.at_ms };
-    let mut writes = vec![Write::Put(Record::Erasure(customer.clone(), erasure))];
-    for id in orders {
-        let Some(o) = i.decided.get(id).filter(|o| &o.customer_id == customer) else {
-            continue;
-        };
-        if matches!(o.ship_to.personal, crate::personal::Personal::Erased { .. }) {
-            continue;
-        }
-        let mut o = o.clone();
-        o.ship_to.personal = crate::personal::Personal::Erased { at_ms: i.at_ms };
-        writes.push(Write::Put(Record::Order(Box::new(o))));
-    }
-    i.applied(writes)
+    Ok(())
+}
+
+/// The orders named that `reached` picks, decided before and not erased yet, with their
+/// address erased at the proposer's time.
+fn erased(i: &Input<'_>, orders: &[OrderId], reached: impl Fn(&Order) -> bool) -> Vec<Write> {
+    orders
+        .iter()
+        .filter_map(|id| i.decided.get(id))
+        .filter(|o| reached(o))
+        .filter(|o| !matches!(o.ship_to.personal, crate::personal::Personal::Erased { .. }))
+        .map(|o| {
+            let mut o = o.clone();
+            o.ship_to.personal = crate::personal::Personal::Erased { at_ms: i.at_ms };
+            Write::Put(Record::Order(Box::new(o)))
+        })
+        .collect()
 }

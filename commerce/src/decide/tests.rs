@@ -322,6 +322,48 @@ fn an_erasure_reaches_its_customers_orders_then_and_later_and_no_one_elses() {
     assert_eq!(rejected(&m.apply(&too_many, 0)), RejectKind::Invalid);
 }
 
+/// Retention erases the orders named that were accepted before its cutoff, whoever's, and
+/// none after; a cutoff past its own time is refused.
+#[test]
+fn retention_erases_what_was_accepted_before_its_cutoff_only() {
+    use crate::personal::Personal;
+    let mut m = machine();
+    let e = edge("sg-1");
+    m.apply(&exact_grant(&e, "A", 4), 0);
+    let mut old = edge_order(&m.state, "e-1", &e, request(&[("A", 1)]));
+    old.accepted_at_ms = 100;
+    let mut young = edge_order(&m.state, "e-2", &e, request(&[("A", 1)]));
+    young.accepted_at_ms = 900;
+    m.apply(
+        &Command::CommitOrders {
+            edge: e,
+            orders: vec![old.clone(), young.clone()],
+        },
+        0,
+    );
+    let retain = |before_ms| Command::EraseOrders {
+        orders: vec![old.order_id.clone(), young.order_id.clone()],
+        before_ms,
+    };
+    assert_eq!(
+        rejected(&m.apply(&retain(2_000), 1_000)),
+        RejectKind::Invalid
+    );
+    assert!(matches!(
+        m.apply(&retain(500), 1_000),
+        Outcome::Applied { .. }
+    ));
+    assert!(matches!(
+        m.orders[&old.order_id].ship_to.personal,
+        Personal::Erased { at_ms: 1_000 }
+    ));
+    assert!(matches!(
+        m.orders[&young.order_id].ship_to.personal,
+        Personal::Plain(_)
+    ));
+    assert_eq!(m.orders[&old.order_id].lines, old.lines);
+}
+
 #[test]
 fn central_orders_are_priced_allocated_and_idempotent() {
     let mut m = machine();

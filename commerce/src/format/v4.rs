@@ -150,7 +150,10 @@ impl Command {
                 request,
             },
             C::NoteMembership { change } => Command::NoteMembership { change },
-            later @ (C::CommitOrders { .. } | C::CentralOrder { .. } | C::ErasePersonal { .. }) => {
+            later @ (C::CommitOrders { .. }
+            | C::CentralOrder { .. }
+            | C::ErasePersonal { .. }
+            | C::EraseOrders { .. }) => {
                 return Err(Box::new(later));
             }
         })
