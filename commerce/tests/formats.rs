@@ -533,7 +533,7 @@ fn proposals_are_written_in_the_earliest_version_that_carries_them() {
         ..base.clone()
     };
     for (p, version) in [(base, 2), (admin, 3), (note, 4), (order, 5)] {
-        let bytes = v4::earliest(p.clone()).unwrap();
+        let bytes = format::earliest(p.clone()).unwrap();
         assert_eq!(bytes[0], version, "{:?}", p.command.kind());
         assert_eq!(codec::decode::<Proposal>(&bytes).unwrap(), p);
     }

@@ -254,7 +254,7 @@ impl Writes {
         // In the earliest version that carries it, so that members of older builds apply what
         // they can through a rolling upgrade; one that cannot read it stops until it is
         // upgraded (`replicated.rs`) rather than deciding otherwise.
-        let payload = Payload(commerce::format::v4::earliest(proposal)?);
+        let payload = Payload(commerce::format::earliest(proposal)?);
         let limit = self.limits.command_max_bytes;
         if payload.0.len() > limit {
             return Err(ProposeError::TooLarge(format!(

@@ -9,7 +9,7 @@
 //! | `Order` | order | 2 (reads 1) | a core's store rows; an edge's outbox |
 //! | `Address` | address | 1 | sealed inside an order (`personal`): what its home region opens |
 //! | `CommitLog` | commit log | 1 | a core's store rows: the orders decided at one version |
-//! | `Proposal` | proposal | 5 (reads 4, 3, 2, 1; writes the earliest that carries it, `v4::earliest`) | the regions' Raft log: a command, its id, the proposer's clock and, for an admin write, who made it |
+//! | `Proposal` | proposal | 5 (reads 4, 3, 2, 1; writes the earliest that carries it, `earliest`) | the regions' Raft log: a command, its id, the proposer's clock and, for an admin write, who made it |
 //! | `Outcome` | outcome | 3 (reads 2, 1) | Raft's reply to a proposal, and the core's reply to an edge, as the same bytes |
 //! | `EdgeWrite` | edge write | 3 (reads 2, 1) | an edge's write to a core over the mesh |
 //! | `DedupRecord` | dedup record | 3 (reads 2, 1) | a core's store rows: what a keyed command answered |
@@ -32,7 +32,7 @@ pub mod v4;
 use codec::{FirstVersion, Format, Versioned};
 
 use crate::catalog::Product;
-use crate::command::{AuditRecord, EdgeRead, EdgeWrite, Outcome, Proposal, ReadReply};
+use crate::command::{AuditRecord, Command, EdgeRead, EdgeWrite, Outcome, Proposal, ReadReply};
 use crate::dedup::DedupRecord;
 use crate::escrow::Inventory;
 use crate::id::OrderId;
@@ -146,4 +146,92 @@ impl From<v2::DedupRecord> for DedupRecord {
             outcome: p.outcome.into(),
         }
     }
+}
+
+/// A proposal in the earliest version that can carry it, encoded: what members of earlier
+/// builds read, for as long as what is proposed is something they can.
+pub fn earliest(p: Proposal) -> Result<Vec<u8>, codec::CodecError> {
+    let command = match earlier(p.command) {
+        Ok(c) => c,
+        Err(orders) => {
+            return codec::encode(&Proposal {
+                command: *orders,
+                ..p
+            });
+        }
+    };
+    let membership = matches!(command, v2::Command::NoteMembership { .. });
+    let v4 = v4::Proposal {
+        command_id: p.command_id,
+        fingerprint: p.fingerprint,
+        at_ms: p.at_ms,
+        command,
+        key_ms: p.key_ms,
+        actor: p.actor,
+    };
+    match (membership, &v4.actor) {
+        (true, _) => codec::encode(&v4),
+        (false, Some(_)) => codec::encode(&v3::Proposal {
+            command_id: v4.command_id,
+            fingerprint: v4.fingerprint,
+            at_ms: v4.at_ms,
+            command: v4.command,
+            key_ms: v4.key_ms,
+            actor: v4.actor,
+        }),
+        (false, None) => codec::encode(&v2::Proposal {
+            command_id: v4.command_id,
+            fingerprint: v4.fingerprint,
+            at_ms: v4.at_ms,
+            command: v4.command,
+            key_ms: v4.key_ms,
+        }),
+    }
+}
+
+/// `c` in the layout of `v2::Command`, when it carries no order (whose layout has changed
+/// since) and is no command of a later version.
+fn earlier(c: Command) -> Result<v2::Command, Box<Command>> {
+    use Command as C;
+    use v2::Command as V2;
+    Ok(match c {
+        C::UpsertProduct(p) => V2::UpsertProduct(p),
+        C::UpsertMarket(m) => V2::UpsertMarket(m),
+        C::UpsertPriceList(l) => V2::UpsertPriceList(l),
+        C::UpsertPromotion(p) => V2::UpsertPromotion(p),
+        C::DeletePromotion(id) => V2::DeletePromotion(id),
+        C::PriceBatch(v) => V2::PriceBatch(v),
+        C::StockBatch(v) => V2::StockBatch(v),
+        C::Grant {
+            edge,
+            sku,
+            demand,
+            policy,
+            request,
+        } => V2::Grant {
+            edge,
+            sku,
+            demand,
+            policy,
+            request,
+        },
+        C::ReturnGrant {
+            edge,
+            sku,
+            units,
+            request,
+        } => V2::ReturnGrant {
+            edge,
+            sku,
+            units,
+            request,
+        },
+        C::NoteMembership { change } => V2::NoteMembership { change },
+        later @ (C::CommitOrders { .. }
+        | C::CentralOrder { .. }
+        | C::ErasePersonal { .. }
+        | C::EraseOrders { .. }) => {
+            return Err(Box::new(later));
+        }
+    })
 }

@@ -268,54 +268,6 @@ impl FirstVersion for DedupRecord {
     };
 }
 
-impl From<OrderResult> for super::v2::OrderResult {
-    fn from(r: OrderResult) -> Self {
-        super::v2::OrderResult {
-            order_id: r.order_id,
-            status: r.status,
-            version: r.version,
-            duplicate: r.duplicate,
-            reject_reason: r.reject_reason,
-            original: None,
-            key_reused: false,
-        }
-    }
-}
-
-impl From<Outcome> for super::v2::Outcome {
-    fn from(o: Outcome) -> Self {
-        use super::v2::Outcome as O;
-        match o {
-            Outcome::Applied { version } => O::Applied { version },
-            Outcome::Granted { version, units } => O::Granted { version, units },
-            Outcome::Returned { version, units } => O::Returned { version, units },
-            Outcome::Orders { version, results } => O::Orders {
-                version,
-                results: results.into_iter().map(Into::into).collect(),
-            },
-            Outcome::Order { order, duplicate } => O::Order { order, duplicate },
-            Outcome::Rejected(r) => O::Rejected(r),
-        }
-    }
-}
-
-/// Outcomes of version 1 read as today's.
-impl From<Outcome> for command::Outcome {
-    fn from(o: Outcome) -> Self {
-        super::v2::Outcome::from(o).into()
-    }
-}
-
-impl From<DedupRecord> for super::v2::DedupRecord {
-    fn from(p: DedupRecord) -> Self {
-        super::v2::DedupRecord {
-            version: p.version,
-            fingerprint: p.fingerprint,
-            outcome: p.outcome.into(),
-        }
-    }
-}
-
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     UpsertProduct(Product),
@@ -364,72 +316,6 @@ impl FirstVersion for Proposal {
     };
 }
 
-impl From<Command> for super::v4::Command {
-    fn from(c: Command) -> Self {
-        use super::v4::Command as C;
-        match c {
-            Command::UpsertProduct(p) => C::UpsertProduct(p),
-            Command::UpsertMarket(m) => C::UpsertMarket(m),
-            Command::UpsertPriceList(l) => C::UpsertPriceList(l),
-            Command::UpsertPromotion(p) => C::UpsertPromotion(p),
-            Command::DeletePromotion(id) => C::DeletePromotion(id),
-            Command::PriceBatch(v) => C::PriceBatch(v),
-            Command::StockBatch(v) => C::StockBatch(v),
-            Command::Grant {
-                edge,
-                sku,
-                demand,
-                policy,
-            } => C::Grant {
-                edge,
-                sku,
-                demand,
-                policy,
-                request: None,
-            },
-            Command::ReturnGrant { edge, sku, units } => C::ReturnGrant {
-                edge,
-                sku,
-                units,
-                request: None,
-            },
-            Command::CommitOrders { edge, orders } => C::CommitOrders { edge, orders },
-            Command::CentralOrder {
-                order_id,
-                idempotency_key,
-                request,
-                region,
-                edge,
-            } => C::CentralOrder {
-                order_id,
-                idempotency_key,
-                request,
-                region,
-                edge,
-            },
-        }
-    }
-}
-
-impl From<Proposal> for super::v2::Proposal {
-    fn from(p: Proposal) -> Self {
-        super::v2::Proposal {
-            command_id: p.command_id,
-            fingerprint: p.fingerprint,
-            at_ms: p.at_ms,
-            command: p.command.into(),
-            key_ms: None,
-        }
-    }
-}
-
-/// Proposals of version 1 read as today's.
-impl From<Proposal> for command::Proposal {
-    fn from(p: Proposal) -> Self {
-        super::v2::Proposal::from(p).into()
-    }
-}
-
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum EdgeRequest {
     Commit(Vec<Order>),
@@ -458,48 +344,6 @@ impl FirstVersion for EdgeWrite {
         label: "edge write",
         version: 1,
     };
-}
-
-impl From<EdgeWrite> for super::v2::EdgeWrite {
-    fn from(w: EdgeWrite) -> Self {
-        use super::v2::EdgeRequest as R;
-        // Version 1 keyed grants and returns `grant-<n>`, `return-<n>`: the number is the tail.
-        let number = || {
-            w.key
-                .as_deref()
-                .and_then(|k| k.rsplit('-').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        };
-        let request = match w.request.clone() {
-            EdgeRequest::Commit(orders) => R::Commit(orders),
-            EdgeRequest::Grant { sku, demand } => R::Grant {
-                sku,
-                demand,
-                request: number(),
-            },
-            EdgeRequest::Return { sku, units } => R::Return {
-                sku,
-                units,
-                request: number(),
-            },
-            EdgeRequest::CentralOrder {
-                idempotency_key,
-                request,
-            } => R::CentralOrder {
-                idempotency_key,
-                request,
-            },
-        };
-        super::v2::EdgeWrite { request }
-    }
-}
-
-/// Edge writes of version 1 read as today's.
-impl From<EdgeWrite> for command::EdgeWrite {
-    fn from(w: EdgeWrite) -> Self {
-        super::v2::EdgeWrite::from(w).into()
-    }
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]

@@ -9,9 +9,9 @@ use codec::{Format, Versioned};
 
 use crate::command::{self, Actor};
 
-use super::v4::Command;
+use super::v2::{self, Command};
 
-/// (`Command` of version 3 is version 4's without `NoteMembership`.)
+/// (`Command` of version 3 is `v2::Command` without `NoteMembership`.)
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Proposal {
     pub command_id: [u8; 16],
@@ -27,21 +27,15 @@ impl Versioned for Proposal {
         label: "proposal",
         version: 3,
     };
-    type Previous = super::v2::Proposal;
-    fn migrate(p: super::v2::Proposal) -> Self {
-        p.with_actor(None)
-    }
-}
-
-impl From<Proposal> for super::v4::Proposal {
-    fn from(p: Proposal) -> Self {
-        super::v4::Proposal {
+    type Previous = v2::Proposal;
+    fn migrate(p: v2::Proposal) -> Self {
+        Proposal {
             command_id: p.command_id,
             fingerprint: p.fingerprint,
             at_ms: p.at_ms,
             command: p.command,
             key_ms: p.key_ms,
-            actor: p.actor,
+            actor: None,
         }
     }
 }
@@ -49,6 +43,13 @@ impl From<Proposal> for super::v4::Proposal {
 /// Proposals of version 3 read as today's.
 impl From<Proposal> for command::Proposal {
     fn from(p: Proposal) -> Self {
-        super::v4::Proposal::from(p).into()
+        command::Proposal {
+            command_id: p.command_id,
+            fingerprint: p.fingerprint,
+            at_ms: p.at_ms,
+            command: p.command.into(),
+            key_ms: p.key_ms,
+            actor: p.actor,
+        }
     }
 }
