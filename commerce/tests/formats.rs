@@ -251,9 +251,9 @@ fn proposals_of_every_command() {
         for (_, ship_to) in now.command.ship_tos_mut() {
             seal(ship_to);
         }
-        golden(Some(case), &now);
+        golden(Some(case), &format::v5::Proposal(now));
     }
-    // Version 5: an erasure of a customer's personal data.
+    // Version 6: an erasure of a customer's personal data.
     golden::<Proposal>(
         Some("erase-personal"),
         &from(
@@ -263,7 +263,7 @@ fn proposals_of_every_command() {
             "actor": {"token": "privacy-desk", "route": "DELETE /admin/v1/customers/{id}/personal-data"}}),
         ),
     );
-    // Version 5: retention's erasure of old orders.
+    // Version 6: retention's erasure of old orders.
     golden::<Proposal>(
         Some("erase-orders"),
         &from(
@@ -493,8 +493,8 @@ fn edge_reads_and_their_replies() {
 
 /// A proposal goes into the log in the earliest version that carries it, so that members of
 /// older builds apply what they can through a rolling upgrade: without an actor (an edge's
-/// write) version 2, an admin write version 3, a membership note version 4, and a command
-/// with orders (sealed since version 5) version 5; all read back whole.
+/// write) version 2, an admin write version 3, a membership note version 4, a command with
+/// orders (sealed since version 5) version 5, and an erasure version 6; all read back whole.
 #[test]
 fn proposals_are_written_in_the_earliest_version_that_carries_them() {
     let base = Proposal {
@@ -532,7 +532,14 @@ fn proposals_are_written_in_the_earliest_version_that_carries_them() {
         },
         ..base.clone()
     };
-    for (p, version) in [(base, 2), (admin, 3), (note, 4), (order, 5)] {
+    let erasure = Proposal {
+        command: commerce::command::Command::ErasePersonal {
+            customer: commerce::CustomerId::new("c-42").unwrap(),
+            orders: vec![commerce::OrderId::new("o-1").unwrap()],
+        },
+        ..admin.clone()
+    };
+    for (p, version) in [(base, 2), (admin, 3), (note, 4), (order, 5), (erasure, 6)] {
         let bytes = format::earliest(p.clone()).unwrap();
         assert_eq!(bytes[0], version, "{:?}", p.command.kind());
         assert_eq!(codec::decode::<Proposal>(&bytes).unwrap(), p);

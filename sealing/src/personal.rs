@@ -601,19 +601,23 @@ impl PersonalData {
         self.reload_opener();
     }
 
-    /// Reads this region's key file again, if it changed since it was read.
+    /// Reads this region's key file again, if it changed since it was read: looked at under
+    /// the read lock, read with no lock held, put in place under the write lock.
     fn reload_opener(&self) {
         let dir = &self.sealer.dir;
-        let path = dir.join(format!("{}.keys", self.region));
-        let now = stamp(&path);
-        let mut opener = self.opener.write().unwrap_or_else(|p| p.into_inner());
-        let Some((seen, _)) = opener.as_ref() else {
-            return;
-        };
-        if *seen == now {
-            return;
+        let now = stamp(&dir.join(format!("{}.keys", self.region)));
+        match self
+            .opener
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some((seen, _)) if *seen != now => {}
+            _ => return,
         }
-        match PersonalOpener::load(dir, &self.region) {
+        let loaded = PersonalOpener::load(dir, &self.region);
+        let mut opener = self.opener.write().unwrap_or_else(|p| p.into_inner());
+        match loaded {
             Ok(o) => {
                 tracing::info!(region = %self.region, "this region's personal data keys reloaded");
                 *opener = Some((now, o));

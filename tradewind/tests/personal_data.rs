@@ -207,12 +207,14 @@ async fn personal_data_is_sealed_everywhere_it_is_kept_and_opens_only_at_its_hom
     // again erases nothing more.
     let token = mesh["admin_token"].as_str().unwrap();
     let admin0 = mesh["regions"][0]["core"]["admin_url"].as_str().unwrap();
+    // Under one Idempotency-Key: asking again is a retry, answered as such.
     let erase = || async {
         let res = client()
             .delete(format!(
                 "{admin0}/admin/v1/customers/shopper-sg/personal-data"
             ))
             .bearer_auth(token)
+            .header("idempotency-key", common::admin_key("erase-shopper-sg"))
             .send()
             .await
             .unwrap();

@@ -235,20 +235,29 @@ fn erased_if_reached(i: &Input<'_>, order: &mut Order) {
     }
 }
 
-/// Erases `customer`'s personal data from the orders named that are theirs (others are left
-/// as they are: an erasure reaches one customer), and keeps the erasure, at the proposer's
-/// time, for what of theirs commits later.
+/// Erases `customer`'s personal data from the orders named that are theirs and accepted
+/// before it (others are left as they are: an erasure reaches one customer, and what they
+/// ordered since), and keeps the erasure, at the proposer's time (or the one kept, if later),
+/// for what of theirs commits later.
 pub(super) fn erase_personal(
     i: &Input<'_>,
     customer: &CustomerId,
     orders: &[OrderId],
 ) -> Result<Effects, Rejection> {
     check_erase_batch(orders)?;
+    // Never back in time: a later request through a region whose clock is behind still
+    // reaches what the earlier one did.
+    let at_ms = i
+        .state
+        .erasure(customer)
+        .map_or(i.at_ms, |e| e.at_ms.max(i.at_ms));
     let mut writes = vec![Write::Put(Record::Erasure(
         customer.clone(),
-        crate::personal::Erasure { at_ms: i.at_ms },
+        crate::personal::Erasure { at_ms },
     ))];
-    writes.extend(erased(i, orders, |o| &o.customer_id == customer));
+    writes.extend(erased(i, orders, at_ms, |o| {
+        &o.customer_id == customer && o.accepted_at_ms <= at_ms
+    }));
     i.applied(writes)
 }
 
@@ -266,7 +275,7 @@ pub(super) fn erase_orders(
             "retention erases orders accepted before its own time, not after",
         );
     }
-    i.applied(erased(i, orders, |o| o.accepted_at_ms < before_ms))
+    i.applied(erased(i, orders, i.at_ms, |o| o.accepted_at_ms < before_ms))
 }
 
 fn check_erase_batch(orders: &[OrderId]) -> Result<(), Rejection> {
@@ -283,8 +292,13 @@ fn check_erase_batch(orders: &[OrderId]) -> Result<(), Rejection> {
 }
 
 /// The orders named that `reached` picks, decided before and not erased yet, with their
-/// address erased at the proposer's time.
-fn erased(i: &Input<'_>, orders: &[OrderId], reached: impl Fn(&Order) -> bool) -> Vec<Write> {
+/// address erased at `at_ms`.
+fn erased(
+    i: &Input<'_>,
+    orders: &[OrderId],
+    at_ms: i64,
+    reached: impl Fn(&Order) -> bool,
+) -> Vec<Write> {
     orders
         .iter()
         .filter_map(|id| i.decided.get(id))
@@ -292,7 +306,7 @@ fn erased(i: &Input<'_>, orders: &[OrderId], reached: impl Fn(&Order) -> bool) -
         .filter(|o| !matches!(o.ship_to.personal, crate::personal::Personal::Erased { .. }))
         .map(|o| {
             let mut o = o.clone();
-            o.ship_to.personal = crate::personal::Personal::Erased { at_ms: i.at_ms };
+            o.ship_to.personal = crate::personal::Personal::Erased { at_ms };
             Write::Put(Record::Order(Box::new(o)))
         })
         .collect()

@@ -311,10 +311,24 @@ fn an_erasure_reaches_its_customers_orders_then_and_later_and_no_one_elses() {
     );
     assert!(erased(&m, &pending.order_id));
     assert!(!erased(&m, &after.order_id), "accepted after the erasure");
-    // Again: nothing changes but the time kept.
+    // Again: nothing changes but the time kept; never back in time (a proposer whose clock
+    // is behind), and never reaching what was accepted after it.
     assert!(matches!(m.apply(&erase, 400), Outcome::Applied { .. }));
     assert!(erased(&m, &kept.order_id));
     assert_eq!(m.state.erasure(&customer).unwrap().at_ms, 400);
+    let late = Command::ErasePersonal {
+        customer: customer.clone(),
+        orders: vec![after.order_id.clone()],
+    };
+    m.apply(&late, 250);
+    assert_eq!(m.state.erasure(&customer).unwrap().at_ms, 400);
+    assert!(
+        matches!(
+            m.orders[&after.order_id].ship_to.personal,
+            Personal::Erased { at_ms: 400 }
+        ),
+        "accepted at 300, before the erasure kept at 400"
+    );
     let too_many = Command::ErasePersonal {
         customer,
         orders: vec![kept.order_id.clone(); crate::command::ERASE_BATCH_MAX + 1],

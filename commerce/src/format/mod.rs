@@ -9,7 +9,7 @@
 //! | `Order` | order | 2 (reads 1) | a core's store rows; an edge's outbox |
 //! | `Address` | address | 1 | sealed inside an order (`personal`): what its home region opens |
 //! | `CommitLog` | commit log | 1 | a core's store rows: the orders decided at one version |
-//! | `Proposal` | proposal | 5 (reads 4, 3, 2, 1; writes the earliest that carries it, `earliest`) | the regions' Raft log: a command, its id, the proposer's clock and, for an admin write, who made it |
+//! | `Proposal` | proposal | 6 (reads 5, 4, 3, 2, 1; writes the earliest that carries it, `earliest`) | the regions' Raft log: a command, its id, the proposer's clock and, for an admin write, who made it |
 //! | `Outcome` | outcome | 3 (reads 2, 1) | Raft's reply to a proposal, and the core's reply to an edge, as the same bytes |
 //! | `EdgeWrite` | edge write | 3 (reads 2, 1) | an edge's write to a core over the mesh |
 //! | `DedupRecord` | dedup record | 3 (reads 2, 1) | a core's store rows: what a keyed command answered |
@@ -18,7 +18,7 @@
 //! | `EdgeRead` | edge read | 2 (reads 1) | an edge's read of a customer's orders from a core over the mesh |
 //! | `ReadReply` | read reply | 2 (reads 1) | the core's answer to it |
 //!
-//! Earlier versions, frozen, are in `v1` to `v4`.
+//! Earlier versions, frozen, are in `v1` to `v5`.
 //!
 //! A value's version changes when its layout does, and with it the version of every value that
 //! carries it (an `Order` inside a `Proposal` or an `Outcome`); the codec's module docs say how
@@ -28,6 +28,7 @@ pub mod v1;
 pub mod v2;
 pub mod v3;
 pub mod v4;
+pub mod v5;
 
 use codec::{FirstVersion, Format, Versioned};
 
@@ -135,7 +136,7 @@ next_version! {
     EdgeWrite => "edge write", 3, v2,
     Outcome => "outcome", 3, v2,
     DedupRecord => "dedup record", 3, v2,
-    Proposal => "proposal", 5, v4,
+    Proposal => "proposal", 6, v5,
 }
 
 impl From<v2::DedupRecord> for DedupRecord {
@@ -154,10 +155,14 @@ pub fn earliest(p: Proposal) -> Result<Vec<u8>, codec::CodecError> {
     let command = match earlier(p.command) {
         Ok(c) => c,
         Err(orders) => {
-            return codec::encode(&Proposal {
+            let p = Proposal {
                 command: *orders,
                 ..p
-            });
+            };
+            return match p.command {
+                Command::ErasePersonal { .. } | Command::EraseOrders { .. } => codec::encode(&p),
+                _ => codec::encode(&v5::Proposal(p)),
+            };
         }
     };
     let membership = matches!(command, v2::Command::NoteMembership { .. });

@@ -62,42 +62,69 @@ async fn not_erased(
     })
 }
 
+/// Waits until this region has applied `version` (a write returns once the leader has), so
+/// that what it reads next holds every order committed before it; at most `bound`.
+async fn applied_here(
+    s: &AppState,
+    version: u64,
+    bound: std::time::Duration,
+) -> Result<(), Problem> {
+    let deadline = tokio::time::Instant::now() + bound;
+    while s.machine.read().await.applied() < version {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Problem::new(
+                Kind::Unavailable,
+                "this region has not caught up with the erasure yet; ask again",
+            )
+            .retry_after(1));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
 async fn erase_personal_data(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(customer): Path<CustomerId>,
 ) -> Result<Json<Value>, Problem> {
     let key = idempotency_key(&headers, check_idempotency_key)?;
-    let (mut erased, mut version, mut until) = (0, 0, None);
-    for n in 0..ERASE_COMMANDS_MAX {
-        let orders = not_erased(&s, &customer, until).await?;
-        // The first command keeps the erasure even when no order is named; after it, this
-        // region has applied every order before it, so a pass that finds none is the end.
-        if n > 0 && orders.is_empty() {
-            return Ok(Json(json!({
-                "customer": customer,
-                "erased_orders": erased,
-                "version": version,
-            })));
-        }
-        erased += orders.len();
+    let mut erased = 0;
+    // First the erasure itself, naming no order: its fingerprint is the customer's alone, so
+    // that a retry under the caller's key is answered by it. Then the orders this region holds
+    // that it reaches, a batch at a time, each read once this region has applied the command
+    // before (and so every order committed before that).
+    let mut orders = Vec::new();
+    for n in 0..=ERASE_COMMANDS_MAX {
         let command = Command::ErasePersonal {
             customer: customer.clone(),
-            orders,
+            orders: std::mem::take(&mut orders),
         };
-        // The first carries the caller's key: a retry of the request is answered by it.
+        let named = command.items();
         let key = if n == 0 { key.as_deref() } else { None };
-        match submit(&s, "customers", key, command).await? {
-            Outcome::Applied { version: v } => version = v,
+        let version = match submit(&s, "customers", key, command).await? {
+            Outcome::Applied { version } => version,
             other => return Err(unexpected(&other)),
+        };
+        if n > 0 {
+            erased += named;
         }
-        until = s
+        applied_here(&s, version, s.write_timeout).await?;
+        let until = s
             .machine
             .read()
             .await
             .state()
             .erasure(&customer)
             .map(|e| e.at_ms);
+        orders = not_erased(&s, &customer, until).await?;
+        if orders.is_empty() {
+            return Ok(Json(json!({
+                "customer": customer,
+                "erased_orders": erased,
+                "version": version,
+            })));
+        }
     }
     Err(Problem::new(
         Kind::Unavailable,
