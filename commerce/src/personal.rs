@@ -158,15 +158,6 @@ impl Personal {
             _ => true,
         }
     }
-
-    /// A short name for logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Personal::Plain(_) => "plain",
-            Personal::Sealed(_) => "sealed",
-            Personal::Erased { .. } => "erased",
-        }
-    }
 }
 
 /// Where an order ships to: the country in the clear, the rest personal.

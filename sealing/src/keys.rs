@@ -185,13 +185,6 @@ impl PublicKeys {
         let key = PublicKey::from_bytes(bytes).map_err(|_| KeyError::Unusable(id.clone()))?;
         Ok((id.clone(), key))
     }
-
-    /// The regions with keys.
-    pub fn regions(&self) -> Vec<&str> {
-        let mut r: Vec<&str> = self.keys.keys().map(|id| id.region.as_str()).collect();
-        r.dedup();
-        r
-    }
 }
 
 /// A region's private keys, from its key file: the provider of that region's cores.

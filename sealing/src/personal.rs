@@ -299,30 +299,21 @@ impl PersonalSealer {
             .collect()
     }
 
-    /// The public keys in use.
-    pub fn public(&self) -> PublicKeys {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .public
-            .clone()
-    }
-
     pub fn residency(&self) -> &Residency {
         &self.residency
     }
 
-    /// The keyed digest of `customer`'s `address`: bound to the customer, so that equal digests
-    /// never tie two customers' orders together.
-    fn digest(&self, customer: &CustomerId, address: &Address) -> Result<[u8; 16], SealError> {
+    /// The keyed digest of `customer`'s address, encoded as `plain`: bound to the customer, so
+    /// that equal digests never tie two customers' orders together.
+    fn digest(&self, customer: &CustomerId, plain: &[u8]) -> [u8; 16] {
         let mut mac = ring::hmac::Context::with_key(&self.digest);
         mac.update(customer.as_str().as_bytes());
         mac.update(&[0]);
-        mac.update(&codec::encode(address)?);
+        mac.update(plain);
         let tag = mac.sign();
         let mut out = [0u8; 16];
         out.copy_from_slice(&tag.as_ref()[..16]);
-        Ok(out)
+        out
     }
 
     /// Seals `ship_to`'s personal data for its home region, when it is in the clear (after
@@ -351,7 +342,7 @@ impl PersonalSealer {
         let sealed = sealer.seal(&aad(customer), &plain);
         ship_to.personal = Personal::Sealed(SealedPersonal {
             home: home.to_owned(),
-            digest: self.digest(customer, address)?,
+            digest: self.digest(customer, &plain),
             sealed: codec::encode(&sealed)?,
         });
         Ok(())
@@ -431,11 +422,6 @@ impl PersonalOpener {
             region: region.to_owned(),
             opener: Opener::new(keys),
         }
-    }
-
-    /// The region whose addresses it opens.
-    pub fn region(&self) -> &str {
-        &self.region
     }
 
     /// `ship_to` with its personal data in the clear, when it is sealed for this region (and

@@ -201,10 +201,7 @@ pub(super) async fn place_order(
 /// Seals `req`'s address for its home region.
 fn seal(e: &Edge, req: &mut OrderRequest) -> Result<(), Problem> {
     use sealing::personal::SealError;
-    match e
-        .personal
-        .seal_all(vec![(&req.customer_id, &mut req.ship_to)])
-    {
+    match e.personal.sealer.seal(&req.customer_id, &mut req.ship_to) {
         Ok(()) => Ok(()),
         Err(SealError::Invalid(err)) => Err(Problem::from(Rejection::from(err))),
         Err(err) => {
