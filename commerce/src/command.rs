@@ -341,6 +341,13 @@ pub enum Command {
         orders: Vec<OrderId>,
         before_ms: i64,
     },
+    /// Addresses as their home region keeps them (up to `ERASE_BATCH_MAX`): sealed again by
+    /// it under its keeping keys, so that an erasure can destroy the one key that opens a
+    /// customer's (`sealing::shred`). Each replaces its order's only while the order holds the
+    /// same address and the customer's epoch is the one it names.
+    KeepAddresses {
+        kept: Vec<crate::personal::KeptAddress>,
+    },
 }
 
 /// Orders one erasure command names, at most.
@@ -385,6 +392,11 @@ impl Command {
             Command::ErasePersonal { orders, .. } | Command::EraseOrders { orders, .. } => {
                 orders.iter().take(ERASE_BATCH_MAX).collect()
             }
+            Command::KeepAddresses { kept } => kept
+                .iter()
+                .take(ERASE_BATCH_MAX)
+                .map(|k| &k.order_id)
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -462,6 +474,7 @@ impl Command {
             Command::ErasePersonal { orders, .. } | Command::EraseOrders { orders, .. } => {
                 orders.len()
             }
+            Command::KeepAddresses { kept } => kept.len(),
             _ => 1,
         }
     }
@@ -472,7 +485,10 @@ impl Command {
     /// numbered grants and returns (their numbers are kept with the inventory).
     pub fn keeps_dedup_record(&self) -> bool {
         match self {
-            Command::CommitOrders { .. } | Command::CentralOrder { .. } => false,
+            // Keeping an address again changes nothing: it names the address it replaces.
+            Command::CommitOrders { .. }
+            | Command::CentralOrder { .. }
+            | Command::KeepAddresses { .. } => false,
             Command::Grant { request, .. } | Command::ReturnGrant { request, .. } => {
                 request.is_none()
             }
@@ -497,6 +513,7 @@ impl Command {
             Command::NoteMembership { .. } => "note_membership",
             Command::ErasePersonal { .. } => "erase_personal",
             Command::EraseOrders { .. } => "erase_orders",
+            Command::KeepAddresses { .. } => "keep_addresses",
         }
     }
 }

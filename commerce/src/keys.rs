@@ -19,6 +19,7 @@
 //! | `V` | `V` version(8)               | command id applied there(16), log clock then(8) |
 //! | `A` | `A` version(8)               | `AuditRecord`: the admin write applied there |
 //! | `E` | `E` customer                 | `Erasure`: when the customer's personal data was erased |
+//! | `X` | `X` customer `0` epoch(8)    | `Erasure`: the one that ended the customer's epoch (its key is destroyed) |
 
 use crate::id::{CustomerId, MarketId, OrderId, PriceListId, ProductId, PromotionId, SkuId};
 
@@ -36,6 +37,7 @@ pub const DEDUP: u8 = b'D';
 pub const DEDUP_BY_VERSION: u8 = b'V';
 pub const AUDIT: u8 = b'A';
 pub const ERASURE: u8 = b'E';
+pub const EPOCH_ENDED: u8 = b'X';
 
 /// The last applied log index (the store's version).
 pub const META_APPLIED: &[u8] = b"Mapplied";
@@ -81,6 +83,31 @@ pub fn price(sku: &SkuId, list: &PriceListId) -> Vec<u8> {
 
 pub fn erasure(customer: &CustomerId) -> Vec<u8> {
     tagged(ERASURE, &[customer.as_str().as_bytes()])
+}
+
+/// An epoch of `customer` ended (`Record::EpochEnded`); the epoch is a time (unix ms, `i64`)
+/// written with its sign bit flipped so that byte order is numeric order.
+pub fn epoch_ended(customer: &CustomerId, epoch: i64) -> Vec<u8> {
+    let ordered = (epoch as u64) ^ (1 << 63);
+    tagged(
+        EPOCH_ENDED,
+        &[customer.as_str().as_bytes(), &ordered.to_be_bytes()],
+    )
+}
+
+/// The customer and the epoch of an `epoch_ended` key.
+pub fn parse_epoch_ended(key: &[u8]) -> Option<(&str, i64)> {
+    let rest = key.strip_prefix(&[EPOCH_ENDED])?;
+    let (customer, epoch) = rest.split_at_checked(rest.len().checked_sub(9)?)?;
+    let (&zero, epoch) = epoch.split_first()?;
+    if zero != 0 {
+        return None;
+    }
+    let ordered = u64::from_be_bytes(epoch.try_into().ok()?);
+    Some((
+        std::str::from_utf8(customer).ok()?,
+        (ordered ^ (1 << 63)) as i64,
+    ))
 }
 
 pub fn promotion(id: &PromotionId) -> Vec<u8> {
@@ -188,6 +215,7 @@ pub fn kind_name(tag: u8) -> &'static str {
         DEDUP_BY_VERSION => "dedup index",
         AUDIT => "audit record",
         ERASURE => "erasure",
+        EPOCH_ENDED => "ended epoch",
         _ => "unknown",
     }
 }
@@ -217,6 +245,21 @@ pub fn v1_order_range() -> (Vec<u8>, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ended_epochs_read_back_in_numeric_order() {
+        let c = CustomerId::new("c-1").unwrap();
+        let keys: Vec<_> = [-5i64, 0, 7, 1_733_000_000_000]
+            .iter()
+            .map(|e| epoch_ended(&c, *e))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        for (k, e) in keys.iter().zip([-5i64, 0, 7, 1_733_000_000_000]) {
+            assert_eq!(parse_epoch_ended(k), Some(("c-1", e)));
+        }
+        assert_eq!(parse_epoch_ended(b"Xc-1"), None);
+        assert_eq!(parse_epoch_ended(&erasure(&c)), None);
+    }
 
     #[test]
     fn a_customers_orders_sort_newest_first_and_stay_theirs() {

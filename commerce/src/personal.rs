@@ -101,6 +101,13 @@ impl codec::FirstVersion for Erasure {
 }
 
 impl Erasure {
+    /// The customer's epoch under `erasure`, their latest: the time it was made (0 before
+    /// any). Their home region keeps their addresses under a key of their epoch, and destroys
+    /// that key when an erasure ends the epoch (`KeptAddress`, `Record::EpochEnded`).
+    pub fn epoch(erasure: Option<&Erasure>) -> i64 {
+        erasure.map_or(0, |e| e.at_ms)
+    }
+
     /// `ship_to` erased, if it is personal data this erasure reaches: of an order accepted at
     /// or before it.
     pub fn reach(&self, accepted_at_ms: i64, ship_to: &mut ShipTo) {
@@ -108,6 +115,17 @@ impl Erasure {
             ship_to.personal = Personal::Erased { at_ms: self.at_ms };
         }
     }
+}
+
+/// An order's address as its home region keeps it (`Command::KeepAddresses`): sealed again,
+/// under the key of its customer's epoch, by the home region that opened it. It replaces the
+/// address the order holds only while that is the same address (equal digests) and the
+/// customer's epoch is still `epoch`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptAddress {
+    pub order_id: crate::OrderId,
+    pub epoch: i64,
+    pub personal: SealedPersonal,
 }
 
 /// Personal data sealed for its home region.
@@ -119,7 +137,7 @@ pub struct SealedPersonal {
     /// so that a retry is told from another request without opening anything, and nothing
     /// without the secret can test a guess against it.
     pub digest: [u8; 16],
-    /// The sealed address (a `sealing::Sealed`, encoded): opaque here.
+    /// The sealed address (a `sealing::Seal`, encoded): opaque here.
     #[serde(with = "serde_bytes")]
     pub sealed: Vec<u8>,
 }
@@ -135,6 +153,18 @@ pub enum Personal {
     Erased {
         at_ms: i64,
     },
+}
+
+impl fmt::Debug for SealedPersonal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // What it is for, not what it holds.
+        write!(
+            f,
+            "SealedPersonal(home {}, {} bytes)",
+            self.home,
+            self.sealed.len()
+        )
+    }
 }
 
 impl fmt::Debug for Personal {

@@ -30,6 +30,9 @@ pub enum Record {
     CommitLog(u64, CommitLog),
     /// A customer's personal data erased.
     Erasure(CustomerId, Erasure),
+    /// A customer's epoch (`Erasure::epoch`) that the erasure given ended: the key their home
+    /// regions kept their addresses under in it is to be destroyed.
+    EpochEnded(CustomerId, i64, Erasure),
 }
 
 /// One change a decision makes to the store.
@@ -64,6 +67,7 @@ impl Record {
             Record::Order(o) => keys::order(&o.order_id),
             Record::CommitLog(version, _) => keys::commit_log(*version),
             Record::Erasure(customer, _) => keys::erasure(customer),
+            Record::EpochEnded(customer, epoch, _) => keys::epoch_ended(customer, *epoch),
         }
     }
 
@@ -91,7 +95,7 @@ impl Record {
             Record::Inventory(_, i) => codec::encode(i),
             Record::Order(o) => codec::encode(o.as_ref()),
             Record::CommitLog(_, c) => codec::encode(c),
-            Record::Erasure(_, e) => codec::encode(e),
+            Record::Erasure(_, e) | Record::EpochEnded(_, _, e) => codec::encode(e),
         }
     }
 }

@@ -130,7 +130,7 @@ impl State {
             Write::Put(Record::Price(sku, entry)) => self.book.set_price(sku, entry),
             Write::Put(Record::Promotion(p)) => self.book.upsert_promotion(p),
             Write::Put(Record::Inventory(sku, inv)) => self.set_inventory(sku, inv),
-            Write::Put(Record::Order(_) | Record::CommitLog(..)) => {}
+            Write::Put(Record::Order(_) | Record::CommitLog(..) | Record::EpochEnded(..)) => {}
             Write::Put(Record::Erasure(customer, e)) => {
                 self.erased.insert(customer, e);
             }

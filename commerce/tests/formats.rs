@@ -254,23 +254,36 @@ fn proposals_of_every_command() {
         golden(Some(case), &format::v5::Proposal(now));
     }
     // Version 6: an erasure of a customer's personal data.
-    golden::<Proposal>(
+    golden(
         Some("erase-personal"),
-        &from(
+        &format::v6::Proposal(from(
             json!({"command_id": vec![3u8; 16], "fingerprint": vec![4u8; 16], "at_ms": 1_733_000_000_000i64,
             "command": {"ErasePersonal": {"customer": "c-42", "orders": ["o-1", "o-0193c2a0b1c2-aabbccddeeff00112233"]}},
             "key_ms": 1_733_000_000_000u64,
             "actor": {"token": "privacy-desk", "route": "DELETE /admin/v1/customers/{id}/personal-data"}}),
-        ),
+        )),
     );
     // Version 6: retention's erasure of old orders.
-    golden::<Proposal>(
+    golden(
         Some("erase-orders"),
-        &from(
+        &format::v6::Proposal(from(
             json!({"command_id": vec![5u8; 16], "fingerprint": vec![0u8; 16], "at_ms": 1_733_000_000_000i64,
             "command": {"EraseOrders": {"orders": ["o-1", "o-2"], "before_ms": 1_700_000_000_000i64}},
             "key_ms": null,
             "actor": {"token": "retention", "route": "retention"}}),
+        )),
+    );
+    // Version 7: addresses as their home region keeps them.
+    golden::<Proposal>(
+        Some("keep-addresses"),
+        &from(
+            json!({"command_id": vec![6u8; 16], "fingerprint": vec![0u8; 16], "at_ms": 1_733_000_000_000i64,
+            "command": {"KeepAddresses": {"kept": [
+                {"order_id": "o-1", "epoch": 0, "personal": {"home": "cn-shanghai", "digest": vec![7u8; 16], "sealed": [2, 1, 2, 3]}},
+                {"order_id": "o-2", "epoch": 1_733_000_000_000i64, "personal": {"home": "us-east", "digest": vec![8u8; 16], "sealed": [2, 4]}}
+            ]}},
+            "key_ms": null,
+            "actor": null}),
         ),
     );
     // Version 4: a note of a membership change.
@@ -539,7 +552,18 @@ fn proposals_are_written_in_the_earliest_version_that_carries_them() {
         },
         ..admin.clone()
     };
-    for (p, version) in [(base, 2), (admin, 3), (note, 4), (order, 5), (erasure, 6)] {
+    let keep = Proposal {
+        command: commerce::command::Command::KeepAddresses { kept: Vec::new() },
+        ..base.clone()
+    };
+    for (p, version) in [
+        (base, 2),
+        (admin, 3),
+        (note, 4),
+        (order, 5),
+        (erasure, 6),
+        (keep, 7),
+    ] {
         let bytes = format::earliest(p.clone()).unwrap();
         assert_eq!(bytes[0], version, "{:?}", p.command.kind());
         assert_eq!(codec::decode::<Proposal>(&bytes).unwrap(), p);

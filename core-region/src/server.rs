@@ -150,6 +150,24 @@ fn personal_data(
             .map_err(|e| fail(&e))?;
         tracing::info!(keys = ?id, dir = %dir.display(), "made this region's personal data key");
     }
+    let keeping = sealing::shred::path(&dir, &config.region);
+    if make && !keeping.exists() {
+        if applied > 0 {
+            // New keeping keys would leave every address kept under the lost ones unopenable.
+            return Err(fail(&format!(
+                "{} is missing while the store holds data: restore it; or, if this store was written by a build before keeping keys, make it with `tradewind keys keeping --dir {} --region {}`",
+                keeping.display(),
+                dir.display(),
+                config.region
+            )));
+        }
+        let period = config
+            .personal_data
+            .key_period_ms
+            .unwrap_or(sealing::shred::DEFAULT_PERIOD_MS);
+        sealing::shred::ensure(&dir, &config.region, period).map_err(|e| fail(&e))?;
+        tracing::info!(path = %keeping.display(), period_ms = period, "made this region's keeping keys");
+    }
     sealing::PersonalData::opening(&config.personal_data, &config.region, &dir, secret)
         .map_err(|e| fail(&e))
 }

@@ -68,7 +68,7 @@ fn bench(c: &mut Criterion) {
         phone: Some("+65 6123 4567".into()),
     };
     let customer = commerce::CustomerId::new("c-42").unwrap();
-    let opener = sealing::PersonalOpener::load(dir.path(), "ap-singapore").unwrap();
+    let opener = sealing::PersonalOpener::load(dir.path(), "ap-singapore", None).unwrap();
     for suite in Suite::ALL {
         let settings = sealing::ResidencySettings {
             suites: [("ap-singapore".to_owned(), suite.name().to_owned())].into(),

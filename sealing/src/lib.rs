@@ -17,6 +17,7 @@
 pub mod keys;
 pub mod personal;
 pub mod sealed;
+pub mod shred;
 pub mod suite;
 
 pub use keys::{Exporter, FileKeys, KeyError, KeyId, KeyProvider, PublicKeys};

@@ -18,7 +18,8 @@ use commerce::personal::{Address, Personal, SealedPersonal, ShipTo};
 use commerce::{Country, CustomerId};
 
 use crate::keys::{FileKeys, KeyError, PublicKeys};
-use crate::sealed::{OpenError, Opener, Sealed, Sealer};
+use crate::sealed::{OpenError, Opener, Seal, Sealer};
+use crate::shred::{KeptError, ShredKeys};
 use crate::suite::Suite;
 
 /// The residency policy as a config file gives it (`[personal_data]`).
@@ -44,6 +45,11 @@ pub struct ResidencySettings {
     /// kept until its customer's erasure). At least 1000.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_ms: Option<u64>,
+    /// The length (ms) of the periods a home region's keeping keys have (`shred`), when a core
+    /// makes its region's file: retention destroys a period's key once all of it is past
+    /// `retention_ms`. One day by default; at least 1000.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_period_ms: Option<u64>,
     /// Leaves addresses in the clear: only in a build made to measure what sealing costs (the
     /// `measure-plaintext` feature, which no release has), and only on a node whose every
     /// listener is on a loopback address (`check_listeners`).
@@ -97,11 +103,13 @@ impl ResidencySettings {
         if let Some(h) = &self.home {
             region("personal_data.home", h)?;
         }
-        if self.retention_ms.is_some_and(|ms| ms < 1_000) {
-            return Err(util::config::Invalid::at(
-                "personal_data.retention_ms",
-                "at least 1000",
-            ));
+        for (key, ms) in [
+            ("personal_data.retention_ms", self.retention_ms),
+            ("personal_data.key_period_ms", self.key_period_ms),
+        ] {
+            if ms.is_some_and(|ms| ms < 1_000) {
+                return Err(util::config::Invalid::at(key, "at least 1000"));
+            }
         }
         for (country, h) in &self.homes {
             region(&format!("personal_data.homes.{country}"), h)?;
@@ -399,29 +407,66 @@ pub enum UnsealError {
     Codec(#[from] codec::CodecError),
     #[error("sealed to key {key}, which is not of its home region {home}")]
     Misfiled { key: String, home: String },
+    #[error("kept: {0}")]
+    Kept(#[from] KeptError),
+    #[error("kept under keeping keys, and this region's keeping key file is not loaded")]
+    NoKeepingKeys,
 }
 
-/// Opens the addresses sealed for one region, at its cores.
+/// Opens the addresses sealed for one region, at its cores: sealed at intake to the region's
+/// keys, or kept under its keeping keys.
 #[derive(Clone)]
 pub struct PersonalOpener {
     region: String,
     opener: Opener,
+    shred: Option<Arc<ShredKeys>>,
 }
 
 impl PersonalOpener {
-    /// The opener of `region` with its key file in `dir`.
-    pub fn load(dir: &Path, region: &str) -> Result<PersonalOpener, KeyError> {
+    /// The opener of `region` with its key file in `dir`, and its keeping keys, if any.
+    pub fn load(
+        dir: &Path,
+        region: &str,
+        shred: Option<Arc<ShredKeys>>,
+    ) -> Result<PersonalOpener, KeyError> {
         Ok(PersonalOpener::new(
             region,
             Arc::new(FileKeys::load(dir, region)?),
+            shred,
         ))
     }
 
-    pub fn new(region: &str, keys: Arc<dyn crate::keys::KeyProvider>) -> PersonalOpener {
+    pub fn new(
+        region: &str,
+        keys: Arc<dyn crate::keys::KeyProvider>,
+        shred: Option<Arc<ShredKeys>>,
+    ) -> PersonalOpener {
         PersonalOpener {
             region: region.to_owned(),
             opener: Opener::new(keys),
+            shred,
         }
+    }
+
+    /// The address in `s`, sealed for this region, `customer`'s.
+    fn address(&self, customer: &CustomerId, s: &SealedPersonal) -> Result<Address, UnsealError> {
+        let plain = match codec::decode::<Seal>(&s.sealed)? {
+            Seal::Intake(sealed) => {
+                if sealed.key.region() != s.home {
+                    return Err(UnsealError::Misfiled {
+                        key: sealed.key.to_string(),
+                        home: s.home.clone(),
+                    });
+                }
+                self.opener.open(&sealed, &aad(customer))?
+            }
+            Seal::Kept(kept) => self
+                .shred
+                .as_ref()
+                .ok_or(UnsealError::NoKeepingKeys)?
+                .open(&kept, customer.as_str(), &aad(customer))?,
+        };
+        Ok(codec::decode(&plain)?)
     }
 
     /// `ship_to` with its personal data in the clear, when it is sealed for this region (and
@@ -433,17 +478,45 @@ impl PersonalOpener {
         if s.home != self.region {
             return Ok(());
         }
-        let sealed: Sealed = codec::decode(&s.sealed)?;
-        if sealed.key.region() != s.home {
-            return Err(UnsealError::Misfiled {
-                key: sealed.key.to_string(),
-                home: s.home.clone(),
-            });
-        }
-        let plain = self.opener.open(&sealed, &aad(customer))?;
-        let address: Address = codec::decode(&plain)?;
+        let address = self.address(customer, s)?;
         ship_to.personal = Personal::Plain(Box::new(address));
         Ok(())
+    }
+
+    /// `s`, sealed for this region, as it keeps it: under the keeping key of `customer` at
+    /// `epoch` for the period of `accepted_at_ms`, with `suite`. `None` when it is kept so
+    /// already, or is another region's.
+    pub fn keep(
+        &self,
+        customer: &CustomerId,
+        accepted_at_ms: i64,
+        epoch: i64,
+        suite: Suite,
+        s: &SealedPersonal,
+    ) -> Result<Option<SealedPersonal>, UnsealError> {
+        if s.home != self.region {
+            return Ok(None);
+        }
+        let shred = self.shred.as_ref().ok_or(UnsealError::NoKeepingKeys)?;
+        if let Seal::Kept(k) = codec::decode::<Seal>(&s.sealed)?
+            && k.epoch == epoch
+        {
+            return Ok(None);
+        }
+        let plain = codec::encode(&self.address(customer, s)?)?;
+        let kept = shred.seal(
+            shred.period_of(accepted_at_ms),
+            customer.as_str(),
+            epoch,
+            suite,
+            &aad(customer),
+            &plain,
+        )?;
+        Ok(Some(SealedPersonal {
+            home: s.home.clone(),
+            digest: s.digest,
+            sealed: Seal::Kept(kept).encode()?,
+        }))
     }
 }
 
@@ -456,6 +529,10 @@ pub enum LoadError {
         "region {region} is a home region in personal_data, and its cores open what is sealed for it, but {region}.keys did not load: {source}"
     )]
     NoPrivate { region: String, source: KeyError },
+    #[error(
+        "region {region} is a home region in personal_data, and its cores keep what is sealed for it, but {region}.shred (its keeping keys) did not load: {source}"
+    )]
+    NoKeeping { region: String, source: KeyError },
 }
 
 /// What a node holds of the personal data keys: the sealer (every node) and, at a core of a
@@ -466,6 +543,9 @@ pub struct PersonalData {
     public: std::sync::Mutex<Stamp>,
     region: String,
     opener: RwLock<Option<(Stamp, PersonalOpener)>>,
+    /// This region's keeping keys, where it is a home region: read once, and then changed only
+    /// here (each change written to the file first).
+    shred: Option<Arc<ShredKeys>>,
 }
 
 /// When a key file was last changed, and its size: what tells a rotation.
@@ -493,24 +573,37 @@ impl PersonalData {
             sealer: PersonalSealer::new(residency, dir, secret)?,
             region: region.to_owned(),
             opener: RwLock::new(None),
+            shred: None,
         })
     }
 
-    /// What a core of `region` holds: the public keys, and its region's private keys, which it
-    /// must have when the policy makes its region anyone's home.
+    /// What a core of `region` holds: the public keys, and its region's private keys and
+    /// keeping keys, which it must have when the policy makes its region anyone's home.
     pub fn opening(
         settings: &ResidencySettings,
         region: &str,
         dir: &Path,
         secret: &[u8; 32],
     ) -> Result<PersonalData, LoadError> {
-        let data = Self::sealing(settings, region, dir, secret)?;
+        let mut data = Self::sealing(settings, region, dir, secret)?;
+        let home = data.sealer.residency().homes().any(|h| h == region);
         let path = dir.join(format!("{region}.keys"));
-        match PersonalOpener::load(dir, region) {
+        let shred_path = crate::shred::path(dir, region);
+        let shred = match ShredKeys::load(&shred_path) {
+            Ok(k) => Some(Arc::new(k)),
+            Err(source) if home => {
+                return Err(LoadError::NoKeeping {
+                    region: region.to_owned(),
+                    source,
+                });
+            }
+            Err(_) => None,
+        };
+        match PersonalOpener::load(dir, region, shred.clone()) {
             Ok(o) => {
                 *data.opener.write().unwrap_or_else(|p| p.into_inner()) = Some((stamp(&path), o))
             }
-            Err(source) if data.sealer.residency().homes().any(|h| h == region) => {
+            Err(source) if home => {
                 return Err(LoadError::NoPrivate {
                     region: region.to_owned(),
                     source,
@@ -520,7 +613,38 @@ impl PersonalData {
                 tracing::info!(error = %e, "this region is no one's home: it opens no personal data");
             }
         }
+        data.shred = shred;
         Ok(data)
+    }
+
+    /// This region's keeping keys, where it has them.
+    pub fn shred(&self) -> Option<&Arc<ShredKeys>> {
+        self.shred.as_ref()
+    }
+
+    /// `s` as this region keeps it, when it is this region's to keep and not kept so yet
+    /// (`PersonalOpener::keep`).
+    pub fn keep(
+        &self,
+        customer: &CustomerId,
+        accepted_at_ms: i64,
+        epoch: i64,
+        s: &SealedPersonal,
+    ) -> Result<Option<SealedPersonal>, UnsealError> {
+        let Some(opener) = self.opener() else {
+            return Ok(None);
+        };
+        let suite = self.sealer.residency().suite_of(&self.region);
+        match opener.keep(customer, accepted_at_ms, epoch, suite, s) {
+            Err(UnsealError::Open(OpenError::Key(KeyError::NotHeld(_)))) => {
+                self.reload_opener();
+                match self.opener() {
+                    Some(o) => o.keep(customer, accepted_at_ms, epoch, suite, s),
+                    None => Ok(None),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Seals every address in `items` that is in the clear (`PersonalSealer::seal_all`).
@@ -601,7 +725,7 @@ impl PersonalData {
             Some((seen, _)) if *seen != now => {}
             _ => return,
         }
-        let loaded = PersonalOpener::load(dir, &self.region);
+        let loaded = PersonalOpener::load(dir, &self.region, self.shred.clone());
         let mut opener = self.opener.write().unwrap_or_else(|p| p.into_inner());
         match loaded {
             Ok(o) => {
@@ -637,6 +761,7 @@ impl PersonalData {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sealed::Sealed;
 
     fn address() -> Address {
         Address {
@@ -684,11 +809,11 @@ mod tests {
             );
         }
         // Another region leaves it sealed; so does the home region for another customer.
-        let elsewhere = PersonalOpener::load(dir.path(), "us-east").unwrap();
+        let elsewhere = PersonalOpener::load(dir.path(), "us-east", None).unwrap();
         let mut copy = ship_to.clone();
         elsewhere.open(&me, &mut copy).unwrap();
         assert_eq!(copy, ship_to);
-        let home = PersonalOpener::load(dir.path(), "cn-east").unwrap();
+        let home = PersonalOpener::load(dir.path(), "cn-east", None).unwrap();
         let mut copy = ship_to.clone();
         let other = CustomerId::new("c-2").unwrap();
         assert!(home.open(&other, &mut copy).is_err());
@@ -737,7 +862,7 @@ mod tests {
         assert!(sealer.keys().contains(&"cn-east/2".to_owned()));
         let mut new = ShipTo::plain(country("CN"), address());
         sealer.seal(&me, &mut new).unwrap();
-        let home = PersonalOpener::load(dir.path(), "cn-east").unwrap();
+        let home = PersonalOpener::load(dir.path(), "cn-east", None).unwrap();
         for mut s in [old, new] {
             home.open(&me, &mut s).unwrap();
             assert_eq!(s, ShipTo::plain(country("CN"), address()));
@@ -787,7 +912,7 @@ mod tests {
             Err(SealError::Invalid(_))
         ));
         // Sealed data that is not, or is filed under another region, does not open.
-        let home = PersonalOpener::load(dir.path(), "us-east").unwrap();
+        let home = PersonalOpener::load(dir.path(), "us-east", None).unwrap();
         let mut junk = ShipTo {
             country: country("US"),
             personal: Personal::Sealed(SealedPersonal {
@@ -809,7 +934,7 @@ mod tests {
         // Another deployment's cn-east/1: the same id, another key.
         let other = tempfile::tempdir().unwrap();
         crate::keys::init(other.path(), &["cn-east".into()]).unwrap();
-        let wrong = PersonalOpener::load(other.path(), "cn-east").unwrap();
+        let wrong = PersonalOpener::load(other.path(), "cn-east", None).unwrap();
         let mut copy = s.clone();
         assert!(wrong.open(&me, &mut copy).is_err());
         assert_eq!(copy, s);
@@ -887,7 +1012,7 @@ mod tests {
         assert_ne!(enc(&sealed[1]), enc(&sealed[2]));
         assert_eq!(enc(&sealed[2]), enc(&sealed[3]));
         assert_ne!(enc(&sealed[3]), enc(&sealed[4]));
-        let home = PersonalOpener::load(dir.path(), "cn-east").unwrap();
+        let home = PersonalOpener::load(dir.path(), "cn-east", None).unwrap();
         for mut s in sealed {
             home.open(&me, &mut s).unwrap();
             assert_eq!(s, ShipTo::plain(country("CN"), address()));
@@ -916,5 +1041,94 @@ mod tests {
         edge.seal(&me, &mut s).unwrap();
         core.open(&me, &mut s).unwrap();
         assert_eq!(s, ShipTo::plain(country("CN"), address()));
+    }
+
+    /// The home region keeps an address under its customer's key of an epoch: it opens the
+    /// same, with the same digest; erased, that key is gone and the kept copy with it, while
+    /// a new epoch keeps again; retired, a period's copies are gone.
+    #[test]
+    fn a_kept_address_opens_until_its_customer_or_its_period_is_destroyed() {
+        let (dir, _) = setup();
+        let settings = ResidencySettings {
+            homes: [(country("CN"), "cn-east".to_owned())].into(),
+            suites: [("cn-east".to_owned(), "sm4-gcm".to_owned())].into(),
+            ..Default::default()
+        };
+        let core = PersonalData::opening(&settings, "cn-east", dir.path(), &[3; 32]).unwrap();
+        let me = CustomerId::new("c-1").unwrap();
+        let mut s = ShipTo::plain(country("CN"), address());
+        core.seal_all(vec![(&me, &mut s)]).unwrap();
+        let Personal::Sealed(intake) = s.personal.clone() else {
+            panic!("{s:?}")
+        };
+        let day = crate::shred::DEFAULT_PERIOD_MS as i64;
+        let now = util::clock::now_ms();
+        let kept = core.keep(&me, now, 0, &intake).unwrap().unwrap();
+        assert_eq!(kept.digest, intake.digest);
+        let Seal::Kept(k) = codec::decode::<Seal>(&kept.sealed).unwrap() else {
+            panic!("not kept")
+        };
+        assert_eq!((k.suite, k.epoch), (Suite::Sm4Gcm, 0));
+        assert_eq!(
+            core.keep(&me, now, 0, &kept).unwrap(),
+            None,
+            "kept so already"
+        );
+        let opened = |p: &SealedPersonal| {
+            let mut s = ShipTo {
+                country: country("CN"),
+                personal: Personal::Sealed(p.clone()),
+            };
+            core.open(&me, &mut s).map(|()| s)
+        };
+        assert_eq!(
+            opened(&kept).unwrap(),
+            ShipTo::plain(country("CN"), address())
+        );
+        // Bound to its customer, and to its epoch and period.
+        let mut other = ShipTo {
+            country: country("CN"),
+            personal: Personal::Sealed(kept.clone()),
+        };
+        assert!(
+            core.open(&CustomerId::new("c-2").unwrap(), &mut other)
+                .is_err()
+        );
+        let mut moved = k.clone();
+        moved.epoch = 1;
+        let moved = SealedPersonal {
+            sealed: Seal::Kept(moved).encode().unwrap(),
+            ..kept.clone()
+        };
+        assert!(matches!(
+            opened(&moved),
+            Err(UnsealError::Kept(KeptError::Unauthentic(_)))
+        ));
+        // Erased: the kept copy is gone; the customer's next epoch keeps from intake again.
+        let shred = core.shred().unwrap();
+        assert!(shred.puncture(me.as_str(), 0).unwrap());
+        assert!(matches!(
+            opened(&kept),
+            Err(UnsealError::Kept(KeptError::Gone(
+                crate::shred::Gone::Erased
+            )))
+        ));
+        let again = core.keep(&me, now, 7, &intake).unwrap().unwrap();
+        assert_eq!(
+            opened(&again).unwrap(),
+            ShipTo::plain(country("CN"), address())
+        );
+        // Past retention: the period's copies are gone.
+        shred.retire_before(now + day).unwrap();
+        assert!(matches!(
+            opened(&again),
+            Err(UnsealError::Kept(KeptError::Gone(
+                crate::shred::Gone::Retired
+            )))
+        ));
+        // A region with no keeping keys is refused as a home.
+        std::fs::remove_file(crate::shred::path(dir.path(), "cn-east")).unwrap();
+        let refused = PersonalData::opening(&settings, "cn-east", dir.path(), &[3; 32]);
+        assert!(matches!(refused, Err(LoadError::NoKeeping { .. })));
     }
 }

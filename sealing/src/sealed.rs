@@ -43,6 +43,36 @@ impl codec::FirstVersion for Sealed {
     };
 }
 
+/// Sealed data, either way: to a region's key at intake (version 1, `Sealed`, as every node
+/// writes it), or as the home region keeps it (version 2, `Kept`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Seal {
+    Intake(Sealed),
+    Kept(crate::shred::Kept),
+}
+
+impl codec::Versioned for Seal {
+    const FORMAT: codec::Format = codec::Format {
+        label: "sealed",
+        version: 2,
+    };
+    type Previous = Sealed;
+    fn migrate(previous: Sealed) -> Self {
+        Seal::Intake(previous)
+    }
+}
+
+impl Seal {
+    /// Its bytes: a value sealed at intake as version 1, which every build reads, and a kept
+    /// one as version 2.
+    pub fn encode(&self) -> Result<Vec<u8>, codec::CodecError> {
+        match self {
+            Seal::Intake(s) => codec::encode(s),
+            Seal::Kept(_) => codec::encode(self),
+        }
+    }
+}
+
 /// Why sealed data did not open.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {

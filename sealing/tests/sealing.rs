@@ -259,6 +259,27 @@ fn the_sealed_format_is_pinned() {
         .unwrap();
     bytes[at + 13] = b'x';
     assert!(codec::decode::<Sealed>(&bytes).is_err());
+    // Version 2: sealed data either way; version 1 reads as sealed at intake, and is what
+    // intake still writes.
+    let v1 = codec::encode(&sealed).unwrap();
+    let intake = sealing::sealed::Seal::Intake(sealed);
+    assert_eq!(codec::decode::<sealing::sealed::Seal>(&v1).unwrap(), intake);
+    assert_eq!(intake.encode().unwrap(), v1);
+    let kept = sealing::sealed::Seal::Kept(sealing::shred::Kept {
+        period: 20_000,
+        epoch: 1_733_000_000_000,
+        suite: Suite::Aes256Gcm,
+        salt: vec![0x5a; 16],
+        ciphertext: vec![0xc7; 40],
+    });
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/sealed-v2.hex");
+    codec::check_golden(&golden, &kept).unwrap();
+    let bytes = kept.encode().unwrap();
+    assert_eq!(bytes[0], 2);
+    assert_eq!(
+        codec::decode::<sealing::sealed::Seal>(&bytes).unwrap(),
+        kept
+    );
 }
 
 proptest::proptest! {

@@ -270,6 +270,12 @@ fn prepare(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<String> 
             sealing::keys::rotate(&certs.join("keys"), r.name)
                 .with_context(|| format!("making {}'s personal data key", r.name))?;
         }
+        sealing::shred::ensure(
+            &certs.join("keys"),
+            r.name,
+            sealing::shred::DEFAULT_PERIOD_MS,
+        )
+        .with_context(|| format!("making {}'s keeping keys", r.name))?;
     }
     let nodes = regions.iter().flat_map(|r| {
         std::iter::once((r.name.to_owned(), Role::Core))

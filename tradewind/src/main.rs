@@ -137,6 +137,20 @@ enum KeysCommand {
         #[arg(long)]
         region: String,
     },
+    /// Make a region's keeping keys (DIR/<region>.shred), if it has none: what its cores keep
+    /// addresses under, and destroy a customer's or a period's key in. `keys init` makes them;
+    /// this is for a region whose keys were made by a build before them. Copy the file to the
+    /// region's cores only.
+    Keeping {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        region: String,
+        /// The length of a period (ms): retention destroys a period's key once all of it is
+        /// past the retention time. One day by default.
+        #[arg(long, default_value_t = sealing::shred::DEFAULT_PERIOD_MS)]
+        period_ms: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -489,10 +503,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let ids = sealing::keys::init(&dir, &regions)?;
                     let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
                     println!(
-                        "{}: keys {} (each <region>.keys private to its region), public.keys",
+                        "{}: keys {} (each <region>.keys and <region>.shred private to its region), public.keys",
                         dir.display(),
                         ids.join(", ")
                     );
+                }
+                KeysCommand::Keeping {
+                    dir,
+                    region,
+                    period_ms,
+                } => {
+                    sealing::keys::KeyId::new(&region, 1)?;
+                    if period_ms < 1_000 {
+                        anyhow::bail!("--period-ms: at least 1000");
+                    }
+                    let path = sealing::shred::path(&dir, &region);
+                    if sealing::shred::ensure(&dir, &region, period_ms)? {
+                        println!("{}: made ({period_ms} ms periods)", path.display());
+                    } else {
+                        println!("{}: already there, left as it is", path.display());
+                    }
                 }
                 KeysCommand::Rotate { dir, region } => {
                     let id = sealing::keys::rotate(&dir, &region)?;

@@ -19,6 +19,8 @@ pub struct MemoryMachine {
     pub orders: HashMap<OrderId, Order>,
     /// The last version applied.
     pub version: u64,
+    /// Customers' epochs ended by erasures (`Record::EpochEnded`).
+    pub ended: std::collections::BTreeSet<(crate::CustomerId, i64)>,
 }
 
 impl MemoryMachine {
@@ -64,6 +66,9 @@ impl MemoryMachine {
                     match w {
                         Write::Put(Record::Order(o)) => {
                             self.orders.insert(o.order_id.clone(), *o);
+                        }
+                        Write::Put(Record::EpochEnded(customer, epoch, _)) => {
+                            self.ended.insert((customer, epoch));
                         }
                         w => self.state.apply(w),
                     }

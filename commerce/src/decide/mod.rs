@@ -112,6 +112,7 @@ pub fn decide(input: &Input<'_>, command: &Command) -> Result<Effects, Rejection
         Command::EraseOrders { orders, before_ms } => {
             orders::erase_orders(input, orders, *before_ms)
         }
+        Command::KeepAddresses { kept } => orders::keep_addresses(input, kept),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::escrow::Inventory;
 use crate::format::CommitLog;
 use crate::id::{CustomerId, EdgeId, OrderId, SkuId};
 use crate::order::{Order, OrderRequest, OrderStatus, Origin, check_idempotency_key, price_order};
+use crate::personal::{KeptAddress, Personal};
 use crate::record::{Record, Write};
 use crate::refusal::{RejectKind, Rejection};
 
@@ -251,10 +252,17 @@ pub(super) fn erase_personal(
         .state
         .erasure(customer)
         .map_or(i.at_ms, |e| e.at_ms.max(i.at_ms));
-    let mut writes = vec![Write::Put(Record::Erasure(
-        customer.clone(),
-        crate::personal::Erasure { at_ms },
-    ))];
+    let erasure = crate::personal::Erasure { at_ms };
+    let mut writes = vec![Write::Put(Record::Erasure(customer.clone(), erasure))];
+    // A new epoch: the key of the one it ends is destroyed at the customer's home regions.
+    let ended = crate::personal::Erasure::epoch(i.state.erasure(customer));
+    if ended != at_ms {
+        writes.push(Write::Put(Record::EpochEnded(
+            customer.clone(),
+            ended,
+            erasure,
+        )));
+    }
     writes.extend(erased(i, orders, at_ms, |o| {
         &o.customer_id == customer && o.accepted_at_ms <= at_ms
     }));
@@ -279,16 +287,45 @@ pub(super) fn erase_orders(
 }
 
 fn check_erase_batch(orders: &[OrderId]) -> Result<(), Rejection> {
-    if orders.len() > crate::command::ERASE_BATCH_MAX {
+    check_batch("an erasure", orders.len())
+}
+
+fn check_batch(what: &str, len: usize) -> Result<(), Rejection> {
+    if len > crate::command::ERASE_BATCH_MAX {
         return reject(
             RejectKind::Invalid,
             format!(
-                "an erasure names at most {} orders",
+                "{what} names at most {} orders",
                 crate::command::ERASE_BATCH_MAX
             ),
         );
     }
     Ok(())
+}
+
+/// Addresses as their home region keeps them: each replaces its order's while the order holds
+/// the same sealed address (equal digests, the same home, other bytes) and its customer is
+/// still at the epoch it was kept for; any other is passed over (erased since, or kept again).
+pub(super) fn keep_addresses(i: &Input<'_>, kept: &[KeptAddress]) -> Result<Effects, Rejection> {
+    check_batch("keeping addresses", kept.len())?;
+    let writes = kept
+        .iter()
+        .filter_map(|k| {
+            let o = i.decided.get(&k.order_id)?;
+            let Personal::Sealed(now) = &o.ship_to.personal else {
+                return None;
+            };
+            let same = now.home == k.personal.home && now.digest == k.personal.digest;
+            let epoch = crate::personal::Erasure::epoch(i.state.erasure(&o.customer_id));
+            if !same || now.sealed == k.personal.sealed || epoch != k.epoch {
+                return None;
+            }
+            let mut o = o.clone();
+            o.ship_to.personal = Personal::Sealed(k.personal.clone());
+            Some(Write::Put(Record::Order(Box::new(o))))
+        })
+        .collect();
+    i.applied(writes)
 }
 
 /// The orders named that `reached` picks, decided before and not erased yet, with their
@@ -303,10 +340,10 @@ fn erased(
         .iter()
         .filter_map(|id| i.decided.get(id))
         .filter(|o| reached(o))
-        .filter(|o| !matches!(o.ship_to.personal, crate::personal::Personal::Erased { .. }))
+        .filter(|o| !matches!(o.ship_to.personal, Personal::Erased { .. }))
         .map(|o| {
             let mut o = o.clone();
-            o.ship_to.personal = crate::personal::Personal::Erased { at_ms };
+            o.ship_to.personal = Personal::Erased { at_ms };
             Write::Put(Record::Order(Box::new(o)))
         })
         .collect()

@@ -336,6 +336,87 @@ fn an_erasure_reaches_its_customers_orders_then_and_later_and_no_one_elses() {
     assert_eq!(rejected(&m.apply(&too_many, 0)), RejectKind::Invalid);
 }
 
+/// An address kept by its home region replaces the order's while it is the same address and
+/// the customer's epoch is the one it was kept for; each erasure that moves the epoch on says
+/// which it ended, so that its key is destroyed.
+#[test]
+fn kept_addresses_replace_the_same_address_at_the_epoch_they_name_only() {
+    use crate::personal::{KeptAddress, Personal, SealedPersonal};
+    let sealed = |digest: u8, bytes: &[u8]| SealedPersonal {
+        home: "cn-east".into(),
+        digest: [digest; 16],
+        sealed: bytes.to_vec(),
+    };
+    let mut m = machine();
+    let e = edge("sg-1");
+    m.apply(&exact_grant(&e, "A", 4), 0);
+    let mut orders = Vec::new();
+    for (n, at) in [(1, 100), (2, 300)] {
+        let mut o = edge_order(&m.state, &format!("e-{n}"), &e, request(&[("A", 1)]));
+        o.accepted_at_ms = at;
+        o.ship_to.personal = Personal::Sealed(sealed(1, &[1, n]));
+        orders.push(o);
+    }
+    m.apply(
+        &Command::CommitOrders {
+            edge: e,
+            orders: orders.clone(),
+        },
+        0,
+    );
+    let customer = orders[0].customer_id.clone();
+    let keep = |o: &crate::order::Order, epoch, personal| Command::KeepAddresses {
+        kept: vec![KeptAddress {
+            order_id: o.order_id.clone(),
+            epoch,
+            personal,
+        }],
+    };
+    let holds = |m: &MemoryMachine, o: &crate::order::Order, bytes: &[u8]| matches!(&m.orders[&o.order_id].ship_to.personal, Personal::Sealed(s) if s.sealed == bytes);
+    // Another address (digest), or another epoch: passed over.
+    m.apply(&keep(&orders[0], 0, sealed(2, &[9])), 150);
+    m.apply(&keep(&orders[0], 5, sealed(1, &[9])), 150);
+    assert!(holds(&m, &orders[0], &[1, 1]));
+    assert!(m.ended.is_empty());
+    m.apply(&keep(&orders[0], 0, sealed(1, &[2, 1])), 150);
+    m.apply(&keep(&orders[1], 0, sealed(1, &[2, 2])), 150);
+    assert!(holds(&m, &orders[0], &[2, 1]));
+    assert_eq!(m.orders[&orders[0].order_id].total, orders[0].total);
+    // The erasure at 200 ends epoch 0: the order accepted before is erased, the one after is
+    // kept again only at the new epoch.
+    let erase = Command::ErasePersonal {
+        customer: customer.clone(),
+        orders: vec![orders[0].order_id.clone()],
+    };
+    m.apply(&erase, 200);
+    assert_eq!(m.ended, [(customer.clone(), 0)].into());
+    m.apply(&keep(&orders[0], 200, sealed(1, &[3, 1])), 250);
+    assert!(matches!(
+        m.orders[&orders[0].order_id].ship_to.personal,
+        Personal::Erased { .. }
+    ));
+    m.apply(&keep(&orders[1], 0, sealed(1, &[3, 2])), 250);
+    assert!(holds(&m, &orders[1], &[2, 2]), "kept for an epoch ended");
+    m.apply(&keep(&orders[1], 200, sealed(1, &[3, 2])), 250);
+    assert!(holds(&m, &orders[1], &[3, 2]));
+    // Again at a time behind: the epoch stays, nothing more ends; later, 200 ends.
+    m.apply(&erase, 150);
+    assert_eq!(m.ended.len(), 1);
+    m.apply(&erase, 400);
+    assert_eq!(m.ended, [(customer.clone(), 0), (customer, 200)].into());
+    let too_many = Command::KeepAddresses {
+        kept: vec![
+            KeptAddress {
+                order_id: orders[1].order_id.clone(),
+                epoch: 400,
+                personal: sealed(1, &[4]),
+            };
+            crate::command::ERASE_BATCH_MAX + 1
+        ],
+    };
+    assert_eq!(rejected(&m.apply(&too_many, 0)), RejectKind::Invalid);
+}
+
 /// Retention erases the orders named that were accepted before its cutoff, whoever's, and
 /// none after; a cutoff past its own time is refused.
 #[test]

@@ -9,16 +9,16 @@
 //! | `Order` | order | 2 (reads 1) | a core's store rows; an edge's outbox |
 //! | `Address` | address | 1 | sealed inside an order (`personal`): what its home region opens |
 //! | `CommitLog` | commit log | 1 | a core's store rows: the orders decided at one version |
-//! | `Proposal` | proposal | 6 (reads 5, 4, 3, 2, 1; writes the earliest that carries it, `earliest`) | the regions' Raft log: a command, its id, the proposer's clock and, for an admin write, who made it |
+//! | `Proposal` | proposal | 7 (reads 6, 5, 4, 3, 2, 1; writes the earliest that carries it, `earliest`) | the regions' Raft log: a command, its id, the proposer's clock and, for an admin write, who made it |
 //! | `Outcome` | outcome | 3 (reads 2, 1) | Raft's reply to a proposal, and the core's reply to an edge, as the same bytes |
 //! | `EdgeWrite` | edge write | 3 (reads 2, 1) | an edge's write to a core over the mesh |
 //! | `DedupRecord` | dedup record | 3 (reads 2, 1) | a core's store rows: what a keyed command answered |
 //! | `AuditRecord` | audit record | 1 | a core's store rows: an admin write, who made it, what became of it |
-//! | `Erasure` | erasure | 1 | a core's store rows, and the change feed to edges: when a customer's personal data was erased |
+//! | `Erasure` | erasure | 1 | a core's store rows, and the change feed to edges: when a customer's personal data was erased (and, under `X` keys, which epoch each erasure ended) |
 //! | `EdgeRead` | edge read | 2 (reads 1) | an edge's read of a customer's orders from a core over the mesh |
 //! | `ReadReply` | read reply | 2 (reads 1) | the core's answer to it |
 //!
-//! Earlier versions, frozen, are in `v1` to `v5`.
+//! Earlier versions, frozen, are in `v1` to `v6`.
 //!
 //! A value's version changes when its layout does, and with it the version of every value that
 //! carries it (an `Order` inside a `Proposal` or an `Outcome`); the codec's module docs say how
@@ -29,6 +29,7 @@ pub mod v2;
 pub mod v3;
 pub mod v4;
 pub mod v5;
+pub mod v6;
 
 use codec::{FirstVersion, Format, Versioned};
 
@@ -136,7 +137,7 @@ next_version! {
     EdgeWrite => "edge write", 3, v2,
     Outcome => "outcome", 3, v2,
     DedupRecord => "dedup record", 3, v2,
-    Proposal => "proposal", 6, v5,
+    Proposal => "proposal", 7, v6,
 }
 
 impl From<v2::DedupRecord> for DedupRecord {
@@ -160,7 +161,10 @@ pub fn earliest(p: Proposal) -> Result<Vec<u8>, codec::CodecError> {
                 ..p
             };
             return match p.command {
-                Command::ErasePersonal { .. } | Command::EraseOrders { .. } => codec::encode(&p),
+                Command::KeepAddresses { .. } => codec::encode(&p),
+                Command::ErasePersonal { .. } | Command::EraseOrders { .. } => {
+                    codec::encode(&v6::Proposal(p))
+                }
                 _ => codec::encode(&v5::Proposal(p)),
             };
         }
@@ -235,7 +239,8 @@ fn earlier(c: Command) -> Result<v2::Command, Box<Command>> {
         later @ (C::CommitOrders { .. }
         | C::CentralOrder { .. }
         | C::ErasePersonal { .. }
-        | C::EraseOrders { .. }) => {
+        | C::EraseOrders { .. }
+        | C::KeepAddresses { .. }) => {
             return Err(Box::new(later));
         }
     })

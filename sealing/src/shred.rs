@@ -1,0 +1,663 @@
+//! A home region's keeping keys: what the addresses it keeps are sealed with once they have
+//! reached it, made so that the key of one customer (erasure) or of one period (retention) can
+//! be destroyed while every other stays: crypto-shredding, without a key per customer to store.
+//!
+//! A value's key is derived from two secrets, and is lost when either is:
+//! - **the period's key**, from a forward chain: `K(p + 1) = H(K(p))`. The file holds the key of
+//!   the oldest period kept, from which every later one follows and no earlier one; retention
+//!   moves it forward (`retire_before`), and the periods behind it are gone.
+//! - **the customer's leaf** in a GGM tree (a puncturable pseudorandom function, Goldreich,
+//!   Goldwasser and Micali 1986): a leaf is named by 128 bits hashed from the customer and their
+//!   erasure epoch, and its value is derived from the root, one level per bit, each child the
+//!   hash of its parent and its side. Erasing a leaf (`puncture`) replaces the one node that
+//!   covers it by the siblings of its path (128 at most), from which every other leaf still
+//!   follows and it does not. An erasure moves the customer to a new epoch, and so a new leaf,
+//!   for what they order after it.
+//!
+//! The file (`<dir>/<region>.shred`, 0600, the region's cores' only) is replaced whole on each
+//! change, so a destroyed key is not in the file that replaces it. What a filesystem or a disk
+//! keeps of the replaced file's blocks is outside a process's reach: keep key files on an
+//! encrypted volume, or behind a key service.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::keys::KeyError;
+use crate::suite::{NONCE_LEN, Suite, Unauthentic};
+
+/// Bytes of a key, a node or a period's key.
+const LEN: usize = 32;
+/// The periods of a file `keys::init` makes: a day.
+pub const DEFAULT_PERIOD_MS: u64 = 86_400_000;
+/// Bits of a leaf's name: the tree's depth.
+const DEPTH: u32 = 128;
+/// The first line of a keeping key file, with its layout's version.
+const HEADER: &str = "tradewind keeping keys v1";
+/// Period keys derived ahead of the oldest at most: past this, a value's period is refused as
+/// a time no order has (a clock or a value gone wrong), instead of hashing for minutes.
+pub const PERIODS_AHEAD_MAX: u64 = 1 << 20;
+/// Period keys remembered once derived (each costs one hash per period after the oldest).
+const PERIOD_CACHE_MAX: usize = 256;
+
+/// A customer's key for one period could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Gone {
+    #[error("its period's key was destroyed (retention)")]
+    Retired,
+    #[error("its customer's key was destroyed (erasure)")]
+    Erased,
+    #[error("period {0} is further ahead of the oldest kept than any order's time")]
+    TooFar(u64),
+}
+
+/// A value as its home region keeps it: sealed under the keeping key of its customer's epoch
+/// and its order's period, with a salt of its own from which its key and nonce are derived (so
+/// no key seals two values). Period, epoch and suite are bound: changed, it does not open.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Kept {
+    pub period: u64,
+    pub epoch: i64,
+    pub suite: Suite,
+    #[serde(with = "serde_bytes")]
+    pub salt: Vec<u8>,
+    /// The data, encrypted, with its tag.
+    #[serde(with = "serde_bytes")]
+    pub ciphertext: Vec<u8>,
+}
+
+/// Bytes of a kept value's salt.
+pub const SALT_LEN: usize = 16;
+
+/// Why a kept value did not open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeptError {
+    #[error("its key is gone: {0}")]
+    Gone(#[from] Gone),
+    #[error("{0}")]
+    Unauthentic(#[from] Unauthentic),
+}
+
+/// One node of the tree: the leaves under `start` at `depth` (the first `depth` bits of
+/// `start` name it, the rest are zero).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Node {
+    depth: u32,
+    value: [u8; LEN],
+}
+
+#[derive(Clone)]
+struct Inner {
+    period_ms: u64,
+    /// The oldest period kept, and its key.
+    first: u64,
+    chain: [u8; LEN],
+    /// The tree's nodes, by their first leaf: the leaves they cover are disjoint.
+    nodes: BTreeMap<u128, Node>,
+    periods: HashMap<u64, [u8; LEN]>,
+}
+
+/// A region's keeping keys, in their file.
+pub struct ShredKeys {
+    path: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for ShredKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never a key: where the file is, and its shape.
+        let inner = self.lock();
+        f.debug_struct("ShredKeys")
+            .field("path", &self.path)
+            .field("period_ms", &inner.period_ms)
+            .field("first_period", &inner.first)
+            .field("nodes", &inner.nodes.len())
+            .finish()
+    }
+}
+
+fn sha(parts: &[&[u8]]) -> [u8; LEN] {
+    let mut d = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        d.update(p);
+    }
+    d.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
+fn child(node: &[u8; LEN], bit: u8) -> [u8; LEN] {
+    sha(&[b"tradewind keeping tree v1\0", &[bit], node])
+}
+
+fn next_period(key: &[u8; LEN]) -> [u8; LEN] {
+    sha(&[b"tradewind keeping period v1\0", key])
+}
+
+/// A kept value's own key and nonce: from its keeping key, its suite and its salt.
+fn value_key(key: &[u8; LEN], suite: Suite, salt: &[u8]) -> (Vec<u8>, [u8; NONCE_LEN]) {
+    let mac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let derive = |what: &str| {
+        let mut c = ring::hmac::Context::with_key(&mac);
+        c.update(b"tradewind kept value v1\0");
+        c.update(what.as_bytes());
+        c.update(&[0]);
+        c.update(suite.name().as_bytes());
+        c.update(&[0]);
+        c.update(salt);
+        c.sign()
+    };
+    let k = derive("key").as_ref()[..suite.key_len()].to_vec();
+    let nonce = derive("nonce").as_ref()[..NONCE_LEN]
+        .try_into()
+        .expect("a nonce's length");
+    (k, nonce)
+}
+
+/// The leaf that names `customer` at `epoch`.
+fn leaf(customer: &str, epoch: i64) -> u128 {
+    let h = sha(&[
+        b"tradewind keeping leaf v1\0",
+        customer.as_bytes(),
+        &[0],
+        &epoch.to_be_bytes(),
+    ]);
+    u128::from_be_bytes(h[..16].try_into().expect("16 bytes"))
+}
+
+/// The bit of `leaf` at `level` (0 is the root's choice).
+fn bit(leaf: u128, level: u32) -> u8 {
+    ((leaf >> (DEPTH - 1 - level)) & 1) as u8
+}
+
+/// Whether the node at `start`, `depth` covers `leaf`.
+fn covers(start: u128, depth: u32, leaf: u128) -> bool {
+    depth == 0 || (start >> (DEPTH - depth)) == (leaf >> (DEPTH - depth))
+}
+
+fn random() -> Result<[u8; LEN], KeyError> {
+    let mut out = [0u8; LEN];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut out).map_err(|_| {
+        KeyError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other("no randomness"),
+        }
+    })?;
+    Ok(out)
+}
+
+impl Inner {
+    /// The node covering `leaf`, if it is not punctured.
+    fn covering(&self, leaf: u128) -> Option<(u128, Node)> {
+        let (&start, &node) = self.nodes.range(..=leaf).next_back()?;
+        covers(start, node.depth, leaf).then_some((start, node))
+    }
+
+    fn leaf_value(&self, leaf: u128) -> Option<[u8; LEN]> {
+        let (_, node) = self.covering(leaf)?;
+        let mut v = node.value;
+        for level in node.depth..DEPTH {
+            v = child(&v, bit(leaf, level));
+        }
+        Some(v)
+    }
+
+    fn period_key(&mut self, period: u64) -> Result<[u8; LEN], Gone> {
+        if period < self.first {
+            return Err(Gone::Retired);
+        }
+        if period - self.first > PERIODS_AHEAD_MAX {
+            return Err(Gone::TooFar(period));
+        }
+        if let Some(k) = self.periods.get(&period) {
+            return Ok(*k);
+        }
+        // From the nearest one derived before it.
+        let (mut p, mut k) = self
+            .periods
+            .iter()
+            .filter(|(p, _)| **p < period)
+            .max_by_key(|(p, _)| **p)
+            .map_or((self.first, self.chain), |(p, k)| (*p, *k));
+        while p < period {
+            k = next_period(&k);
+            p += 1;
+        }
+        if self.periods.len() >= PERIOD_CACHE_MAX {
+            // The oldest go first: keys are asked for mostly around now.
+            let oldest = *self.periods.keys().min().expect("not empty");
+            self.periods.remove(&oldest);
+        }
+        self.periods.insert(period, k);
+        Ok(k)
+    }
+
+    fn text(&self) -> String {
+        let mut out = format!(
+            "{HEADER}\nperiod_ms {}\nchain {} {}\n",
+            self.period_ms,
+            self.first,
+            codec::hex(&self.chain)
+        );
+        for (start, node) in &self.nodes {
+            out.push_str(&format!(
+                "node {} {:032x} {}\n",
+                node.depth,
+                start,
+                codec::hex(&node.value)
+            ));
+        }
+        out
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<Inner, KeyError> {
+        let bad = |line: usize, why: &str| KeyError::BadFile {
+            path: path.to_path_buf(),
+            line,
+            why: why.into(),
+        };
+        let key = |line: usize, hex: &str| -> Result<[u8; LEN], KeyError> {
+            codec::unhex(hex)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| bad(line, "not 64 hex digits"))
+        };
+        let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim()));
+        match lines.next() {
+            Some((_, HEADER)) => {}
+            _ => return Err(bad(1, &format!("not `{HEADER}`"))),
+        }
+        let mut period_ms = None;
+        let mut chain = None;
+        let mut nodes = BTreeMap::new();
+        for (n, line) in lines {
+            let words: Vec<&str> = line.split(' ').collect();
+            match words.as_slice() {
+                [] | [""] => {}
+                ["period_ms", ms] => {
+                    let ms: u64 = ms.parse().map_err(|_| bad(n, "bad period"))?;
+                    if ms == 0 {
+                        return Err(bad(n, "a period of 0 ms"));
+                    }
+                    period_ms = Some(ms);
+                }
+                ["chain", first, hex] => {
+                    let first: u64 = first.parse().map_err(|_| bad(n, "bad period number"))?;
+                    chain = Some((first, key(n, hex)?));
+                }
+                ["node", depth, start, hex] => {
+                    let depth: u32 = depth
+                        .parse()
+                        .ok()
+                        .filter(|d| *d <= DEPTH)
+                        .ok_or_else(|| bad(n, "bad depth"))?;
+                    // Its first `depth` bits name it, and the rest are zero.
+                    let start = u128::from_str_radix(start, 16)
+                        .ok()
+                        .filter(|s| start.len() == 32 && (depth == DEPTH || s << depth == 0))
+                        .ok_or_else(|| bad(n, "bad node start"))?;
+                    let node = Node {
+                        depth,
+                        value: key(n, hex)?,
+                    };
+                    // Nodes are disjoint: one overlapping the one before would make a leaf's
+                    // key depend on which is read.
+                    let before = nodes
+                        .range(..=start)
+                        .next_back()
+                        .is_some_and(|(&s, prev): (&u128, &Node)| covers(s, prev.depth, start));
+                    let after = nodes
+                        .range(start..)
+                        .next()
+                        .is_some_and(|(&s, _)| covers(start, depth, s));
+                    if before || after {
+                        return Err(bad(n, "nodes that overlap"));
+                    }
+                    nodes.insert(start, node);
+                }
+                _ => return Err(bad(n, "not `period_ms`, `chain` or `node`")),
+            }
+        }
+        let period_ms = period_ms.ok_or_else(|| bad(0, "no period_ms line"))?;
+        let (first, chain) = chain.ok_or_else(|| bad(0, "no chain line"))?;
+        Ok(Inner {
+            period_ms,
+            first,
+            chain,
+            nodes,
+            periods: HashMap::new(),
+        })
+    }
+}
+
+/// The file of `region`'s keeping keys in `dir`.
+pub fn path(dir: &Path, region: &str) -> PathBuf {
+    dir.join(format!("{region}.shred"))
+}
+
+/// Makes `region`'s keeping key file in `dir` with periods of `period_ms`, unless it has one;
+/// whether it made it.
+pub fn ensure(dir: &Path, region: &str, period_ms: u64) -> Result<bool, KeyError> {
+    match ShredKeys::create(&path(dir, region), period_ms, util::clock::now_ms()) {
+        Ok(_) => Ok(true),
+        Err(KeyError::Exists(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+impl ShredKeys {
+    /// Makes a new file at `path` (refused if one is there) with periods of `period_ms`,
+    /// starting at the period of `now_ms`.
+    pub fn create(path: &Path, period_ms: u64, now_ms: i64) -> Result<ShredKeys, KeyError> {
+        if period_ms == 0 {
+            return Err(KeyError::BadFile {
+                path: path.to_path_buf(),
+                line: 0,
+                why: "a period of 0 ms".into(),
+            });
+        }
+        let inner = Inner {
+            period_ms,
+            first: now_ms.max(0) as u64 / period_ms,
+            chain: random()?,
+            nodes: [(
+                0,
+                Node {
+                    depth: 0,
+                    value: random()?,
+                },
+            )]
+            .into(),
+            periods: HashMap::new(),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| KeyError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        util::files::write_new(path, inner.text().as_bytes(), true).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AlreadyExists {
+                KeyError::Exists(path.to_path_buf())
+            } else {
+                KeyError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+        Ok(ShredKeys {
+            path: path.to_path_buf(),
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Reads the file at `path`.
+    pub fn load(path: &Path) -> Result<ShredKeys, KeyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(ShredKeys {
+            inner: Mutex::new(Inner::parse(path, &text)?),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The period a time falls in.
+    pub fn period_of(&self, at_ms: i64) -> u64 {
+        at_ms.max(0) as u64 / self.lock().period_ms
+    }
+
+    /// The key of `customer` at `epoch` for `period`.
+    pub fn key(&self, period: u64, customer: &str, epoch: i64) -> Result<[u8; LEN], Gone> {
+        let leaf = leaf(customer, epoch);
+        let mut inner = self.lock();
+        let period_key = inner.period_key(period)?;
+        let leaf = inner.leaf_value(leaf).ok_or(Gone::Erased)?;
+        Ok(sha(&[b"tradewind keeping key v1\0", &period_key, &leaf]))
+    }
+
+    /// `plain`, bound to `aad`, kept for `customer` at `epoch` in `period` with `suite`.
+    pub fn seal(
+        &self,
+        period: u64,
+        customer: &str,
+        epoch: i64,
+        suite: Suite,
+        aad: &[u8],
+        plain: &[u8],
+    ) -> Result<Kept, KeptError> {
+        let key = self.key(period, customer, epoch)?;
+        let mut salt = vec![0u8; SALT_LEN];
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut salt);
+        let (k, nonce) = value_key(&key, suite, &salt);
+        Ok(Kept {
+            period,
+            epoch,
+            suite,
+            ciphertext: suite.encrypt(&k, &nonce, aad, plain),
+            salt,
+        })
+    }
+
+    /// The plaintext of `kept`, `customer`'s, bound to `aad`.
+    pub fn open(&self, kept: &Kept, customer: &str, aad: &[u8]) -> Result<Vec<u8>, KeptError> {
+        let key = self.key(kept.period, customer, kept.epoch)?;
+        let (k, nonce) = value_key(&key, kept.suite, &kept.salt);
+        Ok(kept.suite.decrypt(&k, &nonce, aad, &kept.ciphertext)?)
+    }
+
+    /// Whether `customer`'s key at `epoch` is still there.
+    pub fn holds(&self, customer: &str, epoch: i64) -> bool {
+        self.lock().covering(leaf(customer, epoch)).is_some()
+    }
+
+    /// Destroys `customer`'s key at `epoch`, in every period; whether it was there.
+    pub fn puncture(&self, customer: &str, epoch: i64) -> Result<bool, KeyError> {
+        let leaf = leaf(customer, epoch);
+        let mut inner = self.lock();
+        let Some((start, node)) = inner.covering(leaf) else {
+            return Ok(false);
+        };
+        let mut next = inner.clone();
+        next.nodes.remove(&start);
+        let mut v = node.value;
+        for level in node.depth..DEPTH {
+            let b = bit(leaf, level);
+            let shift = DEPTH - 1 - level;
+            let sibling_start = ((leaf >> shift) ^ 1) << shift;
+            next.nodes.insert(
+                sibling_start,
+                Node {
+                    depth: level + 1,
+                    value: child(&v, b ^ 1),
+                },
+            );
+            v = child(&v, b);
+        }
+        self.replace(&mut inner, next)?;
+        Ok(true)
+    }
+
+    /// Destroys the keys of every period that ended by `before_ms`; how many were.
+    pub fn retire_before(&self, before_ms: i64) -> Result<u64, KeyError> {
+        let mut inner = self.lock();
+        let first = before_ms.max(0) as u64 / inner.period_ms;
+        if first <= inner.first {
+            return Ok(0);
+        }
+        let retired = first - inner.first;
+        let chain = match inner.period_key(first) {
+            Ok(k) => k,
+            // So far ahead that no order is kept under any period before it.
+            Err(_) => random()?,
+        };
+        let mut next = inner.clone();
+        next.first = first;
+        next.chain = chain;
+        next.periods.retain(|p, _| *p >= first);
+        self.replace(&mut inner, next)?;
+        Ok(retired)
+    }
+
+    /// The oldest period whose key is kept.
+    pub fn first_period(&self) -> u64 {
+        self.lock().first
+    }
+
+    /// Puts `next` in place of the keys, in the file first: the file replaced, or nothing
+    /// changed.
+    fn replace(&self, inner: &mut Inner, next: Inner) -> Result<(), KeyError> {
+        util::files::replace(&self.path, next.text().as_bytes(), true).map_err(|source| {
+            KeyError::Io {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        *inner = next;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const DAY: u64 = 86_400_000;
+
+    fn keys() -> (tempfile::TempDir, ShredKeys) {
+        let dir = tempfile::tempdir().unwrap();
+        let k = ShredKeys::create(&path(dir.path(), "cn-east"), DAY, 10 * DAY as i64).unwrap();
+        (dir, k)
+    }
+
+    #[test]
+    fn an_erased_customer_loses_every_period_and_no_one_else_loses_anything() {
+        let (_dir, k) = keys();
+        let before: Vec<_> = (10..13)
+            .flat_map(|p| {
+                [("c-1", 0), ("c-1", 7), ("c-2", 0)].map(|(c, e)| ((p, c, e), k.key(p, c, e)))
+            })
+            .collect();
+        assert!(k.puncture("c-1", 0).unwrap());
+        assert!(
+            !k.puncture("c-1", 0).unwrap(),
+            "a second erasure finds nothing"
+        );
+        assert!(!k.holds("c-1", 0));
+        // Read again from its file, as after a restart.
+        let again = ShredKeys::load(k.path()).unwrap();
+        for ((p, c, e), was) in before {
+            for keys in [&k, &again] {
+                if (c, e) == ("c-1", 0) {
+                    assert_eq!(keys.key(p, c, e), Err(Gone::Erased));
+                } else {
+                    assert_eq!(keys.key(p, c, e), was, "{c} at epoch {e}, period {p}");
+                }
+            }
+        }
+        // The file holds no node above the erased leaf: nothing it keeps derives it.
+        let text = std::fs::read_to_string(k.path()).unwrap();
+        assert_eq!(text.lines().filter(|l| l.starts_with("node ")).count(), 128);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(k.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn retention_destroys_the_periods_behind_it_and_keeps_the_rest() {
+        let (_dir, k) = keys();
+        let later = k.key(12, "c-1", 0).unwrap();
+        assert_eq!(k.retire_before(11 * DAY as i64 + 5).unwrap(), 1);
+        assert_eq!(k.retire_before(11 * DAY as i64).unwrap(), 0);
+        assert_eq!(k.key(10, "c-1", 0), Err(Gone::Retired));
+        assert_eq!(k.key(12, "c-1", 0).unwrap(), later);
+        let again = ShredKeys::load(k.path()).unwrap();
+        assert_eq!(again.first_period(), 11);
+        assert_eq!(again.key(10, "c-1", 0), Err(Gone::Retired));
+        assert_eq!(again.key(12, "c-1", 0).unwrap(), later);
+        assert_eq!(
+            k.key(11 + PERIODS_AHEAD_MAX + 1, "c-1", 0),
+            Err(Gone::TooFar(11 + PERIODS_AHEAD_MAX + 1))
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_one_is_refused_with_its_line() {
+        let (dir, k) = keys();
+        let good = std::fs::read_to_string(k.path()).unwrap();
+        let node = good
+            .lines()
+            .find(|l| l.starts_with("node "))
+            .unwrap()
+            .to_owned();
+        let p = dir.path().join("bad.shred");
+        for (text, line) in [
+            ("hello\n".to_owned(), 1),
+            (good.replace("period_ms 86400000", "period_ms 0"), 2),
+            (
+                good.replace(&node, "node 0 00000000000000000000000000000000 abc"),
+                4,
+            ),
+            (format!("{good}{}\n", node.replace("node 0", "node 1")), 5),
+            (
+                format!(
+                    "{good}node 1 00000000000000000000000000000001 {}\n",
+                    "00".repeat(32)
+                ),
+                5,
+            ),
+            (format!("{good}what\n"), 5),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            match ShredKeys::load(&p) {
+                Err(KeyError::BadFile { line: l, .. }) => assert_eq!(l, line),
+                other => panic!("{other:?}"),
+            }
+        }
+        let missing = ShredKeys::load(&dir.path().join("none.shred")).unwrap_err();
+        assert!(matches!(missing, KeyError::Io { .. }), "{missing}");
+        let twice = ShredKeys::create(k.path(), DAY, 0).unwrap_err();
+        assert!(matches!(twice, KeyError::Exists(_)), "{twice}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Whatever is erased, in whatever order, every other leaf keeps its key and every
+        /// erased one has none.
+        #[test]
+        fn punctures_take_exactly_their_leaves(
+            erased in proptest::collection::vec((0u8..40, 0i64..3), 0..12),
+            asked in proptest::collection::vec((0u8..40, 0i64..3), 1..20),
+        ) {
+            let (_dir, k) = keys();
+            let name = |c: u8| format!("c-{c}");
+            let was: Vec<_> = asked.iter().map(|(c, e)| k.key(10, &name(*c), *e)).collect();
+            for (c, e) in &erased {
+                k.puncture(&name(*c), *e).unwrap();
+            }
+            let again = ShredKeys::load(k.path()).unwrap();
+            for ((c, e), was) in asked.iter().zip(was) {
+                let gone = erased.contains(&(*c, *e));
+                for keys in [&k, &again] {
+                    let now = keys.key(10, &name(*c), *e);
+                    if gone {
+                        prop_assert_eq!(now, Err(Gone::Erased));
+                    } else {
+                        prop_assert_eq!(&now, &was);
+                    }
+                }
+            }
+        }
+    }
+}
