@@ -3,7 +3,8 @@
 //! machine as the application of the regions' Raft group (`replicated`), the change feed edges
 //! follow (`feed`), bounded admission of writes into that log (`writes`), the writes edges
 //! send over the mesh (`edges`), the admin API
-//! (`api`), retention of personal data (`retention`), configuration and start-up.
+//! (`api`), retention of personal data (`retention`), keeping it under keys an erasure can
+//! destroy (`keeping`), configuration and start-up.
 //!
 //! Only this crate writes the authoritative store. It depends on `commerce` for every rule and
 //! on `replication` for encoding; nothing here decides a price or a grant size on its own.
@@ -14,6 +15,7 @@ pub mod api;
 pub mod config;
 pub mod edges;
 pub mod feed;
+pub mod keeping;
 pub mod machine;
 pub mod reads;
 pub mod replicated;

@@ -256,6 +256,15 @@ pub async fn serve(
             Duration::from_millis(config.admin.write_timeout_ms),
         );
     }
+    crate::keeping::Keeper {
+        writes: writes.clone(),
+        store: Arc::clone(&store),
+        machine: Arc::clone(&machine),
+        personal: Arc::clone(&personal),
+        retention: config.personal_data.retention_ms.map(Duration::from_millis),
+        timeout: Duration::from_millis(config.admin.write_timeout_ms),
+    }
+    .spawn();
     let tokens = TokenSet::new(&config.admin.token_sha256, &config.admin.tokens)
         .map_err(|e| StartError::Other(e.to_string()))?;
     let state = AppState {

@@ -1,0 +1,346 @@
+//! Keeping (`sealing::shred`), at each core of a home region: what makes an erasure destroy a
+//! key rather than only overwrite a row.
+//!
+//! - **Keep**: the addresses sealed for this region at intake (to its region keys, which open
+//!   every customer's) are opened and sealed again under the keeping key of their customer's
+//!   epoch and their order's period, and the copies proposed to the log
+//!   (`Command::KeepAddresses`), in commit order, a batch at a time. Every region then stores
+//!   the kept copy, in its store and its snapshots.
+//! - **Destroy**: when an erasure ends a customer's epoch (an `X` row, `Record::EpochEnded`),
+//!   their orders still kept under it (accepted after the erasure, kept before it applied) are
+//!   kept again under the new epoch, and then the old epoch's key is punctured out of the
+//!   keeping key file: every copy kept under it, in any region's store, log or snapshot, no
+//!   longer opens anywhere.
+//! - **Retire**: with a retention time, the keys of the periods past it are destroyed.
+//!
+//! Nothing here is replicated but through the log: each home region keeps its own file, and
+//! punctures the same leaves, from the same rows.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use commerce::command::{Command, ERASE_BATCH_MAX, Outcome};
+use commerce::order::{Order, Personal};
+use commerce::personal::{Erasure, KeptAddress};
+use commerce::{CustomerId, OrderId, keys};
+use tokio::sync::RwLock;
+
+use crate::machine::StateMachine;
+use crate::reads::{CommitCursor, customer_orders, orders_after, read_order};
+use crate::store::Store;
+use crate::writes::Writes;
+
+/// How often the keeper looks for work.
+const EVERY: Duration = Duration::from_millis(500);
+/// Batches one pass proposes at most, so that a backlog goes a few batches a tick.
+const BATCHES_PER_PASS: usize = 10;
+/// Ended epochs read per page.
+const ENDED_PAGE_ROWS: usize = 4_096;
+/// Orders passed over (their customer's epoch moved on between reading and applying), kept to
+/// try again, at most.
+const RETRY_MAX: usize = 10_000;
+
+/// What a keeper needs: the region's writes, store, state and keys.
+#[derive(Clone)]
+pub struct Keeper {
+    pub writes: Writes,
+    pub store: Arc<dyn Store>,
+    pub machine: Arc<RwLock<StateMachine>>,
+    pub personal: Arc<sealing::PersonalData>,
+    pub retention: Option<Duration>,
+    pub timeout: Duration,
+}
+
+/// Where keeping stands.
+#[derive(Default)]
+struct Progress {
+    cursor: Option<CommitCursor>,
+    retry: BTreeSet<OrderId>,
+}
+
+impl Keeper {
+    /// Runs the keeper on the current runtime, where this region has keeping keys.
+    pub fn spawn(self) {
+        if self.personal.shred().is_none() {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut progress = Progress::default();
+            let mut tick = tokio::time::interval(EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = self.retire() {
+                    tracing::warn!(error = %e, "keeping: periods past retention not retired; the next tick tries again");
+                }
+                if let Err(e) = self.destroy_ended().await {
+                    tracing::warn!(error = %e, "keeping: an ended epoch's key not destroyed yet; the next tick goes on");
+                }
+                if let Err(e) = self.keep_pass(&mut progress).await {
+                    tracing::warn!(error = %e, "keeping: a pass stopped; the next tick goes on");
+                }
+            }
+        });
+    }
+
+    fn shred(&self) -> &sealing::shred::ShredKeys {
+        self.personal
+            .shred()
+            .expect("spawned only with keeping keys")
+    }
+
+    fn retire(&self) -> Result<(), String> {
+        let Some(retention) = self.retention else {
+            return Ok(());
+        };
+        let before = util::clock::now_ms() - i64::try_from(retention.as_millis()).unwrap_or(0);
+        let retired = self
+            .shred()
+            .retire_before(before)
+            .map_err(|e| e.to_string())?;
+        if retired > 0 {
+            tracing::info!(
+                periods = retired,
+                "keeping: keys of periods past retention destroyed"
+            );
+        }
+        Ok(())
+    }
+
+    /// Each customer's epoch, as this region has applied it.
+    async fn epochs<'a>(
+        &self,
+        customers: impl Iterator<Item = &'a CustomerId>,
+    ) -> HashMap<CustomerId, i64> {
+        let machine = self.machine.read().await;
+        customers
+            .map(|c| (c.clone(), Erasure::epoch(machine.state().erasure(c))))
+            .collect()
+    }
+
+    /// The kept copies of `orders` that this region keeps and has not kept at their
+    /// customer's epoch yet.
+    async fn kept(&self, orders: Vec<Order>) -> Result<Vec<KeptAddress>, String> {
+        let epochs = self.epochs(orders.iter().map(|o| &o.customer_id)).await;
+        let personal = Arc::clone(&self.personal);
+        tokio::task::spawn_blocking(move || {
+            orders
+                .iter()
+                .filter_map(|o| {
+                    let Personal::Sealed(s) = &o.ship_to.personal else {
+                        return None;
+                    };
+                    let epoch = epochs[&o.customer_id];
+                    match personal.keep(&o.customer_id, o.accepted_at_ms, epoch, s) {
+                        Ok(kept) => kept.map(|personal| KeptAddress {
+                            order_id: o.order_id.clone(),
+                            epoch,
+                            personal,
+                        }),
+                        Err(sealing::personal::UnsealError::Kept(
+                            sealing::shred::KeptError::Gone(gone),
+                        )) => {
+                            // Past retention (erased by it), or erased: nothing to keep.
+                            tracing::debug!(order = %o.order_id, %gone, "keeping: not kept");
+                            None
+                        }
+                        Err(e) => {
+                            tracing::warn!(order = %o.order_id, error = %e, "keeping: an address of this region did not open; left as it is");
+                            None
+                        }
+                    }
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Proposes `kept`, and gives back the ids of those the log passed over.
+    async fn propose(&self, kept: Vec<KeptAddress>) -> Result<Vec<OrderId>, String> {
+        if kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = kept.len();
+        let wanted: Vec<(OrderId, Vec<u8>)> = kept
+            .iter()
+            .map(|k| (k.order_id.clone(), k.personal.sealed.clone()))
+            .collect();
+        let command = Command::KeepAddresses { kept };
+        let version = match self
+            .writes
+            .submit("keeping", None, command, None, self.timeout)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Outcome::Applied { version } => version,
+            other => return Err(format!("answered {}", other.kind())),
+        };
+        tracing::debug!(orders = n, version, "keeping: addresses kept");
+        self.applied_here(version).await?;
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            let mut passed = Vec::new();
+            for (id, sealed) in wanted {
+                let now = read_order(&*store, &id).map_err(|e| e.to_string())?;
+                if let Some(Order {
+                    ship_to:
+                        commerce::order::ShipTo {
+                            personal: Personal::Sealed(s),
+                            ..
+                        },
+                    ..
+                }) = now
+                    && s.sealed != sealed
+                {
+                    passed.push(id);
+                }
+            }
+            Ok(passed)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Waits until this region has applied `version`, at most the timeout.
+    async fn applied_here(&self, version: u64) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        while self.machine.read().await.applied() < version {
+            if tokio::time::Instant::now() >= deadline {
+                return Err("this region has not applied its own keeping yet".into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    /// Keeps what was committed since the cursor, and what was passed over before.
+    async fn keep_pass(&self, progress: &mut Progress) -> Result<(), String> {
+        if !progress.retry.is_empty() {
+            let ids: Vec<OrderId> = std::mem::take(&mut progress.retry).into_iter().collect();
+            let store = Arc::clone(&self.store);
+            let orders = tokio::task::spawn_blocking(move || {
+                ids.iter()
+                    .filter_map(|id| read_order(&*store, id).transpose())
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            let kept = self.kept(orders).await?;
+            // Passed over twice: its customer's epoch moves on faster than a keep; the shred
+            // pass keeps nothing it would lose, and the next commit's pass looks again.
+            self.propose(kept).await?;
+        }
+        for _ in 0..BATCHES_PER_PASS {
+            let (store, after) = (Arc::clone(&self.store), progress.cursor);
+            let (page, last) =
+                tokio::task::spawn_blocking(move || orders_after(&*store, after, ERASE_BATCH_MAX))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            let full = page.len() == ERASE_BATCH_MAX;
+            let kept = self.kept(page).await?;
+            let passed = self.propose(kept).await?;
+            progress
+                .retry
+                .extend(passed.into_iter().take(RETRY_MAX - progress.retry.len()));
+            progress.cursor = last.or(progress.cursor);
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Destroys the key of every ended epoch this region still holds, once nothing of its
+    /// customer that is not erased is kept under it.
+    async fn destroy_ended(&self) -> Result<(), String> {
+        let (mut from, end) = keys::tag_range(keys::EPOCH_ENDED);
+        loop {
+            let store = Arc::clone(&self.store);
+            let start = from.clone();
+            let end2 = end.clone();
+            let rows =
+                tokio::task::spawn_blocking(move || store.scan(&start, &end2, ENDED_PAGE_ROWS))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            for (k, _) in &rows {
+                let Some((customer, epoch)) = keys::parse_epoch_ended(k) else {
+                    tracing::warn!(key = ?String::from_utf8_lossy(k), "keeping: an ended epoch row of no shape; passed over");
+                    continue;
+                };
+                if !self.shred().holds(customer, epoch) {
+                    continue;
+                }
+                let customer = CustomerId::new(customer).map_err(|e| e.to_string())?;
+                self.destroy(&customer, epoch).await?;
+            }
+            match rows.last() {
+                Some((k, _)) if rows.len() == ENDED_PAGE_ROWS => {
+                    from = k.clone();
+                    from.push(0);
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Keeps again under their new epoch `customer`'s orders kept under `epoch` and not
+    /// erased, then destroys `epoch`'s key.
+    async fn destroy(&self, customer: &CustomerId, epoch: i64) -> Result<(), String> {
+        let mut after = None;
+        loop {
+            let (store, c, a) = (Arc::clone(&self.store), customer.clone(), after.clone());
+            let page = tokio::task::spawn_blocking(move || {
+                customer_orders(&*store, &c, a.as_ref(), ERASE_BATCH_MAX)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            let full = page.len() == ERASE_BATCH_MAX;
+            after = page.last().map(|o| commerce::command::OrderCursor {
+                accepted_at_ms: o.accepted_at_ms,
+                order_id: o.order_id.clone(),
+            });
+            let under: Vec<Order> = page
+                .into_iter()
+                .filter(|o| kept_epoch(o) == Some(epoch))
+                .collect();
+            if !under.is_empty() {
+                let kept = self.kept(under).await?;
+                let passed = self.propose(kept).await?;
+                if !passed.is_empty() {
+                    return Err(format!(
+                        "{} orders of a customer still kept under an ended epoch; trying again",
+                        passed.len()
+                    ));
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        if self
+            .shred()
+            .puncture(customer.as_str(), epoch)
+            .map_err(|e| e.to_string())?
+        {
+            tracing::info!(%customer, "keeping: an erased epoch's key destroyed");
+        }
+        Ok(())
+    }
+}
+
+/// The epoch an order's address is kept under, if it is kept.
+fn kept_epoch(o: &Order) -> Option<i64> {
+    let Personal::Sealed(s) = &o.ship_to.personal else {
+        return None;
+    };
+    match codec::decode::<sealing::sealed::Seal>(&s.sealed).ok()? {
+        sealing::sealed::Seal::Kept(k) => Some(k.epoch),
+        sealing::sealed::Seal::Intake(_) => None,
+    }
+}
