@@ -130,6 +130,25 @@ pub fn decode<T: Versioned>(bytes: &[u8]) -> Result<T, CodecError> {
     })?
 }
 
+/// A value at the start of `bytes`, in any version `T` reads, and how many bytes it took; what
+/// follows it is left. For searching raw bytes (a disk, a file) for values of a kind, as the
+/// tests that show no copy of a shopper's address opens after an erasure do.
+pub fn decode_leading<T: Versioned>(bytes: &[u8]) -> Option<(T, usize)> {
+    let (&found, payload) = bytes.split_first()?;
+    leading_version::<T>(found, payload)
+}
+
+fn leading_version<T: Versioned>(found: u8, payload: &[u8]) -> Option<(T, usize)> {
+    if T::FORMAT.version == 0 {
+        return None;
+    }
+    if found == T::FORMAT.version {
+        let (value, read) = bincode::serde::decode_from_slice(payload, config()).ok()?;
+        return Some((value, read + 1));
+    }
+    leading_version::<T::Previous>(found, payload).map(|(v, n)| (T::migrate(v), n))
+}
+
 /// `T` from a payload of version `found`, reading it as the version that wrote it and
 /// migrating forward; `None` when no version in `T`'s history is `found`.
 fn decode_version<T: Versioned>(found: u8, payload: &[u8]) -> Option<Result<T, CodecError>> {
@@ -400,6 +419,25 @@ mod tests {
                 note: "migrated".into(),
             }
         }
+    }
+
+    /// A value found at the start of raw bytes, in its version or an earlier one, with its
+    /// length; bytes of no value are none.
+    #[test]
+    fn a_value_is_read_from_the_start_of_raw_bytes() {
+        let v1 = Sample {
+            id: "a".into(),
+            items: vec![1, 2],
+            tag: Some(-3),
+        };
+        let mut raw = encode(&v1).unwrap();
+        let n = raw.len();
+        raw.extend_from_slice(b"and more");
+        let (v2, read) = decode_leading::<SampleV2>(&raw).unwrap();
+        assert_eq!(read, n);
+        assert_eq!(v2.label, Some(-3));
+        assert!(decode_leading::<SampleV2>(&[9, 1, 2]).is_none());
+        assert!(decode_leading::<SampleV2>(&[]).is_none());
     }
 
     /// And a third, which migrates from the second, and through it from the first.

@@ -12,6 +12,10 @@
 //!   keeping key file: every copy kept under it, in any region's store, log or snapshot, no
 //!   longer opens anywhere.
 //! - **Retire**: with a retention time, the keys of the periods past it are destroyed.
+//! - **Rotate and retire region keys**: a region key replaced by a newer one is destroyed once
+//!   the newer one is older than the grace, nothing sealed to it has been read for as long, and
+//!   every order read is kept: what intake sealed to it (edge outboxes, every region's Raft
+//!   log) then opens nowhere. With `intake_key_rotate_ms`, the core makes the new key itself.
 //!
 //! Nothing here is replicated but through the log: each home region keeps its own file, and
 //! punctures the same leaves, from the same rows.
@@ -23,11 +27,13 @@ use std::time::Duration;
 use commerce::command::{Command, ERASE_BATCH_MAX, Outcome};
 use commerce::order::{Order, Personal};
 use commerce::personal::{Erasure, KeptAddress};
-use commerce::{CustomerId, OrderId, keys};
+use commerce::{CustomerId, OrderId};
 use tokio::sync::RwLock;
 
+use sealing::keys::{FileKeys, KeyId};
+
 use crate::machine::StateMachine;
-use crate::reads::{CommitCursor, customer_orders, orders_after, read_order};
+use crate::reads::{CommitCursor, customer_orders, ended_epochs, orders_after, read_order};
 use crate::store::Store;
 use crate::writes::Writes;
 
@@ -35,13 +41,11 @@ use crate::writes::Writes;
 const EVERY: Duration = Duration::from_millis(500);
 /// Batches one pass proposes at most, so that a backlog goes a few batches a tick.
 const BATCHES_PER_PASS: usize = 10;
-/// Ended epochs read per page.
-const ENDED_PAGE_ROWS: usize = 4_096;
 /// Orders passed over (their customer's epoch moved on between reading and applying), kept to
 /// try again, at most.
 const RETRY_MAX: usize = 10_000;
 
-/// What a keeper needs: the region's writes, store, state and keys.
+/// What a keeper needs: the region's writes, store, state and keys, and its settings.
 #[derive(Clone)]
 pub struct Keeper {
     pub writes: Writes,
@@ -49,6 +53,10 @@ pub struct Keeper {
     pub machine: Arc<RwLock<StateMachine>>,
     pub personal: Arc<sealing::PersonalData>,
     pub retention: Option<Duration>,
+    /// `intake_key_rotate_ms`.
+    pub rotate: Option<Duration>,
+    /// `intake_key_grace_ms`.
+    pub grace: Duration,
     pub timeout: Duration,
 }
 
@@ -57,6 +65,13 @@ pub struct Keeper {
 struct Progress {
     cursor: Option<CommitCursor>,
     retry: BTreeSet<OrderId>,
+    /// Whether the last pass kept everything read, up to the end of the commit order.
+    caught_up: bool,
+    /// When an order sealed at intake to each region key was last read (this process's clock).
+    seen: HashMap<KeyId, i64>,
+    /// When each region key was first found in the file, for lines that do not say when it
+    /// was made.
+    found: HashMap<KeyId, i64>,
 }
 
 impl Keeper {
@@ -77,8 +92,12 @@ impl Keeper {
                 if let Err(e) = self.destroy_ended().await {
                     tracing::warn!(error = %e, "keeping: an ended epoch's key not destroyed yet; the next tick goes on");
                 }
+                progress.caught_up = false;
                 if let Err(e) = self.keep_pass(&mut progress).await {
                     tracing::warn!(error = %e, "keeping: a pass stopped; the next tick goes on");
+                }
+                if let Err(e) = self.region_keys(&mut progress) {
+                    tracing::warn!(error = %e, "keeping: region keys not rotated or retired; the next tick tries again");
                 }
             }
         });
@@ -241,6 +260,10 @@ impl Keeper {
                     .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
             let full = page.len() == ERASE_BATCH_MAX;
+            let now = util::clock::now_ms();
+            for key in page.iter().filter_map(intake_key) {
+                progress.seen.insert(key, now);
+            }
             let kept = self.kept(page).await?;
             let passed = self.propose(kept).await?;
             progress
@@ -248,44 +271,76 @@ impl Keeper {
                 .extend(passed.into_iter().take(RETRY_MAX - progress.retry.len()));
             progress.cursor = last.or(progress.cursor);
             if !full {
+                progress.caught_up = progress.retry.is_empty();
                 break;
             }
         }
         Ok(())
     }
 
+    /// Makes a new region key when the newest is older than `rotate`, and destroys each one
+    /// replaced that no order read needs any more (the module's docs).
+    fn region_keys(&self, progress: &mut Progress) -> Result<(), String> {
+        let (dir, region) = (self.personal.keys_dir(), self.personal.region());
+        let keys = FileKeys::load(dir, region).map_err(|e| e.to_string())?;
+        let now = util::clock::now_ms();
+        let ids: Vec<KeyId> = keys.ids().into_iter().cloned().collect();
+        for id in &ids {
+            progress.found.entry(id.clone()).or_insert(now);
+        }
+        let made = |id: &KeyId| keys.made_ms(id).unwrap_or(progress.found[id]);
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        if let (Some(rotate), Some(newest)) = (self.rotate, ids.last())
+            && now - made(newest) >= ms(rotate)
+        {
+            let id = sealing::keys::rotate(dir, region).map_err(|e| e.to_string())?;
+            tracing::info!(key = %id, "keeping: a new region key made; data is sealed to it as nodes read public.keys");
+        }
+        if !progress.caught_up {
+            return Ok(());
+        }
+        let grace = ms(self.grace);
+        let retire: Vec<KeyId> = ids
+            .windows(2)
+            .filter(|w| now - made(&w[1]) >= grace)
+            .filter(|w| progress.seen.get(&w[0]).is_none_or(|at| now - at >= grace))
+            .map(|w| w[0].clone())
+            .collect();
+        if retire.is_empty() {
+            return Ok(());
+        }
+        sealing::keys::retire(dir, region, &retire).map_err(|e| e.to_string())?;
+        for id in &retire {
+            progress.seen.remove(id);
+        }
+        // The opener is made again from the file, with no context of a retired key.
+        self.personal.reload();
+        tracing::info!(keys = ?retire.iter().map(ToString::to_string).collect::<Vec<_>>(), "keeping: region keys replaced long enough ago destroyed: what intake sealed to them opens nowhere");
+        Ok(())
+    }
+
     /// Destroys the key of every ended epoch this region still holds, once nothing of its
     /// customer that is not erased is kept under it.
     async fn destroy_ended(&self) -> Result<(), String> {
-        let (mut from, end) = keys::tag_range(keys::EPOCH_ENDED);
-        loop {
-            let store = Arc::clone(&self.store);
-            let start = from.clone();
-            let end2 = end.clone();
-            let rows =
-                tokio::task::spawn_blocking(move || store.scan(&start, &end2, ENDED_PAGE_ROWS))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-            for (k, _) in &rows {
-                let Some((customer, epoch)) = keys::parse_epoch_ended(k) else {
-                    tracing::warn!(key = ?String::from_utf8_lossy(k), "keeping: an ended epoch row of no shape; passed over");
-                    continue;
-                };
-                if !self.shred().holds(customer, epoch) {
-                    continue;
+        let (store, personal) = (Arc::clone(&self.store), Arc::clone(&self.personal));
+        let due = tokio::task::spawn_blocking(move || {
+            let shred = personal.shred().expect("spawned only with keeping keys");
+            let mut due = Vec::new();
+            ended_epochs(&*store, &mut |c, e| {
+                if shred.holds(c, e) {
+                    due.push((c.to_owned(), e));
                 }
-                let customer = CustomerId::new(customer).map_err(|e| e.to_string())?;
-                self.destroy(&customer, epoch).await?;
-            }
-            match rows.last() {
-                Some((k, _)) if rows.len() == ENDED_PAGE_ROWS => {
-                    from = k.clone();
-                    from.push(0);
-                }
-                _ => return Ok(()),
-            }
+            })
+            .map(|()| due)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        for (customer, epoch) in due {
+            let customer = CustomerId::new(customer).map_err(|e| e.to_string())?;
+            self.destroy(&customer, epoch).await?;
         }
+        Ok(())
     }
 
     /// Keeps again under their new epoch `customer`'s orders kept under `epoch` and not
@@ -331,6 +386,17 @@ impl Keeper {
             tracing::info!(%customer, "keeping: an erased epoch's key destroyed");
         }
         Ok(())
+    }
+}
+
+/// The region key an order's address was sealed to at intake, if it is sealed so still.
+fn intake_key(o: &Order) -> Option<KeyId> {
+    let Personal::Sealed(s) = &o.ship_to.personal else {
+        return None;
+    };
+    match codec::decode::<sealing::sealed::Seal>(&s.sealed).ok()? {
+        sealing::sealed::Seal::Intake(sealed) => Some(sealed.key),
+        sealing::sealed::Seal::Kept(_) => None,
     }
 }
 

@@ -120,3 +120,15 @@ pub fn orders_after(
     }
     Ok((orders, picked.last().map(|(at, _)| *at)))
 }
+
+/// Calls `f` with the customer and the epoch of every ended epoch (`Record::EpochEnded`), a
+/// page at a time.
+pub fn ended_epochs(store: &dyn Store, f: &mut dyn FnMut(&str, i64)) -> Result<(), StoreError> {
+    let (start, end) = keys::tag_range(keys::EPOCH_ENDED);
+    store.for_each(&start, &end, 4_096, &mut |k, _| {
+        let (customer, epoch) = keys::parse_epoch_ended(k)
+            .ok_or_else(|| StoreError::corrupt(k, "bad ended epoch key"))?;
+        f(customer, epoch);
+        Ok(())
+    })
+}

@@ -262,6 +262,16 @@ pub async fn serve(
         machine: Arc::clone(&machine),
         personal: Arc::clone(&personal),
         retention: config.personal_data.retention_ms.map(Duration::from_millis),
+        rotate: config
+            .personal_data
+            .intake_key_rotate_ms
+            .map(Duration::from_millis),
+        grace: Duration::from_millis(
+            config
+                .personal_data
+                .intake_key_grace_ms
+                .unwrap_or(sealing::personal::INTAKE_KEY_GRACE_MS),
+        ),
         timeout: Duration::from_millis(config.admin.write_timeout_ms),
     }
     .spawn();

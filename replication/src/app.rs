@@ -100,6 +100,7 @@ pub trait Mirror: Send {
     fn install(&mut self, version: u64, rows: Vec<Row>) -> Result<(), AppError>;
     /// Applies the rows changed at `version` (always newer than `version()`).
     fn apply(&mut self, version: u64, rows: Vec<Row>) -> Result<(), AppError>;
-    /// The core has applied up to `version`; nothing here changed since.
+    /// The core has applied up to `version`, and every change up to it was sent before: a
+    /// mirror is as of `version` (versions that changed no mirrored row are sent only so).
     fn heartbeat(&mut self, _version: u64) {}
 }

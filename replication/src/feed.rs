@@ -361,7 +361,18 @@ impl Feed {
                     // Cut loose (fell behind) or reset: attach again from where it is.
                     Ok(None) => break,
                     Err(_) => {
-                        let version = self.latest().max(from);
+                        // Every change up to `latest` is in `live` by now (published under the
+                        // hub's lock): sent first, so that the heartbeat says nothing else
+                        // changed up to its version, and a subscriber may take it as applied.
+                        let latest = self.latest();
+                        while let Ok((v, f)) = live.try_recv() {
+                            queued.fetch_sub(f.len(), Ordering::AcqRel);
+                            if v > from {
+                                out.send(f).await.map_err(|_| ServeError::Gone)?;
+                                from = v;
+                            }
+                        }
+                        let version = latest.max(from);
                         let f = encode(FeedMessage::Heartbeat { version })?;
                         out.send(f).await.map_err(|_| ServeError::Gone)?;
                     }

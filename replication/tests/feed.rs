@@ -142,6 +142,13 @@ impl Mirror for TestMirror {
         self.changes += 1;
         Ok(())
     }
+
+    /// As an edge's: a heartbeat says the core is at `version` with every change up to it
+    /// sent, so a version that changed no row is reached too (and were a change still to come
+    /// below it, `apply` would refuse it and the rows would differ).
+    fn heartbeat(&mut self, version: u64) {
+        self.version = self.version.max(version);
+    }
 }
 
 fn edge(dir: &std::path::Path) -> Transport {
@@ -211,6 +218,34 @@ async fn a_subscriber_replays_the_history_and_resumes_where_it_was() {
     follow_until(&t, &core, &mut mirror, 25).await;
     assert_same(&core, &mirror);
     assert_eq!((mirror.snapshots, mirror.changes), (0, 25));
+}
+
+/// Versions that change no mirrored row (an order, a new leader's first entry) are published
+/// with none; a subscriber reaches them from the heartbeat, and the changes after them still
+/// arrive.
+#[tokio::test]
+async fn a_subscriber_reaches_versions_that_changed_nothing_it_mirrors() {
+    let dir = certs_dir();
+    let limits = FeedLimits {
+        // Well within each of `follow_until`'s windows.
+        heartbeat_ms: 20,
+        ..FeedLimits::default()
+    };
+    let core = TestCore::start(dir.path(), limits);
+    for n in [3, 0, 2, 0, 0] {
+        core.write(n, 10);
+    }
+    let t = edge(dir.path());
+    let mut mirror = TestMirror::default();
+    follow_until(&t, &core, &mut mirror, 5).await;
+    assert_same(&core, &mirror);
+    assert_eq!(mirror.changes, 2);
+    for n in [0, 4, 0] {
+        core.write(n, 10);
+    }
+    follow_until(&t, &core, &mut mirror, 8).await;
+    assert_same(&core, &mirror);
+    assert_eq!(mirror.changes, 3);
 }
 
 #[tokio::test]

@@ -442,7 +442,8 @@ async fn delayed_link(to: SocketAddr, one_way: Duration) -> SocketAddr {
 /// written meanwhile wait for its answer: a round trip more for every commit when that follower
 /// makes the majority (DRILLS.md). Over a long link those empty messages carry the entries
 /// (`network.rs`), and openraft's request for them is answered from the acknowledgement; over
-/// loopback they do not (the round trip costs less than the work). Fails either way round.
+/// loopback they do not (the round trip costs less than the work), or hardly. Fails either way
+/// round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn word_of_a_commit_carries_the_entries_written_meanwhile_over_a_long_link() {
     /// Writes at the leader of `c` with one follower down; what the leader sent.
@@ -465,7 +466,6 @@ async fn word_of_a_commit_carries_the_entries_written_meanwhile_over_a_long_link
         sent
     }
     let short = load(Cluster::start(3).await).await;
-    assert_eq!(short.carried, 0, "{short:?}");
 
     // Every member reaches every other through a link of 60 ms there and back. A heartbeat
     // (each AppendEntries' time limit) must outlast it.
@@ -497,6 +497,12 @@ async fn word_of_a_commit_carries_the_entries_written_meanwhile_over_a_long_link
     let long = load(c).await;
     assert!(long.carried > 0, "{long:?}");
     assert!(long.spared > 0, "{long:?}");
+    // Over loopback the choice is not to carry (none, on a quiet machine); a machine loaded
+    // enough to make loopback's round trips cost as much as the work carries some.
+    assert!(
+        short.carried * 4 < long.carried,
+        "loopback {short:?}, long link {long:?}"
+    );
 }
 
 /// Every member keeps a connection to every other, so that a vote between followers when the

@@ -7,8 +7,10 @@
 //! back only what the sealed data's one-time key is derived from: the private key never leaves
 //! it, so a cloud KMS fits behind the same interface. `FileKeys` keeps them in files:
 //!
-//! - `<dir>/<region>.keys`, private (0600): one line per key pair, `<key id> <private key, hex>`,
-//!   oldest first; a region's cores hold their region's file and no other.
+//! - `<dir>/<region>.keys`, private (0600): one line per key pair, `<key id> <private key, hex>
+//!   <made at, unix ms>`, oldest first; a key destroyed is `<key id> retired <when>`. A region's
+//!   cores hold their region's file and no other. Lines from a build before keys had a time have
+//!   none.
 //! - `<dir>/public.keys`: one line per key, `<key id> <public key, hex>`, every region's; every
 //!   node holds it. The newest line of a region is the key sealed to.
 
@@ -38,6 +40,10 @@ pub enum KeyError {
     NoRegion(String),
     #[error("key {0} is not held here: only its region's cores hold it")]
     NotHeld(KeyId),
+    #[error("key {0} was destroyed (retired): what is sealed to it opens nowhere")]
+    Retired(KeyId),
+    #[error("key {0} is its region's newest: data is sealed to it, so it is not retired")]
+    Newest(KeyId),
     #[error("{path}, line {line}: {why}")]
     BadFile {
         path: PathBuf,
@@ -190,47 +196,173 @@ impl PublicKeys {
 /// A region's private keys, from its key file: the provider of that region's cores.
 pub struct FileKeys {
     keys: BTreeMap<KeyId, PrivateKey>,
+    /// When each key held was made, where its line says.
+    made: BTreeMap<KeyId, i64>,
+    retired: BTreeMap<KeyId, i64>,
+}
+
+/// One line of a region's private key file.
+#[derive(Clone)]
+enum Private {
+    Held {
+        id: KeyId,
+        key: [u8; KEY_LEN],
+        made_ms: Option<i64>,
+    },
+    Retired {
+        id: KeyId,
+        at_ms: i64,
+    },
+}
+
+impl Private {
+    fn id(&self) -> &KeyId {
+        match self {
+            Private::Held { id, .. } | Private::Retired { id, .. } => id,
+        }
+    }
+}
+
+fn private_path(dir: &Path, region: &str) -> PathBuf {
+    dir.join(format!("{region}.keys"))
+}
+
+fn read_private(path: &Path) -> Result<Vec<Private>, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut out: Vec<Private> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |why: &str| KeyError::BadFile {
+            path: path.to_path_buf(),
+            line: i + 1,
+            why: why.into(),
+        };
+        let shape = "not `<key id> <hex> [<made at>]` or `<key id> retired <when>`";
+        let words: Vec<&str> = line.split(' ').collect();
+        if !(2..=3).contains(&words.len()) {
+            return Err(bad(shape));
+        }
+        let id: KeyId = words[0].parse().map_err(|_| bad("bad key id"))?;
+        let time = |w: &str| w.parse::<i64>().map_err(|_| bad("bad time"));
+        let entry = match words[1..] {
+            ["retired", at] => Private::Retired {
+                id,
+                at_ms: time(at)?,
+            },
+            [hex] | [hex, _] => Private::Held {
+                key: codec::unhex(hex)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| bad("not 64 hex digits"))?,
+                made_ms: words.get(2).map(|w| time(w)).transpose()?,
+                id,
+            },
+            _ => {
+                return Err(bad(
+                    "not `<key id> <hex> [<made at>]` or `<key id> retired <when>`",
+                ));
+            }
+        };
+        if out.iter().any(|seen| seen.id() == entry.id()) {
+            return Err(bad("a key id given twice"));
+        }
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+fn write_private(path: &Path, lines: &[Private]) -> Result<(), KeyError> {
+    let text: String = lines
+        .iter()
+        .map(|l| match l {
+            Private::Held {
+                id,
+                key,
+                made_ms: Some(t),
+            } => format!("{id} {} {t}\n", codec::hex(key)),
+            Private::Held { id, key, .. } => format!("{id} {}\n", codec::hex(key)),
+            Private::Retired { id, at_ms } => format!("{id} retired {at_ms}\n"),
+        })
+        .collect();
+    util::files::replace(path, text.as_bytes(), true).map_err(|source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 impl FileKeys {
     /// Reads `<dir>/<region>.keys`.
     pub fn load(dir: &Path, region: &str) -> Result<FileKeys, KeyError> {
         check_region(region)?;
-        let path = dir.join(format!("{region}.keys"));
+        let path = private_path(dir, region);
         let mut keys = BTreeMap::new();
-        for (i, (id, bytes)) in read_lines(&path)?.into_iter().enumerate() {
-            if id.region != region {
+        let mut made = BTreeMap::new();
+        let mut retired = BTreeMap::new();
+        for (i, line) in read_private(&path)?.into_iter().enumerate() {
+            if line.id().region != region {
                 return Err(KeyError::BadFile {
                     path,
                     line: i + 1,
-                    why: format!("key {id} is not region {region}'s"),
+                    why: format!("key {} is not region {region}'s", line.id()),
                 });
             }
-            let key = PrivateKey::from_bytes(&bytes).map_err(|_| KeyError::BadFile {
-                path: path.clone(),
-                line: i + 1,
-                why: "not an X25519 private key".into(),
-            })?;
-            keys.insert(id, key);
+            match line {
+                Private::Held { id, key, made_ms } => {
+                    let key = PrivateKey::from_bytes(&key).map_err(|_| KeyError::BadFile {
+                        path: path.clone(),
+                        line: i + 1,
+                        why: "not an X25519 private key".into(),
+                    })?;
+                    if let Some(t) = made_ms {
+                        made.insert(id.clone(), t);
+                    }
+                    keys.insert(id, key);
+                }
+                Private::Retired { id, at_ms } => {
+                    retired.insert(id, at_ms);
+                }
+            }
         }
         if keys.is_empty() {
             return Err(KeyError::NoRegion(region.to_owned()));
         }
-        Ok(FileKeys { keys })
+        Ok(FileKeys {
+            keys,
+            made,
+            retired,
+        })
     }
 
     /// The ids of the keys held, oldest first.
     pub fn ids(&self) -> Vec<&KeyId> {
         self.keys.keys().collect()
     }
+
+    /// The ids of the keys destroyed, oldest first.
+    pub fn retired(&self) -> Vec<&KeyId> {
+        self.retired.keys().collect()
+    }
+
+    /// When a key held was made, if its line says.
+    pub fn made_ms(&self, id: &KeyId) -> Option<i64> {
+        self.made.get(id).copied()
+    }
 }
 
 impl KeyProvider for FileKeys {
     fn context(&self, id: &KeyId, enc: &[u8], info: &[u8]) -> Result<Box<dyn Exporter>, KeyError> {
-        let sk = self
-            .keys
-            .get(id)
-            .ok_or_else(|| KeyError::NotHeld(id.clone()))?;
+        let sk = self.keys.get(id).ok_or_else(|| {
+            if self.retired.contains_key(id) {
+                KeyError::Retired(id.clone())
+            } else {
+                KeyError::NotHeld(id.clone())
+            }
+        })?;
         let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc)
             .map_err(|_| KeyError::Decapsulate(id.clone()))?;
         let ctx = hpke::setup_receiver::<hpke::aead::ExportOnlyAead, hpke::kdf::HkdfSha256, Kem>(
@@ -249,6 +381,7 @@ impl std::fmt::Debug for FileKeys {
         // Ids only: a key is never printed.
         f.debug_struct("FileKeys")
             .field("ids", &self.ids())
+            .field("retired", &self.retired())
             .finish()
     }
 }
@@ -282,9 +415,9 @@ pub fn rotate(dir: &Path, region: &str) -> Result<KeyId, KeyError> {
         path: dir.to_path_buf(),
         source,
     })?;
-    let path = dir.join(format!("{region}.keys"));
+    let path = private_path(dir, region);
     let mut private = if path.exists() {
-        read_lines(&path)?
+        read_private(&path)?
     } else {
         Vec::new()
     };
@@ -294,16 +427,16 @@ pub fn rotate(dir: &Path, region: &str) -> Result<KeyId, KeyError> {
     } else {
         Vec::new()
     };
-    // Numbered after every key of the region, published or held: a region's private keys moved
-    // to its cores leave their public halves here, and a number given twice would break every
-    // node's `public.keys`.
+    // Numbered after every key of the region, published, held or retired: a region's private
+    // keys moved to its cores leave their public halves here, and a number given twice would
+    // break every node's `public.keys`.
     if public
         .iter()
-        .any(|(id, _)| id.region == region && !private.iter().any(|(held, _)| held == id))
+        .any(|(id, _)| id.region == region && !private.iter().any(|held| held.id() == id))
     {
         return Err(KeyError::Elsewhere(public_path, region.to_owned()));
     }
-    let n = private.iter().map(|(id, _)| id.n).max().unwrap_or(0) + 1;
+    let n = private.iter().map(|l| l.id().n).max().unwrap_or(0) + 1;
     let id = KeyId::new(region, n)?;
     let mut ikm = [0u8; KEY_LEN];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut ikm).map_err(|_| {
@@ -313,11 +446,45 @@ pub fn rotate(dir: &Path, region: &str) -> Result<KeyId, KeyError> {
         }
     })?;
     let (sk, pk) = Kem::derive_keypair(&ikm);
-    private.push((id.clone(), sk.to_bytes().into()));
+    private.push(Private::Held {
+        id: id.clone(),
+        key: sk.to_bytes().into(),
+        made_ms: Some(util::clock::now_ms()),
+    });
     public.push((id.clone(), pk.to_bytes().into()));
-    write_lines(&path, &private, true)?;
+    write_private(&path, &private)?;
     write_lines(&public_path, &public, false)?;
     Ok(id)
+}
+
+/// Destroys `ids`, keys of `region` that are not its newest: their lines become `retired`, so
+/// that what was sealed to them opens nowhere, and says so. The file is replaced whole.
+pub fn retire(dir: &Path, region: &str, ids: &[KeyId]) -> Result<(), KeyError> {
+    check_region(region)?;
+    let path = private_path(dir, region);
+    let mut private = read_private(&path)?;
+    let newest = private
+        .iter()
+        .filter(|l| matches!(l, Private::Held { .. }))
+        .map(|l| l.id().clone())
+        .max_by_key(|id| id.n);
+    let now = util::clock::now_ms();
+    for id in ids {
+        if Some(id) == newest.as_ref() {
+            return Err(KeyError::Newest(id.clone()));
+        }
+        let line = private
+            .iter_mut()
+            .find(|l| l.id() == id)
+            .ok_or_else(|| KeyError::NotHeld(id.clone()))?;
+        if let Private::Held { .. } = line {
+            *line = Private::Retired {
+                id: id.clone(),
+                at_ms: now,
+            };
+        }
+    }
+    write_private(&path, &private)
 }
 
 fn read_lines(path: &Path) -> Result<Vec<(KeyId, [u8; KEY_LEN])>, KeyError> {

@@ -50,6 +50,18 @@ pub struct ResidencySettings {
     /// `retention_ms`. One day by default; at least 1000.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_period_ms: Option<u64>,
+    /// A home region's core makes its region a new key (`keys rotate`) when the newest is
+    /// older than this (ms), in its keys directory; none by default (rotation by hand). Where
+    /// that directory is not shared, copy `public.keys` to every node after each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intake_key_rotate_ms: Option<u64>,
+    /// A region key that a newer one replaced is destroyed (`keys retire`) by its region's
+    /// core once the newer one is this old (ms), nothing sealed to it has arrived for as long,
+    /// and everything sealed to it is kept under the keeping keys: from then on nothing sealed
+    /// to it at intake (edge outboxes, Raft logs) opens anywhere. Seven days by default; at
+    /// least 1000. An edge's outbox older than this loses its addresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intake_key_grace_ms: Option<u64>,
     /// Leaves addresses in the clear: only in a build made to measure what sealing costs (the
     /// `measure-plaintext` feature, which no release has), and only on a node whose every
     /// listener is on a loopback address (`check_listeners`).
@@ -106,10 +118,30 @@ impl ResidencySettings {
         for (key, ms) in [
             ("personal_data.retention_ms", self.retention_ms),
             ("personal_data.key_period_ms", self.key_period_ms),
+            (
+                "personal_data.intake_key_rotate_ms",
+                self.intake_key_rotate_ms,
+            ),
+            (
+                "personal_data.intake_key_grace_ms",
+                self.intake_key_grace_ms,
+            ),
         ] {
             if ms.is_some_and(|ms| ms < 1_000) {
                 return Err(util::config::Invalid::at(key, "at least 1000"));
             }
+        }
+        if self
+            .intake_key_grace_ms
+            .is_some_and(|ms| ms < INTAKE_KEY_GRACE_MIN_MS)
+        {
+            return Err(util::config::Invalid::at(
+                "personal_data.intake_key_grace_ms",
+                format!(
+                    "at least {INTAKE_KEY_GRACE_MIN_MS}: edges read public keys every {} s",
+                    KEYS_POLL.as_secs()
+                ),
+            ));
         }
         for (country, h) in &self.homes {
             region(&format!("personal_data.homes.{country}"), h)?;
@@ -556,6 +588,12 @@ fn stamp(path: &Path) -> Stamp {
     Some((m.modified().ok()?, m.len()))
 }
 
+/// How long a region key replaced by a newer one is kept by default (`intake_key_grace_ms`).
+pub const INTAKE_KEY_GRACE_MS: u64 = 7 * 86_400_000;
+/// The shortest grace: several times the edges' `KEYS_POLL`, so that no edge seals to a key
+/// after it was destroyed.
+pub const INTAKE_KEY_GRACE_MIN_MS: u64 = 5_000;
+
 /// How often key files are looked at for a rotation.
 pub const KEYS_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -620,6 +658,16 @@ impl PersonalData {
     /// This region's keeping keys, where it has them.
     pub fn shred(&self) -> Option<&Arc<ShredKeys>> {
         self.shred.as_ref()
+    }
+
+    /// Where the key files are.
+    pub fn keys_dir(&self) -> &Path {
+        &self.sealer.dir
+    }
+
+    /// The region this node is in.
+    pub fn region(&self) -> &str {
+        &self.region
     }
 
     /// `s` as this region keeps it, when it is this region's to keep and not kept so yet

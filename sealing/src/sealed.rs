@@ -206,6 +206,7 @@ impl Opener {
             Ok(e) => e,
             Err(shared) => match &*shared {
                 KeyError::NotHeld(id) => KeyError::NotHeld(id.clone()),
+                KeyError::Retired(id) => KeyError::Retired(id.clone()),
                 _ => KeyError::Decapsulate(sealed.key.clone()),
             },
         })?;

@@ -506,6 +506,11 @@ impl ShredKeys {
         Ok(retired)
     }
 
+    /// The length of a period.
+    pub fn period_ms(&self) -> u64 {
+        self.lock().period_ms
+    }
+
     /// The oldest period whose key is kept.
     pub fn first_period(&self) -> u64 {
         self.lock().first

@@ -129,6 +129,55 @@ fn rotation_seals_to_the_new_key_and_keeps_old_values_open() {
     assert_eq!(sg.to_string(), "ap-singapore/1");
 }
 
+/// A retired key is destroyed: what was sealed to it opens nowhere and says why, newer keys
+/// still open, the newest is never retired, and a key file of the build before (no times)
+/// still loads.
+#[test]
+fn a_retired_key_opens_nothing_and_the_newest_is_never_retired() {
+    let dir = tempfile::tempdir().unwrap();
+    regions(dir.path());
+    let old = seal_to(dir.path(), "cn-shanghai", Suite::Sm4Gcm, b"o2-1");
+    let id = keys::rotate(dir.path(), "cn-shanghai").unwrap();
+    let new = seal_to(dir.path(), "cn-shanghai", Suite::Sm4Gcm, b"o2-2");
+    let first: KeyId = "cn-shanghai/1".parse().unwrap();
+    assert!(matches!(
+        keys::retire(dir.path(), "cn-shanghai", std::slice::from_ref(&id)),
+        Err(KeyError::Newest(_))
+    ));
+    keys::retire(dir.path(), "cn-shanghai", std::slice::from_ref(&first)).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("cn-shanghai.keys")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("cn-shanghai/1 retired "), "{text}");
+    assert_eq!(
+        lines[1].split(' ').count(),
+        3,
+        "a key says when it was made: {text}"
+    );
+    let held = FileKeys::load(dir.path(), "cn-shanghai").unwrap();
+    assert_eq!(held.ids(), vec![&id]);
+    assert_eq!(held.retired(), vec![&first]);
+    assert!(held.made_ms(&id).is_some());
+    let keys_now = opener(dir.path(), "cn-shanghai");
+    assert!(matches!(
+        keys_now.open(&old, b"o2-1"),
+        Err(OpenError::Key(KeyError::Retired(_)))
+    ));
+    assert_eq!(keys_now.open(&new, b"o2-2").unwrap(), ADDRESS);
+    // Numbering goes on after the retired key.
+    assert_eq!(
+        keys::rotate(dir.path(), "cn-shanghai").unwrap().to_string(),
+        "cn-shanghai/3"
+    );
+    // A line with no time, as a build before wrote it.
+    let sg = dir.path().join("ap-singapore.keys");
+    let text = std::fs::read_to_string(&sg).unwrap();
+    let (id, rest) = text.trim().split_once(' ').unwrap();
+    let hex = rest.split(' ').next().unwrap();
+    std::fs::write(&sg, format!("{id} {hex}\n")).unwrap();
+    let loaded = FileKeys::load(dir.path(), "ap-singapore").unwrap();
+    assert_eq!(loaded.made_ms(loaded.ids()[0]), None);
+}
+
 #[test]
 fn key_files_are_private_and_bad_ones_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -205,11 +254,13 @@ fn key_files_are_private_and_bad_ones_are_clear_errors() {
     let path = dir.path().join("ap-singapore.keys");
     let good = std::fs::read_to_string(&path).unwrap();
     for (damaged, want) in [
-        (good.replace(' ', "\t"), "not `<key id> <hex>`"),
+        (good.replace(' ', "\t"), "not `<key id> <hex> [<made at>]`"),
+        (good.replacen(' ', " 0", 1), "not 64 hex digits"),
         (
-            good[..good.len() - 5].to_owned() + "\n",
-            "not 64 hex digits",
+            good.replace('\n', " 1 2\n"),
+            "not `<key id> <hex> [<made at>]`",
         ),
+        (good.replace('\n', "x\n"), "bad time"),
         (
             good.replace("ap-singapore/1", "cn-shanghai/1"),
             "not region ap-singapore's",

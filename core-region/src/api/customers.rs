@@ -2,11 +2,13 @@
 //! /admin/v1/customers/{id}/personal-data`, scope `personal-data`): every order of theirs in
 //! every region keeps its non-personal fields and shows its address as erased, and so does any
 //! of theirs accepted before and committed after (`commerce::personal::Erasure`). Replicated
-//! and audited as every admin write; asking again erases what came since.
+//! and audited as every admin write; asking again erases what came since. How this region
+//! keeps personal data (`GET /admin/v1/personal-data`, same scope): its region keys held and
+//! destroyed, its keeping keys, and the erased epochs whose keys are destroyed or still due.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::delete;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 use commerce::command::{Command, ERASE_BATCH_MAX, OrderCursor, Outcome};
 use commerce::order::{Personal, check_idempotency_key};
@@ -21,10 +23,48 @@ use super::{AppState, submit};
 const ERASE_COMMANDS_MAX: usize = 100;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route(
-        "/admin/v1/customers/{id}/personal-data",
-        delete(erase_personal_data),
-    )
+    Router::new()
+        .route(
+            "/admin/v1/customers/{id}/personal-data",
+            delete(erase_personal_data),
+        )
+        .route("/admin/v1/personal-data", get(keeping))
+}
+
+/// How this region keeps personal data: key ids and counts, never a key.
+async fn keeping(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+    let personal = std::sync::Arc::clone(&s.personal);
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let region = personal.region();
+        let Some(shred) = personal.shred() else {
+            return Ok(Json(json!({"region": region, "home": false})));
+        };
+        let keys = sealing::FileKeys::load(personal.keys_dir(), region)
+            .map_err(|e| Problem::new(Kind::Unavailable, e.to_string()))?;
+        let (mut destroyed, mut due) = (0u64, 0u64);
+        crate::reads::ended_epochs(&*store, &mut |c, e| {
+            if shred.holds(c, e) {
+                due += 1;
+            } else {
+                destroyed += 1;
+            }
+        })
+        .map_err(|e| Problem::new(Kind::Unavailable, e.to_string()))?;
+        let ids = |v: Vec<&sealing::KeyId>| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        Ok(Json(json!({
+            "region": region,
+            "home": true,
+            "region_keys": {"held": ids(keys.ids()), "retired": ids(keys.retired())},
+            "keeping_keys": {
+                "period_ms": shred.period_ms(),
+                "first_period": shred.first_period(),
+            },
+            "erased_epochs": {"keys_destroyed": destroyed, "keys_due": due},
+        })))
+    })
+    .await
+    .map_err(|e| Problem::new(Kind::Unavailable, e.to_string()))?
 }
 
 /// Up to `ERASE_BATCH_MAX` ids of `customer`'s orders in this region's store whose address is

@@ -79,7 +79,8 @@ tokio::task_local! {
 /// The scope a route needs, by method and route (the one table of it): reads and writes of
 /// the catalog need `catalog`, of prices `prices`, of stock and escrow `stock`; reading orders
 /// `orders:read`, placing them `orders`; changing the group's members `cluster`, reading the
-/// audit log `audit`, erasing a customer's personal data `personal-data`. The group's view needs a token of any scope.
+/// audit log `audit`, erasing a customer's personal data and reading how this region keeps it
+/// `personal-data`. The group's view needs a token of any scope.
 pub fn scope_for(method: &Method, route: &str) -> Option<Scope> {
     let rest = route.strip_prefix("/admin/v1/")?;
     let first = rest.split('/').next().unwrap_or("");
@@ -94,7 +95,7 @@ pub fn scope_for(method: &Method, route: &str) -> Option<Scope> {
         ("cluster", &Method::GET) => return None,
         ("cluster", _) => Scope::Cluster,
         ("audit", _) => Scope::Audit,
-        ("customers", _) => Scope::PersonalData,
+        ("customers" | "personal-data", _) => Scope::PersonalData,
         // A route this table does not know needs every scope there is: the full tokens'.
         _ => Scope::Cluster,
     })

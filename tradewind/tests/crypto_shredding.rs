@@ -1,0 +1,304 @@
+//! Erasure destroys keys: over a real core and edge, after a customer's personal data is
+//! erased and the region keys in use then are retired, no copy of their address in any file
+//! either process kept (the core's store and Raft log, the edge's outbox, freed pages included)
+//! opens with every key the region still holds, while another customer's orders still open.
+//!
+//! The files are searched as a thief with a disk would: every offset is tried as the start of
+//! a sealed value, and each value found is opened with the home region's key files as the run
+//! left them.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use commerce::personal::{Personal, SealedPersonal, ShipTo};
+use common::{CoreProcess, EdgeProcess, TOKEN, client, eventually, seed, write_edge_config};
+use sealing::sealed::Seal;
+use serde_json::{Value, json};
+
+const GONE: &str = "c-gone";
+const STAYS: &str = "c-stays";
+
+async fn admin(core: &CoreProcess, path: &str) -> Value {
+    let res = client()
+        .get(core.url(path))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    res.json().await.unwrap()
+}
+
+/// Places an order for one unit of S-1 at `edge` as `customer`, shipping to `line1`.
+async fn place(edge: &EdgeProcess, customer: &str, key: &str, line1: &str) -> String {
+    let res = client()
+        .post(edge.url("/v1/orders"))
+        .bearer_auth(common::shopper_token(customer, None))
+        .header("idempotency-key", key)
+        .json(
+            &json!({"currency": "USD", "lines": [{"sku": "S-1", "qty": 1}],
+            "ship_to": {"country": "SG", "name": format!("Name of {customer}"), "line1": line1,
+                "city": "Singapore", "postal_code": "048616"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    body["order_id"].as_str().unwrap().to_owned()
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Every sealed value that decodes at some offset of `bytes`.
+fn carve(bytes: &[u8]) -> Vec<Seal> {
+    (0..bytes.len())
+        .filter(|&i| matches!(bytes[i], 1 | 2))
+        .filter_map(|i| codec::decode_leading::<Seal>(&bytes[i..]))
+        .map(|(seal, _)| seal)
+        .filter(|seal| match seal {
+            Seal::Intake(s) => s.key.region() == "solo" && !s.ciphertext.is_empty(),
+            Seal::Kept(k) => k.salt.len() == sealing::shred::SALT_LEN,
+        })
+        .collect()
+}
+
+/// Every sealed value found in the files under `dir` but the key files, and the names of the
+/// files it was found in; no file may hold `texts` in the clear.
+fn carve_files(dir: &Path, texts: &[&str]) -> (Vec<Seal>, Vec<String>) {
+    let keys = dir.join("certs/keys");
+    let mut values = Vec::new();
+    let mut searched = Vec::new();
+    for path in files(dir) {
+        if path.starts_with(&keys) {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        for text in texts {
+            assert!(
+                !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
+                "{} holds {text:?} in the clear",
+                path.display()
+            );
+        }
+        let found = carve(&bytes);
+        if !found.is_empty() {
+            searched.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        values.extend(found);
+    }
+    (values, searched)
+}
+
+/// What the values found open to, for `customer`, with the region's keys as they are.
+#[derive(Default)]
+struct Opened {
+    opened: usize,
+    retired: usize,
+    erased: usize,
+    /// The kept values that opened.
+    kept: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} opened, {} under a retired region key, {} under an erased customer's key",
+            self.opened, self.retired, self.erased
+        )
+    }
+}
+
+fn open_all(keys: &Path, values: &[Seal], customer: &str) -> Opened {
+    let shred = sealing::shred::ShredKeys::load(&sealing::shred::path(keys, "solo")).unwrap();
+    let opener = sealing::PersonalOpener::load(keys, "solo", Some(Arc::new(shred))).unwrap();
+    let customer = commerce::CustomerId::new(customer).unwrap();
+    let mut out = Opened::default();
+    for v in values {
+        let mut ship_to = ShipTo {
+            country: commerce::Country::new("SG").unwrap(),
+            personal: Personal::Sealed(SealedPersonal {
+                home: "solo".into(),
+                digest: [0; 16],
+                sealed: v.encode().unwrap(),
+            }),
+        };
+        use sealing::personal::UnsealError as U;
+        match opener.open(&customer, &mut ship_to) {
+            Ok(()) => {
+                out.opened += 1;
+                if let Seal::Kept(k) = v {
+                    out.kept.push(k.ciphertext.clone());
+                }
+            }
+            Err(U::Open(sealing::OpenError::Key(sealing::KeyError::Retired(_)))) => {
+                out.retired += 1
+            }
+            Err(U::Kept(sealing::shred::KeptError::Gone(sealing::shred::Gone::Erased))) => {
+                out.erased += 1
+            }
+            // Another customer's, or bytes that only look like a sealed value.
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_erasure_no_copy_of_the_address_opens_in_any_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let core_config = common::write_group_of(dir.path(), &["solo"]).remove(0);
+    // Region keys made every 2 s and destroyed 5 s after they are replaced: a day and a week
+    // in production.
+    let mut text = std::fs::read_to_string(&core_config).unwrap();
+    text = text.replacen(
+        "[admin]",
+        "[personal_data]\nintake_key_rotate_ms = 2000\nintake_key_grace_ms = 5000\n[admin]",
+        1,
+    );
+    std::fs::write(&core_config, text).unwrap();
+    let mut core = CoreProcess::start(&core_config, &[]);
+    eventually("a leader", Duration::from_secs(30), || async {
+        admin(&core, "/healthz").await["leader"].is_string()
+    })
+    .await;
+    seed(&core.admin, 1_000).await;
+    let edge_config = write_edge_config(
+        &dir.path().join("solo-1"),
+        &dir.path().join("certs"),
+        "solo-1",
+        "solo",
+        &[("solo", core.quic.unwrap())],
+    );
+    let mut edge = EdgeProcess::start(&edge_config);
+    eventually("edge healthy", Duration::from_secs(30), || async {
+        client()
+            .get(edge.url("/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+
+    // Orders of both customers, the first at the core, the rest from the edge's grant.
+    let mut gone = Vec::new();
+    let mut stays = Vec::new();
+    for n in 0..6 {
+        gone.push(place(&edge, GONE, &format!("gone-{n}"), "8 Marina View Gone").await);
+        stays.push(place(&edge, STAYS, &format!("stays-{n}"), "1 Raffles Place Stays").await);
+    }
+    for id in gone.iter().chain(&stays) {
+        let url = format!("/admin/v1/orders/{id}");
+        eventually("committed", Duration::from_secs(20), || async {
+            admin(&core, &url).await["status"] == "committed"
+        })
+        .await;
+    }
+
+    // Every address kept at home under its customer's key: found in the files, and opening.
+    let keys = dir.path().join("certs/keys");
+    let texts = ["Marina View Gone", "Raffles Place Stays", "Name of c-"];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let kept_before = loop {
+        let (values, _) = carve_files(dir.path(), &texts);
+        let kept = open_all(&keys, &values, GONE).kept;
+        if kept.len() >= 6 {
+            break kept;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the addresses never kept"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let status = admin(&core, "/admin/v1/personal-data").await;
+    assert_eq!(status["home"], true, "{status}");
+    let held_then: Vec<String> =
+        serde_json::from_value(status["region_keys"]["held"].clone()).unwrap();
+    let res = client()
+        .delete(core.url(&format!("/admin/v1/customers/{GONE}/personal-data")))
+        .bearer_auth(TOKEN)
+        .header("idempotency-key", common::admin_key("erase-gone"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let erased: Value = res.json().await.unwrap();
+    assert_eq!(erased["erased_orders"], 6, "{erased}");
+
+    // The erased epochs' keys destroyed, and every region key in use at the erasure retired.
+    eventually("the keys destroyed", Duration::from_secs(40), || async {
+        let s = admin(&core, "/admin/v1/personal-data").await;
+        let retired = s["region_keys"]["retired"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        s["erased_epochs"]["keys_due"] == 0
+            && s["erased_epochs"]["keys_destroyed"].as_u64() >= Some(1)
+            && held_then.iter().all(|k| retired.contains(&json!(k)))
+    })
+    .await;
+    // The other customer's orders still open at home; the erased one's show erased.
+    for id in &stays {
+        let o = admin(&core, &format!("/admin/v1/orders/{id}")).await;
+        assert_eq!(o["ship_to"]["line1"], "1 Raffles Place Stays", "{o}");
+    }
+    let o = admin(&core, &format!("/admin/v1/orders/{}", gone[0])).await;
+    assert_eq!(o["ship_to"]["redacted"]["reason"], "erased", "{o}");
+
+    edge.terminate();
+    core.terminate();
+    let (values, searched) = carve_files(dir.path(), &texts);
+    let gone = open_all(&keys, &values, GONE);
+    let stays = open_all(&keys, &values, STAYS);
+    eprintln!(
+        "{} sealed values found in {searched:?}; {GONE}: {gone:?}; {STAYS}: {stays:?}",
+        values.len()
+    );
+    assert_eq!(gone.opened, 0, "a copy of the erased address still opens");
+    // The very copies that opened before the erasure are still there (the Raft log keeps
+    // them), and open no more.
+    let kept_after: Vec<&Vec<u8>> = values
+        .iter()
+        .filter_map(|v| match v {
+            Seal::Kept(k) => Some(&k.ciphertext),
+            Seal::Intake(_) => None,
+        })
+        .collect();
+    assert!(
+        kept_before.iter().any(|c| kept_after.contains(&c)),
+        "the erased customer's kept copies were not found again"
+    );
+    assert!(gone.erased >= 1);
+    assert!(
+        stays.opened >= 1,
+        "the other customer's kept copies still open"
+    );
+    assert!(
+        gone.retired >= 1,
+        "copies sealed at intake were found, and did not open"
+    );
+    for f in ["core.redb", "raft-log.redb", "outbox.redb"] {
+        assert!(
+            searched.iter().any(|s| s == f),
+            "nothing found in {f}: {searched:?}"
+        );
+    }
+}
