@@ -111,6 +111,8 @@ struct Opened {
     opened: usize,
     retired: usize,
     erased: usize,
+    /// Kept values of a period past retention.
+    expired: usize,
     /// The kept values that opened.
     kept: Vec<Vec<u8>>,
 }
@@ -119,8 +121,8 @@ impl std::fmt::Debug for Opened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} opened, {} under a retired region key, {} under an erased customer's key",
-            self.opened, self.retired, self.erased
+            "{} opened, {} under a retired region key, {} under an erased customer's key, {} under a period past retention",
+            self.opened, self.retired, self.erased, self.expired
         )
     }
 }
@@ -153,6 +155,9 @@ fn open_all(keys: &Path, values: &[Seal], customer: &str) -> Opened {
             Err(U::Kept(sealing::shred::KeptError::Gone(sealing::shred::Gone::Erased))) => {
                 out.erased += 1
             }
+            Err(U::Kept(sealing::shred::KeptError::Gone(sealing::shred::Gone::Retired))) => {
+                out.expired += 1
+            }
             // Another customer's, or bytes that only look like a sealed value.
             Err(_) => {}
         }
@@ -160,20 +165,19 @@ fn open_all(keys: &Path, values: &[Seal], customer: &str) -> Opened {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_an_erasure_no_copy_of_the_address_opens_in_any_file() {
+/// A region alone (a group of one) with `personal_data` in its config, its edge, and the
+/// catalog of `seed`.
+async fn solo(personal_data: &str) -> (tempfile::TempDir, CoreProcess, EdgeProcess) {
     let dir = tempfile::tempdir().unwrap();
     let core_config = common::write_group_of(dir.path(), &["solo"]).remove(0);
-    // Region keys made every 2 s and destroyed 5 s after they are replaced: a day and a week
-    // in production.
     let mut text = std::fs::read_to_string(&core_config).unwrap();
     text = text.replacen(
         "[admin]",
-        "[personal_data]\nintake_key_rotate_ms = 2000\nintake_key_grace_ms = 5000\n[admin]",
+        &format!("[personal_data]\n{personal_data}\n[admin]"),
         1,
     );
     std::fs::write(&core_config, text).unwrap();
-    let mut core = CoreProcess::start(&core_config, &[]);
+    let core = CoreProcess::start(&core_config, &[]);
     eventually("a leader", Duration::from_secs(30), || async {
         admin(&core, "/healthz").await["leader"].is_string()
     })
@@ -186,7 +190,7 @@ async fn after_an_erasure_no_copy_of_the_address_opens_in_any_file() {
         "solo",
         &[("solo", core.quic.unwrap())],
     );
-    let mut edge = EdgeProcess::start(&edge_config);
+    let edge = EdgeProcess::start(&edge_config);
     eventually("edge healthy", Duration::from_secs(30), || async {
         client()
             .get(edge.url("/healthz"))
@@ -195,43 +199,101 @@ async fn after_an_erasure_no_copy_of_the_address_opens_in_any_file() {
             .is_ok_and(|r| r.status() == 200)
     })
     .await;
+    (dir, core, edge)
+}
 
-    // Orders of both customers, the first at the core, the rest from the edge's grant.
-    let mut gone = Vec::new();
-    let mut stays = Vec::new();
-    for n in 0..6 {
-        gone.push(place(&edge, GONE, &format!("gone-{n}"), "8 Marina View Gone").await);
-        stays.push(place(&edge, STAYS, &format!("stays-{n}"), "1 Raffles Place Stays").await);
+/// Places `n` orders for each of `customers` (the first at the core, the rest from the edge's
+/// grant), and waits until each is committed; their ids, by customer.
+async fn orders(
+    core: &CoreProcess,
+    edge: &EdgeProcess,
+    customers: &[(&str, &str)],
+    n: usize,
+) -> Vec<Vec<String>> {
+    let mut ids = vec![Vec::new(); customers.len()];
+    for i in 0..n {
+        for (c, (customer, line1)) in customers.iter().enumerate() {
+            ids[c].push(place(edge, customer, &format!("{customer}-{i}"), line1).await);
+        }
     }
-    for id in gone.iter().chain(&stays) {
+    for id in ids.iter().flatten() {
         let url = format!("/admin/v1/orders/{id}");
         eventually("committed", Duration::from_secs(20), || async {
-            admin(&core, &url).await["status"] == "committed"
+            admin(core, &url).await["status"] == "committed"
         })
         .await;
     }
+    ids
+}
 
-    // Every address kept at home under its customer's key: found in the files, and opening.
-    let keys = dir.path().join("certs/keys");
-    let texts = ["Marina View Gone", "Raffles Place Stays", "Name of c-"];
+/// Waits until `customer`'s `n` addresses are kept at home: found in the files, and opening;
+/// the kept values.
+async fn kept(dir: &Path, customer: &str, n: usize, texts: &[&str]) -> Vec<Vec<u8>> {
+    let keys = dir.join("certs/keys");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let kept_before = loop {
-        let (values, _) = carve_files(dir.path(), &texts);
-        let kept = open_all(&keys, &values, GONE).kept;
-        if kept.len() >= 6 {
-            break kept;
+    loop {
+        let (values, _) = carve_files(dir, texts);
+        let kept = open_all(&keys, &values, customer).kept;
+        if kept.len() >= n {
+            return kept;
         }
         assert!(
             std::time::Instant::now() < deadline,
             "the addresses never kept"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    }
+}
 
-    let status = admin(&core, "/admin/v1/personal-data").await;
+/// Waits until every region key of `held` is retired.
+async fn retired(core: &CoreProcess, held: &[String], more: impl Fn(&Value) -> bool) {
+    eventually("the keys destroyed", Duration::from_secs(40), || async {
+        let s = admin(core, "/admin/v1/personal-data").await;
+        let retired = s["region_keys"]["retired"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        held.iter().all(|k| retired.contains(&json!(k))) && more(&s)
+    })
+    .await;
+}
+
+/// The region keys held now.
+async fn held(core: &CoreProcess) -> Vec<String> {
+    let status = admin(core, "/admin/v1/personal-data").await;
     assert_eq!(status["home"], true, "{status}");
-    let held_then: Vec<String> =
-        serde_json::from_value(status["region_keys"]["held"].clone()).unwrap();
+    serde_json::from_value(status["region_keys"]["held"].clone()).unwrap()
+}
+
+/// The kept values of `before` found again in `values`.
+fn found_again(before: &[Vec<u8>], values: &[Seal]) -> usize {
+    values
+        .iter()
+        .filter(|v| matches!(v, Seal::Kept(k) if before.contains(&k.ciphertext)))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_erasure_no_copy_of_the_address_opens_in_any_file() {
+    // Region keys made every 2 s and destroyed 5 s after they are replaced: a day and a week
+    // in production.
+    let (dir, mut core, mut edge) =
+        solo("intake_key_rotate_ms = 2000\nintake_key_grace_ms = 5000").await;
+    let texts = ["Marina View Gone", "Raffles Place Stays", "Name of c-"];
+    let ids = orders(
+        &core,
+        &edge,
+        &[
+            (GONE, "8 Marina View Gone"),
+            (STAYS, "1 Raffles Place Stays"),
+        ],
+        6,
+    )
+    .await;
+    let (gone, stays) = (&ids[0], &ids[1]);
+    // Every address kept at home under its customer's key: found in the files, and opening.
+    let kept_before = kept(dir.path(), GONE, 6, &texts).await;
+    let held_then = held(&core).await;
     let res = client()
         .delete(core.url(&format!("/admin/v1/customers/{GONE}/personal-data")))
         .bearer_auth(TOKEN)
@@ -244,19 +306,13 @@ async fn after_an_erasure_no_copy_of_the_address_opens_in_any_file() {
     assert_eq!(erased["erased_orders"], 6, "{erased}");
 
     // The erased epochs' keys destroyed, and every region key in use at the erasure retired.
-    eventually("the keys destroyed", Duration::from_secs(40), || async {
-        let s = admin(&core, "/admin/v1/personal-data").await;
-        let retired = s["region_keys"]["retired"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+    retired(&core, &held_then, |s| {
         s["erased_epochs"]["keys_due"] == 0
             && s["erased_epochs"]["keys_destroyed"].as_u64() >= Some(1)
-            && held_then.iter().all(|k| retired.contains(&json!(k)))
     })
     .await;
     // The other customer's orders still open at home; the erased one's show erased.
-    for id in &stays {
+    for id in stays {
         let o = admin(&core, &format!("/admin/v1/orders/{id}")).await;
         assert_eq!(o["ship_to"]["line1"], "1 Raffles Place Stays", "{o}");
     }
@@ -265,6 +321,7 @@ async fn after_an_erasure_no_copy_of_the_address_opens_in_any_file() {
 
     edge.terminate();
     core.terminate();
+    let keys = dir.path().join("certs/keys");
     let (values, searched) = carve_files(dir.path(), &texts);
     let gone = open_all(&keys, &values, GONE);
     let stays = open_all(&keys, &values, STAYS);
@@ -275,15 +332,8 @@ async fn after_an_erasure_no_copy_of_the_address_opens_in_any_file() {
     assert_eq!(gone.opened, 0, "a copy of the erased address still opens");
     // The very copies that opened before the erasure are still there (the Raft log keeps
     // them), and open no more.
-    let kept_after: Vec<&Vec<u8>> = values
-        .iter()
-        .filter_map(|v| match v {
-            Seal::Kept(k) => Some(&k.ciphertext),
-            Seal::Intake(_) => None,
-        })
-        .collect();
     assert!(
-        kept_before.iter().any(|c| kept_after.contains(&c)),
+        found_again(&kept_before, &values) >= 1,
         "the erased customer's kept copies were not found again"
     );
     assert!(gone.erased >= 1);
@@ -301,4 +351,75 @@ async fn after_an_erasure_no_copy_of_the_address_opens_in_any_file() {
             "nothing found in {f}: {searched:?}"
         );
     }
+}
+
+/// Retention does the same for every order past its age: the region erases their addresses,
+/// destroys the keys of the periods they were kept under and, in time, the region keys they
+/// were sealed to at intake; then no copy of any opens, whoever's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_retention_no_copy_of_an_old_address_opens_in_any_file() {
+    let (dir, mut core, mut edge) =
+        solo("retention_ms = 3000\nintake_key_rotate_ms = 2000\nintake_key_grace_ms = 5000").await;
+    // Periods of a second (a day by default), made as an operator would for a region whose
+    // keys came before keeping keys.
+    let keys = dir.path().join("certs/keys");
+    std::fs::remove_file(sealing::shred::path(&keys, "solo")).unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["keys", "keeping", "--dir"])
+        .arg(&keys)
+        .args(["--region", "solo", "--period-ms", "1000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // The core read its keeping keys at start: again, with the new file.
+    core.terminate();
+    let config = dir.path().join("solo/core.toml");
+    let mut core = CoreProcess::start(&config, &[]);
+    let texts = ["Marina View Old", "Raffles Place Old", "Name of c-"];
+    let ids = orders(
+        &core,
+        &edge,
+        &[
+            ("c-old-1", "8 Marina View Old"),
+            ("c-old-2", "1 Raffles Place Old"),
+        ],
+        3,
+    )
+    .await;
+    let kept_before = kept(dir.path(), "c-old-1", 3, &texts).await;
+    let held_then = held(&core).await;
+    // Every period an order was accepted in, destroyed.
+    let mut last = 0;
+    for id in ids.iter().flatten() {
+        let o = admin(&core, &format!("/admin/v1/orders/{id}")).await;
+        last = last.max(o["accepted_at_ms"].as_u64().unwrap() / 1000);
+    }
+    retired(&core, &held_then, |s| {
+        s["keeping_keys"]["first_period"].as_u64() > Some(last)
+    })
+    .await;
+    for id in ids.iter().flatten() {
+        let o = admin(&core, &format!("/admin/v1/orders/{id}")).await;
+        assert_eq!(o["ship_to"]["redacted"]["reason"], "erased", "{o}");
+    }
+    edge.terminate();
+    core.terminate();
+    let (values, searched) = carve_files(dir.path(), &texts);
+    for customer in ["c-old-1", "c-old-2"] {
+        let o = open_all(&keys, &values, customer);
+        eprintln!(
+            "{} sealed values found in {searched:?}; {customer}: {o:?}",
+            values.len()
+        );
+        assert_eq!(o.opened, 0, "a copy of {customer}'s address still opens");
+        assert!(o.expired >= 1, "kept copies were found, and did not open");
+        assert!(
+            o.retired >= 1,
+            "copies sealed at intake were found, and did not open"
+        );
+    }
+    assert!(
+        found_again(&kept_before, &values) >= 1,
+        "the kept copies were not found again"
+    );
 }
