@@ -17,7 +17,7 @@ fn opener() -> &'static PersonalOpener {
     &OPENER
         .get_or_init(|| {
             let dir = tempfile::tempdir().expect("a temporary directory");
-            sealing::keys::init(dir.path(), &["ap-singapore".to_owned()]).expect("keys");
+            sealing::init(dir.path(), &["ap-singapore".to_owned()]).expect("keys");
             let shred = sealing::shred::ShredKeys::load(&sealing::shred::path(
                 dir.path(),
                 "ap-singapore",

@@ -386,24 +386,17 @@ impl std::fmt::Debug for FileKeys {
     }
 }
 
-/// Makes the first key of each of `regions` in `dir` (none may have one yet), writes every
-/// region's public keys, and makes each region's keeping keys (`shred`, periods of a day).
+/// Makes the first key of each of `regions` in `dir` (none may have one yet) and writes every
+/// region's public keys (`crate::init` makes their keeping keys too).
 pub fn init(dir: &Path, regions: &[String]) -> Result<Vec<KeyId>, KeyError> {
     for r in regions {
         check_region(r)?;
-        for path in [dir.join(format!("{r}.keys")), crate::shred::path(dir, r)] {
-            if path.exists() {
-                return Err(KeyError::Exists(path));
-            }
+        let path = private_path(dir, r);
+        if path.exists() {
+            return Err(KeyError::Exists(path));
         }
     }
-    regions
-        .iter()
-        .map(|r| {
-            crate::shred::ensure(dir, r, crate::shred::DEFAULT_PERIOD_MS)?;
-            rotate(dir, r)
-        })
-        .collect()
+    regions.iter().map(|r| rotate(dir, r)).collect()
 }
 
 /// Adds a new key to `region` (its first, when it has none), kept beside the old ones so that

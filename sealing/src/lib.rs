@@ -13,6 +13,7 @@
 //!   which the suite encrypts it.
 //! - `personal`: an order's personal data sealed for the home region its residency policy
 //!   names, and opened there.
+//! - `shred`: a home region's keeping keys, which an erasure or retention destroys a part of.
 
 pub mod keys;
 pub mod personal;
@@ -21,6 +22,22 @@ pub mod shred;
 pub mod suite;
 
 pub use keys::{Exporter, FileKeys, KeyError, KeyId, KeyProvider, PublicKeys};
+
+/// Makes each of `regions`' first key (`keys::init`) and its keeping keys (`shred`, periods of
+/// a day) in `dir`, where none of them has either yet.
+pub fn init(dir: &std::path::Path, regions: &[String]) -> Result<Vec<KeyId>, KeyError> {
+    for r in regions {
+        let path = shred::path(dir, r);
+        if path.exists() {
+            return Err(KeyError::Exists(path));
+        }
+    }
+    let ids = keys::init(dir, regions)?;
+    for r in regions {
+        shred::ensure(dir, r, shred::DEFAULT_PERIOD_MS)?;
+    }
+    Ok(ids)
+}
 pub use personal::{PersonalData, PersonalOpener, PersonalSealer, Residency, ResidencySettings};
 pub use sealed::{OpenError, Opener, Sealed, Sealer};
 pub use suite::Suite;

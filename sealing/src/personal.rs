@@ -828,7 +828,7 @@ mod tests {
 
     fn setup() -> (tempfile::TempDir, Residency) {
         let dir = tempfile::tempdir().unwrap();
-        crate::keys::init(dir.path(), &["cn-east".into(), "us-east".into()]).unwrap();
+        crate::init(dir.path(), &["cn-east".into(), "us-east".into()]).unwrap();
         let settings = ResidencySettings {
             homes: [(country("CN"), "cn-east".to_owned())].into(),
             suites: [("cn-east".to_owned(), "sm4-gcm".to_owned())].into(),
@@ -920,7 +920,7 @@ mod tests {
     #[test]
     fn a_policy_whose_home_has_no_key_is_refused_and_bad_input_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        crate::keys::init(dir.path(), &["us-east".into()]).unwrap();
+        crate::init(dir.path(), &["us-east".into()]).unwrap();
         let settings = ResidencySettings {
             homes: [(country("CN"), "cn-east".to_owned())].into(),
             ..Default::default()
@@ -981,7 +981,7 @@ mod tests {
         sealer.seal(&me, &mut s).unwrap();
         // Another deployment's cn-east/1: the same id, another key.
         let other = tempfile::tempdir().unwrap();
-        crate::keys::init(other.path(), &["cn-east".into()]).unwrap();
+        crate::init(other.path(), &["cn-east".into()]).unwrap();
         let wrong = PersonalOpener::load(other.path(), "cn-east", None).unwrap();
         let mut copy = s.clone();
         assert!(wrong.open(&me, &mut copy).is_err());

@@ -500,7 +500,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { command } => {
             match command {
                 KeysCommand::Init { dir, regions } => {
-                    let ids = sealing::keys::init(&dir, &regions)?;
+                    let ids = sealing::init(&dir, &regions)?;
                     let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
                     println!(
                         "{}: keys {} (each <region>.keys and <region>.shred private to its region), public.keys",
@@ -546,7 +546,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     replication::certs::init(&out, &nodes)?;
                     // Every region's first personal data key where nodes look for it by
                     // default (`[personal_data] keys_dir`): beside the certificates.
-                    sealing::keys::init(&out.join("keys"), &regions)?;
+                    sealing::init(&out.join("keys"), &regions)?;
                     let named: Vec<String> = nodes
                         .iter()
                         .map(|(n, role)| format!("{n} ({role})"))
