@@ -13,9 +13,11 @@
 //!   longer opens anywhere.
 //! - **Retire**: with a retention time, the keys of the periods past it are destroyed.
 //! - **Rotate and retire region keys**: a region key replaced by a newer one is destroyed once
-//!   the newer one is older than the grace, nothing sealed to it has been read for as long, and
-//!   every order read is kept: what intake sealed to it (edge outboxes, every region's Raft
-//!   log) then opens nowhere. With `intake_key_rotate_ms`, the core makes the new key itself.
+//!   the newer one is older than the grace, nothing sealed to it has been read for as long, the
+//!   passes have kept everything they read, and a sweep of the whole store finds no order that
+//!   is not erased still sealed to it at intake: what intake sealed to it (edge outboxes, every
+//!   region's Raft log) then opens nowhere. With `intake_key_rotate_ms`, the core makes the new
+//!   key itself. An order in an outbox longer than the grace loses its address.
 //!
 //! Nothing here is replicated but through the log: each home region keeps its own file, and
 //! punctures the same leaves, from the same rows.
@@ -72,12 +74,21 @@ struct Progress {
     /// When each region key was first found in the file, for lines that do not say when it
     /// was made.
     found: HashMap<KeyId, i64>,
+    /// When the store was last swept for orders sealed to keys due to be retired.
+    swept: Option<std::time::Instant>,
 }
 
 impl Keeper {
-    /// Runs the keeper on the current runtime, where this region has keeping keys.
-    pub fn spawn(self) {
+    /// Runs the keeper on the current runtime, where this region has keeping keys and keeps
+    /// (`[personal_data] keeping`).
+    pub fn spawn(self, keeping: bool) {
         if self.personal.shred().is_none() {
+            return;
+        }
+        if !keeping {
+            tracing::warn!(
+                "keeping is off ([personal_data] keeping = false): addresses stay sealed to the region keys, which are not retired, and an erasure destroys no key"
+            );
             return;
         }
         tokio::spawn(async move {
@@ -96,7 +107,7 @@ impl Keeper {
                 if let Err(e) = self.keep_pass(&mut progress).await {
                     tracing::warn!(error = %e, "keeping: a pass stopped; the next tick goes on");
                 }
-                if let Err(e) = self.region_keys(&mut progress) {
+                if let Err(e) = self.region_keys(&mut progress).await {
                     tracing::warn!(error = %e, "keeping: region keys not rotated or retired; the next tick tries again");
                 }
             }
@@ -237,7 +248,8 @@ impl Keeper {
     /// Keeps what was committed since the cursor, and what was passed over before.
     async fn keep_pass(&self, progress: &mut Progress) -> Result<(), String> {
         if !progress.retry.is_empty() {
-            let ids: Vec<OrderId> = std::mem::take(&mut progress.retry).into_iter().collect();
+            // Left in the set until they are tried: an error keeps them for the next pass.
+            let ids: Vec<OrderId> = progress.retry.iter().cloned().collect();
             let store = Arc::clone(&self.store);
             let orders = tokio::task::spawn_blocking(move || {
                 ids.iter()
@@ -248,9 +260,10 @@ impl Keeper {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
             let kept = self.kept(orders).await?;
-            // Passed over twice: its customer's epoch moves on faster than a keep; the shred
-            // pass keeps nothing it would lose, and the next commit's pass looks again.
-            self.propose(kept).await?;
+            let passed = self.propose(kept).await?;
+            // Only those passed over again stay; one that cannot be kept (its key gone, or not
+            // opening) is found again by the sweep before its region key is retired.
+            progress.retry = passed.into_iter().collect();
         }
         for _ in 0..BATCHES_PER_PASS {
             let (store, after) = (Arc::clone(&self.store), progress.cursor);
@@ -266,9 +279,9 @@ impl Keeper {
             }
             let kept = self.kept(page).await?;
             let passed = self.propose(kept).await?;
-            progress
-                .retry
-                .extend(passed.into_iter().take(RETRY_MAX - progress.retry.len()));
+            let room = RETRY_MAX.saturating_sub(progress.retry.len());
+            // Past the bound, the sweep before a region key is retired finds them again.
+            progress.retry.extend(passed.into_iter().take(room));
             progress.cursor = last.or(progress.cursor);
             if !full {
                 progress.caught_up = progress.retry.is_empty();
@@ -280,7 +293,7 @@ impl Keeper {
 
     /// Makes a new region key when the newest is older than `rotate`, and destroys each one
     /// replaced that no order read needs any more (the module's docs).
-    fn region_keys(&self, progress: &mut Progress) -> Result<(), String> {
+    async fn region_keys(&self, progress: &mut Progress) -> Result<(), String> {
         let (dir, region) = (self.personal.keys_dir(), self.personal.region());
         let keys = FileKeys::load(dir, region).map_err(|e| e.to_string())?;
         let now = util::clock::now_ms();
@@ -300,12 +313,34 @@ impl Keeper {
             return Ok(());
         }
         let grace = ms(self.grace);
-        let retire: Vec<KeyId> = ids
+        let mut retire: Vec<KeyId> = ids
             .windows(2)
             .filter(|w| now - made(&w[1]) >= grace)
             .filter(|w| progress.seen.get(&w[0]).is_none_or(|at| now - at >= grace))
             .map(|w| w[0].clone())
             .collect();
+        let sweep_every = (self.grace / 2).min(Duration::from_secs(60));
+        if retire.is_empty() || progress.swept.is_some_and(|t| t.elapsed() < sweep_every) {
+            return Ok(());
+        }
+        // The store is the truth: a key any order still needs is not destroyed, whatever the
+        // passes saw (an order passed over, or not kept), and the order is tried again.
+        progress.swept = Some(std::time::Instant::now());
+        let needed = self.sweep(retire.clone()).await?;
+        if !needed.is_empty() {
+            let keys: Vec<String> = needed.keys().map(ToString::to_string).collect();
+            let orders: Vec<&OrderId> = needed.values().flatten().collect();
+            tracing::warn!(
+                ?keys,
+                orders = orders.len(),
+                "keeping: region keys not retired: orders still sealed to them at intake are not kept yet"
+            );
+            let room = RETRY_MAX.saturating_sub(progress.retry.len());
+            progress
+                .retry
+                .extend(orders.into_iter().take(room).cloned());
+            retire.retain(|k| !needed.contains_key(k));
+        }
         if retire.is_empty() {
             return Ok(());
         }
@@ -317,6 +352,34 @@ impl Keeper {
         self.personal.reload();
         tracing::info!(keys = ?retire.iter().map(ToString::to_string).collect::<Vec<_>>(), "keeping: region keys replaced long enough ago destroyed: what intake sealed to them opens nowhere");
         Ok(())
+    }
+
+    /// The orders of the whole store not erased and still sealed at intake to one of `keys`,
+    /// by key (at most `RETRY_MAX` named each).
+    async fn sweep(&self, keys: Vec<KeyId>) -> Result<HashMap<KeyId, Vec<OrderId>>, String> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            let mut needed: HashMap<KeyId, Vec<OrderId>> = HashMap::new();
+            let mut cursor = None;
+            loop {
+                let (page, last) =
+                    orders_after(&*store, cursor, ERASE_BATCH_MAX).map_err(|e| e.to_string())?;
+                for o in &page {
+                    if let Some(key) = intake_key(o).filter(|k| keys.contains(k)) {
+                        let ids = needed.entry(key).or_default();
+                        if ids.len() < RETRY_MAX {
+                            ids.push(o.order_id.clone());
+                        }
+                    }
+                }
+                if page.len() < ERASE_BATCH_MAX {
+                    return Ok(needed);
+                }
+                cursor = last;
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     /// Destroys the key of every ended epoch this region still holds, once nothing of its

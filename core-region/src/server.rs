@@ -165,7 +165,13 @@ fn personal_data(
             .personal_data
             .key_period_ms
             .unwrap_or(sealing::shred::DEFAULT_PERIOD_MS);
-        sealing::shred::ensure(&dir, &config.region, period).map_err(|e| fail(&e))?;
+        sealing::shred::ensure(
+            &dir,
+            &config.region,
+            period,
+            sealing::shred::backfill_ms(period),
+        )
+        .map_err(|e| fail(&e))?;
         tracing::info!(path = %keeping.display(), period_ms = period, "made this region's keeping keys");
     }
     sealing::PersonalData::opening(&config.personal_data, &config.region, &dir, secret)
@@ -274,7 +280,7 @@ pub async fn serve(
         ),
         timeout: Duration::from_millis(config.admin.write_timeout_ms),
     }
-    .spawn();
+    .spawn(config.personal_data.keeping.unwrap_or(true));
     let tokens = TokenSet::new(&config.admin.token_sha256, &config.admin.tokens)
         .map_err(|e| StartError::Other(e.to_string()))?;
     let state = AppState {

@@ -349,7 +349,7 @@ impl Feed {
                 out.send(f).await.map_err(|_| ServeError::Gone)?;
                 from = v;
             }
-            loop {
+            'live: loop {
                 match tokio::time::timeout(heartbeat, live.recv()).await {
                     Ok(Some((v, f))) => {
                         queued.fetch_sub(f.len(), Ordering::AcqRel);
@@ -364,12 +364,20 @@ impl Feed {
                         // Every change up to `latest` is in `live` by now (published under the
                         // hub's lock): sent first, so that the heartbeat says nothing else
                         // changed up to its version, and a subscriber may take it as applied.
+                        // Cut loose meanwhile, a change may be missing: no heartbeat then,
+                        // attach again.
                         let latest = self.latest();
-                        while let Ok((v, f)) = live.try_recv() {
-                            queued.fetch_sub(f.len(), Ordering::AcqRel);
-                            if v > from {
-                                out.send(f).await.map_err(|_| ServeError::Gone)?;
-                                from = v;
+                        loop {
+                            match live.try_recv() {
+                                Ok((v, f)) => {
+                                    queued.fetch_sub(f.len(), Ordering::AcqRel);
+                                    if v > from {
+                                        out.send(f).await.map_err(|_| ServeError::Gone)?;
+                                        from = v;
+                                    }
+                                }
+                                Err(mpsc::error::TryRecvError::Empty) => break,
+                                Err(mpsc::error::TryRecvError::Disconnected) => break 'live,
                             }
                         }
                         let version = latest.max(from);

@@ -34,7 +34,12 @@ pub fn init(dir: &std::path::Path, regions: &[String]) -> Result<Vec<KeyId>, Key
     }
     let ids = keys::init(dir, regions)?;
     for r in regions {
-        shred::ensure(dir, r, shred::DEFAULT_PERIOD_MS)?;
+        shred::ensure(
+            dir,
+            r,
+            shred::DEFAULT_PERIOD_MS,
+            shred::backfill_ms(shred::DEFAULT_PERIOD_MS),
+        )?;
     }
     Ok(ids)
 }

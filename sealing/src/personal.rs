@@ -47,7 +47,8 @@ pub struct ResidencySettings {
     pub retention_ms: Option<u64>,
     /// The length (ms) of the periods a home region's keeping keys have (`shred`), when a core
     /// makes its region's file: retention destroys a period's key once all of it is past
-    /// `retention_ms`. One day by default; at least 1000.
+    /// `retention_ms`. One day by default; at least 1000 (periods shorter than an hour are for
+    /// tests: a key is derived by hashing forward from the oldest period kept).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_period_ms: Option<u64>,
     /// A home region's core makes its region a new key (`keys rotate`) when the newest is
@@ -62,6 +63,11 @@ pub struct ResidencySettings {
     /// least 1000. An edge's outbox older than this loses its addresses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub intake_key_grace_ms: Option<u64>,
+    /// Whether a home region's core keeps the addresses sealed for it under its keeping keys
+    /// (the default). Off only while a group is being upgraded from a build before keeping:
+    /// keeping is a proposal that such a build cannot read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keeping: Option<bool>,
     /// Leaves addresses in the clear: only in a build made to measure what sealing costs (the
     /// `measure-plaintext` feature, which no release has), and only on a node whose every
     /// listener is on a loopback address (`check_listeners`).

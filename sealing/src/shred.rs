@@ -15,7 +15,10 @@
 //!   for what they order after it.
 //!
 //! The file (`<dir>/<region>.shred`, 0600, the region's cores' only) is replaced whole on each
-//! change, so a destroyed key is not in the file that replaces it. What a filesystem or a disk
+//! change, so a destroyed key is not in the file that replaces it. Each erased epoch adds up to
+//! 128 nodes to it (about 13 KB, kept for good: a tree's nodes never merge again), and every
+//! home region punctures every erased epoch, its customer's or not; a million erasures would
+//! make a file of some 13 GB, which this layout is not for. What a filesystem or a disk
 //! keeps of the replaced file's blocks is outside a process's reach: keep key files on an
 //! encrypted volume, or behind a key service.
 
@@ -34,9 +37,11 @@ pub const DEFAULT_PERIOD_MS: u64 = 86_400_000;
 const DEPTH: u32 = 128;
 /// The first line of a keeping key file, with its layout's version.
 const HEADER: &str = "tradewind keeping keys v1";
-/// Period keys derived ahead of the oldest at most: past this, a value's period is refused as
+/// Periods past the current one that a key is derived for, at most: a later one is refused as
 /// a time no order has (a clock or a value gone wrong), instead of hashing for minutes.
-pub const PERIODS_AHEAD_MAX: u64 = 1 << 20;
+pub const PERIODS_AHEAD_MAX: u64 = 1_024;
+/// Periods before now that a new file's chain starts at, at most (`backfill_ms`).
+pub const BACKFILL_PERIODS_MAX: u64 = 100_000;
 /// Period keys remembered once derived (each costs one hash per period after the oldest).
 const PERIOD_CACHE_MAX: usize = 256;
 
@@ -47,7 +52,7 @@ pub enum Gone {
     Retired,
     #[error("its customer's key was destroyed (erasure)")]
     Erased,
-    #[error("period {0} is further ahead of the oldest kept than any order's time")]
+    #[error("period {0} is further ahead of now than any order's time")]
     TooFar(u64),
 }
 
@@ -204,7 +209,8 @@ impl Inner {
         if period < self.first {
             return Err(Gone::Retired);
         }
-        if period - self.first > PERIODS_AHEAD_MAX {
+        let now = util::clock::now_ms().max(0) as u64 / self.period_ms;
+        if period > now.saturating_add(PERIODS_AHEAD_MAX) {
             return Err(Gone::TooFar(period));
         }
         if let Some(k) = self.periods.get(&period) {
@@ -332,10 +338,19 @@ pub fn path(dir: &Path, region: &str) -> PathBuf {
     dir.join(format!("{region}.shred"))
 }
 
-/// Makes `region`'s keeping key file in `dir` with periods of `period_ms`, unless it has one;
-/// whether it made it.
-pub fn ensure(dir: &Path, region: &str, period_ms: u64) -> Result<bool, KeyError> {
-    match ShredKeys::create(&path(dir, region), period_ms, util::clock::now_ms()) {
+/// Where a new file's chain starts by default: ten years back, or `BACKFILL_PERIODS_MAX`
+/// periods if fewer, so that orders accepted before the file was made (a region whose store
+/// came before keeping keys) are kept too, and a first key costs at most that many hashes.
+pub fn backfill_ms(period_ms: u64) -> i64 {
+    const TEN_YEARS_MS: u64 = 3_650 * 86_400_000;
+    let back = TEN_YEARS_MS.min(period_ms.saturating_mul(BACKFILL_PERIODS_MAX));
+    util::clock::now_ms() - i64::try_from(back).unwrap_or(i64::MAX)
+}
+
+/// Makes `region`'s keeping key file in `dir` with periods of `period_ms`, its chain starting
+/// at the period of `since_ms`, unless it has one; whether it made it.
+pub fn ensure(dir: &Path, region: &str, period_ms: u64, since_ms: i64) -> Result<bool, KeyError> {
+    match ShredKeys::create(&path(dir, region), period_ms, since_ms) {
         Ok(_) => Ok(true),
         Err(KeyError::Exists(_)) => Ok(false),
         Err(e) => Err(e),
@@ -344,8 +359,8 @@ pub fn ensure(dir: &Path, region: &str, period_ms: u64) -> Result<bool, KeyError
 
 impl ShredKeys {
     /// Makes a new file at `path` (refused if one is there) with periods of `period_ms`,
-    /// starting at the period of `now_ms`.
-    pub fn create(path: &Path, period_ms: u64, now_ms: i64) -> Result<ShredKeys, KeyError> {
+    /// starting at the period of `since_ms`: an order accepted before it is not kept.
+    pub fn create(path: &Path, period_ms: u64, since_ms: i64) -> Result<ShredKeys, KeyError> {
         if period_ms == 0 {
             return Err(KeyError::BadFile {
                 path: path.to_path_buf(),
@@ -355,7 +370,7 @@ impl ShredKeys {
         }
         let inner = Inner {
             period_ms,
-            first: now_ms.max(0) as u64 / period_ms,
+            first: since_ms.max(0) as u64 / period_ms,
             chain: random()?,
             nodes: [(
                 0,
@@ -591,10 +606,10 @@ mod tests {
         assert_eq!(again.first_period(), 11);
         assert_eq!(again.key(10, "c-1", 0), Err(Gone::Retired));
         assert_eq!(again.key(12, "c-1", 0).unwrap(), later);
-        assert_eq!(
-            k.key(11 + PERIODS_AHEAD_MAX + 1, "c-1", 0),
-            Err(Gone::TooFar(11 + PERIODS_AHEAD_MAX + 1))
-        );
+        let now = util::clock::now_ms() as u64 / DAY;
+        let far = now + PERIODS_AHEAD_MAX + 1;
+        assert_eq!(k.key(far, "c-1", 0), Err(Gone::TooFar(far)));
+        assert!(k.key(now + PERIODS_AHEAD_MAX, "c-1", 0).is_ok());
     }
 
     #[test]
@@ -635,6 +650,34 @@ mod tests {
         let twice = ShredKeys::create(k.path(), DAY, 0).unwrap_err();
         assert!(matches!(twice, KeyError::Exists(_)), "{twice}");
     }
+
+    /// The file's layout and the keys it derives, pinned: a file written by this version keeps
+    /// opening what was kept under it, in every later build.
+    #[test]
+    fn the_file_format_and_its_keys_are_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pinned.shred");
+        let text = format!(
+            "tradewind keeping keys v1\nperiod_ms 86400000\nchain 20000 {}\nnode 0 {} {}\n",
+            "11".repeat(32),
+            "0".repeat(32),
+            "22".repeat(32)
+        );
+        std::fs::write(&p, &text).unwrap();
+        let k = ShredKeys::load(&p).unwrap();
+        let key = |k: &ShredKeys, period| codec::hex(&k.key(period, "c-1", 7).unwrap());
+        assert_eq!(key(&k, 20000), PINNED_20000);
+        assert_eq!(key(&k, 20003), PINNED_20003);
+        // Written back as read.
+        k.retire_before(0).unwrap();
+        k.puncture("c-2", 0).unwrap();
+        let again = std::fs::read_to_string(&p).unwrap();
+        assert!(again.starts_with(&text[..text.len() - 1 - 64 - 1 - 32 - 7]));
+        assert_eq!(key(&ShredKeys::load(&p).unwrap(), 20003), PINNED_20003);
+    }
+
+    const PINNED_20000: &str = "451a839c8f4d48c9ad7ac45a74b815637b426dd76950bcdd479899fd0ae9a07d";
+    const PINNED_20003: &str = "4d79fa43a53564d6922251a5f04debcfd89a8517685bedaf0ef3ac6ca175b820";
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]

@@ -274,6 +274,7 @@ fn prepare(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<String> 
             &certs.join("keys"),
             r.name,
             sealing::shred::DEFAULT_PERIOD_MS,
+            sealing::shred::backfill_ms(sealing::shred::DEFAULT_PERIOD_MS),
         )
         .with_context(|| format!("making {}'s keeping keys", r.name))?;
     }

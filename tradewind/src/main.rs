@@ -150,6 +150,10 @@ enum KeysCommand {
         /// past the retention time. One day by default.
         #[arg(long, default_value_t = sealing::shred::DEFAULT_PERIOD_MS)]
         period_ms: u64,
+        /// The oldest order time (unix ms) to keep: by default ten years back, or 100,000
+        /// periods if fewer.
+        #[arg(long)]
+        since_ms: Option<i64>,
     },
 }
 
@@ -512,13 +516,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     dir,
                     region,
                     period_ms,
+                    since_ms,
                 } => {
                     sealing::keys::KeyId::new(&region, 1)?;
                     if period_ms < 1_000 {
                         anyhow::bail!("--period-ms: at least 1000");
                     }
                     let path = sealing::shred::path(&dir, &region);
-                    if sealing::shred::ensure(&dir, &region, period_ms)? {
+                    let since = since_ms.unwrap_or_else(|| sealing::shred::backfill_ms(period_ms));
+                    if sealing::shred::ensure(&dir, &region, period_ms, since)? {
                         println!("{}: made ({period_ms} ms periods)", path.display());
                     } else {
                         println!("{}: already there, left as it is", path.display());

@@ -19,6 +19,13 @@ use sealing::sealed::Seal;
 use serde_json::{Value, json};
 
 const GONE: &str = "c-gone";
+
+fn util_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
 const STAYS: &str = "c-stays";
 
 async fn admin(core: &CoreProcess, path: &str) -> Value {
@@ -166,10 +173,14 @@ fn open_all(keys: &Path, values: &[Seal], customer: &str) -> Opened {
 }
 
 /// A region alone (a group of one) with `personal_data` in its config, its edge, and the
-/// catalog of `seed`.
-async fn solo(personal_data: &str) -> (tempfile::TempDir, CoreProcess, EdgeProcess) {
+/// catalog of `seed`; `prepare` is given the directory before anything starts.
+async fn solo(
+    personal_data: &str,
+    prepare: impl FnOnce(&Path),
+) -> (tempfile::TempDir, CoreProcess, EdgeProcess) {
     let dir = tempfile::tempdir().unwrap();
     let core_config = common::write_group_of(dir.path(), &["solo"]).remove(0);
+    prepare(dir.path());
     let mut text = std::fs::read_to_string(&core_config).unwrap();
     text = text.replacen(
         "[admin]",
@@ -277,8 +288,11 @@ fn found_again(before: &[Vec<u8>], values: &[Seal]) -> usize {
 async fn after_an_erasure_no_copy_of_the_address_opens_in_any_file() {
     // Region keys made every 2 s and destroyed 5 s after they are replaced: a day and a week
     // in production.
-    let (dir, mut core, mut edge) =
-        solo("intake_key_rotate_ms = 2000\nintake_key_grace_ms = 5000").await;
+    let (dir, mut core, mut edge) = solo(
+        "intake_key_rotate_ms = 2000\nintake_key_grace_ms = 5000",
+        |_| {},
+    )
+    .await;
     let texts = ["Marina View Gone", "Raffles Place Stays", "Name of c-"];
     let ids = orders(
         &core,
@@ -358,23 +372,26 @@ async fn after_an_erasure_no_copy_of_the_address_opens_in_any_file() {
 /// were sealed to at intake; then no copy of any opens, whoever's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_retention_no_copy_of_an_old_address_opens_in_any_file() {
-    let (dir, mut core, mut edge) =
-        solo("retention_ms = 3000\nintake_key_rotate_ms = 2000\nintake_key_grace_ms = 5000").await;
     // Periods of a second (a day by default), made as an operator would for a region whose
     // keys came before keeping keys.
+    let keeping = |dir: &Path| {
+        let keys = dir.join("certs/keys");
+        std::fs::remove_file(sealing::shred::path(&keys, "solo")).unwrap();
+        let out = std::process::Command::new(common::bin())
+            .args(["keys", "keeping", "--dir"])
+            .arg(&keys)
+            .args(["--region", "solo", "--period-ms", "1000", "--since-ms"])
+            .arg(util_now_ms().to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    let (dir, mut core, mut edge) = solo(
+        "retention_ms = 3000\nintake_key_rotate_ms = 2000\nintake_key_grace_ms = 5000",
+        keeping,
+    )
+    .await;
     let keys = dir.path().join("certs/keys");
-    std::fs::remove_file(sealing::shred::path(&keys, "solo")).unwrap();
-    let out = std::process::Command::new(common::bin())
-        .args(["keys", "keeping", "--dir"])
-        .arg(&keys)
-        .args(["--region", "solo", "--period-ms", "1000"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    // The core read its keeping keys at start: again, with the new file.
-    core.terminate();
-    let config = dir.path().join("solo/core.toml");
-    let mut core = CoreProcess::start(&config, &[]);
     let texts = ["Marina View Old", "Raffles Place Old", "Name of c-"];
     let ids = orders(
         &core,

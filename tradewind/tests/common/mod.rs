@@ -112,8 +112,14 @@ pub fn certs_in(dir: &Path, role: replication::certs::Role, nodes: &[&str]) -> P
             sealing::keys::rotate(&dir.join("keys"), n).unwrap();
         }
         if role == replication::certs::Role::Core {
-            sealing::shred::ensure(&dir.join("keys"), n, sealing::shred::DEFAULT_PERIOD_MS)
-                .unwrap();
+            let period = sealing::shred::DEFAULT_PERIOD_MS;
+            sealing::shred::ensure(
+                &dir.join("keys"),
+                n,
+                period,
+                sealing::shred::backfill_ms(period),
+            )
+            .unwrap();
         }
     }
     dir.to_path_buf()
