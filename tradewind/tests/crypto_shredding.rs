@@ -9,11 +9,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
-use commerce::personal::{Personal, SealedPersonal, ShipTo};
+use common::carve::{carve_files, open_all};
 use common::{CoreProcess, EdgeProcess, TOKEN, client, eventually, seed, write_edge_config};
 use sealing::sealed::Seal;
 use serde_json::{Value, json};
@@ -57,119 +56,6 @@ async fn place(edge: &EdgeProcess, customer: &str, key: &str, line1: &str) -> St
     let body: Value = res.json().await.unwrap();
     assert_eq!(status, 201, "{body}");
     body["order_id"].as_str().unwrap().to_owned()
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// Every sealed value that decodes at some offset of `bytes`.
-fn carve(bytes: &[u8]) -> Vec<Seal> {
-    (0..bytes.len())
-        .filter(|&i| matches!(bytes[i], 1 | 2))
-        .filter_map(|i| codec::decode_leading::<Seal>(&bytes[i..]))
-        .map(|(seal, _)| seal)
-        .filter(|seal| match seal {
-            Seal::Intake(s) => s.key.region() == "solo" && !s.ciphertext.is_empty(),
-            Seal::Kept(k) => k.salt.len() == sealing::shred::SALT_LEN,
-        })
-        .collect()
-}
-
-/// Every sealed value found in the files under `dir` but the key files, and the names of the
-/// files it was found in; no file may hold `texts` in the clear.
-fn carve_files(dir: &Path, texts: &[&str]) -> (Vec<Seal>, Vec<String>) {
-    let keys = dir.join("certs/keys");
-    let mut values = Vec::new();
-    let mut searched = Vec::new();
-    for path in files(dir) {
-        if path.starts_with(&keys) {
-            continue;
-        }
-        let bytes = std::fs::read(&path).unwrap();
-        for text in texts {
-            assert!(
-                !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
-                "{} holds {text:?} in the clear",
-                path.display()
-            );
-        }
-        let found = carve(&bytes);
-        if !found.is_empty() {
-            searched.push(path.file_name().unwrap().to_string_lossy().into_owned());
-        }
-        values.extend(found);
-    }
-    (values, searched)
-}
-
-/// What the values found open to, for `customer`, with the region's keys as they are.
-#[derive(Default)]
-struct Opened {
-    opened: usize,
-    retired: usize,
-    erased: usize,
-    /// Kept values of a period past retention.
-    expired: usize,
-    /// The kept values that opened.
-    kept: Vec<Vec<u8>>,
-}
-
-impl std::fmt::Debug for Opened {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} opened, {} under a retired region key, {} under an erased customer's key, {} under a period past retention",
-            self.opened, self.retired, self.erased, self.expired
-        )
-    }
-}
-
-fn open_all(keys: &Path, values: &[Seal], customer: &str) -> Opened {
-    let shred = sealing::shred::ShredKeys::load(&sealing::shred::path(keys, "solo")).unwrap();
-    let opener = sealing::PersonalOpener::load(keys, "solo", Some(Arc::new(shred))).unwrap();
-    let customer = commerce::CustomerId::new(customer).unwrap();
-    let mut out = Opened::default();
-    for v in values {
-        let mut ship_to = ShipTo {
-            country: commerce::Country::new("SG").unwrap(),
-            personal: Personal::Sealed(SealedPersonal {
-                home: "solo".into(),
-                digest: [0; 16],
-                sealed: v.encode().unwrap(),
-            }),
-        };
-        use sealing::personal::UnsealError as U;
-        match opener.open(&customer, &mut ship_to) {
-            Ok(()) => {
-                out.opened += 1;
-                if let Seal::Kept(k) = v {
-                    out.kept.push(k.ciphertext.clone());
-                }
-            }
-            Err(U::Open(sealing::OpenError::Key(sealing::KeyError::Retired(_)))) => {
-                out.retired += 1
-            }
-            Err(U::Kept(sealing::shred::KeptError::Gone(sealing::shred::Gone::Erased))) => {
-                out.erased += 1
-            }
-            Err(U::Kept(sealing::shred::KeptError::Gone(sealing::shred::Gone::Retired))) => {
-                out.expired += 1
-            }
-            // Another customer's, or bytes that only look like a sealed value.
-            Err(_) => {}
-        }
-    }
-    out
 }
 
 /// A region alone (a group of one) with `personal_data` in its config, its edge, and the
@@ -243,8 +129,8 @@ async fn kept(dir: &Path, customer: &str, n: usize, texts: &[&str]) -> Vec<Vec<u
     let keys = dir.join("certs/keys");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let (values, _) = carve_files(dir, texts);
-        let kept = open_all(&keys, &values, customer).kept;
+        let (values, _) = carve_files(dir, &dir.join("certs/keys"), "solo", texts);
+        let kept = open_all(&keys, "solo", "SG", &values, customer).kept;
         if kept.len() >= n {
             return kept;
         }
@@ -336,9 +222,10 @@ async fn after_an_erasure_no_copy_of_the_address_opens_in_any_file() {
     edge.terminate();
     core.terminate();
     let keys = dir.path().join("certs/keys");
-    let (values, searched) = carve_files(dir.path(), &texts);
-    let gone = open_all(&keys, &values, GONE);
-    let stays = open_all(&keys, &values, STAYS);
+    let (values, searched) =
+        carve_files(dir.path(), &dir.path().join("certs/keys"), "solo", &texts);
+    let gone = open_all(&keys, "solo", "SG", &values, GONE);
+    let stays = open_all(&keys, "solo", "SG", &values, STAYS);
     eprintln!(
         "{} sealed values found in {searched:?}; {GONE}: {gone:?}; {STAYS}: {stays:?}",
         values.len()
@@ -421,9 +308,10 @@ async fn past_retention_no_copy_of_an_old_address_opens_in_any_file() {
     }
     edge.terminate();
     core.terminate();
-    let (values, searched) = carve_files(dir.path(), &texts);
+    let (values, searched) =
+        carve_files(dir.path(), &dir.path().join("certs/keys"), "solo", &texts);
     for customer in ["c-old-1", "c-old-2"] {
-        let o = open_all(&keys, &values, customer);
+        let o = open_all(&keys, "solo", "SG", &values, customer);
         eprintln!(
             "{} sealed values found in {searched:?}; {customer}: {o:?}",
             values.len()

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{client, edge_urls, eventually, first_sku, free_base_port, start_small_demo};
@@ -119,20 +118,6 @@ fn redacted_for(ship_to: &Value, home: &str) -> bool {
         && ship_to["redacted"]["home_region"] == home
         && ship_to.get("line1").is_none()
         && ship_to.get("name").is_none()
-}
-
-/// Every file under `dir`.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn holds(bytes: &[u8], text: &str) -> bool {
@@ -251,6 +236,21 @@ async fn personal_data_is_sealed_everywhere_it_is_kept_and_opens_only_at_its_hom
     let untouched = committed_at(&mesh, 0, &ids[0]).await;
     assert!(shows(&untouched["ship_to"], &cn), "{untouched}");
     assert_eq!(erase().await["erased_orders"], 0);
+    // Every home region destroyed the key its erased epochs were kept under.
+    for i in 0..REGIONS.len() {
+        let admin = mesh["regions"][i]["core"]["admin_url"].as_str().unwrap();
+        let url = format!("{admin}/admin/v1/personal-data");
+        eventually(
+            "the erased epochs' keys destroyed in every region",
+            Duration::from_secs(20),
+            || async {
+                let s = common::get_value(&url, Some(token)).await;
+                s["erased_epochs"]["keys_due"] == 0
+                    && s["erased_epochs"]["keys_destroyed"].as_u64() >= Some(1)
+            },
+        )
+        .await;
+    }
     // The audit log, oldest first, a page at a time to its end.
     let (mut erasures, mut after) = (0, String::new());
     loop {
@@ -342,7 +342,7 @@ async fn personal_data_is_sealed_everywhere_it_is_kept_and_opens_only_at_its_hom
     // No file of any process holds any of it in the clear. The search is shown to work: each
     // region's store and Raft log hold the orders' ids.
     demo.terminate();
-    let all = files(&state);
+    let all = common::carve::files(&state);
     let mut searched = 0;
     for path in &all {
         let bytes = std::fs::read(path).unwrap();
@@ -367,4 +367,18 @@ async fn personal_data_is_sealed_everywhere_it_is_kept_and_opens_only_at_its_hom
     }
     assert_eq!(searched, 6, "every region's store and log: {all:?}");
     assert!(all.iter().any(|p| p.ends_with("outbox.redb")));
+    // Searched for sealed values: no copy of the erased address kept at its home opens any
+    // more, in any region's files, while the others' still do. (Copies sealed at intake open
+    // until their region key is retired, a week after the next one by default.)
+    let keys = state.join("certs/keys");
+    let (values, _) = common::carve::carve_files(&state, &keys, "ap-singapore", &[]);
+    let sg_home = common::carve::open_all(&keys, "ap-singapore", "SG", &values, "shopper-sg");
+    assert!(
+        sg_home.kept.is_empty(),
+        "a kept copy of the erased address opens"
+    );
+    assert!(sg_home.erased >= 1, "{sg_home:?}");
+    let (values, _) = common::carve::carve_files(&state, &keys, "cn-shanghai", &[]);
+    let cn_home = common::carve::open_all(&keys, "cn-shanghai", "CN", &values, "shopper-cn");
+    assert!(!cn_home.kept.is_empty(), "{cn_home:?}");
 }
