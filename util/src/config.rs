@@ -38,8 +38,9 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
-    #[error("{path}: {source}")]
-    Invalid { path: String, source: Invalid },
+    // Said in the message, and so not a `source` too: a chain printed whole would say it twice.
+    #[error("{path}: {why}")]
+    Invalid { path: String, why: Invalid },
 }
 
 /// Reads, parses, resolves and checks the config file at `path`.
@@ -59,9 +60,9 @@ pub fn parse<C: Config>(text: &str, base: &Path, shown: &str) -> Result<C, Confi
         message: e.to_string(),
     })?;
     c.resolve(base);
-    c.check().map_err(|source| ConfigError::Invalid {
+    c.check().map_err(|why| ConfigError::Invalid {
         path: shown.to_owned(),
-        source,
+        why,
     })?;
     Ok(c)
 }
