@@ -452,12 +452,17 @@ impl Keeper {
     }
 }
 
-/// The region key an order's address was sealed to at intake, if it is sealed so still.
-fn intake_key(o: &Order) -> Option<KeyId> {
+/// How an order's address is sealed, if it is.
+fn seal_of(o: &Order) -> Option<sealing::sealed::Seal> {
     let Personal::Sealed(s) = &o.ship_to.personal else {
         return None;
     };
-    match codec::decode::<sealing::sealed::Seal>(&s.sealed).ok()? {
+    codec::decode(&s.sealed).ok()
+}
+
+/// The region key an order's address was sealed to at intake, if it is sealed so still.
+fn intake_key(o: &Order) -> Option<KeyId> {
+    match seal_of(o)? {
         sealing::sealed::Seal::Intake(sealed) => Some(sealed.key),
         sealing::sealed::Seal::Kept(_) => None,
     }
@@ -465,10 +470,7 @@ fn intake_key(o: &Order) -> Option<KeyId> {
 
 /// The epoch an order's address is kept under, if it is kept.
 fn kept_epoch(o: &Order) -> Option<i64> {
-    let Personal::Sealed(s) = &o.ship_to.personal else {
-        return None;
-    };
-    match codec::decode::<sealing::sealed::Seal>(&s.sealed).ok()? {
+    match seal_of(o)? {
         sealing::sealed::Seal::Kept(k) => Some(k.epoch),
         sealing::sealed::Seal::Intake(_) => None,
     }

@@ -177,3 +177,21 @@ fn owner(state: &State, sku: &str) -> Option<ProductId> {
     let sku = commerce::SkuId::new(sku).ok()?;
     state.owner(&sku).cloned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A heartbeat says every change up to its version was sent: a version that changed no
+    /// mirrored row is reached from it, and whoever waits for it is woken; one behind what is
+    /// applied changes nothing.
+    #[test]
+    fn a_heartbeat_is_a_version_applied_with_nothing_changed() {
+        let mut c = Catalog::default();
+        Mirror::install(&mut c, 3, Vec::new()).unwrap();
+        Mirror::heartbeat(&mut c, 5);
+        assert_eq!((c.version(), c.lag()), (5, 0));
+        Mirror::heartbeat(&mut c, 4);
+        assert_eq!(c.version(), 5);
+    }
+}

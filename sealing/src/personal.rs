@@ -677,7 +677,7 @@ impl PersonalData {
     }
 
     /// `s` as this region keeps it, when it is this region's to keep and not kept so yet
-    /// (`PersonalOpener::keep`).
+    /// (`PersonalOpener::keep`, `with_opener`).
     pub fn keep(
         &self,
         customer: &CustomerId,
@@ -685,16 +685,26 @@ impl PersonalData {
         epoch: i64,
         s: &SealedPersonal,
     ) -> Result<Option<SealedPersonal>, UnsealError> {
-        let Some(opener) = self.opener() else {
-            return Ok(None);
-        };
         let suite = self.sealer.residency().suite_of(&self.region);
-        match opener.keep(customer, accepted_at_ms, epoch, suite, s) {
+        self.with_opener(None, |o| o.keep(customer, accepted_at_ms, epoch, suite, s))
+    }
+
+    /// `f` with the opener in use, `none` without one. Sealed to a key of this region not held
+    /// yet (an edge took a rotation up before this core), the key file is read again first.
+    fn with_opener<T>(
+        &self,
+        none: T,
+        mut f: impl FnMut(&PersonalOpener) -> Result<T, UnsealError>,
+    ) -> Result<T, UnsealError> {
+        let Some(opener) = self.opener() else {
+            return Ok(none);
+        };
+        match f(&opener) {
             Err(UnsealError::Open(OpenError::Key(KeyError::NotHeld(_)))) => {
                 self.reload_opener();
                 match self.opener() {
-                    Some(o) => o.keep(customer, accepted_at_ms, epoch, suite, s),
-                    None => Ok(None),
+                    Some(o) => f(&o),
+                    None => Ok(none),
                 }
             }
             other => other,
@@ -712,22 +722,9 @@ impl PersonalData {
         opener.as_ref().map(|(_, o)| o.clone())
     }
 
-    /// Opens `ship_to` where this region is its home. Sealed to a key of this region not held
-    /// yet (an edge took a rotation up before this core), the key file is read again first.
+    /// Opens `ship_to` where this region is its home (`with_opener`).
     pub fn open(&self, customer: &CustomerId, ship_to: &mut ShipTo) -> Result<(), UnsealError> {
-        let Some(opener) = self.opener() else {
-            return Ok(());
-        };
-        match opener.open(customer, ship_to) {
-            Err(UnsealError::Open(OpenError::Key(KeyError::NotHeld(_)))) => {
-                self.reload_opener();
-                match self.opener() {
-                    Some(o) => o.open(customer, ship_to),
-                    None => Ok(()),
-                }
-            }
-            other => other,
-        }
+        self.with_opener((), |o| o.open(customer, ship_to))
     }
 
     /// `order` with its address opened where this region is its home (`open`); where it cannot
