@@ -117,6 +117,31 @@ impl Erasure {
     }
 }
 
+/// How a customer's epoch ended (`Record::EpochEnded`): by the erasure made at `at_ms`, applied
+/// at `version`. A home region's keeping keys made after that version hold nothing under the
+/// ended epoch (a keep at it is refused from then on), so only older ones are punctured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochEnd {
+    pub at_ms: i64,
+    /// 0: not known (a row written before version 2), as if before every version.
+    pub version: u64,
+}
+
+impl codec::Versioned for EpochEnd {
+    const FORMAT: codec::Format = codec::Format {
+        label: "epoch end",
+        version: 2,
+    };
+    /// Version 1 rows held the erasure alone.
+    type Previous = Erasure;
+    fn migrate(previous: Erasure) -> Self {
+        EpochEnd {
+            at_ms: previous.at_ms,
+            version: 0,
+        }
+    }
+}
+
 /// An order's address as its home region keeps it (`Command::KeepAddresses`): sealed again,
 /// under the key of its customer's epoch, by the home region that opened it. It replaces the
 /// address the order holds only while that is the same address (equal digests) and the

@@ -11,7 +11,7 @@ use crate::id::{CustomerId, PromotionId, SkuId};
 use crate::keys;
 use crate::market::Market;
 use crate::order::Order;
-use crate::personal::Erasure;
+use crate::personal::{EpochEnd, Erasure};
 use crate::pricing::{PriceEntry, PriceList, Promotion};
 
 /// One stored record, with what its key is made of.
@@ -30,9 +30,9 @@ pub enum Record {
     CommitLog(u64, CommitLog),
     /// A customer's personal data erased.
     Erasure(CustomerId, Erasure),
-    /// A customer's epoch (`Erasure::epoch`) that the erasure given ended: the key their home
-    /// regions kept their addresses under in it is to be destroyed.
-    EpochEnded(CustomerId, i64, Erasure),
+    /// A customer's epoch (`Erasure::epoch`) that an erasure ended: the key their home regions
+    /// kept their addresses under in it is to be destroyed.
+    EpochEnded(CustomerId, i64, EpochEnd),
 }
 
 /// One change a decision makes to the store.
@@ -95,7 +95,8 @@ impl Record {
             Record::Inventory(_, i) => codec::encode(i),
             Record::Order(o) => codec::encode(o.as_ref()),
             Record::CommitLog(_, c) => codec::encode(c),
-            Record::Erasure(_, e) | Record::EpochEnded(_, _, e) => codec::encode(e),
+            Record::Erasure(_, e) => codec::encode(e),
+            Record::EpochEnded(_, _, e) => codec::encode(e),
         }
     }
 }

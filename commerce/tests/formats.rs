@@ -162,6 +162,21 @@ fn inventory_orders_and_the_commit_log() {
             at_ms: 1_733_000_000_000,
         },
     );
+    // An ended epoch's row: version 1 held the erasure alone, and reads as of no known
+    // version.
+    let end = commerce::personal::EpochEnd {
+        at_ms: 1_733_000_000_000,
+        version: 4_242,
+    };
+    golden(None, &end);
+    let v1 = codec::encode(&commerce::personal::Erasure {
+        at_ms: 1_733_000_000_000,
+    })
+    .unwrap();
+    assert_eq!(
+        codec::decode::<commerce::personal::EpochEnd>(&v1).unwrap(),
+        commerce::personal::EpochEnd { version: 0, ..end }
+    );
     golden::<Address>(
         None,
         &Address {

@@ -12,6 +12,10 @@
 //!   keeping key file: every copy kept under it, in any region's store, log or snapshot, no
 //!   longer opens anywhere.
 //! - **Retire**: with a retention time, the keys of the periods past it are destroyed.
+//! - **Compact**: once the newest tree of keeping keys holds more than `tree_nodes_max` nodes
+//!   (erasures make it grow), a new tree is begun, every address kept in an older one is kept
+//!   again in it (a sweep of the whole store, a few batches a tick), and once a sweep finds
+//!   none left the older trees are dropped: the file is as small as the erasures since.
 //! - **Rotate and retire region keys**: a region key replaced by a newer one is destroyed once
 //!   the newer one is older than the grace, nothing sealed to it has been read for as long, the
 //!   passes have kept everything they read, and a sweep of the whole store finds no order that
@@ -33,6 +37,7 @@ use commerce::{CustomerId, OrderId};
 use tokio::sync::RwLock;
 
 use sealing::keys::{FileKeys, KeyId};
+use sealing::shred::{Ended, KeepingKeys};
 
 use crate::machine::StateMachine;
 use crate::reads::{CommitCursor, customer_orders, ended_epochs, orders_after, read_order};
@@ -59,6 +64,8 @@ pub struct Keeper {
     pub rotate: Option<Duration>,
     /// `intake_key_grace_ms`.
     pub grace: Duration,
+    /// `keeping_tree_nodes_max`.
+    pub tree_nodes_max: usize,
     pub timeout: Duration,
 }
 
@@ -76,6 +83,17 @@ struct Progress {
     found: HashMap<KeyId, i64>,
     /// When the store was last swept for orders sealed to keys due to be retired.
     swept: Option<std::time::Instant>,
+    /// Where the sweep that keeps again what older trees keep stands, while there are some.
+    compaction: Option<Compaction>,
+}
+
+/// A sweep of the store for addresses kept in trees older than the newest.
+#[derive(Default)]
+struct Compaction {
+    cursor: Option<CommitCursor>,
+    /// Whether an order of this sweep was passed over (its customer's epoch moved on): the
+    /// next sweep must find it kept.
+    passed: bool,
 }
 
 impl Keeper {
@@ -110,12 +128,16 @@ impl Keeper {
                 if let Err(e) = self.region_keys(&mut progress).await {
                     tracing::warn!(error = %e, "keeping: region keys not rotated or retired; the next tick tries again");
                 }
+                if let Err(e) = self.compact(&mut progress).await {
+                    tracing::warn!(error = %e, "keeping: compaction stopped; the next tick goes on");
+                }
             }
         });
     }
 
-    fn shred(&self) -> &sealing::shred::ShredKeys {
-        self.personal
+    fn shred(&self) -> &dyn KeepingKeys {
+        &**self
+            .personal
             .shred()
             .expect("spawned only with keeping keys")
     }
@@ -382,33 +404,39 @@ impl Keeper {
         .map_err(|e| e.to_string())?
     }
 
-    /// Destroys the key of every ended epoch this region still holds, once nothing of its
-    /// customer that is not erased is kept under it.
+    /// Destroys the key of every ended epoch this region still holds where something may be
+    /// kept under it, once nothing of its customer that is not erased is kept under it: the
+    /// epochs done, in one change of the file.
     async fn destroy_ended(&self) -> Result<(), String> {
         let (store, personal) = (Arc::clone(&self.store), Arc::clone(&self.personal));
-        let due = tokio::task::spawn_blocking(move || {
-            let shred = personal.shred().expect("spawned only with keeping keys");
-            let mut due = Vec::new();
-            ended_epochs(&*store, &mut |c, e| {
-                if shred.holds(c, e) {
-                    due.push((c.to_owned(), e));
-                }
-            })
-            .map(|()| due)
+        let (due, _) = tokio::task::spawn_blocking(move || {
+            ended(
+                &*store,
+                &**personal.shred().expect("spawned only with keeping keys"),
+            )
         })
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-        for (customer, epoch) in due {
-            let customer = CustomerId::new(customer).map_err(|e| e.to_string())?;
-            self.destroy(&customer, epoch).await?;
+        let mut done = Vec::with_capacity(due.len());
+        let mut failed = None;
+        for ended in due {
+            let customer = CustomerId::new(ended.customer.clone()).map_err(|e| e.to_string())?;
+            match self.keep_away(&customer, ended.epoch).await {
+                Ok(()) => done.push(ended),
+                Err(e) => failed = Some(e),
+            }
         }
-        Ok(())
+        let destroyed = self.shred().puncture(&done).map_err(|e| e.to_string())?;
+        if destroyed > 0 {
+            tracing::info!(epochs = destroyed, "keeping: erased epochs' keys destroyed");
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// Keeps again under their new epoch `customer`'s orders kept under `epoch` and not
-    /// erased, then destroys `epoch`'s key.
-    async fn destroy(&self, customer: &CustomerId, epoch: i64) -> Result<(), String> {
+    /// erased, so that `epoch`'s key can be destroyed.
+    async fn keep_away(&self, customer: &CustomerId, epoch: i64) -> Result<(), String> {
         let mut after = None;
         loop {
             let (store, c, a) = (Arc::clone(&self.store), customer.clone(), after.clone());
@@ -425,7 +453,7 @@ impl Keeper {
             });
             let under: Vec<Order> = page
                 .into_iter()
-                .filter(|o| kept_epoch(o) == Some(epoch))
+                .filter(|o| kept_at(o).is_some_and(|k| k.epoch == epoch))
                 .collect();
             if !under.is_empty() {
                 let kept = self.kept(under).await?;
@@ -438,18 +466,92 @@ impl Keeper {
                 }
             }
             if !full {
-                break;
+                return Ok(());
             }
         }
-        if self
-            .shred()
-            .puncture(customer.as_str(), epoch)
-            .map_err(|e| e.to_string())?
-        {
-            tracing::info!(%customer, "keeping: an erased epoch's key destroyed");
+    }
+
+    /// Begins a new tree when the newest has grown past `tree_nodes_max`; while older ones
+    /// are held, sweeps the store to keep again in the newest what they keep, and drops them
+    /// once a whole sweep found nothing left to keep again.
+    async fn compact(&self, progress: &mut Progress) -> Result<(), String> {
+        let trees = self.shred().trees();
+        let newest = *trees.last().expect("a file holds a tree");
+        if trees.len() == 1 {
+            if newest.nodes <= self.tree_nodes_max || !progress.caught_up {
+                return Ok(());
+            }
+            // Every epoch that ended by this version is destroyed in the older tree, and
+            // nothing is kept under it from now on: the new tree need never destroy it.
+            let since = self.machine.read().await.applied();
+            let generation = self.shred().begin_tree(since).map_err(|e| e.to_string())?;
+            tracing::info!(
+                generation,
+                nodes = newest.nodes,
+                "keeping: a new tree of keeping keys begun; what older ones keep is kept again in it"
+            );
+            progress.compaction = Some(Compaction::default());
+            return Ok(());
+        }
+        let sweep = progress.compaction.get_or_insert_with(Compaction::default);
+        for _ in 0..BATCHES_PER_PASS {
+            let (store, after) = (Arc::clone(&self.store), sweep.cursor);
+            let (page, last) =
+                tokio::task::spawn_blocking(move || orders_after(&*store, after, ERASE_BATCH_MAX))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            let full = page.len() == ERASE_BATCH_MAX;
+            let older: Vec<Order> = page
+                .into_iter()
+                .filter(|o| kept_at(o).is_some_and(|k| k.generation < newest.generation))
+                .collect();
+            let kept = self.kept(older).await?;
+            let passed = self.propose(kept).await?;
+            sweep.passed |= !passed.is_empty();
+            sweep.cursor = last.or(sweep.cursor);
+            if full {
+                continue;
+            }
+            if sweep.passed {
+                progress.compaction = Some(Compaction::default());
+                return Ok(());
+            }
+            // Whatever is left in older trees does not open (erased, or past retention).
+            let dropped = self
+                .shred()
+                .drop_before(newest.generation)
+                .map_err(|e| e.to_string())?;
+            tracing::info!(
+                trees = dropped,
+                "keeping: older trees of keeping keys dropped; all they kept is kept in the newest"
+            );
+            progress.compaction = None;
+            return Ok(());
         }
         Ok(())
     }
+}
+
+/// The ended epochs whose keys `shred` is still due to destroy, and how many it has destroyed.
+pub(crate) fn ended(
+    store: &dyn Store,
+    shred: &dyn KeepingKeys,
+) -> Result<(Vec<Ended>, u64), crate::store::StoreError> {
+    let (mut due, mut destroyed) = (Vec::new(), 0);
+    ended_epochs(store, &mut |customer, epoch, end| {
+        let ended = Ended {
+            customer: customer.to_owned(),
+            epoch,
+            version: end.version,
+        };
+        if shred.due(&ended) {
+            due.push(ended);
+        } else {
+            destroyed += 1;
+        }
+    })?;
+    Ok((due, destroyed))
 }
 
 /// How an order's address is sealed, if it is.
@@ -468,10 +570,10 @@ fn intake_key(o: &Order) -> Option<KeyId> {
     }
 }
 
-/// The epoch an order's address is kept under, if it is kept.
-fn kept_epoch(o: &Order) -> Option<i64> {
+/// How an order's address is kept, if it is.
+fn kept_at(o: &Order) -> Option<sealing::shred::Kept> {
     match seal_of(o)? {
-        sealing::sealed::Seal::Kept(k) => Some(k.epoch),
+        sealing::sealed::Seal::Kept(k) => Some(k),
         sealing::sealed::Seal::Intake(_) => None,
     }
 }

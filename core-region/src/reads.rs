@@ -6,6 +6,7 @@ use commerce::command::{AuditRecord, OrderCursor};
 use commerce::format::CommitLog;
 use commerce::keys;
 use commerce::order::Order;
+use commerce::personal::EpochEnd;
 use commerce::{CustomerId, OrderId};
 
 use crate::store::decode;
@@ -121,14 +122,17 @@ pub fn orders_after(
     Ok((orders, picked.last().map(|(at, _)| *at)))
 }
 
-/// Calls `f` with the customer and the epoch of every ended epoch (`Record::EpochEnded`), a
-/// page at a time.
-pub fn ended_epochs(store: &dyn Store, f: &mut dyn FnMut(&str, i64)) -> Result<(), StoreError> {
+/// Calls `f` with the customer, the epoch and how it ended of every ended epoch
+/// (`Record::EpochEnded`), a page at a time.
+pub fn ended_epochs(
+    store: &dyn Store,
+    f: &mut dyn FnMut(&str, i64, EpochEnd),
+) -> Result<(), StoreError> {
     let (start, end) = keys::tag_range(keys::EPOCH_ENDED);
-    store.for_each(&start, &end, 4_096, &mut |k, _| {
+    store.for_each(&start, &end, 4_096, &mut |k, v| {
         let (customer, epoch) = keys::parse_epoch_ended(k)
             .ok_or_else(|| StoreError::corrupt(k, "bad ended epoch key"))?;
-        f(customer, epoch);
+        f(customer, epoch, decode(k, v)?);
         Ok(())
     })
 }

@@ -278,6 +278,10 @@ pub async fn serve(
                 .intake_key_grace_ms
                 .unwrap_or(sealing::personal::INTAKE_KEY_GRACE_MS),
         ),
+        tree_nodes_max: config
+            .personal_data
+            .keeping_tree_nodes_max
+            .unwrap_or(sealing::shred::TREE_NODES_MAX),
         timeout: Duration::from_millis(config.admin.write_timeout_ms),
     }
     .spawn(config.personal_data.keeping.unwrap_or(true));

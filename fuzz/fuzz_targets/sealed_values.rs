@@ -23,7 +23,7 @@ fn opener() -> &'static PersonalOpener {
                 "ap-singapore",
             ))
             .expect("keeping keys read back");
-            let opener = PersonalOpener::load(dir.path(), "ap-singapore", Some(Arc::new(shred)))
+            let opener = PersonalOpener::load(dir.path(), "ap-singapore", Some(Arc::new(shred) as _))
                 .expect("keys read back");
             (dir, opener)
         })

@@ -19,7 +19,7 @@ use commerce::{Country, CustomerId};
 
 use crate::keys::{FileKeys, KeyError, PublicKeys};
 use crate::sealed::{OpenError, Opener, Seal, Sealer};
-use crate::shred::{KeptError, ShredKeys};
+use crate::shred::{KeepingKeys, KeptError, ShredKeys};
 use crate::suite::Suite;
 
 /// The residency policy as a config file gives it (`[personal_data]`).
@@ -68,6 +68,12 @@ pub struct ResidencySettings {
     /// keeping is a proposal that such a build cannot read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keeping: Option<bool>,
+    /// Past this many nodes in its newest tree (each erased epoch adds up to 128, some 13 KB
+    /// of file), a home region's core compacts its keeping keys: it begins a new tree, keeps
+    /// every address again in it, and drops the old one (`shred`). 65,536 by default (some
+    /// 7 MB, 500 erasures); at least 256.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keeping_tree_nodes_max: Option<usize>,
     /// Leaves addresses in the clear: only in a build made to measure what sealing costs (the
     /// `measure-plaintext` feature, which no release has), and only on a node whose every
     /// listener is on a loopback address (`check_listeners`).
@@ -147,6 +153,12 @@ impl ResidencySettings {
                     "at least {INTAKE_KEY_GRACE_MIN_MS}: edges read public keys every {} s",
                     KEYS_POLL.as_secs()
                 ),
+            ));
+        }
+        if self.keeping_tree_nodes_max.is_some_and(|n| n < 256) {
+            return Err(util::config::Invalid::at(
+                "personal_data.keeping_tree_nodes_max",
+                "at least 256: two erasures' worth",
             ));
         }
         for (country, h) in &self.homes {
@@ -457,7 +469,7 @@ pub enum UnsealError {
 pub struct PersonalOpener {
     region: String,
     opener: Opener,
-    shred: Option<Arc<ShredKeys>>,
+    shred: Option<Arc<dyn KeepingKeys>>,
 }
 
 impl PersonalOpener {
@@ -465,7 +477,7 @@ impl PersonalOpener {
     pub fn load(
         dir: &Path,
         region: &str,
-        shred: Option<Arc<ShredKeys>>,
+        shred: Option<Arc<dyn KeepingKeys>>,
     ) -> Result<PersonalOpener, KeyError> {
         Ok(PersonalOpener::new(
             region,
@@ -477,7 +489,7 @@ impl PersonalOpener {
     pub fn new(
         region: &str,
         keys: Arc<dyn crate::keys::KeyProvider>,
-        shred: Option<Arc<ShredKeys>>,
+        shred: Option<Arc<dyn KeepingKeys>>,
     ) -> PersonalOpener {
         PersonalOpener {
             region: region.to_owned(),
@@ -522,8 +534,8 @@ impl PersonalOpener {
     }
 
     /// `s`, sealed for this region, as it keeps it: under the keeping key of `customer` at
-    /// `epoch` for the period of `accepted_at_ms`, with `suite`. `None` when it is kept so
-    /// already, or is another region's.
+    /// `epoch` for the period of `accepted_at_ms`, in the newest tree, with `suite`. `None` when it
+    /// is kept so already, or is another region's.
     pub fn keep(
         &self,
         customer: &CustomerId,
@@ -538,6 +550,7 @@ impl PersonalOpener {
         let shred = self.shred.as_ref().ok_or(UnsealError::NoKeepingKeys)?;
         if let Seal::Kept(k) = codec::decode::<Seal>(&s.sealed)?
             && k.epoch == epoch
+            && k.generation == shred.generation()
         {
             return Ok(None);
         }
@@ -583,7 +596,7 @@ pub struct PersonalData {
     opener: RwLock<Option<(Stamp, PersonalOpener)>>,
     /// This region's keeping keys, where it is a home region: read once, and then changed only
     /// here (each change written to the file first).
-    shred: Option<Arc<ShredKeys>>,
+    shred: Option<Arc<dyn KeepingKeys>>,
 }
 
 /// When a key file was last changed, and its size: what tells a rotation.
@@ -634,7 +647,7 @@ impl PersonalData {
         let path = dir.join(format!("{region}.keys"));
         let shred_path = crate::shred::path(dir, region);
         let shred = match ShredKeys::load(&shred_path) {
-            Ok(k) => Some(Arc::new(k)),
+            Ok(k) => Some(Arc::new(k) as Arc<dyn KeepingKeys>),
             Err(source) if home => {
                 return Err(LoadError::NoKeeping {
                     region: region.to_owned(),
@@ -662,7 +675,7 @@ impl PersonalData {
     }
 
     /// This region's keeping keys, where it has them.
-    pub fn shred(&self) -> Option<&Arc<ShredKeys>> {
+    pub fn shred(&self) -> Option<&Arc<dyn KeepingKeys>> {
         self.shred.as_ref()
     }
 
@@ -1157,7 +1170,12 @@ mod tests {
         ));
         // Erased: the kept copy is gone; the customer's next epoch keeps from intake again.
         let shred = core.shred().unwrap();
-        assert!(shred.puncture(me.as_str(), 0).unwrap());
+        let ended = crate::shred::Ended {
+            customer: me.as_str().into(),
+            epoch: 0,
+            version: 0,
+        };
+        assert_eq!(shred.puncture(&[ended]).unwrap(), 1);
         assert!(matches!(
             opened(&kept),
             Err(UnsealError::Kept(KeptError::Gone(

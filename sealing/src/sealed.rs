@@ -44,7 +44,8 @@ impl codec::FirstVersion for Sealed {
 }
 
 /// Sealed data, either way: to a region's key at intake (version 1, `Sealed`, as every node
-/// writes it), or as the home region keeps it (version 2, `Kept`).
+/// writes it), or as the home region keeps it (version 3, `Kept`, which names its tree;
+/// version 2 kept values are of tree 0).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Seal {
     Intake(Sealed),
@@ -54,21 +55,65 @@ pub enum Seal {
 impl codec::Versioned for Seal {
     const FORMAT: codec::Format = codec::Format {
         label: "sealed",
-        version: 2,
+        version: 3,
     };
-    type Previous = Sealed;
-    fn migrate(previous: Sealed) -> Self {
-        Seal::Intake(previous)
+    type Previous = v2::Seal;
+    fn migrate(previous: v2::Seal) -> Self {
+        match previous {
+            v2::Seal::Intake(s) => Seal::Intake(s),
+            v2::Seal::Kept(k) => Seal::Kept(crate::shred::Kept {
+                generation: 0,
+                period: k.period,
+                epoch: k.epoch,
+                suite: k.suite,
+                salt: k.salt,
+                ciphertext: k.ciphertext,
+            }),
+        }
     }
 }
 
 impl Seal {
     /// Its bytes: a value sealed at intake as version 1, which every build reads, and a kept
-    /// one as version 2.
+    /// one as version 3.
     pub fn encode(&self) -> Result<Vec<u8>, codec::CodecError> {
         match self {
             Seal::Intake(s) => codec::encode(s),
             Seal::Kept(_) => codec::encode(self),
+        }
+    }
+}
+
+/// Version 2 of sealed data, frozen: kept values before trees had generations.
+pub mod v2 {
+    use super::Sealed;
+    use crate::suite::Suite;
+
+    #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    pub enum Seal {
+        Intake(Sealed),
+        Kept(Kept),
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    pub struct Kept {
+        pub period: u64,
+        pub epoch: i64,
+        pub suite: Suite,
+        #[serde(with = "serde_bytes")]
+        pub salt: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        pub ciphertext: Vec<u8>,
+    }
+
+    impl codec::Versioned for Seal {
+        const FORMAT: codec::Format = codec::Format {
+            label: "sealed",
+            version: 2,
+        };
+        type Previous = Sealed;
+        fn migrate(previous: Sealed) -> Self {
+            Seal::Intake(previous)
         }
     }
 }

@@ -316,7 +316,8 @@ fn the_sealed_format_is_pinned() {
     let intake = sealing::sealed::Seal::Intake(sealed);
     assert_eq!(codec::decode::<sealing::sealed::Seal>(&v1).unwrap(), intake);
     assert_eq!(intake.encode().unwrap(), v1);
-    let kept = sealing::sealed::Seal::Kept(sealing::shred::Kept {
+    // Version 2: kept values, of no tree (read as tree 0).
+    let v2 = sealing::sealed::v2::Seal::Kept(sealing::sealed::v2::Kept {
         period: 20_000,
         epoch: 1_733_000_000_000,
         suite: Suite::Aes256Gcm,
@@ -324,12 +325,29 @@ fn the_sealed_format_is_pinned() {
         ciphertext: vec![0xc7; 40],
     });
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/sealed-v2.hex");
-    codec::check_golden(&golden, &kept).unwrap();
-    let bytes = kept.encode().unwrap();
-    assert_eq!(bytes[0], 2);
+    codec::check_golden(&golden, &v2).unwrap();
+    let kept = |generation| {
+        sealing::sealed::Seal::Kept(sealing::shred::Kept {
+            generation,
+            period: 20_000,
+            epoch: 1_733_000_000_000,
+            suite: Suite::Aes256Gcm,
+            salt: vec![0x5a; 16],
+            ciphertext: vec![0xc7; 40],
+        })
+    };
+    assert_eq!(
+        codec::decode::<sealing::sealed::Seal>(&codec::encode(&v2).unwrap()).unwrap(),
+        kept(0)
+    );
+    // Version 3: kept values name their tree.
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/sealed-v3.hex");
+    codec::check_golden(&golden, &kept(3)).unwrap();
+    let bytes = kept(3).encode().unwrap();
+    assert_eq!(bytes[0], 3);
     assert_eq!(
         codec::decode::<sealing::sealed::Seal>(&bytes).unwrap(),
-        kept
+        kept(3)
     );
 }
 

@@ -363,3 +363,108 @@ async fn a_region_key_an_unkept_order_needs_is_not_retired() {
         assert_eq!(o["ship_to"]["line1"], "3 Temasek Avenue Held", "{o}");
     }
 }
+
+/// Erases `customer`'s personal data at `core`.
+async fn erase(core: &CoreProcess, customer: &str) {
+    let res = client()
+        .delete(core.url(&format!("/admin/v1/customers/{customer}/personal-data")))
+        .bearer_auth(TOKEN)
+        .header(
+            "idempotency-key",
+            common::admin_key(&format!("erase-{customer}")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+}
+
+/// Erasures make the tree of keeping keys grow; past its bound the core begins a new tree,
+/// keeps every address again in it and drops the old one. The file is small again, what was
+/// kept still opens, what was erased still does not, and an erasure after it destroys its key
+/// in the new tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_what_was_kept_and_nothing_erased() {
+    let (dir, mut core, mut edge) = solo("keeping_tree_nodes_max = 256", |_| {}).await;
+    let customers = [
+        ("c-a", "1 Erased Road A"),
+        ("c-b", "2 Erased Road B"),
+        ("c-c", "3 Erased Road C"),
+        ("c-late", "4 Later Road"),
+        (STAYS, "5 Raffles Place Stays"),
+    ];
+    let ids = orders(&core, &edge, &customers, 2).await;
+    let texts = [
+        "Erased Road",
+        "Later Road",
+        "Raffles Place Stays",
+        "Name of c-",
+    ];
+    kept(dir.path(), STAYS, 2, &texts).await;
+    kept(dir.path(), "c-late", 2, &texts).await;
+    let trees = |s: &Value| s["keeping_keys"]["trees"].as_array().cloned().unwrap();
+    // Three erased epochs put some 380 nodes in the first tree: past 256.
+    for (c, _) in &customers[..3] {
+        erase(&core, c).await;
+    }
+    eventually("the old tree dropped", Duration::from_secs(40), || async {
+        let s = admin(&core, "/admin/v1/personal-data").await;
+        let t = trees(&s);
+        t.len() == 1 && t[0]["generation"] == 1 && s["erased_epochs"]["keys_due"] == 0
+    })
+    .await;
+    let s = admin(&core, "/admin/v1/personal-data").await;
+    assert_eq!(
+        trees(&s)[0]["nodes"],
+        1,
+        "the new tree holds none of the erasures before it: {s}"
+    );
+    for id in &ids[4] {
+        let o = admin(&core, &format!("/admin/v1/orders/{id}")).await;
+        assert_eq!(o["ship_to"]["line1"], "5 Raffles Place Stays", "{o}");
+    }
+    // An erasure after it destroys its key in the new tree.
+    erase(&core, "c-late").await;
+    eventually(
+        "the later erasure's key destroyed",
+        Duration::from_secs(20),
+        || async {
+            let s = admin(&core, "/admin/v1/personal-data").await;
+            s["erased_epochs"]["keys_due"] == 0 && trees(&s)[0]["nodes"].as_u64() > Some(1)
+        },
+    )
+    .await;
+    edge.terminate();
+    core.terminate();
+    let keys = dir.path().join("certs/keys");
+    let (values, searched) = carve_files(dir.path(), &keys, "solo", &texts);
+    let in_new_tree = values
+        .iter()
+        .filter(|v| matches!(v, Seal::Kept(k) if k.generation == 1))
+        .count();
+    assert!(
+        in_new_tree >= 2,
+        "no value kept in the new tree: {searched:?}"
+    );
+    // The copies sealed at intake open until their region key is retired (the first test);
+    // what is kept, in either tree, is what compaction answers for.
+    let kept: Vec<Seal> = values
+        .into_iter()
+        .filter(|v| matches!(v, Seal::Kept(_)))
+        .collect();
+    for (c, _) in &customers[..4] {
+        let o = open_all(&keys, "solo", "SG", &kept, c);
+        assert_eq!(
+            o.opened, 0,
+            "a kept copy of {c}'s erased address opens: {o:?}"
+        );
+        assert!(o.erased + o.compacted >= 1, "{c}: {o:?}");
+    }
+    let late = open_all(&keys, "solo", "SG", &kept, "c-late");
+    assert!(
+        late.erased >= 1,
+        "c-late's copies in the new tree: {late:?}"
+    );
+    let stays = open_all(&keys, "solo", "SG", &kept, STAYS);
+    assert!(stays.opened >= 2, "what was kept still opens: {stays:?}");
+}

@@ -260,7 +260,10 @@ pub(super) fn erase_personal(
         writes.push(Write::Put(Record::EpochEnded(
             customer.clone(),
             ended,
-            erasure,
+            crate::personal::EpochEnd {
+                at_ms,
+                version: i.version,
+            },
         )));
     }
     writes.extend(erased(i, orders, at_ms, |o| {

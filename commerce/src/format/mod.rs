@@ -67,7 +67,7 @@ first_version! {
 }
 
 /// The label of every format in the table above, as golden files are named (spaces as `-`).
-pub const LABELS: [&str; 17] = [
+pub const LABELS: [&str; 18] = [
     "product",
     "market",
     "price-list",
@@ -85,6 +85,7 @@ pub const LABELS: [&str; 17] = [
     "audit-record",
     "address",
     "erasure",
+    "epoch-end",
 ];
 
 /// Reads `bytes` as the format labelled `label` (one of `LABELS`): whether it gave a value;
@@ -112,6 +113,7 @@ pub fn read_as(label: &str, bytes: &[u8]) -> Option<bool> {
         "audit-record" => read::<AuditRecord>(bytes),
         "address" => read::<Address>(bytes),
         "erasure" => read::<Erasure>(bytes),
+        "epoch-end" => read::<crate::personal::EpochEnd>(bytes),
         _ => return None,
     })
 }

@@ -42,15 +42,8 @@ async fn keeping(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
         };
         let keys = sealing::FileKeys::load(personal.keys_dir(), region)
             .map_err(|e| Problem::new(Kind::Unavailable, e.to_string()))?;
-        let (mut destroyed, mut due) = (0u64, 0u64);
-        crate::reads::ended_epochs(&*store, &mut |c, e| {
-            if shred.holds(c, e) {
-                due += 1;
-            } else {
-                destroyed += 1;
-            }
-        })
-        .map_err(|e| Problem::new(Kind::Unavailable, e.to_string()))?;
+        let (due, destroyed) = crate::keeping::ended(&*store, &**shred)
+            .map_err(|e| Problem::new(Kind::Unavailable, e.to_string()))?;
         let ids = |v: Vec<&sealing::KeyId>| v.iter().map(ToString::to_string).collect::<Vec<_>>();
         Ok(Json(json!({
             "region": region,
@@ -59,8 +52,9 @@ async fn keeping(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
             "keeping_keys": {
                 "period_ms": shred.period_ms(),
                 "first_period": shred.first_period(),
+                "trees": shred.trees(),
             },
-            "erased_epochs": {"keys_destroyed": destroyed, "keys_due": due},
+            "erased_epochs": {"keys_destroyed": destroyed, "keys_due": due.len()},
         })))
     })
     .await

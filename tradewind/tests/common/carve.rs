@@ -24,7 +24,7 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
 /// Every sealed value for `region` that decodes at some offset of `bytes`.
 pub fn carve(bytes: &[u8], region: &str) -> Vec<Seal> {
     (0..bytes.len())
-        .filter(|&i| matches!(bytes[i], 1 | 2))
+        .filter(|&i| matches!(bytes[i], 1..=3))
         .filter_map(|i| codec::decode_leading::<Seal>(&bytes[i..]))
         .map(|(seal, _)| seal)
         .filter(|seal| match seal {
@@ -73,6 +73,8 @@ pub struct Opened {
     pub erased: usize,
     /// Kept values of a period past retention.
     pub expired: usize,
+    /// Kept values of a tree dropped after compaction.
+    pub compacted: usize,
     /// The kept values that opened.
     pub kept: Vec<Vec<u8>>,
 }
@@ -81,8 +83,8 @@ impl std::fmt::Debug for Opened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} opened, {} under a retired region key, {} under an erased customer's key, {} under a period past retention",
-            self.opened, self.retired, self.erased, self.expired
+            "{} opened, {} under a retired region key, {} under an erased customer's key, {} under a period past retention, {} in a dropped tree",
+            self.opened, self.retired, self.erased, self.expired, self.compacted
         )
     }
 }
@@ -97,7 +99,7 @@ pub fn open_all(
     customer: &str,
 ) -> Opened {
     let shred = sealing::shred::ShredKeys::load(&sealing::shred::path(keys, region)).unwrap();
-    let opener = sealing::PersonalOpener::load(keys, region, Some(Arc::new(shred))).unwrap();
+    let opener = sealing::PersonalOpener::load(keys, region, Some(Arc::new(shred) as _)).unwrap();
     let customer = commerce::CustomerId::new(customer).unwrap();
     let mut out = Opened::default();
     for v in values {
@@ -125,6 +127,9 @@ pub fn open_all(
             }
             Err(U::Kept(sealing::shred::KeptError::Gone(sealing::shred::Gone::Retired))) => {
                 out.expired += 1
+            }
+            Err(U::Kept(sealing::shred::KeptError::Gone(sealing::shred::Gone::Compacted))) => {
+                out.compacted += 1
             }
             // Another customer's, or bytes that only look like a sealed value.
             Err(_) => {}
