@@ -85,6 +85,9 @@ struct Progress {
     swept: Option<std::time::Instant>,
     /// Where the sweep that keeps again what older trees keep stands, while there are some.
     compaction: Option<Compaction>,
+    /// The machine's `epochs_ended` when the ended epochs were last read and none was left
+    /// due: until it changes, there is nothing to read them again for.
+    ended_done: Option<u64>,
 }
 
 /// A sweep of the store for addresses kept in trees older than the newest.
@@ -118,7 +121,7 @@ impl Keeper {
                 if let Err(e) = self.retire() {
                     tracing::warn!(error = %e, "keeping: periods past retention not retired; the next tick tries again");
                 }
-                if let Err(e) = self.destroy_ended().await {
+                if let Err(e) = self.destroy_ended(&mut progress).await {
                     tracing::warn!(error = %e, "keeping: an ended epoch's key not destroyed yet; the next tick goes on");
                 }
                 progress.caught_up = false;
@@ -407,7 +410,11 @@ impl Keeper {
     /// Destroys the key of every ended epoch this region still holds where something may be
     /// kept under it, once nothing of its customer that is not erased is kept under it: the
     /// epochs done, in one change of the file.
-    async fn destroy_ended(&self) -> Result<(), String> {
+    async fn destroy_ended(&self, progress: &mut Progress) -> Result<(), String> {
+        let changes = self.machine.read().await.epochs_ended();
+        if progress.ended_done == Some(changes) {
+            return Ok(());
+        }
         let (store, personal) = (Arc::clone(&self.store), Arc::clone(&self.personal));
         let (due, _) = tokio::task::spawn_blocking(move || {
             ended(
@@ -431,7 +438,13 @@ impl Keeper {
         if destroyed > 0 {
             tracing::info!(epochs = destroyed, "keeping: erased epochs' keys destroyed");
         }
-        failed.map_or(Ok(()), Err)
+        match failed {
+            Some(e) => Err(e),
+            None => {
+                progress.ended_done = Some(changes);
+                Ok(())
+            }
+        }
     }
 
     /// Keeps again under their new epoch `customer`'s orders kept under `epoch` and not

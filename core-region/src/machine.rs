@@ -93,6 +93,9 @@ pub struct StateMachine {
     /// Whether the store holds an order with a v1 id: only then can a v2 order's key have
     /// named one before (`order_id`), and only then are those ids looked up.
     v1_orders: bool,
+    /// Changes since open that may have ended an epoch (`Record::EpochEnded` applied, or the
+    /// state reloaded from a snapshot): what tells the keeper to look at ended epochs again.
+    ended: u64,
 }
 
 /// Rows written by one `apply`, and what a later entry of the same batch must see of them.
@@ -245,6 +248,7 @@ impl StateMachine {
             oldest_dedup_ms: None,
             feed: None,
             v1_orders: false,
+            ended: 0,
         };
         m.reload()?;
         Ok(m)
@@ -266,12 +270,18 @@ impl StateMachine {
         &self.state
     }
 
+    /// Changes since open that may have ended an epoch: equal twice, none came between.
+    pub fn epochs_ended(&self) -> u64 {
+        self.ended
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
     fn reload(&mut self) -> Result<(), MachineError> {
         self.poisoned = true;
+        self.ended += 1;
         let store = Arc::clone(&self.store);
         migrate_layout(&*store)?;
         let mut state = State::new();
@@ -517,6 +527,9 @@ impl StateMachine {
                     }
                     None => {}
                 }
+            }
+            if let Write::Put(Record::EpochEnded(..)) = &w {
+                self.ended += 1;
             }
             match w {
                 Write::Put(Record::Order(o)) if batch.named_again.contains(&o.order_id) => {
