@@ -8,6 +8,11 @@
 //! (`PersonalSealer::seal`: the address checked, encoded, its keyed digest, sealed; and
 //! `PersonalOpener::open`): what intake and an owner's read pay per order.
 //!
+//! Then what the home region's keeper pays per order (`PersonalOpener::keep`: the address
+//! opened from its intake seal and sealed again under the keeping key of its customer's epoch),
+//! and what opening a kept address pays, each for a customer not seen before (the keeping key
+//! derived from the tree's root); the keeping key alone is the baseline.
+//!
 //! Run: `cargo bench -p sealing --bench seal`
 
 use std::hint::black_box;
@@ -97,6 +102,84 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(sealed.clone()))
         });
     }
+    g.finish();
+
+    let mut g = c.benchmark_group("kept at home");
+    let day = sealing::shred::DEFAULT_PERIOD_MS;
+    let shred: Arc<dyn sealing::shred::KeepingKeys> = Arc::new(
+        sealing::shred::ShredKeys::create(
+            &dir.path().join("bench.shred"),
+            day,
+            sealing::shred::backfill_ms(day),
+        )
+        .unwrap(),
+    );
+    let opener =
+        sealing::PersonalOpener::load(dir.path(), "ap-singapore", Some(Arc::clone(&shred)))
+            .unwrap();
+    let now = util::clock::now_ms();
+    let mut i = 0;
+    // A customer not seen before at each value: no derivation is remembered between them.
+    let customers: Vec<commerce::CustomerId> = (0..4_096)
+        .map(|i| commerce::CustomerId::new(format!("c-{i}")).unwrap())
+        .collect();
+    for suite in Suite::ALL {
+        let settings = sealing::ResidencySettings {
+            suites: [("ap-singapore".to_owned(), suite.name().to_owned())].into(),
+            ..Default::default()
+        };
+        let residency = sealing::Residency::new(&settings, "ap-singapore").unwrap();
+        let sealer = sealing::PersonalSealer::new(residency, dir.path(), &[9; 32]).unwrap();
+        let intake: Vec<commerce::personal::SealedPersonal> = customers
+            .iter()
+            .map(|c| {
+                let mut s = commerce::order::ShipTo::plain(country, address.clone());
+                sealer.seal(c, &mut s).unwrap();
+                match s.personal {
+                    commerce::personal::Personal::Sealed(s) => s,
+                    _ => unreachable!("sealed"),
+                }
+            })
+            .collect();
+        g.bench_function(format!("{}/keep", suite.name()), |b| {
+            b.iter(|| {
+                i = (i + 1) % customers.len();
+                opener
+                    .keep(&customers[i], now, 0, suite, &intake[i])
+                    .unwrap()
+                    .unwrap()
+            })
+        });
+        let kept: Vec<commerce::personal::SealedPersonal> = customers
+            .iter()
+            .zip(&intake)
+            .map(|(c, s)| opener.keep(c, now, 0, suite, s).unwrap().unwrap())
+            .collect();
+        g.bench_function(format!("{}/open kept", suite.name()), |b| {
+            b.iter(|| {
+                i = (i + 1) % customers.len();
+                let mut s = commerce::order::ShipTo {
+                    country,
+                    personal: commerce::personal::Personal::Sealed(kept[i].clone()),
+                };
+                opener.open(&customers[i], &mut s).unwrap();
+                s
+            })
+        });
+    }
+    let period = shred.period_of(now);
+    g.bench_function("baseline: a keeping key alone", |b| {
+        b.iter(|| {
+            i = (i + 1) % customers.len();
+            let at = sealing::shred::KeptAt {
+                generation: 0,
+                period,
+                customer: customers[i].as_str(),
+                epoch: 0,
+            };
+            shred.value_key(&at, Suite::Aes256Gcm, &[0; 16]).unwrap()
+        })
+    });
     g.finish();
 }
 

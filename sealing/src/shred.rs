@@ -8,11 +8,12 @@
 //!   moves it forward (`retire_before`), and the periods behind it are gone.
 //! - **the customer's leaf** in a GGM tree (a puncturable pseudorandom function, Goldreich,
 //!   Goldwasser and Micali 1986): a leaf is named by 128 bits hashed from the customer and their
-//!   erasure epoch, and its value is derived from the root, one level per bit, each child the
-//!   hash of its parent and its side. Erasing a leaf (`puncture`) replaces the one node that
-//!   covers it by the siblings of its path (128 at most), from which every other leaf still
-//!   follows and it does not. An erasure moves the customer to a new epoch, and so a new leaf,
-//!   for what they order after it.
+//!   erasure epoch, and its value is derived from the root, one level per bit, each child
+//!   derived from its parent and its side (`Prg`: AES-256 keyed by the parent in the trees
+//!   this version makes, SHA-256 in those of files before it). Erasing a leaf (`puncture`)
+//!   replaces the one node that covers it by the siblings of its path (128 at most), from
+//!   which every other leaf still follows and it does not. An erasure moves the customer to a
+//!   new epoch, and so a new leaf, for what they order after it.
 //!
 //! The tree grows by up to 128 nodes (some 13 KB of file) with each erased epoch, and never
 //! shrinks: nodes never merge again. What bounds it is **compaction**: once the newest tree
@@ -221,6 +222,7 @@ struct Node {
 #[derive(Clone)]
 struct Tree {
     since_version: u64,
+    prg: Prg,
     /// Its nodes, by their first leaf: the leaves they cover are disjoint.
     nodes: BTreeMap<u128, Node>,
 }
@@ -263,8 +265,53 @@ fn sha(parts: &[&[u8]]) -> [u8; LEN] {
     d.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
 }
 
-fn child(node: &[u8; LEN], bit: u8) -> [u8; LEN] {
-    sha(&[b"tradewind keeping tree v1\0", &[bit], node])
+/// How a tree derives a node's children: named in the file, per tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Prg {
+    /// SHA-256 of a label, the side and the parent (two compressions a level): the trees of
+    /// files of version 1, and those whose line names none.
+    Sha256,
+    /// AES-256 keyed by the parent: child `b` is `E(2b) || E(2b + 1)`, GGM's own construction
+    /// from a pseudorandom function. A customer's key is 128 levels down, and this takes a
+    /// few microseconds where SHA-256 takes some twenty (BENCHMARKS.md).
+    Aes256,
+}
+
+impl Prg {
+    fn name(self) -> &'static str {
+        match self {
+            Prg::Sha256 => "sha256",
+            Prg::Aes256 => "aes256",
+        }
+    }
+
+    fn named(name: &str) -> Option<Prg> {
+        [Prg::Sha256, Prg::Aes256]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+
+    fn child(self, node: &[u8; LEN], bit: u8) -> [u8; LEN] {
+        match self {
+            Prg::Sha256 => sha(&[b"tradewind keeping tree v1\0", &[bit], node]),
+            Prg::Aes256 => {
+                use aes::cipher::{BlockCipherEncrypt, KeyInit};
+                let cipher = aes::Aes256Enc::new(&(*node).into());
+                // Labelled, so that no other use of a node as a key meets these blocks.
+                let block = |i: u8| {
+                    let mut b = *b"tradewind tree \0";
+                    b[15] = i;
+                    aes::Block::from(b)
+                };
+                let mut blocks = [block(2 * bit), block(2 * bit + 1)];
+                cipher.encrypt_blocks(&mut blocks);
+                let mut out = [0u8; LEN];
+                out[..16].copy_from_slice(&blocks[0]);
+                out[16..].copy_from_slice(&blocks[1]);
+                out
+            }
+        }
+    }
 }
 
 fn next_period(key: &[u8; LEN]) -> [u8; LEN] {
@@ -328,6 +375,7 @@ impl Tree {
     fn new(since_version: u64) -> Result<Tree, KeyError> {
         Ok(Tree {
             since_version,
+            prg: Prg::Aes256,
             nodes: [(
                 0,
                 Node {
@@ -349,7 +397,7 @@ impl Tree {
         let (_, node) = self.covering(leaf)?;
         let mut v = node.value;
         for level in node.depth..DEPTH {
-            v = child(&v, bit(leaf, level));
+            v = self.prg.child(&v, bit(leaf, level));
         }
         Some(v)
     }
@@ -374,10 +422,10 @@ impl Tree {
                 sibling_start,
                 Node {
                     depth: level + 1,
-                    value: child(&v, b ^ 1),
+                    value: self.prg.child(&v, b ^ 1),
                 },
             );
-            v = child(&v, b);
+            v = self.prg.child(&v, b);
         }
         true
     }
@@ -427,7 +475,11 @@ impl Inner {
             codec::hex(&self.chain)
         );
         for (generation, tree) in &self.trees {
-            out.push_str(&format!("tree {generation} {}\n", tree.since_version));
+            out.push_str(&format!(
+                "tree {generation} {} {}\n",
+                tree.since_version,
+                tree.prg.name()
+            ));
             for (start, node) in &tree.nodes {
                 out.push_str(&format!(
                     "node {} {:032x} {}\n",
@@ -461,6 +513,7 @@ impl Inner {
                     0,
                     Tree {
                         since_version: 0,
+                        prg: Prg::Sha256,
                         nodes: BTreeMap::new(),
                     },
                 );
@@ -486,7 +539,13 @@ impl Inner {
                     let first: u64 = first.parse().map_err(|_| bad(n, "bad period number"))?;
                     chain = Some((first, key(n, hex)?));
                 }
-                ["tree", generation, since] if !v1 => {
+                ["tree", generation, since, prg @ ..] if !v1 && prg.len() <= 1 => {
+                    let prg = match prg.first() {
+                        None => Prg::Sha256,
+                        Some(name) => {
+                            Prg::named(name).ok_or_else(|| bad(n, "no such tree kind"))?
+                        }
+                    };
                     let generation: u32 = generation
                         .parse()
                         .ok()
@@ -500,6 +559,7 @@ impl Inner {
                         generation,
                         Tree {
                             since_version,
+                            prg,
                             nodes: BTreeMap::new(),
                         },
                     );
@@ -975,7 +1035,8 @@ mod tests {
             ),
             (format!("{good}what\n"), 6),
             (format!("{good}tree 0 5\n"), 6),
-            (good.replace("tree 0 0\n", ""), 4),
+            (good.replace("tree 0 0 aes256\n", ""), 4),
+            (good.replace("tree 0 0 aes256", "tree 0 0 md5"), 4),
         ] {
             std::fs::write(&p, text).unwrap();
             match ShredKeys::load(&p) {
@@ -990,8 +1051,9 @@ mod tests {
     }
 
     /// The file's layouts and the keys they derive, pinned: a file written by any version
-    /// keeps opening what was kept under it, in every later build. Version 1 (one tree) is
-    /// read as generation 0 and written back as version 2.
+    /// keeps opening what was kept under it, in every later build. Version 1 (one tree, of
+    /// SHA-256) is read as generation 0 and written back as version 2; a tree line that names
+    /// no kind is of SHA-256.
     #[test]
     fn the_file_format_and_its_keys_are_pinned() {
         let dir = tempfile::tempdir().unwrap();
@@ -1000,7 +1062,7 @@ mod tests {
         let root = format!("node 0 {} {}\n", "0".repeat(32), "22".repeat(32));
         let v1 = format!("tradewind keeping keys v1\n{chain}{root}");
         let v2 = format!(
-            "tradewind keeping keys v2\n{chain}tree 0 0\n{root}tree 3 77\nnode 0 {} {}\n",
+            "tradewind keeping keys v2\n{chain}tree 0 0 sha256\n{root}tree 3 77 aes256\nnode 0 {} {}\n",
             "0".repeat(32),
             "33".repeat(32)
         );
@@ -1013,20 +1075,25 @@ mod tests {
         k.retire_before(0).unwrap();
         k.puncture(&[ended("c-2", 0)]).unwrap();
         let again = std::fs::read_to_string(&p).unwrap();
-        assert!(again.starts_with(&format!("tradewind keeping keys v2\n{chain}tree 0 0\n")));
+        assert!(again.starts_with(&format!(
+            "tradewind keeping keys v2\n{chain}tree 0 0 sha256\n"
+        )));
         assert_eq!(hex(&ShredKeys::load(&p).unwrap(), 0, 20003), PINNED_20003);
         std::fs::write(&p, &v2).unwrap();
         let k = ShredKeys::load(&p).unwrap();
         assert_eq!(hex(&k, 0, 20003), PINNED_20003);
-        assert_eq!(hex(&k, 3, 20003), PINNED_TREE_3);
+        assert_eq!(hex(&k, 3, 20003), PINNED_AES_TREE);
         assert_eq!(k.generation(), 3);
         k.retire_before(0).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), v2);
+        std::fs::write(&p, v2.replace(" sha256\n", "\n")).unwrap();
+        assert_eq!(hex(&ShredKeys::load(&p).unwrap(), 0, 20003), PINNED_20003);
     }
 
     const PINNED_20000: &str = "451a839c8f4d48c9ad7ac45a74b815637b426dd76950bcdd479899fd0ae9a07d";
     const PINNED_20003: &str = "4d79fa43a53564d6922251a5f04debcfd89a8517685bedaf0ef3ac6ca175b820";
-    const PINNED_TREE_3: &str = "b31861a01cd0cb7e98a871fb944e52e8426bdf05d952b50fcd104693ceb3c9ab";
+    const PINNED_AES_TREE: &str =
+        "37fbcb7dfbce18a18ba56dcd56af48a6ba2bd7312a1b6cee8639b7f0aa991320";
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
