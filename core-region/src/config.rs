@@ -11,7 +11,6 @@ use commerce::escrow::GrantPolicy;
 use util::config::{Config, Invalid, resolve};
 
 use crate::writes::WriteLimits;
-use http_api::bearer::TokenSet;
 use replication::feed::FeedLimits;
 use replication::protocol::{Member, NodeId};
 use replication::raft::{Members, Timing};
@@ -211,25 +210,12 @@ impl Config for CoreConfig {
 impl CoreConfig {
     fn problems(&self) -> Result<(), String> {
         commerce::id::check_id("region", &self.region).map_err(|e| e.to_string())?;
-        if self.admin.token_sha256.is_empty() && self.admin.tokens.is_empty() {
-            return Err(
-                "admin.token_sha256 and admin.tokens are empty: no one could use the admin API"
-                    .into(),
-            );
-        }
-        TokenSet::new(&self.admin.token_sha256, &self.admin.tokens).map_err(|e| e.to_string())?;
-        let example = self
-            .admin
-            .token_sha256
-            .iter()
-            .chain(self.admin.tokens.iter().map(|t| &t.sha256))
-            .any(|d| d.eq_ignore_ascii_case(http_api::bearer::EXAMPLE_TOKEN_SHA256));
-        if example && !self.admin.listen.ip().is_loopback() {
-            return Err(format!(
-                "admin.token_sha256: the example token is public and is taken on a loopback address only, and {} is not one: make a token of your own (`tradewind token new`)",
-                self.admin.listen
-            ));
-        }
+        http_api::bearer::admin_tokens(
+            &self.admin.token_sha256,
+            &self.admin.tokens,
+            self.admin.listen,
+        )
+        .map_err(|e| format!("admin.{e}"))?;
         if !(1024..=1 << 30).contains(&self.admin.body_max_bytes) {
             return Err("admin.body_max_bytes must be 1 KiB to 1 GiB".into());
         }

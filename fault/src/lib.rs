@@ -126,6 +126,16 @@ kinds! {
     CustomerNotGranted => "customer-not-granted", Caller, Never;
     /// An admin token without the scope the route needs.
     InsufficientScope => "insufficient-scope", Caller, Never;
+    /// A cache could not reach the origin behind it.
+    OriginUnreachable => "origin-unreachable", Peer, Later;
+    /// The origin behind a cache did not answer, or stopped sending, within its time.
+    OriginTimeout => "origin-timeout", Peer, Later;
+    /// The origin behind a cache sent a response that is not HTTP, or broke off its body.
+    OriginBroken => "origin-broken", Peer, Later;
+    /// `Cache-Control: only-if-cached`, and the cache has nothing it may serve.
+    NotCached => "not-cached", Caller, Never;
+    /// A `Range` that no byte of the representation falls in.
+    RangeNotSatisfiable => "range-not-satisfiable", Caller, Never;
 }
 
 impl fmt::Display for Kind {

@@ -47,10 +47,13 @@ pub enum Scope {
     /// Erasing a customer's personal data.
     #[serde(rename = "personal-data")]
     PersonalData,
+    /// Purging what a region's cache holds.
+    #[serde(rename = "purge")]
+    Purge,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 9] = [
         Scope::Catalog,
         Scope::Prices,
         Scope::Stock,
@@ -59,6 +62,7 @@ impl Scope {
         Scope::Cluster,
         Scope::Audit,
         Scope::PersonalData,
+        Scope::Purge,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +75,7 @@ impl Scope {
             Scope::Cluster => "cluster",
             Scope::Audit => "audit",
             Scope::PersonalData => "personal-data",
+            Scope::Purge => "purge",
         }
     }
 
@@ -274,6 +279,30 @@ impl TokenSet {
             _ => Ok(&k.id),
         }
     }
+}
+
+/// The tokens of an operator API's config (`token_sha256` and `tokens`), checked as every
+/// such config checks them: at least one, each well formed, and the example token taken only
+/// on a loopback address (`listen`).
+pub fn admin_tokens(
+    digests: &[String],
+    scoped: &[ScopedToken],
+    listen: std::net::SocketAddr,
+) -> Result<TokenSet, String> {
+    if digests.is_empty() && scoped.is_empty() {
+        return Err("token_sha256 and tokens are empty: no one could use the API".into());
+    }
+    let set = TokenSet::new(digests, scoped).map_err(|e| e.to_string())?;
+    let example = digests
+        .iter()
+        .chain(scoped.iter().map(|t| &t.sha256))
+        .any(|d| d.eq_ignore_ascii_case(EXAMPLE_TOKEN_SHA256));
+    if example && !listen.ip().is_loopback() {
+        return Err(format!(
+            "token_sha256: the example token is public and is taken on a loopback address only, and {listen} is not one: make a token of your own (`tradewind token new`)"
+        ));
+    }
+    Ok(set)
 }
 
 /// A new random token (`tw_` and 64 hex digits) and its digest for the config.

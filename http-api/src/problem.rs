@@ -89,6 +89,17 @@ pub fn status_and_title(kind: Kind) -> (StatusCode, &'static str) {
         Timeout => (S::GATEWAY_TIMEOUT, "The write did not finish in time"),
         RequestTimeout => (S::REQUEST_TIMEOUT, "The request took too long to arrive"),
         Internal => (S::INTERNAL_SERVER_ERROR, "Internal error"),
+        OriginUnreachable => (S::BAD_GATEWAY, "The origin could not be reached"),
+        OriginTimeout => (S::GATEWAY_TIMEOUT, "The origin did not answer in time"),
+        OriginBroken => (S::BAD_GATEWAY, "The origin sent a broken response"),
+        NotCached => (
+            S::GATEWAY_TIMEOUT,
+            "Not in the cache, and only-if-cached was asked",
+        ),
+        RangeNotSatisfiable => (
+            S::RANGE_NOT_SATISFIABLE,
+            "The range is outside the representation",
+        ),
     }
 }
 

@@ -83,6 +83,16 @@ enum Command {
         #[arg(long)]
         check_config: bool,
     },
+    /// Run one region's CDN cache: a shared HTTP cache (RFC 9111) in front of the region's
+    /// edges and asset origin, purged by URL and surrogate key through its admin API.
+    Cdn {
+        /// The cache's TOML config (see examples/cluster/cn-shanghai-cdn.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Check the config and exit.
+        #[arg(long)]
+        check_config: bool,
+    },
     /// The fault proxy: links between regions with latency, jitter, loss, bandwidth limits and
     /// cuts, changed at runtime through its HTTP API (the demo runs one for its links between regions).
     FaultProxy {
@@ -479,6 +489,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!(
                     "tradewind router ready: zone={zone} dns={} http={scheme}://{}",
                     s.dns, s.http
+                );
+            }))?;
+            Ok(())
+        }
+        Command::Cdn {
+            config,
+            check_config,
+        } => {
+            let cfg: cdn_cache::CdnConfig = util::config::load(&config)?;
+            if check_config {
+                cdn_cache::Cache::new(&cfg)?;
+                println!(
+                    "{}: ok (cache {}, {} origins)",
+                    config.display(),
+                    cfg.name,
+                    cfg.origins.len()
+                );
+                return Ok(());
+            }
+            let rt = runtime()?;
+            let stop = shutdown_signal(&rt, Hangup::Reloads);
+            let name = cfg.name.clone();
+            let (scheme, admin_scheme) = (cfg.http.listener.scheme(), cfg.admin.listener.scheme());
+            rt.block_on(cdn_cache::serve(cfg, stop, |s| {
+                // One line on stdout that scripts and tests wait for.
+                println!(
+                    "tradewind cdn ready: cache={name} http={scheme}://{} admin={admin_scheme}://{}",
+                    s.http, s.admin
                 );
             }))?;
             Ok(())

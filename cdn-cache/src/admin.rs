@@ -1,0 +1,150 @@
+//! The cache's operator API, on its own listener: `POST /admin/v1/purge` (a bearer token with
+//! the `purge` scope), `GET /metrics` and `GET /healthz` (no token, as at every part).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_api::bearer::{Scope, TokenSet};
+use http_api::metrics::{Registry, count};
+use http_api::{Body, Problem};
+
+use crate::proxy::Cache;
+use crate::store::PurgeMode;
+
+/// URLs and keys one purge may name in all.
+pub const PURGE_NAMES_MAX: usize = 10_000;
+
+#[derive(Clone)]
+struct Api {
+    cache: Arc<Cache>,
+    tokens: Arc<TokenSet>,
+}
+
+/// What to purge: surrogate keys, URLs (`https://host/path?query`, the host as clients send
+/// it), or both; `"mode": "soft"` marks them stale instead of dropping them.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Purge {
+    #[serde(default)]
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub urls: Vec<String>,
+    #[serde(default = "hard")]
+    pub mode: PurgeMode,
+}
+
+fn hard() -> PurgeMode {
+    PurgeMode::Hard
+}
+
+/// What a purge found: how many stored URLs it removed or marked stale.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+pub struct Purged {
+    pub purged: usize,
+}
+
+pub fn router(cache: Arc<Cache>, tokens: TokenSet, request_timeout: Duration) -> Router {
+    let api = Api {
+        cache,
+        tokens: Arc::new(tokens),
+    };
+    let routes = Router::new()
+        .route("/admin/v1/purge", post(purge))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz));
+    http_api::limits::finish(routes, request_timeout).with_state(api)
+}
+
+async fn purge(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Body(p): Body<Purge>,
+) -> Result<axum::Json<Purged>, Problem> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let token = api
+        .tokens
+        .authorize(auth, Some(Scope::Purge), now_ms)
+        .map_err(|e| Problem::from_fault(&e))?;
+    if p.keys.len() + p.urls.len() > PURGE_NAMES_MAX {
+        return Err(Problem::new(
+            fault::Kind::InvalidBody,
+            format!("at most {PURGE_NAMES_MAX} keys and URLs in one purge"),
+        ));
+    }
+    let mut targets = Vec::with_capacity(p.urls.len());
+    for url in &p.urls {
+        let parsed = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| u.host_str().is_some())
+            .ok_or_else(|| {
+                Problem::new(
+                    fault::Kind::InvalidBody,
+                    format!("{url:?} is not an absolute URL"),
+                )
+            })?;
+        let host = match parsed.port() {
+            Some(port) => format!("{}:{port}", parsed.host_str().unwrap_or_default()),
+            None => parsed.host_str().unwrap_or_default().to_owned(),
+        };
+        let mut path = parsed.path().to_owned();
+        if let Some(q) = parsed.query() {
+            path.push('?');
+            path.push_str(q);
+        }
+        targets.push((host, path));
+    }
+    let mut purged = 0;
+    for key in &p.keys {
+        purged += api.cache.purge_tag(key, p.mode);
+    }
+    for (host, path) in &targets {
+        purged += usize::from(api.cache.purge_url(host, path, p.mode));
+    }
+    tracing::info!(
+        token,
+        keys = p.keys.len(),
+        urls = p.urls.len(),
+        mode = ?p.mode,
+        purged,
+        "purge"
+    );
+    Ok(axum::Json(Purged { purged }))
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    let (objects, bytes) = api.cache.memory.usage();
+    let mut now = Registry::default();
+    now.register(
+        "cdn_memory_objects",
+        "URLs stored in memory.",
+        count(objects),
+    );
+    now.register("cdn_memory_bytes", "Bytes stored in memory.", count(bytes));
+    now.register(
+        "cdn_evictions",
+        "Stored URLs evicted to keep within the memory bound.",
+        count(api.cache.memory.evictions()),
+    );
+    http_api::metrics::respond(&[api.cache.metrics.registry(), &now])
+}
+
+async fn healthz(State(api): State<Api>) -> Response {
+    let (objects, bytes) = api.cache.memory.usage();
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "objects": objects,
+        "bytes": bytes,
+        "origins": api.cache.origins.names(),
+    }))
+    .into_response()
+}
