@@ -61,18 +61,21 @@ impl Directives {
         d
     }
 
-    /// A response's directives for this cache: `CDN-Cache-Control` when it is there and holds
-    /// a directive, else `Cache-Control` (RFC 9213 §2.2).
+    /// A response's directives for this cache: those of the first targeted field that is there
+    /// and holds a directive (RFC 9213 §2.2: `CDN-Cache-Control`, then the older
+    /// `Surrogate-Control` of the Edge Architecture specification), else `Cache-Control`; and
+    /// whether they came from a targeted field.
     pub fn of_response(headers: &HeaderMap) -> (Directives, bool) {
-        if headers
-            .get_all("cdn-cache-control")
-            .iter()
-            .any(|v| !items(v).is_empty())
-        {
-            (Directives::of(headers, "cdn-cache-control"), true)
-        } else {
-            (Directives::of(headers, "cache-control"), false)
+        for targeted in ["cdn-cache-control", "surrogate-control"] {
+            if headers
+                .get_all(targeted)
+                .iter()
+                .any(|v| !items(v).is_empty())
+            {
+                return (Directives::of(headers, targeted), true);
+            }
         }
+        (Directives::of(headers, "cache-control"), false)
     }
 
     fn set(&mut self, key: &str, value: Option<&str>) {

@@ -66,11 +66,23 @@ impl Freshness {
     ) -> Freshness {
         let (directives, targeted) = Directives::of_response(headers);
         let date_value = date(headers, "date").unwrap_or(response_time);
-        let age_value = headers
-            .get("age")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(0, |a| a.min(DELTA_MAX));
+        // One line whose first member is digits ("0,7200" is 0, as the cache-tests suite
+        // requires); any other Age ("abc", "-1", "7200.0", two lines) is doubted, and a cache
+        // that doubts an age takes the response as stale rather than younger than it may be.
+        let mut ages = headers.get_all("age").iter();
+        let age_value = match (ages.next(), ages.next()) {
+            (None, _) => 0,
+            (Some(v), None) => v
+                .to_str()
+                .ok()
+                .and_then(|v| v.split(',').next())
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .map_or(DELTA_MAX, |v| {
+                    v.parse::<u64>().map_or(DELTA_MAX, |a| a.min(DELTA_MAX))
+                }),
+            (Some(_), Some(_)) => DELTA_MAX,
+        };
         let apparent_age = response_time.duration_since(date_value).unwrap_or_default();
         let response_delay = response_time
             .duration_since(request_time)
@@ -338,6 +350,16 @@ mod tests {
         );
         assert_eq!(f.age(at(T0)), Duration::from_secs(32));
         assert_eq!(f.age(at(T0 + 10)), Duration::from_secs(42));
+        for (age, want) in [
+            ("7200.0", DELTA_MAX),
+            ("0,7200", 0),
+            ("7200,0", 7200),
+            ("x", DELTA_MAX),
+            (" 9 ", 9),
+        ] {
+            let f = fresh(&[("date", http_date(T0)), ("age", age.into())]);
+            assert_eq!(f.age_s(at(T0)), want, "{age}");
+        }
         // A Date in the past makes the apparent age.
         let f = fresh(&[("date", http_date(T0 - 50)), ("age", "10".into())]);
         assert_eq!(f.age_s(at(T0)), 50);

@@ -43,6 +43,8 @@ const PASS_MAX: u64 = 100_000;
 
 const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
+/// Directives for this cache (`directives`), kept with what is stored, never passed on.
+const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
 
 /// One region's cache: what it holds, its origins, the fetches in flight.
 pub struct Cache {
@@ -282,7 +284,7 @@ impl Cache {
     ) -> Answer {
         let _flight = flight;
         let origin = self.origins.at(ask.origin);
-        let purges = self.memory.purges();
+        let mark = self.memory.mark();
         let mut headers = origin::forwarded(&ask.headers, ask.client, &self.via);
         // Conditions and ranges are answered here, from the whole response.
         for h in [
@@ -351,7 +353,7 @@ impl Cache {
             );
             let fresh = Arc::new(s.refreshed(headers, freshness, keys));
             self.memory
-                .put(&ask.key, &ask.headers, Arc::clone(&fresh), purges);
+                .put(&ask.key, &ask.headers, Arc::clone(&fresh), mark);
             return self.serve_stored(&fresh, ask, Outcome::Revalidated, now, None);
         }
         let Fetched {
@@ -408,7 +410,7 @@ impl Cache {
         ));
         let kept = self
             .memory
-            .put(&ask.key, &ask.headers, Arc::clone(&s), purges);
+            .put(&ask.key, &ask.headers, Arc::clone(&s), mark);
         self.pass.invalidate(&ask.key);
         self.serve_stored(&s, ask, Outcome::Miss, now, Some(kept))
     }
@@ -486,6 +488,7 @@ impl Cache {
         mut headers: HeaderMap,
         body: origin::Body,
     ) -> Answer {
+        headers.remove(SURROGATE_CONTROL);
         headers.append(header::VIA, self.via.clone());
         let detail = if ask.method == Method::GET || ask.method == Method::HEAD {
             "fwd=uri-miss"
@@ -534,6 +537,7 @@ impl Cache {
         stored: Option<bool>,
     ) -> Answer {
         let mut headers = s.headers.clone();
+        headers.remove(SURROGATE_CONTROL);
         headers.insert(header::AGE, HeaderValue::from(s.freshness.age_s(now)));
         headers.append(header::VIA, self.via.clone());
         let ttl = s.freshness.ttl_s(now, s.purged_at());
@@ -644,19 +648,27 @@ impl Answer {
     }
 }
 
+/// Fields a 304 does not change in what is stored: they describe the stored body and the
+/// representation the validator named (RFC 9111 §3.2 leaves `Content-Length` out; the others
+/// are what the cache-tests suite requires be kept).
+const KEPT_ON_304: [&str; 5] = [
+    "content-length",
+    "content-encoding",
+    "content-md5",
+    "content-range",
+    "etag",
+];
+
 /// The stored header updated by a 304's (RFC 9111 §3.2): each field the 304 sends replaces
-/// the stored one, but `Content-Length`, which describes the stored body.
+/// the stored one, but those of `KEPT_ON_304`.
 fn updated(stored: &HeaderMap, fresh: &HeaderMap) -> HeaderMap {
     let mut out = stored.clone();
-    for name in fresh.keys() {
-        if *name != header::CONTENT_LENGTH {
-            out.remove(name);
-        }
+    let replaced = |name: &HeaderName| !KEPT_ON_304.contains(&name.as_str());
+    for name in fresh.keys().filter(|n| replaced(n)) {
+        out.remove(name);
     }
-    for (name, value) in fresh {
-        if name != header::CONTENT_LENGTH {
-            out.append(name.clone(), value.clone());
-        }
+    for (name, value) in fresh.iter().filter(|(n, _)| replaced(n)) {
+        out.append(name.clone(), value.clone());
     }
     out
 }
@@ -744,6 +756,12 @@ mod tests {
         assert_eq!(xa, vec!["3"]);
         assert_eq!(out.get("x-b").unwrap(), "4");
         assert_eq!(out.get("etag").unwrap(), "\"a\"");
+        let moved = updated(
+            &stored,
+            &h(&[("etag", "\"b\""), ("content-encoding", "br")]),
+        );
+        assert_eq!(moved.get("etag").unwrap(), "\"a\"");
+        assert!(!moved.contains_key("content-encoding"));
     }
 
     #[test]

@@ -212,9 +212,24 @@ pub struct Memory {
     variants_max: usize,
     evictions: Arc<AtomicU64>,
     next_id: AtomicU64,
-    /// Purges so far: a response fetched across a purge is not stored (it may be what the
-    /// purge meant to remove).
+    /// Purges so far, and the latest of them by key and by surrogate key: a response fetched
+    /// across a purge of its key or of one of its tags is not stored (it may be what the purge
+    /// meant to remove).
     purges: AtomicU64,
+    purged_keys: moka::sync::Cache<String, u64>,
+    purged_tags: moka::sync::Cache<String, u64>,
+}
+
+/// Purges remembered by key and by tag at most, and for how long: a fetch that began longer
+/// ago than this is not stored if any purge came since.
+const PURGES_REMEMBERED: u64 = 100_000;
+const PURGES_REMEMBERED_FOR: Duration = Duration::from_secs(600);
+
+/// When a fetch began, as purges count it (`Memory::mark`).
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    purges: u64,
+    at: std::time::Instant,
 }
 
 impl Memory {
@@ -246,6 +261,8 @@ impl Memory {
             evictions,
             next_id: AtomicU64::new(1),
             purges: AtomicU64::new(0),
+            purged_keys: remembered(),
+            purged_tags: remembered(),
         }
     }
 
@@ -259,9 +276,34 @@ impl Memory {
         Some(index)
     }
 
-    /// The purge count now, to pass to `put` with what is fetched after it.
-    pub fn purges(&self) -> u64 {
-        self.purges.load(Ordering::SeqCst)
+    /// Where purges stand now, to pass to `put` with what is fetched after it.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            purges: self.purges.load(Ordering::SeqCst),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether a purge since `mark` named `key` or one of `tags`.
+    fn purged_since(&self, mark: Mark, key: &str, tags: &[String]) -> bool {
+        if self.purges.load(Ordering::SeqCst) == mark.purges {
+            return false;
+        }
+        if mark.at.elapsed() >= PURGES_REMEMBERED_FOR {
+            return true;
+        }
+        let after = |seq: Option<u64>| seq.is_some_and(|s| s > mark.purges);
+        after(self.purged_keys.get(key)) || tags.iter().any(|t| after(self.purged_tags.get(t)))
+    }
+
+    fn note_purge(&self, key: Option<&str>, tag: Option<&str>) {
+        let seq = self.purges.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(k) = key {
+            self.purged_keys.insert(k.to_owned(), seq);
+        }
+        if let Some(t) = tag {
+            self.purged_tags.insert(t.to_owned(), seq);
+        }
     }
 
     /// The stored variant that `headers` select under `key`.
@@ -271,9 +313,9 @@ impl Memory {
     }
 
     /// Stores `stored` under `key`, in the place of the variant `headers` select (if any),
-    /// unless a purge came since `purges` (as `purges()` said before it was fetched); whether
-    /// it was stored.
-    pub fn put(&self, key: &str, headers: &HeaderMap, stored: Arc<Stored>, purges: u64) -> bool {
+    /// unless a purge of its key or tags came since `mark` (taken before it was fetched);
+    /// whether it was stored.
+    pub fn put(&self, key: &str, headers: &HeaderMap, stored: Arc<Stored>, mark: Mark) -> bool {
         let mut variants = vec![Arc::clone(&stored)];
         if let Some(old) = self.entries.get(key) {
             variants.extend(
@@ -293,7 +335,7 @@ impl Memory {
         };
         // Checked and inserted under the index's lock, which every purge takes first: a purge
         // either comes after this entry is in, or is seen here.
-        if self.purges.load(Ordering::SeqCst) != purges {
+        if self.purged_since(mark, key, &stored.surrogate_keys) {
             return false;
         }
         index.set(key, id, surrogates);
@@ -304,7 +346,7 @@ impl Memory {
     /// Drops or marks stale every variant under `key`; whether there was any.
     pub fn purge_key(&self, key: &str, mode: PurgeMode, now: SystemTime) -> bool {
         let _index = self.index();
-        self.purges.fetch_add(1, Ordering::SeqCst);
+        self.note_purge(Some(key), None);
         self.purge_locked(key, mode, now)
     }
 
@@ -326,7 +368,7 @@ impl Memory {
         let Some(index) = self.index() else {
             return 0;
         };
-        self.purges.fetch_add(1, Ordering::SeqCst);
+        self.note_purge(None, Some(tag));
         let keys: Vec<String> = index
             .by_surrogate
             .get(tag)
@@ -347,6 +389,13 @@ impl Memory {
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
     }
+}
+
+fn remembered() -> moka::sync::Cache<String, u64> {
+    moka::sync::Cache::builder()
+        .max_capacity(PURGES_REMEMBERED)
+        .time_to_live(PURGES_REMEMBERED_FOR)
+        .build()
 }
 
 fn same_fields(a: &[(String, Option<String>)], b: &[(String, Option<String>)]) -> bool {
@@ -387,21 +436,26 @@ mod tests {
             "/p/1",
             &req(Some("en")),
             stored(vary(Some("en")), &["p1"], 10).into(),
-            0,
+            m.mark(),
         );
         m.put(
             "/p/1",
             &req(Some("de")),
             stored(vary(Some("de")), &["p1", "c"], 10).into(),
-            0,
+            m.mark(),
         );
         m.put(
             "/p/1",
             &req(None),
             stored(vary(None), &["p1"], 10).into(),
-            0,
+            m.mark(),
         );
-        m.put("/p/2", &req(None), stored(vec![], &["c"], 10).into(), 0);
+        m.put(
+            "/p/2",
+            &req(None),
+            stored(vec![], &["c"], 10).into(),
+            m.mark(),
+        );
         assert!(m.find("/p/1", &req(Some("en"))).is_some());
         assert!(m.find("/p/1", &req(Some("de"))).is_some());
         assert!(m.find("/p/1", &req(None)).is_some());
@@ -426,7 +480,7 @@ mod tests {
                 &format!("/o/{i}"),
                 &req(None),
                 stored(vec![], &["all"], 1_000).into(),
-                0,
+                m.mark(),
             );
         }
         let (_, bytes) = m.usage();
@@ -439,6 +493,19 @@ mod tests {
             m.entries.entry_count(),
             "the index holds only what is stored"
         );
+    }
+
+    #[test]
+    fn a_response_fetched_across_a_purge_of_its_url_or_tag_is_not_stored() {
+        let m = Memory::new(1 << 20, 8);
+        let before = m.mark();
+        m.purge_key("/a", PurgeMode::Hard, SystemTime::now());
+        m.purge_tag("t", PurgeMode::Soft, SystemTime::now());
+        assert!(!m.put("/a", &req(None), stored(vec![], &[], 1).into(), before));
+        assert!(!m.put("/b", &req(None), stored(vec![], &["t"], 1).into(), before));
+        // Others are: purges of other URLs and tags do not hold them back.
+        assert!(m.put("/c", &req(None), stored(vec![], &["u"], 1).into(), before));
+        assert!(m.put("/a", &req(None), stored(vec![], &["t"], 1).into(), m.mark()));
     }
 
     #[test]

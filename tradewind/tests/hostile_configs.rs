@@ -29,6 +29,7 @@ fn load_all(text: &str) {
     let _ = util::config::parse::<edge_node::config::EdgeConfig>(text, base, "hostile");
     let _ = util::config::parse::<geo_router::RouterConfig>(text, base, "hostile");
     let _ = util::config::parse::<chaos_tests::proxy::ProxyConfig>(text, base, "hostile");
+    let _ = util::config::parse::<cdn_cache::CdnConfig>(text, base, "hostile");
 }
 
 #[test]
@@ -38,6 +39,8 @@ fn every_example_loads_as_what_it_is() {
         let base = path.parent().unwrap();
         let loaded = if name == "router.toml" {
             util::config::parse::<geo_router::RouterConfig>(&text, base, &name).map(|_| ())
+        } else if name.ends_with("-cdn.toml") {
+            util::config::parse::<cdn_cache::CdnConfig>(&text, base, &name).map(|_| ())
         } else if name.ends_with("-1.toml") {
             util::config::parse::<edge_node::config::EdgeConfig>(&text, base, &name).map(|_| ())
         } else {

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The http-tests cache-tests suite (npm: http-cache-tests) against the mesh's cache, nginx's
+# proxy_cache and Varnish, in one run, each in front of the suite's own origin, all on
+# 127.0.0.1 (BENCHMARKS.md, "HTTP caching conformance"). Installs what a fresh machine lacks:
+# Node.js, npm, nginx and Varnish from Debian, the suite from npm.
+#
+#   scripts/cache-tests.sh                # all three, the table and the required tests we fail
+#   scripts/cache-tests.sh --floor 250    # and exit 1 under the floor, or behind either peer
+#   PROFILE=dev scripts/cache-tests.sh    # the debug build (CI: the one its tests just built)
+#
+# The peers are configured as the suite's own Docker images configure them. Results (JSON, one
+# per cache) are left in target/cache-tests/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+FLOOR=()
+if [ "${1:-}" = "--floor" ]; then FLOOR=(--floor "$2"); fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+need=()
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+command -v nginx >/dev/null || need+=(nginx)
+command -v varnishd >/dev/null || need+=(varnish)
+if [ ${#need[@]} -gt 0 ]; then
+    $SUDO apt-get update
+    $SUDO apt-get install -y "${need[@]}"
+fi
+(cd scripts/cache-tests && npm install --no-audit --no-fund --loglevel=error)
+if [ "${PROFILE:-release}" = "dev" ]; then
+    cargo build -p tradewind
+    BIN=$ROOT/target/debug/tradewind
+else
+    cargo build --release -p tradewind
+    BIN=$ROOT/target/release/tradewind
+fi
+SUITE=$ROOT/scripts/cache-tests/node_modules/http-cache-tests
+OUT=$ROOT/target/cache-tests
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+    [ -f "$WORK/varnish.pid" ] && kill "$(cat "$WORK/varnish.pid")" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+    node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+wait_port() {
+    for _ in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "nothing listens on 127.0.0.1:$1 ($2)" >&2
+    exit 1
+}
+
+ORIGIN=$(free_port)
+(cd "$SUITE" && exec env npm_config_protocol=http npm_config_port="$ORIGIN" \
+    npm_config_pidfile="$WORK/origin.pid" \
+    node --import "$ROOT/scripts/cache-tests/loopback.mjs" server/server.mjs) >"$WORK/origin.log" 2>&1 &
+PIDS+=($!)
+wait_port "$ORIGIN" "the suite's origin"
+
+run_suite() { # name port
+    echo "--- cache-tests against $1 (127.0.0.1:$2)"
+    (cd "$SUITE" && env npm_config_base="http://127.0.0.1:$2" npm_package_config_id="" \
+        node --no-warnings cli.mjs) >"$OUT/$1.json"
+}
+
+# The mesh's cache: the defaults, but for the per-client rate (the suite is one client).
+cat >"$WORK/cdn.toml" <<TOML
+name = "tradewind"
+[http]
+listen = "127.0.0.1:0"
+listener = { plain_http = true, client_rate_per_s = 100000, client_burst = 100000 }
+[admin]
+listen = "127.0.0.1:0"
+listener = { plain_http = true }
+token_sha256 = ["bf66fea1902142a38bbd8b051e659eb8f38873d6e8945a5a753826581fa74ceb"]
+[[origins]]
+name = "suite"
+url = "http://127.0.0.1:$ORIGIN"
+TOML
+"$BIN" cdn --config "$WORK/cdn.toml" >"$WORK/cdn.out" 2>"$WORK/cdn.log" &
+PIDS+=($!)
+for _ in $(seq 1 200); do grep -q "ready" "$WORK/cdn.out" 2>/dev/null && break; sleep 0.05; done
+CDN=$(sed -n 's/.* http=http:\/\/127.0.0.1:\([0-9]*\) .*/\1/p' "$WORK/cdn.out")
+[ -n "$CDN" ] || { cat "$WORK/cdn.log"; exit 1; }
+run_suite tradewind "$CDN"
+
+NGINX=$(free_port)
+mkdir -p "$WORK/nginx-cache" && chmod 777 "$WORK/nginx-cache"
+cat >"$WORK/nginx.conf" <<CONF
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx-cache/body;
+    proxy_temp_path $WORK/nginx-cache/tmp;
+    proxy_cache_path $WORK/nginx-cache/store levels=1:2 keys_zone=my-cache:8m max_size=1000m inactive=600m;
+    server {
+        listen 127.0.0.1:$NGINX;
+        location / {
+            proxy_pass http://127.0.0.1:$ORIGIN;
+            proxy_cache my-cache;
+            proxy_cache_revalidate on;
+        }
+    }
+}
+CONF
+nginx -p "$WORK" -c "$WORK/nginx.conf"
+wait_port "$NGINX" nginx
+run_suite nginx "$NGINX"
+
+VARNISH=$(free_port)
+cat >"$WORK/default.vcl" <<VCL
+vcl 4.1;
+backend default { .host = "127.0.0.1"; .port = "$ORIGIN"; }
+VCL
+varnishd -j unix -a "127.0.0.1:$VARNISH" -n "$WORK/varnish" -P "$WORK/varnish.pid" \
+    -f "$WORK/default.vcl" -p default_ttl=0 -p default_grace=0 -p default_keep=3600 -s malloc,64M
+wait_port "$VARNISH" varnish
+run_suite varnish "$VARNISH"
+
+echo "--- results ($(nginx -v 2>&1 | sed 's/.*: //'), $(varnishd -V 2>&1 | head -1 | sed 's/ (.*revision.*)//'), http-cache-tests $(node -p 'require(process.argv[1]).version' "$SUITE/package.json"))"
+(cd scripts/cache-tests && node tally.mjs tradewind="$OUT/tradewind.json" nginx="$OUT/nginx.json" varnish="$OUT/varnish.json" "${FLOOR[@]}")
