@@ -59,8 +59,7 @@ pub async fn serve(
     let cache = Cache::new(&config)?;
 
     let front = http_api::serve::Front::new(&config.http.listener)?;
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
+    let listener = std::net::TcpListener::bind(config.http.listen)
         .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
     let http = listener.local_addr()?;
     let handler = Arc::clone(&cache);
@@ -68,6 +67,9 @@ pub async fn serve(
         let cache = Arc::clone(&handler);
         async move { cache.handle(req).await }
     });
+    // A thread per core, each with its own runtime, as the edge serves its storefront.
+    let servers = http_api::serve::Threads::start(&front, listener, app, "cdn")
+        .context("starting the cache's threads")?;
 
     let admin_front = http_api::serve::Front::new(&config.admin.listener)?;
     let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
@@ -76,16 +78,14 @@ pub async fn serve(
     let admin = admin_listener.local_addr()?;
     let admin_app = admin::router(Arc::clone(&cache), tokens, ADMIN_REQUEST_TIMEOUT);
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let http_task = tokio::spawn(front.serve(listener, app, until(stopped.clone())));
-    let admin_task = tokio::spawn(admin_front.serve(admin_listener, admin_app, until(stopped)));
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let admin_task = tokio::spawn(admin_front.serve(admin_listener, admin_app, async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
     on_ready(Started { http, admin });
     shutdown.await;
     let _ = stop.send(true);
-    let _ = http_task.await;
+    servers.stop().await.context("the cache's threads")?;
     let _ = admin_task.await;
     Ok(())
 }

@@ -27,6 +27,9 @@ pub struct Mesh {
     /// The geo-router: authoritative DNS for the shop zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router: Option<MeshRouter>,
+    /// The origin of the catalog's images, behind every region's cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assets: Option<MeshAssets>,
     /// The demo's own process.
     pub pid: u32,
 }
@@ -46,6 +49,25 @@ pub struct MeshRegion {
     pub name: String,
     pub core: MeshCore,
     pub edges: Vec<MeshEdge>,
+    /// The region's CDN cache, in front of its edge and the asset origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cdn: Option<MeshCdn>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MeshCdn {
+    /// Where shoppers' requests go (`https://127.0.1.1:7121`).
+    pub url: String,
+    /// Its admin API: `POST /admin/v1/purge`, `/metrics`, `/healthz`.
+    pub admin_url: String,
+    pub pid: u32,
+}
+
+/// The sample asset origin: the catalog's product images.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MeshAssets {
+    pub url: String,
+    pub pid: u32,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -53,7 +53,45 @@ pub struct EdgeConfig {
     pub cache: CacheSettings,
     #[serde(default)]
     pub forward: ForwardSettings,
+    /// The region's CDN caches in front of this edge: how long they may keep what anonymous
+    /// shoppers read, and where to purge what the feed changes.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub cdn: CdnSettings,
 }
+
+/// What this edge tells the region's CDN caches (`cdn-cache`), and how it purges them.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CdnSettings {
+    /// How long a cache may keep an anonymous shopper's catalog read (`CDN-Cache-Control:
+    /// max-age`); 0 lets none keep it. The units an edge holds change with its own sales,
+    /// which no purge follows: within this, a cached page shows them. Changes from the feed
+    /// (prices, products, promotions, markets) are purged at once.
+    pub max_age_s: u64,
+    /// The purge endpoints of the region's caches (`https://host:port/admin/v1/purge`).
+    pub purge_urls: Vec<String>,
+    /// The file holding the token (of scope `purge`) purges are sent with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purge_token_file: Option<PathBuf>,
+    /// The CA of the caches' admin certificates; the deployment's (`certs_dir/ca.pem`) when
+    /// absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for CdnSettings {
+    fn default() -> Self {
+        CdnSettings {
+            max_age_s: 5,
+            purge_urls: Vec::new(),
+            purge_token_file: None,
+            ca: None,
+        }
+    }
+}
+
+/// Caches one edge may purge.
+pub const PURGE_URLS_MAX: usize = 16;
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
@@ -182,6 +220,12 @@ impl Config for EdgeConfig {
         self.personal_data.resolve(base);
         self.http.resolve(base);
         self.shoppers.resolve(base);
+        for p in [&mut self.cdn.purge_token_file, &mut self.cdn.ca]
+            .into_iter()
+            .flatten()
+        {
+            resolve(base, p);
+        }
     }
 
     fn check(&self) -> Result<(), Invalid> {
@@ -214,6 +258,23 @@ impl EdgeConfig {
         }
         if self.grants.window_ms == 0 {
             return Err("grants.window_ms: more than 0".into());
+        }
+        let c = &self.cdn;
+        if c.max_age_s > 86_400 {
+            return Err("cdn.max_age_s: at most 86400".into());
+        }
+        if c.purge_urls.len() > PURGE_URLS_MAX {
+            return Err(format!("cdn.purge_urls: at most {PURGE_URLS_MAX}"));
+        }
+        for u in &c.purge_urls {
+            let ok = reqwest::Url::parse(u)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err(format!("cdn.purge_urls: {u:?} is not an http(s) URL"));
+            }
+        }
+        if !c.purge_urls.is_empty() && c.purge_token_file.is_none() {
+            return Err("cdn.purge_token_file: purges need a token (scope purge)".into());
         }
         let f = &self.forward;
         if !(1..=commerce::command::COMMIT_BATCH_MAX).contains(&f.batch_orders_max)

@@ -9,7 +9,9 @@
 //! to the core while the shopper waits (central mode). The grant keeper asks for grants as
 //! SKUs sell and gives them back on shutdown (`grants`). Writes reach the core over the mesh
 //! (`cores`); the API is `api` (served over TLS with `http_api::serve`'s defences), its
-//! rendered products `cache`, its counters `metrics`, start-up `server`.
+//! rendered products `cache`, its counters `metrics`, start-up `server`. What the feed changes
+//! is purged from the region's CDN caches (`purge`), by the surrogate keys the storefront tags
+//! its reads with.
 //!
 //! The edge never imports the core: it speaks to it only through `replication`'s mesh and
 //! `commerce`'s types.
@@ -25,4 +27,5 @@ pub mod grants;
 pub mod metrics;
 pub mod mirror;
 pub mod outbox;
+pub mod purge;
 pub mod server;

@@ -38,7 +38,11 @@ pub struct Gauges {
 impl Metrics {
     /// The edge's metrics, with the forwarder's counters and the product cache's (hits,
     /// misses) among them.
-    pub fn new(forward: &ForwardStats, cache: (Counter, Counter)) -> Metrics {
+    pub fn new(
+        forward: &ForwardStats,
+        cache: (Counter, Counter),
+        purges: &crate::purge::PurgeCounters,
+    ) -> Metrics {
         let m = Metrics {
             accepted: Counter::default(),
             central: Counter::default(),
@@ -94,6 +98,16 @@ impl Metrics {
                 "tradewind_edge_forward_splits",
                 "Outbox batches a core refused as they were, split and sent again.",
                 &forward.splits,
+            ),
+            (
+                "tradewind_edge_cdn_purges",
+                "Purges the region's CDN caches took (one per cache per change sent).",
+                &purges.sent,
+            ),
+            (
+                "tradewind_edge_cdn_purges_failed",
+                "Purges a CDN cache did not take after every try.",
+                &purges.failed,
             ),
             (
                 "tradewind_edge_product_cache_hits",

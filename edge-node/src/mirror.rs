@@ -28,6 +28,43 @@ pub struct Catalog {
     /// list, a promotion, a snapshot), and per product when its own rows change: what rendered
     /// views are keyed by, so that a change makes them unreachable at once.
     generations: Arc<Generations>,
+    /// What changed since the purger last took it, for the region's CDN caches (`purge`).
+    changes: Arc<Changes>,
+}
+
+/// Products changed since last taken, or everything.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changed {
+    pub all: bool,
+    pub products: std::collections::BTreeSet<ProductId>,
+}
+
+/// Products changed at most before a change counts as everything.
+const CHANGED_PRODUCTS_MAX: usize = 10_000;
+
+#[derive(Default)]
+struct Changes {
+    pending: std::sync::Mutex<Changed>,
+    /// Woken when something is pending.
+    ready: tokio::sync::Notify,
+}
+
+impl Changes {
+    fn note(&self, all: bool, products: impl IntoIterator<Item = ProductId>) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.all |= all;
+        if !p.all {
+            p.products.extend(products);
+            if p.products.len() > CHANGED_PRODUCTS_MAX {
+                p.all = true;
+            }
+        }
+        if p.all {
+            p.products.clear();
+        }
+        drop(p);
+        self.ready.notify_one();
+    }
 }
 
 #[derive(Default)]
@@ -44,6 +81,7 @@ impl Default for Catalog {
             heard: Arc::new(watch::channel(None).0),
             latest: Arc::default(),
             generations: Arc::default(),
+            changes: Arc::default(),
         }
     }
 }
@@ -70,9 +108,28 @@ impl Catalog {
         (g.all.load(std::sync::atomic::Ordering::Acquire), own)
     }
 
+    /// Waits until something has changed since the last call, and takes it.
+    pub async fn next_changes(&self) -> Changed {
+        loop {
+            let ready = self.changes.ready.notified();
+            {
+                let mut p = self
+                    .changes
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if p.all || !p.products.is_empty() {
+                    return std::mem::take(&mut *p);
+                }
+            }
+            ready.await;
+        }
+    }
+
     /// Moves the generations on for what `rows` changed in `state`.
     fn changed(&self, state: &State, rows: &[Row]) {
         let g = &self.generations;
+        let (mut all, mut changed) = (false, Vec::new());
         let mut products = g.product.lock().unwrap_or_else(|p| p.into_inner());
         for (key, _) in rows {
             let owner = match key.first() {
@@ -85,13 +142,17 @@ impl Catalog {
                 }
                 _ => {
                     g.all.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    all = true;
                     continue;
                 }
             };
             if let Some(p) = owner {
-                *products.entry(p).or_default() += 1;
+                *products.entry(p.clone()).or_default() += 1;
+                changed.push(p);
             }
         }
+        drop(products);
+        self.changes.note(all, changed);
     }
 
     /// Versions the core has applied that this mirror has not (its lag).
@@ -146,6 +207,7 @@ impl Mirror for Catalog {
         self.generations
             .all
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.changes.note(true, []);
         self.applied(version);
         Ok(())
     }

@@ -29,8 +29,6 @@ use crate::outbox::Outbox;
 /// A feed that says nothing for this long is given up for the next core (heartbeats come
 /// every 500 ms by default).
 const FEED_SILENCE: Duration = Duration::from_secs(2);
-/// Threads serving the storefront, at most (one per core up to this).
-const HTTP_THREADS_MAX: usize = 8;
 /// On shutdown: how long the outbox may take to reach a core, and the grants to go back.
 const DRAIN: Duration = Duration::from_secs(5);
 const RETURN: Duration = Duration::from_secs(5);
@@ -104,7 +102,11 @@ pub async fn serve(
         config.cache.product_bytes,
         Duration::from_millis(config.cache.ttl_ms),
     );
-    let metrics = Arc::new(Metrics::new(&forward, cache.counters()));
+    let purge_counters = crate::purge::PurgeCounters::default();
+    let metrics = Arc::new(Metrics::new(&forward, cache.counters(), &purge_counters));
+    let purging = crate::purge::Purger::new(&config.cdn, &config.certs_dir, purge_counters)
+        .map_err(fail("cdn"))?
+        .map(|p| tokio::spawn(p.run(catalog.clone())));
     let keeping = tokio::spawn(grants::run(
         outbox.clone(),
         link.clone(),
@@ -147,6 +149,7 @@ pub async fn serve(
         central: tokio::sync::Semaphore::new(config.limits.central_inflight_max),
         accepting: Arc::clone(&accepting),
         identity,
+        cdn_max_age_s: config.cdn.max_age_s,
     }));
     let app = router(edge, &config.limits);
     let front = http_api::serve::Front::new(&config.http).map_err(fail("storefront listener"))?;
@@ -154,34 +157,9 @@ pub async fn serve(
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(fail(&format!("listen on {}", config.listen)))?;
     let http = listener.local_addr().map_err(fail("listen"))?;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(HTTP_THREADS_MAX);
-    let (serving_tx, serving) = watch::channel(true);
-    let mut servers = Vec::with_capacity(threads);
-    for i in 0..threads {
-        let listener = listener.try_clone().map_err(fail("listen"))?;
-        let (app, front, mut serving) = (app.clone(), Arc::clone(&front), serving.clone());
-        let server = std::thread::Builder::new()
-            .name(format!("http-{i}"))
-            .spawn(move || -> std::io::Result<()> {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)?;
-                    front
-                        .serve(listener, app, async move {
-                            let _ = serving.wait_for(|on| !on).await;
-                        })
-                        .await;
-                    Ok(())
-                })
-            })
-            .map_err(fail("start the storefront's threads"))?;
-        servers.push(server);
-    }
-    drop(listener);
+    let servers = http_api::serve::Threads::start(&front, listener, app, "http")
+        .map_err(fail("start the storefront's threads"))?;
+    let threads = servers.count();
     on_ready(Started { http });
     let tls = front.is_tls();
     tracing::info!(edge = %config.name, %http, threads, tls, "storefront API listening");
@@ -208,23 +186,14 @@ pub async fn serve(
         }
     };
     wind_down.await;
-    let _ = serving_tx.send(false);
-    let ended = tokio::task::spawn_blocking(move || {
-        servers
-            .into_iter()
-            .map(|t| {
-                t.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("panicked")))
-            })
-            .collect::<Result<Vec<()>, _>>()
-    })
-    .await
-    .map_err(fail("storefront API"))?;
-    ended.map_err(fail("storefront API"))?;
+    servers.stop().await.map_err(fail("storefront API"))?;
     let _ = stop_tx.send(true);
     let _ = forwarding.await;
     keeping.abort();
     follow.abort();
+    if let Some(p) = purging {
+        p.abort();
+    }
     tracing::info!("edge stopped");
     Ok(())
 }

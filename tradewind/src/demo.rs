@@ -121,6 +121,9 @@ struct RegionLayout {
     admin: SocketAddr,
     quic: SocketAddr,
     edges: Vec<(String, SocketAddr)>,
+    /// The region's CDN cache: shoppers' side and its admin API.
+    cdn: SocketAddr,
+    cdn_admin: SocketAddr,
     /// Where the link to each region (by index) listens, on this region's address.
     links: Vec<SocketAddr>,
 }
@@ -181,6 +184,8 @@ fn layout(args: &DemoArgs) -> anyhow::Result<Vec<RegionLayout>> {
                 edges: (0..args.edges_per_region)
                     .map(|k| Ok((format!("{}-{}", REGION_NAMES[i], k + 1), at(port(111 + k)?))))
                     .collect::<anyhow::Result<_>>()?,
+                cdn: at(port(121)?),
+                cdn_admin: at(port(122)?),
                 links: (0..args.regions)
                     .map(|to| Ok(at(port(201 + to)?)))
                     .collect::<anyhow::Result<_>>()?,
@@ -206,6 +211,8 @@ fn check_ports(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<()> 
     std::net::UdpSocket::bind(dns).map_err(taken("the router's DNS", dns))?;
     std::net::TcpListener::bind(dns).map_err(taken("the router's DNS", dns))?;
     std::net::TcpListener::bind(http).map_err(taken("the router's HTTP API", http))?;
+    let assets = assets_addr(args);
+    std::net::TcpListener::bind(assets).map_err(taken("the asset origin", assets))?;
     for (i, r) in regions.iter().enumerate() {
         let in_use = |what: String, addr: SocketAddr| {
             move |e: std::io::Error| {
@@ -219,6 +226,10 @@ fn check_ports(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<()> 
         std::net::UdpSocket::bind(r.quic).map_err(in_use(format!("QUIC of {}", r.name), r.quic))?;
         for (name, addr) in &r.edges {
             std::net::TcpListener::bind(addr).map_err(in_use(format!("edge {name}"), *addr))?;
+        }
+        for (what, addr) in [("CDN cache", r.cdn), ("CDN cache's admin API", r.cdn_admin)] {
+            std::net::TcpListener::bind(addr)
+                .map_err(in_use(format!("{what} of {}", r.name), addr))?;
         }
         for (to, addr) in r.links.iter().enumerate().filter(|(to, _)| *to != i) {
             let what = format!("link {} -> {}", r.name, regions[to].name);
@@ -316,16 +327,38 @@ fn prepare(args: &DemoArgs, regions: &[RegionLayout]) -> anyhow::Result<String> 
     let identity = dir.join(IDENTITY);
     std::fs::create_dir_all(&identity)?;
     http_api::identity::issuer::init(&identity).context("making the shoppers' signing key")?;
-    let token_file = dir.join("admin-token");
-    let token = match std::fs::read_to_string(&token_file) {
-        Ok(t) => t.trim().to_owned(),
+    let token = kept_token(&dir.join("admin-token"))?;
+    // The token the edges purge their region's caches with (scope `purge` alone).
+    kept_token(&dir.join(PURGE_TOKEN))?;
+    Ok(token)
+}
+
+/// The token in `file`, made and written (0600) the first time.
+fn kept_token(file: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(file) {
+        Ok(t) => Ok(t.trim().to_owned()),
         Err(_) => {
             let (token, _) = http_api::bearer::new_token();
-            chaos_tests::mesh::write_private(&token_file, &token)?;
-            token
+            chaos_tests::mesh::write_private(file, &token)?;
+            Ok(token)
         }
-    };
-    Ok(token)
+    }
+}
+
+/// The file of the edges' purge token, in the state directory.
+const PURGE_TOKEN: &str = "purge-token";
+/// A region's cache, by name.
+fn cdn_name(region: &str) -> String {
+    format!("{region}-cdn")
+}
+const ASSETS: &str = "assets";
+
+/// The asset origin's address: one for the whole mesh, as a bucket of images would be.
+fn assets_addr(args: &DemoArgs) -> SocketAddr {
+    SocketAddr::new(
+        Ipv4Addr::LOCALHOST.into(),
+        args.base_port.saturating_add(61),
+    )
 }
 
 /// The certificates the HTTPS listeners serve, issued again at every start (renewed, and
@@ -341,8 +374,14 @@ fn issue_https_certs(certs: &Path, regions: &[RegionLayout]) -> anyhow::Result<(
                 .collect();
             replication::certs::issue_server(certs, name, &names)?;
         }
+        // The cache answers for the storefront's names too: it stands in front of the edge.
+        let names: Vec<String> = std::iter::once(r.cdn.ip().to_string())
+            .chain(storefront.iter().cloned())
+            .collect();
+        replication::certs::issue_server(certs, &cdn_name(r.name), &names)?;
     }
     replication::certs::issue_server(certs, ROUTER, &[Ipv4Addr::LOCALHOST.to_string()])?;
+    replication::certs::issue_server(certs, ASSETS, &[Ipv4Addr::LOCALHOST.to_string()])?;
     Ok(())
 }
 
@@ -482,7 +521,11 @@ fn edge_config(
         region: regions[region].name.to_owned(),
         name: name.to_owned(),
         listen,
-        http: https(name),
+        // The region's cache connects from 127.0.0.1 and names the shopper it forwards.
+        http: http_api::serve::Settings {
+            trusted_proxies: vec!["127.0.0.1/32".parse().expect("a network")],
+            ..https(name)
+        },
         shoppers: http_api::identity::IdentitySettings::with_file(
             http_api::identity::issuer::DEMO_ISSUER,
             http_api::identity::issuer::DEMO_AUDIENCE,
@@ -497,7 +540,65 @@ fn edge_config(
         grants: Default::default(),
         cache: Default::default(),
         forward: Default::default(),
+        cdn: edge_node::config::CdnSettings {
+            purge_urls: vec![format!(
+                "https://{}/admin/v1/purge",
+                regions[region].cdn_admin
+            )],
+            purge_token_file: Some(format!("../{PURGE_TOKEN}").into()),
+            ..Default::default()
+        },
         personal_data: residency(regions),
+    }
+}
+
+/// Region `region`'s cache: in front of its first edge and of the asset origin, purged by the
+/// edges (their token has the `purge` scope alone) and by the operator (the admin token).
+fn cdn_config(
+    args: &DemoArgs,
+    regions: &[RegionLayout],
+    region: usize,
+    admin_digest: &str,
+    purge_digest: &str,
+) -> cdn_cache::CdnConfig {
+    let r = &regions[region];
+    let name = cdn_name(r.name);
+    let ca: PathBuf = "../certs/ca.pem".into();
+    cdn_cache::CdnConfig {
+        name: name.clone(),
+        http: cdn_cache::config::Listen {
+            listen: r.cdn,
+            listener: https(&name),
+        },
+        admin: cdn_cache::config::Admin {
+            listen: r.cdn_admin,
+            listener: https(&name),
+            token_sha256: vec![admin_digest.to_owned()],
+            tokens: vec![http_api::bearer::ScopedToken {
+                id: "edges".into(),
+                sha256: purge_digest.to_owned(),
+                scopes: vec![http_api::bearer::Scope::Purge],
+                expires_at_ms: None,
+            }],
+        },
+        origins: vec![
+            cdn_cache::config::OriginConfig {
+                name: "storefront".into(),
+                host: None,
+                path_prefix: "/".into(),
+                url: format!("https://{}", r.edges[0].1),
+                ca: Some(ca.clone()),
+            },
+            cdn_cache::config::OriginConfig {
+                name: ASSETS.into(),
+                host: None,
+                path_prefix: "/assets/".into(),
+                url: format!("https://{}", assets_addr(args)),
+                ca: Some(ca),
+            },
+        ],
+        memory: Default::default(),
+        fetch: Default::default(),
     }
 }
 
@@ -734,6 +835,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
                 name: r.name.to_owned(),
                 core,
                 edges,
+                cdn: None,
             });
         }
         // Ready once every edge has applied what the group had when the edges started (the
@@ -752,6 +854,33 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
             })
             .await?;
         }
+        let assets = start_assets(&args, &dir, &mut parts).await?;
+        let purge_digest = http_api::bearer::sha256_hex(&kept_token(&dir.join(PURGE_TOKEN))?);
+        for (i, r) in regions.iter().enumerate() {
+            let name = cdn_name(r.name);
+            let home = dir.join(&name);
+            std::fs::create_dir_all(&home)?;
+            let config = home.join("cdn.toml");
+            write_config(
+                &config,
+                &cdn_config(&args, &regions, i, &digest, &purge_digest),
+            )?;
+            let config = config.to_string_lossy().into_owned();
+            let log = dir.join("logs").join(format!("{name}.log"));
+            let (part, line) = Part::start(
+                &name,
+                strings(&["cdn", "--config", &config]),
+                log,
+                "tradewind cdn ready:",
+            )
+            .await?;
+            mesh_regions[i].cdn = Some(chaos_tests::mesh::MeshCdn {
+                url: field(&line, "http").unwrap_or_default().to_owned(),
+                admin_url: field(&line, "admin").unwrap_or_default().to_owned(),
+                pid: part.pid(),
+            });
+            parts.push(part);
+        }
         let router = Some(start_router(&args, &regions, &dir, &mut parts).await?);
         let mesh = Mesh {
             admin_token: token.clone(),
@@ -761,6 +890,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
             wan: args.wan.name().to_owned(),
             proxy,
             router,
+            assets: Some(assets),
             pid: std::process::id(),
         };
         let mesh_path = dir.join("mesh.json");
@@ -1025,6 +1155,9 @@ fn set_pid(mesh: &mut Mesh, name: &str, pid: u32) {
     if let Some(p) = mesh.proxy.as_mut().filter(|_| name == PROXY) {
         p.pid = pid;
     }
+    if let Some(a) = mesh.assets.as_mut().filter(|_| name == ASSETS) {
+        a.pid = pid;
+    }
     if let Some(r) = mesh.router.as_mut().filter(|_| name == ROUTER) {
         r.pid = pid;
     }
@@ -1037,7 +1170,46 @@ fn set_pid(mesh: &mut Mesh, name: &str, pid: u32) {
                 e.pid = pid;
             }
         }
+        if let Some(c) = r.cdn.as_mut().filter(|_| cdn_name(&r.name) == name) {
+            c.pid = pid;
+        }
     }
+}
+
+/// Starts the asset origin.
+async fn start_assets(
+    args: &DemoArgs,
+    dir: &Path,
+    parts: &mut Vec<Part>,
+) -> anyhow::Result<chaos_tests::mesh::MeshAssets> {
+    let home = dir.join(ASSETS);
+    std::fs::create_dir_all(&home)?;
+    let config = home.join("assets.toml");
+    write_config(
+        &config,
+        &crate::assets::AssetsConfig {
+            listen: assets_addr(args),
+            listener: http_api::serve::Settings {
+                // The caches forward from 127.0.0.1.
+                trusted_proxies: vec!["127.0.0.1/32".parse().expect("a network")],
+                ..https(ASSETS)
+            },
+        },
+    )?;
+    let config = config.to_string_lossy().into_owned();
+    let (part, line) = Part::start(
+        ASSETS,
+        strings(&["assets", "--config", &config]),
+        dir.join("logs").join("assets.log"),
+        "tradewind assets ready:",
+    )
+    .await?;
+    let assets = chaos_tests::mesh::MeshAssets {
+        url: field(&line, "http").unwrap_or_default().to_owned(),
+        pid: part.pid(),
+    };
+    parts.push(part);
+    Ok(assets)
 }
 
 /// Polls `check` until it holds, for `SETTLE_DEADLINE` at most.
@@ -1129,6 +1301,18 @@ fn print_endpoints(mesh: &Mesh, mesh_path: &Path, dir: &Path, sku: &str, took: D
         for e in &r.edges {
             println!("  {:<14} edge {:<16} {}", "", e.name, e.url);
         }
+        if let Some(c) = &r.cdn {
+            println!(
+                "  {:<14} cdn  {:<16} {} (admin {})",
+                "",
+                cdn_name(&r.name),
+                c.url,
+                c.admin_url
+            );
+        }
+    }
+    if let Some(a) = &mesh.assets {
+        println!("  {:<14} {}", "assets", a.url);
     }
     let edge = &mesh.regions[0].edges[0].url;
     let admin = &mesh.regions[0].core.admin_url;
@@ -1159,6 +1343,16 @@ fn print_endpoints(mesh: &Mesh, mesh_path: &Path, dir: &Path, sku: &str, took: D
         "  {curl} -H 'authorization: Bearer {}' {admin}/admin/v1/cluster",
         mesh.admin_token
     );
+    if let Some(c) = &mesh.regions[0].cdn {
+        println!(
+            "  {curl} -D - -o /dev/null '{}/v1/products?limit=2&currency=USD' | grep -i '^age\\|^cache-status'   # twice: a miss, then a hit",
+            c.url
+        );
+        println!(
+            "  {curl} -H 'authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"keys\": [\"products\"]}}' {}/admin/v1/purge",
+            mesh.admin_token, c.admin_url
+        );
+    }
     if let Some(r) = &mesh.router
         && let Ok(dns) = r.dns.parse::<SocketAddr>()
     {

@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod assets;
 mod catalog;
 mod demo;
 mod status;
@@ -87,6 +88,16 @@ enum Command {
     /// edges and asset origin, purged by URL and surrogate key through its admin API.
     Cdn {
         /// The cache's TOML config (see examples/cluster/cn-shanghai-cdn.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Check the config and exit.
+        #[arg(long)]
+        check_config: bool,
+    },
+    /// The demo's asset origin: the sample catalog's product images (SVG, drawn from each
+    /// product's id), with validators and a year's lifetime, behind every region's CDN cache.
+    Assets {
+        /// Its TOML config: `listen` and `[listener]` (TLS, as every listener).
         #[arg(long)]
         config: PathBuf,
         /// Check the config and exit.
@@ -518,6 +529,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "tradewind cdn ready: cache={name} http={scheme}://{} admin={admin_scheme}://{}",
                     s.http, s.admin
                 );
+            }))?;
+            Ok(())
+        }
+        Command::Assets {
+            config,
+            check_config,
+        } => {
+            let cfg: assets::AssetsConfig = util::config::load(&config)?;
+            if check_config {
+                println!("{}: ok", config.display());
+                return Ok(());
+            }
+            let rt = runtime()?;
+            let stop = shutdown_signal(&rt, Hangup::Reloads);
+            let scheme = cfg.listener.scheme();
+            rt.block_on(assets::serve(cfg, stop, |addr| {
+                // One line on stdout that scripts and tests wait for.
+                println!("tradewind assets ready: http={scheme}://{addr}");
             }))?;
             Ok(())
         }

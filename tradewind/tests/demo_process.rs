@@ -23,15 +23,32 @@ fn pids(mesh: &Value) -> Vec<i32> {
         .unwrap()
         .iter()
         .flat_map(|r| {
-            std::iter::once(r["core"]["pid"].as_i64().unwrap() as i32).chain(
-                r["edges"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|e| e["pid"].as_i64().unwrap() as i32),
-            )
+            std::iter::once(r["core"]["pid"].as_i64().unwrap() as i32)
+                .chain(
+                    r["edges"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|e| e["pid"].as_i64().unwrap() as i32),
+                )
+                .chain(std::iter::once(r["cdn"]["pid"].as_i64().unwrap() as i32))
         })
+        .chain(std::iter::once(
+            mesh["assets"]["pid"].as_i64().unwrap() as i32
+        ))
         .collect()
+}
+
+/// A GET through a cache: its `Cache-Status` and body.
+async fn through_cache(url: &str) -> (String, Value) {
+    let res = client().get(url).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{url}");
+    let status = res
+        .headers()
+        .get("cache-status")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, res.json().await.unwrap_or_default())
 }
 
 fn alive(pid: i32) -> bool {
@@ -88,7 +105,27 @@ async fn orders_and_prices_arrive_everywhere(mesh: &Value, base: u16) -> Vec<Str
         .await;
     }
 
-    // A price change, sent to any region, reaches every edge.
+    // Every region's cache keeps the quote an anonymous shopper reads, and its product image.
+    let caches: Vec<String> = regions
+        .iter()
+        .map(|r| r["cdn"]["url"].as_str().unwrap().to_owned())
+        .collect();
+    for (i, c) in caches.iter().enumerate() {
+        assert_eq!(c, &format!("https://127.0.{}.1:{}", i + 1, base + 121));
+        let quote = format!("{c}/v1/skus/{sku}/quote?currency=USD");
+        through_cache(&quote).await;
+        let (status, _) = through_cache(&quote).await;
+        assert!(status.contains("; hit"), "{c}: {status}");
+        let image = format!("{c}/assets/products/P-00000.svg");
+        let first = client().get(&image).send().await.unwrap();
+        assert_eq!(first.headers()["content-type"], "image/svg+xml");
+        let again = client().get(&image).send().await.unwrap();
+        let status = again.headers()["cache-status"].to_str().unwrap();
+        assert!(status.contains("; hit"), "{image}: {status}");
+    }
+
+    // A price change, sent to any region, reaches every edge, and is purged from every cache.
+    let changed = std::time::Instant::now();
     let res = client()
         .post(format!("{}/admin/v1/prices", admin(2)))
         .bearer_auth(&token)
@@ -107,6 +144,21 @@ async fn orders_and_prices_arrive_everywhere(mesh: &Value, base: u16) -> Vec<Str
             },
         )
         .await;
+    }
+    for c in &caches {
+        let quote = format!("{c}/v1/skus/{sku}/quote?currency=USD");
+        eventually(
+            "the new price through every cache",
+            Duration::from_secs(10),
+            || async {
+                through_cache(&quote).await.1["breakdown"][0]["list_price"]["unit_minor"] == 123
+            },
+        )
+        .await;
+        println!(
+            "{c}: the new price through the cache {:?} after the change",
+            changed.elapsed()
+        );
     }
     ids
 }

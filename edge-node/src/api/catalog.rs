@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{Edge, Who};
 use crate::cache::{Rendered, ViewKey};
+use crate::purge;
 
 /// Products in a page, largest first.
 const PAGE_MAX: usize = 100;
@@ -177,6 +178,11 @@ pub(super) async fn list_products(
     };
     let mut res = axum::Json(page).into_response();
     e.read_headers(res.headers_mut());
+    e.cdn_headers(
+        res.headers_mut(),
+        &who,
+        &[purge::CATALOG.into(), purge::PRODUCTS.into()],
+    );
     Ok(res)
 }
 
@@ -209,6 +215,7 @@ pub(super) async fn get_product(
 ) -> Result<Response, Problem> {
     let group = price_group(who.0.as_ref(), q.customer_group.as_ref())?;
     e.has_catalog()?;
+    let product = id.clone();
     let key = ViewKey {
         generation: e.catalog.generation(&id),
         product: id,
@@ -254,6 +261,16 @@ pub(super) async fn get_product(
     res.headers_mut()
         .insert(header::ETAG, rendered.etag.clone());
     e.read_headers(res.headers_mut());
+    let tags = {
+        let state = e.catalog.read();
+        let mut tags = vec![purge::CATALOG.to_owned(), purge::product_key(&product)];
+        if let Some(p) = state.product(&product) {
+            tags.push(format!("category:{}", p.category.as_str()));
+            tags.extend(p.skus.iter().map(|s| format!("sku:{}", s.sku)));
+        }
+        tags
+    };
+    e.cdn_headers(res.headers_mut(), &who, &tags);
     Ok(res)
 }
 
@@ -287,5 +304,10 @@ pub(super) async fn quote(
         .map_err(|err| Problem::from(Rejection::from(err)))?;
     let mut res = axum::Json(quote).into_response();
     e.read_headers(res.headers_mut());
+    let mut tags = vec![purge::CATALOG.to_owned(), format!("sku:{sku}")];
+    if let Some(p) = e.catalog.read().owner(&sku) {
+        tags.push(purge::product_key(p));
+    }
+    e.cdn_headers(res.headers_mut(), &who, &tags);
     Ok(res)
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, header};
 use commerce::shopper::Shopper;
 use commerce::{CustomerGroup, CustomerId, EdgeId, SkuId};
 use http_api::identity::TokenError;
@@ -73,6 +73,8 @@ pub struct EdgeParts {
     pub accepting: Arc<AtomicBool>,
     /// Verifies shoppers' tokens.
     pub identity: Arc<http_api::identity::Verifier>,
+    /// How long a CDN cache may keep an anonymous shopper's catalog read (0: not at all).
+    pub cdn_max_age_s: u64,
 }
 
 /// Who is asking: the shopper a valid bearer token names, or an anonymous shopper (no
@@ -209,6 +211,31 @@ impl Edge {
             if let Some(ms) = self.staleness_ms() {
                 h.insert("x-tradewind-staleness-ms", HeaderValue::from(ms));
             }
+        }
+    }
+
+    /// What a shared cache may do with a catalog read: keep an anonymous shopper's for
+    /// `cdn_max_age_s` (`CDN-Cache-Control`; browsers revalidate each use), never a signed-in
+    /// shopper's, whose prices are their group's (`private`); `Vary: Authorization`, so that a
+    /// kept page is never served to a request that carries a token; and `tags` as its
+    /// surrogate keys, which the feed's changes purge (`purge`).
+    pub(super) fn cdn_headers(&self, h: &mut HeaderMap, who: &Who, tags: &[String]) {
+        h.insert(header::VARY, HeaderValue::from_static("authorization"));
+        if who.0.is_some() || self.cdn_max_age_s == 0 {
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-cache"),
+            );
+            return;
+        }
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert(
+            "cdn-cache-control",
+            HeaderValue::from_str(&format!("public, max-age={}", self.cdn_max_age_s))
+                .expect("digits are a header value"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&tags.join(" ")) {
+            h.insert("surrogate-key", v);
         }
     }
 

@@ -20,6 +20,7 @@ mod clients;
 mod io;
 mod ratelimit;
 mod settings;
+mod threads;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -47,6 +48,7 @@ use fault::Kind;
 pub use clients::{Refusal, Refusals, client_key, client_of};
 pub use ratelimit::RateLimiter;
 pub use settings::Settings;
+pub use threads::{THREADS_MAX, Threads};
 pub use tls::TlsError;
 
 /// The client a request is from: the peer, or whom a trusted proxy forwards for.

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Cache hits of 1, 10 and 100 KiB objects: the mesh's cache beside nginx's proxy_cache and
+# Varnish, in front of the same origin, in one run (BENCHMARKS.md, "CDN cache: hits"). Installs
+# wrk, nginx and Varnish from Debian when missing, builds the release binary, then for each
+# round, size and cache (taking turns) runs wrk with 64 connections and reports the medians.
+#
+#   scripts/bench-cdn.sh [rounds, default 3] [seconds per run, default 5]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ROUNDS=${1:-3}
+SECONDS_PER_RUN=${2:-5}
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx)
+command -v varnishd >/dev/null || need+=(varnish)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+    $SUDO apt-get update
+    $SUDO apt-get install -y "${need[@]}"
+fi
+cargo build --release -p tradewind
+BIN=$ROOT/target/release/tradewind
+
+WORK=$(mktemp -d)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for f in origin.pid nginx.pid varnish.pid; do
+        [ -f "$WORK/$f" ] && kill "$(cat "$WORK/$f")" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+        echo $((20000 + RANDOM % 20000))
+}
+wait_port() {
+    for _ in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "nothing listens on 127.0.0.1:$1 ($2)" >&2
+    exit 1
+}
+
+# The origin: nginx serving the objects, each with validators and a day's lifetime.
+mkdir -p "$WORK/www"
+for kib in 1 10 100; do head -c $((kib * 1024)) /dev/urandom >"$WORK/www/$kib.bin"; done
+ORIGIN=$(free_port)
+cat >"$WORK/origin.conf" <<CONF
+worker_processes 1;
+pid $WORK/origin.pid;
+error_log $WORK/origin-error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:$ORIGIN;
+        root $WORK/www;
+        add_header Cache-Control "max-age=86400";
+    }
+}
+CONF
+nginx -p "$WORK" -c "$WORK/origin.conf"
+wait_port "$ORIGIN" "the origin"
+
+# nginx's proxy_cache, as its docs set it up, with a worker per core.
+NGINX=$(free_port)
+mkdir -p "$WORK/nginx-cache" && chmod 777 "$WORK/nginx-cache"
+cat >"$WORK/nginx.conf" <<CONF
+worker_processes auto;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    proxy_cache_path $WORK/nginx-cache/store levels=1:2 keys_zone=bench:16m max_size=1g inactive=1d;
+    proxy_temp_path $WORK/nginx-cache/tmp;
+    server {
+        listen 127.0.0.1:$NGINX;
+        keepalive_requests 1000000;
+        location / {
+            proxy_pass http://127.0.0.1:$ORIGIN;
+            proxy_cache bench;
+            proxy_cache_revalidate on;
+        }
+    }
+}
+CONF
+nginx -p "$WORK" -c "$WORK/nginx.conf"
+wait_port "$NGINX" nginx
+
+# Varnish, its defaults, 256 MiB of memory storage.
+VARNISH=$(free_port)
+cat >"$WORK/default.vcl" <<VCL
+vcl 4.1;
+backend default { .host = "127.0.0.1"; .port = "$ORIGIN"; }
+VCL
+varnishd -j unix -a "127.0.0.1:$VARNISH" -n "$WORK/varnish" -P "$WORK/varnish.pid" \
+    -f "$WORK/default.vcl" -s malloc,256M
+wait_port "$VARNISH" varnish
+
+# The mesh's cache: its defaults, but for the per-client rate (wrk is one client).
+cat >"$WORK/cdn.toml" <<TOML
+name = "bench"
+[http]
+listen = "127.0.0.1:0"
+listener = { plain_http = true, client_rate_per_s = 10000000, client_burst = 10000000 }
+[admin]
+listen = "127.0.0.1:0"
+listener = { plain_http = true }
+token_sha256 = ["bf66fea1902142a38bbd8b051e659eb8f38873d6e8945a5a753826581fa74ceb"]
+[[origins]]
+name = "origin"
+url = "http://127.0.0.1:$ORIGIN"
+TOML
+RUST_LOG=warn "$BIN" cdn --config "$WORK/cdn.toml" >"$WORK/cdn.out" 2>"$WORK/cdn.log" &
+CDN_PID=$!
+PIDS+=("$CDN_PID")
+for _ in $(seq 1 200); do grep -q "ready" "$WORK/cdn.out" 2>/dev/null && break; sleep 0.05; done
+TRADEWIND=$(sed -n 's/.* http=http:\/\/127.0.0.1:\([0-9]*\) .*/\1/p' "$WORK/cdn.out")
+[ -n "$TRADEWIND" ] || { cat "$WORK/cdn.log"; exit 1; }
+
+declare -A PORT=([tradewind]=$TRADEWIND [nginx]=$NGINX [varnish]=$VARNISH)
+CACHES=(tradewind nginx varnish)
+
+# Warm: every object through every cache, and the second fetch must be a hit.
+for c in "${CACHES[@]}"; do
+    for kib in 1 10 100; do
+        url="http://127.0.0.1:${PORT[$c]}/$kib.bin"
+        curl -s -o /dev/null "$url"
+        curl -s -o /dev/null "$url"
+        hdr=$(curl -s -D - -o /dev/null "$url" | tr -d '\r' | grep -i '^age:\|^x-cache\|^cache-status\|^x-varnish' | tr '\n' ' ' || true)
+        echo "warm $c $kib KiB: $hdr"
+    done
+done
+
+ms() { # a wrk latency (812.00us, 1.20ms, 2.01s) in ms
+    awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
+}
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+for round in $(seq 1 "$ROUNDS"); do
+    for kib in 1 10 100; do
+        # Taking turns, each cache first in a different round.
+        order=("${CACHES[@]:$(((round - 1) % 3))}" "${CACHES[@]:0:$(((round - 1) % 3))}")
+        for c in "${order[@]}"; do
+            out=$(wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency "http://127.0.0.1:${PORT[$c]}/$kib.bin")
+            rps=$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')
+            p99=$(ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+            errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ { print }' | tr '\n' ' ')
+            echo "$c $kib $rps $p99" >>"$RESULTS"
+            echo "round $round: $c ${kib} KiB: $rps requests/s, p99 $p99 ms $errs"
+        done
+    done
+done
+
+rss() { awk '/^VmHWM|^VmRSS/ { printf "%s %d MiB  ", $1, $2 / 1024 }' "/proc/$1/status"; }
+sum_rss() { # the memory of a process and its children (nginx's and Varnish's workers)
+    local total=0
+    for p in "$@"; do total=$((total + $(awk '/^VmRSS/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0))); done
+    echo "$((total / 1024)) MiB"
+}
+echo
+echo "medians of $ROUNDS rounds of ${SECONDS_PER_RUN} s, wrk -t2 -c64, $(nproc) cores:"
+for kib in 1 10 100; do
+    line="  ${kib} KiB:"
+    best_peer=0
+    for c in "${CACHES[@]}"; do
+        med=$(awk -v c="$c" -v k="$kib" '$1 == c && $2 == k { print $3 }' "$RESULTS" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+        p99=$(awk -v c="$c" -v k="$kib" '$1 == c && $2 == k { print $4 }' "$RESULTS" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+        line="$line $c $med/s (p99 $p99 ms);"
+        if [ "$c" = tradewind ]; then ours=$med; elif awk -v a="$med" -v b="$best_peer" 'BEGIN { exit !(a > b) }'; then best_peer=$med; fi
+    done
+    ratio=$(awk -v a="$ours" -v b="$best_peer" 'BEGIN { printf "%.2f", a / b }')
+    echo "$line ratio to the better peer $ratio"
+done
+echo "memory: tradewind $(rss "$CDN_PID"); nginx (master and workers) $(sum_rss "$(cat "$WORK/nginx.pid")" $(pgrep -P "$(cat "$WORK/nginx.pid")")); varnish (manager and child) $(sum_rss "$(cat "$WORK/varnish.pid")" $(pgrep -P "$(cat "$WORK/varnish.pid")"))"
