@@ -2,9 +2,12 @@
 //! (every region serving, the catalog loaded, every edge holding it), fresh and restarted, with
 //! links without delay and with the real regions' round trips; and with `--wan realistic`, how long a
 //! price change sent to the leader takes to show at every edge, against the round trip of the
-//! link between the leader's region and the edge's.
+//! link between the leader's region and the edge's, and to be purged from every region's CDN
+//! cache (the time until the cache serves the new price; the edge purges it when the change
+//! reaches it).
 //!
-//! Run: `cargo bench -p tradewind --bench demo` (the release binary; nothing else running).
+//! Run: `cargo bench -p tradewind --bench demo` (the release binary; nothing else running);
+//! `-- --prices-only` measures the price changes alone.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -32,9 +35,10 @@ fn start(state: &Path, base: u16, wan: &str, fresh: bool) -> (Proc, f64, Value) 
     start_demo(&args)
 }
 
-/// Milliseconds from sending a price change to the leader until each edge quotes it, for
-/// `PRICE_CHANGES` changes one after another; and the leader's region.
-async fn price_propagation(mesh: &Value) -> (usize, Vec<Vec<f64>>) {
+/// Milliseconds from sending a price change to the leader until each edge quotes it, and until
+/// each region's cache does, for `PRICE_CHANGES` changes one after another; and the leader's
+/// region.
+async fn price_propagation(mesh: &Value) -> (usize, Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let token = mesh["admin_token"].as_str().unwrap();
     let regions = mesh["regions"].as_array().unwrap();
     let admin0 = regions[0]["core"]["admin_url"].as_str().unwrap();
@@ -48,9 +52,14 @@ async fn price_propagation(mesh: &Value) -> (usize, Vec<Vec<f64>>) {
         .unwrap()
         .to_owned();
     let edges = edge_urls(mesh);
+    let caches: Vec<String> = regions
+        .iter()
+        .map(|r| r["cdn"]["url"].as_str().unwrap().to_owned())
+        .collect();
     let sku = first_sku(&edges[0]).await;
     let http = common::client();
     let mut arrivals = vec![Vec::new(); edges.len()];
+    let mut purged = vec![Vec::new(); caches.len()];
     for i in 0..PRICE_CHANGES {
         let amount = 100_000 + i as i64;
         let t = Instant::now();
@@ -70,6 +79,7 @@ async fn price_propagation(mesh: &Value) -> (usize, Vec<Vec<f64>>) {
         };
         let seen: Vec<_> = edges
             .iter()
+            .chain(&caches)
             .map(|e| {
                 let (http, url) = (
                     http.clone(),
@@ -87,11 +97,16 @@ async fn price_propagation(mesh: &Value) -> (usize, Vec<Vec<f64>>) {
             })
             .collect();
         for (k, s) in seen.into_iter().enumerate() {
-            arrivals[k].push(s.await.unwrap());
+            let ms = s.await.unwrap();
+            if k < edges.len() {
+                arrivals[k].push(ms);
+            } else {
+                purged[k - edges.len()].push(ms);
+            }
         }
         write.await.unwrap();
     }
-    (leader, arrivals)
+    (leader, arrivals, purged)
 }
 
 fn main() {
@@ -103,7 +118,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let base = 27_000;
     let mut rows = Vec::new();
-    for wan in ["none", "realistic"] {
+    let prices_only = std::env::args().any(|a| a == "--prices-only");
+    for wan in ["none", "realistic"].into_iter().filter(|_| !prices_only) {
         let state = dir.path().join(wan);
         let (mut fresh, mut again) = (Vec::new(), Vec::new());
         for _ in 0..STARTS {
@@ -118,7 +134,7 @@ fn main() {
         rows.push((wan, fresh, again));
     }
     let (mut demo, _, mesh) = start(&dir.path().join("realistic"), base, "realistic", false);
-    let (leader, arrivals) = rt.block_on(price_propagation(&mesh));
+    let (leader, arrivals, purged) = rt.block_on(price_propagation(&mesh));
     assert!(demo.terminate().success());
 
     println!("tradewind demo, 3 regions with an edge each, the sample catalog (1,000 products):");
@@ -133,15 +149,17 @@ fn main() {
         "  --wan realistic: {PRICE_CHANGES} price changes sent to the leader ({}), until each edge quotes them:",
         REGIONS[leader]
     );
-    for (k, a) in arrivals.into_iter().enumerate() {
-        let rtt = RTT_MS[leader][k];
-        println!(
-            "    edge of {:<13} p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms   bound: round trip {rtt} ms + 100 = {} ms",
-            REGIONS[k],
-            percentile(&a, 0.50),
-            percentile(&a, 0.99),
-            percentile(&a, 1.0),
-            rtt + 100
-        );
+    for (what, rows) in [("edge", arrivals), ("cache", purged)] {
+        for (k, a) in rows.into_iter().enumerate() {
+            let rtt = RTT_MS[leader][k];
+            println!(
+                "    {what:<5} of {:<13} p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms   bound: round trip {rtt} ms + 100 = {} ms",
+                REGIONS[k],
+                percentile(&a, 0.50),
+                percentile(&a, 0.99),
+                percentile(&a, 1.0),
+                rtt + 100
+            );
+        }
     }
 }

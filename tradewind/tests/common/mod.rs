@@ -797,11 +797,14 @@ pub fn free_base_port() -> u16 {
                 && std::net::UdpSocket::bind(("127.0.0.1", base + 53)).is_ok()
                 && std::net::TcpListener::bind(("127.0.0.1", base + 53)).is_ok()
                 && std::net::TcpListener::bind(("127.0.0.1", base + 54)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", base + 61)).is_ok()
                 && (1..=3u8).all(|n| {
                     let ip = std::net::Ipv4Addr::new(127, 0, n, 1);
                     std::net::TcpListener::bind((ip, base + 101)).is_ok()
                         && std::net::UdpSocket::bind((ip, base + 102)).is_ok()
                         && std::net::TcpListener::bind((ip, base + 111)).is_ok()
+                        && std::net::TcpListener::bind((ip, base + 121)).is_ok()
+                        && std::net::TcpListener::bind((ip, base + 122)).is_ok()
                         && (1..=3).all(|m| std::net::UdpSocket::bind((ip, base + 200 + m)).is_ok())
                 })
         })
