@@ -25,31 +25,7 @@ fi
 cargo build --release -p tradewind
 BIN=$ROOT/target/release/tradewind
 
-WORK=$(mktemp -d)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for f in origin.pid nginx.pid varnish.pid; do
-        [ -f "$WORK/$f" ] && kill "$(cat "$WORK/$f")" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-        echo $((20000 + RANDOM % 20000))
-}
-wait_port() {
-    for _ in $(seq 1 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "nothing listens on 127.0.0.1:$1 ($2)" >&2
-    exit 1
-}
+source scripts/cdn-peers.sh
 
 # The origin: nginx serving the objects, each with validators and a day's lifetime.
 mkdir -p "$WORK/www"
@@ -108,26 +84,8 @@ varnishd -j unix -a "127.0.0.1:$VARNISH" -n "$WORK/varnish" -P "$WORK/varnish.pi
     -f "$WORK/default.vcl" -s malloc,256M
 wait_port "$VARNISH" varnish
 
-# The mesh's cache: its defaults, but for the per-client rate (wrk is one client).
-cat >"$WORK/cdn.toml" <<TOML
-name = "bench"
-[http]
-listen = "127.0.0.1:0"
-listener = { plain_http = true, client_rate_per_s = 10000000, client_burst = 10000000 }
-[admin]
-listen = "127.0.0.1:0"
-listener = { plain_http = true }
-token_sha256 = ["bf66fea1902142a38bbd8b051e659eb8f38873d6e8945a5a753826581fa74ceb"]
-[[origins]]
-name = "origin"
-url = "http://127.0.0.1:$ORIGIN"
-TOML
-RUST_LOG=warn "$BIN" cdn --config "$WORK/cdn.toml" >"$WORK/cdn.out" 2>"$WORK/cdn.log" &
-CDN_PID=$!
-PIDS+=("$CDN_PID")
-for _ in $(seq 1 200); do grep -q "ready" "$WORK/cdn.out" 2>/dev/null && break; sleep 0.05; done
-TRADEWIND=$(sed -n 's/.* http=http:\/\/127.0.0.1:\([0-9]*\) .*/\1/p' "$WORK/cdn.out")
-[ -n "$TRADEWIND" ] || { cat "$WORK/cdn.log"; exit 1; }
+start_cdn bench "$ORIGIN"
+TRADEWIND=$CDN_PORT
 
 declare -A PORT=([tradewind]=$TRADEWIND [nginx]=$NGINX [varnish]=$VARNISH)
 CACHES=(tradewind nginx varnish)

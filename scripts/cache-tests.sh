@@ -38,29 +38,7 @@ fi
 SUITE=$ROOT/scripts/cache-tests/node_modules/http-cache-tests
 OUT=$ROOT/target/cache-tests
 mkdir -p "$OUT"
-WORK=$(mktemp -d)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
-    [ -f "$WORK/varnish.pid" ] && kill "$(cat "$WORK/varnish.pid")" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-    node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-}
-wait_port() {
-    for _ in $(seq 1 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "nothing listens on 127.0.0.1:$1 ($2)" >&2
-    exit 1
-}
+source scripts/cdn-peers.sh
 
 ORIGIN=$(free_port)
 (cd "$SUITE" && exec env npm_config_protocol=http npm_config_port="$ORIGIN" \
@@ -75,26 +53,8 @@ run_suite() { # name port
         node --no-warnings cli.mjs) >"$OUT/$1.json"
 }
 
-# The mesh's cache: the defaults, but for the per-client rate (the suite is one client).
-cat >"$WORK/cdn.toml" <<TOML
-name = "tradewind"
-[http]
-listen = "127.0.0.1:0"
-listener = { plain_http = true, client_rate_per_s = 100000, client_burst = 100000 }
-[admin]
-listen = "127.0.0.1:0"
-listener = { plain_http = true }
-token_sha256 = ["bf66fea1902142a38bbd8b051e659eb8f38873d6e8945a5a753826581fa74ceb"]
-[[origins]]
-name = "suite"
-url = "http://127.0.0.1:$ORIGIN"
-TOML
-"$BIN" cdn --config "$WORK/cdn.toml" >"$WORK/cdn.out" 2>"$WORK/cdn.log" &
-PIDS+=($!)
-for _ in $(seq 1 200); do grep -q "ready" "$WORK/cdn.out" 2>/dev/null && break; sleep 0.05; done
-CDN=$(sed -n 's/.* http=http:\/\/127.0.0.1:\([0-9]*\) .*/\1/p' "$WORK/cdn.out")
-[ -n "$CDN" ] || { cat "$WORK/cdn.log"; exit 1; }
-run_suite tradewind "$CDN"
+start_cdn tradewind "$ORIGIN"
+run_suite tradewind "$CDN_PORT"
 
 NGINX=$(free_port)
 mkdir -p "$WORK/nginx-cache" && chmod 777 "$WORK/nginx-cache"

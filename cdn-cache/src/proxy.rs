@@ -700,18 +700,11 @@ fn strip_surrogate_keys(mut headers: HeaderMap) -> (HeaderMap, Option<Vec<String
 /// §13.1.3): `If-None-Match` by weak comparison, else `If-Modified-Since` against
 /// `Last-Modified`.
 fn not_modified(req: &HeaderMap, stored: &HeaderMap) -> bool {
-    let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
     if req.contains_key(header::IF_NONE_MATCH) {
-        let Some(etag) = stored.get(header::ETAG).and_then(|e| e.to_str().ok()) else {
-            return false;
-        };
-        let etag = weak(etag);
-        return req
-            .get_all(header::IF_NONE_MATCH)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(crate::directives::split_list)
-            .any(|t| t == "*" || weak(t) == etag);
+        return stored
+            .get(header::ETAG)
+            .and_then(|e| e.to_str().ok())
+            .is_some_and(|etag| http_api::conditional::none_match(req, etag));
     }
     match (
         freshness::date(req, "if-modified-since"),

@@ -60,11 +60,7 @@ async fn product_image(UrlPath(file): UrlPath<String>, headers: HeaderMap) -> Re
     let body = image(id);
     let digest = http_api::bearer::sha256_hex(&body);
     let etag = format!("\"{}\"", &digest[..16]);
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let mut res = if matches {
+    let mut res = if http_api::conditional::none_match(&headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         body.into_response()

@@ -241,11 +241,7 @@ pub(super) async fn get_product(
         .get(key, render)
         .await
         .map_err(|p| Problem::new(p.kind, p.detail.clone()))?;
-    let etag = rendered.etag.to_str().unwrap_or("");
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let matches = http_api::conditional::none_match(&headers, rendered.etag.to_str().unwrap_or(""));
     let mut res = if matches {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
