@@ -122,28 +122,76 @@ async fn purge(
 }
 
 async fn metrics(State(api): State<Api>) -> Response {
-    let (objects, bytes) = api.cache.memory.usage();
+    let memory = api.cache.store.memory_usage();
     let mut now = Registry::default();
     now.register(
         "cdn_memory_objects",
         "URLs stored in memory.",
-        count(objects),
+        count(memory.objects),
     );
-    now.register("cdn_memory_bytes", "Bytes stored in memory.", count(bytes));
+    now.register(
+        "cdn_memory_bytes",
+        "Bytes stored in memory.",
+        count(memory.bytes),
+    );
     now.register(
         "cdn_evictions",
         "Stored URLs evicted to keep within the memory bound.",
-        count(api.cache.memory.evictions()),
+        count(memory.evictions),
     );
+    if let Some(disk) = api.cache.store.disk() {
+        let d = disk.usage();
+        for (name, help, value) in [
+            ("cdn_disk_objects", "URLs stored on disk.", d.held.objects),
+            (
+                "cdn_disk_bytes",
+                "Bytes of the disk tier's files.",
+                d.held.bytes,
+            ),
+            (
+                "cdn_disk_evictions",
+                "Files evicted to keep within the disk bound.",
+                d.held.evictions,
+            ),
+            (
+                "cdn_disk_reads",
+                "URLs read back from disk on a memory miss.",
+                d.reads,
+            ),
+            (
+                "cdn_disk_read_errors",
+                "Files that did not read back whole (dropped).",
+                d.read_errors,
+            ),
+            ("cdn_disk_writes", "Files written.", d.writes),
+            (
+                "cdn_disk_write_errors",
+                "Writes that failed (a full or unwritable disk); memory and origins serve.",
+                d.write_errors,
+            ),
+            (
+                "cdn_disk_writes_dropped",
+                "Writes dropped because the writer's queue was full.",
+                d.writes_dropped,
+            ),
+        ] {
+            now.register(name, help, count(value));
+        }
+    }
     http_api::metrics::respond(&[api.cache.metrics.registry(), &now])
 }
 
 async fn healthz(State(api): State<Api>) -> Response {
-    let (objects, bytes) = api.cache.memory.usage();
+    let memory = api.cache.store.memory_usage();
+    let disk = api.cache.store.disk().map(|d| {
+        let d = d.usage();
+        serde_json::json!({"objects": d.held.objects, "bytes": d.held.bytes, "write_errors": d.write_errors})
+    });
     axum::Json(serde_json::json!({
         "status": "ok",
-        "objects": objects,
-        "bytes": bytes,
+        "objects": memory.objects,
+        "bytes": memory.bytes,
+        "disk": disk,
         "origins": api.cache.origins.names(),
     }))
     .into_response()

@@ -25,6 +25,18 @@ pub struct CdnConfig {
     pub memory: MemorySettings,
     #[serde(default)]
     pub fetch: FetchSettings,
+    /// A disk tier behind the memory tier, kept across restarts; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskSettings>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSettings {
+    /// Its directory, made if need be; one cache's alone.
+    pub dir: PathBuf,
+    /// What its files hold at most, together.
+    pub bytes_max: u64,
 }
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -131,6 +143,9 @@ impl Default for FetchSettings {
 
 impl Config for CdnConfig {
     fn resolve(&mut self, base: &Path) {
+        if let Some(d) = &mut self.disk {
+            resolve(base, &mut d.dir);
+        }
         self.http.listener.resolve(base);
         self.admin.listener.resolve(base);
         for o in &mut self.origins {
@@ -205,6 +220,14 @@ impl Config for CdnConfig {
         }
         if !(1..=1_024).contains(&m.variants_max) {
             return Err(Invalid::at("memory.variants_max", "1 to 1024"));
+        }
+        if let Some(d) = &self.disk
+            && !(4 * m.object_bytes_max.min(1 << 30)..=1 << 50).contains(&d.bytes_max)
+        {
+            return Err(Invalid::at(
+                "disk.bytes_max",
+                "at least four times memory.object_bytes_max (or 4 GiB), at most 1 PiB",
+            ));
         }
         let f = &self.fetch;
         for (key, ms) in [

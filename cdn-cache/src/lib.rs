@@ -4,7 +4,8 @@
 //! - `config`: the TOML config and its checks.
 //! - `directives`: `Cache-Control` and `CDN-Cache-Control` parsed.
 //! - `freshness`: RFC 9111's rules for one response: storable, fresh, how old, reusable.
-//! - `store`: the memory tier (bounded by bytes), variants by `Vary`, the surrogate-key index.
+//! - `store`: the memory tier and the disk tier (each bounded by bytes), variants by `Vary`,
+//!   the surrogate-key index, purges.
 //! - `origin`: the origins, chosen by host and path prefix, and fetches from them.
 //! - `range`: byte ranges served from stored responses.
 //! - `proxy`: the answer to each request (lookup, collapsing, validation, stale serving,
@@ -41,6 +42,17 @@ const ADMIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Started {
     pub http: SocketAddr,
     pub admin: SocketAddr,
+}
+
+/// Checks what `--check-config` can without starting: the config's values, its origins, and
+/// that the disk tier's directory (if any) can be made and written.
+pub fn check(config: &CdnConfig) -> anyhow::Result<()> {
+    util::config::Config::check(config)?;
+    origin::Origins::new(&config.origins, &config.fetch)?;
+    if let Some(d) = &config.disk {
+        store::disk::check_dir(&d.dir)?;
+    }
+    Ok(())
 }
 
 /// Runs the cache until `shutdown` resolves. `on_ready` is called once both listeners listen.

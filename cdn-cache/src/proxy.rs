@@ -36,7 +36,7 @@ use crate::freshness::{self, Freshness, Reuse};
 use crate::metrics::{Metrics, Outcome};
 use crate::origin::{self, Fetched, Origins};
 use crate::range::{self, Ranged};
-use crate::store::{Memory, PurgeMode, SURROGATE_KEY_MAX_BYTES, SURROGATE_KEYS_MAX, Stored};
+use crate::store::{PurgeMode, SURROGATE_KEY_MAX_BYTES, SURROGATE_KEYS_MAX, Store, Stored, disk};
 
 /// URLs remembered as not storable (hit-for-pass) at most.
 const PASS_MAX: u64 = 100_000;
@@ -50,7 +50,7 @@ const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control
 pub struct Cache {
     name: String,
     via: HeaderValue,
-    pub memory: Memory,
+    pub store: Store,
     pub origins: Origins,
     flights: Mutex<HashMap<String, watch::Receiver<bool>>>,
     pass: moka::sync::Cache<String, ()>,
@@ -105,12 +105,21 @@ struct Answer {
 }
 
 impl Cache {
+    /// The cache `config` describes, its disk tier (if any) opened and indexed.
     pub fn new(config: &CdnConfig) -> anyhow::Result<Arc<Cache>> {
         let f = &config.fetch;
+        let m = &config.memory;
+        let heuristic_max = Duration::from_secs(m.heuristic_max_s);
+        let disk = config.disk.as_ref().map(|d| disk::Settings {
+            dir: d.dir.clone(),
+            bytes_max: d.bytes_max,
+            object_bytes_max: m.object_bytes_max,
+            heuristic_max,
+        });
         Ok(Arc::new(Cache {
             name: config.name.clone(),
             via: HeaderValue::from_str(&format!("1.1 {}", config.name))?,
-            memory: Memory::new(config.memory.bytes_max, config.memory.variants_max),
+            store: Store::new(m.bytes_max, m.variants_max, disk)?,
             origins: Origins::new(&config.origins, f)?,
             flights: Mutex::new(HashMap::new()),
             pass: moka::sync::Cache::builder()
@@ -120,7 +129,7 @@ impl Cache {
             metrics: Metrics::new(),
             object_max: usize::try_from(config.memory.object_bytes_max).unwrap_or(usize::MAX),
             body_max: f.request_body_max_bytes,
-            heuristic_max: Duration::from_secs(config.memory.heuristic_max_s),
+            heuristic_max,
             wait_max: Duration::from_millis(f.response_timeout_ms + f.body_idle_timeout_ms),
         }))
     }
@@ -209,7 +218,7 @@ impl Cache {
         let mut waited = false;
         loop {
             let now = SystemTime::now();
-            let stored = self.memory.find(&ask.key, &ask.headers);
+            let stored = self.store.find(&ask.key, &ask.headers).await;
             if let Some(s) = &stored {
                 // What a fetch brought after this request arrived is as good as validated.
                 let reuse = if s.freshness.response_time >= ask.arrived {
@@ -284,7 +293,7 @@ impl Cache {
     ) -> Answer {
         let _flight = flight;
         let origin = self.origins.at(ask.origin);
-        let mark = self.memory.mark();
+        let mark = self.store.mark();
         let mut headers = origin::forwarded(&ask.headers, ask.client, &self.via);
         // Conditions and ranges are answered here, from the whole response.
         for h in [
@@ -352,7 +361,7 @@ impl Cache {
                 self.heuristic_max,
             );
             let fresh = Arc::new(s.refreshed(headers, freshness, keys));
-            self.memory
+            self.store
                 .put(&ask.key, &ask.headers, Arc::clone(&fresh), mark);
             return self.serve_stored(&fresh, ask, Outcome::Revalidated, now, None);
         }
@@ -408,9 +417,7 @@ impl Cache {
             vary,
             keys.unwrap_or_default(),
         ));
-        let kept = self
-            .memory
-            .put(&ask.key, &ask.headers, Arc::clone(&s), mark);
+        let kept = self.store.put(&ask.key, &ask.headers, Arc::clone(&s), mark);
         self.pass.invalidate(&ask.key);
         self.serve_stored(&s, ask, Outcome::Miss, now, Some(kept))
     }
@@ -450,7 +457,7 @@ impl Cache {
     fn invalidate(&self, ask: &Ask, res: &HeaderMap) {
         let host = ask.key.strip_suffix(&ask.path_and_query).unwrap_or("");
         let now = SystemTime::now();
-        self.memory.purge_key(&ask.key, PurgeMode::Hard, now);
+        self.store.purge_key(&ask.key, PurgeMode::Hard, now);
         for name in [header::LOCATION, header::CONTENT_LOCATION] {
             let Some(target) = res.get(&name).and_then(|v| v.to_str().ok()) else {
                 continue;
@@ -474,7 +481,7 @@ impl Cache {
                 })
             };
             if let Some(path) = path {
-                self.memory
+                self.store
                     .purge_key(&Cache::key(host, &path), PurgeMode::Hard, now);
             }
         }
@@ -610,7 +617,7 @@ impl Cache {
     /// Purges every URL tagged with surrogate key `tag`; how many.
     pub fn purge_tag(&self, tag: &str, mode: PurgeMode) -> usize {
         self.metrics.purges_by_key.inc();
-        let n = self.memory.purge_tag(tag, mode, SystemTime::now());
+        let n = self.store.purge_tag(tag, mode, SystemTime::now());
         self.metrics.purged_objects.inc_by(n as u64);
         n
     }
@@ -619,7 +626,7 @@ impl Cache {
     pub fn purge_url(&self, host: &str, path_and_query: &str, mode: PurgeMode) -> bool {
         self.metrics.purges_by_url.inc();
         let hit = self
-            .memory
+            .store
             .purge_key(&Cache::key(host, path_and_query), mode, SystemTime::now());
         self.metrics.purged_objects.inc_by(u64::from(hit));
         hit

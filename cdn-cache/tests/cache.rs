@@ -228,7 +228,16 @@ struct Mesh {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn start() -> Mesh {
+/// The origins every cache here fronts.
+struct Origins {
+    seen: Seen,
+    main: SocketAddr,
+    garbage: SocketAddr,
+    overlong: SocketAddr,
+    closed: SocketAddr,
+}
+
+async fn origins() -> Origins {
     let seen = Seen::default();
     let main = origin(seen.clone()).await;
     let garbage = raw_origin(b"THIS IS NOT HTTP\r\n\r\n").await;
@@ -241,6 +250,28 @@ async fn start() -> Mesh {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
+    Origins {
+        seen,
+        main,
+        garbage,
+        overlong,
+        closed,
+    }
+}
+
+async fn start() -> Mesh {
+    cache(&origins().await, "").await
+}
+
+/// A cache in front of `o`, with `more` appended to its config.
+async fn cache(o: &Origins, more: &str) -> Mesh {
+    let Origins {
+        main,
+        garbage,
+        overlong,
+        closed,
+        ..
+    } = o;
     let text = format!(
         r#"
 name = "test-cdn"
@@ -272,7 +303,7 @@ object_bytes_max = 1048576
 [fetch]
 response_timeout_ms = 500
 body_idle_timeout_ms = 500
-"#,
+{more}"#,
         http_api::bearer::EXAMPLE_TOKEN_SHA256
     );
     let config: CdnConfig =
@@ -292,7 +323,7 @@ body_idle_timeout_ms = 500
     Mesh {
         url: format!("http://{}", s.http),
         admin: format!("http://{}", s.admin),
-        seen,
+        seen: o.seen.clone(),
         _stop: stop,
     }
 }
@@ -651,4 +682,137 @@ async fn responses_larger_than_an_object_stream_through_unstored() {
         .await
         .unwrap();
     assert!(health["bytes"].as_u64().unwrap() < 1 << 20, "{health}");
+}
+
+/// The value of counter or gauge `name` on the cache's `/metrics`.
+async fn metric(m: &Mesh, name: &str) -> u64 {
+    let text = client()
+        .get(format!("{}/metrics", m.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == name || k == format!("{name}_total")).then(|| v.parse::<f64>().ok())?
+        })
+        .map_or(0, |v| v as u64)
+}
+
+/// Waits until `name` on `/metrics` is at least `n`.
+async fn until_metric(m: &Mesh, name: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(m, name).await < n {
+        assert!(Instant::now() < deadline, "{name} < {n} after 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn disk(dir: &std::path::Path) -> String {
+    format!(
+        "[disk]\ndir = \"{}\"\nbytes_max = 67108864\n",
+        dir.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_cache_serves_what_its_disk_kept_but_nothing_purged() {
+    // Keys are by host, and the restarted cache listens on another port.
+    const HOST: &[(&str, &str)] = &[("host", "shop.example")];
+    let o = origins().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = cache(&o, &disk(dir.path())).await;
+    for path in ["/fresh/10", "/fresh/11", "/fresh/12"] {
+        get(&format!("{}{path}", first.url), HOST).await;
+    }
+    get(
+        &format!("{}/vary", first.url),
+        &[HOST[0], ("accept-language", "en")],
+    )
+    .await;
+    until_metric(&first, "cdn_disk_writes", 4).await;
+    assert_eq!(metric(&first, "cdn_disk_objects").await, 4);
+    // Soft or hard, a purge takes the disk's copy: a restart must not bring it back fresh.
+    let purge = |keys: &[&str], mode: &str| {
+        client()
+            .post(format!("{}/admin/v1/purge", first.admin))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"keys": keys, "mode": mode}))
+            .send()
+    };
+    assert_eq!(purge(&["product:11"], "soft").await.unwrap().status(), 200);
+    assert_eq!(purge(&["product:12"], "hard").await.unwrap().status(), 200);
+    assert_eq!(metric(&first, "cdn_disk_objects").await, 2);
+    drop(first);
+
+    let second = cache(&o, &disk(dir.path())).await;
+    assert_eq!(metric(&second, "cdn_disk_objects").await, 2);
+    assert_eq!(metric(&second, "cdn_memory_objects").await, 0);
+    let kept = get(&format!("{}/fresh/10", second.url), HOST).await;
+    assert!(
+        header(&kept, "cache-status").starts_with("test-cdn; hit"),
+        "{kept:?}"
+    );
+    assert!(header(&kept, "age").parse::<u64>().unwrap() < 60);
+    assert_eq!(kept.text().await.unwrap(), "product 10");
+    assert_eq!(o.seen.count("/fresh/10"), 1, "no second fetch");
+    for path in ["/fresh/11", "/fresh/12"] {
+        let purged = get(&format!("{}{path}", second.url), HOST).await;
+        assert!(
+            header(&purged, "cache-status").contains("fwd=uri-miss"),
+            "{path}: {purged:?}"
+        );
+        assert_eq!(o.seen.count(path), 2);
+    }
+    // Variants come back by their Vary.
+    let en = get(
+        &format!("{}/vary", second.url),
+        &[HOST[0], ("accept-language", "en")],
+    )
+    .await;
+    assert!(header(&en, "cache-status").contains("hit"), "{en:?}");
+    assert_eq!(en.text().await.unwrap(), "en");
+    let de = get(
+        &format!("{}/vary", second.url),
+        &[HOST[0], ("accept-language", "de")],
+    )
+    .await;
+    assert_eq!(de.text().await.unwrap(), "de");
+    assert_eq!(o.seen.count("/vary"), 2);
+    assert!(metric(&second, "cdn_disk_reads").await >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_cannot_be_written_leaves_the_cache_serving_from_memory() {
+    let o = origins().await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = cache(&o, &disk(dir.path())).await;
+    // Where its writes go is no longer a directory: every write fails.
+    std::fs::remove_dir_all(dir.path().join("tmp")).unwrap();
+    std::fs::write(dir.path().join("tmp"), b"in the way").unwrap();
+    let url = format!("{}/fresh/20", m.url);
+    assert_eq!(get(&url, &[]).await.status(), 200);
+    until_metric(&m, "cdn_disk_write_errors", 1).await;
+    let again = get(&url, &[]).await;
+    assert!(header(&again, "cache-status").contains("hit"), "{again:?}");
+    assert_eq!(o.seen.count("/fresh/20"), 1);
+    assert_eq!(metric(&m, "cdn_disk_objects").await, 0);
+
+    // A directory that cannot be made is refused at start, with the path in the error.
+    let text = format!(
+        "name = \"c\"\n[http]\nlisten = \"127.0.0.1:0\"\nlistener = {{ plain_http = true }}\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\nlistener = {{ plain_http = true }}\n\
+         token_sha256 = [\"{}\"]\n[[origins]]\nname = \"o\"\nurl = \"http://{}\"\n{}",
+        http_api::bearer::EXAMPLE_TOKEN_SHA256,
+        o.main,
+        disk(&dir.path().join("tmp").join("below-a-file"))
+    );
+    let config: CdnConfig =
+        util::config::parse(&text, std::path::Path::new("."), "t.toml").unwrap();
+    let err = cdn_cache::check(&config).unwrap_err();
+    assert!(format!("{err:#}").contains("below-a-file"), "{err:#}");
+    assert!(cdn_cache::Cache::new(&config).is_err());
 }

@@ -30,6 +30,10 @@ pub struct RouterConfig {
     /// the nearest healthy region.
     #[serde(default = "default_names")]
     pub names: Vec<String>,
+    /// The asset names (product images, scripts: what the caches serve), relative to the zone:
+    /// answered with the caches of the nearest region that has a healthy one. None by default.
+    #[serde(default)]
+    pub asset_names: Vec<String>,
     /// TTL of the storefront answers, and of negative answers.
     #[serde(default = "default_ttl_s")]
     pub ttl_s: u32,
@@ -190,8 +194,13 @@ pub struct RegionConfig {
     #[serde(default)]
     pub fallback: Vec<String>,
     pub edges: Vec<EdgeConfig>,
+    /// Its caches (`tradewind cdn`), answered for the asset names; their health endpoint is
+    /// the cache's admin `/healthz`.
+    #[serde(default)]
+    pub caches: Vec<EdgeConfig>,
 }
 
+/// A server the router answers with: an edge, or a cache.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeConfig {
@@ -255,11 +264,23 @@ impl RouterConfig {
         if self.names.is_empty() {
             return Err("names: at least one storefront name".into());
         }
-        for n in &self.names {
-            let name = self.name_in_zone(n).map_err(|e| format!("names: {e}"))?;
+        let mut answered = std::collections::HashSet::new();
+        for (key, n) in self
+            .names
+            .iter()
+            .map(|n| ("names", n))
+            .chain(self.asset_names.iter().map(|n| ("asset_names", n)))
+        {
+            let name = self.name_in_zone(n).map_err(|e| format!("{key}: {e}"))?;
             if !zone.zone_of(&name) {
-                return Err(format!("names: {n} is not in the zone {zone}"));
+                return Err(format!("{key}: {n} is not in the zone {zone}"));
             }
+            if !answered.insert(name) {
+                return Err(format!("{key}: {n} is named twice"));
+            }
+        }
+        if !self.asset_names.is_empty() && self.regions.iter().all(|r| r.caches.is_empty()) {
+            return Err("asset_names: no region has a cache to answer them with".into());
         }
         for ns in &self.dns.nameservers {
             self.name_in_zone(&ns.name)
@@ -302,34 +323,41 @@ impl RouterConfig {
                     r.name
                 ));
             }
-            for e in &r.edges {
-                if !edges.insert(e.name.as_str()) {
-                    return Err(format!("edge {} is listed twice", e.name));
-                }
-                let url = reqwest::Url::parse(&e.health_url)
-                    .map_err(|err| format!("edge {}: health_url: {err}", e.name))?;
-                if !matches!(url.scheme(), "http" | "https") {
-                    return Err(format!("edge {}: health_url must be http(s)", e.name));
-                }
-                if e.addresses.is_empty() {
-                    return Err(format!("edge {}: at least one address", e.name));
-                }
+            if r.caches.len() > EDGES_PER_REGION_MAX {
+                return Err(format!(
+                    "region {}: at most {EDGES_PER_REGION_MAX} caches",
+                    r.name
+                ));
             }
-            for v6 in [false, true] {
-                let mut of_family: Vec<&IpAddr> = r
-                    .edges
-                    .iter()
-                    .flat_map(|e| &e.addresses)
-                    .filter(|a| a.is_ipv6() == v6)
-                    .collect();
-                of_family.sort();
-                of_family.dedup();
-                if of_family.len() > ADDRESSES_PER_ANSWER_MAX {
-                    return Err(format!(
-                        "region {}: at most {ADDRESSES_PER_ANSWER_MAX} IPv{} addresses in all its edges",
-                        r.name,
-                        if v6 { 6 } else { 4 }
-                    ));
+            for (what, servers) in [("edge", &r.edges), ("cache", &r.caches)] {
+                for e in servers {
+                    if !edges.insert(e.name.as_str()) {
+                        return Err(format!("{what} {} is listed twice", e.name));
+                    }
+                    let url = reqwest::Url::parse(&e.health_url)
+                        .map_err(|err| format!("{what} {}: health_url: {err}", e.name))?;
+                    if !matches!(url.scheme(), "http" | "https") {
+                        return Err(format!("{what} {}: health_url must be http(s)", e.name));
+                    }
+                    if e.addresses.is_empty() {
+                        return Err(format!("{what} {}: at least one address", e.name));
+                    }
+                }
+                for v6 in [false, true] {
+                    let mut of_family: Vec<&IpAddr> = servers
+                        .iter()
+                        .flat_map(|e| &e.addresses)
+                        .filter(|a| a.is_ipv6() == v6)
+                        .collect();
+                    of_family.sort();
+                    of_family.dedup();
+                    if of_family.len() > ADDRESSES_PER_ANSWER_MAX {
+                        return Err(format!(
+                            "region {}: at most {ADDRESSES_PER_ANSWER_MAX} IPv{} addresses in all its {what}s",
+                            r.name,
+                            if v6 { 6 } else { 4 }
+                        ));
+                    }
                 }
             }
         }
@@ -452,6 +480,14 @@ edges = [{ name = "us-east-1", health_url = "http://127.0.3.1:7111/healthz", add
                 "root",
             ),
             (GOOD.replace("[http]", "typo = 1\n[http]"), "unknown field"),
+            (
+                GOOD.replace("[dns]", "asset_names = [\"assets\"]\n[dns]"),
+                "no region has a cache",
+            ),
+            (
+                GOOD.replace("[dns]", "asset_names = [\"www\"]\n[dns]"),
+                "named twice",
+            ),
             (
                 GOOD.replace("region = \"us-east\" }", "region = \"mars\" }"),
                 "no region mars",

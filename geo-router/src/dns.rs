@@ -22,7 +22,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 
 use crate::config::RouterConfig;
 use crate::geo::Geo;
-use crate::health::Health;
+use crate::health::{Health, Service};
 use crate::metrics::{Metrics, Tally};
 use crate::route::Route;
 
@@ -33,8 +33,8 @@ const UDP_PAYLOAD_MAX: u16 = 1_232;
 
 pub struct Authority {
     zone: LowerName,
-    /// The storefront names.
-    storefront: Vec<LowerName>,
+    /// The storefront names, then the asset names, each with what it is answered with.
+    routed: Vec<(LowerName, Service)>,
     /// The name servers in the zone, with their addresses.
     nameservers: Vec<(LowerName, Vec<IpAddr>)>,
     soa: Record,
@@ -48,7 +48,7 @@ pub struct Authority {
 
 /// What a query asks about.
 enum Kind {
-    Storefront,
+    Routed(Service),
     NameServer(usize),
     /// The apex, or a name with names under it: it exists, with no data of the type asked.
     Exists,
@@ -64,10 +64,12 @@ impl Authority {
     ) -> anyhow::Result<Authority> {
         let e = anyhow::Error::msg;
         let zone = c.zone_name().map_err(e)?;
-        let storefront = c
+        let routed = c
             .names
             .iter()
-            .map(|n| c.name_in_zone(n).map(|n| LowerName::new(&n)))
+            .map(|n| (n, Service::Storefront))
+            .chain(c.asset_names.iter().map(|n| (n, Service::Assets)))
+            .map(|(n, service)| c.name_in_zone(n).map(|n| (LowerName::new(&n), service)))
             .collect::<Result<_, _>>()
             .map_err(e)?;
         let mut ns = Vec::new();
@@ -103,7 +105,7 @@ impl Authority {
         );
         Ok(Authority {
             zone: LowerName::new(&zone),
-            storefront,
+            routed,
             nameservers,
             soa,
             ns,
@@ -116,15 +118,16 @@ impl Authority {
     }
 
     fn kind(&self, name: &LowerName) -> Kind {
-        if self.storefront.contains(name) {
-            return Kind::Storefront;
+        if let Some((_, service)) = self.routed.iter().find(|(n, _)| n == name) {
+            return Kind::Routed(*service);
         }
         if let Some(i) = self.nameservers.iter().position(|(n, _)| n == name) {
             return Kind::NameServer(i);
         }
         let has_children = self
-            .storefront
+            .routed
             .iter()
+            .map(|(n, _)| n)
             .chain(self.nameservers.iter().map(|(n, _)| n))
             .any(|n| name.zone_of(n));
         if *name == self.zone || has_children {
@@ -247,7 +250,7 @@ impl Authority {
         let kind = self.kind(name);
         let apex = *name == self.zone;
         match (&kind, qtype) {
-            (Kind::Storefront, RecordType::A | RecordType::AAAA | RecordType::ANY) => {
+            (Kind::Routed(service), RecordType::A | RecordType::AAAA | RecordType::ANY) => {
                 let client = match &subnet {
                     Some(s) if s.source_prefix() > 0 => {
                         tally.ecs = true;
@@ -257,14 +260,18 @@ impl Authority {
                 };
                 let v6 = qtype == RecordType::AAAA;
                 let board = self.health.board();
-                let route = Route::new(&self.geo, &board, client);
+                let routes = board.answers(*service);
+                let route = Route::new(&self.geo, routes, client);
                 answers.extend(
                     route
-                        .addresses(&board, v6)
+                        .addresses(routes, v6)
                         .iter()
                         .map(|ip| address_record(&owner, self.ttl_s, *ip)),
                 );
-                tally.routed = Some((route.region, route.skipped > 0, route.fail_open));
+                // The router's answer counts are the storefront's.
+                if *service == Service::Storefront {
+                    tally.routed = Some((route.region, route.skipped > 0, route.fail_open));
+                }
                 // A source prefix of 0 asks for an answer that does not depend on the subnet.
                 if subnet.as_ref().is_some_and(|s| s.source_prefix() > 0) {
                     scope = route.located.scope;

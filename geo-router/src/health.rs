@@ -1,11 +1,14 @@
-//! Active health checks of every edge, and the board of healthy addresses DNS answers from.
+//! Active health checks of every edge and cache, and the board of healthy addresses DNS answers
+//! from.
 //!
-//! Each edge's `/healthz` is fetched every `interval_ms`. A check passes only when the edge
+//! Each server's `/healthz` is fetched every `interval_ms`. An edge's check passes only when it
 //! answers 200 with its health document and that document says it can sell: it reaches a core,
 //! is no staler than its bound (or the router's `max_staleness_ms`), has a catalog and is not
-//! shutting down. An edge goes out of the answers after `down_after` failures in a row and
-//! comes back after `up_after` passes; it starts out, until it has passed. Every change of an
-//! edge rebuilds the board, which DNS queries read without waiting on the checks.
+//! shutting down. A cache's passes when it answers 200 with a cache's health document (a cache
+//! whose origins fail still serves what it holds). A server goes out of the answers after
+//! `down_after` failures in a row and comes back after `up_after` passes; it starts out, until
+//! it has passed. Every change rebuilds the board, which DNS queries read without waiting on
+//! the checks.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +20,8 @@ use crate::config::{HealthSettings, RouterConfig};
 /// Largest health document read.
 const BODY_MAX_BYTES: usize = 64 * 1024;
 
-/// One region's answer: the addresses of its healthy edges, and of all of them (for answering
-/// when no region has a healthy edge).
+/// One region's answer for one service: the addresses of its healthy edges (or caches), and
+/// of all of them (for answering when no region has a healthy one).
 #[derive(Debug, Clone, Default)]
 pub struct RegionAnswer {
     pub healthy_edges: usize,
@@ -45,10 +48,29 @@ impl Addresses {
     }
 }
 
-/// What DNS answers from: one entry per region, in the config's order.
+/// What a name is answered with: the storefront's edges, or the caches that serve assets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Storefront,
+    Assets,
+}
+
+/// What DNS answers from: for each service, one entry per region, in the config's order.
 #[derive(Debug, Default)]
 pub struct Board {
     pub regions: Vec<RegionAnswer>,
+    pub assets: Vec<RegionAnswer>,
+}
+
+impl Board {
+    /// Each region's answer for `service`.
+    pub fn answers(&self, service: Service) -> &[RegionAnswer] {
+        match service {
+            Service::Storefront => &self.regions,
+            Service::Assets => &self.assets,
+        }
+    }
 }
 
 /// The last check of an edge.
@@ -61,9 +83,11 @@ pub struct Check {
     pub latency_ms: u64,
 }
 
+/// An edge or a cache, as the checks found it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EdgeState {
     pub name: String,
+    pub service: Service,
     pub region: String,
     #[serde(skip)]
     pub region_index: usize,
@@ -98,8 +122,11 @@ impl Health {
             .iter()
             .enumerate()
             .flat_map(|(i, r)| {
-                r.edges.iter().map(move |e| EdgeState {
+                let edges = r.edges.iter().map(|e| (Service::Storefront, e));
+                let caches = r.caches.iter().map(|e| (Service::Assets, e));
+                edges.chain(caches).map(move |(service, e)| EdgeState {
                     name: e.name.clone(),
+                    service,
                     region: r.name.clone(),
                     region_index: i,
                     health_url: e.health_url.clone(),
@@ -183,11 +210,15 @@ impl Health {
             .pool_max_idle_per_host(1)
             .user_agent("tradewind-geo-router")
             .build()?;
-        let urls: Vec<String> = self.edges().into_iter().map(|e| e.health_url).collect();
+        let urls: Vec<(Service, String)> = self
+            .edges()
+            .into_iter()
+            .map(|e| (e.service, e.health_url))
+            .collect();
         Ok(urls
             .into_iter()
             .enumerate()
-            .map(|(i, url)| {
+            .map(|(i, (service, url))| {
                 let (me, client) = (Arc::clone(self), client.clone());
                 tokio::spawn(async move {
                     let mut tick =
@@ -195,7 +226,7 @@ impl Health {
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        let check = check_once(&client, &url, &me.settings).await;
+                        let check = check_once(&client, service, &url, &me.settings).await;
                         me.record(i, check);
                     }
                 })
@@ -207,9 +238,13 @@ impl Health {
 fn build_board(edges: &[EdgeState], regions: usize) -> Board {
     let mut board = Board {
         regions: vec![RegionAnswer::default(); regions],
+        assets: vec![RegionAnswer::default(); regions],
     };
     for e in edges {
-        let r = &mut board.regions[e.region_index];
+        let r = match e.service {
+            Service::Storefront => &mut board.regions[e.region_index],
+            Service::Assets => &mut board.assets[e.region_index],
+        };
         for ip in &e.addresses {
             r.all.add(*ip);
             if e.up {
@@ -221,8 +256,13 @@ fn build_board(edges: &[EdgeState], regions: usize) -> Board {
     board
 }
 
-/// One check of one edge.
-async fn check_once(client: &reqwest::Client, url: &str, s: &HealthSettings) -> Check {
+/// One check of one edge or cache.
+async fn check_once(
+    client: &reqwest::Client,
+    service: Service,
+    url: &str,
+    s: &HealthSettings,
+) -> Check {
     let started = Instant::now();
     let at_unix_ms = util::clock::now_ms().unsigned_abs();
     let outcome = async {
@@ -243,7 +283,10 @@ async fn check_once(client: &reqwest::Client, url: &str, s: &HealthSettings) -> 
             }
             body.extend_from_slice(&chunk);
         }
-        judge(status, &body, s.max_staleness_ms)
+        match service {
+            Service::Storefront => judge(status, &body, s.max_staleness_ms),
+            Service::Assets => judge_cache(status, &body),
+        }
     };
     let result = match tokio::time::timeout(Duration::from_millis(s.timeout_ms), outcome).await {
         Ok(r) => r,
@@ -310,6 +353,25 @@ pub(crate) fn judge(status: u16, body: &[u8], max_staleness_ms: Option<u64>) -> 
     Ok(())
 }
 
+/// The part of a cache's health document the router reads.
+#[derive(serde::Deserialize)]
+struct CacheHealth {
+    status: String,
+    #[allow(dead_code)] // Read to tell a cache's document from another's.
+    origins: Vec<String>,
+}
+
+/// Whether a cache that answered `status` with `body` can take clients, and if not, why.
+pub(crate) fn judge_cache(status: u16, body: &[u8]) -> Result<(), String> {
+    let Ok(h) = serde_json::from_slice::<CacheHealth>(body) else {
+        return Err(format!("HTTP {status} without a cache health document"));
+    };
+    if status != 200 || h.status != "ok" {
+        return Err(format!("HTTP {status}, status {:.32}", h.status));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,6 +421,21 @@ mod tests {
             judge(500, &doc(true, Some(1), true), None)
                 .unwrap_err()
                 .contains("500")
+        );
+    }
+
+    #[test]
+    fn a_cache_passes_when_it_answers_as_a_cache() {
+        let cache =
+            br#"{"status":"ok","objects":3,"bytes":10,"disk":null,"origins":["storefront"]}"#;
+        assert_eq!(judge_cache(200, cache), Ok(()));
+        assert!(judge_cache(503, cache).unwrap_err().contains("503"));
+        assert!(judge_cache(200, b"ok\n").unwrap_err().contains("without"));
+        // An edge's document is not a cache's.
+        assert!(
+            judge_cache(200, &doc(true, Some(1), true))
+                .unwrap_err()
+                .contains("without")
         );
     }
 

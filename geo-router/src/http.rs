@@ -1,5 +1,6 @@
-//! The router's HTTP API: `GET /v1/route?ip=` (what DNS would answer a client there, and why),
-//! `GET /v1/health` (every edge's state and last check), `GET /metrics`, `GET /healthz`.
+//! The router's HTTP API: `GET /v1/route?ip=[&service=assets]` (what DNS would answer a client
+//! there for the storefront or the assets, and why), `GET /v1/health` (every edge's and cache's
+//! state and last check), `GET /metrics`, `GET /healthz`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use axum::routing::get;
 use http_api::{Kind, Problem};
 
 use crate::geo::{Geo, Place, PlacedBy};
-use crate::health::{EdgeState, Health};
+use crate::health::{EdgeState, Health, Service};
 use crate::metrics::Metrics;
 use crate::route::Route;
 
@@ -41,6 +42,9 @@ pub fn router(api: Api) -> Router {
 #[derive(serde::Deserialize)]
 struct RouteQuery {
     ip: String,
+    /// `storefront` (the default) or `assets`.
+    #[serde(default)]
+    service: Option<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -87,8 +91,19 @@ async fn route(
             format!("ip: {:.64} is not an IPv4 or IPv6 address", q.ip),
         )
     })?;
+    let service = match q.service.as_deref() {
+        None | Some("storefront") => Service::Storefront,
+        Some("assets") => Service::Assets,
+        Some(other) => {
+            return Err(Problem::new(
+                Kind::BadRequest,
+                format!("service: {other:.32} is neither storefront nor assets"),
+            ));
+        }
+    };
     let board = api.health.board();
-    let r = Route::new(&api.geo, &board, ip);
+    let answers = board.answers(service);
+    let r = Route::new(&api.geo, answers, ip);
     let name = |i: usize| api.regions[i].clone();
     let (client_region, point) = match r.located.place {
         Place::Region(i) => (Some(name(i)), None),
@@ -111,7 +126,7 @@ async fn route(
             let i = usize::from(*i);
             RegionChoice {
                 region: name(i),
-                healthy_edges: board.regions[i].healthy_edges,
+                healthy_edges: answers[i].healthy_edges,
                 distance_km: point.map(|(lat, lon)| api.geo.distance_km(lat, lon, i).round()),
             }
         })
@@ -131,8 +146,8 @@ async fn route(
             .map(|i| name(usize::from(*i)))
             .collect(),
         fail_open: r.fail_open,
-        a: r.addresses(&board, false).to_vec(),
-        aaaa: r.addresses(&board, true).to_vec(),
+        a: r.addresses(answers, false).to_vec(),
+        aaaa: r.addresses(answers, true).to_vec(),
         ttl_s: api.ttl_s,
     }))
 }

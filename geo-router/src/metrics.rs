@@ -198,9 +198,14 @@ impl Metrics {
         // Counted by the health checker; made afresh at each scrape with the totals so far.
         let checks = Family::<Labels, Counter>::default();
         for e in edges {
+            let service = match e.service {
+                crate::health::Service::Storefront => "storefront",
+                crate::health::Service::Assets => "assets",
+            };
             up.get_or_create(&vec![
                 ("edge", e.name.clone()),
                 ("region", e.region.clone()),
+                ("service", service.into()),
             ])
             .set(i64::from(e.up));
             for (result, n) in [("pass", e.checks_passed), ("fail", e.checks_failed)] {
@@ -211,12 +216,12 @@ impl Metrics {
         }
         r.register(
             "tradewind_router_edge_up",
-            "Whether an edge is in the answers.",
+            "Whether an edge (or, for the assets service, a cache) is in the answers.",
             up,
         );
         r.register(
             "tradewind_router_health_checks",
-            "Health checks of edges, by result.",
+            "Health checks of edges and caches, by result.",
             checks,
         );
         r

@@ -1,12 +1,13 @@
-//! The one decision DNS answers and `/v1/route` explains: for a client address, the first region
-//! in the client's order that has a healthy edge, with that region's healthy addresses. When no
-//! region has one, the first region anyway with all its addresses (fail open: a shopper sent to
-//! a region that may recover beats no answer at all).
+//! The one decision DNS answers and `/v1/route` explains: for a client address and a service
+//! (the storefront's edges, or the caches for assets), the first region in the client's order
+//! that has a healthy server of it, with that region's healthy addresses. When no region has
+//! one, the first region anyway with all its addresses (fail open: a shopper sent to a region
+//! that may recover beats no answer at all).
 
 use std::net::IpAddr;
 
 use crate::geo::{Geo, Located, Order};
-use crate::health::Board;
+use crate::health::RegionAnswer;
 
 #[derive(Clone, Copy)]
 pub struct Route {
@@ -21,13 +22,14 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn new(geo: &Geo, board: &Board, client: IpAddr) -> Route {
+    /// The route for `client` among `answers` (a board's, for one service).
+    pub fn new(geo: &Geo, answers: &[RegionAnswer], client: IpAddr) -> Route {
         let located = geo.locate(client);
         let order = geo.order(located.place);
         let first_healthy = order
             .as_slice()
             .iter()
-            .position(|r| board.regions[usize::from(*r)].healthy_edges > 0);
+            .position(|r| answers[usize::from(*r)].healthy_edges > 0);
         let (skipped, fail_open) = match first_healthy {
             Some(i) => (i, false),
             None => (0, true),
@@ -42,8 +44,8 @@ impl Route {
     }
 
     /// The addresses to answer an A (`v6` false) or AAAA query with.
-    pub fn addresses<'b>(&self, board: &'b Board, v6: bool) -> &'b [IpAddr] {
-        let r = &board.regions[self.region];
+    pub fn addresses<'b>(&self, answers: &'b [RegionAnswer], v6: bool) -> &'b [IpAddr] {
+        let r = &answers[self.region];
         let set = if self.fail_open { &r.all } else { &r.healthy };
         if v6 { &set.v6 } else { &set.v4 }
     }
@@ -78,26 +80,26 @@ mod tests {
             pass(&h, e, true);
         }
         let shanghai_client: IpAddr = "192.0.2.9".parse().unwrap();
-        let r = Route::new(&geo, &h.board(), shanghai_client);
+        let r = Route::new(&geo, &h.board().regions, shanghai_client);
         assert_eq!((r.region, r.skipped, r.fail_open), (0, 0, false));
         assert_eq!(
-            r.addresses(&h.board(), false),
+            r.addresses(&h.board().regions, false),
             ["127.0.1.1".parse::<IpAddr>().unwrap()]
         );
-        assert!(r.addresses(&h.board(), true).is_empty());
+        assert!(r.addresses(&h.board().regions, true).is_empty());
         pass(&h, 0, false);
-        let r = Route::new(&geo, &h.board(), shanghai_client);
+        let r = Route::new(&geo, &h.board().regions, shanghai_client);
         assert_eq!((r.region, r.skipped, r.fail_open), (1, 1, false));
         assert_eq!(
-            r.addresses(&h.board(), true),
+            r.addresses(&h.board().regions, true),
             ["::1".parse::<IpAddr>().unwrap()]
         );
         pass(&h, 1, false);
         pass(&h, 2, false);
-        let r = Route::new(&geo, &h.board(), shanghai_client);
+        let r = Route::new(&geo, &h.board().regions, shanghai_client);
         assert_eq!((r.region, r.fail_open), (0, true));
         assert_eq!(
-            r.addresses(&h.board(), false),
+            r.addresses(&h.board().regions, false),
             ["127.0.1.1".parse::<IpAddr>().unwrap()]
         );
     }

@@ -567,3 +567,106 @@ async fn hostile_datagrams_are_answered_or_dropped_and_the_router_goes_on() {
         "seed {seed}"
     );
 }
+
+/// A real cache (`cdn-cache`), for the router to check; stopped when dropped.
+struct Cache {
+    health_url: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn cache(name: &str) -> Cache {
+    let text = format!(
+        "name = \"{name}\"\n[http]\nlisten = \"127.0.0.1:0\"\nlistener = {{ plain_http = true }}\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\nlistener = {{ plain_http = true }}\n\
+         token_sha256 = [\"{}\"]\n[[origins]]\nname = \"assets\"\nurl = \"http://127.0.0.1:9\"\n",
+        http_api::bearer::EXAMPLE_TOKEN_SHA256
+    );
+    let config: cdn_cache::CdnConfig =
+        util::config::parse(&text, std::path::Path::new("."), "cdn.toml").unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (ready, started) = tokio::sync::oneshot::channel();
+    tokio::spawn(cdn_cache::serve(
+        config,
+        async {
+            let _ = stopped.await;
+        },
+        move |s| {
+            let _ = ready.send(s);
+        },
+    ));
+    let s = started.await.unwrap();
+    Cache {
+        health_url: format!("http://{}/healthz", s.admin),
+        _stop: stop,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asset_names_are_answered_with_the_nearest_healthy_cache() {
+    // Caches in Shanghai and Singapore; us-east has none.
+    const CACHE_ADDRS: [&str; 2] = ["127.0.1.2", "127.0.2.2"];
+    let caches = [
+        cache("cn-shanghai-cdn").await,
+        cache("ap-singapore-cdn").await,
+    ];
+    let r = Router::start_with("", |c| {
+        c.asset_names = vec!["assets".into()];
+        for (i, cache) in caches.iter().enumerate() {
+            c.regions[i].caches = vec![geo_router::config::EdgeConfig {
+                name: format!("{}-cdn", c.regions[i].name),
+                health_url: cache.health_url.clone(),
+                addresses: vec![ip(CACHE_ADDRS[i])],
+            }];
+        }
+    })
+    .await;
+    r.wait_for(Duration::from_secs(10), |h| {
+        h["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["service"] == "assets" && e["up"] == true)
+            .count()
+            == 2
+    })
+    .await;
+    let assets = format!("assets.{ZONE}.");
+    let ask = |subnet: &'static str| {
+        let q = query(&assets, RecordType::A, Some(subnet));
+        async move { addresses(&udp(r.dns, &q).await) }
+    };
+    assert_eq!(ask(SUBNETS[0]).await, [ip(CACHE_ADDRS[0])]);
+    assert_eq!(ask(SUBNETS[1]).await, [ip(CACHE_ADDRS[1])]);
+    // us-east's clients go to the nearest region with a cache, as /v1/route says.
+    let route: serde_json::Value =
+        reqwest::get(format!("{}/v1/route?ip=203.0.113.9&service=assets", r.http))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(route["skipped"], serde_json::json!(["us-east"]));
+    let expected = route["a"][0].as_str().unwrap().parse::<IpAddr>().unwrap();
+    assert_eq!(ask(SUBNETS[2]).await, [expected]);
+    assert!(CACHE_ADDRS.contains(&expected.to_string().as_str()));
+    // The storefront names still answer with the edges.
+    let www = query(&format!("www.{ZONE}."), RecordType::A, Some(SUBNETS[2]));
+    assert_eq!(addresses(&udp(r.dns, &www).await), [ip(EDGE_ADDRS[2])]);
+    let bad = reqwest::get(format!("{}/v1/route?ip=1.2.3.4&service=video", r.http))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    // Shanghai's cache stops: its clients get Singapore's.
+    let [shanghai, _singapore] = caches;
+    drop(shanghai);
+    r.wait_for(Duration::from_secs(5), |h| {
+        h["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "cn-shanghai-cdn" && e["up"] == false)
+    })
+    .await;
+    assert_eq!(ask(SUBNETS[0]).await, [ip(CACHE_ADDRS[1])]);
+}

@@ -374,9 +374,11 @@ fn issue_https_certs(certs: &Path, regions: &[RegionLayout]) -> anyhow::Result<(
                 .collect();
             replication::certs::issue_server(certs, name, &names)?;
         }
-        // The cache answers for the storefront's names too: it stands in front of the edge.
+        // The cache answers for the storefront's names too (it stands in front of the edge),
+        // and for the asset name, which the router answers with the nearest healthy cache.
         let names: Vec<String> = std::iter::once(r.cdn.ip().to_string())
             .chain(storefront.iter().cloned())
+            .chain(std::iter::once(format!("{ASSETS}.{ZONE}")))
             .collect();
         replication::certs::issue_server(certs, &cdn_name(r.name), &names)?;
     }
@@ -599,6 +601,11 @@ fn cdn_config(
         ],
         memory: Default::default(),
         fetch: Default::default(),
+        // Beside its config, in the region's directory: a restarted cache serves what it had.
+        disk: Some(cdn_cache::config::DiskSettings {
+            dir: "cdn-cache".into(),
+            bytes_max: 1 << 30,
+        }),
     }
 }
 
@@ -1083,12 +1090,18 @@ fn router_config(args: &DemoArgs, regions: &[RegionLayout]) -> RouterConfig {
                         addresses: vec![addr.ip()],
                     })
                     .collect(),
+                caches: vec![RouterEdge {
+                    name: cdn_name(r.name),
+                    health_url: format!("https://{}/healthz", r.cdn_admin),
+                    addresses: vec![r.cdn.ip()],
+                }],
             }
         })
         .collect();
     RouterConfig {
         zone: ZONE.to_owned(),
         names: vec!["@".into(), "www".into()],
+        asset_names: vec![ASSETS.into()],
         ttl_s: 10,
         dns: DnsSettings {
             rrl: geo_router::rrl::RrlSettings {

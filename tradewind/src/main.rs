@@ -510,7 +510,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let cfg: cdn_cache::CdnConfig = util::config::load(&config)?;
             if check_config {
-                cdn_cache::Cache::new(&cfg)?;
+                cdn_cache::check(&cfg)?;
                 println!(
                     "{}: ok (cache {}, {} origins)",
                     config.display(),

@@ -98,12 +98,13 @@ async fn a_price_change_purges_the_product_page_from_the_cache_at_once() {
     .await;
 
     let cdn_config = dir.path().join("cdn.toml");
+    let http_port = free_port(false);
     std::fs::write(
         &cdn_config,
         format!(
             r#"name = "solo-cdn"
 [http]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{http_port}"
 listener = {{ plain_http = true }}
 [admin]
 listen = "127.0.0.1:{admin_port}"
@@ -113,6 +114,9 @@ token_sha256 = ["{}"]
 name = "storefront"
 url = "{}"
 ca = {:?}
+[disk]
+dir = "cdn-cache"
+bytes_max = 67108864
 "#,
             http_api::bearer::EXAMPLE_TOKEN_SHA256,
             edge.http,
@@ -183,4 +187,34 @@ ca = {:?}
         .unwrap();
     let purged = http_api::metrics::sample(&metrics, "cdn_purged_objects_total").unwrap();
     assert!(purged >= 1.0, "{metrics}");
+
+    // The disk tier: a cache killed and started again serves the page it kept, new price and
+    // all, without asking the edge (unless the edge purged it meanwhile: grants changing the
+    // units shown purge it at times of their own).
+    let scrape = |admin: String| async move {
+        let page = client()
+            .get(format!("{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let get = |name: &str| http_api::metrics::sample(&page, name).unwrap_or(0.0);
+        (get("cdn_disk_objects"), get("cdn_purged_objects_total"))
+    };
+    eventually("the page on disk", Duration::from_secs(10), || async {
+        scrape(cdn.admin.clone()).await.0 >= 1.0
+    })
+    .await;
+    drop(cdn);
+    let cdn = start_cdn(&cdn_config);
+    assert!(scrape(cdn.admin.clone()).await.0 >= 1.0, "indexed at start");
+    let (status, v, _) = product(&url, None).await;
+    let purged = scrape(cdn.admin.clone()).await.1;
+    assert!(
+        status.starts_with("solo-cdn; hit") || purged > 0.0,
+        "{status}"
+    );
+    assert_eq!(price(&v), 3100);
 }

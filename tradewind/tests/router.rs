@@ -16,19 +16,20 @@ fn router_dns(mesh: &Value) -> SocketAddr {
     mesh["router"]["dns"].as_str().unwrap().parse().unwrap()
 }
 
-/// Until the router has every edge in its answers.
+/// Until the router has every edge and every cache in its answers.
 async fn all_edges_up(mesh: &Value) {
     let health = format!("{}/v1/health", mesh["router"]["http"].as_str().unwrap());
     eventually(
-        "every edge in the router's answers",
+        "every edge and cache in the router's answers",
         Duration::from_secs(20),
         || {
             let health = health.clone();
             async move {
                 let h = get_value(&health, None).await;
-                h["edges"]
-                    .as_array()
-                    .is_some_and(|e| e.len() == 3 && e.iter().all(|e| e["up"] == true))
+                h["edges"].as_array().is_some_and(|e| {
+                    let of = |service: &str| e.iter().filter(|e| e["service"] == service).count();
+                    of("storefront") == 3 && of("assets") == 3 && e.iter().all(|e| e["up"] == true)
+                })
             }
         },
     )
@@ -56,7 +57,11 @@ fn resolver(dns: SocketAddr) -> hickory_resolver::TokioResolver {
 }
 
 async fn lookup(r: &hickory_resolver::TokioResolver) -> Vec<IpAddr> {
-    match r.lookup_ip(format!("www.{ZONE}.")).await {
+    lookup_name(r, "www").await
+}
+
+async fn lookup_name(r: &hickory_resolver::TokioResolver, name: &str) -> Vec<IpAddr> {
+    match r.lookup_ip(format!("{name}.{ZONE}.")).await {
         Ok(found) => found.iter().collect(),
         Err(_) => Vec::new(),
     }
@@ -106,6 +111,17 @@ async fn a_killed_edge_leaves_the_answers_within_2_s() {
     .await;
     assert_eq!(route["region"], "ap-singapore");
     assert_eq!(route["skipped"], serde_json::json!(["cn-shanghai"]));
+    // The asset name is the caches': Shanghai's cache still stands, on its region's address.
+    assert_eq!(lookup_name(&r, "assets").await, [shanghai]);
+    let route = get_value(
+        &format!(
+            "{}/v1/route?ip=192.0.2.1&service=assets",
+            mesh["router"]["http"].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(route["region"], "cn-shanghai");
 }
 
 /// `dig` against the demo's router: each documentation prefix gets its own region's edge, over
@@ -148,6 +164,10 @@ async fn dig_gets_each_regions_edge_for_its_clients() {
             );
             assert!(full.contains("flags: qr aa"), "{full}");
         }
+        // The asset name: the region's cache, which shares its edge's address.
+        let subnet_arg = format!("+subnet={subnet}");
+        let assets = dig(&[&format!("assets.{ZONE}"), "A", &subnet_arg, "+short"]);
+        assert_eq!(assets.trim(), format!("127.0.{}.1", i + 1), "{subnet}");
     }
     let nx = dig(&[&format!("nope.{ZONE}"), "A"]);
     assert!(nx.contains("status: NXDOMAIN"), "{nx}");

@@ -117,11 +117,17 @@ pub fn config(edges: &[HealthServer], dns_extra: &str) -> RouterConfig {
 impl Router {
     /// A router over three fresh health servers, once every edge is in the answers.
     pub async fn start(dns_extra: &str) -> Router {
+        Router::start_with(dns_extra, |_| {}).await
+    }
+
+    /// `start`, with the config changed by `change` first.
+    pub async fn start_with(dns_extra: &str, change: impl FnOnce(&mut RouterConfig)) -> Router {
         let mut edges = Vec::new();
         for _ in 0..3 {
             edges.push(HealthServer::start().await);
         }
-        let cfg = config(&edges, dns_extra);
+        let mut cfg = config(&edges, dns_extra);
+        change(&mut cfg);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(geo_router::serve(

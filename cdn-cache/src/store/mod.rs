@@ -1,20 +1,26 @@
 //! What the cache holds: stored responses by their key (`Stored`, several variants a key when
-//! the origin says `Vary`), in a memory tier bounded by bytes (moka, weighed by each object's
-//! size), and the index of surrogate keys that purges go through.
+//! the origin says `Vary`), in a memory tier bounded by bytes and an optional disk tier that
+//! survives a restart (`disk`), each with the index of surrogate keys that purges go through
+//! (`tier`), and the purges that hold back what was fetched across them.
 //!
 //! An entry is never changed in place: an update (a new variant, headers refreshed by a 304)
 //! puts a new entry, so a reader holds a consistent one. Two updates of one key at once may
 //! keep only one of them, which costs a later fetch, never a wrong answer.
 
-use std::collections::{HashMap, HashSet};
+pub mod disk;
+mod tier;
+
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 
 use crate::freshness::Freshness;
+pub use disk::Disk;
+use tier::{Item, Tier};
 
 /// Surrogate keys one response may carry; more are ignored.
 pub const SURROGATE_KEYS_MAX: usize = 64;
@@ -126,7 +132,7 @@ pub fn normalized(headers: &HeaderMap, name: &str) -> Option<String> {
     Some(members.join(","))
 }
 
-/// The variants of one key, newest first.
+/// The variants of one key, newest first: what the memory tier holds under a key.
 #[derive(Debug)]
 pub struct Entry {
     /// Tells this entry from one put under the same key after it, in the index.
@@ -134,13 +140,17 @@ pub struct Entry {
     pub variants: Vec<Arc<Stored>>,
 }
 
-impl Entry {
+impl Item for Entry {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
     fn weight(&self) -> u32 {
         let w: usize = self.variants.iter().map(|v| v.weight()).sum();
         u32::try_from(w).unwrap_or(u32::MAX)
     }
 
-    fn surrogate_keys(&self) -> HashSet<String> {
+    fn tags(&self) -> HashSet<String> {
         self.variants
             .iter()
             .flat_map(|v| v.surrogate_keys.iter().cloned())
@@ -148,76 +158,26 @@ impl Entry {
     }
 }
 
-/// Which cache keys each surrogate key tags, and the reverse, so that a key's entries are
-/// found at once and nothing is left behind when an entry goes.
-#[derive(Default)]
-struct Index {
-    by_surrogate: HashMap<String, HashSet<String>>,
-    /// A key's entry id and surrogate keys.
-    by_key: HashMap<String, (u64, HashSet<String>)>,
-}
-
-impl Index {
-    fn set(&mut self, key: &str, id: u64, surrogates: HashSet<String>) {
-        self.remove(key, None);
-        for s in &surrogates {
-            self.by_surrogate
-                .entry(s.clone())
-                .or_default()
-                .insert(key.to_owned());
-        }
-        if !surrogates.is_empty() {
-            self.by_key.insert(key.to_owned(), (id, surrogates));
-        }
-    }
-
-    /// Forgets `key`'s tags; only if they are entry `id`'s, when given (an eviction noticed
-    /// late must not untag the entry put after it).
-    fn remove(&mut self, key: &str, id: Option<u64>) {
-        if id.is_some_and(|id| self.by_key.get(key).is_some_and(|(has, _)| *has != id)) {
-            return;
-        }
-        for s in self.by_key.remove(key).map(|(_, s)| s).unwrap_or_default() {
-            if let Some(keys) = self.by_surrogate.get_mut(&s) {
-                keys.remove(key);
-                if keys.is_empty() {
-                    self.by_surrogate.remove(&s);
-                }
-            }
-        }
-    }
-}
-
-/// An entry that left the memory tier: its key and id.
-type Gone = (Arc<String>, u64);
-
 /// How a purge leaves what it finds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PurgeMode {
     /// Gone: the next request fetches it.
     Hard,
-    /// Kept, but stale: the next request validates it, and `stale-while-revalidate` or
-    /// `stale-if-error` may still serve it meanwhile.
+    /// Kept in memory, but stale: the next request validates it, and
+    /// `stale-while-revalidate` or `stale-if-error` may still serve it meanwhile. The disk's
+    /// copy goes, as in a hard purge, so that a restart never brings back as fresh what a
+    /// purge made stale.
     Soft,
 }
 
-/// The memory tier: entries by cache key, weighed by bytes.
-pub struct Memory {
-    entries: moka::sync::Cache<String, Arc<Entry>>,
-    index: Mutex<Index>,
-    /// Entries that left (key and id), for the index to forget when it is next locked: the
-    /// listener that sees them go may run inside a call that holds the index.
-    gone: Arc<Mutex<Vec<Gone>>>,
-    variants_max: usize,
-    evictions: Arc<AtomicU64>,
-    next_id: AtomicU64,
-    /// Purges so far, and the latest of them by key and by surrogate key: a response fetched
-    /// across a purge of its key or of one of its tags is not stored (it may be what the purge
-    /// meant to remove).
-    purges: AtomicU64,
-    purged_keys: moka::sync::Cache<String, u64>,
-    purged_tags: moka::sync::Cache<String, u64>,
+/// Purges so far, and the latest of them by key and by surrogate key: a response fetched
+/// across a purge of its key or of one of its tags is not stored, in either tier (it may be
+/// what the purge meant to remove).
+struct Purges {
+    count: AtomicU64,
+    keys: moka::sync::Cache<String, u64>,
+    tags: moka::sync::Cache<String, u64>,
 }
 
 /// Purges remembered by key and by tag at most, and for how long: a fetch that began longer
@@ -225,99 +185,136 @@ pub struct Memory {
 const PURGES_REMEMBERED: u64 = 100_000;
 const PURGES_REMEMBERED_FOR: Duration = Duration::from_secs(600);
 
-/// When a fetch began, as purges count it (`Memory::mark`).
+/// When a fetch began, as purges count it (`Store::mark`).
 #[derive(Clone, Copy, Debug)]
 pub struct Mark {
     purges: u64,
     at: std::time::Instant,
 }
 
-impl Memory {
-    pub fn new(bytes_max: u64, variants_max: usize) -> Memory {
-        let gone = Arc::new(Mutex::new(Vec::new()));
-        let evictions = Arc::new(AtomicU64::new(0));
-        let (on_evict, evicted) = (Arc::clone(&gone), Arc::clone(&evictions));
-        let entries = moka::sync::Cache::builder()
-            .max_capacity(bytes_max)
-            .weigher(|_k: &String, e: &Arc<Entry>| e.weight())
-            .eviction_listener(move |key: Arc<String>, e: Arc<Entry>, cause| {
-                use moka::notification::RemovalCause;
-                if cause == RemovalCause::Replaced {
-                    return;
-                }
-                if cause.was_evicted() {
-                    evicted.fetch_add(1, Ordering::Relaxed);
-                }
-                if let Ok(mut gone) = on_evict.lock() {
-                    gone.push((key, e.id));
-                }
-            })
-            .build();
-        Memory {
-            entries,
-            index: Mutex::new(Index::default()),
-            gone,
-            variants_max,
-            evictions,
-            next_id: AtomicU64::new(1),
-            purges: AtomicU64::new(0),
-            purged_keys: remembered(),
-            purged_tags: remembered(),
+impl Purges {
+    fn new() -> Purges {
+        let remembered = || {
+            moka::sync::Cache::builder()
+                .max_capacity(PURGES_REMEMBERED)
+                .time_to_live(PURGES_REMEMBERED_FOR)
+                .build()
+        };
+        Purges {
+            count: AtomicU64::new(0),
+            keys: remembered(),
+            tags: remembered(),
         }
     }
 
-    /// The index, up to date with what has left.
-    fn index(&self) -> Option<std::sync::MutexGuard<'_, Index>> {
-        let mut index = self.index.lock().ok()?;
-        let gone = std::mem::take(&mut *self.gone.lock().ok()?);
-        for (key, id) in gone {
-            index.remove(&key, Some(id));
-        }
-        Some(index)
-    }
-
-    /// Where purges stand now, to pass to `put` with what is fetched after it.
-    pub fn mark(&self) -> Mark {
+    fn mark(&self) -> Mark {
         Mark {
-            purges: self.purges.load(Ordering::SeqCst),
+            purges: self.count.load(Ordering::SeqCst),
             at: std::time::Instant::now(),
         }
     }
 
     /// Whether a purge since `mark` named `key` or one of `tags`.
-    fn purged_since(&self, mark: Mark, key: &str, tags: &[String]) -> bool {
-        if self.purges.load(Ordering::SeqCst) == mark.purges {
+    fn since(&self, mark: Mark, key: &str, tags: &HashSet<String>) -> bool {
+        if self.count.load(Ordering::SeqCst) == mark.purges {
             return false;
         }
         if mark.at.elapsed() >= PURGES_REMEMBERED_FOR {
             return true;
         }
         let after = |seq: Option<u64>| seq.is_some_and(|s| s > mark.purges);
-        after(self.purged_keys.get(key)) || tags.iter().any(|t| after(self.purged_tags.get(t)))
+        after(self.keys.get(key)) || tags.iter().any(|t| after(self.tags.get(t)))
     }
 
-    fn note_purge(&self, key: Option<&str>, tag: Option<&str>) {
-        let seq = self.purges.fetch_add(1, Ordering::SeqCst) + 1;
+    fn note(&self, key: Option<&str>, tag: Option<&str>) {
+        let seq = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(k) = key {
-            self.purged_keys.insert(k.to_owned(), seq);
+            self.keys.insert(k.to_owned(), seq);
         }
         if let Some(t) = tag {
-            self.purged_tags.insert(t.to_owned(), seq);
+            self.tags.insert(t.to_owned(), seq);
         }
     }
+}
 
-    /// The stored variant that `headers` select under `key`.
-    pub fn find(&self, key: &str, headers: &HeaderMap) -> Option<Arc<Stored>> {
-        let entry = self.entries.get(key)?;
+/// What the tiers hold now.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    pub objects: u64,
+    pub bytes: u64,
+    pub evictions: u64,
+}
+
+/// Both tiers: the memory tier, bounded by bytes, and the optional disk tier behind it,
+/// written through (everything stored in memory is queued for the disk) and read on a memory
+/// miss, what it finds going back into memory.
+pub struct Store {
+    memory: Tier<Entry>,
+    disk: Option<Arc<Disk>>,
+    purges: Arc<Purges>,
+    variants_max: usize,
+    next_id: AtomicU64,
+}
+
+impl Store {
+    /// A store with a memory tier of `memory_bytes_max` and, when `disk` says where, a disk
+    /// tier: what it holds from before is indexed first (an error if its directory cannot be
+    /// made, read or written).
+    pub fn new(
+        memory_bytes_max: u64,
+        variants_max: usize,
+        disk: Option<disk::Settings>,
+    ) -> anyhow::Result<Store> {
+        let purges = Arc::new(Purges::new());
+        let disk = match disk {
+            Some(s) => Some(Disk::open(s, Arc::clone(&purges))?),
+            None => None,
+        };
+        Ok(Store {
+            memory: Tier::new(memory_bytes_max),
+            disk,
+            purges,
+            variants_max,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// Where purges stand now, to pass to `put` with what is fetched after it.
+    pub fn mark(&self) -> Mark {
+        self.purges.mark()
+    }
+
+    /// The stored variant that `headers` select under `key`, from memory.
+    pub fn find_in_memory(&self, key: &str, headers: &HeaderMap) -> Option<Arc<Stored>> {
+        let entry = self.memory.get(key)?;
         entry.variants.iter().find(|v| v.matches(headers)).cloned()
+    }
+
+    /// The stored variant that `headers` select under `key`: from memory, else from the disk
+    /// (read on a blocking thread, and kept in memory after).
+    pub async fn find(&self, key: &str, headers: &HeaderMap) -> Option<Arc<Stored>> {
+        if let Some(entry) = self.memory.get(key) {
+            return entry.variants.iter().find(|v| v.matches(headers)).cloned();
+        }
+        let disk = self.disk.as_ref().filter(|d| d.holds(key))?;
+        let mark = self.mark();
+        let (d, k) = (Arc::clone(disk), key.to_owned());
+        let variants = tokio::task::spawn_blocking(move || d.read(&k))
+            .await
+            .ok()??;
+        let found = variants.iter().find(|v| v.matches(headers)).cloned();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let entry = Entry { id, variants };
+        // Not served if a purge came while it was read: it may be what the purge removed.
+        self.insert(key, entry, mark, false).then_some(found?)
     }
 
     /// Stores `stored` under `key`, in the place of the variant `headers` select (if any),
     /// unless a purge of its key or tags came since `mark` (taken before it was fetched);
-    /// whether it was stored.
+    /// whether it was stored. The disk gets it later, from its own thread.
     pub fn put(&self, key: &str, headers: &HeaderMap, stored: Arc<Stored>, mark: Mark) -> bool {
         let mut variants = vec![Arc::clone(&stored)];
-        if let Some(old) = self.entries.get(key) {
+        if let Some(old) = self.memory.get(key) {
             variants.extend(
                 old.variants
                     .iter()
@@ -328,74 +325,79 @@ impl Memory {
             );
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let entry = Entry { id, variants };
-        let surrogates = entry.surrogate_keys();
-        let Some(mut index) = self.index() else {
+        self.insert(key, Entry { id, variants }, mark, true)
+    }
+
+    fn insert(&self, key: &str, entry: Entry, mark: Mark, to_disk: bool) -> bool {
+        let Some(mut index) = self.memory.lock() else {
             return false;
         };
         // Checked and inserted under the index's lock, which every purge takes first: a purge
         // either comes after this entry is in, or is seen here.
-        if self.purged_since(mark, key, &stored.surrogate_keys) {
+        if self.purges.since(mark, key, &entry.tags()) {
             return false;
         }
-        index.set(key, id, surrogates);
-        self.entries.insert(key.to_owned(), Arc::new(entry));
+        let variants = entry.variants.clone();
+        self.memory.insert(&mut index, key, entry);
+        drop(index);
+        if to_disk && let Some(disk) = &self.disk {
+            disk.write(key, variants, mark);
+        }
         true
     }
 
     /// Drops or marks stale every variant under `key`; whether there was any.
     pub fn purge_key(&self, key: &str, mode: PurgeMode, now: SystemTime) -> bool {
-        let _index = self.index();
-        self.note_purge(Some(key), None);
-        self.purge_locked(key, mode, now)
+        {
+            let _memory = self.memory.lock();
+            let _disk = self.disk.as_ref().map(|d| d.lock());
+            self.purges.note(Some(key), None);
+        }
+        self.purge_one(key, mode, now)
     }
 
-    fn purge_locked(&self, key: &str, mode: PurgeMode, now: SystemTime) -> bool {
-        match mode {
-            PurgeMode::Hard => self.entries.remove(key).is_some(),
-            PurgeMode::Soft => match self.entries.get(key) {
+    fn purge_one(&self, key: &str, mode: PurgeMode, now: SystemTime) -> bool {
+        let on_disk = self.disk.as_ref().is_some_and(|d| d.remove(key));
+        let in_memory = match mode {
+            PurgeMode::Hard => self.memory.remove(key).is_some(),
+            PurgeMode::Soft => match self.memory.get(key) {
                 Some(e) => {
                     e.variants.iter().for_each(|v| v.mark_purged(now));
                     true
                 }
                 None => false,
             },
-        }
+        };
+        in_memory || on_disk
     }
 
     /// Purges every entry tagged with surrogate key `tag`; how many there were.
     pub fn purge_tag(&self, tag: &str, mode: PurgeMode, now: SystemTime) -> usize {
-        let Some(index) = self.index() else {
-            return 0;
-        };
-        self.note_purge(None, Some(tag));
-        let keys: Vec<String> = index
-            .by_surrogate
-            .get(tag)
-            .map(|k| k.iter().cloned().collect())
-            .unwrap_or_default();
-        drop(index);
-        keys.iter()
-            .filter(|k| self.purge_locked(k, mode, now))
-            .count()
+        let mut keys: HashSet<String> = HashSet::new();
+        {
+            let memory = self.memory.lock();
+            let disk = self.disk.as_ref().and_then(|d| d.lock());
+            self.purges.note(None, Some(tag));
+            keys.extend(memory.iter().flat_map(|i| i.tagged(tag)));
+            keys.extend(disk.iter().flat_map(|i| i.tagged(tag)));
+        }
+        keys.iter().filter(|k| self.purge_one(k, mode, now)).count()
     }
 
-    /// Objects and bytes held now.
-    pub fn usage(&self) -> (u64, u64) {
-        self.entries.run_pending_tasks();
-        (self.entries.entry_count(), self.entries.weighted_size())
+    /// What the memory tier holds now.
+    pub fn memory_usage(&self) -> Usage {
+        let (objects, bytes) = self.memory.usage();
+        Usage {
+            objects,
+            bytes,
+            evictions: self.memory.evictions(),
+        }
     }
 
-    pub fn evictions(&self) -> u64 {
-        self.evictions.load(Ordering::Relaxed)
+    /// The disk tier, if there is one.
+    pub fn disk(&self) -> Option<&Disk> {
+        self.disk.as_deref()
     }
-}
-
-fn remembered() -> moka::sync::Cache<String, u64> {
-    moka::sync::Cache::builder()
-        .max_capacity(PURGES_REMEMBERED)
-        .time_to_live(PURGES_REMEMBERED_FOR)
-        .build()
 }
 
 fn same_fields(a: &[(String, Option<String>)], b: &[(String, Option<String>)]) -> bool {
@@ -430,7 +432,7 @@ mod tests {
 
     #[test]
     fn variants_by_vary_and_purges_by_tag() {
-        let m = Memory::new(1 << 20, 8);
+        let m = Store::new(1 << 20, 8, None).unwrap();
         let vary = |v: Option<&str>| vec![("accept-language".to_owned(), v.map(str::to_owned))];
         m.put(
             "/p/1",
@@ -456,25 +458,29 @@ mod tests {
             stored(vec![], &["c"], 10).into(),
             m.mark(),
         );
-        assert!(m.find("/p/1", &req(Some("en"))).is_some());
-        assert!(m.find("/p/1", &req(Some("de"))).is_some());
-        assert!(m.find("/p/1", &req(None)).is_some());
-        assert!(m.find("/p/1", &req(Some("fr"))).is_none());
+        assert!(m.find_in_memory("/p/1", &req(Some("en"))).is_some());
+        assert!(m.find_in_memory("/p/1", &req(Some("de"))).is_some());
+        assert!(m.find_in_memory("/p/1", &req(None)).is_some());
+        assert!(m.find_in_memory("/p/1", &req(Some("fr"))).is_none());
         let now = SystemTime::now();
         assert_eq!(m.purge_tag("c", PurgeMode::Soft, now), 2);
-        assert!(m.find("/p/2", &req(None)).unwrap().purged_at().is_some());
+        assert!(
+            m.find_in_memory("/p/2", &req(None))
+                .unwrap()
+                .purged_at()
+                .is_some()
+        );
         assert_eq!(m.purge_tag("p1", PurgeMode::Hard, now), 1);
-        assert!(m.find("/p/1", &req(Some("en"))).is_none());
+        assert!(m.find_in_memory("/p/1", &req(Some("en"))).is_none());
         assert_eq!(m.purge_tag("p1", PurgeMode::Hard, now), 0);
         assert_eq!(m.purge_tag("c", PurgeMode::Hard, now), 1);
-        m.entries.run_pending_tasks();
-        let index = m.index().unwrap();
-        assert!(index.by_key.is_empty() && index.by_surrogate.is_empty());
+        m.memory.settle();
+        assert!(m.memory.lock().unwrap().is_empty());
     }
 
     #[test]
     fn bytes_are_bounded_and_evicted_entries_leave_the_index() {
-        let m = Memory::new(100_000, 8);
+        let m = Store::new(100_000, 8, None).unwrap();
         for i in 0..1_000 {
             m.put(
                 &format!("/o/{i}"),
@@ -483,21 +489,19 @@ mod tests {
                 m.mark(),
             );
         }
-        let (_, bytes) = m.usage();
-        assert!(bytes <= 100_000, "{bytes}");
-        assert!(m.evictions() > 0);
-        let index = m.index().unwrap();
-        let tagged = index.by_surrogate.get("all").map_or(0, |k| k.len());
+        let usage = m.memory_usage();
+        assert!(usage.bytes <= 100_000, "{usage:?}");
+        assert!(usage.evictions > 0);
+        let tagged = m.memory.lock().unwrap().tagged_count("all");
         assert_eq!(
-            tagged as u64,
-            m.entries.entry_count(),
+            tagged as u64, usage.objects,
             "the index holds only what is stored"
         );
     }
 
     #[test]
     fn a_response_fetched_across_a_purge_of_its_url_or_tag_is_not_stored() {
-        let m = Memory::new(1 << 20, 8);
+        let m = Store::new(1 << 20, 8, None).unwrap();
         let before = m.mark();
         m.purge_key("/a", PurgeMode::Hard, SystemTime::now());
         m.purge_tag("t", PurgeMode::Soft, SystemTime::now());
