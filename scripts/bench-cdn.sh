@@ -3,6 +3,9 @@
 # Varnish, in front of the same origin, in one run (BENCHMARKS.md, "CDN cache: hits"). Installs
 # wrk, nginx and Varnish from Debian when missing, builds the release binary, then for each
 # round, size and cache (taking turns) runs wrk with 64 connections and reports the medians.
+# Then hits from the disk tier: 2,000 objects of 10 KiB asked at random of a cache whose
+# memory holds a tenth of them, beside the same cache all in memory, nginx (whose proxy_cache
+# is on disk) and Varnish; and the disk tier's start over those files.
 #
 #   scripts/bench-cdn.sh [rounds, default 3] [seconds per run, default 5]
 set -euo pipefail
@@ -142,3 +145,62 @@ for kib in 1 10 100; do
     echo "$line ratio to the better peer $ratio"
 done
 echo "memory: tradewind $(rss "$CDN_PID"); nginx (master and workers) $(sum_rss "$(cat "$WORK/nginx.pid")" $(pgrep -P "$(cat "$WORK/nginx.pid")")); varnish (manager and child) $(sum_rss "$(cat "$WORK/varnish.pid")" $(pgrep -P "$(cat "$WORK/varnish.pid")"))"
+
+# The disk tier: 2,000 objects of 10 KiB (20 MiB), asked at random. The disk cache's memory
+# holds 2 MiB (a tenth); the rest is read from its files.
+mkdir -p "$WORK/www/d"
+for i in $(seq 0 1999); do head -c 10240 /dev/urandom >"$WORK/www/d/$i.bin"; done
+DISK_TABLES="[memory]
+bytes_max = 2097152
+object_bytes_max = 524288
+[disk]
+dir = \"$WORK/cdn-disk\"
+bytes_max = 1073741824"
+start_cdn bench-disk "$ORIGIN" "$(printf '%b' "$DISK_TABLES")"
+DISK=$CDN_PORT DISK_ADMIN=$CDN_ADMIN DISK_PID=$CDN_PID
+PORT[tradewind-disk]=$DISK
+DCACHES=(tradewind-disk tradewind nginx varnish)
+for c in "${DCACHES[@]}"; do
+    args=()
+    for i in $(seq 0 1999); do args+=(-o /dev/null "http://127.0.0.1:${PORT[$c]}/d/$i.bin"); done
+    curl -s "${args[@]}"
+done
+disk_metric() { curl -s "http://127.0.0.1:$DISK_ADMIN/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+for _ in $(seq 1 100); do [ "$(disk_metric cdn_disk_objects)" = 2000 ] && break; sleep 0.1; done
+echo "disk tier: $(disk_metric cdn_disk_objects) objects, $(disk_metric cdn_disk_bytes) bytes written"
+cat >"$WORK/random.lua" <<'LUA'
+math.randomseed(42)
+request = function() return wrk.format(nil, "/d/" .. math.random(0, 1999) .. ".bin") end
+LUA
+: >"$WORK/disk-results.txt"
+reads_before=$(disk_metric cdn_disk_reads_total)
+for round in $(seq 1 "$ROUNDS"); do
+    order=("${DCACHES[@]:$(((round - 1) % 4))}" "${DCACHES[@]:0:$(((round - 1) % 4))}")
+    for c in "${order[@]}"; do
+        out=$(wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/random.lua" "http://127.0.0.1:${PORT[$c]}")
+        rps=$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')
+        p99=$(ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+        errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ { print }' | tr '\n' ' ')
+        echo "$c $rps $p99" >>"$WORK/disk-results.txt"
+        echo "round $round: $c random 10 KiB of 2,000: $rps requests/s, p99 $p99 ms $errs"
+    done
+done
+echo
+echo "disk tier, medians of $ROUNDS rounds (2,000 objects of 10 KiB at random; the disk cache's memory holds 2 MiB):"
+for c in "${DCACHES[@]}"; do
+    med=$(awk -v c="$c" '$1 == c { print $2 }' "$WORK/disk-results.txt" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+    p99=$(awk -v c="$c" '$1 == c { print $3 }' "$WORK/disk-results.txt" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+    echo "  $c: $med/s (p99 $p99 ms)"
+done
+echo "  reads from disk during the runs: $(($(disk_metric cdn_disk_reads_total) - reads_before)); memory: tradewind-disk $(rss "$DISK_PID")"
+# A restart: the files indexed again before the listener opens. (Keys are by host, and the
+# restarted cache listens on another port: the same Host both times.)
+H='Host: assets.bench'
+curl -s -o /dev/null -H "$H" "http://127.0.0.1:$DISK/d/7.bin"
+for _ in $(seq 1 100); do [ "$(disk_metric cdn_disk_objects)" = 2001 ] && break; sleep 0.1; done
+kill "$DISK_PID"
+wait "$DISK_PID" 2>/dev/null || true
+RUST_LOG=info start_cdn bench-disk "$ORIGIN" "$(printf '%b' "$DISK_TABLES")"
+echo "  restart: $(grep -o 'disk tier indexed.*' "$WORK/bench-disk.log" | sed 's/\x1b\[[0-9;]*m//g')"
+hit=$(curl -s -D - -o /dev/null -H "$H" "http://127.0.0.1:$CDN_PORT/d/7.bin" | tr -d '\r' | grep -i '^cache-status')
+echo "  after the restart: $hit"

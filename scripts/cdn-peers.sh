@@ -32,9 +32,10 @@ wait_port() {
 }
 
 # Starts `$BIN cdn` named $1 in front of http://127.0.0.1:$2, with its defaults but for the
-# per-client rate (a load generator or a test suite is one client); sets CDN_PORT and CDN_PID.
+# per-client rate (a load generator or a test suite is one client) and the TOML tables in $3;
+# sets CDN_PORT, CDN_ADMIN and CDN_PID. Its files are $WORK/$1.{toml,out,log}.
 start_cdn() {
-    cat >"$WORK/cdn.toml" <<TOML
+    cat >"$WORK/$1.toml" <<TOML
 name = "$1"
 [http]
 listen = "127.0.0.1:0"
@@ -46,11 +47,13 @@ token_sha256 = ["bf66fea1902142a38bbd8b051e659eb8f38873d6e8945a5a753826581fa74ce
 [[origins]]
 name = "origin"
 url = "http://127.0.0.1:$2"
+${3:-}
 TOML
-    RUST_LOG=${RUST_LOG:-warn} "$BIN" cdn --config "$WORK/cdn.toml" >"$WORK/cdn.out" 2>"$WORK/cdn.log" &
+    RUST_LOG=${RUST_LOG:-warn} "$BIN" cdn --config "$WORK/$1.toml" >"$WORK/$1.out" 2>"$WORK/$1.log" &
     CDN_PID=$!
     PIDS+=("$CDN_PID")
-    for _ in $(seq 1 200); do grep -q "ready" "$WORK/cdn.out" 2>/dev/null && break; sleep 0.05; done
-    CDN_PORT=$(sed -n 's/.* http=http:\/\/127.0.0.1:\([0-9]*\) .*/\1/p' "$WORK/cdn.out")
-    [ -n "$CDN_PORT" ] || { cat "$WORK/cdn.log" >&2; exit 1; }
+    for _ in $(seq 1 200); do grep -q "ready" "$WORK/$1.out" 2>/dev/null && break; sleep 0.05; done
+    CDN_PORT=$(sed -n 's/.* http=http:\/\/127.0.0.1:\([0-9]*\) .*/\1/p' "$WORK/$1.out")
+    CDN_ADMIN=$(sed -n 's/.* admin=http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/$1.out")
+    [ -n "$CDN_PORT" ] || { cat "$WORK/$1.log" >&2; exit 1; }
 }

@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_api::bearer::{Scope, TokenSet};
-use http_api::metrics::{Registry, count};
+use http_api::metrics::{ConstCounter, Registry, count};
 use http_api::{Body, Problem};
 
 use crate::proxy::Cache;
@@ -134,20 +134,25 @@ async fn metrics(State(api): State<Api>) -> Response {
         "Bytes stored in memory.",
         count(memory.bytes),
     );
+    // Totals kept by the store, read now: counters, as Prometheus takes them.
     now.register(
         "cdn_evictions",
         "Stored URLs evicted to keep within the memory bound.",
-        count(memory.evictions),
+        ConstCounter::new(memory.evictions),
     );
     if let Some(disk) = api.cache.store.disk() {
         let d = disk.usage();
+        now.register(
+            "cdn_disk_objects",
+            "URLs stored on disk.",
+            count(d.held.objects),
+        );
+        now.register(
+            "cdn_disk_bytes",
+            "Bytes of the disk tier's files.",
+            count(d.held.bytes),
+        );
         for (name, help, value) in [
-            ("cdn_disk_objects", "URLs stored on disk.", d.held.objects),
-            (
-                "cdn_disk_bytes",
-                "Bytes of the disk tier's files.",
-                d.held.bytes,
-            ),
             (
                 "cdn_disk_evictions",
                 "Files evicted to keep within the disk bound.",
@@ -175,7 +180,7 @@ async fn metrics(State(api): State<Api>) -> Response {
                 d.writes_dropped,
             ),
         ] {
-            now.register(name, help, count(value));
+            now.register(name, help, ConstCounter::new(value));
         }
     }
     http_api::metrics::respond(&[api.cache.metrics.registry(), &now])

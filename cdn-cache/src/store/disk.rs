@@ -300,8 +300,14 @@ impl Disk {
     }
 
     /// Whether the index holds `key`.
+    #[cfg(test)]
     pub(super) fn holds(&self, key: &str) -> bool {
-        self.tier.contains(key)
+        self.bytes_of(key).is_some()
+    }
+
+    /// The size of `key`'s file, if the index holds one.
+    pub(super) fn bytes_of(&self, key: &str) -> Option<u32> {
+        self.tier.get(key).map(|i| i.bytes)
     }
 
     pub(super) fn lock(&self) -> Option<MutexGuard<'_, Index>> {

@@ -237,6 +237,9 @@ impl Purges {
     }
 }
 
+/// Files up to this size are read on the request's thread (`Store::find`).
+const INLINE_READ_BYTES_MAX: u32 = 256 << 10;
+
 /// What the tiers hold now.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Usage {
@@ -291,17 +294,25 @@ impl Store {
     }
 
     /// The stored variant that `headers` select under `key`: from memory, else from the disk
-    /// (read on a blocking thread, and kept in memory after).
+    /// (kept in memory after). A small file is read on the request's own thread, as nginx
+    /// reads its cache files (a few microseconds from the page cache; a hand-off to another
+    /// thread costs more, and each blocking thread costs memory); a large one on a blocking
+    /// thread.
     pub async fn find(&self, key: &str, headers: &HeaderMap) -> Option<Arc<Stored>> {
         if let Some(entry) = self.memory.get(key) {
             return entry.variants.iter().find(|v| v.matches(headers)).cloned();
         }
-        let disk = self.disk.as_ref().filter(|d| d.holds(key))?;
+        let disk = self.disk.as_ref()?;
+        let bytes = disk.bytes_of(key)?;
         let mark = self.mark();
-        let (d, k) = (Arc::clone(disk), key.to_owned());
-        let variants = tokio::task::spawn_blocking(move || d.read(&k))
-            .await
-            .ok()??;
+        let variants = if bytes <= INLINE_READ_BYTES_MAX {
+            disk.read(key)?
+        } else {
+            let (d, k) = (Arc::clone(disk), key.to_owned());
+            tokio::task::spawn_blocking(move || d.read(&k))
+                .await
+                .ok()??
+        };
         let found = variants.iter().find(|v| v.matches(headers)).cloned();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = Entry { id, variants };

@@ -130,10 +130,6 @@ impl<V: Item> Tier<V> {
         self.entries.get(key)
     }
 
-    pub fn contains(&self, key: &str) -> bool {
-        self.entries.contains_key(key)
-    }
-
     /// Puts `item` under `key`, with `index` (from `lock`) held.
     pub fn insert(&self, index: &mut Index, key: &str, item: V) {
         index.set(key, item.id(), item.tags());
