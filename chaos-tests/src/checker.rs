@@ -4,6 +4,8 @@
 //!
 //! - I1 lost acknowledged orders: answered 200/201 with an order id, and not committed;
 //! - I3 duplicate orders: one order id, or one (customer, Idempotency-Key), committed twice;
+//!   and, from the shoppers' side, one key answered with two different orders (a shopper
+//!   retries a key after no answer or a 5xx, at the same edge or another);
 //! - I2 oversold units: per SKU, units committed (by the inventory, or by the committed orders
 //!   when they say more) plus units still granted to edges, past the units stocked (adds minus
 //!   removals);
@@ -116,6 +118,8 @@ pub struct FinalState {
 pub struct Violations {
     pub lost_acked_orders: Vec<String>,
     pub duplicate_orders: Vec<String>,
+    /// Keys (`customer key`) that shoppers were told placed two different orders.
+    pub keys_with_two_orders: Vec<String>,
     /// SKU → units sold or granted past the stock.
     pub oversold: BTreeMap<String, u64>,
     pub oversold_units: u64,
@@ -126,6 +130,7 @@ impl Violations {
     pub fn ok(&self) -> bool {
         self.lost_acked_orders.is_empty()
             && self.duplicate_orders.is_empty()
+            && self.keys_with_two_orders.is_empty()
             && self.oversold_units == 0
             && self.orders_without_price_version.is_empty()
     }
@@ -176,6 +181,24 @@ pub fn check(history: &[Event], state: &FinalState) -> Violations {
         dup.extend(ids.into_iter().map(str::to_owned));
     }
     v.duplicate_orders = dup.into_iter().collect();
+    let mut told: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
+    for e in history {
+        if let Event::OrderAnswer {
+            customer,
+            key,
+            status: 200 | 201,
+            order_id: Some(id),
+            ..
+        } = e
+        {
+            told.entry((customer, key)).or_default().insert(id);
+        }
+    }
+    v.keys_with_two_orders = told
+        .into_iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .map(|((c, k), _)| format!("{c} {k}"))
+        .collect();
 
     // I2: committed (by the inventory or by the orders, whichever says more) plus granted, at
     // most stocked.
@@ -290,6 +313,37 @@ mod tests {
         };
         let v = check(&h, &state);
         assert_eq!(v.lost_acked_orders, ["o2", "o3"]);
+        assert!(!v.ok());
+    }
+
+    #[test]
+    fn a_key_retried_and_told_another_order_is_a_violation() {
+        let answer = |id: &str| Event::OrderAnswer {
+            at_ms: 2,
+            customer: "c".into(),
+            key: "k1".into(),
+            status: 201,
+            order_id: Some(id.into()),
+            problem: None,
+        };
+        let lost = Event::OrderAnswer {
+            at_ms: 1,
+            customer: "c".into(),
+            key: "k1".into(),
+            status: 0,
+            order_id: None,
+            problem: None,
+        };
+        let state = FinalState {
+            orders: vec![order("o1", "k1", "committed")],
+            inventory: vec![],
+        };
+        // No answer, then the retry's 201: one order, as it should be.
+        let v = check(&[lost.clone(), answer("o1")], &state);
+        assert!(v.ok(), "{v:?}");
+        // Two 201s naming two orders for one key: a shopper charged twice, as they see it.
+        let v = check(&[answer("o1"), lost, answer("o2")], &state);
+        assert_eq!(v.keys_with_two_orders, ["c k1"]);
         assert!(!v.ok());
     }
 

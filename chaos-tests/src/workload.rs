@@ -1,5 +1,7 @@
 //! A drill's workload and what it learns: shoppers at every edge browsing and placing orders (a
-//! UUIDv7 Idempotency-Key each, as the API recommends; one hot SKU takes a share of them) while
+//! UUIDv7 Idempotency-Key each, as the API recommends; one hot SKU takes a share of them; after
+//! no answer or a 5xx a shopper sends the same order again under the same key, half the time
+//! at another region's edge, as the router sends a shopper whose edge failed) while
 //! admins change prices and add stock, each request and each answer recorded with its time in
 //! the history (JSON lines, `checker::Event`); and, once the mesh is quiet, the core's final
 //! state, read through the admin API.
@@ -22,6 +24,8 @@ const HISTORY_QUEUE: usize = 65_536;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a shopper waits after an edge did not answer, or answered 5xx.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// Times one order is sent at most: the first, and the retries after no answer or a 5xx.
+pub const ATTEMPTS_MAX: u32 = 4;
 /// How long an admin waits for one core before trying the next.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Orders per page when reading the core's orders.
@@ -94,6 +98,10 @@ pub struct Live {
     pub failed: AtomicU64,
     /// Reads answered 200.
     pub browsed: AtomicU64,
+    /// Orders sent again under their key after no answer or a 5xx, and of those, sent to
+    /// another edge than the attempt before.
+    pub retried: AtomicU64,
+    pub retried_elsewhere: AtomicU64,
 }
 
 /// What the shoppers were told, counted.
@@ -104,6 +112,8 @@ pub struct Counts {
     pub refused: u64,
     pub failed: u64,
     pub browsed: u64,
+    pub retried: u64,
+    pub retried_elsewhere: u64,
 }
 
 impl Live {
@@ -114,6 +124,8 @@ impl Live {
             refused: self.refused.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             browsed: self.browsed.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            retried_elsewhere: self.retried_elsewhere.load(Ordering::Relaxed),
         }
     }
 }
@@ -203,7 +215,7 @@ pub async fn run(
                         shopper.live.attempted.fetch_sub(1, Ordering::Relaxed);
                         break;
                     }
-                    shopper.order(&edge, &customer, &token, &mut rng).await;
+                    shopper.order(e, &customer, &token, &mut rng).await;
                 }
             });
         }
@@ -273,20 +285,56 @@ impl Shopper {
         }
     }
 
-    async fn order(&self, edge: &str, customer: &str, token: &str, rng: &mut StdRng) {
+    /// One order: sent at edge `home` first, and again under the same key after no answer or
+    /// a 5xx, up to `ATTEMPTS_MAX` times, half the time at another edge.
+    async fn order(&self, home: usize, customer: &str, token: &str, rng: &mut StdRng) {
         let key = key(rng);
         let lines = vec![Line {
             sku: self.pick_sku(rng),
             qty: 1,
         }];
+        let edges = &self.w.edges;
+        let mut at = home;
+        for attempt in 0..ATTEMPTS_MAX {
+            let Some(edge) = edges.get(at) else {
+                return;
+            };
+            let status = self.attempt(edge, customer, token, &key, &lines).await;
+            let retry = status == 0 || status >= 500;
+            // A shopper whose edge is down or overloaded, asks it to slow down (429), or has
+            // run out of stock (409: the edges that still hold units sell them meanwhile)
+            // tries again a moment later.
+            if retry || matches!(status, 409 | 429) {
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            if !retry || attempt + 1 == ATTEMPTS_MAX {
+                return;
+            }
+            self.live.retried.fetch_add(1, Ordering::Relaxed);
+            if edges.len() > 1 && rng.random() {
+                at = (at + rng.random_range(1..edges.len())) % edges.len();
+                self.live.retried_elsewhere.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// One sending of an order, recorded and counted; the status it got (0: no answer).
+    async fn attempt(
+        &self,
+        edge: &str,
+        customer: &str,
+        token: &str,
+        key: &str,
+        lines: &[Line],
+    ) -> u16 {
         let _ = self
             .history
             .send(Event::Order {
                 at_ms: util::clock::now_ms().unsigned_abs(),
                 edge: edge.to_owned(),
                 customer: customer.to_owned(),
-                key: key.clone(),
-                lines: lines.clone(),
+                key: key.to_owned(),
+                lines: lines.to_vec(),
             })
             .await;
         let body = serde_json::json!({
@@ -298,7 +346,7 @@ impl Shopper {
             .http
             .post(format!("{edge}/v1/orders"))
             .bearer_auth(token)
-            .header("idempotency-key", &key)
+            .header("idempotency-key", key)
             .json(&body)
             .send()
             .await;
@@ -325,18 +373,13 @@ impl Shopper {
             .send(Event::OrderAnswer {
                 at_ms: util::clock::now_ms().unsigned_abs(),
                 customer: customer.to_owned(),
-                key,
+                key: key.to_owned(),
                 status,
                 order_id,
                 problem,
             })
             .await;
-        // A shopper whose edge is down or overloaded, asks it to slow down (429), or has run out
-        // of stock (409: the edges that still hold units sell them meanwhile) tries again a
-        // moment later.
-        if matches!(status, 0 | 409 | 429) || status >= 500 {
-            tokio::time::sleep(RETRY_PAUSE).await;
-        }
+        status
     }
 }
 

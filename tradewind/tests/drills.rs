@@ -58,6 +58,15 @@ async fn passes(mesh: &Path, args: &[&str]) -> Value {
         "{r}"
     );
     assert!(r["orders_acked"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["keys_with_two_orders"], 0, "{r}");
+    println!(
+        "{}: rto {} ms, orders {} retried {} ({} elsewhere)",
+        args[0],
+        r["rto_ms"],
+        r["orders_attempted"],
+        r["orders_retried"],
+        r["orders_retried_elsewhere"]
+    );
     assert!(
         Path::new(r["timeline_svg"].as_str().unwrap()).exists(),
         "{r}"
@@ -109,6 +118,9 @@ async fn whole(mesh_path: &Path, shapes: &Value) {
     }
 }
 
+/// The rto target the drills are held to here (see `region_outage_and_partition_break_no_invariant`).
+const RTO_TARGET_MS: &str = "4000";
+
 /// A demo to drill on: its directory, its process, its mesh.json and that file's path, and the
 /// fault proxy's links as they were at the start.
 async fn drill_demo() -> (tempfile::TempDir, common::Proc, Value, PathBuf, Value) {
@@ -135,13 +147,37 @@ async fn region_outage_and_partition_break_no_invariant() {
     let _one = ONE_AT_A_TIME.lock().await;
     let (_dir, mut demo, _, mesh_path, shapes) = drill_demo().await;
 
-    let r = passes(&mesh_path, &["region-outage", "--phase-s", "2"]).await;
+    // The drills fail past their rto target: DESIGN's 2 s is for release builds with realistic
+    // links (scripts/drills.sh, DRILLS.md); this debug build shares two cores with the whole
+    // mesh, so it is held to twice that.
+    let r = passes(
+        &mesh_path,
+        &[
+            "region-outage",
+            "--phase-s",
+            "2",
+            "--rto-target-ms",
+            RTO_TARGET_MS,
+        ],
+    )
+    .await;
     assert!(r["rto_ms"].as_u64().is_some(), "{r}");
+    assert_eq!(r["rto_target_ms"], 4_000, "{r}");
     assert_eq!(r["region"], r["leader_before"], "{r}");
     assert!(r["detect_ms"].as_u64().is_some(), "{r}");
     whole(&mesh_path, &shapes).await;
 
-    let r = passes(&mesh_path, &["partition", "--phase-s", "2"]).await;
+    let r = passes(
+        &mesh_path,
+        &[
+            "partition",
+            "--phase-s",
+            "2",
+            "--rto-target-ms",
+            RTO_TARGET_MS,
+        ],
+    )
+    .await;
     assert!(
         r["acked_by_cut_edges_during_cut"].as_u64().unwrap() > 0,
         "{r}"
@@ -175,7 +211,15 @@ async fn every_drill_heals_the_mesh_on_every_way_out() {
 
     let r = passes(
         &mesh_path,
-        &["leader-kill", "--times", "1", "--phase-s", "1"],
+        &[
+            "leader-kill",
+            "--times",
+            "1",
+            "--phase-s",
+            "1",
+            "--rto-target-ms",
+            RTO_TARGET_MS,
+        ],
     )
     .await;
     assert_eq!(r["killed"][0], r["leader_before"], "{r}");
@@ -183,6 +227,9 @@ async fn every_drill_heals_the_mesh_on_every_way_out() {
 
     let r = passes(&mesh_path, &["edge-crash", "--phase-s", "1"]).await;
     assert!(r["edge"].is_string(), "{r}");
+    // Shoppers of the killed edge sent their orders again under the same keys, some at other
+    // edges, and no key was told two orders (the checker's count, in `passes`).
+    assert!(r["orders_retried"].as_u64().unwrap() > 0, "{r}");
     whole(&mesh_path, &shapes).await;
 
     let r = passes(

@@ -108,6 +108,10 @@ pub struct DrillArgs {
     /// again with the same choices.
     #[arg(long)]
     seed: Option<u64>,
+    /// Fail the drill when writes take longer than this to come back after a fault (its
+    /// `rto_ms`, the worst of its faults); DESIGN's target is 2,000 ms with realistic links.
+    #[arg(long)]
+    rto_target_ms: Option<u64>,
 }
 
 /// Longest a drill waits for writes to come back, or for the mesh to go quiet.
@@ -801,9 +805,16 @@ async fn conclude(
         let after: Vec<_> = timings.iter().map(|t| &t.leader_after).collect();
         outcome.details.insert("leader_after".into(), json!(after));
     }
-    let ok = v.ok() && outcome.failures.is_empty();
     let worst = |f: fn(&report::FaultTiming) -> Option<u64>| timings.iter().filter_map(f).max();
     let (detect_ms, rto_ms) = (worst(|t| t.detect_ms), worst(|t| t.rto_ms));
+    if let (Some(target), Some(rto)) = (args.rto_target_ms, rto_ms)
+        && rto > target
+    {
+        outcome
+            .failures
+            .push(format!("rto {rto} ms, over the target of {target} ms"));
+    }
+    let ok = v.ok() && outcome.failures.is_empty();
     let max_lag = report::max_replication_lag_ms(&events);
     let errors = report::errors_by_kind(&events);
     let svg_path = dir.join("timeline.svg");
@@ -819,15 +830,19 @@ async fn conclude(
         "healed_at": timings.last().and_then(|t| t.healed_at_ms),
         "detect_ms": detect_ms,
         "rto_ms": rto_ms,
+        "rto_target_ms": args.rto_target_ms,
         "faults": timings,
         "orders_attempted": counts.attempted,
         "orders_acked": counts.acked,
         "orders_refused": counts.refused,
         "orders_failed": counts.failed,
+        "orders_retried": counts.retried,
+        "orders_retried_elsewhere": counts.retried_elsewhere,
         "orders_committed": committed,
         "reads": counts.browsed,
         "lost_acked_orders": v.lost_acked_orders.len(),
         "duplicate_orders": v.duplicate_orders.len(),
+        "keys_with_two_orders": v.keys_with_two_orders.len(),
         "oversold_units": v.oversold_units,
         "orders_without_price_version": v.orders_without_price_version.len(),
         "max_replication_lag_ms": max_lag,
@@ -851,7 +866,7 @@ async fn conclude(
     }
     let ms = |v: Option<u64>| v.map_or("-".into(), |d| d.to_string());
     println!(
-        "{}: detect {} ms, rto {} ms, largest replication lag {} ms; orders attempted {}, acked {}, committed {}, refused {}, failed {}; lost {}, duplicates {}, oversold units {}, without price version {}",
+        "{}: detect {} ms, rto {} ms, largest replication lag {} ms; orders attempted {}, acked {}, committed {}, refused {}, failed {}, retried {} ({} elsewhere); lost {}, duplicates {}, keys told two orders {}, oversold units {}, without price version {}",
         drill.name(),
         ms(detect_ms),
         ms(rto_ms),
@@ -861,8 +876,11 @@ async fn conclude(
         committed,
         counts.refused,
         counts.failed,
+        counts.retried,
+        counts.retried_elsewhere,
         v.lost_acked_orders.len(),
         v.duplicate_orders.len(),
+        v.keys_with_two_orders.len(),
         v.oversold_units,
         v.orders_without_price_version.len(),
     );
