@@ -235,12 +235,26 @@ async fn a_region_cut_off_cannot_commit_alone_and_an_order_retried_across_failov
         "committed without a majority: {}",
         r.status()
     );
-    // The others come back: the group recovers, the cut region rejoins, and the same order,
-    // retried at another region, commits exactly once.
+    // The others come back and the cut-off leader goes silent in turn: the two elect a new
+    // leader between them (a failover), and the same order, retried there, commits once.
     for i in &others {
         g.core(*i).thaw();
     }
-    let retry_at = others[0];
+    g.core(leader).freeze();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let retry_at = loop {
+        let seen = g.cluster(others[0]).await;
+        if let Some(i) = seen["leader"]
+            .as_str()
+            .and_then(|name| REGIONS.iter().position(|r| *r == name))
+            .filter(|i| *i != leader)
+        {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no failover: {seen}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(retry_at, leader);
     let deadline = Instant::now() + Duration::from_secs(30);
     let placed = loop {
         let r = post(
@@ -260,9 +274,13 @@ async fn a_region_cut_off_cannot_commit_alone_and_an_order_retried_across_failov
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    // Once more, at a third region, after everyone settled: the same order, nothing taken twice.
+    // The old leader comes back, follows, and holds the order once; asked there, the same
+    // order again: the one placed, nothing taken twice.
+    g.core(leader).thaw();
+    let version = g.cluster(retry_at).await["version"].as_u64().unwrap();
+    g.applied(leader, version).await;
     let again = post(
-        g.core(others[1]),
+        g.core(leader),
         "/admin/v1/orders",
         "019a0000-0000-7000-8000-0000000000aa",
         &order("S-1"),

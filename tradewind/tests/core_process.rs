@@ -214,7 +214,9 @@ async fn sigkill_at_any_moment_is_all_or_nothing() {
         let send = tokio::spawn(async move { price_batch(&admin, new, &key).await });
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         core.kill();
-        let _ = send.await;
+        // A batch acknowledged before the kill must be there after it; one that got no
+        // answer (or an error) may be either.
+        let acked = matches!(send.await, Ok(Ok(r)) if r.status().is_success());
         drop(core);
         // What the store holds right after the kill, and once the log's committed entries are
         // applied by a restart: each all of a batch or none of it.
@@ -231,12 +233,16 @@ async fn sigkill_at_any_moment_is_all_or_nothing() {
             all || none,
             "round {round} (kill after {delay_ms} ms): mixed amounts {amounts:?}"
         );
+        assert!(
+            all || !acked,
+            "round {round} (kill after {delay_ms} ms): the batch was acknowledged, then lost"
+        );
         if all {
             expected_old = new;
         }
-        outcomes.push((delay_ms, if all { "all" } else { "none" }));
+        outcomes.push((delay_ms, acked, if all { "all" } else { "none" }));
     }
-    println!("kill delay → outcome: {outcomes:?}");
+    println!("kill delay, acknowledged → outcome: {outcomes:?}");
     // The store is healthy afterwards: a core starts on it and takes writes.
     let core = CoreProcess::start(&config, &[]);
     assert!(

@@ -353,12 +353,17 @@ async fn one_idempotency_key_sent_a_hundred_times_at_once_makes_one_order() {
     assert_eq!(inv["committed"], units, "{inv}");
 }
 
+/// Units of S-1 in stock, and buyers at each edge (one unit each): half again as many buyers
+/// as units, so the last units are fought over.
+const STOCK: u64 = 100;
+const BUYERS_PER_EDGE: u64 = 50;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn buyers_at_three_edges_never_get_more_than_the_ten_units_in_stock() {
+async fn buyers_at_three_edges_never_get_more_than_the_units_in_stock() {
     let dir = tempfile::tempdir().unwrap();
     let configs = write_group(dir.path());
     let cores: Vec<CoreProcess> = configs.iter().map(|c| CoreProcess::start(c, &[])).collect();
-    seed(&cores[0].admin, 10).await;
+    seed(&cores[0].admin, STOCK).await;
     let edges: Vec<EdgeProcess> = (0..3)
         .map(|i| {
             EdgeProcess::start(&edge_in(
@@ -370,15 +375,39 @@ async fn buyers_at_three_edges_never_get_more_than_the_ten_units_in_stock() {
             ))
         })
         .collect();
-    for e in &edges {
+    // One buyer at each edge first: the demand that makes each edge ask for a grant, which
+    // every edge holds before the rush.
+    let mut sold = Vec::new();
+    for (i, e) in edges.iter().enumerate() {
         ready(e).await;
+        let res = shopper_client()
+            .post(e.url("/v1/orders"))
+            .header("idempotency-key", format!("first-{i}"))
+            .json(&order("S-1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        sold.push(
+            res.json::<Value>().await.unwrap()["order_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
-    // Ten buyers at each edge, each for one unit, all at once.
+    for e in &edges {
+        eventually("a grant at every edge", Duration::from_secs(30), || async {
+            e.metric("tradewind_edge_grant_units").await > 0
+        })
+        .await;
+    }
+    // The buyers at each edge, each for one unit, all at once: the edges sell from their
+    // grants (escrow) and, past them, through the core's pool.
     let tries: Vec<_> = edges
         .iter()
         .enumerate()
         .flat_map(|(e, edge)| {
-            (0..10).map(move |b| {
+            (0..BUYERS_PER_EDGE).map(move |b| {
                 let url = edge.url("/v1/orders");
                 tokio::spawn(async move {
                     let res = shopper_client()
@@ -394,16 +423,42 @@ async fn buyers_at_three_edges_never_get_more_than_the_ten_units_in_stock() {
             })
         })
         .collect();
-    let mut sold = Vec::new();
+    let (mut refused, mut unavailable) = (0, 0);
     for t in tries {
         let (status, o) = t.await.unwrap();
         match status {
             201 => sold.push(o["order_id"].as_str().unwrap().to_owned()),
-            409 | 503 => {}
+            409 => refused += 1,
+            503 => unavailable += 1,
             _ => panic!("{status} {o}"),
         }
     }
-    assert!(sold.len() <= 10, "{} units sold of 10", sold.len());
+    let from_grants: u64 = {
+        let mut n = 0;
+        for e in &edges {
+            n += e.metric("tradewind_edge_orders_accepted_total").await;
+        }
+        n
+    };
+    println!(
+        "{} sold ({from_grants} from the edges' grants), {refused} refused, {unavailable} unavailable",
+        sold.len()
+    );
+    assert!(
+        sold.len() as u64 <= STOCK,
+        "{} units sold of {STOCK}",
+        sold.len()
+    );
+    // Not a test that passes when nothing sells: most buyers were answered, and the edges'
+    // grants sold some of the units.
+    assert!(
+        unavailable < BUYERS_PER_EDGE,
+        "{unavailable} buyers of {} got 503",
+        3 * BUYERS_PER_EDGE
+    );
+    // (Units held in one edge's grant are not sold to another's buyers: some are left.)
+    assert!(sold.len() as u64 >= STOCK / 4, "only {} sold", sold.len());
+    assert!(from_grants > 0, "no order was sold from a grant");
     for id in &sold {
         eventually("every sold unit committed", Duration::from_secs(30), || {
             committed_at_core(&cores[0], id)
@@ -412,7 +467,14 @@ async fn buyers_at_three_edges_never_get_more_than_the_ten_units_in_stock() {
     }
     let (_, inv) = get_json(&cores[0].url("/admin/v1/inventory/S-1")).await;
     assert_eq!(inv["committed"], sold.len() as u64, "{inv}");
-    assert!(inv["committed"].as_u64().unwrap() <= 10);
+    // What is committed and what the edges still hold is at most the stock.
+    let granted: u64 = inv["granted"]
+        .as_object()
+        .map_or(0, |g| g.values().filter_map(Value::as_u64).sum());
+    assert!(
+        inv["committed"].as_u64().unwrap() + granted <= STOCK,
+        "{inv}"
+    );
 }
 
 /// The problem `type` slug of a response, and its status.
