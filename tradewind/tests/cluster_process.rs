@@ -142,29 +142,47 @@ async fn the_leader_dies_another_region_commits_and_nothing_is_lost() {
     let leader = g.leader(0).await;
     let follower = (leader + 1) % 3;
     // Writes at a follower are forwarded to the leader.
-    let mut version = seed(&g, follower).await;
-    let mut orders = Vec::new();
-    for i in 0..5 {
-        let r = post(
-            g.core(follower),
-            "/admin/v1/orders",
-            &format!("019a0000-0000-7000-8000-00000000000{i}"),
-            &order("S-1"),
-        )
-        .await;
-        assert_eq!(r.status(), 201);
-        let o: Value = r.json().await.unwrap();
-        version = version.max(o["commit_version"].as_u64().unwrap());
-        orders.push(o["order_id"].clone());
-    }
-    // Every region has it all.
-    for i in 0..3 {
-        g.applied(i, version).await;
+    seed(&g, follower).await;
+    // Orders keep coming through the follower while the leader is killed: the kill lands
+    // with orders in flight, some acknowledged and not yet at every region.
+    let url = g.core(follower).url("/admin/v1/orders");
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let shopper = tokio::spawn(async move {
+        let mut answers = Vec::new();
+        for i in 0u32.. {
+            if *stopped.borrow_and_update() {
+                break;
+            }
+            let res = client()
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .header(
+                    "idempotency-key",
+                    format!("019a0000-0000-7000-8000-{i:012x}"),
+                )
+                .json(&order("S-1"))
+                .send()
+                .await;
+            let acked = match res {
+                Ok(r) if r.status() == 201 => {
+                    let o: Value = r.json().await.unwrap();
+                    Some(o["order_id"].clone())
+                }
+                _ => None,
+            };
+            answers.push(acked);
+        }
+        answers
+    });
+    let mut waited = 0;
+    while g.cluster(leader).await["version"].as_u64().unwrap_or(0) < 20 && waited < 300 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
     }
     // The leader's process is killed; another region takes writes.
     let killed_at = Instant::now();
     g.cores[leader].take().unwrap().kill();
-    let survivor = (leader + 1) % 3;
+    let survivor = follower;
     let mut committed = None;
     while committed.is_none() {
         let r = post(
@@ -184,31 +202,42 @@ async fn the_leader_dies_another_region_commits_and_nothing_is_lost() {
             );
         }
     }
+    let _ = stop.send(true);
+    let answers = shopper.await.unwrap();
+    let recovered = committed.unwrap();
     println!(
-        "first write committed {:?} after the leader was killed",
-        committed.unwrap()
+        "first write committed {recovered:?} after the leader was killed; {} orders sent, {} acknowledged",
+        answers.len(),
+        answers.iter().flatten().count()
     );
+    // Held to a bound, not only printed: DESIGN's RTO is 2 s; this debug build shares two
+    // cores with three cores' processes, so 10 s.
+    assert!(recovered < Duration::from_secs(10), "{recovered:?}");
     let new_leader = g.leader(survivor).await;
     assert_ne!(new_leader, leader);
-    // Nothing committed before the failover is lost.
-    let list = get(g.core(survivor), "/admin/v1/orders?limit=100").await;
+    // Nothing acknowledged is lost, in flight at the kill or not.
+    let list = get(g.core(survivor), "/admin/v1/orders?limit=1000").await;
     let ids: Vec<&Value> = list["items"]
         .as_array()
         .unwrap()
         .iter()
         .map(|o| &o["order_id"])
         .collect();
-    for o in &orders {
-        assert!(ids.contains(&o), "order {o} lost");
+    let acked: Vec<&Value> = answers.iter().flatten().collect();
+    assert!(!acked.is_empty());
+    for o in &acked {
+        assert!(ids.contains(o), "order {o} acknowledged, then lost");
     }
-    // The killed region comes back and catches up.
+    // The killed region comes back and catches up: the same orders, the same stock.
     g.cores[leader] = Some(CoreProcess::start(&g.configs[leader], &[]));
     let latest = g.cluster(survivor).await["version"].as_u64().unwrap();
     g.applied(leader, latest).await;
     let inv = get(g.core(leader), "/admin/v1/inventory/S-1").await;
+    let committed_orders = ids.len() as u64;
     assert_eq!(
         (inv["on_hand"].as_u64(), inv["committed"].as_u64()),
-        (Some(996), Some(5))
+        (Some(1_001 - committed_orders), Some(committed_orders)),
+        "{inv}"
     );
 }
 
