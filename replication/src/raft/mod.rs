@@ -509,6 +509,8 @@ pub struct RaftNode {
     lag: Arc<LagTracker>,
     submissions: Arc<std::sync::OnceLock<Arc<dyn Submissions>>>,
     sent: Arc<SentEntries>,
+    /// The network openraft was given (it shares its state), to forget members that leave.
+    network: Network,
 }
 
 impl RaftNode {
@@ -540,7 +542,7 @@ impl RaftNode {
         let network = Network::new(transport.clone(), Arc::clone(&sent), log.clone());
         let tail_reader = log.clone();
         let elections = Arc::new(stand::Elections::new(log.clone(), &timing));
-        let raft = Raft::new(id, config, network, log, StateMachine::new(app))
+        let raft = Raft::new(id, config, network.clone(), log, StateMachine::new(app))
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let lag = LagTracker::start(&raft);
@@ -606,6 +608,7 @@ impl RaftNode {
             lag,
             submissions,
             sent,
+            network,
         })
     }
 
@@ -747,20 +750,19 @@ impl RaftNode {
         voter: bool,
     ) -> Result<(), MembershipError> {
         self.leading()?;
+        self.network.forget(id);
         self.raft
             .add_learner(id, member, true)
             .await
             .map_err(|e| self.membership_error(e))?;
         if voter {
-            let mut voters: std::collections::BTreeSet<NodeId> = self
-                .metrics()
-                .membership_config
-                .membership()
-                .voter_ids()
-                .collect();
-            voters.insert(id);
+            // One voter added to the membership as it stands when the change applies (not a
+            // whole set computed here, which a concurrent change could make stale).
             self.raft
-                .change_membership(voters, false)
+                .change_membership(
+                    openraft::ChangeMembers::AddVoterIds([id].into_iter().collect()),
+                    false,
+                )
                 .await
                 .map_err(|e| self.membership_error(e))?;
         }
@@ -774,17 +776,21 @@ impl RaftNode {
         if !membership.nodes().any(|(n, _)| *n == id) {
             return Err(MembershipError::Refused(format!("{id} is not a member")));
         }
-        let voters: std::collections::BTreeSet<NodeId> =
-            membership.voter_ids().filter(|v| *v != id).collect();
-        if voters.is_empty() {
+        if membership.voter_ids().all(|v| v == id) {
             return Err(MembershipError::Refused(
                 "the last voter cannot be removed".into(),
             ));
         }
-        self.raft
-            .change_membership(voters, false)
-            .await
-            .map_err(|e| self.membership_error(e))?;
+        if membership.voter_ids().any(|v| v == id) {
+            // As for adding: one voter taken out of the membership as it then stands.
+            self.raft
+                .change_membership(
+                    openraft::ChangeMembers::RemoveVoters([id].into_iter().collect()),
+                    false,
+                )
+                .await
+                .map_err(|e| self.membership_error(e))?;
+        }
         self.raft
             .change_membership(
                 openraft::ChangeMembers::RemoveNodes([id].into_iter().collect()),
@@ -792,6 +798,7 @@ impl RaftNode {
             )
             .await
             .map_err(|e| self.membership_error(e))?;
+        self.network.forget(id);
         Ok(())
     }
 

@@ -80,6 +80,15 @@ impl Network {
             searches: Arc::default(),
         }
     }
+
+    /// Forgets what is known of where `target`'s log ends: called when it leaves the group and
+    /// before it joins, so that a member removed, wiped and added again under the same id in
+    /// one leadership is never answered from what its earlier self held.
+    pub fn forget(&self, target: NodeId) {
+        if let Ok(mut all) = self.searches.lock() {
+            all.remove(&target);
+        }
+    }
 }
 
 /// What one leadership of this member knows of where a member's log ends.
