@@ -10,6 +10,8 @@ use util::config::{Config, Invalid, resolve};
 
 /// Origins one cache may front.
 pub const ORIGINS_MAX: usize = 64;
+/// Servers besides its `url` one origin may have.
+pub const BACKUPS_MAX: usize = 16;
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +78,10 @@ pub struct OriginConfig {
     pub path_prefix: String,
     /// `http://` or `https://` host and port, no path: the request's path is appended.
     pub url: String,
+    /// More servers of this origin (the region's other edges), in the same form: tried in
+    /// turn when the one before cannot be reached, or (GET, HEAD) does not answer in time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<String>,
     /// The CA that the origin's certificate is signed by (`ca.pem` of `tradewind certs`);
     /// the system's roots when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,15 +197,22 @@ impl Config for CdnConfig {
             if !o.path_prefix.starts_with('/') {
                 return Err(at("path_prefix must start with '/'".into()));
             }
-            let url = reqwest::Url::parse(&o.url).map_err(|e| at(format!("url: {e}")))?;
-            if !matches!(url.scheme(), "http" | "https")
-                || url.host().is_none()
-                || url.path() != "/"
-                || url.query().is_some()
+            if o.backups.len() > BACKUPS_MAX {
+                return Err(at(format!("at most {BACKUPS_MAX} backups")));
+            }
+            for (key, u) in
+                std::iter::once(("url", &o.url)).chain(o.backups.iter().map(|b| ("backups", b)))
             {
-                return Err(at(
-                    "url must be http:// or https:// with a host, and no path or query".into(),
-                ));
+                let url = reqwest::Url::parse(u).map_err(|e| at(format!("{key}: {e}")))?;
+                if !matches!(url.scheme(), "http" | "https")
+                    || url.host().is_none()
+                    || url.path() != "/"
+                    || url.query().is_some()
+                {
+                    return Err(at(format!(
+                        "{key} must be http:// or https:// with a host, and no path or query"
+                    )));
+                }
             }
             if self.origins[..i]
                 .iter()

@@ -1,9 +1,13 @@
 //! The origins a cache fronts and how it reaches them: each is chosen by the request's host
 //! (when the origin names one) and the longest matching path prefix, and is reached over one
 //! pooled client (HTTP/1.1 keep-alive, or HTTP/2 by ALPN over TLS), with a time limit on the
-//! connection, on the response's header and on every wait for more of its body.
+//! connection, on the response's header and on every wait for more of its body. An origin may
+//! have several servers (a region's edges): a request goes to the one that answered last, and
+//! to the next when it cannot be reached (any method: nothing was sent) or, for GET and HEAD,
+//! when it does not answer in time.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -86,7 +90,10 @@ pub struct Origin {
     pub name: String,
     host: Option<String>,
     prefix: String,
-    base: String,
+    /// Its servers' base URLs, the first the config's `url`, then its `backups`.
+    bases: Vec<String>,
+    /// The server that answered last: requests go there first.
+    current: AtomicUsize,
     client: reqwest::Client,
     settings: FetchSettings,
 }
@@ -110,7 +117,11 @@ impl Origins {
                 name: c.name.clone(),
                 host: c.host.as_ref().map(|h| h.to_ascii_lowercase()),
                 prefix: c.path_prefix.clone(),
-                base: c.url.trim_end_matches('/').to_owned(),
+                bases: std::iter::once(&c.url)
+                    .chain(&c.backups)
+                    .map(|u| u.trim_end_matches('/').to_owned())
+                    .collect(),
+                current: AtomicUsize::new(0),
                 client,
                 settings: settings.clone(),
             });
@@ -155,17 +166,37 @@ impl Origin {
         store_max: usize,
     ) -> Result<Fetched, OriginError> {
         let request_time = SystemTime::now();
-        let request = self
-            .client
-            .request(method.clone(), format!("{}{path_and_query}", self.base))
-            .headers(headers)
-            .body(body);
         let limit = self.settings.response_timeout_ms;
-        let mut res = match tokio::time::timeout(Duration::from_millis(limit), request.send()).await
-        {
-            Err(_) => return Err(self.timeout(limit)),
-            Ok(Err(e)) => return Err(self.failed(&e)),
-            Ok(Ok(res)) => res,
+        let safe = matches!(method, Method::GET | Method::HEAD);
+        let first = self.current.load(Ordering::Relaxed);
+        let n = self.bases.len();
+        let mut tried = 0;
+        let mut res = loop {
+            let at = (first + tried) % n;
+            let request = self
+                .client
+                .request(
+                    method.clone(),
+                    format!("{}{path_and_query}", self.bases[at]),
+                )
+                .headers(headers.clone())
+                .body(body.clone());
+            let failed =
+                match tokio::time::timeout(Duration::from_millis(limit), request.send()).await {
+                    Ok(Ok(res)) => {
+                        self.current.store(at, Ordering::Relaxed);
+                        break res;
+                    }
+                    Err(_) => (self.timeout(limit), safe),
+                    Ok(Err(e)) => (self.failed(&e), e.is_connect() || safe),
+                };
+            tried += 1;
+            match failed {
+                (e, true) if tried < n => {
+                    tracing::warn!(error = %e, server = self.bases[at], "an origin server failed; trying the next");
+                }
+                (e, _) => return Err(e),
+            }
         };
         let response_time = SystemTime::now();
         let status = res.status();

@@ -297,6 +297,11 @@ url = "http://{overlong}"
 name = "closed"
 path_prefix = "/closed"
 url = "http://{closed}"
+[[origins]]
+name = "failover"
+path_prefix = "/fresh/9"
+url = "http://{closed}"
+backups = ["http://{main}"]
 [memory]
 bytes_max = 8388608
 object_bytes_max = 1048576
@@ -660,6 +665,26 @@ async fn bad_origins_get_clear_errors_and_the_cache_keeps_serving() {
     )
     .await;
     assert_eq!(none.status(), 200);
+}
+
+/// An origin whose first server is down is reached at its next one, and stays there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_whose_first_server_is_down_is_served_by_the_next() {
+    let m = start().await;
+    for n in ["/fresh/91", "/fresh/92"] {
+        let r = get(&format!("{}{n}", m.url), &[]).await;
+        assert_eq!(r.status(), 200, "{r:?}");
+        assert_eq!(r.text().await.unwrap(), format!("product {}", &n[7..]));
+        assert_eq!(m.seen.count(n), 1);
+    }
+    // Writes too, when the server before could not be reached (nothing was sent to it).
+    let posted = client()
+        .post(format!("{}/fresh/93", m.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    assert_eq!(m.seen.count("POST /fresh/93"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

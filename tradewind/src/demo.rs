@@ -554,7 +554,8 @@ fn edge_config(
     }
 }
 
-/// Region `region`'s cache: in front of its first edge and of the asset origin, purged by the
+/// Region `region`'s cache: in front of its edges (the first, then the others when it is down)
+/// and of the asset origin, purged by the
 /// edges (their token has the `purge` scope alone) and by the operator (the admin token).
 fn cdn_config(
     args: &DemoArgs,
@@ -589,6 +590,11 @@ fn cdn_config(
                 host: None,
                 path_prefix: "/".into(),
                 url: format!("https://{}", r.edges[0].1),
+                // The region's other edges take over when the first is down.
+                backups: r.edges[1..]
+                    .iter()
+                    .map(|(_, addr)| format!("https://{addr}"))
+                    .collect(),
                 ca: Some(ca.clone()),
             },
             cdn_cache::config::OriginConfig {
@@ -596,6 +602,7 @@ fn cdn_config(
                 host: None,
                 path_prefix: "/assets/".into(),
                 url: format!("https://{}", assets_addr(args)),
+                backups: Vec::new(),
                 ca: Some(ca),
             },
         ],
