@@ -194,6 +194,11 @@ impl Cluster {
 
     /// Starts (or restarts) member `id` on its address, with its files.
     async fn up(&mut self, id: NodeId) {
+        self.try_up(id).await.unwrap();
+    }
+
+    /// `up`, or why member `id` would not start.
+    async fn try_up(&mut self, id: NodeId) -> Result<(), replication::raft::StartError> {
         std::fs::create_dir_all(self.data(id)).unwrap();
         let tls = NodeTls::load(self.dir.path(), &name(id)).unwrap();
         let addr: SocketAddr = self.members[&id].raft_addr.parse().unwrap();
@@ -227,8 +232,12 @@ impl Cluster {
             self.timing,
         )
         .await
-        .unwrap();
+        // A member that did not start holds no port.
+        .inspect_err(|_| {
+            self.transports.remove(&id);
+        })?;
         self.nodes.insert(id, (node, app));
+        Ok(())
     }
 
     /// Stops member `id` (its process dies, as far as the others can tell).
@@ -628,6 +637,42 @@ async fn a_member_removed_wiped_and_added_again_catches_up_from_nothing() {
     let kv = &c.nodes[&4].1;
     assert_eq!(kv.get("a00").as_deref(), Some("1"));
     assert_eq!(kv.get("b49").as_deref(), Some("1"));
+}
+
+/// A member whose log file is gone but whose store holds applied entries refuses to start
+/// (it could apply entries twice, and vote again in terms it voted in), saying how to bring
+/// it back; the way it says works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_log_is_lost_refuses_to_start_until_it_rejoins() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let lost = (1..=3).find(|id| *id != leader).unwrap();
+    let mut last = 0;
+    for i in 0..20 {
+        last = c.write(leader, &format!("a{i:02}=1")).await.unwrap();
+    }
+    c.applied(lost, last).await;
+    c.down(lost).await;
+    std::fs::remove_file(c.data(lost).join("log.redb")).unwrap();
+    let err = c.try_up(lost).await.expect_err("refused");
+    assert!(
+        matches!(err, replication::raft::StartError::LogLost { id, .. } if id == lost),
+        "{err}"
+    );
+    assert!(err.to_string().contains("log.redb"), "{err}");
+    // As it says: removed at the leader, its data emptied, started, added again.
+    c.nodes[&leader].0.remove_member(lost).await.unwrap();
+    std::fs::remove_dir_all(c.data(lost)).unwrap();
+    c.up(lost).await;
+    let member = c.members[&lost].clone();
+    c.nodes[&leader]
+        .0
+        .add_member(lost, member, true)
+        .await
+        .unwrap();
+    last = c.write(leader, "b=1").await.unwrap();
+    c.applied(lost, last).await;
+    assert_eq!(c.nodes[&lost].1.get("a00").as_deref(), Some("1"));
 }
 
 /// A voter removed, wiped and added again as a voter in the same leadership: the leader forgets

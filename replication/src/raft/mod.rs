@@ -137,6 +137,18 @@ pub enum StartError {
     Log(String),
     #[error("raft: {0}")]
     Raft(String),
+    /// The log holds nothing while the state it was applied to holds something: the log was
+    /// lost (deleted, a disk replaced). Starting would apply entries twice and let a voter
+    /// vote again in terms it already voted in.
+    #[error(
+        "member {id}: its raft log ({log}) holds nothing, yet its store has applied entries: the log \
+         was lost. Starting it now could apply entries twice and let it vote twice in one term. \
+         Restore the log; or remove this member from the group at the leader \
+         (DELETE /admin/v1/cluster/members/{id}), empty its data directory, start it, and add it \
+         again (POST /admin/v1/cluster/members): it rejoins as a learner, from a snapshot, and \
+         votes once it has caught up"
+    )]
+    LogLost { id: NodeId, log: String },
 }
 
 /// Answers other members' messages.
@@ -538,6 +550,27 @@ impl RaftNode {
         let committed = log
             .committed()
             .map_err(|e| StartError::Log(e.to_string()))?;
+        let empty = log
+            .last_log_id()
+            .map_err(|e| StartError::Log(e.to_string()))?
+            .is_none();
+        // The app's store may block: asked on a blocking thread, as the state machine asks it.
+        let applied = if empty {
+            let app = Arc::clone(&app);
+            tokio::task::spawn_blocking(move || app.meta())
+                .await
+                .map_err(|e| StartError::Raft(e.to_string()))?
+                .map_err(|e| StartError::Raft(e.to_string()))?
+                .is_some()
+        } else {
+            false
+        };
+        if applied {
+            return Err(StartError::LogLost {
+                id,
+                log: log_path.display().to_string(),
+            });
+        }
         let sent = Arc::new(SentEntries::default());
         let network = Network::new(transport.clone(), Arc::clone(&sent), log.clone());
         let tail_reader = log.clone();
