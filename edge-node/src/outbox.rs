@@ -352,6 +352,19 @@ impl Outbox {
         // Orders with their shoppers' details: readable by this process's user alone.
         util::files::private(path).map_err(|e| store(format!("{}: {e}", path.display())))?;
         let db = Database::create(path).map_err(|e| store(format!("{}: {e}", path.display())))?;
+        Self::open_db(db, queue, kept)
+    }
+
+    /// The outbox on a disk that loses what was not synced (tests of durability).
+    #[cfg(test)]
+    fn on_disk(disk: util::disk_faults::LosingDisk, queue: usize) -> Result<Outbox, OutboxError> {
+        let db = redb::Builder::new()
+            .create_with_backend(disk)
+            .map_err(store)?;
+        Self::open_db(db, queue, KEPT)
+    }
+
+    fn open_db(db: Database, queue: usize, kept: u64) -> Result<Outbox, OutboxError> {
         let txn = db.begin_write().map_err(store)?;
         Tables::open(&txn)?;
         txn.commit().map_err(store)?;
@@ -1009,6 +1022,32 @@ mod tests {
         // The oldest always goes, however large.
         assert_eq!(ob.pending(10, 1).unwrap().len(), 1);
         assert_eq!(ob.oldest_pending_ms(1_100), Some(1_000));
+    }
+
+    /// An order is answered only once its write is synced: on a disk that loses what was not
+    /// synced, an acknowledged order and the units it took are there after a power loss.
+    /// (Committing the outbox's writes without a sync, `Durability::None`, fails this test;
+    /// a SIGKILL, which keeps the page cache, would not show it.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_acknowledged_order_survives_a_power_loss() {
+        let disk = util::disk_faults::LosingDisk::new();
+        let ob = Outbox::on_disk(disk.clone(), 16).unwrap();
+        let sku = SkuId::new("S-1").unwrap();
+        ob.grant_request(&sku, 5).await.unwrap();
+        ob.granted(&sku, 3).await.unwrap();
+        let Ok(Intake::Accepted(o)) = ob.accept(order("k1", 1)).await else {
+            panic!("not accepted");
+        };
+        // The power goes the moment the shopper has the answer.
+        let after = disk.power_loss();
+        drop(ob);
+        let ob = Outbox::on_disk(after, 16).unwrap();
+        assert_eq!(
+            ob.order(&o.order_id).unwrap().map(|o| o.order_id),
+            Some(o.order_id.clone())
+        );
+        assert_eq!(ob.pending(10, usize::MAX).unwrap().len(), 1);
+        assert_eq!(ob.units(&sku), 2);
     }
 
     /// The outbox at `path` opened again; the writer thread lets go of the file once the last
