@@ -9,7 +9,10 @@
 //! - I2 oversold units: per SKU, units committed (by the inventory, or by the committed orders
 //!   when they say more) plus units still granted to edges, past the units stocked (adds minus
 //!   removals);
-//! - I4 committed orders without the price version they were priced at.
+//! - I4 committed orders without the price version they were priced at, or priced otherwise
+//!   than it says: a line's list price (`base-USD`, where the drill's admins set prices) must
+//!   be the one the last of the drill's price changes to its SKU at or before the order's
+//!   price version set.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,12 +54,16 @@ pub enum Event {
         took_ms: u64,
     },
     /// An admin's write (a price or stock change) at the core `core`; `status` 0 when no core
-    /// answered.
+    /// answered; the version it committed at, and for a price change what it set.
     Admin {
         at_ms: u64,
         core: String,
         what: String,
         status: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        price: Option<PriceSet>,
     },
     /// The drill's write probe, started at `at_ms`: whether it committed, and when it finished.
     Probe {
@@ -84,6 +91,16 @@ pub enum Event {
     },
 }
 
+/// A list price an admin set: `amount_minor` for `sku` in `base-USD`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PriceSet {
+    pub sku: String,
+    pub amount_minor: i64,
+}
+
+/// The list the drill's admins set prices in, and its shoppers are priced from.
+pub const BASE_LIST: &str = "base-USD";
+
 /// An order as the core holds it once the mesh is quiet.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 pub struct FinalOrder {
@@ -94,6 +111,9 @@ pub struct FinalOrder {
     pub idempotency_key: Option<String>,
     pub lines: Vec<Line>,
     pub price_version: Option<u64>,
+    /// Per SKU, the unit list price its line was priced at, when from `BASE_LIST`.
+    #[serde(default)]
+    pub base_prices: BTreeMap<String, i64>,
 }
 
 /// A SKU's inventory at the core once the mesh is quiet.
@@ -124,6 +144,11 @@ pub struct Violations {
     pub oversold: BTreeMap<String, u64>,
     pub oversold_units: u64,
     pub orders_without_price_version: Vec<String>,
+    /// Orders whose list price is not the one in force at their price version.
+    pub orders_priced_off_their_version: Vec<String>,
+    /// Orders whose price could be checked against a price change of the drill (not a
+    /// violation: how much the check above saw).
+    pub orders_checked_against_a_price_change: u64,
 }
 
 impl Violations {
@@ -133,6 +158,7 @@ impl Violations {
             && self.keys_with_two_orders.is_empty()
             && self.oversold_units == 0
             && self.orders_without_price_version.is_empty()
+            && self.orders_priced_off_their_version.is_empty()
     }
 }
 
@@ -225,6 +251,41 @@ pub fn check(history: &[Event], state: &FinalState) -> Violations {
         .filter(|o| o.price_version.is_none_or(|p| p == 0))
         .map(|o| o.order_id.clone())
         .collect();
+    // I4 against the price changes themselves: per SKU, the drill's price changes by the
+    // version they committed at.
+    let mut changes: BTreeMap<&str, BTreeMap<u64, i64>> = BTreeMap::new();
+    for e in history {
+        if let Event::Admin {
+            status: 200..=299,
+            version: Some(at),
+            price: Some(p),
+            ..
+        } = e
+        {
+            changes
+                .entry(&p.sku)
+                .or_default()
+                .insert(*at, p.amount_minor);
+        }
+    }
+    let mut off = BTreeSet::new();
+    for o in &committed {
+        let Some(at) = o.price_version else { continue };
+        let mut checked = false;
+        for (sku, unit) in &o.base_prices {
+            let in_force = changes
+                .get(sku.as_str())
+                .and_then(|c| c.range(..=at).next_back());
+            if let Some((_, amount)) = in_force {
+                checked = true;
+                if amount != unit {
+                    off.insert(o.order_id.clone());
+                }
+            }
+        }
+        v.orders_checked_against_a_price_change += u64::from(checked);
+    }
+    v.orders_priced_off_their_version = off.into_iter().collect();
     v
 }
 
@@ -267,6 +328,7 @@ mod tests {
             idempotency_key: Some(key.into()),
             lines: vec![line("S", 1)],
             price_version: Some(7),
+            base_prices: BTreeMap::new(),
         }
     }
 
@@ -313,6 +375,44 @@ mod tests {
         };
         let v = check(&h, &state);
         assert_eq!(v.lost_acked_orders, ["o2", "o3"]);
+        assert!(!v.ok());
+    }
+
+    #[test]
+    fn an_order_priced_otherwise_than_its_price_version_says_is_a_violation() {
+        let change = |at: u64, amount: i64| Event::Admin {
+            at_ms: at,
+            core: "a".into(),
+            what: format!("price S USD {amount}"),
+            status: 200,
+            version: Some(at),
+            price: Some(PriceSet {
+                sku: "S".into(),
+                amount_minor: amount,
+            }),
+        };
+        let h = [change(5, 1_000), change(9, 2_000)];
+        let priced = |id: &str, version: u64, unit: i64| FinalOrder {
+            price_version: Some(version),
+            base_prices: [("S".to_owned(), unit)].into(),
+            ..order(id, id, "committed")
+        };
+        let state = FinalState {
+            orders: vec![
+                // Before any change of the drill: not checked.
+                priced("o1", 3, 777),
+                // At or after a change, its price.
+                priced("o2", 5, 1_000),
+                priced("o3", 8, 1_000),
+                priced("o4", 9, 2_000),
+                // Says version 9, priced as at 5: I4 broken.
+                priced("o5", 9, 1_000),
+            ],
+            inventory: vec![],
+        };
+        let v = check(&h, &state);
+        assert_eq!(v.orders_priced_off_their_version, ["o5"]);
+        assert_eq!(v.orders_checked_against_a_price_change, 4);
         assert!(!v.ok());
     }
 

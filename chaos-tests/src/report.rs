@@ -489,6 +489,8 @@ mod tests {
                 core: "a".into(),
                 what: "price".into(),
                 status: 200,
+                version: Some(3),
+                price: None,
             },
             probe(8, false),
         ];

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::checker::{Event, FinalInventory, FinalOrder, FinalState, Line};
+use crate::checker::{BASE_LIST, Event, FinalInventory, FinalOrder, FinalState, Line, PriceSet};
 use crate::mesh::Mesh;
 
 /// History events waiting to be written.
@@ -401,23 +401,28 @@ async fn admins(
         }
         n += 1;
         let sku = &w.skus[rng.random_range(0..w.skus.len())];
-        let (what, path, body) = if n.is_multiple_of(2) {
+        let (what, path, body, price) = if n.is_multiple_of(2) {
             let amount: u32 = rng.random_range(500..50_000);
             (
                 format!("price {sku} USD {amount}"),
                 "prices",
                 serde_json::json!({"changes": [{"sku": sku, "currency": "USD", "amount_minor": amount}]}),
+                Some(PriceSet {
+                    sku: sku.clone(),
+                    amount_minor: i64::from(amount),
+                }),
             )
         } else {
             (
                 format!("stock {sku} +10"),
                 "stock",
                 serde_json::json!({"changes": [{"sku": sku, "add": 10}]}),
+                None,
             )
         };
         let key = key(&mut rng);
         let at_ms = util::clock::now_ms().unsigned_abs();
-        let (mut status, mut core) = (0, String::new());
+        let (mut status, mut core, mut version) = (0, String::new(), None);
         // One Idempotency-Key for every core tried: a change that committed at one core whose
         // answer was lost is not applied twice at the next.
         for c in a
@@ -438,6 +443,8 @@ async fn admins(
             if let Ok(r) = res {
                 (status, core) = (r.status().as_u16(), c.clone());
                 if r.status().is_success() {
+                    let body: serde_json::Value = r.json().await.unwrap_or_default();
+                    version = body["version"].as_u64();
                     break;
                 }
             }
@@ -448,9 +455,29 @@ async fn admins(
                 core,
                 what,
                 status,
+                version,
+                price,
             })
             .await;
     }
+}
+
+/// Per SKU, the unit list price an order's lines were priced at from `BASE_LIST` (the
+/// `list_price` step of each line's breakdown).
+fn base_prices(lines: &serde_json::Value) -> std::collections::BTreeMap<String, i64> {
+    lines
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| {
+            let step = l["breakdown"]
+                .as_array()?
+                .iter()
+                .find_map(|s| s.get("list_price"))?;
+            (step["list"] == BASE_LIST)
+                .then(|| Some((l["sku"].as_str()?.to_owned(), step["unit_minor"].as_i64()?)))?
+        })
+        .collect()
 }
 
 /// Every decided order and the inventory of `skus`, from the core at `admin`.
@@ -479,6 +506,7 @@ pub async fn final_state(mesh: &Mesh, admin: &str, skus: &[String]) -> anyhow::R
                 idempotency_key: o["idempotency_key"].as_str().map(str::to_owned),
                 lines: serde_json::from_value(o["lines"].clone()).unwrap_or_default(),
                 price_version: o["price_version"].as_u64(),
+                base_prices: base_prices(&o["lines"]),
             });
         }
         match page["next"].as_str() {

@@ -59,13 +59,15 @@ async fn passes(mesh: &Path, args: &[&str]) -> Value {
     );
     assert!(r["orders_acked"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(r["keys_with_two_orders"], 0, "{r}");
+    assert_eq!(r["orders_priced_off_their_version"], 0, "{r}");
     println!(
-        "{}: rto {} ms, orders {} retried {} ({} elsewhere)",
+        "{}: rto {} ms, orders {} retried {} ({} elsewhere), {} checked against a price change",
         args[0],
         r["rto_ms"],
         r["orders_attempted"],
         r["orders_retried"],
-        r["orders_retried_elsewhere"]
+        r["orders_retried_elsewhere"],
+        r["orders_checked_against_a_price_change"]
     );
     assert!(
         Path::new(r["timeline_svg"].as_str().unwrap()).exists(),
@@ -163,6 +165,11 @@ async fn region_outage_and_partition_break_no_invariant() {
     .await;
     assert!(r["rto_ms"].as_u64().is_some(), "{r}");
     assert_eq!(r["rto_target_ms"], 4_000, "{r}");
+    // I4 was checked against the admins' price changes, not only as "has a version".
+    assert!(
+        r["orders_checked_against_a_price_change"].as_u64().unwrap() > 0,
+        "{r}"
+    );
     assert_eq!(r["region"], r["leader_before"], "{r}");
     assert!(r["detect_ms"].as_u64().is_some(), "{r}");
     whole(&mesh_path, &shapes).await;

@@ -845,6 +845,8 @@ async fn conclude(
         "keys_with_two_orders": v.keys_with_two_orders.len(),
         "oversold_units": v.oversold_units,
         "orders_without_price_version": v.orders_without_price_version.len(),
+        "orders_priced_off_their_version": v.orders_priced_off_their_version.len(),
+        "orders_checked_against_a_price_change": v.orders_checked_against_a_price_change,
         "max_replication_lag_ms": max_lag,
         "errors_by_kind": errors,
         "acked_during_fault_by_edge": during,
