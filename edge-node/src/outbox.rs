@@ -1050,6 +1050,31 @@ mod tests {
         assert_eq!(ob.units(&sku), 2);
     }
 
+    /// The power goes during the sync of an order's commit, tearing its writes: the outbox
+    /// opens again with every order acknowledged before, and the torn one (never answered,
+    /// its sync never returned) not at all, its unit back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_torn_by_a_power_loss_leaves_the_orders_acknowledged_before() {
+        let disk = util::disk_faults::LosingDisk::new();
+        let ob = Outbox::on_disk(disk.clone(), 16).unwrap();
+        let sku = SkuId::new("S-1").unwrap();
+        ob.grant_request(&sku, 5).await.unwrap();
+        ob.granted(&sku, 3).await.unwrap();
+        let Ok(Intake::Accepted(first)) = ob.accept(order("k1", 1)).await else {
+            panic!("not accepted");
+        };
+        disk.tear_at_next_sync();
+        let Ok(Intake::Accepted(torn)) = ob.accept(order("k2", 1)).await else {
+            panic!("not accepted");
+        };
+        drop(ob);
+        let ob = Outbox::on_disk(disk.torn().expect("the sync came"), 16).unwrap();
+        assert!(ob.order(&first.order_id).unwrap().is_some());
+        assert!(ob.order(&torn.order_id).unwrap().is_none());
+        assert_eq!(ob.pending(10, usize::MAX).unwrap().len(), 1);
+        assert_eq!(ob.units(&sku), 2);
+    }
+
     /// The outbox at `path` opened again; the writer thread lets go of the file once the last
     /// handle is gone.
     async fn reopen(path: &Path) -> Outbox {
