@@ -253,20 +253,31 @@ pub fn check(history: &[Event], state: &FinalState) -> Violations {
         .collect();
     // I4 against the price changes themselves: per SKU, the drill's price changes by the
     // version they committed at.
+    // A SKU with a change whose outcome nobody heard (no core answered, or with an error)
+    // is not checked: that change may have committed, at a version no one knows.
     let mut changes: BTreeMap<&str, BTreeMap<u64, i64>> = BTreeMap::new();
+    let mut unknown: BTreeSet<&str> = BTreeSet::new();
     for e in history {
-        if let Event::Admin {
-            status: 200..=299,
-            version: Some(at),
-            price: Some(p),
-            ..
-        } = e
-        {
-            changes
-                .entry(&p.sku)
-                .or_default()
-                .insert(*at, p.amount_minor);
+        match e {
+            Event::Admin {
+                status: 200..=299,
+                version: Some(at),
+                price: Some(p),
+                ..
+            } => {
+                changes
+                    .entry(&p.sku)
+                    .or_default()
+                    .insert(*at, p.amount_minor);
+            }
+            Event::Admin { price: Some(p), .. } => {
+                unknown.insert(&p.sku);
+            }
+            _ => {}
         }
+    }
+    for sku in unknown {
+        changes.remove(sku);
     }
     let mut off = BTreeSet::new();
     for o in &committed {
@@ -391,7 +402,28 @@ mod tests {
                 amount_minor: amount,
             }),
         };
+        let mut lost = change(7, 5_000);
+        if let Event::Admin {
+            status, version, ..
+        } = &mut lost
+        {
+            (*status, *version) = (0, None);
+        }
         let h = [change(5, 1_000), change(9, 2_000)];
+        // A change nobody heard the outcome of: its SKU is not checked at all.
+        let unheard = check(
+            &[change(5, 1_000), lost],
+            &FinalState {
+                orders: vec![FinalOrder {
+                    price_version: Some(8),
+                    base_prices: [("S".to_owned(), 5_000)].into(),
+                    ..order("o9", "o9", "committed")
+                }],
+                inventory: vec![],
+            },
+        );
+        assert!(unheard.ok(), "{unheard:?}");
+        assert_eq!(unheard.orders_checked_against_a_price_change, 0);
         let priced = |id: &str, version: u64, unit: i64| FinalOrder {
             price_version: Some(version),
             base_prices: [("S".to_owned(), unit)].into(),

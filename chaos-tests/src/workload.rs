@@ -215,7 +215,7 @@ pub async fn run(
                         shopper.live.attempted.fetch_sub(1, Ordering::Relaxed);
                         break;
                     }
-                    shopper.order(e, &customer, &token, &mut rng).await;
+                    shopper.order(e, &customer, &token, &mut rng, &stop).await;
                 }
             });
         }
@@ -287,7 +287,14 @@ impl Shopper {
 
     /// One order: sent at edge `home` first, and again under the same key after no answer or
     /// a 5xx, up to `ATTEMPTS_MAX` times, half the time at another edge.
-    async fn order(&self, home: usize, customer: &str, token: &str, rng: &mut StdRng) {
+    async fn order(
+        &self,
+        home: usize,
+        customer: &str,
+        token: &str,
+        rng: &mut StdRng,
+        stop: &watch::Receiver<bool>,
+    ) {
         let key = key(rng);
         let lines = vec![Line {
             sku: self.pick_sku(rng),
@@ -307,7 +314,8 @@ impl Shopper {
             if retry || matches!(status, 409 | 429) {
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
-            if !retry || attempt + 1 == ATTEMPTS_MAX {
+            // A drill told to stop has its shoppers give up their retries too.
+            if !retry || attempt + 1 == ATTEMPTS_MAX || stopped(stop) {
                 return;
             }
             self.live.retried.fetch_add(1, Ordering::Relaxed);

@@ -1,8 +1,8 @@
 //! The one decision DNS answers and `/v1/route` explains: for a client address and a service
 //! (the storefront's edges, or the caches for assets), the first region in the client's order
 //! that has a healthy server of it, with that region's healthy addresses. When no region has
-//! one, the first region anyway with all its addresses (fail open: a shopper sent to a region
-//! that may recover beats no answer at all).
+//! one, the first region that has any server of it, with all its addresses (fail open: a
+//! shopper sent to a region that may recover beats no answer at all).
 
 use std::net::IpAddr;
 
@@ -30,9 +30,17 @@ impl Route {
             .as_slice()
             .iter()
             .position(|r| answers[usize::from(*r)].healthy_edges > 0);
+        // Failing open, the first region that has any server of the service at all (a region
+        // may have no cache).
         let (skipped, fail_open) = match first_healthy {
             Some(i) => (i, false),
-            None => (0, true),
+            None => {
+                let any = order.as_slice().iter().position(|r| {
+                    let all = &answers[usize::from(*r)].all;
+                    !all.v4.is_empty() || !all.v6.is_empty()
+                });
+                (any.unwrap_or(0), true)
+            }
         };
         Route {
             located,

@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -35,8 +35,10 @@ use super::tier::{Index, Item, Tier};
 use super::{Mark, Purges, Stored, Usage};
 use crate::freshness::Freshness;
 
-/// Writes waiting for the writer thread at most.
+/// Writes waiting for the writer thread at most, and their bodies' bytes (what the queue
+/// holds on to beyond the memory tier's bound).
 const QUEUE_MAX: usize = 4_096;
+const QUEUE_BYTES_MAX: u64 = 64 << 20;
 /// Largest head a file may have (headers of every variant, keys, tags).
 const HEAD_BYTES_MAX: u32 = 4 << 20;
 /// At most one warning about failing writes this often.
@@ -159,6 +161,8 @@ struct Write {
     key: String,
     variants: Vec<Arc<Stored>>,
     mark: Mark,
+    /// Their bodies' bytes.
+    bytes: u64,
 }
 
 /// What the disk tier has done, for `/metrics`.
@@ -191,6 +195,8 @@ pub struct Disk {
     object_max: u64,
     heuristic_max: Duration,
     counts: Counts,
+    /// Bytes of the bodies waiting in the queue.
+    queued_bytes: AtomicU64,
     /// When a failing write was last warned about (ms since the epoch).
     warned_ms: AtomicU64,
 }
@@ -220,6 +226,7 @@ impl Disk {
             object_max,
             heuristic_max: s.heuristic_max,
             counts: Counts::default(),
+            queued_bytes: AtomicU64::new(0),
             warned_ms: AtomicU64::new(0),
         });
         let found = disk
@@ -284,7 +291,8 @@ impl Disk {
             .lock()
             .ok_or_else(|| anyhow::anyhow!("the disk index is poisoned"))?;
         for (seq, path, head, bytes) in files {
-            self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
+            self.next_seq
+                .fetch_max(seq.saturating_add(1), Ordering::Relaxed);
             let tags = head.tags();
             let item = OnDisk {
                 seq,
@@ -319,14 +327,22 @@ impl Disk {
         self.tier.remove(key).is_some()
     }
 
-    /// Queues `variants` to be written under `key`, unless the queue is full.
+    /// Queues `variants` to be written under `key`, unless they are larger than a file may
+    /// be, or the queue is full (in writes or in bytes).
     pub(super) fn write(&self, key: &str, variants: Vec<Arc<Stored>>, mark: Mark) {
+        let bytes: u64 = variants.iter().map(|v| v.body.len() as u64).sum();
+        if bytes > self.object_max {
+            return;
+        }
+        let queued = self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
         let w = Write {
             key: key.to_owned(),
             variants,
             mark,
+            bytes,
         };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.queue.try_send(w) {
+        if queued + bytes > QUEUE_BYTES_MAX || self.queue.try_send(w).is_err() {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
             self.counts.writes_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -349,7 +365,10 @@ impl Disk {
             Err(e) => {
                 self.counts.read_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(key, path = %item.path.display(), error = %e, "a cached file did not read back; dropped");
-                self.tier.remove(key);
+                // Only this file: the writer may have put a newer one in its place meanwhile.
+                if self.tier.get(key).is_some_and(|now| now.seq == item.seq) {
+                    self.tier.remove(key);
+                }
                 None
             }
         }
@@ -363,6 +382,7 @@ impl Disk {
 
     /// Writes one key's file and indexes it (on the writer thread).
     fn store(&self, w: Write) {
+        self.queued_bytes.fetch_sub(w.bytes, Ordering::Relaxed);
         let head = Head::of(&w.key, &w.variants);
         let encoded = match codec::encode(&head) {
             Ok(e) if e.len() <= HEAD_BYTES_MAX as usize => e,
@@ -383,11 +403,13 @@ impl Disk {
             for v in &w.variants {
                 f.write_all(&v.body)?;
             }
-            f.into_inner().map_err(|e| e.into_error())?;
+            // On the disk before it has a name in `objects/`: after a power loss a file found
+            // there is whole, never one of the right length with blocks that were not written.
+            f.into_inner().map_err(|e| e.into_error())?.sync_data()?;
             if let Some(shard) = path.parent() {
                 std::fs::create_dir_all(shard)?;
             }
-            std::fs::rename(&tmp, &path)
+            Ok(())
         })();
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
@@ -396,13 +418,21 @@ impl Disk {
         }
         let tags = head.tags();
         let Some(mut index) = self.tier.lock() else {
-            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(&tmp);
             return;
         };
         // A purge of its key or tags since it was fetched: it may be what the purge removed.
+        // Checked, named and indexed under the lock every purge takes, so that no file a purge
+        // should have removed is found in `objects/` after a crash either.
         if self.purges.since(w.mark, &w.key, &tags) {
             drop(index);
-            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(&tmp);
+            return;
+        }
+        if let Err(e) = std::fs::rename(&tmp, &path) {
+            drop(index);
+            let _ = std::fs::remove_file(&tmp);
+            self.failed(&e);
             return;
         }
         let item = OnDisk {
@@ -701,6 +731,37 @@ mod tests {
             let damaged = codec::damaged(&file, &edits, cut, &grow);
             let _ = decode_file(Bytes::from(damaged), Duration::ZERO);
         }
+    }
+
+    /// A variant a soft purge made stale stays in memory (stale) when another variant of its
+    /// URL is stored, but is not written to disk with it: after a restart it is gone, not
+    /// fresh again.
+    #[tokio::test]
+    async fn a_soft_purged_variant_never_reaches_the_disk_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let lang = |l: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("accept-language", HeaderValue::from_static(l));
+            h
+        };
+        let variant = |l: &str| {
+            let mut v = Arc::try_unwrap(stored("t", 10, 1)).unwrap();
+            v.vary = vec![("accept-language".into(), Some(l.into()))];
+            Arc::new(v)
+        };
+        {
+            let s = store(dir.path(), 1 << 20);
+            s.put("/v", &lang("en"), variant("en"), s.mark());
+            written(&s, 1);
+            s.purge_key("/v", super::super::PurgeMode::Soft, SystemTime::now());
+            s.put("/v", &lang("de"), variant("de"), s.mark());
+            written(&s, 2);
+            let stale = s.find_in_memory("/v", &lang("en")).unwrap();
+            assert!(stale.purged_at().is_some(), "kept in memory, stale");
+        }
+        let s = store(dir.path(), 1 << 20);
+        assert!(s.find("/v", &lang("de")).await.is_some());
+        assert!(s.find("/v", &lang("en")).await.is_none());
     }
 
     #[test]

@@ -303,8 +303,11 @@ impl Store {
             return entry.variants.iter().find(|v| v.matches(headers)).cloned();
         }
         let disk = self.disk.as_ref()?;
-        let bytes = disk.bytes_of(key)?;
+        // Taken before the disk is looked at: a purge that removes what is read here either
+        // finished before (its removal made under the locks its note was, so the read finds
+        // nothing, or finds what came after it), or is seen when it goes into memory.
         let mark = self.mark();
+        let bytes = disk.bytes_of(key)?;
         let variants = if bytes <= INLINE_READ_BYTES_MAX {
             disk.read(key)?
         } else {
@@ -348,22 +351,32 @@ impl Store {
         if self.purges.since(mark, key, &entry.tags()) {
             return false;
         }
-        let variants = entry.variants.clone();
+        // Variants a soft purge made stale go no further: the disk keeps no such mark, and
+        // must not bring them back as fresh after a restart.
+        let fresh: Vec<Arc<Stored>> = entry
+            .variants
+            .iter()
+            .filter(|v| v.purged_at().is_none())
+            .cloned()
+            .collect();
         self.memory.insert(&mut index, key, entry);
         drop(index);
-        if to_disk && let Some(disk) = &self.disk {
-            disk.write(key, variants, mark);
+        if to_disk
+            && !fresh.is_empty()
+            && let Some(disk) = &self.disk
+        {
+            disk.write(key, fresh, mark);
         }
         true
     }
 
-    /// Drops or marks stale every variant under `key`; whether there was any.
+    /// Drops or marks stale every variant under `key`; whether there was any. Noted and
+    /// carried out under both tiers' locks, so that nothing put or read back meanwhile
+    /// misses it.
     pub fn purge_key(&self, key: &str, mode: PurgeMode, now: SystemTime) -> bool {
-        {
-            let _memory = self.memory.lock();
-            let _disk = self.disk.as_ref().map(|d| d.lock());
-            self.purges.note(Some(key), None);
-        }
+        let _memory = self.memory.lock();
+        let _disk = self.disk.as_ref().map(|d| d.lock());
+        self.purges.note(Some(key), None);
         self.purge_one(key, mode, now)
     }
 
@@ -385,13 +398,11 @@ impl Store {
     /// Purges every entry tagged with surrogate key `tag`; how many there were.
     pub fn purge_tag(&self, tag: &str, mode: PurgeMode, now: SystemTime) -> usize {
         let mut keys: HashSet<String> = HashSet::new();
-        {
-            let memory = self.memory.lock();
-            let disk = self.disk.as_ref().and_then(|d| d.lock());
-            self.purges.note(None, Some(tag));
-            keys.extend(memory.iter().flat_map(|i| i.tagged(tag)));
-            keys.extend(disk.iter().flat_map(|i| i.tagged(tag)));
-        }
+        let memory = self.memory.lock();
+        let disk = self.disk.as_ref().and_then(|d| d.lock());
+        self.purges.note(None, Some(tag));
+        keys.extend(memory.iter().flat_map(|i| i.tagged(tag)));
+        keys.extend(disk.iter().flat_map(|i| i.tagged(tag)));
         keys.iter().filter(|k| self.purge_one(k, mode, now)).count()
     }
 

@@ -807,12 +807,16 @@ async fn conclude(
     }
     let worst = |f: fn(&report::FaultTiming) -> Option<u64>| timings.iter().filter_map(f).max();
     let (detect_ms, rto_ms) = (worst(|t| t.detect_ms), worst(|t| t.rto_ms));
-    if let (Some(target), Some(rto)) = (args.rto_target_ms, rto_ms)
-        && rto > target
-    {
-        outcome
-            .failures
-            .push(format!("rto {rto} ms, over the target of {target} ms"));
+    if let Some(target) = args.rto_target_ms {
+        match rto_ms {
+            Some(rto) if rto > target => outcome
+                .failures
+                .push(format!("rto {rto} ms, over the target of {target} ms")),
+            None if !timings.is_empty() => outcome.failures.push(format!(
+                "writes did not come back after the fault (target {target} ms)"
+            )),
+            _ => {}
+        }
     }
     let ok = v.ok() && outcome.failures.is_empty();
     let max_lag = report::max_replication_lag_ms(&events);
