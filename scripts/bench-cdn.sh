@@ -166,7 +166,8 @@ for c in "${DCACHES[@]}"; do
     curl -s "${args[@]}"
 done
 disk_metric() { curl -s "http://127.0.0.1:$DISK_ADMIN/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
-for _ in $(seq 1 100); do [ "$(disk_metric cdn_disk_objects)" = 2000 ] && break; sleep 0.1; done
+# Each file is synced before it is named: give the writer up to a minute.
+for _ in $(seq 1 600); do [ "$(disk_metric cdn_disk_objects)" = 2000 ] && break; sleep 0.1; done
 echo "disk tier: $(disk_metric cdn_disk_objects) objects, $(disk_metric cdn_disk_bytes) bytes written"
 cat >"$WORK/random.lua" <<'LUA'
 math.randomseed(42)
@@ -197,7 +198,7 @@ echo "  reads from disk during the runs: $(($(disk_metric cdn_disk_reads_total) 
 # restarted cache listens on another port: the same Host both times.)
 H='Host: assets.bench'
 curl -s -o /dev/null -H "$H" "http://127.0.0.1:$DISK/d/7.bin"
-for _ in $(seq 1 100); do [ "$(disk_metric cdn_disk_objects)" = 2001 ] && break; sleep 0.1; done
+for _ in $(seq 1 600); do [ "$(disk_metric cdn_disk_objects)" = 2001 ] && break; sleep 0.1; done
 kill "$DISK_PID"
 wait "$DISK_PID" 2>/dev/null || true
 RUST_LOG=info start_cdn bench-disk "$ORIGIN" "$(printf '%b' "$DISK_TABLES")"
