@@ -64,11 +64,11 @@ impl LogStore {
         Self::open_db(db)
     }
 
-    /// The log on a disk that loses what was not synced (tests of durability).
-    #[cfg(test)]
-    fn on_disk(disk: util::disk_faults::LosingDisk) -> Result<Self, StorageError<NodeId>> {
+    /// The log on any redb backend (the tests of power losses give it a disk that loses what
+    /// was not synced).
+    pub fn on_backend(backend: impl redb::StorageBackend) -> Result<Self, StorageError<NodeId>> {
         let db = redb::Builder::new()
-            .create_with_backend(disk)
+            .create_with_backend(backend)
             .map_err(write_err)?;
         Self::open_db(db)
     }
@@ -322,12 +322,12 @@ mod tests {
     #[tokio::test]
     async fn a_vote_survives_a_power_loss() {
         let disk = util::disk_faults::LosingDisk::new();
-        let mut log = LogStore::on_disk(disk.clone()).unwrap();
+        let mut log = LogStore::on_backend(disk.clone()).unwrap();
         let vote = Vote::new(7, 2);
         log.save_vote(&vote).await.unwrap();
         let after = disk.power_loss();
         drop(log);
-        let mut log = LogStore::on_disk(after).unwrap();
+        let mut log = LogStore::on_backend(after).unwrap();
         assert_eq!(log.read_vote().await.unwrap(), Some(vote));
     }
 }

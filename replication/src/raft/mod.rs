@@ -539,6 +539,24 @@ impl RaftNode {
         feed: Option<Arc<Feed>>,
         timing: Timing,
     ) -> Result<Self, StartError> {
+        let log = LogStore::open(log_path).map_err(|e| StartError::Log(e.to_string()))?;
+        let name = log_path.display().to_string();
+        Self::start_on_log(id, members, log, &name, app, transport, feed, timing).await
+    }
+
+    /// `start`, with a log already open (`name` says which, in errors): on a file, or on any
+    /// redb backend (`LogStore::on_backend`, as the tests of power losses use).
+    #[allow(clippy::too_many_arguments)] // `start`'s, and the log's name for its errors.
+    pub async fn start_on_log<A: App>(
+        id: NodeId,
+        members: impl Into<Members>,
+        log: LogStore,
+        name: &str,
+        app: Arc<A>,
+        transport: Option<Arc<Transport>>,
+        feed: Option<Arc<Feed>>,
+        timing: Timing,
+    ) -> Result<Self, StartError> {
         let Members { voters, learners } = members.into();
         let known: BTreeMap<NodeId, Member> = voters
             .iter()
@@ -546,7 +564,6 @@ impl RaftNode {
             .map(|(id, m)| (*id, m.clone()))
             .collect();
         let config = Arc::new(timing.config("tradewind").map_err(StartError::Config)?);
-        let log = LogStore::open(log_path).map_err(|e| StartError::Log(e.to_string()))?;
         let committed = log
             .committed()
             .map_err(|e| StartError::Log(e.to_string()))?;
@@ -568,7 +585,7 @@ impl RaftNode {
         if applied {
             return Err(StartError::LogLost {
                 id,
-                log: log_path.display().to_string(),
+                log: name.to_owned(),
             });
         }
         let sent = Arc::new(SentEntries::default());
