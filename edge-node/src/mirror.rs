@@ -108,6 +108,12 @@ impl Catalog {
         (g.all.load(std::sync::atomic::Ordering::Acquire), own)
     }
 
+    /// Notes a change as the feed does (tests of what follows changes).
+    #[cfg(test)]
+    pub(crate) fn note_changed(&self, all: bool, products: impl IntoIterator<Item = ProductId>) {
+        self.changes.note(all, products);
+    }
+
     /// Waits until something has changed since the last call, and takes it.
     pub async fn next_changes(&self) -> Changed {
         loop {
