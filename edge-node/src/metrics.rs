@@ -101,12 +101,12 @@ impl Metrics {
             ),
             (
                 "tradewind_edge_cdn_purges",
-                "Purges the region's CDN caches took (one per cache per change sent).",
+                "Purges the region's CDN caches took (a cache's changes since its last, merged).",
                 &purges.sent,
             ),
             (
                 "tradewind_edge_cdn_purges_failed",
-                "Purges a CDN cache did not take after every try.",
+                "Times a CDN cache stopped taking purges (counted once until it takes one again).",
                 &purges.failed,
             ),
             (

@@ -39,18 +39,21 @@ pub struct Changed {
     pub products: std::collections::BTreeSet<ProductId>,
 }
 
-/// Products changed at most before a change counts as everything.
-const CHANGED_PRODUCTS_MAX: usize = 10_000;
+/// Products changed before a change counts as everything: with the `products` key, a purge
+/// names at most 10,000 keys, what a cache takes in one.
+pub const CHANGED_PRODUCTS_MAX: usize = 9_999;
 
+/// Changes noted and not yet taken, merged (the mirror's for the purger, and the purger's
+/// for each cache).
 #[derive(Default)]
-struct Changes {
+pub(crate) struct Changes {
     pending: std::sync::Mutex<Changed>,
     /// Woken when something is pending.
     ready: tokio::sync::Notify,
 }
 
 impl Changes {
-    fn note(&self, all: bool, products: impl IntoIterator<Item = ProductId>) {
+    pub(crate) fn note(&self, all: bool, products: impl IntoIterator<Item = ProductId>) {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         p.all |= all;
         if !p.all {
@@ -64,6 +67,21 @@ impl Changes {
         }
         drop(p);
         self.ready.notify_one();
+    }
+
+    /// Waits until something is pending, and takes it. Given up while it waits, it loses
+    /// nothing.
+    pub(crate) async fn next(&self) -> Changed {
+        loop {
+            let ready = self.ready.notified();
+            {
+                let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if p.all || !p.products.is_empty() {
+                    return std::mem::take(&mut *p);
+                }
+            }
+            ready.await;
+        }
     }
 }
 
@@ -116,20 +134,7 @@ impl Catalog {
 
     /// Waits until something has changed since the last call, and takes it.
     pub async fn next_changes(&self) -> Changed {
-        loop {
-            let ready = self.changes.ready.notified();
-            {
-                let mut p = self
-                    .changes
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                if p.all || !p.products.is_empty() {
-                    return std::mem::take(&mut *p);
-                }
-            }
-            ready.await;
-        }
+        self.changes.next().await
     }
 
     /// Moves the generations on for what `rows` changed in `state`.

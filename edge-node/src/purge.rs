@@ -2,21 +2,23 @@
 //! products each version touched (or everything, for markets, price lists, promotions and
 //! snapshots), and this task sends each cache one purge of their surrogate keys as soon as it
 //! can, the changes that come meanwhile going in the next. The storefront tags what it serves
-//! with the same keys (`tags`). A cache that could not be purged (down, or refusing) is owed
-//! a purge of everything: sent every `OWED_EVERY`, and in place of the next change's keys,
-//! until it takes it, so that a cache back from an outage (its disk tier holding what it
-//! had) never goes on serving what changed meanwhile.
+//! with the same keys (`tags`). Each cache has its own task and its own pending changes, so a
+//! cache that is down delays no other. A cache that could not be purged (down, or refusing)
+//! is owed a purge of everything, sent again after `OWED_FIRST`, then twice as long each time
+//! up to `OWED_MAX`, and in place of its next change's keys, until it takes it: a cache back
+//! from an outage (its disk tier holding what it had) stops serving what changed meanwhile
+//! within about `OWED_MAX` at the latest, while this edge stays up (what is owed is not kept
+//! across the edge's restarts).
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use commerce::ProductId;
 use http_api::metrics::Counter;
 
 use crate::config::CdnSettings;
-use crate::mirror::{Catalog, Changed};
+use crate::mirror::{Catalog, Changed, Changes};
 
 /// Every catalog read carries this key: purged when everything changes.
 pub const CATALOG: &str = "catalog";
@@ -26,8 +28,10 @@ pub const PRODUCTS: &str = "products";
 const PURGE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Tries of one purge to one cache before it is given up (and counted).
 const TRIES: u32 = 4;
-/// How often a cache owed a purge of everything is sent it again.
-const OWED_EVERY: Duration = Duration::from_secs(1);
+/// When a cache owed a purge of everything is first sent it again, and the longest wait
+/// between such tries.
+const OWED_FIRST: Duration = Duration::from_secs(1);
+const OWED_MAX: Duration = Duration::from_secs(30);
 
 /// The surrogate key of one product's reads.
 pub fn product_key(p: &ProductId) -> String {
@@ -99,86 +103,79 @@ impl Purger {
     /// Sends every cache a purge for each change the mirror notes, until dropped; and a
     /// purge of everything to each cache owed one.
     pub async fn run(self, catalog: Catalog) {
-        let owed: Arc<Vec<AtomicBool>> =
-            Arc::new(self.urls.iter().map(|_| AtomicBool::new(false)).collect());
+        let queues: Vec<Arc<Changes>> = self.urls.iter().map(|_| Arc::default()).collect();
+        for (url, queue) in self.urls.iter().zip(&queues) {
+            tokio::spawn(self.cache_loop(url.clone(), Arc::clone(queue)));
+        }
         loop {
-            let any_owed = owed.iter().any(|o| o.load(Ordering::Relaxed));
-            // `next_changes` loses nothing when it is given up waiting.
-            let changed = if any_owed {
-                tokio::select! {
-                    c = catalog.next_changes() => Some(c),
-                    () = tokio::time::sleep(OWED_EVERY) => None,
-                }
-            } else {
-                Some(catalog.next_changes().await)
-            };
-            let keys = changed.map(|c| keys(&c));
-            let sends: Vec<_> = self
-                .urls
-                .iter()
-                .enumerate()
-                .filter_map(|(i, url)| {
-                    let everything = owed[i].load(Ordering::Relaxed);
-                    let keys = if everything {
-                        vec![CATALOG.to_owned()]
-                    } else {
-                        keys.clone()?
-                    };
-                    let body = serde_json::json!({ "keys": keys });
-                    Some(tokio::spawn(self.send(
-                        url.clone(),
-                        body,
-                        Arc::clone(&owed),
-                        i,
-                    )))
-                })
-                .collect();
-            for s in sends {
-                let _ = s.await;
+            let changed = catalog.next_changes().await;
+            for q in &queues {
+                q.note(changed.all, changed.products.iter().cloned());
             }
         }
     }
 
-    /// One purge to cache `i`, tried again after a failure, then given up, counted, and a purge
-    /// of everything owed to it; taken, it settles what was owed.
-    fn send(
+    /// One cache's purges: its pending changes, or everything while it is owed that.
+    fn cache_loop(
         &self,
         url: String,
-        body: serde_json::Value,
-        owed: Arc<Vec<AtomicBool>>,
-        i: usize,
+        queue: Arc<Changes>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let (client, token, counters) = (
             self.client.clone(),
             Arc::clone(&self.token),
             self.counters.clone(),
         );
-        let everything = body["keys"] == serde_json::json!([CATALOG]);
         async move {
-            for attempt in 0..TRIES {
-                let sent = client
-                    .post(&url)
-                    .bearer_auth(token.as_str())
-                    .json(&body)
-                    .send()
-                    .await;
-                match sent {
-                    Ok(r) if r.status().is_success() => {
-                        counters.sent.inc();
-                        if everything {
-                            owed[i].store(false, Ordering::Relaxed);
-                        }
-                        return;
+            let mut owed: Option<Duration> = None;
+            loop {
+                // While owed, a change or the time to try again, whichever comes first.
+                let changed = match owed {
+                    Some(wait) => tokio::time::timeout(wait, queue.next()).await.ok(),
+                    None => Some(queue.next().await),
+                };
+                let keys = if owed.is_some() {
+                    vec![CATALOG.to_owned()]
+                } else {
+                    match &changed {
+                        Some(c) => keys(c),
+                        None => continue,
                     }
-                    Ok(r) => tracing::warn!(url, status = %r.status(), attempt, "purge refused"),
-                    Err(e) => tracing::warn!(url, error = %e, attempt, "purge failed"),
+                };
+                let body = serde_json::json!({ "keys": keys });
+                if send(&client, &token, &url, &body).await {
+                    counters.sent.inc();
+                    owed = None;
+                } else {
+                    // Counted once per outage, not once per try of it.
+                    if owed.is_none() {
+                        counters.failed.inc();
+                    }
+                    owed = Some(owed.map_or(OWED_FIRST, |w| (w * 2).min(OWED_MAX)));
                 }
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
-            counters.failed.inc();
-            owed[i].store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// One purge to one cache, tried again after a failure; whether it was taken. A refusal a
+/// retry cannot change (a 4xx but 408 and 429: a wrong token, a bad request) is not retried.
+async fn send(client: &reqwest::Client, token: &str, url: &str, body: &serde_json::Value) -> bool {
+    for attempt in 0..TRIES {
+        match client.post(url).bearer_auth(token).json(body).send().await {
+            Ok(r) if r.status().is_success() => return true,
+            Ok(r) => {
+                let status = r.status();
+                tracing::warn!(url, %status, attempt, "purge refused");
+                if status.is_client_error() && !matches!(status.as_u16(), 408 | 429) {
+                    return false;
+                }
+            }
+            Err(e) => tracing::warn!(url, error = %e, attempt, "purge failed"),
+        }
+        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+    }
+    false
 }
 
 #[cfg(test)]
@@ -235,7 +232,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // Taken: nothing more is owed, so nothing more is sent without a change.
-        tokio::time::sleep(OWED_EVERY * 2).await;
+        tokio::time::sleep(OWED_FIRST * 2).await;
         assert_eq!(seen.lock().unwrap().len(), TRIES as usize + 1);
     }
 

@@ -223,6 +223,17 @@ bytes_max = 67108864
     // not served with the old price for the rest of its minute. (Here the purges of other
     // changes, grants moving the units shown, may get there first; the purger's own test
     // shows the owed purge alone.)
+    eventually(
+        "the page on disk again",
+        Duration::from_secs(10),
+        || async {
+            product(&url, None).await;
+            scrape(cdn.admin.clone()).await.0 >= 1.0
+        },
+    )
+    .await;
+    const FAILED: &str = "tradewind_edge_cdn_purges_failed_total";
+    let failed_before = edge.metric(FAILED).await;
     drop(cdn);
     let res = client()
         .post(core.url("/admin/v1/prices"))
@@ -239,6 +250,11 @@ bytes_max = 67108864
         Duration::from_secs(10),
         || async { price(&product(&at_edge, None).await.1) == 4200 },
     )
+    .await;
+    // The edge gave the purge up: the cache is owed one of everything.
+    eventually("a purge given up", Duration::from_secs(15), || async {
+        edge.metric(FAILED).await > failed_before
+    })
     .await;
     let _cdn = start_cdn(&cdn_config);
     eventually(
