@@ -14,21 +14,10 @@ ROOT=$PWD
 ROUNDS=${1:-3}
 SECONDS_PER_RUN=${2:-5}
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || need+=(nginx)
-command -v varnishd >/dev/null || need+=(varnish)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-    $SUDO apt-get update
-    $SUDO apt-get install -y "${need[@]}"
-fi
+source scripts/cdn-peers.sh
+install_missing wrk:wrk nginx:nginx varnishd:varnish curl:curl
 cargo build --release -p tradewind
 BIN=$ROOT/target/release/tradewind
-
-source scripts/cdn-peers.sh
 
 # The origin: nginx serving the objects, each with validators and a day's lifetime.
 mkdir -p "$WORK/www"
@@ -107,6 +96,20 @@ done
 ms() { # a wrk latency (812.00us, 1.20ms, 2.01s) in ms
     awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
 }
+# wrk with 64 connections for a run's time against URL $1 (more wrk arguments after it):
+# "requests/s p99-ms errors".
+load() {
+    local out
+    out=$(wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency "${@:2}" "$1")
+    echo "$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')" \
+        "$(ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")" \
+        "$(echo "$out" | awk '/Non-2xx|Socket errors/ { print }' | tr '\n' ' ')"
+}
+# The median of column $2 over the lines of file $1 that begin with the words $3.
+median() {
+    awk -v col="$2" -v m="$3 " 'index($0, m) == 1 { print $col }' "$1" | sort -n |
+        awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+}
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
 for round in $(seq 1 "$ROUNDS"); do
@@ -114,10 +117,7 @@ for round in $(seq 1 "$ROUNDS"); do
         # Taking turns, each cache first in a different round.
         order=("${CACHES[@]:$(((round - 1) % 3))}" "${CACHES[@]:0:$(((round - 1) % 3))}")
         for c in "${order[@]}"; do
-            out=$(wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency "http://127.0.0.1:${PORT[$c]}/$kib.bin")
-            rps=$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')
-            p99=$(ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
-            errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ { print }' | tr '\n' ' ')
+            read -r rps p99 errs < <(load "http://127.0.0.1:${PORT[$c]}/$kib.bin")
             echo "$c $kib $rps $p99" >>"$RESULTS"
             echo "round $round: $c ${kib} KiB: $rps requests/s, p99 $p99 ms $errs"
         done
@@ -136,8 +136,8 @@ for kib in 1 10 100; do
     line="  ${kib} KiB:"
     best_peer=0
     for c in "${CACHES[@]}"; do
-        med=$(awk -v c="$c" -v k="$kib" '$1 == c && $2 == k { print $3 }' "$RESULTS" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-        p99=$(awk -v c="$c" -v k="$kib" '$1 == c && $2 == k { print $4 }' "$RESULTS" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+        med=$(median "$RESULTS" 3 "$c $kib")
+        p99=$(median "$RESULTS" 4 "$c $kib")
         line="$line $c $med/s (p99 $p99 ms);"
         if [ "$c" = tradewind ]; then ours=$med; elif awk -v a="$med" -v b="$best_peer" 'BEGIN { exit !(a > b) }'; then best_peer=$med; fi
     done
@@ -178,10 +178,7 @@ reads_before=$(disk_metric cdn_disk_reads_total)
 for round in $(seq 1 "$ROUNDS"); do
     order=("${DCACHES[@]:$(((round - 1) % 4))}" "${DCACHES[@]:0:$(((round - 1) % 4))}")
     for c in "${order[@]}"; do
-        out=$(wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/random.lua" "http://127.0.0.1:${PORT[$c]}")
-        rps=$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')
-        p99=$(ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
-        errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ { print }' | tr '\n' ' ')
+        read -r rps p99 errs < <(load "http://127.0.0.1:${PORT[$c]}" -s "$WORK/random.lua")
         echo "$c $rps $p99" >>"$WORK/disk-results.txt"
         echo "round $round: $c random 10 KiB of 2,000: $rps requests/s, p99 $p99 ms $errs"
     done
@@ -189,8 +186,8 @@ done
 echo
 echo "disk tier, medians of $ROUNDS rounds (2,000 objects of 10 KiB at random; the disk cache's memory holds 2 MiB):"
 for c in "${DCACHES[@]}"; do
-    med=$(awk -v c="$c" '$1 == c { print $2 }' "$WORK/disk-results.txt" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-    p99=$(awk -v c="$c" '$1 == c { print $3 }' "$WORK/disk-results.txt" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+    med=$(median "$WORK/disk-results.txt" 2 "$c")
+    p99=$(median "$WORK/disk-results.txt" 3 "$c")
     echo "  $c: $med/s (p99 $p99 ms)"
 done
 echo "  reads from disk during the runs: $(($(disk_metric cdn_disk_reads_total) - reads_before)); memory: tradewind-disk $(rss "$DISK_PID")"

@@ -16,17 +16,8 @@ ROOT=$PWD
 FLOOR=()
 if [ "${1:-}" = "--floor" ]; then FLOOR=(--floor "$2"); fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-need=()
-command -v node >/dev/null || need+=(nodejs)
-command -v npm >/dev/null || need+=(npm)
-command -v nginx >/dev/null || need+=(nginx)
-command -v varnishd >/dev/null || need+=(varnish)
-if [ ${#need[@]} -gt 0 ]; then
-    $SUDO apt-get update
-    $SUDO apt-get install -y "${need[@]}"
-fi
+source scripts/cdn-peers.sh
+install_missing node:nodejs npm:npm nginx:nginx varnishd:varnish
 (cd scripts/cache-tests && npm install --no-audit --no-fund --loglevel=error)
 if [ "${PROFILE:-release}" = "dev" ]; then
     cargo build -p tradewind
@@ -38,7 +29,6 @@ fi
 SUITE=$ROOT/scripts/cache-tests/node_modules/http-cache-tests
 OUT=$ROOT/target/cache-tests
 mkdir -p "$OUT"
-source scripts/cdn-peers.sh
 
 ORIGIN=$(free_port)
 (cd "$SUITE" && exec env npm_config_protocol=http npm_config_port="$ORIGIN" \

@@ -1,6 +1,7 @@
 # What the scripts that put the mesh's cache beside nginx and Varnish share (sourced by
-# cache-tests.sh and bench-cdn.sh): a scratch directory and the cleanup of every process they
-# start, ports on 127.0.0.1, and `tradewind cdn` started in front of one origin.
+# cache-tests.sh and bench-cdn.sh): installing the peers, a scratch directory and the cleanup
+# of every process they start, ports on 127.0.0.1, and `tradewind cdn` started in front of
+# one origin.
 
 WORK=$(mktemp -d)
 chmod 755 "$WORK"
@@ -14,6 +15,20 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+# Installs from Debian what is missing, given as command:package pairs.
+install_missing() {
+    local need=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+        local sudo=""
+        if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+        $sudo apt-get update
+        $sudo apt-get install -y "${need[@]}"
+    fi
+}
 
 # A port free on 127.0.0.1 now.
 free_port() {

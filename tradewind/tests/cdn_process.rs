@@ -18,6 +18,21 @@ struct CdnProcess {
     admin: String,
 }
 
+impl CdnProcess {
+    /// Series `name` of the cache's `/metrics` (0 when absent).
+    async fn metric(&self, name: &str) -> f64 {
+        let page = client()
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        http_api::metrics::sample(&page, name).unwrap_or(0.0)
+    }
+}
+
 fn start_cdn(config: &std::path::Path) -> CdnProcess {
     let args = ["cdn".as_ref(), "--config".as_ref(), config.as_os_str()];
     let (proc, (http, admin)) = Proc::spawn(&args, &[], |line| {
@@ -55,6 +70,19 @@ async fn product(url: &str, token: Option<&str>) -> (String, Value, reqwest::hea
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
     (status, res.json().await.unwrap(), headers)
+}
+
+/// Sets S-1's USD price at the core, under Idempotency-Key `key`.
+async fn set_price(core: &CoreProcess, key: &str, amount_minor: i64) {
+    let res = client()
+        .post(core.url("/admin/v1/prices"))
+        .bearer_auth(TOKEN)
+        .header("idempotency-key", admin_key(key))
+        .json(&serde_json::json!({"changes": [{"sku": "S-1", "currency": "USD", "amount_minor": amount_minor}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
 }
 
 fn price(v: &Value) -> i64 {
@@ -147,15 +175,7 @@ bytes_max = 67108864
         assert_eq!(headers["cache-control"], "private, no-cache");
     }
 
-    let res = client()
-        .post(core.url("/admin/v1/prices"))
-        .bearer_auth(TOKEN)
-        .header("idempotency-key", admin_key("cdn-price"))
-        .json(&serde_json::json!({"changes": [{"sku": "S-1", "currency": "USD", "amount_minor": 3100}]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success());
+    set_price(&core, "cdn-price", 3100).await;
     let changed = Instant::now();
     let mut seen = 0;
     while seen != 3100 {
@@ -177,41 +197,21 @@ bytes_max = 67108864
     )
     .await;
     assert!(edge.metric("tradewind_edge_cdn_purges_total").await >= 1);
-    let metrics = client()
-        .get(format!("{}/metrics", cdn.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let purged = http_api::metrics::sample(&metrics, "cdn_purged_objects_total").unwrap();
-    assert!(purged >= 1.0, "{metrics}");
+    assert!(cdn.metric("cdn_purged_objects_total").await >= 1.0);
 
     // The disk tier: a cache killed and started again serves the page it kept, new price and
     // all, without asking the edge (unless the edge purged it meanwhile: grants changing the
     // units shown purge it at times of their own).
-    let scrape = |admin: String| async move {
-        let page = client()
-            .get(format!("{admin}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let get = |name: &str| http_api::metrics::sample(&page, name).unwrap_or(0.0);
-        (get("cdn_disk_objects"), get("cdn_purged_objects_total"))
-    };
+    const ON_DISK: &str = "cdn_disk_objects";
     eventually("the page on disk", Duration::from_secs(10), || async {
-        scrape(cdn.admin.clone()).await.0 >= 1.0
+        cdn.metric(ON_DISK).await >= 1.0
     })
     .await;
     drop(cdn);
     let cdn = start_cdn(&cdn_config);
-    let (indexed, _) = scrape(cdn.admin.clone()).await;
+    let indexed = cdn.metric(ON_DISK).await;
     let (status, v, _) = product(&url, None).await;
-    let purged = scrape(cdn.admin.clone()).await.1;
+    let purged = cdn.metric("cdn_purged_objects_total").await;
     assert!(
         (indexed >= 1.0 && status.starts_with("solo-cdn; hit")) || purged > 0.0,
         "{indexed} on disk at start; {status}"
@@ -228,22 +228,14 @@ bytes_max = 67108864
         Duration::from_secs(10),
         || async {
             product(&url, None).await;
-            scrape(cdn.admin.clone()).await.0 >= 1.0
+            cdn.metric(ON_DISK).await >= 1.0
         },
     )
     .await;
     const FAILED: &str = "tradewind_edge_cdn_purges_failed_total";
     let failed_before = edge.metric(FAILED).await;
     drop(cdn);
-    let res = client()
-        .post(core.url("/admin/v1/prices"))
-        .bearer_auth(TOKEN)
-        .header("idempotency-key", admin_key("cdn-price-2"))
-        .json(&serde_json::json!({"changes": [{"sku": "S-1", "currency": "USD", "amount_minor": 4200}]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success());
+    set_price(&core, "cdn-price-2", 4200).await;
     let at_edge = edge.url("/v1/products/P-1?currency=USD&country=SG");
     eventually(
         "the new price at the edge",

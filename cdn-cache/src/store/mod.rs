@@ -351,19 +351,23 @@ impl Store {
         if self.purges.since(mark, key, &entry.tags()) {
             return false;
         }
+        let disk = self.disk.as_ref().filter(|_| to_disk);
         // Variants a soft purge made stale go no further: the disk keeps no such mark, and
         // must not bring them back as fresh after a restart.
-        let fresh: Vec<Arc<Stored>> = entry
-            .variants
-            .iter()
-            .filter(|v| v.purged_at().is_none())
-            .cloned()
-            .collect();
+        let fresh: Vec<Arc<Stored>> = disk
+            .map(|_| {
+                entry
+                    .variants
+                    .iter()
+                    .filter(|v| v.purged_at().is_none())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
         self.memory.insert(&mut index, key, entry);
         drop(index);
-        if to_disk
+        if let Some(disk) = disk
             && !fresh.is_empty()
-            && let Some(disk) = &self.disk
         {
             disk.write(key, fresh, mark);
         }
