@@ -14,6 +14,7 @@ use replication::feed::Feed;
 use replication::raft::RaftNode;
 use replication::tls::NodeTls;
 use replication::transport::Transport;
+use replication::wire::Wire;
 
 use crate::api::{self, AppState};
 use crate::config::{CoreConfig, StoreConfig};
@@ -234,7 +235,7 @@ pub async fn serve(
         members,
         &log_path,
         Arc::new(CoreApp::new(Arc::clone(&machine))),
-        transport,
+        transport.map(Wire::from),
         feed,
         timing,
     )

@@ -32,5 +32,7 @@ pub mod frame;
 pub mod protocol;
 pub mod raft;
 pub mod revoked;
+pub mod sim;
 pub mod tls;
 pub mod transport;
+pub mod wire;

@@ -244,7 +244,7 @@ impl Cluster {
             Members { voters, learners },
             &self.data(id).join("log.redb"),
             Arc::clone(&app),
-            Some(transport),
+            Some(transport.into()),
             None,
             self.timing,
         )

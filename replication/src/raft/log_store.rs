@@ -194,7 +194,7 @@ impl RaftLogReader<Mesh> for LogStore {
         end: u64,
     ) -> Result<Vec<Entry>, StorageError<NodeId>> {
         let log = self.clone();
-        tokio::task::spawn_blocking(move || log.entries(start..end, REPLICATION_READ_MAX_BYTES))
+        crate::sim::blocking(move || log.entries(start..end, REPLICATION_READ_MAX_BYTES))
             .await
             .map_err(read_err)?
     }
@@ -205,7 +205,7 @@ impl RaftLogReader<Mesh> for LogStore {
     ) -> Result<Vec<Entry>, StorageError<NodeId>> {
         let db = Arc::clone(&self.db);
         let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
-        tokio::task::spawn_blocking(move || {
+        crate::sim::blocking(move || {
             let txn = db.begin_read().map_err(read_err)?;
             let t = txn.open_table(ENTRIES).map_err(read_err)?;
             let mut out = Vec::new();
@@ -273,7 +273,7 @@ impl RaftLogStorage<Mesh> for LogStore {
             .map(|e| Ok((e.log_id.index, enc(&e)?)))
             .collect::<Result<_, StorageError<NodeId>>>()?;
         let db = Arc::clone(&self.db);
-        let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let result = crate::sim::blocking(move || -> Result<(), String> {
             let txn = db.begin_write().map_err(|e| e.to_string())?;
             {
                 let mut t = txn.open_table(ENTRIES).map_err(|e| e.to_string())?;

@@ -51,7 +51,8 @@ use crate::protocol::{
     ClusterView, Member, MemberView, Mesh, MeshRequest, MeshResponse, NodeId, Payload, WriteError,
 };
 use crate::tls::Peer;
-use crate::transport::{Answer, Handler, Transport};
+use crate::transport::{Answer, Handler};
+use crate::wire::Wire;
 
 /// The members a group is formed with: voters, and learners that receive the log and never
 /// vote (a region far away that should not slow commits, or one being prepared). Learners are
@@ -431,7 +432,7 @@ const KEEP_CONNECTED_EVERY: Duration = Duration::from_secs(1);
 /// runs. Followers never call each other until the leader dies; the vote between them would
 /// then wait for a QUIC handshake, a round trip more than a far link leaves within the vote's
 /// time limit (the least election timeout: 350 ms against 2 × 220 ms).
-async fn keep_connected(raft: Raft<Mesh>, transport: Arc<Transport>, id: NodeId) {
+async fn keep_connected(raft: Raft<Mesh>, wire: Wire, id: NodeId) {
     let metrics = raft.metrics();
     let mut tick = tokio::time::interval(KEEP_CONNECTED_EVERY);
     loop {
@@ -454,7 +455,7 @@ async fn keep_connected(raft: Raft<Mesh>, transport: Arc<Transport>, id: NodeId)
             let addr = m.raft_addr.parse().ok()?;
             Some(tokio::time::timeout(
                 KEEP_CONNECTED_EVERY,
-                transport.warm(&m.name, addr),
+                wire.warm(&m.name, addr),
             ))
         });
         futures::future::join_all(warm).await;
@@ -516,7 +517,7 @@ async fn add_initial_learners(raft: Raft<Mesh>, id: NodeId, learners: BTreeMap<N
 pub struct RaftNode {
     pub raft: Raft<Mesh>,
     pub id: NodeId,
-    transport: Option<Arc<Transport>>,
+    wire: Option<Wire>,
     serving: Option<tokio::task::JoinHandle<()>>,
     lag: Arc<LagTracker>,
     submissions: Arc<std::sync::OnceLock<Arc<dyn Submissions>>>,
@@ -535,13 +536,13 @@ impl RaftNode {
         members: impl Into<Members>,
         log_path: &Path,
         app: Arc<A>,
-        transport: Option<Arc<Transport>>,
+        wire: Option<Wire>,
         feed: Option<Arc<Feed>>,
         timing: Timing,
     ) -> Result<Self, StartError> {
         let log = LogStore::open(log_path).map_err(|e| StartError::Log(e.to_string()))?;
         let name = log_path.display().to_string();
-        Self::start_on_log(id, members, log, &name, app, transport, feed, timing).await
+        Self::start_on_log(id, members, log, &name, app, wire, feed, timing).await
     }
 
     /// `start`, with a log already open (`name` says which, in errors): on a file, or on any
@@ -553,7 +554,7 @@ impl RaftNode {
         log: LogStore,
         name: &str,
         app: Arc<A>,
-        transport: Option<Arc<Transport>>,
+        wire: Option<Wire>,
         feed: Option<Arc<Feed>>,
         timing: Timing,
     ) -> Result<Self, StartError> {
@@ -574,7 +575,7 @@ impl RaftNode {
         // The app's store may block: asked on a blocking thread, as the state machine asks it.
         let applied = if empty {
             let app = Arc::clone(&app);
-            tokio::task::spawn_blocking(move || app.meta())
+            crate::sim::blocking(move || app.meta())
                 .await
                 .map_err(|e| StartError::Raft(e.to_string()))?
                 .map_err(|e| StartError::Raft(e.to_string()))?
@@ -589,27 +590,27 @@ impl RaftNode {
             });
         }
         let sent = Arc::new(SentEntries::default());
-        let network = Network::new(transport.clone(), Arc::clone(&sent), log.clone());
+        let network = Network::new(wire.clone(), Arc::clone(&sent), log.clone());
         let tail_reader = log.clone();
         let elections = Arc::new(stand::Elections::new(log.clone(), &timing));
         let raft = Raft::new(id, config, network.clone(), log, StateMachine::new(app))
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let lag = LagTracker::start(&raft);
-        if let Some(t) = &transport {
-            rush::start(raft.clone(), tail_reader, Arc::clone(t));
-            tokio::spawn(keep_connected(raft.clone(), Arc::clone(t), id));
+        if let Some(w) = &wire {
+            rush::start(raft.clone(), tail_reader, w.clone());
+            tokio::spawn(keep_connected(raft.clone(), w.clone(), id));
         }
         stand::start(
             raft.clone(),
             id,
             Arc::clone(&elections),
-            transport.clone(),
+            wire.clone(),
             timing,
         );
         let submissions = Arc::new(std::sync::OnceLock::new());
-        let serving = transport.as_ref().map(|t| {
-            t.serve(Arc::new(MeshHandler {
+        let serving = wire.as_ref().and_then(|w| {
+            w.serve(Arc::new(MeshHandler {
                 raft: raft.clone(),
                 lag: Arc::clone(&lag),
                 known,
@@ -653,7 +654,7 @@ impl RaftNode {
         Ok(RaftNode {
             raft,
             id,
-            transport,
+            wire,
             serving,
             lag,
             submissions,
@@ -734,12 +735,12 @@ impl RaftNode {
         let addr = member.raft_addr.parse().map_err(|e| {
             WriteError::Unavailable(format!("leader address {}: {e}", member.raft_addr))
         })?;
-        let transport = self
-            .transport
+        let wire = self
+            .wire
             .as_ref()
             .ok_or_else(|| WriteError::NoLeader("a group of one has no other leader".into()))?;
-        match transport
-            .call::<_, MeshResponse>(
+        match wire
+            .call(
                 &member.name,
                 addr,
                 &MeshRequest::Write(payload),
@@ -776,14 +777,14 @@ impl RaftNode {
             Some(l) if l != self.id => m.membership_config.membership().get_node(&l).cloned(),
             _ => return own,
         };
-        let (Some(leader), Some(transport)) = (leader, &self.transport) else {
+        let (Some(leader), Some(wire)) = (leader, &self.wire) else {
             return own;
         };
         let Ok(addr) = leader.raft_addr.parse() else {
             return own;
         };
-        match transport
-            .call::<_, MeshResponse>(&leader.name, addr, &MeshRequest::View, timeout)
+        match wire
+            .call(&leader.name, addr, &MeshRequest::View, timeout)
             .await
         {
             Ok(MeshResponse::View(v)) => *v,
@@ -840,6 +841,13 @@ impl RaftNode {
                 )
                 .await
                 .map_err(|e| self.membership_error(e))?;
+            if id == self.id {
+                // A leader no longer a voter steps down: the next leader removes it.
+                return Err(MembershipError::NotLeader(format!(
+                    "member {id} has left the voters and is stepping down; it stays a learner \
+                     until the next leader removes it: ask that one"
+                )));
+            }
         }
         self.raft
             .change_membership(
@@ -855,6 +863,13 @@ impl RaftNode {
     fn leading(&self) -> Result<(), MembershipError> {
         let m = self.metrics();
         match m.current_leader {
+            // openraft 0.9 goes on leading for a while once it has left the voters, and a
+            // change made meanwhile would be made by a member the group no longer counts.
+            Some(l) if l == self.id && !m.membership_config.voter_ids().any(|v| v == l) => {
+                Err(MembershipError::NotLeader(
+                    "this member has left the voters and is stepping down".into(),
+                ))
+            }
             Some(l) if l == self.id => Ok(()),
             Some(l) => Err(MembershipError::NotLeader(
                 m.membership_config
@@ -884,8 +899,8 @@ impl RaftNode {
     /// Stops Raft and the transport.
     pub async fn shutdown(self) {
         let _ = self.raft.shutdown().await;
-        if let Some(t) = &self.transport {
-            t.close();
+        if let Some(w) = &self.wire {
+            w.close();
         }
         if let Some(s) = self.serving {
             s.abort();

@@ -17,7 +17,6 @@
 //! the stream keeps up, and a rush would only make the follower write its entries twice.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::raft::AppendEntriesRequest;
@@ -27,8 +26,8 @@ use tokio::time::Instant;
 
 use super::log_store::LogStore;
 use super::network::{FAR, ahead_upto};
-use crate::protocol::{Entry, Mesh, MeshRequest, MeshResponse, NodeId};
-use crate::transport::Transport;
+use crate::protocol::{Entry, Mesh, MeshRequest, NodeId};
+use crate::wire::Wire;
 
 /// A follower whose stream has not moved for this long, while the log has, is rushed.
 const STALLED: Duration = Duration::from_millis(30);
@@ -42,7 +41,7 @@ const RUSH_TIMEOUT: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(10);
 
 /// Runs while `raft` does: rushes the tail to stalled followers while this member leads.
-pub fn start(raft: Raft<Mesh>, log: LogStore, transport: Arc<Transport>) {
+pub fn start(raft: Raft<Mesh>, log: LogStore, wire: Wire) {
     tokio::spawn(async move {
         let mut metrics = raft.metrics();
         // Per follower: what the stream had matched and since when, the (last entry, commit)
@@ -101,7 +100,7 @@ pub fn start(raft: Raft<Mesh>, log: LogStore, transport: Arc<Transport>) {
                 let Ok(addr) = member.raft_addr.parse() else {
                     continue;
                 };
-                if transport
+                if wire
                     .rtt(&member.name, addr)
                     .await
                     .is_none_or(|rtt| rtt < FAR)
@@ -127,13 +126,11 @@ pub fn start(raft: Raft<Mesh>, log: LogStore, transport: Arc<Transport>) {
                     // What the leader has applied, which never passes what is committed.
                     leader_commit: m.last_applied,
                 });
-                let transport = Arc::clone(&transport);
+                let wire = wire.clone();
                 rushed.insert(target, (upto, m.last_applied));
                 flying.push(tokio::spawn(async move {
                     // The answer changes nothing here: the stream learns the same on its own.
-                    let _ = transport
-                        .call::<_, MeshResponse>(&member.name, addr, &request, RUSH_TIMEOUT)
-                        .await;
+                    let _ = wire.call(&member.name, addr, &request, RUSH_TIMEOUT).await;
                 }));
             }
         }

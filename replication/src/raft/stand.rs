@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use super::Timing;
 use super::log_store::LogStore;
 use crate::protocol::{Member, Mesh, MeshRequest, MeshResponse, NodeId, PreVote};
-use crate::transport::Transport;
+use crate::wire::Wire;
 
 /// How often a voter looks whether it is time to stand.
 const TICK: Duration = Duration::from_millis(10);
@@ -90,16 +90,19 @@ pub fn start(
     raft: Raft<Mesh>,
     id: NodeId,
     elections: std::sync::Arc<Elections>,
-    transport: Option<std::sync::Arc<Transport>>,
+    wire: Option<Wire>,
     timing: Timing,
 ) {
     raft.runtime_config().elect(false);
     tokio::spawn(async move {
         let metrics = raft.metrics();
         let draw = || {
-            Duration::from_millis(rand::random_range(
-                timing.election_min_ms..timing.election_max_ms.max(timing.election_min_ms + 1),
-            ))
+            let range =
+                timing.election_min_ms..timing.election_max_ms.max(timing.election_min_ms + 1);
+            Duration::from_millis(match &wire {
+                Some(w) => w.draw_ms(range),
+                None => rand::random_range(range),
+            })
         };
         let heartbeat = Duration::from_millis(timing.heartbeat_ms);
         let mut beat = Instant::now();
@@ -146,7 +149,7 @@ pub fn start(
             };
             let wait = Duration::from_millis(timing.election_min_ms);
             let asked_at = Instant::now();
-            if pre_vote(transport.as_deref(), &configs, &others, &ask, wait).await
+            if pre_vote(wire.as_ref(), &configs, &others, &ask, wait).await
                 // Meanwhile a leader may have been heard, or a vote granted: then not.
                 && elections.heard_at() < asked_at
                 && raft.metrics().borrow().state != ServerState::Leader
@@ -162,7 +165,7 @@ pub fn start(
 /// membership changes) would vote for `ask`'s candidate, asking the `others`: answered as soon
 /// as that is so, or can no longer be. A voter that does not answer within `wait` would not.
 async fn pre_vote(
-    transport: Option<&Transport>,
+    wire: Option<&Wire>,
     configs: &[BTreeSet<NodeId>],
     others: &[(NodeId, Member)],
     ask: &PreVote,
@@ -177,7 +180,7 @@ async fn pre_vote(
     let mut yes = BTreeSet::from([ask.candidate]);
     let mut could = yes.clone();
     could.extend(others.iter().map(|(v, _)| *v));
-    let Some(transport) = transport else {
+    let Some(wire) = wire else {
         return majority(&yes);
     };
     let request = MeshRequest::PreVote(ask.clone());
@@ -189,9 +192,7 @@ async fn pre_vote(
                 let Ok(addr) = m.raft_addr.parse() else {
                     return (*v, false);
                 };
-                let r = transport
-                    .call::<_, MeshResponse>(&m.name, addr, request, wait)
-                    .await;
+                let r = wire.call(&m.name, addr, request, wait).await;
                 (*v, matches!(r, Ok(MeshResponse::PreVote(true))))
             }
         })

@@ -86,7 +86,7 @@ impl<A: App> StateMachine<A> {
             return Ok(m.clone());
         }
         let app = Arc::clone(&self.app);
-        let raw = tokio::task::spawn_blocking(move || app.meta())
+        let raw = crate::sim::blocking(move || app.meta())
             .await
             .map_err(sm_err)?
             .map_err(sm_err)?;
@@ -102,7 +102,7 @@ impl<A: App> StateMachine<A> {
 impl<A: App> RaftSnapshotBuilder<Mesh> for StateMachine<A> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<Mesh>, StorageError<NodeId>> {
         let app = Arc::clone(&self.app);
-        let (data, meta_bytes) = tokio::task::spawn_blocking(move || app.snapshot())
+        let (data, meta_bytes) = crate::sim::blocking(move || app.snapshot())
             .await
             .map_err(snapshot_err)?
             .map_err(snapshot_err)?;
@@ -162,7 +162,7 @@ impl<A: App> RaftStateMachine<Mesh> for StateMachine<A> {
         }
         let app = Arc::clone(&self.app);
         let meta_bytes = meta.encode();
-        let result = tokio::task::spawn_blocking(move || app.apply(batch, meta_bytes))
+        let result = crate::sim::blocking(move || app.apply(batch, meta_bytes))
             .await
             .map_err(sm_err)
             .and_then(|r| r.map_err(sm_err));
@@ -194,7 +194,7 @@ impl<A: App> RaftStateMachine<Mesh> for StateMachine<A> {
         .encode();
         let app = Arc::clone(&self.app);
         let install = data.clone();
-        let installed = tokio::task::spawn_blocking(move || app.install(&install, raft_meta))
+        let installed = crate::sim::blocking(move || app.install(&install, raft_meta))
             .await
             .map_err(sm_err)
             .and_then(|r| r.map_err(sm_err));

@@ -1,0 +1,744 @@
+//! One run of the simulator for one seed: the members, the clients, the faults (a nemesis),
+//! the checker, and the verdict.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::RngExt;
+use replication::protocol::{Member, NodeId, Payload};
+use replication::raft::{LogStore, Members, RaftNode, StartError, Timing};
+use replication::sim::{Faults, Net};
+use replication::wire::Wire;
+use tokio::time::Instant;
+use util::disk_faults::LosingDisk;
+
+use crate::app::{Observed, SimApp};
+use crate::checks::{Checker, Seen};
+use crate::linear::{self, Op, Verdict};
+
+/// What a run found, and what it did.
+pub struct Outcome {
+    pub violations: Vec<String>,
+    pub history: Vec<String>,
+    stats: String,
+}
+
+impl Outcome {
+    pub fn summary(&self) -> String {
+        let verdict = if self.violations.is_empty() {
+            "ok".to_owned()
+        } else {
+            format!("{} violations", self.violations.len())
+        };
+        format!("{verdict}; {}", self.stats)
+    }
+}
+
+/// Timing as deployed between regions, but snapshots every 200 entries (keeping 50), so that
+/// members catch up by snapshot as well as by log.
+fn timing() -> Timing {
+    Timing {
+        snapshot_every_entries: 200,
+        keep_entries: 50,
+        ..Timing::default()
+    }
+}
+
+fn member(id: NodeId) -> Member {
+    Member {
+        name: format!("m{id}"),
+        raft_addr: format!("127.0.0.1:{}", 7000 + id),
+        admin_url: format!("sim://m{id}"),
+    }
+}
+
+enum State {
+    Down,
+    Starting,
+    Up(Arc<RaftNode>, LogStore),
+}
+
+struct Slot {
+    id: NodeId,
+    log_disk: LosingDisk,
+    app_disk: LosingDisk,
+    /// Its log disk was lost while its store was kept: it must refuse to start.
+    log_lost: bool,
+    state: State,
+}
+
+/// How `World::start` tells a member that refused to start for a lost log.
+const LOG_LOST: &str = "its log is lost";
+
+/// Everything the tasks of a run share.
+struct World {
+    net: Net,
+    slots: Mutex<Vec<Slot>>,
+    voters: BTreeMap<NodeId, Member>,
+    observed: Arc<Mutex<Observed>>,
+    violations: Mutex<Vec<String>>,
+    stop: AtomicBool,
+    origin: Instant,
+    counts: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl World {
+    fn violation(&self, v: String) {
+        self.net.note(format!("VIOLATION {v}"));
+        self.violations.lock().unwrap().push(v);
+    }
+
+    fn count(&self, what: &'static str) {
+        *self.counts.lock().unwrap().entry(what).or_default() += 1;
+    }
+
+    fn now(&self) -> f64 {
+        self.origin.elapsed().as_secs_f64()
+    }
+
+    fn up(&self) -> Vec<(NodeId, Arc<RaftNode>)> {
+        self.slots
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|s| match &s.state {
+                State::Up(n, _) => Some((s.id, Arc::clone(n))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Members down that may start (not those whose log is lost: `rejoin` starts them).
+    fn restartable(&self) -> Vec<NodeId> {
+        self.slots
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| matches!(s.state, State::Down) && !s.log_lost)
+            .map(|s| s.id)
+            .collect()
+    }
+
+    fn leader(&self) -> Option<Arc<RaftNode>> {
+        self.up()
+            .into_iter()
+            .filter(|(_, n)| n.metrics().state == openraft::ServerState::Leader)
+            .max_by_key(|(_, n)| n.metrics().current_term)
+            .map(|(_, n)| n)
+    }
+
+    /// Starts member `id` on what its disks hold.
+    async fn start(&self, id: NodeId) {
+        let (log_disk, app_disk) = {
+            let mut slots = self.slots.lock().unwrap();
+            let s = &mut slots[id as usize - 1];
+            if !matches!(s.state, State::Down) {
+                return;
+            }
+            s.state = State::Starting;
+            (s.log_disk.clone(), s.app_disk.clone())
+        };
+        let name = format!("m{id}");
+        let started = async {
+            let log = LogStore::on_backend(log_disk).map_err(|e| format!("log: {e}"))?;
+            let app = SimApp::on_disk(app_disk, &name, Arc::clone(&self.observed))?;
+            let node = RaftNode::start_on_log(
+                id,
+                Members {
+                    voters: self.voters.clone(),
+                    learners: BTreeMap::new(),
+                },
+                log.clone(),
+                &name,
+                Arc::new(app),
+                Some(Wire::Sim(self.net.port(&name))),
+                None,
+                timing(),
+            )
+            .await
+            .map_err(|e| match e {
+                StartError::LogLost { .. } => LOG_LOST.to_owned(),
+                e => e.to_string(),
+            })?;
+            Ok::<_, String>((node, log))
+        };
+        let result = started.await;
+        let mut slots = self.slots.lock().unwrap();
+        let s = &mut slots[id as usize - 1];
+        match result {
+            Ok((node, log)) => {
+                let last = log.last_log_id().ok().flatten();
+                self.net
+                    .note(format!("{name} started (its log ends at {last:?})"));
+                s.state = State::Up(Arc::new(node), log);
+            }
+            Err(e) if e == LOG_LOST && s.log_lost => {
+                s.state = State::Down;
+                drop(slots);
+                self.net
+                    .note(format!("{name} refused to start: its log is lost"));
+            }
+            Err(e) => {
+                s.state = State::Down;
+                drop(slots);
+                self.violation(format!("{name} did not start: {e}"));
+            }
+        }
+    }
+
+    /// The operators' way back for a member whose log was lost: removed at the leader, its
+    /// disks emptied, started, and added again.
+    async fn rejoin(&self, id: NodeId) {
+        let end = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < end {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let Some(leader) = self.leader() else {
+                continue;
+            };
+            let still = leader
+                .metrics()
+                .membership_config
+                .membership()
+                .nodes()
+                .any(|(n, _)| *n == id);
+            if still {
+                let r = leader.remove_member(id).await;
+                self.net
+                    .note(format!("removing m{id}, whose log is lost: {r:?}"));
+                continue;
+            }
+            {
+                let mut slots = self.slots.lock().unwrap();
+                let s = &mut slots[id as usize - 1];
+                if !matches!(s.state, State::Down) {
+                    return;
+                }
+                s.log_disk = LosingDisk::new();
+                s.app_disk = LosingDisk::new();
+                s.log_lost = false;
+            }
+            self.net.note(format!("m{id} wiped, to join again"));
+            self.start(id).await;
+            let r = leader.add_member(id, member(id), true).await;
+            self.net.note(format!("adding m{id} again: {r:?}"));
+            return;
+        }
+    }
+
+    /// Member `id` crashes: its disks keep what was synced; with `wipe`, nothing.
+    async fn crash(&self, id: NodeId, wipe: bool) {
+        let (node, had) = {
+            let mut slots = self.slots.lock().unwrap();
+            let s = &mut slots[id as usize - 1];
+            let State::Up(node, log) = std::mem::replace(&mut s.state, State::Down) else {
+                return;
+            };
+            self.net.crash(&format!("m{id}"));
+            if wipe {
+                s.log_disk = LosingDisk::new();
+                s.app_disk = LosingDisk::new();
+            } else {
+                s.log_disk = s.log_disk.power_loss();
+                s.app_disk = s.app_disk.power_loss();
+            }
+            (node, log.last_log_id().ok().flatten())
+        };
+        self.net.note(format!(
+            "m{id} {} (its log ended at {had:?})",
+            if wipe {
+                "crashed and was wiped"
+            } else {
+                "lost its power"
+            }
+        ));
+        self.count(if wipe { "wipes" } else { "crashes" });
+        // Its tasks stop; what they still write goes to the disks it had, now gone.
+        let _ = node.raft.shutdown().await;
+    }
+}
+
+/// A client's operation, as recorded.
+struct Record {
+    object: &'static str,
+    input: String,
+    called: f64,
+    answered: Option<(f64, String)>,
+}
+
+const OBJECTS: [&str; 3] = ["a", "b", "n"];
+
+async fn client(world: Arc<World>, c: usize, history: Arc<Mutex<Vec<Record>>>) {
+    let mut n = 0;
+    while !world.stop.load(Ordering::Relaxed) {
+        let pause = world.net.draw(|r| r.random_range(10..400));
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        // Clients, like edges, send to the members of the group.
+        let up: Vec<(NodeId, Arc<RaftNode>)> = world
+            .up()
+            .into_iter()
+            .filter(|(id, n)| {
+                n.metrics()
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .any(|(m, _)| m == id)
+            })
+            .collect();
+        if up.is_empty() {
+            continue;
+        }
+        let (pick, object, read) = world.net.draw(|r| {
+            (
+                r.random_range(0..up.len()),
+                OBJECTS[r.random_range(0..OBJECTS.len())],
+                r.random_bool(0.4),
+            )
+        });
+        let placed = history
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.object == object)
+            .count();
+        if placed >= linear::OPS_MAX {
+            continue;
+        }
+        n += 1;
+        let op = format!("c{c}-{n}");
+        let input = match (object, read) {
+            ("n", true) => "count".to_owned(),
+            ("n", false) => "add".to_owned(),
+            (k, true) => format!("get {k}"),
+            (k, false) => format!("set {k} {op}"),
+        };
+        let called = world.now();
+        let index = {
+            let mut h = history.lock().unwrap();
+            h.push(Record {
+                object,
+                input: input.clone(),
+                called,
+                answered: None,
+            });
+            h.len() - 1
+        };
+        let (id, node) = &up[pick];
+        let result = node
+            .write(
+                Payload(format!("{op} {input}").into_bytes()),
+                Duration::from_secs(5),
+            )
+            .await;
+        match result {
+            Ok(reply) => {
+                let reply = String::from_utf8_lossy(&reply.0).into_owned();
+                world.count("ops answered");
+                history.lock().unwrap()[index].answered = Some((world.now(), reply));
+            }
+            Err(e) => {
+                world.count("ops unanswered");
+                world
+                    .net
+                    .note(format!("client {c} at m{id}: {op} {input}: no answer: {e}"));
+            }
+        }
+    }
+}
+
+/// Breaks things, every half second to four seconds, one of: crash a member or start one
+/// that is down; cut a partition, or one way of a link; make a link long; make every link
+/// lossy, slow and duplicating; heal; change the membership (two changes at once, sometimes);
+/// wipe a member that has left.
+async fn nemesis(world: Arc<World>, all: Vec<NodeId>) {
+    while !world.stop.load(Ordering::Relaxed) {
+        let pause = world.net.draw(|r| r.random_range(500..4_000));
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let roll = world.net.draw(|r| r.random_range(0..100));
+        let pick = |ids: &[NodeId]| -> Option<NodeId> {
+            (!ids.is_empty()).then(|| ids[world.net.draw(|r| r.random_range(0..ids.len()))])
+        };
+        let up: Vec<NodeId> = world.up().iter().map(|(id, _)| *id).collect();
+        match roll {
+            0..20 => {
+                // The leader, half the time: failovers are what the group is for.
+                let leader = world.leader().map(|l| l.id);
+                let id = match leader {
+                    Some(l) if world.net.draw(|r| r.random_bool(0.5)) => Some(l),
+                    _ => pick(&up),
+                };
+                if let Some(id) = id {
+                    world.crash(id, false).await;
+                }
+            }
+            20..45 => {
+                if let Some(id) = pick(&world.restartable()) {
+                    let w = Arc::clone(&world);
+                    tokio::spawn(async move { w.start(id).await });
+                }
+            }
+            45..55 => {
+                let side: Vec<NodeId> = all
+                    .iter()
+                    .copied()
+                    .filter(|_| world.net.draw(|r| r.random_bool(0.5)))
+                    .collect();
+                for a in &side {
+                    for b in all.iter().filter(|b| !side.contains(b)) {
+                        world.net.cut(&format!("m{a}"), &format!("m{b}"));
+                        world.net.cut(&format!("m{b}"), &format!("m{a}"));
+                    }
+                }
+                world
+                    .net
+                    .note(format!("partition: {side:?} apart from the rest"));
+                world.count("partitions");
+            }
+            55..60 => {
+                if let (Some(a), Some(b)) = (pick(&all), pick(&all))
+                    && a != b
+                {
+                    world.net.cut(&format!("m{a}"), &format!("m{b}"));
+                    world.net.note(format!("cut one way: m{a} -> m{b}"));
+                }
+            }
+            60..68 => {
+                if let (Some(a), Some(b)) = (pick(&all), pick(&all))
+                    && a != b
+                {
+                    let extra =
+                        Duration::from_millis(world.net.draw(|r| r.random_range(50..2_500)));
+                    world
+                        .net
+                        .lengthen(&format!("m{a}"), &format!("m{b}"), extra);
+                    world
+                        .net
+                        .lengthen(&format!("m{b}"), &format!("m{a}"), extra);
+                    world
+                        .net
+                        .note(format!("link m{a} <-> m{b} longer by {extra:?}"));
+                }
+            }
+            68..76 => {
+                let f = world.net.draw(|r| Faults {
+                    delay_min: Duration::from_millis(r.random_range(0..20)),
+                    delay_max: Duration::from_millis(r.random_range(20..1_500)),
+                    drop: r.random_range(0.0..0.2),
+                    duplicate: r.random_range(0.0..0.1),
+                });
+                world.net.set_faults(f);
+                world.net.note(format!("every link now {f:?}"));
+            }
+            76..90 => {
+                world.net.heal();
+                world.net.set_faults(Faults::default());
+                world.net.note("healed");
+            }
+            90..96 => change_membership(&world, &all).await,
+            96..98 => {
+                // A voter's log disk is lost, its store kept: it must refuse to start, and the
+                // operators bring it back (`rejoin`).
+                if let Some(id) = pick(&up) {
+                    world.crash(id, false).await;
+                    {
+                        let mut slots = world.slots.lock().unwrap();
+                        let s = &mut slots[id as usize - 1];
+                        s.log_disk = LosingDisk::new();
+                        s.log_lost = true;
+                    }
+                    world.net.note(format!("m{id} lost its log disk"));
+                    world.count("logs lost");
+                    world.start(id).await;
+                    let w = Arc::clone(&world);
+                    tokio::spawn(async move { w.rejoin(id).await });
+                }
+            }
+            _ => {
+                // A member that has left is wiped: it may join again, from nothing.
+                let Some(leader) = world.leader() else {
+                    continue;
+                };
+                let membership = leader.metrics().membership_config.membership().clone();
+                let gone: Vec<NodeId> = all
+                    .iter()
+                    .copied()
+                    .filter(|id| !membership.nodes().any(|(n, _)| n == id))
+                    .collect();
+                if let Some(id) = pick(&gone) {
+                    world.crash(id, true).await;
+                    let w = Arc::clone(&world);
+                    tokio::spawn(async move { w.start(id).await });
+                }
+            }
+        }
+    }
+}
+
+/// At the leader: adds a member that is not a voter, or removes a voter (never below three),
+/// and now and then both at once.
+async fn change_membership(world: &Arc<World>, all: &[NodeId]) {
+    let Some(leader) = world.leader() else { return };
+    let membership = leader.metrics().membership_config.membership().clone();
+    let voters: Vec<NodeId> = membership.voter_ids().collect();
+    let others: Vec<NodeId> = all
+        .iter()
+        .copied()
+        .filter(|id| !voters.contains(id))
+        .collect();
+    let (add, remove, both) = world.net.draw(|r| {
+        (
+            (!others.is_empty()).then(|| others[r.random_range(0..others.len())]),
+            (voters.len() > 3).then(|| voters[r.random_range(0..voters.len())]),
+            r.random_bool(0.3),
+        )
+    });
+    let adding = async {
+        if let Some(id) = add {
+            world.net.note(format!("adding m{id} as a voter"));
+            let r = tokio::time::timeout(
+                Duration::from_secs(20),
+                leader.add_member(id, member(id), true),
+            )
+            .await;
+            world.net.note(format!("adding m{id}: {r:?}"));
+        }
+    };
+    let removing = async {
+        if let Some(id) = remove {
+            world.net.note(format!("removing m{id}"));
+            let r = tokio::time::timeout(Duration::from_secs(20), leader.remove_member(id)).await;
+            world.net.note(format!("removing m{id}: {r:?}"));
+        }
+    };
+    world.count("membership changes");
+    if both {
+        // Two changes at once.
+        tokio::join!(adding, removing);
+    } else if add.is_some() && (remove.is_none() || world.net.draw(|r| r.random_bool(0.5))) {
+        adding.await;
+    } else {
+        removing.await;
+    }
+}
+
+async fn checker(world: Arc<World>) {
+    let mut checker = Checker::default();
+    let mut tick = 0u64;
+    while !world.stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tick += 1;
+        check_now(&world, &mut checker, tick.is_multiple_of(10));
+    }
+    check_now(&world, &mut checker, true);
+    *world.counts.lock().unwrap().entry("terms led").or_default() = checker.terms_led as u64;
+}
+
+fn check_now(world: &World, checker: &mut Checker, deep: bool) {
+    let slots = world.slots.lock().unwrap();
+    let seen: Vec<Seen> = slots
+        .iter()
+        .filter_map(|s| match &s.state {
+            State::Up(node, log) => Some(Seen {
+                id: s.id,
+                metrics: node.metrics(),
+                log,
+            }),
+            _ => None,
+        })
+        .collect();
+    let mut notes = Vec::new();
+    let bad = checker.step(&seen, deep, &mut |n| notes.push(n));
+    drop(slots);
+    for n in notes {
+        world.net.note(n);
+    }
+    for b in bad {
+        world.violation(b);
+    }
+}
+
+/// Panics anywhere in a run (a member's task among them), which are violations too.
+static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn catch_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let before = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(info.to_string());
+            before(info);
+        }));
+    });
+}
+
+/// Runs seed `seed` for `length` of simulated time.
+pub fn run(seed: u64, length: Duration) -> Outcome {
+    catch_panics();
+    PANICS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_time().start_paused(true);
+    // Which branch of a `select!` tokio polls first, from the seed too (.cargo/config.toml).
+    #[cfg(tokio_unstable)]
+    builder.rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()));
+    let rt = builder.build().expect("a runtime");
+    replication::sim::simulate_on_this_thread();
+    let mut outcome = rt.block_on(run_async(seed, length));
+    drop(rt);
+    let panics = std::mem::take(&mut *PANICS.lock().unwrap_or_else(|e| e.into_inner()));
+    outcome
+        .violations
+        .extend(panics.into_iter().map(|p| format!("a panic: {p}")));
+    outcome
+}
+
+async fn run_async(seed: u64, length: Duration) -> Outcome {
+    let net = Net::new(seed, Faults::default());
+    let five = net.draw(|r| r.random_bool(0.5));
+    let voters: Vec<NodeId> = if five {
+        (1..=5).collect()
+    } else {
+        (1..=3).collect()
+    };
+    let all: Vec<NodeId> = (1..=voters.len() as NodeId + 1).collect();
+    net.note(format!(
+        "seed {seed}: voters {voters:?}, and m{} to join",
+        all.len()
+    ));
+    let world = Arc::new(World {
+        net: net.clone(),
+        slots: Mutex::new(
+            all.iter()
+                .map(|id| Slot {
+                    id: *id,
+                    log_disk: LosingDisk::new(),
+                    app_disk: LosingDisk::new(),
+                    log_lost: false,
+                    state: State::Down,
+                })
+                .collect(),
+        ),
+        voters: voters.iter().map(|id| (*id, member(*id))).collect(),
+        observed: Arc::default(),
+        violations: Mutex::default(),
+        stop: AtomicBool::new(false),
+        origin: Instant::now(),
+        counts: Mutex::default(),
+    });
+    for id in &all {
+        world.start(*id).await;
+    }
+    let history = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for c in 0..4 {
+        tasks.push(tokio::spawn(client(
+            Arc::clone(&world),
+            c,
+            Arc::clone(&history),
+        )));
+    }
+    let breaking = tokio::spawn(nemesis(Arc::clone(&world), all.clone()));
+    let checking = tokio::spawn(checker(Arc::clone(&world)));
+    tokio::time::sleep(length).await;
+
+    // The end: faults stop, every member starts, and the group has time to settle.
+    breaking.abort();
+    let _ = breaking.await;
+    net.heal();
+    net.set_faults(Faults::default());
+    net.note("the end: healed, every member started");
+    for id in world.restartable() {
+        world.start(id).await;
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    world.stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = checking.await;
+
+    let mut violations = std::mem::take(&mut *world.violations.lock().unwrap());
+    violations.extend(std::mem::take(
+        &mut world.observed.lock().unwrap().violations,
+    ));
+    let records = std::mem::take(&mut *history.lock().unwrap());
+    let undecided = linearizable(&records, &mut violations);
+    for (_, node) in world.up() {
+        let _ = node.raft.shutdown().await;
+    }
+    let (messages, lost) = net.counts();
+    let counts = world.counts.lock().unwrap().clone();
+    let stats = format!(
+        "{} voters, {messages} messages ({lost} lost), {}{}",
+        voters.len(),
+        counts
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if undecided > 0 {
+            format!(", {undecided} objects undecided")
+        } else {
+            String::new()
+        }
+    );
+    Outcome {
+        violations,
+        history: net.history(),
+        stats,
+    }
+}
+
+/// Checks each object's operations; returns how many the search could not decide.
+fn linearizable(records: &[Record], violations: &mut Vec<String>) -> usize {
+    let mut undecided = 0;
+    for object in OBJECTS {
+        let ops: Vec<&Record> = records.iter().filter(|r| r.object == object).collect();
+        let verdict = if object == "n" {
+            let ops: Vec<Op<bool, u64>> = ops
+                .iter()
+                .map(|r| Op {
+                    input: r.input == "add",
+                    called: r.called,
+                    answered: r
+                        .answered
+                        .as_ref()
+                        .and_then(|(t, v)| Some((*t, v.parse().ok()?))),
+                })
+                .collect();
+            linear::check(&linear::Counter, &ops)
+        } else {
+            let ops: Vec<Op<Option<String>, Option<String>>> = ops
+                .iter()
+                .filter(|r| r.input.starts_with("set") || r.answered.is_some())
+                .map(|r| Op {
+                    input: r.input.strip_prefix("set ").map(|s| s[2..].to_owned()),
+                    called: r.called,
+                    answered: r
+                        .answered
+                        .as_ref()
+                        .map(|(t, v)| (*t, (v != "-" && v != "ok").then(|| v.clone()))),
+                })
+                .collect();
+            linear::check(&linear::Register, &ops)
+        };
+        match verdict {
+            Verdict::Linearizable => {}
+            Verdict::Undecided => undecided += 1,
+            Verdict::Violation => {
+                let lines: Vec<String> = ops
+                    .iter()
+                    .map(|r| format!("    {:.3} {} -> {:?}", r.called, r.input, r.answered))
+                    .collect();
+                violations.push(format!(
+                    "the operations on {object} are not linearizable:\n{}",
+                    lines.join("\n")
+                ));
+            }
+        }
+    }
+    undecided
+}
