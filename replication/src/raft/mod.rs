@@ -462,6 +462,61 @@ async fn keep_connected(raft: Raft<Mesh>, wire: Wire, id: NodeId) {
     }
 }
 
+/// Forms the group with `voters`: the same group whichever member does it first.
+async fn initialize(raft: &Raft<Mesh>, voters: BTreeMap<NodeId, Member>) -> Result<(), String> {
+    match raft.initialize(voters).await {
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// How often a voter with an empty log asks the others whether the group exists.
+const FORM_ASK_EVERY: Duration = Duration::from_millis(500);
+
+/// A configured voter whose log is empty forms the group only once a majority of the voters
+/// say that they have not formed it either, and never once one says it has. A voter whose
+/// data is gone (lost, or emptied to rejoin, as `StartError::LogLost` tells operators) is then
+/// added again by the leader, and waits for that: had it formed the group anew with the
+/// configured voters, it would vote as one of them with an empty log, and a member with an old
+/// log and an old membership could win an election over entries committed since (the
+/// simulator found it: `replication/tests/sim`).
+async fn form_group(raft: Raft<Mesh>, id: NodeId, voters: BTreeMap<NodeId, Member>, wire: Wire) {
+    loop {
+        if raft.is_initialized().await.unwrap_or(true) {
+            return;
+        }
+        let asks = voters.iter().filter(|(v, _)| **v != id).map(|(_, m)| {
+            let wire = &wire;
+            async move {
+                let addr = m.raft_addr.parse().ok()?;
+                match wire
+                    .call(&m.name, addr, &MeshRequest::View, FORM_ASK_EVERY)
+                    .await
+                {
+                    Ok(MeshResponse::View(v)) => Some(!v.members.is_empty()),
+                    _ => None,
+                }
+            }
+        });
+        let answers = futures::future::join_all(asks).await;
+        if answers.contains(&Some(true)) {
+            tracing::warn!(
+                "this member's log is empty and the group exists: waiting to be added to it \
+                 (POST /admin/v1/cluster/members at the leader)"
+            );
+            return;
+        }
+        let fresh = 1 + answers.iter().filter(|a| **a == Some(false)).count();
+        if fresh > voters.len() / 2 {
+            if let Err(e) = initialize(&raft, voters.clone()).await {
+                tracing::error!(error = %e, "could not form the group");
+            }
+            return;
+        }
+        tokio::time::sleep(FORM_ASK_EVERY).await;
+    }
+}
+
 /// Proposes on this node; only a leader accepts.
 async fn write_local(raft: &Raft<Mesh>, payload: Payload) -> Result<Payload, WriteError> {
     match raft.client_write(payload).await {
@@ -623,13 +678,16 @@ impl RaftNode {
             .is_initialized()
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        // Voters form the group (any of them may, with the same list); a learner waits to be
-        // added.
+        // Voters form the group (any of them may, with the same list), once they know it is
+        // new (`form_group`); a learner waits to be added.
         if !initialized && voters.contains_key(&id) {
-            match raft.initialize(voters).await {
-                // Another member initialized the group first: the same group.
-                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(e) => return Err(StartError::Raft(e.to_string())),
+            match &wire {
+                Some(w) => {
+                    tokio::spawn(form_group(raft.clone(), id, voters.clone(), w.clone()));
+                }
+                None => initialize(&raft, voters.clone())
+                    .await
+                    .map_err(StartError::Raft)?,
             }
         }
         if !learners.is_empty() {

@@ -85,9 +85,13 @@ struct World {
 }
 
 impl World {
+    /// Records a violation, once: the checks find it again at every step while it lasts.
     fn violation(&self, v: String) {
-        self.net.note(format!("VIOLATION {v}"));
-        self.violations.lock().unwrap().push(v);
+        let mut all = self.violations.lock().unwrap();
+        if !all.contains(&v) {
+            self.net.note(format!("VIOLATION {v}"));
+            all.push(v);
+        }
     }
 
     fn count(&self, what: &'static str) {
