@@ -23,7 +23,7 @@ for j in $(seq 0 $((jobs - 1))); do
         >"$out/run.$j" 2>&1 &
 done
 status=0
-wait || status=$?
+for pid in $(jobs -p); do wait "$pid" || status=$?; done
 runs=$(cat "$out"/run.* | grep -c '^seed [0-9]*: ' || true)
 simulated=$(cat "$out"/run.* | awk '/^[0-9]+ seeds, [0-9]+ simulated seconds/ { s += $3 } END { print s + 0 }')
 echo "$runs seeds, ${simulated:-0} simulated seconds, in $minutes minutes on $jobs cores"

@@ -6,7 +6,8 @@
 
 use std::collections::HashSet;
 
-/// One operation on one object, with times in simulated seconds.
+/// One operation on one object; its times are the numbers of its call and answer among all
+/// the events of a run, in the order they happened.
 #[derive(Clone, Debug)]
 pub struct Op<I, O> {
     pub input: I,

@@ -2,18 +2,23 @@
 //! elections, rush and carried entries, the log and the state machine on redb) over a
 //! simulated network and clock (`replication::sim`), with everything random drawn from one
 //! seed. Messages are dropped, delayed up to seconds, duplicated and reordered; links cut
-//! both ways or one, and made long; members crash (their disks keep only what was synced, the
-//! last write sometimes torn) and restart; voters leave and join, two changes at once among
-//! them; a member that left may be wiped and join again under its id.
+//! both ways or one, and made long; members crash (their disks keep only what was synced) and
+//! restart, or lose their log disk and rejoin; voters leave and join, two changes at once among
+//! them; a member that left may be emptied and join again under its id.
 //!
 //! Checked at every step (`checks`): a leader under its own committed vote; log matching; every
-//! committed entry in the log of every later leader; the same entry applied at each index by
+//! committed entry in the log of the leader of the latest term; the same entry applied at each index by
 //! every member; nothing the network layer tells the leader a member holds that the member
 //! lacks. At the end: the clients' registers and counter are linearizable (`linear`).
 //!
 //! `SIM_SEED=n cargo test -p replication --test sim -- --nocapture` replays seed `n` and
 //! prints its history; `scripts/sim-seeds.sh` runs seeds for a given time and keeps the ones
 //! that fail in `replication/tests/sim/regressions.txt`, which every run replays.
+
+// The seeded runtime needs tokio's `rng_seed` (.cargo/config.toml sets the flag; a RUSTFLAGS
+// of one's own replaces it): without it a seed would not replay the same run.
+#[cfg(not(tokio_unstable))]
+compile_error!("the simulator needs `--cfg tokio_unstable` (set in .cargo/config.toml)");
 
 mod app;
 mod checks;
@@ -54,7 +59,9 @@ fn run_seeds(seeds: impl IntoIterator<Item = u64>, secs: u64, until: Option<Inst
         if until.is_some_and(|u| Instant::now() >= u) {
             break;
         }
-        let outcome = run::run(seed, Duration::from_secs(secs));
+        // A panic of the harness itself fails the seed as a violation would.
+        let outcome = std::panic::catch_unwind(|| run::run(seed, Duration::from_secs(secs)))
+            .unwrap_or_else(|_| run::Outcome::panicked());
         simulated += secs;
         ran += 1;
         println!("seed {seed}: {}", outcome.summary());

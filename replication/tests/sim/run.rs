@@ -26,6 +26,17 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The outcome of a run whose harness panicked.
+    pub fn panicked() -> Outcome {
+        Outcome {
+            violations: vec![
+                "the simulator itself panicked (replay the seed for its message)".into(),
+            ],
+            history: Vec::new(),
+            stats: String::new(),
+        }
+    }
+
     pub fn summary(&self) -> String {
         let verdict = if self.violations.is_empty() {
             "ok".to_owned()
@@ -80,7 +91,9 @@ struct World {
     observed: Arc<Mutex<Observed>>,
     violations: Mutex<Vec<String>>,
     stop: AtomicBool,
-    origin: Instant,
+    /// Numbers the clients' calls and answers in the order they happen: the clock's ticks
+    /// are too coarse to tell an answer from a call made in the same millisecond.
+    events: std::sync::atomic::AtomicU64,
     counts: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -98,8 +111,9 @@ impl World {
         *self.counts.lock().unwrap().entry(what).or_default() += 1;
     }
 
-    fn now(&self) -> f64 {
-        self.origin.elapsed().as_secs_f64()
+    /// The next event's number.
+    fn event(&self) -> f64 {
+        self.events.fetch_add(1, Ordering::Relaxed) as f64
     }
 
     fn up(&self) -> Vec<(NodeId, Arc<RaftNode>)> {
@@ -317,7 +331,7 @@ async fn client(world: Arc<World>, c: usize, history: Arc<Mutex<Vec<Record>>>) {
             (k, true) => format!("get {k}"),
             (k, false) => format!("set {k} {op}"),
         };
-        let called = world.now();
+        let called = world.event();
         let index = {
             let mut h = history.lock().unwrap();
             h.push(Record {
@@ -339,7 +353,7 @@ async fn client(world: Arc<World>, c: usize, history: Arc<Mutex<Vec<Record>>>) {
             Ok(reply) => {
                 let reply = String::from_utf8_lossy(&reply.0).into_owned();
                 world.count("ops answered");
-                history.lock().unwrap()[index].answered = Some((world.now(), reply));
+                history.lock().unwrap()[index].answered = Some((world.event(), reply));
             }
             Err(e) => {
                 world.count("ops unanswered");
@@ -629,7 +643,7 @@ async fn run_async(seed: u64, length: Duration) -> Outcome {
         observed: Arc::default(),
         violations: Mutex::default(),
         stop: AtomicBool::new(false),
-        origin: Instant::now(),
+        events: Default::default(),
         counts: Mutex::default(),
     });
     for id in &all {
@@ -735,7 +749,7 @@ fn linearizable(records: &[Record], violations: &mut Vec<String>) -> usize {
             Verdict::Violation => {
                 let lines: Vec<String> = ops
                     .iter()
-                    .map(|r| format!("    {:.3} {} -> {:?}", r.called, r.input, r.answered))
+                    .map(|r| format!("    #{} {} -> {:?}", r.called, r.input, r.answered))
                     .collect();
                 violations.push(format!(
                     "the operations on {object} are not linearizable:\n{}",
