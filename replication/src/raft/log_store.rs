@@ -21,8 +21,6 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const PURGED: &str = "last_purged";
-/// Set while this member rejoins a group it lost its log in (see `raft::form_group`).
-const REJOINING: &str = "rejoining";
 
 /// The format of every value in the log file (openraft's entries, votes and log ids).
 pub const LOG: Format = Format {
@@ -81,16 +79,6 @@ impl LogStore {
         txn.open_table(META).map_err(write_err)?;
         txn.commit().map_err(write_err)?;
         Ok(LogStore { db: Arc::new(db) })
-    }
-
-    /// Whether this member is rejoining a group with an empty log: it votes only once added
-    /// again as a voter (kept across restarts: what it holds meanwhile is only part of the log).
-    pub fn rejoining(&self) -> Result<bool, StorageError<NodeId>> {
-        Ok(self.get_meta::<bool>(REJOINING)?.unwrap_or(false))
-    }
-
-    pub fn set_rejoining(&self, rejoining: bool) -> Result<(), StorageError<NodeId>> {
-        self.put_meta(REJOINING, &rejoining, true)
     }
 
     /// The last log id known committed (what Raft recorded with `save_committed`).

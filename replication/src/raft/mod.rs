@@ -33,7 +33,6 @@ mod submit;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
@@ -162,11 +161,21 @@ struct MeshHandler {
     feed: Option<Arc<Feed>>,
     submissions: Arc<std::sync::OnceLock<Arc<dyn Submissions>>>,
     elections: Arc<stand::Elections>,
-    /// This member rejoins with an empty log and grants no vote (`form_group`).
-    rejoining: Arc<AtomicBool>,
+    /// This member's log: a member whose log holds nothing votes for no one.
+    log: LogStore,
 }
 
+/// Why a member with an empty log grants no vote.
+const EMPTY_LOG: &str = "this member's log holds nothing: it votes once it holds the group's";
+
 impl MeshHandler {
+    /// Whether this member's log holds nothing, not even the group's first membership: it is
+    /// new, or it lost its data and waits to be added again (`form_group` never forms a group
+    /// that has had a leader). Either way its vote would count an empty log as up to date.
+    fn log_empty(&self) -> bool {
+        self.log.last_log_id().is_ok_and(|l| l.is_none())
+    }
+
     /// The name of node `id`, from the current membership or the configured members.
     fn name_of(&self, id: NodeId) -> Option<String> {
         let metrics = self.raft.metrics();
@@ -245,8 +254,8 @@ impl MeshHandler {
                 if let Err(why) = self.check_sender(peer, rpc.vote.leader_id().node_id) {
                     return refuse(why);
                 }
-                if self.rejoining.load(Ordering::Acquire) {
-                    return MeshResponse::Vote(Err(REJOINING.into()));
+                if self.log_empty() {
+                    return MeshResponse::Vote(Err(EMPTY_LOG.into()));
                 }
                 let r = self.raft.vote(rpc).await;
                 if r.as_ref().is_ok_and(|r| r.vote_granted) {
@@ -258,7 +267,7 @@ impl MeshHandler {
                 if let Err(why) = self.check_sender(peer, ask.candidate) {
                     return refuse(why);
                 }
-                if self.rejoining.load(Ordering::Acquire) {
+                if self.log_empty() {
                     return MeshResponse::PreVote(false);
                 }
                 let me = self.raft.metrics().borrow().id;
@@ -501,14 +510,7 @@ const FORM_ASK_EVERY: Duration = Duration::from_millis(500);
 /// configured voters, it would vote as one of them with an empty log, and a member with an old
 /// log and an old membership could win an election over entries committed since (the
 /// simulator found it: `replication/tests/sim`).
-async fn form_group(
-    raft: Raft<Mesh>,
-    id: NodeId,
-    voters: BTreeMap<NodeId, Member>,
-    wire: Wire,
-    log: LogStore,
-    rejoining: Arc<AtomicBool>,
-) {
+async fn form_group(raft: Raft<Mesh>, id: NodeId, voters: BTreeMap<NodeId, Member>, wire: Wire) {
     loop {
         if raft.is_initialized().await.unwrap_or(true) {
             return;
@@ -521,38 +523,31 @@ async fn form_group(
                     .call(&m.name, addr, &MeshRequest::View, FORM_ASK_EVERY)
                     .await
                 {
-                    Ok(MeshResponse::View(v)) => Some(Formed {
-                        formed: !v.members.is_empty(),
-                        with_me: v.members.iter().any(|m| m.id == id),
-                        applied: v.members.iter().filter_map(|m| m.applied_version).max(),
-                    }),
+                    // Formed and with a leader elected once: a group formed a moment ago by
+                    // another starting member has committed nothing and counts as new.
+                    Ok(MeshResponse::View(v)) => Some((
+                        !v.members.is_empty() && v.term > 0,
+                        v.members.iter().any(|m| m.id == id),
+                    )),
                     _ => None,
                 }
             }
         });
-        let answers: Vec<Formed> = futures::future::join_all(asks)
+        let answers: Vec<(bool, bool)> = futures::future::join_all(asks)
             .await
             .into_iter()
             .flatten()
             .collect();
-        if let Some(seen) = answers.iter().find(|a| a.formed) {
-            if !seen.with_me {
+        if let Some((_, with_me)) = answers.iter().find(|(elected, _)| *elected) {
+            if !with_me {
                 tracing::warn!(
                     "this member's log is empty and the group exists: waiting to be added to \
                      it (POST /admin/v1/cluster/members at the leader)"
                 );
             }
-            // Until the leader adds it again as a voter, what it holds is at most part of the
-            // log: it votes for no one (`rejoined`).
-            if let Err(e) = log.set_rejoining(true) {
-                tracing::error!(error = %e, "could not record that this member rejoins");
-            }
-            rejoining.store(true, Ordering::Release);
-            let mark = answers.iter().filter_map(|a| a.applied).max();
-            rejoined(raft, id, log, rejoining, mark).await;
             return;
         }
-        let fresh = 1 + answers.iter().filter(|a| !a.formed).count();
+        let fresh = 1 + answers.len();
         if fresh > voters.len() / 2 {
             if let Err(e) = initialize(&raft, voters.clone()).await {
                 tracing::error!(error = %e, "could not form the group");
@@ -560,55 +555,6 @@ async fn form_group(
             return;
         }
         tokio::time::sleep(FORM_ASK_EVERY).await;
-    }
-}
-
-/// What a configured voter said of the group.
-struct Formed {
-    formed: bool,
-    /// Its membership counts the member asking.
-    with_me: bool,
-    /// The furthest any member it knows of has applied.
-    applied: Option<u64>,
-}
-
-/// Why a rejoining member grants no vote.
-const REJOINING: &str =
-    "this member is rejoining the group with an empty log: it votes once added again";
-
-/// Ends this member's rejoining once its log holds what it may have acknowledged before it lost
-/// it: once a leader has added it again as a voter (the membership that says so reached it
-/// through the log, after every entry before it), or once it has applied as far as the group
-/// had when it asked (`mark`; unknown after a restart). A candidate with an older log cannot
-/// win its vote from then on.
-async fn rejoined(
-    raft: Raft<Mesh>,
-    id: NodeId,
-    log: LogStore,
-    rejoining: Arc<AtomicBool>,
-    mark: Option<u64>,
-) {
-    let mut rx = raft.metrics();
-    let added = rx
-        .wait_for(|m| {
-            let c = &m.membership_config;
-            let re_added =
-                c.log_id().is_some_and(|l| l.index > 0) && c.voter_ids().any(|v| v == id);
-            let caught_up = mark.is_some_and(|k| m.last_applied.is_some_and(|a| a.index >= k));
-            re_added || caught_up
-        })
-        .await
-        .is_ok();
-    if !added {
-        // Raft stopped: the record stays, and the next start goes on waiting.
-        return;
-    }
-    match log.set_rejoining(false) {
-        Ok(()) => {
-            rejoining.store(false, Ordering::Release);
-            tracing::info!("this member is a voter again");
-        }
-        Err(e) => tracing::error!(error = %e, "could not record that this member rejoined"),
     }
 }
 
@@ -739,11 +685,7 @@ impl RaftNode {
                 log: name.to_owned(),
             });
         }
-        let rejoining = Arc::new(AtomicBool::new(
-            log.rejoining()
-                .map_err(|e| StartError::Log(e.to_string()))?,
-        ));
-        let log_for_rejoining = log.clone();
+        let handler_log = log.clone();
         let sent = Arc::new(SentEntries::default());
         let network = Network::new(wire.clone(), Arc::clone(&sent), log.clone());
         let tail_reader = log.clone();
@@ -772,7 +714,7 @@ impl RaftNode {
                 feed,
                 submissions: Arc::clone(&submissions),
                 elections,
-                rejoining: Arc::clone(&rejoining),
+                log: handler_log,
             }))
         });
         let initialized = raft
@@ -781,25 +723,10 @@ impl RaftNode {
             .map_err(|e| StartError::Raft(e.to_string()))?;
         // Voters form the group (any of them may, with the same list), once they know it is
         // new (`form_group`); a learner waits to be added.
-        if rejoining.load(Ordering::Acquire) {
-            tokio::spawn(rejoined(
-                raft.clone(),
-                id,
-                log_for_rejoining,
-                Arc::clone(&rejoining),
-                None,
-            ));
-        } else if !initialized && voters.contains_key(&id) {
+        if !initialized && voters.contains_key(&id) {
             match &wire {
                 Some(w) => {
-                    tokio::spawn(form_group(
-                        raft.clone(),
-                        id,
-                        voters.clone(),
-                        w.clone(),
-                        log_for_rejoining,
-                        Arc::clone(&rejoining),
-                    ));
+                    tokio::spawn(form_group(raft.clone(), id, voters.clone(), w.clone()));
                 }
                 None => initialize(&raft, voters.clone())
                     .await
