@@ -1010,3 +1010,38 @@ async fn a_peer_may_ask_only_what_its_certificates_role_allows() {
     ));
     refused(ask(&old, vote()).await, "speaks for node");
 }
+
+/// A leadership sends only entries of its own or of earlier ones: a request that carries a
+/// later leadership's entry (what the stream of a leader just deposed read from its log after
+/// the new leader rewrote it, as the simulator found) is refused, and the log keeps what it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_entries_of_a_later_leadership_is_refused() {
+    let c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let member = (1..=3).find(|id| *id != leader).unwrap();
+    let sender = (1..=3).find(|id| *id != leader && *id != member).unwrap();
+    let before = c.nodes[&member].0.metrics().last_log_index;
+    // The sender, under its own certificate, for a leadership of the next term of its own
+    // (a vote the member would follow), with an entry of term 1,000 after it.
+    let term = c.nodes[&member].0.metrics().current_term + 1;
+    let entry = openraft::Entry::<replication::protocol::Mesh> {
+        log_id: LogId::new(CommittedLeaderId::new(1_000, leader), 1),
+        payload: openraft::EntryPayload::Blank,
+    };
+    let request = MeshRequest::AppendEntries(openraft::raft::AppendEntriesRequest {
+        vote: openraft::Vote::new_committed(term, sender),
+        prev_log_id: None,
+        leader_commit: None,
+        entries: vec![entry],
+    });
+    let to: SocketAddr = c.members[&member].raft_addr.parse().unwrap();
+    let answer = c.transports[&sender]
+        .call::<_, MeshResponse>(&name(member), to, &request, Duration::from_secs(5))
+        .await
+        .unwrap();
+    match answer {
+        MeshResponse::Refused(why) => assert!(why.contains("later leadership"), "{why}"),
+        other => panic!("answered: {other:?}"),
+    }
+    assert_eq!(c.nodes[&member].0.metrics().last_log_index, before);
+}
