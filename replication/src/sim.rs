@@ -271,14 +271,6 @@ pub struct Port {
 }
 
 impl Port {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn net(&self) -> &Net {
-        &self.net
-    }
-
     /// Answers requests with `handler` from now until this life ends.
     pub fn serve<H>(&self, handler: Arc<H>)
     where

@@ -45,8 +45,7 @@ pub struct SimApp {
     observed: Arc<Mutex<Observed>>,
 }
 
-/// The application's own state beside its tables: the last index applied and the chain up
-/// to it, the counter, and Raft's meta.
+/// A number kept in the meta table (the counter, the chain of applied entries); 0 when absent.
 fn get_u64(t: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> u64 {
     t.get(key)
         .ok()
