@@ -174,6 +174,15 @@ impl Cluster {
 
     /// `voters` voting members (ids 1..) and `learners` more (the ids after), all from config.
     async fn start_with(voters: u64, learners: u64, timing: Timing) -> Cluster {
+        let mut c = Cluster::new(voters, learners, timing);
+        for id in 1..=voters + learners {
+            c.up(id).await;
+        }
+        c
+    }
+
+    /// `start_with`, none of them started yet.
+    fn new(voters: u64, learners: u64, timing: Timing) -> Cluster {
         let n = voters + learners;
         let dir = tempfile::tempdir().unwrap();
         let names: Vec<String> = (1..=n).map(name).collect();
@@ -190,7 +199,7 @@ impl Cluster {
                 )
             })
             .collect();
-        let mut c = Cluster {
+        Cluster {
             timing,
             dir,
             members,
@@ -198,11 +207,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             transports: BTreeMap::new(),
             routes: BTreeMap::new(),
-        };
-        for id in 1..=n {
-            c.up(id).await;
         }
-        c
     }
 
     fn data(&self, id: NodeId) -> PathBuf {
@@ -407,6 +412,62 @@ async fn writes_at_any_member_commit_everywhere() {
     assert!(c.nodes.contains_key(&leader));
 }
 
+/// Every member stopped while the group was forming: one had formed it and stood for election
+/// (its term past 0, its log holding only the group's first membership), the others' logs
+/// were still empty. Nothing was ever committed, so they form it too and elect a leader. A
+/// member that counted any term past 0 as a group that had a leader waited to be added by a
+/// leader that could never be elected, since an empty log grants no vote (a test of a whole
+/// cluster stopped a moment after its start found it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_stopped_while_forming_forms_when_started_again() {
+    let mut c = Cluster::new(3, 0, timing());
+    // Member 2 forms the group alone and stands (without a network, no one answers).
+    std::fs::create_dir_all(c.data(2)).unwrap();
+    let app = Arc::new(Kv::open(&c.data(2).join("state.redb")));
+    let alone = RaftNode::start(
+        2,
+        Members {
+            voters: c.members.clone(),
+            learners: BTreeMap::new(),
+        },
+        &c.data(2).join("log.redb"),
+        Arc::clone(&app),
+        None,
+        None,
+        c.timing,
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while alone.metrics().current_term == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "member 2 never stood"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(alone.metrics().current_leader, None);
+    alone.shutdown().await;
+    // Raft's state machine lets go of the store a moment after Raft stops.
+    while Arc::strong_count(&app) > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the store is still held"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(app);
+    // It answers first that the group exists, with a term past 0 and no leader.
+    for id in [2, 1, 3] {
+        c.up(id).await;
+    }
+    let leader = c.leader().await;
+    let last = c.write(leader, "k=v").await.unwrap();
+    for id in 1..=3 {
+        c.applied(id, last).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_dies_another_commits_and_nothing_committed_is_lost() {
     let mut c = Cluster::start(3).await;
@@ -543,9 +604,10 @@ async fn delayed_link(to: SocketAddr, one_way: Duration) -> SocketAddr {
 /// openraft 0.9 tells a follower of a new commit index in a message of its own, and the entries
 /// written meanwhile wait for its answer: a round trip more for every commit when that follower
 /// makes the majority (DRILLS.md). Over a long link those empty messages carry the entries
-/// (`network.rs`), and openraft's request for them is answered from the acknowledgement; over
-/// loopback they do not (the round trip costs less than the work), or hardly. Fails either way
-/// round.
+/// (`network.rs`), and openraft's request for them is answered from the acknowledgement.
+/// (Over loopback on a quiet machine they carry none, the round trip costing less than the
+/// work; a loaded machine has been seen to make loopback carry every entry, so that is not
+/// asserted.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn word_of_a_commit_carries_the_entries_written_meanwhile_over_a_long_link() {
     /// Writes at the leader of `c` with one follower down; what the leader sent.
@@ -567,8 +629,6 @@ async fn word_of_a_commit_carries_the_entries_written_meanwhile_over_a_long_link
         println!("the leader: {sent:?}");
         sent
     }
-    let short = load(Cluster::start(3).await).await;
-
     // Every member reaches every other through a link of 60 ms there and back. A heartbeat
     // (each AppendEntries' time limit) must outlast it.
     let timing = Timing {
@@ -599,14 +659,6 @@ async fn word_of_a_commit_carries_the_entries_written_meanwhile_over_a_long_link
     let long = load(c).await;
     assert!(long.carried > 0, "{long:?}");
     assert!(long.spared > 0, "{long:?}");
-    // Over loopback the choice is not to carry (none, on a quiet machine); a machine loaded
-    // enough to make loopback's round trips cost as much as the work carries some, and a
-    // whole test run in parallel on two cores has been seen to make it carry every entry, as
-    // the long link does: the long link never carries less.
-    assert!(
-        short.carried <= long.carried,
-        "loopback {short:?}, long link {long:?}"
-    );
 }
 
 /// Every member keeps a connection to every other, so that a vote between followers when the
@@ -1020,7 +1072,11 @@ async fn a_request_with_entries_of_a_later_leadership_is_refused() {
     let leader = c.leader().await;
     let member = (1..=3).find(|id| *id != leader).unwrap();
     let sender = (1..=3).find(|id| *id != leader && *id != member).unwrap();
+    // The member holds what the leader wrote, and nothing is written after it.
+    let last = c.write(leader, "k=v").await.unwrap();
+    c.applied(member, last).await;
     let before = c.nodes[&member].0.metrics().last_log_index;
+    assert_eq!(before, Some(last));
     // The sender, under its own certificate, for a leadership of the next term of its own
     // (a vote the member would follow), with an entry of term 1,000 after it.
     let term = c.nodes[&member].0.metrics().current_term + 1;

@@ -334,14 +334,15 @@ pub struct LagTracker {
 const LAG_SAMPLES_MAX: usize = 8_192;
 
 impl LagTracker {
-    fn start(raft: &Raft<Mesh>) -> Arc<Self> {
+    /// The tracker, and the task that feeds it while `raft` runs.
+    fn start(raft: &Raft<Mesh>) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
         let tracker = Arc::new(LagTracker {
             samples: std::sync::Mutex::new(std::collections::VecDeque::new()),
             leading: std::sync::Mutex::new(None),
         });
         let mut rx = raft.metrics();
         let t = Arc::clone(&tracker);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             while rx.changed().await.is_ok() {
                 let (last, term, leads) = {
                     let m = rx.borrow();
@@ -363,7 +364,7 @@ impl LagTracker {
                 }
             }
         });
-        tracker
+        (tracker, task)
     }
 
     fn record(&self, index: u64, at: tokio::time::Instant) {
@@ -523,10 +524,13 @@ async fn form_group(raft: Raft<Mesh>, id: NodeId, voters: BTreeMap<NodeId, Membe
                     .call(&m.name, addr, &MeshRequest::View, FORM_ASK_EVERY)
                     .await
                 {
-                    // Formed and with a leader elected once: a group formed a moment ago by
-                    // another starting member has committed nothing and counts as new.
+                    // Formed and led: a leader known, or entries past the group's first
+                    // membership applied. A group formed a moment ago by another starting
+                    // member, which may even have stood for election (its term past 0) but
+                    // was never granted it, has committed nothing and counts as new: it
+                    // needs this member's vote, which an empty log never gives.
                     Ok(MeshResponse::View(v)) => Some((
-                        !v.members.is_empty() && v.term > 0,
+                        !v.members.is_empty() && (v.leader.is_some() || v.version > 0),
                         v.members.iter().any(|m| m.id == id),
                     )),
                     _ => None,
@@ -615,6 +619,9 @@ pub struct RaftNode {
     pub id: NodeId,
     wire: Option<Wire>,
     serving: Option<tokio::task::JoinHandle<()>>,
+    /// The tasks that run beside Raft (elections, rushes, connections, forming the group, the
+    /// lag): ended at shutdown, so that the member's files are closed when it returns.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     lag: Arc<LagTracker>,
     submissions: Arc<std::sync::OnceLock<Arc<dyn Submissions>>>,
     sent: Arc<SentEntries>,
@@ -693,18 +700,19 @@ impl RaftNode {
         let raft = Raft::new(id, config, network.clone(), log, StateMachine::new(app))
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let lag = LagTracker::start(&raft);
+        let (lag, lag_task) = LagTracker::start(&raft);
+        let mut tasks = vec![lag_task];
         if let Some(w) = &wire {
-            rush::start(raft.clone(), tail_reader, w.clone());
-            tokio::spawn(keep_connected(raft.clone(), w.clone(), id));
+            tasks.push(rush::start(raft.clone(), tail_reader, w.clone()));
+            tasks.push(tokio::spawn(keep_connected(raft.clone(), w.clone(), id)));
         }
-        stand::start(
+        tasks.push(stand::start(
             raft.clone(),
             id,
             Arc::clone(&elections),
             wire.clone(),
             timing,
-        );
+        ));
         let submissions = Arc::new(std::sync::OnceLock::new());
         let serving = wire.as_ref().and_then(|w| {
             w.serve(Arc::new(MeshHandler {
@@ -726,7 +734,12 @@ impl RaftNode {
         if !initialized && voters.contains_key(&id) {
             match &wire {
                 Some(w) => {
-                    tokio::spawn(form_group(raft.clone(), id, voters.clone(), w.clone()));
+                    tasks.push(tokio::spawn(form_group(
+                        raft.clone(),
+                        id,
+                        voters.clone(),
+                        w.clone(),
+                    )));
                 }
                 None => initialize(&raft, voters.clone())
                     .await
@@ -734,7 +747,11 @@ impl RaftNode {
             }
         }
         if !learners.is_empty() {
-            tokio::spawn(add_initial_learners(raft.clone(), id, learners));
+            tasks.push(tokio::spawn(add_initial_learners(
+                raft.clone(),
+                id,
+                learners,
+            )));
         }
         // Entries this member knew committed before it stopped are applied before it serves:
         // a restarted region answers with all it had, never with less.
@@ -757,6 +774,7 @@ impl RaftNode {
             id,
             wire,
             serving,
+            tasks,
             lag,
             submissions,
             sent,
@@ -995,14 +1013,16 @@ impl RaftNode {
         }
     }
 
-    /// Stops Raft and the transport.
+    /// Stops Raft, the tasks beside it and the transport; returns once they are gone, and with
+    /// them their hold on the member's files (so that it may start again at once).
     pub async fn shutdown(self) {
         let _ = self.raft.shutdown().await;
         if let Some(w) = &self.wire {
             w.close();
         }
-        if let Some(s) = self.serving {
-            s.abort();
+        for task in self.serving.into_iter().chain(self.tasks) {
+            task.abort();
+            let _ = task.await;
         }
     }
 }

@@ -41,7 +41,7 @@ const RUSH_TIMEOUT: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(10);
 
 /// Runs while `raft` does: rushes the tail to stalled followers while this member leads.
-pub fn start(raft: Raft<Mesh>, log: LogStore, wire: Wire) {
+pub fn start(raft: Raft<Mesh>, log: LogStore, wire: Wire) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut metrics = raft.metrics();
         // Per follower: what the stream had matched and since when, the (last entry, commit)
@@ -134,7 +134,7 @@ pub fn start(raft: Raft<Mesh>, log: LogStore, wire: Wire) {
                 }));
             }
         }
-    });
+    })
 }
 
 /// The entries after `matched` up to `last` (fewer when they are large: the read is bounded in

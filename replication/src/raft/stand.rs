@@ -92,7 +92,7 @@ pub fn start(
     elections: std::sync::Arc<Elections>,
     wire: Option<Wire>,
     timing: Timing,
-) {
+) -> tokio::task::JoinHandle<()> {
     raft.runtime_config().elect(false);
     tokio::spawn(async move {
         let metrics = raft.metrics();
@@ -158,7 +158,7 @@ pub fn start(
                 let _ = raft.trigger().elect().await;
             }
         }
-    });
+    })
 }
 
 /// Whether a majority of every voter configuration (`configs`: one, or two while the
