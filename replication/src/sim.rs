@@ -1,7 +1,7 @@
 //! A simulated network for a Raft group whose members run in one process, on tokio's paused
-//! clock: the simulator (`replication/tests/sim.rs`) runs the real members (openraft, the
-//! elections of `raft::stand`, rush and carried entries, the log and state-machine stores)
-//! over it, and only the wire and the clock are made up.
+//! clock: the simulator (`simulator/`) runs the real members (openraft, the elections of
+//! `raft::stand`, rush and carried entries, the log and state-machine stores) over it, and
+//! only the wire and the clock are made up.
 //!
 //! Every message is encoded and decoded as the transport would (one frame per request and
 //! per reply), and each way may be dropped, delayed (so reordered) or duplicated, or find its

@@ -1063,6 +1063,59 @@ async fn a_peer_may_ask_only_what_its_certificates_role_allows() {
     refused(ask(&old, vote()).await, "speaks for node");
 }
 
+/// A member takes a leader's messages from a member it does not know (one added after the
+/// membership it holds: its log is old, or empty and started with the configured voters), so
+/// that it learns the membership that names the leader; a known member still may not speak
+/// for another. Without it, a member emptied and added again while a region added at runtime
+/// led never caught up (the simulator found it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_takes_the_messages_of_a_leader_it_does_not_know_yet() {
+    // Certificates and addresses for four; the three voters are configured without the fourth.
+    let mut c = Cluster::new(4, 0, timing());
+    let fourth = c.members.remove(&4).unwrap();
+    c.voters = 3;
+    for id in 1..=3 {
+        c.up(id).await;
+    }
+    let leader = c.leader().await;
+    let last = c.write(leader, "k=v").await.unwrap();
+    let member = (1..=3).find(|id| *id != leader).unwrap();
+    c.applied(member, last).await;
+    let m = c.nodes[&member].0.metrics();
+    let transport = Transport::bind(
+        free_udp_addr(),
+        &NodeTls::load(c.dir.path(), &fourth.name).unwrap(),
+    )
+    .unwrap();
+    let to: SocketAddr = c.members[&member].raft_addr.parse().unwrap();
+    let heartbeat = |from: NodeId| {
+        MeshRequest::AppendEntries(openraft::raft::AppendEntriesRequest {
+            vote: openraft::Vote::new_committed(m.current_term + 1, from),
+            prev_log_id: m.last_applied,
+            leader_commit: m.last_applied,
+            entries: vec![],
+        })
+    };
+    let answer = transport
+        .call::<_, MeshResponse>(&name(member), to, &heartbeat(4), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        matches!(answer, MeshResponse::AppendEntries(Ok(_))),
+        "{answer:?}"
+    );
+    // Under a name it knows as another member's, for an id it does not know: refused.
+    let other = (1..=3).find(|id| *id != member).unwrap();
+    let answer = c.transports[&other]
+        .call::<_, MeshResponse>(&name(member), to, &heartbeat(9), Duration::from_secs(5))
+        .await
+        .unwrap();
+    match answer {
+        MeshResponse::Refused(why) => assert!(why.contains("but it is node"), "{why}"),
+        other => panic!("answered: {other:?}"),
+    }
+}
+
 /// A leadership sends only entries of its own or of earlier ones: a request that carries a
 /// later leadership's entry (what the stream of a leader just deposed read from its log after
 /// the new leader rewrote it, as the simulator found) is refused, and the log keeps what it had.

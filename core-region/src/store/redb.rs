@@ -31,6 +31,20 @@ impl RedbStore {
         // What the store holds is shoppers' business: readable by this process's user alone.
         util::files::private(path).map_err(|e| io(format!("{}: {e}", path.display())))?;
         let db = Database::create(path).map_err(|e| io(format!("{}: {e}", path.display())))?;
+        Self::on_database(db)
+    }
+
+    /// A store on any redb backend: the tests of power losses put it on a disk that loses
+    /// what was not synced (`util::disk_faults`).
+    pub fn on_backend(backend: impl redb::StorageBackend) -> Result<Self, StoreError> {
+        let db = redb::Builder::new()
+            .create_with_backend(backend)
+            .map_err(io)?;
+        Self::on_database(db)
+    }
+
+    /// Checks the record format of `db` (writing it into a new one).
+    fn on_database(db: Database) -> Result<Self, StoreError> {
         let txn = db.begin_write().map_err(io)?;
         {
             let mut t = txn.open_table(KV).map_err(io)?;

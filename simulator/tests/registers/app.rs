@@ -1,43 +1,21 @@
 //! The application the simulated group carries: registers and a counter in redb on a disk
 //! that loses what was not synced, with commands deduplicated by their operation's id (a
 //! write the group retried after a lost reply applies once, as the mesh's own application
-//! does). Each apply extends a hash chain over every entry applied; members report their
-//! chain at each index to `Observed`, where two members that applied different entries at one
-//! index are caught.
+//! does). Each apply extends a hash chain over every entry applied, kept in the store and its
+//! snapshots; members report their chain at each index to `Observed`, where two members that
+//! applied different prefixes up to one index are caught.
 
-use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use replication::app::{App, AppEntry, AppError};
 use replication::protocol::Payload;
+use simulator::Observed;
 
 const REGISTERS: TableDefinition<&str, &str> = TableDefinition::new("registers");
 /// Operation id → the reply it got.
 const DONE: TableDefinition<&str, &str> = TableDefinition::new("done");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-
-/// What every member reports as it applies: the chain at each index.
-#[derive(Default)]
-pub struct Observed {
-    chains: BTreeMap<u64, (u64, String)>,
-    pub violations: Vec<String>,
-}
-
-impl Observed {
-    fn applied(&mut self, member: &str, index: u64, chain: u64) {
-        match self.chains.get(&index) {
-            Some((c, first)) if *c != chain => self.violations.push(format!(
-                "{member} applied a different entry at index {index} than {first} did"
-            )),
-            Some(_) => {}
-            None => {
-                self.chains.insert(index, (chain, member.to_owned()));
-            }
-        }
-    }
-}
 
 pub struct SimApp {
     db: Database,
@@ -52,12 +30,6 @@ fn get_u64(t: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> u6
         .flatten()
         .and_then(|v| v.value().try_into().ok())
         .map_or(0, u64::from_be_bytes)
-}
-
-fn chain(prev: u64, index: u64, payload: Option<&Payload>) -> u64 {
-    let mut h = DefaultHasher::new();
-    (prev, index, payload.map(|p| &p.0)).hash(&mut h);
-    h.finish()
 }
 
 impl SimApp {
@@ -119,7 +91,7 @@ impl App for SimApp {
             let mut m = txn.open_table(META)?;
             let mut at = get_u64(&m, "chain");
             for e in &entries {
-                at = chain(at, e.index, e.payload.as_ref());
+                at = simulator::observed_digest(at, e.index, e.payload.as_ref());
                 chains.push((e.index, at));
                 let Some(p) = &e.payload else {
                     replies.push(Payload(Vec::new()));

@@ -1,22 +1,77 @@
-//! One run of the simulator for one seed: the members, the clients, the faults (a nemesis),
-//! the checker, and the verdict.
+//! One run of the simulator for one seed: the members, the workload's clients, the faults (a
+//! nemesis), the checker, and the verdict.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::RngExt;
-use replication::protocol::{Member, NodeId, Payload};
+use replication::app::App;
+use replication::protocol::{Member, NodeId};
 use replication::raft::{LogStore, Members, RaftNode, StartError, Timing};
 use replication::sim::{Faults, Net};
 use replication::wire::Wire;
 use tokio::time::Instant;
 use util::disk_faults::LosingDisk;
 
-use crate::app::{Observed, SimApp};
 use crate::checks::{Checker, Seen};
-use crate::linear::{self, Op, Verdict};
+use crate::observed::Observed;
+
+/// What the group carries in a run: the application each member applies to, the clients that
+/// write and read through the group, and the verdict on what they saw.
+pub trait Workload: Send + Sync + Sized + 'static {
+    type App: App;
+    /// Clients that run at once.
+    const CLIENTS: usize = 4;
+
+    /// Member `name`'s application, on `disk` (one that loses what was not synced), reporting
+    /// what it applies to `observed`.
+    fn open(
+        &self,
+        name: &str,
+        disk: LosingDisk,
+        observed: &Arc<Mutex<Observed>>,
+    ) -> Result<Self::App, String>;
+
+    /// One operation of client `client` through one of `members` (those running and in the
+    /// group), drawing what it does from `group.net`.
+    fn operate(
+        self: Arc<Self>,
+        client: usize,
+        members: Vec<(NodeId, Arc<RaftNode>)>,
+        group: Arc<Group>,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// At the end, every member started, the faults healed and the clients stopped: what was
+    /// violated. The checks of every step still run meanwhile.
+    fn verdict(
+        self: Arc<Self>,
+        members: Vec<(NodeId, Arc<RaftNode>)>,
+        group: Arc<Group>,
+    ) -> impl Future<Output = Vec<String>> + Send;
+}
+
+/// What the workload shares with the run: the network (its draws and its history), counts of
+/// what happened, and whether the clients should stop.
+pub struct Group {
+    pub net: Net,
+    stop: AtomicBool,
+    counts: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Group {
+    /// Counts one more `what`, for the run's summary.
+    pub fn count(&self, what: &'static str) {
+        *self.counts.lock().unwrap().entry(what).or_default() += 1;
+    }
+
+    /// Whether the clients should stop.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
 
 /// What a run found, and what it did.
 pub struct Outcome {
@@ -84,20 +139,25 @@ struct Slot {
 const LOG_LOST: &str = "its log is lost";
 
 /// Everything the tasks of a run share.
-struct World {
+struct World<W> {
+    group: Arc<Group>,
     net: Net,
+    workload: Arc<W>,
     slots: Mutex<Vec<Slot>>,
     voters: BTreeMap<NodeId, Member>,
     observed: Arc<Mutex<Observed>>,
     violations: Mutex<Vec<String>>,
-    stop: AtomicBool,
-    /// Numbers the clients' calls and answers in the order they happen: the clock's ticks
-    /// are too coarse to tell an answer from a call made in the same millisecond.
-    events: std::sync::atomic::AtomicU64,
-    counts: Mutex<BTreeMap<&'static str, u64>>,
+    /// The checker's end, after the verdict's.
+    checked: AtomicBool,
+    /// Membership changes asked by rejoins (beside the nemesis's own).
+    rejoins: std::sync::atomic::AtomicU64,
+    /// Rejoins under way: one lost log at a time, so that a majority of every membership keeps
+    /// its disks (two of three voters' logs lost is a group no one can bring back, or finish a
+    /// membership change in).
+    rejoining: std::sync::atomic::AtomicUsize,
 }
 
-impl World {
+impl<W: Workload> World<W> {
     /// Records a violation, once: the checks find it again at every step while it lasts.
     fn violation(&self, v: String) {
         let mut all = self.violations.lock().unwrap();
@@ -108,12 +168,7 @@ impl World {
     }
 
     fn count(&self, what: &'static str) {
-        *self.counts.lock().unwrap().entry(what).or_default() += 1;
-    }
-
-    /// The next event's number.
-    fn event(&self) -> f64 {
-        self.events.fetch_add(1, Ordering::Relaxed) as f64
+        self.group.count(what);
     }
 
     fn up(&self) -> Vec<(NodeId, Arc<RaftNode>)> {
@@ -161,7 +216,7 @@ impl World {
         let name = format!("m{id}");
         let started = async {
             let log = LogStore::on_backend(log_disk).map_err(|e| format!("log: {e}"))?;
-            let app = SimApp::on_disk(app_disk, &name, Arc::clone(&self.observed))?;
+            let app = self.workload.open(&name, app_disk, &self.observed)?;
             let node = RaftNode::start_on_log(
                 id,
                 Members {
@@ -222,6 +277,7 @@ impl World {
                 .nodes()
                 .any(|(n, _)| *n == id);
             if still {
+                self.rejoins.fetch_add(1, Ordering::Relaxed);
                 let r = leader.remove_member(id).await;
                 self.net
                     .note(format!("removing m{id}, whose log is lost: {r:?}"));
@@ -239,6 +295,7 @@ impl World {
             }
             self.net.note(format!("m{id} wiped, to join again"));
             self.start(id).await;
+            self.rejoins.fetch_add(1, Ordering::Relaxed);
             let r = leader.add_member(id, member(id), true).await;
             self.net.note(format!("adding m{id} again: {r:?}"));
             return;
@@ -277,19 +334,9 @@ impl World {
     }
 }
 
-/// A client's operation, as recorded.
-struct Record {
-    object: &'static str,
-    input: String,
-    called: f64,
-    answered: Option<(f64, String)>,
-}
-
-const OBJECTS: [&str; 3] = ["a", "b", "n"];
-
-async fn client(world: Arc<World>, c: usize, history: Arc<Mutex<Vec<Record>>>) {
-    let mut n = 0;
-    while !world.stop.load(Ordering::Relaxed) {
+/// Client `c`: an operation of the workload now and then, through a member of the group.
+async fn client<W: Workload>(world: Arc<World<W>>, c: usize) {
+    while !world.group.stopping() {
         let pause = world.net.draw(|r| r.random_range(10..400));
         tokio::time::sleep(Duration::from_millis(pause)).await;
         // Clients, like edges, send to the members of the group.
@@ -307,61 +354,9 @@ async fn client(world: Arc<World>, c: usize, history: Arc<Mutex<Vec<Record>>>) {
         if up.is_empty() {
             continue;
         }
-        let (pick, object, read) = world.net.draw(|r| {
-            (
-                r.random_range(0..up.len()),
-                OBJECTS[r.random_range(0..OBJECTS.len())],
-                r.random_bool(0.4),
-            )
-        });
-        let placed = history
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.object == object)
-            .count();
-        if placed >= linear::OPS_MAX {
-            continue;
-        }
-        n += 1;
-        let op = format!("c{c}-{n}");
-        let input = match (object, read) {
-            ("n", true) => "count".to_owned(),
-            ("n", false) => "add".to_owned(),
-            (k, true) => format!("get {k}"),
-            (k, false) => format!("set {k} {op}"),
-        };
-        let called = world.event();
-        let index = {
-            let mut h = history.lock().unwrap();
-            h.push(Record {
-                object,
-                input: input.clone(),
-                called,
-                answered: None,
-            });
-            h.len() - 1
-        };
-        let (id, node) = &up[pick];
-        let result = node
-            .write(
-                Payload(format!("{op} {input}").into_bytes()),
-                Duration::from_secs(5),
-            )
+        Arc::clone(&world.workload)
+            .operate(c, up, Arc::clone(&world.group))
             .await;
-        match result {
-            Ok(reply) => {
-                let reply = String::from_utf8_lossy(&reply.0).into_owned();
-                world.count("ops answered");
-                history.lock().unwrap()[index].answered = Some((world.event(), reply));
-            }
-            Err(e) => {
-                world.count("ops unanswered");
-                world
-                    .net
-                    .note(format!("client {c} at m{id}: {op} {input}: no answer: {e}"));
-            }
-        }
     }
 }
 
@@ -369,8 +364,8 @@ async fn client(world: Arc<World>, c: usize, history: Arc<Mutex<Vec<Record>>>) {
 /// that is down; cut a partition, or one way of a link; make a link long; make every link
 /// lossy, slow and duplicating; heal; change the membership (two changes at once, sometimes);
 /// wipe a member that has left.
-async fn nemesis(world: Arc<World>, all: Vec<NodeId>) {
-    while !world.stop.load(Ordering::Relaxed) {
+async fn nemesis<W: Workload>(world: Arc<World<W>>, all: Vec<NodeId>) {
+    while !world.group.stopping() {
         let pause = world.net.draw(|r| r.random_range(500..4_000));
         tokio::time::sleep(Duration::from_millis(pause)).await;
         let roll = world.net.draw(|r| r.random_range(0..100));
@@ -457,6 +452,9 @@ async fn nemesis(world: Arc<World>, all: Vec<NodeId>) {
             96..98 => {
                 // A voter's log disk is lost, its store kept: it must refuse to start, and the
                 // operators bring it back (`rejoin`).
+                if world.rejoining.load(Ordering::Relaxed) > 0 {
+                    continue;
+                }
                 if let Some(id) = pick(&up) {
                     world.crash(id, false).await;
                     {
@@ -469,7 +467,11 @@ async fn nemesis(world: Arc<World>, all: Vec<NodeId>) {
                     world.count("logs lost");
                     world.start(id).await;
                     let w = Arc::clone(&world);
-                    tokio::spawn(async move { w.rejoin(id).await });
+                    world.rejoining.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(async move {
+                        w.rejoin(id).await;
+                        w.rejoining.fetch_sub(1, Ordering::Relaxed);
+                    });
                 }
             }
             _ => {
@@ -495,7 +497,7 @@ async fn nemesis(world: Arc<World>, all: Vec<NodeId>) {
 
 /// At the leader: adds a member that is not a voter, or removes a voter (never below three),
 /// and now and then both at once.
-async fn change_membership(world: &Arc<World>, all: &[NodeId]) {
+async fn change_membership<W: Workload>(world: &Arc<World<W>>, all: &[NodeId]) {
     let Some(leader) = world.leader() else { return };
     let membership = leader.metrics().membership_config.membership().clone();
     let voters: Vec<NodeId> = membership.voter_ids().collect();
@@ -520,19 +522,42 @@ async fn change_membership(world: &Arc<World>, all: &[NodeId]) {
             )
             .await;
             world.net.note(format!("adding m{id}: {r:?}"));
+            return matches!(r, Ok(Ok(())));
         }
+        false
     };
     let removing = async {
         if let Some(id) = remove {
             world.net.note(format!("removing m{id}"));
             let r = tokio::time::timeout(Duration::from_secs(20), leader.remove_member(id)).await;
             world.net.note(format!("removing m{id}: {r:?}"));
+            return matches!(r, Ok(Ok(())));
         }
+        false
     };
     world.count("membership changes");
     if both {
-        // Two changes at once.
-        tokio::join!(adding, removing);
+        // Two changes at once: each, once answered, holds in the membership that follows both
+        // (a change that replaced the whole voter set, computed before the other applied,
+        // would undo it), unless an operator's rejoin changed it meanwhile.
+        let rejoins = world.rejoins.load(Ordering::Relaxed);
+        let (added, removed) = tokio::join!(adding, removing);
+        let membership = leader.metrics().membership_config.membership().clone();
+        let unchanged = rejoins == world.rejoins.load(Ordering::Relaxed);
+        if let (Some(a), true, true) = (add, added, unchanged)
+            && !membership.voter_ids().any(|v| v == a)
+        {
+            world.violation(format!(
+                "m{a} was added as a voter, answered so, and is not one: {membership:?}"
+            ));
+        }
+        if let (Some(r), true, true) = (remove, removed, unchanged)
+            && membership.nodes().any(|(n, _)| *n == r)
+        {
+            world.violation(format!(
+                "m{r} was removed, answered so, and is still a member: {membership:?}"
+            ));
+        }
     } else if add.is_some() && (remove.is_none() || world.net.draw(|r| r.random_bool(0.5))) {
         adding.await;
     } else {
@@ -540,19 +565,25 @@ async fn change_membership(world: &Arc<World>, all: &[NodeId]) {
     }
 }
 
-async fn checker(world: Arc<World>) {
+async fn checker<W: Workload>(world: Arc<World<W>>) {
     let mut checker = Checker::default();
     let mut tick = 0u64;
-    while !world.stop.load(Ordering::Relaxed) {
+    while !world.checked.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(50)).await;
         tick += 1;
         check_now(&world, &mut checker, tick.is_multiple_of(10));
     }
     check_now(&world, &mut checker, true);
-    *world.counts.lock().unwrap().entry("terms led").or_default() = checker.terms_led as u64;
+    *world
+        .group
+        .counts
+        .lock()
+        .unwrap()
+        .entry("terms led")
+        .or_default() = checker.terms_led as u64;
 }
 
-fn check_now(world: &World, checker: &mut Checker, deep: bool) {
+fn check_now<W: Workload>(world: &World<W>, checker: &mut Checker, deep: bool) {
     let slots = world.slots.lock().unwrap();
     let seen: Vec<Seen> = slots
         .iter()
@@ -593,8 +624,8 @@ fn catch_panics() {
     });
 }
 
-/// Runs seed `seed` for `length` of simulated time.
-pub fn run(seed: u64, length: Duration) -> Outcome {
+/// Runs seed `seed` for `length` of simulated time, the group carrying `workload`.
+pub fn run<W: Workload>(seed: u64, length: Duration, workload: W) -> Outcome {
     catch_panics();
     PANICS.lock().unwrap_or_else(|e| e.into_inner()).clear();
     let mut builder = tokio::runtime::Builder::new_current_thread();
@@ -604,7 +635,7 @@ pub fn run(seed: u64, length: Duration) -> Outcome {
     builder.rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()));
     let rt = builder.build().expect("a runtime");
     replication::sim::simulate_on_this_thread();
-    let mut outcome = rt.block_on(run_async(seed, length));
+    let mut outcome = rt.block_on(run_async(seed, length, workload));
     drop(rt);
     let panics = std::mem::take(&mut *PANICS.lock().unwrap_or_else(|e| e.into_inner()));
     outcome
@@ -613,7 +644,7 @@ pub fn run(seed: u64, length: Duration) -> Outcome {
     outcome
 }
 
-async fn run_async(seed: u64, length: Duration) -> Outcome {
+async fn run_async<W: Workload>(seed: u64, length: Duration, workload: W) -> Outcome {
     let net = Net::new(seed, Faults::default());
     let five = net.draw(|r| r.random_bool(0.5));
     let voters: Vec<NodeId> = if five {
@@ -626,8 +657,15 @@ async fn run_async(seed: u64, length: Duration) -> Outcome {
         "seed {seed}: voters {voters:?}, and m{} to join",
         all.len()
     ));
-    let world = Arc::new(World {
+    let group = Arc::new(Group {
         net: net.clone(),
+        stop: AtomicBool::new(false),
+        counts: Mutex::default(),
+    });
+    let world = Arc::new(World {
+        group: Arc::clone(&group),
+        net: net.clone(),
+        workload: Arc::new(workload),
         slots: Mutex::new(
             all.iter()
                 .map(|id| Slot {
@@ -642,21 +680,16 @@ async fn run_async(seed: u64, length: Duration) -> Outcome {
         voters: voters.iter().map(|id| (*id, member(*id))).collect(),
         observed: Arc::default(),
         violations: Mutex::default(),
-        stop: AtomicBool::new(false),
-        events: Default::default(),
-        counts: Mutex::default(),
+        checked: AtomicBool::new(false),
+        rejoins: Default::default(),
+        rejoining: Default::default(),
     });
     for id in &all {
         world.start(*id).await;
     }
-    let history = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
-    for c in 0..4 {
-        tasks.push(tokio::spawn(client(
-            Arc::clone(&world),
-            c,
-            Arc::clone(&history),
-        )));
+    for c in 0..W::CLIENTS {
+        tasks.push(tokio::spawn(client(Arc::clone(&world), c)));
     }
     let breaking = tokio::spawn(nemesis(Arc::clone(&world), all.clone()));
     let checking = tokio::spawn(checker(Arc::clone(&world)));
@@ -672,91 +705,38 @@ async fn run_async(seed: u64, length: Duration) -> Outcome {
         world.start(id).await;
     }
     tokio::time::sleep(Duration::from_secs(10)).await;
-    world.stop.store(true, Ordering::Relaxed);
+    group.stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
     }
+    let judged = Arc::clone(&world.workload)
+        .verdict(world.up(), Arc::clone(&group))
+        .await;
+    world.checked.store(true, Ordering::Relaxed);
     let _ = checking.await;
 
     let mut violations = std::mem::take(&mut *world.violations.lock().unwrap());
     violations.extend(std::mem::take(
         &mut world.observed.lock().unwrap().violations,
     ));
-    let records = std::mem::take(&mut *history.lock().unwrap());
-    let undecided = linearizable(&records, &mut violations);
+    violations.extend(judged);
     for (_, node) in world.up() {
         let _ = node.raft.shutdown().await;
     }
     let (messages, lost) = net.counts();
-    let counts = world.counts.lock().unwrap().clone();
+    let counts = group.counts.lock().unwrap().clone();
     let stats = format!(
-        "{} voters, {messages} messages ({lost} lost), {}{}",
+        "{} voters, {messages} messages ({lost} lost), {}",
         voters.len(),
         counts
             .iter()
             .map(|(k, v)| format!("{v} {k}"))
             .collect::<Vec<_>>()
             .join(", "),
-        if undecided > 0 {
-            format!(", {undecided} objects undecided")
-        } else {
-            String::new()
-        }
     );
     Outcome {
         violations,
         history: net.history(),
         stats,
     }
-}
-
-/// Checks each object's operations; returns how many the search could not decide.
-fn linearizable(records: &[Record], violations: &mut Vec<String>) -> usize {
-    let mut undecided = 0;
-    for object in OBJECTS {
-        let ops: Vec<&Record> = records.iter().filter(|r| r.object == object).collect();
-        let verdict = if object == "n" {
-            let ops: Vec<Op<bool, u64>> = ops
-                .iter()
-                .map(|r| Op {
-                    input: r.input == "add",
-                    called: r.called,
-                    answered: r
-                        .answered
-                        .as_ref()
-                        .and_then(|(t, v)| Some((*t, v.parse().ok()?))),
-                })
-                .collect();
-            linear::check(&linear::Counter, &ops)
-        } else {
-            let ops: Vec<Op<Option<String>, Option<String>>> = ops
-                .iter()
-                .filter(|r| r.input.starts_with("set") || r.answered.is_some())
-                .map(|r| Op {
-                    input: r.input.strip_prefix("set ").map(|s| s[2..].to_owned()),
-                    called: r.called,
-                    answered: r
-                        .answered
-                        .as_ref()
-                        .map(|(t, v)| (*t, (v != "-" && v != "ok").then(|| v.clone()))),
-                })
-                .collect();
-            linear::check(&linear::Register, &ops)
-        };
-        match verdict {
-            Verdict::Linearizable => {}
-            Verdict::Undecided => undecided += 1,
-            Verdict::Violation => {
-                let lines: Vec<String> = ops
-                    .iter()
-                    .map(|r| format!("    #{} {} -> {:?}", r.called, r.input, r.answered))
-                    .collect();
-                violations.push(format!(
-                    "the operations on {object} are not linearizable:\n{}",
-                    lines.join("\n")
-                ));
-            }
-        }
-    }
-    undecided
 }
