@@ -82,6 +82,9 @@ pub enum MembershipError {
     Refused(String),
 }
 
+/// How long a new member may take to catch up before it is made a voter.
+const LEARNER_CATCH_UP: Duration = Duration::from_secs(30);
+
 /// How long a starting member may take to apply what its log holds committed.
 const STARTUP_APPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -953,11 +956,17 @@ impl RaftNode {
     ) -> Result<(), MembershipError> {
         self.leading()?;
         self.network.forget(id);
-        self.raft
-            .add_learner(id, member, true)
+        let added = self
+            .raft
+            .add_learner(id, member, false)
             .await
             .map_err(|e| self.membership_error(e))?;
         if voter {
+            // A voter that holds nothing yet grants no vote (`log_empty`): made one before it
+            // caught up, with a voter's log lost it can leave the group with no majority that
+            // elects (the simulator found it, seed 225 of its orders). openraft's own blocking
+            // wait gives up after half a second and goes on.
+            self.caught_up(id, added.log_id.index).await?;
             // One voter added to the membership as it stands when the change applies (not a
             // whole set computed here, which a concurrent change could make stale).
             self.raft
@@ -969,6 +978,32 @@ impl RaftNode {
                 .map_err(|e| self.membership_error(e))?;
         }
         Ok(())
+    }
+
+    /// Waits, at most `LEARNER_CATCH_UP`, until learner `id` holds the log up to `index`.
+    async fn caught_up(&self, id: NodeId, index: u64) -> Result<(), MembershipError> {
+        let mut rx = self.raft.metrics();
+        let waited = tokio::time::timeout(
+            LEARNER_CATCH_UP,
+            rx.wait_for(|m| {
+                m.current_leader != Some(self.id)
+                    || m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id).copied().flatten())
+                        .is_some_and(|l| l.index >= index)
+            }),
+        )
+        .await;
+        match waited {
+            Ok(Ok(m)) if m.current_leader == Some(self.id) => Ok(()),
+            Ok(_) => Err(MembershipError::NotLeader(
+                "this member stopped leading while the new member caught up".into(),
+            )),
+            Err(_) => Err(MembershipError::Refused(format!(
+                "node {id} did not catch up within {LEARNER_CATCH_UP:?}: it stays a learner; \
+                 ask again once it is reachable"
+            ))),
+        }
     }
 
     /// Removes a region from the group (voter or learner).

@@ -821,9 +821,24 @@ impl Workload for Orders {
             match view {
                 Some((of_group, applied)) if applied.len() == 1 => break of_group,
                 _ if tokio::time::Instant::now() >= end => {
+                    let states: Vec<String> = members
+                        .iter()
+                        .map(|(id, n)| {
+                            let m = n.metrics();
+                            format!(
+                                "m{id} {:?} of term {} (vote {}), log to {:?}, voters {:?}",
+                                m.state,
+                                m.current_term,
+                                m.vote,
+                                m.last_log_index,
+                                m.membership_config.membership().get_joint_config()
+                            )
+                        })
+                        .collect();
                     self.violation(format!(
-                        "no leader that every member of its group caught up with: {:?}",
-                        view.map(|(_, applied)| applied)
+                        "no leader that every member of its group caught up with: {:?}; {}",
+                        view.map(|(_, applied)| applied),
+                        states.join("; ")
                     ));
                     return std::mem::take(&mut *self.violations.lock().unwrap());
                 }
