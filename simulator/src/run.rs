@@ -295,10 +295,21 @@ impl<W: Workload> World<W> {
             }
             self.net.note(format!("m{id} wiped, to join again"));
             self.start(id).await;
+            break;
+        }
+        // Added again, asked of whoever leads until one answers that it is done.
+        while Instant::now() < end {
+            let Some(leader) = self.leader() else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
             self.rejoins.fetch_add(1, Ordering::Relaxed);
             let r = leader.add_member(id, member(id), true).await;
             self.net.note(format!("adding m{id} again: {r:?}"));
-            return;
+            if r.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
@@ -452,7 +463,16 @@ async fn nemesis<W: Workload>(world: Arc<World<W>>, all: Vec<NodeId>) {
             96..98 => {
                 // A voter's log disk is lost, its store kept: it must refuse to start, and the
                 // operators bring it back (`rejoin`).
-                if world.rejoining.load(Ordering::Relaxed) > 0 {
+                // Only while no other is rejoining, and from three voters up: a group of two
+                // that loses one's log has no majority left to bring it back.
+                let voters = world.leader().map_or(0, |l| {
+                    l.metrics()
+                        .membership_config
+                        .membership()
+                        .voter_ids()
+                        .count()
+                });
+                if world.rejoining.load(Ordering::Relaxed) > 0 || voters < 3 {
                     continue;
                 }
                 if let Some(id) = pick(&up) {
