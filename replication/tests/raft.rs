@@ -417,7 +417,8 @@ async fn writes_at_any_member_commit_everywhere() {
 /// were still empty. Nothing was ever committed, so they form it too and elect a leader. A
 /// member that counted any term past 0 as a group that had a leader waited to be added by a
 /// leader that could never be elected, since an empty log grants no vote (a test of a whole
-/// cluster stopped a moment after its start found it).
+/// cluster stopped a moment after its start found it): the one that stood shows itself as a
+/// candidate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_that_stopped_while_forming_forms_when_started_again() {
     let mut c = Cluster::new(3, 0, timing());

@@ -1,4 +1,4 @@
-//! The simulator: 3 or 5 members with the real replication code (openraft, the project's
+//! The simulator: 3 or 5 voters and one member to join, with the real replication code (openraft, the project's
 //! elections, rush and carried entries, the log on redb) over a simulated network and clock
 //! (`replication::sim`), with everything random drawn from one seed. Messages are dropped,
 //! delayed up to seconds, duplicated and reordered; links cut both ways or one, and made long;

@@ -490,7 +490,12 @@ async fn nemesis<W: Workload>(world: Arc<World<W>>, all: Vec<NodeId>) {
                     world.rejoining.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
                         w.rejoin(id).await;
-                        w.rejoining.fetch_sub(1, Ordering::Relaxed);
+                        // One that gave up (no leader to remove it) still counts: its log is
+                        // still lost, and losing another could leave no majority.
+                        let back = !w.slots.lock().unwrap()[id as usize - 1].log_lost;
+                        if back {
+                            w.rejoining.fetch_sub(1, Ordering::Relaxed);
+                        }
                     });
                 }
             }
