@@ -138,7 +138,8 @@ pub struct ClusterView {
 pub struct MemberView {
     pub id: NodeId,
     pub name: String,
-    /// `leader`, `follower` or `learner`.
+    /// `leader`, `follower` or `learner`; a member answering for itself shows `candidate` while
+    /// its vote is its own and no majority granted it.
     pub role: String,
     /// How far the member's log is known to match the leader's (its own last applied entry
     /// when it answers for itself).

@@ -1062,6 +1062,15 @@ async fn a_peer_may_ask_only_what_its_certificates_role_allows() {
         MeshResponse::View(_)
     ));
     refused(ask(&old, vote()).await, "speaks for node");
+    // Nor may it lead under an id no member has: only a core certificate is taken as a leader
+    // this member does not know yet.
+    let unknown_leader = MeshRequest::AppendEntries(openraft::raft::AppendEntriesRequest {
+        vote: openraft::Vote::new_committed(1_000, 99),
+        prev_log_id: None,
+        leader_commit: None,
+        entries: vec![],
+    });
+    refused(ask(&old, unknown_leader).await, "not a member");
 }
 
 /// A member takes a leader's messages from a member it does not know (one added after the
