@@ -139,6 +139,7 @@ fn timing() -> Timing {
         election_max_ms: 400,
         snapshot_every_entries: 20,
         keep_entries: 5,
+        ..Timing::default()
     }
 }
 

@@ -82,6 +82,11 @@ impl Checker {
                 note(format!("m{} leads term {term}{others}", s.id));
             }
         }
+        self.latest = seen
+            .iter()
+            .map(|s| s.metrics.current_term)
+            .fold(self.latest, u64::max);
+        bad.extend(self.told_held(seen));
         if !deep {
             return bad;
         }
@@ -135,12 +140,7 @@ impl Checker {
                 }
             }
         }
-        // The leader of the latest term seen holds every committed entry it has not purged,
-        // and holds what it was told each member holds.
-        self.latest = seen
-            .iter()
-            .map(|s| s.metrics.current_term)
-            .fold(self.latest, u64::max);
+        // The leader of the latest term seen holds every committed entry it has not purged.
         let latest = self.latest;
         for l in seen {
             if l.metrics.state != ServerState::Leader || l.metrics.current_term != latest {
@@ -157,7 +157,20 @@ impl Checker {
                     break;
                 }
             }
-            let members = l.metrics.membership_config.membership().clone();
+        }
+        bad
+    }
+
+    /// What the leader of the latest term was told each member holds, against that member's
+    /// log: a point read per member, cheap enough for every change of the leader's metrics (a
+    /// wrong "held" lasts only until the member's next answer).
+    fn told_held(&self, seen: &[Seen]) -> Vec<String> {
+        let mut bad = Vec::new();
+        for l in seen {
+            if l.metrics.state != ServerState::Leader || l.metrics.current_term != self.latest {
+                continue;
+            }
+            let members = l.metrics.membership_config.membership();
             for (target, matched) in l.metrics.replication.iter().flatten() {
                 let (Some(matched), Some(t)) = (matched, seen.iter().find(|s| s.id == *target))
                 else {
@@ -166,17 +179,14 @@ impl Checker {
                 if *target == l.id || !members.nodes().any(|(n, _)| n == target) {
                     continue;
                 }
-                let Some(tlog) = logs.get(target) else {
-                    continue;
-                };
-                let holds = tlog.get(&matched.index).map(|e| e.0) == Some(*matched)
+                let holds = t.log.log_id_at(matched.index).ok().flatten() == Some(*matched)
                     || t.metrics.purged.is_some_and(|p| p.index >= matched.index)
                     || t.metrics.snapshot.is_some_and(|s| s.index >= matched.index);
                 if !holds {
                     bad.push(format!(
                         "m{} was told m{target} holds {matched:?}, which it lacks (its last: {:?})",
                         l.id,
-                        tlog.last_key_value().map(|(_, e)| e.0)
+                        t.log.last_log_id().ok().flatten()
                     ));
                 }
             }

@@ -103,12 +103,21 @@ impl Outcome {
 }
 
 /// Timing as deployed between regions, but snapshots every 200 entries (keeping 50), so that
-/// members catch up by snapshot as well as by log.
-fn timing() -> Timing {
-    Timing {
-        snapshot_every_entries: 200,
-        keep_entries: 50,
-        ..Timing::default()
+/// members catch up by snapshot as well as by log; one seed in four (those divisible by 4)
+/// keeps the log as long as deployed and sends it 20 entries to a request, so that openraft's
+/// search for where a member's log ends takes many requests over a log longer than one of them.
+fn timing(seed: u64) -> Timing {
+    if seed.is_multiple_of(4) {
+        Timing {
+            entries_per_request: 20,
+            ..Timing::default()
+        }
+    } else {
+        Timing {
+            snapshot_every_entries: 200,
+            keep_entries: 50,
+            ..Timing::default()
+        }
     }
 }
 
@@ -155,6 +164,7 @@ struct World<W> {
     /// its disks (two of three voters' logs lost is a group no one can bring back, or finish a
     /// membership change in).
     rejoining: std::sync::atomic::AtomicUsize,
+    timing: Timing,
 }
 
 impl<W: Workload> World<W> {
@@ -228,7 +238,7 @@ impl<W: Workload> World<W> {
                 Arc::new(app),
                 Some(Wire::Sim(self.net.port(&name))),
                 None,
-                timing(),
+                self.timing,
             )
             .await
             .map_err(|e| match e {
@@ -592,11 +602,28 @@ async fn change_membership<W: Workload>(world: &Arc<World<W>>, all: &[NodeId]) {
 
 async fn checker<W: Workload>(world: Arc<World<W>>) {
     let mut checker = Checker::default();
-    let mut tick = 0u64;
+    let mut deep_at = Instant::now();
     while !world.checked.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        tick += 1;
-        check_now(&world, &mut checker, tick.is_multiple_of(10));
+        // Every 50 ms, and at every change of the leader's metrics: what it was told a member
+        // holds may be wrong for no longer than the member's next answer.
+        let tick = tokio::time::sleep(Duration::from_millis(50));
+        match world.leader() {
+            Some(leader) => {
+                let mut metrics = leader.raft.metrics();
+                // A clone of openraft's receiver reads as changed until marked seen.
+                metrics.borrow_and_update();
+                tokio::select! {
+                    _ = tick => {}
+                    _ = metrics.changed() => {}
+                }
+            }
+            None => tick.await,
+        }
+        let deep = Instant::now() >= deep_at;
+        if deep {
+            deep_at = Instant::now() + Duration::from_millis(500);
+        }
+        check_now(&world, &mut checker, deep);
     }
     check_now(&world, &mut checker, true);
     *world
@@ -708,6 +735,7 @@ async fn run_async<W: Workload>(seed: u64, length: Duration, workload: W) -> Out
         checked: AtomicBool::new(false),
         rejoins: Default::default(),
         rejoining: Default::default(),
+        timing: timing(seed),
     });
     for id in &all {
         world.start(*id).await;

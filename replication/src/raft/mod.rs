@@ -100,6 +100,8 @@ pub struct Timing {
     pub snapshot_every_entries: u64,
     /// Entries kept in the log behind a snapshot, for members that are only a little behind.
     pub keep_entries: u64,
+    /// Entries in one append request at most (before this layer cuts a message by bytes).
+    pub entries_per_request: u64,
 }
 
 impl Default for Timing {
@@ -110,6 +112,8 @@ impl Default for Timing {
             election_max_ms: 450,
             snapshot_every_entries: 10_000,
             keep_entries: 2_000,
+            // openraft's own default.
+            entries_per_request: 300,
         }
     }
 }
@@ -123,6 +127,7 @@ impl Timing {
             election_timeout_max: self.election_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
             max_in_snapshot_log_to_keep: self.keep_entries,
+            max_payload_entries: self.entries_per_request,
             // A snapshot chunk per RPC: well under the transport's frame limit, and a few
             // seconds at most on a slow inter-region link.
             snapshot_max_chunk_size: 1024 * 1024,
