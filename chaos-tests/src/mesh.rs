@@ -8,7 +8,13 @@ use anyhow::Context;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Mesh {
+    /// The admin token; a deployment's description names the file it is kept in instead
+    /// (`admin_token_file`), which `load` reads into it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub admin_token: String,
+    /// Where the admin token is kept (a deployment's description holds no secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
     /// The deployment's CA (PEM): what the parts' HTTPS certificates are signed by, for
     /// clients to trust (`curl --cacert`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -19,7 +25,8 @@ pub struct Mesh {
     pub identity: Option<PathBuf>,
     pub regions: Vec<MeshRegion>,
     /// How inter-region links behave: `none` (no delay of their own) or `realistic` (the real
-    /// regions' round trips).
+    /// regions' round trips); empty for a deployment, whose links are what they are.
+    #[serde(default)]
     pub wan: String,
     /// The fault proxy every inter-region link goes through (drills cut and slow links with it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,7 +37,8 @@ pub struct Mesh {
     /// The origin of the catalog's images, behind every region's cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assets: Option<MeshAssets>,
-    /// The demo's own process.
+    /// The demo's own process (0: a deployment, which no one process runs).
+    #[serde(default)]
     pub pid: u32,
 }
 
@@ -41,6 +49,7 @@ pub struct MeshRouter {
     /// Its HTTP API: `/v1/route?ip=`, `/v1/health`, `/metrics`.
     pub http: String,
     pub zone: String,
+    #[serde(default)]
     pub pid: u32,
 }
 
@@ -60,6 +69,7 @@ pub struct MeshCdn {
     pub url: String,
     /// Its admin API: `POST /admin/v1/purge`, `/metrics`, `/healthz`.
     pub admin_url: String,
+    #[serde(default)]
     pub pid: u32,
 }
 
@@ -67,6 +77,7 @@ pub struct MeshCdn {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MeshAssets {
     pub url: String,
+    #[serde(default)]
     pub pid: u32,
 }
 
@@ -74,6 +85,7 @@ pub struct MeshAssets {
 pub struct MeshProxy {
     /// Its control API: `GET /v1/links`, `PUT /v1/links/{name}`.
     pub api: String,
+    #[serde(default)]
     pub pid: u32,
     pub links: Vec<MeshLink>,
 }
@@ -93,6 +105,7 @@ pub struct MeshLink {
 pub struct MeshCore {
     pub admin_url: String,
     pub quic: String,
+    #[serde(default)]
     pub pid: u32,
 }
 
@@ -100,6 +113,7 @@ pub struct MeshCore {
 pub struct MeshEdge {
     pub name: String,
     pub url: String,
+    #[serde(default)]
     pub pid: u32,
 }
 
@@ -123,8 +137,19 @@ impl Mesh {
     pub fn load(path: &Path) -> anyhow::Result<Mesh> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading {} (is the demo running?)", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a mesh.json", path.display()))
+        let mut mesh: Mesh = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a mesh.json", path.display()))?;
+        if mesh.admin_token.is_empty() {
+            let file = mesh.admin_token_file.as_deref().with_context(|| {
+                format!("{} names no admin token, nor its file", path.display())
+            })?;
+            let file = path.parent().unwrap_or(Path::new(".")).join(file);
+            mesh.admin_token = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading the admin token from {}", file.display()))?
+                .trim()
+                .to_owned();
+        }
+        Ok(mesh)
     }
 
     /// Written whole or not at all (readers never see half a file), readable by its owner

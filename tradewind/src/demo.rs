@@ -898,6 +898,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
         let router = Some(start_router(&args, &regions, &dir, &mut parts).await?);
         let mesh = Mesh {
             admin_token: token.clone(),
+            admin_token_file: None,
             ca: Some(ca.clone()),
             identity: Some(dir.join(IDENTITY)),
             regions: mesh_regions,

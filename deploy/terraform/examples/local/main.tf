@@ -1,0 +1,125 @@
+# A three-region mesh deployed on this machine: each region on its own loopback address
+# (127.0.N.1), every part a process of the `tradewind` binary, started and stopped by Terraform
+# with nothing but what it has built in (terraform_data and local-exec). The configs come from
+# the same module a cloud deployment uses (modules/mesh-config); the secrets are made here, in
+# the state directory, by `tradewind certs` and `tradewind token`, and never pass through
+# Terraform.
+#
+#   tradewind token new          # keep the token (in a 0600 file); pass its sha256:
+#   terraform init && terraform apply -var tradewind=$PWD/target/release/tradewind \
+#       -var admin_token_sha256=<sha256> -var admin_token_file=<the token's file>
+#   terraform output -json mesh > mesh.json && tradewind status --mesh mesh.json
+#   terraform destroy ...        # stops every part; the state directory keeps the data
+
+terraform {
+  required_version = ">= 1.5"
+}
+
+locals {
+  dir = abspath(var.state_dir)
+  regions = [
+    {
+      name      = "cn-shanghai"
+      address   = "127.0.1.1"
+      latitude  = 31.23
+      longitude = 121.47
+      countries = ["CN"]
+      edges     = [{ name = "cn-shanghai-1", address = "127.0.1.1" }]
+    },
+    {
+      name      = "ap-singapore"
+      address   = "127.0.2.1"
+      latitude  = 1.35
+      longitude = 103.82
+      countries = ["SG", "MY", "TH", "ID", "VN", "PH"]
+      edges     = [{ name = "ap-singapore-1", address = "127.0.2.1" }]
+    },
+    {
+      name      = "us-east"
+      address   = "127.0.3.1"
+      latitude  = 38.9
+      longitude = -77.04
+      countries = ["US"]
+      fallback  = ["ap-singapore"]
+      edges     = [{ name = "us-east-1", address = "127.0.3.1" }]
+    },
+  ]
+}
+
+module "config" {
+  source = "../../modules/mesh-config"
+
+  regions            = local.regions
+  ports              = var.ports
+  secrets_dir        = "${local.dir}/certs"
+  data_dir           = "${local.dir}/data"
+  admin_token_sha256 = [var.admin_token_sha256]
+  shoppers = {
+    issuer    = "https://id.tradewind.example/"
+    audience  = "tradewind-storefront"
+    jwks_file = "${local.dir}/identity/shoppers.jwks.json"
+  }
+  residency = {
+    homes = {
+      CN = "cn-shanghai", SG = "ap-singapore", MY = "ap-singapore", TH = "ap-singapore",
+      ID = "ap-singapore", VN = "ap-singapore", PH = "ap-singapore", US = "us-east"
+    }
+    suites = { cn-shanghai = "sm4-gcm" }
+  }
+}
+
+# The deployment's secrets, made once in the state directory (made again only where missing):
+# the CA, each node's certificate with its role, the deployment secret, the region keys, each
+# HTTPS listener's certificate for the names clients use, and the identity provider's key.
+resource "terraform_data" "secrets" {
+  triggers_replace = [local.dir, module.config.https_names]
+
+  provisioner "local-exec" {
+    command = "${path.module}/part.sh secrets"
+    environment = {
+      TW      = var.tradewind
+      DIR     = local.dir
+      REGIONS = join(",", [for r in local.regions : r.name])
+      EDGES   = join(",", flatten([for r in local.regions : [for e in r.edges : e.name]]))
+      HTTPS   = join("\n", [for name, names in module.config.https_names : "${name} ${join(",", names)}"])
+    }
+  }
+}
+
+# Every part: its config written, checked (`--check-config`), the process started and waited
+# for until it answers; stopped on destroy (SIGTERM, then SIGKILL after 20 s). A changed config
+# restarts the part.
+resource "terraform_data" "part" {
+  for_each = module.config.parts
+
+  triggers_replace = [each.value.config, var.tradewind]
+  input = {
+    script  = abspath("${path.module}/part.sh")
+    pidfile = "${local.dir}/run/${each.key}.pid"
+    dir     = local.dir
+  }
+
+  provisioner "local-exec" {
+    command = "${path.module}/part.sh start"
+    environment = {
+      TW      = var.tradewind
+      DIR     = local.dir
+      KIND    = each.value.kind
+      NAME    = each.key
+      CONTENT = each.value.config
+      PIDFILE = "${local.dir}/run/${each.key}.pid"
+      HEALTH  = each.value.health_url
+    }
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "${self.input.script} stop"
+    environment = {
+      PIDFILE = self.input.pidfile
+      DIR     = self.input.dir
+    }
+  }
+
+  depends_on = [terraform_data.secrets]
+}

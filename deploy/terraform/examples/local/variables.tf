@@ -1,0 +1,34 @@
+variable "tradewind" {
+  description = "The tradewind binary every part runs (an absolute path, or a name on PATH)."
+  type        = string
+  default     = "tradewind"
+}
+
+variable "state_dir" {
+  description = "Where the mesh keeps its secrets, configs, data, logs and pid files (made if missing; kept by destroy)."
+  type        = string
+  default     = ".mesh"
+}
+
+variable "admin_token_sha256" {
+  description = "The digest of the admin token the cores accept (`tradewind token new` prints both; keep the token itself out of Terraform)."
+  type        = string
+}
+
+variable "admin_token_file" {
+  description = "Where the admin token is kept (a 0600 file), for the mesh description that `tradewind status` reads; null leaves it out."
+  type        = string
+  default     = null
+}
+
+variable "ports" {
+  description = "The parts' ports (see modules/mesh-config); by default clear of the demo's."
+  type = object({
+    admin       = optional(number, 9101)
+    raft        = optional(number, 9102)
+    edge        = optional(number, 9111)
+    dns         = optional(number, 9053)
+    router_http = optional(number, 9054)
+  })
+  default = {}
+}

@@ -1,0 +1,121 @@
+variable "regions" {
+  description = "The core regions, in Raft node-id order (the first is node 1): where each region's core and edges listen, where its shoppers are, and where the router sends them when it is down. 3 or 5 regions."
+  type = list(object({
+    name      = string
+    address   = string
+    latitude  = number
+    longitude = number
+    # Countries (ISO 3166 alpha-2) whose shoppers the router sends here.
+    countries = optional(list(string), [])
+    # Regions tried, in order, when every edge of this one is down (nearest first otherwise).
+    fallback = optional(list(string), [])
+    edges = list(object({
+      name    = string
+      address = string
+    }))
+  }))
+
+  validation {
+    condition     = contains([3, 5], length(var.regions))
+    error_message = "A group of core regions has 3 or 5 voters."
+  }
+  validation {
+    condition     = length(distinct([for r in var.regions : r.name])) == length(var.regions)
+    error_message = "Region names must differ."
+  }
+  validation {
+    condition     = alltrue([for r in var.regions : length(r.edges) > 0])
+    error_message = "Every region needs at least one edge."
+  }
+  validation {
+    condition     = length(distinct(flatten([for r in var.regions : [for e in r.edges : e.name]]))) == length(flatten([for r in var.regions : r.edges]))
+    error_message = "Edge names must differ."
+  }
+  validation {
+    condition     = alltrue(flatten([for r in var.regions : [for n in concat([r.name], [for e in r.edges : e.name]) : can(regex("^[a-z0-9][a-z0-9-]{0,62}$", n))]]))
+    error_message = "Region and edge names are lowercase letters, digits and dashes (they name certificates and files)."
+  }
+}
+
+variable "ports" {
+  description = "The ports each part listens on, at its region's address (the router's at router_address)."
+  type = object({
+    admin       = optional(number, 7101)
+    raft        = optional(number, 7102)
+    edge        = optional(number, 7111)
+    dns         = optional(number, 7053)
+    router_http = optional(number, 7054)
+  })
+  default = {}
+}
+
+variable "router_address" {
+  description = "Where the geo-router listens (DNS over UDP and TCP, and its HTTPS API)."
+  type        = string
+  default     = "127.0.0.1"
+}
+
+variable "nameservers" {
+  description = "The zone's name servers, as the zone's NS records name them (each a name in the zone and its addresses): the routers."
+  type = list(object({
+    name      = string
+    addresses = list(string)
+  }))
+  default = [{ name = "ns1", addresses = ["127.0.0.1"] }]
+}
+
+variable "zone" {
+  description = "The shop's DNS zone, which the geo-router answers for."
+  type        = string
+  default     = "shop.tradewind.test"
+}
+
+variable "secrets_dir" {
+  description = "Where every node finds the deployment's CA, its own certificate and key, the deployment secret and the region keys (`tradewind certs init` makes them): a path on the node. The secrets themselves never pass through Terraform."
+  type        = string
+}
+
+variable "data_dir" {
+  description = "Under which each part keeps its data, in a directory named after it."
+  type        = string
+}
+
+variable "admin_token_sha256" {
+  description = "Digests of the admin tokens the cores accept (`tradewind token new`, or `tradewind token hash` of a token kept in a secret store): the tokens themselves stay out of Terraform."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.admin_token_sha256) > 0 && alltrue([for d in var.admin_token_sha256 : can(regex("^[0-9a-f]{64}$", d))])
+    error_message = "Each admin token digest is 64 lowercase hex digits (a SHA-256)."
+  }
+}
+
+variable "shoppers" {
+  description = "The identity provider whose tokens the storefronts trust: its issuer, the audience, and the JWKS file on each edge."
+  type = object({
+    issuer    = string
+    audience  = string
+    jwks_file = string
+  })
+}
+
+variable "residency" {
+  description = "Which region is home to each country's shoppers (their personal data is sealed for it alone; a country not listed is at home where its order is placed), and the cipher suite of regions that use another than AES-256-GCM."
+  type = object({
+    homes  = optional(map(string), {})
+    suites = optional(map(string), {})
+  })
+  default = {}
+}
+
+variable "timing" {
+  description = "Raft timing (milliseconds), for the round trips between the regions; the defaults suit round trips up to 250 ms."
+  type = object({
+    heartbeat_ms           = optional(number, 300)
+    election_min_ms        = optional(number, 350)
+    election_max_ms        = optional(number, 450)
+    snapshot_every_entries = optional(number, 10000)
+    keep_entries           = optional(number, 2000)
+  })
+  default = {}
+}
