@@ -40,6 +40,47 @@ pub struct Mesh {
     /// The demo's own process (0: a deployment, which no one process runs).
     #[serde(default)]
     pub pid: u32,
+    /// How the drills kill and start a deployment's parts, which no demo supervises.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<MeshControl>,
+}
+
+/// Commands that kill and start one part of a deployment (a region's core by the region's name,
+/// an edge by its own), each run with `sh -c` once `{part}` is replaced by the part's name:
+/// `ssh` and `systemctl` for hosts, a script for parts on this machine. `start` returns once
+/// the part runs; the drill then waits until it answers.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MeshControl {
+    pub kill: String,
+    pub start: String,
+}
+
+impl MeshControl {
+    /// Runs `template` for `part`, whose name must be one a shell takes as it is.
+    pub fn run(template: &str, part: &str) -> anyhow::Result<()> {
+        if part.is_empty()
+            || !part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            anyhow::bail!("{part:?} is not a part name a command can be given");
+        }
+        let command = template.replace("{part}", part);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .with_context(|| format!("running {command}"))?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "{command} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -899,6 +899,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
         let mesh = Mesh {
             admin_token: token.clone(),
             admin_token_file: None,
+            control: None,
             ca: Some(ca.clone()),
             identity: Some(dir.join(IDENTITY)),
             regions: mesh_regions,

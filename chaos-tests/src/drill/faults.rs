@@ -15,7 +15,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 
 use super::watch::{Down, all_up, client, get_json, mark_down};
-use crate::mesh::Mesh;
+use crate::mesh::{Mesh, MeshControl};
 
 /// Longest a healed part may take to answer again.
 const RESTART_DEADLINE: Duration = Duration::from_secs(60);
@@ -38,6 +38,14 @@ pub struct Faults {
     undo: Mutex<Vec<Undo>>,
     /// Taken away by `close_history`: the history is complete once every sender is gone.
     history: Mutex<Option<mpsc::Sender<Event>>>,
+}
+
+/// SIGKILLs part `name`: by the deployment's `control` command, or, in a demo, by its pid.
+fn kill(mesh: &Mesh, name: &str, pid: u32) -> anyhow::Result<()> {
+    match &mesh.control {
+        Some(control) => MeshControl::run(&control.kill, name),
+        None => signal(pid, Signal::SIGKILL),
+    }
 }
 
 /// Sends `s` to `pid` if it still runs this program: a pid from `mesh.json` may have ended and
@@ -109,11 +117,11 @@ impl Faults {
             .with_context(|| format!("no region {region} in the mesh"))?;
         self.push(Undo::Restart(region.to_owned()));
         mark_down(&self.down, region);
-        signal(r.core.pid, Signal::SIGKILL).with_context(|| format!("killing {region}'s core"))?;
+        kill(&mesh, region, r.core.pid).with_context(|| format!("killing {region}'s core"))?;
         if edges {
             for e in &r.edges {
                 self.push(Undo::Restart(e.name.clone()));
-                signal(e.pid, Signal::SIGKILL).with_context(|| format!("killing {}", e.name))?;
+                kill(&mesh, &e.name, e.pid).with_context(|| format!("killing {}", e.name))?;
             }
         }
         Ok(())
@@ -129,7 +137,7 @@ impl Faults {
             .find(|e| e.name == name)
             .with_context(|| format!("no edge {name} in the mesh"))?;
         self.push(Undo::Restart(name.to_owned()));
-        signal(e.pid, Signal::SIGKILL).with_context(|| format!("killing {name}"))
+        kill(&mesh, name, e.pid).with_context(|| format!("killing {name}"))
     }
 
     fn proxy_api(&self) -> anyhow::Result<String> {
@@ -245,10 +253,19 @@ impl Faults {
         }
     }
 
-    /// Asks the demo to start its stopped parts until `parts` answer. The demo starts again the
-    /// parts it has seen stop; one killed a moment ago may not be seen yet, so the request is
-    /// repeated.
+    /// Starts `parts` again and waits until they answer: a deployment's by its `control`
+    /// commands, once each; a demo's by asking it to start its stopped parts, again and again,
+    /// since one killed a moment ago may not be seen stopped yet.
     async fn restart(&self, http: &reqwest::Client, parts: &[String]) -> anyhow::Result<()> {
+        if let Some(control) = &self.mesh.control {
+            for p in parts {
+                let start = control.start.clone();
+                let part = p.clone();
+                tokio::task::spawn_blocking(move || MeshControl::run(&start, &part))
+                    .await?
+                    .with_context(|| format!("starting {p} again"))?;
+            }
+        }
         let deadline = Instant::now() + RESTART_DEADLINE;
         let mut asked = Instant::now() - RESTART_EVERY;
         while !self.answering(http, parts).await {
@@ -258,7 +275,7 @@ impl Faults {
                     parts.join(", ")
                 );
             }
-            if asked.elapsed() >= RESTART_EVERY {
+            if self.mesh.control.is_none() && asked.elapsed() >= RESTART_EVERY {
                 signal(self.mesh.pid, Signal::SIGUSR1)
                     .context("asking the demo to start its stopped parts (is it still running?)")?;
                 asked = Instant::now();

@@ -46,11 +46,48 @@ locals {
   ]
 }
 
+locals {
+  # Every link from one region to another goes through the fault proxy, as in the demo, so that
+  # the drills can cut and slow it: region a reaches region b at a's address, port
+  # fault_proxy.links + b's index.
+  links = flatten([for a, from in local.regions : [for b, to in local.regions : {
+    name   = "${from.name}->${to.name}"
+    from   = from.name
+    to     = to.name
+    listen = "${from.address}:${var.fault_proxy.links + b}"
+    target = "${to.address}:${var.ports.raft}"
+  } if a != b]])
+  proxy_api = "127.0.0.1:${var.fault_proxy.api}"
+  proxy_config = join("\n", concat([
+    "# The fault proxy of deploy/terraform/examples/local: every link between regions.",
+    "api = ${jsonencode(local.proxy_api)}",
+    "token_sha256 = ${jsonencode([var.admin_token_sha256])}",
+    ], flatten([for l in local.links : [
+      "",
+      "[[links]]",
+      "name = ${jsonencode(l.name)}",
+      "protocol = \"udp\"",
+      "listen = ${jsonencode(l.listen)}",
+      "target = ${jsonencode(l.target)}",
+  ]]), [""]))
+  parts = merge(module.config.parts, {
+    fault-proxy = {
+      kind       = "fault-proxy"
+      region     = null
+      config     = local.proxy_config
+      health_url = "http://${local.proxy_api}/v1/links"
+    }
+  })
+}
+
 module "config" {
   source = "../../modules/mesh-config"
 
-  regions            = local.regions
-  ports              = var.ports
+  regions = local.regions
+  ports   = var.ports
+  routes = {
+    for r in local.regions : r.name => { for l in local.links : l.to => l.listen if l.from == r.name }
+  }
   secrets_dir        = "${local.dir}/certs"
   data_dir           = "${local.dir}/data"
   admin_token_sha256 = [var.admin_token_sha256]
@@ -90,7 +127,7 @@ resource "terraform_data" "secrets" {
 # for until it answers; stopped on destroy (SIGTERM, then SIGKILL after 20 s). A changed config
 # restarts the part.
 resource "terraform_data" "part" {
-  for_each = module.config.parts
+  for_each = local.parts
 
   triggers_replace = [each.value.config, var.tradewind]
   input = {

@@ -2,6 +2,16 @@ output "mesh" {
   description = "The mesh description `tradewind status --mesh` reads (`terraform output -json mesh > mesh.json`)."
   value = merge(module.config.mesh, {
     admin_token_file = var.admin_token_file == null ? null : abspath(var.admin_token_file)
+    identity         = "${local.dir}/identity"
+    proxy = {
+      api   = "http://${local.proxy_api}"
+      links = [for l in local.links : merge(l, { rtt_ms = 0 })]
+    }
+    # How `tradewind chaos` kills and starts a part (`{part}`: its name).
+    control = {
+      kill  = "'${abspath("${path.module}/part.sh")}' kill '${local.dir}' {part}"
+      start = "'${abspath("${path.module}/part.sh")}' again '${local.dir}' {part}"
+    }
   })
   depends_on = [terraform_data.part]
 }

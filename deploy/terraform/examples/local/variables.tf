@@ -32,3 +32,12 @@ variable "ports" {
   })
   default = {}
 }
+
+variable "fault_proxy" {
+  description = "The fault proxy's ports: its control API (on 127.0.0.1), and the first of the ports its links listen on (one per region reached, at the reaching region's address)."
+  type = object({
+    api   = optional(number, 9050)
+    links = optional(number, 9130)
+  })
+  default = {}
+}

@@ -13,6 +13,7 @@ locals {
     secrets_dir = var.secrets_dir
     data_dir    = var.data_dir
     residency   = var.residency
+    routes      = var.routes
   }
 
   cores = {

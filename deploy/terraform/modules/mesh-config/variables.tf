@@ -49,6 +49,12 @@ variable "ports" {
   default = {}
 }
 
+variable "routes" {
+  description = "Where a region's core and edges reach another region's core, when not at its own address: routes[from][to] = \"address:port\" (a proxy or tunnel between them, such as the fault proxy the local example puts on every link)."
+  type        = map(map(string))
+  default     = {}
+}
+
 variable "router_address" {
   description = "Where the geo-router listens (DNS over UDP and TCP, and its HTTPS API)."
   type        = string
