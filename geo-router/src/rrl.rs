@@ -157,8 +157,11 @@ impl Rrl {
 /// The truncated form of an answer to `query`: its header with QR and TC set and no records,
 /// and its question. `None` when the query has no whole question to copy.
 pub fn truncated(query: &[u8]) -> Option<Vec<u8>> {
-    // Header (12 bytes), then one question: a name of labels, then type and class.
-    if query.len() < 12 || u16::from_be_bytes([query[4], query[5]]) != 1 {
+    // Header (12 bytes), then one question: a name of labels, then type and class. An answer
+    // (QR set) gets none, truncated or not: two servers must not bounce replies forever, and
+    // a rate-limited network is when that would start (found by the hostile-datagrams test,
+    // whose noise from 127.0.0.1 set the rate limit off before an answer was sent from there).
+    if query.len() < 12 || query[2] & 0x80 != 0 || u16::from_be_bytes([query[4], query[5]]) != 1 {
         return None;
     }
     let mut at = 12;
@@ -255,5 +258,9 @@ mod tests {
         ] {
             assert!(truncated(bad).is_none());
         }
+        // An answer, rate limited, is dropped, not answered truncated.
+        let mut answer = q.clone();
+        answer[2] |= 0x80;
+        assert!(truncated(&answer).is_none());
     }
 }
