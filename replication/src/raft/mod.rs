@@ -119,6 +119,11 @@ impl Default for Timing {
 }
 
 impl Timing {
+    /// Whether openraft takes this timing (what `--check-config` asks before a start would).
+    pub fn check(&self) -> Result<(), String> {
+        self.config("check").map(|_| ())
+    }
+
     fn config(&self, cluster: &str) -> Result<Config, String> {
         Config {
             cluster_name: cluster.to_owned(),

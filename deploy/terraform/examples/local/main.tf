@@ -6,10 +6,11 @@
 # Terraform.
 #
 #   tradewind token new          # keep the token (in a 0600 file); pass its sha256:
-#   terraform init && terraform apply -var tradewind=$PWD/target/release/tradewind \
+#   terraform init && terraform apply -var tradewind=/path/to/tradewind \
 #       -var admin_token_sha256=<sha256> -var admin_token_file=<the token's file>
 #   terraform output -json mesh > mesh.json && tradewind status --mesh mesh.json
 #   terraform destroy ...        # stops every part; the state directory keeps the data
+# (README.md, "Deploy here", step by step.)
 
 terraform {
   required_version = ">= 1.5"
@@ -17,6 +18,9 @@ terraform {
 
 locals {
   dir = abspath(var.state_dir)
+  # The script and the state directory as a shell reads them in the control commands.
+  sh_script = "'${replace(abspath("${path.module}/part.sh"), "'", "'\\''")}'"
+  sh_dir    = "'${replace(local.dir, "'", "'\\''")}'"
   regions = [
     {
       name      = "cn-shanghai"
@@ -105,9 +109,10 @@ module "config" {
   }
 }
 
-# The deployment's secrets, made once in the state directory (made again only where missing):
-# the CA, each node's certificate with its role, the deployment secret, the region keys, each
-# HTTPS listener's certificate for the names clients use, and the identity provider's key.
+# The deployment's secrets in the state directory, each made only where missing (a region or an
+# edge added later gets its own): the CA, each node's certificate with its role, the deployment
+# secret, the region keys, the identity provider's key; and each HTTPS listener's certificate
+# for the names clients use, issued again when those change.
 resource "terraform_data" "secrets" {
   triggers_replace = [local.dir, module.config.https_names]
 

@@ -9,8 +9,8 @@ output "mesh" {
     }
     # How `tradewind chaos` kills and starts a part (`{part}`: its name).
     control = {
-      kill  = "'${abspath("${path.module}/part.sh")}' kill '${local.dir}' {part}"
-      start = "'${abspath("${path.module}/part.sh")}' again '${local.dir}' {part}"
+      kill  = "${local.sh_script} kill ${local.sh_dir} {part}"
+      start = "${local.sh_script} again ${local.sh_dir} {part}"
     }
   })
   depends_on = [terraform_data.part]

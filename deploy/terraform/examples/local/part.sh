@@ -5,30 +5,51 @@
 #   part.sh start            writes $CONTENT as $NAME's config, checks it, starts the part, waits
 #                            until it answers at $HEALTH
 #   part.sh stop             stops the process in $PIDFILE (SIGTERM, SIGKILL after 20 s)
-#   part.sh kill DIR NAME    SIGKILLs part NAME
-#   part.sh again DIR NAME   starts part NAME again as `start` last did, and waits for it
+#   part.sh kill DIR NAME    SIGKILLs part NAME, and returns once it is gone
+#   part.sh again DIR NAME   starts part NAME as `start` last did (nothing if it runs), and waits
 set -euo pipefail
+# Keys, stores, logs and configs for this user alone.
+umask 077
 
-# Whether pid $1 is a running part of the mesh in $DIR: not a pid that ended and was given to
-# another process since, nor one that ended and waits to be reaped (its command line is gone).
-ours() {
-    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q -- "--config $DIR/config/"
+# Whether process $1 has ended: no longer there, or a zombie whose every thread has exited (its
+# sockets and file locks released).
+gone() {
+    [ ! -e "/proc/$1" ] || { grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null &&
+        grep -q '^Threads:[[:space:]]*1$' "/proc/$1/status" 2>/dev/null; }
 }
 
-# Starts part $NAME ($KIND, config in $DIR/config) with $TW and waits until it answers at
-# $HEALTH at all (a core answers 503 until the group has a leader, which needs the other
-# regions started too).
+# Whether process $1 is part $NAME of the mesh in $DIR (not a pid that ended and was given to
+# another process since).
+ours() {
+    ! gone "$1" && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null |
+        grep -qF -- "--config $DIR/config/$NAME.toml"
+}
+
+# Waits until process $1 has ended, at most $2 tenths of a second; whether it has.
+wait_gone() {
+    for _ in $(seq 1 "$2"); do
+        gone "$1" && return 0
+        sleep 0.1
+    done
+    gone "$1"
+}
+
+# Starts part $NAME ($KIND, its config in $DIR/config) with $TW, unless it runs, and waits until
+# it answers at $HEALTH at all (a core answers 503 until the group has a leader, which needs
+# the other regions started too).
 launch() {
-    local config="$DIR/config/$NAME.toml" pidfile="$DIR/run/$NAME.pid"
+    local pidfile="$DIR/run/$NAME.pid" pid
     if [ -f "$pidfile" ] && ours "$(cat "$pidfile")"; then
-        echo "$NAME is already running (pid $(cat "$pidfile"))" >&2
-        exit 1
+        return 0
     fi
     # A session of its own: the part outlives this shell and Terraform.
-    setsid "$TW" "$KIND" --config "$config" >>"$DIR/logs/$NAME.log" 2>&1 </dev/null &
-    echo $! >"$pidfile"
+    setsid "$TW" "$KIND" --config "$DIR/config/$NAME.toml" \
+        >>"$DIR/logs/$NAME.log" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$pidfile"
     for _ in $(seq 1 300); do
-        if ! ours "$(cat "$pidfile")"; then
+        # (Alive, not `ours`: until setsid has exec'd the part, its command line is the shell's.)
+        if gone "$pid"; then
             echo "$NAME stopped; the end of $DIR/logs/$NAME.log:" >&2
             tail -20 "$DIR/logs/$NAME.log" >&2
             exit 1
@@ -49,7 +70,17 @@ secrets)
     if [ ! -f "$c/ca.pem" ]; then
         "$TW" certs init --out "$c" --regions "$REGIONS" --edges "$EDGES"
     fi
-    # Every listener's certificate, for the names clients reach it by (renewed at each apply).
+    # A region or an edge added since: its node certificate, and a new region's keys.
+    for r in ${REGIONS//,/ }; do
+        [ -f "$c/$r.pem" ] || "$TW" certs add --dir "$c" --node "$r" --role core
+        [ -f "$c/keys/$r.keys" ] || "$TW" keys rotate --dir "$c/keys" --region "$r"
+        [ -f "$c/keys/$r.shred" ] || "$TW" keys keeping --dir "$c/keys" --region "$r"
+    done
+    for e in ${EDGES//,/ }; do
+        [ -f "$c/$e.pem" ] || "$TW" certs add --dir "$c" --node "$e" --role edge
+    done
+    # Every listener's certificate, for the names clients reach it by (issued again whenever
+    # this step runs: when the names change).
     while read -r name names; do
         [ -n "$name" ] && "$TW" certs server --dir "$c" --name "$name" --for "$names" >/dev/null
     done <<<"$HTTPS"
@@ -67,12 +98,9 @@ start)
 stop)
     [ -f "$PIDFILE" ] || exit 0
     pid=$(cat "$PIDFILE")
+    NAME=$(basename "$PIDFILE" .pid)
     if ours "$pid" && kill -TERM "$pid" 2>/dev/null; then
-        for _ in $(seq 1 200); do
-            ours "$pid" || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
+        wait_gone "$pid" 200 || { ours "$pid" && kill -KILL "$pid"; wait_gone "$pid" 100; } || true
     fi
     rm -f "$PIDFILE"
     ;;
@@ -81,8 +109,8 @@ kill)
     pid=$(cat "$DIR/run/$NAME.pid")
     ours "$pid" || { echo "$NAME is not running" >&2; exit 1; }
     kill -KILL "$pid"
-    # Gone before this returns: a start right after must not find it still running.
-    while ours "$pid"; do sleep 0.05; done
+    # Gone before this returns: a start right after must find its port and store free.
+    wait_gone "$pid" 100
     ;;
 again)
     DIR=${2:?} NAME=${3:?}

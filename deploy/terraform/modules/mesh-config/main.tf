@@ -19,7 +19,7 @@ locals {
   cores = {
     for i, r in var.regions : r.name => templatefile("${path.module}/templates/core.toml.tftpl", merge(local.common, {
       region = r
-      id     = i + 1
+      id     = coalesce(r.node_id, i + 1)
       tokens = var.admin_token_sha256
       timing = var.timing
     }))

@@ -1,7 +1,11 @@
 variable "regions" {
   description = "The core regions, in Raft node-id order (the first is node 1): where each region's core and edges listen, where its shoppers are, and where the router sends them when it is down. 3 or 5 regions."
   type = list(object({
-    name      = string
+    name = string
+    # Its Raft node id: fixed for the region's life (its log and store are kept under it).
+    # By default its place in the list (1 for the first), which then must not change.
+    node_id = optional(number)
+    # An IPv4 address the region's core listens on.
     address   = string
     latitude  = number
     longitude = number
@@ -20,20 +24,38 @@ variable "regions" {
     error_message = "A group of core regions has 3 or 5 voters."
   }
   validation {
-    condition     = length(distinct([for r in var.regions : r.name])) == length(var.regions)
-    error_message = "Region names must differ."
-  }
-  validation {
     condition     = alltrue([for r in var.regions : length(r.edges) > 0])
     error_message = "Every region needs at least one edge."
   }
   validation {
-    condition     = length(distinct(flatten([for r in var.regions : [for e in r.edges : e.name]]))) == length(flatten([for r in var.regions : r.edges]))
-    error_message = "Edge names must differ."
+    # Parts are named after these (their files, certificates and keys), beside the router and
+    # the fault proxy: no two may share a name.
+    condition = length(distinct(concat(["geo-router", "fault-proxy"], flatten([
+      for r in var.regions : concat([r.name], [for e in r.edges : e.name])
+    ])))) == 2 + length(flatten([for r in var.regions : concat([r.name], [for e in r.edges : e.name])]))
+    error_message = "Region and edge names must all differ, from each other and from geo-router and fault-proxy."
   }
   validation {
-    condition     = alltrue(flatten([for r in var.regions : [for n in concat([r.name], [for e in r.edges : e.name]) : can(regex("^[a-z0-9][a-z0-9-]{0,62}$", n))]]))
-    error_message = "Region and edge names are lowercase letters, digits and dashes (they name certificates and files)."
+    condition = alltrue(flatten([for r in var.regions : [
+      for n in concat([r.name], [for e in r.edges : e.name]) : can(regex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", n))
+    ]]))
+    error_message = "Region and edge names are lowercase letters, digits and inner dashes, at most 63 (they name certificates and files)."
+  }
+  validation {
+    condition = length(distinct([for i, r in var.regions : coalesce(r.node_id, i + 1)])) == length(var.regions) && alltrue([
+      for i, r in var.regions : coalesce(r.node_id, i + 1) >= 1 && floor(coalesce(r.node_id, i + 1)) == coalesce(r.node_id, i + 1)
+    ])
+    error_message = "Node ids are positive whole numbers, one per region."
+  }
+  validation {
+    condition = alltrue(flatten([for r in var.regions : [
+      for a in concat([r.address], [for e in r.edges : e.address]) : can(regex("^[0-9]+(\\.[0-9]+){3}$", a)) && can(cidrhost("${a}/32", 0))
+    ]]))
+    error_message = "Addresses are IPv4 addresses (they are written as address:port)."
+  }
+  validation {
+    condition     = length(distinct(flatten([for r in var.regions : r.countries]))) == length(flatten([for r in var.regions : r.countries]))
+    error_message = "A country's shoppers go to one region: no country may be listed twice."
   }
 }
 
