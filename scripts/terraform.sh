@@ -4,8 +4,9 @@
 # every module and example; then the local example applied for real (every part of a
 # three-region mesh started on this machine, each config passing `--check-config` first),
 # `tradewind status` on its output, which must show a leader and every edge answering, the
-# drills region-outage and partition run on it (`tradewind chaos`, through the description's
-# kill and start commands and the fault proxy on every link), each with zero violations, and
+# drills region-outage, partition and rolling-restart run on it (`tradewind chaos`, through the
+# description's kill, stop and start commands and the fault proxy on every link), each with
+# zero violations, and
 # `terraform destroy`, which must leave no part running.
 #
 #   scripts/terraform.sh [TRADEWIND]    (default: target/debug/tradewind, built if missing)
@@ -91,11 +92,11 @@ done
 echo "$out"
 [ -n "$ok" ] || { echo "no leader, or an edge not ok, 30 s after apply" >&2; exit 1; }
 
-echo "--- drills on the deployed mesh: region-outage and partition, zero violations each"
+echo "--- drills on the deployed mesh: region-outage, partition, rolling-restart, zero violations each"
 # A small catalog first (the drills' shoppers buy from its first page).
 TRADEWIND_ADMIN_TOKEN=$(cat "$work/admin-token") "$tw" catalog load-sample --products 50 \
     --admin "$(jq -r '.regions[0].core.admin_url' "$work/mesh.json")" --cacert "$state/certs/ca.pem"
-for drill in region-outage partition; do
+for drill in region-outage partition rolling-restart; do
     # Held to 4 s, as the tests hold the demo's debug build on these two cores (DRILLS.md).
     "$tw" chaos "$drill" --mesh "$work/mesh.json" --phase-s 3 --rto-target-ms 4000 \
         --report "$work/$drill.json" | grep -v '^fault:\|^heal'

@@ -45,13 +45,16 @@ pub struct Mesh {
     pub control: Option<MeshControl>,
 }
 
-/// Commands that kill and start one part of a deployment (a region's core by the region's name,
+/// Commands that kill, stop and start one part of a deployment (a region's core by the region's name,
 /// an edge by its own), each run with `sh -c` once `{part}` is replaced by the part's name:
 /// `ssh` and `systemctl` for hosts, a script for parts on this machine. `start` returns once
 /// the part runs; the drill then waits until it answers.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MeshControl {
+    /// SIGKILL, as a crash.
     pub kill: String,
+    /// SIGTERM, as an upgrade stops a part: returns once it has stopped.
+    pub stop: String,
     pub start: String,
 }
 

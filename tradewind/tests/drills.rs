@@ -195,7 +195,8 @@ async fn region_outage_and_partition_break_no_invariant() {
 }
 
 /// The other drills pass and leave the mesh whole: the leader killed, an edge killed under
-/// load, a slow link, a flash sale that sells every unit and not one more. A drill whose error
+/// load, a slow link, every region restarted in turn, a flash sale that sells every unit and
+/// not one more. A drill whose error
 /// budget is spent aborts, says why, and heals; so does one interrupted by Ctrl-C mid-fault.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_drill_heals_the_mesh_on_every_way_out() {
@@ -246,6 +247,13 @@ async fn every_drill_heals_the_mesh_on_every_way_out() {
     .await;
     // Writes went on while the link was slow (rto is the first write after the fault).
     assert!(r["rto_ms"].as_u64().unwrap() < 5_000, "{r}");
+    whole(&mesh_path, &shapes).await;
+
+    // A rolling upgrade's restarts: each region stopped with SIGTERM and started again by the
+    // demo, in turn, the leader's last.
+    let r = passes(&mesh_path, &["rolling-restart", "--phase-s", "1"]).await;
+    assert_eq!(r["restarted"].as_array().unwrap().len(), 3, "{r}");
+    assert_eq!(r["restarted"][2], r["leader_before"], "{r}");
     whole(&mesh_path, &shapes).await;
 
     let r = passes(

@@ -48,12 +48,16 @@ fn kill(mesh: &Mesh, name: &str, pid: u32) -> anyhow::Result<()> {
     }
 }
 
+/// Whether `pid` runs this program (a reaped part's pid may be given to another process).
+fn ours(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg.ends_with(b"tradewind")))
+}
+
 /// Sends `s` to `pid` if it still runs this program: a pid from `mesh.json` may have ended and
 /// been given to another process since.
 fn signal(pid: u32, s: Signal) -> anyhow::Result<()> {
-    let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg.ends_with(b"tradewind")));
-    if !ours {
+    if !ours(pid) {
         bail!("process {pid} is not a tradewind process (it has ended)");
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), s)?;
@@ -105,6 +109,41 @@ impl Faults {
     /// The mesh as it is now (the demo rewrites it with new pids when it restarts parts).
     pub fn current(&self) -> anyhow::Result<Mesh> {
         Mesh::load(&self.mesh_path)
+    }
+
+    /// Stops region `region`'s core and edges as an upgrade does (SIGTERM: edges send their
+    /// outboxes and give their grants back first), to be started again by the heal; returns
+    /// once every one has stopped (a part still draining would be taken for one started again).
+    pub async fn stop_region(&self, region: &str) -> anyhow::Result<()> {
+        let mesh = self.current()?;
+        let r = mesh
+            .regions
+            .iter()
+            .find(|r| r.name == region)
+            .with_context(|| format!("no region {region} in the mesh"))?;
+        mark_down(&self.down, region);
+        let parts = std::iter::once((region, r.core.pid))
+            .chain(r.edges.iter().map(|e| (e.name.as_str(), e.pid)));
+        let mut stopping = Vec::new();
+        for (name, pid) in parts {
+            self.push(Undo::Restart(name.to_owned()));
+            match &mesh.control {
+                // The command returns once the part has stopped.
+                Some(control) => MeshControl::run(&control.stop, name),
+                None => signal(pid, Signal::SIGTERM).map(|()| stopping.push((name, pid))),
+            }
+            .with_context(|| format!("stopping {name}"))?;
+        }
+        let deadline = Instant::now() + RESTART_DEADLINE;
+        for (name, pid) in stopping {
+            while ours(pid) {
+                if Instant::now() > deadline {
+                    bail!("{name} did not stop within {RESTART_DEADLINE:?} of SIGTERM");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
     }
 
     /// SIGKILLs region `region`'s core, and its edges too when `edges`.

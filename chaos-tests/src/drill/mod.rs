@@ -45,6 +45,13 @@ pub enum Drill {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
         times: u32,
     },
+    /// A rolling upgrade's restarts under load: each region in turn, the leader's last, its
+    /// core and edges stopped (SIGTERM, as an upgrade stops them) and started again (with
+    /// whatever binary the start runs), the next once the mesh is healthy again.
+    RollingRestart {
+        #[command(flatten)]
+        common: DrillArgs,
+    },
     /// Cut one region (by default the leader's) off from the others through the fault proxy.
     Partition {
         #[command(flatten)]
@@ -133,6 +140,7 @@ impl Drill {
         match self {
             Drill::RegionOutage { .. } => "region-outage",
             Drill::LeaderKill { .. } => "leader-kill",
+            Drill::RollingRestart { .. } => "rolling-restart",
             Drill::Partition { .. } => "partition",
             Drill::EdgeCrash { .. } => "edge-crash",
             Drill::SlowLink { .. } => "slow-link",
@@ -144,6 +152,7 @@ impl Drill {
         match self {
             Drill::RegionOutage { common, .. }
             | Drill::LeaderKill { common, .. }
+            | Drill::RollingRestart { common, .. }
             | Drill::Partition { common, .. }
             | Drill::EdgeCrash { common, .. }
             | Drill::SlowLink { common, .. }
@@ -523,6 +532,35 @@ async fn faults_of(
             outcome.details.insert("killed".into(), json!(killed));
             Ok(())
         }
+        Drill::RollingRestart { .. } => {
+            // The leader's region last: one leadership change, as a careful operator makes it.
+            let mut order: Vec<String> = run
+                .mesh
+                .regions
+                .iter()
+                .map(|r| r.name.clone())
+                .filter(|r| r != leader)
+                .collect();
+            order.push(leader.to_owned());
+            for (i, region) in order.iter().enumerate() {
+                run.faults.stop_region(region).await.map_err(fail)?;
+                let at = run
+                    .faults
+                    .mark(format!(
+                        "SIGTERM the core and edges of {region} ({} of {}), to start them again",
+                        i + 1,
+                        order.len()
+                    ))
+                    .await;
+                run.hold(at).await?;
+                run.faults.heal().await.map_err(fail)?;
+                // Healthy again (a leader, nobody behind, every edge with a core) before the next.
+                run.pause(run.phase).await?;
+                run.settled().await?;
+            }
+            outcome.details.insert("restarted".into(), json!(order));
+            Ok(())
+        }
         Drill::Partition { region, .. } => {
             let victim = region.clone().unwrap_or_else(|| leader.to_owned());
             run.region(&victim).map_err(fail)?;
@@ -789,7 +827,7 @@ async fn conclude(
                 }
             }
         }
-        Drill::RegionOutage { .. } | Drill::LeaderKill { .. } => {
+        Drill::RegionOutage { .. } | Drill::LeaderKill { .. } | Drill::RollingRestart { .. } => {
             if timings.iter().any(|t| t.rto_ms.is_none()) {
                 outcome
                     .failures

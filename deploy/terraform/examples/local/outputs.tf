@@ -7,9 +7,10 @@ output "mesh" {
       api   = "http://${local.proxy_api}"
       links = [for l in local.links : merge(l, { rtt_ms = 0 })]
     }
-    # How `tradewind chaos` kills and starts a part (`{part}`: its name).
+    # How `tradewind chaos` kills, stops and starts a part (`{part}`: its name).
     control = {
       kill  = "${local.sh_script} kill ${local.sh_dir} {part}"
+      stop  = "${local.sh_script} term ${local.sh_dir} {part}"
       start = "${local.sh_script} again ${local.sh_dir} {part}"
     }
   })

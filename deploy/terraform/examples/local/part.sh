@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The local target's hands: main.tf calls the first three from local-exec, and `tradewind
-# chaos` the last two (the mesh description's `control`).
+# chaos` the last three (the mesh description's `control`).
 #   part.sh secrets          the deployment's secrets in $DIR, each made only where missing
 #   part.sh start            writes $CONTENT as $NAME's config, checks it, starts the part, waits
 #                            until it answers at $HEALTH
 #   part.sh stop             stops the process in $PIDFILE (SIGTERM, SIGKILL after 20 s)
 #   part.sh kill DIR NAME    SIGKILLs part NAME, and returns once it is gone
+#   part.sh term DIR NAME    stops part NAME as `stop` does
 #   part.sh again DIR NAME   starts part NAME as `start` last did (nothing if it runs), and waits
 set -euo pipefail
 # Keys, stores, logs and configs for this user alone.
@@ -63,7 +64,15 @@ launch() {
     exit 1
 }
 
-case "${1:?usage: part.sh secrets|start|stop|kill|again}" in
+# Stops part $NAME, process $1, as an upgrade does: SIGTERM, SIGKILL after 20 s; returns once
+# it is gone.
+terminate() {
+    if ours "$1" && kill -TERM "$1" 2>/dev/null; then
+        wait_gone "$1" 200 || { ours "$1" && kill -KILL "$1"; wait_gone "$1" 100; } || true
+    fi
+}
+
+case "${1:?usage: part.sh secrets|start|stop|kill|term|again}" in
 secrets)
     c="$DIR/certs"
     mkdir -p "$DIR"
@@ -97,12 +106,15 @@ start)
     ;;
 stop)
     [ -f "$PIDFILE" ] || exit 0
-    pid=$(cat "$PIDFILE")
     NAME=$(basename "$PIDFILE" .pid)
-    if ours "$pid" && kill -TERM "$pid" 2>/dev/null; then
-        wait_gone "$pid" 200 || { ours "$pid" && kill -KILL "$pid"; wait_gone "$pid" 100; } || true
-    fi
+    terminate "$(cat "$PIDFILE")"
     rm -f "$PIDFILE"
+    ;;
+term)
+    DIR=${2:?} NAME=${3:?}
+    pid=$(cat "$DIR/run/$NAME.pid")
+    ours "$pid" || { echo "$NAME is not running" >&2; exit 1; }
+    terminate "$pid"
     ;;
 kill)
     DIR=${2:?} NAME=${3:?}
