@@ -196,6 +196,17 @@ impl Mesh {
         Ok(http_api::identity::issuer::Issuer::demo(dir)?)
     }
 
+    /// Region `name`, or an error that lists the mesh's regions.
+    pub fn region(&self, name: &str) -> anyhow::Result<&MeshRegion> {
+        self.regions
+            .iter()
+            .find(|r| r.name == name)
+            .with_context(|| {
+                let names: Vec<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
+                format!("no region {name}; the mesh has {}", names.join(", "))
+            })
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Mesh> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading {} (is the demo running?)", path.display()))?;

@@ -116,11 +116,7 @@ impl Faults {
     /// once every one has stopped (a part still draining would be taken for one started again).
     pub async fn stop_region(&self, region: &str) -> anyhow::Result<()> {
         let mesh = self.current()?;
-        let r = mesh
-            .regions
-            .iter()
-            .find(|r| r.name == region)
-            .with_context(|| format!("no region {region} in the mesh"))?;
+        let r = mesh.region(region)?;
         mark_down(&self.down, region);
         let parts = std::iter::once((region, r.core.pid))
             .chain(r.edges.iter().map(|e| (e.name.as_str(), e.pid)));
@@ -149,11 +145,7 @@ impl Faults {
     /// SIGKILLs region `region`'s core, and its edges too when `edges`.
     pub fn kill_region(&self, region: &str, edges: bool) -> anyhow::Result<()> {
         let mesh = self.current()?;
-        let r = mesh
-            .regions
-            .iter()
-            .find(|r| r.name == region)
-            .with_context(|| format!("no region {region} in the mesh"))?;
+        let r = mesh.region(region)?;
         self.push(Undo::Restart(region.to_owned()));
         mark_down(&self.down, region);
         kill(&mesh, region, r.core.pid).with_context(|| format!("killing {region}'s core"))?;

@@ -244,14 +244,7 @@ impl Run {
     }
 
     fn region(&self, name: &str) -> anyhow::Result<&crate::mesh::MeshRegion> {
-        self.mesh
-            .regions
-            .iter()
-            .find(|r| r.name == name)
-            .with_context(|| {
-                let names: Vec<&str> = self.mesh.regions.iter().map(|r| r.name.as_str()).collect();
-                format!("no region {name}; the mesh has {}", names.join(", "))
-            })
+        self.mesh.region(name)
     }
 }
 
