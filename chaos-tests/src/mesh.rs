@@ -56,20 +56,41 @@ pub struct MeshControl {
     /// SIGTERM, as an upgrade stops a part: returns once it has stopped.
     pub stop: String,
     pub start: String,
+    /// How the drills cut, slow and heal links between regions; without it they use the fault
+    /// proxy (`proxy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<LinkControl>,
+}
+
+/// Commands that shape the link from region `{from}` to region `{to}` (what `{from}`'s parts
+/// send to `{to}`'s): `nft` and `tc` through `ssh` on hosts, the fault proxy's API on this
+/// machine. A drill that cuts a region off cuts both directions.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LinkControl {
+    /// Drops everything the link carries.
+    pub cut: String,
+    /// Adds `{delay_ms}` of one-way delay to what the link carries.
+    pub slow: String,
+    /// Gives the link back as it was before any drill: not cut, no delay added.
+    pub heal: String,
 }
 
 impl MeshControl {
-    /// Runs `template` for `part`, whose name must be one a shell takes as it is.
-    pub fn run(template: &str, part: &str) -> anyhow::Result<()> {
-        if part.starts_with('-')
-            || part.is_empty()
-            || !part
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            anyhow::bail!("{part:?} is not a part name a command can be given");
+    /// Runs `template` once each `{name}` of `vars` is replaced by its value, which must be one
+    /// a shell takes as it is (a part's or region's name, a number).
+    pub fn run(template: &str, vars: &[(&str, &str)]) -> anyhow::Result<()> {
+        let mut command = template.to_owned();
+        for (name, value) in vars {
+            if value.starts_with('-')
+                || value.is_empty()
+                || !value
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                anyhow::bail!("{value:?} is not a {name} a command can be given");
+            }
+            command = command.replace(&format!("{{{name}}}"), value);
         }
-        let command = template.replace("{part}", part);
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(&command)
@@ -243,4 +264,31 @@ impl Mesh {
 pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     util::files::replace(path, text.as_bytes(), true)
         .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MeshControl;
+
+    #[test]
+    fn a_command_gets_its_names_and_nothing_a_shell_would_read_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let template = format!("echo {{from}} {{to}} {{delay_ms}} > '{}'", out.display());
+        let vars = [
+            ("from", "cn-shanghai"),
+            ("to", "us-east"),
+            ("delay_ms", "150"),
+        ];
+        MeshControl::run(&template, &vars).unwrap();
+        let said = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(said, "cn-shanghai us-east 150\n");
+
+        for bad in ["", "-rf", "a;b", "US-East", "a b", "$(id)", "a/b"] {
+            let e = MeshControl::run("true {part}", &[("part", bad)]).unwrap_err();
+            assert!(e.to_string().contains("is not a part"), "{bad:?}: {e}");
+        }
+        let e = MeshControl::run("echo no >&2; exit 3", &[]).unwrap_err();
+        assert!(format!("{e:#}").contains("exit status: 3): no"), "{e:#}");
+    }
 }

@@ -1,6 +1,7 @@
 //! deploy/terraform read as Terraform reads it (hcl-edit, of the hcl-rs project), every module
-//! and example: each `var.`, `local.` and `module.` reference, and each reference to a resource
-//! of a type declared beside it, names something declared; each module call gives only
+//! and example: each `var.`, `local.`, `module.` and `data.` reference, each reference to a
+//! resource of a type declared beside it, and each provider configuration a module call or a
+//! resource names, names something declared; each module call gives only
 //! variables the module declares and every one it requires, and reads only outputs it
 //! declares; each template a module renders exists. Terraform's own checks (fmt, validate, an
 //! apply of the local example whose parts check their rendered configs) run in
@@ -9,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use hcl_edit::expr::{Expression, FuncCall, Traversal, TraversalOperator};
+use hcl_edit::expr::{Expression, FuncCall, ObjectKey, Traversal, TraversalOperator};
 use hcl_edit::structure::{BlockLabel, Body};
 use hcl_edit::visit::{Visit, visit_expr};
 
@@ -24,6 +25,14 @@ struct Module {
     calls: BTreeMap<String, (String, BTreeSet<String>)>,
     /// Resources, as `type.name`.
     resources: BTreeSet<String>,
+    /// Data sources, as `type.name`.
+    data: BTreeSet<String>,
+    /// Provider configurations declared (`aws`, `aws.r0`), and the providers required.
+    providers: BTreeSet<String>,
+    required_providers: BTreeSet<String>,
+    /// Provider configurations named: by a module call (`providers = { aws = aws.r0 }`: the
+    /// call, the callee's name for it, the configuration) or by a resource (`provider =`).
+    provider_uses: Vec<(String, Option<String>, String)>,
     refs: Refs,
 }
 
@@ -105,7 +114,35 @@ fn read_module(dir: &Path) -> Module {
                 ("output", [name]) => {
                     m.outputs.insert(name.clone());
                 }
+                ("provider", [name]) => {
+                    let alias = block
+                        .body
+                        .get_attribute("alias")
+                        .and_then(|a| literal(&a.value));
+                    m.providers.insert(match alias {
+                        Some(alias) => format!("{name}.{alias}"),
+                        None => name.clone(),
+                    });
+                }
+                ("data", [kind, name]) => {
+                    m.data.insert(format!("{kind}.{name}"));
+                }
                 ("module", [name]) => {
+                    if let Some(a) = block.body.get_attribute("providers") {
+                        let Expression::Object(map) = &a.value else {
+                            panic!("{}: module {name}: providers is not a map", file.display())
+                        };
+                        for (key, value) in map.iter() {
+                            m.provider_uses.push((
+                                format!("module {name}"),
+                                Some(match key {
+                                    ObjectKey::Ident(i) => i.as_str().to_owned(),
+                                    ObjectKey::Expression(e) => e.to_string().trim().to_owned(),
+                                }),
+                                value.expr().to_string().trim().to_owned(),
+                            ));
+                        }
+                    }
                     let source = block
                         .body
                         .get_attribute("source")
@@ -131,8 +168,22 @@ fn read_module(dir: &Path) -> Module {
                 }
                 ("resource", [kind, name]) => {
                     m.resources.insert(format!("{kind}.{name}"));
+                    if let Some(a) = block.body.get_attribute("provider") {
+                        m.provider_uses.push((
+                            format!("{kind}.{name}"),
+                            None,
+                            a.value.to_string().trim().to_owned(),
+                        ));
+                    }
                 }
-                ("terraform", []) => {}
+                ("terraform", []) => {
+                    for inner in block.body.blocks() {
+                        if inner.ident.as_str() == "required_providers" {
+                            m.required_providers
+                                .extend(inner.body.attributes().map(|a| a.key.as_str().to_owned()));
+                        }
+                    }
+                }
                 (other, _) => panic!(
                     "{}: a block this test does not know: {other}",
                     file.display()
@@ -192,6 +243,7 @@ fn problems(dir: &Path) -> Vec<String> {
                     .get(1)
                     .is_some_and(|output| !read_module(&dir.join(source)).outputs.contains(output)),
             },
+            "data" => !m.data.contains(&rest[..rest.len().min(2)].join(".")),
             kind if kinds.contains(kind) => !m.resources.contains(&format!("{kind}.{name}")),
             // for-expression variables, each, self, path, count, terraform: not declarations.
             _ => false,
@@ -201,6 +253,28 @@ fn problems(dir: &Path) -> Vec<String> {
                 "{}: {} refers to nothing",
                 dir.display(),
                 path.join(".")
+            ));
+        }
+    }
+    for (user, key, config) in &m.provider_uses {
+        // A provider without a block of its own has its default configuration.
+        let declared = m.providers.contains(config)
+            || (!config.contains('.') && m.required_providers.contains(config));
+        if !declared {
+            bad.push(format!(
+                "{}: {user} names the provider configuration {config}, which is not declared",
+                dir.display()
+            ));
+        }
+        if let (Some(key), Some(call)) = (key, user.strip_prefix("module "))
+            && let Some((source, _)) = m.calls.get(call)
+            && !read_module(&dir.join(source))
+                .required_providers
+                .contains(key)
+        {
+            bad.push(format!(
+                "{}: {user} is given the provider {key}, which {source} does not require",
+                dir.display()
             ));
         }
     }
@@ -251,10 +325,11 @@ fn every_reference_in_the_terraform_resolves() {
     assert!(bad.is_empty(), "{bad:#?}");
 }
 
-/// The checks find what they are for: a module with a reference to an undeclared variable, a
-/// call that misses a required variable, and a missing template.
+/// The checks find what they are for: a module with a reference to an undeclared variable or
+/// data source, a call that misses a required variable, a missing template, and provider
+/// configurations that are not declared or not wanted.
 #[test]
-fn a_dangling_reference_a_missing_argument_and_a_missing_template_are_found() {
+fn dangling_references_missing_arguments_templates_and_providers_are_found() {
     let dir = tempfile::tempdir().unwrap();
     let callee = dir.path().join("callee");
     std::fs::create_dir(&callee).unwrap();
@@ -271,11 +346,19 @@ output "text" { value = templatefile("${path.module}/gone.tftpl", { v = var.need
     std::fs::write(
         caller.join("main.tf"),
         r#"
+provider "aws" {
+  alias = "east"
+}
 module "c" {
-  source = "../callee"
-  other  = var.missing
+  source    = "../callee"
+  other     = var.missing
+  providers = { aws = aws.west }
+}
+resource "aws_eip" "e" {
+  provider = aws.north
 }
 output "x" { value = module.c.nothing }
+output "y" { value = data.aws_ami.gone.id }
 "#,
     )
     .unwrap();
@@ -286,6 +369,10 @@ output "x" { value = module.c.nothing }
         "module.c.nothing refers to nothing",
         "module c is given other",
         "module c is not given needed",
+        "module c names the provider configuration aws.west, which is not declared",
+        "module c is given the provider aws, which ../callee does not require",
+        "aws_eip.e names the provider configuration aws.north, which is not declared",
+        "data.aws_ami.gone refers to nothing",
     ] {
         assert!(found.contains(want), "{want:?} not in:\n{found}");
     }

@@ -1,6 +1,8 @@
-//! Faults injected into a running demo, and their undoing. Every fault records how to undo it
-//! before it is made; `heal` undoes them (links get their shapes back, killed parts are started
-//! again through the demo) and forgets each step only once it is done, so it can be called
+//! Faults injected into a running mesh, and their undoing: parts killed or stopped by pid (the
+//! demo) or by the deployment's commands, links cut or slowed by the fault proxy (the demo) or
+//! by the deployment's commands. Every fault records how to undo it before it is made; `heal`
+//! undoes them (links healed, killed parts started again) and forgets each step only once it
+//! is done, so it can be called
 //! again after it was interrupted or failed: a drill calls it when the fault has lasted, and
 //! again on any way out, Ctrl-C included, and says so if something could not be undone.
 
@@ -15,7 +17,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 
 use super::watch::{Down, all_up, client, get_json, mark_down};
-use crate::mesh::{Mesh, MeshControl};
+use crate::mesh::{LinkControl, Mesh, MeshControl};
 
 /// Longest a healed part may take to answer again.
 const RESTART_DEADLINE: Duration = Duration::from_secs(60);
@@ -27,8 +29,17 @@ enum Undo {
     /// Start the demo's stopped parts again; wait until these (a region's core by the region's
     /// name, an edge by its own) answer.
     Restart(String),
-    /// Give a link its shape back.
-    Link(String, Shape),
+    /// Give a fault proxy's link its shape back.
+    Shape(String, Shape),
+    /// Heal the link from one region to another by the deployment's command.
+    Heal(Link),
+}
+
+/// The link from one region to another (what the first one's parts send to the second's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Link {
+    pub from: String,
+    pub to: String,
 }
 
 pub struct Faults {
@@ -40,10 +51,25 @@ pub struct Faults {
     history: Mutex<Option<mpsc::Sender<Event>>>,
 }
 
+/// Runs one of the deployment's commands off the drill's runtime threads (it may take a while:
+/// `ssh`, a part that drains before it stops).
+async fn command(template: &str, vars: &[(&str, &str)]) -> anyhow::Result<()> {
+    let template = template.to_owned();
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        MeshControl::run(&template, &vars)
+    })
+    .await?
+}
+
 /// SIGKILLs part `name`: by the deployment's `control` command, or, in a demo, by its pid.
-fn kill(mesh: &Mesh, name: &str, pid: u32) -> anyhow::Result<()> {
+async fn kill(mesh: &Mesh, name: &str, pid: u32) -> anyhow::Result<()> {
     match &mesh.control {
-        Some(control) => MeshControl::run(&control.kill, name),
+        Some(control) => command(&control.kill, &[("part", name)]).await,
         None => signal(pid, Signal::SIGKILL),
     }
 }
@@ -125,7 +151,7 @@ impl Faults {
             self.push(Undo::Restart(name.to_owned()));
             match &mesh.control {
                 // The command returns once the part has stopped.
-                Some(control) => MeshControl::run(&control.stop, name),
+                Some(control) => command(&control.stop, &[("part", name)]).await,
                 None => signal(pid, Signal::SIGTERM).map(|()| stopping.push((name, pid))),
             }
             .with_context(|| format!("stopping {name}"))?;
@@ -143,23 +169,27 @@ impl Faults {
     }
 
     /// SIGKILLs region `region`'s core, and its edges too when `edges`.
-    pub fn kill_region(&self, region: &str, edges: bool) -> anyhow::Result<()> {
+    pub async fn kill_region(&self, region: &str, edges: bool) -> anyhow::Result<()> {
         let mesh = self.current()?;
         let r = mesh.region(region)?;
         self.push(Undo::Restart(region.to_owned()));
         mark_down(&self.down, region);
-        kill(&mesh, region, r.core.pid).with_context(|| format!("killing {region}'s core"))?;
+        kill(&mesh, region, r.core.pid)
+            .await
+            .with_context(|| format!("killing {region}'s core"))?;
         if edges {
             for e in &r.edges {
                 self.push(Undo::Restart(e.name.clone()));
-                kill(&mesh, &e.name, e.pid).with_context(|| format!("killing {}", e.name))?;
+                kill(&mesh, &e.name, e.pid)
+                    .await
+                    .with_context(|| format!("killing {}", e.name))?;
             }
         }
         Ok(())
     }
 
     /// SIGKILLs edge `name`.
-    pub fn kill_edge(&self, name: &str) -> anyhow::Result<()> {
+    pub async fn kill_edge(&self, name: &str) -> anyhow::Result<()> {
         let mesh = self.current()?;
         let e = mesh
             .regions
@@ -168,7 +198,9 @@ impl Faults {
             .find(|e| e.name == name)
             .with_context(|| format!("no edge {name} in the mesh"))?;
         self.push(Undo::Restart(name.to_owned()));
-        kill(&mesh, name, e.pid).with_context(|| format!("killing {name}"))
+        kill(&mesh, name, e.pid)
+            .await
+            .with_context(|| format!("killing {name}"))
     }
 
     fn proxy_api(&self) -> anyhow::Result<String> {
@@ -176,15 +208,65 @@ impl Faults {
             .proxy
             .as_ref()
             .map(|p| p.api.clone())
-            .context("this mesh has no fault proxy (a demo from an older version?)")
+            .context("this mesh names neither link commands nor a fault proxy")
     }
 
-    /// Gives each named link of the fault proxy the shape `change` makes of its current one.
-    pub async fn reshape(
+    /// The deployment's link commands, when it has them (otherwise links are the proxy's).
+    fn link_commands(&self) -> Option<&LinkControl> {
+        self.mesh.control.as_ref().and_then(|c| c.links.as_ref())
+    }
+
+    /// Cuts `links`: nothing they carry arrives.
+    pub async fn cut(&self, links: &[Link]) -> anyhow::Result<()> {
+        match self.link_commands() {
+            Some(c) => self.by_command(links, &c.cut, None).await,
+            None => self.reshape(links, |s| Shape { cut: true, ..s }).await,
+        }
+    }
+
+    /// Adds `one_way_ms` of delay to what `links` carry.
+    pub async fn slow(&self, links: &[Link], one_way_ms: u64) -> anyhow::Result<()> {
+        match self.link_commands() {
+            Some(c) => self.by_command(links, &c.slow, Some(one_way_ms)).await,
+            None => {
+                self.reshape(links, |s| Shape {
+                    latency_ms: s.latency_ms + one_way_ms,
+                    ..s
+                })
+                .await
+            }
+        }
+    }
+
+    /// Runs the deployment's `template` for each link, once its heal is recorded.
+    async fn by_command(
         &self,
-        links: &[String],
-        change: impl Fn(Shape) -> Shape,
+        links: &[Link],
+        template: &str,
+        delay_ms: Option<u64>,
     ) -> anyhow::Result<()> {
+        let delay = delay_ms.map(|d| d.to_string());
+        for l in links {
+            let heal = Undo::Heal(l.clone());
+            if !self
+                .undo
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&heal)
+            {
+                self.push(heal);
+            }
+            let mut vars = vec![("from", l.from.as_str()), ("to", l.to.as_str())];
+            vars.extend(delay.as_deref().map(|d| ("delay_ms", d)));
+            command(template, &vars)
+                .await
+                .with_context(|| format!("shaping the link {} -> {}", l.from, l.to))?;
+        }
+        Ok(())
+    }
+
+    /// Gives each of `links` through the fault proxy the shape `change` makes of its current one.
+    async fn reshape(&self, links: &[Link], change: impl Fn(Shape) -> Shape) -> anyhow::Result<()> {
         let api = self.proxy_api()?;
         let mesh = self.current()?;
         let http = client(&mesh, Duration::from_secs(2));
@@ -192,16 +274,24 @@ impl Faults {
         let all = get_json(&http, &format!("{api}/v1/links"), Some(token))
             .await
             .context("reading the fault proxy's links")?;
-        for name in links {
+        for l in links {
+            let name = self
+                .mesh
+                .proxy
+                .iter()
+                .flat_map(|p| &p.links)
+                .find(|p| p.from == l.from && p.to == l.to)
+                .map(|p| p.name.clone())
+                .with_context(|| format!("the fault proxy has no link {} -> {}", l.from, l.to))?;
             let shape: Shape = all["links"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .find(|l| l["name"] == name.as_str())
-                .and_then(|l| serde_json::from_value(l["shape"].clone()).ok())
+                .find(|p| p["name"] == name.as_str())
+                .and_then(|p| serde_json::from_value(p["shape"].clone()).ok())
                 .with_context(|| format!("the fault proxy has no link {name}"))?;
-            self.push(Undo::Link(name.clone(), shape));
-            set_link(&http, token, &api, name, &change(shape)).await?;
+            self.push(Undo::Shape(name.clone(), shape));
+            set_link(&http, token, &api, &name, &change(shape)).await?;
         }
         Ok(())
     }
@@ -211,18 +301,35 @@ impl Faults {
     pub async fn cut_off(&self, region: &str) -> anyhow::Result<()> {
         let links = self.links(|from, to| from == region || to == region);
         mark_down(&self.down, region);
-        self.reshape(&links, |s| Shape { cut: true, ..s }).await
+        self.cut(&links).await
     }
 
-    /// The names of the proxy's links between regions that `pick(from, to)` chooses.
-    pub fn links(&self, pick: impl Fn(&str, &str) -> bool) -> Vec<String> {
-        self.mesh
-            .proxy
-            .iter()
-            .flat_map(|p| &p.links)
-            .filter(|l| pick(&l.from, &l.to))
-            .map(|l| l.name.clone())
-            .collect()
+    /// The links between regions that `pick(from, to)` chooses: every pair of regions when the
+    /// deployment shapes links by command, the fault proxy's links otherwise.
+    pub fn links(&self, pick: impl Fn(&str, &str) -> bool) -> Vec<Link> {
+        let all: Vec<Link> = if self.link_commands().is_some() {
+            let regions = &self.mesh.regions;
+            regions
+                .iter()
+                .flat_map(|a| regions.iter().map(move |b| (a, b)))
+                .filter(|(a, b)| a.name != b.name)
+                .map(|(a, b)| Link {
+                    from: a.name.clone(),
+                    to: b.name.clone(),
+                })
+                .collect()
+        } else {
+            self.mesh
+                .proxy
+                .iter()
+                .flat_map(|p| &p.links)
+                .map(|l| Link {
+                    from: l.from.clone(),
+                    to: l.to.clone(),
+                })
+                .collect()
+        };
+        all.into_iter().filter(|l| pick(&l.from, &l.to)).collect()
     }
 
     /// Undoes every fault made so far: links first, then killed parts started again (waiting
@@ -243,21 +350,29 @@ impl Faults {
         let mut failed = Vec::new();
         // Last made, first undone: a link changed twice ends with its first shape.
         for step in steps.iter().rev() {
-            if let Undo::Link(name, shape) = step {
-                match self.proxy_api() {
-                    Ok(api) => match set_link(&http, &mesh.admin_token, &api, name, shape).await {
-                        Ok(()) => self.forget(step),
-                        Err(e) => failed.push(format!("{e:#}")),
-                    },
-                    Err(e) => failed.push(format!("{e:#}")),
-                }
+            let healed = match step {
+                Undo::Shape(name, shape) => match self.proxy_api() {
+                    Ok(api) => set_link(&http, &mesh.admin_token, &api, name, shape).await,
+                    Err(e) => Err(e),
+                },
+                Undo::Heal(l) => match self.link_commands() {
+                    Some(c) => command(&c.heal, &[("from", &l.from), ("to", &l.to)])
+                        .await
+                        .with_context(|| format!("healing the link {} -> {}", l.from, l.to)),
+                    None => Err(anyhow::anyhow!("the mesh's link commands are gone")),
+                },
+                Undo::Restart(_) => continue,
+            };
+            match healed {
+                Ok(()) => self.forget(step),
+                Err(e) => failed.push(format!("{e:#}")),
             }
         }
         let restart: Vec<String> = steps
             .iter()
             .filter_map(|u| match u {
                 Undo::Restart(part) => Some(part.clone()),
-                Undo::Link(..) => None,
+                Undo::Shape(..) | Undo::Heal(_) => None,
             })
             .collect();
         if !restart.is_empty() {
@@ -290,10 +405,8 @@ impl Faults {
     async fn restart(&self, http: &reqwest::Client, parts: &[String]) -> anyhow::Result<()> {
         if let Some(control) = &self.mesh.control {
             for p in parts {
-                let start = control.start.clone();
-                let part = p.clone();
-                tokio::task::spawn_blocking(move || MeshControl::run(&start, &part))
-                    .await?
+                command(&control.start, &[("part", p)])
+                    .await
                     .with_context(|| format!("starting {p} again"))?;
             }
         }

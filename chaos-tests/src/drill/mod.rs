@@ -52,7 +52,8 @@ pub enum Drill {
         #[command(flatten)]
         common: DrillArgs,
     },
-    /// Cut one region (by default the leader's) off from the others through the fault proxy.
+    /// Cut one region (by default the leader's) off from the others: by the deployment's link
+    /// commands, or through the fault proxy.
     Partition {
         #[command(flatten)]
         common: DrillArgs,
@@ -79,6 +80,20 @@ pub enum Drill {
         /// Round-trip time added, in milliseconds.
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=10_000))]
         add_ms: u64,
+    },
+    /// No fault of its own: shoppers and admins at every edge and the checker, while an
+    /// operator changes the mesh from outside (a rolling upgrade, a restore). Its middle phase
+    /// lasts until the file `--until` exists (the operation is done), at most `--hold-s`.
+    Steady {
+        #[command(flatten)]
+        common: DrillArgs,
+        /// A file whose appearance ends the middle phase; without it, the phase lasts `--hold-s`.
+        #[arg(long)]
+        until: Option<PathBuf>,
+        /// Longest the middle phase lasts, in seconds (by default `--phase-s`); with `--until`,
+        /// the drill fails when the file has not appeared by then.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        hold_s: Option<u64>,
     },
     /// A new SKU with few units, and buyers at every edge asking for many times more.
     FlashSale {
@@ -144,6 +159,7 @@ impl Drill {
             Drill::Partition { .. } => "partition",
             Drill::EdgeCrash { .. } => "edge-crash",
             Drill::SlowLink { .. } => "slow-link",
+            Drill::Steady { .. } => "steady",
             Drill::FlashSale { .. } => "flash-sale",
         }
     }
@@ -156,6 +172,7 @@ impl Drill {
             | Drill::Partition { common, .. }
             | Drill::EdgeCrash { common, .. }
             | Drill::SlowLink { common, .. }
+            | Drill::Steady { common, .. }
             | Drill::FlashSale { common, .. } => common,
         }
     }
@@ -306,7 +323,7 @@ pub async fn run(drill: Drill, shutdown: impl Future<Output = ()>) -> anyhow::Re
         }
         (Err(e), Err(h)) => {
             return Err(e.context(format!(
-                "the {} drill stopped, and healing failed too ({h:#}); see `tradewind status` and the fault proxy's /v1/links",
+                "the {} drill stopped, and healing failed too ({h:#}); see `tradewind status`, and the links (the fault proxy's /v1/links, or the deployment's)",
                 drill.name()
             )));
         }
@@ -349,7 +366,12 @@ fn check_names(drill: &Drill, mesh: &Mesh) -> anyhow::Result<()> {
     {
         bail!("no edge {e}; the mesh has {}", edges.join(", "));
     }
-    if regions.len() < 2 && !matches!(drill, Drill::EdgeCrash { .. } | Drill::FlashSale { .. }) {
+    if regions.len() < 2
+        && !matches!(
+            drill,
+            Drill::EdgeCrash { .. } | Drill::FlashSale { .. } | Drill::Steady { .. }
+        )
+    {
         bail!("the {} drill needs two regions or more", drill.name());
     }
     Ok(())
@@ -496,7 +518,7 @@ async fn faults_of(
         Drill::RegionOutage { region, .. } => {
             let victim = region.clone().unwrap_or_else(|| leader.to_owned());
             run.region(&victim).map_err(fail)?;
-            run.faults.kill_region(&victim, true).map_err(fail)?;
+            run.faults.kill_region(&victim, true).await.map_err(fail)?;
             let at = run
                 .faults
                 .mark(format!("SIGKILL the core and edges of {victim}"))
@@ -508,7 +530,7 @@ async fn faults_of(
             let mut killed = Vec::new();
             for i in 1..=*times {
                 let leader = run.leader().await.map_err(fail)?;
-                run.faults.kill_region(&leader, false).map_err(fail)?;
+                run.faults.kill_region(&leader, false).await.map_err(fail)?;
                 let at = run
                     .faults
                     .mark(format!(
@@ -576,7 +598,7 @@ async fn faults_of(
                     .map(|e| e.name.clone())
                     .ok_or_else(|| Aborted(format!("{leader} has no edge")))?,
             };
-            run.faults.kill_edge(&name).map_err(fail)?;
+            run.faults.kill_edge(&name).await.map_err(fail)?;
             let at = run.faults.mark(format!("SIGKILL edge {name}")).await;
             outcome.details.insert("edge".into(), json!(name));
             run.hold(at).await
@@ -603,20 +625,44 @@ async fn faults_of(
                 return Err(Aborted(format!("no link between {a} and {b}")));
             }
             // Each direction of each link carries half the round trip.
-            let half = add_ms / 2;
-            run.faults
-                .reshape(&links, |s| crate::proxy::Shape {
-                    latency_ms: s.latency_ms + half,
-                    ..s
-                })
-                .await
-                .map_err(fail)?;
+            run.faults.slow(&links, add_ms / 2).await.map_err(fail)?;
             let at = run
                 .faults
                 .mark(format!("add {add_ms} ms round trip between {a} and {b}"))
                 .await;
             outcome.details.insert("between".into(), json!([a, b]));
             run.hold(at).await
+        }
+        Drill::Steady { until, hold_s, .. } => {
+            let hold = hold_s.map_or(run.phase, Duration::from_secs);
+            // The line an operator's script waits for before it begins.
+            say(&format!(
+                "steady: under load for up to {} s{}",
+                hold.as_secs(),
+                until
+                    .as_ref()
+                    .map(|f| format!(", until {} exists", f.display()))
+                    .unwrap_or_default()
+            ));
+            let started = Instant::now();
+            loop {
+                if until.as_ref().is_some_and(|f| f.exists()) {
+                    let s = started.elapsed().as_secs_f64();
+                    outcome.details.insert("operation_s".into(), json!(s));
+                    return Ok(());
+                }
+                if started.elapsed() >= hold {
+                    return match until {
+                        Some(f) => Err(Aborted(format!(
+                            "{} did not appear within {} s",
+                            f.display(),
+                            hold.as_secs()
+                        ))),
+                        None => Ok(()),
+                    };
+                }
+                run.pause(Duration::from_millis(100)).await?;
+            }
         }
         Drill::FlashSale { .. } => Ok(()),
     }
@@ -827,7 +873,7 @@ async fn conclude(
                     .push(format!("writes did not come back within {SETTLE:?}"));
             }
         }
-        Drill::EdgeCrash { .. } | Drill::SlowLink { .. } => {}
+        Drill::EdgeCrash { .. } | Drill::SlowLink { .. } | Drill::Steady { .. } => {}
     }
     if let Some(why) = &aborted {
         outcome.failures.push(format!("aborted: {why}"));

@@ -18,9 +18,13 @@ terraform {
 
 locals {
   dir = abspath(var.state_dir)
-  # The script and the state directory as a shell reads them in the control commands.
-  sh_script = "'${replace(abspath("${path.module}/part.sh"), "'", "'\\''")}'"
-  sh_dir    = "'${replace(local.dir, "'", "'\\''")}'"
+  # The script, the state directory and the token's file as a shell reads them in the control
+  # commands: quoted.
+  sh = { for k, v in {
+    script = abspath("${path.module}/part.sh")
+    dir    = local.dir
+    token  = var.admin_token_file == null ? "" : abspath(var.admin_token_file)
+  } : k => "'${replace(v, "'", "'\\''")}'" }
   regions = [
     {
       name      = "cn-shanghai"

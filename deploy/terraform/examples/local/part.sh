@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local target's hands: main.tf calls the first three from local-exec, and `tradewind
-# chaos` the last three (the mesh description's `control`).
+# chaos` the rest (the mesh description's `control`).
 #   part.sh secrets          the deployment's secrets in $DIR, each made only where missing
 #   part.sh start            writes $CONTENT as $NAME's config, checks it, starts the part, waits
 #                            until it answers at $HEALTH
@@ -8,6 +8,9 @@
 #   part.sh kill DIR NAME    SIGKILLs part NAME, and returns once it is gone
 #   part.sh term DIR NAME    stops part NAME as `stop` does
 #   part.sh again DIR NAME   starts part NAME as `start` last did (nothing if it runs), and waits
+#   part.sh link API TOKEN_FILE cut|slow MS|heal FROM TO
+#                            shapes the link from region FROM to region TO at the fault proxy
+#                            (API: its address): cut, a one-way delay of MS, or neither
 set -euo pipefail
 # Keys, stores, logs and configs for this user alone.
 umask 077
@@ -72,7 +75,7 @@ terminate() {
     fi
 }
 
-case "${1:?usage: part.sh secrets|start|stop|kill|term|again}" in
+case "${1:?usage: part.sh secrets|start|stop|kill|term|again|link}" in
 secrets)
     c="$DIR/certs"
     mkdir -p "$DIR"
@@ -129,6 +132,20 @@ again)
     # shellcheck source=/dev/null
     . "$DIR/run/$NAME.part"
     launch
+    ;;
+link)
+    api=${2:?} token_file=${3:?} how=${4:?}
+    case "$how" in
+    cut) shape='{"cut":true}' ;;
+    slow) shape="{\"latency_ms\":$((${5:?}))}"; shift ;;
+    heal) shape='{}' ;;
+    *) echo "part.sh link: cut, slow or heal, not $how" >&2; exit 2 ;;
+    esac
+    from=${5:?} to=${6:?}
+    # The token through curl's standard input, not its command line (which others may read).
+    printf 'header = "Authorization: Bearer %s"\n' "$(cat "$token_file")" |
+        curl -sS --fail-with-body --max-time 5 -K - -X PUT -H 'content-type: application/json' \
+            --data "$shape" "http://$api/v1/links/$from-%3E$to" >/dev/null
     ;;
 *)
     echo "part.sh: unknown command $1" >&2

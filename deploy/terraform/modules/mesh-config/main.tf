@@ -14,6 +14,7 @@ locals {
     data_dir    = var.data_dir
     residency   = var.residency
     routes      = var.routes
+    keys_dir    = var.keys_dir
   }
 
   cores = {

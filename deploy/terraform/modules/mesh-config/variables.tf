@@ -16,6 +16,9 @@ variable "regions" {
     edges = list(object({
       name    = string
       address = string
+      # Where shoppers reach it, which the router answers with (its load balancer's addresses
+      # in a cloud); by default its own address.
+      public_addresses = optional(list(string))
     }))
   }))
 
@@ -49,7 +52,7 @@ variable "regions" {
   }
   validation {
     condition = alltrue(flatten([for r in var.regions : [
-      for a in concat([r.address], [for e in r.edges : e.address]) : can(regex("^[0-9]+(\\.[0-9]+){3}$", a)) && can(cidrhost("${a}/32", 0))
+      for a in concat([r.address], flatten([for e in r.edges : concat([e.address], e.public_addresses == null ? [] : e.public_addresses)])) : can(regex("^[0-9]+(\\.[0-9]+){3}$", a)) && can(cidrhost("${a}/32", 0))
     ]]))
     error_message = "Addresses are IPv4 addresses (they are written as address:port)."
   }
@@ -101,6 +104,12 @@ variable "zone" {
 variable "secrets_dir" {
   description = "Where every node finds the deployment's CA, its own certificate and key, the deployment secret and the region keys (`tradewind certs init` makes them): a path on the node. The secrets themselves never pass through Terraform."
   type        = string
+}
+
+variable "keys_dir" {
+  description = "Where every core and edge keeps its region keys and keeping keys (`tradewind keys`), which an erasure destroys: a path on the node's data disk where the secrets themselves live in memory; by default secrets_dir/keys."
+  type        = string
+  default     = null
 }
 
 variable "data_dir" {
