@@ -9,7 +9,9 @@
 # a part; cut, slow and heal a link), each with zero violations and no link left shaped, a
 # rolling upgrade (each region's parts replaced by `terraform apply -target` with a new
 # release, one region at a time, the leader's last) while the steady drill runs and checks,
-# and `terraform destroy`, which must leave no part running.
+# a region's disk lost and the region restored from its backup (`tradewind backup`, `tradewind
+# core --restore`) and added to the group again, under the steady drill too, and `terraform
+# destroy`, which must leave no part running.
 #
 #   scripts/terraform.sh [TRADEWIND]    (default: target/debug/tradewind, built if missing)
 #
@@ -142,6 +144,15 @@ terraform -chdir="$ex" apply -auto-approve -input=false -no-color "${vars[@]}" \
     -state="$work/terraform.tfstate" >"$work/apply.log" || { cat "$work/apply.log"; exit 1; }
 grep '^Apply complete' "$work/apply.log"
 terraform -chdir="$ex" output -state="$work/terraform.tfstate" -json mesh >"$work/mesh.json"
+# An admin request (METHOD URL [JSON]) with the admin token, given on curl's standard input
+# (not its command line, which others may read).
+admin() {
+    local data=()
+    if [ $# -gt 2 ]; then data=(-H 'content-type: application/json' --data "$3"); fi
+    printf 'header = "Authorization: Bearer %s"\n' "$(cat "$work/admin-token")" |
+        curl -sS --fail-with-body --max-time 120 --cacert "$state/certs/ca.pem" -K - \
+            -X "$1" "${data[@]}" "$2"
+}
 # Whether `tradewind status` shows a leader and every edge ok within $1 half-seconds (the
 # last status in $out).
 healthy_within() {
@@ -166,8 +177,7 @@ for drill in region-outage leader-kill rolling-restart partition edge-crash slow
     # Held to 4 s, as the tests hold the demo's debug build on these two cores (DRILLS.md).
     "$tw" chaos "$drill" --mesh "$work/mesh.json" --phase-s 3 --rto-target-ms 4000 \
         --report "$work/$drill.json" | grep -v '^fault:\|^heal'
-    shaped=$(printf 'header = "Authorization: Bearer %s"\n' "$(cat "$work/admin-token")" |
-        curl -sS --fail -K - "$(jq -r .proxy.api "$work/mesh.json")/v1/links" |
+    shaped=$(admin GET "$(jq -r .proxy.api "$work/mesh.json")/v1/links" |
         jq -r '.links[] | select(.shape != {latency_ms: 0, jitter_ms: 0, loss: 0, bandwidth_bytes_per_s: 0, cut: false}) | .name')
     [ -z "$shaped" ] || { echo "$drill left links shaped: $shaped" >&2; exit 1; }
 done
@@ -211,6 +221,36 @@ for pidfile in "$state"/run/*.pid; do
     exe=$(readlink "/proc/$(cat "$pidfile")/exe" || true)
     [ "$exe" = "$next" ] || { echo "$name runs ${exe:-nothing}, not the new release" >&2; exit 1; }
 done
+
+echo "--- a region restored from its backup under load: its disk lost, removed, restored into an empty directory, added again, caught up"
+leader=$("$tw" status --mesh "$work/mesh.json" | sed -n 's/^group: leader \([^,]*\),.*/\1/p')
+lost=$(jq -r --arg l "$leader" '[.regions[].name | select(. != $l)][0]' "$work/mesh.json")
+url_of() { jq -r --arg r "$1" '.regions[] | select(.name == $r) | .core.admin_url' "$work/mesh.json"; }
+TRADEWIND_ADMIN_TOKEN=$(cat "$work/admin-token") "$tw" backup --admin "$(url_of "$lost")" \
+    --cacert "$state/certs/ca.pem" --out "$work/$lost.backup"
+"$tw" chaos steady --mesh "$work/mesh.json" --phase-s 3 --hold-s 600 --until "$work/restored" \
+    --report "$work/restore.json" >"$work/restore.log" 2>&1 &
+drill=$!
+until grep -q '^steady: under load' "$work/restore.log"; do
+    kill -0 "$drill" 2>/dev/null || { cat "$work/restore.log"; exit 1; }
+    sleep 0.2
+done
+member=$(admin GET "$(url_of "$leader")/admin/v1/cluster" |
+    jq -c --arg r "$lost" '.members[] | select(.region == $r) | {id, name: .region, raft_addr, admin_url, voter: true}')
+part=$root/$ex/part.sh
+"$part" term "$state" "$lost"
+admin DELETE "$(url_of "$leader")/admin/v1/cluster/members/$(jq -r .id <<<"$member")" >/dev/null
+rm -rf "${state:?}/data/$lost"
+"$tw" core --config "$state/config/$lost.toml" --restore "$work/$lost.backup"
+"$part" again "$state" "$lost"
+started=$(date +%s%N)
+admin POST "$(url_of "$leader")/admin/v1/cluster/members" "$member" >/dev/null
+healthy_within 120 || { echo "$out"; echo "the mesh was not healthy 60 s after $lost was added again" >&2; exit 1; }
+echo "restored $lost: a voter and caught up $((($(date +%s%N) - started) / 1000000)) ms after it was added again"
+touch "$work/restored"
+wait "$drill" || { cat "$work/restore.log"; exit 1; }
+grep -v '^fault:\|^heal\|^steady: under load' "$work/restore.log"
+"$tw" status --mesh "$work/mesh.json"
 
 trap - EXIT
 destroy

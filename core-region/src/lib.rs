@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod backup;
 pub mod config;
 pub mod edges;
 pub mod feed;

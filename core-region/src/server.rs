@@ -54,7 +54,7 @@ pub struct Started {
 }
 
 /// Keeps the backend's process-wide resources (the FDB network thread) alive while serving.
-enum Backend {
+pub(crate) enum Backend {
     Redb,
     #[cfg(feature = "foundationdb")]
     Fdb(
@@ -63,7 +63,7 @@ enum Backend {
     ),
 }
 
-fn open_store(config: &StoreConfig) -> Result<(Arc<dyn Store>, Backend), StartError> {
+pub(crate) fn open_store(config: &StoreConfig) -> Result<(Arc<dyn Store>, Backend), StartError> {
     match config {
         StoreConfig::Redb { path } => {
             let store = crate::store::redb::RedbStore::open(path).map_err(|e| match e {

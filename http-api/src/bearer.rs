@@ -50,10 +50,13 @@ pub enum Scope {
     /// Purging what a region's cache holds.
     #[serde(rename = "purge")]
     Purge,
+    /// Taking a backup of a core's whole store (personal data in it stays sealed).
+    #[serde(rename = "backup")]
+    Backup,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 9] = [
+    pub const ALL: [Scope; 10] = [
         Scope::Catalog,
         Scope::Prices,
         Scope::Stock,
@@ -63,6 +66,7 @@ impl Scope {
         Scope::Audit,
         Scope::PersonalData,
         Scope::Purge,
+        Scope::Backup,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,6 +80,7 @@ impl Scope {
             Scope::Audit => "audit",
             Scope::PersonalData => "personal-data",
             Scope::Purge => "purge",
+            Scope::Backup => "backup",
         }
     }
 

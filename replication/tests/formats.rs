@@ -69,6 +69,23 @@ fn raft_meta() {
     check_golden(&path("raft-meta-v1"), &meta).unwrap();
 }
 
+/// A backup is read by whatever build restores it, perhaps a release later.
+#[test]
+fn backup() {
+    let contents = replication::raft::backup::Contents {
+        taken_at_ms: 1_796_000_000_000,
+        node: 2,
+        last_applied: Some(log_id(3, 41)),
+        membership: StoredMembership::new(Some(log_id(1, 1)), membership()),
+        state: vec![1, 2, 3, 255],
+    };
+    let taken = replication::raft::backup::Backup {
+        sha256: [7; 32],
+        contents,
+    };
+    check_golden(&path("backup-v1"), &taken).unwrap();
+}
+
 #[test]
 fn raft_log_values() {
     let normal = Entry {

@@ -822,6 +822,97 @@ async fn a_member_whose_log_is_lost_refuses_to_start_until_it_rejoins() {
     assert_eq!(c.nodes[&lost].1.get("a00").as_deref(), Some("1"));
 }
 
+/// A member lost with its disk and restored from a backup taken earlier is caught up from the
+/// backup: the leader sends the entries after it, no snapshot, and the member holds everything
+/// (or, when the leader no longer holds those entries, a snapshot, and the same). Until it
+/// holds an entry of the group's it grants no vote. A restore into files that hold anything,
+/// and a damaged backup, are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_restored_from_a_backup_catches_up_from_it() {
+    let long_log = Timing {
+        snapshot_every_entries: 10_000,
+        keep_entries: 10_000,
+        ..timing()
+    };
+    // Its only snapshot is the one it made of the backup's state as it started (openraft
+    // keeps one that covers what its log purged): nothing was sent but entries.
+    let (at, snapshot) = restored_member(long_log).await;
+    assert_eq!(
+        snapshot,
+        Some(at),
+        "caught up from a snapshot, not from the backup"
+    );
+    // With a log kept 5 entries past its snapshots, the leader has none of those after the
+    // backup: it sends its snapshot.
+    let (at, snapshot) = restored_member(timing()).await;
+    assert!(
+        snapshot > Some(at),
+        "caught up without the entries it lacked?"
+    );
+}
+
+/// The member restored: the index of the backup's last entry, and of the last snapshot the
+/// member holds once caught up.
+async fn restored_member(timing: Timing) -> (u64, Option<u64>) {
+    use replication::raft::backup::{self, Backup, BackupError};
+    let mut c = Cluster::start_with(3, 0, timing).await;
+    let leader = c.leader().await;
+    let lost = (1..=3).find(|id| *id != leader).unwrap();
+    let mut last = 0;
+    for i in 0..30 {
+        last = c.write(leader, &format!("a{i:02}=1")).await.unwrap();
+    }
+    c.applied(lost, last).await;
+    let kv = Arc::clone(&c.nodes[&lost].1);
+    let taken = tokio::task::spawn_blocking(move || backup::take(&*kv, lost, 0))
+        .await
+        .unwrap()
+        .unwrap();
+    let at = taken.contents.last_applied.unwrap().index;
+    assert!(at >= last, "{at} < {last}");
+    let bytes = taken.encode();
+    for flip in [bytes.len() - 1, bytes.len() / 2] {
+        let mut bad = bytes.clone();
+        bad[flip] ^= 1;
+        assert!(
+            Backup::read(&bad).is_err(),
+            "a bit flipped at {flip} was read"
+        );
+    }
+    for i in 0..30 {
+        c.write(leader, &format!("b{i:02}=1")).await.unwrap();
+    }
+    // The disk is lost: the member is removed, restored on new files, added again.
+    c.nodes[&leader].0.remove_member(lost).await.unwrap();
+    c.down(lost).await;
+    std::fs::remove_dir_all(c.data(lost)).unwrap();
+    std::fs::create_dir_all(c.data(lost)).unwrap();
+    {
+        let log = replication::raft::LogStore::open(&c.data(lost).join("log.redb")).unwrap();
+        let kv = Kv::open(&c.data(lost).join("state.redb"));
+        let restored = Backup::read(&bytes).unwrap();
+        backup::restore(&log, &kv, &restored, false).unwrap();
+        assert_eq!(kv.get("a29").as_deref(), Some("1"));
+        assert!(log.holds_nothing_of_its_own().unwrap(), "it would vote");
+        let again = backup::restore(&log, &kv, &restored, false).unwrap_err();
+        assert!(matches!(again, BackupError::NotNew(_)), "{again}");
+    }
+    c.up(lost).await;
+    let member = c.members[&lost].clone();
+    c.nodes[&leader]
+        .0
+        .add_member(lost, member, true)
+        .await
+        .unwrap();
+    last = c.write(leader, "c=1").await.unwrap();
+    c.applied(lost, last).await;
+    let kv = &c.nodes[&lost].1;
+    for key in ["a00", "a29", "b00", "b29", "c"] {
+        assert_eq!(kv.get(key).as_deref(), Some("1"), "{key}");
+    }
+    (at, c.nodes[&lost].0.metrics().snapshot.map(|s| s.index))
+}
+
 /// A voter removed, wiped and added again as a voter in the same leadership: the leader forgets
 /// what it knew of its earlier self (`Network::forget`), so the member is caught up from
 /// nothing and holds everything, and the group commits with it. (This run passed before the

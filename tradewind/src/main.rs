@@ -64,6 +64,26 @@ enum Command {
         /// API; `certs/ca.pem` of `tradewind certs`).
         #[arg(long, requires = "load_sample")]
         cacert: Option<PathBuf>,
+        /// Restore the store from this backup (`tradewind backup`) into the config's new, empty
+        /// data directory, and exit. A region of a group is then started and added to the
+        /// group again (README, "Backup and restore").
+        #[arg(long, conflicts_with_all = ["check_config", "load_sample"])]
+        restore: Option<PathBuf>,
+    },
+    /// Take a backup of a core's store through its admin API (a token with the `backup`
+    /// scope), checked before it is written (0600).
+    Backup {
+        /// The core's admin API, e.g. https://127.0.1.1:7101
+        #[arg(long)]
+        admin: String,
+        /// The deployment's CA (PEM), for an https admin URL.
+        #[arg(long)]
+        cacert: Option<PathBuf>,
+        #[arg(long, env = "TRADEWIND_ADMIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Run one edge node (storefront API, local order intake from escrow grants).
     Edge {
@@ -406,10 +426,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             load_sample,
             sample_products,
             cacert,
+            restore,
         } => {
             let mut cfg: core_region::config::CoreConfig = util::config::load(&config)?;
             if check_config {
                 println!("{}: ok (region {})", config.display(), cfg.region);
+                return Ok(());
+            }
+            if let Some(from) = restore {
+                let bytes = std::fs::read(&from)
+                    .with_context(|| format!("reading the backup {}", from.display()))?;
+                let r = core_region::backup::restore(&cfg, &bytes)?;
+                println!(
+                    "restored {} into region {}: the group's state as of entry {}, taken at node {} (Unix ms {}); start the core{}",
+                    from.display(),
+                    cfg.region,
+                    r.index,
+                    r.node,
+                    r.taken_at_ms,
+                    if cfg.raft.is_some() {
+                        ", then add it to the group again (POST /admin/v1/cluster/members at the leader)"
+                    } else {
+                        ""
+                    }
+                );
                 return Ok(());
             }
             // The sample is loaded through the real admin API, with a token that lives only in
@@ -568,6 +608,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Catalog { command } => runtime()?.block_on(catalog::run(command)),
+        Command::Backup {
+            admin,
+            cacert,
+            token,
+            out,
+        } => runtime()?.block_on(backup(&admin, cacert.as_deref(), &token, &out)),
         Command::Keys { command } => {
             match command {
                 KeysCommand::Init { dir, regions } => {
@@ -746,4 +792,43 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+/// `tradewind backup`: the core's backup, read whole, checked (format and SHA-256) and only
+/// then written, readable by this user alone (it holds every order, personal data sealed).
+async fn backup(
+    admin: &str,
+    ca: Option<&std::path::Path>,
+    token: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let http = http_api::client::builder(ca)?
+        .timeout(std::time::Duration::from_secs(600))
+        .build()?;
+    let url = format!("{}/admin/v1/backup", admin.trim_end_matches('/'));
+    let res = http
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("reaching {url}"))?;
+    if !res.status().is_success() {
+        anyhow::bail!(
+            "{url} answered {}: {}",
+            res.status(),
+            res.text().await.unwrap_or_default()
+        );
+    }
+    let bytes = res.bytes().await.context("reading the backup")?;
+    let taken = replication::raft::backup::Backup::read(&bytes)?;
+    util::files::replace(out, &bytes, true)
+        .with_context(|| format!("writing {}", out.display()))?;
+    let c = &taken.contents;
+    println!(
+        "{}: backup of {admin} as of entry {} ({} bytes, SHA-256 checked)",
+        out.display(),
+        c.last_applied.map_or(0, |l| l.index),
+        bytes.len()
+    );
+    Ok(())
 }

@@ -58,6 +58,7 @@ pub fn router(state: AppState, body_max_bytes: usize, request_timeout: Duration)
         .merge(audit::routes())
         .merge(customers::routes())
         .route("/admin/v1/cluster", get(cluster))
+        .route("/admin/v1/backup", get(backup))
         .route("/admin/v1/cluster/members", axum::routing::post(add_member))
         .route(
             "/admin/v1/cluster/members/{id}",
@@ -80,7 +81,7 @@ tokio::task_local! {
 /// the catalog need `catalog`, of prices `prices`, of stock and escrow `stock`; reading orders
 /// `orders:read`, placing them `orders`; changing the group's members `cluster`, reading the
 /// audit log `audit`, erasing a customer's personal data and reading how this region keeps it
-/// `personal-data`. The group's view needs a token of any scope.
+/// `personal-data`; taking a backup `backup`. The group's view needs a token of any scope.
 pub fn scope_for(method: &Method, route: &str) -> Option<Scope> {
     let rest = route.strip_prefix("/admin/v1/")?;
     let first = rest.split('/').next().unwrap_or("");
@@ -96,6 +97,7 @@ pub fn scope_for(method: &Method, route: &str) -> Option<Scope> {
         ("cluster", _) => Scope::Cluster,
         ("audit", _) => Scope::Audit,
         ("customers" | "personal-data", _) => Scope::PersonalData,
+        ("backup", _) => Scope::Backup,
         // A route this table does not know needs every scope there is: the full tokens'.
         _ => Scope::Cluster,
     })
@@ -201,6 +203,38 @@ fn membership_problem(e: replication::raft::MembershipError) -> Problem {
             Problem::new(Kind::Conflict, e.to_string())
         }
     }
+}
+
+/// A backup of this core's store: the group's state as this core has applied it, in one file
+/// that `tradewind core --restore` puts into a new region's data directory
+/// (`replication::raft::backup`). Personal data in it stays sealed as it is stored.
+async fn backup(State(s): State<AppState>) -> Result<Response, Problem> {
+    let app = crate::replicated::CoreApp::new(Arc::clone(&s.machine));
+    let node = s.writes.node().id;
+    let taken = tokio::task::spawn_blocking(move || {
+        replication::raft::backup::take(&app, node, util::clock::now_ms().unsigned_abs())
+    })
+    .await
+    .map_err(|e| Problem::new(Kind::Internal, e.to_string()))?
+    .map_err(|e| Problem::new(Kind::Internal, format!("taking the backup: {e}")))?;
+    let index = taken.contents.last_applied.map_or(0, |l| l.index);
+    let bytes = taken.encode();
+    tracing::info!(index, bytes = bytes.len(), "backup taken");
+    let name = format!("{}-{index}.backup", s.region);
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/octet-stream".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// Adds a region to the group: it catches up as a learner, then votes.

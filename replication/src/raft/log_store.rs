@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -21,6 +21,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const PURGED: &str = "last_purged";
+/// Where a restore (`backup::restore`) began this log: it holds nothing of its own up to there.
+const RESTORED: &str = "restored";
 
 /// The format of every value in the log file (openraft's entries, votes and log ids).
 pub const LOG: Format = Format {
@@ -149,6 +151,50 @@ impl LogStore {
     /// The id of the last entry the log holds or purged.
     pub fn last_log_id(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
         Ok(self.last_entry_id()?.or(self.get_meta(PURGED)?))
+    }
+
+    /// Whether the log holds nothing of the group's: no entry, and nothing purged but what a
+    /// restore recorded (a member restored from a backup holds the backup's state, not the
+    /// log that led to it, until the leader sends it the entries after). Such a member grants
+    /// no vote: it could have voted, as the member it replaces, in terms it has no record of.
+    pub fn holds_nothing_of_its_own(&self) -> Result<bool, StorageError<NodeId>> {
+        if self.last_entry_id()?.is_some() {
+            return Ok(false);
+        }
+        let purged: Option<LogId<NodeId>> = self.get_meta(PURGED)?;
+        let restored: Option<LogId<NodeId>> = self.get_meta(RESTORED)?;
+        Ok(purged.is_none() || purged == restored)
+    }
+
+    /// Whether nothing was ever written to this log: no entry, no vote, nothing committed or
+    /// purged (a new file).
+    pub fn is_new(&self) -> Result<bool, StorageError<NodeId>> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let entries = txn.open_table(ENTRIES).map_err(read_err)?;
+        let meta = txn.open_table(META).map_err(read_err)?;
+        Ok(entries.is_empty().map_err(read_err)? && meta.is_empty().map_err(read_err)?)
+    }
+
+    /// Records, in a new log, that the group's entries up to `at` are applied and committed
+    /// (a backup's state was installed) and none of them is held: the leader sends what
+    /// follows. Fsynced before it returns.
+    pub fn mark_restored(&self, at: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        if !self.is_new()? {
+            return Err(write_err(
+                "a restore needs a new log; this one holds entries or a vote",
+            ));
+        }
+        let bytes = enc(&at)?;
+        let committed = enc(&Some(at))?;
+        let txn = self.db.begin_write().map_err(write_err)?;
+        {
+            let mut m = txn.open_table(META).map_err(write_err)?;
+            m.insert(PURGED, bytes.as_slice()).map_err(write_err)?;
+            m.insert(RESTORED, bytes.as_slice()).map_err(write_err)?;
+            m.insert(COMMITTED, committed.as_slice())
+                .map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
     }
 
     fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {

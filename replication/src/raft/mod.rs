@@ -23,6 +23,7 @@
 // openraft's traits return its `StorageError`, a large type whose size is not ours to choose.
 #![allow(clippy::result_large_err)]
 
+pub mod backup;
 mod log_store;
 mod network;
 mod rush;
@@ -186,8 +187,10 @@ impl MeshHandler {
     /// Whether this member's log holds nothing, not even the group's first membership: it is
     /// new, or it lost its data and waits to be added again (`form_group` never forms a group
     /// that has had a leader). Either way its vote would count an empty log as up to date.
+    /// Whether this member's log holds nothing of the group's (empty, or only a restore's
+    /// mark): it grants no vote, and says so (`EMPTY_LOG`).
     fn log_empty(&self) -> bool {
-        self.log.last_log_id().is_ok_and(|l| l.is_none())
+        self.log.holds_nothing_of_its_own().unwrap_or(false)
     }
 
     /// The name of node `id`, from the current membership or the configured members.
