@@ -41,36 +41,43 @@ provider "aws" {
   region = var.regions[2].aws_region
 }
 
-# Each region's public addresses (its load balancer's, one per subnet), made before the
-# load balancers so that the router's config and the zone can name them.
+locals {
+  cdn = var.purge_token_sha256 != null
+  # Each region's public addresses, one per load balancer subnet: the storefront's and DNS's
+  # ("front"), and the cache's ("cdn") when the mesh has caches.
+  addresses = [for r in var.regions : {
+    for p in setproduct(r.lb_subnet_ids, local.cdn ? ["front", "cdn"] : ["front"]) :
+    "${p[0]} ${p[1]}" => { subnet = p[0], use = p[1] }
+  }]
+}
+
+# Each region's public addresses, made before the load balancers so that the router's config
+# and the zone can name them.
 resource "aws_eip" "r0" {
   provider = aws.r0
-  for_each = toset(var.regions[0].lb_subnet_ids)
+  for_each = local.addresses[0]
   domain   = "vpc"
-  tags     = { Name = "tradewind-${var.regions[0].name}" }
+  tags     = { Name = "tradewind-${var.regions[0].name}-${each.value.use}" }
 }
 
 resource "aws_eip" "r1" {
   provider = aws.r1
-  for_each = toset(var.regions[1].lb_subnet_ids)
+  for_each = local.addresses[1]
   domain   = "vpc"
-  tags     = { Name = "tradewind-${var.regions[1].name}" }
+  tags     = { Name = "tradewind-${var.regions[1].name}-${each.value.use}" }
 }
 
 resource "aws_eip" "r2" {
   provider = aws.r2
-  for_each = toset(var.regions[2].lb_subnet_ids)
+  for_each = local.addresses[2]
   domain   = "vpc"
-  tags     = { Name = "tradewind-${var.regions[2].name}" }
+  tags     = { Name = "tradewind-${var.regions[2].name}-${each.value.use}" }
 }
 
 locals {
-  eips = [
-    [for s in var.regions[0].lb_subnet_ids : aws_eip.r0[s]],
-    [for s in var.regions[1].lb_subnet_ids : aws_eip.r1[s]],
-    [for s in var.regions[2].lb_subnet_ids : aws_eip.r2[s]],
-  ]
-  public = [for e in local.eips : [for ip in e : ip.public_ip]]
+  eips       = [aws_eip.r0, aws_eip.r1, aws_eip.r2]
+  public     = [for i, r in var.regions : [for s in r.lb_subnet_ids : local.eips[i]["${s} front"].public_ip]]
+  cdn_public = [for i, r in var.regions : local.cdn ? [for s in r.lb_subnet_ids : local.eips[i]["${s} cdn"].public_ip] : null]
   # Every region's hosts: what the firewalls let in and the drills cut.
   hosts = { for r in var.regions : r.name => concat([r.address], [for e in r.edges : e.address]) }
 }
@@ -85,8 +92,9 @@ module "config" {
     longitude = r.longitude
     countries = r.countries
     fallback  = r.fallback
-    # Shoppers reach every edge of a region at its load balancer.
-    edges = [for e in r.edges : { name = e.name, address = e.address, public_addresses = local.public[i] }]
+    # Shoppers reach every edge of a region at its load balancer, its cache at another.
+    edges                = [for e in r.edges : { name = e.name, address = e.address, public_addresses = local.public[i] }]
+    cdn_public_addresses = local.cdn_public[i]
   }]
   ports = var.ports
   # A router beside every core, behind its region's load balancer.
@@ -100,15 +108,24 @@ module "config" {
   admin_token_sha256 = [var.admin_token_sha256]
   shoppers           = merge(var.shoppers, { jwks_file = "/run/tradewind/secrets/shoppers.jwks.json" })
   residency          = var.residency
+  cdn = local.cdn ? {
+    asset_origin       = var.asset_origin
+    purge_token_sha256 = var.purge_token_sha256
+    purge_token_file   = "/run/tradewind/secrets/purge-token"
+  } : null
 }
 
 module "region0" {
   source    = "../../modules/aws-region"
   providers = { aws = aws.r0 }
 
-  region      = { name = var.regions[0].name, address = var.regions[0].address, edges = var.regions[0].edges }
-  subnet_id   = var.regions[0].subnet_id
-  lb_subnets  = [for s in var.regions[0].lb_subnet_ids : { subnet_id = s, allocation_id = aws_eip.r0[s].allocation_id }]
+  region    = { name = var.regions[0].name, address = var.regions[0].address, edges = var.regions[0].edges }
+  subnet_id = var.regions[0].subnet_id
+  lb_subnets = [for s in var.regions[0].lb_subnet_ids : {
+    subnet_id         = s
+    allocation_id     = aws_eip.r0["${s} front"].allocation_id
+    cdn_allocation_id = local.cdn ? aws_eip.r0["${s} cdn"].allocation_id : null
+  }]
   parts       = module.config.parts
   hosts       = local.hosts
   binary      = var.binary
@@ -123,9 +140,13 @@ module "region1" {
   source    = "../../modules/aws-region"
   providers = { aws = aws.r1 }
 
-  region      = { name = var.regions[1].name, address = var.regions[1].address, edges = var.regions[1].edges }
-  subnet_id   = var.regions[1].subnet_id
-  lb_subnets  = [for s in var.regions[1].lb_subnet_ids : { subnet_id = s, allocation_id = aws_eip.r1[s].allocation_id }]
+  region    = { name = var.regions[1].name, address = var.regions[1].address, edges = var.regions[1].edges }
+  subnet_id = var.regions[1].subnet_id
+  lb_subnets = [for s in var.regions[1].lb_subnet_ids : {
+    subnet_id         = s
+    allocation_id     = aws_eip.r1["${s} front"].allocation_id
+    cdn_allocation_id = local.cdn ? aws_eip.r1["${s} cdn"].allocation_id : null
+  }]
   parts       = module.config.parts
   hosts       = local.hosts
   binary      = var.binary
@@ -140,9 +161,13 @@ module "region2" {
   source    = "../../modules/aws-region"
   providers = { aws = aws.r2 }
 
-  region      = { name = var.regions[2].name, address = var.regions[2].address, edges = var.regions[2].edges }
-  subnet_id   = var.regions[2].subnet_id
-  lb_subnets  = [for s in var.regions[2].lb_subnet_ids : { subnet_id = s, allocation_id = aws_eip.r2[s].allocation_id }]
+  region    = { name = var.regions[2].name, address = var.regions[2].address, edges = var.regions[2].edges }
+  subnet_id = var.regions[2].subnet_id
+  lb_subnets = [for s in var.regions[2].lb_subnet_ids : {
+    subnet_id         = s
+    allocation_id     = aws_eip.r2["${s} front"].allocation_id
+    cdn_allocation_id = local.cdn ? aws_eip.r2["${s} cdn"].allocation_id : null
+  }]
   parts       = module.config.parts
   hosts       = local.hosts
   binary      = var.binary

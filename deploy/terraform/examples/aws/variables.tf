@@ -46,6 +46,18 @@ variable "secrets" {
   type        = map(string)
 }
 
+variable "purge_token_sha256" {
+  description = "The digest of the token the edges purge their region's CDN cache with (`tradewind token new`; the token goes in each edge's secret as `purge-token`, bundle.sh). Null: no caches."
+  type        = string
+  default     = null
+}
+
+variable "asset_origin" {
+  description = "The asset origin the caches serve /assets/ from (https://..., the seller's image store); null: none."
+  type        = string
+  default     = null
+}
+
 variable "admin_token_sha256" {
   description = "The digest of the admin token (`tradewind token new`); the token itself stays out of Terraform."
   type        = string
@@ -88,6 +100,8 @@ variable "ports" {
     edge        = optional(number, 7111)
     dns         = optional(number, 7053)
     router_http = optional(number, 7054)
+    cdn         = optional(number, 7121)
+    cdn_admin   = optional(number, 7122)
   })
   default = {}
 }

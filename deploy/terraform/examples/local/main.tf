@@ -7,7 +7,9 @@
 #
 #   tradewind token new          # keep the token (in a 0600 file); pass its sha256:
 #   terraform init && terraform apply -var tradewind=/path/to/tradewind \
-#       -var admin_token_sha256=<sha256> -var admin_token_file=<the token's file>
+#       -var admin_token_sha256=<sha256> -var admin_token_file=<the token's file> \
+#       -var purge_token_sha256=<sha256> -var purge_token_file=<its file>   # the caches
+
 #   terraform output -json mesh > mesh.json && tradewind status --mesh mesh.json
 #   terraform destroy ...        # stops every part; the state directory keeps the data
 # (README.md, "Deploy here", step by step.)
@@ -78,6 +80,7 @@ locals {
       "listen = ${jsonencode(l.listen)}",
       "target = ${jsonencode(l.target)}",
   ]]), [""]))
+  assets = "127.0.0.1:${var.assets_port}"
   parts = merge(module.config.parts, {
     fault-proxy = {
       kind       = "fault-proxy"
@@ -85,7 +88,20 @@ locals {
       config     = local.proxy_config
       health_url = "http://${local.proxy_api}/v1/links"
     }
+    }, var.purge_token_sha256 == null ? {} : {
+    # The asset origin behind every region's cache (which forwards from a loopback address).
+    assets = {
+      kind       = "assets"
+      region     = null
+      config     = <<-EOT
+        # The asset origin of deploy/terraform/examples/local: the sample catalog's images.
+        listen = ${jsonencode(local.assets)}
+        listener = { tls_cert = ${jsonencode("${local.dir}/certs/assets.https.pem")}, tls_key = ${jsonencode("${local.dir}/certs/assets.https.key")}, trusted_proxies = ["127.0.0.0/8"] }
+      EOT
+      health_url = "https://${local.assets}/healthz"
+    }
   })
+  https_names = merge(module.config.https_names, var.purge_token_sha256 == null ? {} : { assets = ["127.0.0.1"] })
 }
 
 module "config" {
@@ -104,6 +120,13 @@ module "config" {
     audience  = "tradewind-storefront"
     jwks_file = "${local.dir}/identity/shoppers.jwks.json"
   }
+  cdn = var.purge_token_sha256 == null ? null : {
+    asset_origin       = "https://${local.assets}"
+    purge_token_sha256 = var.purge_token_sha256
+    purge_token_file   = abspath(var.purge_token_file)
+    # (A connection on loopback comes from 127.0.0.1, whatever address it goes to.)
+    forwarded_from = ["127.0.0.1/32"]
+  }
   residency = {
     homes = {
       CN = "cn-shanghai", SG = "ap-singapore", MY = "ap-singapore", TH = "ap-singapore",
@@ -118,7 +141,7 @@ module "config" {
 # secret, the region keys, the identity provider's key; and each HTTPS listener's certificate
 # for the names clients use, issued again when those change.
 resource "terraform_data" "secrets" {
-  triggers_replace = [local.dir, module.config.https_names]
+  triggers_replace = [local.dir, local.https_names]
 
   provisioner "local-exec" {
     command = "${path.module}/part.sh secrets"
@@ -127,7 +150,7 @@ resource "terraform_data" "secrets" {
       DIR     = local.dir
       REGIONS = join(",", [for r in local.regions : r.name])
       EDGES   = join(",", flatten([for r in local.regions : [for e in r.edges : e.name]]))
-      HTTPS   = join("\n", [for name, names in module.config.https_names : "${name} ${join(",", names)}"])
+      HTTPS   = join("\n", [for name, names in local.https_names : "${name} ${join(",", names)}"])
     }
   }
 }

@@ -29,8 +29,33 @@ variable "ports" {
     edge        = optional(number, 9111)
     dns         = optional(number, 9053)
     router_http = optional(number, 9054)
+    cdn         = optional(number, 9121)
+    cdn_admin   = optional(number, 9122)
   })
   default = {}
+}
+
+variable "purge_token_sha256" {
+  description = "The digest of the token the edges purge their region's cache with (`tradewind token new`); null deploys no caches and no asset origin."
+  type        = string
+  default     = null
+}
+
+variable "purge_token_file" {
+  description = "Where that token is kept (a 0600 file the edges read)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.purge_token_file != null || var.purge_token_sha256 == null
+    error_message = "With a purge token's digest, give the file that holds the token too."
+  }
+}
+
+variable "assets_port" {
+  description = "Where the asset origin (the sample catalog's product images, `tradewind assets`) listens, on 127.0.0.1."
+  type        = number
+  default     = 9120
 }
 
 variable "fault_proxy" {

@@ -1,5 +1,5 @@
-# One region of the mesh on AWS: a host for its core (with a geo-router beside it) and one per
-# edge, each with an encrypted data disk that outlives it; firewalls that open only what each
+# One region of the mesh on AWS: a host for its core (with a geo-router, and the region's CDN
+# cache when the mesh has caches, beside it) and one per edge, each with an encrypted data disk that outlives it; firewalls that open only what each
 # part needs; a network load balancer at fixed addresses for shoppers (HTTPS to the edges) and
 # for the zone's resolvers (DNS over UDP and TCP to the router). Every host is configured by
 # modules/host-config (cloud-init: hardened systemd units, secrets from Secrets Manager into
@@ -45,7 +45,8 @@ locals {
       (local.name) = {
         kind    = "core"
         address = var.region.address
-        parts   = { for n, p in var.parts : n => p if n == local.name || p.kind == "router" }
+        # The region's core, a geo-router, and the region's cache when it has one.
+        parts = { for n, p in var.parts : n => p if n == local.name || p.kind == "router" || (p.kind == "cdn" && p.region == local.name) }
       }
     },
     { for e in var.region.edges : e.name => {
@@ -61,6 +62,8 @@ locals {
     [for e in var.region.edges : e.address],
   ))
   ami = var.ami != null ? var.ami : data.aws_ami.debian[0].id
+  # The region's cache (beside its core), when the mesh has caches.
+  cdn = contains(keys(var.parts), "${local.name}-cdn")
 }
 
 module "host" {
@@ -101,6 +104,10 @@ locals {
     # The router's API: its operators, and the load balancer's health checks from the VPC.
     [for c in concat(var.admin_cidrs, [data.aws_vpc.hosts.cidr_block]) : { group = "core", protocol = "tcp", port = var.ports.router_http, from = c, why = "router API" }],
     [for c in var.admin_cidrs : { group = "core", protocol = "tcp", port = var.ports.admin, from = c, why = "admin API" }],
+    # The cache: shoppers through its load balancer; its admin API for the operators, the
+    # region's edges (purges) and the load balancer's health checks.
+    local.cdn ? [{ group = "core", protocol = "tcp", port = var.ports.cdn, from = "0.0.0.0/0", why = "CDN cache" }] : [],
+    local.cdn ? [for c in distinct(concat(var.admin_cidrs, [data.aws_vpc.hosts.cidr_block], [for e in var.region.edges : "${e.address}/32"])) : { group = "core", protocol = "tcp", port = var.ports.cdn_admin, from = c, why = "CDN admin API" }] : [],
     # The storefront from anywhere (shoppers, through the load balancer, and the routers'
     # health checks from every region).
     [{ group = "edge", protocol = "tcp", port = var.ports.edge, from = "0.0.0.0/0", why = "storefront" }],
@@ -274,6 +281,57 @@ resource "aws_lb_listener" "storefront" {
     type             = "forward"
     target_group_arn = aws_lb_target_group.storefront.arn
   }
+}
+
+# The region's cache at addresses of its own (the router answers the asset names with them):
+# TCP 443 to the cache beside the core.
+resource "aws_lb" "cdn" {
+  count                            = local.cdn ? 1 : 0
+  name_prefix                      = "twcdn-"
+  load_balancer_type               = "network"
+  internal                         = false
+  enable_cross_zone_load_balancing = true
+
+  dynamic "subnet_mapping" {
+    for_each = var.lb_subnets
+    content {
+      subnet_id     = subnet_mapping.value.subnet_id
+      allocation_id = subnet_mapping.value.cdn_allocation_id
+    }
+  }
+  tags = { Name = "tradewind-${local.name}-cdn" }
+}
+
+resource "aws_lb_target_group" "cdn" {
+  count       = local.cdn ? 1 : 0
+  name_prefix = "twcdn-"
+  port        = var.ports.cdn
+  protocol    = "TCP"
+  vpc_id      = data.aws_subnet.hosts.vpc_id
+  target_type = "instance"
+
+  health_check {
+    protocol = "HTTPS"
+    port     = tostring(var.ports.cdn_admin)
+    path     = "/healthz"
+  }
+}
+
+resource "aws_lb_listener" "cdn" {
+  count             = local.cdn ? 1 : 0
+  load_balancer_arn = aws_lb.cdn[0].arn
+  port              = 443
+  protocol          = "TCP"
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.cdn[0].arn
+  }
+}
+
+resource "aws_lb_target_group_attachment" "cdn" {
+  count            = local.cdn ? 1 : 0
+  target_group_arn = aws_lb_target_group.cdn[0].arn
+  target_id        = aws_instance.host[local.name].id
 }
 
 resource "aws_lb_target_group_attachment" "dns" {

@@ -30,10 +30,11 @@ variable "subnet_id" {
 }
 
 variable "lb_subnets" {
-  description = "The public load balancer's subnets, each with the Elastic IP it answers at (the caller makes them, so that the zone and the router can name them before the load balancer exists)."
+  description = "The public load balancers' subnets, each with the Elastic IP the storefront's and DNS's load balancer answers at, and the one the cache's answers at when the region has a cache (the caller makes them, so that the zone and the router can name them before the load balancers exist)."
   type = list(object({
-    subnet_id     = string
-    allocation_id = string
+    subnet_id         = string
+    allocation_id     = string
+    cdn_allocation_id = optional(string)
   }))
 
   validation {
@@ -105,6 +106,8 @@ variable "ports" {
     edge        = number
     dns         = number
     router_http = number
+    cdn         = number
+    cdn_admin   = number
   })
 }
 

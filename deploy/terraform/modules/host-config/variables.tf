@@ -4,15 +4,15 @@ variable "host" {
 }
 
 variable "parts" {
-  description = "The parts this host runs, by name: each one's kind (core, edge or router) and config text (modules/mesh-config renders them)."
+  description = "The parts this host runs, by name: each one's kind (core, edge, router or cdn) and config text (modules/mesh-config renders them)."
   type = map(object({
     kind   = string
     config = string
   }))
 
   validation {
-    condition     = length(var.parts) > 0 && alltrue([for p in values(var.parts) : contains(["core", "edge", "router"], p.kind)])
-    error_message = "A host runs at least one part, each a core, an edge or a router."
+    condition     = length(var.parts) > 0 && alltrue([for p in values(var.parts) : contains(["core", "edge", "router", "cdn"], p.kind)])
+    error_message = "A host runs at least one part, each a core, an edge, a router or a CDN cache."
   }
   validation {
     condition     = alltrue([for n in keys(var.parts) : can(regex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", n))])

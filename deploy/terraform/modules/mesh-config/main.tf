@@ -15,13 +15,14 @@ locals {
     residency   = var.residency
     routes      = var.routes
     keys_dir    = var.keys_dir
+    cdn         = var.cdn
+    tokens      = var.admin_token_sha256
   }
 
   cores = {
     for i, r in var.regions : r.name => templatefile("${path.module}/templates/core.toml.tftpl", merge(local.common, {
       region = r
       id     = coalesce(r.node_id, i + 1)
-      tokens = var.admin_token_sha256
       timing = var.timing
     }))
   }
@@ -35,6 +36,13 @@ locals {
       }))
     }
   ]...)
+
+  # Each region's cache, when the deployment has them.
+  caches = var.cdn == null ? {} : {
+    for r in var.regions : "${r.name}-cdn" => templatefile("${path.module}/templates/cdn.toml.tftpl", merge(local.common, {
+      region = r
+    }))
+  }
 
   router = templatefile("${path.module}/templates/router.toml.tftpl", merge(local.common, {
     zone           = var.zone

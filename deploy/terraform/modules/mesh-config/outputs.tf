@@ -1,5 +1,5 @@
 output "parts" {
-  description = "Every part of the mesh by name: its kind (core, edge or router), its region (none for the router), its config file's text, and the URL that answers once it is up."
+  description = "Every part of the mesh by name: its kind (core, edge, cdn or router), its region (none for the router), its config file's text, and the URL that answers once it is up."
   value = merge(
     { for i, r in var.regions : r.name => {
       kind       = "core"
@@ -13,6 +13,12 @@ output "parts" {
       config     = local.edges[e.name]
       health_url = "https://${e.address}:${var.ports.edge}/healthz"
     } }]...),
+    { for r in var.regions : "${r.name}-cdn" => {
+      kind       = "cdn"
+      region     = r.name
+      config     = local.caches["${r.name}-cdn"]
+      health_url = "https://${r.address}:${var.ports.cdn_admin}/healthz"
+    } if var.cdn != null },
     { geo-router = {
       kind       = "router"
       region     = null
@@ -20,13 +26,23 @@ output "parts" {
       health_url = "https://${var.router_address}:${var.ports.router_http}/v1/health"
     } },
   )
+
+  precondition {
+    # One digest, two tokens: a cache could not tell which scopes the token has.
+    condition     = var.cdn == null || !contains(var.admin_token_sha256, try(var.cdn.purge_token_sha256, ""))
+    error_message = "The edges' purge token must be another token than the admin token."
+  }
 }
 
 output "https_names" {
-  description = "For each part's HTTPS listener, every name clients reach it by (what its certificate must cover): a core's admin API its address; an edge its address and the zone's storefront names; the router's API its address."
+  description = "For each part's HTTPS listener, every name clients reach it by (what its certificate must cover): a core's admin API its address; an edge its address and the zone's storefront names; a region's cache those and the asset names; the router's API its address."
   value = merge(
     { for r in var.regions : r.name => [r.address] },
     merge([for r in var.regions : { for e in r.edges : e.name => [e.address, var.zone, "www.${var.zone}"] }]...),
+    # A cache stands in front of the storefront and answers for the asset names too.
+    { for r in var.regions : "${r.name}-cdn" => concat(
+      [r.address, var.zone, "www.${var.zone}"], [for n in var.cdn.asset_names : "${n}.${var.zone}"]
+    ) if var.cdn != null },
     { geo-router = [var.router_address] },
   )
 }
@@ -38,8 +54,13 @@ output "mesh" {
       name  = r.name
       core  = { admin_url = "https://${r.address}:${var.ports.admin}", quic = "${r.address}:${var.ports.raft}" }
       edges = [for e in r.edges : { name = e.name, url = "https://${e.address}:${var.ports.edge}" }]
+      cdn = var.cdn == null ? null : {
+        url       = "https://${r.address}:${var.ports.cdn}"
+        admin_url = "https://${r.address}:${var.ports.cdn_admin}"
+      }
     }]
-    ca = "${var.secrets_dir}/ca.pem"
+    assets = var.cdn == null ? null : (var.cdn.asset_origin == null ? null : { url = var.cdn.asset_origin })
+    ca     = "${var.secrets_dir}/ca.pem"
     router = {
       dns  = "${var.router_address}:${var.ports.dns}"
       http = "https://${var.router_address}:${var.ports.router_http}"

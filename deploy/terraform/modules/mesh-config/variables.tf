@@ -13,6 +13,9 @@ variable "regions" {
     countries = optional(list(string), [])
     # Regions tried, in order, when every edge of this one is down (nearest first otherwise).
     fallback = optional(list(string), [])
+    # Where shoppers reach the region's CDN cache, which the router answers the asset names
+    # with (its load balancer's addresses in a cloud); by default the region's address.
+    cdn_public_addresses = optional(list(string))
     edges = list(object({
       name    = string
       address = string
@@ -31,12 +34,12 @@ variable "regions" {
     error_message = "Every region needs at least one edge."
   }
   validation {
-    # Parts are named after these (their files, certificates and keys), beside the router and
-    # the fault proxy: no two may share a name.
-    condition = length(distinct(concat(["geo-router", "fault-proxy"], flatten([
-      for r in var.regions : concat([r.name], [for e in r.edges : e.name])
-    ])))) == 2 + length(flatten([for r in var.regions : concat([r.name], [for e in r.edges : e.name])]))
-    error_message = "Region and edge names must all differ, from each other and from geo-router and fault-proxy."
+    # Parts are named after these (their files, certificates and keys), beside the router, the
+    # fault proxy, the asset origin and each region's cache (REGION-cdn): no two may share a name.
+    condition = length(distinct(concat(["geo-router", "fault-proxy", "assets"], flatten([
+      for r in var.regions : concat([r.name, "${r.name}-cdn"], [for e in r.edges : e.name])
+    ])))) == 3 + length(flatten([for r in var.regions : concat([r.name, "${r.name}-cdn"], [for e in r.edges : e.name])]))
+    error_message = "Region and edge names must all differ, from each other, from each region's cache (REGION-cdn) and from geo-router, fault-proxy and assets."
   }
   validation {
     condition = alltrue(flatten([for r in var.regions : [
@@ -52,7 +55,7 @@ variable "regions" {
   }
   validation {
     condition = alltrue(flatten([for r in var.regions : [
-      for a in concat([r.address], flatten([for e in r.edges : concat([e.address], e.public_addresses == null ? [] : e.public_addresses)])) : can(regex("^[0-9]+(\\.[0-9]+){3}$", a)) && can(cidrhost("${a}/32", 0))
+      for a in concat([r.address], r.cdn_public_addresses == null ? [] : r.cdn_public_addresses, flatten([for e in r.edges : concat([e.address], e.public_addresses == null ? [] : e.public_addresses)])) : can(regex("^[0-9]+(\\.[0-9]+){3}$", a)) && can(cidrhost("${a}/32", 0))
     ]]))
     error_message = "Addresses are IPv4 addresses (they are written as address:port)."
   }
@@ -70,8 +73,40 @@ variable "ports" {
     edge        = optional(number, 7111)
     dns         = optional(number, 7053)
     router_http = optional(number, 7054)
+    cdn         = optional(number, 7121)
+    cdn_admin   = optional(number, 7122)
   })
   default = {}
+}
+
+variable "cdn" {
+  description = "A CDN cache (`tradewind cdn`) in every region, at the region's address: in front of its edges (storefront reads, purged by the edges as the feed changes what they showed) and of the asset origin, whose names the router answers with the nearest healthy cache. Null: no caches."
+  type = object({
+    # The asset origin (https://...): what the caches serve under /assets/; null: none.
+    asset_origin = optional(string)
+    # The asset names, relative to the zone.
+    asset_names = optional(list(string), ["assets"])
+    # The digest of the token the edges purge with (`tradewind token new`; scope purge alone),
+    # and where each edge finds the token itself (a path on the node).
+    purge_token_sha256 = string
+    purge_token_file   = string
+    # What each cache's disk tier holds at most.
+    disk_bytes = optional(number, 1073741824)
+    # Networks a cache reaches its edges from besides its region's address (whose
+    # X-Forwarded-For the edges believe): 127.0.0.1/32 where every region is on one machine's
+    # loopback, which connects from there.
+    forwarded_from = optional(list(string), [])
+  })
+  default = null
+
+  validation {
+    condition     = var.cdn == null || can(regex("^[0-9a-f]{64}$", var.cdn.purge_token_sha256))
+    error_message = "The purge token's digest is 64 lowercase hex digits (a SHA-256)."
+  }
+  validation {
+    condition     = var.cdn == null || try(startswith(var.cdn.asset_origin, "https://"), true)
+    error_message = "The asset origin is an https:// URL."
+  }
 }
 
 variable "routes" {

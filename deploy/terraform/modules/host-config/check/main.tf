@@ -26,6 +26,8 @@ module "config" {
     longitude = r.longitude
     countries = r.countries
     edges     = [{ name = "${r.name}-1", address = r.edge, public_addresses = ["192.0.2.1"] }]
+    # A cache beside the core, reached at its own load balancer.
+    cdn_public_addresses = ["192.0.2.2"]
   }]
   router_address     = "0.0.0.0"
   nameservers        = [for r in local.regions : { name = "ns-${r.name}", addresses = ["192.0.2.1"] }]
@@ -40,13 +42,18 @@ module "config" {
     jwks_file = "/run/tradewind/secrets/shoppers.jwks.json"
   }
   residency = { homes = { CN = "cn-shanghai", SG = "ap-singapore", US = "us-east" }, suites = { cn-shanghai = "sm4-gcm" } }
+  cdn = {
+    asset_origin       = "https://assets.tradewind.example"
+    purge_token_sha256 = "1111111111111111111111111111111111111111111111111111111111111111"
+    purge_token_file   = "/run/tradewind/secrets/purge-token"
+  }
 }
 
 module "host" {
   source = "../"
   # As modules/aws-region groups them: a core host with its router, a host per edge.
   for_each = merge(
-    { for r in local.regions : r.name => { for n, p in local.parts : n => p if n == r.name || p.kind == "router" } },
+    { for r in local.regions : r.name => { for n, p in local.parts : n => p if n == r.name || p.kind == "router" || (p.kind == "cdn" && p.region == r.name) } },
     { for r in local.regions : "${r.name}-1" => { for n, p in local.parts : n => p if n == "${r.name}-1" } },
   )
 
