@@ -124,9 +124,15 @@ impl Faults {
         self.undo.lock().unwrap_or_else(|p| p.into_inner()).push(u);
     }
 
-    /// Records the fault in the history; returns its time.
-    pub async fn mark(&self, what: String) -> u64 {
-        let at_ms = util::clock::now_ms().unsigned_abs();
+    /// The time to stamp a fault with: taken before it is made, so that the time its command
+    /// takes (`ssh` to a host, a part draining before it stops) counts against the mesh's
+    /// detect and rto, never for it.
+    pub fn begins() -> u64 {
+        util::clock::now_ms().unsigned_abs()
+    }
+
+    /// Records the fault that began at `at_ms` (`begins`) in the history; returns `at_ms`.
+    pub async fn mark(&self, at_ms: u64, what: String) -> u64 {
         super::say(&format!("fault: {what}"));
         self.record(Event::Fault { at_ms, what }).await;
         at_ms

@@ -518,10 +518,11 @@ async fn faults_of(
         Drill::RegionOutage { region, .. } => {
             let victim = region.clone().unwrap_or_else(|| leader.to_owned());
             run.region(&victim).map_err(fail)?;
+            let began = Faults::begins();
             run.faults.kill_region(&victim, true).await.map_err(fail)?;
             let at = run
                 .faults
-                .mark(format!("SIGKILL the core and edges of {victim}"))
+                .mark(began, format!("SIGKILL the core and edges of {victim}"))
                 .await;
             outcome.details.insert("region".into(), json!(victim));
             run.hold(at).await
@@ -530,12 +531,14 @@ async fn faults_of(
             let mut killed = Vec::new();
             for i in 1..=*times {
                 let leader = run.leader().await.map_err(fail)?;
+                let began = Faults::begins();
                 run.faults.kill_region(&leader, false).await.map_err(fail)?;
                 let at = run
                     .faults
-                    .mark(format!(
-                        "SIGKILL the core of the leader, {leader} ({i} of {times})"
-                    ))
+                    .mark(
+                        began,
+                        format!("SIGKILL the core of the leader, {leader} ({i} of {times})"),
+                    )
                     .await;
                 killed.push(leader);
                 run.hold(at).await?;
@@ -558,10 +561,11 @@ async fn faults_of(
                 .collect();
             order.push(leader.to_owned());
             for (i, region) in order.iter().enumerate() {
+                let began = Faults::begins();
                 run.faults.stop_region(region).await.map_err(fail)?;
                 let at = run
                     .faults
-                    .mark(format!(
+                    .mark(began, format!(
                         "SIGTERM the core and edges of {region} ({} of {}), to start them again",
                         i + 1,
                         order.len()
@@ -579,10 +583,11 @@ async fn faults_of(
         Drill::Partition { region, .. } => {
             let victim = region.clone().unwrap_or_else(|| leader.to_owned());
             run.region(&victim).map_err(fail)?;
+            let began = Faults::begins();
             run.faults.cut_off(&victim).await.map_err(fail)?;
             let at = run
                 .faults
-                .mark(format!("cut {victim} off from every other region"))
+                .mark(began, format!("cut {victim} off from every other region"))
                 .await;
             outcome.details.insert("region".into(), json!(victim));
             run.hold(at).await
@@ -598,8 +603,9 @@ async fn faults_of(
                     .map(|e| e.name.clone())
                     .ok_or_else(|| Aborted(format!("{leader} has no edge")))?,
             };
+            let began = Faults::begins();
             run.faults.kill_edge(&name).await.map_err(fail)?;
-            let at = run.faults.mark(format!("SIGKILL edge {name}")).await;
+            let at = run.faults.mark(began, format!("SIGKILL edge {name}")).await;
             outcome.details.insert("edge".into(), json!(name));
             run.hold(at).await
         }
@@ -625,10 +631,14 @@ async fn faults_of(
                 return Err(Aborted(format!("no link between {a} and {b}")));
             }
             // Each direction of each link carries half the round trip.
+            let began = Faults::begins();
             run.faults.slow(&links, add_ms / 2).await.map_err(fail)?;
             let at = run
                 .faults
-                .mark(format!("add {add_ms} ms round trip between {a} and {b}"))
+                .mark(
+                    began,
+                    format!("add {add_ms} ms round trip between {a} and {b}"),
+                )
                 .await;
             outcome.details.insert("between".into(), json!([a, b]));
             run.hold(at).await
