@@ -131,7 +131,9 @@ for host in $(jq -r 'keys[]' "$work/hosts.json"); do
             "$3" "$kind" --check-config --config "$conf" >/dev/null || exit 1
         done' check "$work/hosts/$host.tgz" "$r" "$tw"
     have=$(tar -tzf "$work/hosts/$host.tgz" | sed 's|^\./||')
-    for f in $(grep -oh '"/run/tradewind/secrets/[^"]*"' "$r"/etc/tradewind/*.toml | tr -d '"' | sort -u); do
+    named=$(grep -oh '"/run/tradewind/secrets/[^"]*"' "$r"/etc/tradewind/*.toml | tr -d '"' | sort -u)
+    [ -n "$named" ] || { echo "$host's configs name no secret: nothing was checked" >&2; exit 1; }
+    for f in $named; do
         grep -qxF "${f#/run/tradewind/secrets/}" <<<"$have" || { echo "$host's secret lacks $f" >&2; exit 1; }
     done
     if grep -q 'ca.key' <<<"$have"; then echo "$host's secret holds the CA's key" >&2; exit 1; fi
@@ -211,14 +213,34 @@ for cdn in $(jq -r '.regions[].cdn.url' "$work/mesh.json"); do
     done
 done
 
+# The links the fault proxy (this deployment's network) holds cut or slowed, if any.
+shaped() {
+    admin GET "$(jq -r .proxy.api "$work/mesh.json")/v1/links" |
+        jq -r '.links[] | select(.shape != {latency_ms: 0, jitter_ms: 0, loss: 0, bandwidth_bytes_per_s: 0, cut: false}) | .name'
+}
 for drill in region-outage leader-kill rolling-restart partition edge-crash slow-link flash-sale; do
     # Held to 4 s, as the tests hold the demo's debug build on these two cores (DRILLS.md).
     "$tw" chaos "$drill" --mesh "$work/mesh.json" --phase-s 3 --rto-target-ms 4000 \
         --report "$work/$drill.json" | grep -v '^fault:\|^heal'
-    shaped=$(admin GET "$(jq -r .proxy.api "$work/mesh.json")/v1/links" |
-        jq -r '.links[] | select(.shape != {latency_ms: 0, jitter_ms: 0, loss: 0, bandwidth_bytes_per_s: 0, cut: false}) | .name')
-    [ -z "$shaped" ] || { echo "$drill left links shaped: $shaped" >&2; exit 1; }
+    left=$(shaped)
+    [ -z "$left" ] || { echo "$drill left links shaped: $left" >&2; exit 1; }
 done
+
+echo "--- Ctrl-C in the middle of a partition: the links are healed before the drill exits"
+"$tw" chaos partition --mesh "$work/mesh.json" --phase-s 30 >"$work/interrupted.log" 2>&1 &
+drill=$!
+until grep -q '^fault:' "$work/interrupted.log"; do
+    kill -0 "$drill" 2>/dev/null || { cat "$work/interrupted.log"; exit 1; }
+    sleep 0.2
+done
+[ -n "$(shaped)" ] || { echo "the partition cut no link" >&2; exit 1; }
+kill -INT "$drill"
+if wait "$drill"; then echo "the interrupted drill said it passed" >&2; exit 1; fi
+grep -q 'the mesh is healed' "$work/interrupted.log" || { cat "$work/interrupted.log"; exit 1; }
+left=$(shaped)
+[ -z "$left" ] || { echo "Ctrl-C left links shaped: $left" >&2; exit 1; }
+healthy_within 120 || { echo "$out"; echo "the mesh was not healthy 60 s after the interrupted drill" >&2; exit 1; }
+echo "interrupted: the links healed, the mesh healthy"
 
 echo "--- a rolling upgrade under load: one region at a time, the leader's last, each region's parts replaced by a new release"
 # The new release: the same build under another name, so that each part's process shows which
@@ -234,6 +256,7 @@ until grep -q '^steady: under load' "$work/steady.log"; do
     sleep 0.2
 done
 leader=$("$tw" status --mesh "$work/mesh.json" | sed -n 's/^group: leader \([^,]*\),.*/\1/p')
+[ -n "$leader" ] || { echo "no leader to take the region out last" >&2; exit 1; }
 order=$(jq -r --arg l "$leader" '[.regions[].name | select(. != $l)] + [$l] | .[]' "$work/mesh.json")
 next_vars=(-var "tradewind=$next" "${vars[@]:2}")
 # Each region's core, edges and cache together, then the router and the asset origin (of no
@@ -266,6 +289,7 @@ done
 
 echo "--- a region restored from its backup under load: its disk lost, removed, restored into an empty directory, added again, caught up"
 leader=$("$tw" status --mesh "$work/mesh.json" | sed -n 's/^group: leader \([^,]*\),.*/\1/p')
+[ -n "$leader" ] || { echo "no leader to take the region out last" >&2; exit 1; }
 lost=$(jq -r --arg l "$leader" '[.regions[].name | select(. != $l)][0]' "$work/mesh.json")
 url_of() { jq -r --arg r "$1" '.regions[] | select(.name == $r) | .core.admin_url' "$work/mesh.json"; }
 TRADEWIND_ADMIN_TOKEN=$(cat "$work/admin-token") "$tw" backup --admin "$(url_of "$lost")" \
@@ -281,9 +305,19 @@ member=$(admin GET "$(url_of "$leader")/admin/v1/cluster" |
     jq -c --arg r "$lost" '.members[] | select(.region == $r) | {id, name: .region, raft_addr, admin_url, voter: true}')
 part=$root/$ex/part.sh
 "$part" term "$state" "$lost"
+# Refused while the group still counts the region among its members.
+if TRADEWIND_ADMIN_TOKEN=$(cat "$work/admin-token") "$tw" core --config "$state/config/$lost.toml" \
+    --restore "$work/$lost.backup" --group "$(url_of "$leader")" --cacert "$state/certs/ca.pem" \
+    2>"$work/refused.txt"; then
+    echo "a restore was taken while $lost was still in the group" >&2
+    exit 1
+fi
+grep -q 'still in the group' "$work/refused.txt" || { cat "$work/refused.txt"; exit 1; }
 admin DELETE "$(url_of "$leader")/admin/v1/cluster/members/$(jq -r .id <<<"$member")" >/dev/null
 rm -rf "${state:?}/data/$lost"
-"$tw" core --config "$state/config/$lost.toml" --restore "$work/$lost.backup"
+# With the group's current term, from a member that no longer counts the lost region.
+TRADEWIND_ADMIN_TOKEN=$(cat "$work/admin-token") "$tw" core --config "$state/config/$lost.toml" \
+    --restore "$work/$lost.backup" --group "$(url_of "$leader")" --cacert "$state/certs/ca.pem"
 "$part" again "$state" "$lost"
 started=$(date +%s%N)
 admin POST "$(url_of "$leader")/admin/v1/cluster/members" "$member" >/dev/null

@@ -69,21 +69,24 @@ fn raft_meta() {
     check_golden(&path("raft-meta-v1"), &meta).unwrap();
 }
 
-/// A backup is read by whatever build restores it, perhaps a release later.
+/// A backup is read by whatever build restores it, perhaps a release later: the file, and the
+/// contents whose exact bytes its digest covers.
 #[test]
 fn backup() {
-    let contents = replication::raft::backup::Contents {
+    use replication::raft::backup::{BackupFile, CONTENTS, Contents};
+    let contents = Contents {
         taken_at_ms: 1_796_000_000_000,
         node: 2,
         last_applied: Some(log_id(3, 41)),
         membership: StoredMembership::new(Some(log_id(1, 1)), membership()),
         state: vec![1, 2, 3, 255],
     };
-    let taken = replication::raft::backup::Backup {
+    check_golden_as(CONTENTS, &path("backup-contents-v1"), &contents).unwrap();
+    let file = BackupFile {
+        contents: vec![9, 8, 7],
         sha256: [7; 32],
-        contents,
     };
-    check_golden(&path("backup-v1"), &taken).unwrap();
+    check_golden(&path("backup-v1"), &file).unwrap();
 }
 
 #[test]

@@ -854,7 +854,7 @@ async fn a_member_restored_from_a_backup_catches_up_from_it() {
 /// The member restored: the index of the backup's last entry, and of the last snapshot the
 /// member holds once caught up.
 async fn restored_member(timing: Timing) -> (u64, Option<u64>) {
-    use replication::raft::backup::{self, Backup, BackupError};
+    use replication::raft::backup::{self, Backup, BackupError, Restore};
     let mut c = Cluster::start_with(3, 0, timing).await;
     let leader = c.leader().await;
     let lost = (1..=3).find(|id| *id != leader).unwrap();
@@ -882,8 +882,10 @@ async fn restored_member(timing: Timing) -> (u64, Option<u64>) {
     for i in 0..30 {
         c.write(leader, &format!("b{i:02}=1")).await.unwrap();
     }
-    // The disk is lost: the member is removed, restored on new files, added again.
+    // The disk is lost: the member is removed, restored on new files with the group's term as
+    // it is once the member is out, added again.
     c.nodes[&leader].0.remove_member(lost).await.unwrap();
+    let term = c.nodes[&leader].0.metrics().current_term;
     c.down(lost).await;
     std::fs::remove_dir_all(c.data(lost)).unwrap();
     std::fs::create_dir_all(c.data(lost)).unwrap();
@@ -891,10 +893,19 @@ async fn restored_member(timing: Timing) -> (u64, Option<u64>) {
         let log = replication::raft::LogStore::open(&c.data(lost).join("log.redb")).unwrap();
         let kv = Kv::open(&c.data(lost).join("state.redb"));
         let restored = Backup::read(&bytes).unwrap();
-        backup::restore(&log, &kv, &restored, false).unwrap();
+        let alone = backup::restore(&log, &kv, &restored, lost, Restore::Alone).unwrap_err();
+        assert!(matches!(alone, BackupError::Refused(_)), "{alone}");
+        backup::restore(&log, &kv, &restored, lost, Restore::Rejoin { term }).unwrap();
         assert_eq!(kv.get("a29").as_deref(), Some("1"));
         assert!(log.holds_nothing_of_its_own().unwrap(), "it would vote");
-        let again = backup::restore(&log, &kv, &restored, false).unwrap_err();
+        // It follows no leader, and votes for no candidate, of a term before the group's.
+        let vote = openraft::storage::RaftLogStorage::read_vote(&mut log.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(vote.leader_id().term, term, "{vote:?}");
+        let again =
+            backup::restore(&log, &kv, &restored, lost, Restore::Rejoin { term }).unwrap_err();
         assert!(matches!(again, BackupError::NotNew(_)), "{again}");
     }
     c.up(lost).await;

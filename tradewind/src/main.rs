@@ -60,15 +60,23 @@ enum Command {
         /// Products in the sample catalog.
         #[arg(long, default_value_t = 1_000, requires = "load_sample")]
         sample_products: usize,
-        /// The CA the admin API's certificate is signed by, for the sample loader (a TLS admin
-        /// API; `certs/ca.pem` of `tradewind certs`).
-        #[arg(long, requires = "load_sample")]
+        /// The deployment's CA (`certs/ca.pem` of `tradewind certs`), for the sample loader
+        /// and for `--group`.
+        #[arg(long)]
         cacert: Option<PathBuf>,
         /// Restore the store from this backup (`tradewind backup`) into the config's new, empty
         /// data directory, and exit. A region of a group is then started and added to the
         /// group again (README, "Backup and restore").
         #[arg(long, conflicts_with_all = ["check_config", "load_sample"])]
         restore: Option<PathBuf>,
+        /// For `--restore` of a region of a group: the admin API of one of the group's other
+        /// members, which must no longer count this region among them; the restored region
+        /// takes the group's current term from it.
+        #[arg(long, requires = "restore")]
+        group: Option<String>,
+        /// The admin token `--group` is asked with (any scope).
+        #[arg(long, env = "TRADEWIND_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Take a backup of a core's store through its admin API (a token with the `backup`
     /// scope), checked before it is written (0600).
@@ -427,6 +435,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             sample_products,
             cacert,
             restore,
+            group,
+            token,
         } => {
             let mut cfg: core_region::config::CoreConfig = util::config::load(&config)?;
             if check_config {
@@ -436,7 +446,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(from) = restore {
                 let bytes = std::fs::read(&from)
                     .with_context(|| format!("reading the backup {}", from.display()))?;
-                let r = core_region::backup::restore(&cfg, &bytes)?;
+                let taken = core_region::backup::read(&bytes)?;
+                let term = match (&group, core_region::backup::rejoins(&cfg, &taken)) {
+                    (Some(url), true) => {
+                        let token = token
+                            .context("--group needs an admin token (TRADEWIND_ADMIN_TOKEN)")?;
+                        let id = cfg.members().0;
+                        Some(runtime()?.block_on(group_term(url, cacert.as_deref(), &token, id))?)
+                    }
+                    _ => None,
+                };
+                let r = core_region::backup::restore(&cfg, &taken, term)?;
                 println!(
                     "restored {} into region {}: the group's state as of entry {}, taken at node {} (Unix ms {}); start the core{}",
                     from.display(),
@@ -444,7 +464,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     r.index,
                     r.node,
                     r.taken_at_ms,
-                    if cfg.raft.is_some() {
+                    if r.rejoins {
                         ", then add it to the group again (POST /admin/v1/cluster/members at the leader)"
                     } else {
                         ""
@@ -831,4 +851,41 @@ async fn backup(
         bytes.len()
     );
     Ok(())
+}
+
+/// The current term of the group whose member answers at `admin`, once it no longer counts
+/// member `id` among its members (the region being restored was removed).
+async fn group_term(
+    admin: &str,
+    ca: Option<&std::path::Path>,
+    token: &str,
+    id: u64,
+) -> anyhow::Result<u64> {
+    let http = http_api::client::builder(ca)?
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?;
+    let url = format!("{}/admin/v1/cluster", admin.trim_end_matches('/'));
+    let res = http
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("reaching {url}"))?;
+    if !res.status().is_success() {
+        anyhow::bail!("{url} answered {}", res.status());
+    }
+    let view: serde_json::Value = res.json().await.context("reading the group's view")?;
+    let members = view["members"]
+        .as_array()
+        .with_context(|| format!("{url} names no members"))?;
+    if let Some(m) = members.iter().find(|m| m["id"].as_u64() == Some(id)) {
+        anyhow::bail!(
+            "member {id} ({}) is still in the group: remove it first (DELETE {}/admin/v1/cluster/members/{id}), then restore",
+            m["region"].as_str().unwrap_or("?"),
+            admin.trim_end_matches('/')
+        );
+    }
+    view["term"]
+        .as_u64()
+        .with_context(|| format!("{url} gives no term"))
 }

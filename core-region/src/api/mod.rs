@@ -205,22 +205,58 @@ fn membership_problem(e: replication::raft::MembershipError) -> Problem {
     }
 }
 
+/// Whether a backup is being taken: one at a time (each reads the whole store).
+static BACKING_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Clears `BACKING_UP` when the backup it stands for ends, however it ends.
+struct BackingUp;
+
+impl Drop for BackingUp {
+    fn drop(&mut self) {
+        BACKING_UP.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// A backup of this core's store: the group's state as this core has applied it, in one file
 /// that `tradewind core --restore` puts into a new region's data directory
-/// (`replication::raft::backup`). Personal data in it stays sealed as it is stored.
+/// (`replication::raft::backup`). Personal data in it stays sealed as it is stored. The answer
+/// starts at once and the store is read as its body is sent, so that the request's time
+/// limit, which bounds the wait for an answer, does not bound the backup of a large store; a
+/// backup cut short is a body that `tradewind backup` refuses (it checks the SHA-256).
 async fn backup(State(s): State<AppState>) -> Result<Response, Problem> {
+    use std::sync::atomic::Ordering;
+    if BACKING_UP
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return Err(Problem::new(
+            Kind::Conflict,
+            "a backup is being taken: one at a time",
+        ));
+    }
+    let running = BackingUp;
     let app = crate::replicated::CoreApp::new(Arc::clone(&s.machine));
     let node = s.writes.node().id;
-    let taken = tokio::task::spawn_blocking(move || {
-        replication::raft::backup::take(&app, node, util::clock::now_ms().unsigned_abs())
-    })
-    .await
-    .map_err(|e| Problem::new(Kind::Internal, e.to_string()))?
-    .map_err(|e| Problem::new(Kind::Internal, format!("taking the backup: {e}")))?;
-    let index = taken.contents.last_applied.map_or(0, |l| l.index);
-    let bytes = taken.encode();
-    tracing::info!(index, bytes = bytes.len(), "backup taken");
-    let name = format!("{}-{index}.backup", s.region);
+    let body = futures::stream::once(async move {
+        let _running = running;
+        let taken = tokio::task::spawn_blocking(move || {
+            replication::raft::backup::take(&app, node, util::clock::now_ms().unsigned_abs())
+                .map(|t| (t.contents.last_applied.map_or(0, |l| l.index), t.encode()))
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        match taken {
+            Ok((index, bytes)) => {
+                tracing::info!(index, bytes = bytes.len(), "backup taken");
+                Ok::<_, std::io::Error>(bytes)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "taking a backup failed");
+                Err(std::io::Error::other(e.to_string()))
+            }
+        }
+    });
+    let name = format!("{}.backup", s.region);
     Ok((
         [
             (
@@ -232,7 +268,7 @@ async fn backup(State(s): State<AppState>) -> Result<Response, Problem> {
                 format!("attachment; filename=\"{name}\""),
             ),
         ],
-        bytes,
+        axum::body::Body::from_stream(body),
     )
         .into_response())
 }

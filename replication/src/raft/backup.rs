@@ -2,19 +2,26 @@
 //!
 //! A backup is the application's state (its snapshot, `App::snapshot`) and the Raft metadata
 //! stored with it, read in one go: the group's state as this member had applied it, up to one
-//! entry of the log. It carries its own SHA-256, so a damaged copy is refused, never restored.
+//! entry of the log. Its file carries the SHA-256 of the contents' exact bytes, so a damaged
+//! copy is refused, never restored.
 //!
 //! Restored (`restore`, into a new store and a new log), a member holds exactly that state:
 //! the application installs it, and the log records the entries up to the backup's last as
 //! applied and purged (`LogStore::mark_restored`), so that the leader, when the member is
 //! added to the group again, sends it the entries after the backup instead of a snapshot of
-//! everything. The backup's membership is left out (but for a group of one, which has no one
-//! to add it again): a restored member takes no part in the group until the group adds it, as
-//! one whose log was lost (`StartError::LogLost`), and it grants no vote until it holds an
-//! entry of the group's (`LogStore::holds_nothing_of_its_own`), since it may have voted, as the
-//! member it replaces, in terms it has no record of.
+//! everything.
+//!
+//! A restored member lost what the member it replaces had promised: its votes and the terms it
+//! had seen. So, unless it is the only voter of its group, it joins as a new member would:
+//! - its backup's membership is left out: it takes no part in the group until the group adds
+//!   it again, which the group can do only once it has removed the member it replaces;
+//! - its vote is set to the group's current term (`Restore::Rejoin`, as the caller read it
+//!   from the group after that removal), cast for itself: it follows no leader, and votes for
+//!   no candidate, of a term the member it replaces may have promised otherwise;
+//! - it grants no vote until it holds an entry of the group's beyond the backup
+//!   (`LogStore::holds_nothing_of_its_own`).
 
-use openraft::{LogId, StoredMembership};
+use openraft::{LogId, StoredMembership, Vote};
 use serde::{Deserialize, Serialize};
 
 use super::log_store::LogStore;
@@ -23,7 +30,7 @@ use crate::app::{App, AppError};
 use crate::protocol::{Member, NodeId};
 use codec::{FirstVersion, Format};
 
-/// What a backup holds, and what its digest covers.
+/// What a backup holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contents {
     /// When it was taken (Unix ms), and at which member.
@@ -31,32 +38,46 @@ pub struct Contents {
     pub node: NodeId,
     /// The last entry applied: the state is the group's as of it.
     pub last_applied: Option<LogId<NodeId>>,
-    /// The membership as of it (restored only into a group of one).
+    /// The membership as of it (restored only into a member that is its only voter).
     pub membership: StoredMembership<NodeId, Member>,
     /// The application's snapshot, in the application's own format.
     #[serde(with = "serde_bytes")]
     pub state: Vec<u8>,
 }
 
-/// The file: the contents and the SHA-256 of their encoding.
+impl Contents {
+    /// The group's voters as of the backup.
+    pub fn voters(&self) -> Vec<NodeId> {
+        self.membership.membership().voter_ids().collect()
+    }
+}
+
+/// The contents' encoding, which the digest is taken over as it is in the file.
+pub const CONTENTS: Format = Format {
+    label: "backup contents",
+    version: 1,
+};
+
+/// The file: the contents' bytes and their SHA-256.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Backup {
-    pub contents: Contents,
+pub struct BackupFile {
+    #[serde(with = "serde_bytes")]
+    pub contents: Vec<u8>,
     pub sha256: [u8; 32],
 }
 
-impl FirstVersion for Backup {
+impl FirstVersion for BackupFile {
     const FORMAT: Format = Format {
         label: "backup",
         version: 1,
     };
 }
 
-/// The encoding the digest is taken over.
-const CONTENTS: Format = Format {
-    label: "backup contents",
-    version: 1,
-};
+/// A backup, read and checked, or taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backup {
+    pub contents: Contents,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -66,6 +87,8 @@ pub enum BackupError {
     Damaged,
     #[error("{0}")]
     NotNew(String),
+    #[error("{0}")]
+    Refused(String),
     #[error("the application: {0}")]
     App(AppError),
     #[error("the log: {0}")]
@@ -78,28 +101,32 @@ impl From<AppError> for BackupError {
     }
 }
 
-fn digest(contents: &Contents) -> Result<[u8; 32], BackupError> {
-    let bytes =
-        codec::encode_as(CONTENTS, contents).map_err(|e| BackupError::Unreadable(e.to_string()))?;
-    let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
-    Ok(out)
+    out
 }
 
 impl Backup {
-    /// Reads and checks a backup's bytes.
+    /// Reads and checks a backup's bytes: the digest over the contents' bytes as they are.
     pub fn read(bytes: &[u8]) -> Result<Backup, BackupError> {
-        let backup: Backup =
+        let file: BackupFile =
             codec::decode(bytes).map_err(|e| BackupError::Unreadable(e.to_string()))?;
-        if digest(&backup.contents)? != backup.sha256 {
+        if sha256(&file.contents) != file.sha256 {
             return Err(BackupError::Damaged);
         }
-        Ok(backup)
+        let contents = codec::decode_as(CONTENTS, &file.contents)
+            .map_err(|e| BackupError::Unreadable(e.to_string()))?;
+        Ok(Backup { contents })
     }
 
+    /// The file's bytes.
     pub fn encode(&self) -> Vec<u8> {
-        codec::encode(self).expect("a backup always encodes")
+        let contents =
+            codec::encode_as(CONTENTS, &self.contents).expect("a backup's contents always encode");
+        let sha256 = sha256(&contents);
+        codec::encode(&BackupFile { contents, sha256 }).expect("a backup always encodes")
     }
 }
 
@@ -107,28 +134,45 @@ impl Backup {
 pub fn take<A: App>(app: &A, node: NodeId, now_ms: u64) -> Result<Backup, BackupError> {
     let (state, meta) = app.snapshot()?;
     let meta = RaftMeta::decode(&meta).map_err(|e| BackupError::Unreadable(e.to_string()))?;
-    let contents = Contents {
-        taken_at_ms: now_ms,
-        node,
-        last_applied: meta.last_applied,
-        membership: meta.membership,
-        state,
-    };
-    let sha256 = digest(&contents)?;
-    Ok(Backup { contents, sha256 })
+    Ok(Backup {
+        contents: Contents {
+            taken_at_ms: now_ms,
+            node,
+            last_applied: meta.last_applied,
+            membership: meta.membership,
+            state,
+        },
+    })
 }
 
-/// Restores `backup` into a member whose application and log are both new; `alone` (a group
-/// of one) keeps the backup's membership, otherwise the member waits to be added again.
-/// Blocking. The application's state goes in first and the log's mark after: a restore cut
-/// short leaves a store with data and an empty log, which the member refuses to start from
+/// How a restored member joins its group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restore {
+    /// It is the backup's only voter: it keeps the backup's membership and leads at once.
+    Alone,
+    /// It is added to the group again, whose current term (read after the member it replaces
+    /// was removed) is `term`.
+    Rejoin { term: u64 },
+}
+
+/// Restores `backup` into member `id`, whose application and log are both new. Blocking. The
+/// application's state goes in first and the log's mark after: a restore cut short leaves a
+/// store with data and an empty log, which the member refuses to start from
 /// (`StartError::LogLost`), never a log that claims entries its store lacks.
 pub fn restore<A: App>(
     log: &LogStore,
     app: &A,
     backup: &Backup,
-    alone: bool,
+    id: NodeId,
+    how: Restore,
 ) -> Result<(), BackupError> {
+    let c = &backup.contents;
+    let voters = c.voters();
+    if how == Restore::Alone && voters != [id] {
+        return Err(BackupError::Refused(format!(
+            "the backup's group has voters {voters:?}: restored alone, member {id} could never lead it; restore it as a member of its group"
+        )));
+    }
     if !log.is_new().map_err(|e| BackupError::Log(e.to_string()))? {
         return Err(BackupError::NotNew(
             "the raft log is not new: restore into an empty data directory".into(),
@@ -139,18 +183,17 @@ pub fn restore<A: App>(
             "the store holds data: restore into an empty data directory".into(),
         ));
     }
-    let c = &backup.contents;
+    let (membership, vote) = match how {
+        Restore::Alone => (c.membership.clone(), None),
+        Restore::Rejoin { term } => (StoredMembership::default(), Some(Vote::new(term, id))),
+    };
     let meta = RaftMeta {
         last_applied: c.last_applied,
-        membership: if alone {
-            c.membership.clone()
-        } else {
-            StoredMembership::default()
-        },
+        membership,
     };
     app.install(&c.state, meta.encode())?;
     if let Some(at) = c.last_applied {
-        log.mark_restored(at)
+        log.mark_restored(at, vote)
             .map_err(|e| BackupError::Log(e.to_string()))?;
     }
     Ok(())

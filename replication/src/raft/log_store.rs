@@ -177,8 +177,12 @@ impl LogStore {
 
     /// Records, in a new log, that the group's entries up to `at` are applied and committed
     /// (a backup's state was installed) and none of them is held: the leader sends what
-    /// follows. Fsynced before it returns.
-    pub fn mark_restored(&self, at: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+    /// follows; and `vote`, if given (`backup::restore`). Fsynced before it returns.
+    pub fn mark_restored(
+        &self,
+        at: LogId<NodeId>,
+        vote: Option<Vote<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
         if !self.is_new()? {
             return Err(write_err(
                 "a restore needs a new log; this one holds entries or a vote",
@@ -186,6 +190,7 @@ impl LogStore {
         }
         let bytes = enc(&at)?;
         let committed = enc(&Some(at))?;
+        let vote = vote.map(|v| enc(&v)).transpose()?;
         let txn = self.db.begin_write().map_err(write_err)?;
         {
             let mut m = txn.open_table(META).map_err(write_err)?;
@@ -193,6 +198,9 @@ impl LogStore {
             m.insert(RESTORED, bytes.as_slice()).map_err(write_err)?;
             m.insert(COMMITTED, committed.as_slice())
                 .map_err(write_err)?;
+            if let Some(v) = &vote {
+                m.insert(VOTE, v.as_slice()).map_err(write_err)?;
+            }
         }
         txn.commit().map_err(write_err)
     }

@@ -190,7 +190,8 @@ impl MeshHandler {
     /// Whether this member's log holds nothing of the group's (empty, or only a restore's
     /// mark): it grants no vote, and says so (`EMPTY_LOG`).
     fn log_empty(&self) -> bool {
-        self.log.holds_nothing_of_its_own().unwrap_or(false)
+        // A log it cannot read is taken for one that holds nothing: no vote on a guess.
+        self.log.holds_nothing_of_its_own().unwrap_or(true)
     }
 
     /// The name of node `id`, from the current membership or the configured members.

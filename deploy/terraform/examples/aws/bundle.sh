@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One host's secret, as modules/host-config fetches it at boot: a gzip tar, on standard
 # output, of exactly the files that host's parts read (never the CA's key, never another
-# region's keys).
+# region's keys, never the keeping keys an erasure destroys: the host makes its own).
 #   bundle.sh CERTS_DIR IDENTITY_DIR core REGION     the core host of REGION (and its router)
 #   bundle.sh CERTS_DIR IDENTITY_DIR edge EDGE       an edge's host
 # CERTS_DIR as `tradewind certs init` and `tradewind keys` leave it, with each listener's
@@ -16,7 +16,7 @@ certs=${1:?usage: bundle.sh CERTS_DIR IDENTITY_DIR core|edge NAME} identity=${2:
 files=(ca.pem deployment.secret "$name.pem" "$name.key" "$name.https.pem" "$name.https.key" keys/public.keys)
 case "$kind" in
 core)
-    files+=(geo-router.https.pem geo-router.https.key "keys/$name.keys" "keys/$name.shred")
+    files+=(geo-router.https.pem geo-router.https.key "keys/$name.keys")
     # The region's cache, beside its core.
     if [ -f "$certs/$name-cdn.https.pem" ]; then files+=("$name-cdn.https.pem" "$name-cdn.https.key"); fi
     ;;

@@ -127,6 +127,7 @@ module "region0" {
     cdn_allocation_id = local.cdn ? aws_eip.r0["${s} cdn"].allocation_id : null
   }]
   parts       = module.config.parts
+  host_parts  = module.config.hosts
   hosts       = local.hosts
   binary      = var.binary
   secrets     = var.secrets
@@ -148,6 +149,7 @@ module "region1" {
     cdn_allocation_id = local.cdn ? aws_eip.r1["${s} cdn"].allocation_id : null
   }]
   parts       = module.config.parts
+  host_parts  = module.config.hosts
   hosts       = local.hosts
   binary      = var.binary
   secrets     = var.secrets
@@ -169,6 +171,7 @@ module "region2" {
     cdn_allocation_id = local.cdn ? aws_eip.r2["${s} cdn"].allocation_id : null
   }]
   parts       = module.config.parts
+  host_parts  = module.config.hosts
   hosts       = local.hosts
   binary      = var.binary
   secrets     = var.secrets

@@ -15,6 +15,7 @@ output "mesh" {
   value = merge(module.config.mesh, {
     admin_token_file = var.admin_token_file
     identity         = var.identity_dir
+    ca               = var.ca_file
     router = {
       dns  = "${local.public[0][0]}:53"
       http = "https://${var.regions[0].address}:${var.ports.router_http}"

@@ -69,6 +69,12 @@ variable "admin_token_file" {
   default     = null
 }
 
+variable "ca_file" {
+  description = "The deployment's CA on the operator's machine (`certs/ca.pem` of `tradewind certs init`), for the mesh description."
+  type        = string
+  default     = null
+}
+
 variable "identity_dir" {
   description = "The identity provider's directory on the operator's machine (`tradewind token shopper --dir`), whose JWKS the edges trust: the drills sign their shoppers' tokens with it. Null when the seller's own provider issues them."
   type        = string

@@ -122,6 +122,7 @@ module "config" {
   }
   cdn = var.purge_token_sha256 == null ? null : {
     asset_origin       = "https://${local.assets}"
+    asset_origin_ca    = "${local.dir}/certs/ca.pem"
     purge_token_sha256 = var.purge_token_sha256
     purge_token_file   = abspath(var.purge_token_file)
     # (A connection on loopback comes from 127.0.0.1, whatever address it goes to.)

@@ -137,7 +137,11 @@ link)
     api=${2:?} token_file=${3:?} how=${4:?}
     case "$how" in
     cut) shape='{"cut":true}' ;;
-    slow) shape="{\"latency_ms\":$((${5:?}))}"; shift ;;
+    slow)
+        [[ "${5:-}" =~ ^[0-9]{1,5}$ ]] || { echo "part.sh link slow: milliseconds, not ${5:-nothing}" >&2; exit 2; }
+        shape="{\"latency_ms\":$5}"
+        shift
+        ;;
     heal) shape='{}' ;;
     *) echo "part.sh link: cut, slow or heal, not $how" >&2; exit 2 ;;
     esac

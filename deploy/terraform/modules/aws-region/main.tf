@@ -41,19 +41,8 @@ locals {
   name = var.region.name
   # Each host: its address, kind and the parts it runs.
   hosts = merge(
-    {
-      (local.name) = {
-        kind    = "core"
-        address = var.region.address
-        # The region's core, a geo-router, and the region's cache when it has one.
-        parts = { for n, p in var.parts : n => p if n == local.name || p.kind == "router" || (p.kind == "cdn" && p.region == local.name) }
-      }
-    },
-    { for e in var.region.edges : e.name => {
-      kind    = "edge"
-      address = e.address
-      parts   = { for n, p in var.parts : n => p if n == e.name }
-    } },
+    { (local.name) = { kind = "core", address = var.region.address } },
+    { for e in var.region.edges : e.name => { kind = "edge", address = e.address } },
   )
   # The other regions' hosts: what reaches this region's core over QUIC (Raft, and edges
   # writing to any region's core), besides its own edges.
@@ -71,7 +60,7 @@ module "host" {
   for_each = local.hosts
 
   host        = each.key
-  parts       = { for n, p in each.value.parts : n => { kind = p.kind, config = p.config } }
+  parts       = { for n in var.host_parts[each.key] : n => { kind = var.parts[n].kind, config = var.parts[n].config } }
   regions     = var.hosts
   binary      = var.binary
   secret      = { arn = var.secrets[each.key], region = split(":", var.secrets[each.key])[3] }
@@ -107,7 +96,11 @@ locals {
     # The cache: shoppers through its load balancer; its admin API for the operators, the
     # region's edges (purges) and the load balancer's health checks.
     local.cdn ? [{ group = "core", protocol = "tcp", port = var.ports.cdn, from = "0.0.0.0/0", why = "CDN cache" }] : [],
-    local.cdn ? [for c in distinct(concat(var.admin_cidrs, [data.aws_vpc.hosts.cidr_block], [for e in var.region.edges : "${e.address}/32"])) : { group = "core", protocol = "tcp", port = var.ports.cdn_admin, from = c, why = "CDN admin API" }] : [],
+    # (Every region's router checks every cache's health: the other core hosts too.)
+    local.cdn ? [for c in distinct(concat(
+      var.admin_cidrs, [data.aws_vpc.hosts.cidr_block], [for e in var.region.edges : "${e.address}/32"],
+      [for r, addrs in var.hosts : "${addrs[0]}/32" if r != local.name],
+    )) : { group = "core", protocol = "tcp", port = var.ports.cdn_admin, from = c, why = "CDN admin API" }] : [],
     # The storefront from anywhere (shoppers, through the load balancer, and the routers'
     # health checks from every region).
     [{ group = "edge", protocol = "tcp", port = var.ports.edge, from = "0.0.0.0/0", why = "storefront" }],
@@ -214,6 +207,9 @@ resource "aws_volume_attachment" "data" {
   device_name = "/dev/sdf"
   volume_id   = aws_ebs_volume.data[each.key].id
   instance_id = aws_instance.host[each.key].id
+  # A host replaced (an upgrade) is stopped first, its parts with SIGTERM, so that its disk is
+  # never taken from under a running store.
+  stop_instance_before_detaching = true
 }
 
 # --- The public load balancer: HTTPS to the edges, DNS to the router, at fixed addresses.

@@ -20,7 +20,12 @@ variable "parts" {
 }
 
 variable "hosts" {
-  description = "Every region's host addresses by region name (cores and edges): the links between regions that the firewalls open and the drills cut."
+  description = "Every region's host addresses by region name, its core host's first, then its edges': the links between regions that the firewalls open and the drills cut."
+  type        = map(list(string))
+}
+
+variable "host_parts" {
+  description = "modules/mesh-config's `hosts`: which parts share a host (of this region's, the core host is named after the region, an edge's host after the edge)."
   type        = map(list(string))
 }
 

@@ -12,6 +12,8 @@ terraform {
 
 locals {
   parts = sort(keys(var.parts))
+  # The core this host runs, if any (its region's keeping keys are made here).
+  core = one([for n, p in var.parts : n if p.kind == "core"])
   # Erasure destroys keys in here: on the data disk, not with the other secrets in memory.
   keys_dir = "/var/lib/tradewind/keys"
   files = merge(
@@ -19,17 +21,20 @@ locals {
     { for name, p in var.parts : "/etc/tradewind/${name}.env" => { mode = "0644", content = "KIND=${p.kind}\n" } },
     {
       "/etc/systemd/system/tradewind@.service" = {
-        mode    = "0644"
-        content = templatefile("${path.module}/templates/tradewind@.service.tftpl", { keys_dir = local.keys_dir })
+        mode = "0644"
+        content = templatefile("${path.module}/templates/tradewind@.service.tftpl", {
+          keys_dir = local.keys_dir, data_disk = var.data_device != null
+        })
       }
       "/etc/systemd/system/tradewind-secrets.service" = {
         mode    = "0644"
-        content = templatefile("${path.module}/templates/tradewind-secrets.service.tftpl", {})
+        content = templatefile("${path.module}/templates/tradewind-secrets.service.tftpl", { data_disk = var.data_device != null })
       }
       "/usr/local/sbin/tradewind-secrets" = {
         mode = "0700"
         content = templatefile("${path.module}/templates/tradewind-secrets.sh.tftpl", {
-          secrets_dir = var.secrets_dir, keys_dir = local.keys_dir, arn = var.secret.arn, region = var.secret.region
+          secrets_dir    = var.secrets_dir, keys_dir = local.keys_dir, arn = var.secret.arn, region = var.secret.region
+          keeping_region = local.core, store = local.core == null ? "" : "/var/lib/tradewind/${local.core}/core.redb"
         })
       }
       "/usr/local/sbin/tradewind-part" = {

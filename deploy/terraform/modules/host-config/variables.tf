@@ -41,8 +41,9 @@ variable "binary" {
   })
 
   validation {
-    condition     = startswith(var.binary.url, "https://") && can(regex("^[0-9a-f]{64}$", var.binary.sha256))
-    error_message = "The binary's url is https:// and its sha256 64 lowercase hex digits."
+    # (Written into a shell script, quoted: no quote, space, $ or backtick.)
+    condition     = can(regex("^https://[A-Za-z0-9._~:/?#@!&+,;=%-]+$", var.binary.url)) && can(regex("^[0-9a-f]{64}$", var.binary.sha256))
+    error_message = "The binary's url is https:// (letters, digits and URL punctuation; no quotes, spaces, $ or backticks) and its sha256 64 lowercase hex digits."
   }
 }
 
@@ -52,6 +53,11 @@ variable "secret" {
     arn    = string
     region = string
   })
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$", var.secret.arn)) && can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]+$", var.secret.region))
+    error_message = "The secret is a Secrets Manager ARN, and its region an AWS region name."
+  }
 }
 
 variable "secrets_dir" {
@@ -60,8 +66,8 @@ variable "secrets_dir" {
   default     = "/run/tradewind/secrets"
 
   validation {
-    condition     = startswith(var.secrets_dir, "/run/tradewind/")
-    error_message = "The secrets live in memory, under /run/tradewind/."
+    condition     = can(regex("^/run/tradewind/[A-Za-z0-9/_.-]+$", var.secrets_dir))
+    error_message = "The secrets live in memory, under /run/tradewind/ (a path of letters, digits, / _ . -)."
   }
 }
 
@@ -69,12 +75,22 @@ variable "data_device" {
   description = "The block device that holds the parts' data (formatted ext4 on first boot if blank, mounted at /var/lib/tradewind); null keeps the data on the root disk."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.data_device == null || can(regex("^/dev/[A-Za-z0-9/_.-]+$", var.data_device))
+    error_message = "The data device is a path under /dev of letters, digits, / _ . -."
+  }
 }
 
 variable "interface" {
   description = "The network interface that carries traffic between regions (where `tradewind-link` slows links)."
   type        = string
   default     = "ens5"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]{1,15}$", var.interface))
+    error_message = "An interface name: up to 15 letters, digits, _ . -."
+  }
 }
 
 variable "ops" {
@@ -83,4 +99,9 @@ variable "ops" {
     user     = optional(string, "tradewind-ops")
     ssh_keys = list(string)
   })
+
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_-]{0,31}$", var.ops.user)) && alltrue([for k in var.ops.ssh_keys : can(regex("^ssh-[a-z0-9-]+ [A-Za-z0-9+/=]+( [^\\n\\r]*)?$", k))])
+    error_message = "The ops user is a login name (lowercase, digits, _ -), and each key one OpenSSH public key line."
+  }
 }

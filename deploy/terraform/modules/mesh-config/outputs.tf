@@ -34,6 +34,14 @@ output "parts" {
   }
 }
 
+output "hosts" {
+  description = "How a deployment on hosts groups the parts (modules/aws-region, modules/host-config/check): each region's core host, named after the region, runs its core, a geo-router and the region's cache; each edge has a host of its own."
+  value = merge(
+    { for r in var.regions : r.name => concat([r.name, "geo-router"], var.cdn == null ? [] : ["${r.name}-cdn"]) },
+    merge([for r in var.regions : { for e in r.edges : e.name => [e.name] }]...),
+  )
+}
+
 output "https_names" {
   description = "For each part's HTTPS listener, every name clients reach it by (what its certificate must cover): a core's admin API its address; an edge its address and the zone's storefront names; a region's cache those and the asset names; the router's API its address."
   value = merge(

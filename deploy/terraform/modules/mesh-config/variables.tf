@@ -82,8 +82,11 @@ variable "ports" {
 variable "cdn" {
   description = "A CDN cache (`tradewind cdn`) in every region, at the region's address: in front of its edges (storefront reads, purged by the edges as the feed changes what they showed) and of the asset origin, whose names the router answers with the nearest healthy cache. Null: no caches."
   type = object({
-    # The asset origin (https://...): what the caches serve under /assets/; null: none.
-    asset_origin = optional(string)
+    # The asset origin (https://...): what the caches serve under /assets/; null: none. Its
+    # certificate is checked against the system's roots, or against asset_origin_ca (a path
+    # on the node) when given.
+    asset_origin    = optional(string)
+    asset_origin_ca = optional(string)
     # The asset names, relative to the zone.
     asset_names = optional(list(string), ["assets"])
     # The digest of the token the edges purge with (`tradewind token new`; scope purge alone),

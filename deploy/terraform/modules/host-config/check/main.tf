@@ -51,14 +51,11 @@ module "config" {
 
 module "host" {
   source = "../"
-  # As modules/aws-region groups them: a core host with its router, a host per edge.
-  for_each = merge(
-    { for r in local.regions : r.name => { for n, p in local.parts : n => p if n == r.name || p.kind == "router" || (p.kind == "cdn" && p.region == r.name) } },
-    { for r in local.regions : "${r.name}-1" => { for n, p in local.parts : n => p if n == "${r.name}-1" } },
-  )
+  # As modules/aws-region groups them (mesh-config's hosts).
+  for_each = module.config.hosts
 
   host        = each.key
-  parts       = { for n, p in each.value : n => { kind = p.kind, config = p.config } }
+  parts       = { for n in each.value : n => { kind = local.parts[n].kind, config = local.parts[n].config } }
   regions     = local.hosts
   binary      = { url = "https://releases.tradewind.example/tradewind", sha256 = "0000000000000000000000000000000000000000000000000000000000000000" }
   secret      = { arn = "arn:aws:secretsmanager:ap-east-1:123456789012:secret:tradewind/${each.key}", region = "ap-east-1" }
