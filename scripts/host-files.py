@@ -1,8 +1,8 @@
 """Writes each cloud host's files, as its cloud-init user data would, under OUT/HOST/ (for
 scripts/terraform.sh to check), after checking the user data itself: YAML that cloud-init
 takes as #cloud-config, whose write_files are exactly the module's files (same text, same
-mode, written once the users exist), whose users are the parts' unprivileged account and the
-ops account, and which runs the install script.
+mode, written once the users exist), whose only user is the parts' unprivileged account (the
+ops account's keys are written for the install script), and which runs the install script.
 
     python host-files.py HOSTS_JSON OUT     (HOSTS_JSON: terraform output -json hosts)
 """
@@ -33,8 +33,12 @@ def check(host, h, out):
     users = {u["name"]: u for u in doc["users"] if isinstance(u, dict)}
     if users.get("tradewind", {}).get("shell") != "/usr/sbin/nologin":
         sys.exit(f"{host}: no unprivileged tradewind account")
-    if not any(u.get("ssh_authorized_keys") for u in users.values()):
-        sys.exit(f"{host}: no account the drills can ssh to")
+    # The ops account is made by the install script, once the metadata service is closed to
+    # it: cloud-init makes no account anyone can log in to.
+    if any(u.get("ssh_authorized_keys") for u in users.values()):
+        sys.exit(f"{host}: cloud-init makes an account with ssh keys")
+    if not h["files"].get("/etc/tradewind/ops.keys", {}).get("content", "").strip():
+        sys.exit(f"{host}: no key for the account the drills ssh to")
     if doc["runcmd"] != [["/usr/local/sbin/tradewind-install"]]:
         sys.exit(f"{host}: the user data does not run the install script")
     for path, f in h["files"].items():

@@ -103,15 +103,20 @@ for host in $(jq -r 'keys[]' "$work/hosts.json"); do
     shellcheck "$r"/usr/local/sbin/*
     visudo -cq -f "$r/etc/sudoers.d/tradewind-ops"
     # systemd-analyze resolves a unit's commands and dependencies in --root.
-    mkdir -p "$r/usr/lib/systemd" "$r/usr/local/bin" "$r/bin"
+    mkdir -p "$r/usr/lib/systemd" "$r/usr/local/bin" "$r/bin" "$r/usr/sbin"
     cp -r /lib/systemd/system "$r/usr/lib/systemd/"
     cp /bin/kill "$r/bin/"
+    cp "$(command -v nft)" "$r/usr/sbin/"
     ln "$tw" "$r/usr/local/bin/tradewind" 2>/dev/null || cp "$tw" "$r/usr/local/bin/tradewind"
     for conf in "$r"/etc/tradewind/*.toml; do
         part=$(basename "$conf" .toml)
-        out=$(systemd-analyze verify --root="$r" "/etc/systemd/system/tradewind@$part.service" \
-            /etc/systemd/system/tradewind-secrets.service 2>&1)
-        [ -z "$out" ] || { echo "systemd-analyze verify, $host: $out" >&2; exit 1; }
+        # Anything it says is a failure (unknown keys are only warned of).
+        if ! out=$(systemd-analyze verify --root="$r" "/etc/systemd/system/tradewind@$part.service" \
+            /etc/systemd/system/tradewind-secrets.service /etc/systemd/system/tradewind-imds.service 2>&1) ||
+            [ -n "$out" ]; then
+            echo "systemd-analyze verify, $host: $out" >&2
+            exit 1
+        fi
     done
     systemd-analyze security --offline=true --root="$r" --threshold=15 --no-pager \
         "/etc/systemd/system/tradewind@$host.service" | tail -1

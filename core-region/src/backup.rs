@@ -1,7 +1,7 @@
 //! Restoring a core's store from a backup (`GET /admin/v1/backup`, taken at any core of the
 //! group): into a new data directory only, as `replication::raft::backup` says how. A region
-//! whose disk was lost is removed from the group, restored with the group's current term,
-//! started and added again; it then holds the backup's state and is caught up from there. A
+//! whose disk was lost is removed from the group, restored with the vote of the group's
+//! current leader, started and added again; it then holds the backup's state and is caught up from there. A
 //! region that was its group's only voter is restored as it was.
 
 use std::sync::Arc;
@@ -33,22 +33,22 @@ pub fn read(bytes: &[u8]) -> Result<Backup, StartError> {
 }
 
 /// Whether this region, restored from `taken`, must be added to its group again (it was not
-/// the backup's only voter): it is then restored with the group's current term.
+/// the backup's only voter): it is then restored with the group's current leader's vote.
 pub fn rejoins(config: &CoreConfig, taken: &Backup) -> bool {
     taken.contents.voters() != [config.members().0]
 }
 
 /// Restores `taken` into the store and raft log `config` names, which must both be new.
-/// Blocking. `group_term`: the group's current term, read after this region was removed from
-/// it; needed when the region rejoins (`rejoins`).
+/// Blocking. `leader`: the group's current term and leader, read from the leader after this
+/// region was removed from the group; needed when the region rejoins (`rejoins`).
 pub fn restore(
     config: &CoreConfig,
     taken: &Backup,
-    group_term: Option<u64>,
+    leader: Option<(u64, u64)>,
 ) -> Result<Restored, StartError> {
     let (id, _) = config.members();
     let rejoins = rejoins(config, taken);
-    let how = match (rejoins, group_term) {
+    let how = match (rejoins, leader) {
         (false, _) => Restore::Alone,
         (true, _) if config.raft.is_none() => {
             return Err(StartError::Other(format!(
@@ -56,10 +56,10 @@ pub fn restore(
                 taken.contents.voters()
             )));
         }
-        (true, Some(term)) => Restore::Rejoin { term },
+        (true, Some((term, leader))) => Restore::Rejoin { term, leader },
         (true, None) => {
             return Err(StartError::Other(
-                "a region of a group is restored once it is removed from the group, with the group's current term: give the group (--group, a member's admin API)".into(),
+                "a region of a group is restored once it is removed from the group, with the vote of the group's leader: give the group (--group, a member's admin API)".into(),
             ));
         }
     };

@@ -857,7 +857,9 @@ async fn restored_member(timing: Timing) -> (u64, Option<u64>) {
     use replication::raft::backup::{self, Backup, BackupError, Restore};
     let mut c = Cluster::start_with(3, 0, timing).await;
     let leader = c.leader().await;
-    let lost = (1..=3).find(|id| *id != leader).unwrap();
+    // The highest id but the leader's: a restored member that voted for itself at the leader's
+    // term would outrank a leader of a lower id, which would step down.
+    let lost = (1..=3).rev().find(|id| *id != leader).unwrap();
     let mut last = 0;
     for i in 0..30 {
         last = c.write(leader, &format!("a{i:02}=1")).await.unwrap();
@@ -882,7 +884,7 @@ async fn restored_member(timing: Timing) -> (u64, Option<u64>) {
     for i in 0..30 {
         c.write(leader, &format!("b{i:02}=1")).await.unwrap();
     }
-    // The disk is lost: the member is removed, restored on new files with the group's term as
+    // The disk is lost: the member is removed, restored on new files with the leader's vote as
     // it is once the member is out, added again.
     c.nodes[&leader].0.remove_member(lost).await.unwrap();
     let term = c.nodes[&leader].0.metrics().current_term;
@@ -895,17 +897,17 @@ async fn restored_member(timing: Timing) -> (u64, Option<u64>) {
         let restored = Backup::read(&bytes).unwrap();
         let alone = backup::restore(&log, &kv, &restored, lost, Restore::Alone).unwrap_err();
         assert!(matches!(alone, BackupError::Refused(_)), "{alone}");
-        backup::restore(&log, &kv, &restored, lost, Restore::Rejoin { term }).unwrap();
+        backup::restore(&log, &kv, &restored, lost, Restore::Rejoin { term, leader }).unwrap();
         assert_eq!(kv.get("a29").as_deref(), Some("1"));
         assert!(log.holds_nothing_of_its_own().unwrap(), "it would vote");
-        // It follows no leader, and votes for no candidate, of a term before the group's.
+        // It follows this leader and later ones, no leader or candidate of an earlier term.
         let vote = openraft::storage::RaftLogStorage::read_vote(&mut log.clone())
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(vote.leader_id().term, term, "{vote:?}");
-        let again =
-            backup::restore(&log, &kv, &restored, lost, Restore::Rejoin { term }).unwrap_err();
+        assert_eq!(vote, openraft::Vote::new_committed(term, leader));
+        let again = backup::restore(&log, &kv, &restored, lost, Restore::Rejoin { term, leader })
+            .unwrap_err();
         assert!(matches!(again, BackupError::NotNew(_)), "{again}");
     }
     c.up(lost).await;
@@ -915,6 +917,8 @@ async fn restored_member(timing: Timing) -> (u64, Option<u64>) {
         .add_member(lost, member, true)
         .await
         .unwrap();
+    // The leader stayed the leader: the restored member's vote did not outrank it.
+    assert_eq!(c.nodes[&leader].0.metrics().current_leader, Some(leader));
     last = c.write(leader, "c=1").await.unwrap();
     c.applied(lost, last).await;
     let kv = &c.nodes[&lost].1;

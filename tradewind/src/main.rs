@@ -447,16 +447,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let bytes = std::fs::read(&from)
                     .with_context(|| format!("reading the backup {}", from.display()))?;
                 let taken = core_region::backup::read(&bytes)?;
-                let term = match (&group, core_region::backup::rejoins(&cfg, &taken)) {
+                let leader = match (&group, core_region::backup::rejoins(&cfg, &taken)) {
                     (Some(url), true) => {
                         let token = token
                             .context("--group needs an admin token (TRADEWIND_ADMIN_TOKEN)")?;
                         let id = cfg.members().0;
-                        Some(runtime()?.block_on(group_term(url, cacert.as_deref(), &token, id))?)
+                        Some(runtime()?.block_on(group_leader(
+                            url,
+                            cacert.as_deref(),
+                            &token,
+                            id,
+                        ))?)
                     }
                     _ => None,
                 };
-                let r = core_region::backup::restore(&cfg, &taken, term)?;
+                let r = core_region::backup::restore(&cfg, &taken, leader)?;
                 println!(
                     "restored {} into region {}: the group's state as of entry {}, taken at node {} (Unix ms {}); start the core{}",
                     from.display(),
@@ -853,14 +858,15 @@ async fn backup(
     Ok(())
 }
 
-/// The current term of the group whose member answers at `admin`, once it no longer counts
-/// member `id` among its members (the region being restored was removed).
-async fn group_term(
+/// The current term and leader of the group whose member answers at `admin`, as the leader
+/// itself says them (a member without a leader may be a candidate at a term no one granted),
+/// once the group no longer counts member `id` (the region being restored was removed).
+async fn group_leader(
     admin: &str,
     ca: Option<&std::path::Path>,
     token: &str,
     id: u64,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, u64)> {
     let http = http_api::client::builder(ca)?
         .timeout(std::time::Duration::from_secs(10))
         .build()?;
@@ -885,7 +891,23 @@ async fn group_term(
             admin.trim_end_matches('/')
         );
     }
-    view["term"]
+    let leader = view["leader"]
+        .as_str()
+        .filter(|l| view["answered_by"].as_str() == Some(*l));
+    let Some(leader) = leader else {
+        anyhow::bail!(
+            "{url} was not answered by the group's leader (leader {}, answered by {}): ask again once the group has one",
+            view["leader"],
+            view["answered_by"]
+        );
+    };
+    let leader_id = members
+        .iter()
+        .find(|m| m["region"].as_str() == Some(leader))
+        .and_then(|m| m["id"].as_u64())
+        .with_context(|| format!("{url}: the leader {leader} is not among the members"))?;
+    let term = view["term"]
         .as_u64()
-        .with_context(|| format!("{url} gives no term"))
+        .with_context(|| format!("{url} gives no term"))?;
+    Ok((term, leader_id))
 }

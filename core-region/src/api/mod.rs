@@ -205,7 +205,8 @@ fn membership_problem(e: replication::raft::MembershipError) -> Problem {
     }
 }
 
-/// Whether a backup is being taken: one at a time (each reads the whole store).
+/// Whether a backup is being taken: one at a time (each reads the whole store). Per process:
+/// a process runs one core.
 static BACKING_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Clears `BACKING_UP` when the backup it stands for ends, however it ends.
@@ -220,9 +221,10 @@ impl Drop for BackingUp {
 /// A backup of this core's store: the group's state as this core has applied it, in one file
 /// that `tradewind core --restore` puts into a new region's data directory
 /// (`replication::raft::backup`). Personal data in it stays sealed as it is stored. The answer
-/// starts at once and the store is read as its body is sent, so that the request's time
-/// limit, which bounds the wait for an answer, does not bound the backup of a large store; a
-/// backup cut short is a body that `tradewind backup` refuses (it checks the SHA-256).
+/// starts at once and the backup is taken while its body is awaited (then sent whole), so
+/// that the request's time limit, which bounds the wait for an answer, does not bound the
+/// backup of a large store; a backup cut short is a body that `tradewind backup` refuses (it
+/// checks the SHA-256).
 async fn backup(State(s): State<AppState>) -> Result<Response, Problem> {
     use std::sync::atomic::Ordering;
     if BACKING_UP
@@ -238,8 +240,9 @@ async fn backup(State(s): State<AppState>) -> Result<Response, Problem> {
     let app = crate::replicated::CoreApp::new(Arc::clone(&s.machine));
     let node = s.writes.node().id;
     let body = futures::stream::once(async move {
-        let _running = running;
         let taken = tokio::task::spawn_blocking(move || {
+            // Held while the store is read, even if the client has gone away meanwhile.
+            let _running = running;
             replication::raft::backup::take(&app, node, util::clock::now_ms().unsigned_abs())
                 .map(|t| (t.contents.last_applied.map_or(0, |l| l.index), t.encode()))
         })

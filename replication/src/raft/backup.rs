@@ -15,11 +15,17 @@
 //! had seen. So, unless it is the only voter of its group, it joins as a new member would:
 //! - its backup's membership is left out: it takes no part in the group until the group adds
 //!   it again, which the group can do only once it has removed the member it replaces;
-//! - its vote is set to the group's current term (`Restore::Rejoin`, as the caller read it
-//!   from the group after that removal), cast for itself: it follows no leader, and votes for
-//!   no candidate, of a term the member it replaces may have promised otherwise;
+//! - its vote is the group's current leader's, committed (`Restore::Rejoin`, as the caller read
+//!   it from that leader after the removal): it follows that leader and any later one, and no
+//!   leader or candidate of an earlier term, which the member it replaces may have promised
+//!   otherwise (a vote of its own at that term would outrank the leader's, of a lower id, and
+//!   make it step down);
 //! - it grants no vote until it holds an entry of the group's beyond the backup
 //!   (`LogStore::holds_nothing_of_its_own`).
+//!
+//! The only voter of its group (`Restore::Alone`) keeps the backup's membership, and a vote of
+//! its own at the term of the backup's last entry: its first election is at a later term, so
+//! what it appends sorts after what the backup holds.
 
 use openraft::{LogId, StoredMembership, Vote};
 use serde::{Deserialize, Serialize};
@@ -148,11 +154,12 @@ pub fn take<A: App>(app: &A, node: NodeId, now_ms: u64) -> Result<Backup, Backup
 /// How a restored member joins its group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Restore {
-    /// It is the backup's only voter: it keeps the backup's membership and leads at once.
+    /// It is the backup's only voter (and its group has no learners): it keeps the backup's
+    /// membership and leads at once.
     Alone,
-    /// It is added to the group again, whose current term (read after the member it replaces
-    /// was removed) is `term`.
-    Rejoin { term: u64 },
+    /// It is added to the group again, whose leader, read after the member it replaces was
+    /// removed, is `leader` at `term`.
+    Rejoin { term: u64, leader: NodeId },
 }
 
 /// Restores `backup` into member `id`, whose application and log are both new. Blocking. The
@@ -168,9 +175,10 @@ pub fn restore<A: App>(
 ) -> Result<(), BackupError> {
     let c = &backup.contents;
     let voters = c.voters();
-    if how == Restore::Alone && voters != [id] {
+    let learners = c.membership.membership().learner_ids().count();
+    if how == Restore::Alone && (voters != [id] || learners > 0) {
         return Err(BackupError::Refused(format!(
-            "the backup's group has voters {voters:?}: restored alone, member {id} could never lead it; restore it as a member of its group"
+            "the backup's group has voters {voters:?} and {learners} learners: restored alone, member {id} could not lead it as it was; restore it as a member of its group"
         )));
     }
     if !log.is_new().map_err(|e| BackupError::Log(e.to_string()))? {
@@ -184,8 +192,14 @@ pub fn restore<A: App>(
         ));
     }
     let (membership, vote) = match how {
-        Restore::Alone => (c.membership.clone(), None),
-        Restore::Rejoin { term } => (StoredMembership::default(), Some(Vote::new(term, id))),
+        Restore::Alone => (
+            c.membership.clone(),
+            c.last_applied.map(|l| Vote::new(l.leader_id.term, id)),
+        ),
+        Restore::Rejoin { term, leader } => (
+            StoredMembership::default(),
+            Some(Vote::new_committed(term, leader)),
+        ),
     };
     let meta = RaftMeta {
         last_applied: c.last_applied,

@@ -48,9 +48,21 @@ locals {
       "/usr/local/sbin/tradewind-install" = {
         mode = "0700"
         content = templatefile("${path.module}/templates/tradewind-install.sh.tftpl", {
-          data_device = var.data_device, binary = var.binary, parts = local.parts,
+          data_device = var.data_device, binary = var.binary, parts = local.parts, ops_user = var.ops.user,
           kinds       = { for name, p in var.parts : name => p.kind }
         })
+      }
+      "/etc/tradewind/imds.nft" = {
+        mode    = "0644"
+        content = templatefile("${path.module}/templates/imds.nft.tftpl", {})
+      }
+      "/etc/systemd/system/tradewind-imds.service" = {
+        mode    = "0644"
+        content = templatefile("${path.module}/templates/tradewind-imds.service.tftpl", {})
+      }
+      "/etc/tradewind/ops.keys" = {
+        mode    = "0644"
+        content = join("", [for k in var.ops.ssh_keys : "${k}\n"])
       }
       "/etc/sudoers.d/tradewind-ops" = {
         mode    = "0440"

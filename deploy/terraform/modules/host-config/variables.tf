@@ -66,8 +66,8 @@ variable "secrets_dir" {
   default     = "/run/tradewind/secrets"
 
   validation {
-    condition     = can(regex("^/run/tradewind/[A-Za-z0-9/_.-]+$", var.secrets_dir))
-    error_message = "The secrets live in memory, under /run/tradewind/ (a path of letters, digits, / _ . -)."
+    condition     = can(regex("^/run/tradewind/[A-Za-z0-9/_.-]+$", var.secrets_dir)) && !strcontains(var.secrets_dir, "..")
+    error_message = "The secrets live in memory, under /run/tradewind/ (a path of letters, digits, / _ . -, no ..)."
   }
 }
 
@@ -101,7 +101,9 @@ variable "ops" {
   })
 
   validation {
-    condition     = can(regex("^[a-z_][a-z0-9_-]{0,31}$", var.ops.user)) && alltrue([for k in var.ops.ssh_keys : can(regex("^ssh-[a-z0-9-]+ [A-Za-z0-9+/=]+( [^\\n\\r]*)?$", k))])
-    error_message = "The ops user is a login name (lowercase, digits, _ -), and each key one OpenSSH public key line."
+    condition = (can(regex("^[a-z_][a-z0-9_-]{0,31}$", var.ops.user)) && !contains(["root", "tradewind"], var.ops.user)
+      && length(var.ops.ssh_keys) > 0
+    && alltrue([for k in var.ops.ssh_keys : can(regex("^(ssh|ecdsa-sha2|sk-ssh|sk-ecdsa)-[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( [^\\n\\r]*)?$", k))]))
+    error_message = "The ops user is a login name (lowercase, digits, _ -; not root, not tradewind), with at least one key, each one OpenSSH public key line."
   }
 }
