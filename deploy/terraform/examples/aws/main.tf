@@ -128,6 +128,7 @@ module "region0" {
   }]
   parts       = module.config.parts
   host_parts  = module.config.hosts
+  paths       = module.config.paths
   hosts       = local.hosts
   binary      = var.binary
   secrets     = var.secrets
@@ -150,6 +151,7 @@ module "region1" {
   }]
   parts       = module.config.parts
   host_parts  = module.config.hosts
+  paths       = module.config.paths
   hosts       = local.hosts
   binary      = var.binary
   secrets     = var.secrets
@@ -172,6 +174,7 @@ module "region2" {
   }]
   parts       = module.config.parts
   host_parts  = module.config.hosts
+  paths       = module.config.paths
   hosts       = local.hosts
   binary      = var.binary
   secrets     = var.secrets

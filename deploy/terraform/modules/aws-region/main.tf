@@ -67,6 +67,7 @@ module "host" {
   data_device = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${replace(aws_ebs_volume.data[each.key].id, "-", "")}"
   interface   = var.interface
   ops         = var.ops
+  paths       = var.paths
 }
 
 # --- Firewalls: nothing is open that a part does not serve.

@@ -24,6 +24,15 @@ variable "hosts" {
   type        = map(list(string))
 }
 
+variable "paths" {
+  description = "modules/mesh-config's `paths` (see modules/host-config)."
+  type = object({
+    secrets_dir = string
+    data_dir    = string
+    keys_dir    = string
+  })
+}
+
 variable "host_parts" {
   description = "modules/mesh-config's `hosts`: which parts share a host (of this region's, the core host is named after the region, an edge's host after the edge)."
   type        = map(list(string))

@@ -15,7 +15,7 @@ locals {
   # The core this host runs, if any (its region's keeping keys are made here).
   core = one([for n, p in var.parts : n if p.kind == "core"])
   # Erasure destroys keys in here: on the data disk, not with the other secrets in memory.
-  keys_dir = "/var/lib/tradewind/keys"
+  keys_dir = var.paths.keys_dir
   files = merge(
     { for name, p in var.parts : "/etc/tradewind/${name}.toml" => { mode = "0644", content = p.config } },
     { for name, p in var.parts : "/etc/tradewind/${name}.env" => { mode = "0644", content = "KIND=${p.kind}\n" } },
@@ -33,8 +33,8 @@ locals {
       "/usr/local/sbin/tradewind-secrets" = {
         mode = "0700"
         content = templatefile("${path.module}/templates/tradewind-secrets.sh.tftpl", {
-          secrets_dir    = var.secrets_dir, keys_dir = local.keys_dir, arn = var.secret.arn, region = var.secret.region
-          keeping_region = local.core, store = local.core == null ? "" : "/var/lib/tradewind/${local.core}/core.redb"
+          secrets_dir    = var.paths.secrets_dir, keys_dir = local.keys_dir, arn = var.secret.arn, region = var.secret.region
+          keeping_region = local.core, store = local.core == null ? "" : "${var.paths.data_dir}/${local.core}/core.redb"
         })
       }
       "/usr/local/sbin/tradewind-part" = {

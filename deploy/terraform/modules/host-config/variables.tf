@@ -60,14 +60,21 @@ variable "secret" {
   }
 }
 
-variable "secrets_dir" {
-  description = "Where the parts' configs say the secrets are: under /run (memory), as the secrets unit puts them there."
-  type        = string
-  default     = "/run/tradewind/secrets"
+variable "paths" {
+  description = "modules/mesh-config's `paths`, which the parts' configs name: the secrets in memory (under /run/tradewind, where the secrets unit puts them), the data on the data disk (/var/lib/tradewind, each part in its own directory, as its unit's StateDirectory), and the keys an erasure destroys on the data disk too."
+  type = object({
+    secrets_dir = string
+    data_dir    = string
+    keys_dir    = string
+  })
 
   validation {
-    condition     = can(regex("^/run/tradewind/[A-Za-z0-9/_.-]+$", var.secrets_dir)) && !strcontains(var.secrets_dir, "..")
+    condition     = can(regex("^/run/tradewind/[A-Za-z0-9/_.-]+$", var.paths.secrets_dir)) && !strcontains(var.paths.secrets_dir, "..")
     error_message = "The secrets live in memory, under /run/tradewind/ (a path of letters, digits, / _ . -, no ..)."
+  }
+  validation {
+    condition     = var.paths.data_dir == "/var/lib/tradewind" && can(regex("^/var/lib/tradewind/[A-Za-z0-9/_.-]+$", var.paths.keys_dir)) && !strcontains(var.paths.keys_dir, "..")
+    error_message = "The data live on the data disk, at /var/lib/tradewind, and the keys under it (they must outlive a reboot)."
   }
 }
 

@@ -34,6 +34,15 @@ output "parts" {
   }
 }
 
+output "paths" {
+  description = "Where every part finds its secrets, keeps its data (under a directory named after it) and its keys: what a deployment on hosts lays out (modules/host-config checks them)."
+  value = {
+    secrets_dir = var.secrets_dir
+    data_dir    = var.data_dir
+    keys_dir    = var.keys_dir == null ? "${var.secrets_dir}/keys" : var.keys_dir
+  }
+}
+
 output "hosts" {
   description = "How a deployment on hosts groups the parts (modules/aws-region, modules/host-config/check): each region's core host, named after the region, runs its core, a geo-router and the region's cache; each edge has a host of its own."
   value = merge(

@@ -61,6 +61,7 @@ module "host" {
   secret      = { arn = "arn:aws:secretsmanager:ap-east-1:123456789012:secret:tradewind/${each.key}", region = "ap-east-1" }
   data_device = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0"
   interface   = "tw-a"
+  paths       = module.config.paths
   ops         = { ssh_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGRvbid0IHVzZSB0aGlzIGtleSBhbnl3aGVyZQ ops@example"] }
 }
 
