@@ -819,18 +819,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// `tradewind backup`: the core's backup, read whole, checked (format and SHA-256) and only
-/// then written, readable by this user alone (it holds every order, personal data sealed).
-async fn backup(
+/// GET `path` of the admin API at `admin` with `token`, within `timeout_s`: the URL and the
+/// answer, or why there is none (a refusal with its problem document).
+async fn admin_get(
     admin: &str,
     ca: Option<&std::path::Path>,
     token: &str,
-    out: &std::path::Path,
-) -> anyhow::Result<()> {
+    path: &str,
+    timeout_s: u64,
+) -> anyhow::Result<(String, reqwest::Response)> {
     let http = http_api::client::builder(ca)?
-        .timeout(std::time::Duration::from_secs(600))
+        .timeout(std::time::Duration::from_secs(timeout_s))
         .build()?;
-    let url = format!("{}/admin/v1/backup", admin.trim_end_matches('/'));
+    let url = format!("{}{path}", admin.trim_end_matches('/'));
     let res = http
         .get(&url)
         .bearer_auth(token)
@@ -844,6 +845,18 @@ async fn backup(
             res.text().await.unwrap_or_default()
         );
     }
+    Ok((url, res))
+}
+
+/// `tradewind backup`: the core's backup, read whole, checked (format and SHA-256) and only
+/// then written, readable by this user alone (it holds every order, personal data sealed).
+async fn backup(
+    admin: &str,
+    ca: Option<&std::path::Path>,
+    token: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let (_, res) = admin_get(admin, ca, token, "/admin/v1/backup", 600).await?;
     let bytes = res.bytes().await.context("reading the backup")?;
     let taken = replication::raft::backup::Backup::read(&bytes)?;
     util::files::replace(out, &bytes, true)
@@ -867,19 +880,7 @@ async fn group_leader(
     token: &str,
     id: u64,
 ) -> anyhow::Result<(u64, u64)> {
-    let http = http_api::client::builder(ca)?
-        .timeout(std::time::Duration::from_secs(10))
-        .build()?;
-    let url = format!("{}/admin/v1/cluster", admin.trim_end_matches('/'));
-    let res = http
-        .get(&url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .with_context(|| format!("reaching {url}"))?;
-    if !res.status().is_success() {
-        anyhow::bail!("{url} answered {}", res.status());
-    }
+    let (url, res) = admin_get(admin, ca, token, "/admin/v1/cluster", 10).await?;
     let view: serde_json::Value = res.json().await.context("reading the group's view")?;
     let members = view["members"]
         .as_array()

@@ -286,6 +286,49 @@ async fn snapshot(core: &CoreProcess) -> Value {
     Value::Object(all)
 }
 
+/// Sends an order of `lines` under `key` (the same request each time: a retry); the answer.
+async fn order_request(core: &CoreProcess, key: &str, lines: &Value) -> reqwest::Response {
+    client()
+        .post(core.url("/admin/v1/orders"))
+        .bearer_auth(TOKEN)
+        .header("idempotency-key", key)
+        .json(&json!({"customer_id": "c-9", "currency": "JPY", "lines": lines,
+            "ship_to": {"country": "JP", "line1": "1-1 Marunouchi", "city": "Tokyo", "postal_code": "100-0005"}}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Places an order of `lines` under `key`; the committed order.
+async fn place(core: &CoreProcess, key: &str, lines: &Value) -> Value {
+    let order = order_request(core, key, lines).await;
+    assert_eq!(order.status(), 201, "{}", order.text().await.unwrap());
+    order.json().await.unwrap()
+}
+
+/// Whether `core` holds all that `before` saw, and the order's key (`retry`) still names
+/// `order` (its request sent again is answered from before), after `what_happened`.
+async fn holds_as_before(
+    core: &CoreProcess,
+    before: &Value,
+    retry: (&str, &Value),
+    order: &Value,
+    what_happened: &str,
+) {
+    let after = snapshot(core).await;
+    for (what, value) in before.as_object().unwrap() {
+        assert!(
+            value == &after[what],
+            "{what} differs after {what_happened}: {value} / {}",
+            after[what]
+        );
+    }
+    let again = order_request(core, retry.0, retry.1).await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["order_id"], order["order_id"]);
+}
+
 /// What the core holds once it has settled: once it has kept the last order's address under
 /// its keeping keys (a write of its own, within a tick or two of its keeper after the order).
 async fn settled(core: &CoreProcess) -> Value {
@@ -337,19 +380,8 @@ async fn a_core_keeps_everything_across_kill_and_restart() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The same order under the same key, to whichever core runs.
-    let place = |core: &CoreProcess| {
-        client()
-            .post(core.url("/admin/v1/orders"))
-            .bearer_auth(TOKEN)
-            .header("idempotency-key", "restart-1")
-            .json(&json!({"customer_id": "c-9", "currency": "JPY",
-                "lines": [{"sku": "P-00000-WHITE-S", "qty": 1}, {"sku": "P-00003-BLACK", "qty": 2}],
-                "ship_to": {"country": "JP", "line1": "1-1 Marunouchi", "city": "Tokyo", "postal_code": "100-0005"}}))
-            .send()
-    };
-    let order = place(&core).await.unwrap();
-    assert_eq!(order.status(), 201, "{}", order.text().await.unwrap());
-    let order: Value = order.json().await.unwrap();
+    let lines = json!([{"sku": "P-00000-WHITE-S", "qty": 1}, {"sku": "P-00003-BLACK", "qty": 2}]);
+    let order = place(&core, "restart-1", &lines).await;
     // Nothing changes from here until the kill.
     let before = settled(&core).await;
     assert_eq!(before["products"]["items"].as_array().unwrap().len(), 1000);
@@ -357,19 +389,8 @@ async fn a_core_keeps_everything_across_kill_and_restart() {
 
     core.kill();
     let mut core = CoreProcess::start(&config, &[]);
-    let after = snapshot(&core).await;
-    for (what, value) in before.as_object().unwrap() {
-        assert!(
-            value == &after[what],
-            "{what} differs after restart: {value} / {}",
-            after[what]
-        );
-    }
     // Its key names the same order after the restart: the order ids' secret was kept.
-    let again = place(&core).await.unwrap();
-    assert_eq!(again.headers()["idempotent-replayed"], "true");
-    let again: Value = again.json().await.unwrap();
-    assert_eq!(again["order_id"], order["order_id"]);
+    holds_as_before(&core, &before, ("restart-1", &lines), &order, "restart").await;
     // And a clean stop on SIGTERM.
     assert!(core.terminate().success());
     // Without its secret, a store that holds data is not served under a new one.
@@ -786,19 +807,8 @@ async fn a_backup_restored_into_a_new_directory_serves_what_it_held() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let place = |core: &CoreProcess| {
-        client()
-            .post(core.url("/admin/v1/orders"))
-            .bearer_auth(TOKEN)
-            .header("idempotency-key", "backup-1")
-            .json(&json!({"customer_id": "c-9", "currency": "JPY",
-                "lines": [{"sku": "P-00000-WHITE-S", "qty": 1}],
-                "ship_to": {"country": "JP", "line1": "1-1 Marunouchi", "city": "Tokyo", "postal_code": "100-0005"}}))
-            .send()
-    };
-    let order = place(&core).await.unwrap();
-    assert_eq!(order.status(), 201, "{}", order.text().await.unwrap());
-    let order: Value = order.json().await.unwrap();
+    let lines = json!([{"sku": "P-00000-WHITE-S", "qty": 1}]);
+    let order = place(&core, "backup-1", &lines).await;
     let refused = client()
         .get(core.url("/admin/v1/backup"))
         .send()
@@ -878,16 +888,5 @@ async fn a_backup_restored_into_a_new_directory_serves_what_it_held() {
     );
 
     let core = CoreProcess::start(&fresh_config, &[]);
-    let after = snapshot(&core).await;
-    for (what, value) in before.as_object().unwrap() {
-        assert!(
-            value == &after[what],
-            "{what} differs after the restore: {value} / {}",
-            after[what]
-        );
-    }
-    let again = place(&core).await.unwrap();
-    assert_eq!(again.headers()["idempotent-replayed"], "true");
-    let again: Value = again.json().await.unwrap();
-    assert_eq!(again["order_id"], order["order_id"]);
+    holds_as_before(&core, &before, ("backup-1", &lines), &order, "the restore").await;
 }
